@@ -1,0 +1,63 @@
+# safekit - the two commands of the README, and the steps behind them.
+# Everything here runs as root on a fresh Debian 12 machine: it installs its own apt packages and .venv.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv
+LAB ?= demo
+
+.PHONY: demo test lint unit integration bench deps venv clean lab-down
+
+## demo: bring a lab cluster up and show its hosts answering Ansible
+demo: deps venv
+	$(BIN)/safekit lab up --name $(LAB) --nodes 2 --witness --client
+	$(BIN)/safekit lab status --name $(LAB)
+	$(BIN)/ansible-playbook -i "$$($(BIN)/safekit lab inventory --name $(LAB))" playbooks/lab-ping.yml
+	@echo
+	@echo "The lab '$(LAB)' is still up: try '$(BIN)/safekit lab ssh node1 --name $(LAB)'."
+	@echo "Tear it down with '$(BIN)/safekit lab down --name $(LAB)'."
+
+## test: lint, type check, unit tests and integration tests on real lab hosts
+test: deps venv lint
+	$(BIN)/pytest tests
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: deps venv
+	$(BIN)/pytest tests/integration
+
+bench: deps venv
+	$(BIN)/python bench/lab.py
+
+## deps: the Debian packages the lab and the tests need (installed only when missing)
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make: run as root (the lab builds network namespaces)"; exit 1; fi
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+lab-down: venv
+	$(BIN)/safekit lab down --name $(LAB)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""safekitd: the per-node daemon that runs application modules."""

@@ -1,0 +1,256 @@
+"""Real lab hosts: sshd, private directories, Ansible, fault injection and a clean `down`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from safekit.lab import Lab, LabError
+from safekit.lab.lab import lab_root
+from safekit.lab.topology import PREFIX, PRIVATE_DIRS
+
+VENV_BIN = Path(sys.executable).parent  # the tests run from the project's .venv
+
+
+def ssh(lab: Lab, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        lab.ssh_argv(host, ["--", command]), capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def can_ping(lab: Lab, src: str, dst: str, wait: float = 1) -> bool:
+    ip = str(lab.plan().host(dst).address)
+    return lab.exec(src, ["ping", "-c", "1", "-W", str(wait), ip]).returncode == 0
+
+
+def test_every_host_answers_ssh_as_itself(lab: Lab) -> None:
+    for host in ("node1", "node2", "witness", "client"):
+        result = ssh(lab, host, "hostname")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == host
+
+
+def test_ansible_reaches_every_host_with_the_lab_inventory(lab: Lab) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(lab.inventory_path), "all", "-m", "ansible.builtin.ping"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in ("node1", "node2", "witness", "client"):
+        assert f"{host} | SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("directory", [*PRIVATE_DIRS, "/run"])
+def test_private_directories_are_private(lab: Lab, directory: str) -> None:
+    marker = f"{directory}/itest-private-marker"
+    assert ssh(lab, "node1", f"echo node1 > {marker}").returncode == 0
+    try:
+        assert ssh(lab, "node1", f"cat {marker}").stdout.strip() == "node1"
+        assert ssh(lab, "node2", f"test -e {marker}").returncode == 1
+        assert not Path(marker).exists(), "a lab host wrote into this machine's own directory"
+    finally:
+        ssh(lab, "node1", f"rm -f {marker}")
+
+
+def test_hosts_reach_each_other_by_name_but_nothing_outside_the_lab(lab: Lab) -> None:
+    assert lab.exec("node1", ["ping", "-c", "1", "-W", "1", "node2"]).returncode == 0
+    routes = lab.exec("node1", ["ip", "-4", "route", "show"]).stdout
+    assert "default" not in routes
+    assert all(line.startswith("198.18.") for line in routes.splitlines())
+    result = lab.exec("node1", ["ping", "-c", "1", "-W", "1", "127.0.0.53"])
+    assert result.returncode != 0 or "127.0.0.53" in result.stdout  # only its own loopback answers
+    unreachable = lab.exec("node1", ["ping", "-c", "1", "-W", "1", "198.51.100.1"])
+    assert unreachable.returncode != 0
+    assert "Network is unreachable" in unreachable.stderr + unreachable.stdout
+
+
+def test_cut_one_host_and_heal(lab: Lab) -> None:
+    assert can_ping(lab, "node1", "node2")
+    lab.cut("node2")
+    try:
+        assert not can_ping(lab, "node1", "node2")
+        assert not can_ping(lab, "witness", "node2")
+        carrier = lab.exec("node2", ["cat", "/sys/class/net/eth0/carrier"]).stdout.strip()
+        assert carrier == "0", "the host itself sees its cable pulled"
+    finally:
+        lab.heal("node2")
+    assert can_ping(lab, "node1", "node2", wait=2)
+
+
+def test_isolate_cuts_only_the_pair(lab: Lab) -> None:
+    lab.isolate("node1", "node2")
+    try:
+        assert not can_ping(lab, "node1", "node2")
+        assert not can_ping(lab, "node2", "node1")
+        assert can_ping(lab, "node1", "witness")
+        assert can_ping(lab, "node2", "witness")
+        # A virtual IP held by node2 is out of node1's reach too: isolation is by cable, not address.
+        vip = str(lab.plan().vips[0])
+        lab.exec("node2", ["ip", "addr", "add", f"{vip}/24", "dev", "eth0"], check=True)
+        try:
+            assert lab.exec("node1", ["ping", "-c", "1", "-W", "1", vip]).returncode != 0
+            assert lab.exec("client", ["ping", "-c", "1", "-W", "1", vip]).returncode == 0
+        finally:
+            lab.exec("node2", ["ip", "addr", "del", f"{vip}/24", "dev", "eth0"], check=True)
+    finally:
+        lab.heal()
+    assert can_ping(lab, "node1", "node2")
+
+
+def test_cut_one_lan_of_a_two_lan_lab(root_required: None) -> None:
+    lab = Lab("itest2")
+    lab.down()
+    lab.up(nodes=2, lans=2)
+    try:
+        plan = lab.plan()
+        node2 = plan.host("node2")
+        lab.cut("node2", "lan1")
+        assert lab.exec("node1", ["ping", "-c1", "-W1", str(node2.addresses["lan1"].ip)]).returncode != 0
+        assert lab.exec("node1", ["ping", "-c1", "-W1", str(node2.addresses["default"].ip)]).returncode == 0
+        with pytest.raises(LabError, match="unknown LAN 'lan7'"):
+            lab.cut("node2", "lan7")
+    finally:
+        lab.down()
+
+
+def test_kill_is_a_power_cut_and_start_boots_a_clean_host(lab: Lab) -> None:
+    vip = str(lab.plan().vips[1])
+    lab.exec("node2", ["ip", "addr", "add", f"{vip}/24", "dev", "eth0"], check=True)
+    ssh(lab, "node2", "echo kept > /var/safekit/disk-marker")
+    sleeper = subprocess.Popen(lab.exec_argv("node2", ["sleep", "600"]))
+    try:
+        killed = lab.kill("node2")
+        assert killed >= 2  # sshd and the sleeper at least
+        assert sleeper.wait(timeout=5) == -9
+        netns = lab.plan().host("node2").netns
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False)
+        assert pids.stdout == ""
+        assert not can_ping(lab, "node1", "node2")
+        # the killed host's kernel must not keep answering for its addresses or a virtual IP
+        assert lab.exec("client", ["ping", "-c", "1", "-W", "1", vip]).returncode != 0
+        with pytest.raises(LabError, match="powered off"):
+            lab.exec("node2", ["true"])
+        status = {h.name: h for h in lab.status()}
+        assert status["node2"].power == "killed" and not status["node2"].sshd
+        assert status["node1"].power == "on" and status["node1"].sshd
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+    assert lab.start("node2") is True
+    assert lab.start("node2") is False, "starting a running host does nothing"
+    # Booted like a real host: its disk is kept, its addresses and /run are new.
+    assert ssh(lab, "node2", "cat /var/safekit/disk-marker").stdout.strip() == "kept"
+    addresses = lab.exec("node2", ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+    assert vip not in addresses
+    assert can_ping(lab, "node1", "node2")
+    ssh(lab, "node2", "rm -f /var/safekit/disk-marker")
+
+
+def test_up_on_an_existing_lab_changes_nothing(lab: Lab) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "safekit"), "lab", "up", "--name", "itest", "--nodes", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "already up" in result.stdout
+    assert len(lab.plan().hosts) == 4
+
+
+def test_status_json_and_unknown_host(lab: Lab) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "safekit"), "lab", "status", "--name", "itest", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert [h["name"] for h in data["hosts"]] == ["node1", "node2", "witness", "client"]
+    assert all(h["power"] == "on" and h["sshd"] for h in data["hosts"])
+    bad = subprocess.run(
+        [str(VENV_BIN / "safekit"), "lab", "exec", "--name", "itest", "node9", "--", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("safekit lab: unknown host 'node9'")
+
+
+def _lab_traces(name: str) -> dict[str, list[str]]:
+    """Everything a lab named `name` could leave on this machine."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    mounts = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+    root = str(lab_root() / name)
+    return {
+        "netns": [line for line in netns.splitlines() if line.startswith(f"{PREFIX}-{name}-")],
+        "links": [
+            line for line in links.splitlines() if f"{PREFIX}-{name}:" in line or f"{PREFIX}-{name}@" in line
+        ],
+        "tables": [line for line in tables.splitlines() if line.endswith(f"{PREFIX}_{name}")],
+        "mounts": [line for line in mounts.splitlines() if root in line],
+        "files": [root] if Path(root).exists() else [],
+    }
+
+
+def _processes_in_namespaces(prefix: str) -> list[str]:
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    for line in netns.splitlines():
+        name = line.split()[0]
+        if name.startswith(prefix):
+            pids = subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+            ).stdout
+            found += pids.split()
+    return found
+
+
+def test_down_leaves_nothing_behind_even_after_a_crash(root_required: None) -> None:
+    lab = Lab("itest3")
+    lab.down()
+    lab.up(nodes=2, witness=True)
+    sleeper = subprocess.Popen(lab.exec_argv("node1", ["sleep", "600"]))
+    assert all(_lab_traces("itest3").values()), "the lab should exist before it is removed"
+    # A crash: the state file is gone, only the prefix can find what exists.
+    (lab.dir / "state.json").unlink()
+    assert lab.down() is True
+    assert sleeper.wait(timeout=5) == -9
+    assert _lab_traces("itest3") == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
+    assert _processes_in_namespaces(f"{PREFIX}-itest3-") == []
+    assert lab.down() is False, "a second down has nothing to do"
+
+
+def test_a_failed_up_rolls_back_everything(root_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = Lab("itest4")
+    lab.down()
+
+    def broken_sshd(self: Lab, hosts: object) -> None:
+        raise LabError("sshd did not answer (injected)")
+
+    monkeypatch.setattr(Lab, "_wait_sshd", broken_sshd)
+    with pytest.raises(LabError, match="injected"):
+        lab.up(nodes=2, witness=True, client=True)
+    assert _lab_traces("itest4") == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
+
+
+def test_kill_waits_for_nothing(lab: Lab) -> None:
+    """`lab kill` is a power cut, not a shutdown: it returns at once even if processes ignore SIGTERM."""
+    proc = subprocess.Popen(lab.exec_argv("client", ["sh", "-c", "trap '' TERM; sleep 600"]))
+    time.sleep(0.2)
+    started = time.monotonic()
+    lab.kill("client")
+    assert time.monotonic() - started < 2
+    assert proc.wait(timeout=5) == -9
+    lab.start("client")

@@ -1,0 +1,63 @@
+"""Fault injection renders the switch from recorded state: cuts, power and isolations."""
+
+from __future__ import annotations
+
+from safekit.lab.topology import plan_lab
+from safekit.lab.wiring import FaultState, isolation_ruleset, port_states
+
+PLAN = plan_lab("lab", slot=0, nodes=2, lans=2, witness=True, client=True)
+
+
+def test_all_ports_up_without_faults() -> None:
+    states = port_states(PLAN, FaultState())
+    assert states == {
+        "node1-0": True,
+        "node1-1": True,
+        "node2-0": True,
+        "node2-1": True,
+        "witness-0": True,
+        "client-0": True,
+    }
+
+
+def test_a_cut_pulls_one_cable_and_a_power_cut_pulls_them_all() -> None:
+    faults = FaultState(cuts={("node1", "lan1")}, killed={"node2"})
+    states = port_states(PLAN, faults)
+    assert states["node1-0"] and not states["node1-1"]
+    assert not states["node2-0"] and not states["node2-1"]
+
+
+def test_heal_of_one_host_leaves_the_others_faults() -> None:
+    faults = FaultState(
+        cuts={("node1", "default"), ("node2", "lan1")},
+        isolations={frozenset(("node1", "witness")), frozenset(("node2", "client"))},
+        killed={"node1"},
+    )
+    faults.heal("node1")
+    assert faults.cuts == {("node2", "lan1")}
+    assert faults.isolations == {frozenset(("node2", "client"))}
+    assert faults.killed == {"node1"}, "heal plugs cables; it does not boot a killed host"
+    faults.heal()
+    assert not faults.cuts and not faults.isolations
+
+
+def test_fault_state_survives_its_json_form() -> None:
+    faults = FaultState(
+        cuts={("node1", "default")}, isolations={frozenset(("node1", "node2"))}, killed={"client"}
+    )
+    again = FaultState.from_json(faults.to_json())
+    assert again == faults
+
+
+def test_isolation_drops_both_directions_on_every_lan_of_both_hosts() -> None:
+    script = isolation_ruleset(PLAN, FaultState(isolations={frozenset(("node1", "node2"))}))
+    assert 'iifname { "node1-0", "node1-1" } oifname { "node2-0", "node2-1" } drop' in script
+    assert 'iifname { "node2-0", "node2-1" } oifname { "node1-0", "node1-1" } drop' in script
+
+
+def test_ruleset_replaces_the_table_atomically_and_is_empty_when_healed() -> None:
+    script = isolation_ruleset(PLAN, FaultState())
+    lines = script.splitlines()
+    # add-then-delete-then-define in one `nft -f` transaction: valid whether or not the table exists
+    assert lines[0].startswith("table bridge ") and lines[1].startswith("delete table bridge ")
+    assert "drop" not in script
