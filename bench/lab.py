@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import summary, write_result  # noqa: E402
-
-from safekit.lab import Lab  # noqa: E402
+from common import summary, write_result
+from safekit.lab import Lab
 
 TARGET_UP_S = 2.0
 TARGET_DOWN_S = 2.0
