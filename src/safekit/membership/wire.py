@@ -1,0 +1,341 @@
+"""Heartbeat wire format: the bytes one node sends another, and nothing else.
+
+This module owns the packet layout (version 1), its authentication with the cluster key, and the
+strict, bounded parser. It is pure: bytes in, a `Heartbeat` out, or a `HeartbeatError` saying why
+the bytes were refused. What a receiver does with a heartbeat (replay checks, liveness, the state
+machine) lives elsewhere. `docs/heartbeat-protocol.md` is the language-neutral description of the
+same format; keep the two in step.
+
+Layout, all integers big-endian::
+
+    off  size  field
+      0     4  magic "SKHB"
+      4     1  version (1)
+      5     1  flags (bit 0: replica up to date; other bits sent as 0, ignored on receipt)
+      6     2  total packet length in bytes, tag included
+      8     8  incarnation
+     16     8  sequence
+     24     8  sent_at_us          sender's monotonic clock, microseconds
+     32     8  echo_sent_at_us     last sent_at_us received from the target on this LAN (0: none)
+     40     4  echo_hold_us        time the sender held that echo before sending, microseconds
+     44     8  replica_generation
+     52     1  module state
+     53     1  sub-state
+     54     1  role intent
+     55     1  reserved (sent as 0, ignored on receipt)
+     56     .  module, sender, target, lan: each u8 length + UTF-8 bytes (1..MAX_NAME_BYTES)
+      .     .  extensions: type u16, length u16, value; until the tag
+    L-32   32  HMAC-SHA256(cluster key, bytes 0 .. L-33)
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from safekit.membership.clusterkey import check_key
+
+MAGIC = b"SKHB"
+VERSION = 1
+TAG_SIZE = 32
+MAX_NAME_BYTES = 128
+MAX_PACKET_SIZE = 1200
+"""Never fragmented: below the 1232-byte UDP payload that IPv6's minimum MTU (1280) always carries,
+with room for a tunnel header. A lost fragment would lose the whole heartbeat."""
+
+FLAG_UP_TO_DATE = 0x01
+EXTENSION_CRITICAL = 0x8000
+"""Extension types with this bit set change the meaning of the packet: a receiver that does not
+know one must drop the packet. Types without it are hints a receiver may skip."""
+
+_HEADER = struct.Struct(">4sBBHQQQQIQBBBB")
+_EXTENSION_HEADER = struct.Struct(">HH")
+HEADER_SIZE = _HEADER.size
+MIN_PACKET_SIZE = HEADER_SIZE + 4 * (1 + 1) + TAG_SIZE
+"""Header, four one-byte names, the tag: nothing shorter can be a heartbeat."""
+
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+_LENGTH_OFFSET = 6
+
+
+class ModuleState(enum.IntEnum):
+    """A module's state as carried on the wire.
+
+    Values equal SafeKit's `safekit state -m AM -lq` exit codes, except UP: SafeKit reports a farm
+    node UP with ALONE's code (2), which a peer could not tell apart, so UP has its own value.
+    """
+
+    STOP = 0
+    WAIT = 1
+    ALONE = 2
+    PRIM = 3
+    SECOND = 4
+    UP = 5
+
+
+class SubState(enum.IntEnum):
+    """How settled the module is in its state (the colour in SafeKit's console)."""
+
+    NOT_READY = 0
+    TRANSIENT = 1
+    READY = 2
+
+
+class RoleIntent(enum.IntEnum):
+    """What the sender is asking to become, so both sides of an election see the same request."""
+
+    NONE = 0
+    PRIMARY = 1
+    SECONDARY = 2
+
+
+class Extension(NamedTuple):
+    """A type-length-value field after the fixed fields: how later versions add data."""
+
+    type: int
+    value: bytes
+
+    @property
+    def critical(self) -> bool:
+        return bool(self.type & EXTENSION_CRITICAL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """One heartbeat from `sender` to `target` about `module`, sent on LAN `lan`.
+
+    The same (incarnation, sequence) is sent on every LAN; each copy names its own LAN, so each
+    copy has its own tag and cannot be replayed onto another LAN.
+    """
+
+    module: str
+    sender: str
+    target: str
+    lan: str
+    incarnation: int
+    sequence: int
+    sent_at_us: int
+    echo_sent_at_us: int = 0
+    echo_hold_us: int = 0
+    state: ModuleState
+    substate: SubState
+    replica_generation: int = 0
+    up_to_date: bool = False
+    role_intent: RoleIntent = RoleIntent.NONE
+    extensions: tuple[Extension, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("module", "sender", "target", "lan"):
+            _check_name(name, getattr(self, name))
+        for name in ("incarnation", "sequence", "sent_at_us", "echo_sent_at_us", "replica_generation"):
+            _check_int(name, getattr(self, name), _U64_MAX)
+        _check_int("echo_hold_us", self.echo_hold_us, _U32_MAX)
+        if not isinstance(self.state, ModuleState):
+            raise ValueError(f"state must be a ModuleState, got {self.state!r}")
+        if not isinstance(self.substate, SubState):
+            raise ValueError(f"substate must be a SubState, got {self.substate!r}")
+        if not isinstance(self.role_intent, RoleIntent):
+            raise ValueError(f"role_intent must be a RoleIntent, got {self.role_intent!r}")
+        seen: set[int] = set()
+        for ext in self.extensions:
+            _check_int("extension type", ext.type, 0xFFFF)
+            if len(ext.value) > 0xFFFF:
+                raise ValueError(f"extension {ext.type:#06x}: value of {len(ext.value)} bytes is too long")
+            if ext.type in seen:
+                raise ValueError(f"extension {ext.type:#06x} appears twice")
+            seen.add(ext.type)
+
+
+class HeartbeatError(Exception):
+    """The bytes are not a heartbeat this node may act on. Drop the packet and count it."""
+
+
+class Oversized(HeartbeatError):
+    """Longer than MAX_PACKET_SIZE: refused before any parsing."""
+
+
+class Truncated(HeartbeatError):
+    """Shorter than a heartbeat can be, or than its own length field says (an MTU problem?)."""
+
+
+class BadMagic(HeartbeatError):
+    """Not a safekit heartbeat at all (stray traffic on the port, or another protocol)."""
+
+
+class BadSignature(HeartbeatError):
+    """The tag does not match: wrong cluster key on one node, corruption, or forgery."""
+
+
+class UnsupportedVersion(HeartbeatError):
+    """Authentic, but a format version this node does not speak (a peer running newer safekit)."""
+
+
+class UnsupportedExtension(HeartbeatError):
+    """Authentic, but carries a critical extension this node does not understand."""
+
+
+class Malformed(HeartbeatError):
+    """Authentic, but its fields do not parse (a sender bug): never acted on."""
+
+
+def to_wire_us(seconds: float) -> int:
+    """A monotonic clock reading (seconds, as from time.monotonic) in the wire's microseconds."""
+    return max(0, round(seconds * 1_000_000))
+
+
+def _check_name(field: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a str, got {type(value).__name__}")
+    size = len(value.encode("utf-8"))
+    if not 1 <= size <= MAX_NAME_BYTES:
+        raise ValueError(f"{field} {value!r} is {size} bytes in UTF-8; it must be 1 to {MAX_NAME_BYTES}")
+
+
+def _check_int(field: str, value: int, maximum: int) -> None:
+    # bool is an int subclass; a True sequence number is a bug, not a 1.
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise ValueError(f"{field} must be an integer in 0..{maximum}, got {value!r}")
+
+
+def _tag(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, body, hashlib.sha256).digest()
+
+
+def encode(msg: Heartbeat, key: bytes) -> bytes:
+    """Serialise and sign `msg` with the cluster `key`. Raises ValueError if it would not fit."""
+    check_key(key)
+    parts = [b""]  # placeholder for the header, which needs the total length
+    for name in (msg.module, msg.sender, msg.target, msg.lan):
+        raw = name.encode("utf-8")
+        parts.append(bytes((len(raw),)) + raw)
+    for ext in msg.extensions:
+        parts.append(_EXTENSION_HEADER.pack(ext.type, len(ext.value)) + ext.value)
+    length = HEADER_SIZE + sum(len(p) for p in parts) + TAG_SIZE
+    if length > MAX_PACKET_SIZE:
+        raise ValueError(f"heartbeat would be {length} bytes, more than the {MAX_PACKET_SIZE} allowed")
+    parts[0] = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        FLAG_UP_TO_DATE if msg.up_to_date else 0,
+        length,
+        msg.incarnation,
+        msg.sequence,
+        msg.sent_at_us,
+        msg.echo_sent_at_us,
+        msg.echo_hold_us,
+        msg.replica_generation,
+        msg.state,
+        msg.substate,
+        msg.role_intent,
+        0,
+    )
+    body = b"".join(parts)
+    return body + _tag(key, body)
+
+
+def decode(data: bytes, key: bytes) -> Heartbeat:
+    """Verify and parse one packet. Raises a `HeartbeatError` subclass for anything not acceptable.
+
+    Order matters: size bounds and the framing checks that help diagnose a network problem first,
+    then the tag, and only then is any field of the packet interpreted.
+    """
+    check_key(key)
+    data = bytes(data)
+    if len(data) > MAX_PACKET_SIZE:
+        raise Oversized(f"{len(data)} bytes, more than the {MAX_PACKET_SIZE} allowed")
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise BadMagic(f"starts with {data[: len(MAGIC)]!r}, not {MAGIC!r}")
+    if len(data) < MIN_PACKET_SIZE:
+        raise Truncated(f"{len(data)} bytes, a heartbeat is at least {MIN_PACKET_SIZE}")
+    (declared,) = struct.unpack_from(">H", data, _LENGTH_OFFSET)
+    if len(data) < declared:
+        raise Truncated(f"{len(data)} bytes received, the packet says {declared}")
+    if len(data) > declared:
+        raise Malformed(f"{len(data) - declared} bytes after the end the packet declares ({declared})")
+    body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
+    if not hmac.compare_digest(_tag(key, body), tag):
+        raise BadSignature("authentication tag mismatch (is the cluster key the same on both nodes?)")
+    # Authentic from here on: a failure below is a sender bug or a newer sender, not an attack.
+    return _parse(body)
+
+
+def _parse(body: bytes) -> Heartbeat:
+    (
+        _magic,
+        version,
+        flags,
+        _length,
+        incarnation,
+        sequence,
+        sent_at_us,
+        echo_sent_at_us,
+        echo_hold_us,
+        replica_generation,
+        state,
+        substate,
+        role_intent,
+        _reserved,
+    ) = _HEADER.unpack_from(body)
+    if version != VERSION:
+        raise UnsupportedVersion(f"format version {version}; this node speaks version {VERSION}")
+    offset = HEADER_SIZE
+    names: list[str] = []
+    for field in ("module", "sender", "target", "lan"):
+        if offset >= len(body):
+            raise Malformed(f"ends before the {field} name")
+        size = body[offset]
+        offset += 1
+        if not 1 <= size <= MAX_NAME_BYTES or offset + size > len(body):
+            raise Malformed(f"{field} name length {size} is out of bounds")
+        try:
+            names.append(body[offset : offset + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Malformed(f"{field} name is not valid UTF-8") from None
+        offset += size
+    extensions: list[Extension] = []
+    seen: set[int] = set()
+    while offset < len(body):
+        if offset + _EXTENSION_HEADER.size > len(body):
+            raise Malformed("extension header cut short")
+        ext_type, ext_size = _EXTENSION_HEADER.unpack_from(body, offset)
+        offset += _EXTENSION_HEADER.size
+        if offset + ext_size > len(body):
+            raise Malformed(f"extension {ext_type:#06x} runs past the end of the packet")
+        if ext_type in seen:
+            raise Malformed(f"extension {ext_type:#06x} appears twice")
+        seen.add(ext_type)
+        ext = Extension(ext_type, body[offset : offset + ext_size])
+        offset += ext_size
+        # Version 1 defines no extension types: every critical one is unknown.
+        if ext.critical:
+            raise UnsupportedExtension(f"critical extension {ext_type:#06x} is not understood by this node")
+        extensions.append(ext)
+    try:
+        module_state = ModuleState(state)
+        sub_state = SubState(substate)
+        intent = RoleIntent(role_intent)
+    except ValueError as exc:
+        raise Malformed(str(exc)) from None
+    module, sender, target, lan = names
+    return Heartbeat(
+        module=module,
+        sender=sender,
+        target=target,
+        lan=lan,
+        incarnation=incarnation,
+        sequence=sequence,
+        sent_at_us=sent_at_us,
+        echo_sent_at_us=echo_sent_at_us,
+        echo_hold_us=echo_hold_us,
+        state=module_state,
+        substate=sub_state,
+        replica_generation=replica_generation,
+        up_to_date=bool(flags & FLAG_UP_TO_DATE),
+        role_intent=intent,
+        extensions=tuple(extensions),
+    )
