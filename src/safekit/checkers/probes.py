@@ -1,0 +1,73 @@
+"""Bounded-time probes. Each answers True (up) or False (down) and never raises for a failed probe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+
+async def tcp(address: str, port: int, timeout: float) -> bool:
+    """Up when a TCP connection to address:port completes within `timeout` seconds."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def ping(address: str, timeout: float) -> bool:
+    """Up when one ICMP echo to `address` is answered within `timeout` seconds (iputils ping)."""
+    ipaddress.ip_address(address)  # refuse anything that is not an address before it reaches argv
+    wait_s = max(1, round(timeout))
+    proc = await asyncio.create_subprocess_exec(
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "1",
+        "-W",
+        str(wait_s),
+        address,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout + 1) == 0
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return False
+
+
+async def ping_any(addresses: list[str], timeout: float) -> bool:
+    """Up when at least one of the addresses answers (a witness may have several)."""
+    if not addresses:
+        return False
+    results = await asyncio.gather(*(ping(a, timeout) for a in addresses))
+    return any(results)
+
+
+def interface_up(name: str, sys_class_net: Path = Path("/sys/class/net")) -> bool:
+    """Up when the interface exists, is administratively up and has carrier."""
+    base = sys_class_net / name
+    try:
+        operstate = (base / "operstate").read_text(encoding="ascii").strip()
+        carrier = (base / "carrier").read_text(encoding="ascii").strip()
+    except OSError:  # missing interface, or carrier unreadable while the link is down
+        return False
+    return carrier == "1" and operstate in ("up", "unknown")
+
+
+def address_present(address: str) -> bool:
+    """Up when `address` is configured on an interface of this host (netlink)."""
+    wanted = str(ipaddress.ip_address(address))
+    with IPRoute() as ipr:
+        return any(msg.get_attr("IFA_ADDRESS") == wanted for msg in ipr.get_addr())

@@ -1,0 +1,41 @@
+"""Process monitor: counting the right processes against atleast/atmax."""
+
+from __future__ import annotations
+
+import os
+
+from safekit.checkers.errd import ProcessInfo, ProcessRule, evaluate, scan
+
+PROCS = [
+    ProcessInfo(10, "postgres", ("/usr/lib/postgresql/15/bin/postgres", "-D", "/srv/pg")),
+    ProcessInfo(11, "postgres", ("postgres: checkpointer",)),
+    ProcessInfo(12, "nginx", ("nginx: master process /usr/sbin/nginx",)),
+    ProcessInfo(13, "python3", ("/usr/bin/python3", "-m", "http.server", "8080")),
+]
+
+
+def test_counts_by_name_and_flags_too_few() -> None:
+    [ok, missing] = evaluate(
+        [ProcessRule("pg", name="postgres", atleast=1), ProcessRule("redis", name="redis-server")], PROCS
+    )
+    assert ok.ok and ok.count == 2
+    assert not missing.ok and missing.count == 0
+    assert missing.reason == "redis: 0 running, at least 1 needed"
+
+
+def test_atmax_flags_too_many() -> None:
+    [verdict] = evaluate([ProcessRule("pg", name="postgres", atleast=1, atmax=1)], PROCS)
+    assert not verdict.ok and "at most 1 allowed" in verdict.reason
+
+
+def test_regexes_on_name_and_arguments() -> None:
+    rule = ProcessRule("web", nameregex="python3?", argregex=r"http\.server 8080")
+    [verdict] = evaluate([rule], PROCS)
+    assert verdict.ok and verdict.count == 1
+    [none] = evaluate([ProcessRule("web", nameregex="python3", argregex="9090")], PROCS)
+    assert not none.ok
+
+
+def test_scan_sees_this_process() -> None:
+    mine = [p for p in scan() if p.pid == os.getpid()]
+    assert len(mine) == 1 and mine[0].argv
