@@ -1,0 +1,176 @@
+"""Reading `<vip>`: virtual addresses on real interfaces (mirror) or virtual interfaces (farm), and
+the farm's `<loadbalancing_list>`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal, cast
+
+from safekit.config.attributes import ElementReader, ReadContext, children, first_child
+from safekit.config.compat import IGNORED_ATTRIBUTES
+from safekit.config.module import (
+    LoadBalancing,
+    LoadBalancingHost,
+    LoadBalancingRule,
+    Vip,
+    VipInterface,
+    VirtualAddress,
+)
+from safekit.config.xmlread import XmlElement
+
+ANY = "*"
+
+
+def parse_vip(element: XmlElement, ctx: ReadContext) -> Vip:
+    reader = ctx.reader(element, ("tcpreset",))
+    ctx.children(
+        element, ("interface_list", "loadbalancing_list"), once=("interface_list", "loadbalancing_list")
+    )
+    interfaces: list[VipInterface] = []
+    interface_list = first_child(element, "interface_list")
+    if interface_list is not None:
+        ctx.reader(interface_list, ())
+        ctx.children(interface_list, ("interface",))
+        interfaces = [_interface(child, ctx) for child in children(interface_list, "interface")]
+    if not interfaces:
+        reader.error('no <interface_list><interface> with a <virtual_addr addr="..."/>')
+    groups: list[LoadBalancing] = []
+    lb_list = first_child(element, "loadbalancing_list")
+    if lb_list is not None:
+        ctx.reader(lb_list, ())
+        ctx.children(lb_list, ("group",))
+        groups = [_group(child, ctx) for child in children(lb_list, "group")]
+        if ctx.mode == "mirror":
+            ctx.diag.error(lb_list.line, "loadbalancing_list", "load balancing is for farm modules only")
+    vip = Vip(tuple(interfaces), tuple(groups), reader.flag("tcpreset", True), element.line)
+    _check_addresses(vip, ctx)
+    return vip
+
+
+def _interface(element: XmlElement, ctx: ReadContext) -> VipInterface:
+    reader = ctx.reader(element, ("name", "check", "arpinterval"), IGNORED_ATTRIBUTES["interface"])
+    kinds = ("real_interface", "virtual_interface")
+    ctx.children(element, kinds, once=kinds)
+    present = [child for child in element.children if child.tag in kinds]
+    if len(present) != 1:
+        reader.error("give exactly one of <real_interface> (mirror) or <virtual_interface> (farm)")
+    kind: Literal["real", "virtual"] = "real"
+    vmac_type: Literal["vmac_directed", "vmac_invisible"] | None = None
+    addresses: list[VirtualAddress] = []
+    if present:
+        holder = present[0]
+        if holder.tag == "real_interface":
+            ctx.reader(holder, ())
+            if ctx.mode == "farm":
+                ctx.diag.error(
+                    holder.line, holder.tag, "a farm shares its VIP with <virtual_interface type=...>"
+                )
+        else:
+            kind = "virtual"
+            types = ("vmac_directed", "vmac_invisible")
+            chosen = ctx.reader(holder, ("type",)).choice("type", types, "vmac_directed")
+            vmac_type = cast(Literal["vmac_directed", "vmac_invisible"], chosen)
+            if ctx.mode == "mirror":
+                ctx.diag.error(holder.line, holder.tag, "a mirror's VIP goes in <real_interface>")
+        ctx.children(holder, ("virtual_addr",))
+        default_where = "one_side_alias" if kind == "real" else "alias"
+        addresses = [_address(child, ctx, default_where) for child in children(holder, "virtual_addr")]
+        if not addresses:
+            ctx.diag.error(holder.line, holder.tag, 'no <virtual_addr addr="..."/>')
+    return VipInterface(
+        addresses=tuple(addresses),
+        kind=kind,
+        name=reader.name("name"),
+        check=reader.flag("check", True),
+        arpinterval=reader.duration("arpinterval", "s", 60.0),
+        vmac_type=vmac_type,
+        line=element.line,
+    )
+
+
+def _address(element: XmlElement, ctx: ReadContext, default_where: str) -> VirtualAddress:
+    reader = ctx.reader(element, ("addr", "where", "netmask", "check"))
+    where = reader.choice("where", ("one_side_alias", "alias"), default_where)
+    return VirtualAddress(
+        addr=reader.ipv4("addr") or "",
+        where=cast(Literal["one_side_alias", "alias"], where),
+        prefix_length=_prefix_length(reader),
+        check=reader.flag("check", True),
+        line=element.line,
+    )
+
+
+def _prefix_length(reader: ElementReader) -> int | None:
+    value = reader.raw("netmask")
+    if value is None:
+        return None
+    text = value.strip().lstrip("/")
+    try:
+        return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
+    except ValueError:
+        reader.error(f"attribute 'netmask': {value!r} is not a netmask (e.g. 255.255.255.0 or 24)")
+        return None
+
+
+def _group(element: XmlElement, ctx: ReadContext) -> LoadBalancing:
+    reader = ctx.reader(element, ("name",))
+    name = reader.name("name", required=True) or ""
+    ctx.children(element, ("cluster", "rule"), once=("cluster",))
+    hosts: list[LoadBalancingHost] = []
+    cluster = first_child(element, "cluster")
+    if cluster is None:
+        reader.error('no <cluster><host name="NODE" power="1"/></cluster> (which nodes share the load)')
+    else:
+        ctx.reader(cluster, ())
+        ctx.children(cluster, ("host",))
+        for child in children(cluster, "host"):
+            host = ctx.reader(child, ("name", "power"))
+            hosts.append(
+                LoadBalancingHost(
+                    host.name("name", required=True) or "", host.integer("power", 1, 0), child.line
+                )
+            )
+    rules = [_rule(child, ctx) for child in children(element, "rule")]
+    if not rules:
+        reader.error(
+            'no <rule virtual_addr="*" port="80" proto="tcp" filter="on_addr"/> (what traffic is shared)'
+        )
+    return LoadBalancing(name, tuple(hosts), tuple(rules), element.line)
+
+
+def _rule(element: XmlElement, ctx: ReadContext) -> LoadBalancingRule:
+    reader = ctx.reader(element, ("virtual_addr", "port", "proto", "filter"))
+    proto = cast(Literal["tcp", "udp", "arp"], reader.choice("proto", ("tcp", "udp", "arp"), "tcp"))
+    filters = ("on_addr", "on_port", "on_ipid")
+    filter_ = cast(Literal["on_addr", "on_port", "on_ipid"], reader.choice("filter", filters, "on_addr"))
+    address = (reader.string("virtual_addr", ANY) or ANY).strip()
+    if address != ANY:
+        address = reader.check_ipv4("virtual_addr", address) or ANY
+    port: int | None = None
+    raw_port = reader.raw("port")
+    if proto != "arp" and raw_port is not None and raw_port.strip() != ANY:
+        port = reader.port("port")
+    if filter_ == "on_port" and port is None and proto != "arp":
+        reader.error('filter="on_port" needs a port')
+    return LoadBalancingRule(address, port, proto, filter_, element.line)
+
+
+def _check_addresses(vip: Vip, ctx: ReadContext) -> None:
+    seen: dict[str, int] = {}
+    for interface in vip.interfaces:
+        for address in interface.addresses:
+            if address.addr and address.addr in seen:
+                ctx.diag.error(
+                    address.line,
+                    "virtual_addr",
+                    f"{address.addr} is declared twice (first at line {seen[address.addr]})",
+                )
+            seen.setdefault(address.addr, address.line)
+    for group in vip.loadbalancing:
+        for rule in group.rules:
+            if rule.virtual_addr != ANY and rule.virtual_addr not in seen:
+                ctx.diag.error(
+                    rule.line,
+                    "rule",
+                    f'virtual_addr {rule.virtual_addr} is not a <virtual_addr> of this <vip> (or use "*")',
+                )
