@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from safekit import __version__
+from safekit import __version__, commands
+from safekit.config import ConfigError, check_file
 from safekit.lab import cli as lab_cli
 from safekit.lab.topology import LabError
 
@@ -24,8 +25,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="safekit", description="Open, software-only high availability for Linux.")
     parser.add_argument("--version", action="version", version=f"safekit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    lab_cli.add_parser(commands)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    lab_cli.add_parser(subparsers)
+    commands.add_parsers(subparsers)
+    config = subparsers.add_parser("config", help="check configuration files")
+    config_cmds = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    check = config_cmds.add_parser("check", help="validate a cluster.xml or userconfig.xml")
+    check.add_argument("file", nargs="+", help="cluster.xml, userconfig.xml, or a module directory")
     return parser
 
 
@@ -34,13 +40,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lab":
             return lab_cli.run(args)
-    except LabError as exc:
+        if args.command == "config":
+            return _config_check(args.file)
+        if commands.handles(args.command):
+            return commands.run(args)
+    except (LabError, commands.CommandError) as exc:
         print(f"safekit {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     print(f"safekit: unknown command {args.command!r}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _config_check(files: list[str]) -> int:
+    """Validate each file; every problem is printed as file:line: <element> message."""
+    failed = False
+    for name in files:
+        try:
+            warnings = check_file(name)
+        except ConfigError as exc:
+            for error in exc.errors:
+                print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        except OSError as exc:
+            print(f"error: {name}: {exc.strerror}", file=sys.stderr)
+            failed = True
+            continue
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"{name}: ok")
+    return EXIT_ERROR if failed else 0
 
 
 if __name__ == "__main__":

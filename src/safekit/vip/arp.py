@@ -1,0 +1,347 @@
+"""The `arp` VIP provider: a virtual IP on a LAN, held as a secondary address and announced with
+gratuitous ARP.
+
+Owns: choosing the interface (the one whose connected network contains the address), adding and
+removing the address with netlink (pyroute2's asyncio API, in the current network namespace), the
+gratuitous ARP frames (built here byte by byte) and their burst from an AF_PACKET socket, and the
+held / not held / degraded verdict. The pure parts (frames, interface choice, label, verdict) are
+plain functions so they can be tested without root.
+
+Gratuitous ARP form: by default an ARP *request* with sender IP = target IP = the VIP, sender MAC =
+the interface's MAC, target MAC zero, to the Ethernet broadcast: what the Linux kernel itself sends
+(`arp_notify`, `arping -U`) and RFC 5227 calls an ARP Announcement. Linux peers update an existing
+cache entry from it whatever their `arp_accept`, and with `arp_accept=1` also create a missing one.
+The option `garp_form=reply` sends the reply form (target MAC = sender MAC, as `arping -A`), and
+`garp_form=both` sends both, for old devices that only listen to one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from safekit.vip.provider import VipCheck, VipError, VipProvider, VipSpec, VipState
+
+ETH_P_ARP = 0x0806
+ETH_P_IP = 0x0800
+ARPHRD_ETHER = 1
+ARP_REQUEST = 1
+ARP_REPLY = 2
+BROADCAST_MAC = b"\xff" * 6
+ZERO_MAC = b"\x00" * 6
+ETH_MIN_FRAME = 60
+"""Ethernet's minimum frame without the FCS: short frames are padded here, because not every driver
+pads what an AF_PACKET socket hands it."""
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+LABEL_SUFFIX = ":sk"
+IFNAMSIZ = 16
+
+GarpForm = Literal["request", "reply", "both"]
+GARP_FORMS: tuple[GarpForm, ...] = ("request", "reply", "both")
+OPTIONS = ("garp_form",)
+
+
+# ----------------------------------------------------------------------------- pure parts
+def mac_bytes(mac: str) -> bytes:
+    """`02:5b:c6:12:00:01` -> 6 bytes."""
+    parts = mac.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise VipError(f"{mac!r} is not an Ethernet MAC address")
+    try:
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise VipError(f"{mac!r} is not an Ethernet MAC address") from None
+
+
+def garp_frame(mac: bytes, address: ipaddress.IPv4Address, op: int = ARP_REQUEST) -> bytes:
+    """One gratuitous ARP Ethernet frame (no FCS) announcing that `address` is at `mac`.
+
+    Request: target MAC zero (RFC 5227 announcement, the kernel's own form). Reply: target MAC =
+    sender MAC, which Linux requires before it treats a reply as gratuitous. Both go to broadcast.
+    """
+    if len(mac) != 6:
+        raise VipError(f"a MAC address has 6 bytes, not {len(mac)}")
+    if op not in (ARP_REQUEST, ARP_REPLY):
+        raise VipError(f"ARP operation {op} is neither a request (1) nor a reply (2)")
+    ip = address.packed
+    target_mac = ZERO_MAC if op == ARP_REQUEST else mac
+    ethernet = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, op) + mac + ip + target_mac + ip
+    return (ethernet + arp).ljust(ETH_MIN_FRAME, b"\x00")
+
+
+def garp_frames(mac: bytes, address: ipaddress.IPv4Address, form: GarpForm = "request") -> list[bytes]:
+    """The frames of one round of a burst, in the order they are sent."""
+    ops = {"request": [ARP_REQUEST], "reply": [ARP_REPLY], "both": [ARP_REQUEST, ARP_REPLY]}[form]
+    return [garp_frame(mac, address, op) for op in ops]
+
+
+def alias_label(interface: str) -> str:
+    """The address label, `eth0:sk`, so `ip addr` and ifconfig show the VIP as safekit's alias.
+
+    Linux labels must start with the interface name and fit in 15 bytes; a name too long for the
+    suffix keeps the plain interface name as its label.
+    """
+    label = interface + LABEL_SUFFIX
+    return label if len(label) < IFNAMSIZ else interface
+
+
+def choose_interface(
+    address: ipaddress.IPv4Address, networks: Iterable[tuple[str, ipaddress.IPv4Interface]]
+) -> tuple[str, int]:
+    """The interface whose connected network contains `address`, and that network's prefix length.
+
+    `networks` are the node's (interface, address/prefix) pairs. The VIP's own entries are ignored,
+    so the choice is the same whether this node holds the VIP or not. Two interfaces on networks
+    that contain the address is ambiguous: the configuration must name one.
+    """
+    matches: dict[str, int] = {}
+    seen: list[str] = []
+    for name, iface in networks:
+        if iface.ip == address:
+            continue
+        seen.append(f"{name} {iface.network}")
+        if address in iface.network:
+            # The narrowest network on an interface is the one the kernel routes the VIP through.
+            matches[name] = max(matches.get(name, 0), iface.network.prefixlen)
+    if not matches:
+        have = ", ".join(seen) or "none"
+        raise VipError(
+            f"no interface has a network that contains {address} (networks: {have}): "
+            "name the interface in the configuration or pick an address in a connected network"
+        )
+    if len(matches) > 1:
+        names = ", ".join(sorted(matches))
+        raise VipError(
+            f"{address} is in the networks of several interfaces ({names}): name one in the configuration"
+        )
+    ((name, prefixlen),) = matches.items()
+    return name, prefixlen
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the provider needs to know about one network interface."""
+
+    index: int
+    name: str
+    mac: str | None
+    up: bool
+    carrier: bool
+
+
+@dataclass(frozen=True)
+class Address:
+    """One IPv4 address configured on an interface."""
+
+    index: int
+    interface: ipaddress.IPv4Interface
+    label: str
+
+
+def assess(address: ipaddress.IPv4Address, interface: str, link: Link | None, present: bool) -> VipCheck:
+    """The verdict of `check` from what the kernel shows."""
+    if link is None:
+        return VipCheck(VipState.NOT_HELD, f"interface {interface} does not exist")
+    if not present:
+        return VipCheck(VipState.NOT_HELD, f"{address} is not on {interface}")
+    if not link.up:
+        return VipCheck(
+            VipState.DEGRADED, f"{address} is on {interface} but {interface} is down (ip link set up)"
+        )
+    if not link.carrier:
+        return VipCheck(
+            VipState.DEGRADED,
+            f"{address} is on {interface} but {interface} has no carrier (cable or switch port)",
+        )
+    return VipCheck(VipState.HELD, f"{address} on {interface}")
+
+
+def garp_form_option(options: Mapping[str, str]) -> GarpForm:
+    """The `garp_form` option, after refusing options the arp provider does not know."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise VipError(
+            f"arp provider: unknown option(s) {', '.join(unknown)}: known options are {', '.join(OPTIONS)}"
+        )
+    form = options.get("garp_form", "request")
+    if form not in GARP_FORMS:
+        raise VipError(f"arp provider: garp_form={form!r}: give one of {', '.join(GARP_FORMS)}")
+    return form
+
+
+# ----------------------------------------------------------------------------- netlink
+async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
+    links: list[Link] = []
+    async for msg in await ipr.link("dump"):
+        flags = int(msg["flags"])
+        carrier = msg.get("carrier")
+        links.append(
+            Link(
+                index=int(msg["index"]),
+                name=str(msg.get("ifname")),
+                mac=str(msg.get("address")) if msg.get("address") else None,
+                up=bool(flags & IFF_UP),
+                # IFLA_CARRIER where the kernel gives it, the LOWER_UP flag otherwise.
+                carrier=bool(carrier) if carrier is not None else bool(flags & IFF_LOWER_UP),
+            )
+        )
+    addresses: list[Address] = []
+    async for msg in await ipr.addr("dump", family=socket.AF_INET):
+        ip = msg.get("local") or msg.get("address")
+        if ip is None:
+            continue
+        addresses.append(
+            Address(
+                index=int(msg["index"]),
+                interface=ipaddress.IPv4Interface(f"{ip}/{int(msg['prefixlen'])}"),
+                label=str(msg.get("label") or ""),
+            )
+        )
+    return links, addresses
+
+
+def _networks(
+    links: Sequence[Link], addresses: Sequence[Address]
+) -> list[tuple[str, ipaddress.IPv4Interface]]:
+    names = {link.index: link.name for link in links}
+    return [(names[a.index], a.interface) for a in addresses if a.index in names]
+
+
+class ArpProvider(VipProvider):
+    """A VIP on a LAN: secondary address + gratuitous ARP. See the module docstring and docs/vip.md."""
+
+    name = "arp"
+
+    def __init__(self, spec: VipSpec) -> None:
+        super().__init__(spec)
+        self.garp_form = garp_form_option(spec.options)
+
+    # Resolution happens at each call, not at construction: interfaces and their addresses may
+    # change while the daemon runs (a NIC renamed, a network added), and a call sees the present.
+    def _place(self, links: Sequence[Link], addresses: Sequence[Address]) -> tuple[Link, int]:
+        """The link to hold the VIP on and the prefix length to add it with."""
+        by_name = {link.name: link for link in links}
+        address = self.spec.address
+        if self.spec.interface is not None:
+            link = by_name.get(self.spec.interface)
+            if link is None:
+                raise VipError(
+                    f"arp {address}: interface {self.spec.interface} does not exist on this node "
+                    f"(interfaces: {', '.join(sorted(by_name))})"
+                )
+            connected = [
+                a.interface.network.prefixlen
+                for a in addresses
+                if a.index == link.index and a.interface.ip != address and address in a.interface.network
+            ]
+            prefixlen = max(connected, default=32)
+        else:
+            name, prefixlen = choose_interface(address, _networks(links, addresses))
+            link = by_name[name]
+        if self.spec.prefixlen is not None:
+            prefixlen = self.spec.prefixlen
+        return link, prefixlen
+
+    async def _acquire(self) -> bool:
+        address = self.spec.address
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+            link, prefixlen = self._place(links, addresses)
+            changed = False
+            if not any(a.index == link.index and a.interface.ip == address for a in addresses):
+                network = ipaddress.IPv4Interface(f"{address}/{prefixlen}").network
+                extra = {"broadcast": str(network.broadcast_address)} if prefixlen < 31 else {}
+                try:
+                    await ipr.addr(
+                        "add",
+                        index=link.index,
+                        address=str(address),
+                        prefixlen=prefixlen,
+                        label=alias_label(link.name),
+                        **extra,
+                    )
+                    changed = True
+                except NetlinkError as exc:
+                    if exc.code != errno.EEXIST:  # added by someone else meanwhile: held all the same
+                        raise VipError(f"arp {address}: adding it to {link.name} failed: {exc}") from exc
+        if not link.up or not link.carrier:
+            state = "is down" if not link.up else "has no carrier"
+            raise VipError(
+                f"arp {address}: added to {link.name} but {link.name} {state}: "
+                "it cannot be announced or served until the link is back"
+            )
+        if link.mac is None:
+            raise VipError(f"arp {address}: {link.name} has no MAC address: the arp provider needs Ethernet")
+        await self._announce(link.name, mac_bytes(link.mac))
+        return changed
+
+    async def _announce(self, interface: str, mac: bytes) -> None:
+        if self.spec.garp_count == 0:
+            return
+        frames = garp_frames(mac, self.spec.address, self.garp_form)
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+            sock.setblocking(False)
+            sock.bind((interface, ETH_P_ARP))
+            for round_ in range(self.spec.garp_count):
+                if round_:
+                    await asyncio.sleep(self.spec.garp_interval)
+                for frame in frames:
+                    await loop.sock_sendall(sock, frame)
+
+    async def _release(self) -> bool:
+        address = self.spec.address
+        changed = False
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+            names = {link.index: link.name for link in links}
+            # A named interface: remove it there only. Otherwise from wherever it is, since the
+            # interface auto-choice may differ from when it was acquired.
+            held = [
+                a
+                for a in addresses
+                if a.interface.ip == address
+                and (self.spec.interface is None or names.get(a.index) == self.spec.interface)
+            ]
+            for entry in held:
+                try:
+                    await ipr.addr(
+                        "del",
+                        index=entry.index,
+                        address=str(address),
+                        prefixlen=entry.interface.network.prefixlen,
+                    )
+                    changed = True
+                except NetlinkError as exc:
+                    if exc.code != errno.EADDRNOTAVAIL:  # removed by someone else meanwhile: released
+                        where = names.get(entry.index, entry.index)
+                        raise VipError(f"arp {address}: removing it from {where} failed: {exc}") from exc
+        return changed
+
+    async def _check(self) -> VipCheck:
+        address = self.spec.address
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+        by_index = {link.index: link for link in links}
+        holders = [by_index[a.index] for a in addresses if a.interface.ip == address and a.index in by_index]
+        if self.spec.interface is not None:
+            link = next((lk for lk in links if lk.name == self.spec.interface), None)
+            return assess(address, self.spec.interface, link, link is not None and link in holders)
+        if holders:
+            return assess(address, holders[0].name, holders[0], True)
+        try:
+            name, _ = choose_interface(address, _networks(links, addresses))
+        except VipError as exc:
+            return VipCheck(VipState.NOT_HELD, str(exc))
+        return assess(address, name, next(lk for lk in links if lk.name == name), False)
