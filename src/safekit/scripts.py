@@ -112,13 +112,29 @@ class ScriptRunner:
     def path(self, script: Script) -> Path:
         return self.environment.userbin / str(script)
 
-    async def run(self, script: Script, current: str, next_state: str, action: str) -> ScriptResult:
-        """Call `script current next action`; a stop script gets a second, forced call on timeout."""
+    async def run(
+        self, script: Script, current: str, next_state: str, action: str, *, forced: bool = False
+    ) -> ScriptResult:
+        """Call `script current next action`; a stop script gets a second, forced call on timeout.
+
+        `forced` makes the first call the forced one (`force current next action`), as after a
+        `forcestop`.
+        """
         async with self._lock:
             path = self.path(script)
             if not path.exists():
                 return ScriptResult(script, ok=True, exit_code=None, missing=True)
             started = time.monotonic()
+            if forced:
+                code = await self._call(path, ["force", current, next_state, action], self.forcestoptimeout)
+                return ScriptResult(
+                    script,
+                    ok=code == 0,
+                    exit_code=code,
+                    timed_out=code is None,
+                    forced=True,
+                    duration_s=time.monotonic() - started,
+                )
             timeout = self.nicestoptimeout if script.is_stop else self.starttimeout
             code = await self._call(path, [current, next_state, action], timeout)
             if code is not None:

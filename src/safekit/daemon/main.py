@@ -1,20 +1,120 @@
-"""Entry point of `safekitd`.
+"""Entry point of `safekitd`: the per-node daemon.
 
-The daemon is built by the mirror engine issue; until then this entry point exists so that the
-package layout, the console script and the systemd unit name are fixed, and it says plainly that it
-cannot run yet instead of pretending to.
+It runs in the foreground (under systemd, `Type=notify`-free `simple` service) or as a plain
+supervised process with `--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
+SIGTERM or SIGINT stop it gracefully: every module is stopped (stop scripts, VIP released) first.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
+
+from safekit import __version__
+from safekit.daemon.node import Node, NodeError
+from safekit.daemon.paths import Paths
+
+log = logging.getLogger("safekit.daemon")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="safekitd", description="safekit node daemon")
+    p.add_argument("--version", action="version", version=f"safekitd {__version__}")
+    p.add_argument("--node", help="this node's name in cluster.xml (default: found by hostname or address)")
+    p.add_argument("--daemon", action="store_true", help="detach from the terminal (hosts without systemd)")
+    p.add_argument("--pidfile", type=Path, help="write the daemon's PID here; refuse to start if it runs")
+    p.add_argument("--health-port", type=int, default=9010, help="health and metrics port (default 9010)")
+    p.add_argument("--health-address", default="0.0.0.0", help="health listen address (default all)")  # noqa: S104
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    del argv
-    print("safekitd: the daemon is not implemented yet (see the mirror engine issue)", file=sys.stderr)
-    return 69  # EX_UNAVAILABLE
+    args = build_parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("safekitd: must run as root (virtual IPs, raw ICMP, scripts)", file=sys.stderr)
+        return 77
+    paths = Paths.from_env()
+    if args.pidfile is not None:
+        running = _running_pid(args.pidfile)
+        if running is not None:
+            print(f"safekitd: already running (pid {running}, {args.pidfile})", file=sys.stderr)
+            return 1
+    if args.daemon:
+        _daemonize()
+    _setup_logging(paths, args.log_level, to_stderr=not args.daemon)
+    if args.pidfile is not None:
+        args.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        args.pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
+    try:
+        return asyncio.run(_run(paths, args))
+    finally:
+        if args.pidfile is not None:
+            with contextlib.suppress(FileNotFoundError):
+                args.pidfile.unlink()
+
+
+async def _run(paths: Paths, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node(paths, node_name=args.node, health_address=args.health_address, health_port=args.health_port)
+    try:
+        await node.start()
+    except NodeError as exc:
+        log.error("%s", exc)
+        await node.stop()
+        return 78  # EX_CONFIG
+    log.info("safekitd %s running (pid %d)", __version__, os.getpid())
+    await stop.wait()
+    log.info("stopping: stopping every module first")
+    await node.stop()
+    log.info("stopped")
+    return 0
+
+
+def _running_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text(encoding="ascii").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _daemonize() -> None:
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _setup_logging(paths: Paths, level: str, *, to_stderr: bool) -> None:
+    paths.log.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger("safekit")
+    root.setLevel(level)
+    file_handler = logging.FileHandler(paths.daemon_log)
+    file_handler.setFormatter(fmt)
+    root.addHandler(file_handler)
+    if to_stderr:
+        stream = logging.StreamHandler()
+        stream.setFormatter(fmt)
+        root.addHandler(stream)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -52,6 +52,12 @@ EXTENSION_CRITICAL = 0x8000
 """Extension types with this bit set change the meaning of the packet: a receiver that does not
 know one must drop the packet. Types without it are hints a receiver may skip."""
 
+EXTENSION_MIRROR_STATUS = 0x8001
+"""The mirror module's election status (role, operator intent, last primary, preferred primary).
+Critical: a node that cannot read it must not take part in a mirror election. Its content is
+defined in docs/heartbeat-protocol.md and encoded by `safekit.daemon.status_codec`."""
+KNOWN_CRITICAL_EXTENSIONS = frozenset({EXTENSION_MIRROR_STATUS})
+
 _HEADER = struct.Struct(">4sBBHQQQQIQBBBB")
 _EXTENSION_HEADER = struct.Struct(">HH")
 HEADER_SIZE = _HEADER.size
@@ -311,8 +317,7 @@ def _parse(body: bytes) -> Heartbeat:
         seen.add(ext_type)
         ext = Extension(ext_type, body[offset : offset + ext_size])
         offset += ext_size
-        # Version 1 defines no extension types: every critical one is unknown.
-        if ext.critical:
+        if ext.critical and ext_type not in KNOWN_CRITICAL_EXTENSIONS:
             raise UnsupportedExtension(f"critical extension {ext_type:#06x} is not understood by this node")
         extensions.append(ext)
     try:

@@ -187,7 +187,7 @@ def test_unknown_optional_extension_is_passed_through() -> None:
 
 
 def test_unknown_critical_extension_is_refused() -> None:
-    hb = sample(extensions=(Extension(0x8001, b"must understand"),))
+    hb = sample(extensions=(Extension(0x80FE, b"must understand"),))
     with pytest.raises(UnsupportedExtension):
         decode(encode(hb, KEY), KEY)
 

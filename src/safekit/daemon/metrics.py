@@ -1,0 +1,77 @@
+"""Prometheus metrics of a node: module states, transitions, heartbeats per LAN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from safekit.membership.counters import Counters, RttStats
+
+STATES = ("STOP", "WAIT", "ALONE", "PRIM", "SECOND", "UP")
+
+HeartbeatSource = Callable[[], Iterable[tuple[str, str, str, Counters, RttStats | None]]]
+"""Yields (module, peer, lan, counters, rtt) for every heartbeat link."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.state = Gauge(
+            "safekit_module_state",
+            "1 for the module's current state, 0 for the others",
+            ["module", "state"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "safekit_module_ready",
+            "1 when the module is Ready in its state",
+            ["module"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "safekit_module_transitions",
+            "state changes of a module",
+            ["module", "from_state", "to_state"],
+            registry=self.registry,
+        )
+        self._sources: list[HeartbeatSource] = []
+        self.registry.register(_HeartbeatCollector(self._sources))
+
+    def add_heartbeat_source(self, source: HeartbeatSource) -> None:
+        self._sources.append(source)
+
+    def set_state(self, module: str, state: str, ready: bool) -> None:
+        for name in STATES:
+            self.state.labels(module, name).set(1 if name == state else 0)
+        self.ready.labels(module).set(1 if ready else 0)
+
+
+class _HeartbeatCollector(Collector):
+    def __init__(self, sources: list[HeartbeatSource]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["module", "peer", "lan"]
+        received = CounterMetricFamily(
+            "safekit_heartbeats_received", "authentic heartbeats received", labels=labels
+        )
+        dropped = CounterMetricFamily(
+            "safekit_heartbeats_dropped", "heartbeats dropped, by reason", labels=[*labels, "reason"]
+        )
+        rtt = GaugeMetricFamily(
+            "safekit_heartbeat_rtt_seconds", "smoothed heartbeat round trip", labels=labels
+        )
+        for source in self._sources:
+            for module, peer, lan, counters, stats in source():
+                key = [module, peer, lan]
+                received.add_metric(key, counters.received)
+                for reason in ("bad_signature", "replay", "malformed", "misdirected"):
+                    dropped.add_metric([*key, reason], getattr(counters, f"dropped_{reason}"))
+                if stats is not None and stats.samples:
+                    rtt.add_metric(key, stats.smoothed)
+        yield received
+        yield dropped
+        yield rtt

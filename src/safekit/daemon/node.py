@@ -1,0 +1,223 @@
+"""safekitd's node: loads the configuration, runs the modules, serves the control socket and health.
+
+A module whose configuration is wrong is reported (file:line, in the daemon log and in
+`safekit state`) and left out; the daemon and the other modules keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from typing import Any
+
+from safekit.checkers.icmp import Pinger
+from safekit.checkers.probes import address_present
+from safekit.config import ClusterConfig, ConfigError, load_cluster, load_module
+from safekit.daemon import control, health
+from safekit.daemon.metrics import Metrics
+from safekit.daemon.mirror_module import MirrorModule, ModuleError
+from safekit.daemon.paths import Paths
+from safekit.membership import clusterkey
+from safekit.mirror import CommandKind
+
+log = logging.getLogger("safekit.daemon")
+
+MODULE_COMMANDS = {kind.value: kind for kind in CommandKind}
+
+
+class NodeError(Exception):
+    """The daemon cannot run at all (no cluster.xml, no key, cannot tell which node it is)."""
+
+
+class Node:
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        node_name: str | None = None,
+        health_address: str = "0.0.0.0",  # noqa: S104 - load balancers probe it from outside
+        health_port: int = 9010,
+    ) -> None:
+        self.paths = paths
+        self.node_name = node_name
+        self.health_address = health_address
+        self.health_port = health_port
+        self.metrics = Metrics()
+        self.modules: dict[str, MirrorModule] = {}
+        self.broken: dict[str, str] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._pinger = Pinger()
+
+    # ------------------------------------------------------------------ start / stop
+    async def start(self) -> None:
+        cluster = self._load_cluster()
+        key = self._load_key()
+        self.node_name = self.node_name or _local_node(cluster)
+        log.info(
+            "safekitd on node %s: cluster of %s, key %s",
+            self.node_name,
+            ", ".join(cluster.node_names),
+            clusterkey.fingerprint(key),
+        )
+        self._load_modules(cluster, key)
+        self._servers.append(await control.serve(self.paths.socket, self.handle))
+        self._servers.append(
+            await health.serve(self.health_address, self.health_port, self._ready, self.metrics.registry)
+        )
+        log.info("control socket %s, health and metrics on port %d", self.paths.socket, self.health_port)
+        for module in self.modules.values():
+            await module.start(boot=_boots(module))
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        await asyncio.gather(*(m.shutdown() for m in self.modules.values()), return_exceptions=True)
+        self._pinger.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.socket.unlink()
+
+    def _load_cluster(self) -> ClusterConfig:
+        path = self.paths.cluster_xml
+        try:
+            return load_cluster(path)
+        except FileNotFoundError as exc:
+            raise NodeError(f"{path}: no cluster configuration (see docs/config.md)") from exc
+        except ConfigError as exc:
+            raise NodeError(str(exc)) from exc
+
+    def _load_key(self) -> bytes:
+        try:
+            return clusterkey.load_key(self.paths.cluster_key)
+        except clusterkey.ClusterKeyError as exc:
+            raise NodeError(
+                f"{exc} (create it once with 'safekit cluster genkey' and copy it to every node)"
+            ) from exc
+
+    def _load_modules(self, cluster: ClusterConfig, key: bytes) -> None:
+        assert self.node_name is not None
+        if not self.paths.modules.is_dir():
+            log.warning("no module directory %s: no module to run", self.paths.modules)
+            return
+        for directory in sorted(self.paths.modules.iterdir()):
+            if not (directory / "conf" / "userconfig.xml").is_file():
+                continue
+            name = directory.name
+            try:
+                result = load_module(directory)
+                for warning in result.warnings:
+                    log.warning("module %s: %s", name, warning)
+                if result.config.mode != "mirror":
+                    raise ModuleError(
+                        f"module {name}: {result.config.mode} modules are not available in this version"
+                    )
+                self.modules[name] = MirrorModule(
+                    name=name,
+                    config=result.config,
+                    cluster=cluster,
+                    local_node=self.node_name,
+                    key=key,
+                    paths=self.paths,
+                    metrics=self.metrics,
+                    pinger=self._pinger,
+                )
+            except (ConfigError, ModuleError, OSError, ValueError) as exc:
+                self.broken[name] = str(exc)
+                log.error("module %s not loaded: %s", name, exc)
+
+    # ------------------------------------------------------------------ health
+    def _ready(self, module: str) -> bool | None:
+        mod = self.modules.get(module)
+        return None if mod is None else mod.ready
+
+    # ------------------------------------------------------------------ control
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = str(request.get("cmd", ""))
+        try:
+            if cmd == "state":
+                return self._state(request.get("module"), bool(request.get("verbose")))
+            module = self._module(request.get("module"))
+            if cmd in MODULE_COMMANDS:
+                reply = await module.command(MODULE_COMMANDS[cmd])
+                key = "message" if reply.accepted else "error"
+                return {"ok": reply.accepted, key: f"{module.name}: {reply.reason}"}
+            handler = {"get": self._get, "set": self._set, "log": self._log}.get(cmd)
+            if handler is None:
+                return {"ok": False, "error": f"unknown command {cmd!r}"}
+            return handler(module, request)
+        except LookupError as exc:
+            return {"ok": False, "error": str(exc.args[0])}
+
+    def _get(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        resource = str(request.get("resource"))
+        value = module.status(verbose=True)["resources"].get(resource)
+        if value is None:
+            return {"ok": False, "error": f"{module.name}: no resource {resource!r}"}
+        return {"ok": True, "value": value}
+
+    def _set(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        resource, value = str(request.get("resource")), str(request.get("value"))
+        if value not in ("up", "down"):
+            return {"ok": False, "error": "set: value must be up or down"}
+        module.set_resource(resource, value)
+        return {"ok": True, "message": f"{module.name}: {resource} = {value}"}
+
+    def _log(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "lines": self._log_lines(module.name, bool(request.get("all")))}
+
+    def _module(self, name: object) -> MirrorModule:
+        if not isinstance(name, str) or not name:
+            raise LookupError("give the module with -m AM")
+        module = self.modules.get(name)
+        if module is None:
+            if name in self.broken:
+                raise LookupError(f"{name}: not loaded: {self.broken[name]}")
+            known = ", ".join(sorted(self.modules)) or "none"
+            raise LookupError(f"no module {name!r} on this node (modules: {known})")
+        return module
+
+    def _state(self, name: object, verbose: bool) -> dict[str, Any]:
+        if name:
+            return {"ok": True, "modules": [self._module(name).status(verbose)]}
+        modules = [m.status(verbose) for m in self.modules.values()]
+        modules += [
+            {"name": n, "state": "STOP", "readiness": "NotReady", "reason": f"not loaded: {why}"}
+            for n, why in self.broken.items()
+        ]
+        return {"ok": True, "node": self.node_name, "modules": modules}
+
+    def _log_lines(self, module: str, everything: bool) -> list[str]:
+        path = self.paths.module_log(module)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines() if everything else list(deque(f, maxlen=100))
+        except FileNotFoundError:
+            return []
+        return [line.rstrip("\n") for line in lines]
+
+
+def _boots(module: MirrorModule) -> bool:
+    """Start the module with the daemon? SafeKit's `boot`: on, off, or auto (as it was)."""
+    boot = module.config.service.boot
+    if boot == "on":
+        return True
+    if boot == "auto":
+        return module.start_at_boot
+    return False
+
+
+def _local_node(cluster: ClusterConfig) -> str:
+    """This node's name in cluster.xml: by hostname, else by an address configured here."""
+    hostname = socket.gethostname()
+    if hostname in cluster.node_names:
+        return hostname
+    for lan in cluster.lans:
+        for node in lan.nodes:
+            if address_present(node.addr):
+                return node.name
+    raise NodeError(
+        f"this host ({hostname}) is not a node of cluster.xml: no node has its name or one of its "
+        "addresses; give it with safekitd --node NAME"
+    )

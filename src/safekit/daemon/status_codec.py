@@ -1,0 +1,93 @@
+"""A mirror node's announced status in heartbeat packets, and back.
+
+The fixed heartbeat fields carry what any peer or tool understands (state, sub-state, replica
+generation, up-to-date flag, a coarse role intent); the mirror election needs a little more (the
+exact role, the operator's intent, the last primary, and who this node thinks should be primary).
+That travels in one *critical* extension: a node that does not understand it must not take part
+in the election, so it drops the packet instead of deciding on half the facts.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from safekit.membership.wire import EXTENSION_MIRROR_STATUS, Extension, Heartbeat, RoleIntent, SubState
+from safekit.membership.wire import ModuleState as WireState
+from safekit.mirror.states import Intent, ModuleState, NodeStatus, Readiness, Role
+
+MIRROR_STATUS_EXTENSION = EXTENSION_MIRROR_STATUS
+_VERSION = 1
+
+_STATES = {state: WireState[state.value] for state in ModuleState}
+_READINESS = {
+    Readiness.NOT_READY: SubState.NOT_READY,
+    Readiness.TRANSIENT: SubState.TRANSIENT,
+    Readiness.READY: SubState.READY,
+}
+_ROLES = (Role.PRIMARY, Role.SECONDARY, Role.CANDIDATE, Role.NONE)  # wire codes 0-3
+_INTENTS = (Intent.AUTO, Intent.PRIM, Intent.PRIMFORCE, Intent.SECOND)  # wire codes 0-3
+
+
+class StatusDecodeError(ValueError):
+    """An authentic heartbeat whose mirror status cannot be read (a newer or broken peer)."""
+
+
+def wire_fields(status: NodeStatus) -> dict[str, object]:
+    """Keyword arguments of `membership.wire.Heartbeat` that carry `status`."""
+    coarse = {Role.PRIMARY: RoleIntent.PRIMARY, Role.SECONDARY: RoleIntent.SECONDARY}
+    return {
+        "state": _STATES[status.state],
+        "substate": _READINESS[status.readiness],
+        "replica_generation": status.generation,
+        "up_to_date": status.uptodate,
+        "role_intent": coarse.get(status.role, RoleIntent.NONE),
+        "extensions": (Extension(MIRROR_STATUS_EXTENSION, _encode_extension(status)),),
+    }
+
+
+def _name(value: str | None) -> bytes:
+    raw = (value or "").encode()
+    if len(raw) > 255:
+        raise ValueError(f"node name too long for a heartbeat: {value!r}")
+    return bytes([len(raw)]) + raw
+
+
+def _encode_extension(status: NodeStatus) -> bytes:
+    head = struct.pack(">BBB", _VERSION, _ROLES.index(status.role), _INTENTS.index(status.intent))
+    return head + _name(status.last_primary) + _name(status.verdict)
+
+
+def status_from(hb: Heartbeat) -> NodeStatus:
+    """The peer's `NodeStatus` from a decoded heartbeat."""
+    sender = hb.sender
+    ext = next((e for e in hb.extensions if e.type == MIRROR_STATUS_EXTENSION), None)
+    if ext is None:
+        raise StatusDecodeError(f"heartbeat from {sender} carries no mirror status")
+    data = ext.value
+    try:
+        version, role_i, intent_i = struct.unpack_from(">BBB", data)
+        if version != _VERSION:
+            raise StatusDecodeError(f"heartbeat from {sender}: mirror status version {version} unknown")
+        offset = 3
+        names: list[str | None] = []
+        for _ in range(2):
+            size = data[offset]
+            names.append(data[offset + 1 : offset + 1 + size].decode() or None)
+            offset += 1 + size
+        if offset != len(data):
+            raise StatusDecodeError(f"heartbeat from {sender}: trailing bytes in mirror status")
+        module_state = next(s for s, w in _STATES.items() if w == hb.state)
+        readiness = next(r for r, w in _READINESS.items() if w == hb.substate)
+        return NodeStatus(
+            node=sender,
+            state=module_state,
+            readiness=readiness,
+            role=_ROLES[role_i],
+            generation=hb.replica_generation,
+            uptodate=hb.up_to_date,
+            intent=_INTENTS[intent_i],
+            last_primary=names[0],
+            verdict=names[1],
+        )
+    except (struct.error, IndexError, UnicodeDecodeError, StopIteration) as exc:
+        raise StatusDecodeError(f"heartbeat from {sender}: unreadable mirror status ({exc})") from exc

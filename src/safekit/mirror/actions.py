@@ -1,0 +1,151 @@
+"""What the mirror state machine asks the daemon to do.
+
+This module owns the action types. The daemon executes the actions of one transition in order.
+Contract with the daemon:
+
+- `RunScript` starts a restart script and returns at once; its end comes back as a `ScriptDone`
+  event carrying the same `run_id`. A script that cannot even be launched comes back as
+  `ScriptDone(outcome=FAILED)`.
+- Every other action is executed before the next one; when one fails, the daemon carries on
+  with the rest of the batch and then feeds `ActionFailed(action, detail)`. `ReleaseVip` is
+  retried by the daemon within `split_brain_bound` before it reports a failure.
+- `QueryWitness` asks for one split-brain checker run; its answer is a `WitnessResult`. While
+  the peer is lost the daemon also polls the witness on its own, more often than
+  `split_brain_bound`.
+- `Announce` gives the status to put in every heartbeat from now on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from safekit.mirror.states import ModuleState, NodeStatus, PersistedRecord, ReplicationRole
+
+
+class Script(StrEnum):
+    """The SafeKit restart scripts a mirror module runs (names are the file names in bin/)."""
+
+    PRESTART = "prestart"
+    START_PRIM = "start_prim"
+    STOP_PRIM = "stop_prim"
+    START_SECOND = "start_second"
+    STOP_SECOND = "stop_second"
+    POSTSTOP = "poststop"
+
+    @property
+    def is_stop_script(self) -> bool:
+        return self in (Script.STOP_PRIM, Script.STOP_SECOND)
+
+
+class ScriptAction(StrEnum):
+    """Third SafeKit script argument: why the script runs."""
+
+    START = "start"
+    STOP = "stop"
+    STOPSTART = "stopstart"
+    STOPWAIT = "stopwait"
+
+
+class LogLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Log:
+    """One line of the module log: what was seen, which rule fired, what is done."""
+
+    reason: str
+    level: LogLevel = LogLevel.INFO
+
+
+@dataclass(frozen=True)
+class RunScript:
+    run_id: int
+    script: Script
+    current: ModuleState
+    next: ModuleState
+    action: ScriptAction
+    # A forced stop script gets "force" as first argument (SafeKit does this after a stop
+    # script timed out); the application must then be stopped by any means.
+    forced: bool = False
+
+    def argv(self) -> tuple[str, ...]:
+        """Arguments in SafeKit's order: [force] current next action."""
+        args = (str(self.current), str(self.next), str(self.action))
+        return ("force", *args) if self.forced else args
+
+
+@dataclass(frozen=True)
+class KillScript:
+    """Abandon a running script (forcestop); its late `ScriptDone` is ignored."""
+
+    run_id: int
+    script: Script
+
+
+@dataclass(frozen=True)
+class AcquireVip:
+    """Put the virtual IP on this node (ARP, cloud route, load-balancer probe 200)."""
+
+
+@dataclass(frozen=True)
+class ReleaseVip:
+    """Remove the virtual IP from this node (and answer 404 to load-balancer probes)."""
+
+
+@dataclass(frozen=True)
+class StartReplication:
+    role: ReplicationRole
+
+
+@dataclass(frozen=True)
+class StopReplication:
+    pass
+
+
+@dataclass(frozen=True)
+class QueryWitness:
+    """Run the split-brain checker now; the answer comes back as `WitnessResult`."""
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write the record under SAFEVAR (temp + fsync + rename) before what follows."""
+
+    record: PersistedRecord
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Status to send in heartbeats from now on (the peer's state machine reads it)."""
+
+    status: NodeStatus
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """Answer to an operator command, for the CLI/API that sent it."""
+
+    command: str
+    accepted: bool
+    reason: str
+
+
+Action = (
+    Log
+    | RunScript
+    | KillScript
+    | AcquireVip
+    | ReleaseVip
+    | StartReplication
+    | StopReplication
+    | QueryWitness
+    | Persist
+    | Announce
+    | CommandReply
+)

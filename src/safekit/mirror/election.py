@@ -1,0 +1,112 @@
+"""Who may be primary: eligibility (rule 1) and the deterministic choice between two nodes.
+
+This module owns the election rules. `elect` is symmetric: both nodes evaluate it on the two
+statuses they announce, so they reach the same verdict; a winner also waits until the peer
+announces the same verdict (handshake) before it starts, so a stale heartbeat cannot make both
+start. Order of the rules, once each node's eligibility is known:
+
+1. eligibility: a node competes (CANDIDATE or SECONDARY, not asked to be `second`), has the
+   highest replica generation of the two and `rfs.uptodate` - unless the operator ran `prim`
+   on a never-synchronised replica (generation 0) or `primforce`;
+2. an operator's `prim` / `primforce` on exactly one node;
+3. defaultprim naming a node;
+4. the last primary, when both nodes name the same one;
+5. the smallest node name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safekit.mirror.states import Intent, NodeStatus
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    winner: str | None
+    reason: str
+
+
+def replica_eligibility(
+    node: str, uptodate: bool, generation: int, top_generation: int, intent: Intent
+) -> Eligibility:
+    """Whether a node's replica allows it to be primary (rule 1), and why."""
+    if intent is Intent.PRIMFORCE:
+        return Eligibility(True, f"{node}: primforce overrides the replica checks")
+    if generation < top_generation:
+        return Eligibility(
+            False, f"{node}: replica generation {generation} is older than generation {top_generation}"
+        )
+    if uptodate:
+        return Eligibility(True, f"{node}: replica up to date (generation {generation})")
+    if intent is Intent.PRIM and generation == 0:
+        return Eligibility(True, f"{node}: prim on a replica that was never synchronised")
+    return Eligibility(False, f"{node}: replica not up to date (rfs.uptodate=false)")
+
+
+def prim_refusal(uptodate: bool, generation: int, peer_generation_seen: int) -> str | None:
+    """Why `prim` is refused on this node (SafeKit's prim fails on a stale node), or None."""
+    if generation < peer_generation_seen:
+        return (
+            f"local replica generation {generation} is older than the peer's {peer_generation_seen}: "
+            "use primforce to accept losing the peer's newer data"
+        )
+    if not uptodate and generation > 0:
+        return (
+            "local replica is not up to date (a resynchronisation did not finish): "
+            "use primforce to accept losing the data the peer has"
+        )
+    return None
+
+
+def _eligibility(c: NodeStatus, top: int) -> Eligibility:
+    if not c.competing:
+        why = "asked to be secondary" if c.intent is Intent.SECOND else f"role {c.role}"
+        return Eligibility(False, f"{c.node} does not compete ({why})")
+    return replica_eligibility(c.node, c.uptodate, c.generation, top, c.intent)
+
+
+def elect(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
+    """The node that should be primary among two non-primary nodes, with the rule that decided."""
+    first, second = sorted((a, b), key=lambda s: s.node)  # same order on both nodes
+    top = max(a.generation, b.generation)
+    e1, e2 = _eligibility(first, top), _eligibility(second, top)
+    if not e1.ok and not e2.ok:
+        return Verdict(None, f"no node may be primary: {e1.reason}; {e2.reason}")
+    if not e2.ok:
+        return Verdict(first.node, f"{e1.reason}; {e2.reason}")
+    if not e1.ok:
+        return Verdict(second.node, f"{e2.reason}; {e1.reason}")
+    return _tie_break(first, second, defaultprim)
+
+
+def _tie_break(first: NodeStatus, second: NodeStatus, defaultprim: str) -> Verdict:
+    forced = [c for c in (first, second) if c.intent in (Intent.PRIM, Intent.PRIMFORCE)]
+    if len(forced) == 1:
+        chosen = forced[0]
+        return Verdict(chosen.node, f"both eligible; the operator ran {chosen.intent} on {chosen.node}")
+    if defaultprim in (first.node, second.node):
+        return Verdict(defaultprim, f"both eligible; defaultprim={defaultprim}")
+    if first.last_primary == second.last_primary and first.last_primary in (first.node, second.node):
+        return Verdict(first.last_primary, f"both eligible; {first.last_primary} was the last primary")
+    return Verdict(
+        first.node, f"both eligible; no defaultprim or agreed last primary: {first.node} sorts first"
+    )
+
+
+def conflict_winner(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
+    """Both nodes are primary while their heartbeats work (a healed split without witness).
+
+    Both are treated as competing and eligible by generation only; the same order as `elect`.
+    """
+    first, second = sorted((a, b), key=lambda s: s.node)
+    if first.generation != second.generation:
+        newer = first if first.generation > second.generation else second
+        return Verdict(newer.node, f"both primary; {newer.node} has the newer replica generation")
+    return _tie_break(first, second, defaultprim)

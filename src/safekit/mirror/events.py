@@ -1,0 +1,135 @@
+"""What happens to a mirror module: the events the daemon feeds to the state machine.
+
+This module owns the event types. Every event carries `now`, the daemon's monotonic clock in
+seconds; the machine has no clock of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from safekit.mirror.actions import Action, Script
+from safekit.mirror.states import NodeStatus
+
+
+class CommandKind(StrEnum):
+    """Operator commands with SafeKit's names (`waitstate` is a CLI-side wait: not here)."""
+
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    STOPSTART = "stopstart"
+    FORCESTOP = "forcestop"
+    PRIM = "prim"
+    SECOND = "second"
+    SWAP = "swap"
+    PRIMFORCE = "primforce"
+
+
+class ScriptOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+
+
+class CheckerAction(StrEnum):
+    """What a checker or failover rule asks for (SafeKit's action= / rule verbs)."""
+
+    RESTART = "restart"
+    STOPSTART = "stopstart"
+    STOP = "stop"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: CommandKind
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerHeartbeat:
+    """A heartbeat from the peer arrived on at least one LAN (authenticated by membership)."""
+
+    status: NodeStatus
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    """Every LAN timed out: no heartbeat from the peer for the heartbeat timeout."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class WitnessResult:
+    """One answer of the split-brain checker (only meaningful with a witness configured)."""
+
+    reachable: bool
+    now: float
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """The replication process's view of the local copy (`rfs.uptodate`, generation)."""
+
+    uptodate: bool
+    now: float
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class ScriptDone:
+    run_id: int
+    script: Script
+    outcome: ScriptOutcome
+    now: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CheckerVerdict:
+    action: CheckerAction
+    resource: str
+    now: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceUp:
+    """A resource a WAIT verdict waited for is up again."""
+
+    resource: str
+    now: float
+
+
+@dataclass(frozen=True)
+class ActionFailed:
+    """A non-script action failed when the daemon executed it."""
+
+    action: Action
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; the daemon sends one at `next_deadline()` (and may send more)."""
+
+    now: float
+
+
+Event = (
+    Command
+    | PeerHeartbeat
+    | PeerLost
+    | WitnessResult
+    | ReplicaStatus
+    | ScriptDone
+    | CheckerVerdict
+    | ResourceUp
+    | ActionFailed
+    | Tick
+)

@@ -1,0 +1,1000 @@
+"""The mirror module state machine: `step(settings, state, event) -> Transition(state, actions)`.
+
+This module owns the transitions. It is pure: no clock (events carry `now`), no I/O, no logging
+calls; what should happen is returned as actions that the daemon executes in order, and what
+the daemon observes comes back as events. See docs/mirror-state-machine.md for the table.
+
+Each step does three things in this order:
+
+1. apply the event (a command, a heartbeat, a script result, ...);
+2. enforce the witness rule (rule 2): a node that claims the primary role without heartbeats
+   and without a valid witness lease releases the VIP now, whatever else is going on;
+3. reconcile: in a stable phase (no script running), decide from what is known whether to
+   start or leave a role (election, takeover, waiting).
+
+Then every change of the displayed state is logged with its reason, a changed persisted record
+is written before any other effect, and a changed status is announced to the peer last (after
+the VIP was released, so the peer never learns "not primary" before it is true).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from safekit.mirror import witness
+from safekit.mirror.actions import (
+    AcquireVip,
+    Action,
+    Announce,
+    CommandReply,
+    KillScript,
+    Log,
+    LogLevel,
+    Persist,
+    QueryWitness,
+    ReleaseVip,
+    RunScript,
+    Script,
+    ScriptAction,
+    StartReplication,
+    StopReplication,
+)
+from safekit.mirror.election import conflict_winner, elect, prim_refusal, replica_eligibility
+from safekit.mirror.events import (
+    ActionFailed,
+    CheckerAction,
+    CheckerVerdict,
+    Command,
+    CommandKind,
+    Event,
+    PeerHeartbeat,
+    PeerLost,
+    ReplicaStatus,
+    ResourceUp,
+    ScriptDone,
+    ScriptOutcome,
+    Tick,
+    WitnessResult,
+)
+from safekit.mirror.settings import MirrorSettings
+from safekit.mirror.states import (
+    PENDING_PRIORITY,
+    Intent,
+    MirrorState,
+    ModuleState,
+    Next,
+    NodeStatus,
+    Pending,
+    PersistedRecord,
+    Phase,
+    Readiness,
+    ReplicationRole,
+    Role,
+    Running,
+    WaitCause,
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: MirrorState
+    actions: tuple[Action, ...]
+
+
+def initial_state(settings: MirrorSettings, persisted: PersistedRecord | None = None) -> MirrorState:
+    """The module as the daemon loads it: STOP, with what was persisted before."""
+    del settings  # part of the signature so callers need not change when it is used
+    if persisted is None:
+        return MirrorState(phase=Phase.STOPPED, reason="module loaded; no persisted state (first start)")
+    return MirrorState(
+        phase=Phase.STOPPED,
+        reason=f"module loaded; it was {persisted.state} when the daemon last persisted its state",
+        last_primary=persisted.last_primary,
+        generation=persisted.generation,
+        uptodate=persisted.uptodate,
+        peer_generation_seen=persisted.peer_generation_seen,
+    )
+
+
+def announced_status(settings: MirrorSettings, state: MirrorState) -> NodeStatus:
+    """The status this node puts in its heartbeats (what `Announce` carries)."""
+    verdict = None
+    if state.peer is not None and state.role in (Role.CANDIDATE, Role.SECONDARY):
+        verdict = elect(state.status(settings.local_node), state.peer, settings.defaultprim).winner
+    return state.status(settings.local_node, verdict)
+
+
+def next_deadline(settings: MirrorSettings, state: MirrorState) -> float | None:
+    """When the daemon must send a `Tick` at the latest for time-based rules to fire on time."""
+    times: list[float] = []
+    if state.phase is Phase.ELECTING and state.peer is None and state.election_deadline is not None:
+        times.append(state.election_deadline)
+    absent = state.peer_absent_since
+    if settings.witness_configured and state.peer is None and absent is not None:
+        if state.claims_primary:
+            times.append(witness.fence_deadline(state.witness, absent, settings.split_brain_bound))
+        else:
+            at = witness.takeover_time(state.witness, absent, settings.takeover_guard)
+            if at is not None:
+                times.append(at)
+    future = [t for t in times if t > state.now]
+    return min(future, default=None)
+
+
+def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transition:
+    """Apply one event; return the new state and the actions to execute in order."""
+    now = max(state.now, event.now)  # the daemon's clock is monotonic; never go back
+    ctx = _Ctx(settings, replace(state, now=now), now)
+    _apply(ctx, event)
+    _enforce_witness(ctx)
+    _reconcile(ctx)
+    return _finish(settings, state, ctx)
+
+
+class _Ctx:
+    """Working copy of one step: the state being built and the actions emitted so far."""
+
+    def __init__(self, cfg: MirrorSettings, s: MirrorState, now: float) -> None:
+        self.cfg = cfg
+        self.s = s
+        self.now = now
+        self.acts: list[Action] = []
+
+    @property
+    def me(self) -> str:
+        return self.cfg.local_node
+
+    @property
+    def peer_name(self) -> str:
+        return self.cfg.peer_node
+
+    def log(self, reason: str, level: LogLevel = LogLevel.INFO) -> None:
+        self.acts.append(Log(reason, level))
+
+    def emit(self, *actions: Action) -> None:
+        self.acts.extend(actions)
+
+    def set(self, **changes: object) -> None:
+        self.s = replace(self.s, **changes)  # type: ignore[arg-type]
+
+    def run(
+        self,
+        script: Script,
+        action: ScriptAction,
+        current: ModuleState,
+        target: ModuleState,
+        *,
+        then: Next | None = None,
+        forced: bool = False,
+    ) -> None:
+        rid = self.s.next_run_id
+        self.emit(RunScript(rid, script, current, target, action, forced))
+        running = Running(rid, script, action, current, target, forced, then)
+        self.set(running=running, next_run_id=rid + 1)
+
+
+_Starter = Callable[[_Ctx, str], None]
+
+
+# --- 1. events ---------------------------------------------------------------------------------
+
+
+def _apply(ctx: _Ctx, event: Event) -> None:
+    match event:
+        case Command():
+            _on_command(ctx, event)
+        case PeerHeartbeat():
+            _on_heartbeat(ctx, event)
+        case PeerLost():
+            _on_peer_lost(ctx)
+        case WitnessResult():
+            _on_witness(ctx, event.reachable)
+        case ReplicaStatus():
+            _on_replica(ctx, event)
+        case ScriptDone():
+            _on_script_done(ctx, event)
+        case CheckerVerdict():
+            _on_checker(ctx, event)
+        case ResourceUp():
+            _on_resource_up(ctx, event)
+        case ActionFailed():
+            _on_action_failed(ctx, event)
+        case Tick():
+            pass  # time-based rules run in _enforce_witness and _reconcile
+
+
+def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
+    st, s = ev.status, ctx.s
+    if st.node != ctx.peer_name:
+        ctx.log(f"ignored a heartbeat from {st.node}: the peer is {ctx.peer_name}", LogLevel.WARNING)
+        return
+    prev = s.peer
+    if prev is None:
+        ctx.log(
+            f"heartbeat from {st.node}: {st.state} ({st.readiness}), role {st.role}, "
+            f"replica generation {st.generation}, uptodate={st.uptodate}"
+        )
+    elif (prev.state, prev.readiness, prev.role) != (st.state, st.readiness, st.role):
+        ctx.log(f"peer {st.node} is now {st.state} ({st.readiness}), role {st.role}")
+    ctx.set(peer=st, peer_absent_since=None, peer_generation_seen=max(s.peer_generation_seen, st.generation))
+    if st.serving and st.readiness is Readiness.READY and s.last_primary != st.node:
+        ctx.set(last_primary=st.node)
+    if s.intent is Intent.SECOND and st.role is Role.PRIMARY:
+        ctx.set(intent=Intent.AUTO)  # the `second` request is fulfilled
+    peer_just_synced = (
+        st.state is ModuleState.SECOND
+        and st.readiness is Readiness.READY
+        and not (prev is not None and prev.state is ModuleState.SECOND and prev.readiness is Readiness.READY)
+    )
+    if (
+        peer_just_synced
+        and s.phase is Phase.PRIMARY
+        and s.running is None
+        and ctx.cfg.default_primary_node == st.node
+    ):
+        _step_down(
+            ctx,
+            f"failback: {st.node} is defaultprim and has resynchronised (SECOND Ready): swapping roles",
+            diverged=False,
+        )
+
+
+def _on_peer_lost(ctx: _Ctx) -> None:
+    s = ctx.s
+    if s.peer is None and s.peer_absent_since is not None:
+        return  # already known; membership repeats itself
+    ctx.set(peer=None, peer_absent_since=ctx.now)
+    ctx.log(f"all heartbeats from {ctx.peer_name} lost", LogLevel.WARNING)
+    if s.role is Role.PRIMARY:
+        # From now on the peer's copy no longer follows ours: start a new replica generation so
+        # that the peer's copy is recognisably older wherever it shows up later.
+        gen = max(s.generation, s.peer_generation_seen) + 1
+        ctx.set(generation=gen)
+        ctx.log(f"serving without {ctx.peer_name}: replica generation {gen} (the peer's copy is older)")
+    if ctx.cfg.witness_configured:
+        ctx.emit(QueryWitness())
+
+
+def _on_witness(ctx: _Ctx, reachable: bool) -> None:
+    cfg, s = ctx.cfg, ctx.s
+    if not cfg.witness_configured:
+        ctx.log("ignored a witness answer: no split-brain witness is configured", LogLevel.WARNING)
+        return
+    before = s.witness
+    after = before.record(reachable, ctx.now, cfg.split_brain_bound)
+    ctx.set(witness=after)
+    was_reachable = before.reachable_since is not None
+    first = before.last_reachable_at is None and before.last_unreachable_at is None
+    if first or was_reachable != reachable or (reachable and after.reachable_since == ctx.now):
+        word = "reachable" if reachable else "unreachable"
+        level = LogLevel.INFO if reachable else LogLevel.WARNING
+        ctx.log(f"split-brain witness {word}", level)
+
+
+def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
+    s = ctx.s
+    if s.role is Role.PRIMARY:
+        if not ev.uptodate:
+            ctx.log("ignored rfs.uptodate=false on the primary: its copy is the reference", LogLevel.WARNING)
+        return
+    gen = s.generation if ev.generation is None else ev.generation
+    if (ev.uptodate, gen) != (s.uptodate, s.generation):
+        ctx.log(f"replica: rfs.uptodate={ev.uptodate}, generation {gen}")
+        ctx.set(uptodate=ev.uptodate, generation=gen)
+
+
+def _on_checker(ctx: _Ctx, ev: CheckerVerdict) -> None:
+    s = ctx.s
+    src = f"{ev.resource} asks {ev.action}" + (f" ({ev.detail})" if ev.detail else "")
+    if s.running is not None:
+        ctx.log(f"{src}: ignored while {s.running.script} runs (the rule fires again if still true)")
+        return
+    if ev.action is CheckerAction.STOP:
+        if s.phase is not Phase.STOPPED:
+            _stop_module(ctx, f"{src}: stopping the module")
+        return
+    if ev.action is CheckerAction.WAIT:
+        _wait_for_resource(ctx, ev.resource, f"{src}: WAIT until {ev.resource} is up")
+        return
+    if s.phase not in (Phase.PRIMARY, Phase.SECONDARY):
+        ctx.log(f"{src}: ignored, no role is running ({s.module_state})")
+        return
+    if _count_error(ctx, src):
+        _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"{src}: too many errors, stopping the module")
+    elif ev.action is CheckerAction.RESTART:
+        _leave_role(ctx, ScriptAction.STOPSTART, Next.RESTART, f"{src}: restarting the application locally")
+    else:
+        _leave_role(ctx, ScriptAction.STOPSTART, Next.STARTUP, f"{src}: stopstart (the peer may take over)")
+
+
+def _wait_for_resource(ctx: _Ctx, resource: str, reason: str) -> None:
+    s = ctx.s
+    if s.phase in (Phase.PRIMARY, Phase.SECONDARY):
+        _leave_role(
+            ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.RESOURCE, resource=resource
+        )
+    elif s.phase in (Phase.ELECTING, Phase.WAITING):
+        ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.RESOURCE, waiting_resource=resource, reason=reason)
+    else:
+        ctx.log(f"{reason}: ignored in {s.module_state}")
+
+
+def _on_resource_up(ctx: _Ctx, ev: ResourceUp) -> None:
+    s = ctx.s
+    if s.phase is Phase.WAITING and s.wait_cause is WaitCause.RESOURCE and s.waiting_resource == ev.resource:
+        _enter_electing(ctx, f"{ev.resource} is up again: leaving WAIT")
+    else:
+        ctx.log(f"{ev.resource} is up (nothing waits for it)")
+
+
+def _on_action_failed(ctx: _Ctx, ev: ActionFailed) -> None:
+    action, what = ev.action, f"{type(ev.action).__name__} failed: {ev.detail}"
+    match action:
+        case AcquireVip() | StartReplication():
+            if isinstance(action, AcquireVip):
+                ctx.set(vip_held=False)
+            _role_failed_async(ctx, what)
+        case ReleaseVip():
+            ctx.log(
+                f"{what}; the daemon already retried: check the address by hand (health probes answer 404)",
+                LogLevel.ERROR,
+            )
+            _count_error(ctx, what)
+        case Persist():
+            ctx.log(f"{what}: a crash now would lose the module's state", LogLevel.ERROR)
+            _count_error(ctx, what)
+        case QueryWitness():
+            _on_witness(ctx, reachable=False)  # no answer proves nothing: treat as unreachable
+        case _:
+            ctx.log(what, LogLevel.WARNING)
+
+
+def _role_failed_async(ctx: _Ctx, what: str) -> None:
+    """A role's resource failed while the role starts or runs: stopstart, or stop past maxloop."""
+    s = ctx.s
+    exceeded = _count_error(ctx, what)
+    if s.running is not None and not s.running.script.is_stop_script:
+        _add_pending(ctx, Pending.STOP if exceeded else Pending.STOPSTART)
+    elif s.running is None and s.phase in (Phase.PRIMARY, Phase.SECONDARY):
+        if exceeded:
+            _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"{what}: too many errors, stopping the module")
+        else:
+            _leave_role(ctx, ScriptAction.STOPSTART, Next.STARTUP, f"{what}: stopstart")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _accept(ctx: _Ctx, kind: CommandKind, reason: str) -> None:
+    ctx.emit(CommandReply(str(kind), True, reason))
+    ctx.log(f"command {kind}: {reason}")
+
+
+def _refuse(ctx: _Ctx, kind: CommandKind, reason: str) -> None:
+    ctx.emit(CommandReply(str(kind), False, reason))
+    ctx.log(f"command {kind} refused: {reason}", LogLevel.WARNING)
+
+
+def _on_command(ctx: _Ctx, ev: Command) -> None:
+    kind, s = ev.kind, ctx.s
+    if kind is CommandKind.FORCESTOP:
+        _cmd_forcestop(ctx, kind)
+    elif kind is CommandKind.STOP:
+        _cmd_stop(ctx, kind)
+    elif s.running is not None:
+        _refuse(ctx, kind, f"busy: {s.running.script} is running; retry when it ends, or use stop/forcestop")
+    elif kind is CommandKind.START:
+        _cmd_start(ctx, kind)
+    elif kind in (CommandKind.PRIM, CommandKind.PRIMFORCE):
+        _cmd_prim(ctx, kind)
+    elif kind is CommandKind.SECOND:
+        _cmd_second(ctx, kind)
+    elif kind is CommandKind.SWAP:
+        _cmd_swap(ctx, kind)
+    elif kind is CommandKind.RESTART:
+        _cmd_restart(ctx, kind)
+    else:
+        _cmd_stopstart(ctx, kind)
+
+
+def _cmd_start(ctx: _Ctx, kind: CommandKind) -> None:
+    if ctx.s.phase is not Phase.STOPPED:
+        _refuse(ctx, kind, f"already started ({ctx.s.module_state})")
+        return
+    _accept(ctx, kind, "starting: prestart")
+    ctx.set(errors=())  # an operator start begins a new maxloop window
+    _begin_start(ctx, Intent.AUTO, "start command: prestart runs")
+
+
+def _cmd_prim(ctx: _Ctx, kind: CommandKind) -> None:
+    s = ctx.s
+    if s.phase is Phase.PRIMARY:
+        _refuse(ctx, kind, f"already primary ({s.module_state})")
+        return
+    if s.phase is Phase.SECONDARY:
+        _refuse(ctx, kind, f"this node is SECOND: run swap on {ctx.peer_name}, or stop it first")
+        return
+    if s.peer is not None and s.peer.role is Role.PRIMARY:
+        _refuse(ctx, kind, f"{ctx.peer_name} is {s.peer.state}: two primaries are never allowed; use swap")
+        return
+    if kind is CommandKind.PRIM:
+        why = prim_refusal(s.uptodate, s.generation, s.peer_generation_seen)
+        if why is not None:
+            _refuse(ctx, kind, why)
+            return
+    intent = Intent.PRIM if kind is CommandKind.PRIM else Intent.PRIMFORCE
+    if kind is CommandKind.PRIMFORCE and (not s.uptodate or s.generation < s.peer_generation_seen):
+        ctx.log(
+            f"primforce on a replica that is not up to date (generation {s.generation}, "
+            f"peer seen at {s.peer_generation_seen}): what only {ctx.peer_name} has will be discarded "
+            "when it resynchronises from this node",
+            LogLevel.WARNING,
+        )
+    _accept(ctx, kind, "this node will be primary (the witness rule still applies)")
+    if s.phase is Phase.STOPPED:
+        ctx.set(errors=())
+        _begin_start(ctx, intent, f"{kind} command: prestart runs")
+    else:
+        ctx.set(intent=intent)
+        _enter_electing(ctx, f"{kind} command")
+
+
+def _cmd_second(ctx: _Ctx, kind: CommandKind) -> None:
+    s = ctx.s
+    if s.phase is Phase.SECONDARY:
+        _refuse(ctx, kind, "already SECOND")
+    elif s.phase is Phase.PRIMARY:
+        _cmd_swap(ctx, kind)
+    elif s.phase is Phase.STOPPED:
+        _accept(ctx, kind, "starting as secondary")
+        ctx.set(errors=())
+        _begin_start(ctx, Intent.SECOND, "second command: prestart runs")
+    else:
+        _accept(ctx, kind, "this node will be secondary")
+        ctx.set(intent=Intent.SECOND)
+        _enter_electing(ctx, "second command: waiting for a primary")
+
+
+def _cmd_swap(ctx: _Ctx, kind: CommandKind) -> None:
+    s, peer = ctx.s, ctx.s.peer
+    if s.phase is not Phase.PRIMARY:
+        _refuse(ctx, kind, f"swap runs on the primary; this node is {s.module_state}")
+        return
+    if peer is None or peer.state is not ModuleState.SECOND or peer.readiness is not Readiness.READY:
+        seen = "not seen" if peer is None else f"{peer.state} ({peer.readiness})"
+        _refuse(ctx, kind, f"{ctx.peer_name} must be SECOND (Ready) to take over; it is {seen}")
+        return
+    _accept(ctx, kind, f"swapping roles with {ctx.peer_name}")
+    _step_down(ctx, f"{kind} command: {ctx.me} becomes secondary, {ctx.peer_name} primary", diverged=False)
+
+
+def _cmd_restart(ctx: _Ctx, kind: CommandKind) -> None:
+    if ctx.s.phase not in (Phase.PRIMARY, Phase.SECONDARY):
+        state = ctx.s.module_state
+        _refuse(ctx, kind, f"restart needs a running role (ALONE, PRIM or SECOND); this node is {state}")
+        return
+    _accept(ctx, kind, "restarting the application locally, no failover")
+    _leave_role(ctx, ScriptAction.STOPSTART, Next.RESTART, "restart command: local restart")
+
+
+def _cmd_stopstart(ctx: _Ctx, kind: CommandKind) -> None:
+    s = ctx.s
+    if s.phase is Phase.STOPPED:
+        _refuse(ctx, kind, "the module is stopped: use start")
+    elif s.phase in (Phase.PRIMARY, Phase.SECONDARY):
+        _accept(ctx, kind, "stopping, then starting again (the peer may take over)")
+        _leave_role(ctx, ScriptAction.STOPSTART, Next.STARTUP, "stopstart command")
+    else:
+        _accept(ctx, kind, "starting again")
+        _begin_start(ctx, Intent.AUTO, "stopstart command: prestart runs")
+
+
+def _cmd_stop(ctx: _Ctx, kind: CommandKind) -> None:
+    s, r = ctx.s, ctx.s.running
+    if s.phase is Phase.STOPPED:
+        _refuse(ctx, kind, "already stopped")
+    elif r is None:
+        _accept(ctx, kind, "stopping")
+        _stop_module(ctx, "stop command")
+    elif s.phase is Phase.POSTSTOP or r.then in (Next.STOP, Next.STOP_NOW):
+        _refuse(ctx, kind, "already stopping")
+    elif r.script.is_stop_script:
+        _accept(ctx, kind, f"stopping once {r.script} ends")
+        _retarget(ctx, Next.STOP, None, "stop command")
+    else:
+        _accept(ctx, kind, f"stopping once {r.script} ends")
+        _add_pending(ctx, Pending.STOP)
+
+
+def _cmd_forcestop(ctx: _Ctx, kind: CommandKind) -> None:
+    s = ctx.s
+    if s.phase is Phase.STOPPED:
+        _refuse(ctx, kind, "already stopped")
+        return
+    _accept(ctx, kind, "forced stop: no nice stop, no poststop")
+    current = s.module_state
+    if s.running is not None:
+        ctx.emit(KillScript(s.running.run_id, s.running.script))
+    if s.vip_held:
+        ctx.emit(ReleaseVip())
+    primary_app = s.phase in (Phase.STARTING_PRIMARY, Phase.PRIMARY, Phase.STOPPING_PRIMARY)
+    secondary_app = s.phase in (Phase.STARTING_SECONDARY, Phase.SECONDARY, Phase.STOPPING_SECONDARY)
+    ctx.set(running=None, pending=None, vip_held=False, intent=Intent.AUTO)
+    if primary_app or secondary_app:
+        script = Script.STOP_PRIM if primary_app else Script.STOP_SECOND
+        phase = Phase.STOPPING_PRIMARY if primary_app else Phase.STOPPING_SECONDARY
+        ctx.run(script, ScriptAction.STOP, current, ModuleState.STOP, then=Next.STOP_NOW, forced=True)
+        ctx.set(phase=phase, reason="forcestop: forced stop script")
+    else:
+        _stop_replication(ctx)
+        ctx.set(phase=Phase.STOPPED, reason="forcestop", wait_cause=None, election_deadline=None)
+
+
+# --- scripts -----------------------------------------------------------------------------------
+
+
+def _on_script_done(ctx: _Ctx, ev: ScriptDone) -> None:
+    r = ctx.s.running
+    if r is None or r.run_id != ev.run_id:
+        ctx.log(f"ignored the end of {ev.script} (run {ev.run_id}): no longer waited for")
+        return
+    if ev.outcome is not ScriptOutcome.OK:
+        detail = f": {ev.detail}" if ev.detail else ""
+        ctx.log(f"{ev.script} {ev.outcome}{detail}", LogLevel.WARNING)
+    if r.script.is_stop_script:
+        _stop_script_done(ctx, r, ev.outcome)
+    else:
+        _start_script_done(ctx, r, ev.outcome)
+
+
+def _stop_script_done(ctx: _Ctx, r: Running, outcome: ScriptOutcome) -> None:
+    if outcome is not ScriptOutcome.OK and not r.forced:
+        # SafeKit calls a stop script a second time with "force" when the first call fails.
+        ctx.set(running=None)
+        ctx.run(r.script, r.action, r.current, r.target, then=r.then, forced=True)
+        ctx.set(reason=f"{r.script} {outcome}: calling it again with force")
+        return
+    if outcome is not ScriptOutcome.OK:
+        ctx.log(f"forced {r.script} {outcome}: the application may still run on {ctx.me}", LogLevel.ERROR)
+        _count_error(ctx, f"forced {r.script} {outcome}")
+    ctx.set(running=None)
+    _after_stop(ctx, r.then or Next.STOP)
+
+
+def _after_stop(ctx: _Ctx, then: Next) -> None:
+    if then is not Next.RESTART:
+        _stop_replication(ctx)
+    if then is Next.STOP:
+        _to_poststop(ctx, "application stopped: poststop runs")
+    elif then is Next.STOP_NOW:
+        ctx.set(phase=Phase.STOPPED, reason="forcestop done", wait_cause=None, intent=Intent.AUTO)
+    elif then is Next.WAIT:
+        cause = ctx.s.wait_cause or WaitCause.STALE
+        what = ctx.s.waiting_resource if cause is WaitCause.RESOURCE else str(cause)
+        ctx.set(phase=Phase.WAITING, wait_cause=cause, reason=f"WAIT: {what}")
+    elif then is Next.PRIMARY:
+        _launch_primary(ctx, "secondary role stopped: starting the primary role")
+    elif then is Next.SECONDARY:
+        _launch_secondary(ctx, "primary role stopped: starting the secondary role")
+    elif then is Next.RESTART:
+        _restart_role(ctx)
+    else:
+        _begin_start(ctx, Intent.AUTO, "stopstart: prestart runs")
+
+
+def _restart_role(ctx: _Ctx) -> None:
+    s = ctx.s
+    current = s.module_state
+    if s.phase is Phase.STOPPING_PRIMARY:
+        ctx.run(Script.START_PRIM, ScriptAction.START, current, current)
+        ctx.set(phase=Phase.STARTING_PRIMARY, reason="restart: start_prim runs")
+    else:
+        ctx.run(Script.START_SECOND, ScriptAction.START, current, ModuleState.SECOND)
+        ctx.set(phase=Phase.STARTING_SECONDARY, reason="restart: start_second runs")
+
+
+def _start_script_done(ctx: _Ctx, r: Running, outcome: ScriptOutcome) -> None:
+    ok = outcome is ScriptOutcome.OK
+    pending = ctx.s.pending
+    ctx.set(running=None, pending=None)
+    if r.script is Script.POSTSTOP:
+        ctx.set(phase=Phase.STOPPED, reason="stopped", wait_cause=None, intent=Intent.AUTO)
+    elif r.script is Script.PRESTART:
+        if pending is Pending.STOP:
+            _to_poststop(ctx, "stop requested while prestart ran: poststop runs")
+        elif not ok:
+            reason = f"prestart {outcome}: the module cannot start"
+            ctx.set(phase=Phase.STOPPED, reason=reason, intent=Intent.AUTO)
+        else:
+            _enter_electing(ctx, "prestart done: looking for the peer")
+    else:
+        _role_started(ctx, r.script, outcome, pending)
+
+
+def _role_started(ctx: _Ctx, script: Script, outcome: ScriptOutcome, pending: Pending | None) -> None:
+    primary = script is Script.START_PRIM
+    ctx.set(phase=Phase.PRIMARY if primary else Phase.SECONDARY)
+    if outcome is ScriptOutcome.OK:
+        if not primary and ctx.s.replication is not ReplicationRole.SECONDARY:
+            ctx.emit(StartReplication(ReplicationRole.SECONDARY))
+            # A new secondary is stale until the replication process says otherwise: it may
+            # hold changes the primary never saw (rule 4) or lack the primary's latest ones.
+            ctx.set(replication=ReplicationRole.SECONDARY, uptodate=False)
+        ctx.set(reason=f"{script} done")
+    if pending is Pending.STOP:
+        _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"stop requested while {script} ran")
+    elif pending is Pending.FENCE:
+        _leave_role(
+            ctx,
+            ScriptAction.STOPWAIT,
+            Next.WAIT,
+            "witness lost while start_prim ran",
+            cause=WaitCause.WITNESS,
+        )
+    elif outcome is not ScriptOutcome.OK:
+        _fail_role(ctx, f"{script} {outcome}")
+    elif pending is Pending.STOPSTART:
+        _leave_role(ctx, ScriptAction.STOPSTART, Next.STARTUP, f"a resource failed while {script} ran")
+
+
+def _fail_role(ctx: _Ctx, what: str) -> None:
+    """A role failed to start: stopstart (the peer may take over), or stop past maxloop."""
+    if _count_error(ctx, what):
+        _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"{what}: too many errors, stopping the module")
+    else:
+        _leave_role(ctx, ScriptAction.STOPSTART, Next.STARTUP, f"{what}: stopstart")
+
+
+def _count_error(ctx: _Ctx, what: str) -> bool:
+    """Record an error; True when it is error number maxloop+1 within loop_interval."""
+    cfg = ctx.cfg
+    recent = (*(t for t in ctx.s.errors if ctx.now - t < cfg.loop_interval), ctx.now)
+    ctx.set(errors=recent)
+    n = len(recent)
+    window = f"within loop_interval={cfg.loop_interval:g}s"
+    if n > cfg.maxloop:
+        ctx.log(f"{what}: error {n} {window} exceeds maxloop={cfg.maxloop}: the module stops", LogLevel.ERROR)
+        return True
+    ctx.log(f"{what}: error {n} of maxloop={cfg.maxloop} {window}", LogLevel.WARNING)
+    return False
+
+
+# --- building blocks of transitions ------------------------------------------------------------
+
+
+def _begin_start(ctx: _Ctx, intent: Intent, reason: str) -> None:
+    current = ctx.s.module_state
+    ctx.run(Script.PRESTART, ScriptAction.START, current, ModuleState.WAIT)
+    ctx.set(phase=Phase.STARTING, intent=intent, reason=reason, wait_cause=None, waiting_resource=None)
+
+
+def _enter_electing(ctx: _Ctx, reason: str) -> None:
+    s, cfg = ctx.s, ctx.cfg
+    changes: dict[str, object] = {
+        "phase": Phase.ELECTING,
+        "reason": reason,
+        "wait_cause": None,
+        "waiting_resource": None,
+        "election_deadline": None,
+    }
+    if s.peer is None:
+        changes["election_deadline"] = ctx.now + cfg.peer_timeout
+        if s.peer_absent_since is None:
+            changes["peer_absent_since"] = ctx.now
+        if cfg.witness_configured:
+            ctx.emit(QueryWitness())
+    ctx.set(**changes)
+
+
+def _stop_replication(ctx: _Ctx) -> None:
+    if ctx.s.replication is not ReplicationRole.NONE:
+        ctx.emit(StopReplication())
+        ctx.set(replication=ReplicationRole.NONE)
+
+
+def _to_poststop(ctx: _Ctx, reason: str) -> None:
+    _stop_replication(ctx)
+    ctx.run(Script.POSTSTOP, ScriptAction.STOP, ctx.s.module_state, ModuleState.STOP)
+    ctx.set(phase=Phase.POSTSTOP, reason=reason, wait_cause=None, waiting_resource=None)
+
+
+def _stop_module(ctx: _Ctx, reason: str) -> None:
+    """Stop from a stable phase: the role's stop script (if any), then poststop."""
+    if ctx.s.phase in (Phase.PRIMARY, Phase.SECONDARY):
+        _leave_role(ctx, ScriptAction.STOP, Next.STOP, reason)
+    else:
+        _to_poststop(ctx, reason)
+
+
+def _leave_role(
+    ctx: _Ctx,
+    action: ScriptAction,
+    then: Next,
+    reason: str,
+    *,
+    cause: WaitCause | None = None,
+    resource: str | None = None,
+) -> None:
+    """Run the stop script of the running role; the VIP goes first unless the role restarts."""
+    s = ctx.s
+    if s.phase is Phase.PRIMARY:
+        script, phase = Script.STOP_PRIM, Phase.STOPPING_PRIMARY
+    elif s.phase is Phase.SECONDARY:
+        script, phase = Script.STOP_SECOND, Phase.STOPPING_SECONDARY
+    else:
+        ctx.log(f"{reason}: no role to leave in {s.module_state}", LogLevel.WARNING)
+        return
+    if then is not Next.RESTART and s.vip_held:
+        # Released before the stop script: stop_prim may take up to the stop timeouts, and the
+        # node must stop attracting clients within split_brain_bound (rule 2).
+        ctx.emit(ReleaseVip())
+        ctx.set(vip_held=False)
+    current = s.module_state
+    placeholder = Running(0, script, action, current, current, then=then)
+    target = replace(ctx.s, phase=phase, running=placeholder).module_state
+    ctx.run(script, action, current, target, then=then)
+    ctx.set(phase=phase, reason=reason, wait_cause=cause, waiting_resource=resource)
+
+
+def _retarget(ctx: _Ctx, then: Next, cause: WaitCause | None, reason: str) -> None:
+    """Change where the running stop script leads (stop, fence)."""
+    s, r = ctx.s, ctx.s.running
+    if r is None:
+        return
+    if then is not Next.RESTART and s.vip_held:
+        ctx.emit(ReleaseVip())
+        ctx.set(vip_held=False)
+    ctx.set(running=replace(r, then=then), wait_cause=cause, waiting_resource=None, reason=reason)
+
+
+def _add_pending(ctx: _Ctx, pending: Pending) -> None:
+    old = ctx.s.pending
+    if old is None or PENDING_PRIORITY[pending] > PENDING_PRIORITY[old]:
+        ctx.set(pending=pending)
+
+
+def _step_down(ctx: _Ctx, reason: str, *, diverged: bool) -> None:
+    """Leave the primary role for the secondary one; the peer is elected meanwhile."""
+    ctx.set(intent=Intent.SECOND)
+    if diverged:
+        ctx.set(uptodate=False)
+    _leave_role(ctx, ScriptAction.STOPSTART, Next.SECONDARY, reason)
+
+
+def _launch_primary(ctx: _Ctx, reason: str) -> None:
+    s = ctx.s
+    if s.peer is not None and s.peer.role is Role.PRIMARY:
+        # Last check before the VIP: the peer became primary while our scripts ran.
+        _enter_electing(ctx, f"not starting the primary role: {ctx.peer_name} is {s.peer.state}")
+        return
+    # Every primary epoch gets a new generation: a copy that does not follow this one (peer
+    # down, stopped, or failing to become secondary) is recognisably older later on (rule 1).
+    gen = max(s.generation, s.peer_generation_seen) + 1
+    current = s.module_state
+    if s.replication is not ReplicationRole.PRIMARY:
+        ctx.emit(StartReplication(ReplicationRole.PRIMARY))
+    ctx.emit(AcquireVip())
+    ctx.set(
+        generation=gen,
+        uptodate=True,
+        last_primary=ctx.me,
+        intent=Intent.AUTO,
+        vip_held=True,
+        replication=ReplicationRole.PRIMARY,
+        wait_cause=None,
+        waiting_resource=None,
+        election_deadline=None,
+    )
+    target = replace(ctx.s, phase=Phase.STARTING_PRIMARY).module_state
+    ctx.run(Script.START_PRIM, ScriptAction.START, current, target)
+    ctx.set(phase=Phase.STARTING_PRIMARY, reason=f"{reason} (replica generation {gen})")
+
+
+def _launch_secondary(ctx: _Ctx, reason: str) -> None:
+    ctx.run(Script.START_SECOND, ScriptAction.START, ctx.s.module_state, ModuleState.SECOND)
+    ctx.set(phase=Phase.STARTING_SECONDARY, reason=reason, wait_cause=None, election_deadline=None)
+
+
+# --- 2. the witness rule -----------------------------------------------------------------------
+
+
+def _enforce_witness(ctx: _Ctx) -> None:
+    s, cfg = ctx.s, ctx.cfg
+    absent = s.peer_absent_since
+    if not cfg.witness_configured or s.peer is not None or absent is None or not s.claims_primary:
+        return
+    if witness.may_keep_serving(s.witness, ctx.now, absent, cfg.split_brain_bound):
+        return
+    if s.witness.refused_since(absent):
+        why = "the witness answered unreachable"
+    else:
+        why = f"no witness answer for split_brain_bound={cfg.split_brain_bound:g}s"
+    reason = f"all heartbeats lost and {why}: stop serving (rule 2)"
+    ctx.log(reason, LogLevel.WARNING)
+    if s.vip_held:
+        ctx.emit(ReleaseVip())
+        ctx.set(vip_held=False)
+    if s.phase is Phase.PRIMARY and s.running is None:
+        _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.WITNESS)
+    elif s.phase is Phase.STARTING_PRIMARY:
+        _add_pending(ctx, Pending.FENCE)
+        ctx.set(reason=f"{reason}; stop_prim runs once start_prim ends")
+    elif s.running is not None and s.running.script.is_stop_script:
+        _retarget(ctx, Next.WAIT, WaitCause.WITNESS, reason)
+
+
+# --- 3. reconcile: automatic decisions in stable phases ---------------------------------------
+
+
+def _reconcile(ctx: _Ctx) -> None:
+    s = ctx.s
+    if s.running is not None:
+        return
+    if s.phase is Phase.PRIMARY:
+        _reconcile_primary(ctx)
+    elif s.phase is Phase.SECONDARY:
+        _reconcile_secondary(ctx)
+    elif s.phase is Phase.ELECTING or (s.phase is Phase.WAITING and s.wait_cause is not WaitCause.RESOURCE):
+        _reconcile_candidate(ctx)
+
+
+def _own(ctx: _Ctx) -> NodeStatus:
+    return ctx.s.status(ctx.me)
+
+
+def _peer_agrees(peer: NodeStatus, me: str) -> bool:
+    """Handshake: a competing peer must announce the same winner before the winner starts."""
+    return not peer.competing or peer.verdict == me
+
+
+def _reconcile_primary(ctx: _Ctx) -> None:
+    peer = ctx.s.peer
+    if peer is None or peer.role is not Role.PRIMARY or not peer.serving:
+        return
+    v = conflict_winner(_own(ctx), peer, ctx.cfg.defaultprim)
+    if v.winner == ctx.me:
+        ctx.set(reason=f"both nodes primary ({v.reason}): {ctx.me} stays primary, {ctx.peer_name} steps down")
+        return
+    _step_down(
+        ctx,
+        f"both nodes primary with working heartbeats ({v.reason}): {ctx.me} steps down and resynchronises "
+        f"from {ctx.peer_name}; its changes since the split are discarded (rule 4)",
+        diverged=True,
+    )
+
+
+def _takeover(ctx: _Ctx, reason: str) -> None:
+    _leave_role(ctx, ScriptAction.STOPSTART, Next.PRIMARY, reason)
+
+
+def _reconcile_secondary(ctx: _Ctx) -> None:
+    peer = ctx.s.peer
+    if peer is None:
+        _secondary_without_peer(ctx)
+        return
+    if peer.role is Role.PRIMARY:
+        return
+    v = elect(_own(ctx), peer, ctx.cfg.defaultprim)
+    if v.winner == ctx.me and _peer_agrees(peer, ctx.me):
+        _takeover(ctx, f"{ctx.peer_name} is {peer.state} and not primary; {v.reason}: taking over")
+    elif v.winner is None and peer.role is Role.NONE:
+        _leave_role(
+            ctx,
+            ScriptAction.STOPWAIT,
+            Next.WAIT,
+            f"no primary and {v.reason} (rule 1)",
+            cause=WaitCause.STALE,
+        )
+
+
+def _secondary_without_peer(ctx: _Ctx) -> None:
+    s, cfg = ctx.s, ctx.cfg
+    e = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    if not cfg.failover:
+        reason = "peer lost and failover is off: not taking over (run prim to do it)"
+        _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.FAILOVER_OFF)
+    elif not e.ok:
+        reason = f"peer lost; {e.reason}: not taking over (rule 1)"
+        _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.STALE)
+    elif not cfg.witness_configured:
+        _takeover(ctx, f"peer lost; {e.reason}; no witness configured: taking over")
+    else:
+        _by_witness(ctx, e.reason, _takeover)
+
+
+def _by_witness(ctx: _Ctx, eligible_reason: str, start: _Starter) -> None:
+    """Peer absent, witness configured, replica eligible: start, wait in WAIT, or keep waiting."""
+    s, cfg = ctx.s, ctx.cfg
+    absent = s.peer_absent_since if s.peer_absent_since is not None else ctx.now
+    bound, guard = cfg.split_brain_bound, cfg.takeover_guard
+    if witness.may_take_over(s.witness, ctx.now, absent, bound, guard):
+        start(ctx, f"peer absent; {eligible_reason}; {witness.describe(s.witness, ctx.now)} for {guard:g}s")
+        return
+    if s.witness.refused_since(absent):
+        reason = "peer absent and the witness is unreachable: not serving (rule 2)"
+        if s.phase is Phase.SECONDARY:
+            _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.WITNESS)
+        else:
+            ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.WITNESS, reason=reason)
+        return
+    at = witness.takeover_time(s.witness, absent, guard)
+    when = f"not before {at:.3f}" if at is not None else "after a reachable answer"
+    ctx.set(reason=f"peer absent: waiting for the witness ({witness.describe(s.witness, ctx.now)}); {when}")
+
+
+def _reconcile_candidate(ctx: _Ctx) -> None:
+    peer = ctx.s.peer
+    if peer is None:
+        _candidate_without_peer(ctx)
+    elif peer.role is Role.PRIMARY:
+        if peer.serving:
+            _launch_secondary(ctx, f"{ctx.peer_name} is {peer.state}: becoming its secondary")
+        else:
+            _hold(ctx, f"{ctx.peer_name} is leaving the primary role: waiting")
+    else:
+        _candidate_with_peer(ctx, peer)
+
+
+def _hold(ctx: _Ctx, reason: str) -> None:
+    ctx.set(phase=Phase.ELECTING, wait_cause=None, reason=reason)
+
+
+def _candidate_with_peer(ctx: _Ctx, peer: NodeStatus) -> None:
+    v = elect(_own(ctx), peer, ctx.cfg.defaultprim)
+    if v.winner == ctx.me:
+        if _peer_agrees(peer, ctx.me):
+            _launch_primary(ctx, f"elected primary: {v.reason}")
+        else:
+            _hold(ctx, f"elected ({v.reason}); waiting for {ctx.peer_name} to agree")
+    elif v.winner == ctx.peer_name:
+        _hold(ctx, f"{ctx.peer_name} should be primary ({v.reason}): waiting for it")
+    else:
+        ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=f"{v.reason} (rule 1)")
+
+
+def _candidate_without_peer(ctx: _Ctx) -> None:
+    s, cfg = ctx.s, ctx.cfg
+    if s.intent is Intent.SECOND:
+        ctx.set(reason="second requested: waiting for a primary peer")
+        return
+    deadline = s.election_deadline
+    if s.phase is Phase.ELECTING and s.intent is Intent.AUTO and deadline is not None and ctx.now < deadline:
+        ctx.set(reason=f"looking for {ctx.peer_name} until {deadline:.3f}")
+        return
+    if s.phase is Phase.WAITING and s.wait_cause is WaitCause.FAILOVER_OFF and s.intent is Intent.AUTO:
+        return
+    e = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    if not e.ok:
+        reason = f"{ctx.peer_name} not seen; {e.reason}: waiting for the peer, or prim/primforce (rule 1)"
+        ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=reason)
+    elif not cfg.witness_configured:
+        _launch_primary(ctx, f"{ctx.peer_name} not seen; {e.reason}: starting ALONE")
+    else:
+        _by_witness(ctx, e.reason, _launch_primary)
+
+
+# --- finishing a step --------------------------------------------------------------------------
+
+
+def _finish(cfg: MirrorSettings, old: MirrorState, ctx: _Ctx) -> Transition:
+    new = ctx.s
+    logs: list[Action] = [a for a in ctx.acts if isinstance(a, Log | CommandReply)]
+    effects = [a for a in ctx.acts if not isinstance(a, Log | CommandReply)]
+    before = (old.phase, old.module_state, old.readiness)
+    after = (new.phase, new.module_state, new.readiness)
+    if before != after:
+        level = LogLevel.WARNING if new.phase is Phase.WAITING else LogLevel.INFO
+        text = f"{old.module_state} ({old.readiness}) -> {new.module_state} ({new.readiness}): {new.reason}"
+        logs.append(Log(text, level))
+    elif new.reason != old.reason:
+        logs.append(Log(new.reason))
+    out = logs
+    record = new.persisted()
+    if record != old.persisted():
+        out.append(Persist(record))  # before the effects: a crash must not forget a new epoch
+    out.extend(effects)
+    status = announced_status(cfg, new)
+    if status != announced_status(cfg, old):
+        out.append(Announce(status))  # last: the VIP is gone before the peer hears "not primary"
+    return Transition(new, tuple(out))

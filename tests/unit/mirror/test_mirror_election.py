@@ -1,0 +1,115 @@
+"""The election and witness rules on their own."""
+
+from __future__ import annotations
+
+import pytest
+from mirror_driver import Driver, peer_status, record
+
+from safekit.mirror import CommandKind, Intent, ModuleState, NodeStatus, Readiness, Role
+from safekit.mirror.election import conflict_winner, elect, prim_refusal
+from safekit.mirror.witness import WitnessView, fence_deadline, may_keep_serving, may_take_over
+
+
+def cand(node: str, gen: int = 1, uptodate: bool = True, **kw: object) -> NodeStatus:
+    base: dict[str, object] = {
+        "node": node,
+        "state": ModuleState.WAIT,
+        "readiness": Readiness.TRANSIENT,
+        "role": Role.CANDIDATE,
+        "generation": gen,
+        "uptodate": uptodate,
+    }
+    base.update(kw)
+    return NodeStatus(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "defaultprim", "winner", "words"),
+    [
+        (cand("n1"), cand("n2"), "alone", "n1", "sorts first"),
+        (cand("n1"), cand("n2"), "n2", "n2", "defaultprim"),
+        (cand("n1", last_primary="n2"), cand("n2", last_primary="n2"), "lastprim", "n2", "last primary"),
+        (cand("n1", last_primary="n1"), cand("n2", last_primary="n2"), "lastprim", "n1", "sorts first"),
+        (cand("n1", gen=1), cand("n2", gen=2), "n1", "n2", "older"),
+        (cand("n1", uptodate=False), cand("n2"), "n1", "n2", "not up to date"),
+        (cand("n1", uptodate=False), cand("n2", uptodate=False), "alone", None, "no node may be primary"),
+        (
+            cand("n1", gen=0, uptodate=False, intent=Intent.PRIM),
+            cand("n2", gen=0, uptodate=False),
+            "n2",
+            "n1",
+            "",
+        ),
+        (
+            cand("n1", gen=1, uptodate=False, intent=Intent.PRIMFORCE),
+            cand("n2", gen=5),
+            "n2",
+            "n1",
+            "primforce",
+        ),
+        (cand("n1", intent=Intent.PRIM), cand("n2"), "n2", "n1", "operator ran prim"),
+        (cand("n1", intent=Intent.SECOND), cand("n2"), "n1", "n2", "asked to be secondary"),
+        (cand("n1", role=Role.NONE), cand("n2"), "n1", "n2", "does not compete"),
+    ],
+)
+def test_elect(a: NodeStatus, b: NodeStatus, defaultprim: str, winner: str | None, words: str) -> None:
+    v = elect(a, b, defaultprim)
+    assert v.winner == winner
+    assert words in v.reason
+    assert elect(b, a, defaultprim) == v  # both nodes reach the same verdict
+
+
+def test_conflict_prefers_the_newer_generation_then_the_usual_order() -> None:
+    a = cand("n1", gen=4, role=Role.PRIMARY)
+    b = cand("n2", gen=5, role=Role.PRIMARY)
+    assert conflict_winner(a, b, "n1").winner == "n2"
+    assert conflict_winner(a, cand("n2", gen=4), "n2").winner == "n2"
+
+
+def test_prim_refusal() -> None:
+    assert prim_refusal(uptodate=False, generation=0, peer_generation_seen=0) is None
+    assert prim_refusal(uptodate=True, generation=3, peer_generation_seen=3) is None
+    assert "older" in (prim_refusal(uptodate=True, generation=2, peer_generation_seen=3) or "")
+    assert "did not finish" in (prim_refusal(uptodate=False, generation=2, peer_generation_seen=2) or "")
+
+
+def test_witness_lease_and_streak() -> None:
+    v = WitnessView().record(True, 10.0, 4.0)
+    assert fence_deadline(v, absent_since=12.0, bound=4.0) == 16.0
+    assert may_keep_serving(v, 15.9, 12.0, 4.0)
+    assert not may_keep_serving(v, 16.0, 12.0, 4.0)
+    v = v.record(True, 13.0, 4.0)
+    assert v.reachable_since == 10.0
+    assert not may_take_over(v, 13.0, absent_since=12.0, bound=4.0, guard=6.0)
+    v = v.record(True, 16.0, 4.0).record(True, 18.0, 4.0)
+    assert may_take_over(v, 18.0, absent_since=12.0, bound=4.0, guard=6.0)
+    gap = v.record(True, 23.0, 4.0)  # more than the bound without an answer: a new streak
+    assert gap.reachable_since == 23.0
+    bad = v.record(False, 19.0, 4.0)
+    assert bad.refused_since(12.0)
+    assert not may_keep_serving(bad, 19.0, 12.0, 4.0)
+    assert not bad.refused_since(20.0)  # answers older than the peer loss do not count
+
+
+def test_the_winner_waits_until_the_peer_announces_the_same_verdict() -> None:
+    d = Driver(persisted=record())
+    d.cmd(CommandKind.START)
+    d.settle()
+    d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, verdict=None))
+    assert d.state.running is None
+    assert "waiting for n2 to agree" in d.state.reason
+    d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, verdict="n2"))
+    assert d.state.running is None  # a peer that disagrees never lets this node start
+    d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, verdict="n1"))
+    assert d.shown == (ModuleState.ALONE, Readiness.TRANSIENT)
+
+
+def test_the_loser_waits_for_the_winner_and_then_becomes_its_secondary() -> None:
+    d = Driver(persisted=record())
+    d.cmd(CommandKind.SECOND)
+    d.settle()
+    d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT))
+    assert d.state.running is None
+    assert "n2 should be primary" in d.state.reason
+    d.peer(peer_status(ModuleState.ALONE, Readiness.TRANSIENT))
+    assert d.shown == (ModuleState.SECOND, Readiness.TRANSIENT)

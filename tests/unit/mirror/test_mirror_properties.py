@@ -1,0 +1,122 @@
+"""Property tests: random sequences of faults, witness answers, script results and commands.
+
+Two state machines run in `mirror_sim.Cluster`; the cluster checks the invariants after every
+action it executes:
+(a) with a witness: never two nodes holding the VIP or showing ALONE/PRIM at the same time;
+    without a witness: the same as long as heartbeats never failed;
+(b) a node never becomes primary with a stale replica unless the operator ran prim/primforce;
+(c) with a witness: a node that has lost every heartbeat and the witness has released the VIP
+    at most split_brain_bound after the later of the two losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mirror_sim import NODES, Cluster
+
+from safekit.mirror import CheckerAction, CommandKind, ModuleState, PersistedRecord
+
+
+@dataclass(frozen=True)
+class Op:
+    delay: float
+    kind: str
+    node: str = "n1"
+    arg: object = None
+
+
+nodes = st.sampled_from(NODES)
+delays = st.one_of(st.just(0.0), st.floats(0.0, 3.0), st.floats(3.0, 25.0))
+commands = st.sampled_from(list(CommandKind))
+ops = st.one_of(
+    st.builds(Op, delays, st.just("cmd"), nodes, commands),
+    st.builds(Op, delays, st.just("start"), nodes),
+    st.builds(Op, delays, st.just("cut"), st.sampled_from([*NODES, ""])),
+    st.builds(Op, delays, st.just("heal")),
+    st.builds(Op, delays, st.just("witness"), st.sampled_from(["", "n1", "n2", "both"])),
+    st.builds(Op, delays, st.just("checker"), nodes, st.sampled_from(list(CheckerAction))),
+    st.builds(Op, delays, st.just("resource_up"), nodes),
+    st.builds(Op, delays, st.just("replica_fault"), nodes),
+)
+histories = st.sampled_from(["fresh", "synced", "n1_ahead", "n2_ahead"])
+
+
+def _persisted(history: str) -> dict[str, PersistedRecord] | None:
+    if history == "fresh":
+        return None
+    synced = PersistedRecord(ModuleState.STOP, "n1", 3, True, 3)
+    if history == "synced":
+        return {"n1": synced, "n2": synced}
+    behind = PersistedRecord(ModuleState.STOP, "n1", 2, True, 2)
+    ahead, late = ("n1", "n2") if history == "n1_ahead" else ("n2", "n1")
+    return {ahead: synced, late: behind}
+
+
+def _play(cluster: Cluster, sequence: list[Op]) -> None:
+    for n in NODES:
+        cluster.command(n, CommandKind.START)
+    for op in sequence:
+        cluster.advance(op.delay)
+        if op.kind == "cmd":
+            assert isinstance(op.arg, CommandKind)
+            cluster.command(op.node, op.arg)
+        elif op.kind == "start":
+            cluster.command(op.node, CommandKind.START)
+        elif op.kind == "cut":
+            cluster.cut(op.node or None)
+        elif op.kind == "heal":
+            cluster.heal()
+        elif op.kind == "witness":
+            side = frozenset(NODES) if op.node == "both" else frozenset({op.node} & set(NODES))
+            cluster.set_witness(side)
+        elif op.kind == "checker":
+            assert isinstance(op.arg, CheckerAction)
+            cluster.checker(op.node, op.arg)
+        elif op.kind == "resource_up":
+            cluster.resource_up(op.node)
+        else:
+            cluster.replica_fault(op.node)
+        if cluster.violations:
+            break
+    cluster.advance(40.0)
+
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.lists(ops, max_size=25), histories, st.integers(0, 2**32), st.booleans())
+def test_with_a_witness_never_two_primaries_and_fencing_is_bounded(
+    sequence: list[Op], history: str, seed: int, failover: bool
+) -> None:
+    cluster = Cluster(witness=True, seed=seed, persisted=_persisted(history), failover=failover)
+    _play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+
+
+@PROPERTY
+@given(
+    st.lists(ops.filter(lambda op: op.kind not in ("cut", "heal")), max_size=25),
+    histories,
+    st.integers(0, 2**32),
+    st.sampled_from(["alone", "lastprim", "n1", "n2"]),
+)
+def test_with_working_heartbeats_never_two_primaries(
+    sequence: list[Op], history: str, seed: int, defaultprim: str
+) -> None:
+    cluster = Cluster(witness=False, seed=seed, persisted=_persisted(history), defaultprim=defaultprim)
+    _play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+
+
+@PROPERTY
+@given(st.lists(ops, max_size=25), histories, st.integers(0, 2**32))
+def test_without_witness_a_stale_node_never_promotes_itself(
+    sequence: list[Op], history: str, seed: int
+) -> None:
+    cluster = Cluster(witness=False, seed=seed, persisted=_persisted(history))
+    _play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
