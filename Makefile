@@ -16,7 +16,7 @@ demo: deps venv
 	$(BIN)/safekit lab status --name $(LAB)
 	$(BIN)/ansible-playbook -i "$$($(BIN)/safekit lab inventory --name $(LAB))" playbooks/lab-ping.yml
 	@echo
-	@echo "The lab '$(LAB)' is still up: try '$(BIN)/safekit lab ssh node1 --name $(LAB)'."
+	@echo "The lab '$(LAB)' is still up: try '$(BIN)/safekit lab ssh --name $(LAB) node1'."
 	@echo "Tear it down with '$(BIN)/safekit lab down --name $(LAB)'."
 
 ## test: lint, type check, unit tests and integration tests on real lab hosts

@@ -146,8 +146,8 @@ def _print_state(args: argparse.Namespace, answer: dict[str, Any]) -> int:
             if args.verbose:
                 for res, value in sorted(mod.get("resources", {}).items()):
                     print(f"    {res:<32} {value}")
-    if args.module and modules:
-        return STATE_EXIT_CODES.get(modules[0]["state"], 0)
+    if args.quiet and args.module and modules:
+        return STATE_EXIT_CODES.get(modules[0]["state"], 0)  # SafeKit's `state -m AM -lq`
     return 0
 
 

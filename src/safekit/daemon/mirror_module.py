@@ -14,6 +14,9 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import os
+import shlex
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,8 +25,9 @@ from typing import Any
 from safekit import mirror
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
-from safekit.config import ClusterConfig, ModuleConfig
+from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
 from safekit.daemon import persist
+from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.paths import Paths
@@ -176,6 +180,12 @@ class MirrorModule:
                 nicestoptimeout=config.user.nicestoptimeout,
                 forcestoptimeout=config.user.forcestoptimeout,
             )
+        self._checker_specs = checker_specs(config.check, pinger)
+        self._checks: dict[str, tuple[str, str]] = {
+            spec.resource: (spec.when, spec.action) for spec in self._checker_specs
+        }
+        for custom in config.check.custom:
+            self._checks[f"custom.{custom.ident}"] = (custom.when, custom.action)
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,10 +212,27 @@ class MirrorModule:
             if self.config.check.splitbrain
             else "",
         )
+        # A crash may have left the VIP here; nothing may hold it before the state machine says so.
+        for provider in self.vips:
+            try:
+                if await provider.release(timeout=VIP_CALL_TIMEOUT):
+                    self.log.warning(
+                        "virtual IP %s was still here (left by a crash): released", provider.spec.address
+                    )
+            except VipError as exc:
+                self.log.error(
+                    "virtual IP %s: could not check for a leftover: %s", provider.spec.address, exc
+                )
         await self.link.start()
         self._tasks.append(asyncio.create_task(self._event_loop(), name=f"{self.name}-events"))
         if self.config.check.splitbrain is not None:
             self._tasks.append(asyncio.create_task(self._witness_loop(), name=f"{self.name}-witness"))
+        for spec in self._checker_specs:
+            self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
+        for custom in self.config.check.custom:
+            self._tasks.append(
+                asyncio.create_task(self._custom_checker(custom), name=f"custom.{custom.ident}")
+            )
         if self.config.errd is not None and self.config.errd.procs:
             self._tasks.append(asyncio.create_task(self._errd_loop(), name=f"{self.name}-errd"))
         if boot:
@@ -265,33 +292,30 @@ class MirrorModule:
         return bool(data and data.get("start_at_boot"))
 
     def set_resource(self, resource: str, value: str) -> None:
-        """A custom checker (through `safekit set`) or a probe reports a resource state."""
+        """A checker reports a resource state (probes here, custom checkers through `safekit set`)."""
         before = self.resources.get(resource)
         self.resources[resource] = value
         if before == value:
             return
         self.log.info("resource %s: %s -> %s", resource, before or "unknown", value)
+        check = self._checks.get(resource)
+        if check is None:
+            return
+        when, action = check
         now = time.monotonic()
         if value == "up":
             self.submit(ResourceUp(resource, now))
-        elif value == "down":
-            action = self._checker_action(resource)
-            if action is not None:
-                self.submit(CheckerVerdict(action, resource, now, "reported down"))
+        elif value == "down" and self._when_applies(when):
+            self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
 
-    def _checker_action(self, resource: str) -> CheckerAction | None:
-        kind, _, ident = resource.partition(".")
-        checks: dict[str, Iterable[Any]] = {
-            "custom": self.config.check.custom,
-            "tcp": self.config.check.tcp,
-            "ping": self.config.check.ping,
-            "intf": self.config.check.intf,
-            "ip": self.config.check.ip,
-        }
-        for check in checks.get(kind, ()):
-            if getattr(check, "ident", None) == ident:
-                return CheckerAction(check.action)
-        return None
+    def _when_applies(self, when: str) -> bool:
+        """`when` of a checker: prim = while primary, both = primary or secondary, pre = always."""
+        state = self.state.module_state
+        if when == "pre":
+            return True
+        if when == "both":
+            return state in (ModuleState.PRIM, ModuleState.ALONE, ModuleState.SECOND)
+        return state in (ModuleState.PRIM, ModuleState.ALONE)
 
     def _on_peer_status(self, status: NodeStatus, now: float) -> None:
         self.submit(PeerHeartbeat(status, now))
@@ -345,15 +369,8 @@ class MirrorModule:
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
             item.reply.set_result(reply)
+        # The state machine logs every displayed change itself ("OLD (r) -> NEW (r): reason").
         if (before.module_state, before.readiness) != (self.state.module_state, self.state.readiness):
-            self.log.info(
-                "state %s (%s) -> %s (%s): %s",
-                before.module_state,
-                before.readiness,
-                self.state.module_state,
-                self.state.readiness,
-                self.state.reason,
-            )
             if before.module_state != self.state.module_state:
                 self.metrics.transitions.labels(self.name, before.module_state, self.state.module_state).inc()
             self._show_state()
@@ -466,6 +483,16 @@ class MirrorModule:
             self._witness_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._witness_wake.wait(), self.timing.witness_interval)
+
+    async def _custom_checker(self, custom: CustomCheck) -> None:
+        userbin = self.paths.module_dir(self.name) / "bin"
+        program = custom.exec if custom.exec.startswith("/") else str(userbin / custom.exec)
+        command = shlex.join([program]) + (f" {custom.arg}" if custom.arg else "")
+        env = self.scripts.environment.variables() if self.scripts else {}
+        # `safekit set` must be found by the checker whatever PATH the daemon was started with.
+        env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        env["SAFEKIT_CHECKER"] = f"custom.{custom.ident}"
+        await run_custom(f"custom.{custom.ident}", command, env=env, cwd=userbin, log=self.log)
 
     async def _errd_loop(self) -> None:
         errd_cfg = self.config.errd

@@ -49,11 +49,11 @@ def add_parser(subparsers: Any) -> None:
 
     ex = command("exec", "run a command on a lab host: safekit lab exec HOST -- CMD...")
     ex.add_argument("host")
-    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    ex.add_argument("argv", nargs="*", metavar="-- CMD")
 
     ssh = command("ssh", "open an ssh session to a lab host (through its own sshd)")
     ssh.add_argument("host")
-    ssh.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    ssh.add_argument("argv", nargs="*", metavar="-- CMD")
 
     kill = command("kill", "power cut: SIGKILL every process of a host and pull its cables")
     kill.add_argument("host")

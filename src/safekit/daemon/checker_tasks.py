@@ -1,0 +1,124 @@
+"""The `<check>` checkers of a module as tasks: each probes on its interval and reports a resource.
+
+`tcp.X`, `ping.X`, `intf.X`, `ip.X`, `module.X` are probed here; `custom.X` is a long-running program
+of the user's that reports with `safekit set -r custom.X -v up|down` (it is started here, with the
+module's environment, and started again if it exits). What a resource going down does is decided
+by the module (the checker's `action`, its `when`) and the state machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from safekit.checkers import probes
+from safekit.checkers.icmp import Pinger
+from safekit.config import Check
+
+Report = Callable[[str, str], None]
+"""(resource, "up"|"down")"""
+
+
+@dataclass(frozen=True)
+class CheckerSpec:
+    resource: str
+    when: str
+    action: str
+    interval: float
+    probe: Callable[[], Awaitable[bool]]
+
+
+def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
+    """One spec per probed target of `<tcp>`, `<ping>`, `<intf>`, `<ip>` and `<module>`."""
+    specs: list[CheckerSpec] = []
+    for tcp in check.tcp:
+        for t in tcp.targets:
+            probe = partial(probes.tcp, t.addr or "127.0.0.1", t.port or 0, t.timeout)
+            specs.append(CheckerSpec(f"tcp.{tcp.ident}", tcp.when, tcp.action, t.interval, probe))
+    for ping in check.ping:
+        for t in ping.targets:
+            probe = partial(pinger.ping, t.addr or "", t.timeout)
+            specs.append(CheckerSpec(f"ping.{ping.ident}", ping.when, ping.action, t.interval, probe))
+    for intf in check.intf:
+        for t in intf.targets:
+            probe = partial(_sync, probes.interface_up, t.interface or "")
+            specs.append(CheckerSpec(f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe))
+    for ip in check.ip:
+        for t in ip.targets:
+            probe = partial(_sync, probes.address_present, t.addr or "")
+            specs.append(CheckerSpec(f"ip.{ip.ident}", ip.when, ip.action, t.interval, probe))
+    for module in check.module:
+        for t in module.targets:
+            url = f"http://{t.addr}:{t.port or 9010}/var/modules/{module.name}/ready.txt"
+            probe = partial(_http_ok, url, t.timeout)
+            specs.append(CheckerSpec(f"module.{module.name}", module.when, module.action, t.interval, probe))
+    return specs
+
+
+async def _sync(fn: Callable[[str], bool], arg: str) -> bool:
+    return await asyncio.to_thread(fn, arg)
+
+
+async def _http_ok(url: str, timeout: float) -> bool:
+    def get() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http:// built above
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    return await asyncio.to_thread(get)
+
+
+async def run_checker(spec: CheckerSpec, report: Report) -> None:
+    while True:
+        up = await spec.probe()
+        report(spec.resource, "up" if up else "down")
+        await asyncio.sleep(spec.interval)
+
+
+async def run_custom(
+    resource: str,
+    command: str,
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: logging.Logger,
+    restart_delay: float = 5.0,
+) -> None:
+    """Keep the user's custom checker running; it reports through `safekit set`."""
+    argv = shlex.split(command)
+    while True:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **env},
+                cwd=str(cwd),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.error("custom checker %s: cannot start %s: %s", resource, argv[0], exc.strerror)
+            await asyncio.sleep(restart_delay)
+            continue
+        log.info("custom checker %s started (pid %d): %s", resource, proc.pid, command)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            raise
+        log.warning(
+            "custom checker %s exited with %s; starting it again in %g s", resource, code, restart_delay
+        )
+        await asyncio.sleep(restart_delay)
