@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,7 +81,9 @@ class HeartbeatLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self.pulse = min(lan.pulse for lan in lans)
+        self.port = lans[0].port
         self.send_errors = 0
+        self.lateness: deque[float] = deque(maxlen=3000)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,18 +148,34 @@ class HeartbeatLink:
                 log.debug("heartbeat to %s on %s not sent: %s", self.peer_node, lan.name, exc)
 
     async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self._send_all()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            due = loop.time() + self.pulse
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.pulse)
+            except TimeoutError:
+                # How late the periodic send runs: the heartbeat timing jitter a loaded node adds.
+                self.lateness.append(max(0.0, loop.time() - due))
+
+    def lateness_p99(self) -> float | None:
+        """99th percentile of how late periodic heartbeats were sent, over the last samples."""
+        if not self.lateness:
+            return None
+        ordered = sorted(self.lateness)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
     async def _tick_loop(self) -> None:
-        # Liveness deadlines are checked often enough that a loss is seen within a tenth of a
-        # pulse of its deadline.
-        period = max(0.005, self.pulse / 10)
+        # Sleep until the earliest liveness deadline (a packet arriving meanwhile only moves it
+        # later), so an idle cluster wakes about once per timeout, not once per pulse.
         while True:
-            await asyncio.sleep(period)
+            deadline = self.receiver.liveness.next_deadline()
+            now = time.monotonic()
+            delay = (
+                self.pulse if deadline is None else min(self.pulse * 10, max(0.001, deadline - now + 0.001))
+            )
+            await asyncio.sleep(delay)
             now = time.monotonic()
             for event in self.receiver.tick(now):
                 self._on_liveness(event, now)

@@ -14,6 +14,8 @@ STATES = ("STOP", "WAIT", "ALONE", "PRIM", "SECOND", "UP")
 
 HeartbeatSource = Callable[[], Iterable[tuple[str, str, str, Counters, RttStats | None]]]
 """Yields (module, peer, lan, counters, rtt) for every heartbeat link."""
+LatenessSource = Callable[[], tuple[str, float | None]]
+"""(module, p99 of how late periodic heartbeats were sent)"""
 
 
 class Metrics:
@@ -38,10 +40,12 @@ class Metrics:
             registry=self.registry,
         )
         self._sources: list[HeartbeatSource] = []
-        self.registry.register(_HeartbeatCollector(self._sources))
+        self._lateness: list[LatenessSource] = []
+        self.registry.register(_HeartbeatCollector(self._sources, self._lateness))
 
-    def add_heartbeat_source(self, source: HeartbeatSource) -> None:
+    def add_heartbeat_source(self, source: HeartbeatSource, lateness: LatenessSource) -> None:
         self._sources.append(source)
+        self._lateness.append(lateness)
 
     def set_state(self, module: str, state: str, ready: bool) -> None:
         for name in STATES:
@@ -50,8 +54,9 @@ class Metrics:
 
 
 class _HeartbeatCollector(Collector):
-    def __init__(self, sources: list[HeartbeatSource]) -> None:
+    def __init__(self, sources: list[HeartbeatSource], lateness: list[LatenessSource]) -> None:
         self._sources = sources
+        self._lateness = lateness
 
     def collect(self) -> Iterable[Metric]:
         labels = ["module", "peer", "lan"]
@@ -72,6 +77,16 @@ class _HeartbeatCollector(Collector):
                     dropped.add_metric([*key, reason], getattr(counters, f"dropped_{reason}"))
                 if stats is not None and stats.samples:
                     rtt.add_metric(key, stats.smoothed)
+        late = GaugeMetricFamily(
+            "safekit_heartbeat_send_lateness_p99_seconds",
+            "99th percentile of how late periodic heartbeats left (timing jitter)",
+            labels=["module"],
+        )
+        for lateness in self._lateness:
+            module, p99 = lateness()
+            if p99 is not None:
+                late.add_metric([module], p99)
         yield received
         yield dropped
         yield rtt
+        yield late

@@ -192,8 +192,9 @@ class MirrorModule:
         self._witness_wake = asyncio.Event()
         self._replication = ReplicationRole.NONE
         self._fed_generation: int | None = None
+        self._last_peer_status: NodeStatus | None = None
         self._last_shown: tuple[ModuleState, Readiness] | None = None
-        metrics.add_heartbeat_source(self._heartbeat_metrics)
+        metrics.add_heartbeat_source(self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99()))
         self._show_state()
 
     # ------------------------------------------------------------------ life cycle
@@ -318,7 +319,11 @@ class MirrorModule:
         return state in (ModuleState.PRIM, ModuleState.ALONE)
 
     def _on_peer_status(self, status: NodeStatus, now: float) -> None:
-        self.submit(PeerHeartbeat(status, now))
+        # Only what changes is news for the state machine: an unchanged status every pulse would
+        # cost a full step for nothing (liveness is tracked by membership, not here).
+        if status != self._last_peer_status:
+            self._last_peer_status = status
+            self.submit(PeerHeartbeat(status, now))
         # Without <rfs> there is no data to copy: a secondary is up to date with its primary as soon
         # as it follows it. (With replication, the rfs process reports this instead.)
         if (
@@ -339,6 +344,7 @@ class MirrorModule:
             self.resources[f"heartbeat.{event.lan}"] = "up"
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)
         elif isinstance(event, PeerLost):
+            self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self.submit(MachinePeerLost(now))
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
@@ -481,8 +487,13 @@ class MirrorModule:
                 last = reachable
             self.submit(WitnessResult(reachable, time.monotonic()))
             self._witness_wake.clear()
+            # Fast while the peer is away (the split-brain rules run on these answers), slow while
+            # it is there; a lost peer wakes this loop at once (QueryWitness).
+            interval = (
+                self.timing.witness_interval if self.state.peer is None else self.timing.witness_idle_interval
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._witness_wake.wait(), self.timing.witness_interval)
+                await asyncio.wait_for(self._witness_wake.wait(), interval)
 
     async def _custom_checker(self, custom: CustomCheck) -> None:
         userbin = self.paths.module_dir(self.name) / "bin"

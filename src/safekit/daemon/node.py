@@ -113,7 +113,7 @@ class Node:
                     raise ModuleError(
                         f"module {name}: {result.config.mode} modules are not available in this version"
                     )
-                self.modules[name] = MirrorModule(
+                module = MirrorModule(
                     name=name,
                     config=result.config,
                     cluster=cluster,
@@ -123,9 +123,19 @@ class Node:
                     metrics=self.metrics,
                     pinger=self._pinger,
                 )
+                self._check_ports(module)
+                self.modules[name] = module
             except (ConfigError, ModuleError, OSError, ValueError) as exc:
                 self.broken[name] = str(exc)
                 log.error("module %s not loaded: %s", name, exc)
+
+    def _check_ports(self, module: MirrorModule) -> None:
+        for other in self.modules.values():
+            if other.link.port == module.link.port:
+                raise ModuleError(
+                    f"module {module.name}: heartbeat port {module.link.port} is already used by module "
+                    f"{other.name}; give each module its own <heart port=...>"
+                )
 
     # ------------------------------------------------------------------ health
     def _ready(self, module: str) -> bool | None:

@@ -1,0 +1,356 @@
+"""Client-visible failover time of a mirror module when the primary node loses power.
+
+On a 2-node lab with witness and client, a TCP responder runs on both nodes (so the figure measures
+the cluster, not an application's start) and the client opens a new TCP connection to the VIP every
+50 ms (200 ms connect timeout). At a random moment the primary is killed with `lab kill` (every
+process SIGKILLed, cables pulled); the outage is from the kill to the first answer from the new
+primary. Profiles: the defaults (heartbeat 200 ms / 1.5 s) and the fast profile (50 ms / 200 ms),
+with the witness and up-to-date rules on, while a CPU hog keeps one core busy. Also measured: the
+outage when the service is started by start_prim, spurious transitions under load (must be 0),
+and the engine's budgets (resident memory and idle CPU of safekitd with two modules, heartbeat
+timing jitter p99 under load).
+
+Writes bench/results/failover.json. Usage: bench/failover.py [--runs N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import summary, write_result
+from safekit.lab import Lab
+from safekit.lab.cluster import LabCluster
+from safekit.membership import clusterkey
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "modules" / "webmirror"
+RESPONDER_PORT = 7000
+WEB_PORT = 8080
+PROFILES = {"default": (None, None), "fast": ("50ms", "200ms")}
+ANCHORS = {
+    "keepalived_2.2.7_default_p50_s": 3.11,
+    "keepalived_2.2.7_advert_0.1_p50_s": 0.34,
+    "safekit_default_detection_s": 30.0,
+}
+TARGETS = {"default_p50_s": 3.0, "fast_p50_s": 0.5}
+
+RESPONDER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port})); s.listen(128)
+name = socket.gethostname().encode() + b"\\n"
+while True:
+    c, _ = s.accept()
+    try: c.sendall(name)
+    finally: c.close()
+"""
+
+# Runs on the client: starts a new connection to the VIP every 50 ms, each with a 200 ms connect
+# timeout, without waiting for the previous one (a SYN lost to a dead node must not hide the next
+# probes); exits when `expect` answers, printing when that answer arrived.
+PROBE = """
+import asyncio, sys, time
+vip, port, expect, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+
+async def attempt(done):
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(vip, port), 0.2)
+    except (OSError, asyncio.TimeoutError):
+        return
+    try:
+        writer.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        data = await asyncio.wait_for(reader.read(), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return
+    finally:
+        writer.close()
+    who = data.split(b"served by ")[-1].strip().decode() if b"served by " in data else data.strip().decode()
+    if who == expect and not done.done():
+        done.set_result(time.monotonic())
+
+async def main():
+    done = asyncio.get_running_loop().create_future()
+    end = time.monotonic() + limit
+    print("ready", flush=True)
+    tasks = set()
+    while time.monotonic() < end and not done.done():
+        task = asyncio.ensure_future(attempt(done))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), 0.05)
+        except asyncio.TimeoutError:
+            pass
+    if done.done():
+        print("answered", done.result(), flush=True)
+        return 0
+    print("timeout", flush=True)
+    return 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+def userconfig(vip: str, witness: str, pulse: str | None, timeout: str | None, scripts: bool) -> str:
+    heart_attrs = "".join(f' {k}="{v}"' for k, v in (("pulse", pulse), ("timeout", timeout)) if v)
+    user = (
+        f'<user nicestoptimeout="10s" forcestoptimeout="10s"><var name="WEB_PORT" value="{WEB_PORT}"/>'
+        '<var name="WEB_ROOT" value="/srv/www"/></user>'
+        if scripts
+        else ""
+    )
+    return f"""<!DOCTYPE safe>
+<safe>
+<service mode="mirror" defaultprim="alone">
+  <heart{heart_attrs}><heartbeat name="default"/></heart>
+  <vip><interface_list><interface><real_interface>
+    <virtual_addr addr="{vip}" where="one_side_alias"/>
+  </real_interface></interface></interface_list></vip>
+  {user}
+  <check><splitbrain ident="witness" exec="ping" arg="{witness}"/></check>
+</service>
+</safe>
+"""
+
+
+IDLE_MODULE = """<!DOCTYPE safe>
+<safe>
+<service mode="mirror"><heart port="4801"><heartbeat name="default"/></heart>
+  <check><splitbrain exec="ping" arg="{witness}"/></check>
+</service>
+</safe>
+"""
+
+
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """Keep one core busy, as a loaded production node would be."""
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "import os; os.sched_setaffinity(0, {0})\nwhile True: pass"]
+    )
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+class Bench:
+    def __init__(self, lab: Lab, staging: Path) -> None:
+        self.lab = lab
+        self.cluster = LabCluster(lab)
+        self.staging = staging
+        self.key = clusterkey.generate_key()
+        plan = lab.plan()
+        self.vip = str(plan.vips[0])
+        self.witness = str(plan.host("witness").address)
+        self.responders: list[subprocess.Popen[bytes]] = []
+
+    def install(self, pulse: str | None, timeout: str | None, *, scripts: bool, idle_module: bool) -> None:
+        for node in self.cluster.nodes:
+            self.cluster.stop_daemon(node)
+            self.lab.exec(node, ["sh", "-c", "rm -rf /opt/safekit/modules /var/safekit/modules"], check=True)
+        module = self.staging / "bench"
+        shutil.rmtree(module, ignore_errors=True)
+        shutil.copytree(EXAMPLE, module)
+        (module / "conf" / "userconfig.xml").write_text(
+            userconfig(self.vip, self.witness, pulse, timeout, scripts)
+        )
+        self.cluster.install(module, key=self.key)
+        if idle_module:
+            idle = self.staging / "idle"
+            shutil.rmtree(idle, ignore_errors=True)
+            (idle / "conf").mkdir(parents=True)
+            (idle / "conf" / "userconfig.xml").write_text(IDLE_MODULE.format(witness=self.witness))
+            self.cluster.install(idle, key=self.key)
+        for node in self.cluster.nodes:
+            self.start_node_software(node)
+        self.cluster.safekit("node1", "prim", "-m", "bench")
+        self.cluster.safekit("node2", "second", "-m", "bench")
+        if idle_module:
+            self.cluster.safekit("node1", "prim", "-m", "idle")
+            self.cluster.safekit("node2", "second", "-m", "idle")
+        self.cluster.wait_state("node1", "bench", "PRIM")
+        self.cluster.wait_state("node2", "bench", "SECOND")
+
+    def start_node_software(self, node: str) -> None:
+        self.responders.append(
+            subprocess.Popen(
+                self.lab.exec_argv(node, ["python3", "-c", RESPONDER.format(port=RESPONDER_PORT)]),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        self.cluster.start_daemon(node)
+
+    def primary(self) -> tuple[str, str]:
+        for node in self.cluster.nodes:
+            if self.cluster.state(node, "bench")["state"] in ("PRIM", "ALONE"):
+                return node, next(n for n in self.cluster.nodes if n != node)
+        raise RuntimeError("no primary")
+
+    def one_run(self, port: int) -> float:
+        primary, secondary = self.primary()
+        probe = subprocess.Popen(
+            self.lab.exec_argv("client", ["python3", "-c", PROBE, self.vip, str(port), secondary, "60"]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert probe.stdout is not None
+        assert probe.stdout.readline().strip() == "ready"
+        time.sleep(random.uniform(0.5, 1.5))
+        killed_at = time.monotonic()
+        self.lab.kill(primary)
+        line = probe.stdout.readline().split()
+        probe.wait(timeout=70)
+        if not line or line[0] != "answered":
+            raise RuntimeError(f"no answer from {secondary} through the VIP after the kill")
+        outage = float(line[1]) - killed_at
+        # Boot the killed node again and let it rejoin as secondary before the next run.
+        self.lab.start(primary)
+        self.start_node_software(primary)
+        self.cluster.wait_state(primary, "bench", "SECOND", timeout=60)
+        self.cluster.wait_state(secondary, "bench", "PRIM", timeout=60)
+        return outage
+
+    def transitions(self) -> float:
+        total = 0.0
+        for node in self.cluster.nodes:
+            for line in self.metrics(node).splitlines():
+                if line.startswith("safekit_module_transitions_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def metrics(self, node: str) -> str:
+        url = f"http://{self.lab.plan().host(node).address}:9010/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def lateness_p99(self) -> float:
+        worst = 0.0
+        for node in self.cluster.nodes:
+            for line in self.metrics(node).splitlines():
+                if line.startswith("safekit_heartbeat_send_lateness_p99_seconds{"):
+                    worst = max(worst, float(line.rsplit(" ", 1)[1]))
+        return worst
+
+    def daemon_budget(self, node: str, seconds: float) -> dict[str, float]:
+        pid = self.cluster.daemon_pid(node)
+        assert pid is not None
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
+
+        before = cpu()
+        time.sleep(seconds)
+        used = cpu() - before
+        rss_kib = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        return {
+            "safekitd_rss_mib": round(rss_kib / 1024, 1),
+            "safekitd_idle_cpu_percent": round(100 * used / seconds, 2),
+            "safekitd_open_files": fds,
+        }
+
+    def close(self) -> None:
+        for proc in self.responders:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="3 runs per profile")
+    args = parser.parse_args()
+    runs = 3 if args.quick else args.runs
+    lab = Lab("bfail")
+    lab.down()
+    lab.up(nodes=2, witness=True, client=True)
+    staging = Path(tempfile.mkdtemp(prefix="safekit-bench-", dir="/var/tmp"))
+    staging.chmod(0o755)
+    bench = Bench(lab, staging)
+    result: dict[str, object] = {"anchors": ANCHORS, "targets": TARGETS}
+    try:
+        # Budgets first, on an idle node with two modules and nothing else running.
+        bench.install(None, None, scripts=False, idle_module=True)
+        time.sleep(3)
+        budget = bench.daemon_budget("node2", 5 if args.quick else 10)
+        with cpu_hog():
+            before = bench.transitions()
+            time.sleep(5 if args.quick else 20)
+            spurious = bench.transitions() - before
+            for name, (pulse, timeout) in PROFILES.items():
+                bench.install(pulse, timeout, scripts=False, idle_module=False)
+                before = bench.transitions()
+                time.sleep(3 if args.quick else 10)  # loaded and idle: nothing may move
+                spurious += bench.transitions() - before
+                samples = [bench.one_run(RESPONDER_PORT) for _ in range(runs)]
+                result[name] = {**summary(samples), "runs": runs, "samples_s": [round(s, 3) for s in samples]}
+                print(
+                    f"{name}: p50 {result[name]['p50_s']:.3f} s, max {result[name]['max_s']:.3f} s",
+                    flush=True,
+                )  # type: ignore[index]
+            budget["heartbeat_jitter_p99_ms"] = round(1000 * bench.lateness_p99(), 2)
+            bench.install(None, None, scripts=True, idle_module=False)
+            app_runs = max(3, runs // 3)
+            samples = [bench.one_run(WEB_PORT) for _ in range(app_runs)]
+            result["start_prim_service"] = {
+                "profile": "default",
+                **summary(samples),
+                "runs": app_runs,
+                "samples_s": [round(s, 3) for s in samples],
+            }
+        result["spurious_transitions_under_load"] = int(spurious)
+        result["budgets"] = {
+            **budget,
+            "limits": {
+                "safekitd_rss_mib": 80,
+                "safekitd_idle_cpu_percent": 1.0,
+                "heartbeat_jitter_p99_ms": 20,
+            },
+        }
+        default_p50 = result["default"]["p50_s"]  # type: ignore[index]
+        fast_p50 = result["fast"]["p50_s"]  # type: ignore[index]
+        result["ratios"] = {
+            "default_p50_over_keepalived_default": round(
+                default_p50 / ANCHORS["keepalived_2.2.7_default_p50_s"], 2
+            ),
+            "fast_p50_over_keepalived_fast": round(
+                fast_p50 / ANCHORS["keepalived_2.2.7_advert_0.1_p50_s"], 2
+            ),
+        }
+        result["meets_targets"] = (
+            default_p50 <= TARGETS["default_p50_s"] and fast_p50 <= TARGETS["fast_p50_s"]
+        )
+    finally:
+        bench.close()
+        lab.down()
+        shutil.rmtree(staging, ignore_errors=True)
+    path = write_result("failover", result)
+    print(json.dumps(result, indent=2))
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
