@@ -10,22 +10,17 @@ LAB ?= demo
 
 .PHONY: demo test lint unit integration bench deps venv clean lab-down
 
-## demo: bring a lab cluster up and show its hosts answering Ansible
+## demo: a mirror cluster on lab hosts, deployed by the playbook; the primary loses power, the secondary takes over
 demo: deps venv
-	$(BIN)/safekit lab up --name $(LAB) --nodes 2 --witness --client
-	$(BIN)/safekit lab status --name $(LAB)
-	$(BIN)/ansible-playbook -i "$$($(BIN)/safekit lab inventory --name $(LAB))" playbooks/lab-ping.yml
-	@echo
-	@echo "The lab '$(LAB)' is still up: try '$(BIN)/safekit lab ssh --name $(LAB) node1'."
-	@echo "Tear it down with '$(BIN)/safekit lab down --name $(LAB)'."
+	$(BIN)/python examples/demo.py $(LAB)
 
 ## test: lint, type check, unit tests and integration tests on real lab hosts
 test: deps venv lint
 	$(BIN)/pytest tests
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 unit: venv
@@ -35,7 +30,10 @@ integration: deps venv
 	$(BIN)/pytest tests/integration
 
 bench: deps venv
+	@dpkg-query -W -f='$${Status}' keepalived 2>/dev/null | grep -q "ok installed" || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived)
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/failover.py
 
 ## deps: the Debian packages the lab and the tests need (installed only when missing)
 deps:

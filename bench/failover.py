@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines.keepalived import measure_keepalived
 from common import summary, write_result
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -320,6 +321,13 @@ def main() -> int:
                 "runs": app_runs,
                 "samples_s": [round(s, 3) for s in samples],
             }
+            # The same-run baseline: keepalived (VRRP, no replication, no witness) on the same kind
+            # of lab, probed the same way, under the same CPU hog.
+            keepalived = {
+                "default": measure_keepalived(runs, 1.0),
+                "fast": measure_keepalived(runs, 0.1),
+            }
+            result["baseline_keepalived"] = keepalived
         result["spurious_transitions_under_load"] = int(spurious)
         result["budgets"] = {
             **budget,

@@ -18,6 +18,7 @@ The option `garp_form=reply` sends the reply form (target MAC = sender MAC, as `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -167,6 +168,15 @@ def assess(address: ipaddress.IPv4Address, interface: str, link: Link | None, pr
     return VipCheck(VipState.HELD, f"{address} on {interface}")
 
 
+async def _send_round(interface: str, frames: list[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+        sock.setblocking(False)
+        sock.bind((interface, ETH_P_ARP))
+        for frame in frames:
+            await loop.sock_sendall(sock, frame)
+
+
 def garp_form_option(options: Mapping[str, str]) -> GarpForm:
     """The `garp_form` option, after refusing options the arp provider does not know."""
     unknown = sorted(set(options) - set(OPTIONS))
@@ -226,6 +236,7 @@ class ArpProvider(VipProvider):
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)
         self.garp_form = garp_form_option(spec.options)
+        self._burst: asyncio.Task[None] | None = None
 
     # Resolution happens at each call, not at construction: interfaces and their addresses may
     # change while the daemon runs (a NIC renamed, a network added), and a call sees the present.
@@ -287,20 +298,39 @@ class ArpProvider(VipProvider):
         return changed
 
     async def _announce(self, interface: str, mac: bytes) -> None:
+        """Send the first gratuitous ARP round now and the rest of the burst in the background.
+
+        Peers update their caches on the first round; the repeats are for frames lost on the way,
+        and waiting for them would only delay the application's start after a failover.
+        """
+        self._stop_burst()
         if self.spec.garp_count == 0:
             return
         frames = garp_frames(mac, self.spec.address, self.garp_form)
-        loop = asyncio.get_running_loop()
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
-            sock.setblocking(False)
-            sock.bind((interface, ETH_P_ARP))
-            for round_ in range(self.spec.garp_count):
-                if round_:
-                    await asyncio.sleep(self.spec.garp_interval)
-                for frame in frames:
-                    await loop.sock_sendall(sock, frame)
+        await _send_round(interface, frames)
+        if self.spec.garp_count > 1:
+            self._burst = asyncio.create_task(self._repeat(interface, frames, self.spec.garp_count - 1))
+
+    async def _repeat(self, interface: str, frames: list[bytes], rounds: int) -> None:
+        for _ in range(rounds):
+            await asyncio.sleep(self.spec.garp_interval)
+            try:
+                await _send_round(interface, frames)
+            except OSError:  # the link went away: release or the next acquire says what to do
+                return
+
+    async def settle(self) -> None:
+        if self._burst is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._burst
+
+    def _stop_burst(self) -> None:
+        if self._burst is not None and not self._burst.done():
+            self._burst.cancel()
+        self._burst = None
 
     async def _release(self) -> bool:
+        self._stop_burst()  # never announce an address this node no longer holds
         address = self.spec.address
         changed = False
         async with AsyncIPRoute() as ipr:

@@ -71,6 +71,7 @@ async def _run(action: str, provider: VipProvider, timeout: float) -> int:
     spec = provider.spec
     if action == "acquire":
         changed = await provider.acquire(timeout)
+        await provider.settle()  # this process exits next: let the announcement burst finish
         print(f"acquired {spec}" if changed else f"already held {spec} (announced again)")
         return 0
     if action == "release":

@@ -206,6 +206,9 @@ class VipProvider(abc.ABC):
     async def check(self, timeout: float = DEFAULT_TIMEOUT) -> VipCheck:
         return await self._bounded(self._check, timeout, "check")
 
+    async def settle(self) -> None:  # noqa: B027 - an optional hook: most providers have nothing to wait for
+        """Wait for work `acquire` left running in the background (a one-shot caller exits after it)."""
+
     @abc.abstractmethod
     async def _acquire(self) -> bool: ...
 
