@@ -11,10 +11,12 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from safekit.daemon import control
+from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
 
 STATE_EXIT_CODES = {"STOP": 0, "WAIT": 1, "ALONE": 2, "UP": 2, "PRIM": 3, "SECOND": 4}
@@ -76,6 +78,12 @@ def add_parsers(commands: Any) -> None:
     log.add_argument("-A", dest="all", action="store_true", help="the whole log, not only the last lines")
     _json_arg(log)
 
+    snapshot = commands.add_parser(
+        "snapshot", help="a zip of a module's configuration, logs and state for support (no secrets)"
+    )
+    _module_arg(snapshot, required=True)
+    snapshot.add_argument("file", help="the zip file to write")
+
     cluster = commands.add_parser("cluster", help="cluster-wide configuration")
     cluster_cmds = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
     genkey = cluster_cmds.add_parser("genkey", help="generate the cluster key (once; copy it to every node)")
@@ -94,7 +102,15 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
 
 
 def handles(command: str) -> bool:
-    return command in MODULE_COMMANDS or command in ("state", "waitstate", "get", "set", "log", "cluster")
+    return command in MODULE_COMMANDS or command in (
+        "state",
+        "waitstate",
+        "get",
+        "set",
+        "log",
+        "cluster",
+        "snapshot",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return _cluster(args)
     if args.command == "waitstate":
         return _waitstate(args)
+    if args.command == "snapshot":
+        return _snapshot(args)
     payload: dict[str, Any] = {"cmd": args.command}
     for key in ("module", "mode", "resource", "value", "ident", "verbose", "all"):
         value = getattr(args, key, None)
@@ -191,6 +209,37 @@ def _cluster(args: argparse.Namespace) -> int:
         raise CommandError(answer.get("error") or "refused")
     for mod in answer.get("modules", []):
         print(f"{mod['name']:<16} {mod['state']:<7} ({mod['readiness']})")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    """Configuration, logs and state of one module, as the support team needs them; never the key."""
+    paths = Paths.from_env()
+    module = args.module
+    members: list[tuple[Path, str]] = [
+        (paths.cluster_xml, "etc/cluster.xml"),
+        (paths.daemon_log, "log/safekitd.log"),
+        (paths.module_log(module), f"log/{module}.log"),
+        (paths.user_log(module), f"log/{module}.userlog"),
+    ]
+    for base, prefix in ((paths.module_dir(module), "module"), (paths.module_var(module), "var")):
+        if base.is_dir():
+            members += [
+                (f, f"{prefix}/{f.relative_to(base)}") for f in sorted(base.rglob("*")) if f.is_file()
+            ]
+    if not paths.module_dir(module).is_dir():
+        raise CommandError(f"no module {module!r} in {paths.modules}")
+    try:
+        state = json.dumps(_ask({"cmd": "state", "module": module, "verbose": True}, timeout=5), indent=2)
+    except CommandError as exc:
+        state = json.dumps({"ok": False, "error": str(exc)})
+    secret = paths.cluster_key.resolve()
+    with zipfile.ZipFile(args.file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, name in members:
+            if path.is_file() and path.resolve() != secret:
+                archive.write(path, f"{module}-snapshot/{name}")
+        archive.writestr(f"{module}-snapshot/state.json", state + "\n")
+    print(f"snapshot of {module} written to {args.file} (the cluster key is never included)")
     return 0
 
 
