@@ -26,6 +26,7 @@ from safekit import mirror
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
+from safekit.config import evaluate as evaluate_rule
 from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
@@ -234,6 +235,8 @@ class MirrorModule:
             self._tasks.append(
                 asyncio.create_task(self._custom_checker(custom), name=f"custom.{custom.ident}")
             )
+        if self.config.failover.rules:
+            self._tasks.append(asyncio.create_task(self._failover_rules_loop(), name=f"{self.name}-rules"))
         if self.config.errd is not None and self.config.errd.procs:
             self._tasks.append(asyncio.create_task(self._errd_loop(), name=f"{self.name}-errd"))
         if boot:
@@ -494,6 +497,39 @@ class MirrorModule:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._witness_wake.wait(), interval)
+
+    async def _failover_rules_loop(self) -> None:
+        """`<failover>` rules: every `period`, a rule whose condition has held for `handle_time` fires.
+
+        A rule fires once per time its condition becomes true (it fires again only after the
+        condition was false once), so a lasting condition does not count toward maxloop forever.
+        """
+        failover = self.config.failover
+        true_since: dict[str, float] = {}
+        fired: set[str] = set()
+        while True:
+            await asyncio.sleep(failover.period)
+            now = time.monotonic()
+            resources = self.status(verbose=True)["resources"]
+            for rule in failover.rules:
+                if not evaluate_rule(rule.condition, resources):
+                    true_since.pop(rule.label, None)
+                    fired.discard(rule.label)
+                    continue
+                since = true_since.setdefault(rule.label, now)
+                if rule.label in fired or now - since < failover.handle_time:
+                    continue
+                fired.add(rule.label)
+                self.log.warning(
+                    "failover rule %s: condition true for %.1f s: %s()", rule.label, now - since, rule.action
+                )
+                if rule.action == "swap":
+                    if self.state.module_state in (ModuleState.PRIM, ModuleState.ALONE):
+                        self.submit(Command(CommandKind.SWAP, now))
+                else:
+                    self.submit(
+                        CheckerVerdict(CheckerAction(rule.action), f"rule.{rule.label}", now, "failover rule")
+                    )
 
     async def _custom_checker(self, custom: CustomCheck) -> None:
         userbin = self.paths.module_dir(self.name) / "bin"

@@ -54,6 +54,11 @@ USERCONFIG = """<!DOCTYPE safe>
     <custom ident="app" exec="appcheck" action="restart"/>
     <splitbrain ident="witness" exec="ping" arg="{witness}"/>
   </check>
+  <failover period="500ms" handle_time="1s">
+  <![CDATA[
+    app_rule: if (custom.app == down && heartbeat.default == up) then restart();
+  ]]>
+  </failover>
 </service>
 </safe>
 """
@@ -252,6 +257,10 @@ def test_a_custom_checker_triggers_its_action(lab: Lab, cluster: LabCluster) -> 
     try:
         deadline = time.monotonic() + 10
         while "custom.app asks restart" not in cluster.log("node1", MODULE):
+            assert time.monotonic() < deadline, cluster.log("node1", MODULE)[-2000:]
+            time.sleep(0.2)
+        # The <failover> rule on the same resource fires once its condition held for handle_time.
+        while "failover rule app_rule" not in cluster.log("node1", MODULE):
             assert time.monotonic() < deadline, cluster.log("node1", MODULE)[-2000:]
             time.sleep(0.2)
     finally:
