@@ -369,8 +369,6 @@ class Lab:
         for path in PRIVATE_DIRS:
             source = fs / path.lstrip("/")
             source.mkdir(parents=True, exist_ok=True)
-            if path == "/tmp":  # noqa: S108
-                source.chmod(0o1777)
             binds.append(f"mount --bind {source} {path}")
         mnt, uts = self._ns_file(host.name, "mnt"), self._ns_file(host.name, "uts")
         mnt.touch()

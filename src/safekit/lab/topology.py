@@ -47,10 +47,10 @@ PRIVATE_DIRS: tuple[str, ...] = (
     "/var/safekit",
     "/var/log/safekit",
     "/srv",
-    "/tmp",  # noqa: S108 - a private per-host /tmp, not a temporary file
 )
 """Directories each lab host sees privately (bind mounts of per-host directories kept on disk, so they
-survive `lab kill` like a disk does). `/run` is private too, but a fresh tmpfs at every boot."""
+survive `lab kill` like a disk does). `/run` is private too, but a fresh tmpfs at every boot.
+`/tmp` is shared on purpose: the project (and its virtualenv, which lab hosts run) may live there."""
 
 
 class LabError(Exception):

@@ -12,13 +12,19 @@ start. Order of the rules, once each node's eligibility is known:
 3. defaultprim naming a node;
 4. the last primary, when both nodes name the same one;
 5. the smallest node name.
+
+A node's status *consents* to the peer starting the primary role when it is not primary and
+either does not compete or names the peer as its verdict (`consents_to`). Heartbeats take time,
+so the peer may act on a consent after it was withdrawn: a node that withdraws its consent
+(starts competing again, or changes its verdict to itself) does not act on the peer's consent
+before that consent can postdate the withdrawal (see machine.py, `handshake_not_before`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safekit.mirror.states import Intent, NodeStatus
+from safekit.mirror.states import Intent, NodeStatus, Role
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,17 @@ def prim_refusal(uptodate: bool, generation: int, peer_generation_seen: int) -> 
             "use primforce to accept losing the data the peer has"
         )
     return None
+
+
+def consents_to(status: NodeStatus, other: str) -> bool:
+    """`status` lets the node `other` start the primary role (if `other` may be primary).
+
+    A primary never consents; a node that does not compete leaves the role to the other one;
+    a competing node consents when its election verdict names `other` (handshake).
+    """
+    if status.role is Role.PRIMARY:
+        return False
+    return not status.competing or status.verdict == other
 
 
 def _eligibility(c: NodeStatus, top: int) -> Eligibility:

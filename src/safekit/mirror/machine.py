@@ -40,7 +40,13 @@ from safekit.mirror.actions import (
     StartReplication,
     StopReplication,
 )
-from safekit.mirror.election import conflict_winner, elect, prim_refusal, replica_eligibility
+from safekit.mirror.election import (
+    conflict_winner,
+    consents_to,
+    elect,
+    prim_refusal,
+    replica_eligibility,
+)
 from safekit.mirror.events import (
     ActionFailed,
     CheckerAction,
@@ -110,6 +116,8 @@ def next_deadline(settings: MirrorSettings, state: MirrorState) -> float | None:
     times: list[float] = []
     if state.phase is Phase.ELECTING and state.peer is None and state.election_deadline is not None:
         times.append(state.election_deadline)
+    if state.handshake_not_before is not None and state.peer is not None:
+        times.append(state.handshake_not_before)
     absent = state.peer_absent_since
     if settings.witness_configured and state.peer is None and absent is not None:
         if state.claims_primary:
@@ -128,7 +136,9 @@ def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transiti
     ctx = _Ctx(settings, replace(state, now=now), now)
     _apply(ctx, event)
     _enforce_witness(ctx)
+    _note_withdrawn_consent(ctx, state)
     _reconcile(ctx)
+    _note_withdrawn_consent(ctx, state)
     return _finish(settings, state, ctx)
 
 
@@ -266,7 +276,7 @@ def _on_witness(ctx: _Ctx, reachable: bool) -> None:
     ctx.set(witness=after)
     was_reachable = before.reachable_since is not None
     first = before.last_reachable_at is None and before.last_unreachable_at is None
-    if first or was_reachable != reachable or (reachable and after.reachable_since == ctx.now):
+    if first or was_reachable != reachable:  # changes only: the idle witness poll must not flood the log
         word = "reachable" if reachable else "unreachable"
         level = LogLevel.INFO if reachable else LogLevel.WARNING
         ctx.log(f"split-brain witness {word}", level)
@@ -827,6 +837,22 @@ def _enforce_witness(ctx: _Ctx) -> None:
 # --- 3. reconcile: automatic decisions in stable phases ---------------------------------------
 
 
+def _note_withdrawn_consent(ctx: _Ctx, old: MirrorState) -> None:
+    """Start the handshake delay when this step withdraws the consent the peer last heard.
+
+    Until the peer has heard the withdrawal, it may act on the consent (a node that does not
+    compete, or whose verdict names the peer) and start the primary role; and a consent heard
+    from the peer before may be an answer to this node's former status. Either way the peer's
+    reaction reaches this node, or membership declares the peer lost, within peer_timeout (plus
+    detection_skew for the transit and scheduling): only then is the peer's consent an answer to
+    the current status.
+    """
+    cfg = ctx.cfg
+    was = consents_to(announced_status(cfg, old), ctx.peer_name)
+    if was and not consents_to(announced_status(cfg, ctx.s), ctx.peer_name):
+        ctx.set(handshake_not_before=ctx.now + cfg.peer_timeout + cfg.detection_skew)
+
+
 def _reconcile(ctx: _Ctx) -> None:
     s = ctx.s
     if s.running is not None:
@@ -845,7 +871,13 @@ def _own(ctx: _Ctx) -> NodeStatus:
 
 def _peer_agrees(peer: NodeStatus, me: str) -> bool:
     """Handshake: a competing peer must announce the same winner before the winner starts."""
-    return not peer.competing or peer.verdict == me
+    return consents_to(peer, me)
+
+
+def _handshake_pending(ctx: _Ctx) -> float | None:
+    """Until when the peer's consent may still predate a consent this node withdrew, or None."""
+    at = ctx.s.handshake_not_before
+    return at if at is not None and ctx.now < at else None
 
 
 def _reconcile_primary(ctx: _Ctx) -> None:
@@ -877,7 +909,11 @@ def _reconcile_secondary(ctx: _Ctx) -> None:
         return
     v = elect(_own(ctx), peer, ctx.cfg.defaultprim)
     if v.winner == ctx.me and _peer_agrees(peer, ctx.me):
-        _takeover(ctx, f"{ctx.peer_name} is {peer.state} and not primary; {v.reason}: taking over")
+        at = _handshake_pending(ctx)
+        if at is None:
+            _takeover(ctx, f"{ctx.peer_name} is {peer.state} and not primary; {v.reason}: taking over")
+        else:
+            ctx.set(reason=_unsettled(ctx, v.reason, at))
     elif v.winner is None and peer.role is Role.NONE:
         _leave_role(
             ctx,
@@ -943,14 +979,24 @@ def _hold(ctx: _Ctx, reason: str) -> None:
 def _candidate_with_peer(ctx: _Ctx, peer: NodeStatus) -> None:
     v = elect(_own(ctx), peer, ctx.cfg.defaultprim)
     if v.winner == ctx.me:
-        if _peer_agrees(peer, ctx.me):
-            _launch_primary(ctx, f"elected primary: {v.reason}")
-        else:
+        at = _handshake_pending(ctx)
+        if not _peer_agrees(peer, ctx.me):
             _hold(ctx, f"elected ({v.reason}); waiting for {ctx.peer_name} to agree")
+        elif at is not None:
+            _hold(ctx, _unsettled(ctx, v.reason, at))
+        else:
+            _launch_primary(ctx, f"elected primary: {v.reason}")
     elif v.winner == ctx.peer_name:
         _hold(ctx, f"{ctx.peer_name} should be primary ({v.reason}): waiting for it")
     else:
         ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=f"{v.reason} (rule 1)")
+
+
+def _unsettled(ctx: _Ctx, why: str, at: float) -> str:
+    return (
+        f"elected ({why}) and {ctx.peer_name} agrees, but its answer may predate {ctx.me} competing "
+        f"again: waiting until {at:.3f} for {ctx.peer_name}'s answer to the current status"
+    )
 
 
 def _candidate_without_peer(ctx: _Ctx) -> None:

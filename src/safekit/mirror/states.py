@@ -194,6 +194,10 @@ class MirrorState:
     peer_absent_since: float | None = None
     witness: WitnessView = field(default_factory=WitnessView)
     election_deadline: float | None = None
+    # Set when this node withdraws the consent its status gave the peer (see
+    # election.consents_to): until then, a consent heard from the peer may predate the
+    # withdrawal, and the peer may be acting on ours, so it does not start the primary role on it.
+    handshake_not_before: float | None = None
     errors: tuple[float, ...] = ()
     next_run_id: int = 1
     now: float = 0.0
