@@ -19,6 +19,8 @@ from safekit.daemon import control
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
 
+STATE_UNKNOWN = 5
+"""`state -m AM -lq` when safekitd does not answer (SafeKit's codes stop at 4)."""
 STATE_EXIT_CODES = {"STOP": 0, "WAIT": 1, "ALONE": 2, "UP": 2, "PRIM": 3, "SECOND": 4}
 MODULE_COMMANDS = {
     "start": "start the module (prestart, then PRIM/SECOND/ALONE as the cluster decides)",
@@ -125,7 +127,13 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key, None)
         if value not in (None, False):
             payload[key] = value
-    answer = _ask(payload)
+    if args.command == "state" and args.quiet:
+        try:
+            answer = _ask(payload)
+        except CommandError:
+            return STATE_UNKNOWN  # not WAIT's 1: a script must tell "no daemon" from "waiting"
+    else:
+        answer = _ask(payload)
     if getattr(args, "json", False):
         print(json.dumps(answer, indent=2, sort_keys=True))
     if args.command == "state":
@@ -173,9 +181,10 @@ def _waitstate(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        answer = _ask({"cmd": "state", "module": args.module})
-        if not answer.get("ok"):
-            raise CommandError(answer.get("error") or "refused")
+        remaining = max(0.1, deadline - time.monotonic())
+        answer = _ask({"cmd": "state", "module": args.module}, timeout=min(5.0, remaining))
+        if not answer.get("ok") or not answer.get("modules"):
+            raise CommandError(answer.get("error") or f"{args.module}: no such module")
         last = answer["modules"][0]
         if last["state"] == args.target and (not args.ready or last["readiness"] == "Ready"):
             if args.json:

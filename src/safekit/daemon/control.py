@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SOCKET = Path("/run/safekit/safekitd.sock")
+from safekit.daemon.paths import Paths
+
 MAX_REQUEST = 64 * 1024
+
+log = logging.getLogger("safekit.daemon")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -27,26 +31,20 @@ class ControlError(Exception):
 
 
 def socket_path() -> Path:
-    return Path(os.environ.get("SAFEKIT_SOCKET", str(DEFAULT_SOCKET)))
+    """Where the daemon listens: `SAFEKIT_SOCKET`, else `safekitd.sock` in `SAFEKIT_RUN` (/run/safekit)."""
+    explicit = os.environ.get("SAFEKIT_SOCKET")
+    return Path(explicit) if explicit else Paths.from_env().socket
 
 
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, mode=0o700)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
-            try:
-                request = json.loads(line[:MAX_REQUEST])
-                if not isinstance(request, dict):
-                    raise ValueError("not an object")
-            except ValueError as exc:
-                response: dict[str, Any] = {"ok": False, "error": f"malformed request: {exc}"}
-            else:
-                response = await handler(request)
+            response = await _answer(reader, handler)
             writer.write(json.dumps(response).encode() + b"\n")
             await writer.drain()
         except (OSError, TimeoutError):
@@ -56,13 +54,31 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    old_umask = os.umask(0o077)
-    try:
-        server = await asyncio.start_unix_server(on_connect, path=str(path), limit=MAX_REQUEST)
-    finally:
-        os.umask(old_umask)
+    server = await asyncio.start_unix_server(on_connect, path=str(path), limit=MAX_REQUEST)
+    # Only root may command the daemon: the socket is 0600 whatever the directory allows.
     path.chmod(0o600)
     return server
+
+
+async def _answer(reader: asyncio.StreamReader, handler: Handler) -> dict[str, Any]:
+    try:
+        line = await asyncio.wait_for(reader.readline(), 10)
+    except ValueError:  # longer than MAX_REQUEST
+        return {"ok": False, "error": f"request too large (at most {MAX_REQUEST} bytes)"}
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        return {"ok": False, "error": f"malformed request: {exc}"}
+    try:
+        return await handler(request)
+    except Exception as exc:  # the caller gets an answer whatever went wrong; the log has the trace
+        log.exception("control request %r failed", request.get("cmd"))
+        return {
+            "ok": False,
+            "error": f"internal error in safekitd: {exc} (see /var/log/safekit/safekitd.log)",
+        }
 
 
 def request(payload: dict[str, Any], path: Path | None = None, timeout: float = 30.0) -> dict[str, Any]:

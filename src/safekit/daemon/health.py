@@ -16,7 +16,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 DEFAULT_PORT = 9010
-_READY_PATH = re.compile(r"^/var/modules/([A-Za-z0-9_.-]{1,64})/ready\.txt$")
+_READY_PATH = re.compile(r"^/var/modules/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/ready\.txt$")
 _MAX_HEADER = 8192
 
 ReadyQuery = Callable[[str], bool | None]
@@ -28,14 +28,23 @@ async def serve(
 ) -> asyncio.AbstractServer:
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, ctype, body = await asyncio.wait_for(_answer(reader, ready, registry), 5)
+            try:
+                method, status, ctype, body = await asyncio.wait_for(_answer(reader, ready, registry), 5)
+            except (ValueError, asyncio.LimitOverrunError):  # a line longer than the limit
+                method, status, ctype, body = (
+                    "GET",
+                    "431 Request Header Fields Too Large",
+                    "text/plain",
+                    b"too large\n",
+                )
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
             )
-            writer.write(head.encode() + body)
+            # A HEAD answer has the headers of the GET answer and no content (RFC 9110 9.3.2).
+            writer.write(head.encode() + (b"" if method == "HEAD" else body))
             await writer.drain()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -47,22 +56,28 @@ async def serve(
 
 async def _answer(
     reader: asyncio.StreamReader, ready: ReadyQuery, registry: CollectorRegistry
-) -> tuple[str, str, bytes]:
+) -> tuple[str, str, str, bytes]:
+    """(method, status, content type, body) for one request."""
     request_line = (await reader.readline()).decode("latin-1").strip()
     while (await reader.readline()).strip():  # headers are not needed
         pass
     parts = request_line.split()
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return "400 Bad Request", "text/plain", b"bad request\n"
+        return "GET", "400 Bad Request", "text/plain", b"bad request\n"
     method, target = parts[0], parts[1].split("?", 1)[0]
     if method not in ("GET", "HEAD"):
-        return "405 Method Not Allowed", "text/plain", b"only GET\n"
+        return method, "405 Method Not Allowed", "text/plain", b"only GET\n"
     if target == "/metrics":
-        return "200 OK", CONTENT_TYPE_LATEST, generate_latest(registry)
+        return method, "200 OK", CONTENT_TYPE_LATEST, generate_latest(registry)
     match = _READY_PATH.match(target)
     if match:
         state = ready(match.group(1))
         if state:
-            return "200 OK", "text/plain", b"ready\n"
-        return "404 Not Found", "text/plain", (b"not ready\n" if state is False else b"no such module\n")
-    return "404 Not Found", "text/plain", b"not found\n"
+            return method, "200 OK", "text/plain", b"ready\n"
+        return (
+            method,
+            "404 Not Found",
+            "text/plain",
+            (b"not ready\n" if state is False else b"no such module\n"),
+        )
+    return method, "404 Not Found", "text/plain", b"not found\n"

@@ -63,7 +63,7 @@ class Node:
             clusterkey.fingerprint(key),
         )
         self._load_modules(cluster, key)
-        self._servers.append(await control.serve(self.paths.socket, self.handle))
+        self._servers.append(await control.serve(control.socket_path(), self.handle))
         self._servers.append(
             await health.serve(self.health_address, self.health_port, self._ready, self.metrics.registry)
         )

@@ -15,7 +15,10 @@ def write_json(path: Path, data: Any) -> None:
     payload = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, payload)
+        view = memoryview(payload)
+        while view:  # a short write (a full disk) must never be renamed over the good file
+            written = os.write(fd, view)
+            view = view[written:]
         os.fsync(fd)
     finally:
         os.close(fd)

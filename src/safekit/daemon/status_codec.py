@@ -72,6 +72,8 @@ def status_from(hb: Heartbeat) -> NodeStatus:
         names: list[str | None] = []
         for _ in range(2):
             size = data[offset]
+            if offset + 1 + size > len(data):
+                raise StatusDecodeError(f"heartbeat from {sender}: a name in the mirror status is cut short")
             names.append(data[offset + 1 : offset + 1 + size].decode() or None)
             offset += 1 + size
         if offset != len(data):
