@@ -28,8 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     lab_cli.add_parser(subparsers)
     commands.add_parsers(subparsers)
-    config = subparsers.add_parser("config", help="check configuration files")
-    config_cmds = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    config = subparsers.add_parser(
+        "config",
+        help="apply a module's configuration (-m AM), or check files (check FILE...)",
+        description="safekit config -m AM: load module AM's configuration again (the module must be "
+        "stopped). safekit config check FILE...: validate files without applying them.",
+    )
+    config.add_argument("-m", dest="module", metavar="AM", help="the module whose configuration to apply")
+    config.add_argument("--json", action="store_true", help="print the answer as JSON")
+    config_cmds = config.add_subparsers(dest="config_command", metavar="COMMAND", required=False)
     check = config_cmds.add_parser("check", help="validate a cluster.xml or userconfig.xml")
     check.add_argument("file", nargs="+", help="cluster.xml, userconfig.xml, or a module directory")
     return parser
@@ -41,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lab":
             return lab_cli.run(args)
         if args.command == "config":
-            return _config_check(args.file)
+            return _config_check(args.file) if args.config_command == "check" else commands.apply_config(args)
         if commands.handles(args.command):
             return commands.run(args)
     except (LabError, commands.CommandError) as exc:

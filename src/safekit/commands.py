@@ -197,6 +197,20 @@ def _waitstate(args: argparse.Namespace) -> int:
     )
 
 
+def apply_config(args: argparse.Namespace) -> int:
+    """`safekit config -m AM`."""
+    if not args.module:
+        raise CommandError("give the module (-m AM) to apply its configuration, or 'check FILE' to validate")
+    answer = _ask({"cmd": "config", "module": args.module}, timeout=120)
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    if not args.json:
+        print(answer.get("message", ""))
+    return 0
+
+
 def _cluster(args: argparse.Namespace) -> int:
     if args.cluster_command == "genkey":
         path = Path(args.file)

@@ -39,13 +39,14 @@ class Metrics:
             ["module", "from_state", "to_state"],
             registry=self.registry,
         )
-        self._sources: list[HeartbeatSource] = []
-        self._lateness: list[LatenessSource] = []
+        self._sources: dict[str, HeartbeatSource] = {}
+        self._lateness: dict[str, LatenessSource] = {}
         self.registry.register(_HeartbeatCollector(self._sources, self._lateness))
 
-    def add_heartbeat_source(self, source: HeartbeatSource, lateness: LatenessSource) -> None:
-        self._sources.append(source)
-        self._lateness.append(lateness)
+    def add_heartbeat_source(self, module: str, source: HeartbeatSource, lateness: LatenessSource) -> None:
+        """Register a module's heartbeat figures (a reloaded module replaces its old ones)."""
+        self._sources[module] = source
+        self._lateness[module] = lateness
 
     def set_state(self, module: str, state: str, ready: bool) -> None:
         for name in STATES:
@@ -54,7 +55,7 @@ class Metrics:
 
 
 class _HeartbeatCollector(Collector):
-    def __init__(self, sources: list[HeartbeatSource], lateness: list[LatenessSource]) -> None:
+    def __init__(self, sources: dict[str, HeartbeatSource], lateness: dict[str, LatenessSource]) -> None:
         self._sources = sources
         self._lateness = lateness
 
@@ -69,7 +70,7 @@ class _HeartbeatCollector(Collector):
         rtt = GaugeMetricFamily(
             "safekit_heartbeat_rtt_seconds", "smoothed heartbeat round trip", labels=labels
         )
-        for source in self._sources:
+        for source in list(self._sources.values()):
             for module, peer, lan, counters, stats in source():
                 key = [module, peer, lan]
                 received.add_metric(key, counters.received)
@@ -82,7 +83,7 @@ class _HeartbeatCollector(Collector):
             "99th percentile of how late periodic heartbeats left (timing jitter)",
             labels=["module"],
         )
-        for lateness in self._lateness:
+        for lateness in list(self._lateness.values()):
             module, p99 = lateness()
             if p99 is not None:
                 late.add_metric([module], p99)

@@ -195,7 +195,9 @@ class MirrorModule:
         self._fed_generation: int | None = None
         self._last_peer_status: NodeStatus | None = None
         self._last_shown: tuple[ModuleState, Readiness] | None = None
-        metrics.add_heartbeat_source(self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99()))
+        metrics.add_heartbeat_source(
+            name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
+        )
         self._show_state()
 
     # ------------------------------------------------------------------ life cycle

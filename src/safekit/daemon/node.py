@@ -21,7 +21,7 @@ from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule, ModuleError
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
-from safekit.mirror import CommandKind
+from safekit.mirror import CommandKind, ModuleState
 
 log = logging.getLogger("safekit.daemon")
 
@@ -53,8 +53,8 @@ class Node:
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        cluster = self._load_cluster()
-        key = self._load_key()
+        cluster = self._cluster = self._load_cluster()
+        key = self._key = self._load_key()
         self.node_name = self.node_name or _local_node(cluster)
         log.info(
             "safekitd on node %s: cluster of %s, key %s",
@@ -97,37 +97,65 @@ class Node:
             ) from exc
 
     def _load_modules(self, cluster: ClusterConfig, key: bytes) -> None:
-        assert self.node_name is not None
         if not self.paths.modules.is_dir():
             log.warning("no module directory %s: no module to run", self.paths.modules)
             return
         for directory in sorted(self.paths.modules.iterdir()):
-            if not (directory / "conf" / "userconfig.xml").is_file():
-                continue
-            name = directory.name
-            try:
-                result = load_module(directory)
-                for warning in result.warnings:
-                    log.warning("module %s: %s", name, warning)
-                if result.config.mode != "mirror":
-                    raise ModuleError(
-                        f"module {name}: {result.config.mode} modules are not available in this version"
-                    )
-                module = MirrorModule(
-                    name=name,
-                    config=result.config,
-                    cluster=cluster,
-                    local_node=self.node_name,
-                    key=key,
-                    paths=self.paths,
-                    metrics=self.metrics,
-                    pinger=self._pinger,
+            if (directory / "conf" / "userconfig.xml").is_file():
+                self._try_load(directory.name, cluster, key)
+
+    def _try_load(self, name: str, cluster: ClusterConfig, key: bytes) -> MirrorModule | None:
+        """Load one module; a broken one is recorded (with file:line) and left out."""
+        assert self.node_name is not None
+        self.broken.pop(name, None)
+        try:
+            result = load_module(self.paths.module_dir(name))
+            for warning in result.warnings:
+                log.warning("module %s: %s", name, warning)
+            if result.config.mode != "mirror":
+                raise ModuleError(
+                    f"module {name}: {result.config.mode} modules are not available in this version"
                 )
-                self._check_ports(module)
-                self.modules[name] = module
-            except (ConfigError, ModuleError, OSError, ValueError) as exc:
-                self.broken[name] = str(exc)
-                log.error("module %s not loaded: %s", name, exc)
+            module = MirrorModule(
+                name=name,
+                config=result.config,
+                cluster=cluster,
+                local_node=self.node_name,
+                key=key,
+                paths=self.paths,
+                metrics=self.metrics,
+                pinger=self._pinger,
+            )
+            self._check_ports(module)
+        except (ConfigError, ModuleError, OSError, ValueError) as exc:
+            self.broken[name] = str(exc)
+            log.error("module %s not loaded: %s", name, exc)
+            return None
+        self.modules[name] = module
+        return module
+
+    async def apply_module_config(self, name: str) -> dict[str, Any]:
+        """`safekit config -m AM`: load the module's configuration again; the module must be stopped."""
+        if not name or "/" in name or name.startswith("."):
+            return {"ok": False, "error": "give the module with -m AM"}
+        current = self.modules.get(name)
+        if current is not None and current.state.module_state is not ModuleState.STOP:
+            state = current.state.module_state
+            return {
+                "ok": False,
+                "error": f"{name} is {state}: a configuration applies to a stopped module "
+                f"(safekit stop -m {name}, safekit config -m {name}, then start it again)",
+            }
+        if not (self.paths.module_dir(name) / "conf" / "userconfig.xml").is_file():
+            return {"ok": False, "error": f"no {self.paths.module_dir(name)}/conf/userconfig.xml"}
+        if current is not None:
+            await current.shutdown()
+            del self.modules[name]
+        module = self._try_load(name, self._cluster, self._key)
+        if module is None:
+            return {"ok": False, "error": self.broken[name]}
+        await module.start(boot=False)
+        return {"ok": True, "message": f"{name}: configuration applied (module stopped; start it when ready)"}
 
     def _check_ports(self, module: MirrorModule) -> None:
         for other in self.modules.values():
@@ -146,8 +174,8 @@ class Node:
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = str(request.get("cmd", ""))
         try:
-            if cmd == "state":
-                return self._state(request.get("module"), bool(request.get("verbose")))
+            if cmd in ("config", "module_list", "state"):
+                return await self._node_command(cmd, request)
             module = self._module(request.get("module"))
             if cmd in MODULE_COMMANDS:
                 reply = await module.command(MODULE_COMMANDS[cmd])
@@ -159,6 +187,14 @@ class Node:
             return handler(module, request)
         except LookupError as exc:
             return {"ok": False, "error": str(exc.args[0])}
+
+    async def _node_command(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Commands about the node's set of modules rather than one running module."""
+        if cmd == "config":
+            return await self.apply_module_config(str(request.get("module") or ""))
+        if cmd == "module_list":
+            return {"ok": True, "modules": self._module_list()}
+        return self._state(request.get("module"), bool(request.get("verbose")))
 
     def _get(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
         resource = str(request.get("resource"))
@@ -176,6 +212,13 @@ class Node:
 
     def _log(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "lines": self._log_lines(module.name, bool(request.get("all")))}
+
+    def _module_list(self) -> list[dict[str, str]]:
+        names = sorted(set(self.modules) | set(self.broken))
+        return [
+            {"name": n, "loaded": "yes" if n in self.modules else "no", "error": self.broken.get(n, "")}
+            for n in names
+        ]
 
     def _module(self, name: object) -> MirrorModule:
         if not isinstance(name, str) or not name:

@@ -410,6 +410,18 @@ def test_a_malformed_module_is_reported_and_the_daemon_keeps_running(lab: Lab, c
         modules = {m["name"]: m for m in json.loads(out)["modules"]}
         assert "userconfig.xml:" in modules["broken"]["reason"]
         assert "not loaded" in modules["broken"]["reason"]
+        # Fixed and applied with `safekit config -m`, without restarting the daemon.
+        fixed = (
+            '<safe><service mode="mirror"><heart port="4810"><heartbeat name="default"/></heart>'
+            "</service></safe>"
+        )
+        cluster.write(secondary, f"{broken}/userconfig.xml", fixed)
+        assert "configuration applied" in cluster.safekit(secondary, "config", "-m", "broken").stdout
+        assert cluster.state(secondary, "broken")["state"] == "STOP"
+        # A running module's configuration is not swapped under it.
+        refused = cluster.safekit(secondary, "config", "-m", MODULE, check=False)
+        assert refused.returncode == 1 and "stop" in refused.stderr
+        assert cluster.state(secondary, MODULE)["state"] == "SECOND"
     finally:
         lab.exec(secondary, ["rm", "-rf", "/opt/safekit/modules/broken"], check=True)
 

@@ -385,6 +385,61 @@ class Cluster:
         return [n for n in NODES if self.nodes[n].state.module_state in SERVING]
 
 
+# --- replaying a sequence of operations (property tests and their regressions) ------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One step of a scenario: wait `delay` seconds, then do `kind` (on `node`, with `arg`)."""
+
+    delay: float
+    kind: str  # cmd, start, cut, heal, witness, checker, resource_up, replica_fault
+    node: str = "n1"
+    arg: object = None
+
+
+def persisted_for(history: str) -> dict[str, PersistedRecord] | None:
+    """What both nodes load: fresh, synced, or one node a replica generation ahead."""
+    if history == "fresh":
+        return None
+    synced = PersistedRecord(ModuleState.STOP, "n1", 3, True, 3)
+    if history == "synced":
+        return {"n1": synced, "n2": synced}
+    behind = PersistedRecord(ModuleState.STOP, "n1", 2, True, 2)
+    ahead, late = ("n1", "n2") if history == "n1_ahead" else ("n2", "n1")
+    return {ahead: synced, late: behind}
+
+
+def play(cluster: Cluster, sequence: list[Op]) -> None:
+    """Start both nodes, apply `sequence` (stop at the first violation), then run 40 s more."""
+    for n in NODES:
+        cluster.command(n, CommandKind.START)
+    for op in sequence:
+        cluster.advance(op.delay)
+        if op.kind == "cmd":
+            assert isinstance(op.arg, CommandKind)
+            cluster.command(op.node, op.arg)
+        elif op.kind == "start":
+            cluster.command(op.node, CommandKind.START)
+        elif op.kind == "cut":
+            cluster.cut(op.node or None)
+        elif op.kind == "heal":
+            cluster.heal()
+        elif op.kind == "witness":
+            side = frozenset(NODES) if op.node == "both" else frozenset({op.node} & set(NODES))
+            cluster.set_witness(side)
+        elif op.kind == "checker":
+            assert isinstance(op.arg, CheckerAction)
+            cluster.checker(op.node, op.arg)
+        elif op.kind == "resource_up":
+            cluster.resource_up(op.node)
+        else:
+            cluster.replica_fault(op.node)
+        if cluster.violations:
+            break
+    cluster.advance(40.0)
+
+
 def _short(obj: object) -> str:
     text = repr(obj)
     return text if len(text) < 220 else text[:217] + "..."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mirror_driver import Driver, peer_status, record
 
-from safekit.mirror import CommandKind, Intent, ModuleState, NodeStatus, Readiness, Role
+from safekit.mirror import CommandKind, Intent, ModuleState, NodeStatus, Readiness, Role, next_deadline
 from safekit.mirror.election import conflict_winner, elect, prim_refusal
 from safekit.mirror.witness import WitnessView, fence_deadline, may_keep_serving, may_take_over
 
@@ -101,6 +101,13 @@ def test_the_winner_waits_until_the_peer_announces_the_same_verdict() -> None:
     d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, verdict="n2"))
     assert d.state.running is None  # a peer that disagrees never lets this node start
     d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, verdict="n1"))
+    # The agreement may answer a status n1 announced before it started (STOP: "n2 may be
+    # primary"), so n1 waits until n2's answer to its current status must have arrived.
+    assert d.state.running is None
+    assert "may predate n1 competing again" in d.state.reason
+    settled = d.cfg.peer_timeout + d.cfg.detection_skew  # after the start command at t=0
+    assert next_deadline(d.cfg, d.state) == settled
+    d.tick(settled - d.now)
     assert d.shown == (ModuleState.ALONE, Readiness.TRANSIENT)
 
 

@@ -11,22 +11,11 @@ action it executes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mirror_sim import NODES, Cluster
+from mirror_sim import NODES, Cluster, Op, persisted_for, play
 
-from safekit.mirror import CheckerAction, CommandKind, ModuleState, PersistedRecord
-
-
-@dataclass(frozen=True)
-class Op:
-    delay: float
-    kind: str
-    node: str = "n1"
-    arg: object = None
-
+from safekit.mirror import CheckerAction, CommandKind
 
 nodes = st.sampled_from(NODES)
 delays = st.one_of(st.just(0.0), st.floats(0.0, 3.0), st.floats(3.0, 25.0))
@@ -44,46 +33,6 @@ ops = st.one_of(
 histories = st.sampled_from(["fresh", "synced", "n1_ahead", "n2_ahead"])
 
 
-def _persisted(history: str) -> dict[str, PersistedRecord] | None:
-    if history == "fresh":
-        return None
-    synced = PersistedRecord(ModuleState.STOP, "n1", 3, True, 3)
-    if history == "synced":
-        return {"n1": synced, "n2": synced}
-    behind = PersistedRecord(ModuleState.STOP, "n1", 2, True, 2)
-    ahead, late = ("n1", "n2") if history == "n1_ahead" else ("n2", "n1")
-    return {ahead: synced, late: behind}
-
-
-def _play(cluster: Cluster, sequence: list[Op]) -> None:
-    for n in NODES:
-        cluster.command(n, CommandKind.START)
-    for op in sequence:
-        cluster.advance(op.delay)
-        if op.kind == "cmd":
-            assert isinstance(op.arg, CommandKind)
-            cluster.command(op.node, op.arg)
-        elif op.kind == "start":
-            cluster.command(op.node, CommandKind.START)
-        elif op.kind == "cut":
-            cluster.cut(op.node or None)
-        elif op.kind == "heal":
-            cluster.heal()
-        elif op.kind == "witness":
-            side = frozenset(NODES) if op.node == "both" else frozenset({op.node} & set(NODES))
-            cluster.set_witness(side)
-        elif op.kind == "checker":
-            assert isinstance(op.arg, CheckerAction)
-            cluster.checker(op.node, op.arg)
-        elif op.kind == "resource_up":
-            cluster.resource_up(op.node)
-        else:
-            cluster.replica_fault(op.node)
-        if cluster.violations:
-            break
-    cluster.advance(40.0)
-
-
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -92,8 +41,8 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def test_with_a_witness_never_two_primaries_and_fencing_is_bounded(
     sequence: list[Op], history: str, seed: int, failover: bool
 ) -> None:
-    cluster = Cluster(witness=True, seed=seed, persisted=_persisted(history), failover=failover)
-    _play(cluster, sequence)
+    cluster = Cluster(witness=True, seed=seed, persisted=persisted_for(history), failover=failover)
+    play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
 
 
@@ -107,8 +56,8 @@ def test_with_a_witness_never_two_primaries_and_fencing_is_bounded(
 def test_with_working_heartbeats_never_two_primaries(
     sequence: list[Op], history: str, seed: int, defaultprim: str
 ) -> None:
-    cluster = Cluster(witness=False, seed=seed, persisted=_persisted(history), defaultprim=defaultprim)
-    _play(cluster, sequence)
+    cluster = Cluster(witness=False, seed=seed, persisted=persisted_for(history), defaultprim=defaultprim)
+    play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
 
 
@@ -117,6 +66,6 @@ def test_with_working_heartbeats_never_two_primaries(
 def test_without_witness_a_stale_node_never_promotes_itself(
     sequence: list[Op], history: str, seed: int
 ) -> None:
-    cluster = Cluster(witness=False, seed=seed, persisted=_persisted(history))
-    _play(cluster, sequence)
+    cluster = Cluster(witness=False, seed=seed, persisted=persisted_for(history))
+    play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
