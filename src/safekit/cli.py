@@ -23,7 +23,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="safekit", description="Open, software-only high availability for Linux.")
+    parser = _Parser(
+        prog="safekit",
+        description="Open, software-only high availability for Linux.",
+        epilog="Commands act on this node. SafeKit's -H (run a command on other nodes) is not available "
+        "yet: it needs the nodes' authenticated API, which comes in a later version; run the command on "
+        "each node (e.g. over ssh) meanwhile. Engine commands take --json; an error is one line on "
+        "stderr and exit code 1.",
+    )
     parser.add_argument("--version", action="version", version=f"safekit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     lab_cli.add_parser(subparsers)

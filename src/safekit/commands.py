@@ -2,20 +2,27 @@
 
 Each command becomes one request on the local control socket; the daemon decides and answers.
 `state -lq` exit codes are SafeKit's: STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4. `--json` prints
-the daemon's answer as it is. `cluster genkey` and `config check` work without a daemon.
+the daemon's answer as it is. `cluster genkey|config|confinfo`, `config check`, `boot`,
+`confinfo` and `module install|uninstall|list` also work without a daemon (they work on files).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safekit.daemon import control
+from safekit.config import ConfigError, check_file, load_cluster, load_module
+from safekit.daemon import control, persist
+from safekit.daemon.admin import AdminError, boot_status, check_module_name, extract_safe, file_info
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
 
@@ -32,6 +39,27 @@ MODULE_COMMANDS = {
     "prim": "make this node primary (refused on a stale replica: see primforce)",
     "second": "make this node secondary",
     "primforce": "make this node primary even with a stale replica (data written since is lost)",
+}
+NOT_KEPT = "Not kept across a restart of safekitd: the module starts again with it on."
+SWITCHES = {
+    "errd": (
+        "turn the process monitor (<errd>) of a module on or off at run time",
+        "off: processes are still watched and shown by 'state -v', but errd takes no action "
+        "(no restart, stopstart or stop). " + NOT_KEPT,
+    ),
+    "checker": (
+        "turn a module's checkers and <failover> rules on or off at run time",
+        "off: tcp, ping, intf, ip, module and custom checkers still report in 'state -v', but take no "
+        "action, and <failover> rules are not evaluated. Heartbeats and the split-brain witness are not "
+        "checkers: they protect the data and always run. A checker still down when turned on acts at "
+        "once. " + NOT_KEPT,
+    ),
+    "failover": (
+        "turn automatic failover of a module on or off at run time",
+        "off: when the primary is lost, the secondary does not take over; it goes to WAIT until the "
+        "primary comes back or an operator runs 'safekit prim'. Not kept across a restart of safekitd: "
+        'the module starts again with <service failover="..."> of its configuration.',
+    ),
 }
 
 
@@ -86,6 +114,13 @@ def add_parsers(commands: Any) -> None:
     _module_arg(snapshot, required=True)
     snapshot.add_argument("file", help="the zip file to write")
 
+    _add_cluster_parsers(commands)
+    _add_switch_parsers(commands)
+    _add_module_parsers(commands)
+    _add_node_parsers(commands)
+
+
+def _add_cluster_parsers(commands: Any) -> None:
     cluster = commands.add_parser("cluster", help="cluster-wide configuration")
     cluster_cmds = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
     genkey = cluster_cmds.add_parser("genkey", help="generate the cluster key (once; copy it to every node)")
@@ -93,6 +128,99 @@ def add_parsers(commands: Any) -> None:
     genkey.add_argument("--force", action="store_true", help="replace an existing key")
     cluster_state = cluster_cmds.add_parser("state", help="states of every module on this node")
     _json_arg(cluster_state)
+    cluster_confinfo = cluster_cmds.add_parser(
+        "confinfo",
+        help="sha256 of cluster.xml and the cluster key's fingerprint (never the key)",
+        description="sha256 of cluster.xml and the fingerprint of the cluster key (never the key), "
+        "and whether safekitd runs with them: compare them between nodes.",
+    )
+    _json_arg(cluster_confinfo)
+    cluster_config = cluster_cmds.add_parser(
+        "config",
+        help="validate a cluster.xml and install it on this node (a daemon restart applies it)",
+        description="Validate FILE as a cluster.xml and install it atomically as this node's "
+        "cluster.xml. safekitd reads it when it starts: restart it to apply the file. Install the "
+        "same file on every node.",
+    )
+    cluster_config.add_argument("file", metavar="FILE", help="the new cluster.xml")
+    _json_arg(cluster_config)
+
+
+def _add_switch_parsers(commands: Any) -> None:
+    for name, (text, more) in SWITCHES.items():
+        p = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}. {more}")
+        p.add_argument("value", choices=["on", "off"])
+        _module_arg(p, required=True)
+        _json_arg(p)
+
+    boot = commands.add_parser(
+        "boot",
+        help="start a module with safekitd (on), or not (off); status says which",
+        description="on/off: whether module AM starts when safekitd starts (boot.json of the module). "
+        'status: on or off, and whether <service boot="on|off"> of the configuration overrides it '
+        '(only boot="auto", the default, follows this setting).',
+    )
+    boot.add_argument("action", choices=["on", "off", "status"])
+    _module_arg(boot, required=True)
+    _json_arg(boot)
+
+
+def _add_module_parsers(commands: Any) -> None:
+    module = commands.add_parser("module", help="install, uninstall, list modules; their ports")
+    module_cmds = module.add_subparsers(dest="module_command", metavar="COMMAND", required=True)
+    mlist = module_cmds.add_parser("list", help="modules on this node and their state")
+    _json_arg(mlist)
+    install = module_cmds.add_parser(
+        "install",
+        help="install a module from a .safe package (a zip of the module directory)",
+        description="Install module AM from FILE.safe, a zip of the module directory (conf/userconfig.xml, "
+        "bin/...). The package is checked (no absolute path, '..' or link) and its configuration "
+        "validated before anything is replaced; an installed module AM must be stopped. safekitd, if "
+        "it runs, loads the module (stopped).",
+    )
+    _module_arg(install, required=True)
+    install.add_argument("file", metavar="FILE.safe")
+    _json_arg(install)
+    uninstall = module_cmds.add_parser(
+        "uninstall",
+        help="remove a stopped module from this node",
+        description="safekitd unloads module AM (it must be stopped), then its directory is removed. "
+        "Its logs and its state (in SAFEVAR) are kept.",
+    )
+    _module_arg(uninstall, required=True)
+    _json_arg(uninstall)
+    getports = module_cmds.add_parser("getports", help="the module's heartbeat UDP port and the health port")
+    _module_arg(getports, required=True)
+    _json_arg(getports)
+
+    confinfo = commands.add_parser(
+        "confinfo",
+        help="a module's configuration file: sha256, modification, whether safekitd runs with it",
+        description="Path, sha256 and last modification of userconfig.xml of module AM, and whether "
+        "the configuration safekitd loaded differs from the file (then 'safekit config -m AM' applies it).",
+    )
+    _module_arg(confinfo, required=True)
+    _json_arg(confinfo)
+
+
+def _add_node_parsers(commands: Any) -> None:
+    for name, text in (
+        ("waitstart", "start a module and wait until PRIM, SECOND or ALONE (Ready), or WAIT"),
+        ("waitstop", "stop a module and wait until it is STOP"),
+    ):
+        p = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        _module_arg(p, required=True)
+        p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+        _json_arg(p)
+
+    shutdown = commands.add_parser(
+        "shutdown",
+        help="stop every module, then safekitd",
+        description="Stop every module on this node (stop scripts, virtual IPs released), then safekitd "
+        "exits; waits until it is gone. Under systemd, 'systemctl stop safekitd' does the same.",
+    )
+    shutdown.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    _json_arg(shutdown)
 
 
 def _module_arg(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -104,24 +232,27 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
 
 
 def handles(command: str) -> bool:
-    return command in MODULE_COMMANDS or command in (
-        "state",
-        "waitstate",
-        "get",
-        "set",
-        "log",
-        "cluster",
-        "snapshot",
+    return (
+        command in MODULE_COMMANDS
+        or command in SWITCHES
+        or command in _HANDLERS
+        or command
+        in (
+            "state",
+            "get",
+            "set",
+            "log",
+        )
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "cluster":
-        return _cluster(args)
-    if args.command == "waitstate":
-        return _waitstate(args)
-    if args.command == "snapshot":
-        return _snapshot(args)
+    handler = _HANDLERS.get(args.command)
+    if handler is not None:
+        try:
+            return handler(args)
+        except AdminError as exc:
+            raise CommandError(str(exc)) from exc
     payload: dict[str, Any] = {"cmd": args.command}
     for key in ("module", "mode", "resource", "value", "ident", "verbose", "all"):
         value = getattr(args, key, None)
@@ -172,6 +303,9 @@ def _print_state(args: argparse.Namespace, answer: dict[str, Any]) -> int:
             if args.verbose:
                 for res, value in sorted(mod.get("resources", {}).items()):
                     print(f"    {res:<32} {value}")
+                controls = mod.get("controls")
+                if controls:  # `safekit errd|checker|failover on|off`
+                    print("    " + ", ".join(f"{name} {value}" for name, value in sorted(controls.items())))
     if args.quiet and args.module and modules:
         return STATE_EXIT_CODES.get(modules[0]["state"], 0)  # SafeKit's `state -m AM -lq`
     return 0
@@ -269,3 +403,381 @@ def _snapshot(args: argparse.Namespace) -> int:
 def fail(message: str) -> int:
     print(f"safekit: {message}", file=sys.stderr)
     return 1
+
+
+# ---------------------------------------------------------------------- waitstart, waitstop, shutdown
+
+
+def _print_result(args: argparse.Namespace, data: dict[str, Any], text: str | None) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    elif text:
+        print(text)
+
+
+def _module_line(mod: dict[str, Any]) -> str:
+    return f"{mod['name']:<16} {mod['state']:<7} ({mod['readiness']})  {mod.get('reason', '')}"
+
+
+def _started(mod: dict[str, Any]) -> bool:
+    """Where a start settles: a role, Ready; or WAIT, which needs the peer or an operator."""
+    if mod["state"] in ("PRIM", "SECOND", "ALONE"):
+        return bool(mod["readiness"] == "Ready")
+    return bool(mod["state"] == "WAIT" and mod["readiness"] == "NotReady")
+
+
+def _stopped(mod: dict[str, Any]) -> bool:
+    return bool(mod["state"] == "STOP" and mod["readiness"] == "NotReady")
+
+
+def _waitstart(args: argparse.Namespace) -> int:
+    return _command_and_wait(args, "start", _started, failed=_stopped)
+
+
+def _waitstop(args: argparse.Namespace) -> int:
+    return _command_and_wait(args, "stop", _stopped, failed=None)
+
+
+def _command_and_wait(
+    args: argparse.Namespace,
+    command: str,
+    done: Callable[[dict[str, Any]], bool],
+    failed: Callable[[dict[str, Any]], bool] | None,
+) -> int:
+    """Send `command`, then poll the state until `done` (or `failed`: the command did not hold)."""
+    answer = _ask({"cmd": command, "module": args.module})
+    if not answer.get("ok"):
+        error = str(answer.get("error") or "refused")
+        if "already" not in error:  # already started / stopping / stopped: just wait
+            raise CommandError(error)
+    deadline = time.monotonic() + args.timeout
+    last: dict[str, Any] = {}
+    while True:
+        remaining = max(0.1, deadline - time.monotonic())
+        state = _ask({"cmd": "state", "module": args.module}, timeout=min(5.0, remaining))
+        if not state.get("ok") or not state.get("modules"):
+            raise CommandError(state.get("error") or f"{args.module}: no such module")
+        last = state["modules"][0]
+        if done(last):
+            _print_result(args, last, _module_line(last))
+            return 0
+        if failed is not None and failed(last):
+            raise CommandError(f"{args.module}: {command} failed: STOP: {last.get('reason', '')}")
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                f"{args.module}: still {last.get('state')} ({last.get('readiness')}) after "
+                f"{args.timeout:g} s: {last.get('reason', '')}"
+            )
+        time.sleep(0.1)
+
+
+def _shutdown(args: argparse.Namespace) -> int:
+    answer = _ask({"cmd": "shutdown"})
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    if not args.json:
+        print(answer.get("message", ""))
+    # safekitd removes its control socket last, once every module is stopped.
+    path = control.socket_path()
+    deadline = time.monotonic() + args.timeout
+    while path.exists():
+        if time.monotonic() >= deadline:
+            raise CommandError(f"safekitd still runs {args.timeout:g} s after shutdown (see its log)")
+        time.sleep(0.1)
+    _print_result(args, {**answer, "stopped": True}, "safekitd stopped")
+    return 0
+
+
+# ---------------------------------------------------------------------- boot, confinfo
+
+
+def _module_config_file(paths: Paths, module: str) -> Path:
+    check_module_name(module)
+    path = paths.module_dir(module) / "conf" / "userconfig.xml"
+    if not path.is_file():
+        raise CommandError(f"no module {module!r}: no {path}")
+    return path
+
+
+def _config_error(exc: ConfigError) -> str:
+    more = f" (and {len(exc.errors) - 1} more: safekit config check)" if len(exc.errors) > 1 else ""
+    return f"{exc.errors[0] if exc.errors else exc}{more}"
+
+
+def _boot(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    config_file = _module_config_file(paths, args.module)
+    if args.action in ("on", "off"):
+        persist.write_json(paths.boot_file(args.module), {"start_at_boot": args.action == "on"})
+    try:
+        saved = bool((persist.read_json(paths.boot_file(args.module)) or {}).get("start_at_boot"))
+    except (ValueError, AttributeError):
+        saved = False  # what safekitd does with an unreadable boot.json
+    try:
+        config_boot = load_module(config_file).config.service.boot
+    except ConfigError as exc:
+        raise CommandError(f"{args.module}: configuration not valid: {_config_error(exc)}") from exc
+    status = boot_status(config_boot, saved)
+    _print_result(args, {"ok": True, **status.as_dict(args.module)}, status.describe(args.module))
+    return 0
+
+
+def _confinfo(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    info: dict[str, Any] = {
+        "ok": True,
+        "module": args.module,
+        **file_info(_module_config_file(paths, args.module)),
+    }
+    try:
+        answer = control.request({"cmd": "confinfo", "module": args.module}, timeout=10)
+    except control.ControlError as exc:
+        answer = {"ok": False, "error": str(exc)}
+    loaded = answer.get("loaded_sha256") if answer.get("ok") else None
+    info["loaded_sha256"] = loaded
+    info["differs"] = None if loaded is None else loaded != info["sha256"]
+    if loaded is None:
+        loaded_text = f"not loaded ({answer.get('error') or 'unknown'})"
+    elif info["differs"]:
+        loaded_text = f"differs from the file: safekit config -m {args.module} applies it (module stopped)"
+    else:
+        loaded_text = "same as the file"
+    text = (
+        f"{args.module}: {info['path']}\n  sha256    {info['sha256']}\n  modified  {info['modified']}\n"
+        f"  loaded    {loaded_text}"
+    )
+    _print_result(args, info, text)
+    return 0
+
+
+def _cluster_confinfo(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    if not paths.cluster_xml.is_file():
+        raise CommandError(f"no {paths.cluster_xml}")
+    info: dict[str, Any] = {"ok": True, **file_info(paths.cluster_xml)}
+    try:
+        info["key_fingerprint"] = clusterkey.fingerprint(clusterkey.load_key(paths.cluster_key))
+    except clusterkey.ClusterKeyError as exc:
+        info["key_fingerprint"] = None
+        info["key_error"] = str(exc)
+    try:
+        answer = control.request({"cmd": "cluster_confinfo"}, timeout=10)
+    except control.ControlError as exc:
+        answer = {"ok": False, "error": str(exc)}
+    running = answer.get("ok") is True
+    info["loaded_sha256"] = answer.get("cluster_sha256") if running else None
+    info["loaded_key_fingerprint"] = answer.get("key_fingerprint") if running else None
+    info["differs"] = None if not running else info["loaded_sha256"] != info["sha256"]
+    lines = [
+        f"cluster.xml  {info['path']}",
+        f"  sha256     {info['sha256']}",
+        f"  modified   {info['modified']}",
+        f"  key        {info['key_fingerprint'] or info.get('key_error')} (fingerprint)",
+    ]
+    if not running:
+        lines.append(f"  safekitd   {answer.get('error')}")
+    else:
+        same = "differs from the file: restart safekitd to apply it" if info["differs"] else "same file"
+        key_same = info["loaded_key_fingerprint"] == info["key_fingerprint"]
+        lines.append(f"  safekitd   runs with the {same}{'' if key_same else ', and another key'}")
+    _print_result(args, info, "\n".join(lines))
+    return 0
+
+
+def _cluster_config(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    source = Path(args.file)
+    try:
+        data = source.read_bytes()
+        config = load_cluster(source)
+    except OSError as exc:
+        raise CommandError(f"{source}: {exc.strerror}") from exc
+    except ConfigError as exc:
+        raise CommandError(f"not installed: {_config_error(exc)}") from exc
+    target = paths.cluster_xml
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    persist.write_bytes(target, data, mode=mode)
+    info = {"ok": True, **file_info(target), "nodes": list(config.node_names)}
+    _print_result(
+        args,
+        info,
+        f"{source} installed as {target} (sha256 {info['sha256'][:16]}...): restart safekitd to apply it, "
+        "and install the same file on every node",
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------- module list|install|...
+
+
+def _module(args: argparse.Namespace) -> int:
+    action = {
+        "list": _module_list,
+        "install": _module_install,
+        "uninstall": _module_uninstall,
+        "getports": _module_getports,
+    }[args.module_command]
+    return action(args)
+
+
+def _module_list(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    on_disk = (
+        sorted(
+            d.name
+            for d in paths.modules.iterdir()
+            if not d.name.startswith(".") and (d / "conf" / "userconfig.xml").is_file()
+        )
+        if paths.modules.is_dir()
+        else []
+    )
+    try:
+        answer = _ask({"cmd": "module_list"}, timeout=10)
+        daemon_error = None if answer.get("ok") else str(answer.get("error"))
+    except CommandError as exc:
+        answer, daemon_error = {}, str(exc)
+    known = {m["name"]: m for m in answer.get("modules", [])}
+    modules = []
+    for name in sorted(set(on_disk) | set(known)):
+        mod = known.get(name)
+        if mod is None:
+            note = "not loaded" + (f" ({daemon_error})" if daemon_error else f": safekit config -m {name}")
+            mod = {"name": name, "loaded": "no", "state": "", "error": note}
+        mod = {**mod, "installed": name in on_disk}
+        if not mod["installed"]:
+            mod["error"] = (mod.get("error") or "") + " (its directory is gone)"
+        modules.append(mod)
+    data = {"ok": True, "modules": modules, "daemon": daemon_error is None}
+    lines = [f"{m['name']:<16} {m.get('state') or '-':<7} {m.get('error', '')}".rstrip() for m in modules]
+    _print_result(args, data, "\n".join(lines) if lines else f"no module in {paths.modules}")
+    return 0
+
+
+def _daemon_module(name: str) -> dict[str, Any] | None:
+    """The module as safekitd runs it; None when it does not run it (or safekitd is not running)."""
+    try:
+        answer = control.request({"cmd": "state", "module": name}, timeout=10)
+    except control.ControlError:
+        return None
+    modules = answer.get("modules") if answer.get("ok") else None
+    return modules[0] if modules else None
+
+
+def _module_install(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    name = check_module_name(args.module)
+    archive = Path(args.file)
+    if not archive.is_file():
+        raise CommandError(f"{archive}: no such file")
+    target = paths.module_dir(name)
+    _refuse_running(name, "installed over")
+    paths.modules.mkdir(parents=True, exist_ok=True)
+    # A dot directory beside the modules (same file system: the final move is a rename; safekitd
+    # never loads a dot directory).
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.install-", dir=paths.modules))
+    old = paths.modules / f".{name}.old-{os.getpid()}"
+    try:
+        root = extract_safe(archive, staging)
+        staged = str(root / "conf" / "userconfig.xml")
+        shown = f"{archive}:conf/userconfig.xml"  # not the staging directory, gone when the user reads it
+        try:
+            for warning in check_file(staged):
+                print(f"warning: {str(warning).replace(staged, shown)}", file=sys.stderr)
+        except ConfigError as exc:
+            raise CommandError(f"not installed: {_config_error(exc).replace(staged, shown)}") from exc
+        _refuse_running(name, "installed over")  # it could have been started meanwhile
+        _swap_into_place(root, target, old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    target.chmod(0o755)
+    message = f"module {name} installed in {target}"
+    loaded = False
+    try:
+        answer = control.request({"cmd": "config", "module": name}, timeout=120)
+    except control.ControlError:
+        message += "; safekitd is not running: it loads the module when it starts"
+    else:
+        if not answer.get("ok"):
+            raise CommandError(f"{message}, but safekitd did not load it: {answer.get('error')}")
+        loaded = True
+        message += f"; safekitd loaded it (stopped: safekit start -m {name})"
+    _print_result(args, {"ok": True, "module": name, "path": str(target), "loaded": loaded}, message)
+    return 0
+
+
+def _swap_into_place(new: Path, target: Path, old: Path) -> None:
+    """Rename `new` to `target`; an older `target` is kept aside until then, and put back on failure."""
+    replacing = target.exists()
+    if replacing:
+        target.rename(old)
+    try:
+        new.rename(target)
+    except OSError as exc:
+        if replacing:
+            old.rename(target)
+        raise CommandError(f"cannot move the module into {target}: {exc.strerror}") from exc
+    if replacing:
+        shutil.rmtree(old)
+
+
+def _refuse_running(name: str, what: str) -> None:
+    mod = _daemon_module(name)
+    if mod is not None and not _stopped(mod):
+        raise CommandError(
+            f"{name} is {mod['state']} ({mod['readiness']}): only a stopped module is {what} "
+            f"(safekit stop -m {name} first)"
+        )
+
+
+def _module_uninstall(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    name = check_module_name(args.module)
+    target = paths.module_dir(name)
+    installed = target.is_dir()
+    try:
+        answer = control.request({"cmd": "module_unload", "module": name}, timeout=120)
+    except control.ControlError:
+        answer = {"ok": True, "unloaded": False}  # no daemon: nothing runs the module
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    if not installed and not answer.get("unloaded"):
+        raise CommandError(f"no module {name!r}: no {target}")
+    if installed:
+        shutil.rmtree(target)
+    message = f"module {name} uninstalled ({target} removed; its logs and {paths.module_var(name)} are kept)"
+    _print_result(args, {"ok": True, "module": name, "path": str(target)}, message)
+    return 0
+
+
+def _module_getports(args: argparse.Namespace) -> int:
+    answer = _ask({"cmd": "getports", "module": args.module})
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    lans = ", ".join(f"{lan} {addrs}" for lan, addrs in sorted(answer.get("lans", {}).items()))
+    text = (
+        f"{args.module}: heartbeat UDP port {answer['heartbeat_port']} ({lans})\n"
+        f"{args.module}: health and metrics TCP port {answer['health_port']}"
+    )
+    _print_result(args, answer, text)
+    return 0
+
+
+def _cluster_command(args: argparse.Namespace) -> int:
+    if args.cluster_command == "confinfo":
+        return _cluster_confinfo(args)
+    if args.cluster_command == "config":
+        return _cluster_config(args)
+    return _cluster(args)
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "cluster": _cluster_command,
+    "waitstate": _waitstate,
+    "snapshot": _snapshot,
+    "waitstart": _waitstart,
+    "waitstop": _waitstop,
+    "shutdown": _shutdown,
+    "boot": _boot,
+    "confinfo": _confinfo,
+    "module": _module,
+}

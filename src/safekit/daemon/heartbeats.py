@@ -109,6 +109,9 @@ class HeartbeatLink:
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
+        # A datagram transport closes its socket on the next loop iteration: let it, so that a
+        # module loaded again at once (`safekit config -m`, `module install`) can bind the port.
+        await asyncio.sleep(0)
 
     def announce(self, status: NodeStatus) -> None:
         """Send `status` from now on, and at once: the peer's election should not wait a pulse."""

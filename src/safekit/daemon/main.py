@@ -2,7 +2,8 @@
 
 It runs in the foreground (under systemd, `Type=notify`-free `simple` service) or as a plain
 supervised process with `--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
-SIGTERM or SIGINT stop it gracefully: every module is stopped (stop scripts, VIP released) first.
+SIGTERM or SIGINT (or `safekit shutdown`) stop it gracefully: every module is stopped (stop scripts,
+VIP released) first.
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    node = Node(paths, node_name=args.node, health_address=args.health_address, health_port=args.health_port)
+    node = Node(
+        paths,
+        node_name=args.node,
+        health_address=args.health_address,
+        health_port=args.health_port,
+        request_stop=stop.set,  # `safekit shutdown`: the same graceful stop as SIGTERM
+    )
     try:
         await node.start()
     except NodeError as exc:

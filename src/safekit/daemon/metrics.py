@@ -48,6 +48,14 @@ class Metrics:
         self._sources[module] = source
         self._lateness[module] = lateness
 
+    def remove_module(self, module: str) -> None:
+        """An uninstalled module: its series disappear (transition counts stay, they are history)."""
+        self._sources.pop(module, None)
+        self._lateness.pop(module, None)
+        for name in STATES:
+            self.state.remove(module, name)
+        self.ready.remove(module)
+
     def set_state(self, module: str, state: str, ready: bool) -> None:
         for name in STATES:
             self.state.labels(module, name).set(1 if name == state else 0)

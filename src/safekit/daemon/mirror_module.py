@@ -195,6 +195,9 @@ class MirrorModule:
         self._fed_generation: int | None = None
         self._last_peer_status: NodeStatus | None = None
         self._last_shown: tuple[ModuleState, Readiness] | None = None
+        # `safekit errd|checker on|off`: run-time switches, back on when the daemon starts again.
+        self.errd_enabled = True
+        self.checkers_enabled = True
         metrics.add_heartbeat_source(
             name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
         )
@@ -259,6 +262,11 @@ class MirrorModule:
     def _stopped(self) -> bool:
         return self.state.phase is Phase.STOPPED
 
+    @property
+    def stopped(self) -> bool:
+        """STOP and settled: no script runs, nothing is held (what uninstall and config need)."""
+        return self._stopped()
+
     def _stop_budget(self) -> float:
         user = self.config.user
         return 10.0 + (2 * (user.nicestoptimeout + user.forcestoptimeout) if user else 0.0)
@@ -286,7 +294,7 @@ class MirrorModule:
 
     @property
     def _boot_file(self) -> Path:
-        return self.paths.module_var(self.name) / "boot.json"
+        return self.paths.boot_file(self.name)
 
     @property
     def start_at_boot(self) -> bool:
@@ -296,6 +304,48 @@ class MirrorModule:
         except ValueError:
             return False
         return bool(data and data.get("start_at_boot"))
+
+    # ------------------------------------------------------------------ run-time switches
+    def set_errd(self, on: bool) -> str:
+        """`safekit errd on|off`: process monitoring acts (on) or only reports (off)."""
+        before, self.errd_enabled = self.errd_enabled, on
+        return self._switched("errd", before, on, "process monitoring")
+
+    def set_checkers(self, on: bool) -> str:
+        """`safekit checker on|off`: checkers and failover rules act (on) or only report (off).
+
+        Heartbeats and the split-brain witness are not checkers: they protect the data and always
+        run. A checker still down when checking is turned on acts at once.
+        """
+        before, self.checkers_enabled = self.checkers_enabled, on
+        if on and not before:
+            now = time.monotonic()
+            for resource, (when, action) in self._checks.items():
+                if self.resources.get(resource) == "down" and self._when_applies(when):
+                    self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
+        return self._switched("checker", before, on, "checkers and failover rules")
+
+    def set_failover(self, on: bool) -> str:
+        """`safekit failover on|off`: whether the secondary takes over when the primary is lost."""
+        before = self.settings.failover
+        self.settings = dataclasses.replace(self.settings, failover=on)
+        return self._switched("failover", before, on, "automatic takeover by the secondary")
+
+    def _switched(self, switch: str, before: bool, on: bool, what: str) -> str:
+        word = "on" if on else "off"
+        if before == on:
+            return f"{self.name}: {switch} already {word}"
+        until = "" if on else f" until 'safekit {switch} on' or a restart of safekitd"
+        done = f"{what} {'enabled' if on else 'disabled'}{until}"
+        self.log.warning("operator: %s %s: %s", switch, word, done)
+        return f"{self.name}: {switch} {word} ({done})"
+
+    def controls(self) -> dict[str, str]:
+        return {
+            "errd": "on" if self.errd_enabled else "off",
+            "checker": "on" if self.checkers_enabled else "off",
+            "failover": "on" if self.settings.failover else "off",
+        }
 
     def set_resource(self, resource: str, value: str) -> None:
         """A checker reports a resource state (probes here, custom checkers through `safekit set`)."""
@@ -312,6 +362,9 @@ class MirrorModule:
         if value == "up":
             self.submit(ResourceUp(resource, now))
         elif value == "down" and self._when_applies(when):
+            if not self.checkers_enabled:
+                self.log.warning("checker off: %s down, action %s not taken", resource, action)
+                return
             self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
 
     def _when_applies(self, when: str) -> bool:
@@ -511,6 +564,10 @@ class MirrorModule:
         fired: set[str] = set()
         while True:
             await asyncio.sleep(failover.period)
+            if not self.checkers_enabled:  # `checker off`: rules count again from `checker on`
+                true_since.clear()
+                fired.clear()
+                continue
             now = time.monotonic()
             resources = self.status(verbose=True)["resources"]
             for rule in failover.rules:
@@ -572,7 +629,7 @@ class MirrorModule:
     def _errd_verdict(self, verdict: errd.ProcessVerdict) -> None:
         resource = f"proc.{verdict.rule.ident}"
         self.resources[resource] = "up" if verdict.ok else "down"
-        if verdict.ok:
+        if verdict.ok or not self.errd_enabled:  # `errd off`: reported in `state -v`, never acted on
             return
         if verdict.rule.action == "noaction":
             self.log.warning("errd: %s (action noaction)", verdict.reason)
@@ -609,6 +666,7 @@ class MirrorModule:
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
             data["vips"] = [str(p.spec.address) for p in self.vips]
+            data["controls"] = self.controls()
         return data
 
     def _heartbeat_metrics(self) -> Iterable[tuple[str, str, str, Counters, RttStats | None]]:

@@ -11,12 +11,14 @@ import contextlib
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from safekit.checkers.icmp import Pinger
 from safekit.checkers.probes import address_present
 from safekit.config import ClusterConfig, ConfigError, load_cluster, load_module
 from safekit.daemon import control, health
+from safekit.daemon.admin import boot_status, sha256_file
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule, ModuleError
 from safekit.daemon.paths import Paths
@@ -26,6 +28,7 @@ from safekit.mirror import CommandKind, ModuleState
 log = logging.getLogger("safekit.daemon")
 
 MODULE_COMMANDS = {kind.value: kind for kind in CommandKind}
+NODE_COMMANDS = ("config", "module_list", "module_unload", "state", "shutdown", "cluster_confinfo")
 
 
 class NodeError(Exception):
@@ -40,7 +43,9 @@ class Node:
         node_name: str | None = None,
         health_address: str = "0.0.0.0",  # noqa: S104 - load balancers probe it from outside
         health_port: int = 9010,
+        request_stop: Callable[[], None] | None = None,
     ) -> None:
+        """`request_stop` stops the daemon as SIGTERM does (`safekit shutdown`)."""
         self.paths = paths
         self.node_name = node_name
         self.health_address = health_address
@@ -50,6 +55,11 @@ class Node:
         self.broken: dict[str, str] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pinger = Pinger()
+        self._request_stop = request_stop
+        self._socket = control.socket_path()
+        # sha256 of each configuration as it was loaded (`safekit confinfo`: does the file differ?)
+        self.loaded_sha256: dict[str, str] = {}
+        self.cluster_sha256: str | None = None
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
@@ -63,7 +73,7 @@ class Node:
             clusterkey.fingerprint(key),
         )
         self._load_modules(cluster, key)
-        self._servers.append(await control.serve(control.socket_path(), self.handle))
+        self._servers.append(await control.serve(self._socket, self.handle))
         self._servers.append(
             await health.serve(self.health_address, self.health_port, self._ready, self.metrics.registry)
         )
@@ -77,11 +87,12 @@ class Node:
         await asyncio.gather(*(m.shutdown() for m in self.modules.values()), return_exceptions=True)
         self._pinger.close()
         with contextlib.suppress(FileNotFoundError):
-            self.paths.socket.unlink()
+            self._socket.unlink()
 
     def _load_cluster(self) -> ClusterConfig:
         path = self.paths.cluster_xml
         try:
+            self.cluster_sha256 = sha256_file(path)
             return load_cluster(path)
         except FileNotFoundError as exc:
             raise NodeError(f"{path}: no cluster configuration (see docs/config.md)") from exc
@@ -101,14 +112,17 @@ class Node:
             log.warning("no module directory %s: no module to run", self.paths.modules)
             return
         for directory in sorted(self.paths.modules.iterdir()):
-            if (directory / "conf" / "userconfig.xml").is_file():
+            # A dot directory is `safekit module install` at work (or leftovers of it): not a module.
+            if not directory.name.startswith(".") and (directory / "conf" / "userconfig.xml").is_file():
                 self._try_load(directory.name, cluster, key)
 
     def _try_load(self, name: str, cluster: ClusterConfig, key: bytes) -> MirrorModule | None:
         """Load one module; a broken one is recorded (with file:line) and left out."""
         assert self.node_name is not None
         self.broken.pop(name, None)
+        self.loaded_sha256.pop(name, None)
         try:
+            digest = sha256_file(self.paths.module_dir(name) / "conf" / "userconfig.xml")
             result = load_module(self.paths.module_dir(name))
             for warning in result.warnings:
                 log.warning("module %s: %s", name, warning)
@@ -132,6 +146,7 @@ class Node:
             log.error("module %s not loaded: %s", name, exc)
             return None
         self.modules[name] = module
+        self.loaded_sha256[name] = digest
         return module
 
     async def apply_module_config(self, name: str) -> dict[str, Any]:
@@ -151,6 +166,7 @@ class Node:
         if current is not None:
             await current.shutdown()
             del self.modules[name]
+            self.metrics.remove_module(name)
         module = self._try_load(name, self._cluster, self._key)
         if module is None:
             return {"ok": False, "error": self.broken[name]}
@@ -174,14 +190,23 @@ class Node:
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = str(request.get("cmd", ""))
         try:
-            if cmd in ("config", "module_list", "state"):
+            if cmd in NODE_COMMANDS:
                 return await self._node_command(cmd, request)
             module = self._module(request.get("module"))
             if cmd in MODULE_COMMANDS:
                 reply = await module.command(MODULE_COMMANDS[cmd])
                 key = "message" if reply.accepted else "error"
                 return {"ok": reply.accepted, key: f"{module.name}: {reply.reason}"}
-            handler = {"get": self._get, "set": self._set, "log": self._log}.get(cmd)
+            handler = {
+                "get": self._get,
+                "set": self._set,
+                "log": self._log,
+                "errd": self._switch,
+                "checker": self._switch,
+                "failover": self._switch,
+                "getports": self._getports,
+                "confinfo": self._confinfo,
+            }.get(cmd)
             if handler is None:
                 return {"ok": False, "error": f"unknown command {cmd!r}"}
             return handler(module, request)
@@ -194,7 +219,79 @@ class Node:
             return await self.apply_module_config(str(request.get("module") or ""))
         if cmd == "module_list":
             return {"ok": True, "modules": self._module_list()}
+        if cmd == "module_unload":
+            return await self.unload_module(str(request.get("module") or ""))
+        if cmd == "shutdown":
+            return self._shutdown()
+        if cmd == "cluster_confinfo":
+            return {
+                "ok": True,
+                "cluster_sha256": self.cluster_sha256,
+                "key_fingerprint": clusterkey.fingerprint(self._key),
+            }
         return self._state(request.get("module"), bool(request.get("verbose")))
+
+    async def unload_module(self, name: str) -> dict[str, Any]:
+        """`safekit module uninstall`: forget a stopped module (its directory is removed by the CLI)."""
+        if not name or "/" in name or name.startswith("."):
+            return {"ok": False, "error": "give the module with -m AM"}
+        current = self.modules.get(name)
+        if current is not None:
+            if not current.stopped:
+                state = current.state.module_state
+                return {
+                    "ok": False,
+                    "error": f"{name} is {state} ({current.state.readiness}): only a stopped module is "
+                    f"uninstalled (safekit stop -m {name} first)",
+                }
+            await current.shutdown()
+            del self.modules[name]
+            self.metrics.remove_module(name)
+            current.log.info("module %s unloaded (uninstall)", name)
+        elif name not in self.broken:
+            return {"ok": True, "unloaded": False, "message": f"{name}: not loaded by safekitd"}
+        self.broken.pop(name, None)
+        self.loaded_sha256.pop(name, None)
+        log.info("module %s unloaded", name)
+        return {"ok": True, "unloaded": True, "message": f"{name}: unloaded"}
+
+    def _shutdown(self) -> dict[str, Any]:
+        if self._request_stop is None:
+            return {"ok": False, "error": "this safekitd cannot be shut down from its control socket"}
+        log.info("safekit shutdown: stopping every module, then exiting")
+        # The answer is written before this runs: the caller learns that the shutdown began.
+        asyncio.get_running_loop().call_soon(self._request_stop)
+        names = ", ".join(sorted(self.modules)) or "no module"
+        return {
+            "ok": True,
+            "message": f"safekitd on {self.node_name}: stopping every module ({names}), then exiting",
+        }
+
+    def _switch(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        """`errd|checker|failover on|off`: run-time switches, not kept across a daemon restart."""
+        cmd, value = str(request.get("cmd")), str(request.get("value"))
+        if value not in ("on", "off"):
+            return {"ok": False, "error": f"{cmd}: value must be on or off"}
+        setter = {"errd": module.set_errd, "checker": module.set_checkers, "failover": module.set_failover}
+        message = setter[cmd](value == "on")
+        return {"ok": True, "message": message, "controls": module.controls()}
+
+    def _getports(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        lans = {name: f"{lan.local_address} <-> {lan.peer_address}" for name, lan in module.link.lans.items()}
+        return {
+            "ok": True,
+            "module": module.name,
+            "heartbeat_port": module.link.port,
+            "health_port": self.health_port,
+            "lans": lans,
+        }
+
+    def _confinfo(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "module": module.name,
+            "loaded_sha256": self.loaded_sha256.get(module.name),
+        }
 
     def _get(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
         resource = str(request.get("resource"))
@@ -216,7 +313,12 @@ class Node:
     def _module_list(self) -> list[dict[str, str]]:
         names = sorted(set(self.modules) | set(self.broken))
         return [
-            {"name": n, "loaded": "yes" if n in self.modules else "no", "error": self.broken.get(n, "")}
+            {
+                "name": n,
+                "loaded": "yes" if n in self.modules else "no",
+                "state": str(self.modules[n].state.module_state) if n in self.modules else "",
+                "error": self.broken.get(n, ""),
+            }
             for n in names
         ]
 
@@ -253,12 +355,7 @@ class Node:
 
 def _boots(module: MirrorModule) -> bool:
     """Start the module with the daemon? SafeKit's `boot`: on, off, or auto (as it was)."""
-    boot = module.config.service.boot
-    if boot == "on":
-        return True
-    if boot == "auto":
-        return module.start_at_boot
-    return False
+    return boot_status(module.config.service.boot, module.start_at_boot).effective
 
 
 def _local_node(cluster: ClusterConfig) -> str:

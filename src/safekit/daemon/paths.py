@@ -58,6 +58,10 @@ class Paths:
     def module_var(self, module: str) -> Path:
         return self.var / "modules" / module
 
+    def boot_file(self, module: str) -> Path:
+        """`{"start_at_boot": bool}`: what `boot="auto"` follows (`safekit boot on|off`, start, stop)."""
+        return self.module_var(module) / "boot.json"
+
     def module_log(self, module: str) -> Path:
         return self.log / "modules" / f"{module}.log"
 

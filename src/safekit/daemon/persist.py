@@ -10,11 +10,16 @@ from typing import Any
 
 
 def write_json(path: Path, data: Any) -> None:
+    write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def write_bytes(path: Path, payload: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `payload` atomically (temporary file, fsync, rename, directory fsync)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    payload = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # a leftover temporary file keeps its old mode through O_CREAT
         view = memoryview(payload)
         while view:  # a short write (a full disk) must never be renamed over the good file
             written = os.write(fd, view)

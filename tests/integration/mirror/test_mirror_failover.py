@@ -6,6 +6,7 @@ in order and each leaves the cluster with a primary and a secondary, as the next
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -437,3 +438,54 @@ def test_repeated_application_failures_stop_the_module_after_maxloop(lab: Lab, c
     cluster.wait_state(secondary, MODULE, "ALONE", timeout=30)
     wait_served_by(lab, secondary)
     subprocess.run(["true"], check=True)
+
+
+def test_failover_off_keeps_the_secondary_from_taking_over(
+    lab: Lab, cluster: LabCluster, module_dir: Path
+) -> None:
+    # The previous test left a node stopped by maxloop: waitstart brings it back as secondary.
+    for node in cluster.nodes:
+        if cluster.state(node, MODULE)["state"] == "STOP":
+            out = cluster.safekit(node, "waitstart", "-m", MODULE, "--timeout", "60").stdout
+            assert out.split()[1:3] == ["SECOND", "(Ready)"], out
+    primary, secondary = primary_and_secondary(cluster)
+    cluster.wait_state(primary, MODULE, "PRIM")
+    wait_served_by(lab, primary)
+
+    ports = json.loads(cluster.safekit(secondary, "module", "getports", "-m", MODULE, "--json").stdout)
+    assert (ports["heartbeat_port"], ports["health_port"]) == (4800, 9010)
+    assert sorted(ports["lans"]) == ["default", "lan1"]
+    assert "heartbeat UDP port 4800" in cluster.safekit(primary, "module", "getports", "-m", MODULE).stdout
+    info = json.loads(cluster.safekit(secondary, "confinfo", "-m", MODULE, "--json").stdout)
+    expected = hashlib.sha256((module_dir / "conf" / "userconfig.xml").read_bytes()).hexdigest()
+    assert info["path"] == f"/opt/safekit/modules/{MODULE}/conf/userconfig.xml"
+    assert (info["sha256"], info["loaded_sha256"], info["differs"]) == (expected, expected, False)
+    assert "same as the file" in cluster.safekit(secondary, "confinfo", "-m", MODULE).stdout
+
+    assert "failover off" in cluster.safekit(secondary, "failover", "off", "-m", MODULE).stdout
+    assert cluster.state(secondary, MODULE)["controls"]["failover"] == "off"
+    lab.cut(primary)  # every LAN: without `failover off` the secondary would take over in ~2 s
+    cut_at = time.monotonic()
+    try:
+        while time.monotonic() - cut_at < 5:
+            state = cluster.state(secondary, MODULE)
+            assert state["state"] in ("WAIT", "SECOND"), state
+            assert not holds_vip(lab, secondary)
+            time.sleep(0.2)
+        state = cluster.state(secondary, MODULE)
+        assert state["state"] == "WAIT" and "failover off" in state["reason"], state
+    finally:
+        lab.heal(primary)
+    cluster.safekit(secondary, "failover", "on", "-m", MODULE)
+    assert cluster.state(secondary, MODULE)["controls"]["failover"] == "on"
+    deadline = time.monotonic() + 30
+    while True:
+        states = {n: cluster.state(n, MODULE) for n in cluster.nodes}
+        if sorted((s["state"], s["readiness"]) for s in states.values()) == [
+            ("PRIM", "Ready"),
+            ("SECOND", "Ready"),
+        ]:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.2)
+    wait_served_by(lab, primary_and_secondary(cluster)[0])
