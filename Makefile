@@ -19,8 +19,8 @@ test: deps venv lint
 	$(BIN)/pytest tests
 
 lint: venv
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples collections
+	$(BIN)/ruff format --check src tests bench examples collections
 	$(BIN)/mypy
 
 unit: venv

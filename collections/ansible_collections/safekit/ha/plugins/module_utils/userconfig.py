@@ -1,0 +1,341 @@
+# Copyright (c) safekit contributors
+# Apache License 2.0 (see LICENSE in the repository)
+"""The structured form of a module's userconfig.xml and of cluster.xml, both ways, without I/O.
+
+`render_userconfig(params)` writes the XML that `safekit.ha.module` installs; `parse_userconfig(xml)`
+reads such a file back into the same parameters (what `safekit.ha.info` returns), so that
+`parse_userconfig(render_userconfig(p)) == canonical_params(p)`. A file that holds something the
+structured form cannot express (macros, several `<to>` per checker, `<rfs>`, ...) is refused with
+`NotStructured`; its raw XML stays the source of truth. Only the standard library is used: this
+runs on the managed node.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+from xml.sax.saxutils import escape
+
+HEADER = (
+    "<!DOCTYPE safe>\n<!-- Managed by Ansible (safekit.ha.module): changes made here are overwritten. -->\n"
+)
+CLUSTER_HEADER = "<!-- Managed by Ansible (safekit.ha.cluster): changes made here are overwritten. -->\n"
+
+# (parameter, XML attribute, kind) in the order attributes are written.
+SERVICE_ATTRS = (
+    ("mode", "mode", "str"),
+    ("defaultprim", "defaultprim", "str"),
+    ("failover", "failover", "bool"),
+    ("maxloop", "maxloop", "int"),
+    ("loop_interval", "loop_interval", "str"),
+)
+HEARTBEAT_ATTRS = (("name", "name", "str"), ("pulse", "pulse", "str"), ("timeout", "timeout", "str"))
+VIP_ATTRS = (("addr", "addr", "str"), ("netmask", "netmask", "str"))
+USER_ATTRS = (("nicestoptimeout", "nicestoptimeout", "str"), ("forcestoptimeout", "forcestoptimeout", "str"))
+PROC_ATTRS = (
+    ("name", "name", "str"),
+    ("nameregex", "nameregex", "str"),
+    ("argregex", "argregex", "str"),
+    ("atleast", "atleast", "int"),
+    ("atmax", "atmax", "int"),
+    ("action", "action", "str"),
+    ("class", "class", "str"),
+)
+CHECKER_ATTRS = (("ident", "ident", "str"), ("when", "when", "str"), ("action", "action", "str"))
+CUSTOM_ATTRS = (*CHECKER_ATTRS, ("exec", "exec", "str"), ("arg", "arg", "str"))
+TCP_TARGET_ATTRS = (
+    ("addr", "addr", "str"),
+    ("port", "port", "int"),
+    ("interval", "interval", "str"),
+    ("timeout", "timeout", "str"),
+)
+PING_TARGET_ATTRS = (("addr", "addr", "str"), ("interval", "interval", "str"), ("timeout", "timeout", "str"))
+CHECKER_KINDS = ("tcp", "ping", "custom")
+VIP_KEYS = ("addr", "netmask", "interface")
+# Lists and mappings that mean nothing when empty; `user: {}` and `errd: {}` do mean something.
+DROPPED_WHEN_EMPTY = ("vip", "vars", "procs", "tcp", "ping", "custom", "checkers")
+
+
+class NotStructured(ValueError):
+    """The XML holds something the structured parameters cannot express."""
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def canonical_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as `parse_userconfig` gives them back: no None values, no empty lists, rules stripped,
+    and the defaults the XML always states (mode mirror, one heartbeat on LAN `default`)."""
+    out: dict[str, Any] = _canonical(params)
+    out.setdefault("mode", "mirror")
+    if not out.get("heartbeats"):
+        out["heartbeats"] = [{"name": "default"}]
+    return out
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, raw in value.items():
+            item = _canonical(raw)
+            if key == "failover_rules" and item is not None:
+                item = item.strip() or None
+            if item is None or (key in DROPPED_WHEN_EMPTY and not item):
+                continue
+            out[key] = item
+        return out
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def _attr_value(value: Any, kind: str) -> str:
+    if kind == "bool":
+        return "on" if value else "off"
+    return str(value)
+
+
+def _attrs(values: dict[str, Any], spec: tuple[tuple[str, str, str], ...]) -> str:
+    parts = []
+    for param, attribute, kind in spec:
+        value = values.get(param)
+        if value is not None:
+            text = escape(
+                _attr_value(value, kind), {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+            )
+            parts.append(f' {attribute}="{text}"')
+    return "".join(parts)
+
+
+def _cdata(text: str) -> str:
+    return "<![CDATA[\n" + text.replace("]]>", "]]]]><![CDATA[>") + "\n]]>"
+
+
+# --------------------------------------------------------------------------------------- rendering
+def render_userconfig(params: dict[str, Any]) -> str:
+    """The userconfig.xml text of a module described by the structured parameters."""
+    p = canonical_params(params)
+    heartbeats = p["heartbeats"]
+    lines = [HEADER + "<safe>", f"<service{_attrs(p, SERVICE_ATTRS)}>"]
+    lines.append("  <heart{}>".format(_attrs(p, (("heart_port", "port", "int"),))))
+    lines += [f"    <heartbeat{_attrs(hb, HEARTBEAT_ATTRS)}/>" for hb in heartbeats]
+    lines.append("  </heart>")
+    if p.get("vip"):
+        lines += ["  <vip>", "    <interface_list>"]
+        for vip in p["vip"]:
+            lines += [
+                "      <interface{}>".format(_attrs(vip, (("interface", "name", "str"),))),
+                "        <real_interface>",
+                f"          <virtual_addr{_attrs(vip, VIP_ATTRS)}/>",
+                "        </real_interface>",
+                "      </interface>",
+            ]
+        lines += ["    </interface_list>", "  </vip>"]
+    if "user" in p:
+        user = p["user"]
+        variables = user.get("vars") or {}
+        lines.append("  <user{}{}>".format(_attrs(user, USER_ATTRS), "" if variables else "/"))
+        if variables:
+            lines += [
+                "    <var{}/>".format(_attrs({"n": k, "v": v}, (("n", "name", "str"), ("v", "value", "str"))))
+                for k, v in variables.items()
+            ]
+            lines.append("  </user>")
+    if "errd" in p:
+        errd = p["errd"]
+        procs = errd.get("procs") or []
+        lines.append(
+            "  <errd{}{}>".format(_attrs(errd, (("polltimer", "polltimer", "str"),)), "" if procs else "/")
+        )
+        if procs:
+            lines += [f"    <proc{_attrs(proc, PROC_ATTRS)}/>" for proc in procs]
+            lines.append("  </errd>")
+    lines += _render_check(p)
+    if p.get("failover_rules"):
+        lines.append("  <failover>{}</failover>".format(_cdata(p["failover_rules"])))
+    lines += ["</service>", "</safe>", ""]
+    return "\n".join(lines)
+
+
+def _render_check(p: dict[str, Any]) -> list[str]:
+    checkers = p.get("checkers") or {}
+    splitbrain = p.get("splitbrain")
+    if not checkers and not splitbrain:
+        return []
+    lines = ["  <check>"]
+    for kind in ("tcp", "ping"):
+        target_attrs = TCP_TARGET_ATTRS if kind == "tcp" else PING_TARGET_ATTRS
+        for checker in checkers.get(kind) or []:
+            lines += [
+                f"    <{kind}{_attrs(checker, CHECKER_ATTRS)}>",
+                f"      <to{_attrs(checker, target_attrs)}/>",
+                f"    </{kind}>",
+            ]
+    lines += [f"    <custom{_attrs(c, CUSTOM_ATTRS)}/>" for c in checkers.get("custom") or []]
+    if splitbrain:
+        values = {"ident": splitbrain.get("ident"), "arg": " ".join(splitbrain["witnesses"])}
+        lines.append(
+            "    <splitbrain{}/>".format(_attrs(values, (("ident", "ident", "str"), ("arg", "arg", "str"))))
+        )
+    lines.append("  </check>")
+    return lines
+
+
+def render_cluster(lans: list[dict[str, Any]], port: int | None = None) -> str:
+    """The cluster.xml text for `lans` ([{name, nodes: [{name, addr}], command}])."""
+    lines = [
+        CLUSTER_HEADER + "<cluster>",
+        "  <lans{}>".format(_attrs({"port": port}, (("port", "port", "int"),))),
+    ]
+    for lan in lans:
+        lines.append(
+            "    <lan{}>".format(_attrs(lan, (("name", "name", "str"), ("command", "command", "bool"))))
+        )
+        lines += [
+            "      <node{}/>".format(_attrs(node, (("name", "name", "str"), ("addr", "addr", "str"))))
+            for node in lan["nodes"]
+        ]
+        lines.append("    </lan>")
+    lines += ["  </lans>", "</cluster>", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- parsing
+def parse_userconfig(xml_text: str) -> dict[str, Any]:
+    """The structured parameters of a userconfig.xml; raises NotStructured when they cannot say it all."""
+    try:
+        # The module's own file, read with expat: no external entities; the engine refuses any DTD.
+        root = ET.fromstring(xml_text)  # noqa: S314
+    except ET.ParseError as exc:
+        raise NotStructured(f"not well-formed XML: {exc}") from exc
+    _expect(root, "safe", (), ("service",))
+    service = _only(root, "service")
+    p: dict[str, Any] = _read(service, SERVICE_ATTRS, ("heart", "vip", "user", "errd", "check", "failover"))
+    heart = _only(service, "heart")
+    p.update(_read(heart, (("heart_port", "port", "int"),), ("heartbeat",)))
+    p["heartbeats"] = [_read(hb, HEARTBEAT_ATTRS, ()) for hb in heart]
+    vip = _optional(service, "vip")
+    if vip is not None:
+        p["vip"] = _parse_vip(vip)
+    user = _optional(service, "user")
+    if user is not None:
+        p["user"] = _read(user, USER_ATTRS, ("var",))
+        variables = {}
+        for var in user:
+            values = _read(var, (("n", "name", "str"), ("v", "value", "str")), ())
+            variables[values["n"]] = values.get("v", "")
+        if variables:
+            p["user"]["vars"] = variables
+    errd = _optional(service, "errd")
+    if errd is not None:
+        p["errd"] = _read(errd, (("polltimer", "polltimer", "str"),), ("proc",))
+        if len(errd):
+            p["errd"]["procs"] = [_read(proc, PROC_ATTRS, ()) for proc in errd]
+    check = _optional(service, "check")
+    if check is not None:
+        p.update(_parse_check(check))
+    failover = _optional(service, "failover")
+    if failover is not None:
+        _expect(failover, "failover", (), ())
+        rules = (failover.text or "").strip()
+        if rules:
+            p["failover_rules"] = rules
+    return p
+
+
+def _parse_vip(vip: ET.Element) -> list[dict[str, Any]]:
+    _expect(vip, "vip", (), ("interface_list",))
+    addresses = []
+    for interface_list in vip:
+        _expect(interface_list, "interface_list", (), ("interface",))
+        for interface in interface_list:
+            values = _read(interface, (("interface", "name", "str"),), ("real_interface",))
+            real = _only(interface, "real_interface")
+            _expect(real, "real_interface", (), ("virtual_addr",))
+            if len(real) != 1:
+                raise NotStructured(f"<interface> with {len(real)} addresses: one each here")
+            values.update(_read(real[0], VIP_ATTRS, ()))
+            addresses.append({key: values[key] for key in VIP_KEYS if key in values})
+    return addresses
+
+
+def _parse_check(check: ET.Element) -> dict[str, Any]:
+    _expect(check, "check", (), (*CHECKER_KINDS, "splitbrain"))
+    checkers: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, Any] = {}
+    for element in check:
+        if element.tag == "custom":
+            checkers.setdefault("custom", []).append(_read(element, CUSTOM_ATTRS, ()))
+        elif element.tag == "splitbrain":
+            values = _read(element, (("ident", "ident", "str"), ("arg", "arg", "str")), ())
+            out["splitbrain"] = {"witnesses": values.get("arg", "").split()}
+            if "ident" in values:
+                out["splitbrain"]["ident"] = values["ident"]
+        else:
+            values = _read(element, CHECKER_ATTRS, ("to",))
+            if len(element) != 1:
+                raise NotStructured(f"<{element.tag}> with {len(element)} <to>: one each here")
+            values.update(
+                _read(element[0], TCP_TARGET_ATTRS if element.tag == "tcp" else PING_TARGET_ATTRS, ())
+            )
+            checkers.setdefault(element.tag, []).append(values)
+    if checkers:
+        out["checkers"] = checkers
+    return out
+
+
+def _expect(element: ET.Element, tag: str, attributes: tuple[str, ...], children: tuple[str, ...]) -> None:
+    if element.tag != tag:
+        raise NotStructured(f"<{element.tag}> where <{tag}> was expected")
+    for name in element.attrib:
+        if name not in attributes:
+            raise NotStructured(f"<{tag} {name}=...> has no structured parameter")
+    seen = set()
+    for child in element:
+        if child.tag not in children:
+            raise NotStructured(f"<{tag}><{child.tag}> has no structured parameter")
+        if child.tag in seen and child.tag not in ("heartbeat", "interface", "var", "proc", *CHECKER_KINDS):
+            raise NotStructured(f"<{child.tag}> appears twice in <{tag}>")
+        seen.add(child.tag)
+    if not len(element) and (element.text or "").strip() and tag != "failover":
+        raise NotStructured(f"<{tag}> holds text")
+
+
+def _read(
+    element: ET.Element, spec: tuple[tuple[str, str, str], ...], children: tuple[str, ...]
+) -> dict[str, Any]:
+    _expect(element, element.tag, tuple(attribute for dummy, attribute, dummy_kind in spec), children)
+    values: dict[str, Any] = {}
+    for param, attribute, kind in spec:
+        text = element.get(attribute)
+        if text is None:
+            continue
+        if "%" in text:
+            raise NotStructured(f"<{element.tag} {attribute}={text!r}> uses a macro or variable")
+        values[param] = _typed(text, kind, element.tag, attribute)
+    return values
+
+
+def _typed(text: str, kind: str, tag: str, attribute: str) -> Any:
+    if kind == "bool":
+        if text not in ("on", "off"):
+            raise NotStructured(f"<{tag} {attribute}={text!r}>: written on/off here")
+        return text == "on"
+    if kind == "int":
+        try:
+            number = int(text)
+        except ValueError as exc:
+            raise NotStructured(f"<{tag} {attribute}={text!r}> is not a number") from exc
+        if str(number) != text:
+            raise NotStructured(f"<{tag} {attribute}={text!r}> is not written as the number {number}")
+        return number
+    return text
+
+
+def _only(element: ET.Element, tag: str) -> ET.Element:
+    found = _optional(element, tag)
+    if found is None:
+        raise NotStructured(f"<{element.tag}> has no <{tag}>")
+    return found
+
+
+def _optional(element: ET.Element, tag: str) -> ET.Element | None:
+    return element.find(tag)

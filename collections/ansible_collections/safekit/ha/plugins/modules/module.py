@@ -1,0 +1,500 @@
+#!/usr/bin/python
+# Copyright (c) safekit contributors
+# Apache License 2.0 (see LICENSE in the repository)
+"""safekit.ha.module: an application module's userconfig.xml and scripts on a node."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: module
+short_description: Configure a safekit application module (userconfig.xml and restart scripts) on a node
+version_added: 0.1.0
+description:
+  - Writes C(/opt/safekit/modules/NAME/conf/userconfig.xml), either from structured parameters or
+    from raw XML (O(userconfig)), and the module's restart scripts in C(/opt/safekit/modules/NAME/bin/).
+  - The XML is validated with the engine's own validator (C(safekit config check)) on a temporary
+    file before anything is written; files are written only when they differ.
+  - When the configuration changed and C(safekitd) runs, a stopped module (or one the daemon does
+    not know yet) takes it at once (C(safekit config -m NAME)). A running module is left alone and
+    RV(restart_required) is returned; the caller decides when to stop and start it.
+  - The modules directory follows the engine's E(SAFE) environment variable (default C(/opt/safekit)).
+  - M(safekit.ha.info) returns the structured parameters of a module written by this module, in the
+    same shape (round trip).
+author: safekit contributors (@safekit)
+attributes:
+  check_mode:
+    description: Validates and reports what would change; writes and applies nothing.
+    support: full
+  diff_mode:
+    description: Shows the change of userconfig.xml and of each script.
+    support: full
+  idempotent:
+    description: A second run with the same parameters changes nothing and applies nothing.
+    support: full
+options:
+  name:
+    description: The module's name (letters, digits, C(_), C(.), C(-)).
+    type: str
+    required: true
+  state:
+    description:
+      - V(absent) removes the module's directory; refused while the module runs (stop it first).
+        Its state under C(/var/safekit) is kept.
+    type: str
+    choices: [present, absent]
+    default: present
+  userconfig:
+    description: The whole userconfig.xml, instead of the structured parameters below.
+    type: str
+  mode:
+    description: The module's kind; only V(mirror) in this version, written when omitted.
+    type: str
+    choices: [mirror]
+  heartbeats:
+    description: Heartbeats, one per LAN of cluster.xml. One heartbeat on LAN C(default) when omitted.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: A C(<lan>) of cluster.xml.
+        type: str
+        required: true
+      pulse:
+        description: Interval between heartbeats (engine default 200ms).
+        type: str
+      timeout:
+        description: Silence after which this LAN is down (engine default 1500ms); longer than the pulse.
+        type: str
+  heart_port:
+    description: UDP port of the module's heartbeats; give each module of a node its own.
+    type: int
+  vip:
+    description: Virtual IPv4 addresses that follow the primary.
+    type: list
+    elements: dict
+    suboptions:
+      addr:
+        description: The virtual address.
+        type: str
+        required: true
+      netmask:
+        description: Netmask (V(255.255.255.0) or V(24)); the engine's default when omitted.
+        type: str
+      interface:
+        description: Network interface; found from the address when omitted.
+        type: str
+  defaultprim:
+    description: V(alone), V(lastprim) or a node name (engine default V(alone)).
+    type: str
+  failover:
+    description: Automatic failover (engine default V(true)).
+    type: bool
+  maxloop:
+    description: Errors allowed within O(loop_interval) before the module stops (engine default 3).
+    type: int
+  loop_interval:
+    description: Window of O(maxloop) (a duration, e.g. V(24h); a bare number is hours).
+    type: str
+  user:
+    description:
+      - Scripts' settings. Without it no script runs, so an empty one is written when O(scripts) or
+        O(scripts_dir) is given.
+    type: dict
+    suboptions:
+      nicestoptimeout:
+        description: Time a stop script has before it is killed and called with C(force) (default 300s).
+        type: str
+      forcestoptimeout:
+        description: Time the forced stop script has (engine default 300s).
+        type: str
+      vars:
+        description: Environment variables of the scripts (NAME -> value).
+        type: dict
+  errd:
+    description: Process monitoring.
+    type: dict
+    suboptions:
+      polltimer:
+        description: How often the processes are checked (engine default 30s).
+        type: str
+      procs:
+        description: Processes to watch.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: Process name (or give O(errd.procs[].nameregex)).
+            type: str
+          nameregex:
+            description: Regular expression on the process name.
+            type: str
+          argregex:
+            description: Regular expression on the arguments.
+            type: str
+          atleast:
+            description: Fewest processes expected (engine default 1).
+            type: int
+          atmax:
+            description: Most processes expected, V(-1) for no limit (engine default).
+            type: int
+          action:
+            description: What to do when the count is wrong.
+            type: str
+            choices: [restart, stopstart, stop, noaction]
+            default: restart
+          class:
+            description: When the process must run.
+            type: str
+            choices: [prim, both, pre, second, sec]
+            default: prim
+  checkers:
+    description: Checkers, each with one target. Their idents are unique per kind.
+    type: dict
+    suboptions:
+      tcp:
+        description: TCP connection checkers (default action V(restart)).
+        type: list
+        elements: dict
+        suboptions:
+          ident: {description: Name of the checker (resource C(tcp.IDENT)), type: str, required: true}
+          addr: {description: Address or host name to connect to, type: str, required: true}
+          port: {description: TCP port, type: int, required: true}
+          interval: {description: Interval between checks (engine default 10s), type: str}
+          timeout: {description: Time a check may take (engine default 5s), type: str}
+          when: {description: When the checker runs, type: str, choices: [prim, both, pre]}
+          action: {description: Action on failure, type: str, choices: [wait, restart, stopstart, stop]}
+      ping:
+        description: Ping checkers (default action V(wait)).
+        type: list
+        elements: dict
+        suboptions:
+          ident: {description: Name of the checker (resource C(ping.IDENT)), type: str, required: true}
+          addr: {description: Address or host name to ping, type: str, required: true}
+          interval: {description: Interval between checks (engine default 10s), type: str}
+          timeout: {description: Time a check may take (engine default 5s), type: str}
+          when: {description: When the checker runs, type: str, choices: [prim, both, pre]}
+          action: {description: Action on failure, type: str, choices: [wait, restart, stopstart, stop]}
+      custom:
+        description: Long-running programs that report with C(safekit set -m NAME -r custom.IDENT -v up).
+        type: list
+        elements: dict
+        suboptions:
+          ident: {description: Name of the checker (resource C(custom.IDENT)), type: str, required: true}
+          exec: {description: Program to run, type: str, required: true}
+          arg: {description: Its arguments, type: str}
+          when: {description: When the checker runs, type: str, choices: [prim, both, pre]}
+          action: {description: Action on failure, type: str, choices: [wait, restart, stopstart, stop]}
+  splitbrain:
+    description: Split-brain checker; when every heartbeat is lost, only a node that reaches a witness serves.
+    type: dict
+    suboptions:
+      witnesses:
+        description: Witness addresses (usually the router between the nodes).
+        type: list
+        elements: str
+        required: true
+      ident:
+        description: Name of the checker (engine default C(witness)).
+        type: str
+  failover_rules:
+    description: 'Text of C(<failover>) rules, one per line: C(label: if (condition) then action();).'
+    type: str
+  scripts:
+    description: Scripts by name (C(start_prim), C(stop_prim), ...) and content, written 0755 in C(bin/).
+    type: dict
+  scripts_dir:
+    description: A directory on the node whose files are copied (mode 0755) to the module's C(bin/).
+    type: path
+  engine_bin:
+    description: Directory of the engine's C(safekit) command.
+    type: path
+    default: /opt/safekit/venv/bin
+notes:
+  - Scripts that are in C(bin/) but not in O(scripts) or O(scripts_dir) are left in place.
+  - Scripts are read by the engine each time it calls them; changing one needs no restart.
+seealso:
+  - module: safekit.ha.info
+  - module: safekit.ha.command
+"""
+
+EXAMPLES = r"""
+- name: A web service that follows a virtual IP, with a witness against split brain
+  safekit.ha.module:
+    name: web
+    heartbeats:
+      - name: default
+      - name: replication
+        pulse: 50ms
+        timeout: 200ms
+    heart_port: 4810
+    vip:
+      - addr: 192.168.1.100
+        netmask: "24"
+    user:
+      nicestoptimeout: 20s
+      vars:
+        WEB_PORT: "8080"
+    errd:
+      polltimer: 5s
+      procs:
+        - name: python3
+          argregex: 'http\.server 8080'
+          action: restart
+          class: prim
+    checkers:
+      tcp:
+        - {ident: web, addr: 127.0.0.1, port: 8080}
+    splitbrain:
+      witnesses: [192.168.1.1]
+    failover_rules: |
+      web_down: if (tcp.web == down) then restart();
+    scripts:
+      start_prim: "{{ lookup('ansible.builtin.template', 'start_prim.j2') }}"
+      stop_prim: "{{ lookup('ansible.builtin.file', 'stop_prim') }}"
+  register: web
+
+- name: A module from a SafeKit userconfig.xml and its scripts already on the node
+  safekit.ha.module:
+    name: legacy
+    userconfig: "{{ lookup('ansible.builtin.file', 'legacy/conf/userconfig.xml') }}"
+    scripts_dir: /tmp/legacy/bin
+
+- name: Remove a stopped module
+  safekit.ha.module:
+    name: legacy
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: A file was (or would be) written or removed, or the configuration applied.
+  returned: always
+  type: bool
+userconfig:
+  description: The module's userconfig.xml.
+  returned: when O(state=present)
+  type: str
+restart_required:
+  description:
+    - The configuration changed while the module runs; it takes it when stopped and started again
+      (C(safekit stop -m NAME), C(safekit config -m NAME), C(safekit start -m NAME)), or at the next
+      daemon restart. After O(state=absent), safekitd still holds the removed module until it restarts.
+  returned: always
+  type: bool
+applied:
+  description: C(safekit config -m NAME) was (or would be) run.
+  returned: always
+  type: bool
+msg:
+  description: What was done.
+  returned: always
+  type: str
+"""
+
+import os
+import re
+
+from ansible_collections.safekit.ha.plugins.module_utils.decisions import config_action
+from ansible_collections.safekit.ha.plugins.module_utils.safekit import SafekitModule
+from ansible_collections.safekit.ha.plugins.module_utils.userconfig import render_userconfig
+
+CHECKER_WHEN = {"type": "str", "choices": ["prim", "both", "pre"]}
+CHECKER_ACTION = {"type": "str", "choices": ["wait", "restart", "stopstart", "stop"]}
+TIMING = {
+    "interval": {"type": "str"},
+    "timeout": {"type": "str"},
+    "when": CHECKER_WHEN,
+    "action": CHECKER_ACTION,
+}
+PROC = {
+    "name": {"type": "str"},
+    "nameregex": {"type": "str"},
+    "argregex": {"type": "str"},
+    "atleast": {"type": "int"},
+    "atmax": {"type": "int"},
+    "action": {"type": "str", "choices": ["restart", "stopstart", "stop", "noaction"], "default": "restart"},
+    "class": {"type": "str", "choices": ["prim", "both", "pre", "second", "sec"], "default": "prim"},
+}
+STRUCTURED = {
+    "mode": {"type": "str", "choices": ["mirror"]},
+    "heartbeats": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "name": {"type": "str", "required": True},
+            "pulse": {"type": "str"},
+            "timeout": {"type": "str"},
+        },
+    },
+    "heart_port": {"type": "int"},
+    "vip": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "addr": {"type": "str", "required": True},
+            "netmask": {"type": "str"},
+            "interface": {"type": "str"},
+        },
+    },
+    "defaultprim": {"type": "str"},
+    "failover": {"type": "bool"},
+    "maxloop": {"type": "int"},
+    "loop_interval": {"type": "str"},
+    "user": {
+        "type": "dict",
+        "options": {
+            "nicestoptimeout": {"type": "str"},
+            "forcestoptimeout": {"type": "str"},
+            "vars": {"type": "dict"},
+        },
+    },
+    "errd": {
+        "type": "dict",
+        "options": {
+            "polltimer": {"type": "str"},
+            "procs": {
+                "type": "list",
+                "elements": "dict",
+                "options": PROC,
+                "mutually_exclusive": [["name", "nameregex"]],
+                "required_one_of": [["name", "nameregex"]],
+            },
+        },
+    },
+    "checkers": {
+        "type": "dict",
+        "options": {
+            "tcp": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "ident": {"type": "str", "required": True},
+                    "addr": {"type": "str", "required": True},
+                    "port": {"type": "int", "required": True},
+                    **TIMING,
+                },
+            },
+            "ping": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "ident": {"type": "str", "required": True},
+                    "addr": {"type": "str", "required": True},
+                    **TIMING,
+                },
+            },
+            "custom": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "ident": {"type": "str", "required": True},
+                    "exec": {"type": "str", "required": True},
+                    "arg": {"type": "str"},
+                    "when": CHECKER_WHEN,
+                    "action": CHECKER_ACTION,
+                },
+            },
+        },
+    },
+    "splitbrain": {
+        "type": "dict",
+        "options": {
+            "witnesses": {"type": "list", "elements": "str", "required": True},
+            "ident": {"type": "str"},
+        },
+    },
+    "failover_rules": {"type": "str"},
+}
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "userconfig": {"type": "str"},
+    **STRUCTURED,
+    "scripts": {"type": "dict"},
+    "scripts_dir": {"type": "path"},
+}
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def absent(task: SafekitModule, name: str, directory: str) -> None:
+    running, entry = task.module_state(name)
+    if entry is not None and entry.get("state") != "STOP":
+        task.fail(
+            "{} is {}: stop it before removing it (safekit.ha.command: stop)".format(name, entry.get("state"))
+        )
+    changed = task.remove_tree(directory)
+    known = changed and running and entry is not None
+    task.exit(
+        changed=changed,
+        restart_required=known,
+        applied=False,
+        msg=f"{directory} removed" if changed else f"{directory} is absent",
+    )
+
+
+def scripts(task: SafekitModule, bin_dir: str) -> bool:
+    wanted = dict(task.params["scripts"] or {})
+    source = task.params["scripts_dir"]
+    if source:
+        if not os.path.isdir(source):
+            task.fail(f"scripts_dir {source} is not a directory on this node")
+        for entry in sorted(os.listdir(source)):
+            if os.path.isfile(os.path.join(source, entry)):
+                with open(os.path.join(source, entry), encoding="utf-8") as f:
+                    wanted[entry] = f.read()
+    changed = False
+    for script, content in wanted.items():
+        if not NAME.match(script):
+            task.fail(f"script name {script!r}: use letters, digits, '_', '.', '-'")
+        changed = task.ensure_file(os.path.join(bin_dir, script), str(content), 0o755) or changed
+    return changed
+
+
+def main() -> None:
+    task = SafekitModule(
+        ARGUMENT_SPEC,
+        supports_check_mode=True,
+        mutually_exclusive=[["userconfig", key] for key in STRUCTURED] + [["scripts", "scripts_dir"]],
+    )
+    p = task.params
+    name = p["name"]
+    if not NAME.match(name):
+        task.fail(f"module name {name!r}: use letters, digits, '_', '.', '-'")
+    directory = os.path.join(task.safe_dir, "modules", name)
+    if p["state"] == "absent":
+        absent(task, name, directory)
+        return
+    if p["userconfig"] is not None:
+        xml = p["userconfig"]
+    else:
+        structured = {key: p[key] for key in STRUCTURED}
+        if structured["user"] is None and (p["scripts"] or p["scripts_dir"]):
+            structured["user"] = {}
+        xml = render_userconfig(structured)
+    conf = os.path.join(directory, "conf", "userconfig.xml")
+    task.check_config(xml, "userconfig.xml", conf)
+    conf_changed = task.ensure_file(conf, xml, 0o644)
+    scripts_changed = scripts(task, os.path.join(directory, "bin"))
+    if not task.check_mode:
+        os.makedirs(os.path.join(directory, "bin"), mode=0o755, exist_ok=True)
+    running, entry = task.module_state(name)
+    action = config_action(conf_changed, running, entry.get("state") if entry else None)
+    if action == "apply" and not task.check_mode:
+        task.engine("config", "-m", name)
+    messages = {
+        "none": "configuration written" if conf_changed else "configuration unchanged",
+        "apply": "configuration applied to the stopped module",
+        "restart_required": f"{name} is {entry.get('state') if entry else '?'}: "
+        "the new configuration applies when it is stopped and started again",
+    }
+    task.exit(
+        changed=conf_changed or scripts_changed or action == "apply",
+        userconfig=xml,
+        restart_required=action == "restart_required",
+        applied=action == "apply",
+        msg=messages[action],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Makes the collection importable as `ansible_collections.safekit.ha` and names its files.
+
+The tests import the collection's pure module_utils directly, and run its modules as Ansible runs
+them on a node (`python MODULE.py ARGS.json`) against the engine of this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[3]
+COLLECTIONS = REPO / "collections"
+COLLECTION = COLLECTIONS / "ansible_collections" / "safekit" / "ha"
+MODULES = COLLECTION / "plugins" / "modules"
+ENGINE_BIN = Path(sys.executable).parent
+MODULE_NAMES = ("install", "cluster", "module", "command", "info")
+
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+
+def run_module(
+    name: str,
+    args: dict[str, Any],
+    tmp: Path,
+    env: dict[str, str],
+    *,
+    check: bool = False,
+    diff: bool = False,
+) -> dict[str, Any]:
+    """Run plugins/modules/NAME.py as Ansible would on the node; its JSON result."""
+    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff, _ansible_tmpdir=str(tmp))
+    args_file = tmp / f"{name}-args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
+    environment = dict(os.environ, PYTHONPATH=str(COLLECTIONS), **env)
+    done = subprocess.run(
+        [sys.executable, str(MODULES / f"{name}.py"), str(args_file)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    try:
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        raise AssertionError(f"{name}: no JSON result: {done.stdout!r} {done.stderr!r}") from exc
