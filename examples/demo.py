@@ -105,7 +105,7 @@ def main() -> int:
     print(
         f"   The lab '{LAB}' is still up. Look around:\n"
         f"     .venv/bin/safekit lab ssh --name {LAB} {survivor}\n"
-        f"     .venv/bin/safekit lab exec --name {LAB} {survivor} -- {BIN}/safekit state -v\n"
+        f"     .venv/bin/safekit lab exec --name {LAB} {survivor} -- /opt/safekit/venv/bin/safekit state -v\n"
         f"     ansible -i {inventory} safekit_nodes -m ping\n"
         f"   Remove it with: make lab-down LAB={LAB}"
     )
