@@ -125,27 +125,22 @@ class ScriptRunner:
             if not path.exists():
                 return ScriptResult(script, ok=True, exit_code=None, missing=True)
             started = time.monotonic()
-            if forced:
-                code = await self._call(path, ["force", current, next_state, action], self.forcestoptimeout)
-                return ScriptResult(
-                    script,
-                    ok=code == 0,
-                    exit_code=code,
-                    timed_out=code is None,
-                    forced=True,
-                    duration_s=time.monotonic() - started,
+            if not forced:
+                timeout = self.nicestoptimeout if script.is_stop else self.starttimeout
+                code = await self._call(path, [current, next_state, action], timeout)
+                if code is not None:
+                    return ScriptResult(script, code == 0, code, duration_s=time.monotonic() - started)
+                if not script.is_stop:
+                    return ScriptResult(
+                        script,
+                        ok=False,
+                        exit_code=None,
+                        timed_out=True,
+                        duration_s=time.monotonic() - started,
+                    )
+                self._log_line(
+                    f"{script}: no answer after {self.nicestoptimeout:g} s; calling it again with 'force'"
                 )
-            timeout = self.nicestoptimeout if script.is_stop else self.starttimeout
-            code = await self._call(path, [current, next_state, action], timeout)
-            if code is not None:
-                return ScriptResult(script, code == 0, code, duration_s=time.monotonic() - started)
-            if not script.is_stop:
-                return ScriptResult(
-                    script, ok=False, exit_code=None, timed_out=True, duration_s=time.monotonic() - started
-                )
-            self._log_line(
-                f"{script}: no answer after {self.nicestoptimeout:g} s; calling it again with 'force'"
-            )
             code = await self._call(path, ["force", current, next_state, action], self.forcestoptimeout)
             return ScriptResult(
                 script,
