@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -32,13 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines.keepalived import measure_keepalived
 from common import summary, write_result
+from powercut import RESPONDER, RESPONDER_PORT, power_cut_outage
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "modules" / "webmirror"
-RESPONDER_PORT = 7000
 WEB_PORT = 8080
 PROFILES = {"default": (None, None), "fast": ("50ms", "200ms")}
 ANCHORS = {
@@ -47,62 +46,6 @@ ANCHORS = {
     "safekit_default_detection_s": 30.0,
 }
 TARGETS = {"default_p50_s": 3.0, "fast_p50_s": 0.5}
-
-RESPONDER = """
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", {port})); s.listen(128)
-name = socket.gethostname().encode() + b"\\n"
-while True:
-    c, _ = s.accept()
-    try: c.sendall(name)
-    finally: c.close()
-"""
-
-# Runs on the client: starts a new connection to the VIP every 50 ms, each with a 200 ms connect
-# timeout, without waiting for the previous one (a SYN lost to a dead node must not hide the next
-# probes); exits when `expect` answers, printing when that answer arrived.
-PROBE = """
-import asyncio, sys, time
-vip, port, expect, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-
-async def attempt(done):
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(vip, port), 0.2)
-    except (OSError, asyncio.TimeoutError):
-        return
-    try:
-        writer.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        data = await asyncio.wait_for(reader.read(), 1.0)
-    except (OSError, asyncio.TimeoutError):
-        return
-    finally:
-        writer.close()
-    who = data.split(b"served by ")[-1].strip().decode() if b"served by " in data else data.strip().decode()
-    if who == expect and not done.done():
-        done.set_result(time.monotonic())
-
-async def main():
-    done = asyncio.get_running_loop().create_future()
-    end = time.monotonic() + limit
-    print("ready", flush=True)
-    tasks = set()
-    while time.monotonic() < end and not done.done():
-        task = asyncio.ensure_future(attempt(done))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        try:
-            await asyncio.wait_for(asyncio.shield(done), 0.05)
-        except asyncio.TimeoutError:
-            pass
-    if done.done():
-        print("answered", done.result(), flush=True)
-        return 0
-    print("timeout", flush=True)
-    return 1
-
-sys.exit(asyncio.run(main()))
-"""
 
 
 def userconfig(vip: str, witness: str, pulse: str | None, timeout: str | None, scripts: bool) -> str:
@@ -205,21 +148,7 @@ class Bench:
 
     def one_run(self, port: int) -> float:
         primary, secondary = self.primary()
-        probe = subprocess.Popen(
-            self.lab.exec_argv("client", ["python3", "-c", PROBE, self.vip, str(port), secondary, "60"]),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert probe.stdout is not None
-        assert probe.stdout.readline().strip() == "ready"
-        time.sleep(random.uniform(0.5, 1.5))
-        killed_at = time.monotonic()
-        self.lab.kill(primary)
-        line = probe.stdout.readline().split()
-        probe.wait(timeout=70)
-        if not line or line[0] != "answered":
-            raise RuntimeError(f"no answer from {secondary} through the VIP after the kill")
-        outage = float(line[1]) - killed_at
+        outage = power_cut_outage(self.lab, primary, secondary, self.vip, port)
         # Boot the killed node again and let it rejoin as secondary before the next run.
         self.lab.start(primary)
         self.start_node_software(primary)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import random
 import re
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import summary
-from failover import PROBE, RESPONDER, RESPONDER_PORT
+from powercut import PROBE, RESPONDER, RESPONDER_PORT, power_cut_outage
 from safekit.lab import Lab
 
 KEEPALIVED = Path("/usr/sbin/keepalived")
@@ -240,23 +239,7 @@ class KeepalivedBench:
 
     def one_run(self) -> float:
         master, backup = self.master()
-        probe = subprocess.Popen(
-            self.lab.exec_argv(
-                "client", ["python3", "-c", PROBE, self.vip, str(RESPONDER_PORT), backup, "60"]
-            ),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert probe.stdout is not None
-        assert probe.stdout.readline().strip() == "ready"
-        time.sleep(random.uniform(0.5, 1.5))
-        killed_at = time.monotonic()
-        self.lab.kill(master)
-        line = probe.stdout.readline().split()
-        probe.wait(timeout=70)
-        if not line or line[0] != "answered":
-            raise RuntimeError(f"no answer from {backup} through the VIP after the kill")
-        outage = float(line[1]) - killed_at
+        outage = power_cut_outage(self.lab, master, backup, self.vip, RESPONDER_PORT)
         # Boot the killed node again; with nopreempt it rejoins as BACKUP and leaves the VIP where it is.
         self.reap(master)
         self.lab.start(master)
