@@ -8,20 +8,22 @@ BIN := $(VENV)/bin
 APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv
 LAB ?= demo
 
-.PHONY: demo test lint unit integration bench deps venv clean lab-down
+.PHONY: demo test lint unit integration molecule bench deps venv clean lab-down
 
 ## demo: a mirror cluster on lab hosts, deployed by the playbook; the primary loses power, the secondary takes over
 demo: deps venv
 	$(BIN)/python examples/demo.py $(LAB)
 
-## test: lint, type check, unit tests and integration tests on real lab hosts
+## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
 test: deps venv lint
 	$(BIN)/pytest tests
+	$(MAKE) --no-print-directory molecule
 
 lint: venv
 	$(BIN)/ruff check src tests bench examples collections
 	$(BIN)/ruff format --check src tests bench examples collections
 	$(BIN)/mypy
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -29,11 +31,17 @@ unit: venv
 integration: deps venv
 	$(BIN)/pytest tests/integration
 
+## molecule: the Molecule scenarios (create/destroy through safekit lab); molecule.yml points
+## Ansible at the checkout's collections/ and roles/, and installs nothing
+molecule: deps venv
+	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
+
 bench: deps venv
 	@dpkg-query -W -f='$${Status}' keepalived 2>/dev/null | grep -q "ok installed" || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived)
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/deploy.py
 
 ## deps: the Debian packages the lab and the tests need (installed only when missing)
 deps:

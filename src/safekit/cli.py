@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from safekit import __version__, commands
+from safekit import __version__, commands, deploy
 from safekit.config import ConfigError, check_file
 from safekit.lab import cli as lab_cli
 from safekit.lab.topology import LabError
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"safekit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     lab_cli.add_parser(subparsers)
+    deploy.add_parser(subparsers)
     commands.add_parsers(subparsers)
     config = subparsers.add_parser(
         "config",
@@ -49,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     args = build_parser().parse_args(argv)
     try:
         if args.command == "lab":
             return lab_cli.run(args)
+        if args.command == "deploy":
+            return deploy.run(args)
         if args.command == "config":
             return _config_check(args.file) if args.config_command == "check" else commands.apply_config(args)
         if commands.handles(args.command):
