@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ansible_lab_runs import Recap, fresh_lab, run_playbook
 
 from safekit.lab import Lab
-
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itans")
-    lab.down()
-    lab.up(nodes=2, witness=True, client=True)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from fresh_lab("itans")
 
 
-def playbook(lab: Lab, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]]]:
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(lab.inventory_path), "playbooks/deploy-mirror.yml", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    recap = {
-        m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-        for m in re.finditer(r"^(\S+)\s+: (ok=.*)$", result.stdout, re.MULTILINE)
-    }
-    return result, recap
+def playbook(lab: Lab, *extra: str) -> tuple[subprocess.CompletedProcess[str], Recap]:
+    return run_playbook(lab, "deploy-mirror.yml", *extra)
 
 
 def state(lab: Lab, node: str) -> dict[str, str]:

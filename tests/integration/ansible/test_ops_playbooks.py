@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ansible_lab_runs import Recap, run_playbook
 
 from safekit.lab import Lab, system
 
@@ -62,22 +63,8 @@ def lab(root_required: None) -> Iterator[Lab]:
         lab.down()
 
 
-def playbook(
-    lab: Lab, name: str, *extra: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]]]:
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(lab.inventory_path), f"playbooks/{name}", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    recap = {
-        m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-        for m in re.finditer(r"^(\S+)\s+: (ok=.*)$", result.stdout, re.MULTILINE)
-    }
-    return result, recap
+def playbook(lab: Lab, name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Recap]:
+    return run_playbook(lab, name, *extra)
 
 
 def state(lab: Lab, node: str) -> tuple[str, str]:

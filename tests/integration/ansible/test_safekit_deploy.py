@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ansible_lab_runs import fresh_lab
 
 from safekit.lab import Lab
 
@@ -18,13 +19,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itdep")
-    lab.down()
-    lab.up(nodes=2, witness=True, client=True)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from fresh_lab("itdep")
 
 
 def deploy(lab: Lab, *extra: str) -> subprocess.CompletedProcess[str]:
