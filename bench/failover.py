@@ -250,6 +250,8 @@ def main() -> int:
             before = bench.transitions()
             time.sleep(5 if args.quick else 20)
             spurious = bench.transitions() - before
+            # The budget's figure: steady state under load (two modules, a CPU hog, nothing failing).
+            budget["heartbeat_jitter_p99_ms"] = round(1000 * bench.lateness_p99(), 2)
             for name, (pulse, timeout) in PROFILES.items():
                 bench.install(pulse, timeout, scripts=False, idle_module=False)
                 before = bench.transitions()
@@ -262,7 +264,8 @@ def main() -> int:
                     f"{name}: p50 {result[name]['p50_s']:.3f} s, max {result[name]['max_s']:.3f} s",
                     flush=True,
                 )  # type: ignore[index]
-            budget["heartbeat_jitter_p99_ms"] = round(1000 * bench.lateness_p99(), 2)
+            # For information: including the reboots and restarts of the failover runs.
+            budget["heartbeat_jitter_p99_ms_with_failovers"] = round(1000 * bench.lateness_p99(), 2)
             bench.install(None, None, scripts=True, idle_module=False)
             app_runs = max(3, runs // 3)
             samples = [bench.one_run(WEB_PORT) for _ in range(app_runs)]

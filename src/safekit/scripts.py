@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safekit.daemon.priority import at_normal_priority
+
 EXIT_CANNOT_EXECUTE = 126  # the shell's code for "found but not executable"
 
 
@@ -160,8 +162,7 @@ class ScriptRunner:
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    str(path),
-                    *args,
+                    *at_normal_priority([str(path), *args]),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

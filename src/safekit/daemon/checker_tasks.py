@@ -22,6 +22,7 @@ from pathlib import Path
 from safekit.checkers import probes
 from safekit.checkers.icmp import Pinger
 from safekit.config import Check
+from safekit.daemon.priority import at_normal_priority
 
 Report = Callable[[str, str], None]
 """(resource, "up"|"down")"""
@@ -99,7 +100,7 @@ async def run_custom(
     while True:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *at_normal_priority(argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from pathlib import Path
 from safekit import __version__
 from safekit.daemon.node import Node, NodeError
 from safekit.daemon.paths import Paths
+from safekit.daemon.priority import raise_own_priority
 
 log = logging.getLogger("safekit.daemon")
 
@@ -33,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-port", type=int, default=9010, help="health and metrics port (default 9010)")
     p.add_argument("--health-address", default="0.0.0.0", help="health listen address (default all)")  # noqa: S104
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=-5,
+        help="safekitd's own nice value, so heartbeats leave on time on a loaded host (default -5; "
+        "scripts and checkers run at 0)",
+    )
     return p
 
 
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemon:
         _daemonize()
     _setup_logging(paths, args.log_level, to_stderr=not args.daemon)
+    raise_own_priority(args.nice)
     if args.pidfile is not None:
         args.pidfile.parent.mkdir(parents=True, exist_ok=True)
         args.pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
