@@ -400,11 +400,6 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def fail(message: str) -> int:
-    print(f"safekit: {message}", file=sys.stderr)
-    return 1
-
-
 # ---------------------------------------------------------------------- waitstart, waitstop, shutdown
 
 

@@ -82,7 +82,6 @@ class HeartbeatLink:
         self._wake = asyncio.Event()
         self.pulse = min(lan.pulse for lan in lans)
         self.port = lans[0].port
-        self.send_errors = 0
         self.lateness: deque[float] = deque(maxlen=3000)
 
     async def start(self) -> None:
@@ -147,7 +146,6 @@ class HeartbeatLink:
             try:
                 transport.sendto(encode(packet, self._key), (lan.peer_address, lan.port))
             except OSError as exc:  # link down: liveness on the peer's side tells the story
-                self.send_errors += 1
                 log.debug("heartbeat to %s on %s not sent: %s", self.peer_node, lan.name, exc)
 
     async def _send_loop(self) -> None:

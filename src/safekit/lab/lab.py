@@ -415,10 +415,7 @@ class Lab:
                 if port in present
             ],
         )
-        system.run(
-            ["nsenter", f"--net=/run/netns/{plan.switch_netns}", "nft", "-f", "-"],
-            input=isolation_ruleset(plan, faults),
-        )
+        system.nft(isolation_ruleset(plan, faults), plan.switch_netns)
 
     def _start_sshd(self, host: Host) -> None:
         ssh_dir = self.host_dir(host.name) / "ssh"

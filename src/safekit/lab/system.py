@@ -67,7 +67,8 @@ def ip_batch(netns: str | None, commands: Sequence[str]) -> None:
 
 
 def nft(script: str, netns: str | None = None) -> None:
-    argv = (["ip", "netns", "exec", netns] if netns else []) + ["nft", "-f", "-"]
+    """Load an nftables script, in a namespace when given (one transaction: all or nothing)."""
+    argv = (["nsenter", f"--net=/run/netns/{netns}"] if netns else []) + ["nft", "-f", "-"]
     run(argv, input=script)
 
 
