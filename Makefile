@@ -5,17 +5,23 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config
 LAB ?= demo
+# only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser)
+TEST_APT_PACKAGES := chromium
 
-.PHONY: demo test lint unit integration molecule bench deps venv clean lab-down
+.PHONY: demo demo-farm test lint unit integration molecule bench deps venv clean lab-down
 
 ## demo: a mirror cluster on lab hosts, deployed by the playbook; the primary loses power, the secondary takes over
 demo: deps venv
 	$(BIN)/python examples/demo.py $(LAB)
 
+## demo-farm: a farm of three lab nodes running nginx behind one virtual IP; a node loses power, its share moves
+demo-farm: deps venv
+	$(BIN)/python examples/demo_farm.py farmdemo
+
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
-test: deps venv lint
+test: deps test-deps venv checkov-venv lint
 	$(BIN)/pytest tests
 	$(MAKE) --no-print-directory molecule
 
@@ -25,10 +31,18 @@ lint: venv
 	$(BIN)/mypy
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles
 
-unit: venv
+unit: venv checkov-venv
 	$(BIN)/pytest tests/unit
 
-integration: deps venv
+## checkov-venv: checkov (the Terraform security scan of tests/unit/terraform) in its own
+## virtualenv, .venv-checkov, so that its pinned libraries never meet the engine's; idempotent
+.PHONY: checkov-venv
+checkov-venv: .venv-checkov/.installed
+
+.venv-checkov/.installed: scripts/checkov-venv.sh
+	PYTHON=$(PYTHON) bash scripts/checkov-venv.sh
+
+integration: deps test-deps venv
 	$(BIN)/pytest tests/integration
 
 ## molecule: the Molecule scenarios (create/destroy through safekit lab); molecule.yml points
@@ -42,6 +56,11 @@ bench: deps venv
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/deploy.py
+
+## test-deps: the Debian packages only the tests need, kept out of `make demo`
+.PHONY: test-deps
+test-deps:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
 
 ## deps: the Debian packages the lab and the tests need (installed only when missing)
 deps:
@@ -66,4 +85,4 @@ lab-down: venv
 	$(BIN)/safekit lab down --name $(LAB)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

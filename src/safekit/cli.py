@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from safekit import __version__, commands, deploy
+from safekit import __version__, cloud_driver, commands, deploy
+from safekit.api import cli as api_cli
 from safekit.config import ConfigError, check_file
 from safekit.lab import cli as lab_cli
 from safekit.lab.topology import LabError
@@ -26,15 +27,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="safekit",
         description="Open, software-only high availability for Linux.",
-        epilog="Commands act on this node. SafeKit's -H (run a command on other nodes) is not available "
-        "yet: it needs the nodes' authenticated API, which comes in a later version; run the command on "
-        "each node (e.g. over ssh) meanwhile. Engine commands take --json; an error is one line on "
+        epilog="Commands act on this node, or with -H on other nodes through their API (HTTPS, verified "
+        "against the cluster CA; see docs/api.md). Engine commands take --json; an error is one line on "
         "stderr and exit code 1.",
     )
     parser.add_argument("--version", action="version", version=f"safekit {__version__}")
+    parser.add_argument(
+        "-H",
+        dest="hosts",
+        metavar="NODE",
+        help='run the command on NODE (names or addresses, comma-separated) or "*" (every node of '
+        "cluster.xml) through their API",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     lab_cli.add_parser(subparsers)
     deploy.add_parser(subparsers)
+    cloud_driver.add_parser(subparsers)
+    api_cli.add_parser(subparsers)
     commands.add_parsers(subparsers)
     config = subparsers.add_parser(
         "config",
@@ -53,10 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     args = build_parser().parse_args(argv)
     try:
+        if args.hosts is not None:
+            return api_cli.run_remote(args)
+        if args.command == "api":
+            return api_cli.run(args)
         if args.command == "lab":
             return lab_cli.run(args)
         if args.command == "deploy":
             return deploy.run(args)
+        if args.command == "cloud":
+            return cloud_driver.run(args)
         if args.command == "config":
             return _config_check(args.file) if args.config_command == "check" else commands.apply_config(args)
         if commands.handles(args.command):

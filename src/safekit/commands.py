@@ -9,6 +9,8 @@ the daemon's answer as it is. `cluster genkey|config|confinfo`, `config check`, 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from safekit.daemon import control, persist
 from safekit.daemon.admin import AdminError, boot_status, check_module_name, extract_safe, file_info
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
+from safekit.vip.cloud.check import VipTarget, check_vips
 
 STATE_UNKNOWN = 5
 """`state -m AM -lq` when safekitd does not answer (SafeKit's codes stop at 4)."""
@@ -118,6 +121,9 @@ def add_parsers(commands: Any) -> None:
     _add_switch_parsers(commands)
     _add_module_parsers(commands)
     _add_node_parsers(commands)
+    _add_farm_parsers(commands)
+    _add_rfs_parsers(commands)
+    _add_vip_parsers(commands)
 
 
 def _add_cluster_parsers(commands: Any) -> None:
@@ -276,7 +282,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+Transport = Callable[[dict[str, Any], float], dict[str, Any]]
+_transport: Transport | None = None
+"""When set (`safekit -H`), requests go there (another node's API) instead of the control socket."""
+
+
+@contextlib.contextmanager
+def use_transport(transport: Transport) -> Iterator[None]:
+    global _transport  # noqa: PLW0603 - one CLI invocation, one target at a time
+    previous, _transport = _transport, transport
+    try:
+        yield
+    finally:
+        _transport = previous
+
+
 def _ask(payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    if _transport is not None:
+        try:
+            return _transport(payload, timeout)
+        except Exception as exc:  # the remote client's errors are one line for the user
+            raise CommandError(str(exc)) from exc
     try:
         return control.request(payload, timeout=timeout)
     except control.ControlError as exc:
@@ -416,7 +442,7 @@ def _module_line(mod: dict[str, Any]) -> str:
 
 def _started(mod: dict[str, Any]) -> bool:
     """Where a start settles: a role, Ready; or WAIT, which needs the peer or an operator."""
-    if mod["state"] in ("PRIM", "SECOND", "ALONE"):
+    if mod["state"] in ("PRIM", "SECOND", "ALONE", "UP"):
         return bool(mod["readiness"] == "Ready")
     return bool(mod["state"] == "WAIT" and mod["readiness"] == "NotReady")
 
@@ -765,7 +791,123 @@ def _cluster_command(args: argparse.Namespace) -> int:
     return _cluster(args)
 
 
+def _add_farm_parsers(commands: Any) -> None:
+    farm = commands.add_parser("farm", help="farm modules: the bucket map")
+    farm_cmds = farm.add_subparsers(dest="farm_command", metavar="COMMAND", required=True)
+    fmap = farm_cmds.add_parser(
+        "map",
+        help="which node serves which of the 256 buckets (as this node sees the farm)",
+        description="Bucket ownership of a farm module: each node's share and its buckets, as this "
+        "node computes them from the balancing set it sees (every node computes the same map).",
+    )
+    _module_arg(fmap, required=True)
+    _json_arg(fmap)
+
+
+def _farm(args: argparse.Namespace) -> int:
+    answer = _ask({"cmd": "farm_map", "module": args.module})
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    farm_map: dict[str, Any] = answer["map"]
+    if args.json:
+        print(json.dumps(farm_map, indent=2, sort_keys=True))
+        return 0
+    print(
+        f"{farm_map['module']} on {farm_map['node']}: {farm_map['state']} ({farm_map['readiness']}), "
+        f"balancing set: {', '.join(farm_map['members']) or 'empty'}"
+    )
+    shares: dict[str, int] = farm_map["shares"]
+    for node, power in farm_map["powers"].items():
+        count = shares.get(node, 0)
+        runs = farm_map["ranges"].get(node, [])
+        text = " ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "-"
+        percent = 100 * count / farm_map["buckets"]
+        print(f"  {node:<16} power {power:<3} {count:>3} buckets ({percent:5.1f}%)  {text}")
+    if farm_map.get("pending_here"):
+        print(f"  ({len(farm_map['pending_here'])} buckets move here after the handover delay)")
+    return 0
+
+
+# ---------------------------------------------------------------------- rfs
+
+
+def _add_rfs_parsers(commands: Any) -> None:
+    rfs = commands.add_parser("rfs", help="replication of a mirror module's directories")
+    rfs_cmds = rfs.add_subparsers(dest="rfs_command", metavar="COMMAND", required=True)
+    verify = rfs_cmds.add_parser(
+        "verify",
+        help="compare the primary's and the secondary's copies and list the differences",
+        description="Run on the primary. Both copies are read whole and compared block by block at "
+        "one point of the operation order (writes pause while the primary reads its own copy). "
+        "Exit code 0: identical; 1: differences (listed).",
+    )
+    _module_arg(verify, required=True)
+    _json_arg(verify)
+    verify.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+
+
+def _rfs(args: argparse.Namespace) -> int:
+    answer = _ask({"cmd": "rfs_verify", "module": args.module, "timeout": args.timeout}, args.timeout + 10)
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    else:
+        print(answer.get("message", ""))
+        for line in answer.get("differences", []):
+            print(f"  {line}")
+    return 0 if answer.get("identical") else 1
+
+
+# ---------------------------------------------------------------------- vip check
+
+
+def _add_vip_parsers(commands: Any) -> None:
+    vip = commands.add_parser("vip", help="virtual IPs of a module: check their provider configuration")
+    vip_cmds = vip.add_subparsers(dest="vip_command", metavar="COMMAND", required=True)
+    check = vip_cmds.add_parser(
+        "check",
+        help="validate the VIP providers' configuration and cloud permissions (dry run; changes nothing)",
+        description="For each <virtual_addr> of module AM: load its provider (options checked), and for a "
+        "cloud provider read its identity and resources and test its permissions (dry-run calls where the "
+        "cloud's API has them). Exit code 1 when anything is wrong.",
+    )
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("-m", dest="module", metavar="AM", help="the installed module")
+    source.add_argument("--file", help="a userconfig.xml or module directory instead of an installed module")
+    check.add_argument("--timeout", type=float, default=20.0, help="seconds per address (default 20)")
+    _json_arg(check)
+
+
+def _vip(args: argparse.Namespace) -> int:
+    config_file = args.file or _module_config_file(Paths.from_env(), args.module)
+    try:
+        config = load_module(config_file).config
+    except ConfigError as exc:
+        raise CommandError(f"{config_file}: configuration not valid: {_config_error(exc)}") from exc
+    targets = [
+        VipTarget(a.addr, a.prefix_length, i.name, a.provider, dict(a.options), a.line)
+        for i in (config.vip.interfaces if config.vip else ())
+        for a in i.addresses
+    ]
+    if not targets:
+        raise CommandError(f"{config_file}: no <vip> address to check")
+    results = asyncio.run(check_vips(targets, args.timeout))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for result in results:
+            mark = "ok" if result.ok else "FAILED"
+            print(f"{result.target.address} ({result.target.provider}, line {result.target.line}): {mark}")
+            for line in result.lines:
+                print(f"  {line}")
+    return 0 if all(r.ok for r in results) else 1
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "farm": _farm,
+    "rfs": _rfs,
+    "vip": _vip,
     "cluster": _cluster_command,
     "waitstate": _waitstate,
     "snapshot": _snapshot,

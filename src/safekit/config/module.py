@@ -23,6 +23,9 @@ When = Literal["prim", "both", "pre"]
 DEFAULT_HEARTBEAT_PULSE: Final = 0.2
 DEFAULT_HEARTBEAT_TIMEOUT: Final = 1.5
 DEFAULT_FARM_PULSE: Final = 0.1
+# SafeKit loses a farm node after 20 missed pulses (2 s); 4 (0.4 s) detects a lost node within
+# 0.5 s. Farm heartbeats are authenticated; a file that spells out 20 keeps it.
+DEFAULT_FARM_MLOST_COUNT: Final = 4
 DEFAULT_CHECK_INTERVAL: Final = 10.0
 DEFAULT_CHECK_TIMEOUT: Final = 5.0
 DEFAULT_MODULE_PORT: Final = 9010
@@ -77,12 +80,16 @@ class FarmLan:
 
 @dataclass(frozen=True, slots=True)
 class Farm:
-    """`<farm>`: farm membership; a node is lost after `mlost_count` missed pulses."""
+    """`<farm>`: farm membership; a node is lost after `mlost_count` missed pulses.
+
+    `port` (our extension, like `<heart port>`): the UDP port of the farm heartbeats.
+    """
 
     lans: tuple[FarmLan, ...]
     pulse: float = DEFAULT_FARM_PULSE
-    mlost_count: int = 20
+    mlost_count: int = DEFAULT_FARM_MLOST_COUNT
     slost_count: int = 10
+    port: int | None = None
     line: int = field(default=0, compare=False)
 
 
@@ -93,6 +100,10 @@ class VirtualAddress:
     prefix_length: int | None = None
     check: bool = True
     line: int = field(default=0, compare=False)
+    provider: str = "arp"
+    """The VIP provider (entry point of `safekit.vip`): `arp` on a LAN, `aws_route`, ... in a cloud."""
+    options: tuple[tuple[str, str], ...] = ()
+    """The provider's `<option name value/>` children, in order."""
 
 
 @dataclass(frozen=True, slots=True)

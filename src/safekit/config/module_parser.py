@@ -21,6 +21,7 @@ from safekit.config.errors import ConfigError, ConfigWarning, Diagnostics
 from safekit.config.failover_rules import WILDCARD, parse_failover_rules, resources_in
 from safekit.config.macros import MacroExpander
 from safekit.config.module import (
+    DEFAULT_FARM_MLOST_COUNT,
     DEFAULT_FARM_PULSE,
     DEFAULT_HEARTBEAT_PULSE,
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -175,7 +176,7 @@ def _heart(element: XmlElement, ctx: ReadContext) -> Heart:
 
 
 def _farm(element: XmlElement, ctx: ReadContext) -> Farm:
-    reader = ctx.reader(element, ("pulse", "mlost_count", "slost_count"))
+    reader = ctx.reader(element, ("pulse", "mlost_count", "slost_count", "port"))
     ctx.children(element, ("lan",))
     lans: list[FarmLan] = []
     for child in children(element, "lan"):
@@ -189,8 +190,9 @@ def _farm(element: XmlElement, ctx: ReadContext) -> Farm:
     return Farm(
         lans=tuple(lans),
         pulse=reader.duration("pulse", "ms", DEFAULT_FARM_PULSE),
-        mlost_count=reader.integer("mlost_count", 20, 1),
+        mlost_count=reader.integer("mlost_count", DEFAULT_FARM_MLOST_COUNT, 2),
         slost_count=reader.integer("slost_count", 10, 1),
+        port=reader.port("port"),
         line=element.line,
     )
 

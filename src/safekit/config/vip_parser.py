@@ -4,6 +4,7 @@ the farm's `<loadbalancing_list>`."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal, cast
 
 from safekit.config.attributes import ElementReader, ReadContext, children, first_child
@@ -19,6 +20,7 @@ from safekit.config.module import (
 from safekit.config.xmlread import XmlElement
 
 ANY = "*"
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def parse_vip(element: XmlElement, ctx: ReadContext) -> Vip:
@@ -89,14 +91,30 @@ def _interface(element: XmlElement, ctx: ReadContext) -> VipInterface:
 
 
 def _address(element: XmlElement, ctx: ReadContext, default_where: str) -> VirtualAddress:
-    reader = ctx.reader(element, ("addr", "where", "netmask", "check"))
+    reader = ctx.reader(element, ("addr", "where", "netmask", "check", "provider"))
     where = reader.choice("where", ("one_side_alias", "alias"), default_where)
+    provider = (reader.string("provider", "arp") or "arp").strip()
+    if not _PROVIDER_NAME.match(provider):
+        reader.error(f"attribute 'provider': {provider!r} is not a provider name (e.g. arp, aws_route)")
+    # provider options (docs/vip.md): <option name="route_tables" value="rtb-1,rtb-2"/>
+    ctx.children(element, ("option",))
+    options: list[tuple[str, str]] = []
+    for child in children(element, "option"):
+        option = ctx.reader(child, ("name", "value"))
+        name = option.name("name", required=True) or ""
+        if name in dict(options):
+            option.error(f"option {name!r} is given twice")
+        options.append((name, option.string("value", "") or ""))
+    if options and provider == "arp":
+        reader.error('<option> children need a cloud provider="..." (the arp provider has none here)')
     return VirtualAddress(
         addr=reader.ipv4("addr") or "",
         where=cast(Literal["one_side_alias", "alias"], where),
         prefix_length=_prefix_length(reader),
         check=reader.flag("check", True),
         line=element.line,
+        provider=provider,
+        options=tuple(options),
     )
 
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from safekit import __version__
+from safekit.api.server import start_api
 from safekit.daemon.node import Node, NodeError
 from safekit.daemon.paths import Paths
 from safekit.daemon.priority import raise_own_priority
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pidfile", type=Path, help="write the daemon's PID here; refuse to start if it runs")
     p.add_argument("--health-port", type=int, default=9010, help="health and metrics port (default 9010)")
     p.add_argument("--health-address", default="0.0.0.0", help="health listen address (default all)")  # noqa: S104
+    p.add_argument("--api-port", type=int, default=9453, help="HTTPS port of the API and console (0: off)")
+    p.add_argument("--api-address", default="0.0.0.0", help="API listen address (default all)")  # noqa: S104
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--nice",
@@ -88,9 +91,12 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
         log.error("%s", exc)
         await node.stop()
         return 78  # EX_CONFIG
+    api = await start_api(node, paths, args.api_address, args.api_port)
     log.info("safekitd %s running (pid %d)", __version__, os.getpid())
     await stop.wait()
     log.info("stopping: stopping every module first")
+    if api is not None:
+        await api.stop()
     await node.stop()
     log.info("stopped")
     return 0

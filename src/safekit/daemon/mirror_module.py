@@ -32,6 +32,8 @@ from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.paths import Paths
+from safekit.daemon.rfs_supervisor import RfsError, RfsProcess
+from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.daemon.timing import Timing
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
@@ -73,11 +75,14 @@ from safekit.mirror import (
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
+from safekit.rfs.spec import DirSpec, RfsSpec
 from safekit.scripts import Script, ScriptEnvironment, ScriptRunner
 from safekit.vip import VipError, VipProvider, VipSpec, create_provider
 
 DEFAULT_HEARTBEAT_PORT = 4800
 VIP_CALL_TIMEOUT = 5.0
+CLOUD_VIP_CALL_TIMEOUT = 30.0
+"""A cloud provider waits for the API's long-running operations (two of them to move an IP)."""
 _BOOT_INTENT = {
     CommandKind.START: True,
     CommandKind.PRIM: True,
@@ -124,11 +129,6 @@ class MirrorModule:
         heart = config.heart
         if heart is None:
             raise ModuleError(f"module {name}: a mirror module needs <heart>")
-        if config.rfs is not None:
-            raise ModuleError(
-                f"module {name}: <rfs> replication is not available in this version; remove <rfs> "
-                "(the module then fails over the application and its VIP, without replicated data)"
-            )
         self.peer_node, lans = _heartbeat_lans(name, config, cluster, local_node)
         self.timing = Timing.from_heartbeat(
             min(hb.pulse for hb in heart.heartbeats), max(hb.timeout for hb in heart.heartbeats)
@@ -146,8 +146,11 @@ class MirrorModule:
             detection_skew=self.timing.detection_skew,
             peer_timeout=self.timing.timeout,
         )
+        self.rfs_spec = _rfs_spec(
+            name, config, local_node=local_node, peer=self.peer_node, lans=lans, paths=paths
+        )
         self.state_file = paths.module_var(name) / "state.json"
-        self.persisted = _load_record(self.state_file)
+        self.persisted = _rfs_cross_check(_load_record(self.state_file), self.rfs_spec)
         self.state = mirror.initial_state(self.settings, self.persisted)
         self.log = _module_logger(name, paths)
         self.resources: dict[str, str] = {f"heartbeat.{lan.name}": "init" for lan in lans}
@@ -195,6 +198,7 @@ class MirrorModule:
         self._fed_generation: int | None = None
         self._last_peer_status: NodeStatus | None = None
         self._last_shown: tuple[ModuleState, Readiness] | None = None
+        self._init_replication()
         # `safekit errd|checker on|off`: run-time switches, back on when the daemon starts again.
         self.errd_enabled = True
         self.checkers_enabled = True
@@ -202,6 +206,19 @@ class MirrorModule:
             name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
         )
         self._show_state()
+
+    def _init_replication(self) -> None:
+        """Replication (<rfs>): the process, what it last said, and the degrade handshake."""
+        self._rfs: RfsProcess | None = None
+        self._rfs_restarts = 0
+        self._synced_generation: int | None = None  # generation the copy was last synced to
+        self._degrade_pending = False
+        self._generation_sent: int | None = None
+        self._fullsync = False
+        self._verify: asyncio.Future[dict[str, Any]] | None = None
+        if self.rfs_spec is not None:
+            self.resources["rfs.uptodate"] = "init"
+            self.resources["rfs.degraded"] = "init"
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, boot: bool) -> None:
@@ -222,7 +239,7 @@ class MirrorModule:
         # A crash may have left the VIP here; nothing may hold it before the state machine says so.
         for provider in self.vips:
             try:
-                if await provider.release(timeout=VIP_CALL_TIMEOUT):
+                if await provider.release(timeout=_vip_timeout(provider)):
                     self.log.warning(
                         "virtual IP %s was still here (left by a crash): released", provider.spec.address
                     )
@@ -257,6 +274,7 @@ class MirrorModule:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._stop_rfs()
         await self.link.close()
 
     def _stopped(self) -> bool:
@@ -382,15 +400,30 @@ class MirrorModule:
         if status != self._last_peer_status:
             self._last_peer_status = status
             self.submit(PeerHeartbeat(status, now))
-        # Without <rfs> there is no data to copy: a secondary is up to date with its primary as soon
-        # as it follows it. (With replication, the rfs process reports this instead.)
-        if (
-            self._replication is ReplicationRole.SECONDARY
-            and status.serving
-            and status.generation != self._fed_generation
-        ):
-            self._fed_generation = status.generation
-            self.submit(ReplicaStatus(True, now, status.generation))
+        if self._replication is ReplicationRole.SECONDARY and status.serving:
+            if self.rfs_spec is None:
+                # Without <rfs> there is no data to copy: a secondary is up to date with its
+                # primary as soon as it follows it.
+                if status.generation != self._fed_generation:
+                    self._fed_generation = status.generation
+                    self.submit(ReplicaStatus(True, now, status.generation))
+            elif (
+                self.state.uptodate
+                and self._synced_generation is not None
+                and status.generation > self._synced_generation
+            ):
+                # The primary moved to a new generation since our copy was in sync: its link to us
+                # was lost and it went on without us. Our copy is stale (and we say so, which is
+                # what the primary waits for before it acknowledges writes without us).
+                self.log.warning(
+                    "%s is at replica generation %d, this copy was synced at %d: not up to date",
+                    status.node,
+                    status.generation,
+                    self._synced_generation,
+                )
+                self._synced_generation = None
+                self.submit(ReplicaStatus(False, now))
+        self._check_degrade()
 
     def _on_liveness(self, event: LivenessEvent, now: float) -> None:
         if isinstance(event, LanDown):
@@ -404,6 +437,7 @@ class MirrorModule:
         elif isinstance(event, PeerLost):
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self.submit(MachinePeerLost(now))
+            self._check_degrade(peer_lost=True)
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
 
@@ -430,6 +464,7 @@ class MirrorModule:
         replies: list[CommandReply] = []
         for action in transition.actions:
             await self._execute(action, replies)
+        self._tell_rfs_generation()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
             item.reply.set_result(reply)
@@ -471,10 +506,13 @@ class MirrorModule:
             case StartReplication(role=role):
                 self._replication = role
                 self._fed_generation = None
-                if role is ReplicationRole.SECONDARY and self.state.peer is not None:
+                if self.rfs_spec is not None:
+                    await self._start_rfs(action)
+                elif role is ReplicationRole.SECONDARY and self.state.peer is not None:
                     self._on_peer_status(self.state.peer, time.monotonic())
             case StopReplication():
                 self._replication = ReplicationRole.NONE
+                await self._stop_rfs()
             case QueryWitness():
                 self._witness_wake.set()
             case CommandReply():
@@ -508,7 +546,7 @@ class MirrorModule:
     async def _acquire_vips(self, action: AcquireVip) -> None:
         for provider in self.vips:
             try:
-                await provider.acquire(timeout=VIP_CALL_TIMEOUT)
+                await provider.acquire(timeout=_vip_timeout(provider))
                 self.log.info("virtual IP %s acquired", provider.spec.address)
             except VipError as exc:
                 self.log.error("virtual IP %s not acquired: %s", provider.spec.address, exc)
@@ -648,6 +686,174 @@ class MirrorModule:
             return {"second", "sec", "both", "pre"}
         return set()
 
+    # ------------------------------------------------------------------ replication
+    async def _start_rfs(self, action: StartReplication) -> None:
+        """Start this role's replication process; the primary's serves the replicated directories
+        (FUSE) before this returns, so start_prim's application writes through it."""
+        assert self.rfs_spec is not None
+        await self._stop_rfs()
+        role: RfsRole = "primary" if action.role is ReplicationRole.PRIMARY else "secondary"
+        extra = {"generation": self.state.generation, "fullsync": self._fullsync}
+        spec = dataclasses.replace(self.rfs_spec, extra=extra)
+        self._fullsync = False
+        self._synced_generation = None
+        self._degrade_pending = False
+        self._generation_sent = self.state.generation
+        process = RfsProcess(role, spec, self.log, self._on_rfs_event)
+        self._rfs = process
+        try:
+            await process.start()
+        except RfsError as exc:
+            self._rfs = None
+            self.log.error("replication: %s", exc)
+            self.submit(ActionFailed(action, str(exc), time.monotonic()))
+            return
+        self.log.info(
+            "replication %s started: %s (peer %s:%d)",
+            role,
+            ", ".join(d.path for d in spec.dirs),
+            spec.peer_addr,
+            spec.port,
+        )
+
+    async def _stop_rfs(self) -> None:
+        process, self._rfs = self._rfs, None
+        if process is not None:
+            await process.stop()
+            self.log.info("replication %s stopped", process.role)
+        self._degrade_pending = False
+        if self.rfs_spec is not None:
+            self.resources["rfs.degraded"] = "init"
+
+    def _tell_rfs_generation(self) -> None:
+        process = self._rfs
+        if (
+            process is not None
+            and process.role == "primary"
+            and self._generation_sent != self.state.generation
+        ):
+            self._generation_sent = self.state.generation
+            process.command("generation", value=self.state.generation)
+
+    def _check_degrade(self, *, peer_lost: bool = False) -> None:
+        """Let the primary's replication acknowledge writes without the secondary once the
+        secondary cannot take over with its stale copy: it says it is not up to date, or it is gone."""
+        if not self._degrade_pending or self._rfs is None:
+            return
+        peer = None if peer_lost else self._last_peer_status
+        if peer is not None and peer.uptodate:
+            return  # it still claims an up-to-date copy: wait until it hears the new generation
+        self._degrade_pending = False
+        why = "the peer is lost" if peer is None else f"{peer.node} reports its copy not up to date"
+        self.log.info("replication degraded: %s; writes are acknowledged by this node alone", why)
+        self._rfs.command("degrade_ok")
+
+    def _on_rfs_event(self, event: dict[str, Any]) -> None:  # noqa: PLR0912
+        process = self._rfs
+        if process is None:
+            return
+        name = str(event.get("event"))
+        now = time.monotonic()
+        if process.role == "primary":
+            match name:
+                case "degraded":
+                    self.resources["rfs.degraded"] = "up"
+                    self.log.warning("replication degraded: %s", event.get("reason"))
+                    self._degrade_pending = True
+                    self.submit(ReplicaStatus(False, now))
+                    self._check_degrade()
+                case "disconnected":
+                    self.resources["rfs.degraded"] = "up"
+                case "resyncing":
+                    self.resources["rfs.degraded"] = "up"
+                    self.log.info("replication: resynchronising %s (%s)", self.peer_node, event.get("mode"))
+                case "in_sync":
+                    self.resources["rfs.degraded"] = "down"
+                    self.log.info(
+                        "replication: %s in sync (%s resync, %s s, %s bytes)",
+                        self.peer_node,
+                        event.get("mode"),
+                        event.get("seconds"),
+                        event.get("bytes"),
+                    )
+                case "verify":
+                    if self._verify is not None and not self._verify.done():
+                        self._verify.set_result(event)
+        else:
+            match name:
+                case "resyncing":
+                    self._synced_generation = None
+                    self.submit(ReplicaStatus(False, now))
+                case "in_sync":
+                    generation = int(event.get("generation", 0))
+                    self._synced_generation = generation
+                    self.submit(ReplicaStatus(True, now, generation))
+                case "error":
+                    self.log.error("replication: %s", event.get("reason"))
+                    self._synced_generation = None
+                    self.submit(ReplicaStatus(False, now))
+        if name == "exited":
+            self.log.error(
+                "replication process (%s) exited with code %s: restarting it", process.role, event.get("code")
+            )
+            asyncio.get_running_loop().create_task(self._restart_rfs(process))
+
+    async def _restart_rfs(self, dead: RfsProcess) -> None:
+        await asyncio.sleep(min(5.0, 0.5 * 2**self._rfs_restarts))
+        self._rfs_restarts += 1
+        if self._rfs is not dead or self._replication is ReplicationRole.NONE:
+            return
+        role = self._replication
+        await self._start_rfs(StartReplication(role))
+
+    def request_fullsync(self) -> str:
+        """`prim fullsync` / `second fullsync`: the next resynchronisation copies everything."""
+        if self.rfs_spec is None:
+            return "no <rfs> in this module: nothing to resynchronise"
+        self._fullsync = True
+        process = self._rfs
+        if process is not None and process.role == "primary":
+            process.command("fullsync")
+            return "full resynchronisation of the secondary started"
+        if process is not None:
+            asyncio.get_running_loop().create_task(self._restart_rfs_now(process))
+            return "reconnecting to the primary for a full resynchronisation"
+        return "the next resynchronisation copies everything"
+
+    async def _restart_rfs_now(self, process: RfsProcess) -> None:
+        if self._rfs is process:
+            await self._start_rfs(StartReplication(self._replication))
+
+    async def rfs_verify(self, timeout: float = 600.0) -> dict[str, Any]:
+        """`safekit rfs verify`: both copies compared at one point of the operation order."""
+        process = self._rfs
+        if self.rfs_spec is None:
+            return {"ok": False, "error": f"{self.name}: no <rfs> in this module"}
+        if process is None or process.role != "primary":
+            return {
+                "ok": False,
+                "error": f"{self.name}: run verify on the primary ({self.state.module_state} here)",
+            }
+        self._verify = asyncio.get_running_loop().create_future()
+        process.command("verify")
+        try:
+            result = await asyncio.wait_for(self._verify, timeout)
+        except TimeoutError:
+            return {"ok": False, "error": f"{self.name}: verify did not finish within {timeout:g} s"}
+        finally:
+            self._verify = None
+        differences = list(result.get("differences", []))
+        if result.get("reason"):
+            return {"ok": False, "error": f"{self.name}: {result['reason']}"}
+        return {
+            "ok": True,
+            "identical": bool(result.get("ok")),
+            "checked": result.get("checked", 0),
+            "differences": differences,
+            "message": f"{self.name}: {result.get('checked', 0)} entries compared, "
+            + ("identical" if not differences else f"{len(differences)} differences"),
+        }
+
     # ------------------------------------------------------------------ views
     def status(self, verbose: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -662,6 +868,8 @@ class MirrorModule:
         if verbose:
             resources = dict(self.resources)
             resources["rfs.uptodate"] = "up" if self.state.uptodate else "down"
+            if self._rfs is not None:
+                data["replication"] = {"role": self._rfs.role, "last_event": self._rfs.last_event}
             data["resources"] = resources
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
@@ -708,6 +916,59 @@ def _heartbeat_lans(
     return peers.pop(), lans
 
 
+def _rfs_cross_check(record: PersistedRecord | None, spec: RfsSpec | None) -> PersistedRecord | None:
+    """The replication process records leaving sync itself (before it changes the copy); safekitd
+    may have crashed before it recorded it too. The stricter of the two wins."""
+    if record is None or spec is None or not record.uptodate:
+        return record
+    try:
+        rfs_state = persist.read_json(Path(spec.state_dir) / "secondary.json")
+    except ValueError:
+        rfs_state = {"in_sync": False}
+    if isinstance(rfs_state, dict) and rfs_state.get("in_sync") is False:
+        return dataclasses.replace(record, uptodate=False)
+    return record
+
+
+REPLICATION_PORT_OFFSET = 1
+"""The replication TCP port is the module's heartbeat port + 1."""
+
+
+def _rfs_spec(
+    name: str, config: ModuleConfig, *, local_node: str, peer: str, lans: list[HeartbeatLan], paths: Paths
+) -> RfsSpec | None:
+    rfs = config.rfs
+    if rfs is None:
+        return None
+    dirs: list[DirSpec] = []
+    for rd in rfs.replicated:
+        if not os.path.isabs(rd.dir):
+            raise ModuleError(f"module {name}: <replicated dir={rd.dir!r}> must be an absolute path")
+        dirs.append(
+            DirSpec(
+                rd.dir.rstrip("/") or "/",
+                tuple(n.path for n in rd.notreplicated if n.path),
+                tuple(n.regexpath for n in rd.notreplicated if n.regexpath),
+            )
+        )
+    if not dirs:
+        raise ModuleError(f"module {name}: <rfs> has no <replicated dir>")
+    lan = lans[0]  # the first heartbeat LAN carries the replication stream
+    return RfsSpec(
+        module=name,
+        node=local_node,
+        peer=peer,
+        dirs=tuple(dirs),
+        local_addr=lan.local_address,
+        peer_addr=lan.peer_address,
+        port=lan.port + REPLICATION_PORT_OFFSET,
+        key_file=str(paths.cluster_key),
+        state_dir=str(paths.module_var(name) / "rfs"),
+        async_mode=rfs.async_mode,
+        sendtimeout=rfs.sendtimeout,
+    )
+
+
 def _vip_providers(config: ModuleConfig) -> list[VipProvider]:
     providers: list[VipProvider] = []
     if config.vip is None:
@@ -718,9 +979,15 @@ def _vip_providers(config: ModuleConfig) -> list[VipProvider]:
                 address=ipaddress.IPv4Address(addr.addr),
                 prefixlen=addr.prefix_length,
                 interface=interface.name,
+                provider=addr.provider,
+                options=dict(addr.options),
             )
             providers.append(create_provider(spec))
     return providers
+
+
+def _vip_timeout(provider: VipProvider) -> float:
+    return VIP_CALL_TIMEOUT if provider.spec.provider == "arp" else CLOUD_VIP_CALL_TIMEOUT
 
 
 def _record_json(record: PersistedRecord) -> dict[str, Any]:

@@ -19,16 +19,20 @@ from safekit.checkers.probes import address_present
 from safekit.config import ClusterConfig, ConfigError, load_cluster, load_module
 from safekit.daemon import control, health
 from safekit.daemon.admin import boot_status, sha256_file
+from safekit.daemon.farm_module import FarmModule
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule, ModuleError
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
-from safekit.mirror import CommandKind, ModuleState
+from safekit.mirror import CommandKind
 
 log = logging.getLogger("safekit.daemon")
 
+Module = MirrorModule | FarmModule
+
 MODULE_COMMANDS = {kind.value: kind for kind in CommandKind}
 NODE_COMMANDS = ("config", "module_list", "module_unload", "state", "shutdown", "cluster_confinfo")
+MODULE_MODES: dict[str, type[MirrorModule] | type[FarmModule]] = {"mirror": MirrorModule, "farm": FarmModule}
 
 
 class NodeError(Exception):
@@ -51,7 +55,7 @@ class Node:
         self.health_address = health_address
         self.health_port = health_port
         self.metrics = Metrics()
-        self.modules: dict[str, MirrorModule] = {}
+        self.modules: dict[str, Module] = {}
         self.broken: dict[str, str] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pinger = Pinger()
@@ -116,7 +120,7 @@ class Node:
             if not directory.name.startswith(".") and (directory / "conf" / "userconfig.xml").is_file():
                 self._try_load(directory.name, cluster, key)
 
-    def _try_load(self, name: str, cluster: ClusterConfig, key: bytes) -> MirrorModule | None:
+    def _try_load(self, name: str, cluster: ClusterConfig, key: bytes) -> Module | None:
         """Load one module; a broken one is recorded (with file:line) and left out."""
         assert self.node_name is not None
         self.broken.pop(name, None)
@@ -126,11 +130,12 @@ class Node:
             result = load_module(self.paths.module_dir(name))
             for warning in result.warnings:
                 log.warning("module %s: %s", name, warning)
-            if result.config.mode != "mirror":
+            module_class = MODULE_MODES.get(result.config.mode)
+            if module_class is None:
                 raise ModuleError(
                     f"module {name}: {result.config.mode} modules are not available in this version"
                 )
-            module = MirrorModule(
+            module = module_class(
                 name=name,
                 config=result.config,
                 cluster=cluster,
@@ -154,7 +159,7 @@ class Node:
         if not name or "/" in name or name.startswith("."):
             return {"ok": False, "error": "give the module with -m AM"}
         current = self.modules.get(name)
-        if current is not None and current.state.module_state is not ModuleState.STOP:
+        if current is not None and str(current.state.module_state) != "STOP":
             state = current.state.module_state
             return {
                 "ok": False,
@@ -173,7 +178,7 @@ class Node:
         await module.start(boot=False)
         return {"ok": True, "message": f"{name}: configuration applied (module stopped; start it when ready)"}
 
-    def _check_ports(self, module: MirrorModule) -> None:
+    def _check_ports(self, module: Module) -> None:
         for other in self.modules.values():
             if other.link.port == module.link.port:
                 raise ModuleError(
@@ -193,10 +198,10 @@ class Node:
             if cmd in NODE_COMMANDS:
                 return await self._node_command(cmd, request)
             module = self._module(request.get("module"))
+            if cmd == "rfs_verify":
+                return await self._rfs_verify(module, request)
             if cmd in MODULE_COMMANDS:
-                reply = await module.command(MODULE_COMMANDS[cmd])
-                key = "message" if reply.accepted else "error"
-                return {"ok": reply.accepted, key: f"{module.name}: {reply.reason}"}
+                return await self._module_command(module, cmd, request)
             handler = {
                 "get": self._get,
                 "set": self._set,
@@ -206,12 +211,29 @@ class Node:
                 "failover": self._switch,
                 "getports": self._getports,
                 "confinfo": self._confinfo,
+                "farm_map": self._farm_map,
             }.get(cmd)
             if handler is None:
                 return {"ok": False, "error": f"unknown command {cmd!r}"}
             return handler(module, request)
         except LookupError as exc:
             return {"ok": False, "error": str(exc.args[0])}
+
+    async def _rfs_verify(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(module, MirrorModule):
+            return {"ok": False, "error": f"{module.name} is a {module.kind} module: nothing replicated"}
+        return await module.rfs_verify(float(request.get("timeout") or 600.0))
+
+    async def _module_command(self, module: Module, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("mode") == "fullsync" and isinstance(module, MirrorModule):
+            message = module.request_fullsync()
+            module.log.info("%s fullsync: %s", cmd, message)
+            state = str(module.state.module_state)
+            if (cmd, state) in (("second", "SECOND"), ("prim", "PRIM"), ("prim", "ALONE")):
+                return {"ok": True, "message": f"{module.name}: already {state}; {message}"}
+        reply = await module.command(MODULE_COMMANDS[cmd])
+        key = "message" if reply.accepted else "error"
+        return {"ok": reply.accepted, key: f"{module.name}: {reply.reason}"}
 
     async def _node_command(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
         """Commands about the node's set of modules rather than one running module."""
@@ -267,7 +289,7 @@ class Node:
             "message": f"safekitd on {self.node_name}: stopping every module ({names}), then exiting",
         }
 
-    def _switch(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _switch(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         """`errd|checker|failover on|off`: run-time switches, not kept across a daemon restart."""
         cmd, value = str(request.get("cmd")), str(request.get("value"))
         if value not in ("on", "off"):
@@ -276,7 +298,7 @@ class Node:
         message = setter[cmd](value == "on")
         return {"ok": True, "message": message, "controls": module.controls()}
 
-    def _getports(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _getports(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         lans = {name: f"{lan.local_address} <-> {lan.peer_address}" for name, lan in module.link.lans.items()}
         return {
             "ok": True,
@@ -286,28 +308,28 @@ class Node:
             "lans": lans,
         }
 
-    def _confinfo(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _confinfo(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
             "module": module.name,
             "loaded_sha256": self.loaded_sha256.get(module.name),
         }
 
-    def _get(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _get(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         resource = str(request.get("resource"))
         value = module.status(verbose=True)["resources"].get(resource)
         if value is None:
             return {"ok": False, "error": f"{module.name}: no resource {resource!r}"}
         return {"ok": True, "value": value}
 
-    def _set(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _set(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         resource, value = str(request.get("resource")), str(request.get("value"))
         if value not in ("up", "down"):
             return {"ok": False, "error": "set: value must be up or down"}
         module.set_resource(resource, value)
         return {"ok": True, "message": f"{module.name}: {resource} = {value}"}
 
-    def _log(self, module: MirrorModule, request: dict[str, Any]) -> dict[str, Any]:
+    def _log(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "lines": self._log_lines(module.name, bool(request.get("all")))}
 
     def _module_list(self) -> list[dict[str, str]]:
@@ -322,7 +344,13 @@ class Node:
             for n in names
         ]
 
-    def _module(self, name: object) -> MirrorModule:
+    def _farm_map(self, module: Module, request: dict[str, Any]) -> dict[str, Any]:
+        """`safekit farm map -m AM`: bucket ownership as this node sees the balancing set."""
+        if not isinstance(module, FarmModule):
+            return {"ok": False, "error": f"{module.name} is a {module.kind} module: no bucket map"}
+        return {"ok": True, "map": module.farm_map()}
+
+    def _module(self, name: object) -> Module:
         if not isinstance(name, str) or not name:
             raise LookupError("give the module with -m AM")
         module = self.modules.get(name)
@@ -353,7 +381,7 @@ class Node:
         return [line.rstrip("\n") for line in lines]
 
 
-def _boots(module: MirrorModule) -> bool:
+def _boots(module: Module) -> bool:
     """Start the module with the daemon? SafeKit's `boot`: on, off, or auto (as it was)."""
     return boot_status(module.config.service.boot, module.start_at_boot).effective
 

@@ -228,6 +228,15 @@ def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
     elif (prev.state, prev.readiness, prev.role) != (st.state, st.readiness, st.role):
         ctx.log(f"peer {st.node} is now {st.state} ({st.readiness}), role {st.role}")
     ctx.set(peer=st, peer_absent_since=None, peer_generation_seen=max(s.peer_generation_seen, st.generation))
+    if st.serving and s.role is not Role.PRIMARY and s.uptodate and st.generation > s.generation:
+        # The primary went on in a newer generation without this copy: it is stale, and this node
+        # says so in its heartbeats (what a primary that lost its secondary waits for).
+        ctx.set(uptodate=False)
+        ctx.log(
+            f"{st.node} serves replica generation {st.generation}, this copy is at {s.generation}: "
+            "not up to date",
+            LogLevel.WARNING,
+        )
     if st.serving and st.readiness is Readiness.READY and s.last_primary != st.node:
         ctx.set(last_primary=st.node)
     if s.intent is Intent.SECOND and st.role is Role.PRIMARY:
@@ -285,8 +294,18 @@ def _on_witness(ctx: _Ctx, reachable: bool) -> None:
 def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
     s = ctx.s
     if s.role is Role.PRIMARY:
-        if not ev.uptodate:
-            ctx.log("ignored rfs.uptodate=false on the primary: its copy is the reference", LogLevel.WARNING)
+        # On the primary, "not up to date" is about the peer: the replication link was lost, the
+        # secondary's copy no longer follows ours. A new generation makes that copy recognisably
+        # older (rule 1) before this node acknowledges writes the secondary does not have.
+        if not ev.uptodate and (
+            (s.peer is not None and s.peer.uptodate) or s.generation < s.peer_generation_seen
+        ):
+            gen = max(s.generation, s.peer_generation_seen) + 1
+            ctx.set(generation=gen)
+            ctx.log(
+                f"replication to {ctx.peer_name} lost: replica generation {gen} (the peer's copy is older)",
+                LogLevel.WARNING,
+            )
         return
     gen = s.generation if ev.generation is None else ev.generation
     if (ev.uptodate, gen) != (s.uptodate, s.generation):
@@ -777,6 +796,12 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     if s.peer is not None and s.peer.role is Role.PRIMARY:
         # Last check before the VIP: the peer became primary while our scripts ran.
         _enter_electing(ctx, f"not starting the primary role: {ctx.peer_name} is {s.peer.state}")
+        return
+    eligible = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    if not eligible.ok:
+        # The peer was heard with a newer copy while our scripts ran: ours must not become the
+        # reference (rule 1), the peer's must not be overwritten with it (rule 4).
+        _enter_electing(ctx, f"not starting the primary role: {eligible.reason}")
         return
     # Every primary epoch gets a new generation: a copy that does not follow this one (peer
     # down, stopped, or failing to become secondary) is recognisably older later on (rule 1).

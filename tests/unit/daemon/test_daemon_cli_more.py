@@ -144,10 +144,10 @@ def test_switch_help_says_it_is_not_kept(capsys: pytest.CaptureFixture[str], swi
     assert "restart of safekitd" in " ".join(capsys.readouterr().out.split())
 
 
-def test_help_says_dash_h_is_not_available(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_describes_dash_h(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
-    assert "-H (run a command on other nodes) is not available" in " ".join(capsys.readouterr().out.split())
+    assert "with -H on other nodes through their API" in " ".join(capsys.readouterr().out.split())
 
 
 def test_state_verbose_shows_the_switches(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,436 @@
+"""The OpenAPI 3.1 document of /api/v1, written out (the API uses no schema framework: it keeps
+safekitd small). tests/unit/api checks that every route is in it and runs schemathesis on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODULE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+COMMANDS = ["start", "stop", "restart", "stopstart", "forcestop", "swap", "prim", "second", "primforce"]
+SWITCHES = ["errd", "checker", "failover"]
+CONTROL = [
+    "state",
+    "get",
+    "log",
+    "getports",
+    "confinfo",
+    "module_list",
+    "cluster_confinfo",
+    *COMMANDS,
+    *SWITCHES,
+    "set",
+    "config",
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERR = _ref("Error")
+_COMMON = {
+    "401": _json(_ERR, "no credentials, or wrong ones"),
+    "403": _json(_ERR, "the role does not allow it, or a cookie session without its CSRF token"),
+}
+_BODY = {
+    "400": _json(_ERR, "malformed request"),
+    "413": _json(_ERR, "body too large"),
+    "415": _json(_ERR, "not application/json"),
+}
+_MODULE_PARAM = {
+    "name": "module",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": MODULE_PATTERN},
+    "description": "the application module (AM)",
+}
+_NODE = {
+    "name": "node",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "run it on this node of the cluster (default: the node called)",
+}
+_PEER = {
+    "502": {
+        "description": "the other node did not answer",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+_LINES = {
+    "name": "lines",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+}
+
+
+def _op(
+    summary: str,
+    role: str,
+    ok: dict[str, Any],
+    *,
+    body: str | None = None,
+    params: list[dict[str, Any]] | None = None,
+    more: dict[str, Any] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    if not public:
+        responses.update(_COMMON)
+    if body:
+        responses.update(_BODY)
+    if params and any(p["in"] == "query" for p in params):
+        responses.setdefault("400", _json(_ERR, "bad query parameter"))
+    responses.update(more or {})
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Role: {role}." if not public else "No authentication.",
+        "responses": responses,
+    }
+    if public:
+        op["security"] = []
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _schemas() -> dict[str, Any]:
+    obj = "object"
+    problem = {
+        "type": obj,
+        "required": ["line", "message"],
+        "properties": {
+            "line": {"type": "integer"},
+            "element": {"type": ["string", "null"]},
+            "message": {"type": "string"},
+        },
+    }
+    module_status = {
+        "type": obj,
+        "required": ["name", "state", "readiness"],
+        "properties": {
+            "name": {"type": "string"},
+            "state": {"type": "string", "enum": ["STOP", "WAIT", "ALONE", "UP", "PRIM", "SECOND"]},
+            "readiness": {"type": "string", "enum": ["NotReady", "Transient", "Ready"]},
+            "reason": {"type": "string"},
+            "resources": {"type": obj, "additionalProperties": {"type": "string"}},
+            "controls": {"type": obj, "additionalProperties": {"type": "string"}},
+        },
+    }
+    node_view = {
+        "type": obj,
+        "required": ["name", "modules"],
+        "properties": {
+            "name": {"type": "string"},
+            "reachable": {"type": ["boolean", "null"]},
+            "error": {"type": "string"},
+            "modules": {"type": "array", "items": _ref("ModuleStatus")},
+        },
+    }
+    return {
+        "Error": {"type": obj, "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "ModuleStatus": module_status,
+        "NodeModules": {
+            "type": obj,
+            "required": ["node", "modules"],
+            "properties": {
+                "node": {"type": "string"},
+                "modules": {"type": "array", "items": _ref("ModuleStatus")},
+            },
+        },
+        "ClusterState": {
+            "type": obj,
+            "required": ["node", "nodes"],
+            "properties": {
+                "node": {"type": "string"},
+                "time": {"type": "number"},
+                "nodes": {"type": "array", "items": node_view},
+                "timeline": {"type": "array", "items": {"type": obj}},
+            },
+        },
+        "NodeInfo": {
+            "type": obj,
+            "required": ["node", "version", "nodes", "user", "role"],
+            "properties": {
+                "node": {"type": "string"},
+                "version": {"type": "string"},
+                "nodes": {"type": "array", "items": {"type": "string"}},
+                "user": {"type": "string"},
+                "role": {"type": "string", "enum": ["admin", "monitor"]},
+            },
+        },
+        "CommandRequest": {
+            "type": obj,
+            "required": ["command"],
+            "additionalProperties": False,
+            "properties": {
+                "command": {"type": "string", "enum": COMMANDS + SWITCHES},
+                "value": {"type": "string", "enum": ["on", "off"], "description": "errd, checker, failover"},
+                "mode": {
+                    "type": "string",
+                    "enum": ["nosync", "fullsync"],
+                    "description": "swap nosync, prim/second fullsync",
+                },
+            },
+        },
+        "CommandResult": {
+            "type": obj,
+            "required": ["ok"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "message": {"type": "string"},
+                "error": {"type": "string"},
+                "controls": {"type": obj},
+            },
+        },
+        "ControlRequest": {
+            "type": obj,
+            "required": ["cmd"],
+            "additionalProperties": False,
+            "properties": {
+                "cmd": {"type": "string", "enum": CONTROL},
+                "module": {"type": "string", "maxLength": 256},
+                "value": {"type": "string", "maxLength": 256},
+                "mode": {"type": "string", "maxLength": 256},
+                "resource": {"type": "string", "maxLength": 256},
+                "ident": {"type": "string", "maxLength": 256},
+                "verbose": {"type": "boolean"},
+                "all": {"type": "boolean"},
+            },
+        },
+        "ControlAnswer": {"type": obj, "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
+        "LogLines": {
+            "type": obj,
+            "required": ["module", "kind", "lines"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "kind": {"type": "string", "enum": ["module", "script", "daemon"]},
+                "lines": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "ModuleConfig": {
+            "type": obj,
+            "required": ["module", "xml", "sha256"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "path": {"type": "string"},
+                "xml": {"type": "string"},
+                "sha256": {"type": "string"},
+                "loaded_sha256": {"type": ["string", "null"]},
+                "differs": {"type": ["boolean", "null"]},
+            },
+        },
+        "ValidateRequest": {
+            "type": obj,
+            "required": ["xml"],
+            "additionalProperties": False,
+            "properties": {"xml": {"type": "string", "minLength": 1}},
+        },
+        "Validation": {
+            "type": obj,
+            "required": ["valid", "errors", "warnings"],
+            "properties": {
+                "valid": {"type": "boolean"},
+                "kind": {"type": ["string", "null"]},
+                "errors": {"type": "array", "items": problem},
+                "warnings": {"type": "array", "items": problem},
+            },
+        },
+        "ApplyRequest": {
+            "type": obj,
+            "required": ["xml"],
+            "additionalProperties": False,
+            "properties": {
+                "xml": {"type": "string", "minLength": 1},
+                "nodes": {"type": "string", "enum": ["all", "local"], "default": "all"},
+            },
+        },
+        "ApplyResult": {
+            "type": obj,
+            "required": ["ok", "nodes"],
+            "properties": {"ok": {"type": "boolean"}, "nodes": {"type": obj}},
+        },
+        "LoginRequest": {
+            "type": obj,
+            "required": ["user", "password"],
+            "additionalProperties": False,
+            "properties": {
+                "user": {"type": "string", "minLength": 1, "maxLength": 64},
+                "password": {"type": "string", "maxLength": 1024},
+            },
+        },
+        "Session": {
+            "type": obj,
+            "required": ["user", "role", "method"],
+            "properties": {
+                "user": {"type": "string"},
+                "role": {"type": "string", "enum": ["admin", "monitor"]},
+                "method": {"type": "string", "enum": ["session", "token", "cluster"]},
+                "csrf": {"type": "string", "description": "send it as X-CSRF-Token with every change"},
+            },
+        },
+        "Audit": {
+            "type": obj,
+            "required": ["entries"],
+            "properties": {"entries": {"type": "array", "items": {"type": obj}}},
+        },
+    }
+
+
+def document(version: str) -> dict[str, Any]:
+    m, a = "monitor", "admin"
+    conflict = {"409": _json(_ERR, "refused by the node (the command does not apply in this state)")}
+    missing = {"404": _json(_ERR, "no such module on this node")}
+    module = [_MODULE_PARAM]
+    paths: dict[str, Any] = {
+        "/api/v1/session": {
+            "post": _op(
+                "log in (user and password): sets the session cookie, returns the CSRF token",
+                "none",
+                _json(_ref("Session"), "logged in"),
+                body="LoginRequest",
+                public=True,
+                more={
+                    "401": _json(_ERR, "wrong user or password"),
+                    "429": _json(_ERR, "too many failed logins (Retry-After)"),
+                },
+            ),
+            "get": _op(
+                "who is calling (and the session's CSRF token)", m, _json(_ref("Session"), "the caller")
+            ),
+            "delete": _op("log out", m, _json(_ref("CommandResult"), "logged out")),
+        },
+        "/api/v1/node": {
+            "get": _op("this node, its version, the cluster's nodes", m, _json(_ref("NodeInfo"), "node"))
+        },
+        "/api/v1/cluster": {
+            "get": _op(
+                "every node's modules (peers through their API)", m, _json(_ref("ClusterState"), "states")
+            )
+        },
+        "/api/v1/events": {
+            "get": _op(
+                "live cluster state as Server-Sent Events (event: state, data: ClusterState)",
+                m,
+                {
+                    "description": "an event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+            )
+        },
+        "/api/v1/modules": {
+            "get": _op(
+                "this node's modules: state, readiness, resources", m, _json(_ref("NodeModules"), "modules")
+            )
+        },
+        "/api/v1/modules/{module}": {
+            "get": _op(
+                "one module on this node",
+                m,
+                _json(_ref("ModuleStatus"), "the module"),
+                params=module,
+                more=missing,
+            )
+        },
+        "/api/v1/modules/{module}/commands": {
+            "post": _op(
+                "run a command on this node's module (start, stop, swap, ...; errd/checker/failover on|off)",
+                a,
+                _json(_ref("CommandResult"), "done"),
+                body="CommandRequest",
+                params=[_MODULE_PARAM, _NODE],
+                more={**missing, **conflict, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/log": {
+            "get": _op(
+                "the module log, the scripts' log, or the daemon log",
+                m,
+                _json(_ref("LogLines"), "last lines"),
+                params=[
+                    _MODULE_PARAM,
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["module", "script", "daemon"]},
+                    },
+                    _LINES,
+                    _NODE,
+                ],
+                more={**missing, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/config": {
+            "get": _op(
+                "the module's userconfig.xml",
+                m,
+                _json(_ref("ModuleConfig"), "the file"),
+                params=module,
+                more=missing,
+            ),
+            "put": _op(
+                "validate a userconfig.xml, install it on this node or every node, apply it (module stopped)",
+                a,
+                _json(_ref("ApplyResult"), "applied on every node"),
+                body="ApplyRequest",
+                params=module,
+                more={
+                    **missing,
+                    "409": _json(_ref("Error"), "a node runs the module, or refused the configuration"),
+                    "422": _json(_ref("Validation"), "not valid (errors with their lines)"),
+                },
+            ),
+        },
+        "/api/v1/config/validate": {
+            "post": _op(
+                "validate a userconfig.xml or cluster.xml",
+                m,
+                _json(_ref("Validation"), "result"),
+                body="ValidateRequest",
+            )
+        },
+        "/api/v1/control": {
+            "post": _op(
+                "a control-socket request, as `safekit -H` sends it (admin for commands that change things)",
+                m,
+                _json(_ref("ControlAnswer"), "the node's answer"),
+                body="ControlRequest",
+            )
+        },
+        "/api/v1/audit": {
+            "get": _op("the last lines of the audit log", a, _json(_ref("Audit"), "entries"), params=[_LINES])
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "safekit node API",
+            "version": version,
+            "description": "REST API of a safekit node (safekitd), HTTPS on port 9453. See docs/api.md.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "safekit api token create"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "safekit_session",
+                    "description": "POST /api/v1/session; changes also need the X-CSRF-Token header",
+                },
+            },
+        },
+    }

@@ -1,0 +1,858 @@
+"""One farm module at run time: the executor of the farm state machine's actions.
+
+Owns the farm membership transport (authenticated heartbeats to every other farm node, every
+`pulse`, on every LAN of `<farm>`), the VIP held on every serving node, the nftables rules that
+make each node serve only its buckets (`safekit.farm.nft`), scripts, errd and checkers. Decisions
+are the pure machine's (`safekit.farm.machine`); events go through one queue and one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from safekit.checkers import errd
+from safekit.checkers.icmp import Pinger
+from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
+from safekit.daemon import persist
+from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
+from safekit.daemon.metrics import Metrics
+from safekit.daemon.mirror_module import ModuleError, _module_logger
+from safekit.daemon.paths import Paths
+from safekit.farm import machine as fm
+from safekit.farm import nft
+from safekit.farm.buckets import compute_map
+from safekit.membership.counters import Counters, RttStats
+from safekit.membership.liveness import LanDown, LanTiming, LanUp, Liveness, LivenessEvent, PeerLost, PeerUp
+from safekit.membership.receiver import HeartbeatReceiver
+from safekit.membership.replay import next_incarnation
+from safekit.membership.wire import Heartbeat, SubState, encode, to_wire_us
+from safekit.membership.wire import ModuleState as WireState
+from safekit.scripts import Script, ScriptEnvironment, ScriptRunner
+
+DEFAULT_FARM_PORT = 4800
+HANDOVER_PULSES = 3
+GARP_ROUNDS = 3
+_LEVELS = {
+    fm.LogLevel.INFO: logging.INFO,
+    fm.LogLevel.WARNING: logging.WARNING,
+    fm.LogLevel.ERROR: logging.ERROR,
+}
+_WIRE_STATE = {
+    fm.FarmState.STOP: WireState.STOP,
+    fm.FarmState.WAIT: WireState.WAIT,
+    fm.FarmState.UP: WireState.UP,
+}
+_WIRE_READY = {
+    fm.Readiness.NOT_READY: SubState.NOT_READY,
+    fm.Readiness.TRANSIENT: SubState.TRANSIENT,
+    fm.Readiness.READY: SubState.READY,
+}
+_BOOT_INTENT = {"start": True, "stopstart": True, "stop": False, "forcestop": False}
+_FARM_COMMANDS = {kind.value: kind for kind in fm.CommandKind}
+
+log = logging.getLogger("safekit.farm")
+
+
+@dataclasses.dataclass(frozen=True)
+class FarmLan:
+    """One LAN of `<farm>`: this node's address and every other farm node's address on it."""
+
+    name: str
+    local_address: str
+    peers: tuple[tuple[str, str], ...]
+
+    @property
+    def peer_address(self) -> str:
+        return " ".join(addr for _, addr in self.peers)
+
+
+class _LanProtocol(asyncio.DatagramProtocol):
+    def __init__(self, link: FarmLink, lan: str) -> None:
+        self.link = link
+        self.lan = lan
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.link.on_datagram(self.lan, data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("farm heartbeat socket on LAN %s: %s", self.lan, exc)
+
+
+class FarmLink:
+    """Farm membership transport: our state to every peer each pulse, theirs back, liveness."""
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        local_node: str,
+        key: bytes,
+        lans: list[FarmLan],
+        port: int,
+        pulse: float,
+        timeout: float,
+        on_status: Any,
+        on_liveness: Any,
+        previous_incarnation: int | None,
+    ) -> None:
+        self.module = module
+        self.local_node = local_node
+        self._key = key
+        self.lans = {lan.name: lan for lan in lans}
+        self.port = port
+        self.pulse = pulse
+        self._on_status = on_status
+        self._on_liveness = on_liveness
+        peers: dict[str, list[str]] = {}
+        for lan in lans:
+            for peer, _ in lan.peers:
+                peers.setdefault(peer, []).append(lan.name)
+        self.peer_nodes = sorted(peers)
+        timing = LanTiming(pulse=pulse, timeout=timeout)
+        liveness = Liveness({lan.name: timing for lan in lans}, peers)
+        self.receiver = HeartbeatReceiver(key=key, local_node=local_node, module=module, liveness=liveness)
+        self.incarnation = next_incarnation(time.time_ns() // 1000, previous_incarnation)
+        self._sequence = 0
+        self._status: tuple[fm.FarmState, fm.Readiness] = (fm.FarmState.STOP, fm.Readiness.NOT_READY)
+        self._transports: dict[str, asyncio.DatagramTransport] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for lan in self.lans.values():
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
+                local_addr=(lan.local_address, self.port),
+                family=socket.AF_INET,
+            )
+            self._transports[lan.name] = transport
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name=f"{self.module}-farm-send"),
+            asyncio.create_task(self._tick_loop(), name=f"{self.module}-farm-tick"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
+        await asyncio.sleep(0)
+
+    def announce(self, state: fm.FarmState, readiness: fm.Readiness) -> None:
+        if self._status != (state, readiness):
+            self._status = (state, readiness)
+            self._wake.set()
+
+    def _send_all(self) -> None:
+        self._sequence += 1
+        now = time.monotonic()
+        state, readiness = self._status
+        for lan in self.lans.values():
+            transport = self._transports.get(lan.name)
+            if transport is None:
+                continue
+            for peer, address in lan.peers:
+                echo_at, hold = self.receiver.echo_for(peer, lan.name, now)
+                packet = Heartbeat(
+                    module=self.module,
+                    sender=self.local_node,
+                    target=peer,
+                    lan=lan.name,
+                    incarnation=self.incarnation,
+                    sequence=self._sequence,
+                    sent_at_us=to_wire_us(now),
+                    echo_sent_at_us=echo_at,
+                    echo_hold_us=hold,
+                    state=_WIRE_STATE[state],
+                    substate=_WIRE_READY[readiness],
+                )
+                try:
+                    transport.sendto(encode(packet, self._key), (address, self.port))
+                except OSError as exc:
+                    log.debug("farm heartbeat to %s on %s not sent: %s", peer, lan.name, exc)
+
+    async def _send_loop(self) -> None:
+        while True:
+            self._send_all()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.pulse)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            deadline = self.receiver.liveness.next_deadline()
+            now = time.monotonic()
+            delay = (
+                self.pulse if deadline is None else min(self.pulse * 10, max(0.001, deadline - now + 0.001))
+            )
+            await asyncio.sleep(delay)
+            now = time.monotonic()
+            for event in self.receiver.tick(now):
+                self._on_liveness(event, now)
+
+    def on_datagram(self, lan: str, data: bytes) -> None:
+        now = time.monotonic()
+        reception = self.receiver.receive(data, lan=lan, now=now)
+        for event in reception.events:
+            self._on_liveness(event, now)
+        hb = reception.heartbeat
+        if hb is None:
+            return
+        state = {v: k for k, v in _WIRE_STATE.items()}.get(hb.state)
+        readiness = {v: k for k, v in _WIRE_READY.items()}[hb.substate]
+        if state is None:  # a mirror state from a misconfigured peer: not a farm member
+            state, readiness = fm.FarmState.WAIT, fm.Readiness.NOT_READY
+        self._on_status(hb.sender, state, readiness, now)
+
+
+@dataclasses.dataclass
+class _Queued:
+    event: fm.Event
+    reply: asyncio.Future[fm.CommandReply] | None = None
+
+
+class FarmModule:
+    kind = "farm"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: ModuleConfig,
+        cluster: ClusterConfig,
+        local_node: str,
+        key: bytes,
+        paths: Paths,
+        metrics: Metrics,
+        pinger: Pinger,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.paths = paths
+        self.metrics = metrics
+        self.pinger = pinger
+        self.local_node = local_node
+        farm = config.farm
+        if farm is None:
+            raise ModuleError(f"module {name}: a farm module needs <farm>")
+        lans = _farm_lans(name, config, cluster, local_node)
+        self.powers = _powers(name, config, lans, local_node)
+        self.timeout = farm.pulse * farm.mlost_count
+        self.settings = fm.settings_for(
+            local_node,
+            self.powers,
+            join_after=self.timeout,
+            handover_delay=HANDOVER_PULSES * farm.pulse,
+            maxloop=config.service.maxloop,
+            loop_interval=config.service.loop_interval,
+        )
+        self.rules = _farm_rules(name, config)
+        self.log = _module_logger(name, paths)
+        self.state = fm.initial_state(time.monotonic())
+        self.resources: dict[str, str] = {f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers}
+        self.resources["farm.rules"] = "init"
+        self.link = FarmLink(
+            module=name,
+            local_node=local_node,
+            key=key,
+            lans=lans,
+            port=farm.port or cluster.port or DEFAULT_FARM_PORT,
+            pulse=farm.pulse,
+            timeout=self.timeout,
+            on_status=self._on_peer_status,
+            on_liveness=self._on_liveness,
+            previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
+        )
+        persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
+        self.scripts: ScriptRunner | None = None
+        if config.user is not None:
+            self.scripts = ScriptRunner(
+                ScriptEnvironment(
+                    safe=paths.safe,
+                    module=name,
+                    safevar=paths.var,
+                    userbin=paths.module_dir(name) / "bin",
+                    userconf=paths.module_dir(name) / "conf",
+                    uservar=paths.module_var(name),
+                    user_vars={v.name: v.value for v in config.user.vars},
+                ),
+                paths.user_log(name),
+                nicestoptimeout=config.user.nicestoptimeout,
+                forcestoptimeout=config.user.forcestoptimeout,
+            )
+        self._checker_specs = checker_specs(config.check, pinger)
+        self._checks: dict[str, tuple[str, str]] = {
+            s.resource: (s.when, s.action) for s in self._checker_specs
+        }
+        for custom in config.check.custom:
+            self._checks[f"custom.{custom.ident}"] = (custom.when, custom.action)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._script_tasks: dict[int, asyncio.Task[None]] = {}
+        self._last_peer: dict[str, tuple[fm.FarmState, fm.Readiness]] = {}
+        self._vip_interfaces: dict[ipaddress.IPv4Address, str] = {}
+        self._garp_task: asyncio.Task[None] | None = None
+        self.errd_enabled = True
+        self.checkers_enabled = True
+        self.failover_enabled = config.service.failover
+        metrics.add_heartbeat_source(name, self._heartbeat_metrics, lambda: (self.name, None))
+        self._show_state()
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self, *, boot: bool) -> None:
+        farm = self.config.farm
+        assert farm is not None
+        self.log.info(
+            "farm module %s loaded: node %s, farm %s, pulse %.3f s, node lost after %.2f s, seed %#010x",
+            self.name,
+            self.local_node,
+            ", ".join(f"{n} (power {p})" for n, p in sorted(self.powers.items())),
+            farm.pulse,
+            self.timeout,
+            self.rules.seed,
+        )
+        # A crash may have left rules or the VIP here: nothing serves before the machine says so.
+        await self._drop_leftovers()
+        await self.link.start()
+        self.state = dataclasses.replace(self.state, listening_since=time.monotonic())
+        self._tasks.append(asyncio.create_task(self._event_loop(), name=f"{self.name}-events"))
+        for spec in self._checker_specs:
+            self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
+        for custom in self.config.check.custom:
+            self._tasks.append(
+                asyncio.create_task(self._custom_checker(custom), name=f"custom.{custom.ident}")
+            )
+        if self.config.errd is not None and self.config.errd.procs:
+            self._tasks.append(asyncio.create_task(self._errd_loop(), name=f"{self.name}-errd"))
+        if boot:
+            self.submit(fm.Command(fm.CommandKind.START, time.monotonic()))
+
+    async def _drop_leftovers(self) -> None:
+        try:
+            await nft.apply(nft.removal(self.rules))
+        except nft.NftError as exc:
+            self.log.error("farm rules: could not clear leftovers: %s", exc)
+        for address in self._addresses():
+            interface = await self._interface_for(address)
+            if interface and await _address_present(address, interface):
+                await _ip("addr", "del", f"{address.vip}/32", "dev", interface)
+                self.log.warning("virtual IP %s was still here (left by a crash): removed", address.vip)
+
+    async def shutdown(self) -> None:
+        if not self.stopped:
+            reply = await self.command_kind(fm.CommandKind.STOP, operator=False)
+            self.log.info("daemon shutdown: %s", reply.reason)
+            await self.wait_for(lambda: self.stopped, timeout=self._stop_budget())
+        for task in [*self._tasks, *self._script_tasks.values()]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.link.close()
+
+    @property
+    def stopped(self) -> bool:
+        return self.state.phase is fm.Phase.STOPPED
+
+    def _stop_budget(self) -> float:
+        user = self.config.user
+        return 10.0 + (2 * (user.nicestoptimeout + user.forcestoptimeout) if user else 0.0)
+
+    async def wait_for(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    # ------------------------------------------------------------------ inputs
+    def submit(self, event: fm.Event) -> None:
+        self._queue.put_nowait(_Queued(event))
+
+    async def command(self, kind: Any) -> fm.CommandReply:
+        """An operator command by SafeKit name (the node passes the mirror's command kinds)."""
+        farm_kind = _FARM_COMMANDS.get(str(kind))
+        if farm_kind is None:
+            return fm.CommandReply(
+                str(kind), False, f"{kind} is a mirror command; a farm node has no role to swap"
+            )
+        return await self.command_kind(farm_kind)
+
+    async def command_kind(self, kind: fm.CommandKind, *, operator: bool = True) -> fm.CommandReply:
+        future: asyncio.Future[fm.CommandReply] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Queued(fm.Command(kind, time.monotonic()), future))
+        reply = await future
+        if operator and reply.accepted and str(kind) in _BOOT_INTENT:
+            persist.write_json(self.paths.boot_file(self.name), {"start_at_boot": _BOOT_INTENT[str(kind)]})
+        return reply
+
+    @property
+    def start_at_boot(self) -> bool:
+        try:
+            data = persist.read_json(self.paths.boot_file(self.name))
+        except ValueError:
+            return False
+        return bool(data and data.get("start_at_boot"))
+
+    def set_errd(self, on: bool) -> str:
+        before, self.errd_enabled = self.errd_enabled, on
+        return self._switched("errd", before, on)
+
+    def set_checkers(self, on: bool) -> str:
+        before, self.checkers_enabled = self.checkers_enabled, on
+        if on and not before:
+            for resource in self._checks:
+                if self.resources.get(resource) == "down":
+                    self._verdict(resource)
+        return self._switched("checker", before, on)
+
+    def set_failover(self, on: bool) -> str:
+        # A farm has no takeover to turn off: the others always take a lost node's buckets.
+        before, self.failover_enabled = self.failover_enabled, on
+        return self._switched("failover", before, on)
+
+    def _switched(self, switch: str, before: bool, on: bool) -> str:
+        word = "on" if on else "off"
+        if before == on:
+            return f"{self.name}: {switch} already {word}"
+        self.log.warning("operator: %s %s", switch, word)
+        return f"{self.name}: {switch} {word}"
+
+    def controls(self) -> dict[str, str]:
+        return {
+            "errd": "on" if self.errd_enabled else "off",
+            "checker": "on" if self.checkers_enabled else "off",
+            "failover": "on" if self.failover_enabled else "off",
+        }
+
+    def set_resource(self, resource: str, value: str) -> None:
+        before = self.resources.get(resource)
+        self.resources[resource] = value
+        if before == value:
+            return
+        self.log.info("resource %s: %s -> %s", resource, before or "unknown", value)
+        if resource not in self._checks:
+            return
+        if value == "up":
+            self.submit(fm.ResourceUp(resource, time.monotonic()))
+        elif value == "down":
+            self._verdict(resource)
+
+    def _verdict(self, resource: str) -> None:
+        when, action = self._checks[resource]
+        if (
+            when != "pre"
+            and self.state.state is not fm.FarmState.UP
+            and self.state.phase is not fm.Phase.WAITING
+        ):
+            return
+        if not self.checkers_enabled:
+            self.log.warning("checker off: %s down, action %s not taken", resource, action)
+            return
+        self.submit(
+            fm.CheckerVerdict(fm.CheckerAction(action), resource, time.monotonic(), "checker reports down")
+        )
+
+    def _on_peer_status(self, node: str, state: fm.FarmState, readiness: fm.Readiness, now: float) -> None:
+        if self._last_peer.get(node) != (state, readiness):
+            self._last_peer[node] = (state, readiness)
+            self.submit(fm.PeerStatus(node, state, readiness, now))
+
+    def _on_liveness(self, event: LivenessEvent, now: float) -> None:
+        if isinstance(event, PeerLost):
+            self._last_peer.pop(event.peer, None)
+            self.resources[f"farm.{event.peer}"] = "down"
+            self.submit(fm.PeerLost(event.peer, now))
+        elif isinstance(event, PeerUp):
+            self.resources[f"farm.{event.peer}"] = "up"
+            self.log.info("farm node %s heard", event.peer)
+        elif isinstance(event, LanDown):
+            self.log.warning("farm heartbeats from %s lost on LAN %s", event.peer, event.lan)
+        elif isinstance(event, LanUp):
+            self.log.debug("farm heartbeats from %s on LAN %s", event.peer, event.lan)
+
+    # ------------------------------------------------------------------ the loop
+    async def _event_loop(self) -> None:
+        while True:
+            deadline = fm.next_deadline(self.settings, self.state)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                item = _Queued(fm.Tick(time.monotonic()))
+            try:
+                await self._step(item)
+            except Exception:
+                self.log.exception("internal error while handling %s", type(item.event).__name__)
+                if item.reply is not None and not item.reply.done():
+                    item.reply.set_exception(RuntimeError("internal error; see the module log"))
+
+    async def _step(self, item: _Queued) -> None:
+        before = self.state
+        transition = fm.step(self.settings, self.state, item.event)
+        self.state = transition.state
+        replies: list[fm.CommandReply] = []
+        for action in transition.actions:
+            await self._execute(action, replies)
+        if item.reply is not None and not item.reply.done():
+            item.reply.set_result(replies[0] if replies else fm.CommandReply("", True, self.state.reason))
+        if (before.state, before.readiness) != (self.state.state, self.state.readiness):
+            if before.state != self.state.state:
+                self.metrics.transitions.labels(self.name, str(before.state), str(self.state.state)).inc()
+            self._show_state()
+
+    def _show_state(self) -> None:
+        self.metrics.set_state(self.name, str(self.state.state), self.ready)
+
+    @property
+    def ready(self) -> bool:
+        """UP and Ready: in the balancing set (what the health endpoint answers 200 for)."""
+        return self.state.state is fm.FarmState.UP and self.state.readiness is fm.Readiness.READY
+
+    async def _execute(self, action: fm.Action, replies: list[fm.CommandReply]) -> None:
+        match action:
+            case fm.Log(level=level, text=text):
+                self.log.log(_LEVELS[level], "%s", text)
+            case fm.Announce(state=state, readiness=readiness):
+                self.link.announce(state, readiness)
+            case fm.RunScript():
+                self._run_script(action)
+            case fm.Program(owned=owned):
+                await self._program(owned)
+            case fm.HoldVip(held=held):
+                await self._hold_vips(held)
+            case fm.CommandReply():
+                replies.append(action)
+
+    # ------------------------------------------------------------------ actions
+    def _run_script(self, action: fm.RunScript) -> None:
+        runner = self.scripts
+
+        async def run() -> None:
+            ok, detail = True, "no <user>: no script runs"
+            if runner is not None:
+                result = await runner.run(
+                    Script(action.script.value),
+                    str(action.current),
+                    str(action.next),
+                    action.action,
+                    forced=action.forced,
+                )
+                ok, detail = result.ok, result.describe()
+            self._script_tasks.pop(action.run_id, None)
+            self.submit(fm.ScriptDone(action.run_id, action.script, ok, time.monotonic(), detail))
+
+        self.log.info("running %s %s", action.script, " ".join(action.argv()))
+        self._script_tasks[action.run_id] = asyncio.create_task(run(), name=f"{self.name}-{action.script}")
+
+    async def _program(self, owned: frozenset[int] | None) -> None:
+        try:
+            if owned is None:
+                await nft.apply(nft.removal(self.rules))
+                self.resources["farm.rules"] = "init"
+                return
+            spec = await self._resolved_rules()
+            await nft.apply(nft.ruleset(spec, owned))
+            failed = nft.set_sysctls(sorted({a.interface for a in spec.addresses}))
+            if failed:
+                self.log.warning("farm: could not set %s", ", ".join(failed))
+            self.resources["farm.rules"] = "up"
+        except (nft.NftError, ModuleError) as exc:
+            self.resources["farm.rules"] = "down"
+            self.log.error("farm rules not loaded: %s", exc)
+            self.submit(fm.ServingFailed(str(exc), time.monotonic()))
+
+    async def _resolved_rules(self) -> nft.FarmRules:
+        """The rules with every VIP's interface known (found from the route when not configured)."""
+        addresses = []
+        for address in self.rules.addresses:
+            interface = await self._interface_for(address)
+            if not interface:
+                raise ModuleError(
+                    f"virtual IP {address.vip}: no interface routes to it; give <interface name>"
+                )
+            addresses.append(dataclasses.replace(address, interface=interface))
+        return dataclasses.replace(self.rules, addresses=tuple(addresses))
+
+    def _addresses(self) -> tuple[nft.BalancedAddress, ...]:
+        return self.rules.addresses
+
+    async def _interface_for(self, address: nft.BalancedAddress) -> str:
+        if address.interface:
+            return address.interface
+        cached = self._vip_interfaces.get(address.vip)
+        if cached:
+            return cached
+        out = await _ip("-j", "route", "get", str(address.vip))
+        try:
+            routes = json.loads(out or "[]")
+            interface = str(routes[0]["dev"]) if routes else ""
+        except (ValueError, KeyError, IndexError):
+            interface = ""
+        if interface == "lo":  # the VIP is held here already: ask for its network instead
+            interface = await _interface_of_network(address.vip)
+        if interface:
+            self._vip_interfaces[address.vip] = interface
+        return interface
+
+    async def _hold_vips(self, held: bool) -> None:
+        for address in self._addresses():
+            interface = await self._interface_for(address)
+            if not interface:
+                self.log.error("virtual IP %s: no interface found", address.vip)
+                continue
+            present = await _address_present(address, interface)
+            if held and not present:
+                await _ip("addr", "add", f"{address.vip}/32", "dev", interface)
+                self.log.info(
+                    "virtual IP %s added on %s (virtual MAC %s)", address.vip, interface, address.vmac
+                )
+            elif not held and present:
+                await _ip("addr", "del", f"{address.vip}/32", "dev", interface)
+                self.log.info("virtual IP %s removed from %s", address.vip, interface)
+        if held:
+            if self._garp_task is not None:
+                self._garp_task.cancel()
+            self._garp_task = asyncio.create_task(self._announce_vmac(), name=f"{self.name}-garp")
+
+    async def _announce_vmac(self) -> None:
+        """Gratuitous ARP carrying the vMAC (never the real MAC), a few times."""
+        for round_ in range(GARP_ROUNDS):
+            for address in self._addresses():
+                interface = await self._interface_for(address)
+                try:
+                    source = _mac_bytes(Path(f"/sys/class/net/{interface}/address").read_text().strip())
+                    frame = nft.vmac_garp_frame(source, _mac_bytes(address.vmac), address.vip)
+                    await asyncio.to_thread(_send_frame, interface, frame)
+                except (OSError, ValueError) as exc:
+                    self.log.warning("gratuitous ARP for %s on %s not sent: %s", address.vip, interface, exc)
+            if round_ + 1 < GARP_ROUNDS:
+                await asyncio.sleep(0.2 * (round_ + 1))
+
+    # ------------------------------------------------------------------ checkers
+    async def _custom_checker(self, custom: CustomCheck) -> None:
+        userbin = self.paths.module_dir(self.name) / "bin"
+        program = custom.exec if custom.exec.startswith("/") else str(userbin / custom.exec)
+        command = shlex.join([program]) + (f" {custom.arg}" if custom.arg else "")
+        env = self.scripts.environment.variables() if self.scripts else {}
+        env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        env["SAFEKIT_CHECKER"] = f"custom.{custom.ident}"
+        await run_custom(f"custom.{custom.ident}", command, env=env, cwd=userbin, log=self.log)
+
+    async def _errd_loop(self) -> None:
+        errd_cfg = self.config.errd
+        assert errd_cfg is not None
+        rules = [
+            errd.ProcessRule(
+                ident=p.name or p.nameregex or "proc",
+                name=p.name,
+                nameregex=p.nameregex,
+                argregex=p.argregex,
+                atleast=p.atleast,
+                atmax=p.atmax,
+                action=p.action,
+            )
+            for p in errd_cfg.procs
+        ]
+        while True:
+            await asyncio.sleep(errd_cfg.polltimer)
+            if not self.ready or self.state.running is not None:
+                continue
+            processes = await asyncio.to_thread(errd.scan)
+            for verdict in errd.evaluate(rules, processes):
+                resource = f"proc.{verdict.rule.ident}"
+                self.resources[resource] = "up" if verdict.ok else "down"
+                if verdict.ok or not self.errd_enabled or verdict.rule.action == "noaction":
+                    continue
+                self.log.warning("errd: %s: action %s", verdict.reason, verdict.rule.action)
+                action = fm.CheckerAction(verdict.rule.action)
+                self.submit(fm.CheckerVerdict(action, resource, time.monotonic(), verdict.reason))
+
+    # ------------------------------------------------------------------ views
+    def status(self, verbose: bool = False) -> dict[str, Any]:
+        members = sorted(self.state.members(self.local_node))
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "state": str(self.state.state),
+            "readiness": str(self.state.readiness),
+            "reason": self.state.reason,
+            "node": self.local_node,
+            "peer": None,
+            "members": members,
+        }
+        if verbose:
+            data["resources"] = dict(self.resources)
+            data["buckets"] = len(self.state.owned or ())
+            data["pending_buckets"] = len(self.state.pending)
+            data["vips"] = [str(a.vip) for a in self.rules.addresses]
+            data["controls"] = self.controls()
+        return data
+
+    def farm_map(self) -> dict[str, Any]:
+        """`safekit farm map`: who owns which bucket, as this node sees the balancing set."""
+        members = self.state.members(self.local_node)
+        view = self.state.view or compute_map(self.powers, members)
+        return {
+            "module": self.name,
+            "node": self.local_node,
+            "state": str(self.state.state),
+            "readiness": str(self.state.readiness),
+            "members": sorted(members),
+            "powers": dict(sorted(self.powers.items())),
+            "owned_here": sorted(self.state.owned or ()),
+            "pending_here": sorted(self.state.pending),
+            "seed": self.rules.seed,
+            **view.to_json(),
+        }
+
+    def _heartbeat_metrics(self) -> Iterable[tuple[str, str, str, Counters, RttStats | None]]:
+        for lan in self.link.lans.values():
+            for peer, _ in lan.peers:
+                yield (
+                    self.name,
+                    peer,
+                    lan.name,
+                    self.link.receiver.counters(lan.name),
+                    self.link.receiver.rtt(peer, lan.name),
+                )
+
+
+# ----------------------------------------------------------------------------- configuration
+def _farm_lans(name: str, config: ModuleConfig, cluster: ClusterConfig, local_node: str) -> list[FarmLan]:
+    assert config.farm is not None
+    lans: list[FarmLan] = []
+    for farm_lan in config.farm.lans:
+        lan = cluster.lan(farm_lan.name)
+        if lan is None:
+            raise ModuleError(f"module {name}: farm LAN {farm_lan.name!r} is not in cluster.xml")
+        me = lan.node(local_node)
+        if me is None:
+            raise ModuleError(f"module {name}: this node ({local_node}) is not on LAN {farm_lan.name!r}")
+        peers = tuple((n.name, n.addr) for n in lan.nodes if n.name != local_node)
+        lans.append(FarmLan(farm_lan.name, me.addr, peers))
+    return lans
+
+
+def _powers(name: str, config: ModuleConfig, lans: list[FarmLan], local_node: str) -> dict[str, int]:
+    """Every farm node and its power: the `<loadbalancing_list>` hosts, else every node of the LANs."""
+    groups = config.vip.loadbalancing if config.vip is not None else ()
+    if len(groups) > 1:
+        raise ModuleError(
+            f"module {name}: {len(groups)} <group>s in <loadbalancing_list>; this version balances one "
+            "group (put every <rule> in one <group>)"
+        )
+    if groups:
+        powers = {host.name: host.power for host in groups[0].hosts}
+        if local_node not in powers:
+            raise ModuleError(
+                f"module {name}: this node ({local_node}) is not a <host> of <loadbalancing_list>"
+            )
+        return powers
+    nodes = {local_node: 1}
+    for lan in lans:
+        for peer, _ in lan.peers:
+            nodes[peer] = 1
+    return nodes
+
+
+def _farm_rules(name: str, config: ModuleConfig) -> nft.FarmRules:
+    vip = config.vip
+    addresses: list[nft.BalancedAddress] = []
+    if vip is not None:
+        for interface in vip.interfaces:
+            if interface.vmac_type == "vmac_directed":
+                raise ModuleError(
+                    f'module {name}: <virtual_interface type="vmac_directed"> is not available in this '
+                    'version; use type="vmac_invisible" (see docs/farm.md)'
+                )
+            for addr in interface.addresses:
+                address = ipaddress.IPv4Address(addr.addr)
+                addresses.append(nft.BalancedAddress(address, interface.name or "", nft.vmac_for(address)))
+    rules: list[nft.TrafficRule] = []
+    if vip is not None:
+        for group in vip.loadbalancing:
+            for rule in group.rules:
+                if rule.proto == "arp":
+                    continue  # ARP is answered by every node with the vMAC
+                filter_ = "on_port" if rule.filter == "on_port" else "on_addr"
+                target = None if rule.virtual_addr == "*" else ipaddress.IPv4Address(rule.virtual_addr)
+                rules.append(nft.TrafficRule(rule.proto, filter_, rule.port, target))  # type: ignore[arg-type]
+    return nft.FarmRules(nft.table_name(name), tuple(addresses), tuple(rules), nft.seed_for(name))
+
+
+# ----------------------------------------------------------------------------- small I/O helpers
+async def _ip(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0 and args[:1] != ("-j",):
+        log.warning("ip %s: %s", " ".join(args), err.decode(errors="replace").strip())
+    return out.decode()
+
+
+async def _address_present(address: nft.BalancedAddress, interface: str) -> bool:
+    out = await _ip("-j", "addr", "show", "dev", interface)
+    try:
+        entries = json.loads(out or "[]")
+    except ValueError:
+        return False
+    return any(
+        info.get("local") == str(address.vip) for entry in entries for info in entry.get("addr_info", [])
+    )
+
+
+async def _interface_of_network(vip: ipaddress.IPv4Address) -> str:
+    out = await _ip("-j", "addr", "show")
+    try:
+        entries = json.loads(out or "[]")
+    except ValueError:
+        return ""
+    for entry in entries:
+        for info in entry.get("addr_info", []):
+            if info.get("family") != "inet" or info.get("local") == str(vip):
+                continue
+            network = ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
+            if vip in network and entry.get("ifname") != "lo":
+                return str(entry["ifname"])
+    return ""
+
+
+def _mac_bytes(mac: str) -> bytes:
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    return bytes(int(p, 16) for p in parts)
+
+
+def _send_frame(interface: str, frame: bytes) -> None:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((interface, 0))
+        sock.send(frame)
+
+
+def _load_incarnation(path: Path) -> int | None:
+    try:
+        data = persist.read_json(path)
+        return int(data["incarnation"]) if data else None
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,156 @@
+"""safekitd's side of replication: starts a module's replication process (`python -m safekit.rfs`),
+reads its events, relays its log into the module log, and notices when it dies.
+
+The process is a child of safekitd, in the node's mount namespace (its FUSE and bind mounts are the
+ones applications see). Events are JSON lines on its stdout, commands JSON lines on its stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from safekit.daemon import persist
+from safekit.rfs.spec import RfsSpec
+
+Role = Literal["primary", "secondary"]
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+class RfsError(Exception):
+    """The replication process could not start or answer (the message says why)."""
+
+
+class RfsProcess:
+    def __init__(
+        self,
+        role: Role,
+        spec: RfsSpec,
+        log: logging.Logger,
+        on_event: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.role = role
+        self.spec = spec
+        self.log = log
+        self.on_event = on_event
+        self.proc: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._stopping = False
+        self.last_event: dict[str, Any] = {}
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        """Start the process and wait until it serves (primary: mounted; secondary: listening)."""
+        state_dir = Path(self.spec.state_dir)
+        spec_file = state_dir / f"{self.role}.spec.json"
+        persist.write_bytes(spec_file, self.spec.to_json().encode())
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._stopping = False
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "safekit.rfs",
+            self.role,
+            str(spec_file),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._tasks = [
+            asyncio.create_task(self._read_events(), name=f"rfs-{self.role}-events"),
+            asyncio.create_task(self._read_log(), name=f"rfs-{self.role}-log"),
+        ]
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
+        except TimeoutError:
+            await self.stop()
+            raise RfsError(
+                f"the replication process ({self.role}) did not start within {START_TIMEOUT:g} s"
+            ) from None
+        except RfsError:
+            await self.stop()
+            raise
+
+    def command(self, cmd: str, **fields: Any) -> None:
+        if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
+            return
+        line = json.dumps({"cmd": cmd, **fields}) + "\n"
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self.proc.stdin.write(line.encode())
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self._stopping = True
+        if proc.returncode is None:
+            self.command("stop")
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                self.log.error("the replication process did not stop within %g s: killed", STOP_TIMEOUT)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 5.0)
+        self._tasks = []
+        self.proc = None
+
+    async def _read_events(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        proc = self.proc
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.log.warning("rfs %s: unreadable event %r", self.role, line[:200])
+                continue
+            self.last_event = event
+            name = event.get("event")
+            if self._ready is not None and not self._ready.done():
+                if name in ("mounted", "listening"):
+                    self._ready.set_result(event)
+                elif name == "failed":
+                    self._ready.set_exception(RfsError(f"replication ({self.role}): {event.get('reason')}"))
+            self.on_event(event)
+        code = await proc.wait()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(
+                RfsError(f"the replication process ({self.role}) exited with code {code}")
+            )
+        if not self._stopping:
+            self.on_event({"event": "exited", "code": code})
+
+    async def _read_log(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        stderr = self.proc.stderr
+        while line := await stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            level = logging.INFO
+            for name, value in (
+                ("ERROR", logging.ERROR),
+                ("WARNING", logging.WARNING),
+                ("DEBUG", logging.DEBUG),
+            ):
+                if text.startswith(name + " "):
+                    level = value
+                    text = text[len(name) + 1 :]
+                    break
+            self.log.log(level, "%s", text)

@@ -1,0 +1,593 @@
+"""The farm module's state machine: one node's life in a farm, and the buckets it serves.
+
+Pure: `step(settings, state, event) -> Transition(state, actions)`, time passed in with every
+event, no sockets and no subprocesses. The daemon feeds it membership news (peers' announced
+states, peers lost), script ends, checker verdicts and commands, and executes what comes back.
+
+States as in SafeKit: STOP, WAIT, UP, each NotReady / Transient / Ready. A node is in the
+balancing set while it is UP and Ready; every node computes the bucket map of the balancing set it
+sees (`buckets.compute_map`), so a node that leaves (stopped, lost, or taken out by its own checker)
+has its buckets taken by the others and nothing else changes.
+
+Handover: buckets are released at once; a bucket gained from a node that is no longer a member is
+taken at once (that node serves nothing), but a bucket gained from a live member (a node joined,
+or came back) is taken only `handover_delay` later, when that member has seen the same change and
+let go. A bucket may be served by nobody for that moment (a client retransmits its SYN); it is never
+served by two nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from safekit.farm.buckets import BucketMap, compute_map
+
+
+class FarmState(StrEnum):
+    STOP = "STOP"
+    WAIT = "WAIT"
+    UP = "UP"
+
+
+class Readiness(StrEnum):
+    NOT_READY = "NotReady"
+    TRANSIENT = "Transient"
+    READY = "Ready"
+
+
+class Phase(StrEnum):
+    STOPPED = "stopped"
+    PRESTART = "prestart"
+    STARTING = "starting"  # start_both runs
+    JOINING = "joining"  # listening for the farm before taking buckets
+    SERVING = "serving"
+    STOPPING = "stopping"  # stop_both runs; then see `then`
+    POSTSTOP = "poststop"
+    WAITING = "waiting"  # WAIT: a resource is down
+
+
+class Script(StrEnum):
+    PRESTART = "prestart"
+    START_BOTH = "start_both"
+    STOP_BOTH = "stop_both"
+    POSTSTOP = "poststop"
+
+
+class Then(StrEnum):
+    """What follows stop_both."""
+
+    STOP = "stop"
+    WAIT = "wait"
+    RESTART = "restart"  # start_both again (local restart)
+    STOPSTART = "stopstart"  # poststop, prestart, start_both
+
+
+class CommandKind(StrEnum):
+    START = "start"
+    STOP = "stop"
+    FORCESTOP = "forcestop"
+    RESTART = "restart"
+    STOPSTART = "stopstart"
+
+
+class CheckerAction(StrEnum):
+    RESTART = "restart"
+    STOPSTART = "stopstart"
+    STOP = "stop"
+    WAIT = "wait"
+
+
+class LogLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+# ----------------------------------------------------------------------------- settings, state
+@dataclass(frozen=True)
+class FarmSettings:
+    local_node: str
+    powers: tuple[tuple[str, int], ...]
+    """Every configured farm node and its power (weight)."""
+    join_after: float
+    """How long a node listens to the farm before it takes buckets (the membership timeout)."""
+    handover_delay: float
+    maxloop: int = 3
+    loop_interval: float = 24 * 3600.0
+
+    @property
+    def power_map(self) -> dict[str, int]:
+        return dict(self.powers)
+
+
+@dataclass(frozen=True)
+class PeerView:
+    state: FarmState
+    readiness: Readiness
+
+    @property
+    def member(self) -> bool:
+        return self.state is FarmState.UP and self.readiness is Readiness.READY
+
+
+@dataclass(frozen=True)
+class FarmMachine:
+    phase: Phase = Phase.STOPPED
+    reason: str = "stopped"
+    listening_since: float = 0.0
+    peers: tuple[tuple[str, PeerView], ...] = ()
+    view: BucketMap | None = None
+    """The map of the balancing set as this node sees it now (None: not computed yet)."""
+    owned: frozenset[int] | None = None
+    """Buckets programmed in the kernel (None: no farm rules loaded)."""
+    pending: frozenset[int] = frozenset()
+    pending_due: float | None = None
+    vip_held: bool = False
+    running: tuple[int, Script] | None = None
+    next_run_id: int = 1
+    then: Then = Then.STOP
+    waiting_for: frozenset[str] = frozenset()
+    restarts: tuple[float, ...] = ()
+    forced: bool = False
+
+    @property
+    def state(self) -> FarmState:
+        phase = self.phase
+        if phase in (Phase.STOPPED, Phase.POSTSTOP):
+            return FarmState.STOP
+        if phase in (Phase.PRESTART, Phase.WAITING):
+            return FarmState.WAIT
+        if phase is Phase.STOPPING:
+            return {Then.STOP: FarmState.STOP, Then.WAIT: FarmState.WAIT}.get(self.then, FarmState.UP)
+        return FarmState.UP
+
+    @property
+    def module_state(self) -> FarmState:
+        """The state shown to operators (the name the daemon uses for every module kind)."""
+        return self.state
+
+    @property
+    def readiness(self) -> Readiness:
+        if self.phase in (Phase.STOPPED, Phase.WAITING):
+            return Readiness.NOT_READY
+        if self.phase is Phase.SERVING:
+            return Readiness.READY
+        return Readiness.TRANSIENT
+
+    @property
+    def member(self) -> bool:
+        return self.phase is Phase.SERVING
+
+    def peer_map(self) -> dict[str, PeerView]:
+        return dict(self.peers)
+
+    def members(self, local_node: str) -> frozenset[str]:
+        names = {name for name, view in self.peers if view.member}
+        if self.member:
+            names.add(local_node)
+        return frozenset(names)
+
+
+def initial_state(now: float) -> FarmMachine:
+    """A module just loaded: stopped, and listening to the farm from `now`."""
+    return FarmMachine(listening_since=now)
+
+
+# ----------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Command:
+    kind: CommandKind
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    node: str
+    state: FarmState
+    readiness: Readiness
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    node: str
+    now: float
+
+
+@dataclass(frozen=True)
+class ScriptDone:
+    run_id: int
+    script: Script
+    ok: bool
+    now: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CheckerVerdict:
+    action: CheckerAction
+    resource: str
+    now: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceUp:
+    resource: str
+    now: float
+
+
+@dataclass(frozen=True)
+class ServingFailed:
+    """Loading the rules or adding the VIP failed."""
+
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: float
+
+
+Event = Command | PeerStatus | PeerLost | ScriptDone | CheckerVerdict | ResourceUp | ServingFailed | Tick
+
+
+# ----------------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class Log:
+    level: LogLevel
+    text: str
+
+
+@dataclass(frozen=True)
+class Announce:
+    state: FarmState
+    readiness: Readiness
+
+
+@dataclass(frozen=True)
+class RunScript:
+    run_id: int
+    script: Script
+    current: FarmState
+    next: FarmState
+    action: str
+    forced: bool = False
+
+    def argv(self) -> list[str]:
+        return [*(["force"] if self.forced else []), str(self.current), str(self.next), self.action]
+
+
+@dataclass(frozen=True)
+class Program:
+    """Load the farm rules with these buckets owned (None: remove the farm rules)."""
+
+    owned: frozenset[int] | None
+
+
+@dataclass(frozen=True)
+class HoldVip:
+    """Add (True) or remove (False) the VIP on this node; adding also announces the vMAC."""
+
+    held: bool
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    command: str
+    accepted: bool
+    reason: str
+
+
+Action = Log | Announce | RunScript | Program | HoldVip | CommandReply
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: FarmMachine
+    actions: list[Action] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- step
+def step(settings: FarmSettings, state: FarmMachine, event: Event) -> Transition:
+    before = state
+    actions: list[Action] = []
+    state = _handle(settings, state, event, actions)
+    state = _rebalance(settings, state, _now(event), actions)
+    if (before.state, before.readiness) != (state.state, state.readiness):
+        actions.insert(
+            0,
+            Log(
+                LogLevel.INFO,
+                f"{before.state} ({before.readiness}) -> {state.state} ({state.readiness}): {state.reason}",
+            ),
+        )
+        actions.append(Announce(state.state, state.readiness))
+    return Transition(state, actions)
+
+
+def next_deadline(settings: FarmSettings, state: FarmMachine) -> float | None:
+    """When the machine wants a Tick (joining ends, a handover is due)."""
+    deadlines = []
+    if state.phase is Phase.JOINING:
+        deadlines.append(state.listening_since + settings.join_after)
+    if state.pending_due is not None:
+        deadlines.append(state.pending_due)
+    return min(deadlines, default=None)
+
+
+def _now(event: Event) -> float:
+    return event.now
+
+
+def _handle(  # noqa: PLR0911, PLR0912 - one branch per event kind
+    settings: FarmSettings, state: FarmMachine, event: Event, actions: list[Action]
+) -> FarmMachine:
+    match event:
+        case Command():
+            return _command(settings, state, event, actions)
+        case PeerStatus(node=node, state=peer_state, readiness=readiness):
+            if node == settings.local_node or node not in settings.power_map:
+                return state
+            peers = state.peer_map()
+            view = PeerView(peer_state, readiness)
+            if peers.get(node) != view:
+                was = peers.get(node)
+                peers[node] = view
+                if (was is not None and was.member) != view.member:
+                    verb = "joins" if view.member else "leaves"
+                    actions.append(
+                        Log(LogLevel.INFO, f"{node} {verb} the balancing set ({peer_state} {readiness})")
+                    )
+            return replace(state, peers=tuple(sorted(peers.items())))
+        case PeerLost(node=node):
+            peers = state.peer_map()
+            was = peers.pop(node, None)
+            if was is None:
+                return state
+            actions.append(Log(LogLevel.WARNING, f"{node} lost: no farm heartbeat; its buckets move"))
+            return replace(state, peers=tuple(sorted(peers.items())))
+        case ScriptDone():
+            return _script_done(settings, state, event, actions)
+        case CheckerVerdict():
+            return _verdict(settings, state, event, actions)
+        case ResourceUp(resource=resource):
+            if resource not in state.waiting_for:
+                return state
+            left = state.waiting_for - {resource}
+            if left or state.phase is not Phase.WAITING:
+                return replace(state, waiting_for=left)
+            return _run(replace(state, waiting_for=left), Phase.STARTING, Script.START_BOTH, "start", actions,
+                        f"{resource} is up again: start_both")  # fmt: skip
+        case ServingFailed(detail=detail):
+            if state.phase not in (Phase.SERVING, Phase.JOINING):
+                return state
+            actions.append(Log(LogLevel.ERROR, f"cannot serve: {detail}"))
+            return _stop_both(state, Then.WAIT, actions, f"cannot serve ({detail}): WAIT",
+                              waiting_for=frozenset({"farm.rules"}))  # fmt: skip
+        case Tick(now=now):
+            if state.phase is Phase.JOINING and now >= state.listening_since + settings.join_after:
+                return replace(state, phase=Phase.SERVING, reason="serving its share of the farm")
+            return state
+    return state
+
+
+def _command(  # noqa: PLR0911 - one return per outcome
+    settings: FarmSettings, state: FarmMachine, event: Command, actions: list[Action]
+) -> FarmMachine:
+    kind, phase = event.kind, state.phase
+    reply = CommandReply(str(kind), True, "")
+    if kind is CommandKind.START:
+        if phase is not Phase.STOPPED:
+            actions.append(replace(reply, accepted=False, reason=f"already started ({state.state})"))
+            return state
+        state = replace(state, restarts=(), waiting_for=frozenset(), forced=False)
+        state = _run(state, Phase.PRESTART, Script.PRESTART, "start", actions, "start: prestart")
+        actions.append(replace(reply, reason="starting"))
+        return state
+    if kind in (CommandKind.STOP, CommandKind.FORCESTOP):
+        force = kind is CommandKind.FORCESTOP
+        if phase is Phase.STOPPED:
+            actions.append(replace(reply, accepted=False, reason="already stopped"))
+            return state
+        if phase in (Phase.STOPPING, Phase.POSTSTOP) and not force:
+            actions.append(replace(reply, reason="already stopping"))
+            return replace(state, then=Then.STOP)
+        actions.append(replace(reply, reason="stopping"))
+        return _stop_both(state, Then.STOP, actions, f"{kind}: stop_both", force=force)
+    if kind in (CommandKind.RESTART, CommandKind.STOPSTART):
+        if phase not in (Phase.SERVING, Phase.JOINING, Phase.WAITING):
+            actions.append(
+                replace(reply, accepted=False, reason=f"{kind} needs a started module ({state.state})")
+            )
+            return state
+        then = Then.RESTART if kind is CommandKind.RESTART else Then.STOPSTART
+        actions.append(replace(reply, reason=f"{kind}: stop_both, then start again"))
+        if phase is Phase.WAITING:
+            return _run(replace(state, waiting_for=frozenset()), Phase.STARTING, Script.START_BOTH, "start",
+                        actions, f"{kind}: start_both")  # fmt: skip
+        return _stop_both(state, then, actions, f"{kind}: stop_both")
+    return state
+
+
+def _script_done(  # noqa: PLR0911 - one return per outcome
+    settings: FarmSettings, state: FarmMachine, event: ScriptDone, actions: list[Action]
+) -> FarmMachine:
+    if state.running is None or state.running[0] != event.run_id:
+        return state  # a script abandoned by forcestop
+    state = replace(state, running=None)
+    detail = f" ({event.detail})" if event.detail else ""
+    if event.script is Script.PRESTART:
+        if not event.ok:
+            actions.append(Log(LogLevel.WARNING, f"prestart failed{detail}: going on, as SafeKit does"))
+        return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, "start_both")
+    if event.script is Script.START_BOTH:
+        if not event.ok:
+            actions.append(Log(LogLevel.ERROR, f"start_both failed{detail}"))
+            return _stop_both(state, Then.STOP, actions, f"start_both failed{detail}: stop")
+        return replace(state, phase=Phase.JOINING, reason="listening to the farm before taking buckets")
+    if event.script is Script.STOP_BOTH:
+        if not event.ok:
+            actions.append(Log(LogLevel.WARNING, f"stop_both failed{detail}"))
+        then = state.then
+        if then is Then.RESTART:
+            return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, "restart: start_both")
+        if then is Then.WAIT:
+            resources = ", ".join(sorted(state.waiting_for)) or "a resource"
+            return replace(state, phase=Phase.WAITING, reason=f"waiting for {resources}")
+        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, "stop", actions, "poststop")
+    # poststop
+    if state.then is Then.STOPSTART:
+        return _run(replace(state, then=Then.STOP), Phase.PRESTART, Script.PRESTART, "start", actions,
+                    "stopstart: prestart")  # fmt: skip
+    return replace(
+        state, phase=Phase.STOPPED, reason=state.reason if state.forced else "stopped", forced=False
+    )
+
+
+def _verdict(  # noqa: PLR0911 - one return per outcome
+    settings: FarmSettings, state: FarmMachine, event: CheckerVerdict, actions: list[Action]
+) -> FarmMachine:
+    if state.phase in (Phase.STOPPED, Phase.POSTSTOP) or (
+        state.phase is Phase.STOPPING and state.then is Then.STOP
+    ):
+        return state
+    why = f"{event.resource} down" + (f" ({event.detail})" if event.detail else "")
+    action = event.action
+    if action is CheckerAction.WAIT:
+        waiting = state.waiting_for | {event.resource}
+        if state.phase is Phase.WAITING:
+            return replace(state, waiting_for=waiting)
+        return _stop_both(state, Then.WAIT, actions, f"{why}: leave the farm and WAIT", waiting_for=waiting)
+    if action is CheckerAction.STOP:
+        return _stop_both(state, Then.STOP, actions, f"{why}: stop")
+    now = event.now
+    recent = (*(t for t in state.restarts if now - t < settings.loop_interval), now)
+    if len(recent) > settings.maxloop:
+        actions.append(Log(LogLevel.ERROR, f"{why}: more than maxloop={settings.maxloop} restarts: stop"))
+        return _stop_both(
+            replace(state, restarts=recent), Then.STOP, actions, f"{why}: maxloop reached: stop"
+        )
+    then = Then.RESTART if action is CheckerAction.RESTART else Then.STOPSTART
+    state = replace(state, restarts=recent)
+    if state.phase is Phase.WAITING:
+        return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, f"{why}: {action}")
+    return _stop_both(state, then, actions, f"{why}: {action}")
+
+
+def _run(  # noqa: PLR0917 - the script call, spelled out
+    state: FarmMachine, phase: Phase, script: Script, action: str, actions: list[Action], reason: str,
+         forced: bool = False) -> FarmMachine:  # fmt: skip
+    run_id = state.next_run_id
+    nxt = replace(state, phase=phase, reason=reason, running=(run_id, script), next_run_id=run_id + 1)
+    actions.append(RunScript(run_id, script, state.state, nxt.state, action, forced=forced))
+    return nxt
+
+
+def _stop_both(
+    state: FarmMachine,
+    then: Then,
+    actions: list[Action],
+    reason: str,
+    *,
+    force: bool = False,
+    waiting_for: frozenset[str] | None = None,
+) -> FarmMachine:
+    """Leave the balancing set (the rebalance after this step drops VIP and rules), run stop_both."""
+    state = replace(
+        state,
+        then=then,
+        waiting_for=state.waiting_for if waiting_for is None else waiting_for,
+        forced=force,
+    )
+    if state.phase in (Phase.STOPPING, Phase.POSTSTOP) and not force:
+        return replace(state, reason=reason)
+    if state.phase in (Phase.WAITING, Phase.POSTSTOP):  # stop_both already ran
+        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, "stop", actions, reason, forced=force)
+    return _run(state, Phase.STOPPING, Script.STOP_BOTH, "stop", actions, reason, forced=force)
+
+
+def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: list[Action]) -> FarmMachine:
+    """Bring the programmed buckets and the VIP in line with the balancing set."""
+    serving = state.phase is Phase.SERVING
+    members = state.members(settings.local_node)
+    new_view = compute_map(settings.power_map, members)
+    if not serving:
+        if state.vip_held:
+            actions.append(HoldVip(False))
+        if state.owned is not None:
+            actions.append(Program(None))
+        return replace(
+            state, view=new_view, owned=None, pending=frozenset(), pending_due=None, vip_held=False
+        )
+    desired = new_view.buckets_of(settings.local_node)
+    owned = state.owned or frozenset()
+    previous = state.view
+    gains = desired - owned
+    immediate: set[int] = set()
+    delayed: set[int] = set()
+    for bucket in gains:
+        holder = previous.owners[bucket] if previous is not None else None
+        if holder is None or holder == settings.local_node or holder not in members:
+            immediate.add(bucket)
+        else:
+            delayed.add(bucket)
+    pending_due = state.pending_due
+    keep_pending = state.pending & delayed
+    fresh = delayed - state.pending
+    if fresh:
+        pending_due = now + settings.handover_delay if not keep_pending else (pending_due or now)
+    if pending_due is not None and now >= pending_due:
+        immediate |= delayed
+        delayed = set()
+    new_owned = frozenset((owned & desired) | immediate)
+    if not delayed:
+        pending_due = None
+    if state.owned is None or new_owned != state.owned:
+        gained = len(new_owned - owned)
+        lost = len(owned - new_owned)
+        actions.append(Program(new_owned))
+        if state.owned is not None:
+            actions.append(
+                Log(
+                    LogLevel.INFO,
+                    f"buckets: {len(new_owned)} of 256 (+{gained} -{lost}); balancing set "
+                    f"{', '.join(sorted(members))}"
+                    + (f"; {len(delayed)} more after handover" if delayed else ""),
+                )
+            )
+    if not state.vip_held:
+        actions.append(HoldVip(True))
+    return replace(
+        state,
+        view=new_view,
+        owned=new_owned,
+        pending=frozenset(delayed),
+        pending_due=pending_due if delayed else None,
+        vip_held=True,
+    )
+
+
+def settings_for(
+    local_node: str,
+    powers: Mapping[str, int],
+    *,
+    join_after: float,
+    handover_delay: float,
+    maxloop: int = 3,
+    loop_interval: float = 24 * 3600.0,
+) -> FarmSettings:
+    if not math.isfinite(join_after) or join_after < 0:
+        raise ValueError(f"join_after must be a non-negative duration, got {join_after!r}")
+    return FarmSettings(
+        local_node=local_node,
+        powers=tuple(sorted(powers.items())),
+        join_after=join_after,
+        handover_delay=handover_delay,
+        maxloop=maxloop,
+        loop_interval=loop_interval,
+    )

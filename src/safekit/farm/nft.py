@@ -1,0 +1,331 @@
+"""nftables rules of a farm module on a LAN (`vmac_invisible`): the kernel does the packet work.
+
+This module owns the rules, as nftables JSON (`nft -j -f -`), and the one place that loads them.
+Building the rules is pure (`ruleset`, `removal`); `apply` runs `nft` once per change, and each
+change is one atomic transaction (the tables are replaced as a whole, so no packet ever sees half a
+ruleset). What the rules do, per virtual address (see docs/farm.md and the ADR for why):
+
+1. `netdev` ingress on the interface: frames sent to the shared virtual MAC are marked for this
+   host (`meta pkttype set host`), or the IP layer would drop them before any other hook.
+2. `arp` output: ARP packets that speak for the VIP carry the virtual MAC as sender hardware
+   address (the Ethernet source stays the node's real MAC, so switches never learn the vMAC and
+   keep flooding frames for it to every node).
+3. `ip` prerouting at `raw` priority (before conntrack): a TCP SYN to the VIP, or any other packet
+   that is not TCP, is hashed (`jhash` with a fixed seed: the same on every node) into one of 256
+   buckets and dropped unless this node owns the bucket. Other nodes' new connections never reach
+   this node's conntrack.
+4. `ip` prerouting after conntrack: TCP to the VIP is accepted if it belongs to a connection this
+   node knows (established, related) or is a SYN that passed (3); anything else - another node's
+   connection, or one this node held before the buckets moved - is dropped, never reset. With
+   `nf_conntrack_tcp_loose=0`, moving buckets (a node returns) keeps every live connection where
+   it is: only new connections follow the new map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import re
+import struct
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from safekit.farm.buckets import BUCKETS, ranges
+
+NFT = "nft"
+INGRESS_PRIORITY = -500
+RAW_PRIORITY = -300
+FILTER_PRIORITY = -150  # after conntrack (-200), before the usual filter chains
+_SYN_MASK = ["fin", "syn", "rst", "ack"]
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+Proto = Literal["tcp", "udp"]
+Filter = Literal["on_addr", "on_port"]
+Json = dict[str, Any]
+
+
+class NftError(Exception):
+    """nft refused the rules or could not run; the message carries what nft said."""
+
+
+@dataclass(frozen=True, slots=True)
+class BalancedAddress:
+    """A virtual address shared by every node, on one interface, behind one virtual MAC."""
+
+    vip: ipaddress.IPv4Address
+    interface: str
+    vmac: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRule:
+    """A `<rule>`: which traffic to a VIP is balanced, and on what the hash is taken.
+
+    `vip` None: every VIP of the module; `port` None: every port.
+    """
+
+    proto: Proto
+    filter: Filter
+    port: int | None = None
+    vip: ipaddress.IPv4Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FarmRules:
+    table: str
+    addresses: tuple[BalancedAddress, ...]
+    rules: tuple[TrafficRule, ...]
+    seed: int
+
+
+def table_name(module: str) -> str:
+    return "safekit_farm_" + _SAFE_NAME.sub("_", module)
+
+
+def seed_for(module: str) -> int:
+    """The jhash seed: fixed per module, so every node hashes a packet into the same bucket.
+
+    (Without an explicit seed the kernel picks a random one per rule and the nodes disagree.)
+    """
+    return int.from_bytes(hashlib.sha256(f"safekit-farm-seed:{module}".encode()).digest()[:4], "big")
+
+
+def vmac_for(vip: ipaddress.IPv4Address) -> str:
+    """A locally administered unicast MAC that no node ever uses as a source: `02:5a:fe:` + VIP[1:]."""
+    b = vip.packed
+    return f"02:5a:fe:{b[1]:02x}:{b[2]:02x}:{b[3]:02x}"
+
+
+# ----------------------------------------------------------------------------- expressions
+def _match(left: Json, right: Any, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _payload(protocol: str, field: str) -> Json:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _daddr(vip: ipaddress.IPv4Address) -> Json:
+    return _match(_payload("ip", "daddr"), str(vip))
+
+
+def _syn_only() -> Json:
+    return _match({"&": [_payload("tcp", "flags"), _SYN_MASK]}, "syn")
+
+
+def _l4(proto: str) -> Json:
+    return _match({"meta": {"key": "l4proto"}}, proto)
+
+
+def _hash_key(rule: TrafficRule | None) -> Json:
+    saddr = _payload("ip", "saddr")
+    if rule is None or rule.filter == "on_addr":
+        return saddr
+    return {"concat": [saddr, _payload(rule.proto, "sport")]}
+
+
+def _verdicts(owned: Collection[int]) -> list[list[Any]]:
+    """Every bucket 0..255 to accept (owned) or drop, as intervals."""
+    others = set(range(BUCKETS)) - set(owned)
+    entries: list[tuple[int, int, str]] = [(a, b, "accept") for a, b in ranges(owned)]
+    entries += [(a, b, "drop") for a, b in ranges(others)]
+    return [[a if a == b else {"range": [a, b]}, {verdict: None}] for a, b, verdict in sorted(entries)]
+
+
+def _bucket_vmap(rule: TrafficRule | None, seed: int, owned: Collection[int]) -> Json:
+    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": _hash_key(rule)}}
+    return {"vmap": {"key": jhash, "data": {"set": _verdicts(owned)}}}
+
+
+def _accept() -> Json:
+    return {"accept": None}
+
+
+def _drop() -> Json:
+    return {"drop": None}
+
+
+# ----------------------------------------------------------------------------- ruleset
+def _replace_table(family: str, table: str) -> list[Json]:
+    ref = {"family": family, "name": table}
+    # add-then-delete: removes the table whether or not it exists, in the same transaction.
+    return [{"add": {"table": ref}}, {"delete": {"table": ref}}, {"add": {"table": ref}}]
+
+
+def _chain(  # noqa: PLR0917
+    family: str, table: str, name: str, hook: str, prio: int, dev: str | None = None
+) -> Json:
+    chain: Json = {
+        "family": family,
+        "table": table,
+        "name": name,
+        "type": "filter",
+        "hook": hook,
+        "prio": prio,
+        "policy": "accept",
+    }
+    if dev is not None:
+        chain["dev"] = dev
+    return {"add": {"chain": chain}}
+
+
+def _rule(family: str, table: str, chain: str, *expr: Json) -> Json:
+    return {"add": {"rule": {"family": family, "table": table, "chain": chain, "expr": list(expr)}}}
+
+
+def _rules_for(spec: FarmRules, vip: ipaddress.IPv4Address) -> list[TrafficRule]:
+    return [r for r in spec.rules if r.vip is None or r.vip == vip]
+
+
+def ruleset(spec: FarmRules, owned: Collection[int]) -> Json:
+    """The whole farm ruleset for this node owning `owned` buckets (one atomic transaction)."""
+    t = spec.table
+    commands: list[Json] = []
+    commands += _replace_table("netdev", t)
+    for interface in sorted({a.interface for a in spec.addresses}):
+        chain = f"in_{_SAFE_NAME.sub('_', interface)}"
+        commands.append(_chain("netdev", t, chain, "ingress", INGRESS_PRIORITY, dev=interface))
+        for address in (a for a in spec.addresses if a.interface == interface):
+            commands.append(
+                _rule(
+                    "netdev",
+                    t,
+                    chain,
+                    _match(_payload("ether", "daddr"), address.vmac),
+                    {"mangle": {"key": {"meta": {"key": "pkttype"}}, "value": "host"}},
+                )
+            )
+    commands += _replace_table("arp", t)
+    commands.append(_chain("arp", t, "out", "output", 0))
+    for address in spec.addresses:
+        commands.append(
+            _rule(
+                "arp",
+                t,
+                "out",
+                _match(_payload("arp", "saddr ip"), str(address.vip)),
+                {"mangle": {"key": _payload("arp", "saddr ether"), "value": address.vmac}},
+            )
+        )
+    commands += _replace_table("ip", t)
+    commands.append(_chain("ip", t, "buckets", "prerouting", RAW_PRIORITY))
+    commands.append(_chain("ip", t, "connections", "prerouting", FILTER_PRIORITY))
+    for address in spec.addresses:
+        vip = address.vip
+        for rule in _rules_for(spec, vip):
+            match = [_daddr(vip), _l4(rule.proto)]
+            if rule.port is not None:
+                match.append(_match(_payload(rule.proto, "dport"), rule.port))
+            if rule.proto == "tcp":
+                match.append(_syn_only())
+            commands.append(_rule("ip", t, "buckets", *match, _bucket_vmap(rule, spec.seed, owned)))
+        # Traffic no <rule> names (other ports, ICMP, fragments): by source address, so that
+        # exactly one node answers it too.
+        commands.append(
+            _rule(
+                "ip", t, "buckets", _daddr(vip), _l4("tcp"), _syn_only(), _bucket_vmap(None, spec.seed, owned)
+            )
+        )
+        commands.append(_rule("ip", t, "buckets", _daddr(vip), _l4("tcp"), _accept()))
+        commands.append(_rule("ip", t, "buckets", _daddr(vip), _bucket_vmap(None, spec.seed, owned)))
+        established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
+        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), established, _accept()))
+        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), _syn_only(), _accept()))
+        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), _drop()))
+    return {"nftables": commands}
+
+
+def removal(spec: FarmRules) -> Json:
+    """Remove the farm's tables (whether they exist or not)."""
+    commands: list[Json] = []
+    for family in ("netdev", "arp", "ip"):
+        ref = {"family": family, "name": spec.table}
+        commands += [{"add": {"table": ref}}, {"delete": {"table": ref}}]
+    return {"nftables": commands}
+
+
+# ----------------------------------------------------------------------------- I/O
+async def apply(payload: Json, timeout: float = 10.0) -> None:
+    """Load `payload` with `nft -j -f -` (one transaction: all of it or nothing)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            NFT,
+            "-j",
+            "-f",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise NftError(f"cannot run {NFT}: {exc.strerror} (install the nftables package)") from exc
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(json.dumps(payload).encode()), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise NftError(f"{NFT} did not answer within {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise NftError(f"{NFT} refused the farm rules: {err.decode(errors='replace').strip()[:500]}")
+
+
+async def list_table(table: str, family: str = "ip") -> Json:
+    """`nft -j list table FAMILY TABLE` (what is loaded now), for `state -v` and tests."""
+    proc = await asyncio.create_subprocess_exec(
+        NFT,
+        "-j",
+        "list",
+        "table",
+        family,
+        table,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        return {}
+    data: Json = json.loads(out)
+    return data
+
+
+SYSCTLS: dict[str, str] = {
+    # Never announce the VIP with a real MAC in an ARP request this node sends.
+    "net/ipv4/conf/all/arp_announce": "2",
+    # A mid-stream TCP packet of a connection this node does not know stays INVALID (dropped by the
+    # rules), instead of being picked up as a connection and answered with a reset.
+    "net/netfilter/nf_conntrack_tcp_loose": "0",
+}
+
+
+def set_sysctls(interfaces: Sequence[str], root: Path = Path("/proc/sys")) -> list[str]:
+    """Write the farm's sysctls in this network namespace; returns the ones that failed."""
+    failed: list[str] = []
+    wanted = dict(SYSCTLS)
+    for interface in interfaces:
+        wanted[f"net/ipv4/conf/{interface}/arp_announce"] = "2"
+    for key, value in wanted.items():
+        try:
+            (root / key).write_text(value)
+        except OSError:
+            failed.append(key.replace("/", "."))
+    return failed
+
+
+# ----------------------------------------------------------------------------- gratuitous ARP
+def vmac_garp_frame(source_mac: bytes, vmac: bytes, vip: ipaddress.IPv4Address) -> bytes:
+    """A gratuitous ARP saying `vip` is at the virtual MAC.
+
+    The Ethernet source is the node's real MAC: a frame sent *from* the vMAC would teach switches
+    where the vMAC is, and they would stop flooding the VIP's traffic to every node. (`arping -U`
+    cannot do this: it announces the real MAC and poisons clients.)
+    """
+    if len(source_mac) != 6 or len(vmac) != 6:
+        raise ValueError("MAC addresses have 6 bytes")
+    ip = vip.packed
+    ethernet = b"\xff" * 6 + source_mac + struct.pack("!H", 0x0806)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + vmac + ip + b"\x00" * 6 + ip
+    return (ethernet + arp).ljust(60, b"\x00")

@@ -1,0 +1,22 @@
+"""`python -m safekit.rfs primary|secondary SPEC.json`: a module's replication process, started
+and watched by safekitd (one per module)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("primary", "secondary"):
+        sys.stderr.write("usage: python -m safekit.rfs primary|secondary SPEC.json\n")
+        return 2
+    if args[0] == "primary":
+        from safekit.rfs.primary import main as run  # noqa: PLC0415 - the secondary never loads FUSE
+    else:
+        from safekit.rfs.secondary import main as run  # noqa: PLC0415
+    return run(args[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

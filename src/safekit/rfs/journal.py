@@ -1,0 +1,227 @@
+"""The reintegration journal: what changed on the primary that the secondary may not have.
+
+While the secondary is connected, an operation leaves the journal once the secondary reports it
+applied; while it is away, everything accumulates. When it returns, only what the journal names
+is sent: the zones written in a file (`ZONE` bytes each), or a whole object when it was created,
+renamed into place or replaced (a directory then with its whole subtree), plus metadata.
+
+Pure data structure with a JSON form; the primary saves it periodically and on a clean stop.
+A journal loaded from a save that was not a clean stop is not trusted (operations after the last
+save are unknown): reintegration then compares checksums instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from safekit.rfs import ops
+from safekit.rfs.wire import ATTR_SIZE
+
+ZONE = 64 << 10
+"""Bytes per journal zone: a 4 KiB write dirties one 64 KiB zone."""
+
+
+@dataclass
+class Entry:
+    zones: set[int] = field(default_factory=set)
+    whole: bool = False
+    """Send the whole object (its whole subtree for a directory), replacing what the secondary has."""
+    meta: bool = False
+    """Attributes, existence or type may differ: compare and fix them."""
+    trunc: int | None = None
+    """Smallest size the file was truncated to: what lies beyond it on the secondary is stale."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.whole:
+            out["w"] = 1
+        if self.meta:
+            out["m"] = 1
+        if self.zones:
+            out["z"] = _ranges(self.zones)
+        if self.trunc is not None:
+            out["t"] = self.trunc
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Entry:
+        zones: set[int] = set()
+        for lo, hi in obj.get("z", []):
+            zones.update(range(int(lo), int(hi) + 1))
+        trunc = obj.get("t")
+        return cls(zones, bool(obj.get("w")), bool(obj.get("m")), None if trunc is None else int(trunc))
+
+
+def _ranges(zones: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for z in sorted(zones):
+        if out and out[-1][1] == z - 1:
+            out[-1][1] = z
+        else:
+            out.append([z, z])
+    return out
+
+
+@dataclass
+class Journal:
+    """Dirty paths per replicated directory index: `entries[dir][path]`."""
+
+    epoch: str
+    """Identifies this primary's continuous history; a secondary that followed another history
+    (or a journal that was not saved cleanly) cannot be reintegrated from it."""
+    trusted: bool = True
+    entries: dict[int, dict[bytes, Entry]] = field(default_factory=dict)
+    seq: int = 0
+    """The last operation sequence number of this history (saved so that a restart continues it)."""
+    changes: int = 0
+    """Changes since the last save (0: nothing to save)."""
+
+    def _entry(self, dir_index: int, path: bytes) -> Entry:
+        self.changes += 1
+        per_dir = self.entries.setdefault(dir_index, {})
+        entry = per_dir.get(path)
+        if entry is None:
+            entry = per_dir[path] = Entry()
+        return entry
+
+    def wrote(self, dir_index: int, path: bytes, offset: int, length: int) -> None:
+        entry = self._entry(dir_index, path)
+        if entry.whole or length <= 0:
+            return
+        entry.zones.update(range(offset // ZONE, (offset + length - 1) // ZONE + 1))
+
+    def changed_meta(self, dir_index: int, path: bytes) -> None:
+        self._entry(dir_index, path).meta = True
+
+    def truncated(self, dir_index: int, path: bytes, size: int) -> None:
+        entry = self._entry(dir_index, path)
+        entry.meta = True
+        if not entry.whole:
+            entry.trunc = size if entry.trunc is None else min(entry.trunc, size)
+
+    def replaced(self, dir_index: int, path: bytes) -> None:
+        """Created, renamed into place or replaced: the secondary's object at `path` is not ours."""
+        entry = self._entry(dir_index, path)
+        entry.whole = True
+        entry.meta = True
+        entry.zones.clear()
+        entry.trunc = None
+
+    def removed(self, dir_index: int, path: bytes) -> None:
+        entry = self._entry(dir_index, path)
+        entry.meta = True
+        entry.zones.clear()
+
+    def merge(self, other: Journal) -> None:
+        for dir_index, per_dir in other.entries.items():
+            for path, entry in per_dir.items():
+                mine = self._entry(dir_index, path)
+                mine.whole = mine.whole or entry.whole
+                mine.meta = mine.meta or entry.meta
+                if mine.whole:
+                    mine.zones.clear()
+                    mine.trunc = None
+                else:
+                    mine.zones |= entry.zones
+                    if entry.trunc is not None:
+                        mine.trunc = entry.trunc if mine.trunc is None else min(mine.trunc, entry.trunc)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.changes += 1
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.entries.values())
+
+    def dirty_bytes_estimate(self) -> int:
+        return sum(len(e.zones) * ZONE for d in self.entries.values() for e in d.values())
+
+    # ------------------------------------------------------------------ persistence
+    def to_json(self, *, clean: bool) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "epoch": self.epoch,
+            "clean": clean and self.trusted,
+            "seq": self.seq,
+            "entries": {
+                str(d): {p.decode("latin-1"): e.to_json() for p, e in sorted(per_dir.items())}
+                for d, per_dir in sorted(self.entries.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Journal:
+        if obj.get("version") != 1:
+            raise ValueError(f"unknown journal version {obj.get('version')!r}")
+        entries = {
+            int(d): {p.encode("latin-1"): Entry.from_json(e) for p, e in per_dir.items()}
+            for d, per_dir in obj.get("entries", {}).items()
+        }
+        return cls(
+            str(obj["epoch"]), trusted=bool(obj.get("clean")), entries=entries, seq=int(obj.get("seq", 0))
+        )
+
+    def dumps(self, *, clean: bool) -> bytes:
+        return json.dumps(self.to_json(clean=clean), separators=(",", ":")).encode()
+
+
+def plan_order(entries: dict[bytes, Entry]) -> list[tuple[bytes, Entry]]:
+    """The order reintegration visits journal entries: parents before children, and nothing under
+    an ancestor that is sent whole (the whole subtree is sent with it)."""
+    out: list[tuple[bytes, Entry]] = []
+    whole_prefixes: list[bytes] = []
+    for path in sorted(entries, key=lambda p: p.split(b"/")):
+        if any(path.startswith(w + b"/") for w in whole_prefixes):
+            continue
+        entry = entries[path]
+        out.append((path, entry))
+        if entry.whole:
+            whole_prefixes.append(path)
+    return out
+
+
+# --------------------------------------------------------------------------- operations -> marks
+# A mark is what the journal needs to remember of an operation, without its data:
+# (kind, path, a, b) with kind w (wrote a..a+b), t (truncated to a), m (metadata), r (replaced),
+# x (removed).
+Mark = tuple[str, bytes, int, int]
+
+
+def marks_of(op: object) -> tuple[Mark, ...]:  # noqa: PLR0911 - one case per operation kind
+    match op:
+        case ops.Write(path=path, offset=offset, data=data):
+            return (("w", path, offset, len(data)),)
+        case ops.Fallocate(path=path, offset=offset, length=length):
+            return (("w", path, offset, length),)
+        case ops.Truncate(path=path, size=size):
+            return (("t", path, size, 0),)
+        case ops.SetAttr(path=path, mask=mask, size=size):
+            return (("t", path, size, 0),) if mask & ATTR_SIZE else (("m", path, 0, 0),)
+        case ops.SetXattr(path=path) | ops.RemoveXattr(path=path) | ops.ClearXattrs(path=path):
+            return (("m", path, 0, 0),)
+        case ops.Create(path=path) | ops.Mkdir(path=path) | ops.Symlink(path=path) | ops.Mknod(path=path):
+            return (("r", path, 0, 0),)
+        case ops.Unlink(path=path) | ops.Rmdir(path=path) | ops.RemoveTree(path=path):
+            return (("x", path, 0, 0),)
+        case ops.Rename(old=old, new=new, flags=flags):
+            if flags & 2:  # RENAME_EXCHANGE
+                return (("r", old, 0, 0), ("r", new, 0, 0))
+            return (("x", old, 0, 0), ("r", new, 0, 0))
+    return ()
+
+
+def apply_marks(journal: Journal, dir_index: int, marks: tuple[Mark, ...]) -> None:
+    for kind, path, a, b in marks:
+        if kind == "w":
+            journal.wrote(dir_index, path, a, b)
+        elif kind == "t":
+            journal.truncated(dir_index, path, a)
+        elif kind == "m":
+            journal.changed_meta(dir_index, path)
+        elif kind == "r":
+            journal.replaced(dir_index, path)
+        elif kind == "x":
+            journal.removed(dir_index, path)

@@ -1,0 +1,16 @@
+"""Logging of a replication process: lines on stderr, which safekitd copies into the module log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from safekit.rfs.spec import RfsSpec
+
+
+def setup(rfs: RfsSpec, role: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(levelname)s rfs {role}: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if rfs.extra.get("debug") else logging.INFO)

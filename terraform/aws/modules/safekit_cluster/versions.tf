@@ -1,0 +1,11 @@
+terraform {
+  # 1.9: a variable's validation may refer to other variables (kind and node_count, vip_mode).
+  required_version = ">= 1.9.0, < 2.0.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.70"
+    }
+  }
+}

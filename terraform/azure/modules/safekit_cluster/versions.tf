@@ -1,0 +1,11 @@
+terraform {
+  # 1.9: a variable's validation may refer to other variables (kind and node_count, vip_mode).
+  required_version = ">= 1.9.0, < 2.0.0"
+
+  required_providers {
+    azurerm = {
+      source  = "hashicorp/azurerm"
+      version = "~> 4.10"
+    }
+  }
+}

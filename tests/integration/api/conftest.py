@@ -1,0 +1,145 @@
+"""One lab for the API tests (HTTPS from the controller, `safekit -H`, and the console in
+Chromium): 2 nodes and a witness, safekitd on each with two mirror modules, a console user."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safekit.lab import Lab
+from safekit.lab.cluster import BIN, LabCluster
+from safekit.membership import clusterkey
+
+LAB = "api1"
+MODULE = "web"
+PASSWORD = "console-password-1"
+ARTIFACTS = Path(
+    os.environ.get("SAFEKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts")
+)
+
+USERCONFIG = """<!DOCTYPE safe>
+<safe>
+<service mode="mirror" defaultprim="alone" failover="on">
+  <heart port="{port}">
+    <heartbeat name="default"/>
+  </heart>
+  {vip}
+  <check>
+    <splitbrain ident="witness" exec="ping" arg="{witness}"/>
+  </check>
+</service>
+</safe>
+"""
+VIP = """<vip><interface_list><interface check="on"><real_interface>
+    <virtual_addr addr="{addr}" where="one_side_alias"/>
+  </real_interface></interface></interface_list></vip>"""
+
+
+@dataclass
+class ApiLab:
+    lab: Lab
+    cluster: LabCluster
+    ca_pem: str
+    monitor_token: str
+    admin_token: str
+
+    def address(self, node: str) -> str:
+        return str(self.lab.plan().host(node).address)
+
+    def url(self, node: str, path: str) -> str:
+        return f"https://{self.address(node)}:9453{path}"
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=self.ca_pem)
+
+    def call(
+        self, node: str, method: str, path: str, token: str | None, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url(node, path), data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self.context()) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _module(root: Path, name: str, port: int, witness: str, vip: str | None) -> Path:
+    path = root / name
+    (path / "conf").mkdir(parents=True)
+    (path / "bin").mkdir()
+    (path / "conf" / "userconfig.xml").write_text(
+        USERCONFIG.format(port=port, witness=witness, vip=VIP.format(addr=vip) if vip else "")
+    )
+    return path
+
+
+@pytest.fixture(scope="package")
+def api_lab(root_required: None) -> Iterator[ApiLab]:
+    lab = Lab(LAB)
+    lab.down()
+    lab.up(nodes=2, witness=True)
+    root = Path(tempfile.mkdtemp(prefix="safekit-api-", dir="/var/tmp"))  # lab hosts see /var/tmp
+    root.chmod(0o755)
+    try:
+        plan = lab.plan()
+        witness = str(plan.host("witness").address)
+        web = _module(root, MODULE, 4810, witness, str(plan.vips[0]))
+        web2 = _module(root, "web2", 4820, witness, None)
+        cluster = LabCluster(lab)
+        key = clusterkey.generate_key()
+        cluster.install(web, key=key)
+        cluster.install(web2, key=key)
+        for node in cluster.nodes:
+            lab.exec(
+                node,
+                [str(BIN / "safekit"), "api", "user", "add", "alice", "--role", "admin", "--password-stdin"],
+                input=PASSWORD + "\n",
+                check=True,
+            )
+        monitor = cluster.safekit(
+            "node1", "api", "token", "create", "--role", "monitor", "--name", "itest"
+        ).stdout
+        admin = cluster.safekit(
+            "node1", "api", "token", "create", "--role", "admin", "--name", "itadm"
+        ).stdout
+        for node in cluster.nodes:
+            cluster.start_daemon(node)
+        cluster.safekit("node1", "prim", "-m", MODULE)  # a new cluster: node1 has the data
+        cluster.wait_state("node1", MODULE, "ALONE", timeout=30)
+        cluster.safekit("node2", "start", "-m", MODULE)
+        cluster.wait_state("node2", MODULE, "SECOND", timeout=30)
+        cluster.wait_state("node1", MODULE, "PRIM", timeout=30)
+        ca = _wait_file(lab, "node1", "/etc/safekit/api/ca.crt")
+        yield ApiLab(lab, cluster, ca, monitor.strip(), admin.strip())
+    finally:
+        lab.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_file(lab: Lab, node: str, path: str) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        result = lab.exec(node, ["cat", path])
+        # the API listens once its certificate exists; give it a moment to bind
+        listening = lab.exec(node, ["sh", "-c", "ss -ltn | grep -q ':9453 '"]).returncode == 0
+        if result.returncode == 0 and "BEGIN CERTIFICATE" in result.stdout and listening:
+            return result.stdout
+        time.sleep(0.2)
+    raise AssertionError(f"{node}: no API certificate {path} / listener after 20 s")

@@ -1,0 +1,349 @@
+"""Replication (rfs) on real lab hosts: FUSE on the primary, the secondary's receiver, failover with
+fsync'd data, reintegration, fullsync, verify, forged packets and a full disk on the secondary.
+
+One lab and one module for the file; the tests run in order, each leaving a primary and an
+in-sync secondary behind (which node is which is tracked in `ROLES`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from safekit.lab import Lab
+from safekit.lab.cluster import LabCluster
+from safekit.membership import clusterkey
+
+MODULE = "rep"
+DATA = "/srv/data"
+USERCONFIG = """<!DOCTYPE safe>
+<safe>
+<service mode="mirror" defaultprim="alone" failover="on" maxloop="10" loop_interval="24h">
+  <heart>
+    <heartbeat name="default"/>
+  </heart>
+  <rfs async="second" sendtimeout="3s">
+    <replicated dir="/srv/data">
+      <notreplicated path="scratch"/>
+      <notreplicated regexpath=".*\\.tmp"/>
+    </replicated>
+  </rfs>
+</service>
+</safe>
+"""
+
+# Appends numbered 4 KiB records with fsync after each, and prints the number of every record
+# whose fsync returned: what the application was told is durable.
+WRITER = r"""
+import os, sys
+fd = os.open("/srv/data/journal.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+n = 0
+while True:
+    os.write(fd, n.to_bytes(8, "big") * 512)
+    os.fsync(fd)
+    print(n, flush=True)
+    n += 1
+"""
+
+# How many whole records the copy holds, and the first one that is not what the writer wrote (-1).
+CHECK_RECORDS = r"""
+raw = open("/srv/data/journal.bin", "rb").read()
+bad = -1
+for n in range(len(raw) // 4096):
+    if raw[n * 4096 : (n + 1) * 4096] != n.to_bytes(8, "big") * 512:
+        bad = n
+        break
+print(len(raw) // 4096, bad)
+"""
+
+# The tree under /srv/data as path -> sha256 (files), "dir", or "-> target" (symlinks), plus
+# modes and owners: what must be identical on both nodes.
+TREE = r"""
+import hashlib, json, os, stat, sys
+root = sys.argv[1]
+out = {}
+for dirpath, dirs, files in os.walk(root):
+    dirs.sort()
+    for name in sorted(dirs + files):
+        p = os.path.join(dirpath, name)
+        rel = os.path.relpath(p, root)
+        if rel == "scratch" or rel.startswith("scratch/") or rel.endswith(".tmp"):
+            continue
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            what = "-> " + os.readlink(p)
+        elif stat.S_ISDIR(st.st_mode):
+            what = "dir"
+        elif not stat.S_ISREG(st.st_mode):
+            what = "special"
+        else:
+            with open(p, "rb") as f:
+                what = hashlib.sha256(f.read()).hexdigest()
+        out[rel] = [what, oct(st.st_mode), st.st_uid, st.st_gid]
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(root_required: None) -> Iterator[Lab]:
+    lab = Lab("itrfs")
+    lab.down()
+    lab.up(nodes=2, lans=1)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Iterator[LabCluster]:
+    root = Path(tempfile.mkdtemp(prefix="safekit-itrfs-", dir="/var/tmp"))
+    module = root / MODULE
+    (module / "conf").mkdir(parents=True)
+    (module / "bin").mkdir()
+    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
+    root.chmod(0o755)
+    cluster = LabCluster(lab)
+    cluster.install(module, key=clusterkey.generate_key())
+    shutil.rmtree(root, ignore_errors=True)
+    # node1 has the data before the module ever starts; node2 has an unrelated old copy.
+    sh(
+        lab,
+        "node1",
+        f"mkdir -p {DATA}/sub/deep {DATA}/scratch && cd {DATA} && "
+        "head -c 3000000 /dev/urandom > big.bin && echo hello > sub/hello.txt && "
+        "echo deep > sub/deep/f && ln -s sub/hello.txt link && chmod 640 sub/hello.txt && "
+        "chown 1234:2345 sub/deep/f && echo local > scratch/x && echo t > a.tmp",
+    )
+    sh(lab, "node2", f"mkdir -p {DATA}/stale && echo old > {DATA}/stale/file && echo old > {DATA}/big.bin")
+    for node in cluster.nodes:
+        cluster.start_daemon(node)
+    try:
+        yield cluster
+    finally:
+        keep = Path("/var/tmp/safekit-itrfs-logs")  # for a post-mortem of a failed run
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir()
+        for node in cluster.nodes:
+            if node not in lab.require_state().faults.killed:
+                (keep / f"{node}.log").write_text(cluster.log(node, MODULE))
+                cluster.stop_daemon(node)
+
+
+ROLES = {"primary": "node1", "secondary": "node2"}
+# the lab hosts see the controller's .venv (safekit importable there)
+VENV_PYTHON = str(Path(__file__).resolve().parents[3] / ".venv" / "bin" / "python")
+
+
+def sh(lab: Lab, node: str, script: str, check: bool = True, timeout: float = 60) -> str:
+    result = lab.exec(node, ["sh", "-c", script], timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{node}: {script}: {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def tree(lab: Lab, node: str) -> dict[str, list[object]]:
+    out = lab.exec(node, ["python3", "-c", TREE, DATA], check=True).stdout
+    data: dict[str, list[object]] = json.loads(out)
+    return data
+
+
+def wait_in_sync(cluster: LabCluster, timeout: float = 60) -> None:
+    cluster.wait_state(ROLES["primary"], MODULE, "PRIM", timeout=timeout)
+    cluster.wait_state(ROLES["secondary"], MODULE, "SECOND", timeout=timeout)
+
+
+def verify(cluster: LabCluster) -> dict[str, object]:
+    out = cluster.safekit(ROLES["primary"], "rfs", "verify", "-m", MODULE, "--json", timeout=120).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def test_first_start_copies_the_primarys_data_and_protects_the_copy(lab: Lab, cluster: LabCluster) -> None:
+    cluster.safekit("node1", "prim", "-m", MODULE)
+    cluster.wait_state("node1", MODULE, "ALONE", timeout=30)
+    cluster.safekit("node2", "second", "-m", MODULE)
+    wait_in_sync(cluster)
+    mine, theirs = tree(lab, "node1"), tree(lab, "node2")
+    assert mine == theirs
+    assert "big.bin" in theirs and "stale" not in theirs  # the secondary's own old copy is gone
+    assert theirs["sub/deep/f"][2:] == [1234, 2345] and theirs["link"][0] == "-> sub/hello.txt"
+    # notreplicated paths stay local on each side
+    assert "scratch/x" not in theirs
+    assert sh(lab, "node1", f"cat {DATA}/scratch/x").strip() == "local"
+    # applications on the secondary cannot write the copy
+    denied = lab.exec("node2", ["sh", "-c", f"echo x > {DATA}/intruder"])
+    assert denied.returncode != 0 and "Read-only" in denied.stderr
+    # the primary serves it through FUSE, hard links are refused
+    mounts = sh(lab, "node1", "cat /proc/self/mounts")
+    assert f"safekit-{MODULE}" in mounts
+    link = lab.exec("node1", ["ln", f"{DATA}/big.bin", f"{DATA}/hard"])
+    assert link.returncode != 0 and "not supported" in link.stderr
+    result = verify(cluster)
+    assert result["identical"] is True, result
+
+
+def test_live_changes_are_replicated_in_order(lab: Lab, cluster: LabCluster) -> None:
+    p = ROLES["primary"]
+    sh(
+        lab,
+        p,
+        f"cd {DATA} && mkdir -p live/a && echo one > live/a/f && mv live/a live/b && "
+        "dd if=/dev/urandom of=live/b/big bs=1M count=8 conv=fsync status=none && "
+        "truncate -s 5000 live/b/big && ln -s b live/lnk && chmod 600 live/b/f && "
+        'python3 -c \'import os; os.setxattr("live/b/f", "user.tag", b"blue")\' && '
+        "touch -d '2001-02-03 04:05:06' live/b/f && "
+        "printf abc >> live/b/f && rm -f a.tmp && mkfifo live/fifo && sync",
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and tree(lab, p) != tree(lab, ROLES["secondary"]):
+        time.sleep(0.2)
+    assert tree(lab, p) == tree(lab, ROLES["secondary"])
+    attr = sh(
+        lab,
+        ROLES["secondary"],
+        f'python3 -c \'import os; print(os.getxattr("{DATA}/live/b/f", "user.tag"))\'',
+    )
+    assert attr.strip() == "b'blue'"
+    assert verify(cluster)["identical"] is True
+
+
+def test_every_fsynced_record_survives_the_primarys_power_loss(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    writer = subprocess.Popen(
+        lab.exec_argv(primary, ["python3", "-c", WRITER]), stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    acknowledged = -1
+    started = time.monotonic()
+    while time.monotonic() - started < 2.0:
+        line = writer.stdout.readline()
+        if not line:
+            break
+        acknowledged = int(line)
+    lab.kill(primary)  # power off: every process of the host dies, cables pulled
+    for line in writer.stdout:  # anything printed before the kill landed
+        acknowledged = max(acknowledged, int(line))
+    writer.wait(timeout=10)
+    assert acknowledged > 50, f"only {acknowledged + 1} fsyncs in 2 s"
+    cluster.wait_state(secondary, MODULE, "ALONE", timeout=30)
+    out = lab.exec(secondary, ["python3", "-c", CHECK_RECORDS], check=True).stdout.split()
+    records, bad = int(out[0]), int(out[1])
+    assert records >= acknowledged + 1, (
+        f"{acknowledged + 1} records acknowledged, {records} on the new primary"
+    )
+    assert bad == -1, f"record {bad} differs: not a prefix of the primary's writes"
+    ROLES["primary"], ROLES["secondary"] = secondary, primary
+
+
+def test_the_old_primary_returns_as_secondary_and_resyncs(lab: Lab, cluster: LabCluster) -> None:
+    old = ROLES["secondary"]
+    lab.start(old)
+    cluster.start_daemon(old)
+    cluster.safekit(old, "start", "-m", MODULE, check=False)  # it may start at boot by itself
+    wait_in_sync(cluster, timeout=90)
+    assert tree(lab, old) == tree(lab, ROLES["primary"])
+    log = cluster.log(ROLES["primary"], MODULE)
+    assert "checksum" in log  # another primary history: compared by checksum, not copied whole
+    assert verify(cluster)["identical"] is True
+
+
+def test_reintegration_sends_only_what_changed(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    sh(
+        lab,
+        primary,
+        f"mkdir -p {DATA}/set && cd {DATA}/set && for i in $(seq 1 40); do "
+        "head -c 1048576 /dev/urandom > f$i; done && sync",
+    )
+    deadline = time.monotonic() + 30
+    while tree(lab, primary) != tree(lab, secondary) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    cluster.safekit(secondary, "stop", "-m", MODULE)
+    cluster.wait_state(primary, MODULE, "ALONE", timeout=30)
+    # while the secondary is away: one 64 KiB zone changed in 2 files, one file removed, one renamed
+    sh(
+        lab,
+        primary,
+        f"cd {DATA}/set && dd if=/dev/urandom of=f1 bs=4k count=1 seek=100 conv=notrunc,fsync "
+        "status=none && dd if=/dev/urandom of=f2 bs=4k count=1 conv=notrunc status=none && rm f3 && "
+        "mv f4 f4-renamed && echo new > brand-new",
+    )
+    cluster.safekit(secondary, "second", "-m", MODULE)
+    wait_in_sync(cluster)
+    assert tree(lab, primary) == tree(lab, secondary)
+    last = [line for line in cluster.log(primary, MODULE).splitlines() if "in sync (" in line][-1]
+    assert "journal" in last, last
+    sent = int(last.split(" bytes")[0].rsplit(" ", 1)[-1])
+    assert sent < 4 * 1048576, f"reintegration sent {sent} bytes for 2 zones, a rename and a new file: {last}"
+
+
+def test_fullsync_copies_everything(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    cluster.safekit(secondary, "second", "fullsync", "-m", MODULE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = [ln for ln in cluster.log(primary, MODULE).splitlines() if "in sync (full" in ln]
+        if lines:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("no full resynchronisation in the primary's log")
+    wait_in_sync(cluster)
+    assert verify(cluster)["identical"] is True
+
+
+def test_forged_replication_traffic_is_refused(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    port = 4801  # heartbeat port + 1
+    addr = lab.plan().host(secondary).address
+    forger = f"""
+import socket, struct, hmac, hashlib, os
+from safekit.rfs import wire, ops
+s = socket.create_connection(("{addr}", {port}), timeout=5)
+key = os.urandom(32)  # not the cluster key
+hello = {{"module": "{MODULE}", "node": "{primary}", "nonce": os.urandom(16).hex(), "epoch": "x",
+         "first_seq": 1, "dirs": 1, "async": "second"}}
+s.sendall(wire.encode_frame(key, wire.Frame(wire.FrameType.HELLO, 0, ops.encode_json(hello))))
+s.sendall(wire.encode_frame(key, wire.Frame(wire.FrameType.UNLINK, 1, ops.Unlink(b"big.bin").encode())))
+print(repr(s.recv(100)))
+"""
+    out = lab.exec(primary, [VENV_PYTHON, "-c", forger], timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "b''", out.stdout  # closed without an answer
+    assert "failed authentication" in cluster.log(secondary, MODULE)
+    cluster.wait_state(secondary, MODULE, "SECOND", timeout=10)
+    assert verify(cluster)["identical"] is True
+
+
+def test_a_full_disk_on_the_secondary_leaves_the_primary_unaffected(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    cluster.safekit(secondary, "stop", "-m", MODULE)
+    cluster.wait_state(primary, MODULE, "ALONE", timeout=30)
+    # the secondary's copy lives on a 24 MiB file system from now on
+    sh(lab, secondary, f"mount -t tmpfs -o size=24m tmpfs {DATA}")
+    try:
+        cluster.safekit(secondary, "second", "-m", MODULE)
+        # the data set (about 50 MiB) cannot fit: the secondary leaves sync with a clear error
+        deadline = time.monotonic() + 60
+        while "disk is full" not in cluster.log(secondary, MODULE):
+            assert time.monotonic() < deadline, "no disk-full error on the secondary"
+            time.sleep(0.3)
+        state = cluster.state(secondary, MODULE)
+        assert state["readiness"] != "Ready"
+        # the primary goes on: writes and fsync succeed
+        sh(lab, primary, f"dd if=/dev/zero of={DATA}/after-full bs=4k count=10 conv=fsync status=none")
+        assert cluster.state(primary, MODULE)["readiness"] == "Ready"
+    finally:
+        cluster.safekit(secondary, "stop", "-m", MODULE, check=False)
+        sh(lab, secondary, f"umount -l {DATA}", check=False)
+    cluster.safekit(secondary, "second", "-m", MODULE)
+    wait_in_sync(cluster, timeout=90)
+    assert verify(cluster)["identical"] is True

@@ -1,0 +1,140 @@
+"""Shared by the API tests: a fake node (the control handler's answers) and the test environment."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from safekit.api.app import Api, ApiContext, create_app
+from safekit.api.audit import AuditLog
+from safekit.api.auth import ClusterTokens, CredentialStore, Role
+from safekit.daemon.paths import Paths
+from safekit.membership import clusterkey
+
+GOOD_XML = """<!DOCTYPE safe>
+<safe>
+<service mode="mirror">
+  <heart><heartbeat name="default"/></heart>
+</service>
+</safe>
+"""
+PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def _users_json() -> str:
+    """alice (admin) and bob (monitor), hashed once for the whole run (scrypt is slow on purpose)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = CredentialStore(Path(tmp) / "users.json", Path(tmp) / "tokens.json")
+        store.add_user("alice", PASSWORD, Role.ADMIN)
+        store.add_user("bob", PASSWORD, Role.MONITOR)
+        return store.users_path.read_text()
+
+
+@dataclass
+class FakeNode:
+    """Answers like safekitd's Node.handle, and records what it was asked."""
+
+    node_name: str | None = "n1"
+    states: dict[str, str] = field(default_factory=lambda: {"web": "PRIM"})
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911
+        self.requests.append(request)
+        cmd = request.get("cmd")
+        module = request.get("module")
+        if cmd == "module_list":
+            return {"ok": True, "modules": [{"name": n, "loaded": "yes"} for n in self.states]}
+        if cmd == "state":
+            names = [module] if module else list(self.states)
+            if module and module not in self.states:
+                return {"ok": False, "error": f"no module {module!r} on this node"}
+            mods = [self._status(n) for n in names]
+            return {"ok": True, "node": self.node_name, "modules": mods}
+        if module not in self.states:
+            return {"ok": False, "error": f"no module {module!r} on this node"}
+        if cmd == "log":
+            return {"ok": True, "lines": ["line 1", "line 2"]}
+        if cmd == "confinfo":
+            return {"ok": True, "module": module, "loaded_sha256": "0" * 64}
+        if cmd == "config":
+            return {"ok": True, "message": f"{module}: configuration applied"}
+        if cmd == "swap":
+            if self.states[module] != "PRIM":
+                return {"ok": False, "error": f"{module}: swap applies on the primary"}
+            self.states[module] = "SECOND"
+            return {"ok": True, "message": f"{module}: swapping"}
+        if cmd in ("errd", "checker", "failover"):
+            return {
+                "ok": True,
+                "message": f"{cmd} {request.get('value')}",
+                "controls": {cmd: request.get("value")},
+            }
+        if cmd == "stop":
+            self.states[module] = "STOP"
+        return {"ok": True, "message": f"{module}: {cmd}"}
+
+    def _status(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "state": self.states[name],
+            "readiness": "Ready",
+            "reason": "",
+            "resources": {"heartbeat.default": "up"},
+            "controls": {"errd": "on", "checker": "on", "failover": "on"},
+        }
+
+
+@dataclass
+class Env:
+    client: TestClient
+    node: FakeNode
+    api: Api
+    ctx: ApiContext
+    paths: Paths
+    admin: str
+    monitor: str
+    key: bytes
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self.ctx.audit.tail(1000)
+
+
+def make_env(tmp_path: Path) -> Iterator[Env]:
+    paths = Paths(
+        safe=tmp_path / "opt",
+        conf=tmp_path / "etc",
+        var=tmp_path / "var",
+        log=tmp_path / "log",
+        run=tmp_path / "run",
+    )
+    conf = paths.module_dir("web") / "conf"
+    conf.mkdir(parents=True)
+    (conf / "userconfig.xml").write_text(GOOD_XML)
+    store = CredentialStore(paths.conf / "api" / "users.json", paths.conf / "api" / "tokens.json")
+    store.users_path.parent.mkdir(parents=True)
+    store.users_path.write_text(_users_json())
+    admin = store.create_token(Role.ADMIN, "ci-admin")
+    monitor = store.create_token(Role.MONITOR, "ci-monitor")
+    key = clusterkey.generate_key()
+    node = FakeNode()
+    ctx = ApiContext(
+        node=node,
+        paths=paths,
+        store=store,
+        audit=AuditLog(paths.log / "audit.log"),
+        cluster_tokens=ClusterTokens(key),
+        cookie_secure=False,  # the test client speaks http://testserver
+    )
+    app, api = create_app(ctx)
+    with TestClient(app, base_url="http://testserver") as client:
+        yield Env(client, node, api, ctx, paths, admin, monitor, key)

