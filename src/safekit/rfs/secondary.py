@@ -27,9 +27,9 @@ from safekit.rfs import ops, spec, tree
 from safekit.rfs.apply import Replica
 from safekit.rfs.logsetup import setup
 from safekit.rfs.wire import (
+    APPLIED,
     FLAG_ACK,
     FLAG_LAST,
-    OPERATIONS,
     Frame,
     FrameDecoder,
     FrameType,
@@ -172,6 +172,14 @@ class Secondary:
         self.stopping = True
         scope.cancel()
 
+    async def adopt(self, stream: trio.SocketStream) -> None:
+        """A connection proved it is the primary's (a frame under the session key): it replaces the
+        previous one. Until then a forged or replayed handshake cannot disturb the current one."""
+        if self.current is not None and self.current is not stream:
+            log.info("a new connection from the primary replaces the previous one")
+            await self.current.aclose()
+        self.current = stream
+
     # ------------------------------------------------------------------ one connection
     async def _serve(self, stream: trio.SocketStream) -> None:
         peer = stream.socket.getpeername()
@@ -181,10 +189,6 @@ class Secondary:
             )
             await stream.aclose()
             return
-        if self.current is not None:
-            log.info("a new connection from the primary replaces the previous one")
-            await self.current.aclose()
-        self.current = stream
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = _Session(self, stream)
         try:
@@ -272,6 +276,8 @@ class _Session:
         self.check = SequenceCheck(first)
         self.received = self.applied = self.acked = first - 1
         self.async_none = h.get("async") == "none"
+        first_frame = await self._frame()  # under the session key: only the real primary gets here
+        await o.adopt(self.stream)
         epoch = str(h["epoch"])
         if epoch != o.state.epoch:
             # Another primary history from now on: whatever follows rewrites the copy.
@@ -280,6 +286,7 @@ class _Session:
             o.state.save(o.state_file)
         spec.emit("connected", peer=o.spec.peer, epoch=epoch)
         log.info("replication connected with %s (epoch %s, from sequence %d)", o.spec.peer, epoch, first)
+        await self._handle(first_frame)
         while True:
             frame = self.decoder.next_frame()
             if frame is None:
@@ -303,7 +310,7 @@ class _Session:
         assert self.check is not None and o.replica is not None
         self.check.check(frame)
         self.received = frame.seq
-        if frame.type in OPERATIONS or frame.type is FrameType.REMOVE_TREE:
+        if frame.type in APPLIED:
             op = ops.decode_op(frame.type, frame.payload, frame.flags)
             try:
                 if isinstance(op, ops.Fsync):

@@ -75,6 +75,8 @@ class FrameType(enum.IntEnum):
 
 
 OPERATIONS = frozenset(range(FrameType.CREATE, FrameType.FSYNC + 1))
+APPLIED = OPERATIONS | {FrameType.REMOVE_TREE, FrameType.CLEAR_XATTRS}
+"""Frames the secondary applies to its copy, in order (decode_op decodes them)."""
 
 FLAG_ACK = 0x0001
 """The sender waits for an ACK covering this frame (a durability barrier)."""

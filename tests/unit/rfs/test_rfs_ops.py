@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from safekit.rfs import ops
 from safekit.rfs.wire import (
+    APPLIED,
     FLAG_DATASYNC,
     OPERATIONS,
     FrameType,
@@ -64,11 +65,13 @@ EXAMPLES: list[ops.Operation] = [
     ops.Mknod(b"p", 0o10644, 0, 0, 0),
     ops.Fsync(b"a/f", True),
     ops.RemoveTree(b"a"),
+    ops.ClearXattrs(b"a/f"),
 ]
 
 
 def test_the_examples_cover_every_operation_type() -> None:
-    assert {op.type for op in EXAMPLES} == set(OPERATIONS) | {FrameType.REMOVE_TREE}
+    assert {op.type for op in EXAMPLES} == set(APPLIED)
+    assert set(OPERATIONS) < set(APPLIED)
 
 
 @pytest.mark.parametrize("op", EXAMPLES, ids=lambda op: type(op).__name__)
@@ -131,7 +134,7 @@ def test_truncated_payloads_are_refused(op: ops.Operation, data: st.DataObject) 
 
 @pytest.mark.parametrize(
     "ftype",
-    [t for t in FrameType if t not in OPERATIONS and t not in (FrameType.REMOVE_TREE, FrameType.CLEAR_XATTRS)],
+    [t for t in FrameType if t not in APPLIED],
     ids=lambda t: t.name,
 )
 def test_decode_op_refuses_what_is_not_an_operation(ftype: FrameType) -> None:
