@@ -437,6 +437,9 @@ class MirrorModule:
         elif isinstance(event, PeerLost):
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self.submit(MachinePeerLost(now))
+            if self._rfs is not None and self._rfs.role == "primary":
+                # No need to wait for sendtimeout: membership says the peer is gone.
+                self._rfs.command("peer_lost")
             self._check_degrade(peer_lost=True)
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
@@ -783,8 +786,14 @@ class MirrorModule:
             match name:
                 case "resyncing":
                     self._synced_generation = None
+                    self.resources["rfs.sync_progress"] = "0"
                     self.submit(ReplicaStatus(False, now))
+                case "progress":
+                    self.resources["rfs.sync_progress"] = str(event.get("percent", 0))
+                case "disconnected":
+                    self.resources.pop("rfs.sync_progress", None)
                 case "in_sync":
+                    self.resources.pop("rfs.sync_progress", None)
                     generation = int(event.get("generation", 0))
                     self._synced_generation = generation
                     self.submit(ReplicaStatus(True, now, generation))

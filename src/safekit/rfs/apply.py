@@ -49,6 +49,17 @@ def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+_SYNC_FILE_RANGE_WRITE = 2
+WRITEBACK_EVERY = 16 << 20
+"""Bytes written to a file between two early writeback starts: the final fsync of a large write then
+flushes little (measured by the prototype: a 1 GiB fsync went from seconds to tenths)."""
+
+
+def start_writeback(fd: int) -> None:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE): start writing the file's dirty pages, do not wait."""
+    _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), ctypes.c_uint(_SYNC_FILE_RANGE_WRITE))
+
+
 def syncfs(fd: int) -> None:
     if _libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
@@ -63,13 +74,14 @@ class Replica:
         self.lenient = False
         self._open: OrderedDict[tuple[int, bytes], int] = OrderedDict()
         self.bytes_written = 0
+        self._unflushed: dict[int, int] = {}
 
     def close(self) -> None:
         self.forget_all()
 
     def forget_all(self) -> None:
         for fd in self._open.values():
-            os.close(fd)
+            self._close(fd)
         self._open.clear()
 
     def _fd(self, dir_index: int, path: bytes, *, create: bool = False) -> int:
@@ -98,17 +110,21 @@ class Replica:
     def _remember(self, key: tuple[int, bytes], fd: int) -> None:
         old = self._open.pop(key, None)
         if old is not None and old != fd:
-            os.close(old)
+            self._close(old)
         self._open[key] = fd
         while len(self._open) > _OPEN_CACHE:
             _, evicted = self._open.popitem(last=False)
-            os.close(evicted)
+            self._close(evicted)
+
+    def _close(self, fd: int) -> None:
+        self._unflushed.pop(fd, None)
+        os.close(fd)
 
     def _drop(self, dir_index: int, path: bytes) -> None:
         """Forget cached fds at or under `path` (it is being removed or renamed)."""
         prefix = path + b"/"
         for key in [k for k in self._open if k[0] == dir_index and (k[1] == path or k[1].startswith(prefix))]:
-            os.close(self._open.pop(key))
+            self._close(self._open.pop(key))
 
     def _parents(self, dir_index: int, path: bytes) -> None:
         """Lenient mode: create missing parents (0755, root; the resync sends their real attributes)."""
@@ -168,6 +184,11 @@ class Replica:
                     view = view[n:]
                     offset += n
                 self.bytes_written += len(data)
+                pending = self._unflushed.get(fd, 0) + len(data)
+                if pending >= WRITEBACK_EVERY:
+                    start_writeback(fd)
+                    pending = 0
+                self._unflushed[fd] = pending
             case ops.Create(path=path, mode=mode, uid=uid, gid=gid):
                 self._drop(dir_index, path)
                 if self.lenient:

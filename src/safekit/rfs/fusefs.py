@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 from safekit.rfs import ops
-from safekit.rfs.apply import renameat2
+from safekit.rfs.apply import WRITEBACK_EVERY, renameat2, start_writeback
 from safekit.rfs.tree import (
     Exclusions,
     chmod_at,
@@ -95,6 +95,8 @@ class Handle:
     datasync: bool
     wrote: bool = False
     """Written since the last time its times were sent (at fsync and at close)."""
+    unflushed: int = 0
+    """Bytes written since writeback was last started (see apply.start_writeback)."""
 
 
 class ReplicatedFS(pyfuse3.Operations):
@@ -549,9 +551,14 @@ class ReplicatedFS(pyfuse3.Operations):
         written = os.pwrite(handle.fd, buf, off)
         if handle.append:  # O_APPEND wrote at the end, wherever the kernel said
             off = os.fstat(handle.fd).st_size - written
+        handle.unflushed += written
+        if handle.unflushed >= WRITEBACK_EVERY:
+            handle.unflushed = 0
+            start_writeback(handle.fd)
         if not node.detached:
             handle.wrote = True
-            self._send(node.dir, node.path, ops.Write(node.path, off, bytes(buf[:written])))
+            data = buf if written == len(buf) else bytes(buf[:written])
+            self._send(node.dir, node.path, ops.Write(node.path, off, data))
             if handle.sync:  # O_SYNC / O_DSYNC: durable here (the fd has the flag) and there
                 await self.sink.barrier(node.dir, node.path, handle.datasync)
         return written

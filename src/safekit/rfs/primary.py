@@ -89,6 +89,7 @@ class Replicator:
         self.connected = False
         self.seq = journal.seq
         self.resync_mode = ""
+        self.progress = [0, 0]
         self.lost_reason = ""
         self.send_key = b""
         self.out: list[bytes | memoryview] = []
@@ -248,6 +249,7 @@ class Replicator:
                     nursery.start_soon(self._sender, stream)
                     nursery.start_soon(self._receiver, stream)
                     nursery.start_soon(self._pinger)
+                    nursery.start_soon(self._progress_reporter)
                     await self._resync(mode)
                     await trio.sleep_forever()
         except BaseException as exc:
@@ -381,6 +383,13 @@ class Replicator:
             case _:
                 raise WireError(f"unexpected {frame.type.name} from the secondary")
 
+    async def _progress_reporter(self) -> None:
+        while True:
+            await trio.sleep(0.5)
+            if self.state is State.RESYNC:
+                done, total = self.progress
+                self._enqueue_ctrl(FrameType.PROGRESS, {"done": done, "total": total})
+
     async def _pinger(self) -> None:
         while True:
             await trio.sleep(PING_INTERVAL)
@@ -401,6 +410,12 @@ class Replicator:
         log.info("resynchronising the secondary (%s)", mode)
         spec.emit("resyncing", mode=mode)
         self._enqueue_ctrl(FrameType.SYNC_BEGIN, {"mode": mode})
+        self.progress = [0, 0]
+        for i, fd in enumerate(self.dir_fds):
+            if mode == "journal":
+                self.progress[1] += len(self.j0.entries.get(i, {}))
+            else:
+                self.progress[1] += sum(1 for _ in tree.walk(fd, self.exclusions[i]))
         for i in range(len(self.dir_fds)):
             if mode == "journal":
                 await self._sync_journal(i, self.j0.entries.get(i, {}))
@@ -428,6 +443,7 @@ class Replicator:
 
     async def _sync_journal(self, dir_index: int, entries: dict[bytes, Entry]) -> None:
         for n, (path, entry) in enumerate(plan_order(entries)):
+            self.progress[0] += 1
             if self.exclusions[dir_index].excluded(path):
                 continue
             if entry.whole:
@@ -475,6 +491,7 @@ class Replicator:
         # checksum (full: all data is sent)
         candidates: list[bytes] = []
         for n, (path, _st) in enumerate(tree.walk(dir_fd, excl)):
+            self.progress[0] += 1
             r = None if path in gone or any(path.startswith(g + b"/") for g in removed) else remote.get(path)
             if r is not None and r.kind == "f" and not full:
                 st = tree.lstat(dir_fd, path)
@@ -561,15 +578,20 @@ class Replicator:
             else:
                 self._sync_attrs(dir_index, path, remote, force=False)
             return
-        if remote is None:
-            self._enqueue_sync(dir_index, ops.Create(path, info.mode, info.uid, info.gid))
+        if remote is None or (data and not use_sums):
+            # The whole content: a sparse copy of the right size, then the data extents only.
+            if remote is None:
+                self._enqueue_sync(dir_index, ops.Create(path, info.mode, info.uid, info.gid))
+            else:
+                self._enqueue_sync(dir_index, ops.Truncate(path, 0))
+            self._enqueue_sync(dir_index, ops.Truncate(path, info.size))
             await self._send_file_data(dir_index, path, None, None)
-            self._sync_attrs(dir_index, path, None)
+            self._sync_attrs(dir_index, path, remote)
             return
         if remote.size != info.size:
             self._enqueue_sync(dir_index, ops.Truncate(path, info.size))
         if data:
-            await self._send_file_data(dir_index, path, None, remote.sums if use_sums else None)
+            await self._send_file_data(dir_index, path, None, remote.sums)
         self._sync_attrs(dir_index, path, remote, force=data)
 
     def _sync_attrs(
@@ -646,12 +668,13 @@ class Replicator:
                 self._enqueue_sync(dir_index, ops.Mknod(path, info.mode, info.rdev, info.uid, info.gid))
             case _:
                 self._enqueue_sync(dir_index, ops.Create(path, info.mode, info.uid, info.gid))
+                self._enqueue_sync(dir_index, ops.Truncate(path, info.size))
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 try:
-                    offset = 0
-                    while data := os.pread(fd, ZONE * 16, offset):
-                        self._enqueue_sync(dir_index, ops.Write(path, offset, data))
-                        offset += len(data)
+                    for zone in data_zones(fd, info.size):
+                        data = os.pread(fd, ZONE, zone * ZONE)
+                        if data:
+                            self._enqueue_sync(dir_index, ops.Write(path, zone * ZONE, data))
                 finally:
                     os.close(fd)
         self._sync_attrs(dir_index, path, None)
@@ -682,7 +705,13 @@ class Replicator:
         try:
             ino = os.fstat(fd).st_ino
             size = os.fstat(fd).st_size
-            wanted = range((size + ZONE - 1) // ZONE) if zones is None else zones
+            # a whole file: its data extents only (holes stay holes on the sparse copy); with
+            # checksums every zone is compared (a hole reads as zeros on both sides)
+            wanted = (
+                (data_zones(fd, size) if sums is None else range((size + ZONE - 1) // ZONE))
+                if zones is None
+                else zones
+            )
             since_yield = 0
             for zone in wanted:
                 if since_yield >= YIELD_EVERY or self.unapplied_bytes > self.spec.window_bytes:
@@ -734,6 +763,22 @@ class Replicator:
                     if diff:
                         differences.append(f"{where}: {diff}")
         return {"ok": not differences, "checked": checked, "differences": differences[:1000]}
+
+
+def data_zones(fd: int, size: int) -> list[int]:
+    """The zones of a file that hold data (SEEK_DATA/SEEK_HOLE; every zone where that is not known)."""
+    zones: list[int] = []
+    pos = 0
+    try:
+        while pos < size:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            zones.extend(range(start // ZONE, (end + ZONE - 1) // ZONE))
+            pos = end
+    except OSError as exc:  # ENXIO: no data after pos
+        if exc.errno != errno.ENXIO:
+            return list(range((size + ZONE - 1) // ZONE))
+    return sorted(set(zones))
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -879,6 +924,8 @@ class PrimaryProcess:
                     return
                 if cmd == "degrade_ok":
                     self.replicator.confirm_degraded()
+                elif cmd == "peer_lost":
+                    self.replicator._lose("the peer is lost (all heartbeats)")
                 elif cmd == "generation":
                     self.replicator.generation = int(msg.get("value", 0))
                 elif cmd == "fullsync":
@@ -920,6 +967,3 @@ def main(spec_path: str) -> int:
         for fd in process.dir_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-_ = errno

@@ -351,6 +351,10 @@ class _Session:
                 await self._send_manifest(frame.dir, str(info.get("sums", "none")), paths)
             case FrameType.PING:
                 pass
+            case FrameType.PROGRESS:
+                info = ops.decode_json(frame.payload)
+                done, total = int(info.get("done", 0)), int(info.get("total", 0))
+                spec.emit("progress", percent=min(99, 100 * done // total) if total else 0)
             case FrameType.BYE:
                 self.applied = frame.seq
                 await self._maybe_ack(force=True)

@@ -62,6 +62,7 @@ class FrameType(enum.IntEnum):
     SYNC_BEGIN = 30
     REMOVE_TREE = 31
     CLEAR_XATTRS = 35  # resync: remove every extended attribute of a path (its own are sent next)
+    PROGRESS = 36  # resync: JSON {done, total} (objects), for the secondary to show
     SYNC_END = 32
     MANIFEST_REQ = 33
     VERIFY_REQ = 34

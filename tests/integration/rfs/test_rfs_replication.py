@@ -7,6 +7,7 @@ in-sync secondary behind (which node is which is tracked in `ROLES`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -43,7 +44,8 @@ USERCONFIG = """<!DOCTYPE safe>
 # whose fsync returned: what the application was told is durable.
 WRITER = r"""
 import os, sys
-fd = os.open("/srv/data/journal.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+path = sys.argv[1] if len(sys.argv) > 1 else "/srv/data/journal.bin"
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 n = 0
 while True:
     os.write(fd, n.to_bytes(8, "big") * 512)
@@ -215,6 +217,35 @@ def test_live_changes_are_replicated_in_order(lab: Lab, cluster: LabCluster) -> 
     assert verify(cluster)["identical"] is True
 
 
+def test_sparse_and_large_files_stay_sparse(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    # one byte past 5 GiB (beyond 32-bit offsets), written live through the FUSE front
+    sh(
+        lab,
+        primary,
+        f"python3 -c \"import os; fd = os.open('{DATA}/sparse.bin', os.O_WRONLY | os.O_CREAT, 0o644); "
+        "os.pwrite(fd, b'Z', 5 * 2**30); os.fsync(fd)\"",
+    )
+    check = (
+        f"python3 -c \"import os; st = os.stat('{DATA}/sparse.bin'); f = open('{DATA}/sparse.bin', 'rb'); "
+        'f.seek(5 * 2**30); print(st.st_size, st.st_blocks * 512 < 2**20, f.read(1))"'
+    )
+    assert sh(lab, secondary, check).split() == ["5368709121", "True", "b'Z'"]
+    # and a resynchronisation keeps it sparse: only its data extent crosses the wire
+    mark = cluster.log(primary, MODULE).count("in sync (")
+    cluster.safekit(secondary, "second", "fullsync", "-m", MODULE)
+    deadline = time.monotonic() + 120
+    while cluster.log(primary, MODULE).count("in sync (") == mark:
+        assert time.monotonic() < deadline, "no resynchronisation"
+        time.sleep(0.3)
+    wait_in_sync(cluster)
+    assert sh(lab, secondary, check).split() == ["5368709121", "True", "b'Z'"]
+    last = [line for line in cluster.log(primary, MODULE).splitlines() if "in sync (" in line][-1]
+    sent = int(last.split(" bytes")[0].rsplit(" ", 1)[-1])
+    assert sent < 256 << 20, f"the full sync sent {sent} bytes: the 5 GiB hole crossed the wire? {last}"
+    sh(lab, primary, f"rm {DATA}/sparse.bin")
+
+
 def test_every_fsynced_record_survives_the_primarys_power_loss(lab: Lab, cluster: LabCluster) -> None:
     primary, secondary = ROLES["primary"], ROLES["secondary"]
     writer = subprocess.Popen(
@@ -297,6 +328,81 @@ def test_fullsync_copies_everything(lab: Lab, cluster: LabCluster) -> None:
     else:
         raise AssertionError("no full resynchronisation in the primary's log")
     wait_in_sync(cluster)
+    assert verify(cluster)["identical"] is True
+
+
+def rfs_pid(lab: Lab, node: str) -> int:
+    netns = lab.plan().host(node).netns
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True)
+    for pid in pids.stdout.split():
+        try:
+            if b"safekit.rfs" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no replication process on {node}")
+
+
+@pytest.mark.parametrize("role", ["secondary", "primary"])
+def test_a_dead_replication_process_is_restarted_and_resyncs(
+    lab: Lab, cluster: LabCluster, role: str
+) -> None:
+    node = ROLES[role]
+    pid = rfs_pid(lab, node)
+    subprocess.run(["kill", "-KILL", str(pid)], check=True)  # a process this test's lab started
+    deadline = time.monotonic() + 30
+    while rfs_pid_or_none(lab, node) in (None, pid):
+        assert time.monotonic() < deadline, f"the replication process on {node} was not restarted"
+        time.sleep(0.2)
+    assert "exited with code" in cluster.log(node, MODULE)
+    wait_in_sync(cluster, timeout=60)
+    # the primary serves the directory again (a new FUSE mount over the dead one)
+    sh(lab, ROLES["primary"], f"echo after-restart > {DATA}/after-{role} && sync")
+    deadline = time.monotonic() + 10
+    while tree(lab, ROLES["primary"]) != tree(lab, ROLES["secondary"]):
+        assert time.monotonic() < deadline, "the copies differ after the restart"
+        time.sleep(0.2)
+    assert verify(cluster)["identical"] is True
+
+
+def rfs_pid_or_none(lab: Lab, node: str) -> int | None:
+    try:
+        return rfs_pid(lab, node)
+    except AssertionError:
+        return None
+
+
+def test_the_primary_goes_on_when_the_secondary_loses_power(lab: Lab, cluster: LabCluster) -> None:
+    primary, secondary = ROLES["primary"], ROLES["secondary"]
+    writer = subprocess.Popen(
+        lab.exec_argv(primary, ["python3", "-c", WRITER, f"{DATA}/during-loss.bin"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    stamps: list[float] = []
+    try:
+        while len(stamps) < 50:
+            assert writer.stdout.readline(), "the writer stopped"
+            stamps.append(time.monotonic())
+        killed = time.monotonic()
+        lab.kill(secondary)
+        while time.monotonic() - killed < 8:
+            assert writer.stdout.readline(), "the writer stopped"
+            stamps.append(time.monotonic())
+    finally:
+        writer.kill()
+        writer.wait(timeout=10)
+    after = [t for t in stamps if t > killed]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    # fsync is held until the secondary is known stale (heartbeats lost, new generation), then goes on
+    assert max(gaps) < 6.0, f"an fsync waited {max(gaps):.1f} s"
+    assert len(after) > 100, f"only {len(after)} fsyncs in the 8 s after the secondary's power loss"
+    cluster.wait_state(primary, MODULE, "ALONE", timeout=30)
+    lab.start(secondary)
+    cluster.start_daemon(secondary)
+    cluster.safekit(secondary, "second", "-m", MODULE, check=False)  # it may start at boot by itself
+    wait_in_sync(cluster, timeout=90)
     assert verify(cluster)["identical"] is True
 
 
