@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client
 LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser)
 TEST_APT_PACKAGES := chromium
@@ -51,11 +51,11 @@ molecule: deps venv
 	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
 
 bench: deps venv
-	@dpkg-query -W -f='$${Status}' keepalived 2>/dev/null | grep -q "ok installed" || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived)
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/farm.py
 
 ## test-deps: the Debian packages only the tests need, kept out of `make demo`
 .PHONY: test-deps

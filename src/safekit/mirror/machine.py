@@ -362,6 +362,9 @@ def _on_action_failed(ctx: _Ctx, ev: ActionFailed) -> None:
     match action:
         case AcquireVip() | StartReplication():
             if isinstance(action, AcquireVip):
+                # A provider may have done part of the work (the address is on the interface, the
+                # cloud call failed): undo it, release succeeds on what is not held.
+                ctx.emit(ReleaseVip())
                 ctx.set(vip_held=False)
             _role_failed_async(ctx, what)
         case ReleaseVip():

@@ -1,0 +1,789 @@
+"""Farm module: throughput through the shared VIP against one node directly, spread, the takeover of
+a killed node's share, the rebalance when it returns, and the engine's budgets - all in one run.
+
+On a 3-node lab (lab `bnfarm`, with a client) a farm module runs Debian's nginx on every node behind
+one VIP (`vmac_invisible`, `filter="on_port"`); a second, idle farm module (membership only) makes
+the "two modules" of the budgets. Measured from the client:
+
+- short HTTP requests with wrk (keep-alive off: a new connection per request, and on), through the
+  VIP against the same load sent directly to node1's own address (the issue's ratio, target
+  >= 0.9; HAProxy in front of three nginx nodes reached 0.43 / 0.50 on this kind of lab), and to
+  the three nodes' own addresses (one wrk thread each: the same work spread, without the VIP);
+  interleaved rounds, medians;
+- spread: requests served per node (nginx stub_status) against its bucket share;
+- takeover of a killed node's share: a probe opens a new connection every 20 ms from each of three
+  streams: source ports known to hash to the victim, ports known to hash to the survivors (must
+  never fail), and kernel-chosen ports (a third of them land on the victim: the probe the HAProxy
+  anchor used); 200 ms connect timeout. `lab kill node2` at a random moment; the figure is the time
+  from the kill until the victim's ports stop failing, and the failed probes;
+- rebalance: node2 boots, `safekit start`; the time until its ports are answered by node2 again,
+  and the probes that failed meanwhile;
+- budgets: safekitd resident memory, idle CPU and open files (before/after) on node1 with the two
+  modules, heartbeat timing jitter p99 under the wrk load (kernel receive timestamps of node3's
+  heartbeats at node1: the farm module exports no lateness metric), nftables rule-load time (the
+  engine's own `nft.apply` of a 3-node ruleset, in a scratch network namespace).
+
+Writes bench/results/farm.json. Usage: bench/farm.py [--runs N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import summary, write_result
+from safekit.lab import Lab
+from safekit.lab.cluster import LabCluster
+from safekit.membership import clusterkey
+
+LAB = "bnfarm"
+MODULE = "farm"
+IDLE = "idle"
+PORT = 8080
+STATUS_PORT = 8081
+NODES = ("node1", "node2", "node3")
+VICTIM = "node2"
+HOSTS = (*NODES, "client")
+WATCHED = "node1"  # never killed: its daemon runs the whole benchmark (budgets before/after)
+PULSE_S = 0.1
+PROBE_INTERVAL_S = 0.02
+CLASSIFY_PORTS = range(20000, 20240)  # below the ephemeral range: no clash with wrk or the random stream
+NFT_NETNS = "bnfarm-nft"
+ANCHORS = {
+    "haproxy_3_nginx_ratio_keepalive_off": 0.43,
+    "haproxy_3_nginx_ratio_keepalive_on": 0.50,
+    "haproxy_check_200ms_rebalance_s": 0.66,
+    "haproxy_check_200ms_failed_probes": 11,
+    "safekit_farm_detection_s": "1-2",
+}
+TARGETS = {
+    "vip_over_direct_ratio": 0.9,
+    "kill_rebalance_p50_s": 0.5,
+    "failed_probes_p50_below": 11,
+}
+LIMITS = {"safekitd_rss_mib": 80, "safekitd_idle_cpu_percent": 1.0, "heartbeat_jitter_p99_ms": 20}
+
+USERCONFIG = """<!DOCTYPE safe>
+<safe>
+<service mode="farm" boot="off" maxloop="10">
+  <farm><lan name="default"/></farm>
+  <vip>
+    <interface_list><interface>
+      <virtual_interface type="vmac_invisible"><virtual_addr addr="{vip}" where="alias"/></virtual_interface>
+    </interface></interface_list>
+    <loadbalancing_list><group name="web">
+      <cluster>{hosts}</cluster>
+      <rule virtual_addr="*" port="{port}" proto="tcp" filter="on_port"/>
+    </group></loadbalancing_list>
+  </vip>
+  <user nicestoptimeout="10s" forcestoptimeout="10s"/>
+</service>
+</safe>
+"""
+
+# The second module of the budgets: farm membership only (its own port), no VIP, no scripts.
+IDLE_USERCONFIG = """<!DOCTYPE safe>
+<safe>
+<service mode="farm" boot="off"><farm port="4810"><lan name="default"/></farm></service>
+</safe>
+"""
+
+NGINX_CONF = f"""user www-data;
+worker_processes 2;
+pid /run/nginx-farm.pid;
+error_log /srv/nginx/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path /srv/nginx/tmp/body;
+    proxy_temp_path /srv/nginx/tmp/proxy;
+    fastcgi_temp_path /srv/nginx/tmp/fastcgi;
+    uwsgi_temp_path /srv/nginx/tmp/uwsgi;
+    scgi_temp_path /srv/nginx/tmp/scgi;
+    server {{
+        listen {PORT} reuseport backlog=4096;
+        root /srv/www;
+        location / {{ default_type text/plain; }}
+    }}
+    server {{
+        listen 127.0.0.1:{STATUS_PORT};
+        location / {{ stub_status; }}
+    }}
+}}
+"""
+
+START_BOTH = f"""#!/bin/sh
+mkdir -p /srv/www /srv/nginx/tmp
+hostname > /srv/www/index.html
+chmod -R a+rX /srv/www
+cat > /srv/nginx/nginx.conf <<'CONF'
+{NGINX_CONF}CONF
+exec /usr/sbin/nginx -c /srv/nginx/nginx.conf
+"""
+
+STOP_BOTH = """#!/bin/sh
+[ -f /run/nginx-farm.pid ] && /usr/sbin/nginx -c /srv/nginx/nginx.conf -s quit
+for i in $(seq 50); do [ -f /run/nginx-farm.pid ] || exit 0; sleep 0.1; done
+exit 0
+"""
+
+# wrk: one thread per node's own address (the "direct to the three nodes" baseline).
+WRK_SPREAD_LUA = """
+local hosts = {{{hosts}}}
+local n = 0
+function setup(thread)
+  n = n + 1
+  thread.addr = wrk.lookup(hosts[(n - 1) % #hosts + 1], "{port}")[1]
+end
+"""
+
+# On the client: which node answers a connection from each source port (HTTP/1.0: the server
+# closes first, so the client keeps no TIME_WAIT and can reuse the port at once).
+CLASSIFY = r"""
+import json, socket, sys
+vip, port, src, first, last = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+who = {}
+for sport in range(first, last):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(2.0)
+    try:
+        s.bind((src, sport))
+        s.connect((vip, port))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        who[sport] = data.split(b"\r\n\r\n", 1)[1].decode().strip()
+    except (OSError, IndexError):
+        who[sport] = ""
+    finally:
+        s.close()
+print(json.dumps(who))
+"""
+
+# On the client: every 20 ms, one new connection per stream (victim ports, control ports, and a
+# kernel-chosen port), each with a 200 ms connect timeout and 1 s for the answer; a port still in
+# use by an earlier attempt is skipped. Prints "ready", then every attempt as JSON.
+PROBE = r"""
+import asyncio, itertools, json, socket, sys, time
+vip, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+duration, interval = float(sys.argv[4]), float(sys.argv[5])
+pools = {"victim": [int(p) for p in sys.argv[6].split(",")]}
+pools["control"] = [int(p) for p in sys.argv[7].split(",")]
+busy, log, tasks = set(), [], set()
+
+async def attempt(stream, sport):
+    loop = asyncio.get_running_loop()
+    t = time.monotonic()
+    s = socket.socket()
+    s.setblocking(False)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ok, who = False, ""
+    try:
+        s.bind((src, sport))
+        await asyncio.wait_for(loop.sock_connect(s, (vip, port)), 0.2)
+        await loop.sock_sendall(s, b"GET / HTTP/1.0\r\n\r\n")
+        async def read():
+            data = b""
+            while chunk := await loop.sock_recv(s, 4096):
+                data += chunk
+            return data
+        data = await asyncio.wait_for(read(), 1.0)
+        who = data.split(b"\r\n\r\n", 1)[1].decode().strip()
+        ok = True
+    except (OSError, asyncio.TimeoutError, IndexError):
+        pass
+    finally:
+        s.close()
+        busy.discard(sport)
+    log.append([round(t, 4), stream, ok, who])
+
+def launch(stream, sport):
+    if sport:
+        busy.add(sport)
+    task = asyncio.ensure_future(attempt(stream, sport))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+async def main():
+    cycles = {name: itertools.cycle(ports) for name, ports in pools.items()}
+    print("ready", flush=True)
+    start = time.monotonic()
+    tick = start
+    while tick < start + duration:
+        for name, ports in pools.items():
+            for _ in range(len(ports)):
+                sport = next(cycles[name])
+                if sport not in busy:
+                    launch(name, sport)
+                    break
+        launch("random", 0)
+        tick += interval
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=2.0)
+    print(json.dumps(sorted(log)), flush=True)
+
+asyncio.run(main())
+"""
+
+# On node1: kernel receive timestamps (SO_TIMESTAMPNS) of the farm heartbeats node3 sends it, until
+# stdin closes. A classic BPF filter keeps only IPv4 UDP to the farm port, so the load's packets
+# never reach user space.
+HEARTBEAT_SNIFFER = r"""
+import ctypes, json, select, socket, struct, sys
+peer, dport = socket.inet_aton(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+code = [(0x28, 0, 0, 12), (0x15, 0, 8, 0x800), (0x30, 0, 0, 23), (0x15, 0, 6, 17), (0x28, 0, 0, 20),
+        (0x45, 4, 0, 0x1FFF), (0xB1, 0, 0, 14), (0x48, 0, 0, 16), (0x15, 0, 1, dport),
+        (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)]
+blob = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
+s.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", len(code), ctypes.addressof(blob)))  # SO_ATTACH_FILTER
+s.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+s.bind(("eth0", 0))
+print("ready", flush=True)
+stamps = []
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [])
+    if sys.stdin in ready:
+        break
+    data, anc, _, _ = s.recvmsg(2048, 64)
+    if len(data) < 42 or data[26:30] != peer:  # Ethernet header, then the IP source address
+        continue
+    for level, kind, value in anc:
+        if level == socket.SOL_SOCKET and kind == 35:
+            sec, nsec = struct.unpack("qq", value[:16])
+            stamps.append(sec + nsec / 1e9)
+print(json.dumps(stamps), flush=True)
+"""
+
+# In a scratch network namespace: the engine's own nft.apply of the 3-node ruleset, timed.
+NFT_LOAD = r"""
+import asyncio, ipaddress, json, sys, time
+from safekit.farm import nft
+from safekit.farm.buckets import compute_map
+vip, port, runs = ipaddress.IPv4Address(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+spec = nft.FarmRules(nft.table_name("farm"), (nft.BalancedAddress(vip, "eth0", nft.vmac_for(vip)),),
+                     (nft.TrafficRule("tcp", "on_port", port),), nft.seed_for("farm"))
+powers = {"node1": 1, "node2": 1, "node3": 1}
+full = compute_map(powers, powers).buckets_of("node1")
+degraded = compute_map(powers, ["node1", "node3"]).buckets_of("node1")
+times = []
+for i in range(runs):
+    payload = nft.ruleset(spec, full if i % 2 == 0 else degraded)
+    t = time.perf_counter()
+    asyncio.run(nft.apply(payload))
+    times.append(time.perf_counter() - t)
+asyncio.run(nft.apply(nft.removal(spec)))
+print(json.dumps({"times": times, "commands": len(nft.ruleset(spec, full)["nftables"])}))
+"""
+
+
+class FarmBench:
+    def __init__(self, lab: Lab, staging: Path) -> None:
+        self.lab = lab
+        self.staging = staging
+        self.cluster = LabCluster(lab, NODES)
+        plan = lab.plan()
+        self.vip = str(plan.vips[0])
+        self.client = str(plan.host("client").address)
+        self.address = {n: str(plan.host(n).address) for n in NODES}
+        self.victim_ports: list[int] = []
+        self.control_ports: list[int] = []
+
+    # ------------------------------------------------------------------ setup
+    def install(self) -> None:
+        key = clusterkey.generate_key()
+        module = self.staging / MODULE
+        (module / "conf").mkdir(parents=True)
+        (module / "bin").mkdir()
+        hosts = "".join(f'<host name="{n}" power="1"/>' for n in NODES)
+        (module / "conf" / "userconfig.xml").write_text(
+            USERCONFIG.format(vip=self.vip, hosts=hosts, port=PORT)
+        )
+        for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH)):
+            (module / "bin" / name).write_text(body)
+            (module / "bin" / name).chmod(0o755)
+        idle = self.staging / IDLE
+        (idle / "conf").mkdir(parents=True)
+        (idle / "conf" / "userconfig.xml").write_text(IDLE_USERCONFIG)
+        self.staging.chmod(0o755)
+        self.cluster.install(module, key=key)
+        self.cluster.install(idle, key=key)
+        for node in NODES:
+            self.cluster.start_daemon(node)
+        for node in NODES:
+            self.start_modules(node)
+        for node in NODES:
+            self.cluster.wait_state(node, MODULE, "UP", timeout=60)
+            self.cluster.wait_state(node, IDLE, "UP", timeout=60)
+        self.wait_members(list(NODES), list(NODES))
+
+    def start_modules(self, node: str) -> None:
+        self.cluster.safekit(node, "start", "-m", MODULE)
+        self.cluster.safekit(node, "start", "-m", IDLE)
+
+    def farm_map(self, node: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            self.cluster.safekit(node, "farm", "map", "-m", MODULE, "--json").stdout
+        )
+        return data
+
+    def wait_members(self, nodes: list[str], members: list[str], timeout: float = 30.0) -> float:
+        start = time.monotonic()
+        while time.monotonic() < start + timeout:
+            maps = [self.farm_map(n) for n in nodes]
+            if all(m["members"] == members and not m["pending_here"] for m in maps):
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise RuntimeError(f"the farm did not settle on {members} within {timeout:g} s")
+
+    def classify(self) -> dict[str, int]:
+        out = self.lab.exec(
+            "client",
+            [
+                *("python3", "-c", CLASSIFY, self.vip, str(PORT), self.client),
+                *(str(CLASSIFY_PORTS.start), str(CLASSIFY_PORTS.stop)),
+            ],
+            timeout=120,
+            check=True,
+        ).stdout
+        who = {int(p): n for p, n in json.loads(out).items()}
+        self.victim_ports = [p for p, n in who.items() if n == VICTIM][:40]
+        self.control_ports = [p for p, n in who.items() if n in NODES and n != VICTIM][:40]
+        counts = {n: sum(1 for w in who.values() if w == n) for n in (*NODES, "")}
+        if len(self.victim_ports) < 10 or len(self.control_ports) < 10:
+            raise RuntimeError(f"source ports do not spread over the nodes: {counts}")
+        return counts
+
+    # ------------------------------------------------------------------ throughput
+    def wrk(self, target: str, keepalive: bool, seconds: int, connections: int) -> dict[str, Any]:
+        argv = ["wrk", "-t3", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "2s"]
+        if not keepalive:
+            argv += ["-H", "Connection: close"]
+        if target == "direct3":
+            lua = self.staging / "spread.lua"
+            hosts = ", ".join(f'"{self.address[n]}"' for n in NODES)
+            lua.write_text(WRK_SPREAD_LUA.format(hosts=hosts, port=PORT))
+            lua.chmod(0o644)
+            argv += ["-s", str(lua), f"http://{self.address['node1']}:{PORT}/"]
+        else:
+            host = self.vip if target == "vip" else self.address["node1"]
+            argv.append(f"http://{host}:{PORT}/")
+        out = self.lab.exec("client", argv, timeout=seconds + 60, check=True).stdout
+        return parse_wrk(out)
+
+    def served(self) -> dict[str, int]:
+        counts = {}
+        for node in NODES:
+            out = self.lab.exec(
+                node,
+                [
+                    "python3",
+                    "-c",
+                    f"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{STATUS_PORT}/').read().decode())",
+                ],
+            ).stdout
+            counts[node] = int(out.splitlines()[2].split()[2])  # "accepts handled requests"
+        return counts
+
+    def out_resets(self, host: str) -> int:
+        lines = [line.split() for line in self.lab.exec(host, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
+        tcp = [line for line in lines if line[0] == "Tcp:"]
+        return int(tcp[1][tcp[0].index("OutRsts")])
+
+    def throughput(self, rounds: int, seconds: int) -> dict[str, Any]:
+        runs: dict[str, list[dict[str, Any]]] = {}
+        served = dict.fromkeys(NODES, 0)
+        resets: dict[str, dict[str, int]] = {}
+        for _ in range(rounds):
+            for keepalive in (False, True):
+                for target in ("direct1", "direct3", "vip"):
+                    label = f"{target}_keepalive_{'on' if keepalive else 'off'}"
+                    before, rst = self.served(), {h: self.out_resets(h) for h in HOSTS}
+                    run = self.wrk(target, keepalive, seconds, 30)
+                    after = self.served()
+                    sent = resets.setdefault(label, dict.fromkeys(HOSTS, 0))
+                    for h in HOSTS:
+                        sent[h] += self.out_resets(h) - rst[h]
+                    if target == "vip" and not keepalive:
+                        for node in NODES:
+                            served[node] += after[node] - before[node]
+                    runs.setdefault(label, []).append(run)
+                    print(
+                        f"{label}: {run['requests_per_s']:.0f} req/s, p50 {run['latency_p50_ms']} ms, "
+                        f"p99 {run['latency_p99_ms']} ms, errors {run['errors']}",
+                        flush=True,
+                    )
+        result: dict[str, Any] = {
+            "rounds": rounds,
+            "seconds_per_run": seconds,
+            "connections": 30,
+            "threads": 3,
+        }
+        for label, samples in runs.items():
+            result[label] = {
+                "requests_per_s": round(statistics.median(r["requests_per_s"] for r in samples)),
+                "latency_p50_ms": round(statistics.median(r["latency_p50_ms"] for r in samples), 3),
+                "latency_p99_ms": round(statistics.median(r["latency_p99_ms"] for r in samples), 3),
+                "errors": sum(r["errors"] for r in samples),
+                "samples_requests_per_s": [round(r["requests_per_s"]) for r in samples],
+            }
+        # The ratios: median over rounds of VIP / direct measured back to back in the same round
+        # (the machine is shared: its load drifts between rounds more than within one).
+        for ka in ("off", "on"):
+            for base, name in (("direct1", "direct_node1"), ("direct3", "direct_3_nodes")):
+                per_round = [
+                    v["requests_per_s"] / d["requests_per_s"]
+                    for v, d in zip(runs[f"vip_keepalive_{ka}"], runs[f"{base}_keepalive_{ka}"], strict=True)
+                ]
+                result[f"ratio_vip_over_{name}_keepalive_{ka}"] = round(statistics.median(per_round), 3)
+                result[f"ratio_vip_over_{name}_keepalive_{ka}_per_round"] = [round(r, 3) for r in per_round]
+        result["tcp_resets_sent"] = resets
+        result["_served"] = served
+        return result
+
+    # ------------------------------------------------------------------ kill and return
+    def probe(self, duration: float) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            self.lab.exec_argv(
+                "client",
+                [
+                    *("python3", "-c", PROBE, self.vip, str(PORT), self.client),
+                    *(str(duration), str(PROBE_INTERVAL_S)),
+                    *(",".join(map(str, self.victim_ports)), ",".join(map(str, self.control_ports))),
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the client probe did not start")
+        return proc
+
+    @staticmethod
+    def attempts(proc: subprocess.Popen[str]) -> list[tuple[float, str, bool, str]]:
+        out, _ = proc.communicate(timeout=120)
+        return [tuple(a) for a in json.loads(out.strip().splitlines()[-1])]
+
+    def engine_takeover(self, killed_wall: float) -> float | None:
+        """From node1's module log: when it took node2's buckets (detection + rule load)."""
+        lines = self.cluster.log(WATCHED, MODULE).splitlines()
+        for line in lines:
+            if "buckets: 128 of 256" in line:
+                with contextlib.suppress(ValueError):
+                    stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float(
+                        "0." + line[20:23]
+                    )
+                    if stamp >= killed_wall - 0.01:
+                        return round(stamp - killed_wall, 3)
+        return None
+
+    def kill_run(self) -> dict[str, Any]:
+        proc = self.probe(6.0)
+        time.sleep(random.uniform(1.0, 2.0))
+        killed_wall = time.time()
+        killed = time.monotonic()
+        self.lab.kill(VICTIM)
+        kill_call_s = time.monotonic() - killed
+        log = self.attempts(proc)
+        run = outage(log, killed, lambda ok, who: ok and who != VICTIM)
+        run["kill_call_s"] = round(kill_call_s, 3)
+        # The cables are pulled somewhere inside `lab kill`: the last connection the victim answered
+        # bounds that moment from below.
+        answered = [a[0] for a in log if a[0] >= killed and a[2] and a[3] == VICTIM]
+        run["victim_last_answer_s"] = round(answered[-1] - killed, 3) if answered else 0.0
+        run["engine_takeover_s"] = self.engine_takeover(killed_wall)
+        return run
+
+    def return_run(self) -> dict[str, Any]:
+        self.lab.start(VICTIM)
+        self.cluster.start_daemon(VICTIM)
+        proc = self.probe(8.0)
+        time.sleep(0.5)
+        started = time.monotonic()
+        self.cluster.safekit(VICTIM, "start", "-m", MODULE)
+        command_s = time.monotonic() - started
+        log = self.attempts(proc)
+        run = outage(log, started, lambda ok, who: ok and who == VICTIM)
+        run["start_command_s"] = round(command_s, 3)
+        self.cluster.safekit(VICTIM, "start", "-m", IDLE)
+        self.wait_members(list(NODES), list(NODES))
+        return run
+
+    # ------------------------------------------------------------------ budgets
+    def daemon(self, node: str, seconds: float = 0.0) -> dict[str, float]:
+        pid = self.cluster.daemon_pid(node)
+        assert pid is not None
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
+
+        before = cpu()
+        time.sleep(seconds)
+        used = cpu() - before
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        facts = {"rss_mib": round(rss / 1024, 1), "open_files": len(os.listdir(f"/proc/{pid}/fd"))}
+        if seconds:
+            facts["idle_cpu_percent"] = round(100 * used / seconds, 2)
+        return facts
+
+    def sniffer(self) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            self.lab.exec_argv(WATCHED, ["python3", "-c", HEARTBEAT_SNIFFER, self.address["node3"], "4800"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the heartbeat sniffer did not start")
+        return proc
+
+    @staticmethod
+    def jitter(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        out, _ = proc.communicate("stop\n", timeout=30)
+        stamps = json.loads(out.strip().splitlines()[-1])
+        gaps = sorted(abs(b - a - PULSE_S) for a, b in itertools.pairwise(stamps))
+        if not gaps:
+            return {"heartbeats": len(stamps)}
+        return {
+            "heartbeats": len(stamps),
+            "p99_ms": round(1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], 2),
+            "max_ms": round(1000 * gaps[-1], 2),
+        }
+
+
+def nft_load_time(vip: str, runs: int) -> dict[str, Any]:
+    subprocess.run(["ip", "netns", "delete", NFT_NETNS], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "add", NFT_NETNS], check=True)
+    try:
+        subprocess.run(
+            ["ip", "-n", NFT_NETNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"], check=True
+        )
+        subprocess.run(["ip", "-n", NFT_NETNS, "link", "set", "eth0", "up"], check=True)
+        out = subprocess.run(
+            ["ip", "netns", "exec", NFT_NETNS, sys.executable, "-c", NFT_LOAD, vip, str(PORT), str(runs)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+    finally:
+        subprocess.run(["ip", "netns", "delete", NFT_NETNS], check=False)
+    data = json.loads(out)
+    times = sorted(data["times"])
+    return {
+        "runs": runs,
+        "nft_commands": data["commands"],
+        "p50_ms": round(1000 * statistics.median(times), 2),
+        "max_ms": round(1000 * times[-1], 2),
+        "what": "engine nft.apply (nft -j -f -, one transaction) of a 3-node ruleset, scratch netns",
+    }
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    def ms(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "latency_p50_ms": round(ms(latency["50"]), 3),
+        "latency_p99_ms": round(ms(latency["99"]), 3),
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+    }
+
+
+def outage(log: list[tuple[float, str, bool, str]], since: float, good: Any) -> dict[str, Any]:
+    """Victim-port attempts started after `since`: the time until they stop failing (`good` false)."""
+    victim = [a for a in log if a[1] == "victim" and a[0] >= since]
+    bad = [a for a in victim if not good(a[2], a[3])]
+    first_good = next((a[0] for a in victim if good(a[2], a[3])), None)
+    if bad:
+        after_bad = next((a[0] for a in victim if a[0] > bad[-1][0] and good(a[2], a[3])), None)
+    else:
+        after_bad = first_good
+    failed = [a[0] for a in victim if not a[2]]
+    random_after = [a for a in log if a[1] == "random" and a[0] >= since]
+    control_after = [a for a in log if a[1] == "control" and a[0] >= since]
+    return {
+        "until_no_failures_s": None if after_bad is None else round(after_bad - since, 3),
+        "first_success_s": None if first_good is None else round(first_good - since, 3),
+        "failed_victim_port_probes": len(failed),
+        # from the first to the last failed probe of the victim's ports (+ one probe interval)
+        "failure_window_s": round(failed[-1] - failed[0] + PROBE_INTERVAL_S, 3) if failed else 0.0,
+        "victim_port_probes": len(victim),
+        "failed_random_port_probes": sum(1 for a in random_after if not a[2]),
+        "random_port_probes": len(random_after),
+        "failed_control_port_probes": sum(1 for a in control_after if not a[2]),
+        "control_port_probes": len(control_after),
+    }
+
+
+def stats(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    values = [r[key] for r in runs if r[key] is not None]
+    if not values:
+        return {"p50": None, "max": None}
+    return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+def main() -> int:  # noqa: PLR0915
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="kill/return runs")
+    parser.add_argument("--quick", action="store_true", help="2 kill runs, 1 short throughput round")
+    args = parser.parse_args()
+    q = args.quick
+    runs = 2 if q else args.runs
+    rounds, seconds = (1, 5) if q else (3, 10)
+    lab = Lab(LAB)
+    lab.down()
+    lab.up(nodes=3, client=True)
+    staging = Path(tempfile.mkdtemp(prefix="safekit-bnfarm-", dir="/var/tmp"))
+    result: dict[str, Any] = {"anchors": ANCHORS, "targets": TARGETS, "quick": q}
+    bench = FarmBench(lab, staging)
+    try:
+        bench.install()
+        fmap = bench.farm_map(WATCHED)
+        shares = fmap["shares"]
+        time.sleep(3)
+        budget_before = bench.daemon(WATCHED, 5 if q else 10)
+        print(f"idle safekitd on {WATCHED}: {budget_before}", flush=True)
+        for node in NODES:
+            bench.cluster.safekit(node, "stop", "-m", IDLE)
+        time.sleep(2)
+        farm_only = bench.daemon(WATCHED, 5 if q else 10)
+        print(f"idle safekitd on {WATCHED}, farm module only: {farm_only}", flush=True)
+        for node in NODES:
+            bench.cluster.safekit(node, "start", "-m", IDLE)
+        for node in NODES:
+            bench.cluster.wait_state(node, IDLE, "UP", timeout=60)
+        result["nft_rule_load"] = nft_load_time(bench.vip, 10 if q else 40)
+
+        sniffer = bench.sniffer()
+        result["throughput"] = tp = bench.throughput(rounds, seconds)
+        jitter = bench.jitter(sniffer)
+        served = tp.pop("_served")
+        total = sum(served.values()) or 1
+        result["spread"] = {
+            "filter": "on_port",
+            "measured_over": "VIP runs, keep-alive off (nginx stub_status requests per node)",
+            "requests": served,
+            "share_of_requests": {n: round(served[n] / total, 4) for n in NODES},
+            "bucket_share": {n: round(shares[n] / 256, 4) for n in NODES},
+            "max_abs_deviation": round(max(abs(served[n] / total - shares[n] / 256) for n in NODES), 4),
+        }
+
+        result["source_ports_classified"] = bench.classify()
+        kills, returns = [], []
+        for i in range(runs):
+            kills.append(bench.kill_run())
+            print(f"kill {i + 1}: {kills[-1]}", flush=True)
+            returns.append(bench.return_run())
+            print(f"return {i + 1}: {returns[-1]}", flush=True)
+        result["kill"] = {
+            "victim": VICTIM,
+            "probe": "new connection every 20 ms per stream, 200 ms connect timeout, 1 s for the answer",
+            "runs": runs,
+            "until_no_failures_s": {
+                **summary([r["until_no_failures_s"] for r in kills if r["until_no_failures_s"] is not None])
+            },
+            "first_success_s": stats(kills, "first_success_s"),
+            "failed_random_port_probes": stats(kills, "failed_random_port_probes"),
+            "failed_victim_port_probes": stats(kills, "failed_victim_port_probes"),
+            "failed_control_port_probes_total": sum(r["failed_control_port_probes"] for r in kills),
+            "engine_takeover_s": stats(kills, "engine_takeover_s"),
+            "victim_last_answer_s": stats(kills, "victim_last_answer_s"),
+            "kill_call_s": stats(kills, "kill_call_s"),
+            "samples": kills,
+        }
+        result["return"] = {
+            "what": "from `safekit start` on the booted node to its ports answered by it again",
+            "runs": runs,
+            "until_no_failures_s": stats(returns, "until_no_failures_s"),
+            "first_answer_s": stats(returns, "first_success_s"),
+            "failed_random_port_probes": stats(returns, "failed_random_port_probes"),
+            "failed_victim_port_probes": stats(returns, "failed_victim_port_probes"),
+            "failure_window_s": stats(returns, "failure_window_s"),
+            "failed_control_port_probes_total": sum(r["failed_control_port_probes"] for r in returns),
+            "samples": returns,
+        }
+        time.sleep(3)
+        budget_after = bench.daemon(WATCHED, 5 if q else 10)
+        result["budgets"] = {
+            "node": WATCHED,
+            "modules": [MODULE, IDLE],
+            "safekitd_rss_mib": budget_before["rss_mib"],
+            "safekitd_idle_cpu_percent": budget_before["idle_cpu_percent"],
+            "heartbeat_jitter_p99_ms": jitter.get("p99_ms"),
+            "heartbeat_jitter": {**jitter, "measured": "node3 -> node1 farm heartbeats, under the wrk runs"},
+            "safekitd_open_files": {
+                "before": budget_before["open_files"],
+                "after": budget_after["open_files"],
+            },
+            "safekitd_rss_mib_after": budget_after["rss_mib"],
+            "safekitd_idle_cpu_percent_after": budget_after["idle_cpu_percent"],
+            "safekitd_idle_cpu_percent_farm_module_only": farm_only["idle_cpu_percent"],
+            "limits": LIMITS,
+        }
+        result["budgets"]["open_files_flat"] = budget_after["open_files"] <= budget_before["open_files"] + 2
+        met = {
+            "ratio_keepalive_off": tp["ratio_vip_over_direct_node1_keepalive_off"]
+            >= TARGETS["vip_over_direct_ratio"],
+            "ratio_keepalive_on": tp["ratio_vip_over_direct_node1_keepalive_on"]
+            >= TARGETS["vip_over_direct_ratio"],
+            "kill_rebalance_p50_s": result["kill"]["until_no_failures_s"].get("p50_s", 99)
+            <= TARGETS["kill_rebalance_p50_s"],
+            "failed_probes_below_haproxy": (result["kill"]["failed_random_port_probes"]["p50"] or 0)
+            < TARGETS["failed_probes_p50_below"],
+        }
+        budgets = result["budgets"]
+        met_budgets = {
+            "safekitd_rss_mib": budgets["safekitd_rss_mib"] <= LIMITS["safekitd_rss_mib"],
+            "safekitd_idle_cpu_percent": budgets["safekitd_idle_cpu_percent"]
+            <= LIMITS["safekitd_idle_cpu_percent"],
+            "heartbeat_jitter_p99_ms": (budgets["heartbeat_jitter_p99_ms"] or 999)
+            <= LIMITS["heartbeat_jitter_p99_ms"],
+            "open_files_flat": budgets["open_files_flat"],
+        }
+        result["targets_met"] = met
+        result["budgets_met"] = met_budgets
+        result["meets_targets"] = all(met.values())
+        result["meets_budgets"] = all(met_budgets.values())
+        for node in NODES:
+            with contextlib.suppress(Exception):
+                bench.cluster.stop_daemon(node)
+    finally:
+        lab.down()
+        shutil.rmtree(staging, ignore_errors=True)
+    path = write_result("farm", result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("kill", "return")}, indent=2))
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
