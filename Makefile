@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client python3-apt
 LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser)
 TEST_APT_PACKAGES := chromium
@@ -49,6 +49,7 @@ integration: deps test-deps venv
 ## Ansible at the checkout's collections/ and roles/, and installs nothing
 molecule: deps venv
 	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
+	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s farm
 
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"

@@ -495,7 +495,9 @@ class MirrorModule:
             case Announce(status=status):
                 self.link.announce(status)
             case Persist(record=record):
-                persist.write_json(self.state_file, _record_json(record))
+                # fsync in a thread: under I/O load it can take a second, and the heartbeat and
+                # witness tasks must go on meanwhile (a starved witness loop fences a new primary)
+                await asyncio.to_thread(persist.write_json, self.state_file, _record_json(record))
             case RunScript():
                 self._run_script(action)
             case KillScript(run_id=run_id):

@@ -55,7 +55,7 @@ class RfsProcess:
         """Start the process and wait until it serves (primary: mounted; secondary: listening)."""
         state_dir = Path(self.spec.state_dir)
         spec_file = state_dir / f"{self.role}.spec.json"
-        persist.write_bytes(spec_file, self.spec.to_json().encode())
+        await asyncio.to_thread(persist.write_bytes, spec_file, self.spec.to_json().encode())
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._stopping = False

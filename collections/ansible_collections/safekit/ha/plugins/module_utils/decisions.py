@@ -22,14 +22,18 @@ MODULE_COMMANDS = (
     "primforce",
 )
 STATES = ("STOP", "WAIT", "ALONE", "PRIM", "SECOND")
-READY_STATES = ("ALONE", "PRIM", "SECOND")
+"""A mirror module's states."""
+FARM_STATES = ("UP",)
+"""The farm module's own state (its others are STOP and WAIT)."""
+ALL_STATES = STATES + FARM_STATES
+READY_STATES = ("ALONE", "PRIM", "SECOND", "UP")
 """States with a Ready sub-state; STOP and WAIT are never Ready."""
 # A command whose goal already holds in these states changes nothing; the others always act.
 GOAL_HOLDS = {
     "prim": ("PRIM", "ALONE"),
     "second": ("SECOND",),
     "stop": ("STOP",),
-    "start": ("WAIT", "ALONE", "PRIM", "SECOND"),
+    "start": ("WAIT", "ALONE", "PRIM", "SECOND", "UP"),
 }
 
 SYSTEMD_UNIT = """\

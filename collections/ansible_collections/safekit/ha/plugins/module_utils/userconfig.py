@@ -8,6 +8,10 @@ reads such a file back into the same parameters (what `safekit.ha.info` returns)
 structured form cannot express (macros, several `<to>` per checker, `<rfs>`, ...) is refused with
 `NotStructured`; its raw XML stays the source of truth. Only the standard library is used: this
 runs on the managed node.
+
+Mirror modules have `<heart>` and their VIPs in `<real_interface>`; farm modules (`mode: farm`) have
+`<farm>`, their VIPs in `<virtual_interface type=...>` and a `<loadbalancing_list>`. Any VIP may name
+a cloud provider and its `<option>`s. `param_problems(params)` says what a mode cannot hold.
 """
 
 from __future__ import annotations
@@ -24,13 +28,29 @@ CLUSTER_HEADER = "<!-- Managed by Ansible (safekit.ha.cluster): changes made her
 # (parameter, XML attribute, kind) in the order attributes are written.
 SERVICE_ATTRS = (
     ("mode", "mode", "str"),
+    ("boot", "boot", "str"),
     ("defaultprim", "defaultprim", "str"),
     ("failover", "failover", "bool"),
     ("maxloop", "maxloop", "int"),
     ("loop_interval", "loop_interval", "str"),
 )
 HEARTBEAT_ATTRS = (("name", "name", "str"), ("pulse", "pulse", "str"), ("timeout", "timeout", "str"))
-VIP_ATTRS = (("addr", "addr", "str"), ("netmask", "netmask", "str"))
+VIP_ATTRS = (("addr", "addr", "str"), ("netmask", "netmask", "str"), ("provider", "provider", "str"))
+FARM_ATTRS = (
+    ("pulse", "pulse", "str"),
+    ("mlost_count", "mlost_count", "int"),
+    ("slost_count", "slost_count", "int"),
+    ("port", "port", "int"),
+)
+FARM_LAN_ATTRS = (("name", "name", "str"), ("power", "power", "int"))
+HOST_ATTRS = (("name", "name", "str"), ("power", "power", "int"))
+RULE_ATTRS = (
+    ("virtual_addr", "virtual_addr", "str"),
+    ("port", "port", "int"),
+    ("proto", "proto", "str"),
+    ("filter", "filter", "str"),
+)
+OPTION_ATTRS = (("n", "name", "str"), ("v", "value", "str"))
 USER_ATTRS = (("nicestoptimeout", "nicestoptimeout", "str"), ("forcestoptimeout", "forcestoptimeout", "str"))
 PROC_ATTRS = (
     ("name", "name", "str"),
@@ -51,9 +71,15 @@ TCP_TARGET_ATTRS = (
 )
 PING_TARGET_ATTRS = (("addr", "addr", "str"), ("interval", "interval", "str"), ("timeout", "timeout", "str"))
 CHECKER_KINDS = ("tcp", "ping", "custom")
-VIP_KEYS = ("addr", "netmask", "interface")
+VIP_KEYS = ("addr", "netmask", "interface", "type", "provider", "options")
+# The only farm VIP type the engine runs (docs/farm.md); written when a farm VIP gives none. A file
+# without it means the engine's (SafeKit's) default, vmac_directed.
+DEFAULT_FARM_VIP_TYPE = "vmac_invisible"
+ENGINE_VIP_TYPE = "vmac_directed"
+MIRROR_ONLY = ("heartbeats", "heart_port", "defaultprim")
+FARM_ONLY = ("farm", "loadbalancing")
 # Lists and mappings that mean nothing when empty; `user: {}` and `errd: {}` do mean something.
-DROPPED_WHEN_EMPTY = ("vip", "vars", "procs", "tcp", "ping", "custom", "checkers")
+DROPPED_WHEN_EMPTY = ("vip", "vars", "procs", "tcp", "ping", "custom", "checkers", "options", "loadbalancing")
 
 
 class NotStructured(ValueError):
@@ -63,12 +89,40 @@ class NotStructured(ValueError):
 # ---------------------------------------------------------------------------------------- helpers
 def canonical_params(params: dict[str, Any]) -> dict[str, Any]:
     """`params` as `parse_userconfig` gives them back: no None values, no empty lists, rules stripped,
-    and the defaults the XML always states (mode mirror, one heartbeat on LAN `default`)."""
+    provider options as strings, and the defaults the XML always states (mode mirror, one heartbeat
+    on LAN `default`; for a farm, `<farm>` on LAN `default` and VIPs of type vmac_invisible)."""
     out: dict[str, Any] = _canonical(params)
     out.setdefault("mode", "mirror")
-    if not out.get("heartbeats"):
+    if out["mode"] == "farm":
+        farm = out.setdefault("farm", {})
+        if not farm.get("lans"):
+            farm["lans"] = [{"name": "default"}]
+        for vip in out.get("vip") or []:
+            vip.setdefault("type", DEFAULT_FARM_VIP_TYPE)
+    elif not out.get("heartbeats"):
         out["heartbeats"] = [{"name": "default"}]
     return out
+
+
+def param_problems(params: dict[str, Any]) -> list[str]:
+    """What the structured parameters ask for that their mode cannot hold (empty when all is well).
+
+    The engine's validator judges the rest; these are the parameters the renderer would otherwise
+    have to drop silently.
+    """
+    mode = params.get("mode") or "mirror"
+    problems = []
+    if mode == "farm":
+        given = [key for key in MIRROR_ONLY if params.get(key) not in (None, [], {})]
+        if given:
+            problems.append(f"{', '.join(given)}: for mirror modules; a farm's membership is farm.lans")
+    else:
+        given = [key for key in FARM_ONLY if params.get(key) not in (None, [], {})]
+        if given:
+            problems.append(f"{', '.join(given)}: for farm modules (mode: farm)")
+        if any(vip.get("type") for vip in params.get("vip") or []):
+            problems.append("vip[].type: for farm modules (a mirror's VIP is on a real interface)")
+    return problems
 
 
 def _canonical(value: Any) -> Any:
@@ -78,6 +132,8 @@ def _canonical(value: Any) -> Any:
             item = _canonical(raw)
             if key == "failover_rules" and item is not None:
                 item = item.strip() or None
+            if key == "options" and isinstance(item, dict):
+                item = {name: option_value(v) for name, v in item.items() if v is not None}
             if item is None or (key in DROPPED_WHEN_EMPTY and not item):
                 continue
             out[key] = item
@@ -85,6 +141,16 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, list):
         return [_canonical(item) for item in value]
     return value
+
+
+def option_value(value: Any) -> str:
+    """A provider option as userconfig.xml writes it: lists comma-separated, booleans on/off
+    (YAML reads `os_address: on` as true)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(option_value(item) for item in value)
+    return str(value)
 
 
 def _attr_value(value: Any, kind: str) -> str:
@@ -113,22 +179,17 @@ def _cdata(text: str) -> str:
 def render_userconfig(params: dict[str, Any]) -> str:
     """The userconfig.xml text of a module described by the structured parameters."""
     p = canonical_params(params)
-    heartbeats = p["heartbeats"]
     lines = [HEADER + "<safe>", f"<service{_attrs(p, SERVICE_ATTRS)}>"]
-    lines.append("  <heart{}>".format(_attrs(p, (("heart_port", "port", "int"),))))
-    lines += [f"    <heartbeat{_attrs(hb, HEARTBEAT_ATTRS)}/>" for hb in heartbeats]
-    lines.append("  </heart>")
-    if p.get("vip"):
-        lines += ["  <vip>", "    <interface_list>"]
-        for vip in p["vip"]:
-            lines += [
-                "      <interface{}>".format(_attrs(vip, (("interface", "name", "str"),))),
-                "        <real_interface>",
-                f"          <virtual_addr{_attrs(vip, VIP_ATTRS)}/>",
-                "        </real_interface>",
-                "      </interface>",
-            ]
-        lines += ["    </interface_list>", "  </vip>"]
+    if p["mode"] == "farm":
+        farm = p["farm"]
+        lines.append(f"  <farm{_attrs(farm, FARM_ATTRS)}>")
+        lines += [f"    <lan{_attrs(lan, FARM_LAN_ATTRS)}/>" for lan in farm["lans"]]
+        lines.append("  </farm>")
+    else:
+        lines.append("  <heart{}>".format(_attrs(p, (("heart_port", "port", "int"),))))
+        lines += [f"    <heartbeat{_attrs(hb, HEARTBEAT_ATTRS)}/>" for hb in p["heartbeats"]]
+        lines.append("  </heart>")
+    lines += _render_vip(p)
     if "user" in p:
         user = p["user"]
         variables = user.get("vars") or {}
@@ -153,6 +214,47 @@ def render_userconfig(params: dict[str, Any]) -> str:
         lines.append("  <failover>{}</failover>".format(_cdata(p["failover_rules"])))
     lines += ["</service>", "</safe>", ""]
     return "\n".join(lines)
+
+
+def _render_vip(p: dict[str, Any]) -> list[str]:
+    if not p.get("vip") and not p.get("loadbalancing"):
+        return []
+    lines = ["  <vip>"]
+    if p.get("vip"):
+        lines.append("    <interface_list>")
+        for vip in p["vip"]:
+            holder = "real_interface" if p["mode"] != "farm" else "virtual_interface"
+            options = vip.get("options") or {}
+            address = f"<virtual_addr{_attrs(vip, VIP_ATTRS)}"
+            lines += [
+                "      <interface{}>".format(_attrs(vip, (("interface", "name", "str"),))),
+                "        <{}{}>".format(holder, _attrs(vip, (("type", "type", "str"),))),
+            ]
+            if options:
+                lines.append(f"          {address}>")
+                lines += [
+                    "            <option{}/>".format(_attrs({"n": k, "v": v}, OPTION_ATTRS))
+                    for k, v in options.items()
+                ]
+                lines.append("          </virtual_addr>")
+            else:
+                lines.append(f"          {address}/>")
+            lines += [f"        </{holder}>", "      </interface>"]
+        lines.append("    </interface_list>")
+    if p.get("loadbalancing"):
+        lines.append("    <loadbalancing_list>")
+        for group in p["loadbalancing"]:
+            lines += [
+                "      <group{}>".format(_attrs(group, (("name", "name", "str"),))),
+                "        <cluster>",
+                *[f"          <host{_attrs(host, HOST_ATTRS)}/>" for host in group.get("hosts") or []],
+                "        </cluster>",
+                *[f"        <rule{_attrs(rule, RULE_ATTRS)}/>" for rule in group.get("rules") or []],
+                "      </group>",
+            ]
+        lines.append("    </loadbalancing_list>")
+    lines.append("  </vip>")
+    return lines
 
 
 def _render_check(p: dict[str, Any]) -> list[str]:
@@ -208,13 +310,17 @@ def parse_userconfig(xml_text: str) -> dict[str, Any]:
         raise NotStructured(f"not well-formed XML: {exc}") from exc
     _expect(root, "safe", (), ("service",))
     service = _only(root, "service")
-    p: dict[str, Any] = _read(service, SERVICE_ATTRS, ("heart", "vip", "user", "errd", "check", "failover"))
-    heart = _only(service, "heart")
-    p.update(_read(heart, (("heart_port", "port", "int"),), ("heartbeat",)))
-    p["heartbeats"] = [_read(hb, HEARTBEAT_ATTRS, ()) for hb in heart]
+    p: dict[str, Any] = _read(
+        service, SERVICE_ATTRS, ("heart", "farm", "vip", "user", "errd", "check", "failover")
+    )
+    p.update(_parse_membership(service, farm=p.get("mode") == "farm"))
     vip = _optional(service, "vip")
     if vip is not None:
-        p["vip"] = _parse_vip(vip)
+        addresses, groups = _parse_vip(vip, farm=p.get("mode") == "farm")
+        if addresses:
+            p["vip"] = addresses
+        if groups:
+            p["loadbalancing"] = groups
     user = _optional(service, "user")
     if user is not None:
         p["user"] = _read(user, USER_ATTRS, ("var",))
@@ -241,20 +347,76 @@ def parse_userconfig(xml_text: str) -> dict[str, Any]:
     return p
 
 
-def _parse_vip(vip: ET.Element) -> list[dict[str, Any]]:
-    _expect(vip, "vip", (), ("interface_list",))
+def _parse_membership(service: ET.Element, farm: bool) -> dict[str, Any]:
+    """A farm's `<farm>` or a mirror's `<heart>`, as parameters."""
+    p: dict[str, Any] = {}
+    if farm:
+        element = _only(service, "farm")
+        p["farm"] = _read(element, FARM_ATTRS, ("lan",))
+        p["farm"]["lans"] = [_read(lan, FARM_LAN_ATTRS, ()) for lan in element]
+        if _optional(service, "heart") is not None:
+            raise NotStructured("<heart> in a farm module")
+        return p
+    heart = _only(service, "heart")
+    p.update(_read(heart, (("heart_port", "port", "int"),), ("heartbeat",)))
+    p["heartbeats"] = [_read(hb, HEARTBEAT_ATTRS, ()) for hb in heart]
+    if _optional(service, "farm") is not None:
+        raise NotStructured("<farm> in a mirror module")
+    return p
+
+
+def _parse_vip(vip: ET.Element, farm: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    _expect(vip, "vip", (), ("interface_list", "loadbalancing_list"))
+    holder_tag = "virtual_interface" if farm else "real_interface"
     addresses = []
-    for interface_list in vip:
-        _expect(interface_list, "interface_list", (), ("interface",))
-        for interface in interface_list:
-            values = _read(interface, (("interface", "name", "str"),), ("real_interface",))
-            real = _only(interface, "real_interface")
-            _expect(real, "real_interface", (), ("virtual_addr",))
-            if len(real) != 1:
-                raise NotStructured(f"<interface> with {len(real)} addresses: one each here")
-            values.update(_read(real[0], VIP_ATTRS, ()))
+    groups: list[dict[str, Any]] = []
+    for section in vip:
+        if section.tag == "loadbalancing_list":
+            _expect(section, "loadbalancing_list", (), ("group",))
+            groups += [_parse_group(group) for group in section]
+            continue
+        _expect(section, "interface_list", (), ("interface",))
+        for interface in section:
+            values = _read(interface, (("interface", "name", "str"),), (holder_tag,))
+            holder = _only(interface, holder_tag)
+            if farm:
+                values.update(_read(holder, (("type", "type", "str"),), ("virtual_addr",)))
+                values.setdefault("type", ENGINE_VIP_TYPE)
+            else:
+                _expect(holder, holder_tag, (), ("virtual_addr",))
+            if len(holder) != 1:
+                raise NotStructured(f"<interface> with {len(holder)} addresses: one each here")
+            values.update(_read(holder[0], VIP_ATTRS, ("option",)))
+            options = {}
+            for option in holder[0]:
+                found = _read(option, OPTION_ATTRS, ())
+                if "n" not in found or found["n"] in options:
+                    raise NotStructured("<option> without a name, or twice the same name")
+                options[found["n"]] = found.get("v", "")
+            if options:
+                values["options"] = options
             addresses.append({key: values[key] for key in VIP_KEYS if key in values})
-    return addresses
+    return addresses, groups
+
+
+def _parse_group(group: ET.Element) -> dict[str, Any]:
+    values = _read(group, (("name", "name", "str"),), ("cluster", "rule"))
+    cluster = _only(group, "cluster")
+    values["hosts"] = [_read(host, HOST_ATTRS, ()) for host in _read_children(cluster, "cluster", "host")]
+    rules = []
+    for element in group.findall("rule"):
+        rule = element
+        if rule.get("port", "").strip() == "*":
+            # "*" and no port both mean every port; the parameters write no port.
+            rule = ET.Element("rule", {k: v for k, v in rule.attrib.items() if k != "port"})
+        rules.append(_read(rule, RULE_ATTRS, ()))
+    values["rules"] = rules
+    return values
+
+
+def _read_children(element: ET.Element, tag: str, child: str) -> list[ET.Element]:
+    _expect(element, tag, (), (child,))
+    return list(element)
 
 
 def _parse_check(check: ET.Element) -> dict[str, Any]:
@@ -292,7 +454,8 @@ def _expect(element: ET.Element, tag: str, attributes: tuple[str, ...], children
     for child in element:
         if child.tag not in children:
             raise NotStructured(f"<{tag}><{child.tag}> has no structured parameter")
-        if child.tag in seen and child.tag not in ("heartbeat", "interface", "var", "proc", *CHECKER_KINDS):
+        repeatable = ("heartbeat", "interface", "var", "proc", "lan", "group", "host", "rule", "option")
+        if child.tag in seen and child.tag not in (*repeatable, *CHECKER_KINDS):
             raise NotStructured(f"<{child.tag}> appears twice in <{tag}>")
         seen.add(child.tag)
     if not len(element) and (element.text or "").strip() and tag != "failover":

@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Runs C(safekit COMMAND -m NAME) on the node, unless the command's goal already holds
     (V(prim) on a PRIM or ALONE node, V(second) on a SECOND node, V(start) on a module that is not
-    STOP, V(stop) on a STOP module). V(restart), V(stopstart), V(swap), V(forcestop) and
-    V(primforce) always act.
+    STOP - a farm node UP or WAIT included, V(stop) on a STOP module). V(restart), V(stopstart),
+    V(swap), V(forcestop) and V(primforce) always act.
   - Then, with O(wait_for), polls C(safekit state -m NAME --json) until the module is in one of
     those states (and Ready with O(ready)), or fails after O(timeout) seconds with the last state and
     its reason.
@@ -41,12 +41,14 @@ options:
     required: true
     choices: [start, stop, restart, stopstart, forcestop, prim, second, swap, primforce]
   wait_for:
-    description: State or states to wait for (STOP, WAIT, ALONE, PRIM, SECOND). No waiting when omitted.
+    description: >-
+      State or states to wait for (STOP, WAIT, ALONE, PRIM, SECOND; UP for a farm module). No waiting
+      when omitted.
     type: list
     elements: str
   ready:
     description: >-
-      With O(wait_for), also wait for the Ready sub-state of ALONE, PRIM and SECOND
+      With O(wait_for), also wait for the Ready sub-state of ALONE, PRIM, SECOND and UP
       (STOP and WAIT have none).
     type: bool
     default: true
@@ -79,6 +81,12 @@ EXAMPLES = r"""
     wait_for: SECOND
     timeout: 300
   when: inventory_hostname != groups['safekit_nodes'][0]
+
+- name: Start a farm module on every node and wait until each serves its share (UP, Ready)
+  safekit.ha.command:
+    name: webfarm
+    command: start
+    wait_for: UP
 """
 
 RETURN = r"""
@@ -108,8 +116,8 @@ msg:
 import time
 
 from ansible_collections.safekit.ha.plugins.module_utils.decisions import (
+    ALL_STATES,
     MODULE_COMMANDS,
-    STATES,
     command_changes,
     reached,
 )
@@ -130,9 +138,9 @@ def main() -> None:
     p = task.params
     name, command = p["name"], p["command"]
     wanted = [state.upper() for state in p["wait_for"] or []]
-    unknown = [state for state in wanted if state not in STATES]
+    unknown = [state for state in wanted if state not in ALL_STATES]
     if unknown:
-        task.fail("wait_for: unknown state {} (states: {})".format(", ".join(unknown), ", ".join(STATES)))
+        task.fail("wait_for: unknown state {} (states: {})".format(", ".join(unknown), ", ".join(ALL_STATES)))
     before = task.engine("state", "-m", name)["modules"][0]
     changed = command_changes(command, before.get("state"))
     if task.check_mode:

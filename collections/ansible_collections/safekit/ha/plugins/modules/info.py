@@ -77,7 +77,7 @@ modules:
       description: The module.
       type: str
     state:
-      description: STOP, WAIT, ALONE, PRIM or SECOND; null when safekitd does not run.
+      description: STOP, WAIT, ALONE, PRIM or SECOND (mirror), UP (farm); null when safekitd does not run.
       type: str
     readiness:
       description: Ready or NotReady; null when safekitd does not run.

@@ -55,7 +55,10 @@ options:
     description: A package index to install from instead of O(wheelhouse).
     type: str
   extras:
-    description: Optional features of the package (V(aws), V(azure), V(gcp)).
+    description:
+      - Optional features of the package (V(aws), V(azure), V(gcp) - the cloud VIP providers' SDKs).
+      - When a package an extra needs is missing from the virtualenv, it is installed (from the same
+        O(wheelhouse) or O(index_url)) even though the engine's version is already there.
     type: list
     elements: str
     default: []
@@ -177,6 +180,22 @@ ARGUMENT_SPEC = {
 }
 STOP_SECONDS = 300
 VERSION_PROBE = "import importlib.metadata as m; print(m.version('safekit'))"
+# The distributions that the given extras of the installed engine need and that are not installed.
+EXTRAS_PROBE = r"""
+import json, re, sys
+from importlib import metadata
+missing = []
+for requirement in metadata.requires("safekit") or []:
+    name, _, marker = requirement.partition(";")
+    extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+    if extra and extra.group(1) in sys.argv[1:]:
+        project = re.match(r"[A-Za-z0-9_.-]+", name.strip()).group(0)
+        try:
+            metadata.distribution(project)
+        except metadata.PackageNotFoundError:
+            missing.append(project)
+print(json.dumps(sorted(set(missing))))
+"""
 
 
 class Engine:
@@ -200,6 +219,16 @@ class Engine:
         rc, out, _err = self.task.module.run_command([self.python, "-c", VERSION_PROBE])
         return out.strip() if rc == 0 and out.strip() else None
 
+    def missing_extras(self) -> list[str]:
+        """Packages the wanted extras need that the virtualenv lacks (none without extras or engine)."""
+        if not self.p["extras"] or not os.access(self.python, os.X_OK):
+            return []
+        out = self.run([self.python, "-c", EXTRAS_PROBE, *self.p["extras"]], "reading the installed extras")
+        try:
+            return list(json.loads(out))
+        except ValueError:
+            return []
+
     def spec(self, version: str | None) -> str:
         extras = "[{}]".format(",".join(self.p["extras"])) if self.p["extras"] else ""
         return "safekit{}{}".format(extras, f"=={version}" if version else "")
@@ -208,6 +237,10 @@ class Engine:
         """The version to install, or None when the wanted one is there (or the index decides)."""
         wanted, state = self.p["version"], self.p["state"]
         if self.p["wheelhouse"]:
+            if not os.path.isdir(self.p["wheelhouse"]) and self.task.check_mode:
+                # A play in check mode has not copied it yet: what it offers is unknown.
+                self.task.module.warn("wheelhouse {} is not on this node yet".format(self.p["wheelhouse"]))
+                return None if state == "present" and before is not None else "?"
             if not os.path.isdir(self.p["wheelhouse"]):
                 self.task.fail("wheelhouse {} is not a directory on this node".format(self.p["wheelhouse"]))
             offered = wheel_versions(os.listdir(self.p["wheelhouse"]))
@@ -386,17 +419,20 @@ def main() -> None:
         )
         return
     target = engine.target(before)
+    extras_added = target is None and before is not None and bool(engine.missing_extras())
+    if extras_added:
+        target = before  # the same version, with what its extras need
     if target is not None:
         engine.install(target)
     if task.check_mode:
         after = before if target in (None, "?") else target
-        upgraded = target is not None
+        upgraded = target is not None and not extras_added
     else:
         after = engine.version()
         upgraded = after != before
     service_changed = engine.service()
     task.exit(
-        changed=upgraded or service_changed,
+        changed=upgraded or extras_added or service_changed,
         version_before=before,
         version_after=after,
         service=engine.kind,

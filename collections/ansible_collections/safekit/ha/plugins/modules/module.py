@@ -20,6 +20,10 @@ description:
   - The modules directory follows the engine's E(SAFE) environment variable (default C(/opt/safekit)).
   - M(safekit.ha.info) returns the structured parameters of a module written by this module, in the
     same shape (round trip).
+  - A mirror module (two nodes, one primary) has O(heartbeats) and its O(vip) follows the primary; a
+    farm module (O(mode=farm), every node active) has O(farm) membership, its O(vip) is held by every
+    serving node and O(loadbalancing) says which traffic is spread and each node's power.
+  - Any VIP may be moved by a cloud provider (O(vip[].provider), O(vip[].options)) instead of ARP.
 author: safekit contributors (@safekit)
 attributes:
   check_mode:
@@ -47,11 +51,21 @@ options:
     description: The whole userconfig.xml, instead of the structured parameters below.
     type: str
   mode:
-    description: The module's kind; only V(mirror) in this version, written when omitted.
+    description:
+      - The module's kind. V(mirror) is written when omitted.
+      - O(heartbeats), O(heart_port) and O(defaultprim) are for mirror modules; O(farm),
+        O(loadbalancing) and O(vip[].type) for farm modules. Giving one to the other kind fails.
     type: str
-    choices: [mirror]
+    choices: [mirror, farm]
+  boot:
+    description:
+      - Whether safekitd starts the module when it starts (engine default V(auto) - as it was when the
+        daemon stopped).
+    type: str
+    choices: ['on', 'off', auto, ignore]
   heartbeats:
-    description: Heartbeats, one per LAN of cluster.xml. One heartbeat on LAN C(default) when omitted.
+    description: >-
+      Heartbeats of a mirror, one per LAN of cluster.xml. One heartbeat on LAN C(default) when omitted.
     type: list
     elements: dict
     suboptions:
@@ -68,8 +82,40 @@ options:
   heart_port:
     description: UDP port of the module's heartbeats; give each module of a node its own.
     type: int
+  farm:
+    description:
+      - Membership of a farm module (C(<farm>)); every node sends a heartbeat to every other node of the
+        LANs each O(farm.pulse). With O(mode=farm), C(<farm>) on LAN C(default) when omitted.
+    type: dict
+    suboptions:
+      lans:
+        description: LANs of cluster.xml the farm heartbeats use. LAN C(default) when omitted.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: A C(<lan>) of cluster.xml.
+            type: str
+            required: true
+          power:
+            description: SafeKit's C(<lan power>); the node's weight is O(loadbalancing[].hosts[].power).
+            type: int
+      pulse:
+        description: Interval between farm heartbeats (engine default 100ms).
+        type: str
+      mlost_count:
+        description: Missed pulses after which a node is lost and its share moves (engine default 4).
+        type: int
+      slost_count:
+        description: SafeKit's C(slost_count) (engine default 10).
+        type: int
+      port:
+        description: UDP port of the farm heartbeats; give each module of a node its own.
+        type: int
   vip:
-    description: Virtual IPv4 addresses that follow the primary.
+    description:
+      - Virtual IPv4 addresses. A mirror's follow the primary; a farm's are held by every serving node
+        (one MAC for all, each node answering its share of the clients).
     type: list
     elements: dict
     suboptions:
@@ -83,8 +129,73 @@ options:
       interface:
         description: Network interface; found from the address when omitted.
         type: str
+      type:
+        description:
+          - Farm only, C(<virtual_interface type>). V(vmac_invisible) (the one the engine runs) is
+            written for a farm VIP when omitted.
+        type: str
+        choices: [vmac_invisible, vmac_directed]
+      provider:
+        description:
+          - The VIP provider (engine default V(arp) - gratuitous ARP on a LAN). In a cloud
+            V(aws_route), V(aws_eni_ip), V(aws_eip), V(aws_lb), V(azure_route), V(azure_nic_ip),
+            V(azure_lb), V(gcp_route), V(gcp_alias_ip), V(gcp_ilb) (C(docs/cloud-providers.md));
+            the engine needs its extra (C(safekit[aws]), ...).
+        type: str
+      options:
+        description:
+          - The provider's options, name to value (C(<option name value/>)), for example
+            C(route_tables) of V(aws_route). Lists are written comma-separated and booleans V(on)/V(off).
+        type: dict
+  loadbalancing:
+    description:
+      - Farm only, C(<loadbalancing_list>) - which traffic to the VIP is spread, and over which nodes.
+        Without it, every node of the O(farm) LANs with power 1, and traffic hashed on the client
+        address. The engine balances one group.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The group's name.
+        type: str
+        required: true
+      hosts:
+        description: The farm's nodes (names of cluster.xml) and their weights.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: The node.
+            type: str
+            required: true
+          power:
+            description: Its weight (engine default 1); its share of the clients is proportional.
+            type: int
+      rules:
+        description: The traffic spread over the hosts.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          virtual_addr:
+            description: A O(vip[].addr), or V(*) for all (engine default).
+            type: str
+          port:
+            description: The port; every port when omitted.
+            type: int
+          proto:
+            description: Protocol (engine default V(tcp)).
+            type: str
+            choices: [tcp, udp, arp]
+          filter:
+            description: >-
+              Hash of the client address (V(on_addr), engine default: a client always reaches the
+              same node) or of its address and port (V(on_port), needs O(loadbalancing[].rules[].port)).
+            type: str
+            choices: [on_addr, on_port, on_ipid]
   defaultprim:
-    description: V(alone), V(lastprim) or a node name (engine default V(alone)).
+    description: Mirror only. V(alone), V(lastprim) or a node name (engine default V(alone)).
     type: str
   failover:
     description: Automatic failover (engine default V(true)).
@@ -253,6 +364,42 @@ EXAMPLES = r"""
       stop_prim: "{{ lookup('ansible.builtin.file', 'stop_prim') }}"
   register: web
 
+- name: A web farm - every node serves, each its share of the clients of one virtual IP
+  safekit.ha.module:
+    name: webfarm
+    mode: farm
+    boot: auto
+    farm:
+      lans: [{name: default}]
+    vip:
+      - addr: 192.168.1.200
+    loadbalancing:
+      - name: web
+        hosts:
+          - {name: web1, power: 1}
+          - {name: web2, power: 1}
+          - {name: web3, power: 2}
+        rules:
+          - {virtual_addr: "*", port: 80, proto: tcp, filter: on_port}
+    errd:
+      procs:
+        - {name: nginx, class: both}
+    checkers:
+      tcp:
+        - {ident: web, addr: 127.0.0.1, port: 80, action: restart}
+    scripts:
+      start_both: "{{ lookup('ansible.builtin.file', 'start_both') }}"
+      stop_both: "{{ lookup('ansible.builtin.file', 'stop_both') }}"
+
+- name: A mirror in AWS - the VIP follows the primary through a route table
+  safekit.ha.module:
+    name: db
+    vip:
+      - addr: 10.99.0.10
+        provider: aws_route
+        options:
+          route_tables: [rtb-0a1b2c3d, rtb-4e5f6a7b]
+
 - name: A module from a SafeKit userconfig.xml and its scripts already on the node
   safekit.ha.module:
     name: legacy
@@ -296,7 +443,7 @@ import re
 
 from ansible_collections.safekit.ha.plugins.module_utils.decisions import config_action
 from ansible_collections.safekit.ha.plugins.module_utils.safekit import SafekitModule
-from ansible_collections.safekit.ha.plugins.module_utils.userconfig import render_userconfig
+from ansible_collections.safekit.ha.plugins.module_utils.userconfig import param_problems, render_userconfig
 
 CHECKER_WHEN = {"type": "str", "choices": ["prim", "both", "pre"]}
 CHECKER_ACTION = {"type": "str", "choices": ["wait", "restart", "stopstart", "stop"]}
@@ -316,7 +463,8 @@ PROC = {
     "class": {"type": "str", "choices": ["prim", "both", "pre", "second", "sec"], "default": "prim"},
 }
 STRUCTURED = {
-    "mode": {"type": "str", "choices": ["mirror"]},
+    "mode": {"type": "str", "choices": ["mirror", "farm"]},
+    "boot": {"type": "str", "choices": ["on", "off", "auto", "ignore"]},
     "heartbeats": {
         "type": "list",
         "elements": "dict",
@@ -327,6 +475,20 @@ STRUCTURED = {
         },
     },
     "heart_port": {"type": "int"},
+    "farm": {
+        "type": "dict",
+        "options": {
+            "lans": {
+                "type": "list",
+                "elements": "dict",
+                "options": {"name": {"type": "str", "required": True}, "power": {"type": "int"}},
+            },
+            "pulse": {"type": "str"},
+            "mlost_count": {"type": "int"},
+            "slost_count": {"type": "int"},
+            "port": {"type": "int"},
+        },
+    },
     "vip": {
         "type": "list",
         "elements": "dict",
@@ -334,6 +496,33 @@ STRUCTURED = {
             "addr": {"type": "str", "required": True},
             "netmask": {"type": "str"},
             "interface": {"type": "str"},
+            "type": {"type": "str", "choices": ["vmac_invisible", "vmac_directed"]},
+            "provider": {"type": "str"},
+            "options": {"type": "dict"},
+        },
+    },
+    "loadbalancing": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "name": {"type": "str", "required": True},
+            "hosts": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {"name": {"type": "str", "required": True}, "power": {"type": "int"}},
+            },
+            "rules": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {
+                    "virtual_addr": {"type": "str"},
+                    "port": {"type": "int"},
+                    "proto": {"type": "str", "choices": ["tcp", "udp", "arp"]},
+                    "filter": {"type": "str", "choices": ["on_addr", "on_port", "on_ipid"]},
+                },
+            },
         },
     },
     "defaultprim": {"type": "str"},
@@ -470,6 +659,9 @@ def main() -> None:
         structured = {key: p[key] for key in STRUCTURED}
         if structured["user"] is None and (p["scripts"] or p["scripts_dir"]):
             structured["user"] = {}
+        problems = param_problems(structured)
+        if problems:
+            task.fail("nothing was changed: " + "; ".join(problems))
         xml = render_userconfig(structured)
     conf = os.path.join(directory, "conf", "userconfig.xml")
     task.check_config(xml, "userconfig.xml", conf)
