@@ -33,7 +33,7 @@ import trio
 
 from safekit.daemon import persist
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import ops, spec, tree
+from safekit.rfs import control, ops, spec, tree
 from safekit.rfs.fusefs import ReplicatedFS
 from safekit.rfs.journal import ZONE, Entry, Journal, Mark, apply_marks, marks_of, plan_order
 from safekit.rfs.logsetup import setup
@@ -139,7 +139,7 @@ class Replicator:
             with trio.move_on_at(deadline):
                 await event.wait()
                 continue
-            self._lose(f"the secondary applied nothing for {self.spec.sendtimeout:g} s (sendtimeout)")
+            self.lose(f"the secondary applied nothing for {self.spec.sendtimeout:g} s (sendtimeout)")
             return
 
     async def barrier(self, dir_index: int, path: bytes, datasync: bool) -> None:
@@ -163,7 +163,7 @@ class Replicator:
             with trio.move_on_at(deadline):
                 await event.wait()
                 continue
-            self._lose(
+            self.lose(
                 f"no acknowledgement from the secondary within {self.spec.sendtimeout:g} s (sendtimeout)"
             )
             return
@@ -209,7 +209,7 @@ class Replicator:
         return seq
 
     # ------------------------------------------------------------------ the link
-    def _lose(self, reason: str) -> None:
+    def lose(self, reason: str) -> None:
         if self.session_scope is not None and self.connected:
             self.lost_reason = reason
             self.session_scope.cancel()
@@ -903,39 +903,23 @@ class PrimaryProcess:
         spec.bind(str(self.mountpoint / str(index)), path, read_only=False)
 
     async def _control(self, scope: trio.CancelScope) -> None:
-        stdin = trio.lowlevel.FdStream(os.dup(0))
-        buf = b""
-        while True:
-            data = await stdin.receive_some(4096)
-            if not data:
-                log.info("safekitd closed the control channel: stopping")
-                break
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                cmd = msg.get("cmd")
-                if cmd == "stop":
-                    await self._stop()
-                    scope.cancel()
-                    return
-                if cmd == "degrade_ok":
-                    self.replicator.confirm_degraded()
-                elif cmd == "peer_lost":
-                    self.replicator._lose("the peer is lost (all heartbeats)")
-                elif cmd == "generation":
-                    self.replicator.generation = int(msg.get("value", 0))
-                elif cmd == "fullsync":
-                    self.replicator.fullsync_requested = True
-                    self.replicator._lose("full resynchronisation requested")
-                elif cmd == "verify":
-                    result = await self.replicator.verify()
-                    spec.emit("verify", **result)
-                elif cmd == "status":
-                    r = self.replicator
+        r = self.replicator
+        async for msg in control.commands():
+            match msg.get("cmd"):
+                case "stop":
+                    break
+                case "degrade_ok":
+                    r.confirm_degraded()
+                case "peer_lost":
+                    r.lose("the peer is lost (all heartbeats)")
+                case "generation":
+                    r.generation = int(msg.get("value", 0))
+                case "fullsync":
+                    r.fullsync_requested = True
+                    r.lose("full resynchronisation requested")
+                case "verify":
+                    spec.emit("verify", **await r.verify())
+                case "status":
                     spec.emit("status", state=str(r.state), seq=r.seq, journal=len(r.journal), **r.stats)
         await self._stop()
         scope.cancel()

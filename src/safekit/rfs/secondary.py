@@ -23,7 +23,7 @@ import trio
 
 from safekit.daemon import persist
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import ops, spec, tree
+from safekit.rfs import control, ops, spec, tree
 from safekit.rfs.apply import Replica
 from safekit.rfs.logsetup import setup
 from safekit.rfs.wire import (
@@ -151,24 +151,9 @@ class Secondary:
             nursery.start_soon(trio.serve_listeners, self._serve, listeners)
 
     async def _control(self, scope: trio.CancelScope) -> None:
-        stdin = trio.lowlevel.FdStream(os.dup(0))
-        buf = b""
-        while True:
-            data = await stdin.receive_some(4096)
-            if not data:
-                log.info("safekitd closed the control channel: stopping")
+        async for msg in control.commands():
+            if msg.get("cmd") == "stop":
                 break
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                try:
-                    cmd = json.loads(line).get("cmd")
-                except ValueError:
-                    continue
-                if cmd == "stop":
-                    self.stopping = True
-                    scope.cancel()
-                    return
         self.stopping = True
         scope.cancel()
 
