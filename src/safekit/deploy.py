@@ -252,8 +252,6 @@ def _deploy(kind: str, inventory: str, extra_vars: dict[str, str], *, check: boo
     root = project_root()
     playbook = root / "playbooks" / PLAYBOOKS[kind]
     if not playbook.is_file():
-        if kind == "farm":
-            raise DeployError("farm modules are not available in this version")
         raise DeployError(f"{playbook}: no such playbook")
     inventory_path = Path(inventory)
     if not inventory_path.exists():

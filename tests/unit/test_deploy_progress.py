@@ -145,12 +145,11 @@ def test_extra_vars_are_key_value_pairs() -> None:
         parse_extra_vars(["1abc=2"])
 
 
-def test_farm_is_refused_clearly(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text("all: {}\n")
-    args = argparse.Namespace(kind="farm", inventory=str(inventory), extra_vars=[], check=False)
-    assert deploy.run(args) == 1
-    assert "farm modules are not available in this version" in capsys.readouterr().err
+def test_every_kind_has_its_playbook() -> None:
+    root = deploy.project_root()
+    assert set(deploy.PLAYBOOKS) == {"mirror", "farm"}
+    for kind, name in deploy.PLAYBOOKS.items():
+        assert (root / "playbooks" / name).is_file(), f"safekit deploy {kind}: playbooks/{name} is missing"
 
 
 def test_a_missing_inventory_is_refused_before_ansible_runs(capsys: pytest.CaptureFixture[str]) -> None:
