@@ -30,6 +30,7 @@ from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import ModuleError, _module_logger
+from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.paths import Paths
 from safekit.farm import machine as fm
 from safekit.farm import nft
@@ -40,7 +41,7 @@ from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
 from safekit.membership.wire import Heartbeat, SubState, encode, to_wire_us
 from safekit.membership.wire import ModuleState as WireState
-from safekit.scripts import Script, ScriptEnvironment, ScriptRunner
+from safekit.scripts import Script, ScriptRunner
 
 DEFAULT_FARM_PORT = 4800
 HANDOVER_PULSES = 3
@@ -282,28 +283,9 @@ class FarmModule:
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
         )
         persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
-        self.scripts: ScriptRunner | None = None
-        if config.user is not None:
-            self.scripts = ScriptRunner(
-                ScriptEnvironment(
-                    safe=paths.safe,
-                    module=name,
-                    safevar=paths.var,
-                    userbin=paths.module_dir(name) / "bin",
-                    userconf=paths.module_dir(name) / "conf",
-                    uservar=paths.module_var(name),
-                    user_vars={v.name: v.value for v in config.user.vars},
-                ),
-                paths.user_log(name),
-                nicestoptimeout=config.user.nicestoptimeout,
-                forcestoptimeout=config.user.forcestoptimeout,
-            )
+        self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
-        self._checks: dict[str, tuple[str, str]] = {
-            s.resource: (s.when, s.action) for s in self._checker_specs
-        }
-        for custom in config.check.custom:
-            self._checks[f"custom.{custom.ident}"] = (custom.when, custom.action)
+        self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._script_tasks: dict[int, asyncio.Task[None]] = {}

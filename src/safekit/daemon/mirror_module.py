@@ -31,6 +31,7 @@ from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
+from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.paths import Paths
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess
 from safekit.daemon.rfs_supervisor import Role as RfsRole
@@ -76,7 +77,7 @@ from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
 from safekit.rfs.spec import DirSpec, RfsSpec
-from safekit.scripts import Script, ScriptEnvironment, ScriptRunner
+from safekit.scripts import Script, ScriptRunner
 from safekit.vip import VipError, VipProvider, VipSpec, create_provider
 
 DEFAULT_HEARTBEAT_PORT = 4800
@@ -168,28 +169,9 @@ class MirrorModule:
         )
         persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
         self.vips: list[VipProvider] = _vip_providers(config)
-        self.scripts: ScriptRunner | None = None
-        if config.user is not None:
-            self.scripts = ScriptRunner(
-                ScriptEnvironment(
-                    safe=paths.safe,
-                    module=name,
-                    safevar=paths.var,
-                    userbin=paths.module_dir(name) / "bin",
-                    userconf=paths.module_dir(name) / "conf",
-                    uservar=paths.module_var(name),
-                    user_vars={v.name: v.value for v in config.user.vars},
-                ),
-                paths.user_log(name),
-                nicestoptimeout=config.user.nicestoptimeout,
-                forcestoptimeout=config.user.forcestoptimeout,
-            )
+        self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
-        self._checks: dict[str, tuple[str, str]] = {
-            spec.resource: (spec.when, spec.action) for spec in self._checker_specs
-        }
-        for custom in config.check.custom:
-            self._checks[f"custom.{custom.ident}"] = (custom.when, custom.action)
+        self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,0 +1,36 @@
+"""Pieces every kind of module (mirror, farm) builds the same way from its configuration."""
+
+from __future__ import annotations
+
+from safekit.config import ModuleConfig
+from safekit.daemon.checker_tasks import CheckerSpec
+from safekit.daemon.paths import Paths
+from safekit.scripts import ScriptEnvironment, ScriptRunner
+
+
+def script_runner(name: str, config: ModuleConfig, paths: Paths) -> ScriptRunner | None:
+    """The module's restart scripts; None without `<user>` (then no script runs)."""
+    if config.user is None:
+        return None
+    return ScriptRunner(
+        ScriptEnvironment(
+            safe=paths.safe,
+            module=name,
+            safevar=paths.var,
+            userbin=paths.module_dir(name) / "bin",
+            userconf=paths.module_dir(name) / "conf",
+            uservar=paths.module_var(name),
+            user_vars={v.name: v.value for v in config.user.vars},
+        ),
+        paths.user_log(name),
+        nicestoptimeout=config.user.nicestoptimeout,
+        forcestoptimeout=config.user.forcestoptimeout,
+    )
+
+
+def check_actions(config: ModuleConfig, specs: list[CheckerSpec]) -> dict[str, tuple[str, str]]:
+    """Each checker resource's (when, action): the probe checkers' and the custom ones'."""
+    checks = {spec.resource: (spec.when, spec.action) for spec in specs}
+    for custom in config.check.custom:
+        checks[f"custom.{custom.ident}"] = (custom.when, custom.action)
+    return checks
