@@ -31,13 +31,21 @@ from safekit.mirror.events import (
     PeerHeartbeat,
     PeerLost,
     ReplicaStatus,
+    ReplicationExited,
     ResourceUp,
     ScriptDone,
     ScriptOutcome,
     Tick,
     WitnessResult,
 )
-from safekit.mirror.machine import Transition, announced_status, initial_state, next_deadline, step
+from safekit.mirror.machine import (
+    Transition,
+    announced_status,
+    initial_state,
+    next_deadline,
+    step,
+    witness_wanted,
+)
 from safekit.mirror.settings import MirrorSettings
 from safekit.mirror.states import (
     Intent,
@@ -51,6 +59,7 @@ from safekit.mirror.states import (
     Role,
     WaitCause,
 )
+from safekit.mirror.witness import WitnessMode
 
 __all__ = [
     "AcquireVip",
@@ -80,6 +89,7 @@ __all__ = [
     "Readiness",
     "ReleaseVip",
     "ReplicaStatus",
+    "ReplicationExited",
     "ReplicationRole",
     "ResourceUp",
     "Role",
@@ -93,9 +103,11 @@ __all__ = [
     "Tick",
     "Transition",
     "WaitCause",
+    "WitnessMode",
     "WitnessResult",
     "announced_status",
     "initial_state",
     "next_deadline",
     "step",
+    "witness_wanted",
 ]

@@ -101,6 +101,9 @@ class ReleaseVip:
 @dataclass(frozen=True)
 class StartReplication:
     role: ReplicationRole
+    diverged: bool = False
+    """The secondary role after a split brain this node lost: what it wrote since the split is
+    saved aside before the resynchronisation overwrites it (rule 4)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from safekit.mirror.actions import Action, Script
-from safekit.mirror.states import NodeStatus
+from safekit.mirror.states import NodeStatus, ReplicationRole
 
 
 class CommandKind(StrEnum):
@@ -65,10 +65,19 @@ class PeerLost:
 
 @dataclass(frozen=True)
 class WitnessResult:
-    """One answer of the split-brain checker (only meaningful with a witness configured)."""
+    """One answer of the split-brain checker (only meaningful with a witness configured).
+
+    ping: `reachable` = the witness answered; `other` = a MAC address other than ours answered
+    for the virtual IP (the daemon's ARP probe, made while this node does not serve).
+    arbitrator: `reachable` = the lease was granted to this node; `other` = the node the
+    arbitrator says holds it; neither = no answer. `sent_at` = when the probe or request left
+    (the answer proves something about that moment, not about `now`).
+    """
 
     reachable: bool
     now: float
+    sent_at: float | None = None
+    other: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,16 @@ class ReplicaStatus:
     uptodate: bool
     now: float
     generation: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationExited:
+    """The replication process of `role` died without being asked to stop (killed, crashed). On a
+    primary its FUSE mount is dead: the application's open files on it fail."""
+
+    role: ReplicationRole
+    now: float
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,7 @@ Event = (
     | PeerLost
     | WitnessResult
     | ReplicaStatus
+    | ReplicationExited
     | ScriptDone
     | CheckerVerdict
     | ResourceUp

@@ -57,6 +57,7 @@ from safekit.mirror.events import (
     PeerHeartbeat,
     PeerLost,
     ReplicaStatus,
+    ReplicationExited,
     ResourceUp,
     ScriptDone,
     ScriptOutcome,
@@ -80,6 +81,7 @@ from safekit.mirror.states import (
     Running,
     WaitCause,
 )
+from safekit.mirror.witness import WitnessMode, WitnessView
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,32 @@ def next_deadline(settings: MirrorSettings, state: MirrorState) -> float | None:
         times.append(state.handshake_not_before)
     absent = state.peer_absent_since
     if settings.witness_configured and state.peer is None and absent is not None:
+        rules = settings.witness_rules
         if state.claims_primary:
-            times.append(witness.fence_deadline(state.witness, absent, settings.split_brain_bound))
+            times.append(witness.fence_deadline(rules, state.witness, absent))
         else:
-            at = witness.takeover_time(state.witness, absent, settings.takeover_guard)
+            at = witness.takeover_time(rules, state.witness, absent)
             if at is not None:
                 times.append(at)
     future = [t for t in times if t > state.now]
     return min(future, default=None)
+
+
+def witness_wanted(settings: MirrorSettings, state: MirrorState) -> bool:
+    """Whether the daemon should query the split-brain witness now (besides `QueryWitness`).
+
+    ping: always (slowly while the peer is present). arbitrator: a node that serves, or may
+    serve, renews its lease all the time - at a split the peer must find it held - and a node
+    that does not serve asks only while the peer is lost: asking while the peer is there could
+    take the lease from a primary that is just renewing it.
+    """
+    if not settings.witness_configured:
+        return False
+    if settings.witness_mode is WitnessMode.PING:
+        return True
+    if state.claims_primary:
+        return True
+    return state.peer is None and state.phase not in (Phase.STOPPED, Phase.POSTSTOP)
 
 
 def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transition:
@@ -199,9 +219,11 @@ def _apply(ctx: _Ctx, event: Event) -> None:
         case PeerLost():
             _on_peer_lost(ctx)
         case WitnessResult():
-            _on_witness(ctx, event.reachable)
+            _on_witness(ctx, event.reachable, sent_at=event.sent_at, other=event.other)
         case ReplicaStatus():
             _on_replica(ctx, event)
+        case ReplicationExited():
+            _on_replication_exited(ctx, event)
         case ScriptDone():
             _on_script_done(ctx, event)
         case CheckerVerdict():
@@ -275,20 +297,45 @@ def _on_peer_lost(ctx: _Ctx) -> None:
         ctx.emit(QueryWitness())
 
 
-def _on_witness(ctx: _Ctx, reachable: bool) -> None:
+def _on_witness(
+    ctx: _Ctx, reachable: bool, *, sent_at: float | None = None, other: str | None = None
+) -> None:
     cfg, s = ctx.cfg, ctx.s
     if not cfg.witness_configured:
         ctx.log("ignored a witness answer: no split-brain witness is configured", LogLevel.WARNING)
         return
     before = s.witness
-    after = before.record(reachable, ctx.now, cfg.split_brain_bound)
+    after = before.record(reachable, ctx.now, cfg.split_brain_bound, sent_at=sent_at, other=other)
     ctx.set(witness=after)
+    arbitrator = cfg.witness_mode is WitnessMode.ARBITRATOR
+    if other is not None:
+        if before.other_server != other or before.other_server_at is None or not _recent_other(before, after):
+            what = (
+                f"the arbitrator lease is held by {other}"
+                if arbitrator
+                else f"the virtual IP is answered by {other}"
+            )
+            ctx.log(f"split-brain witness: {what}", LogLevel.WARNING)
+        return
     was_reachable = before.reachable_since is not None
     first = before.last_reachable_at is None and before.last_unreachable_at is None
     if first or was_reachable != reachable:  # changes only: the idle witness poll must not flood the log
+        if arbitrator:
+            word = "granted the lease to this node" if reachable else "did not answer"
+            ctx.log(f"split-brain arbitrator {word}", LogLevel.INFO if reachable else LogLevel.WARNING)
+            return
         word = "reachable" if reachable else "unreachable"
         level = LogLevel.INFO if reachable else LogLevel.WARNING
         ctx.log(f"split-brain witness {word}", level)
+
+
+def _recent_other(before: WitnessView, after: WitnessView) -> bool:
+    """The previous answer already named another server (no new log line for a repeat)."""
+    at = before.other_server_at
+    if at is None:
+        return False
+    newer_ok = [t for t in (before.last_reachable_at, before.last_unreachable_at) if t is not None and t > at]
+    return not newer_ok and after.other_server == before.other_server
 
 
 def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
@@ -311,6 +358,49 @@ def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
     if (ev.uptodate, gen) != (s.uptodate, s.generation):
         ctx.log(f"replica: rfs.uptodate={ev.uptodate}, generation {gen}")
         ctx.set(uptodate=ev.uptodate, generation=gen)
+
+
+def _on_replication_exited(ctx: _Ctx, ev: ReplicationExited) -> None:
+    """The replication process died. A secondary's copy is no longer known to follow the primary:
+    not up to date, and a new process. A primary's mount is dead under its application: stop the
+    application (forced), then start it again on a fresh mount (`_restore_replication`); if that
+    fails, the usual stopstart hands over to the in-sync secondary; past maxloop, the module stops."""
+    s = ctx.s
+    what = f"the replication process ({ev.role}) died" + (f": {ev.detail}" if ev.detail else "")
+    if s.replication is not ev.role:
+        ctx.log(f"{what}: ignored, this node runs no {ev.role} replication now")
+        return
+    if ev.role is ReplicationRole.SECONDARY:
+        ctx.log(f"{what}: this copy is not up to date; starting a new one", LogLevel.WARNING)
+        ctx.emit(StartReplication(ReplicationRole.SECONDARY))
+        ctx.set(uptodate=False)
+        return
+    if s.phase is Phase.PRIMARY and s.running is None:
+        if _count_error(ctx, what):
+            _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"{what}: too many errors, stopping the module")
+            return
+        # The VIP stays (a local restart); the application goes first, forced: its files on the
+        # dead mount fail. Replication is marked gone so that the restart starts a fresh process.
+        current = s.module_state
+        ctx.set(replication=ReplicationRole.NONE)
+        ctx.run(Script.STOP_PRIM, ScriptAction.STOPSTART, current, current, then=Next.RESTART, forced=True)
+        ctx.set(phase=Phase.STOPPING_PRIMARY, reason=f"{what}: restarting the application on a fresh mount")
+        ctx.log(f"{what}: stop_prim (forced), new replication process, start_prim", LogLevel.WARNING)
+    elif s.phase is Phase.STARTING_PRIMARY:
+        _role_failed_async(ctx, what)  # stopstart once start_prim ends
+    elif s.phase is Phase.STOPPING_PRIMARY and s.then is Next.RESTART:
+        ctx.set(replication=ReplicationRole.NONE)  # the restart starts a fresh process
+        ctx.log(f"{what}: the restart starts a new one", LogLevel.WARNING)
+    else:
+        ctx.log(f"{what}: the role is being left anyway", LogLevel.WARNING)
+
+
+def _restore_replication(ctx: _Ctx) -> None:
+    """Before start_prim of a local restart: a replication process that died meanwhile is replaced
+    (the daemon removes the dead mount and serves the directories again)."""
+    if ctx.s.replication is ReplicationRole.NONE:
+        ctx.emit(StartReplication(ReplicationRole.PRIMARY))
+        ctx.set(replication=ReplicationRole.PRIMARY)
 
 
 def _on_checker(ctx: _Ctx, ev: CheckerVerdict) -> None:
@@ -619,6 +709,7 @@ def _restart_role(ctx: _Ctx) -> None:
     s = ctx.s
     current = s.module_state
     if s.phase is Phase.STOPPING_PRIMARY:
+        _restore_replication(ctx)
         ctx.run(Script.START_PRIM, ScriptAction.START, current, current)
         ctx.set(phase=Phase.STARTING_PRIMARY, reason="restart: start_prim runs")
     else:
@@ -649,10 +740,10 @@ def _role_started(ctx: _Ctx, script: Script, outcome: ScriptOutcome, pending: Pe
     ctx.set(phase=Phase.PRIMARY if primary else Phase.SECONDARY)
     if outcome is ScriptOutcome.OK:
         if not primary and ctx.s.replication is not ReplicationRole.SECONDARY:
-            ctx.emit(StartReplication(ReplicationRole.SECONDARY))
+            ctx.emit(StartReplication(ReplicationRole.SECONDARY, diverged=ctx.s.diverged))
             # A new secondary is stale until the replication process says otherwise: it may
             # hold changes the primary never saw (rule 4) or lack the primary's latest ones.
-            ctx.set(replication=ReplicationRole.SECONDARY, uptodate=False)
+            ctx.set(replication=ReplicationRole.SECONDARY, uptodate=False, diverged=False)
         ctx.set(reason=f"{script} done")
     if pending is Pending.STOP:
         _leave_role(ctx, ScriptAction.STOP, Next.STOP, f"stop requested while {script} ran")
@@ -790,7 +881,7 @@ def _step_down(ctx: _Ctx, reason: str, *, diverged: bool) -> None:
     """Leave the primary role for the secondary one; the peer is elected meanwhile."""
     ctx.set(intent=Intent.SECOND)
     if diverged:
-        ctx.set(uptodate=False)
+        ctx.set(uptodate=False, diverged=True)
     _leave_role(ctx, ScriptAction.STOPSTART, Next.SECONDARY, reason)
 
 
@@ -820,6 +911,7 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
         intent=Intent.AUTO,
         vip_held=True,
         replication=ReplicationRole.PRIMARY,
+        diverged=False,
         wait_cause=None,
         waiting_resource=None,
         election_deadline=None,
@@ -842,12 +934,10 @@ def _enforce_witness(ctx: _Ctx) -> None:
     absent = s.peer_absent_since
     if not cfg.witness_configured or s.peer is not None or absent is None or not s.claims_primary:
         return
-    if witness.may_keep_serving(s.witness, ctx.now, absent, cfg.split_brain_bound):
+    rules = cfg.witness_rules
+    if witness.may_keep_serving(rules, s.witness, ctx.now, absent):
         return
-    if s.witness.refused_since(absent):
-        why = "the witness answered unreachable"
-    else:
-        why = f"no witness answer for split_brain_bound={cfg.split_brain_bound:g}s"
+    why = witness.fence_reason(rules, s.witness, absent)
     reason = f"all heartbeats lost and {why}: stop serving (rule 2)"
     ctx.log(reason, LogLevel.WARNING)
     if s.vip_held:
@@ -971,20 +1061,55 @@ def _by_witness(ctx: _Ctx, eligible_reason: str, start: _Starter) -> None:
     """Peer absent, witness configured, replica eligible: start, wait in WAIT, or keep waiting."""
     s, cfg = ctx.s, ctx.cfg
     absent = s.peer_absent_since if s.peer_absent_since is not None else ctx.now
-    bound, guard = cfg.split_brain_bound, cfg.takeover_guard
-    if witness.may_take_over(s.witness, ctx.now, absent, bound, guard):
-        start(ctx, f"peer absent; {eligible_reason}; {witness.describe(s.witness, ctx.now)} for {guard:g}s")
+    rules = cfg.witness_rules
+    evidence = witness.peer_serving_evidence(rules, s.witness, absent)
+    if evidence is not None:
+        _peer_serves_without_us(ctx, evidence)
+        return
+    if witness.may_take_over(rules, s.witness, ctx.now, absent):
+        described = witness.describe(rules, s.witness, ctx.now)
+        start(ctx, f"peer absent; {eligible_reason}; {described}, {rules.guard:g}s after the loss")
         return
     if s.witness.refused_since(absent):
-        reason = "peer absent and the witness is unreachable: not serving (rule 2)"
+        what = (
+            "the arbitrator does not answer"
+            if rules.mode is WitnessMode.ARBITRATOR
+            else "the witness is unreachable"
+        )
+        reason = f"peer absent and {what}: not serving (rule 2)"
         if s.phase is Phase.SECONDARY:
             _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.WITNESS)
         else:
             ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.WITNESS, reason=reason)
         return
-    at = witness.takeover_time(s.witness, absent, guard)
-    when = f"not before {at:.3f}" if at is not None else "after a reachable answer"
-    ctx.set(reason=f"peer absent: waiting for the witness ({witness.describe(s.witness, ctx.now)}); {when}")
+    at = witness.takeover_time(rules, s.witness, absent)
+    if at is not None:
+        when = f"not before {at:.3f}"
+    elif rules.mode is WitnessMode.ARBITRATOR:
+        when = "until the arbitrator grants the lease"
+    else:
+        when = "after a reachable answer"
+    ctx.set(
+        reason=f"peer absent: waiting for the witness ({witness.describe(rules, s.witness, ctx.now)}); {when}"
+    )
+
+
+def _peer_serves_without_us(ctx: _Ctx, evidence: str) -> None:
+    """The lost peer still serves: it goes on alone, so this copy no longer follows it (rule 1)."""
+    s = ctx.s
+    newer = s.generation + 1
+    if s.peer_generation_seen < newer:
+        # The primary starts a new generation when it loses its secondary: record that ours is
+        # older now, so that this node never takes over with it, even once the peer is gone.
+        ctx.set(peer_generation_seen=newer)
+    reason = (
+        f"peer absent but {evidence}: {ctx.peer_name} serves without {ctx.me}, whose copy no longer "
+        f"follows it; not taking over (rules 1 and 2), waiting for {ctx.peer_name}"
+    )
+    if s.phase is Phase.SECONDARY:
+        _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.STALE)
+    elif not (s.phase is Phase.WAITING and s.wait_cause is WaitCause.STALE):
+        ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=reason)
 
 
 def _reconcile_candidate(ctx: _Ctx) -> None:

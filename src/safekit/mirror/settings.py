@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from safekit.mirror.witness import WitnessMode, WitnessRules
+
 DEFAULTPRIM_ALONE = "alone"
 DEFAULTPRIM_LASTPRIM = "lastprim"
 
@@ -40,6 +42,12 @@ class MirrorSettings:
     detection_skew: float = 2.0
     # How long a starting node waits for a first heartbeat before it may go ALONE.
     peer_timeout: float = 30.0
+    # `<splitbrain exec="ping|arbitrator">`: a witness that answers pings, or the arbitrating
+    # witness (`safekit arbiter`) that leases the right to serve without the peer to one node.
+    witness_mode: WitnessMode = WitnessMode.PING
+    # arbitrator: how long a granted lease lets a node serve without heartbeats, counted from
+    # when its request was sent. The daemon renews it more often than that.
+    lease_duration: float = 10.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -55,7 +63,7 @@ class MirrorSettings:
             )
         if self.maxloop < 0:
             problems.append(f"maxloop={self.maxloop} must be >= 0")
-        for name in ("loop_interval", "split_brain_bound", "peer_timeout"):
+        for name in ("loop_interval", "split_brain_bound", "peer_timeout", "lease_duration"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be > 0 seconds")
         if self.detection_skew < 0:
@@ -64,9 +72,15 @@ class MirrorSettings:
             raise ValueError("invalid mirror settings: " + "; ".join(problems))
 
     @property
+    def witness_rules(self) -> WitnessRules:
+        return WitnessRules(
+            self.witness_mode, self.split_brain_bound, self.detection_skew, self.lease_duration
+        )
+
+    @property
     def takeover_guard(self) -> float:
-        """How long a non-serving node must see the witness (and no peer) before it serves."""
-        return self.split_brain_bound + self.detection_skew
+        """How long after "peer lost" a non-serving node waits (with the witness's leave) before it serves."""
+        return self.witness_rules.guard
 
     @property
     def default_primary_node(self) -> str | None:

@@ -198,6 +198,9 @@ class MirrorState:
     # election.consents_to): until then, a consent heard from the peer may predate the
     # withdrawal, and the peer may be acting on ours, so it does not start the primary role on it.
     handshake_not_before: float | None = None
+    # Left the primary role after a split brain this node lost: its copy holds what it wrote since
+    # the split until the secondary role starts (which saves it aside first, rule 4).
+    diverged: bool = False
     errors: tuple[float, ...] = ()
     next_run_id: int = 1
     now: float = 0.0

@@ -1,81 +1,224 @@
 """Split-brain rules: when the witness allows a node to serve without its peer.
 
-This module owns what the machine remembers of the split-brain checker's answers and the two
-rules built on them (ARCHITECTURE.md, "Rules that protect data", rule 2):
+This module owns what the machine remembers of the split-brain checker's answers and the rules
+built on them (ARCHITECTURE.md, "Rules that protect data", rule 2; docs/adr/0010). There are two
+kinds of witness (`<splitbrain exec="ping|arbitrator">`):
 
-- keep serving: a node that serves while every heartbeat is lost keeps the VIP only while it
-  holds a witness *lease*: it must not have been told "unreachable" since the peer was lost,
-  and `now < max(peer lost, last reachable answer) + split_brain_bound`;
+**ping** (SafeKit's): a router or any host that answers pings. Every answer is recorded at the
+moment its probe was *sent* (a late answer still counts, for the time it proves).
+
+- keep serving: a node that serves while every heartbeat is lost keeps the VIP only while it holds
+  a witness *lease*: it must not have been told "unreachable" since the peer was lost, and
+  `now < max(peer lost, last reachable answer) + split_brain_bound`;
 - take over: a node that does not serve may start only after answers "reachable", no more than
   `split_brain_bound` apart, have covered `takeover_guard = split_brain_bound + detection_skew`
-  since the later of "peer lost" and the start of that streak.
+  since the later of "peer lost" and the start of that streak, and while no other node answers
+  for the virtual IP (the daemon adds an ARP probe of the VIP to each answer).
 
-Why this prevents two primaries: if the witness answers one side only and its answer for a
-side does not flap faster than the takeover guard, the side that lost the witness has released
-the VIP (bound) before the other side has seen the witness long enough (guard > bound + skew).
+Why this prevents two primaries: if the witness answers one side only and its answer for a side
+does not flap faster than the takeover guard, the side that lost the witness has released the VIP
+(bound) before the other side has seen the witness long enough (guard > bound + skew). When both
+sides reach the witness, only the VIP probe can tell the secondary that the primary still
+serves: that works while the nodes still share the VIP's LAN (a firewall rule on the heartbeat
+ports, a failed dedicated heartbeat LAN), not when every frame between them is lost.
+
+**arbitrator** (`safekit arbiter`, docs/arbiter.md): a service that grants a lease per module to
+one node at a time, like corosync-qnetd grants its vote. The primary renews it all the time.
+
+- keep serving: while every heartbeat is lost, a node serves only until
+  `sent_at + lease_duration` of its latest granted request, and stops at once when the arbiter
+  says another node holds the lease;
+- take over: a node that does not serve starts only with a lease granted to a request sent after
+  the peer was lost, still valid, and not before `peer lost + detection_skew` (a primary that held
+  no lease fences when *it* sees the loss, at most detection_skew later);
+- the peer still serves: a refusal to a request sent later than `peer lost + lease_duration`
+  means the peer renewed its lease after this node lost it: it is alive and serves alone.
+
+Both kinds: a node that learns that the peer serves without it (the VIP answered by another MAC,
+or the lease renewed by the peer) must not take over later with its copy, which no longer follows
+the primary's (rule 1): the machine marks the peer's generation as newer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class WitnessMode(StrEnum):
+    PING = "ping"
+    ARBITRATOR = "arbitrator"
 
 
 @dataclass(frozen=True)
 class WitnessView:
-    """The split-brain checker's answers, as far as the rules need them."""
+    """The split-brain checker's answers, as far as the rules need them (times: when sent)."""
 
     last_reachable_at: float | None = None
     reachable_since: float | None = None  # start of the current streak of "reachable"
     last_unreachable_at: float | None = None
+    # arbitrator: the latest request that was granted (its lease runs until + lease_duration)
+    last_grant_at: float | None = None
+    # who else serves: the node holding the lease (arbitrator) or the MAC answering for the VIP
+    # (ping), and when the request or probe that showed it was sent
+    other_server: str | None = None
+    other_server_at: float | None = None
 
-    def record(self, reachable: bool, now: float, bound: float) -> WitnessView:
+    def record(
+        self,
+        reachable: bool,
+        now: float,
+        bound: float,
+        *,
+        sent_at: float | None = None,
+        other: str | None = None,
+    ) -> WitnessView:
+        """One answer. `reachable` with arbitrator = the lease was granted to this node.
+
+        `other` names another node serving (lease holder, VIP owner): such an answer breaks the
+        streak of "reachable" answers. `sent_at` is when the probe left (default: `now`).
+        """
+        at = now if sent_at is None else min(sent_at, now)
+        if other is not None:
+            if self.other_server_at is not None and at < self.other_server_at:
+                return replace(self, reachable_since=None)
+            return replace(self, reachable_since=None, other_server=other, other_server_at=at)
         if not reachable:
-            return WitnessView(self.last_reachable_at, None, now)
+            last_bad = at if self.last_unreachable_at is None else max(at, self.last_unreachable_at)
+            broken = self.last_reachable_at is None or at >= self.last_reachable_at
+            since = None if broken else self.reachable_since
+            return replace(self, reachable_since=since, last_unreachable_at=last_bad)
         streak_broken = (
             self.reachable_since is None
             or self.last_reachable_at is None
-            or now - self.last_reachable_at > bound
+            or at - self.last_reachable_at > bound
             or (self.last_unreachable_at is not None and self.last_unreachable_at >= self.last_reachable_at)
+            or (self.other_server_at is not None and self.other_server_at >= self.last_reachable_at)
         )
-        since = now if streak_broken else self.reachable_since
-        return WitnessView(now, since, self.last_unreachable_at)
+        since = at if streak_broken else self.reachable_since
+        last_ok = at if self.last_reachable_at is None else max(at, self.last_reachable_at)
+        grant = at if self.last_grant_at is None else max(at, self.last_grant_at)
+        return replace(self, last_reachable_at=last_ok, reachable_since=since, last_grant_at=grant)
 
     def refused_since(self, since: float) -> bool:
-        """The latest answer, given at or after `since`, was "unreachable"."""
+        """The latest answer, given at or after `since`, was "unreachable" (no answer)."""
         last_bad = self.last_unreachable_at
         if last_bad is None or last_bad < since:
             return False
         return self.last_reachable_at is None or last_bad >= self.last_reachable_at
 
+    def other_since(self, since: float) -> bool:
+        """Another server was seen at or after `since`."""
+        return self.other_server_at is not None and self.other_server_at >= since
 
-def fence_deadline(view: WitnessView, absent_since: float, bound: float) -> float:
+    @property
+    def lease_lost(self) -> bool:
+        """arbitrator: the latest answer about the lease named another holder."""
+        at = self.other_server_at
+        return at is not None and (self.last_grant_at is None or at >= self.last_grant_at)
+
+
+@dataclass(frozen=True)
+class WitnessRules:
+    """The timing the rules need, from MirrorSettings (kept apart so this module stands alone)."""
+
+    mode: WitnessMode
+    bound: float  # split_brain_bound
+    skew: float  # detection_skew
+    lease: float  # lease_duration (arbitrator)
+
+    @property
+    def guard(self) -> float:
+        """How long after "peer lost" a node that does not serve waits before it may serve."""
+        if self.mode is WitnessMode.ARBITRATOR:
+            return self.skew
+        return self.bound + self.skew
+
+
+def fence_deadline(rules: WitnessRules, view: WitnessView, absent_since: float) -> float:
     """When a serving node without heartbeats must have released the VIP at the latest."""
+    if rules.mode is WitnessMode.ARBITRATOR:
+        if view.last_grant_at is None:
+            return absent_since
+        return view.last_grant_at + rules.lease
     last_ok = view.last_reachable_at if view.last_reachable_at is not None else absent_since
-    return max(absent_since, last_ok) + bound
+    return max(absent_since, last_ok) + rules.bound
 
 
-def may_keep_serving(view: WitnessView, now: float, absent_since: float, bound: float) -> bool:
-    if view.refused_since(absent_since):
+def may_keep_serving(rules: WitnessRules, view: WitnessView, now: float, absent_since: float) -> bool:
+    if rules.mode is WitnessMode.ARBITRATOR:
+        # no answer proves nothing: the lease runs out by itself; a refusal ends it at once
+        if view.lease_lost:
+            return False
+    elif view.refused_since(absent_since):
         return False
-    return now < fence_deadline(view, absent_since, bound)
+    return now < fence_deadline(rules, view, absent_since)
 
 
-def takeover_time(view: WitnessView, absent_since: float, guard: float) -> float | None:
-    """Earliest time a non-serving node may take over, or None while no streak runs."""
+def fence_reason(rules: WitnessRules, view: WitnessView, absent_since: float) -> str:
+    """Why `may_keep_serving` said no, for the log."""
+    if rules.mode is WitnessMode.ARBITRATOR:
+        if view.lease_lost:
+            return f"the arbitrator gave the lease to {view.other_server}"
+        if view.last_grant_at is None:
+            return "this node holds no arbitrator lease"
+        return f"the arbitrator lease ran out (lease_duration={rules.lease:g}s, not renewed)"
+    if view.refused_since(absent_since):
+        return "the witness answered unreachable"
+    return f"no witness answer for split_brain_bound={rules.bound:g}s"
+
+
+def takeover_time(rules: WitnessRules, view: WitnessView, absent_since: float) -> float | None:
+    """Earliest time a non-serving node may take over, or None while the witness does not allow it."""
+    if rules.mode is WitnessMode.ARBITRATOR:
+        grant = view.last_grant_at
+        if grant is None or grant < absent_since or view.lease_lost:
+            return None
+        return absent_since + rules.guard
     if view.reachable_since is None:
         return None
-    return max(absent_since, view.reachable_since) + guard
+    return max(absent_since, view.reachable_since) + rules.guard
 
 
-def may_take_over(view: WitnessView, now: float, absent_since: float, bound: float, guard: float) -> bool:
-    at = takeover_time(view, absent_since, guard)
-    if at is None or view.last_reachable_at is None:
+def may_take_over(rules: WitnessRules, view: WitnessView, now: float, absent_since: float) -> bool:
+    at = takeover_time(rules, view, absent_since)
+    if at is None or now < at:
         return False
-    lease_valid = now - view.last_reachable_at <= bound
-    return lease_valid and now >= at
+    if rules.mode is WitnessMode.ARBITRATOR:
+        assert view.last_grant_at is not None
+        return now < view.last_grant_at + rules.lease
+    if view.last_reachable_at is None or view.other_since(absent_since):
+        return False
+    return now - view.last_reachable_at <= rules.bound
 
 
-def describe(view: WitnessView, now: float) -> str:
+def peer_serving_evidence(rules: WitnessRules, view: WitnessView, absent_since: float) -> str | None:
+    """What proves that the peer still serves without this node since it was lost, or None."""
+    at = view.other_server_at
+    if at is None:
+        return None
+    if rules.mode is WitnessMode.ARBITRATOR:
+        if at > absent_since + rules.lease and view.lease_lost:
+            return f"{view.other_server} still renews its arbitrator lease"
+        return None
+    if view.other_since(absent_since):
+        return f"the virtual IP is still answered by {view.other_server}"
+    return None
+
+
+def _describe_lease(rules: WitnessRules, view: WitnessView, now: float) -> str:
+    if view.lease_lost:
+        return f"arbitrator lease held by {view.other_server}"
+    if view.last_grant_at is not None and now < view.last_grant_at + rules.lease:
+        return f"arbitrator lease held (granted {now - view.last_grant_at:.2f}s ago)"
+    if view.last_unreachable_at is not None:
+        return "no answer from the arbitrator"
+    return "no arbitrator lease yet"
+
+
+def describe(rules: WitnessRules, view: WitnessView, now: float) -> str:
+    if rules.mode is WitnessMode.ARBITRATOR:
+        return _describe_lease(rules, view, now)
     if view.last_reachable_at is None and view.last_unreachable_at is None:
         return "no witness answer yet"
     if view.reachable_since is not None and view.last_reachable_at is not None:

@@ -15,6 +15,14 @@ Model (the assumptions the safety rules rely on, see docs/mirror-state-machine.m
 - each node polls the witness every POLL seconds (< split_brain_bound), out of phase with the
   other node, and on QueryWitness (answered up to 0.5 s later);
 - a secondary connected to a primary is resynchronised RESYNC seconds after it connected.
+
+Witness kinds (`Cluster(witness_kind=...)`):
+- "ping": the assumptions above (during a split the witness answers at most one side);
+- "ping_vip": during a split the ping witness may answer BOTH sides, but the nodes still share
+  the VIP's LAN: a node that does not serve sees the other's VIP in each answer (ARP probe);
+- "arbitrator": an arbitrating witness with a lease table (ARB_LEASE, granted to one node at a
+  time); any subset of the nodes reaches it, during a split too, changing at any moment; a
+  request is answered up to ARB_RTT later, or times out after ARB_RTT when it cannot reach it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import heapq
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from safekit.mirror import (
@@ -61,6 +69,8 @@ from safekit.mirror import (
     step,
 )
 from safekit.mirror.actions import KillScript
+from safekit.mirror.machine import witness_wanted
+from safekit.mirror.witness import WitnessMode
 
 NODES = ("n1", "n2")
 PULSE = 1.0
@@ -72,6 +82,9 @@ RESYNC = 4.0
 BOUND = 4.0
 SKEW = 2.0
 SERVING = (ModuleState.ALONE, ModuleState.PRIM)
+ARB_LEASE = 2.0  # < HB_TIMEOUT - SKEW: a dead primary's lease has run out when its peer notices
+ARB_POLL = 0.5
+ARB_RTT = 0.3
 
 
 def other(node: str) -> str:
@@ -79,9 +92,16 @@ def other(node: str) -> str:
 
 
 def settings_for(
-    node: str, *, witness: bool, defaultprim: str = "alone", failover: bool = True
+    node: str,
+    *,
+    witness: bool,
+    defaultprim: str = "alone",
+    failover: bool = True,
+    mode: WitnessMode = WitnessMode.PING,
 ) -> MirrorSettings:
     return MirrorSettings(
+        witness_mode=mode,
+        lease_duration=ARB_LEASE,
         local_node=node,
         peer_node=other(node),
         defaultprim=defaultprim,
@@ -123,9 +143,14 @@ class Cluster:
         failover: bool = True,
         fail_rate: float = 0.1,
         persisted: dict[str, PersistedRecord] | None = None,
+        witness_kind: str = "ping",
     ) -> None:
         self.rng = random.Random(seed)
         self.witness = witness
+        self.kind = witness_kind
+        self.vip_visible = True  # ping_vip: the nodes still share the VIP's LAN during a split
+        self.arbiter_holder: str | None = None
+        self.arbiter_expires = -math.inf
         self.fail_rate = fail_rate
         self.now = 0.0
         self.link_up = True
@@ -139,7 +164,8 @@ class Cluster:
         self._seq = itertools.count()
         self.nodes: dict[str, SimNode] = {}
         for n in NODES:
-            cfg = settings_for(n, witness=witness, defaultprim=defaultprim, failover=failover)
+            mode = WitnessMode.ARBITRATOR if witness_kind == "arbitrator" else WitnessMode.PING
+            cfg = settings_for(n, witness=witness, defaultprim=defaultprim, failover=failover, mode=mode)
             st = initial_state(cfg, (persisted or {}).get(n))
             self.nodes[n] = SimNode(n, cfg, st, announced_status(cfg, st), self.rng.uniform(0, JITTER))
         self._at(PULSE, "pulse", None)
@@ -182,10 +208,49 @@ class Cluster:
         elif kind == "lostcheck":
             self._lost_check(*payload)
         elif kind == "poll":
-            self.feed(payload, WitnessResult(payload in self.witness_set, self.now))
-            self._at(self.now + POLL, "poll", payload)
-        elif kind == "answer":
-            self.feed(payload, WitnessResult(payload in self.witness_set, self.now))
+            node = self.nodes[payload]
+            if witness_wanted(node.cfg, node.state):
+                self._ask_witness(payload)
+            self._at(self.now + (ARB_POLL if self.kind == "arbitrator" else POLL), "poll", payload)
+        elif kind == "arbiter":
+            name, sent_at = payload
+            self._arbiter_decides(name, sent_at)
+
+    # --- the witness ---------------------------------------------------------------------------
+
+    def _ask_witness(self, name: str) -> None:
+        if self.kind == "arbitrator":
+            rtt = self.rng.uniform(0, ARB_RTT)
+            if name in self.witness_set:
+                self._at(self.now + rtt / 2, "arbiter", (name, self.now))
+            else:
+                timeout = WitnessResult(False, self.now + ARB_RTT, sent_at=self.now)
+                self._at(self.now + ARB_RTT, "event", (name, timeout))
+            return
+        other_vip: str | None = None
+        peer = self.nodes[other(name)]
+        if (
+            self.kind == "ping_vip"
+            and self.vip_visible
+            and peer.vip
+            and not self.nodes[name].state.claims_primary
+        ):
+            other_vip = f"mac-of-{peer.name}"
+        self._at(
+            self.now, "event", (name, WitnessResult(name in self.witness_set, self.now, other=other_vip))
+        )
+
+    def _arbiter_decides(self, name: str, sent_at: float) -> None:
+        free = self.arbiter_holder is None or self.arbiter_holder == name or self.now >= self.arbiter_expires
+        if free:
+            if self.arbiter_holder != name:
+                self.trace.append(f"{self.now:8.2f} arbiter: lease to {name}")
+            self.arbiter_holder, self.arbiter_expires = name, self.now + ARB_LEASE
+            answer = WitnessResult(True, self.now, sent_at=sent_at)
+        else:
+            answer = WitnessResult(False, self.now, sent_at=sent_at, other=self.arbiter_holder)
+        back = self.now + self.rng.uniform(0, ARB_RTT / 2)
+        self._at(back, "event", (name, replace(answer, now=back)))
 
     # --- the world ---------------------------------------------------------------------------
 
@@ -232,9 +297,11 @@ class Cluster:
         """Cut every LAN; with a witness, it then answers at most `witness_side` (if it did)."""
         self.link_up = False
         self.ever_cut = True
-        if self.witness:
+        if self.witness and self.kind == "ping":
             keep = self.witness_set & frozenset({witness_side} if witness_side else ())
             self._change_witness(keep)
+        elif self.witness and witness_side in NODES:
+            self._change_witness(frozenset({witness_side}))
         self.trace.append(f"{self.now:8.2f} world: link cut, witness answers {sorted(self.witness_set)}")
 
     def heal(self) -> None:
@@ -247,10 +314,12 @@ class Cluster:
         During a split the witness answers at most one node, and a node only gains the witness
         once the previous change is older than the takeover guard (no faster flapping).
         """
-        if not self.witness or (not self.link_up and len(reachable_from) > 1):
+        if not self.witness:
+            return False
+        if self.kind == "ping" and not self.link_up and len(reachable_from) > 1:
             return False
         gains = reachable_from - self.witness_set
-        if gains and self.now - self.witness_changed_at < BOUND + SKEW:
+        if self.kind != "arbitrator" and gains and self.now - self.witness_changed_at < BOUND + SKEW:
             return False
         self._change_witness(reachable_from)
         self.trace.append(f"{self.now:8.2f} world: witness answers {sorted(reachable_from)}")
@@ -316,9 +385,7 @@ class Cluster:
             case StopReplication():
                 node.repl = ReplicationRole.NONE
             case QueryWitness():
-                self._at(
-                    self.now, "event", (node.name, WitnessResult(node.name in self.witness_set, self.now))
-                )
+                self._ask_witness(node.name)
             case _:
                 pass
         self._check_exclusive()
@@ -359,7 +426,7 @@ class Cluster:
             )
 
     def _check_fence_bound(self) -> None:
-        if not self.witness:
+        if not self.witness or self.kind != "ping":
             return
         for n in NODES:
             node = self.nodes[n]

@@ -7,7 +7,16 @@ from mirror_driver import Driver, peer_status, record
 
 from safekit.mirror import CommandKind, Intent, ModuleState, NodeStatus, Readiness, Role, next_deadline
 from safekit.mirror.election import conflict_winner, elect, prim_refusal
-from safekit.mirror.witness import WitnessView, fence_deadline, may_keep_serving, may_take_over
+from safekit.mirror.witness import (
+    WitnessMode,
+    WitnessRules,
+    WitnessView,
+    fence_deadline,
+    may_keep_serving,
+    may_take_over,
+)
+
+PING = WitnessRules(WitnessMode.PING, bound=4.0, skew=2.0, lease=10.0)
 
 
 def cand(node: str, gen: int = 1, uptodate: bool = True, **kw: object) -> NodeStatus:
@@ -75,19 +84,19 @@ def test_prim_refusal() -> None:
 
 def test_witness_lease_and_streak() -> None:
     v = WitnessView().record(True, 10.0, 4.0)
-    assert fence_deadline(v, absent_since=12.0, bound=4.0) == 16.0
-    assert may_keep_serving(v, 15.9, 12.0, 4.0)
-    assert not may_keep_serving(v, 16.0, 12.0, 4.0)
+    assert fence_deadline(PING, v, absent_since=12.0) == 16.0
+    assert may_keep_serving(PING, v, 15.9, 12.0)
+    assert not may_keep_serving(PING, v, 16.0, 12.0)
     v = v.record(True, 13.0, 4.0)
     assert v.reachable_since == 10.0
-    assert not may_take_over(v, 13.0, absent_since=12.0, bound=4.0, guard=6.0)
+    assert not may_take_over(PING, v, 13.0, absent_since=12.0)
     v = v.record(True, 16.0, 4.0).record(True, 18.0, 4.0)
-    assert may_take_over(v, 18.0, absent_since=12.0, bound=4.0, guard=6.0)
+    assert may_take_over(PING, v, 18.0, absent_since=12.0)
     gap = v.record(True, 23.0, 4.0)  # more than the bound without an answer: a new streak
     assert gap.reachable_since == 23.0
     bad = v.record(False, 19.0, 4.0)
     assert bad.refused_since(12.0)
-    assert not may_keep_serving(bad, 19.0, 12.0, 4.0)
+    assert not may_keep_serving(PING, bad, 19.0, 12.0)
     assert not bad.refused_since(20.0)  # answers older than the peer loss do not count
 
 

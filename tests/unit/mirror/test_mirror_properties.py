@@ -7,6 +7,10 @@ action it executes:
 (b) a node never becomes primary with a stale replica unless the operator ran prim/primforce;
 (c) with a witness: a node that has lost every heartbeat and the witness has released the VIP
     at most split_brain_bound after the later of the two losses.
+
+With the arbitrating witness, (a) holds whatever subset of the nodes reaches the arbitrator,
+during a split too, and however often that changes. With a ping witness that answers both sides
+of a split, (a) holds while the nodes still see each other's VIP on the LAN (the ARP probe).
 """
 
 from __future__ import annotations
@@ -67,5 +71,31 @@ def test_without_witness_a_stale_node_never_promotes_itself(
     sequence: list[Op], history: str, seed: int
 ) -> None:
     cluster = Cluster(witness=False, seed=seed, persisted=persisted_for(history))
+    play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+
+
+@PROPERTY
+@given(st.lists(ops, max_size=25), histories, st.integers(0, 2**32), st.booleans())
+def test_with_the_arbitrator_never_two_primaries_whoever_reaches_it(
+    sequence: list[Op], history: str, seed: int, failover: bool
+) -> None:
+    cluster = Cluster(
+        witness=True,
+        seed=seed,
+        persisted=persisted_for(history),
+        failover=failover,
+        witness_kind="arbitrator",
+    )
+    play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+
+
+@PROPERTY
+@given(st.lists(ops, max_size=25), histories, st.integers(0, 2**32))
+def test_with_a_ping_witness_on_both_sides_the_vip_probe_prevents_two_primaries(
+    sequence: list[Op], history: str, seed: int
+) -> None:
+    cluster = Cluster(witness=True, seed=seed, persisted=persisted_for(history), witness_kind="ping_vip")
     play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
