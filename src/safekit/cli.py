@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from safekit import __version__, cloud_driver, commands, deploy
 from safekit.api import cli as api_cli
+from safekit.arbiter import cli as arbiter_cli
 from safekit.config import ConfigError, check_file
 from safekit.lab import cli as lab_cli
 from safekit.lab.topology import LabError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_parser(subparsers)
     cloud_driver.add_parser(subparsers)
     api_cli.add_parser(subparsers)
+    arbiter_cli.add_parser(subparsers)
     commands.add_parsers(subparsers)
     config = subparsers.add_parser(
         "config",
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
             return deploy.run(args)
         if args.command == "cloud":
             return cloud_driver.run(args)
+        if args.command == "arbiter":
+            return arbiter_cli.run(args)
         if args.command == "config":
             return _config_check(args.file) if args.config_command == "check" else commands.apply_config(args)
         if commands.handles(args.command):

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from safekit import splitbrain_cli
 from safekit.config import ConfigError, check_file, load_cluster, load_module
 from safekit.daemon import control, persist
 from safekit.daemon.admin import AdminError, boot_status, check_module_name, extract_safe, file_info
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
+from safekit.vip.cli import add_owner_parser, run_owner
 from safekit.vip.cloud.check import VipTarget, check_vips
 
 STATE_UNKNOWN = 5
@@ -123,6 +125,7 @@ def add_parsers(commands: Any) -> None:
     _add_node_parsers(commands)
     _add_farm_parsers(commands)
     _add_rfs_parsers(commands)
+    splitbrain_cli.add_parser(commands)
     _add_vip_parsers(commands)
 
 
@@ -877,9 +880,12 @@ def _add_vip_parsers(commands: Any) -> None:
     source.add_argument("--file", help="a userconfig.xml or module directory instead of an installed module")
     check.add_argument("--timeout", type=float, default=20.0, help="seconds per address (default 20)")
     _json_arg(check)
+    add_owner_parser(vip_cmds)
 
 
 def _vip(args: argparse.Namespace) -> int:
+    if args.vip_command == "owner":
+        return run_owner(args)
     config_file = args.file or _module_config_file(Paths.from_env(), args.module)
     try:
         config = load_module(config_file).config
@@ -917,4 +923,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "boot": _boot,
     "confinfo": _confinfo,
     "module": _module,
+    "splitbrain": splitbrain_cli.run,
 }

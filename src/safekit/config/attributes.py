@@ -13,7 +13,7 @@ from typing import Final
 
 from safekit.config.durations import HINT, parse_duration
 from safekit.config.errors import Diagnostics
-from safekit.config.macros import MacroExpander, UnknownReference
+from safekit.config.macros import MAX_EXPANSION, ExpansionTooLarge, MacroExpander, UnknownReference
 from safekit.config.xmlread import XmlElement
 
 _TRUE: Final = ("on", "yes")
@@ -73,6 +73,12 @@ class ElementReader:
             self.error(
                 f"attribute {name!r}: %{exc.name}% is neither a macro nor an environment variable "
                 f'(define <macro name="{exc.name}" value="..."/> in <safe> or set it in the environment)'
+            )
+            return None
+        except ExpansionTooLarge as exc:
+            self.error(
+                f"attribute {name!r}: expanding %{exc.name}% takes the file's references past "
+                f"{MAX_EXPANSION} characters (macros that repeat macros?)"
             )
             return None
 
@@ -213,8 +219,12 @@ class ElementReader:
             return None
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, ValueError, OverflowError) as exc:
+            # ValueError: incompatible flags ((?a)(?u)); OverflowError: a{4294967296}
             self.error(f"attribute {name!r}: {value!r} is not a regular expression ({exc})")
+            return None
+        except RecursionError:
+            self.error(f"attribute {name!r}: the regular expression nests too deeply")
             return None
         return value
 

@@ -201,9 +201,35 @@ def _splitbrain(element: XmlElement, ctx: ReadContext) -> SplitBrain:
     if ctx.mode == "farm":
         reader.error("the split-brain checker is for mirror modules only")
     ident = reader.name("ident", "witness") or "witness"
-    exec_ = reader.choice("exec", ("ping",), "ping")
+    exec_ = reader.choice("exec", ("ping", "arbitrator"), "ping")
     arg = reader.string("arg", required=True) or ""
-    witnesses = tuple(w for item in arg.split() if (w := reader.check_host("arg", item)))
     if reader.has("arg") and not arg.split():
         reader.error("attribute 'arg': give the witness address(es), e.g. arg=\"192.168.1.254\"")
+    if exec_ == "arbitrator":
+        return _arbitrator(reader, arg, ident, element.line)
+    witnesses = tuple(w for item in arg.split() if (w := reader.check_host("arg", item)))
     return SplitBrain(witnesses, ident, exec_, element.line)
+
+
+ARBITER_PORT: Final = 9455
+
+
+def _arbitrator(reader: ElementReader, arg: str, ident: str, line: int) -> SplitBrain:
+    """`exec="arbitrator" arg="HOST[:PORT]"`: exactly one `safekit arbiter` service."""
+    items = arg.split()
+    if len(items) > 1:
+        reader.error(
+            f"attribute 'arg': exec=\"arbitrator\" takes one arbiter address (HOST[:PORT]), got {len(items)}"
+        )
+    if not items:
+        return SplitBrain((), ident, "arbitrator", line, ARBITER_PORT)
+    host, sep, port_text = items[0].partition(":")
+    port = ARBITER_PORT
+    if sep:
+        # isdigit() alone also accepts digits int() refuses ("²")
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+            reader.error(f"attribute 'arg': {items[0]!r}: the port must be a number from 1 to 65535")
+        else:
+            port = int(port_text)
+    checked = reader.check_host("arg", host)
+    return SplitBrain((checked,) if checked else (), ident, "arbitrator", line, port)

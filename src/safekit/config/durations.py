@@ -8,6 +8,7 @@ timeouts, hours for `loop_interval`). Values are returned as float seconds. Pars
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from typing import Final
@@ -41,7 +42,7 @@ def parse_duration(text: str, default_unit: str) -> float:
     value = text.strip()
     bare = _BARE.fullmatch(value)
     if bare:
-        return float(Decimal(bare.group(1)) * UNITS[default_unit])
+        return _finite(text, Decimal(bare.group(1)) * UNITS[default_unit])
     total = Decimal(0)
     position = 0
     last_rank = -1
@@ -56,7 +57,15 @@ def parse_duration(text: str, default_unit: str) -> float:
         position = part.end()
     if position == 0 or position != len(value):
         raise ValueError(f"{text!r} is not a duration ({HINT})")
-    return float(total)
+    return _finite(text, total)
+
+
+def _finite(text: str, seconds: Decimal) -> float:
+    # Hundreds of digits overflow a float: infinity is not a duration any timer can wait.
+    value = float(seconds)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too long a duration")
+    return value
 
 
 def format_duration(seconds: float) -> str:

@@ -21,6 +21,10 @@ RuleAction = Literal["stop", "stopstart", "wait", "restart", "swap"]
 RESOURCE_VALUES: Final[tuple[str, ...]] = ("up", "down", "unknown", "init")
 RULE_ACTIONS: Final[tuple[str, ...]] = ("stop", "stopstart", "wait", "restart", "swap")
 WILDCARD: Final = "?"
+MAX_NESTING: Final = 64
+"""Deepest nesting of `!` and parentheses a condition may have. Real rules nest two or three
+levels; the bound keeps the recursive-descent parser (and `evaluate`) far from Python's stack
+limit whatever a file holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,7 @@ class _Parser:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.index = 0
+        self.depth = 0
 
     @property
     def current(self) -> _Token:
@@ -197,13 +202,19 @@ class _Parser:
 
     def unary(self) -> RuleExpr:
         token = self.current
-        if token.kind == "op" and token.text == "!":
+        if token.kind == "op" and token.text in ("!", "("):
+            if self.depth >= MAX_NESTING:
+                raise RuleSyntaxError(
+                    f"the condition nests '!' and '(' more than {MAX_NESTING} levels deep", token.offset
+                )
+            self.depth += 1
             self.advance()
-            return Not(self.unary())
-        if token.kind == "op" and token.text == "(":
-            self.advance()
-            inner = self.expression()
-            self.expect(")", "')'")
+            if token.text == "!":
+                inner: RuleExpr = Not(self.unary())
+            else:
+                inner = self.expression()
+                self.expect(")", "')'")
+            self.depth -= 1
             return inner
         return self.comparison()
 

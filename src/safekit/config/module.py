@@ -191,6 +191,9 @@ class Rfs:
     syncdelta: float | None = None
     namespacepolicy: int | None = None
     line: int = field(default=0, compare=False)
+    # Extension: what a node that lost a split brain must leave free when it saves its changed
+    # files aside (docs/replication.md, "When a split brain happened"): "10%" or a size ("2G").
+    splitbrain_keep_free: str = "10%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,12 +307,18 @@ class CustomCheck:
 
 @dataclass(frozen=True, slots=True)
 class SplitBrain:
-    """`<splitbrain>`: the witness(es) a node must reach to stay or become primary alone."""
+    """`<splitbrain>`: the witness(es) a node must reach to stay or become primary alone.
+
+    `exec="ping"` (SafeKit's): any of `witnesses` answering pings. `exec="arbitrator"` (our
+    extension, docs/arbiter.md): the one `safekit arbiter` service at `witnesses[0]:port`, which
+    leases the right to serve without the peer to one node at a time.
+    """
 
     witnesses: tuple[str, ...]
     ident: str = "witness"
     exec: str = "ping"
     line: int = field(default=0, compare=False)
+    port: int = 9455  # arbitrator only
 
 
 @dataclass(frozen=True, slots=True)

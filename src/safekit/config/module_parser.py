@@ -127,7 +127,7 @@ def _macros(root: XmlElement, diag: Diagnostics, expander: MacroExpander) -> dic
         elif name in macros:
             reader.error(f"macro {name!r} is defined twice")
         else:
-            expander.define(name, value)
+            expander.define(name, value, expand=False)  # `raw` expanded it
             macros[name] = expander.macros[name]
     return macros
 
@@ -206,7 +206,10 @@ _RFS_ATTRIBUTES: Final = (
     "packetsize",
     "syncdelta",
     "namespacepolicy",
+    "splitbrain_keep_free",
 )
+
+_KEEP_FREE = re.compile(r"(\d+(\.\d+)?%|\d+(\.\d+)?[KMGT]?B?)", re.IGNORECASE)
 
 
 def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
@@ -236,7 +239,20 @@ def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
         syncdelta=reader.duration("syncdelta", "m", 1.0) if reader.has("syncdelta") else None,
         namespacepolicy=reader.integer("namespacepolicy", 0, 0) if reader.has("namespacepolicy") else None,
         line=element.line,
+        splitbrain_keep_free=_keep_free(reader),
     )
+
+
+def _keep_free(reader: ElementReader) -> str:
+    text = (reader.string("splitbrain_keep_free") or "10%").strip()
+    ok = _KEEP_FREE.fullmatch(text) is not None and (not text.endswith("%") or float(text[:-1]) < 100)
+    if not ok:
+        reader.error(
+            f"attribute 'splitbrain_keep_free': {text!r}: "
+            "give a percentage below 100 (10%) or a size (2G, 512M)"
+        )
+        return "10%"
+    return text
 
 
 def _replicated(element: XmlElement, ctx: ReadContext) -> ReplicatedDir:

@@ -129,6 +129,16 @@ def read_xml(data: str | bytes, filename: str) -> XmlElement:
             f"refused: {type(exc).__name__} - entity declarations and external references are not allowed "
             "in configuration files (use <macro> for shared values)",
         ) from None
+    except (LookupError, ValueError) as exc:
+        # The text cannot be decoded: an encoding the declaration names that Python does not
+        # know (LookupError) or expat cannot use (multi-byte: ValueError), bytes invalid in it
+        # (UnicodeError), or text that cannot be UTF-8 (a lone surrogate).
+        raise ConfigError(
+            filename,
+            builder.line(),
+            None,
+            f"cannot decode the text ({exc}); save the file as UTF-8 and declare no other encoding",
+        ) from None
     if builder.root is None:  # pragma: no cover - expat reports an empty document as not well-formed
         raise ConfigError(filename, 0, None, "no root element")
     return builder.root

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import shlex
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from safekit import mirror
+from safekit.arbiter.client import ArbiterClient
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
@@ -33,9 +35,10 @@ from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.paths import Paths
-from safekit.daemon.rfs_supervisor import RfsError, RfsProcess
+from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.daemon.timing import Timing
+from safekit.host import mounts, processes
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.mirror import (
@@ -63,6 +66,7 @@ from safekit.mirror import (
     Readiness,
     ReleaseVip,
     ReplicaStatus,
+    ReplicationExited,
     ReplicationRole,
     ResourceUp,
     RunScript,
@@ -71,14 +75,17 @@ from safekit.mirror import (
     StartReplication,
     StopReplication,
     Tick,
+    WitnessMode,
     WitnessResult,
 )
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
+from safekit.mirror import Script as MachineScript
 from safekit.rfs.spec import DirSpec, RfsSpec
 from safekit.scripts import Script, ScriptRunner
 from safekit.vip import VipError, VipProvider, VipSpec, create_provider
+from safekit.vip.arp import ArpProvider
 
 DEFAULT_HEARTBEAT_PORT = 4800
 VIP_CALL_TIMEOUT = 5.0
@@ -94,6 +101,36 @@ _BOOT_INTENT = {
     CommandKind.FORCESTOP: False,
 }
 _LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
+
+
+VIP_RENEW_INTERVAL = 1.0
+
+
+def vip_lifetime(timing: Timing) -> int:
+    """Seconds an `arp` VIP lives without renewal: 3, or twice the heartbeat timeout if longer.
+
+    Heartbeats are lost well before that when safekitd cannot run, so the VIP never expires under
+    a primary that still works; the kernel removes it 0-0.4 s after the lifetime (measured).
+    """
+    return max(3, math.ceil(2 * timing.timeout))
+
+
+_OWNER_PROBE_TIMEOUT = 0.15
+"""Bound of one VIP owner probe (ARP) before a takeover with a ping witness (issue 13: < 0.2 s)."""
+
+
+def _witness_mode(config: ModuleConfig) -> WitnessMode:
+    splitbrain = config.check.splitbrain
+    if splitbrain is not None and splitbrain.exec == "arbitrator":
+        return WitnessMode.ARBITRATOR
+    return WitnessMode.PING
+
+
+def _arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient | None:
+    splitbrain = config.check.splitbrain
+    if splitbrain is None or splitbrain.exec != "arbitrator" or not splitbrain.witnesses:
+        return None
+    return ArbiterClient(splitbrain.witnesses[0], splitbrain.port, key, node)
 
 
 class ModuleError(Exception):
@@ -146,11 +183,14 @@ class MirrorModule:
             split_brain_bound=self.timing.split_brain_bound,
             detection_skew=self.timing.detection_skew,
             peer_timeout=self.timing.timeout,
+            witness_mode=_witness_mode(config),
+            lease_duration=self.timing.lease_duration,
         )
         self.rfs_spec = _rfs_spec(
             name, config, local_node=local_node, peer=self.peer_node, lans=lans, paths=paths
         )
         self.state_file = paths.module_var(name) / "state.json"
+        self._app_record = paths.module_var(name) / "started.json"
         self.persisted = _rfs_cross_check(_load_record(self.state_file), self.rfs_spec)
         self.state = mirror.initial_state(self.settings, self.persisted)
         self.log = _module_logger(name, paths)
@@ -168,7 +208,7 @@ class MirrorModule:
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
         )
         persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
-        self.vips: list[VipProvider] = _vip_providers(config)
+        self.vips: list[VipProvider] = _vip_providers(config, self.timing)
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
         self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
@@ -176,9 +216,12 @@ class MirrorModule:
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._witness_wake = asyncio.Event()
+        self._arbiter: ArbiterClient | None = _arbiter_client(config, key, local_node)
+        self._witness_probes: set[asyncio.Task[None]] = set()
         self._replication = ReplicationRole.NONE
         self._fed_generation: int | None = None
         self._last_peer_status: NodeStatus | None = None
+        self._split_at: float | None = None  # wall clock: the peer's last heartbeat before a loss
         self._last_shown: tuple[ModuleState, Readiness] | None = None
         self._init_replication()
         # `safekit errd|checker on|off`: run-time switches, back on when the daemon starts again.
@@ -213,26 +256,20 @@ class MirrorModule:
             self.peer_node,
             self.timing.pulse,
             self.timing.timeout,
-            self.timing.takeover_after,
-            f", witness {' '.join(self.config.check.splitbrain.witnesses)}"
-            if self.config.check.splitbrain
-            else "",
+            self.timing.arbitrated_takeover_after
+            if self._arbiter is not None
+            else self.timing.takeover_after,
+            self._describe_witness(),
         )
-        # A crash may have left the VIP here; nothing may hold it before the state machine says so.
-        for provider in self.vips:
-            try:
-                if await provider.release(timeout=_vip_timeout(provider)):
-                    self.log.warning(
-                        "virtual IP %s was still here (left by a crash): released", provider.spec.address
-                    )
-            except VipError as exc:
-                self.log.error(
-                    "virtual IP %s: could not check for a leftover: %s", provider.spec.address, exc
-                )
+        await self._clean_up_after_crash()
         await self.link.start()
         self._tasks.append(asyncio.create_task(self._event_loop(), name=f"{self.name}-events"))
         if self.config.check.splitbrain is not None:
             self._tasks.append(asyncio.create_task(self._witness_loop(), name=f"{self.name}-witness"))
+        if any(isinstance(p, ArpProvider) and p.lifetime is not None for p in self.vips):
+            self._tasks.append(
+                asyncio.create_task(self._vip_lifetime_loop(), name=f"{self.name}-vip-lifetime")
+            )
         for spec in self._checker_specs:
             self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
         for custom in self.config.check.custom:
@@ -246,18 +283,105 @@ class MirrorModule:
         if boot:
             self.submit(Command(CommandKind.START, time.monotonic()))
 
+    async def _clean_up_after_crash(self) -> None:
+        """Before the first heartbeat: undo what a safekitd that died (killed, crashed) left running,
+        whether or not its service manager killed its children - the VIP, the application its
+        scripts started, its replication process, the mounts. Each step is logged."""
+        # Nothing may hold the VIP before the state machine says so.
+        for provider in self.vips:
+            try:
+                if await provider.release(timeout=_vip_timeout(provider)):
+                    self.log.warning(
+                        "virtual IP %s was still here (left by a crash): released", provider.spec.address
+                    )
+            except VipError as exc:
+                self.log.error(
+                    "virtual IP %s: could not check for a leftover: %s", provider.spec.address, exc
+                )
+        await self._stop_orphan_application()
+        if self.rfs_spec is not None:
+            await asyncio.to_thread(self._end_orphan_replication, self.rfs_spec)
+
+    async def _stop_orphan_application(self) -> None:
+        """The application a dead safekitd started (recorded when its start script ran) is stopped
+        with the role's stop script, forced, as SafeKit does on a restart after a crash."""
+        started = _load_started(self._app_record)
+        if started is None:
+            return
+        stop = _STOP_FOR_START[started]
+        if self.scripts is None:
+            await asyncio.to_thread(_forget_started, self._app_record)
+            return
+        self.log.warning(
+            "the previous safekitd died with %s started (%s ran): %s force runs before anything else",
+            "the primary's application" if stop is MachineScript.STOP_PRIM else "the secondary's application",
+            started,
+            stop,
+        )
+        was = str(self.persisted.state) if self.persisted is not None else "STOP"
+        result = await self.scripts.run(Script(stop.value), was, "STOP", "stop", forced=True)
+        if result.ok:
+            self.log.info("left by the dead safekitd: %s force done", stop)
+        else:
+            self.log.error(
+                "left by the dead safekitd: %s force failed (%s): the application may still run",
+                stop,
+                result.describe(),
+            )
+        await asyncio.to_thread(_forget_started, self._app_record)
+
+    def _end_orphan_replication(self, rfs: RfsSpec) -> None:
+        """End the replication process a dead safekitd started (the very one it recorded, never a
+        process found by name), then remove the mounts it left (without looking through them)."""
+        state_dir = Path(rfs.state_dir)
+        found = recorded_process(state_dir)
+        if found is not None:
+            role, identity = found
+            outcome = processes.end_process(identity)
+            self.log.warning(
+                "replication process (%s, pid %d) left by the dead safekitd: %s",
+                role,
+                identity.pid,
+                "already gone" if outcome == "not running" else outcome,
+            )
+            forget_process(state_dir)
+        removed = _detach_replication_mounts(rfs, self.log)
+        if removed:
+            self.log.warning("replication mounts left by a dead process: %d removed", removed)
+
     async def shutdown(self) -> None:
         """The daemon is stopping: stop the module (scripts, VIP), then close everything."""
         if not self._stopped():
             reply = await self.command(CommandKind.STOP, operator=False)
             self.log.info("daemon shutdown: %s", reply.reason)
             await self.wait_for(self._stopped, timeout=self._stop_budget())
-        for task in [*self._tasks, *self._script_tasks.values()]:
+        for task in [*self._tasks, *self._script_tasks.values(), *self._witness_probes]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._stop_rfs()
         await self.link.close()
+        if self._arbiter is not None:
+            self._arbiter.close()
+
+    def _takeover_after(self) -> float:
+        if self._arbiter is not None:
+            return self.timing.arbitrated_takeover_after
+        return self.timing.takeover_after
+
+    def _describe_witness(self) -> str:
+        splitbrain = self.config.check.splitbrain
+        if splitbrain is None:
+            return ", no split-brain witness (a split gives two primaries)"
+        if self._arbiter is not None:
+            return (
+                f", split-brain arbitrator {splitbrain.witnesses[0]}:{splitbrain.port} "
+                f"(lease {self.settings.lease_duration:g} s)"
+            )
+        return (
+            f", ping witness {' '.join(splitbrain.witnesses)} (safe while the nodes share the VIP's "
+            "LAN; see docs/mirror.md)"
+        )
 
     def _stopped(self) -> bool:
         return self.state.phase is Phase.STOPPED
@@ -418,6 +542,7 @@ class MirrorModule:
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)
         elif isinstance(event, PeerLost):
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
+            self._split_at = time.time() - self.settings.peer_timeout
             self.submit(MachinePeerLost(now))
             if self._rfs is not None and self._rfs.role == "primary":
                 # No need to wait for sendtimeout: membership says the peer is gone.
@@ -511,6 +636,9 @@ class MirrorModule:
 
         async def run() -> None:
             outcome, detail = ScriptOutcome.OK, "no <user>: no script runs"
+            if runner is not None and action.script in _STOP_FOR_START:
+                # What a restarted safekitd must stop if this one dies while it runs.
+                await asyncio.to_thread(_record_started, self._app_record, action.script)
             if runner is not None:
                 result = await runner.run(
                     Script(action.script.value),
@@ -524,6 +652,8 @@ class MirrorModule:
                     outcome = ScriptOutcome.TIMED_OUT
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
+            if action.script.is_stop_script and (outcome is ScriptOutcome.OK or action.forced):
+                await asyncio.to_thread(_forget_started, self._app_record)
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
 
@@ -559,24 +689,139 @@ class MirrorModule:
 
     # ------------------------------------------------------------------ checkers
     async def _witness_loop(self) -> None:
+        """The split-brain witness: ping it, or renew the arbitrator lease (docs/adr/0010).
+
+        Every answer carries the moment its probe left (`sent_at`): what an answer proves is about
+        that moment. When to ask is the machine's rule (`witness_wanted`); a lost peer wakes this
+        loop at once (QueryWitness).
+        """
         splitbrain = self.config.check.splitbrain
         assert splitbrain is not None
-        witnesses = list(splitbrain.witnesses)
-        last: bool | None = None
+        resource = f"splitbrain.{splitbrain.ident}"
+        pending = self._witness_probes
         while True:
-            reachable = await self.pinger.ping_any(witnesses, self.timing.witness_timeout)
-            if reachable != last:
-                self.resources[f"splitbrain.{splitbrain.ident}"] = "up" if reachable else "down"
-                last = reachable
-            self.submit(WitnessResult(reachable, time.monotonic()))
+            wanted = mirror.witness_wanted(self.settings, self.state)
+            if not wanted and self._arbiter is not None and self.state.phase is not Phase.STOPPED:
+                # not asking for the lease (the primary holds it): only show whether it answers
+                task = asyncio.create_task(
+                    self._arbiter_reachable(resource), name=f"{self.name}-witness-status"
+                )
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if wanted:
+                probe = self._arbiter_probe if self._arbiter is not None else self._ping_probe
+                # Probes overlap: a slow answer on a busy host still counts, for the time it was sent,
+                # while the next probe leaves on time.
+                task = asyncio.create_task(probe(resource), name=f"{self.name}-witness-probe")
+                pending.add(task)
+                task.add_done_callback(pending.discard)
             self._witness_wake.clear()
-            # Fast while the peer is away (the split-brain rules run on these answers), slow while
-            # it is there; a lost peer wakes this loop at once (QueryWitness).
-            interval = (
-                self.timing.witness_interval if self.state.peer is None else self.timing.witness_idle_interval
-            )
+            # Fast while the peer is away (the split-brain rules run on these answers) or while
+            # this node renews an arbitrator lease, slow otherwise.
+            fast = self.state.peer is None or (self._arbiter is not None and self.state.claims_primary)
+            interval = self.timing.witness_interval if fast else self.timing.witness_idle_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._witness_wake.wait(), interval)
+
+    async def _vip_lifetime_loop(self) -> None:
+        """Renew the lifetime of the VIPs this node holds, every second (see `vip_lifetime`).
+
+        A VIP found gone twice in a row while the machine holds it (it expired while this daemon
+        was frozen, or someone removed it) is not taken again here: the peer may have taken over
+        meanwhile. It is reported as a failed acquire; the machine decides (stopstart).
+        """
+        missing: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(VIP_RENEW_INTERVAL)
+            if not self.state.vip_held:
+                missing.clear()
+                continue
+            for provider in self.vips:
+                if not isinstance(provider, ArpProvider) or provider.lifetime is None:
+                    continue
+                address = str(provider.spec.address)
+                try:
+                    held = await provider.renew()
+                except VipError as exc:
+                    self.log.warning("virtual IP %s: renewing its lifetime failed: %s", address, exc)
+                    continue
+                if held or not self.state.vip_held:
+                    missing.pop(address, None)
+                    continue
+                missing[address] = missing.get(address, 0) + 1
+                if missing[address] >= 2:
+                    missing.pop(address)
+                    detail = f"virtual IP {address} is gone from this node (it expired or was removed)"
+                    self.log.error("%s: not taking it again by itself", detail)
+                    self.submit(ActionFailed(AcquireVip(), detail, time.monotonic()))
+
+    async def _ping_probe(self, resource: str) -> None:
+        splitbrain = self.config.check.splitbrain
+        assert splitbrain is not None
+        sent_at = time.monotonic()
+        # Wait up to the bound for an answer: a late one still proves the witness was reachable
+        # when the ping left, and the bound is what the rules allow between two answers.
+        wait = max(self.timing.witness_timeout, self.settings.split_brain_bound - 0.03)
+        reachable = await self.pinger.ping_any(list(splitbrain.witnesses), wait)
+        self.resources[resource] = "up" if reachable else "down"
+        other: str | None = None
+        if reachable and self.state.peer is None and not self.state.claims_primary:
+            other = await self._vip_owner()
+        self.submit(WitnessResult(reachable, time.monotonic(), sent_at=sent_at, other=other))
+
+    async def _vip_owner(self) -> str | None:
+        """Another node answering for one of our VIPs, as clients would see it (ARP), or None."""
+        for provider in self.vips:
+            try:
+                view = await provider.other_owners(timeout=_OWNER_PROBE_TIMEOUT)
+            except VipError as exc:
+                self.log.warning("virtual IP %s: owner probe failed: %s", provider.spec.address, exc)
+                continue
+            if view.known and view.owners:
+                return f"{', '.join(sorted(view.owners))} for {provider.spec.address}"
+        return None
+
+    async def _arbiter_reachable(self, resource: str) -> None:
+        assert self._arbiter is not None
+        try:
+            answer = await self._arbiter.status(self.name, timeout=self.timing.witness_idle_interval)
+        except OSError:
+            answer = None
+        self.resources[resource] = "up" if answer is not None else "down"
+
+    async def _arbiter_probe(self, resource: str) -> None:
+        assert self._arbiter is not None
+        sent_at = time.monotonic()
+        try:
+            answer = await self._arbiter.request(
+                self.name, self.settings.lease_duration, timeout=self.settings.lease_duration
+            )
+        except OSError as exc:
+            self.log.warning("split-brain arbitrator: request failed: %s", exc)
+            answer = None
+        if answer is None:
+            self.resources[resource] = "down"
+            self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))
+            return
+        self.resources[resource] = "up"
+        if not answer.granted and not answer.holder:
+            # refused with no holder: the arbitrator's grace period after its restart
+            self.submit(WitnessResult(False, time.monotonic(), sent_at=answer.sent_at))
+            return
+        if not answer.granted:
+            self.submit(WitnessResult(False, time.monotonic(), sent_at=answer.sent_at, other=answer.holder))
+            return
+        if self.state.peer is None and not self.state.claims_primary:
+            # About to take over: the lease proves the peer stopped renewing, not that it stopped
+            # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
+            owner = await self._vip_owner()
+            self.submit(
+                WitnessResult(
+                    True, time.monotonic(), sent_at=answer.sent_at, vip_checked=True, vip_owner=owner
+                )
+            )
+            return
+        self.submit(WitnessResult(True, time.monotonic(), sent_at=answer.sent_at))
 
     async def _failover_rules_loop(self) -> None:
         """`<failover>` rules: every `period`, a rule whose condition has held for `handle_time` fires.
@@ -680,7 +925,16 @@ class MirrorModule:
         assert self.rfs_spec is not None
         await self._stop_rfs()
         role: RfsRole = "primary" if action.role is ReplicationRole.PRIMARY else "secondary"
-        extra = {"generation": self.state.generation, "fullsync": self._fullsync}
+        extra: dict[str, Any] = {"generation": self.state.generation, "fullsync": self._fullsync}
+        if self.config.rfs is not None:
+            extra["splitbrain_keep_free"] = self.config.rfs.splitbrain_keep_free
+        if action.diverged:  # a split brain lost: the secondary saves this node's changes first
+            extra["diverged"] = {
+                "peer": self.peer_node,
+                "generation": self.state.generation,
+                "peer_generation": self.state.peer_generation_seen,
+                "split_at": self._split_at,
+            }
         spec = dataclasses.replace(self.rfs_spec, extra=extra)
         self._fullsync = False
         self._synced_generation = None
@@ -706,8 +960,17 @@ class MirrorModule:
     async def _stop_rfs(self) -> None:
         process, self._rfs = self._rfs, None
         if process is not None:
+            died = process.proc is not None and process.proc.returncode is not None
+            began = time.monotonic()
             await process.stop()
-            self.log.info("replication %s stopped", process.role)
+            took = time.monotonic() - began
+            self.log.info("replication %s stopped (the process took %.2f s to exit)", process.role, took)
+            if process.role == "primary" and died and self.rfs_spec is not None:
+                # A dead FUSE server leaves dead mounts over the directories: removed now that the
+                # application is stopped (the next primary process would do it too).
+                removed = await asyncio.to_thread(_detach_replication_mounts, self.rfs_spec, self.log)
+                if removed:
+                    self.log.info("dead replication mounts removed: %d", removed)
         self._degrade_pending = False
         if self.rfs_spec is not None:
             self.resources["rfs.degraded"] = "init"
@@ -777,6 +1040,7 @@ class MirrorModule:
                 case "disconnected":
                     self.resources.pop("rfs.sync_progress", None)
                 case "in_sync":
+                    self._rfs_restarts = 0
                     self.resources.pop("rfs.sync_progress", None)
                     generation = int(event.get("generation", 0))
                     self._synced_generation = generation
@@ -789,15 +1053,19 @@ class MirrorModule:
             self.log.error(
                 "replication process (%s) exited with code %s: restarting it", process.role, event.get("code")
             )
-            asyncio.get_running_loop().create_task(self._restart_rfs(process))
+            asyncio.get_running_loop().create_task(self._report_rfs_exit(process, event.get("code")))
 
-    async def _restart_rfs(self, dead: RfsProcess) -> None:
-        await asyncio.sleep(min(5.0, 0.5 * 2**self._rfs_restarts))
-        self._rfs_restarts += 1
-        if self._rfs is not dead or self._replication is ReplicationRole.NONE:
+    async def _report_rfs_exit(self, dead: RfsProcess, code: object) -> None:
+        """The state machine decides what a dead replication process means (ReplicationExited). A
+        primary's is reported at once (its application's files fail); a secondary's after a backoff,
+        so that a process that dies at start does not loop fast."""
+        role = ReplicationRole.PRIMARY if dead.role == "primary" else ReplicationRole.SECONDARY
+        if role is ReplicationRole.SECONDARY:
+            await asyncio.sleep(min(5.0, 0.5 * 2**self._rfs_restarts))
+            self._rfs_restarts += 1
+        if self._rfs is not dead:
             return
-        role = self._replication
-        await self._start_rfs(StartReplication(role))
+        self.submit(ReplicationExited(role, time.monotonic(), f"exit code {code}"))
 
     def request_fullsync(self) -> str:
         """`prim fullsync` / `second fullsync`: the next resynchronisation copies everything."""
@@ -962,18 +1230,67 @@ def _rfs_spec(
     )
 
 
-def _vip_providers(config: ModuleConfig) -> list[VipProvider]:
+_STOP_FOR_START = {
+    MachineScript.START_PRIM: MachineScript.STOP_PRIM,
+    MachineScript.START_SECOND: MachineScript.STOP_SECOND,
+}
+"""The stop script that undoes what a start script started (run forced after a daemon crash)."""
+
+
+def _record_started(path: Path, script: MachineScript) -> None:
+    persist.write_json(path, {"started": str(script)})
+
+
+def _forget_started(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _load_started(path: Path) -> MachineScript | None:
+    """The start script a previous safekitd ran without running its stop script since."""
+    try:
+        data = persist.read_json(path)
+        script = MachineScript(str(data["started"])) if isinstance(data, dict) else None
+    except (ValueError, KeyError):
+        return None  # corrupt: nothing known to stop (the stop scripts' own checks remain)
+    return script if script in _STOP_FOR_START else None
+
+
+def _detach_replication_mounts(rfs: RfsSpec, log: logging.Logger) -> int:
+    """Remove the mounts a replication process left (FUSE, its binds, the secondary's recorded
+    read-only binds) without looking through them; returns how many were removed."""
+    state_dir = Path(rfs.state_dir)
+    try:
+        record = persist.read_json(state_dir / "secondary.json")
+        recorded = (record.get("mounts") or []) if isinstance(record, dict) else []
+    except ValueError:
+        recorded = []
+    removed = 0
+    for path in [*(d.path for d in rfs.dirs), str(state_dir / "mnt")]:
+        try:
+            removed += mounts.detach_ours(path, recorded)
+        except OSError as exc:
+            log.error("%s: could not remove a replication mount: %s", path, exc)
+    return removed
+
+
+def _vip_providers(config: ModuleConfig, timing: Timing) -> list[VipProvider]:
     providers: list[VipProvider] = []
     if config.vip is None:
         return providers
     for interface in config.vip.interfaces:
         for addr in interface.addresses:
+            options = dict(addr.options)
+            if addr.provider == "arp":
+                # A VIP that safekitd does not renew disappears by itself (a dead or frozen daemon
+                # must not hold it forever; docs/vip.md): renewed every second by `_vip_lifetime_loop`.
+                options.setdefault("lifetime", str(vip_lifetime(timing)))
             spec = VipSpec(
                 address=ipaddress.IPv4Address(addr.addr),
                 prefixlen=addr.prefix_length,
                 interface=interface.name,
                 provider=addr.provider,
-                options=dict(addr.options),
+                options=options,
             )
             providers.append(create_provider(spec))
     return providers

@@ -3,6 +3,9 @@ reads its events, relays its log into the module log, and notices when it dies.
 
 The process is a child of safekitd, in the node's mount namespace (its FUSE and bind mounts are the
 ones applications see). Events are JSON lines on its stdout, commands JSON lines on its stdin.
+Its identity (pid, start time, command line, boot id) is recorded under the module's state
+directory while it runs, so that a safekitd restarted after a crash ends that very process and no
+other (`PROCESS_RECORD`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safekit.daemon import persist
+from safekit.host import processes
 from safekit.rfs.spec import RfsSpec
 
 Role = Literal["primary", "secondary"]
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
+PROCESS_RECORD = "process.json"
+"""Under the spec's state_dir: the running replication process's identity (removed when it ends)."""
+
+
+def recorded_process(state_dir: Path) -> tuple[str, processes.ProcessIdentity] | None:
+    """The replication process a previous safekitd recorded as running (role, identity), if any."""
+    try:
+        data = persist.read_json(state_dir / PROCESS_RECORD)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    identity = processes.ProcessIdentity.from_json(data.get("process"))
+    return None if identity is None else (str(data.get("role", "")), identity)
+
+
+def forget_process(state_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / PROCESS_RECORD).unlink()
 
 
 class RfsError(Exception):
@@ -74,6 +97,7 @@ class RfsProcess:
             asyncio.create_task(self._read_events(), name=f"rfs-{self.role}-events"),
             asyncio.create_task(self._read_log(), name=f"rfs-{self.role}-log"),
         ]
+        await asyncio.to_thread(self._record, state_dir)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
         except TimeoutError:
@@ -84,6 +108,13 @@ class RfsProcess:
         except RfsError:
             await self.stop()
             raise
+
+    def _record(self, state_dir: Path) -> None:
+        identity = processes.identity(self.proc.pid) if self.proc is not None else None
+        if identity is None:
+            return  # already gone: `exited` follows
+        record = {"role": self.role, "process": identity.to_json()}
+        persist.write_json(state_dir / PROCESS_RECORD, record)
 
     def command(self, cmd: str, **fields: Any) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
@@ -107,10 +138,15 @@ class RfsProcess:
                     proc.kill()
                 await proc.wait()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 5.0)
         self._tasks = []
         self.proc = None
+        forget_process(Path(self.spec.state_dir))
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
 
     async def _read_events(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

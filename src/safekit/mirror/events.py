@@ -70,14 +70,18 @@ class WitnessResult:
     ping: `reachable` = the witness answered; `other` = a MAC address other than ours answered
     for the virtual IP (the daemon's ARP probe, made while this node does not serve).
     arbitrator: `reachable` = the lease was granted to this node; `other` = the node the
-    arbitrator says holds it; neither = no answer. `sent_at` = when the probe or request left
-    (the answer proves something about that moment, not about `now`).
+    arbitrator says holds it; neither = no answer; `vip_checked` = the daemon probed who answers
+    for the VIP with this answer, `vip_owner` = another owner it saw (else nobody).
+    `sent_at` = when the probe or request left (the answer proves something about that moment,
+    not about `now`).
     """
 
     reachable: bool
     now: float
     sent_at: float | None = None
     other: str | None = None
+    vip_checked: bool = False
+    vip_owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ def _apply(ctx: _Ctx, event: Event) -> None:
         case PeerLost():
             _on_peer_lost(ctx)
         case WitnessResult():
-            _on_witness(ctx, event.reachable, sent_at=event.sent_at, other=event.other)
+            _on_witness(ctx, event)
         case ReplicaStatus():
             _on_replica(ctx, event)
         case ReplicationExited():
@@ -259,7 +259,14 @@ def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
             "not up to date",
             LogLevel.WARNING,
         )
-    if st.serving and st.readiness is Readiness.READY and s.last_primary != st.node:
+    if (
+        st.serving
+        and st.readiness is Readiness.READY
+        and s.role is not Role.PRIMARY
+        and s.last_primary != st.node
+    ):
+        # Not while this node serves too (a healed split): both would name the other and, each
+        # deciding on a view the other has already left, both would step down.
         ctx.set(last_primary=st.node)
     if s.intent is Intent.SECOND and st.role is Role.PRIMARY:
         ctx.set(intent=Intent.AUTO)  # the `second` request is fulfilled
@@ -297,16 +304,29 @@ def _on_peer_lost(ctx: _Ctx) -> None:
         ctx.emit(QueryWitness())
 
 
-def _on_witness(
-    ctx: _Ctx, reachable: bool, *, sent_at: float | None = None, other: str | None = None
-) -> None:
+def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
     cfg, s = ctx.cfg, ctx.s
     if not cfg.witness_configured:
         ctx.log("ignored a witness answer: no split-brain witness is configured", LogLevel.WARNING)
         return
+    reachable, other = ev.reachable, ev.other
     before = s.witness
-    after = before.record(reachable, ctx.now, cfg.split_brain_bound, sent_at=sent_at, other=other)
+    after = before.record(
+        reachable,
+        ctx.now,
+        cfg.split_brain_bound,
+        sent_at=ev.sent_at,
+        other=other,
+        vip_checked=ev.vip_checked,
+        vip_owner=ev.vip_owner,
+    )
     ctx.set(witness=after)
+    if (ev.vip_owner is not None and before.vip_owner_at is None) or (
+        ev.vip_owner is not None
+        and before.vip_clear_at is not None
+        and before.vip_clear_at > (before.vip_owner_at or 0)
+    ):
+        ctx.log(f"the virtual IP is still answered by {ev.vip_owner}: not taking it", LogLevel.WARNING)
     arbitrator = cfg.witness_mode is WitnessMode.ARBITRATOR
     if other is not None:
         if before.other_server != other or before.other_server_at is None or not _recent_other(before, after):
@@ -467,7 +487,7 @@ def _on_action_failed(ctx: _Ctx, ev: ActionFailed) -> None:
             ctx.log(f"{what}: a crash now would lose the module's state", LogLevel.ERROR)
             _count_error(ctx, what)
         case QueryWitness():
-            _on_witness(ctx, reachable=False)  # no answer proves nothing: treat as unreachable
+            _on_witness(ctx, WitnessResult(False, ctx.now))  # no answer: treat as unreachable
         case _:
             ctx.log(what, LogLevel.WARNING)
 
@@ -1009,7 +1029,7 @@ def _reconcile_primary(ctx: _Ctx) -> None:
     _step_down(
         ctx,
         f"both nodes primary with working heartbeats ({v.reason}): {ctx.me} steps down and resynchronises "
-        f"from {ctx.peer_name}; its changes since the split are discarded (rule 4)",
+        f"from {ctx.peer_name}; what it wrote since the split is saved aside before the resync (rule 4)",
         diverged=True,
     )
 

@@ -29,8 +29,10 @@ one node at a time, like corosync-qnetd grants its vote. The primary renews it a
   `sent_at + lease_duration` of its latest granted request, and stops at once when the arbiter
   says another node holds the lease;
 - take over: a node that does not serve starts only with a lease granted to a request sent after
-  the peer was lost, still valid, and not before `peer lost + detection_skew` (a primary that held
-  no lease fences when *it* sees the loss, at most detection_skew later);
+  the peer was lost, still valid, not before `peer lost + detection_skew` (a primary that held
+  no lease fences when *it* sees the loss, at most detection_skew later), and once a VIP owner
+  probe made after the loss saw no other owner (a node whose safekitd died keeps its VIP: the
+  lease alone cannot tell that a node no longer serves, only that it no longer renews);
 - the peer still serves: a refusal to a request sent later than `peer lost + lease_duration`
   means the peer renewed its lease after this node lost it: it is alive and serves alone.
 
@@ -63,6 +65,11 @@ class WitnessView:
     # (ping), and when the request or probe that showed it was sent
     other_server: str | None = None
     other_server_at: float | None = None
+    # arbitrator: the VIP owner probe (ARP) the daemon makes with each answer while this node does
+    # not serve and the peer is lost: the latest probe that saw another owner, and that saw none
+    vip_owner: str | None = None
+    vip_owner_at: float | None = None
+    vip_clear_at: float | None = None
 
     def record(
         self,
@@ -72,6 +79,8 @@ class WitnessView:
         *,
         sent_at: float | None = None,
         other: str | None = None,
+        vip_checked: bool = False,
+        vip_owner: str | None = None,
     ) -> WitnessView:
         """One answer. `reachable` with arbitrator = the lease was granted to this node.
 
@@ -79,6 +88,16 @@ class WitnessView:
         streak of "reachable" answers. `sent_at` is when the probe left (default: `now`).
         """
         at = now if sent_at is None else min(sent_at, now)
+        view = self._record_vip(at, vip_owner) if vip_checked else self
+        return view._record_answer(reachable, at, bound, other)
+
+    def _record_vip(self, at: float, owner: str | None) -> WitnessView:
+        if owner is not None:
+            latest = at if self.vip_owner_at is None else max(at, self.vip_owner_at)
+            return replace(self, vip_owner=owner, vip_owner_at=latest)
+        return replace(self, vip_clear_at=at if self.vip_clear_at is None else max(at, self.vip_clear_at))
+
+    def _record_answer(self, reachable: bool, at: float, bound: float, other: str | None) -> WitnessView:
         if other is not None:
             if self.other_server_at is not None and at < self.other_server_at:
                 return replace(self, reachable_since=None)
@@ -110,6 +129,13 @@ class WitnessView:
     def other_since(self, since: float) -> bool:
         """Another server was seen at or after `since`."""
         return self.other_server_at is not None and self.other_server_at >= since
+
+    def vip_clear_since(self, since: float) -> bool:
+        """The latest VIP owner probe, made at or after `since`, saw no other owner."""
+        clear = self.vip_clear_at
+        if clear is None or clear < since:
+            return False
+        return self.vip_owner_at is None or clear > self.vip_owner_at
 
     @property
     def lease_lost(self) -> bool:
@@ -185,8 +211,9 @@ def may_take_over(rules: WitnessRules, view: WitnessView, now: float, absent_sin
     if at is None or now < at:
         return False
     if rules.mode is WitnessMode.ARBITRATOR:
+        # and the clients see no other owner of the VIP (a node whose safekitd died keeps it)
         assert view.last_grant_at is not None
-        return now < view.last_grant_at + rules.lease
+        return now < view.last_grant_at + rules.lease and view.vip_clear_since(absent_since)
     if view.last_reachable_at is None or view.other_since(absent_since):
         return False
     return now - view.last_reachable_at <= rules.bound
@@ -210,7 +237,11 @@ def _describe_lease(rules: WitnessRules, view: WitnessView, now: float) -> str:
     if view.lease_lost:
         return f"arbitrator lease held by {view.other_server}"
     if view.last_grant_at is not None and now < view.last_grant_at + rules.lease:
-        return f"arbitrator lease held (granted {now - view.last_grant_at:.2f}s ago)"
+        held = f"arbitrator lease held (granted {now - view.last_grant_at:.2f}s ago)"
+        owner_at = view.vip_owner_at
+        if owner_at is not None and (view.vip_clear_at is None or owner_at >= view.vip_clear_at):
+            return f"{held}, but the virtual IP is still answered by {view.vip_owner}"
+        return held
     if view.last_unreachable_at is not None:
         return "no answer from the arbitrator"
     return "no arbitrator lease yet"

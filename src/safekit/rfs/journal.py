@@ -5,15 +5,20 @@ applied; while it is away, everything accumulates. When it returns, only what th
 is sent: the zones written in a file (`ZONE` bytes each), or a whole object when it was created,
 renamed into place or replaced (a directory then with its whole subtree), plus metadata.
 
-Pure data structure with a JSON form; the primary saves it periodically and on a clean stop.
-A journal loaded from a save that was not a clean stop is not trusted (operations after the last
-save are unknown): reintegration then compares checksums instead.
+Pure data structure with a JSON form (the clock is passed in); the primary saves it when it starts
+and on a clean stop. A journal loaded from a save that was not a clean stop is not trusted
+(operations after the last save are unknown): reintegration then compares checksums instead.
+
+The journal also tells a node that lost a split brain what it wrote since the split (rule 4,
+`rfs.splitbrain`): `since` is when the first change went into the empty journal (the secondary
+stopped following then), and `gap` the period whose changes a crash may have left out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +60,10 @@ class Entry:
         return cls(zones, bool(obj.get("w")), bool(obj.get("m")), None if trunc is None else int(trunc))
 
 
+def _union(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return (min(a[0], b[0]), max(a[1], b[1]))
+
+
 def _ranges(zones: Iterable[int]) -> list[list[int]]:
     out: list[list[int]] = []
     for z in sorted(zones):
@@ -78,9 +87,18 @@ class Journal:
     """The last operation sequence number of this history (saved so that a restart continues it)."""
     changes: int = 0
     """Changes since the last save (0: nothing to save)."""
+    since: float | None = None
+    """Wall-clock time of the first change recorded while the journal was empty: since then the
+    secondary has not had everything (None: nothing recorded)."""
+    gap: tuple[float, float] | None = None
+    """(from, to) wall-clock times between which changes may be missing: a process that saved at
+    `from` ended without a clean stop and the journal was loaded again at `to`."""
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def _entry(self, dir_index: int, path: bytes) -> Entry:
         self.changes += 1
+        if self.since is None and not any(self.entries.values()):
+            self.since = self.clock()
         per_dir = self.entries.setdefault(dir_index, {})
         entry = per_dir.get(path)
         if entry is None:
@@ -116,6 +134,10 @@ class Journal:
         entry.zones.clear()
 
     def merge(self, other: Journal) -> None:
+        if other.since is not None:
+            self.since = other.since if self.since is None else min(self.since, other.since)
+        if other.gap is not None:
+            self.gap = other.gap if self.gap is None else _union(self.gap, other.gap)
         for dir_index, per_dir in other.entries.items():
             for path, entry in per_dir.items():
                 mine = self._entry(dir_index, path)
@@ -131,7 +153,13 @@ class Journal:
 
     def clear(self) -> None:
         self.entries.clear()
+        self.since = None
+        self.gap = None
         self.changes += 1
+
+    def complete_since(self, start: float) -> bool:
+        """True when every change made from `start` on is in the journal (no crash gap since)."""
+        return self.gap is None or self.gap[1] < start
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.entries.values())
@@ -141,11 +169,20 @@ class Journal:
 
     # ------------------------------------------------------------------ persistence
     def to_json(self, *, clean: bool) -> dict[str, Any]:
-        return {
+        """`clean`: the process stops cleanly (everything it recorded is in this save)."""
+        out: dict[str, Any] = {
             "version": 1,
             "epoch": self.epoch,
             "clean": clean and self.trusted,
+            "stopped": clean,
+            "saved_at": self.clock(),
             "seq": self.seq,
+        }
+        if self.since is not None:
+            out["since"] = self.since
+        if self.gap is not None:
+            out["gap"] = list(self.gap)
+        return out | {
             "entries": {
                 str(d): {p.decode("latin-1"): e.to_json() for p, e in sorted(per_dir.items())}
                 for d, per_dir in sorted(self.entries.items())
@@ -153,15 +190,29 @@ class Journal:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Journal:
+    def from_json(cls, obj: dict[str, Any], clock: Callable[[], float] = time.time) -> Journal:
+        """A saved journal, loaded at `clock()`. A save that was not a clean stop leaves a gap from
+        that save until now (what the process did after it is unknown)."""
         if obj.get("version") != 1:
             raise ValueError(f"unknown journal version {obj.get('version')!r}")
         entries = {
             int(d): {p.encode("latin-1"): Entry.from_json(e) for p, e in per_dir.items()}
             for d, per_dir in obj.get("entries", {}).items()
         }
+        since = obj.get("since")
+        raw_gap = obj.get("gap")
+        gap = (float(raw_gap[0]), float(raw_gap[1])) if raw_gap else None
+        if not obj.get("stopped", obj.get("clean")):
+            lost = (float(obj.get("saved_at", 0.0)), clock())
+            gap = lost if gap is None else _union(gap, lost)
         return cls(
-            str(obj["epoch"]), trusted=bool(obj.get("clean")), entries=entries, seq=int(obj.get("seq", 0))
+            str(obj["epoch"]),
+            trusted=bool(obj.get("clean")),
+            entries=entries,
+            seq=int(obj.get("seq", 0)),
+            since=None if since is None else float(since),
+            gap=gap,
+            clock=clock,
         )
 
     def dumps(self, *, clean: bool) -> bytes:

@@ -293,6 +293,8 @@ def decode_json(payload: bytes) -> dict[str, Any]:
         obj = json.loads(payload)
     except ValueError as exc:
         raise WireError(f"bad JSON payload: {exc}") from None
+    except RecursionError:
+        raise WireError("bad JSON payload: nested too deeply") from None
     if not isinstance(obj, dict):
         raise WireError("JSON payload is not an object")
     return obj

@@ -32,6 +32,7 @@ import pyfuse3
 import trio
 
 from safekit.daemon import persist
+from safekit.host import mounts
 from safekit.membership.clusterkey import load_key
 from safekit.rfs import control, ops, spec, tree
 from safekit.rfs.fusefs import ReplicatedFS
@@ -62,6 +63,9 @@ log = logging.getLogger("safekit.rfs.primary")
 PING_INTERVAL = 1.0
 YIELD_EVERY = 16  # zones (1 MiB) between two chances for FUSE handlers to run during a resync
 SUMS_BATCH = 256
+STOP_FLUSH_TIMEOUT = 2.0
+"""At stop, how long the secondary may take to apply the last (unsynced) operations: the process
+must be gone within seconds of a role change."""
 
 
 class State(enum.StrEnum):
@@ -831,6 +835,8 @@ class PrimaryProcess:
         self.mountpoint = self.state_dir / "mnt"
         self.dir_fds: list[int] = []
         self.mounted = False
+        self.abandoned = False
+        """safekitd closed the control channel without a stop command: it died."""
 
     def load_journal(self) -> Journal:
         try:
@@ -850,7 +856,9 @@ class PrimaryProcess:
     def prepare(self) -> None:
         os.umask(0)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        spec.unmount_ours(str(self.mountpoint))
+        # What a dead replication process left (its dead FUSE mount, its binds) is removed without
+        # looking through it: a stat of a dead or stuck FUSE mount can hang.
+        mounts.detach_ours(str(self.mountpoint))
         # This node's copy is the reference now: its record as a secondary is history, except the
         # read-only binds it may have left after a crash.
         secondary_file = self.state_dir / "secondary.json"
@@ -859,7 +867,7 @@ class PrimaryProcess:
         except (OSError, ValueError, AttributeError):
             recorded = []
         for d in self.spec.dirs:
-            spec.unmount_ours(d.path, recorded)
+            mounts.detach_ours(d.path, recorded)
             self.dir_fds.append(spec.open_dir(d.path))
         with contextlib.suppress(FileNotFoundError):
             secondary_file.unlink()
@@ -879,13 +887,44 @@ class PrimaryProcess:
         try:
             trio.run(self._main)
         finally:
-            for d in self.spec.dirs:
-                spec.unmount_ours(d.path)
-            pyfuse3.close(unmount=True)
-            self.mounted = False
+            self.unmount()
             replicator.journal.seq = replicator.seq
             self.save_journal(replicator.journal, clean=True)
         return 0
+
+    def unmount(self) -> None:
+        """Take the mount down once the FUSE loop is gone, never touching a path through it.
+
+        Nothing answers FUSE requests any more: a `stat` of a replicated directory (its bind is this
+        very mount) would wait forever, in this process too. So the connection is aborted first
+        (pyfuse3.close closes /dev/fuse, which fails every waiting and later request with ENOTCONN,
+        then lazily unmounts the mount point), and the binds are detached by name afterwards.
+        """
+        if not self.mounted:
+            return
+        self.mounted = False
+        if self.abandoned:
+            # safekitd died: the application it started may still run. Abort the connection (every
+            # access fails with ENOTCONN) but leave the dead mounts over the directories, so that
+            # nothing is written there unreplicated; the restarted safekitd stops the application,
+            # then removes them (docs/replication.md, "Stopping and recovery").
+            log.warning("safekitd is gone: the replicated directories fail (ENOTCONN) until it cleans up")
+            with contextlib.suppress(Exception):
+                pyfuse3.close(unmount=False)
+            return
+        try:
+            pyfuse3.close(unmount=True)
+        except Exception:
+            log.exception("closing the FUSE session failed; detaching the mounts by name")
+        for d in self.spec.dirs:
+            try:
+                mounts.detach_ours(d.path)
+            except OSError as exc:
+                log.error("%s: could not detach the replication mount: %s", d.path, exc)
+        try:
+            mounts.detach_ours(str(self.mountpoint))
+        except OSError as exc:
+            log.error("%s: could not detach the FUSE mount: %s", self.mountpoint, exc)
 
     async def _main(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -904,9 +943,11 @@ class PrimaryProcess:
 
     async def _control(self, scope: trio.CancelScope) -> None:
         r = self.replicator
+        self.abandoned = True  # unless the loop below ends with a stop command
         async for msg in control.commands():
             match msg.get("cmd"):
                 case "stop":
+                    self.abandoned = False
                     break
                 case "degrade_ok":
                     r.confirm_degraded()
@@ -928,8 +969,10 @@ class PrimaryProcess:
         r = self.replicator
         r.stopping = True
         if r.connected and r.state is State.IN_SYNC:
-            # Leave the secondary with everything: wait (bounded) for the last operations.
-            with trio.move_on_after(min(r.spec.sendtimeout, 10.0)):
+            # Leave the secondary with everything: wait (bounded) for the last operations. Every
+            # acknowledged write is there already; this is for the writes nobody synced, and a role
+            # change must not wait for a secondary that does not answer (STOP_FLUSH_TIMEOUT).
+            with trio.move_on_after(min(r.spec.sendtimeout, STOP_FLUSH_TIMEOUT)):
                 seq = r._enqueue_ctrl(FrameType.BYE, {}, FLAG_ACK)
                 while r.connected and r.acked_applied < seq - 1:
                     event = r.ack_changed

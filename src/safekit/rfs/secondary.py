@@ -5,17 +5,23 @@ State that must survive (`secondary.json` in the module's rfs directory): which 
 (`epoch`) the copy follows, whether it is in sync, whether the process stopped cleanly and on which
 boot. A copy is trusted for reintegration from the primary's journal when it stopped cleanly or the
 machine did not reboot since (the page cache still holds every applied operation).
+
+After a split brain this node lost (safekitd passes `extra["diverged"]`), what it wrote since the
+split is saved aside (`rfs.splitbrain`) before the primary is served at all; the pending save is
+recorded in the state first, so a process that dies or is stopped meanwhile does it at its next start.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ import trio
 
 from safekit.daemon import persist
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import control, ops, spec, tree
+from safekit.rfs import control, ops, spec, splitbrain, tree
 from safekit.rfs.apply import Replica
 from safekit.rfs.logsetup import setup
 from safekit.rfs.wire import (
@@ -59,6 +65,9 @@ class SecondaryState:
     dirs: list[list[int]] | None = None
     """(device, inode) of each replicated directory: another file system mounted there, or the
     directory replaced, means the copy is not the one this state describes."""
+    splitbrain: dict[str, Any] | None = None
+    """A split-brain save: {phase: saving|saved, dir, peer, generation, peer_generation}. `saving`:
+    to do before the primary is served; `saved`: its manifest is completed after the resync."""
 
     @classmethod
     def load(cls, path: Path) -> SecondaryState:
@@ -69,7 +78,7 @@ class SecondaryState:
         except ValueError:
             log.warning("%s is corrupt: the copy is treated as not in sync", path)
             return cls()
-        keys = ("epoch", "in_sync", "clean", "boot_id", "generation", "dirs", "mounts")
+        keys = ("epoch", "in_sync", "clean", "boot_id", "generation", "dirs", "mounts", "splitbrain")
         return cls(**{k: obj[k] for k in keys if k in obj})
 
     def save(self, path: Path) -> None:
@@ -91,6 +100,7 @@ class Secondary:
         self.replica: Replica | None = None
         self.current: trio.SocketStream | None = None
         self.stopping = False
+        self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def prepare(self) -> None:
@@ -111,6 +121,7 @@ class Secondary:
             self.state.epoch = ""
         self.state.dirs = identity
         self.trusted = trusted
+        self._plan_splitbrain()
         # Applications on this node cannot write the copy: read-only over it, data underneath
         # (recorded, so that after a crash only these binds are removed).
         self.state.mounts = []
@@ -147,7 +158,11 @@ class Secondary:
         listeners = [trio.SocketListener(listener)]
         spec.emit("listening", addr=self.spec.local_addr, port=self.spec.port)
         async with trio.open_nursery() as nursery:
+            self.nursery = nursery
             nursery.start_soon(self._control, nursery.cancel_scope)
+            if self.state.splitbrain is not None and self.state.splitbrain.get("phase") == "saving":
+                # Before the primary is served: a connection waits in the listen queue meanwhile.
+                await self._save_splitbrain()
             nursery.start_soon(trio.serve_listeners, self._serve, listeners)
 
     async def _control(self, scope: trio.CancelScope) -> None:
@@ -156,6 +171,136 @@ class Secondary:
                 break
         self.stopping = True
         scope.cancel()
+
+    # ------------------------------------------------------------------ split brain (rule 4)
+    def _plan_splitbrain(self) -> None:
+        """Record a save to do (durably, with the rest of the state) when safekitd says this node
+        stepped down from a split brain."""
+        diverged = self.spec.extra.get("diverged")
+        if not isinstance(diverged, dict):
+            return
+        pending = self.state.splitbrain
+        if pending is not None and pending.get("phase") == "saving":
+            return  # an interrupted save of the same split: the journal still names everything
+        base = self.state_dir.parent / "splitbrain"
+        existing = [p.name for p in base.iterdir()] if base.is_dir() else []
+        name = splitbrain.dir_name(datetime.now(UTC), existing)
+        self.state.splitbrain = {
+            "phase": "saving",
+            "dir": str(base / name),
+            "peer": str(diverged.get("peer") or self.spec.peer),
+            "generation": diverged.get("generation"),
+            "peer_generation": diverged.get("peer_generation"),
+            "split_at": diverged.get("split_at"),
+        }
+        self.state.in_sync = False
+        log.warning(
+            "split brain: %s stepped down; what it changed since the split is saved under %s before "
+            "the resynchronisation from %s",
+            self.spec.node,
+            base / name,
+            self.state.splitbrain["peer"],
+        )
+
+    def _replicated(self) -> list[splitbrain.Replicated]:
+        return [
+            splitbrain.Replicated(d.path, fd, d.exclusions())
+            for d, fd in zip(self.spec.dirs, self.dir_fds, strict=True)
+        ]
+
+    def _keep_free(self) -> splitbrain.KeepFree:
+        text = str(self.spec.extra.get("splitbrain_keep_free") or splitbrain.DEFAULT_KEEP_FREE)
+        try:
+            return splitbrain.KeepFree.parse(text)
+        except ValueError as exc:
+            log.error("%s: using %s", exc, splitbrain.DEFAULT_KEEP_FREE)
+            return splitbrain.KeepFree.parse(splitbrain.DEFAULT_KEEP_FREE)
+
+    async def _save_splitbrain(self) -> None:
+        pending = self.state.splitbrain
+        assert pending is not None
+        target = Path(str(pending["dir"]))
+        context = splitbrain.Context(
+            self.spec.module,
+            self.spec.node,
+            str(pending.get("peer") or self.spec.peer),
+            pending.get("generation"),
+            pending.get("peer_generation"),
+            pending.get("split_at"),
+        )
+        journal_file = self.state_dir / "journal.json"
+        manifest = splitbrain.read_manifest(target)  # saved before a crash: never redone over
+        if manifest is None:
+            keep = self._keep_free()
+            started = time.monotonic()
+            work = functools.partial(
+                splitbrain.save,
+                context,
+                self._replicated(),
+                splitbrain.load_journal(journal_file),
+                target,
+                keep=keep,
+                should_stop=lambda: self.stopping,
+            )
+            try:
+                manifest = await trio.to_thread.run_sync(work)
+            except splitbrain.Interrupted:
+                log.warning(
+                    "split brain: the save under %s was interrupted; it is done at the next start", target
+                )
+                return
+            except OSError as exc:
+                raise RuntimeError(
+                    f"split brain: could not save what {self.spec.node} changed since the split under "
+                    f"{target} ({exc}): the resynchronisation from {context.peer} waits until it can "
+                    "(free space on that file system)"
+                ) from exc
+            log.info("split brain: save took %.2f s", time.monotonic() - started)
+        splitbrain.forget_journal(journal_file, persist.write_bytes)
+        pending["phase"] = "saved"
+        self.state.save(self.state_file)
+        log.warning("%s", splitbrain.summary_line(manifest, target))
+        for line in splitbrain.detail_lines(manifest):
+            log.warning("%s", line)
+        totals = manifest["totals"]
+        spec.emit(
+            "splitbrain",
+            path=str(target),
+            files=totals["files"],
+            bytes=totals["bytes"],
+            not_saved=totals["not_saved"],
+            deleted=totals["deleted"],
+            since=manifest.get("since"),
+            winner=manifest.get("winner"),
+        )
+
+    def splitbrain_resynced(self) -> None:
+        """The resynchronisation ended: complete the last save's manifest with what the winner has."""
+        pending = self.state.splitbrain
+        if pending is None or pending.get("phase") != "saved":
+            return
+        self.state.splitbrain = None  # saved with the in-sync state by the caller
+        if self.nursery is not None:
+            self.nursery.start_soon(self._annotate, Path(str(pending["dir"])))
+
+    async def _annotate(self, target: Path) -> None:
+        work = functools.partial(
+            splitbrain.annotate, target, self._replicated(), finished_at=datetime.now(UTC).timestamp()
+        )
+        try:
+            manifest = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except (OSError, ValueError) as exc:
+            log.warning("split brain: could not complete %s/%s: %s", target, splitbrain.MANIFEST, exc)
+            return
+        if manifest is not None:
+            counts = manifest["resync"]["on_winner"]
+            log.info(
+                "split brain: %s/%s completed with what %s has: %s",
+                target,
+                splitbrain.MANIFEST,
+                manifest.get("winner"),
+                ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing",
+            )
 
     async def adopt(self, stream: trio.SocketStream) -> None:
         """A connection proved it is the primary's (a frame under the session key): it replaces the
@@ -327,6 +472,7 @@ class _Session:
                 o.replica.lenient = False
                 o.state.in_sync = True
                 o.state.generation = int(info.get("generation", 0))
+                o.splitbrain_resynced()
                 o.state.save(o.state_file)
                 spec.emit("in_sync", generation=o.state.generation)
                 log.info("copy in sync with the primary (generation %d)", o.state.generation)

@@ -13,6 +13,14 @@ the interface's MAC, target MAC zero, to the Ethernet broadcast: what the Linux 
 cache entry from it whatever their `arp_accept`, and with `arp_accept=1` also create a missing one.
 The option `garp_form=reply` sends the reply form (target MAC = sender MAC, as `arping -A`), and
 `garp_form=both` sends both, for old devices that only listen to one of them.
+
+Lifetime (option `lifetime=SECONDS`): the address is added with that valid and preferred lifetime,
+and `renew()` (called by the daemon about every second while it serves) sets it back to full. If
+safekitd dies or hangs, nobody renews it and the kernel deletes the address by itself a lifetime
+later, so a dead daemon's VIP does not linger next to the new primary's. Without the option the
+address is permanent, as before.
+
+Who else holds the VIP (`other_owners`): an ARP probe on the interface acquire would use (owner.py).
 """
 
 from __future__ import annotations
@@ -30,7 +38,11 @@ from typing import Any, Literal
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from safekit.vip.provider import VipCheck, VipError, VipProvider, VipSpec, VipState
+from safekit.vip.owner import probe_plan, probe_vip_owners
+from safekit.vip.provider import OwnerView, VipCheck, VipError, VipProvider, VipSpec, VipState
+
+DEFAULT_RENEW_TIMEOUT = 0.5
+"""Seconds a renew may take: it is called about every second, and one netlink round trip is enough."""
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -49,7 +61,12 @@ IFNAMSIZ = 16
 
 GarpForm = Literal["request", "reply", "both"]
 GARP_FORMS: tuple[GarpForm, ...] = ("request", "reply", "both")
-OPTIONS = ("garp_form",)
+OPTIONS = ("garp_form", "lifetime")
+MIN_LIFETIME = 2
+"""Seconds; the kernel checks lifetimes on a timer of about one second, so less means nothing."""
+MAX_LIFETIME = 86400
+FOREVER = 0xFFFFFFFF
+"""IFA_CACHEINFO's "no lifetime" (`valid_lft forever`)."""
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -148,6 +165,8 @@ class Address:
     index: int
     interface: ipaddress.IPv4Interface
     label: str
+    valid_lft: int | None = None
+    """Seconds left before the kernel deletes it; None: forever (or not known)."""
 
 
 def assess(address: ipaddress.IPv4Address, interface: str, link: Link | None, present: bool) -> VipCheck:
@@ -175,6 +194,30 @@ async def _send_round(interface: str, frames: list[bytes]) -> None:
         sock.bind((interface, ETH_P_ARP))
         for frame in frames:
             await loop.sock_sendall(sock, frame)
+
+
+def lifetime_option(options: Mapping[str, str]) -> int | None:
+    """The `lifetime` option in whole seconds, or None (the default: the address never expires)."""
+    text = options.get("lifetime")
+    if text is None or text.strip() in ("", "forever"):
+        return None
+    try:
+        seconds = int(text.strip())
+    except ValueError:
+        raise VipError(f"arp provider: lifetime={text!r}: give whole seconds, or 'forever'") from None
+    if not MIN_LIFETIME <= seconds <= MAX_LIFETIME:
+        raise VipError(
+            f"arp provider: lifetime={seconds}: give {MIN_LIFETIME} to {MAX_LIFETIME} seconds "
+            "(renewed every second by the daemon; 5 is a good value), or 'forever'"
+        )
+    return seconds
+
+
+def lifetime_arguments(lifetime: int | None) -> dict[str, int]:
+    """The netlink arguments that give an address `lifetime` seconds (nothing: forever)."""
+    if lifetime is None:
+        return {}
+    return {"valid_lft": lifetime, "preferred_lft": lifetime}
 
 
 def garp_form_option(options: Mapping[str, str]) -> GarpForm:
@@ -211,11 +254,14 @@ async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
         ip = msg.get("local") or msg.get("address")
         if ip is None:
             continue
+        cacheinfo = msg.get("cacheinfo")
+        valid = int(cacheinfo["ifa_valid"]) if cacheinfo is not None else FOREVER
         addresses.append(
             Address(
                 index=int(msg["index"]),
                 interface=ipaddress.IPv4Interface(f"{ip}/{int(msg['prefixlen'])}"),
                 label=str(msg.get("label") or ""),
+                valid_lft=None if valid == FOREVER else valid,
             )
         )
     return links, addresses
@@ -236,6 +282,7 @@ class ArpProvider(VipProvider):
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)
         self.garp_form = garp_form_option(spec.options)
+        self.lifetime = lifetime_option(spec.options)
         self._burst: asyncio.Task[None] | None = None
 
     # Resolution happens at each call, not at construction: interfaces and their addresses may
@@ -264,13 +311,22 @@ class ArpProvider(VipProvider):
             prefixlen = self.spec.prefixlen
         return link, prefixlen
 
+    async def interface(self) -> Link:
+        """The interface acquire would hold the VIP on now (VipError when there is none)."""
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+        return self._place(links, addresses)[0]
+
     async def _acquire(self) -> bool:
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
             links, addresses = await _snapshot(ipr)
             link, prefixlen = self._place(links, addresses)
             changed = False
-            if not any(a.index == link.index and a.interface.ip == address for a in addresses):
+            present = [a for a in addresses if a.index == link.index and a.interface.ip == address]
+            if present and self.lifetime is not None:
+                await self._refresh(ipr, link, present[0])
+            if not present:
                 network = ipaddress.IPv4Interface(f"{address}/{prefixlen}").network
                 extra = {"broadcast": str(network.broadcast_address)} if prefixlen < 31 else {}
                 try:
@@ -281,6 +337,7 @@ class ArpProvider(VipProvider):
                         prefixlen=prefixlen,
                         label=alias_label(link.name),
                         **extra,
+                        **lifetime_arguments(self.lifetime),
                     )
                     changed = True
                 except NetlinkError as exc:
@@ -296,6 +353,45 @@ class ArpProvider(VipProvider):
             raise VipError(f"arp {address}: {link.name} has no MAC address: the arp provider needs Ethernet")
         await self._announce(link.name, mac_bytes(link.mac))
         return changed
+
+    async def _refresh(self, ipr: Any, link: Link, entry: Address) -> None:
+        """Set a held address's lifetime back to full (RTM_NEWADDR with NLM_F_REPLACE)."""
+        try:
+            await ipr.addr(
+                "replace",
+                index=link.index,
+                address=str(entry.interface.ip),
+                prefixlen=entry.interface.network.prefixlen,
+                **lifetime_arguments(self.lifetime),
+            )
+        except NetlinkError as exc:
+            raise VipError(
+                f"arp {self.spec.address}: renewing its lifetime on {link.name} failed: {exc}"
+            ) from exc
+
+    async def renew(self, timeout: float = DEFAULT_RENEW_TIMEOUT) -> bool:
+        """Keep a held VIP alive: set its lifetime back to full. True when held (and renewed).
+
+        False when this node does not hold the address: renew never adds it, so a VIP that expired
+        while safekitd was frozen stays gone (taking it again is `acquire`, the daemon's decision).
+        Without the `lifetime` option there is nothing to renew: it only says whether it is held.
+        Limit: IPv4 RTM_NEWADDR creates what it does not find, so an address expiring in the
+        instant between the look and the replace would come back; the window is the length of
+        one netlink round trip (well under a millisecond), against a lifetime of seconds.
+        """
+        return await self._bounded(self._renew, timeout, "renew")
+
+    async def _renew(self) -> bool:
+        address = self.spec.address
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+            link, _ = self._place(links, addresses)
+            present = [a for a in addresses if a.index == link.index and a.interface.ip == address]
+            if not present:
+                return False
+            if self.lifetime is not None:
+                await self._refresh(ipr, link, present[0])
+        return True
 
     async def _announce(self, interface: str, mac: bytes) -> None:
         """Send the first gratuitous ARP round now and the rest of the burst in the background.
@@ -358,6 +454,31 @@ class ArpProvider(VipProvider):
                         where = names.get(entry.index, entry.index)
                         raise VipError(f"arp {address}: removing it from {where} failed: {exc}") from exc
         return changed
+
+    async def _other_owners(self, timeout: float) -> OwnerView:
+        """An ARP probe for the VIP on the interface acquire would hold it on (owner.py).
+
+        Every MAC of this node is excluded, so a VIP this node itself still holds (on any of its
+        interfaces) is not reported as another holder.
+        """
+        address = self.spec.address
+        async with AsyncIPRoute() as ipr:
+            links, addresses = await _snapshot(ipr)
+        link, _ = self._place(links, addresses)
+        if not link.up or not link.carrier:
+            state = "is down" if not link.up else "has no carrier"
+            detail = f"arp {address}: {link.name} {state}: cannot probe for other holders"
+            return OwnerView(False, detail=detail)
+        attempts, interval, wait = probe_plan(timeout)
+        probe = await probe_vip_owners(
+            link.name,
+            address,
+            attempts=attempts,
+            interval=interval,
+            wait=wait,
+            exclude_macs={lk.mac for lk in links if lk.mac is not None},
+        )
+        return OwnerView(probe.error is None, probe.owners, f"arp {probe.summary()}")
 
     async def _check(self) -> VipCheck:
         address = self.spec.address

@@ -5,6 +5,8 @@ A provider moves one virtual address to or from *this* node: on a LAN by adding 
 announcing it with gratuitous ARP (`arp`), in a cloud by calling the cloud's API (later providers).
 The daemon calls `acquire` when the node becomes the one that serves (PRIM, ALONE, UP), `release`
 when it stops serving, and `check` periodically for the `ip` checker and `safekit state -v`.
+`other_owners` (optional) tells what the provider sees of *another* holder of the address, the way
+clients would find it (an ARP probe on a LAN): evidence for or against a takeover.
 
 Every operation is idempotent (calling it again after it succeeded changes nothing and succeeds)
 and bounded in time (it finishes, or fails with `VipError`, within its `timeout`). The base class
@@ -40,6 +42,8 @@ MAX_GARP_INTERVAL = 10.0
 _IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
 _OPTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
+LOOKING = "looking for other holders of the address"
+
 T = TypeVar("T")
 
 
@@ -54,6 +58,30 @@ class VipState(enum.Enum):
     """This node does not hold the address (the normal state of a secondary)."""
     DEGRADED = "degraded"
     """This node holds the address but cannot serve it (link down, no carrier, cloud says otherwise)."""
+
+
+@dataclass(frozen=True)
+class OwnerView:
+    """What a provider sees of other holders of its VIP (`VipProvider.other_owners`).
+
+    `known` False: the provider cannot tell (it has no way to look, or looking failed); `owners`
+    then proves nothing, and `detail` says why. `known` True with no owners: the provider looked
+    and no one else holds the address *as far as it can see* (on a LAN: no host reachable from
+    this node answers for it). `owners` are provider-specific names of the holders (MAC addresses
+    for `arp`). `detail` is one line for the log.
+    """
+
+    known: bool
+    owners: frozenset[str] = frozenset()
+    detail: str = ""
+
+    @property
+    def nobody_else(self) -> bool:
+        """True only when the provider looked and saw no other holder."""
+        return self.known and not self.owners
+
+    def __str__(self) -> str:
+        return self.detail or ("unknown" if not self.known else ", ".join(sorted(self.owners)) or "nobody")
 
 
 @dataclass(frozen=True)
@@ -188,6 +216,10 @@ class VipProvider(abc.ABC):
     - `release()`: on return, this node no longer holds the address. Not holding it is success.
       Returns True when it changed something.
     - `check()`: observes, changes nothing. `VipError` only when the observation itself failed.
+    - `other_owners(timeout)`: observes who *else* holds the address, changes nothing, never
+      raises for a failed observation (it answers "unknown" with the reason). Not serialised with
+      acquire/release: it reads the network, not this node's state. Providers that cannot look
+      (the cloud providers today) answer "unknown".
     """
 
     name: ClassVar[str] = ""
@@ -205,6 +237,25 @@ class VipProvider(abc.ABC):
 
     async def check(self, timeout: float = DEFAULT_TIMEOUT) -> VipCheck:
         return await self._bounded(self._check, timeout, "check")
+
+    async def other_owners(self, timeout: float) -> OwnerView:
+        """Who else holds this VIP, as this provider can see it; bounded by `timeout` seconds."""
+        if not timeout > 0:
+            raise VipError(f"{self._where()}: other_owners timeout must be positive, not {timeout!r}")
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await self._other_owners(timeout)
+        except TimeoutError:
+            if not deadline.expired():
+                return OwnerView(False, detail=f"{self._where()}: {LOOKING} failed: a timeout inside")
+            return OwnerView(False, detail=f"{self._where()}: {LOOKING} did not finish within {timeout:g} s")
+        except Exception as exc:
+            return OwnerView(False, detail=f"{self._where()}: {LOOKING} failed: {exc}")
+
+    async def _other_owners(self, timeout: float) -> OwnerView:
+        """Override to look; `timeout` is the caller's bound (the base class enforces it as well)."""
+        return OwnerView(False, detail=f"{self._where()}: this provider cannot see other holders (unknown)")
 
     async def settle(self) -> None:  # noqa: B027 - an optional hook: most providers have nothing to wait for
         """Wait for work `acquire` left running in the background (a one-shot caller exits after it)."""

@@ -157,8 +157,15 @@ custom = unique_by(
     ),
 )
 checkers = st.fixed_dictionaries({}, optional={"tcp": tcp, "ping": ping, "custom": custom})
-splitbrain = st.fixed_dictionaries(
-    {"witnesses": st.lists(ipv4, min_size=1, max_size=2, unique=True)}, optional={"ident": names}
+splitbrain = st.one_of(
+    st.fixed_dictionaries(
+        {"witnesses": st.lists(ipv4, min_size=1, max_size=2, unique=True)},
+        optional={"ident": names, "exec": st.just("ping")},
+    ),
+    st.fixed_dictionaries(
+        {"witnesses": st.lists(ipv4, min_size=1, max_size=1), "exec": st.just("arbitrator")},
+        optional={"ident": names},
+    ),
 )
 
 
@@ -223,6 +230,7 @@ def test_the_engine_reads_the_values_that_were_given(params: dict[str, Any]) -> 
         assert {v.name: v.value for v in config.user.vars} == params["user"]["vars"]
     if "splitbrain" in params:
         assert list(config.check.splitbrain.witnesses) == params["splitbrain"]["witnesses"]
+        assert config.check.splitbrain.exec == params["splitbrain"].get("exec", "ping")
     if "failover" in params:
         assert config.service.failover is params["failover"]
 

@@ -145,6 +145,15 @@ def test_service_values_are_checked(replacement: str, expected: str) -> None:
         ('<user><var name="1BAD" value="x"/></user>', "is not an environment variable name"),
         ('<check><splitbrain arg="witness..example"/></check>', "neither an IPv4 address nor a host name"),
         (
+            '<check><splitbrain exec="arbitrator" arg="198.18.0.9 198.18.0.10"/></check>',
+            "takes one arbiter address",
+        ),
+        (
+            '<check><splitbrain exec="arbitrator" arg="198.18.0.9:99999"/></check>',
+            "the port must be a number",
+        ),
+        ('<check><splitbrain exec="quorum" arg="198.18.0.9"/></check>', "ping, arbitrator"),
+        (
             '<check><custom ident="a" exec="x"/><custom ident="a" exec="y"/></check>',
             "ident 'a' is already used",
         ),
@@ -232,3 +241,36 @@ def test_any_one_character_typo_gives_a_config_error_or_a_valid_module(position:
         parse_module(text, "userconfig.xml", env={})
     except ConfigError as problems:
         assert all(str(e).startswith("userconfig.xml:") for e in problems.errors)
+
+
+@pytest.mark.parametrize(
+    ("arg", "host", "port"),
+    [
+        ("198.18.0.9", "198.18.0.9", 9455),
+        ("198.18.0.9:7000", "198.18.0.9", 7000),
+        ("witness", "witness", 9455),
+    ],
+)
+def test_the_arbitrating_witness_takes_one_address_and_an_optional_port(
+    arg: str, host: str, port: int
+) -> None:
+    text = MINIMAL.replace(
+        "</service>", f'<check><splitbrain exec="arbitrator" arg="{arg}"/></check></service>'
+    )
+    module, _ = parse_module(text, "userconfig.xml", env={})
+    sb = module.check.splitbrain
+    assert sb is not None and (sb.exec, sb.witnesses, sb.port) == ("arbitrator", (host,), port)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("15%", True), ("2G", True), ("512M", True), ("100%", False), ("lots", False)]
+)
+def test_the_split_brain_save_keeps_free_space_as_configured(value: str, ok: bool) -> None:
+    text = MINIMAL.replace(
+        "</service>", f'<rfs splitbrain_keep_free="{value}"><replicated dir="/srv/data"/></rfs></service>'
+    )
+    if ok:
+        module, _ = parse_module(text, "userconfig.xml", env={})
+        assert module.rfs is not None and module.rfs.splitbrain_keep_free == value
+    else:
+        assert any("splitbrain_keep_free" in e for e in errors_of(text))

@@ -73,3 +73,22 @@ def test_a_faster_heartbeat_never_fences_slower(a: float, b: float) -> None:
         Timing.from_heartbeat(fast, fast * 2).split_brain_bound
         <= Timing.from_heartbeat(slow, slow * 2).split_brain_bound
     )
+
+
+def test_arbitrated_lease_rides_out_lost_answers_and_costs_no_failover_time() -> None:
+    default = Timing.from_heartbeat(0.2, 1.5)
+    assert default.lease_duration == pytest.approx(1.27)  # 6 renewals at 0.2 s
+    assert default.arbitrated_takeover_after == pytest.approx(1.73)
+    fast = Timing.from_heartbeat(FAST_PROFILE["pulse"], FAST_PROFILE["timeout"])
+    assert fast.lease_duration == pytest.approx(0.13)
+    assert fast.arbitrated_takeover_after == pytest.approx(0.28)
+
+
+@given(pulses, st.floats(min_value=2.0, max_value=20.0))
+def test_a_dead_primarys_lease_has_run_out_when_its_peer_notices(pulse: float, factor: float) -> None:
+    """The lease runs from the primary's last request, sent no later than its last heartbeat
+    (plus one pulse); the peer notices the loss `timeout` after the last heartbeat it received."""
+    timing = Timing.from_heartbeat(pulse, pulse * factor)
+    assert timing.lease_duration >= timing.split_brain_bound
+    if timing.timeout - timing.pulse - 0.03 >= timing.split_brain_bound:
+        assert timing.lease_duration + timing.pulse <= timing.timeout

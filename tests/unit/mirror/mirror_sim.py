@@ -247,6 +247,11 @@ class Cluster:
                 self.trace.append(f"{self.now:8.2f} arbiter: lease to {name}")
             self.arbiter_holder, self.arbiter_expires = name, self.now + ARB_LEASE
             answer = WitnessResult(True, self.now, sent_at=sent_at)
+            node, peer = self.nodes[name], self.nodes[other(name)]
+            if node.state.peer is None and not node.state.claims_primary:
+                # the daemon's VIP owner probe comes with the answer (what the clients' LAN shows)
+                owner = f"mac-of-{peer.name}" if peer.vip and self.vip_visible else None
+                answer = replace(answer, vip_checked=True, vip_owner=owner)
         else:
             answer = WitnessResult(False, self.now, sent_at=sent_at, other=self.arbiter_holder)
         back = self.now + self.rng.uniform(0, ARB_RTT / 2)

@@ -301,7 +301,7 @@ def test_both_primary_after_a_healed_split_the_loser_steps_down_and_resyncs() ->
     d.peer(peer_status(ALONE, generation=d.state.generation))
     assert d.shown == (SECOND, TR)
     assert d.state.uptodate is False
-    assert "discarded" in d.state.reason
+    assert "saved aside" in d.state.reason
 
 
 def test_failback_to_defaultprim_after_it_resynchronised() -> None:

@@ -113,3 +113,14 @@ def test_arbitrator_a_primary_that_lost_its_lease_earlier_fences_before_the_take
     cluster.advance(20.0)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
     assert cluster.serving() == ["n2"]
+
+
+def test_ping_witness_on_both_sides_cannot_stop_two_nodes_starting_together_while_cut() -> None:
+    """Documented limit: neither node serves when the split begins and both start at once; each
+    probes the VIP before the other holds it. The arbitrator grants one lease: one primary."""
+    for kind, two_primaries in (("ping_vip", True), ("arbitrator", False)):
+        cluster = Cluster(
+            witness=True, seed=7, persisted=persisted_for("synced"), fail_rate=0.0, witness_kind=kind
+        )
+        play(cluster, [Op(0.0, "cut", "")])
+        assert any("both nodes" in v for v in cluster.violations) is two_primaries, (kind, cluster.dump())

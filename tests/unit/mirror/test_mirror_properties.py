@@ -9,8 +9,10 @@ action it executes:
     at most split_brain_bound after the later of the two losses.
 
 With the arbitrating witness, (a) holds whatever subset of the nodes reaches the arbitrator,
-during a split too, and however often that changes. With a ping witness that answers both sides
-of a split, (a) holds while the nodes still see each other's VIP on the LAN (the ARP probe).
+during a split too, and however often that changes. A ping witness that answers both sides of a
+split is outside (a)'s assumptions: test_mirror_partition.py shows what the VIP probe still
+guarantees then (a primary serving at the split keeps serving alone) and what it cannot (two
+nodes that start at the same moment without seeing each other).
 """
 
 from __future__ import annotations
@@ -87,15 +89,5 @@ def test_with_the_arbitrator_never_two_primaries_whoever_reaches_it(
         failover=failover,
         witness_kind="arbitrator",
     )
-    play(cluster, sequence)
-    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
-
-
-@PROPERTY
-@given(st.lists(ops, max_size=25), histories, st.integers(0, 2**32))
-def test_with_a_ping_witness_on_both_sides_the_vip_probe_prevents_two_primaries(
-    sequence: list[Op], history: str, seed: int
-) -> None:
-    cluster = Cluster(witness=True, seed=seed, persisted=persisted_for(history), witness_kind="ping_vip")
     play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()

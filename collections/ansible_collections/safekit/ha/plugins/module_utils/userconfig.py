@@ -159,6 +159,11 @@ def _attr_value(value: Any, kind: str) -> str:
     return str(value)
 
 
+SPLITBRAIN_ATTRS = (("ident", "ident", "str"), ("exec", "exec", "str"), ("arg", "arg", "str"))
+"""`<splitbrain>`: exec is `ping` (SafeKit's, the default) or `arbitrator` (arg = HOST[:PORT] of
+`safekit arbiter`, docs/arbiter.md)."""
+
+
 def _attrs(values: dict[str, Any], spec: tuple[tuple[str, str, str], ...]) -> str:
     parts = []
     for param, attribute, kind in spec:
@@ -273,10 +278,12 @@ def _render_check(p: dict[str, Any]) -> list[str]:
             ]
     lines += [f"    <custom{_attrs(c, CUSTOM_ATTRS)}/>" for c in checkers.get("custom") or []]
     if splitbrain:
-        values = {"ident": splitbrain.get("ident"), "arg": " ".join(splitbrain["witnesses"])}
-        lines.append(
-            "    <splitbrain{}/>".format(_attrs(values, (("ident", "ident", "str"), ("arg", "arg", "str"))))
-        )
+        values = {
+            "ident": splitbrain.get("ident"),
+            "exec": splitbrain.get("exec"),
+            "arg": " ".join(splitbrain["witnesses"]),
+        }
+        lines.append(f"    <splitbrain{_attrs(values, SPLITBRAIN_ATTRS)}/>")
     lines.append("  </check>")
     return lines
 
@@ -427,10 +434,11 @@ def _parse_check(check: ET.Element) -> dict[str, Any]:
         if element.tag == "custom":
             checkers.setdefault("custom", []).append(_read(element, CUSTOM_ATTRS, ()))
         elif element.tag == "splitbrain":
-            values = _read(element, (("ident", "ident", "str"), ("arg", "arg", "str")), ())
+            values = _read(element, SPLITBRAIN_ATTRS, ())
             out["splitbrain"] = {"witnesses": values.get("arg", "").split()}
-            if "ident" in values:
-                out["splitbrain"]["ident"] = values["ident"]
+            for key in ("ident", "exec"):
+                if key in values:
+                    out["splitbrain"][key] = values[key]
         else:
             values = _read(element, CHECKER_ATTRS, ("to",))
             if len(element) != 1:

@@ -296,14 +296,24 @@ options:
           when: {description: When the checker runs, type: str, choices: [prim, both, pre]}
           action: {description: Action on failure, type: str, choices: [wait, restart, stopstart, stop]}
   splitbrain:
-    description: Split-brain checker; when every heartbeat is lost, only a node that reaches a witness serves.
+    description:
+      - Split-brain checker; when every heartbeat is lost, only the node the witness allows serves.
+      - With O(splitbrain.exec=arbitrator), a C(safekit arbiter) service on the witness host leases
+        the right to serve to one node at a time (never two primaries, whatever is cut); with
+        C(ping), a witness answering pings (safe while it is reachable from one side of a split).
     type: dict
     suboptions:
       witnesses:
-        description: Witness addresses (usually the router between the nodes).
+        description:
+          - Witness addresses (usually the router between the nodes), or with C(arbitrator) the
+            one C(HOST[:PORT]) of the arbiter service (port 9455 by default).
         type: list
         elements: str
         required: true
+      exec:
+        description: The witness kind (engine default C(ping)).
+        type: str
+        choices: [ping, arbitrator]
       ident:
         description: Name of the checker (engine default C(witness)).
         type: str
@@ -590,6 +600,7 @@ STRUCTURED = {
         "options": {
             "witnesses": {"type": "list", "elements": "str", "required": True},
             "ident": {"type": "str"},
+            "exec": {"type": "str", "choices": ["ping", "arbitrator"]},
         },
     },
     "failover_rules": {"type": "str"},

@@ -1,0 +1,133 @@
+"""The nemesis's schedule: which fault each round injects, how long it lasts, on which node (pure).
+
+A run is reproducible from its seed: `schedule(seed, rounds)` deals the fault kinds like cards,
+every kind once in a shuffled order before any kind comes again, so that a short run covers as
+many kinds as it has rounds and a long run covers each kind about equally. Targets are roles
+("primary", "secondary"), resolved when the round starts, since roles move with the faults.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    """The faults of issue 13, item 5. docs/chaos.md says what each does to the lab."""
+
+    POWER_CUT_PRIMARY = "power_cut_primary"
+    POWER_CUT_SECONDARY = "power_cut_secondary"
+    PARTITION_WITNESS_BOTH = "partition_witness_both"
+    """every path between the nodes cut; both still reach the witness (and the client)"""
+    PARTITION_WITNESS_PRIMARY_SIDE = "partition_witness_primary_side"
+    """every path between the nodes cut; only the primary reaches the witness"""
+    PARTITION_WITNESS_SECONDARY_SIDE = "partition_witness_secondary_side"
+    """every path between the nodes cut; only the secondary reaches the witness"""
+    PARTITION_WITNESS_NEITHER = "partition_witness_neither"
+    """every path between the nodes cut; neither reaches the witness"""
+    LAN_CUT = "lan_cut"
+    """one node's cable on one LAN of two"""
+    SAFEKITD_KILL_PRIMARY = "safekitd_kill_primary"
+    """kill -9 of safekitd alone on the primary, started again 2 s later (Restart=on-failure)"""
+    RFS_KILL_PRIMARY = "rfs_kill_primary"
+    RFS_KILL_SECONDARY = "rfs_kill_secondary"
+    CLEAN_RESTART_PRIMARY = "clean_restart_primary"
+    """`safekit shutdown`, the node goes down and boots again"""
+    CLEAN_RESTART_SECONDARY = "clean_restart_secondary"
+    DISK_FULL_SECONDARY = "disk_full_secondary"
+    """the file system under the secondary's replicated directory filled"""
+
+
+ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
+NEEDS_WITNESS = frozenset(
+    {
+        FaultKind.PARTITION_WITNESS_PRIMARY_SIDE,
+        FaultKind.PARTITION_WITNESS_SECONDARY_SIDE,
+        FaultKind.PARTITION_WITNESS_NEITHER,
+    }
+)
+SAFEKITD_RESTART_DELAY = 2.0
+"""Seconds between the kill of safekitd and its restart, as systemd's Restart=on-failure does."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One round's fault, as the schedule dealt it."""
+
+    round: int
+    kind: FaultKind
+    hold: float
+    """seconds the fault lasts before the heal (for kills: before the node or process is started)"""
+    settle: float
+    """seconds of undisturbed workload before the fault"""
+    target: str = ""
+    """"primary" or "secondary" for LAN_CUT; empty for kinds whose target is in their name"""
+    lan: str = ""
+    """the LAN of a LAN_CUT"""
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "round": self.round,
+            "kind": str(self.kind),
+            "hold_s": self.hold,
+            "settle_s": self.settle,
+        }
+        if self.target:
+            out["target"] = self.target
+        if self.lan:
+            out["lan"] = self.lan
+        return out
+
+
+def schedule(
+    seed: int,
+    rounds: int,
+    *,
+    kinds: tuple[FaultKind, ...] = ALL_KINDS,
+    lans: tuple[str, ...] = ("default", "lan1"),
+    hold: tuple[float, float] = (3.0, 8.0),
+    settle: tuple[float, float] = (1.0, 3.0),
+) -> list[Fault]:
+    """The faults of `rounds` rounds from `seed`: the same seed always gives the same list."""
+    if rounds < 0:
+        raise ValueError(f"rounds must be >= 0, not {rounds}")
+    if not kinds:
+        raise ValueError("no fault kind to choose from")
+    rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
+    deck: list[FaultKind] = []
+    faults = []
+    for number in range(1, rounds + 1):
+        if not deck:
+            deck = list(kinds)
+            rng.shuffle(deck)
+        kind = deck.pop()
+        target = lan = ""
+        if kind is FaultKind.LAN_CUT:
+            target = rng.choice(("primary", "secondary"))
+            lan = rng.choice(lans)
+        faults.append(
+            Fault(
+                round=number,
+                kind=kind,
+                hold=round(rng.uniform(*hold), 1),
+                settle=round(rng.uniform(*settle), 1),
+                target=target,
+                lan=lan,
+            )
+        )
+    return faults
+
+
+def parse_kinds(text: str) -> tuple[FaultKind, ...]:
+    """A comma-separated list of kind names (for --kinds); a clear error for an unknown one."""
+    out = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        try:
+            out.append(FaultKind(name))
+        except ValueError:
+            known = ", ".join(k.value for k in FaultKind)
+            raise ValueError(f"unknown fault kind {name!r} (known: {known})") from None
+    return tuple(out)

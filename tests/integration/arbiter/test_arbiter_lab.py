@@ -1,0 +1,162 @@
+"""The arbitrating witness on real lab hosts: the service on the witness, the client on the nodes.
+
+What is shown, with the clients' own clocks (lab hosts share one kernel, so time.monotonic() on
+node1 and node2 is the same clock): a node is granted a lease only after every lease the other
+node believes it holds has ended - while the holder renews, after it stops renewing, and when it
+is cut off from the witness.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safekit.arbiter.wire import DEFAULT_PORT
+from safekit.lab import Lab
+from safekit.membership import clusterkey
+
+BIN = Path(sys.prefix) / "bin"
+PROBE = Path(__file__).with_name("arbiter_probe.py")
+ARBITER_KEY = "/etc/safekit/arbiter.key"  # private to the witness host
+PIDFILE = "/run/safekit-arbiter.pid"
+LOG = "/var/log/safekit/arbiter.log"
+LEASE = 2.0
+DAEMON_ARGS = ("--daemon", "--pidfile", PIDFILE, "--log-file", LOG)
+
+
+@pytest.fixture(scope="module")
+def arb_lab(root_required: None) -> Iterator[Lab]:
+    lab = Lab("arb")
+    lab.down()
+    lab.up(nodes=2, witness=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def arbiter(arb_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The service running on the witness host; yields its address and the cluster key file."""
+    key_file = tmp_path_factory.mktemp("arbiter") / "cluster.key"  # /tmp: seen by every lab host
+    clusterkey.save_key(key_file, clusterkey.generate_key())
+    address = str(arb_lab.plan().host("witness").address)
+    safekit = str(BIN / "safekit")
+    arb_lab.exec(
+        "witness",
+        [safekit, "arbiter", "key", "--cluster-key", str(key_file), "--out", ARBITER_KEY],
+        check=True,
+    )
+    arb_lab.exec(
+        "witness",
+        [safekit, "arbiter", "serve", "--listen", address, "--key-file", ARBITER_KEY, *DAEMON_ARGS],
+        check=True,
+    )
+    # The fresh service grants nothing during its grace period (10 s): wait it out.
+    deadline = time.monotonic() + 30
+    while True:
+        out = arb_lab.exec(
+            "node1",
+            [safekit, "arbiter", "status", "--address", address, "--cluster-key", str(key_file), "--json"],
+        )
+        if out.returncode == 0 and json.loads(out.stdout)["grace_remaining"] == 0:
+            break
+        assert time.monotonic() < deadline, f"arbiter not ready: {out.stdout} {out.stderr}"
+        time.sleep(0.5)
+    yield address, key_file
+    log = arb_lab.exec("witness", ["cat", LOG]).stdout
+    print(log)  # shown by pytest when a test failed
+
+
+def probe(
+    lab: Lab, node: str, mode: str, arbiter: tuple[str, Path], *, module: str, seconds: float
+) -> subprocess.Popen[str]:
+    address, key_file = arbiter
+    argv = [str(BIN / "python"), str(PROBE), mode, address, str(DEFAULT_PORT), str(key_file), node, module]
+    argv += [str(LEASE), str(seconds)]
+    return subprocess.Popen(
+        lab.exec_argv(node, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def answers(proc: subprocess.Popen[str], timeout: float = 60) -> list[dict[str, Any]]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read() if proc.stderr else "probe ended"
+    return dict(json.loads(line))
+
+
+def test_holder_renews_other_is_refused_then_gets_it_after_expiry(
+    arb_lab: Lab, arbiter: tuple[str, Path]
+) -> None:
+    holder = probe(arb_lab, "node1", "hold", arbiter, module="am1", seconds=5)
+    first = first_line(holder)
+    assert first["granted"] is True and first["holder"] == "node1"
+    contender = probe(arb_lab, "node2", "until-granted", arbiter, module="am1", seconds=30)
+    node1 = [first, *answers(holder)]
+    node2 = answers(contender)
+
+    assert all(a["granted"] for a in node1), node1  # every renewal of the holder was granted
+    assert len(node1) >= 5
+    refused = [a for a in node2 if a["granted"] is False]
+    assert refused and all(a["holder"] == "node1" for a in refused)
+    # node2 was refused for as long as node1 renewed
+    assert any(a["recv_at"] >= node1[-1]["sent_at"] for a in refused)
+    grant = node2[-1]
+    assert grant["granted"] is True and grant["holder"] == "node2"
+    # never two holders: node2's grant came after the end of node1's last lease as node1 counts it
+    node1_end = node1[-1]["sent_at"] + LEASE
+    assert grant["recv_at"] >= node1_end
+    # and the arbiter kept its word: each refusal announced when node1's lease would end
+    assert all(grant["recv_at"] >= a["sent_at"] + a["remaining"] for a in refused)
+    # liveness: node2 got it soon after the expiry (generous bound for a loaded machine)
+    assert grant["recv_at"] - node1[-1]["recv_at"] < LEASE + 5
+
+
+def test_holder_cut_off_from_the_witness_loses_the_lease_only_after_it_expired(
+    arb_lab: Lab, arbiter: tuple[str, Path]
+) -> None:
+    holder = probe(arb_lab, "node1", "hold", arbiter, module="am2", seconds=15)
+    try:
+        first = first_line(holder)
+        assert first["granted"] is True
+        time.sleep(LEASE / 3 + 0.2)  # at least one renewal
+        contender = probe(arb_lab, "node2", "until-granted", arbiter, module="am2", seconds=30)
+        refused_first = first_line(contender)
+        assert refused_first["granted"] is False and refused_first["holder"] == "node1"
+        arb_lab.isolate("node1", "witness")
+        cut_at = time.monotonic()
+        node2 = [refused_first, *answers(contender)]
+    finally:
+        arb_lab.heal()
+    node1 = [first, *answers(holder)]
+
+    grant = node2[-1]
+    # node1's grants asked for before node2 held the lease (later ones come after the heal)
+    before = [a for a in node1 if a["granted"] and a["sent_at"] < grant["recv_at"]]
+    last_lease_end = max(a["sent_at"] for a in before) + LEASE
+    assert grant["granted"] is True and grant["holder"] == "node2"
+    # node1 was cut off: answers stopped while it kept asking
+    assert any(a["detail"] == "no answer" for a in node1 if a["sent_at"] > cut_at)
+    # node2 obtained the lease only after node1's last lease (as node1 counts it) had ended
+    assert grant["recv_at"] >= last_lease_end
+    assert grant["recv_at"] - cut_at < LEASE + 6
+    # after the heal node1 is refused while node2's lease surely runs, and granted once it surely ended
+    answered = [a for a in node1 if a["sent_at"] > grant["recv_at"] and a["granted"] is not None]
+    during = [a for a in answered if a["recv_at"] < grant["sent_at"] + LEASE]
+    assert all(a["granted"] is False and a["holder"] == "node2" for a in during), during
+    later = [a for a in answered if a["sent_at"] >= grant["recv_at"] + LEASE]
+    assert later and all(a["granted"] for a in later), node1

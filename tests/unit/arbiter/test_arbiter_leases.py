@@ -1,0 +1,167 @@
+"""The lease rules: one holder at a time, renewal, release, expiry, and the grace after a restart."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safekit.arbiter.leases import MAX_LEASE, LeaseTable, Reason
+
+C = b"\x01" * 8
+OTHER_CLUSTER = b"\x02" * 8
+
+
+def ready_table() -> LeaseTable:
+    """A table whose grace period is over at t=0 (started long ago)."""
+    return LeaseTable(started_at=-100.0)
+
+
+def test_first_request_is_granted_for_the_duration_asked() -> None:
+    table = ready_table()
+    d = table.request(C, "am", "node1", 3.0, now=0.0)
+    assert d.granted and d.reason is Reason.GRANTED
+    assert d.holder == "node1" and d.remaining == 3.0
+    assert d.log is not None and "granted to node1" in d.log
+
+
+def test_other_node_is_refused_with_the_holder_and_its_time_left() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 3.0, now=0.0)
+    d = table.request(C, "am", "node2", 3.0, now=1.0)
+    assert not d.granted and d.reason is Reason.HELD
+    assert d.holder == "node1" and d.remaining == 2.0
+
+
+def test_duration_is_capped_at_max_lease() -> None:
+    table = ready_table()
+    d = table.request(C, "am", "node1", 3600.0, now=0.0)
+    assert d.remaining == MAX_LEASE
+    assert table.request(C, "am", "node2", 1.0, now=MAX_LEASE - 0.001).reason is Reason.HELD
+    assert table.request(C, "am", "node2", 1.0, now=MAX_LEASE).granted
+
+
+def test_renewal_extends_from_now_and_keeps_the_other_node_out() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 2.0, now=0.0)
+    for t in (1.0, 2.5, 4.0):
+        assert table.request(C, "am", "node1", 2.0, now=t).reason is Reason.RENEWED
+        assert table.request(C, "am", "node2", 2.0, now=t + 0.5).reason is Reason.HELD
+    # node1 stops renewing: its last lease ran to 6.0
+    assert table.request(C, "am", "node2", 2.0, now=5.999).reason is Reason.HELD
+    d = table.request(C, "am", "node2", 2.0, now=6.0)
+    assert d.reason is Reason.GRANTED and d.log is not None and "lease of node1 expired" in d.log
+
+
+def test_release_by_the_holder_frees_the_lease_at_once() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 5.0, now=0.0, session=b"s1")
+    d = table.release(C, "am", "node1", now=1.0, session=b"s1")
+    assert d.reason is Reason.RELEASED and d.holder is None
+    assert table.request(C, "am", "node2", 5.0, now=1.0).granted
+
+
+def test_release_by_a_non_holder_changes_nothing() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 5.0, now=0.0, session=b"s1")
+    d = table.release(C, "am", "node2", now=1.0, session=b"s2")
+    assert d.reason is Reason.NOT_HOLDER and d.holder == "node1"
+    assert table.request(C, "am", "node2", 5.0, now=1.0).reason is Reason.HELD
+
+
+def test_release_from_an_earlier_session_of_the_holder_changes_nothing() -> None:
+    """A release recorded from a previous run of node1's daemon cannot end the lease of the current one."""
+    table = ready_table()
+    table.request(C, "am", "node1", 5.0, now=0.0, session=b"old")
+    table.request(C, "am", "node1", 5.0, now=1.0, session=b"new")
+    assert table.release(C, "am", "node1", now=2.0, session=b"old").reason is Reason.NOT_HOLDER
+    assert table.request(C, "am", "node2", 5.0, now=2.0).reason is Reason.HELD
+
+
+def test_nothing_is_granted_during_the_grace_period_after_start() -> None:
+    table = LeaseTable(started_at=100.0)
+    d = table.request(C, "am", "node1", 3.0, now=101.0)
+    assert d.reason is Reason.GRACE and not d.granted and d.holder is None
+    assert d.remaining == MAX_LEASE - 1.0
+    assert d.log is not None and "arbiter restarted" in d.log
+    # refusals in grace are logged once per node, not at every retry
+    assert table.request(C, "am", "node1", 3.0, now=102.0).log is None
+    assert table.request(C, "am", "node1", 3.0, now=100.0 + MAX_LEASE - 0.001).reason is Reason.GRACE
+    assert table.request(C, "am", "node1", 3.0, now=100.0 + MAX_LEASE).granted
+
+
+def test_refusals_are_logged_once_per_holder_change() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 2.0, now=0.0)
+    logs = [table.request(C, "am", "node2", 2.0, now=t / 10).log for t in range(1, 15)]
+    assert sum(1 for line in logs if line is not None) == 1
+    table.request(C, "am", "node1", 2.0, now=1.5)  # renewal: same holder, no new refusal line
+    assert table.request(C, "am", "node2", 2.0, now=1.6).log is None
+    table.request(C, "am", "node2", 2.0, now=3.5)  # node1 expired at 3.5, node2 holds now
+    line = table.request(C, "am", "node1", 2.0, now=3.6).log
+    assert line is not None and "held by node2" in line
+
+
+def test_modules_and_clusters_are_independent() -> None:
+    table = ready_table()
+    assert table.request(C, "am", "node1", 3.0, now=0.0).granted
+    assert table.request(C, "other", "node2", 3.0, now=0.0).granted
+    assert table.request(OTHER_CLUSTER, "am", "node2", 3.0, now=0.0).granted
+    assert [v.holder for v in table.leases(C, now=1.0)] == ["node1", "node2"]
+    assert [v.module for v in table.leases(C, now=1.0, module="other")] == ["other"]
+
+
+def test_sweep_logs_each_expiry_and_forgets_the_lease() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 1.0, now=0.0)
+    assert table.sweep(now=0.5) == []
+    lines = table.sweep(now=1.2)
+    assert len(lines) == 1 and "lease of node1 expired" in lines[0]
+    assert table.leases(C, now=1.2) == []
+    assert table.sweep(now=2.0) == []
+
+
+_NODES = ("node1", "node2", "node3")
+_op = st.tuples(
+    st.sampled_from(("request", "release", "sweep")),
+    st.sampled_from(_NODES),
+    st.floats(min_value=0.01, max_value=30.0),  # duration asked
+    st.floats(min_value=0.0, max_value=4.0),  # time step before the operation
+    st.booleans(),  # release from the current session or from another one
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=st.lists(_op, max_size=60), started_at=st.floats(min_value=-20.0, max_value=5.0))
+def test_never_two_holders_whose_leases_overlap(
+    ops: list[tuple[str, str, float, float, bool]], started_at: float
+) -> None:
+    """Whatever the sequence, a node granted a lease at t believes it holds it until t + granted time,
+    or until it releases it; no two nodes' beliefs overlap, and nothing is granted during grace."""
+    table = LeaseTable(started_at=started_at)
+    believed: dict[str, float] = {}  # node -> end of the lease it believes it holds
+    sessions: dict[str, int] = dict.fromkeys(_NODES, 0)
+    now = 0.0
+    for kind, node, duration, step, same_session in ops:
+        now += step
+        if kind == "sweep":
+            table.sweep(now)
+            continue
+        if kind == "release":
+            session = bytes([sessions[node]]) if same_session else b"other"
+            d = table.release(C, "am", node, now, session=session)
+            if d.reason is Reason.RELEASED:
+                believed[node] = min(believed.get(node, now), now)
+            continue
+        sessions[node] += 1
+        d = table.request(C, "am", node, duration, now, session=bytes([sessions[node]]))
+        if d.granted:
+            assert now >= started_at + MAX_LEASE, "granted during the grace period"
+            assert d.remaining <= MAX_LEASE
+            for other, until in believed.items():
+                assert other == node or until <= now, (
+                    f"{node} granted at {now} while {other} holds until {until}"
+                )
+            believed[node] = now + min(duration, MAX_LEASE)
+        elif d.reason is Reason.HELD:
+            assert d.holder != node and d.holder is not None
+            assert believed[d.holder] - now == d.remaining
