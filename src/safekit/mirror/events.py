@@ -73,7 +73,7 @@ class WitnessResult:
     arbitrator says holds it; neither = no answer; `vip_checked` = the daemon probed who answers
     for the VIP with this answer, `vip_owner` = another owner it saw (else nobody).
     `sent_at` = when the probe or request left (the answer proves something about that moment,
-    not about `now`).
+    not about `now`). `known_generation` above this node's generation makes its copy stale.
     """
 
     reachable: bool
@@ -82,6 +82,10 @@ class WitnessResult:
     other: str | None = None
     vip_checked: bool = False
     vip_owner: str | None = None
+    # arbitrator: the replica generation the request carried, and the highest generation the
+    # arbitrator knows for the module (it grants nothing to an older copy)
+    generation: int | None = None
+    known_generation: int | None = None
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,31 @@ def witness_wanted(settings: MirrorSettings, state: MirrorState) -> bool:
     return state.peer is None and state.phase not in (Phase.STOPPED, Phase.POSTSTOP)
 
 
+def may_acknowledge_alone(settings: MirrorSettings, state: MirrorState) -> tuple[bool, str]:
+    """Whether the primary's replication may acknowledge writes without the secondary, and why.
+
+    Only once the secondary cannot take over with its older copy: it says its copy is not up to
+    date, or it is lost and the witness rules exclude it (`witness.may_acknowledge_alone`);
+    without a witness, a lost peer is enough (a split then gives two primaries, documented).
+    """
+    peer = state.peer
+    if peer is not None:
+        if peer.uptodate:
+            return False, f"{settings.peer_node} still reports an up-to-date copy"
+        return True, f"{settings.peer_node} reports its copy not up to date"
+    absent = state.peer_absent_since
+    if absent is None:
+        return False, f"{settings.peer_node} not seen yet"
+    if not settings.witness_configured:
+        return True, f"{settings.peer_node} is lost (no split-brain witness configured)"
+    why = witness.may_acknowledge_alone(
+        settings.witness_rules, state.witness, state.now, absent, state.generation
+    )
+    if why is None:
+        return False, f"{settings.peer_node} is lost: waiting for the witness to rule it out"
+    return True, f"{settings.peer_node} is lost and {why}"
+
+
 def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transition:
     """Apply one event; return the new state and the actions to execute in order."""
     now = max(state.now, event.now)  # the daemon's clock is monotonic; never go back
@@ -319,8 +344,18 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
         other=other,
         vip_checked=ev.vip_checked,
         vip_owner=ev.vip_owner,
+        generation=ev.generation,
     )
     ctx.set(witness=after)
+    known = ev.known_generation
+    if known is not None and known > s.generation and known > s.peer_generation_seen:
+        # The arbitrator granted a lease to a newer copy than ours: ours is stale (rule 1).
+        ctx.set(peer_generation_seen=known)
+        ctx.log(
+            f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
+            "not up to date (rule 1)",
+            LogLevel.WARNING,
+        )
     if (ev.vip_owner is not None and before.vip_owner_at is None) or (
         ev.vip_owner is not None
         and before.vip_clear_at is not None

@@ -70,6 +70,9 @@ class WitnessView:
     vip_owner: str | None = None
     vip_owner_at: float | None = None
     vip_clear_at: float | None = None
+    # arbitrator: the replica generation the latest granted request carried (the arbitrator
+    # then refuses any copy older than that: what lets a primary acknowledge writes alone)
+    grant_generation: int | None = None
 
     def record(
         self,
@@ -81,6 +84,7 @@ class WitnessView:
         other: str | None = None,
         vip_checked: bool = False,
         vip_owner: str | None = None,
+        generation: int | None = None,
     ) -> WitnessView:
         """One answer. `reachable` with arbitrator = the lease was granted to this node.
 
@@ -89,6 +93,8 @@ class WitnessView:
         """
         at = now if sent_at is None else min(sent_at, now)
         view = self._record_vip(at, vip_owner) if vip_checked else self
+        if reachable and other is None and (view.last_grant_at is None or at >= view.last_grant_at):
+            view = replace(view, grant_generation=generation)
         return view._record_answer(reachable, at, bound, other)
 
     def _record_vip(self, at: float, owner: str | None) -> WitnessView:
@@ -245,6 +251,29 @@ def _describe_lease(rules: WitnessRules, view: WitnessView, now: float) -> str:
     if view.last_unreachable_at is not None:
         return "no answer from the arbitrator"
     return "no arbitrator lease yet"
+
+
+def may_acknowledge_alone(
+    rules: WitnessRules, view: WitnessView, now: float, absent_since: float, generation: int
+) -> str | None:
+    """Why a primary that lost its peer may acknowledge writes without it, or None (not yet).
+
+    It may once the peer can no longer take over with its copy: ping - the witness answered a
+    probe sent after the loss (it answers one side of a split: the peer does not reach it);
+    arbitrator - a lease was granted to a request sent after the loss that carried this node's
+    new generation (the arbitrator refuses the peer's older copy from then on, whoever holds the
+    lease later). And only while the node may keep serving.
+    """
+    if not may_keep_serving(rules, view, now, absent_since):
+        return None
+    if rules.mode is WitnessMode.ARBITRATOR:
+        grant, carried = view.last_grant_at, view.grant_generation
+        if grant is None or grant < absent_since or carried is None or carried < generation:
+            return None
+        return f"the arbitrator granted the lease to replica generation {carried} after the loss"
+    if view.last_reachable_at is None or view.last_reachable_at < absent_since:
+        return None
+    return "the witness answered after the loss (the peer is on the other side of the split)"
 
 
 def describe(rules: WitnessRules, view: WitnessView, now: float) -> str:

@@ -27,6 +27,7 @@ from safekit.mirror import (
     ScriptDone,
     ScriptOutcome,
     Tick,
+    WitnessMode,
     WitnessResult,
     initial_state,
     step,
@@ -112,7 +113,12 @@ class Driver:
         return self.feed(PeerLost(self.now))
 
     def witness(self, reachable: bool, dt: float = 0.0) -> tuple[Action, ...]:
-        return self.feed(WitnessResult(reachable, self.later(dt)))
+        """An answer; with the arbitrator, a grant comes with a VIP probe that saw nobody."""
+        arbitrated = self.cfg.witness_mode is WitnessMode.ARBITRATOR and reachable
+        generation = self.state.generation if arbitrated else None
+        return self.feed(
+            WitnessResult(reachable, self.later(dt), vip_checked=arbitrated, generation=generation)
+        )
 
     def replica(self, uptodate: bool, generation: int | None = None) -> tuple[Action, ...]:
         return self.feed(ReplicaStatus(uptodate, self.now, generation))

@@ -69,7 +69,7 @@ from safekit.mirror import (
     step,
 )
 from safekit.mirror.actions import KillScript
-from safekit.mirror.machine import witness_wanted
+from safekit.mirror.machine import may_acknowledge_alone, witness_wanted
 from safekit.mirror.witness import WitnessMode
 
 NODES = ("n1", "n2")
@@ -151,6 +151,9 @@ class Cluster:
         self.vip_visible = True  # ping_vip: the nodes still share the VIP's LAN during a split
         self.arbiter_holder: str | None = None
         self.arbiter_expires = -math.inf
+        self.arbiter_generation = 0
+        # (d) the highest generation whose writes a node acknowledged without its peer, and who
+        self.acked_alone: tuple[int, str] | None = None
         self.fail_rate = fail_rate
         self.now = 0.0
         self.link_up = True
@@ -213,8 +216,7 @@ class Cluster:
                 self._ask_witness(payload)
             self._at(self.now + (ARB_POLL if self.kind == "arbitrator" else POLL), "poll", payload)
         elif kind == "arbiter":
-            name, sent_at = payload
-            self._arbiter_decides(name, sent_at)
+            self._arbiter_decides(*payload)
 
     # --- the witness ---------------------------------------------------------------------------
 
@@ -222,7 +224,8 @@ class Cluster:
         if self.kind == "arbitrator":
             rtt = self.rng.uniform(0, ARB_RTT)
             if name in self.witness_set:
-                self._at(self.now + rtt / 2, "arbiter", (name, self.now))
+                generation = self.nodes[name].state.generation
+                self._at(self.now + rtt / 2, "arbiter", (name, self.now, generation))
             else:
                 timeout = WitnessResult(False, self.now + ARB_RTT, sent_at=self.now)
                 self._at(self.now + ARB_RTT, "event", (name, timeout))
@@ -240,20 +243,41 @@ class Cluster:
             self.now, "event", (name, WitnessResult(name in self.witness_set, self.now, other=other_vip))
         )
 
-    def _arbiter_decides(self, name: str, sent_at: float) -> None:
+    def _arbiter_decides(self, name: str, sent_at: float, generation: int) -> None:
         free = self.arbiter_holder is None or self.arbiter_holder == name or self.now >= self.arbiter_expires
-        if free:
+        if generation < self.arbiter_generation:  # an older copy than one it granted: outdated
+            answer = WitnessResult(
+                False,
+                self.now,
+                sent_at=sent_at,
+                other="a newer copy",
+                known_generation=self.arbiter_generation,
+            )
+        elif free:
+            self.arbiter_generation = max(self.arbiter_generation, generation)
             if self.arbiter_holder != name:
                 self.trace.append(f"{self.now:8.2f} arbiter: lease to {name}")
             self.arbiter_holder, self.arbiter_expires = name, self.now + ARB_LEASE
-            answer = WitnessResult(True, self.now, sent_at=sent_at)
+            answer = WitnessResult(
+                True,
+                self.now,
+                sent_at=sent_at,
+                generation=generation,
+                known_generation=self.arbiter_generation,
+            )
             node, peer = self.nodes[name], self.nodes[other(name)]
             if node.state.peer is None and not node.state.claims_primary:
                 # the daemon's VIP owner probe comes with the answer (what the clients' LAN shows)
                 owner = f"mac-of-{peer.name}" if peer.vip and self.vip_visible else None
                 answer = replace(answer, vip_checked=True, vip_owner=owner)
         else:
-            answer = WitnessResult(False, self.now, sent_at=sent_at, other=self.arbiter_holder)
+            answer = WitnessResult(
+                False,
+                self.now,
+                sent_at=sent_at,
+                other=self.arbiter_holder,
+                known_generation=self.arbiter_generation,
+            )
         back = self.now + self.rng.uniform(0, ARB_RTT / 2)
         self._at(back, "event", (name, replace(answer, now=back)))
 
@@ -362,6 +386,10 @@ class Cluster:
             self.trace.append(f"{self.now:8.2f} {name} <- {type(event).__name__}: {_short(event)}")
         for action in tr.actions:
             self._execute(node, before, action)
+        st = node.state
+        alone = node.vip and st.peer is None and may_acknowledge_alone(node.cfg, st)[0]
+        if alone and (self.acked_alone is None or st.generation > self.acked_alone[0]):
+            self.acked_alone = (st.generation, name)
         due = next_deadline(node.cfg, node.state)
         if due is not None:
             self._at(due, "tick", (name, due))
@@ -422,6 +450,12 @@ class Cluster:
     def _check_stale_promotion(self, node: SimNode, before: MirrorState) -> None:
         if node.override:
             return
+        acked = self.acked_alone
+        if self.witness and acked is not None and acked[1] != node.name and before.generation < acked[0]:
+            self._violation(
+                f"{node.name} became primary with generation {before.generation}: {acked[1]} acknowledged "
+                f"writes alone at generation {acked[0]} (lost)"
+            )
         if not before.uptodate:
             self._violation(f"{node.name} became primary with rfs.uptodate=false")
         if before.generation < node.max_peer_gen:

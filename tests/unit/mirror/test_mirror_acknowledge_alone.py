@@ -1,0 +1,87 @@
+"""When the primary's replication may acknowledge writes without its secondary (ADR 0010, item 5).
+
+Only once the secondary cannot take over with its older copy: it says so itself, or it is lost
+and the witness rules it out. Never on the loss alone when a witness is configured: a primary cut
+from its peer and from the witness would acknowledge writes the peer then takes over without.
+"""
+
+from __future__ import annotations
+
+from mirror_driver import Driver, peer_status, prim, settings
+
+from safekit.mirror import ModuleState, WitnessMode, WitnessResult, may_acknowledge_alone
+
+ARBITRATOR = settings(witness_configured=True, witness_mode=WitnessMode.ARBITRATOR, lease_duration=3.0)
+PING = settings(witness_configured=True)
+
+
+def lost(d: Driver, dt: float = 1.0) -> int:
+    d.later(dt)
+    d.lost()
+    return d.state.generation
+
+
+def allowed(d: Driver) -> bool:
+    return may_acknowledge_alone(d.cfg, d.state)[0]
+
+
+def test_a_peer_that_says_its_copy_is_stale_releases_the_writes() -> None:
+    d = prim(PING)
+    assert not allowed(d)  # the peer still claims an up-to-date copy
+    d.peer(peer_status(ModuleState.SECOND, generation=d.state.generation, uptodate=False))
+    ok, why = may_acknowledge_alone(d.cfg, d.state)
+    assert ok and "not up to date" in why
+
+
+def test_without_a_witness_the_loss_is_enough() -> None:
+    d = prim(settings())
+    lost(d)
+    assert allowed(d)
+
+
+def test_ping_witness_only_an_answer_to_a_ping_sent_after_the_loss() -> None:
+    d = prim(PING)
+    d.feed(WitnessResult(True, d.later(0.5)))  # before the loss
+    lost(d)
+    assert not allowed(d)
+    d.feed(WitnessResult(False, d.later(0.1), sent_at=d.now - 0.05))
+    assert not allowed(d)
+    d.feed(WitnessResult(True, d.later(0.1), sent_at=d.now - 0.05))
+    ok, why = may_acknowledge_alone(d.cfg, d.state)
+    assert ok and "witness answered after the loss" in why
+
+
+def test_arbitrator_only_a_lease_granted_to_the_new_generation_after_the_loss() -> None:
+    d = prim(ARBITRATOR)
+    old = d.state.generation
+    d.feed(WitnessResult(True, d.later(0.2), sent_at=d.now - 0.01, generation=old))
+    new = lost(d, 0.2)
+    assert new == old + 1
+    assert not allowed(d)  # the lease it holds was granted to the old generation
+    d.feed(WitnessResult(True, d.later(0.1), sent_at=d.now - 0.01, generation=old))
+    assert not allowed(d)  # a late answer to a request that still carried the old one
+    d.feed(WitnessResult(True, d.later(0.1), sent_at=d.now - 0.01, generation=new))
+    ok, why = may_acknowledge_alone(d.cfg, d.state)
+    assert ok and f"generation {new}" in why
+    # and no longer once the lease has run out without renewal (it fences then anyway)
+    d.tick(3.5)
+    assert not allowed(d)
+
+
+def test_arbitrator_no_answer_keeps_the_writes_held_until_the_primary_fences() -> None:
+    d = prim(ARBITRATOR)
+    d.feed(WitnessResult(True, d.later(0.2), sent_at=d.now, generation=d.state.generation))
+    lost(d, 0.2)
+    for _ in range(5):
+        d.feed(WitnessResult(False, d.later(0.2), sent_at=d.now))
+        assert not allowed(d)
+    d.tick(3.0)
+    assert not d.state.vip_held  # the lease ran out: fenced, never acknowledged alone
+
+
+def test_arbitrator_outdated_copy_is_stale_and_never_takes_over() -> None:
+    d = prim(ARBITRATOR)
+    d.feed(
+        WitnessResult(False, d.later(0.2), sent_at=d.now, other="n2", known_generation=d.state.generation + 5)
+    )
+    assert d.state.peer_generation_seen == d.state.generation + 5
