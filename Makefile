@@ -51,6 +51,19 @@ molecule: deps venv
 	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
 	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s farm
 
+## chaos: the fault-injection suite, 100 rounds from a recorded seed (docs/chaos.md); bench/results/chaos.json
+.PHONY: chaos soak fuzz
+chaos: deps venv
+	$(BIN)/python bench/chaos.py --rounds 100 $(if $(SEED),--seed $(SEED))
+
+## soak: 30 minutes of writes with a swap every minute; memory and open files must stay flat (not in CI)
+soak: deps venv
+	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),30)
+
+## fuzz: the fuzz targets of tests/fuzz with 30 times the examples of `make test` (docs/fuzzing.md)
+fuzz: venv
+	SAFEKIT_FUZZ=long $(BIN)/pytest tests/fuzz
+
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"
 	$(BIN)/python bench/lab.py

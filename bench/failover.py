@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "modules" / "webmirror"
 WEB_PORT = 8080
 PROFILES = {"default": (None, None), "fast": ("50ms", "200ms")}
+# Each profile with each witness kind: SafeKit's ping witness (with the VIP owner probe before a
+# takeover) and the arbitrating witness (ADR 0010); results "default"/"fast" are the ping ones.
+RUNS = {(kind, name): timing for kind in ("ping", "arbitrator") for name, timing in PROFILES.items()}
 ANCHORS = {
     "keepalived_2.2.7_default_p50_s": 3.11,
     "keepalived_2.2.7_advert_0.1_p50_s": 0.34,
@@ -48,7 +51,9 @@ ANCHORS = {
 TARGETS = {"default_p50_s": 3.0, "fast_p50_s": 0.5}
 
 
-def userconfig(vip: str, witness: str, pulse: str | None, timeout: str | None, scripts: bool) -> str:
+def userconfig(
+    vip: str, witness: str, pulse: str | None, timeout: str | None, scripts: bool, *, kind: str = "ping"
+) -> str:
     heart_attrs = "".join(f' {k}="{v}"' for k, v in (("pulse", pulse), ("timeout", timeout)) if v)
     user = (
         f'<user nicestoptimeout="10s" forcestoptimeout="10s"><var name="WEB_PORT" value="{WEB_PORT}"/>'
@@ -64,7 +69,7 @@ def userconfig(vip: str, witness: str, pulse: str | None, timeout: str | None, s
     <virtual_addr addr="{vip}" where="one_side_alias"/>
   </real_interface></interface></interface_list></vip>
   {user}
-  <check><splitbrain ident="witness" exec="ping" arg="{witness}"/></check>
+  <check><splitbrain ident="witness" exec="{kind}" arg="{witness}"/></check>
 </service>
 </safe>
 """
@@ -102,17 +107,25 @@ class Bench:
         self.vip = str(plan.vips[0])
         self.witness = str(plan.host("witness").address)
         self.responders: list[subprocess.Popen[bytes]] = []
+        self.arbiter: str | None = None  # ADDR:PORT of `safekit arbiter` on the witness, once started
         self.outliers: list[dict[str, object]] = []
 
-    def install(self, pulse: str | None, timeout: str | None, *, scripts: bool, idle_module: bool) -> None:
+    def install(
+        self, pulse: str | None, timeout: str | None, *, scripts: bool, idle_module: bool, kind: str = "ping"
+    ) -> None:
         for node in self.cluster.nodes:
             self.cluster.stop_daemon(node)
             self.lab.exec(node, ["sh", "-c", "rm -rf /opt/safekit/modules /var/safekit/modules"], check=True)
         module = self.staging / "bench"
         shutil.rmtree(module, ignore_errors=True)
         shutil.copytree(EXAMPLE, module)
+        witness = self.witness
+        if kind == "arbitrator":
+            if self.arbiter is None:
+                self.arbiter = self.cluster.start_arbiter(self.key)
+            witness = self.arbiter
         (module / "conf" / "userconfig.xml").write_text(
-            userconfig(self.vip, self.witness, pulse, timeout, scripts)
+            userconfig(self.vip, witness, pulse, timeout, scripts, kind=kind)
         )
         self.cluster.install(module, key=self.key)
         if idle_module:
@@ -224,6 +237,14 @@ def conclude(result: dict[str, object]) -> None:
             default_p50 / ANCHORS["keepalived_2.2.7_default_p50_s"], 2
         ),
         "fast_p50_over_keepalived_anchor": round(fast_p50 / ANCHORS["keepalived_2.2.7_advert_0.1_p50_s"], 2),
+        "arbitrator_default_p50_over_keepalived_default_same_run": round(
+            result["arbitrator_default"]["p50_s"] / same_run["default"]["p50_s"],
+            2,  # type: ignore[index]
+        ),
+        "arbitrator_fast_p50_over_keepalived_fast_same_run": round(
+            result["arbitrator_fast"]["p50_s"] / same_run["fast"]["p50_s"],
+            2,  # type: ignore[index]
+        ),
     }
     result["meets_targets"] = default_p50 <= TARGETS["default_p50_s"] and fast_p50 <= TARGETS["fast_p50_s"]
 
@@ -252,12 +273,13 @@ def main() -> int:
             spurious = bench.transitions() - before
             # The budget's figure: steady state under load (two modules, a CPU hog, nothing failing).
             budget["heartbeat_jitter_p99_ms"] = round(1000 * bench.lateness_p99(), 2)
-            for name, (pulse, timeout) in PROFILES.items():
-                bench.install(pulse, timeout, scripts=False, idle_module=False)
+            for (kind, profile), (pulse, timeout) in RUNS.items():
+                name = profile if kind == "ping" else f"{kind}_{profile}"
+                bench.install(pulse, timeout, scripts=False, idle_module=False, kind=kind)
                 before = bench.transitions()
                 time.sleep(3 if args.quick else 10)  # loaded and idle: nothing may move
                 spurious += bench.transitions() - before
-                slow = 1.0 if name == "fast" else 4.0
+                slow = 1.0 if profile == "fast" else 4.0
                 samples = [bench.one_run(RESPONDER_PORT, slow) for _ in range(runs)]
                 result[name] = {**summary(samples), "runs": runs, "samples_s": [round(s, 3) for s in samples]}
                 print(

@@ -510,7 +510,11 @@ def _xml_of(body: dict[str, Any]) -> str:
     xml = body.get("xml")
     if not isinstance(xml, str) or not xml.strip():
         raise HttpError(400, "xml must be the file's text")
-    if len(xml.encode()) > MAX_BODY:
+    try:
+        encoded = xml.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        raise HttpError(400, "xml is not valid Unicode text") from None
+    if len(encoded) > MAX_BODY:
         raise HttpError(400, "xml too large")
     return xml
 
@@ -531,7 +535,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
         chunks.append(chunk)
     try:
         body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested JSON
         raise HttpError(400, "body is not JSON") from None
     if not isinstance(body, dict):
         raise HttpError(400, "body must be a JSON object")

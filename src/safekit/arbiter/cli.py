@@ -20,6 +20,7 @@ from typing import Any
 
 from safekit.arbiter import keys, server, wire
 from safekit.arbiter.client import ArbiterClient, LeaseAnswer
+from safekit.arbiter.generations import DEFAULT_STATE_DIR, GenerationStateError, GenerationStore
 from safekit.membership.clusterkey import ClusterKeyError, load_key
 
 EXIT_ERROR = 1
@@ -64,6 +65,20 @@ def add_parser(subparsers: Any) -> None:
         "--daemon", action="store_true", help="detach from the terminal (hosts without systemd)"
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"where the highest replica generation per module is kept (default {DEFAULT_STATE_DIR}, "
+        "created with mode 0700)",
+    )
+    serve.add_argument(
+        "--reset-generations",
+        action="store_true",
+        help="forget every recorded replica generation (also a corrupt state file) and start; WEAKER: "
+        "until each module's primary renews, a node with an older copy may be granted the lease",
+    )
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
@@ -85,6 +100,14 @@ def add_parser(subparsers: Any) -> None:
     request.add_argument("--module", required=True, metavar="AM")
     request.add_argument("--node", required=True, help="the node name to ask as")
     request.add_argument("--duration", type=float, default=3.0, help="lease seconds asked (default 3)")
+    request.add_argument(
+        "--generation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the replica generation of this node's copy (default 0); refused as outdated when below "
+        "the highest the arbiter granted",
+    )
     request.add_argument(
         "--hold",
         type=float,
@@ -113,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     handlers = {"serve": _serve, "status": _status, "request": _request, "release": _release, "key": _key}
     try:
         return handlers[args.arbiter_command](args)
-    except (ArbiterCliError, keys.ArbiterKeyError, ClusterKeyError) as exc:
+    except (ArbiterCliError, keys.ArbiterKeyError, ClusterKeyError, GenerationStateError) as exc:
         print(f"safekit arbiter {args.arbiter_command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -198,7 +221,13 @@ def _status(args: argparse.Namespace) -> int:
         )
         return EXIT_NO_ANSWER
     leases = [
-        {"module": e.module, "holder": e.holder, "remaining": e.remaining_ms / 1000} for e in answer.entries
+        {
+            "module": e.module,
+            "holder": e.holder or None,
+            "remaining": e.remaining_ms / 1000,
+            "generation": e.generation,
+        }
+        for e in answer.entries
     ]
     grace = answer.remaining_ms / 1000
     if args.json:
@@ -213,9 +242,10 @@ def _status(args: argparse.Namespace) -> int:
     if grace > 0:
         print(f"arbiter restarted recently: grants nothing for another {grace:.1f}s")
     if not leases:
-        print("no lease held" + (f" for module {args.module}" if args.module else ""))
+        print("no lease held and no generation known" + (f" for module {args.module}" if args.module else ""))
     for lease in leases:
-        print(f"{lease['module']}: held by {lease['holder']} for {lease['remaining']:.1f}s")
+        held = f"held by {lease['holder']} for {lease['remaining']:.1f}s" if lease["holder"] else "no holder"
+        print(f"{lease['module']}: {held}, replica generation {lease['generation']}")
     if answer.truncated:
         print("(more leases than fit in one answer: ask with --module)")
     return 0
@@ -231,6 +261,8 @@ def _print_lease(answer: LeaseAnswer, module: str, as_json: bool) -> None:
                     "holder": answer.holder,
                     "remaining": answer.remaining,
                     "detail": answer.detail,
+                    "outdated": answer.outdated,
+                    "generation": answer.generation,
                 }
             ),
             flush=True,
@@ -241,13 +273,15 @@ def _print_lease(answer: LeaseAnswer, module: str, as_json: bool) -> None:
 
 def _request(args: argparse.Namespace) -> int:
     _check_module(args.module)
+    if not 0 <= args.generation < 2**64:
+        raise ArbiterCliError(f"--generation {args.generation}: a replica generation is in 0..2^64-1")
     client = _client(args, args.node)
 
     async def ask() -> int:
         try:
             end = time.monotonic() + args.hold
             while True:
-                answer = await client.request(args.module, args.duration, args.timeout)
+                answer = await client.request(args.module, args.duration, args.timeout, args.generation)
                 if answer is None:
                     print(f"{args.module}: no answer within {args.timeout:g}s", flush=True)
                     status = EXIT_NO_ANSWER
@@ -293,14 +327,21 @@ def _serve(args: argparse.Namespace) -> int:
         running = _running_pid(args.pidfile)
         if running is not None:
             raise ArbiterCliError(f"already running (pid {running}, {args.pidfile})")
+    # Before detaching: a state file that cannot be trusted stops the start with a message on stderr.
+    store, generations, reset_note = _load_generations(args.state_dir, reset=args.reset_generations)
     if args.daemon:
         _daemonize()
     _setup_logging(args.log_file, args.log_level, to_stderr=not args.daemon)
+    if reset_note is not None:
+        logging.getLogger("safekit.arbiter").warning(
+            "%s; until each module's primary renews its lease, a node with an older copy may be granted it",
+            reset_note,
+        )
     if args.pidfile is not None:
         args.pidfile.parent.mkdir(parents=True, exist_ok=True)
         args.pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
     try:
-        return asyncio.run(server.serve(loaded, host, port))
+        return asyncio.run(server.serve(loaded, host, port, store, generations))
     except OSError as exc:
         logging.getLogger("safekit.arbiter").error("cannot listen on %s:%d: %s", host, port, exc.strerror)
         if not args.daemon:
@@ -310,6 +351,22 @@ def _serve(args: argparse.Namespace) -> int:
         if args.pidfile is not None:
             with contextlib.suppress(FileNotFoundError):
                 args.pidfile.unlink()
+
+
+def _load_generations(
+    state_dir: Path, *, reset: bool
+) -> tuple[GenerationStore, dict[tuple[bytes, str], int], str | None]:
+    """The store, the generations to start with, and what a reset forgot (None: no reset)."""
+    store = GenerationStore(state_dir)
+    store.prepare()
+    if not reset:
+        return store, store.load(), None
+    try:
+        note = f"--reset-generations: {len(store.load())} recorded replica generation(s) forgotten"
+    except GenerationStateError as exc:
+        note = f"--reset-generations: unreadable state file replaced ({exc})"
+    store.save({})
+    return store, {}, note
 
 
 def _running_pid(pidfile: Path) -> int | None:

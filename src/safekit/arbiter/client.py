@@ -11,6 +11,10 @@ request left) for at most the duration asked, never longer. The arbiter starts t
 when the request arrives, which is later, so the node always believes it holds the lease for less
 time than the arbiter does - as long as the two clocks run at the same rate (monotonic clocks, no
 adjustment of their rate beyond NTP's 500 ppm: keep a margin, e.g. renew well before the end).
+
+Every request names the node's replica generation; every answer says the highest generation the
+arbiter has granted for the module. `LeaseAnswer.outdated` means the arbiter refused because this
+copy is older than one a node served with: this node must not serve with it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class LeaseAnswer:
     """time.monotonic() taken just before the (first) request was sent."""
     detail: str
     """The arbiter's reason, for logs ("granted", "held by node1 for 0.8s", "arbiter restarted: ...")."""
+    outdated: bool = False
+    """Refused because this node's replica generation is below the highest the arbiter granted."""
+    generation: int = 0
+    """The highest replica generation the arbiter knows for the module (after this answer)."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -94,8 +102,11 @@ class ArbiterClient:
         """Answers dropped: bad MAC, unknown nonce, garbage."""
         self.arbiter_boot_id: bytes | None = None
 
-    async def request(self, module: str, duration: float, timeout: float) -> LeaseAnswer | None:
-        """Ask for (or renew) the lease of `module` for `duration` seconds.
+    async def request(
+        self, module: str, duration: float, timeout: float, generation: int = 0
+    ) -> LeaseAnswer | None:
+        """Ask for (or renew) the lease of `module` for `duration` seconds, for a node whose copy
+        of the module's data is at replica `generation`.
 
         Returns None when no valid answer came within `timeout` seconds (one retransmission at half
         of it): the node must then act as if it holds no lease beyond what it held already.
@@ -104,8 +115,10 @@ class ArbiterClient:
         duration_ms = wire.to_ms(duration)
         if duration_ms < 1:
             raise ValueError(f"a lease duration must be at least 1 ms, got {duration!r}")
+        if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**64:
+            raise ValueError(f"a replica generation is an integer in 0..2^64-1, got {generation!r}")
         sent_at = time.monotonic()
-        answer = await self._exchange(wire.Kind.REQUEST, module, duration_ms, timeout)
+        answer = await self._exchange(wire.Kind.REQUEST, module, duration_ms, timeout, generation)
         if answer is None:
             return None
         remaining = answer.remaining_ms / 1000
@@ -114,7 +127,9 @@ class ArbiterClient:
             holder=answer.holder or None,
             remaining=remaining,
             sent_at=sent_at,
-            detail=_detail(answer.reason, answer.holder, remaining),
+            detail=_detail(answer.reason, answer.holder, remaining, generation, answer.generation),
+            outdated=answer.reason is Reason.OUTDATED,
+            generation=answer.generation,
         )
 
     async def release(self, module: str, timeout: float) -> bool:
@@ -157,7 +172,7 @@ class ArbiterClient:
             return self._transport
 
     async def _exchange(
-        self, kind: wire.Kind, module: str, duration_ms: int, timeout: float
+        self, kind: wire.Kind, module: str, duration_ms: int, timeout: float, generation: int = 0
     ) -> wire.Answer | None:
         transport = await self._transport_ready()
         nonce = secrets.token_bytes(wire.NONCE_SIZE)
@@ -177,6 +192,7 @@ class ArbiterClient:
                         boot_id=self.boot_id,
                         sequence=next(self._sequence),
                         duration_ms=duration_ms,
+                        generation=generation,
                     ),
                     self._key,
                 )
@@ -206,7 +222,9 @@ class ArbiterClient:
         future.set_result(answer)
 
 
-def _detail(reason: Reason, holder: str, remaining: float) -> str:
+def _detail(reason: Reason, holder: str, remaining: float, generation: int = 0, known: int = 0) -> str:
+    if reason is Reason.OUTDATED:
+        return f"outdated: this copy is at generation {generation}, the arbiter knows generation {known}"
     if reason is Reason.GRANTED:
         return "granted"
     if reason is Reason.RENEWED:

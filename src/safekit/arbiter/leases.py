@@ -10,7 +10,15 @@ This module owns the rules of the arbitrating witness (docs/arbiter.md). A lease
 - `release` gives the lease up before it expires (a clean stop), so the other node need not wait.
   Only the holder, from the same client session that last obtained it, can release it; anyone else
   changes nothing.
-- Grace: the table lives in memory only. A restarted arbiter does not know who held what, and a
+- Generations: every request carries the requester's replica generation (how far its copy of the
+  module's data has gone: a primary alone starts a new one). The table keeps the highest generation
+  of any *granted* request per (cluster, module), and refuses (OUTDATED) a request whose generation
+  is lower, whoever holds the lease, even nobody, and without touching the lease: a node whose copy
+  is older than one that served alone must never serve (DRBD's "outdate peer"). Only grants raise
+  it: a refused request says nothing trustworthy about the copy the module serves from. The known
+  generations are the one thing the server persists (`generations.py`); `Decision.raised` tells it
+  when to write them.
+- Grace: the lease table lives in memory only. A restarted arbiter does not know who held what, and a
   node may still believe it holds a lease granted by the previous process. So for
   `grace` (MAX_LEASE) seconds after `started_at` the table grants nothing: every lease granted
   before the restart has expired (on the arbiter's clock and so on the node's) before anything new
@@ -22,8 +30,10 @@ are returned as `Decision.log` / `sweep()` messages with the reason; the server 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MAX_LEASE = 10.0
@@ -47,6 +57,8 @@ class Reason(enum.IntEnum):
     """A release by a node (or session) that does not hold the lease: nothing changed."""
     STATUS = 6
     """An answer to a status query."""
+    OUTDATED = 7
+    """Refused: the requester's replica generation is below the highest one granted for the module."""
 
     @property
     def granted(self) -> bool:
@@ -58,7 +70,8 @@ class Decision:
     """The arbiter's answer to one request or release.
 
     `holder` is who holds the lease after the decision (None: nobody); `remaining` how long that
-    lease still runs, in seconds (for GRACE: how long the grace period still runs).
+    lease still runs, in seconds (for GRACE: how long the grace period still runs); `generation`
+    the highest replica generation known for the module after the decision (0: none).
     """
 
     reason: Reason
@@ -66,6 +79,14 @@ class Decision:
     remaining: float
     log: str | None = None
     """What to log about this decision (None: nothing worth a line, e.g. a routine renewal)."""
+    generation: int = 0
+    raised_from: int | None = None
+    """The known generation before this decision raised it (None: not raised). Persist the new
+    one before answering."""
+
+    @property
+    def raised(self) -> bool:
+        return self.raised_from is not None
 
     @property
     def granted(self) -> bool:
@@ -74,11 +95,12 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class LeaseView:
-    """One lease as a status query shows it."""
+    """One module as a status query shows it: its lease (holder "" when none) and known generation."""
 
     module: str
     holder: str
     remaining: float
+    generation: int = 0
 
 
 @dataclass(slots=True)
@@ -93,25 +115,95 @@ class LeaseTable:
     """Every lease an arbiter process has granted, for every cluster it serves."""
 
     def __init__(
-        self, started_at: float, *, max_lease: float = MAX_LEASE, grace: float | None = None
+        self,
+        started_at: float,
+        *,
+        max_lease: float = MAX_LEASE,
+        grace: float | None = None,
+        generations: Mapping[tuple[bytes, str], int] | None = None,
     ) -> None:
+        """`generations`: the highest generation known per (cluster, module), as persisted."""
         if not math.isfinite(max_lease) or max_lease <= 0:
             raise ValueError(f"max_lease must be a positive number of seconds, got {max_lease!r}")
         self.max_lease = max_lease
         self.grace_until = started_at + (max_lease if grace is None else grace)
         self._leases: dict[tuple[bytes, str], _Lease] = {}
         self._grace_refusals_logged: set[tuple[bytes, str, str]] = set()
+        self._generations: dict[tuple[bytes, str], int] = {}
+        for key, generation in (generations or {}).items():
+            _check_generation(generation)
+            if generation > 0:
+                self._generations[key] = generation
+        self._outdated_logged: set[tuple[bytes, str, str, int]] = set()
+        self._last_raise: tuple[tuple[bytes, str], _Lease | None, int] | None = None
+        """(key, lease before, generation before) of the last decision that raised a generation."""
+
+    def generation(self, cluster: bytes, module: str) -> int:
+        """The highest replica generation granted for `module` (0: none known)."""
+        return self._generations.get((cluster, module), 0)
+
+    def generations(self) -> dict[tuple[bytes, str], int]:
+        """A copy of every known generation: what the server persists."""
+        return dict(self._generations)
 
     def in_grace(self, now: float) -> bool:
         return now < self.grace_until
 
-    def request(
-        self, cluster: bytes, module: str, node: str, duration: float, now: float, *, session: bytes = b""
+    def request(  # noqa: PLR0917 - the rule's inputs, in the order docs/arbiter.md names them
+        self,
+        cluster: bytes,
+        module: str,
+        node: str,
+        duration: float,
+        generation: int,
+        now: float,
+        *,
+        session: bytes = b"",
     ) -> Decision:
-        """Grant or refuse `node` the lease of `module` for `duration` seconds (at most MAX_LEASE)."""
+        """Grant or refuse `node`, whose copy is at replica `generation`, the lease of `module` for
+        `duration` seconds (at most MAX_LEASE)."""
         if not math.isfinite(duration) or duration <= 0:
             raise ValueError(f"a lease duration must be a positive number of seconds, got {duration!r}")
+        _check_generation(generation)
         key = (cluster, module)
+        known = self._generations.get(key, 0)
+        if generation < known:
+            return self._outdated(key, node, generation, known, now)
+        before = self._leases.get(key)
+        before = dataclasses.replace(before, refusals_logged=set(before.refusals_logged)) if before else None
+        decision = self._lease_rules(key, node, duration, now, session)
+        if not decision.granted:
+            return dataclasses.replace(decision, generation=known)
+        if generation > known:
+            self._generations[key] = generation
+            self._last_raise = (key, before, known)
+            raised = f"highest replica generation now {generation} (was {known}), from {node}"
+            log = f"{decision.log}; {raised}" if decision.log is not None else f"{_name(*key)}: {raised}"
+            return dataclasses.replace(decision, generation=generation, raised_from=known, log=log)
+        return dataclasses.replace(decision, generation=known)
+
+    def _outdated(
+        self, key: tuple[bytes, str], node: str, generation: int, known: int, now: float
+    ) -> Decision:
+        cluster, module = key
+        lease = self._leases.get(key)
+        holder, left = None, 0.0
+        if lease is not None and now < lease.expires_at:
+            holder, left = lease.holder, lease.expires_at - now
+        log = None
+        if (cluster, module, node, known) not in self._outdated_logged:
+            self._outdated_logged.add((cluster, module, node, known))
+            log = (
+                f"{_name(cluster, module)}: refused to {node}: outdated, its copy is at generation "
+                f"{generation} and generation {known} was granted (a node served with a newer copy)"
+            )
+        return Decision(Reason.OUTDATED, holder, left, log, generation=known)
+
+    def _lease_rules(
+        self, key: tuple[bytes, str], node: str, duration: float, now: float, session: bytes
+    ) -> Decision:
+        """Holder, renewal, grace and expiry: the rules before generations were known."""
+        cluster, module = key
         lease = self._leases.get(key)
         if lease is not None and lease.holder == node and now < lease.expires_at:
             granted = min(duration, self.max_lease)
@@ -156,9 +248,10 @@ class LeaseTable:
         given: a release recorded from an earlier run of the node's daemon cannot end the current one.
         """
         key = (cluster, module)
+        known = self._generations.get(key, 0)
         lease = self._leases.get(key)
         if lease is None or now >= lease.expires_at:
-            return Decision(Reason.NOT_HOLDER, None, 0.0)
+            return Decision(Reason.NOT_HOLDER, None, 0.0, generation=known)
         if lease.holder != node or (session is not None and session != lease.session):
             who = "another session of " + node if lease.holder == node else node
             return Decision(
@@ -166,6 +259,7 @@ class LeaseTable:
                 lease.holder,
                 lease.expires_at - now,
                 f"{_name(cluster, module)}: release by {who} ignored: held by {lease.holder}",
+                generation=known,
             )
         del self._leases[key]
         return Decision(
@@ -173,7 +267,27 @@ class LeaseTable:
             None,
             0.0,
             f"{_name(cluster, module)}: released by {node} ({lease.expires_at - now:.1f}s before expiry)",
+            generation=known,
         )
+
+    def withdraw(self, cluster: bytes, module: str) -> None:
+        """Undo the last decision, a grant that raised the generation of `module` and was never
+        answered (the server could not persist the generation). The lease is as it was before (a
+        holder renewing keeps the lease it held, so no other node can be granted while it still
+        believes in it) and so is the known generation: nobody serves with the newer copy on this
+        grant's strength, and the next grant at that generation tries to persist it again."""
+        if self._last_raise is None or self._last_raise[0] != (cluster, module):
+            raise ValueError(f"{_name(cluster, module)}: no grant to withdraw")
+        key, before, generation = self._last_raise
+        self._last_raise = None
+        if before is None:
+            self._leases.pop(key, None)
+        else:
+            self._leases[key] = before
+        if generation > 0:
+            self._generations[key] = generation
+        else:
+            self._generations.pop(key, None)
 
     def holder_session(self, cluster: bytes, module: str, now: float) -> tuple[str, bytes] | None:
         """(holder, session) of an unexpired lease, or None."""
@@ -183,15 +297,17 @@ class LeaseTable:
         return lease.holder, lease.session
 
     def leases(self, cluster: bytes, now: float, module: str | None = None) -> list[LeaseView]:
-        """The unexpired leases of `cluster` (of one module if given), sorted by module."""
-        return sorted(
-            (
-                LeaseView(m, lease.holder, lease.expires_at - now)
-                for (c, m), lease in self._leases.items()
-                if c == cluster and (module is None or m == module) and now < lease.expires_at
-            ),
-            key=lambda view: view.module,
-        )
+        """The modules of `cluster` (one module if given) with an unexpired lease or a known
+        generation, sorted by module; holder "" and remaining 0 where nobody holds the lease."""
+        views: dict[str, LeaseView] = {
+            m: LeaseView(m, "", 0.0, generation)
+            for (c, m), generation in self._generations.items()
+            if c == cluster and (module is None or m == module)
+        }
+        for (c, m), lease in self._leases.items():
+            if c == cluster and (module is None or m == module) and now < lease.expires_at:
+                views[m] = LeaseView(m, lease.holder, lease.expires_at - now, self.generation(c, m))
+        return [views[m] for m in sorted(views)]
 
     def sessions_holding(self, now: float) -> set[tuple[bytes, str, bytes]]:
         """(cluster, holder, session) of every unexpired lease: what the replay guard must not forget."""
@@ -213,7 +329,24 @@ class LeaseTable:
                 )
         if not self.in_grace(now):
             self._grace_refusals_logged.clear()
+        if len(self._outdated_logged) > _MAX_LOGGED_REFUSALS:
+            self._outdated_logged.clear()  # bounded memory; at worst a refusal is logged again
         return messages
+
+
+_MAX_LOGGED_REFUSALS = 4096
+
+GENERATION_MAX = 2**64 - 1
+"""Replica generations travel as unsigned 64-bit integers."""
+
+
+def _check_generation(generation: object) -> None:
+    if (
+        not isinstance(generation, int)
+        or isinstance(generation, bool)
+        or not 0 <= generation <= GENERATION_MAX
+    ):
+        raise ValueError(f"a replica generation is an integer in 0..2^64-1, got {generation!r}")
 
 
 def _name(cluster: bytes, module: str) -> str:

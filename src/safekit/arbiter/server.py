@@ -5,6 +5,10 @@ time passed in) authenticates it with the key of the cluster it names, drops rep
 lease rules (leases.py) and builds the signed answer; `serve` runs it on a socket, logs every
 decision, sweeps expired leases once a second and stops cleanly on SIGTERM/SIGINT.
 
+A decision that raises a module's replica generation is written to the state file
+(generations.py) before its answer leaves: a node never holds a grant the arbiter could forget by
+restarting. If the write fails, the lease is withdrawn and nothing is answered.
+
 Nothing is answered to a datagram that fails authentication or the replay check: an attacker
 learns nothing, and a node with the wrong key sees the same as an unreachable arbiter (no lease).
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from safekit.arbiter import wire
+from safekit.arbiter.generations import Generations, GenerationStateError, GenerationStore
 from safekit.arbiter.keys import cluster_id
 from safekit.arbiter.leases import MAX_LEASE, LeaseTable, Reason
 from safekit.arbiter.replay import SequenceGuard
@@ -37,10 +42,16 @@ _DROP_LOG_INTERVAL = 60.0
 
 @dataclass
 class Outcome:
-    """What `Arbiter.handle` decided: the datagram to send back (None: drop) and lines to log."""
+    """What `Arbiter.handle` decided: the datagram to send back (None: drop) and lines to log.
+
+    `persist`: the generations to write durably before `reply` is sent (None: nothing changed);
+    `undo`: (cluster, module) of the grant that depends on that write.
+    """
 
     reply: bytes | None
     messages: list[tuple[int, str]] = field(default_factory=list)
+    persist: dict[tuple[bytes, str], int] | None = None
+    undo: tuple[bytes, str] | None = None
 
 
 class Arbiter:
@@ -53,6 +64,7 @@ class Arbiter:
         *,
         max_lease: float = MAX_LEASE,
         grace: float | None = None,
+        generations: Generations | None = None,
     ) -> None:
         self._keys: dict[bytes, bytes] = {}
         for key in keys:
@@ -60,7 +72,7 @@ class Arbiter:
         if not self._keys:
             raise ValueError("the arbiter needs at least one arbiter key")
         self.boot_id = secrets.token_bytes(wire.BOOT_ID_SIZE)
-        self.table = LeaseTable(started_at, max_lease=max_lease, grace=grace)
+        self.table = LeaseTable(started_at, max_lease=max_lease, grace=grace, generations=generations)
         self.guard = SequenceGuard()
         self.dropped: Counter[str] = Counter()
         self._last_drop_log: dict[str, float] = {}
@@ -98,7 +110,10 @@ class Arbiter:
                 arbiter_boot_id=self.boot_id,
                 reason=Reason.STATUS,
                 remaining_ms=wire.to_ms(max(0.0, self.table.grace_until - now)),
-                entries=tuple(wire.LeaseEntry(v.module, v.holder, wire.to_ms(v.remaining)) for v in views),
+                generation=self.table.generation(request.cluster, request.module) if request.module else 0,
+                entries=tuple(
+                    wire.LeaseEntry(v.module, v.holder, wire.to_ms(v.remaining), v.generation) for v in views
+                ),
             )
             outcome.reply = wire.encode_answer(answer, key)
             return outcome
@@ -108,6 +123,7 @@ class Arbiter:
                 request.module,
                 request.node,
                 request.duration_ms / 1000,
+                request.generation,
                 now,
                 session=request.boot_id,
             )
@@ -124,9 +140,13 @@ class Arbiter:
             arbiter_boot_id=self.boot_id,
             reason=decision.reason,
             remaining_ms=wire.to_ms(decision.remaining),
+            generation=decision.generation,
             holder=decision.holder or "",
         )
         outcome.reply = wire.encode_answer(answer, key)
+        if decision.raised_from is not None:
+            outcome.persist = self.table.generations()
+            outcome.undo = (request.cluster, request.module)
         return outcome
 
     def sweep(self, now: float) -> list[str]:
@@ -142,8 +162,9 @@ class Arbiter:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, arbiter: Arbiter) -> None:
+    def __init__(self, arbiter: Arbiter, store: GenerationStore | None) -> None:
         self.arbiter = arbiter
+        self.store = store
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -154,6 +175,16 @@ class _Protocol(asyncio.DatagramProtocol):
         outcome = self.arbiter.handle(data, sender, time.monotonic())
         for level, message in outcome.messages:
             log.log(level, "%s", message)
+        if outcome.persist is not None and self.store is not None:
+            # Synchronous on purpose: rare (a generation rises once per failover or split), and
+            # the answer must not leave before the generation is on disk.
+            try:
+                self.store.save(outcome.persist)
+            except GenerationStateError as exc:
+                if outcome.undo is not None:
+                    self.arbiter.table.withdraw(*outcome.undo)
+                log.error("%s; the lease just granted is withdrawn and not answered", exc)
+                return
         if outcome.reply is not None and self.transport is not None:
             self.transport.sendto(outcome.reply, addr)
 
@@ -188,12 +219,20 @@ async def start(
     *,
     max_lease: float = MAX_LEASE,
     grace: float | None = None,
+    store: GenerationStore | None = None,
+    generations: Generations | None = None,
 ) -> RunningArbiter:
-    """Bind the UDP socket and start answering; grace runs from now."""
-    arbiter = Arbiter(keys, time.monotonic(), max_lease=max_lease, grace=grace)
+    """Bind the UDP socket and start answering; grace runs from now.
+
+    `generations`: as loaded from `store` (None: load them from `store` here); `store` None keeps
+    them in memory only (tests).
+    """
+    if generations is None and store is not None:
+        generations = store.load()
+    arbiter = Arbiter(keys, time.monotonic(), max_lease=max_lease, grace=grace, generations=generations)
     loop = asyncio.get_running_loop()
     transport, _protocol = await loop.create_datagram_endpoint(
-        lambda: _Protocol(arbiter), local_addr=(host, port)
+        lambda: _Protocol(arbiter, store), local_addr=(host, port)
     )
 
     async def sweep() -> None:
@@ -205,19 +244,26 @@ async def start(
     return RunningArbiter(arbiter, transport, asyncio.create_task(sweep()))
 
 
-async def serve(keys: Mapping[str, bytes], host: str, port: int) -> int:
-    """Run the service until SIGTERM or SIGINT. `keys`: arbiter key per source (file name), for logs."""
+async def serve(
+    keys: Mapping[str, bytes], host: str, port: int, store: GenerationStore, generations: Generations
+) -> int:
+    """Run the service until SIGTERM or SIGINT. `keys`: arbiter key per source (file name), for logs;
+    `generations`: as loaded from `store` by the caller (who reports a bad state file)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    running = await start(keys.values(), host, port)
+    running = await start(keys.values(), host, port, store=store, generations=generations)
     bound = running.address
     grace_end = time.strftime(
         "%H:%M:%S", time.localtime(time.time() + running.arbiter.table.grace_until - time.monotonic())
     )
     for source, key in keys.items():
-        log.info("serving cluster %s (key %s)", cluster_id(key).hex(), source)
+        cid = cluster_id(key)
+        known = {m: g for (c, m), g in generations.items() if c == cid}
+        described = ", ".join(f"{m} {g}" for m, g in sorted(known.items())) or "none yet"
+        log.info("serving cluster %s (key %s); replica generations known: %s", cid.hex(), source, described)
+    log.info("replica generations kept in %s", store.path)
     log.info(
         "arbiter listening on %s:%d (pid %d); grants nothing until %s (grace %.0fs: leases granted before a "
         "restart must expire first)",

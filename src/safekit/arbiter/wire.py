@@ -1,4 +1,4 @@
-"""Arbiter wire format (version 1): the UDP datagrams between nodes and the arbitrating witness.
+"""Arbiter wire format (version 2): the UDP datagrams between nodes and the arbitrating witness.
 
 This module owns the byte layout of requests and answers, their authentication with the arbiter
 key (keys.py) and the strict, bounded parsers. It is pure: bytes in, a `Request` or `Answer` out,
@@ -10,7 +10,7 @@ Request, all integers big-endian::
 
     off  size  field
       0     4  magic "SKAR"
-      4     1  version (1)
+      4     1  version (2)
       5     1  kind: 1 REQUEST, 2 RELEASE, 3 STATUS
       6     2  total datagram length, tag included
       8     8  cluster id (keys.cluster_id of the arbiter key)
@@ -18,14 +18,15 @@ Request, all integers big-endian::
      32    16  boot id of the sender's client (random per client start)
      48     8  sequence (grows by one per datagram sent by that client)
      56     4  duration in ms (REQUEST: 1 .. 2^32-1; others: 0)
-     60     .  node, module: each u8 length + ASCII name (module may be empty in STATUS only)
+     60     8  replica generation of the requester's copy (REQUEST; others: 0)
+     68     .  node, module: each u8 length + ASCII name (module may be empty in STATUS only)
     L-32   32  HMAC-SHA256(arbiter key, bytes 0 .. L-33)
 
 Answer::
 
     off  size  field
       0     4  magic "SKAR"
-      4     1  version (1)
+      4     1  version (2)
       5     1  kind: the request's kind + 0x80
       6     2  total datagram length, tag included
       8     8  cluster id
@@ -34,9 +35,13 @@ Answer::
      48     1  reason (leases.Reason)
      49     1  flags: bit 0 granted, bit 1 status list truncated; other bits 0
      50     4  remaining ms (of the holder's lease, or of the grace period)
-     54     .  holder: u8 length + ASCII name (0: no holder)
-      .     .  STATUS answers only: u16 count, then per lease: module (u8 length + name),
-               holder (u8 length + name), remaining ms (u32)
+     54     8  highest replica generation the arbiter knows for the module (0: none, or a
+               STATUS of every module)
+     62     .  holder: u8 length + ASCII name (0: no holder)
+      .     .  STATUS answers only: u16 count, then per module: module (u8 length + name),
+               holder (u8 length + name, 0: no holder), remaining ms (u32), generation (u64)
+
+Version 1 (no generations) is refused as UnsupportedVersion: its fields would be misread.
     L-32   32  HMAC-SHA256(arbiter key, bytes 0 .. L-33)
 """
 
@@ -56,7 +61,8 @@ from safekit.membership.clusterkey import check_key
 from safekit.membership.wire import MAX_NAME_BYTES
 
 MAGIC = b"SKAR"
-VERSION = 1
+VERSION = 2
+"""2: generations in requests, answers and status entries. Nodes and arbiter are upgraded together."""
 DEFAULT_PORT = 9455
 TAG_SIZE = 32
 NONCE_SIZE = 16
@@ -69,9 +75,9 @@ FLAG_TRUNCATED = 0x02
 
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
-_REQUEST = struct.Struct(">4sBBH8s16s16sQI")
-_ANSWER = struct.Struct(">4sBBH8s16s16sBBI")
-_ENTRY_TAIL = struct.Struct(">I")
+_REQUEST = struct.Struct(">4sBBH8s16s16sQIQ")
+_ANSWER = struct.Struct(">4sBBH8s16s16sBBIQ")
+_ENTRY_TAIL = struct.Struct(">IQ")
 _COUNT = struct.Struct(">H")
 MIN_REQUEST_SIZE = _REQUEST.size + 2 + 1 + TAG_SIZE
 MIN_ANSWER_SIZE = _ANSWER.size + 1 + TAG_SIZE
@@ -127,6 +133,8 @@ class Request:
     boot_id: bytes
     sequence: int
     duration_ms: int = 0
+    generation: int = 0
+    """The requester's replica generation (REQUEST only)."""
 
     def __post_init__(self) -> None:
         _check_kind(self.kind)
@@ -135,6 +143,7 @@ class Request:
         _check_bytes("boot id", self.boot_id, BOOT_ID_SIZE)
         _check_int("sequence", self.sequence, _U64_MAX)
         _check_int("duration_ms", self.duration_ms, _U32_MAX)
+        _check_int("generation", self.generation, _U64_MAX)
         check_name("node", self.node)
         if self.kind is Kind.STATUS and self.module == "":
             pass
@@ -144,15 +153,18 @@ class Request:
             raise ValueError("a lease request needs a duration of at least 1 ms")
         if self.kind is not Kind.REQUEST and self.duration_ms != 0:
             raise ValueError(f"a {self.kind.name} carries no duration, got {self.duration_ms} ms")
+        if self.kind is not Kind.REQUEST and self.generation != 0:
+            raise ValueError(f"a {self.kind.name} carries no generation, got {self.generation}")
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseEntry:
-    """One lease in a status answer."""
+    """One module in a status answer: its lease (holder "" when none) and known generation."""
 
     module: str
     holder: str
     remaining_ms: int
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +177,8 @@ class Answer:
     arbiter_boot_id: bytes
     reason: Reason
     remaining_ms: int = 0
+    generation: int = 0
+    """The highest replica generation the arbiter knows for the module (0: none)."""
     holder: str = ""
     entries: tuple[LeaseEntry, ...] = ()
     truncated: bool = False
@@ -177,14 +191,17 @@ class Answer:
         if not isinstance(self.reason, Reason):
             raise ValueError(f"reason must be a Reason, got {self.reason!r}")
         _check_int("remaining_ms", self.remaining_ms, _U32_MAX)
+        _check_int("generation", self.generation, _U64_MAX)
         if self.holder:
             check_name("holder", self.holder)
         if self.kind is not Kind.STATUS and (self.entries or self.truncated):
             raise ValueError("only a STATUS answer lists leases")
         for entry in self.entries:
             check_name("module", entry.module)
-            check_name("holder", entry.holder)
+            if entry.holder:
+                check_name("holder", entry.holder)
             _check_int("remaining_ms", entry.remaining_ms, _U32_MAX)
+            _check_int("generation", entry.generation, _U64_MAX)
 
     @property
     def granted(self) -> bool:
@@ -251,6 +268,7 @@ def encode_request(request: Request, key: bytes) -> bytes:
         request.boot_id,
         request.sequence,
         request.duration_ms,
+        request.generation,
     )
     return _seal(header, _name_bytes(request.node) + _name_bytes(request.module), key)
 
@@ -264,7 +282,11 @@ def encode_answer(answer: Answer, key: bytes) -> bytes:
         room = MAX_DATAGRAM - _ANSWER.size - len(rest) - _COUNT.size - TAG_SIZE
         entries: list[bytes] = []
         for entry in answer.entries:
-            raw = _name_bytes(entry.module) + _name_bytes(entry.holder) + _ENTRY_TAIL.pack(entry.remaining_ms)
+            raw = (
+                _name_bytes(entry.module)
+                + _name_bytes(entry.holder)
+                + _ENTRY_TAIL.pack(entry.remaining_ms, entry.generation)
+            )
             if len(raw) > room or len(entries) == 0xFFFF:
                 truncated = True
                 break
@@ -283,6 +305,7 @@ def encode_answer(answer: Answer, key: bytes) -> bytes:
         answer.reason,
         flags,
         answer.remaining_ms,
+        answer.generation,
     )
     return _seal(header, rest, key)
 
@@ -294,10 +317,14 @@ def _frame(data: bytes, minimum: int) -> bytes:
         raise Oversized(f"{len(data)} bytes, more than the {MAX_DATAGRAM} allowed")
     if data[: len(MAGIC)] != MAGIC[: len(data)]:
         raise BadMagic(f"starts with {data[: len(MAGIC)]!r}, not {MAGIC!r}")
+    # The version before the length: an older, shorter layout is named as such, not "truncated".
+    if len(data) > len(MAGIC) and data[len(MAGIC)] != VERSION:
+        raise UnsupportedVersion(
+            f"format version {data[len(MAGIC)]}; this side speaks version {VERSION} "
+            "(upgrade the nodes and the arbiter together)"
+        )
     if len(data) < minimum:
         raise Truncated(f"{len(data)} bytes, an arbiter datagram of this kind is at least {minimum}")
-    if data[4] != VERSION:
-        raise UnsupportedVersion(f"format version {data[4]}; this side speaks version {VERSION}")
     (declared,) = struct.unpack_from(">H", data, 6)
     if len(data) < declared:
         raise Truncated(f"{len(data)} bytes received, the datagram says {declared}")
@@ -358,8 +385,8 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
     Raises an `ArbiterWireError` subclass for anything not acceptable, and nothing else.
     """
     data = _frame(data, MIN_REQUEST_SIZE)
-    _magic, _version, kind, _length, cluster, nonce, boot_id, sequence, duration_ms = _REQUEST.unpack_from(
-        data
+    (_magic, _version, kind, _length, cluster, nonce, boot_id, sequence, duration_ms, generation) = (
+        _REQUEST.unpack_from(data)
     )
     if kind & ANSWER_BIT:
         raise Malformed("an answer sent to the arbiter (a request was expected)")
@@ -385,6 +412,7 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
             boot_id=boot_id,
             sequence=sequence,
             duration_ms=duration_ms,
+            generation=generation,
         )
     except ValueError as exc:
         raise Malformed(str(exc)) from None
@@ -395,7 +423,9 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
     check_key(key)
     data = _frame(data, MIN_ANSWER_SIZE)
     body = _verify(data, key)
-    (_m, _v, kind, _l, cluster, nonce, boot_id, reason, flags, remaining_ms) = _ANSWER.unpack_from(body)
+    (_m, _v, kind, _l, cluster, nonce, boot_id, reason, flags, remaining_ms, generation) = (
+        _ANSWER.unpack_from(body)
+    )
     if not kind & ANSWER_BIT:
         raise Malformed("a request where an answer was expected")
     try:
@@ -414,9 +444,9 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
         (count,) = reader.unpack(_COUNT, "lease count")
         for _ in range(count):
             module = reader.name("module")
-            entry_holder = reader.name("holder")
-            (entry_ms,) = reader.unpack(_ENTRY_TAIL, "remaining time")
-            entries.append(LeaseEntry(module, entry_holder, entry_ms))
+            entry_holder = reader.name("holder", allow_empty=True)
+            entry_ms, entry_generation = reader.unpack(_ENTRY_TAIL, "remaining time and generation")
+            entries.append(LeaseEntry(module, entry_holder, entry_ms, entry_generation))
     elif flags & FLAG_TRUNCATED:
         raise Malformed("truncated flag on an answer without a lease list")
     reader.end()
@@ -428,6 +458,7 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
             arbiter_boot_id=boot_id,
             reason=answer_reason,
             remaining_ms=remaining_ms,
+            generation=generation,
             holder=holder,
             entries=tuple(entries),
             truncated=bool(flags & FLAG_TRUNCATED),

@@ -243,7 +243,15 @@ class ChaosCluster:
              keys.encode_key_file(keys.derive_arbiter_key(key)).strip()],
             check=True,
         )  # fmt: skip
-        argv = [*self.arbiter_argv, "--listen", f"{witness}:{ARBITER_PORT}", "--key-file", key_file]
+        argv = [
+            *self.arbiter_argv,
+            "--listen",
+            f"{witness}:{ARBITER_PORT}",
+            "--key-file",
+            key_file,
+            "--state-dir",
+            "/var/safekit/arbiter",  # private to the lab host (/var/lib is the machine's own)
+        ]
         self.arbiter = Stream(self.lab, "witness", argv, "arbiter")
         time.sleep(1.0)
         if not self.arbiter.alive():

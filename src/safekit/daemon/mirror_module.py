@@ -52,6 +52,7 @@ from safekit.mirror import (
     CommandKind,
     CommandReply,
     Event,
+    FenceReplication,
     KillScript,
     Log,
     LogLevel,
@@ -238,6 +239,7 @@ class MirrorModule:
         self._rfs_restarts = 0
         self._synced_generation: int | None = None  # generation the copy was last synced to
         self._degrade_pending = False
+        self._degrade_wait_reason = ""
         self._generation_sent: int | None = None
         self._fullsync = False
         self._verify: asyncio.Future[dict[str, Any]] | None = None
@@ -547,7 +549,6 @@ class MirrorModule:
             if self._rfs is not None and self._rfs.role == "primary":
                 # No need to wait for sendtimeout: membership says the peer is gone.
                 self._rfs.command("peer_lost")
-            self._check_degrade(peer_lost=True)
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
 
@@ -575,6 +576,7 @@ class MirrorModule:
         for action in transition.actions:
             await self._execute(action, replies)
         self._tell_rfs_generation()
+        self._check_degrade()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
             item.reply.set_result(reply)
@@ -625,6 +627,13 @@ class MirrorModule:
             case StopReplication():
                 self._replication = ReplicationRole.NONE
                 await self._stop_rfs()
+            case FenceReplication():
+                if self._rfs is not None and self._rfs.role == "primary":
+                    self.log.warning(
+                        "replication fenced: held and new fsync calls fail (nothing acknowledged alone)"
+                    )
+                    self._rfs.command("fence")
+                    self._degrade_pending = False
             case QueryWitness():
                 self._witness_wake.set()
             case CommandReply():
@@ -790,11 +799,18 @@ class MirrorModule:
         self.resources[resource] = "up" if answer is not None else "down"
 
     async def _arbiter_probe(self, resource: str) -> None:
+        """Ask for (renew) the lease, with this copy's replica generation: the arbitrator grants
+        nothing to a copy older than one it granted (what lets a primary that went on alone
+        acknowledge writes without its peer, `may_acknowledge_alone`)."""
         assert self._arbiter is not None
         sent_at = time.monotonic()
+        generation = self.state.generation
         try:
             answer = await self._arbiter.request(
-                self.name, self.settings.lease_duration, timeout=self.settings.lease_duration
+                self.name,
+                self.settings.lease_duration,
+                timeout=self.settings.lease_duration,
+                generation=generation,
             )
         except OSError as exc:
             self.log.warning("split-brain arbitrator: request failed: %s", exc)
@@ -804,24 +820,30 @@ class MirrorModule:
             self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))
             return
         self.resources[resource] = "up"
-        if not answer.granted and not answer.holder:
-            # refused with no holder: the arbitrator's grace period after its restart
-            self.submit(WitnessResult(False, time.monotonic(), sent_at=answer.sent_at))
-            return
-        if not answer.granted:
-            self.submit(WitnessResult(False, time.monotonic(), sent_at=answer.sent_at, other=answer.holder))
-            return
-        if self.state.peer is None and not self.state.claims_primary:
-            # About to take over: the lease proves the peer stopped renewing, not that it stopped
-            # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
-            owner = await self._vip_owner()
-            self.submit(
-                WitnessResult(
-                    True, time.monotonic(), sent_at=answer.sent_at, vip_checked=True, vip_owner=owner
-                )
+        known = answer.generation
+        if answer.outdated:
+            # a newer copy than ours was granted: whoever holds the lease, we are not it
+            other = answer.holder or f"a copy at generation {known}"
+            result = WitnessResult(
+                False, time.monotonic(), sent_at=answer.sent_at, other=other, known_generation=known
             )
-            return
-        self.submit(WitnessResult(True, time.monotonic(), sent_at=answer.sent_at))
+        elif not answer.granted and not answer.holder:
+            # refused with no holder: the arbitrator's grace period after its restart (no answer yet)
+            result = WitnessResult(False, time.monotonic(), sent_at=answer.sent_at, known_generation=known)
+        elif not answer.granted:
+            result = WitnessResult(
+                False, time.monotonic(), sent_at=answer.sent_at, other=answer.holder, known_generation=known
+            )
+        else:
+            result = WitnessResult(
+                True, time.monotonic(), sent_at=answer.sent_at, generation=generation, known_generation=known
+            )
+            if self.state.peer is None and not self.state.claims_primary:
+                # About to take over: the lease proves the peer stopped renewing, not that it stopped
+                # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
+                owner = await self._vip_owner()
+                result = dataclasses.replace(result, vip_checked=True, vip_owner=owner)
+        self.submit(result)
 
     async def _failover_rules_loop(self) -> None:
         """`<failover>` rules: every `period`, a rule whose condition has held for `handle_time` fires.
@@ -985,16 +1007,21 @@ class MirrorModule:
             self._generation_sent = self.state.generation
             process.command("generation", value=self.state.generation)
 
-    def _check_degrade(self, *, peer_lost: bool = False) -> None:
-        """Let the primary's replication acknowledge writes without the secondary once the
-        secondary cannot take over with its stale copy: it says it is not up to date, or it is gone."""
-        if not self._degrade_pending or self._rfs is None:
+    def _check_degrade(self) -> None:
+        """Let the primary's replication acknowledge writes without the secondary once the state
+        machine says the secondary cannot take over with its stale copy (`may_acknowledge_alone`:
+        it says so itself, or it is lost and the witness rules exclude it). Checked after every
+        event, so a witness answer releases the held writes at once."""
+        if not self._degrade_pending or self._rfs is None or self._rfs.role != "primary":
             return
-        peer = None if peer_lost else self._last_peer_status
-        if peer is not None and peer.uptodate:
-            return  # it still claims an up-to-date copy: wait until it hears the new generation
+        allowed, why = mirror.may_acknowledge_alone(self.settings, self.state)
+        if not allowed:
+            if why != self._degrade_wait_reason:
+                self._degrade_wait_reason = why
+                self.log.info("replication degraded: writes held (%s)", why)
+            return
         self._degrade_pending = False
-        why = "the peer is lost" if peer is None else f"{peer.node} reports its copy not up to date"
+        self._degrade_wait_reason = ""
         self.log.info("replication degraded: %s; writes are acknowledged by this node alone", why)
         self._rfs.command("degrade_ok")
 

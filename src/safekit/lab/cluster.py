@@ -72,6 +72,30 @@ class LabCluster:
         script = f'umask 022; printf "%s" "$1" > {shlex.quote(path)}; chmod {mode:o} {shlex.quote(path)}'
         self.lab.exec(node, ["sh", "-c", script, "write", content], check=True)
 
+    # ------------------------------------------------------------------ arbiter
+    def start_arbiter(
+        self, key: bytes, host: str = "witness", port: int = 9455, *, grace: bool = True
+    ) -> str:
+        """`safekit arbiter serve` on `host` with the key derived from the cluster `key`
+        (docs/arbiter.md); returns its ADDR:PORT for `<splitbrain exec="arbitrator" arg=...>`.
+        With `grace`, waits out the 10 s during which a fresh arbiter grants nothing."""
+        address = str(self.lab.plan().host(host).address)
+        safekit = str(BIN / "safekit")
+        script = (
+            'set -e; umask 077; mkdir -p /etc/safekit; printf "%s" "$1" > /etc/safekit/cluster.key; '
+            f"{safekit} arbiter key --cluster-key /etc/safekit/cluster.key "
+            "--out /etc/safekit/arbiter.key --force; "
+            f"{safekit} arbiter serve --daemon --listen {address}:{port} --key-file /etc/safekit/arbiter.key "
+            "--log-file /var/log/safekit-arbiter.log --pidfile /run/safekit-arbiter.pid "
+            "--state-dir /var/safekit/arbiter"  # private to the lab host (/var/lib is the machine's)
+        )
+        self.lab.exec(
+            host, ["sh", "-c", script, "arbiter", clusterkey.encode_key_file(key)], check=True, timeout=30
+        )
+        if grace:
+            time.sleep(10.5)
+        return f"{address}:{port}"
+
     # ------------------------------------------------------------------ daemons
     def start_daemon(self, node: str, *extra: str) -> None:
         result = self.lab.exec(

@@ -112,6 +112,13 @@ class StopReplication:
 
 
 @dataclass(frozen=True)
+class FenceReplication:
+    """This primary stops serving without its peer (the witness rule): the replication process
+    fails the `fsync` calls it holds, and any new one, with EIO - nothing is acknowledged alone -
+    so that the application is not stuck in them while stop_prim stops it."""
+
+
+@dataclass(frozen=True)
 class QueryWitness:
     """Run the split-brain checker now; the answer comes back as `WitnessResult`."""
 
@@ -147,6 +154,7 @@ Action = (
     | ReleaseVip
     | StartReplication
     | StopReplication
+    | FenceReplication
     | QueryWitness
     | Persist
     | Announce

@@ -28,6 +28,7 @@ from safekit.mirror.actions import (
     Action,
     Announce,
     CommandReply,
+    FenceReplication,
     KillScript,
     Log,
     LogLevel,
@@ -455,7 +456,7 @@ def _restore_replication(ctx: _Ctx) -> None:
     (the daemon removes the dead mount and serves the directories again)."""
     if ctx.s.replication is ReplicationRole.NONE:
         ctx.emit(StartReplication(ReplicationRole.PRIMARY))
-        ctx.set(replication=ReplicationRole.PRIMARY)
+        ctx.set(replication=ReplicationRole.PRIMARY, fenced=False)
 
 
 def _on_checker(ctx: _Ctx, ev: CheckerVerdict) -> None:
@@ -868,7 +869,7 @@ def _enter_electing(ctx: _Ctx, reason: str) -> None:
 def _stop_replication(ctx: _Ctx) -> None:
     if ctx.s.replication is not ReplicationRole.NONE:
         ctx.emit(StopReplication())
-        ctx.set(replication=ReplicationRole.NONE)
+        ctx.set(replication=ReplicationRole.NONE, fenced=False)
 
 
 def _to_poststop(ctx: _Ctx, reason: str) -> None:
@@ -956,8 +957,11 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     # down, stopped, or failing to become secondary) is recognisably older later on (rule 1).
     gen = max(s.generation, s.peer_generation_seen) + 1
     current = s.module_state
-    if s.replication is not ReplicationRole.PRIMARY:
+    if s.replication is not ReplicationRole.PRIMARY or s.fenced:
+        if s.replication is not ReplicationRole.NONE:
+            ctx.emit(StopReplication())  # fenced: its held writes failed; a fresh process serves
         ctx.emit(StartReplication(ReplicationRole.PRIMARY))
+        ctx.set(fenced=False)
     ctx.emit(AcquireVip())
     ctx.set(
         generation=gen,
@@ -998,6 +1002,9 @@ def _enforce_witness(ctx: _Ctx) -> None:
     if s.vip_held:
         ctx.emit(ReleaseVip())
         ctx.set(vip_held=False)
+    if s.replication is ReplicationRole.PRIMARY and not s.fenced:
+        ctx.emit(FenceReplication())
+        ctx.set(fenced=True)
     if s.phase is Phase.PRIMARY and s.running is None:
         _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.WITNESS)
     elif s.phase is Phase.STARTING_PRIMARY:

@@ -201,6 +201,9 @@ class MirrorState:
     # Left the primary role after a split brain this node lost: its copy holds what it wrote since
     # the split until the secondary role starts (which saves it aside first, rule 4).
     diverged: bool = False
+    # The primary's replication was told to fail held fsync calls (FenceReplication) and has not
+    # been stopped or started again since.
+    fenced: bool = False
     errors: tuple[float, ...] = ()
     next_run_id: int = 1
     now: float = 0.0

@@ -24,7 +24,7 @@ async def commands() -> AsyncIterator[dict[str, Any]]:
             line, buf = buf.split(b"\n", 1)
             try:
                 msg = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 log.warning("unreadable command from safekitd: %r", line[:200])
                 continue
             if isinstance(msg, dict):

@@ -112,6 +112,7 @@ class Replicator:
         self.fullsync_requested = False
         self.stopping = False
         self.held_logged = 0.0
+        self.fenced = False
         self.session_scope: trio.CancelScope | None = None
         self.stats: dict[str, Any] = {"resyncs": 0}
 
@@ -147,6 +148,7 @@ class Replicator:
             return
 
     async def barrier(self, dir_index: int, path: bytes, datasync: bool) -> None:
+        self._check_fenced()
         if self.state is State.IN_SYNC:
             seq = self._enqueue_op(dir_index, ops.Fsync(path, datasync), FLAG_ACK)
             self.inflight.append((seq, dir_index, (), 0))
@@ -159,6 +161,7 @@ class Replicator:
                 return
         if self.state is State.DEGRADING:
             await self._wait_degraded()
+        self._check_fenced()
 
     async def _wait_received(self, seq: int) -> None:
         deadline = trio.current_time() + self.spec.sendtimeout
@@ -173,7 +176,7 @@ class Replicator:
             return
 
     async def _wait_degraded(self) -> None:
-        while self.state is State.DEGRADING:
+        while self.state is State.DEGRADING and not self.fenced:
             with trio.move_on_after(5.0):
                 await self.degrade_ok.wait()
             now = trio.current_time()
@@ -335,6 +338,22 @@ class Replicator:
             await self._wait_degraded()
         else:
             spec.emit("disconnected", reason=reason)
+
+    def fence(self) -> None:
+        """safekitd stopped serving without the secondary (the witness rule): fsync calls held for
+        the degrade handshake, and any later one, fail with EIO - never acknowledged alone - so
+        the application is not stuck in them while its stop script runs."""
+        if not self.fenced:
+            self.fenced = True
+            log.warning(
+                "fenced: this node stopped serving without the secondary; held and new fsync calls "
+                "fail with EIO (nothing is acknowledged alone)"
+            )
+        self.degrade_ok.set()
+
+    def _check_fenced(self) -> None:
+        if self.fenced:
+            raise OSError(errno.EIO, "replication fenced: not acknowledged (this node stopped serving)")
 
     def confirm_degraded(self) -> None:
         if self.state is State.DEGRADING:
@@ -951,6 +970,8 @@ class PrimaryProcess:
                     break
                 case "degrade_ok":
                     r.confirm_degraded()
+                case "fence":
+                    r.fence()
                 case "peer_lost":
                     r.lose("the peer is lost (all heartbeats)")
                 case "generation":

@@ -3,12 +3,17 @@
 What is shown, with the clients' own clocks (lab hosts share one kernel, so time.monotonic() on
 node1 and node2 is the same clock): a node is granted a lease only after every lease the other
 node believes it holds has ended - while the holder renews, after it stops renewing, and when it
-is cut off from the witness.
+is cut off from the witness; and a node whose replica generation is older than one granted is
+refused (outdated), also after the holder's lease expired and after the arbiter was killed and
+started again.
+
+SAFEKIT_ARBITER_LAB names the lab (default "arb"), so that two runs on one machine do not collide.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,13 +32,15 @@ PROBE = Path(__file__).with_name("arbiter_probe.py")
 ARBITER_KEY = "/etc/safekit/arbiter.key"  # private to the witness host
 PIDFILE = "/run/safekit-arbiter.pid"
 LOG = "/var/log/safekit/arbiter.log"
+STATE_DIR = "/var/safekit/arbiter"  # private to the witness host (/var/lib is shared by lab hosts)
 LEASE = 2.0
-DAEMON_ARGS = ("--daemon", "--pidfile", PIDFILE, "--log-file", LOG)
+DAEMON_ARGS = ("--daemon", "--pidfile", PIDFILE, "--log-file", LOG, "--state-dir", STATE_DIR)
+LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB", "arb")
 
 
 @pytest.fixture(scope="module")
 def arb_lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("arb")
+    lab = Lab(LAB_NAME)
     lab.down()
     lab.up(nodes=2, witness=True)
     try:
@@ -54,25 +61,47 @@ def arbiter(arb_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         [safekit, "arbiter", "key", "--cluster-key", str(key_file), "--out", ARBITER_KEY],
         check=True,
     )
-    arb_lab.exec(
+    start_arbiter(arb_lab, address)
+    wait_for_grace_end(arb_lab, (address, key_file))
+    yield address, key_file
+    log = arb_lab.exec("witness", ["cat", LOG]).stdout
+    print(log)  # shown by pytest when a test failed
+
+
+def start_arbiter(lab: Lab, address: str) -> None:
+    safekit = str(BIN / "safekit")
+    lab.exec(
         "witness",
         [safekit, "arbiter", "serve", "--listen", address, "--key-file", ARBITER_KEY, *DAEMON_ARGS],
         check=True,
     )
-    # The fresh service grants nothing during its grace period (10 s): wait it out.
+
+
+def wait_for_grace_end(lab: Lab, arbiter: tuple[str, Path]) -> None:
+    """A fresh service grants nothing during its grace period (10 s): wait it out."""
+    address, key_file = arbiter
+    argv = [str(BIN / "safekit"), "arbiter", "status", "--address", address, "--cluster-key", str(key_file)]
     deadline = time.monotonic() + 30
     while True:
-        out = arb_lab.exec(
-            "node1",
-            [safekit, "arbiter", "status", "--address", address, "--cluster-key", str(key_file), "--json"],
-        )
+        out = lab.exec("node1", [*argv, "--json"])
         if out.returncode == 0 and json.loads(out.stdout)["grace_remaining"] == 0:
-            break
+            return
         assert time.monotonic() < deadline, f"arbiter not ready: {out.stdout} {out.stderr}"
         time.sleep(0.5)
-    yield address, key_file
-    log = arb_lab.exec("witness", ["cat", LOG]).stdout
-    print(log)  # shown by pytest when a test failed
+
+
+def cli_request(
+    lab: Lab, node: str, arbiter: tuple[str, Path], *, module: str, generation: int
+) -> tuple[int, dict[str, Any]]:
+    """`safekit arbiter request --generation N` on `node`: (exit code, the JSON answer)."""
+    address, key_file = arbiter
+    argv = [str(BIN / "safekit"), "arbiter", "request", "--address", address, "--cluster-key", str(key_file)]
+    argv += ["--node", node, "--module", module, "--duration", str(LEASE), "--generation", str(generation)]
+    out = lab.exec(node, [*argv, "--json"])
+    if out.returncode == 4:  # EXIT_NO_ANSWER
+        return out.returncode, {"detail": "no answer"}
+    assert out.returncode in (0, 3), out.stdout + out.stderr
+    return out.returncode, json.loads(out.stdout)
 
 
 def probe(
@@ -160,3 +189,63 @@ def test_holder_cut_off_from_the_witness_loses_the_lease_only_after_it_expired(
     assert all(a["granted"] is False and a["holder"] == "node2" for a in during), during
     later = [a for a in answered if a["sent_at"] >= grant["recv_at"] + LEASE]
     assert later and all(a["granted"] for a in later), node1
+
+
+def test_older_copy_is_refused_after_expiry_and_after_an_arbiter_restart(
+    arb_lab: Lab, arbiter: tuple[str, Path]
+) -> None:
+    """node1 served alone at generation 6 (node2 never heard of it): node2, at generation 5, is
+    refused OUTDATED while node1 holds the lease, after the lease expired, and by the arbiter killed
+    (-9) and started again, during and after its grace period."""
+    code, granted = cli_request(arb_lab, "node1", arbiter, module="am3", generation=6)
+    assert code == 0 and granted["granted"] is True and granted["generation"] == 6
+    code, during = cli_request(arb_lab, "node2", arbiter, module="am3", generation=5)
+    assert code == 3 and during["outdated"] is True and during["generation"] == 6
+    assert during["detail"] == "outdated: this copy is at generation 5, the arbiter knows generation 6"
+    time.sleep(LEASE + 0.5)  # node1 does not renew: its lease has expired
+    code, after = cli_request(arb_lab, "node2", arbiter, module="am3", generation=5)
+    assert code == 3 and after["outdated"] is True and after["holder"] is None
+
+    pid = arb_lab.exec("witness", ["cat", PIDFILE], check=True).stdout.strip()
+    assert pid.isdigit()
+    arb_lab.exec("witness", ["kill", "-KILL", pid], check=True)  # the arbiter we started, by its pid
+    deadline = time.monotonic() + 10
+    while arb_lab.exec("witness", ["kill", "-0", pid]).returncode == 0:
+        assert time.monotonic() < deadline, f"arbiter pid {pid} still runs after SIGKILL"
+        time.sleep(0.1)
+    start_arbiter(arb_lab, arbiter[0])
+    deadline = time.monotonic() + 10
+    while True:  # the restarted service answers (in its grace period): outdated already
+        code, in_grace = cli_request(arb_lab, "node2", arbiter, module="am3", generation=5)
+        if code != 4:
+            break
+        assert time.monotonic() < deadline, in_grace
+        time.sleep(0.2)
+    assert code == 3 and in_grace["outdated"] is True and in_grace["generation"] == 6
+    wait_for_grace_end(arb_lab, arbiter)
+    code, later = cli_request(arb_lab, "node2", arbiter, module="am3", generation=5)
+    assert code == 3 and later["outdated"] is True and later["generation"] == 6
+    status = arb_lab.exec(
+        "node2",
+        [
+            str(BIN / "safekit"),
+            "arbiter",
+            "status",
+            "--address",
+            arbiter[0],
+            "--cluster-key",
+            str(arbiter[1]),
+            "--module",
+            "am3",
+            "--json",
+        ],
+        check=True,
+    )
+    assert json.loads(status.stdout)["leases"] == [
+        {"module": "am3", "holder": None, "remaining": 0.0, "generation": 6}
+    ]
+    # the node with the newest copy still gets the lease (liveness)
+    code, back = cli_request(arb_lab, "node1", arbiter, module="am3", generation=6)
+    assert code == 0 and back["granted"] is True
+    log = arb_lab.exec("witness", ["cat", LOG], check=True).stdout
+    assert "refused to node2: outdated" in log and "replica generations known: am3 6" in log

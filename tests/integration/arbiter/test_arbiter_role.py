@@ -8,6 +8,7 @@ lease to a node that holds the cluster key.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,11 +24,12 @@ from safekit.lab import Lab
 BIN = Path(sys.prefix) / "bin"
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = "playbooks/deploy-mirror.yml"
+LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB", "arb")  # also the cluster's name (safekit_lab_name)
 
 
 @pytest.fixture(scope="module")
 def arb_lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("arb")
+    lab = Lab(LAB_NAME)
     lab.down()
     lab.up(nodes=2, witness=True)
     try:
@@ -72,15 +74,19 @@ def test_role_deploys_a_working_arbiter_idempotently(arb_lab: Lab) -> None:
     first = deploy_witness(arb_lab)
     assert any(t.startswith("safekit_arbiter : Start the arbiter") for t in changed_tasks(first))
     # only a derived key reaches the witness, readable by root alone
-    listing = arb_lab.exec("witness", ["stat", "-c", "%a %U", "/etc/safekit/arbiter/arb.key"], check=True)
+    key_path = f"/etc/safekit/arbiter/{LAB_NAME}.key"
+    listing = arb_lab.exec("witness", ["stat", "-c", "%a %U", key_path], check=True)
     assert listing.stdout.split() == ["600", "root"]
-    text = arb_lab.exec("witness", ["cat", "/etc/safekit/arbiter/arb.key"], check=True).stdout
+    text = arb_lab.exec("witness", ["cat", key_path], check=True).stdout
     assert text.startswith(keys.ARBITER_KEY_PREFIX)
 
     second = deploy_witness(arb_lab)
     assert [t for t in changed_tasks(second) if t.startswith("safekit_arbiter")] == []
 
-    cluster_key = ROOT / ".safekit" / "arb.key"
+    # the replica generations are kept in the witness's private state directory, mode 0700
+    state = arb_lab.exec("witness", ["stat", "-c", "%a %U", "/var/safekit/arbiter"], check=True)
+    assert state.stdout.split() == ["700", "root"]
+    cluster_key = ROOT / ".safekit" / f"{LAB_NAME}.key"
     address = str(arb_lab.plan().host("witness").address)
     argv = [
         str(BIN / "safekit"),

@@ -145,9 +145,74 @@ def test_foreign_traffic_and_other_versions_are_refused() -> None:
     with pytest.raises(wire.BadMagic):
         wire.decode_request(b"GET / HTTP/1.1\r\n\r\n" + b"\0" * 100, keys_for)
     data = bytearray(wire.encode_request(request(), KEY))
-    data[4] = 2
+    data[4] = wire.VERSION + 1
     with pytest.raises(wire.UnsupportedVersion):
         wire.decode_request(bytes(data), keys_for)
+
+
+def version1_request() -> bytes:
+    """A REQUEST exactly as a version 1 node sent it (no generation), correctly signed."""
+    body = (
+        struct.pack(">4sBBH8s16s16sQI", b"SKAR", 1, 1, 0, CID, os.urandom(16), os.urandom(16), 7, 3000)
+        + b"\x05node1\x02am"
+    )
+    return resign(body + b"\0" * 32)
+
+
+def version1_answer() -> bytes:
+    """A granted answer exactly as a version 1 arbiter sent it, correctly signed."""
+    body = (
+        struct.pack(">4sBBH8s16s16sBBI", b"SKAR", 1, 0x81, 0, CID, os.urandom(16), os.urandom(16), 0, 1, 3000)
+        + b"\x05node1"
+    )
+    return resign(body + b"\0" * 32)
+
+
+def test_version_1_datagrams_are_refused_by_name_not_misread() -> None:
+    """An old node's request, or an old arbiter's answer, is refused as an old version (never parsed
+    with the new layout, which would read its names as a generation)."""
+    with pytest.raises(wire.UnsupportedVersion, match="version 1; this side speaks version 2"):
+        wire.decode_request(version1_request(), keys_for)
+    with pytest.raises(wire.UnsupportedVersion, match="version 1"):
+        wire.decode_answer(version1_answer(), KEY)
+    # also when the old datagram is shorter than the new minimum
+    short = resign(
+        struct.pack(">4sBBH8s16s16sQI", b"SKAR", 1, 3, 0, CID, b"n" * 16, b"b" * 16, 1, 0)
+        + b"\x01a\x00"
+        + b"\0" * 32
+    )
+    assert len(short) < wire.MIN_REQUEST_SIZE
+    with pytest.raises(wire.UnsupportedVersion):
+        wire.decode_request(short, keys_for)
+
+
+@pytest.mark.parametrize("generation", [0, 1, 6, 2**32, 2**64 - 1])
+def test_generations_round_trip(generation: int) -> None:
+    msg = request(generation=generation)
+    assert wire.decode_request(wire.encode_request(msg, KEY), keys_for).generation == generation
+    for reason in (Reason.GRANTED, Reason.OUTDATED, Reason.RELEASED):
+        ans = answer(reason=reason, generation=generation)
+        assert wire.decode_answer(wire.encode_answer(ans, KEY), KEY) == ans
+
+
+def test_status_entries_carry_generations_also_without_a_holder() -> None:
+    entries = (wire.LeaseEntry("am1", "node1", 900, 6), wire.LeaseEntry("am2", "", 0, 2**64 - 1))
+    msg = answer(kind=wire.Kind.STATUS, reason=Reason.STATUS, holder="", generation=0, entries=entries)
+    decoded = wire.decode_answer(wire.encode_answer(msg, KEY), KEY)
+    assert decoded.entries == entries
+
+
+def test_generation_out_of_range_or_on_a_release_is_refused() -> None:
+    with pytest.raises(ValueError, match="generation"):
+        request(generation=2**64)
+    with pytest.raises(ValueError, match="generation"):
+        request(generation=-1)
+    with pytest.raises(ValueError, match="carries no generation"):
+        request(kind=wire.Kind.RELEASE, duration_ms=0, generation=3)
+    release = bytearray(wire.encode_request(request(kind=wire.Kind.RELEASE, duration_ms=0), KEY))
+    release[60:68] = (5).to_bytes(8, "big")
+    with pytest.raises(wire.Malformed, match="no generation"):
+        wire.decode_request(resign(bytes(release)), keys_for)
 
 
 def test_answer_sent_to_the_arbiter_and_request_sent_to_a_client_are_refused() -> None:
@@ -160,7 +225,7 @@ def test_answer_sent_to_the_arbiter_and_request_sent_to_a_client_are_refused() -
 def test_authentic_but_malformed_fields_are_refused() -> None:
     data = wire.encode_request(request(node="a"), KEY)
     bad_name = bytearray(data)
-    bad_name[61] = ord("/")  # node "a" -> "/": not a name
+    bad_name[69] = ord("/")  # node "a" -> "/": not a name
     with pytest.raises(wire.Malformed, match="node name"):
         wire.decode_request(resign(bytes(bad_name)), keys_for)
     bad_kind = bytearray(data)
@@ -197,12 +262,12 @@ def test_request_decoder_never_crashes_on_garbage(data: bytes) -> None:
 @given(st.binary(min_size=0, max_size=300), st.integers(0, 255), st.integers(0, 255))
 def test_decoders_never_crash_on_authentic_garbage(tail: bytes, kind: int, flags: int) -> None:
     """Correctly signed bodies with random content: reaches every post-MAC check."""
-    req = wire.MAGIC + bytes((1, kind)) + b"\0\0" + CID + tail
+    req = wire.MAGIC + bytes((wire.VERSION, kind)) + b"\0\0" + CID + tail
     with contextlib.suppress(wire.ArbiterWireError):
         wire.decode_request(resign(req + b"\0" * 32), keys_for)
     ans = (
         wire.MAGIC
-        + bytes((1, kind))
+        + bytes((wire.VERSION, kind))
         + b"\0\0"
         + CID
         + tail[:40].ljust(40, b"\0")

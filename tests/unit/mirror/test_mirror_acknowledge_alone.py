@@ -85,3 +85,16 @@ def test_arbitrator_outdated_copy_is_stale_and_never_takes_over() -> None:
         WitnessResult(False, d.later(0.2), sent_at=d.now, other="n2", known_generation=d.state.generation + 5)
     )
     assert d.state.peer_generation_seen == d.state.generation + 5
+
+
+def test_a_fenced_primary_fails_the_writes_it_holds_before_stop_prim_runs() -> None:
+    """Held fsync calls would keep the application stuck in them while stop_prim tries to stop it
+    (8 s in the fault-injection suite): the fence releases them with an error, never an ack."""
+    d = prim(ARBITRATOR)
+    d.feed(WitnessResult(True, d.later(0.2), sent_at=d.now, generation=d.state.generation))
+    lost(d, 0.2)
+    acts = d.tick(3.5)
+    kinds = [type(a).__name__ for a in acts]
+    assert "FenceReplication" in kinds and "ReleaseVip" in kinds
+    assert kinds.index("FenceReplication") < kinds.index("RunScript")  # before stop_prim
+    assert d.tick(0.5) == () or "FenceReplication" not in [type(a).__name__ for a in d.actions]
