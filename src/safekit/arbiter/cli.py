@@ -21,6 +21,7 @@ from typing import Any
 from safekit.arbiter import keys, server, wire
 from safekit.arbiter.client import ArbiterClient, LeaseAnswer
 from safekit.arbiter.generations import DEFAULT_STATE_DIR, GenerationStateError, GenerationStore
+from safekit.host.supervised import daemonize, running_pid
 from safekit.membership.clusterkey import ClusterKeyError, load_key
 
 EXIT_ERROR = 1
@@ -324,13 +325,13 @@ def _serve(args: argparse.Namespace) -> int:
                 raise ArbiterCliError(f"{path}: the same key as {source}")
         loaded[str(path)] = key
     if args.pidfile is not None:
-        running = _running_pid(args.pidfile)
+        running = running_pid(args.pidfile)
         if running is not None:
             raise ArbiterCliError(f"already running (pid {running}, {args.pidfile})")
     # Before detaching: a state file that cannot be trusted stops the start with a message on stderr.
     store, generations, reset_note = _load_generations(args.state_dir, reset=args.reset_generations)
     if args.daemon:
-        _daemonize()
+        daemonize()
     _setup_logging(args.log_file, args.log_level, to_stderr=not args.daemon)
     if reset_note is not None:
         logging.getLogger("safekit.arbiter").warning(
@@ -367,28 +368,6 @@ def _load_generations(
         note = f"--reset-generations: unreadable state file replaced ({exc})"
     store.save({})
     return store, {}, note
-
-
-def _running_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text(encoding="ascii").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def _daemonize() -> None:
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 def _setup_logging(log_file: Path | None, level: str, *, to_stderr: bool) -> None:

@@ -21,11 +21,10 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 from pathlib import Path
 
 from safekit.membership.clusterkey import KEY_FILE_PREFIX as CLUSTER_KEY_PREFIX
-from safekit.membership.clusterkey import KEY_SIZE, check_key
+from safekit.membership.clusterkey import KEY_SIZE, check_key, read_secret_text
 
 ARBITER_KEY_PREFIX = "safekit-arbiter-key-v1:"
 MAX_KEY_FILE_BYTES = 4096
@@ -86,44 +85,14 @@ def decode_key_file(text: str, *, source: str = "arbiter key") -> bytes:
 
 
 def load_key(path: str | os.PathLike[str]) -> bytes:
-    """Read and validate the arbiter key file at `path`.
-
-    The same safety rules as the cluster key: a regular file, no group/other permission bit,
-    owned by this user or root (checked on the opened file, so no window between check and read).
-    """
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ArbiterKeyError(
-            f"{path}: arbiter key file not found; write it with "
-            "'safekit arbiter key --cluster-key FILE --out FILE'"
-        ) from None
-    except OSError as exc:
-        raise ArbiterKeyError(f"{path}: cannot open arbiter key file: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ArbiterKeyError(f"{path}: the arbiter key must be a regular file")
-        if info.st_mode & 0o077:
-            raise ArbiterKeyError(
-                f"{path}: arbiter key file is accessible by group or others "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with: chmod 600 {path}"
-            )
-        if info.st_uid not in (os.geteuid(), 0):
-            raise ArbiterKeyError(
-                f"{path}: arbiter key file is owned by uid {info.st_uid}, not by this user or root; "
-                f"fix it with: chown {os.geteuid()} {path}"
-            )
-        if info.st_size > MAX_KEY_FILE_BYTES:
-            raise ArbiterKeyError(f"{path}: {info.st_size} bytes is too big for an arbiter key file")
-        raw = os.read(fd, MAX_KEY_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise ArbiterKeyError(f"{path}: the arbiter key file is not ASCII text") from None
+    """Read and validate the arbiter key file at `path`: the cluster key's safety rules (a regular
+    file, no group/other permission bit, owned by this user or root, checked on the opened file)."""
+    text = read_secret_text(
+        path,
+        what="arbiter key",
+        missing="write it with 'safekit arbiter key --cluster-key FILE --out FILE'",
+        error=ArbiterKeyError,
+    )
     return decode_key_file(text, source=str(path))
 
 

@@ -22,6 +22,7 @@ from safekit.api.server import start_api
 from safekit.daemon.node import Node, NodeError
 from safekit.daemon.paths import Paths
 from safekit.daemon.priority import raise_own_priority
+from safekit.host.supervised import daemonize, running_pid
 
 log = logging.getLogger("safekit.daemon")
 
@@ -54,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         return 77
     paths = Paths.from_env()
     if args.pidfile is not None:
-        running = _running_pid(args.pidfile)
+        running = running_pid(args.pidfile)
         if running is not None:
             print(f"safekitd: already running (pid {running}, {args.pidfile})", file=sys.stderr)
             return 1
     if args.daemon:
-        _daemonize()
+        daemonize()
     _setup_logging(paths, args.log_level, to_stderr=not args.daemon)
     raise_own_priority(args.nice)
     if args.pidfile is not None:
@@ -100,28 +101,6 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     await node.stop()
     log.info("stopped")
     return 0
-
-
-def _running_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text(encoding="ascii").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def _daemonize() -> None:
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 def _setup_logging(paths: Paths, level: str, *, to_stderr: bool) -> None:

@@ -85,12 +85,15 @@ def decode_key_file(text: str, *, source: str = "cluster key") -> bytes:
     return key
 
 
-def load_key(path: str | os.PathLike[str]) -> bytes:
-    """Read and validate the key file at `path`.
+def read_secret_text(
+    path: str | os.PathLike[str], *, what: str, missing: str, error: type[Exception] = ClusterKeyError
+) -> str:
+    """The ASCII text of a small secret file (`what`, e.g. "cluster key"), read safely.
 
-    Refused: anything but a regular file; a file with any group/other permission bit (others could
-    read the key, or replace it with one they know); a file owned by another user than us or root
-    (its owner could chmod it open at any time).
+    Refused, with `error`: anything but a regular file; a file with any group/other permission bit
+    (others could read the key, or replace it with one they know); a file owned by another user
+    than us or root (its owner could chmod it open at any time); a file too big to be a key.
+    `missing` is the hint given when the file does not exist.
     """
     path = Path(path)
     try:
@@ -98,36 +101,42 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
         # pointed to a moment before: no window between check and read.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ClusterKeyError(
-            f"{path}: cluster key file not found; create it with 'safekit cluster genkey' "
-            "and copy the same file to every node"
-        ) from None
+        raise error(f"{path}: {what} file not found; {missing}") from None
     except OSError as exc:
-        raise ClusterKeyError(f"{path}: cannot open cluster key file: {exc.strerror}") from None
+        raise error(f"{path}: cannot open {what} file: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ClusterKeyError(f"{path}: the cluster key must be a regular file")
+            raise error(f"{path}: the {what} must be a regular file")
         if info.st_mode & 0o077:
-            raise ClusterKeyError(
-                f"{path}: cluster key file is accessible by group or others "
+            raise error(
+                f"{path}: {what} file is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with: chmod 600 {path}"
             )
         if info.st_uid not in (os.geteuid(), 0):
-            raise ClusterKeyError(
-                f"{path}: cluster key file is owned by uid {info.st_uid}, not by this user or root; "
+            raise error(
+                f"{path}: {what} file is owned by uid {info.st_uid}, not by this user or root; "
                 f"fix it with: chown {os.geteuid()} {path}"
             )
         if info.st_size > MAX_KEY_FILE_BYTES:
-            raise ClusterKeyError(f"{path}: {info.st_size} bytes is too big for a cluster key file")
+            raise error(f"{path}: {info.st_size} bytes is too big for a {what} file")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             raw = handle.read(MAX_KEY_FILE_BYTES + 1)
     finally:
         os.close(fd)
     try:
-        text = raw.decode("ascii")
+        return raw.decode("ascii")
     except UnicodeDecodeError:
-        raise ClusterKeyError(f"{path}: the cluster key file is not ASCII text") from None
+        raise error(f"{path}: the {what} file is not ASCII text") from None
+
+
+def load_key(path: str | os.PathLike[str]) -> bytes:
+    """Read and validate the key file at `path` (the safety rules of `read_secret_text`)."""
+    text = read_secret_text(
+        path,
+        what="cluster key",
+        missing="create it with 'safekit cluster genkey' and copy the same file to every node",
+    )
     return decode_key_file(text, source=str(path))
 
 

@@ -33,8 +33,10 @@ one node at a time, like corosync-qnetd grants its vote. The primary renews it a
   no lease fences when *it* sees the loss, at most detection_skew later), and once a VIP owner
   probe made after the loss saw no other owner (a node whose safekitd died keeps its VIP: the
   lease alone cannot tell that a node no longer serves, only that it no longer renews);
-- the peer still serves: a refusal to a request sent later than `peer lost + lease_duration`
-  means the peer renewed its lease after this node lost it: it is alive and serves alone.
+- the peer went on alone: it acknowledges writes alone only once the arbitrator granted its new
+  replica generation, and the arbitrator then refuses this node's older copy as outdated, saying
+  which generation it knows (a lease merely held by the peer proves nothing: a candidate waiting
+  to take over holds it too).
 
 Both kinds: a node that learns that the peer serves without it (the VIP answered by another MAC,
 or the lease renewed by the peer) must not take over later with its copy, which no longer follows
@@ -231,8 +233,9 @@ def peer_serving_evidence(rules: WitnessRules, view: WitnessView, absent_since: 
     if at is None:
         return None
     if rules.mode is WitnessMode.ARBITRATOR:
-        if at > absent_since + rules.lease and view.lease_lost:
-            return f"{view.other_server} still renews its arbitrator lease"
+        # A lease held by the peer is not proof that it serves (a candidate waits with it, too);
+        # a peer that went on alone had its new generation granted, and the arbitrator then says
+        # this copy is outdated (WitnessResult.known_generation: the machine marks it stale).
         return None
     if view.other_since(absent_since):
         return f"the virtual IP is still answered by {view.other_server}"

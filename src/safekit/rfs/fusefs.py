@@ -67,6 +67,18 @@ def fuse_errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except (trio.Cancelled, KeyboardInterrupt):
             raise
+        except ExceptionGroup as group:
+            # a handler's nursery (fsync waits on several things): a failure with an errno (a
+            # fenced replication's EIO) is an answer, not an internal error
+            oserrors, rest = group.split(OSError)
+            if rest is None and oserrors is not None:
+                first: BaseException = oserrors
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                code = first.errno if isinstance(first, OSError) else None
+                raise pyfuse3.FUSEError(code or errno.EIO) from None
+            log.exception("internal error in %s: the call fails with EIO, the mount stays", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
         except Exception:
             log.exception("internal error in %s: the call fails with EIO, the mount stays", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from safekit.host import mounts
 from safekit.rfs.tree import Exclusions
 
 
@@ -66,59 +67,13 @@ def emit(event: str, **fields: Any) -> None:
 
 
 # --------------------------------------------------------------------------- mounts
-FUSE_TYPE = "fuse.safekit"
-
-
-@dataclass(frozen=True)
-class Mount:
-    id: int
-    dev: str
-    root: str
-    point: str
-    fstype: str
-
-    @property
-    def key(self) -> list[object]:
-        return [self.id, self.dev, self.root]
-
-
-def _unescape(field: str) -> str:
-    return field.encode("utf-8", "surrogateescape").decode("unicode_escape")
-
-
-def mounts_at(path: str) -> list[Mount]:
-    """The mounts stacked at `path`, bottom first (the kernel lists them in mount order)."""
-    real = os.path.realpath(path)
-    found: list[Mount] = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 10:
-                continue
-            sep = fields.index("-")
-            mount = Mount(
-                int(fields[0]), fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1]
-            )
-            if mount.point == real:
-                found.append(mount)
-    return found
+FUSE_TYPE = mounts.FUSE_TYPE
 
 
 def unmount_ours(path: str, recorded: list[list[object]] | None = None) -> int:
     """Lazily unmount what safekit stacked at `path` (a dead FUSE, its binds, a recorded read-only
-    bind), from the top, stopping at the first mount that is not ours (a user's file system under
-    the replicated directory stays). Returns how many were removed."""
-    removed = 0
-    for _ in range(16):
-        stack = mounts_at(path)
-        if not stack:
-            break
-        top = stack[-1]
-        if top.fstype != FUSE_TYPE and top.key not in (recorded or []):
-            break
-        subprocess.run(["umount", "-l", os.path.realpath(path)], check=False, capture_output=True)
-        removed += 1
-    return removed
+    bind), from the top, without ever looking through them (`host.mounts.detach_ours`)."""
+    return mounts.detach_ours(path, recorded or [])
 
 
 def open_dir(path: str) -> int:
@@ -127,12 +82,12 @@ def open_dir(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def bind(source: str, target: str, *, read_only: bool) -> Mount:
+def bind(source: str, target: str, *, read_only: bool) -> mounts.Mount:
     """Bind `source` over `target`; returns the new mount (to recognise it later as ours)."""
     _mount(["--bind", source, target])
     if read_only:
         _mount(["-o", "remount,bind,ro", target])
-    return mounts_at(target)[-1]
+    return mounts.mounts_at(target)[-1]
 
 
 def _mount(args: list[str]) -> None:

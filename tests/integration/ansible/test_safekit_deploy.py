@@ -57,7 +57,9 @@ def test_deploy_mirror_shows_progress_and_a_summary_and_builds_the_cluster(lab: 
     recap = summary(result.stdout)
     assert set(recap) == {"node1", "node2"}
     assert all(h["failed"] == 0 and h["unreachable"] == 0 and h["changed"] > 0 for h in recap.values())
-    assert re.search(r"^total time \d+\.\d s: ok on 2 hosts$", result.stdout, re.M)
+    # the two nodes and the witness host, where the play installs the arbitrating witness
+    assert re.search(r"^total time \d+\.\d s: ok on 3 hosts$", result.stdout, re.M)
+    assert re.search(r"^  witness\s+ok=\d+ changed=\d+ failed=0 unreachable=0$", result.stdout, re.M)
     assert state(lab, "node1") == ("PRIM", "Ready")
     assert state(lab, "node2") == ("SECOND", "Ready")
     # The cluster key never reaches the display (the task that distributes it is no_log).

@@ -107,8 +107,10 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     root = Path(tempfile.mkdtemp(prefix="safekit-itpg-", dir="/var/tmp"))  # the lab hosts see /var/tmp
     root.chmod(0o755)
     cluster = LabCluster(lab)
-    cluster.install(module_for(lab, root), key=clusterkey.generate_key())
+    key = clusterkey.generate_key()
+    cluster.install(module_for(lab, root), key=key)
     shutil.rmtree(root, ignore_errors=True)
+    cluster.start_arbiter(key)  # the module's split-brain witness is the arbitrator, on the witness host
     for node in cluster.nodes:
         cluster.start_daemon(node)
     try:

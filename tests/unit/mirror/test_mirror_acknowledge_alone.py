@@ -98,3 +98,20 @@ def test_a_fenced_primary_fails_the_writes_it_holds_before_stop_prim_runs() -> N
     assert "FenceReplication" in kinds and "ReleaseVip" in kinds
     assert kinds.index("FenceReplication") < kinds.index("RunScript")  # before stop_prim
     assert d.tick(0.5) == () or "FenceReplication" not in [type(a).__name__ for a in d.actions]
+
+
+def test_arbitrator_a_peer_holding_the_lease_is_not_proof_that_it_serves() -> None:
+    """Found by the fault-injection suite: after a split in which neither side reached the
+    arbitrator, the old secondary got the lease as a candidate (not serving) just before the
+    heartbeats returned; the old primary took the refusal for "the peer goes on alone", marked its
+    own copy stale, and both waited for ever. Only an outdated refusal (the arbitrator granted a
+    newer generation) proves that the peer went on alone."""
+    d = prim(ARBITRATOR)
+    d.feed(WitnessResult(True, d.later(0.2), sent_at=d.now, generation=d.state.generation))
+    lost(d, 0.2)
+    d.tick(3.5)  # the lease ran out: fenced, WAIT
+    d.settle()
+    seen = d.state.peer_generation_seen
+    d.feed(WitnessResult(False, d.later(1.0), sent_at=d.now - 0.01, other="n2", known_generation=seen))
+    assert d.state.peer_generation_seen == seen, d.state.reason
+    assert "renews" not in d.state.reason

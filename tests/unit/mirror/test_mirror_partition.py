@@ -39,7 +39,7 @@ def test_arbitrator_split_with_the_witness_on_both_sides_keeps_one_primary(seed:
     trace = "\n".join(cluster.trace)
     # n2 learns that n1 went on without it: n1 renews after the loss, or the arbitrator refuses
     # n2's older generation (n1's renewal carried its new one)
-    assert "still renews its arbitrator lease" in trace or "the arbitrator knows replica generation" in trace
+    assert "the arbitrator knows replica generation" in trace
     # n2 never takes over with its copy, even once n1 is gone (n1 acknowledged writes alone)
     assert n2.state.peer_generation_seen > n2.state.generation
     cluster.heal()
@@ -149,3 +149,22 @@ def test_arbitrator_a_primary_that_went_on_alone_then_lost_the_witness_loses_no_
     cluster.advance(30.0)
     assert cluster.violations == []
     assert cluster.nodes["n1"].state.module_state in (ModuleState.ALONE, ModuleState.PRIM), cluster.dump()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_arbitrator_a_candidate_holding_the_lease_is_not_taken_for_a_serving_peer(seed: int) -> None:
+    """Found by the fault-injection suite (partition, witness reached by neither, then healed): a
+    node that does not serve may hold the lease while it waits; the other side must not conclude
+    that it serves and mark its own copy stale - both would then wait for ever."""
+    cluster = started("arbitrator", seed)
+    cluster.set_witness(frozenset())
+    cluster.cut(None)
+    cluster.advance(8.0)
+    assert cluster.serving() == []
+    cluster.set_witness(frozenset(NODES))  # the witness returns just before the heartbeats
+    cluster.advance(0.8)
+    cluster.heal()
+    cluster.advance(40.0)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+    states = sorted(cluster.nodes[n].state.module_state for n in NODES)
+    assert states == sorted([ModuleState.PRIM, ModuleState.SECOND]), cluster.dump()
