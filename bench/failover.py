@@ -121,8 +121,9 @@ class Bench:
         shutil.copytree(EXAMPLE, module)
         witness = self.witness
         if kind == "arbitrator":
-            if self.arbiter is None:
-                self.arbiter = self.cluster.start_arbiter(self.key)
+            # the module is installed from scratch (generation 0): an arbiter that remembers the
+            # previous install's generations would rightly refuse it (outdated)
+            self.arbiter = self.cluster.start_arbiter(self.key, fresh=True)
             witness = self.arbiter
         (module / "conf" / "userconfig.xml").write_text(
             userconfig(self.vip, witness, pulse, timeout, scripts, kind=kind)

@@ -74,17 +74,27 @@ class LabCluster:
 
     # ------------------------------------------------------------------ arbiter
     def start_arbiter(
-        self, key: bytes, host: str = "witness", port: int = 9455, *, grace: bool = True
+        self, key: bytes, host: str = "witness", port: int = 9455, *, grace: bool = True, fresh: bool = False
     ) -> str:
         """`safekit arbiter serve` on `host` with the key derived from the cluster `key`
         (docs/arbiter.md); returns its ADDR:PORT for `<splitbrain exec="arbitrator" arg=...>`.
-        With `grace`, waits out the 10 s during which a fresh arbiter grants nothing."""
+        With `grace`, waits out the 10 s during which a fresh arbiter grants nothing. With `fresh`,
+        an arbiter already running there is ended and the generations it recorded are forgotten
+        (for modules reinstalled from scratch under the same name, as benchmarks do)."""
         address = str(self.lab.plan().host(host).address)
         safekit = str(BIN / "safekit")
+        restart = (
+            "if p=$(cat /run/safekit-arbiter.pid 2>/dev/null) && kill -0 $p 2>/dev/null; then "
+            "kill $p; while kill -0 $p 2>/dev/null; do sleep 0.05; done; fi; "
+            "rm -rf /var/safekit/arbiter; "
+            if fresh
+            else ""
+        )
         script = (
             'set -e; umask 077; mkdir -p /etc/safekit; printf "%s" "$1" > /etc/safekit/cluster.key; '
-            f"{safekit} arbiter key --cluster-key /etc/safekit/cluster.key "
-            "--out /etc/safekit/arbiter.key --force; "
+            + restart
+            + f"{safekit} arbiter key --cluster-key /etc/safekit/cluster.key "
+            + "--out /etc/safekit/arbiter.key --force; "
             f"{safekit} arbiter serve --daemon --listen {address}:{port} --key-file /etc/safekit/arbiter.key "
             "--log-file /var/log/safekit-arbiter.log --pidfile /run/safekit-arbiter.pid "
             "--state-dir /var/safekit/arbiter"  # private to the lab host (/var/lib is the machine's)

@@ -348,15 +348,8 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
         generation=ev.generation,
     )
     ctx.set(witness=after)
-    known = ev.known_generation
-    if known is not None and known > s.generation and known > s.peer_generation_seen:
-        # The arbitrator granted a lease to a newer copy than ours: ours is stale (rule 1).
-        ctx.set(peer_generation_seen=known)
-        ctx.log(
-            f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
-            "not up to date (rule 1)",
-            LogLevel.WARNING,
-        )
+    if ev.known_generation is not None:
+        _on_known_generation(ctx, ev.known_generation)
     if (ev.vip_owner is not None and before.vip_owner_at is None) or (
         ev.vip_owner is not None
         and before.vip_clear_at is not None
@@ -383,6 +376,33 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
         word = "reachable" if reachable else "unreachable"
         level = LogLevel.INFO if reachable else LogLevel.WARNING
         ctx.log(f"split-brain witness {word}", level)
+
+
+def _on_known_generation(ctx: _Ctx, known: int) -> None:
+    """The highest replica generation the arbitrator granted for this module."""
+    s = ctx.s
+    if known <= s.generation:
+        return
+    if s.claims_primary and s.peer is not None and s.peer.role is Role.SECONDARY:
+        # Serving with its secondary, yet the arbitrator knows a newer generation: its record
+        # predates this module's (a module reinstalled under the same name, an arbitrator state
+        # restored). Start a newer generation, or no lease would ever be granted to this copy
+        # (the secondary then resynchronises to it once).
+        gen = known + 1
+        ctx.set(generation=gen)
+        ctx.log(
+            f"the arbitrator knows replica generation {known}, newer than this primary's "
+            f"{s.generation}: its record predates this module; now generation {gen}",
+            LogLevel.WARNING,
+        )
+    elif known > s.peer_generation_seen:
+        # The arbitrator granted a lease to a newer copy than ours: ours is stale (rule 1).
+        ctx.set(peer_generation_seen=known)
+        ctx.log(
+            f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
+            "not up to date (rule 1)",
+            LogLevel.WARNING,
+        )
 
 
 def _recent_other(before: WitnessView, after: WitnessView) -> bool:

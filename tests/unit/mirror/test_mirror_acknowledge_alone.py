@@ -7,7 +7,7 @@ from its peer and from the witness would acknowledge writes the peer then takes 
 
 from __future__ import annotations
 
-from mirror_driver import Driver, peer_status, prim, settings
+from mirror_driver import Driver, peer_status, prim, second, settings
 
 from safekit.mirror import ModuleState, WitnessMode, WitnessResult, may_acknowledge_alone
 
@@ -80,11 +80,14 @@ def test_arbitrator_no_answer_keeps_the_writes_held_until_the_primary_fences() -
 
 
 def test_arbitrator_outdated_copy_is_stale_and_never_takes_over() -> None:
-    d = prim(ARBITRATOR)
-    d.feed(
-        WitnessResult(False, d.later(0.2), sent_at=d.now, other="n2", known_generation=d.state.generation + 5)
-    )
-    assert d.state.peer_generation_seen == d.state.generation + 5
+    d = second(ARBITRATOR)
+    lost(d)
+    newer = d.state.generation + 5
+    d.feed(WitnessResult(False, d.later(0.2), sent_at=d.now, other="n2", known_generation=newer))
+    assert d.state.peer_generation_seen == newer
+    d.settle()
+    d.tick(10.0)
+    assert not d.state.vip_held and d.state.module_state is ModuleState.WAIT
 
 
 def test_a_fenced_primary_fails_the_writes_it_holds_before_stop_prim_runs() -> None:
@@ -115,3 +118,15 @@ def test_arbitrator_a_peer_holding_the_lease_is_not_proof_that_it_serves() -> No
     d.feed(WitnessResult(False, d.later(1.0), sent_at=d.now - 0.01, other="n2", known_generation=seen))
     assert d.state.peer_generation_seen == seen, d.state.reason
     assert "renews" not in d.state.reason
+
+
+def test_a_primary_with_its_secondary_starts_above_an_older_arbitrator_record() -> None:
+    """A module reinstalled under the same name starts at generation 0 while the arbitrator still
+    knows the old install's generation: the primary moves above it, or no lease would ever be
+    granted to this copy (its secondary could never take over)."""
+    d = prim(ARBITRATOR)
+    old = d.state.generation
+    d.feed(WitnessResult(False, d.later(0.2), sent_at=d.now, other="n1 (old)", known_generation=old + 6))
+    assert d.state.generation == old + 7
+    assert d.shown == (ModuleState.PRIM, d.state.readiness)
+    assert d.state.vip_held
