@@ -350,11 +350,10 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
     ctx.set(witness=after)
     if ev.known_generation is not None:
         _on_known_generation(ctx, ev.known_generation)
-    if (ev.vip_owner is not None and before.vip_owner_at is None) or (
-        ev.vip_owner is not None
-        and before.vip_clear_at is not None
-        and before.vip_clear_at > (before.vip_owner_at or 0)
-    ):
+    owner_is_news = before.vip_owner_at is None or (
+        before.vip_clear_at is not None and before.vip_clear_at > before.vip_owner_at
+    )
+    if ev.vip_owner is not None and owner_is_news:
         ctx.log(f"the virtual IP is still answered by {ev.vip_owner}: not taking it", LogLevel.WARNING)
     arbitrator = cfg.witness_mode is WitnessMode.ARBITRATOR
     if other is not None:
