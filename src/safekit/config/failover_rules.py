@@ -12,7 +12,7 @@ Semantics chosen where SafeKit's guide is silent: a resource missing from the ma
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, cast
 
@@ -294,3 +294,46 @@ def _split_rules(text: str) -> list[tuple[int, str, bool]]:
             start = index + 1
     pieces.append((start, text[start:], False))
     return pieces
+
+
+@dataclass(frozen=True)
+class RuleFiring:
+    """A rule whose condition has held for `handle_time`: fire its action (`held_for` seconds)."""
+
+    rule: FailoverRule
+    held_for: float
+
+
+@dataclass(frozen=True)
+class RuleClock:
+    """The "true for handle_time, fire once" clock of `<failover>` rules (pure; time passed in).
+
+    A rule fires when its condition has been true at every evaluation for `handle_time`, and once
+    per time the condition becomes true: it fires again only after it was false once, so a lasting
+    condition does not count toward maxloop forever. `reset` (checkers switched off) forgets it all.
+    """
+
+    handle_time: float
+    true_since: Mapping[str, float] = field(default_factory=dict)
+    fired: frozenset[str] = frozenset()
+
+    def evaluate(
+        self, rules: Iterable[FailoverRule], resources: Mapping[str, str], now: float
+    ) -> tuple[RuleClock, list[RuleFiring]]:
+        true_since = dict(self.true_since)
+        fired = set(self.fired)
+        firings: list[RuleFiring] = []
+        for rule in rules:
+            if not evaluate(rule.condition, resources):
+                true_since.pop(rule.label, None)
+                fired.discard(rule.label)
+                continue
+            since = true_since.setdefault(rule.label, now)
+            if rule.label in fired or now - since < self.handle_time:
+                continue
+            fired.add(rule.label)
+            firings.append(RuleFiring(rule, now - since))
+        return RuleClock(self.handle_time, true_since, frozenset(fired)), firings
+
+    def reset(self) -> RuleClock:
+        return RuleClock(self.handle_time)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from safekit import __version__
 from safekit.api.server import start_api
+from safekit.daemon import memtrace
 from safekit.daemon.node import Node, NodeError
 from safekit.daemon.paths import Paths
 from safekit.daemon.priority import raise_own_priority
@@ -79,6 +80,12 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    trace_period = memtrace.period_from_env()
+    tracer = (
+        asyncio.create_task(memtrace.trace_memory(paths.log / "tracemalloc.txt", trace_period))
+        if trace_period is not None
+        else None
+    )
     node = Node(
         paths,
         node_name=args.node,
@@ -99,6 +106,8 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     if api is not None:
         await api.stop()
     await node.stop()
+    if tracer is not None:
+        tracer.cancel()
     log.info("stopped")
     return 0
 

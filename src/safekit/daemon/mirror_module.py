@@ -28,15 +28,16 @@ from safekit.arbiter.client import ArbiterClient
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
-from safekit.config import evaluate as evaluate_rule
+from safekit.config.failover_rules import RuleClock
 from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
-from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
+from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.paths import Paths
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
+from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.daemon.timing import Timing
 from safekit.host import mounts, processes
 from safekit.membership.counters import Counters, RttStats
@@ -66,7 +67,6 @@ from safekit.mirror import (
     QueryWitness,
     Readiness,
     ReleaseVip,
-    ReplicaStatus,
     ReplicationExited,
     ReplicationRole,
     ResourceUp,
@@ -78,11 +78,13 @@ from safekit.mirror import (
     Tick,
     WitnessMode,
     WitnessResult,
+    replica,
 )
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
 from safekit.mirror import Script as MachineScript
+from safekit.rfs import channel
 from safekit.rfs.spec import DirSpec, RfsSpec
 from safekit.scripts import Script, ScriptRunner
 from safekit.vip import VipError, VipProvider, VipSpec, create_provider
@@ -201,9 +203,9 @@ class MirrorModule:
         self.link = HeartbeatLink(
             module=name,
             local_node=local_node,
-            peer_node=self.peer_node,
             key=key,
             lans=lans,
+            codec=StatusCodec(wire_fields, status_from),
             on_status=self._on_peer_status,
             on_liveness=self._on_liveness,
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
@@ -219,8 +221,6 @@ class MirrorModule:
         self._witness_wake = asyncio.Event()
         self._arbiter: ArbiterClient | None = _arbiter_client(config, key, local_node)
         self._witness_probes: set[asyncio.Task[None]] = set()
-        self._replication = ReplicationRole.NONE
-        self._fed_generation: int | None = None
         self._last_peer_status: NodeStatus | None = None
         self._split_at: float | None = None  # wall clock: the peer's last heartbeat before a loss
         self._last_shown: tuple[ModuleState, Readiness] | None = None
@@ -237,12 +237,10 @@ class MirrorModule:
         """Replication (<rfs>): the process, what it last said, and the degrade handshake."""
         self._rfs: RfsProcess | None = None
         self._rfs_restarts = 0
-        self._synced_generation: int | None = None  # generation the copy was last synced to
-        self._degrade_pending = False
-        self._degrade_wait_reason = ""
-        self._generation_sent: int | None = None
+        # what the replication means for the module: decided in mirror/replica.py
+        self._replica = replica.ReplicaBook(with_rfs=self.rfs_spec is not None)
         self._fullsync = False
-        self._verify: asyncio.Future[dict[str, Any]] | None = None
+        self._verify: asyncio.Future[channel.VerifyResult] | None = None
         if self.rfs_spec is not None:
             self.resources["rfs.uptodate"] = "init"
             self.resources["rfs.degraded"] = "init"
@@ -447,7 +445,7 @@ class MirrorModule:
         if on and not before:
             now = time.monotonic()
             for resource, (when, action) in self._checks.items():
-                if self.resources.get(resource) == "down" and self._when_applies(when):
+                if self.resources.get(resource) == "down" and mirror.checker_applies(self.state, when):
                     self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
         return self._switched("checker", before, on, "checkers and failover rules")
 
@@ -487,20 +485,11 @@ class MirrorModule:
         now = time.monotonic()
         if value == "up":
             self.submit(ResourceUp(resource, now))
-        elif value == "down" and self._when_applies(when):
+        elif value == "down" and mirror.checker_applies(self.state, when):
             if not self.checkers_enabled:
                 self.log.warning("checker off: %s down, action %s not taken", resource, action)
                 return
             self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
-
-    def _when_applies(self, when: str) -> bool:
-        """`when` of a checker: prim = while primary, both = primary or secondary, pre = always."""
-        state = self.state.module_state
-        if when == "pre":
-            return True
-        if when == "both":
-            return state in (ModuleState.PRIM, ModuleState.ALONE, ModuleState.SECOND)
-        return state in (ModuleState.PRIM, ModuleState.ALONE)
 
     def _on_peer_status(self, status: NodeStatus, now: float) -> None:
         # Only what changes is news for the state machine: an unchanged status every pulse would
@@ -508,30 +497,9 @@ class MirrorModule:
         if status != self._last_peer_status:
             self._last_peer_status = status
             self.submit(PeerHeartbeat(status, now))
-        if self._replication is ReplicationRole.SECONDARY and status.serving:
-            if self.rfs_spec is None:
-                # Without <rfs> there is no data to copy: a secondary is up to date with its
-                # primary as soon as it follows it.
-                if status.generation != self._fed_generation:
-                    self._fed_generation = status.generation
-                    self.submit(ReplicaStatus(True, now, status.generation))
-            elif (
-                self.state.uptodate
-                and self._synced_generation is not None
-                and status.generation > self._synced_generation
-            ):
-                # The primary moved to a new generation since our copy was in sync: its link to us
-                # was lost and it went on without us. Our copy is stale (and we say so, which is
-                # what the primary waits for before it acknowledges writes without us).
-                self.log.warning(
-                    "%s is at replica generation %d, this copy was synced at %d: not up to date",
-                    status.node,
-                    status.generation,
-                    self._synced_generation,
-                )
-                self._synced_generation = None
-                self.submit(ReplicaStatus(False, now))
-        self._check_degrade()
+        self._replica, effects = replica.on_peer_status(self._replica, status, self.state, now)
+        self._apply(effects)
+        self._after_step()
 
     def _on_liveness(self, event: LivenessEvent, now: float) -> None:
         if isinstance(event, LanDown):
@@ -546,9 +514,7 @@ class MirrorModule:
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self._split_at = time.time() - self.settings.peer_timeout
             self.submit(MachinePeerLost(now))
-            if self._rfs is not None and self._rfs.role == "primary":
-                # No need to wait for sendtimeout: membership says the peer is gone.
-                self._rfs.command("peer_lost")
+            self._apply(replica.peer_lost(self._replica))  # no need to wait for sendtimeout
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
 
@@ -575,8 +541,7 @@ class MirrorModule:
         replies: list[CommandReply] = []
         for action in transition.actions:
             await self._execute(action, replies)
-        self._tell_rfs_generation()
-        self._check_degrade()
+        self._after_step()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
             item.reply.set_result(reply)
@@ -618,22 +583,17 @@ class MirrorModule:
             case ReleaseVip():
                 await self._release_vips(action)
             case StartReplication(role=role):
-                self._replication = role
-                self._fed_generation = None
+                self._replica = replica.started(self._replica, role, self.state.generation)
                 if self.rfs_spec is not None:
                     await self._start_rfs(action)
                 elif role is ReplicationRole.SECONDARY and self.state.peer is not None:
                     self._on_peer_status(self.state.peer, time.monotonic())
             case StopReplication():
-                self._replication = ReplicationRole.NONE
+                self._replica = replica.stopped(self._replica)
                 await self._stop_rfs()
             case FenceReplication():
-                if self._rfs is not None and self._rfs.role == "primary":
-                    self.log.warning(
-                        "replication fenced: held and new fsync calls fail (nothing acknowledged alone)"
-                    )
-                    self._rfs.command("fence")
-                    self._degrade_pending = False
+                self._replica, effects = replica.fenced(self._replica)
+                self._apply(effects)
             case QueryWitness():
                 self._witness_wake.set()
             case CommandReply():
@@ -858,27 +818,21 @@ class MirrorModule:
         condition was false once), so a lasting condition does not count toward maxloop forever.
         """
         failover = self.config.failover
-        true_since: dict[str, float] = {}
-        fired: set[str] = set()
+        clock = RuleClock(failover.handle_time)
         while True:
             await asyncio.sleep(failover.period)
             if not self.checkers_enabled:  # `checker off`: rules count again from `checker on`
-                true_since.clear()
-                fired.clear()
+                clock = clock.reset()
                 continue
             now = time.monotonic()
-            resources = self.status(verbose=True)["resources"]
-            for rule in failover.rules:
-                if not evaluate_rule(rule.condition, resources):
-                    true_since.pop(rule.label, None)
-                    fired.discard(rule.label)
-                    continue
-                since = true_since.setdefault(rule.label, now)
-                if rule.label in fired or now - since < failover.handle_time:
-                    continue
-                fired.add(rule.label)
+            clock, firings = clock.evaluate(failover.rules, self.status(verbose=True)["resources"], now)
+            for firing in firings:
+                rule = firing.rule
                 self.log.warning(
-                    "failover rule %s: condition true for %.1f s: %s()", rule.label, now - since, rule.action
+                    "failover rule %s: condition true for %.1f s: %s()",
+                    rule.label,
+                    firing.held_for,
+                    rule.action,
                 )
                 if rule.action == "swap":
                     if self.state.module_state in (ModuleState.PRIM, ModuleState.ALONE):
@@ -916,7 +870,7 @@ class MirrorModule:
         classes = [p.process_class for p in errd_cfg.procs]
         while True:
             await asyncio.sleep(errd_cfg.polltimer)
-            active = self._errd_active()
+            active = mirror.errd_classes(self.state)
             if not active:
                 continue
             processes = await asyncio.to_thread(errd.scan)
@@ -935,16 +889,6 @@ class MirrorModule:
         self.log.warning("errd: %s: action %s", verdict.reason, verdict.rule.action)
         action = CheckerAction(verdict.rule.action)
         self.submit(CheckerVerdict(action, resource, time.monotonic(), verdict.reason))
-
-    def _errd_active(self) -> set[str]:
-        """Process classes that must be running now (only in a settled, Ready state)."""
-        if self.state.readiness is not Readiness.READY or self.state.running is not None:
-            return set()
-        if self.state.module_state in (ModuleState.PRIM, ModuleState.ALONE):
-            return {"prim", "both", "pre"}
-        if self.state.module_state is ModuleState.SECOND:
-            return {"second", "sec", "both", "pre"}
-        return set()
 
     # ------------------------------------------------------------------ replication
     async def _start_rfs(self, action: StartReplication) -> None:
@@ -965,9 +909,6 @@ class MirrorModule:
             }
         spec = dataclasses.replace(self.rfs_spec, extra=extra)
         self._fullsync = False
-        self._synced_generation = None
-        self._degrade_pending = False
-        self._generation_sent = self.state.generation
         process = RfsProcess(role, spec, self.log, self._on_rfs_event)
         self._rfs = process
         try:
@@ -999,94 +940,46 @@ class MirrorModule:
                 removed = await asyncio.to_thread(_detach_replication_mounts, self.rfs_spec, self.log)
                 if removed:
                     self.log.info("dead replication mounts removed: %d", removed)
-        self._degrade_pending = False
         if self.rfs_spec is not None:
             self.resources["rfs.degraded"] = "init"
 
-    def _tell_rfs_generation(self) -> None:
-        process = self._rfs
-        if (
-            process is not None
-            and process.role == "primary"
-            and self._generation_sent != self.state.generation
-        ):
-            self._generation_sent = self.state.generation
-            process.command("generation", value=self.state.generation)
+    def _after_step(self) -> None:
+        """After every machine step and peer status: the generation for the primary's replication
+        process, and whether its held writes may now be acknowledged alone (mirror/replica.py)."""
+        self._replica, effects = replica.after_step(self._replica, self.settings, self.state)
+        self._apply(effects)
 
-    def _check_degrade(self) -> None:
-        """Let the primary's replication acknowledge writes without the secondary once the state
-        machine says the secondary cannot take over with its stale copy (`may_acknowledge_alone`:
-        it says so itself, or it is lost and the witness rules exclude it). Checked after every
-        event, so a witness answer releases the held writes at once."""
-        if not self._degrade_pending or self._rfs is None or self._rfs.role != "primary":
-            return
-        allowed, why = mirror.may_acknowledge_alone(self.settings, self.state)
-        if not allowed:
-            if why != self._degrade_wait_reason:
-                self._degrade_wait_reason = why
-                self.log.info("replication degraded: writes held (%s)", why)
-            return
-        self._degrade_pending = False
-        self._degrade_wait_reason = ""
-        self.log.info("replication degraded: %s; writes are acknowledged by this node alone", why)
-        self._rfs.command("degrade_ok")
-
-    def _on_rfs_event(self, event: dict[str, Any]) -> None:  # noqa: PLR0912
+    def _on_rfs_event(self, event: channel.Event) -> None:
         process = self._rfs
         if process is None:
             return
-        name = str(event.get("event"))
-        now = time.monotonic()
-        if process.role == "primary":
-            match name:
-                case "degraded":
-                    self.resources["rfs.degraded"] = "up"
-                    self.log.warning("replication degraded: %s", event.get("reason"))
-                    self._degrade_pending = True
-                    self.submit(ReplicaStatus(False, now))
-                    self._check_degrade()
-                case "disconnected":
-                    self.resources["rfs.degraded"] = "up"
-                case "resyncing":
-                    self.resources["rfs.degraded"] = "up"
-                    self.log.info("replication: resynchronising %s (%s)", self.peer_node, event.get("mode"))
-                case "in_sync":
-                    self.resources["rfs.degraded"] = "down"
-                    self.log.info(
-                        "replication: %s in sync (%s resync, %s s, %s bytes)",
-                        self.peer_node,
-                        event.get("mode"),
-                        event.get("seconds"),
-                        event.get("bytes"),
-                    )
-                case "verify":
+        if isinstance(event, channel.InSync) and process.role == "secondary":
+            self._rfs_restarts = 0
+        self._replica, effects = replica.on_event(self._replica, event, self.peer_node, time.monotonic())
+        self._apply(effects)
+        self._after_step()
+
+    def _apply(self, effects: list[replica.Effect]) -> None:
+        """Execute what mirror/replica.py decided."""
+        for effect in effects:
+            match effect:
+                case replica.Submit(event=event):
+                    self.submit(event)
+                case replica.SendCommand(command=command):
+                    if self._rfs is not None:
+                        self._rfs.command(command)
+                case replica.Note(level=level, text=text):
+                    self.log.log(_LEVELS[level], "%s", text)
+                case replica.ShowResource(name=name, value=None):
+                    self.resources.pop(name, None)
+                case replica.ShowResource(name=name, value=str(value)):
+                    self.resources[name] = value
+                case replica.AnswerVerify(result=result):
                     if self._verify is not None and not self._verify.done():
-                        self._verify.set_result(event)
-        else:
-            match name:
-                case "resyncing":
-                    self._synced_generation = None
-                    self.resources["rfs.sync_progress"] = "0"
-                    self.submit(ReplicaStatus(False, now))
-                case "progress":
-                    self.resources["rfs.sync_progress"] = str(event.get("percent", 0))
-                case "disconnected":
-                    self.resources.pop("rfs.sync_progress", None)
-                case "in_sync":
-                    self._rfs_restarts = 0
-                    self.resources.pop("rfs.sync_progress", None)
-                    generation = int(event.get("generation", 0))
-                    self._synced_generation = generation
-                    self.submit(ReplicaStatus(True, now, generation))
-                case "error":
-                    self.log.error("replication: %s", event.get("reason"))
-                    self._synced_generation = None
-                    self.submit(ReplicaStatus(False, now))
-        if name == "exited":
-            self.log.error(
-                "replication process (%s) exited with code %s: restarting it", process.role, event.get("code")
-            )
-            asyncio.get_running_loop().create_task(self._report_rfs_exit(process, event.get("code")))
+                        self._verify.set_result(result)
+                case replica.ReportExit(code=code):
+                    if self._rfs is not None:
+                        asyncio.get_running_loop().create_task(self._report_rfs_exit(self._rfs, code))
 
     async def _report_rfs_exit(self, dead: RfsProcess, code: object) -> None:
         """The state machine decides what a dead replication process means (ReplicationExited). A
@@ -1107,7 +1000,7 @@ class MirrorModule:
         self._fullsync = True
         process = self._rfs
         if process is not None and process.role == "primary":
-            process.command("fullsync")
+            process.command(channel.Fullsync())
             return "full resynchronisation of the secondary started"
         if process is not None:
             asyncio.get_running_loop().create_task(self._restart_rfs_now(process))
@@ -1116,7 +1009,8 @@ class MirrorModule:
 
     async def _restart_rfs_now(self, process: RfsProcess) -> None:
         if self._rfs is process:
-            await self._start_rfs(StartReplication(self._replication))
+            self._replica = replica.started(self._replica, self._replica.role, self.state.generation)
+            await self._start_rfs(StartReplication(self._replica.role))
 
     async def rfs_verify(self, timeout: float = 600.0) -> dict[str, Any]:
         """`safekit rfs verify`: both copies compared at one point of the operation order."""
@@ -1129,22 +1023,22 @@ class MirrorModule:
                 "error": f"{self.name}: run verify on the primary ({self.state.module_state} here)",
             }
         self._verify = asyncio.get_running_loop().create_future()
-        process.command("verify")
+        process.command(channel.Verify())
         try:
             result = await asyncio.wait_for(self._verify, timeout)
         except TimeoutError:
             return {"ok": False, "error": f"{self.name}: verify did not finish within {timeout:g} s"}
         finally:
             self._verify = None
-        differences = list(result.get("differences", []))
-        if result.get("reason"):
-            return {"ok": False, "error": f"{self.name}: {result['reason']}"}
+        if result.reason:
+            return {"ok": False, "error": f"{self.name}: {result.reason}"}
+        differences = list(result.differences)
         return {
             "ok": True,
-            "identical": bool(result.get("ok")),
-            "checked": result.get("checked", 0),
+            "identical": result.ok,
+            "checked": result.checked,
             "differences": differences,
-            "message": f"{self.name}: {result.get('checked', 0)} entries compared, "
+            "message": f"{self.name}: {result.checked} entries compared, "
             + ("identical" if not differences else f"{len(differences)} differences"),
         }
 
@@ -1163,7 +1057,11 @@ class MirrorModule:
             resources = dict(self.resources)
             resources["rfs.uptodate"] = "up" if self.state.uptodate else "down"
             if self._rfs is not None:
-                data["replication"] = {"role": self._rfs.role, "last_event": self._rfs.last_event}
+                last = self._rfs.last_event
+                data["replication"] = {
+                    "role": self._rfs.role,
+                    "last_event": None if last is None else channel.describe(last),
+                }
             data["resources"] = resources
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
@@ -1204,7 +1102,8 @@ def _heartbeat_lans(
                 f"module {name}: a mirror has exactly two nodes, LAN {hb.name!r} has {len(lan.nodes)}"
             )
         peers.add(others[0].name)
-        lans.append(HeartbeatLan(hb.name, me.addr, others[0].addr, port, hb.pulse, hb.timeout))
+        peer_on_lan = ((others[0].name, others[0].addr),)
+        lans.append(HeartbeatLan(hb.name, me.addr, peer_on_lan, port, hb.pulse, hb.timeout))
     if len(peers) != 1:
         raise ModuleError(f"module {name}: the heartbeat LANs name different peers: {sorted(peers)}")
     return peers.pop(), lans

@@ -2,7 +2,8 @@
 reads its events, relays its log into the module log, and notices when it dies.
 
 The process is a child of safekitd, in the node's mount namespace (its FUSE and bind mounts are the
-ones applications see). Events are JSON lines on its stdout, commands JSON lines on its stdin.
+ones applications see). Events come on its stdout, commands go to its stdin, one JSON object per
+line, typed and decoded by `safekit.rfs.channel` (the contract both sides speak).
 Its identity (pid, start time, command line, boot id) is recorded under the module's state
 directory while it runs, so that a safekitd restarted after a crash ends that very process and no
 other (`PROCESS_RECORD`).
@@ -12,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from safekit.daemon import persist
 from safekit.host import processes
+from safekit.rfs import channel
 from safekit.rfs.spec import RfsSpec
 
 Role = Literal["primary", "secondary"]
@@ -58,7 +59,7 @@ class RfsProcess:
         role: Role,
         spec: RfsSpec,
         log: logging.Logger,
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[channel.Event], None],
     ) -> None:
         self.role = role
         self.spec = spec
@@ -66,9 +67,9 @@ class RfsProcess:
         self.on_event = on_event
         self.proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._ready: asyncio.Future[channel.Event] | None = None
         self._stopping = False
-        self.last_event: dict[str, Any] = {}
+        self.last_event: channel.Event | None = None
 
     @property
     def running(self) -> bool:
@@ -92,6 +93,7 @@ class RfsProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            limit=channel.MAX_LINE + 1,
         )
         self._tasks = [
             asyncio.create_task(self._read_events(), name=f"rfs-{self.role}-events"),
@@ -116,12 +118,11 @@ class RfsProcess:
         record = {"role": self.role, "process": identity.to_json()}
         persist.write_json(state_dir / PROCESS_RECORD, record)
 
-    def command(self, cmd: str, **fields: Any) -> None:
+    def command(self, command: channel.Command) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
             return
-        line = json.dumps({"cmd": cmd, **fields}) + "\n"
         with contextlib.suppress(ConnectionError, RuntimeError):
-            self.proc.stdin.write(line.encode())
+            self.proc.stdin.write(channel.encode_command(command))
 
     async def stop(self) -> None:
         proc = self.proc
@@ -129,7 +130,7 @@ class RfsProcess:
             return
         self._stopping = True
         if proc.returncode is None:
-            self.command("stop")
+            self.command(channel.Stop())
             try:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
             except TimeoutError:
@@ -152,19 +153,30 @@ class RfsProcess:
         assert self.proc is not None and self.proc.stdout is not None
         proc = self.proc
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
+        while True:
             try:
-                event = json.loads(line)
-            except ValueError:
-                self.log.warning("rfs %s: unreadable event %r", self.role, line[:200])
+                line = await proc.stdout.readline()
+            except ValueError:  # longer than the channel allows: the rest of it is dropped
+                self.log.warning(
+                    "rfs %s: an event line longer than %d bytes dropped", self.role, channel.MAX_LINE
+                )
+                continue
+            if not line:
+                break
+            try:
+                event = channel.decode_event(line)
+            except channel.ChannelError as exc:
+                self.log.warning("rfs %s: unreadable event (%s): %r", self.role, exc, line[:200])
+                continue
+            if isinstance(event, channel.UnknownEvent):
+                self.log.debug("rfs %s: event %r of a newer version ignored", self.role, event.name)
                 continue
             self.last_event = event
-            name = event.get("event")
             if self._ready is not None and not self._ready.done():
-                if name in ("mounted", "listening"):
+                if isinstance(event, (channel.Mounted, channel.Listening)):
                     self._ready.set_result(event)
-                elif name == "failed":
-                    self._ready.set_exception(RfsError(f"replication ({self.role}): {event.get('reason')}"))
+                elif isinstance(event, channel.Failed):
+                    self._ready.set_exception(RfsError(f"replication ({self.role}): {event.reason}"))
             self.on_event(event)
         code = await proc.wait()
         if self._ready is not None and not self._ready.done():
@@ -172,7 +184,7 @@ class RfsProcess:
                 RfsError(f"the replication process ({self.role}) exited with code {code}")
             )
         if not self._stopping:
-            self.on_event({"event": "exited", "code": code})
+            self.on_event(channel.Exited(code))
 
     async def _read_log(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

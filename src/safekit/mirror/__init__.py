@@ -42,6 +42,8 @@ from safekit.mirror.events import (
 from safekit.mirror.machine import (
     Transition,
     announced_status,
+    checker_applies,
+    errd_classes,
     initial_state,
     may_acknowledge_alone,
     next_deadline,
@@ -109,6 +111,8 @@ __all__ = [
     "WitnessMode",
     "WitnessResult",
     "announced_status",
+    "checker_applies",
+    "errd_classes",
     "initial_state",
     "may_acknowledge_alone",
     "next_deadline",

@@ -176,6 +176,28 @@ def may_acknowledge_alone(settings: MirrorSettings, state: MirrorState) -> tuple
     return True, f"{settings.peer_node} is lost and {why}"
 
 
+def checker_applies(state: MirrorState, when: str) -> bool:
+    """Whether a checker of `when` acts on a "down" now: `pre` always, `both` on the primary or the
+    secondary, `prim` (the default) on the primary only."""
+    if when == "pre":
+        return True
+    if when == "both":
+        return state.module_state in (ModuleState.PRIM, ModuleState.ALONE, ModuleState.SECOND)
+    return state.module_state in (ModuleState.PRIM, ModuleState.ALONE)
+
+
+def errd_classes(state: MirrorState) -> frozenset[str]:
+    """The `<errd>` process classes that must be running now: only in a settled, Ready state (a
+    script that runs may stop or start them)."""
+    if state.readiness is not Readiness.READY or state.running is not None:
+        return frozenset()
+    if state.module_state in (ModuleState.PRIM, ModuleState.ALONE):
+        return frozenset({"prim", "both", "pre"})
+    if state.module_state is ModuleState.SECOND:
+        return frozenset({"second", "sec", "both", "pre"})
+    return frozenset()
+
+
 def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transition:
     """Apply one event; return the new state and the actions to execute in order."""
     now = max(state.now, event.now)  # the daemon's clock is monotonic; never go back

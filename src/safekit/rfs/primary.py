@@ -34,7 +34,7 @@ import trio
 from safekit.daemon import persist
 from safekit.host import mounts
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import control, ops, spec, tree
+from safekit.rfs import channel, control, ops, spec, tree
 from safekit.rfs.fusefs import ReplicatedFS
 from safekit.rfs.journal import ZONE, Entry, Journal, Mark, apply_marks, marks_of, plan_order
 from safekit.rfs.logsetup import setup
@@ -334,10 +334,10 @@ class Replicator:
             log.warning(
                 "replication lost while in sync (%s): the secondary's copy is stale from now on", reason
             )
-            spec.emit("degraded", reason=reason)
+            spec.emit(channel.Degraded(reason))
             await self._wait_degraded()
         else:
-            spec.emit("disconnected", reason=reason)
+            spec.emit(channel.Disconnected(reason))
 
     def fence(self) -> None:
         """safekitd stopped serving without the secondary (the witness rule): fsync calls held for
@@ -431,7 +431,7 @@ class Replicator:
         self.j0, self.journal = self.journal, Journal(self.journal.epoch)
         self.fullsync_requested = False
         log.info("resynchronising the secondary (%s)", mode)
-        spec.emit("resyncing", mode=mode)
+        spec.emit(channel.Resyncing(mode))
         self._enqueue_ctrl(FrameType.SYNC_BEGIN, {"mode": mode})
         self.progress = [0, 0]
         for i, fd in enumerate(self.dir_fds):
@@ -459,7 +459,7 @@ class Replicator:
         self.stats["resyncs"] += 1
         self.stats["last_resync"] = {"mode": mode, "seconds": round(elapsed, 3), "bytes": sent}
         log.info("secondary in sync (%s resync: %.2f s, %d bytes of data sent)", mode, elapsed, sent)
-        spec.emit("in_sync", mode=mode, seconds=round(elapsed, 3), bytes=sent)
+        spec.emit(channel.InSync(mode=mode, seconds=round(elapsed, 3), bytes=sent))
 
     def bytes_sent_estimate(self) -> int:
         return int(self.stats.get("data_bytes", 0))
@@ -951,8 +951,8 @@ class PrimaryProcess:
             for i, d in enumerate(self.spec.dirs):
                 # In a thread: the bind looks the source up through this very FUSE mount.
                 await trio.to_thread.run_sync(self._bind, i, d.path)
-            spec.emit("mounted", dirs=[d.path for d in self.spec.dirs])
-            spec.emit("degraded", reason="starting: the secondary's copy is not known to follow this one yet")
+            spec.emit(channel.Mounted(tuple(d.path for d in self.spec.dirs)))
+            spec.emit(channel.Degraded("starting: the secondary's copy is not known to follow this one yet"))
             log.info("replicated directories served: %s", ", ".join(d.path for d in self.spec.dirs))
             nursery.start_soon(self.replicator.connector)
             await self._control(nursery.cancel_scope)
@@ -963,26 +963,36 @@ class PrimaryProcess:
     async def _control(self, scope: trio.CancelScope) -> None:
         r = self.replicator
         self.abandoned = True  # unless the loop below ends with a stop command
-        async for msg in control.commands():
-            match msg.get("cmd"):
-                case "stop":
+        async for command in control.commands():
+            match command:
+                case channel.Stop():
                     self.abandoned = False
                     break
-                case "degrade_ok":
+                case channel.DegradeOk():
                     r.confirm_degraded()
-                case "fence":
+                case channel.Fence():
                     r.fence()
-                case "peer_lost":
+                case channel.PeerLost():
                     r.lose("the peer is lost (all heartbeats)")
-                case "generation":
-                    r.generation = int(msg.get("value", 0))
-                case "fullsync":
+                case channel.SetGeneration(value=value):
+                    r.generation = value
+                case channel.Fullsync():
                     r.fullsync_requested = True
                     r.lose("full resynchronisation requested")
-                case "verify":
-                    spec.emit("verify", **await r.verify())
-                case "status":
-                    spec.emit("status", state=str(r.state), seq=r.seq, journal=len(r.journal), **r.stats)
+                case channel.Verify():
+                    result = await r.verify()
+                    spec.emit(
+                        channel.VerifyResult(
+                            ok=bool(result.get("ok")),
+                            checked=int(result.get("checked", 0)),
+                            differences=tuple(result.get("differences", ())),
+                            reason=str(result.get("reason", "")),
+                        )
+                    )
+                case channel.QueryStatus():
+                    spec.emit(channel.StatusReport(str(r.state), r.seq, len(r.journal), dict(r.stats)))
+                case channel.UnknownCommand(name=name):
+                    log.warning("unknown command from safekitd ignored: %r", name)
         await self._stop()
         scope.cancel()
 
@@ -1009,7 +1019,7 @@ def main(spec_path: str) -> int:
         return process.run()
     except Exception as exc:
         log.exception("replication (primary) failed")
-        spec.emit("failed", reason=str(exc))
+        spec.emit(channel.Failed(str(exc)))
         return 1
     finally:
         for fd in process.dir_fds:

@@ -29,7 +29,7 @@ import trio
 
 from safekit.daemon import persist
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import control, ops, spec, splitbrain, tree
+from safekit.rfs import channel, control, ops, spec, splitbrain, tree
 from safekit.rfs.apply import Replica
 from safekit.rfs.logsetup import setup
 from safekit.rfs.wire import (
@@ -130,7 +130,7 @@ class Secondary:
         self.state.clean = False
         self.state.boot_id = spec.boot_id()
         self.state.save(self.state_file)
-        spec.emit("ready", in_sync=self.state.in_sync, epoch=self.state.epoch, trusted=trusted)
+        spec.emit(channel.Ready(in_sync=self.state.in_sync, epoch=self.state.epoch, trusted=trusted))
 
     def cleanup(self) -> None:
         if self.replica is not None:
@@ -156,7 +156,7 @@ class Secondary:
         await listener.bind((self.spec.local_addr, self.spec.port))
         listener.listen(4)
         listeners = [trio.SocketListener(listener)]
-        spec.emit("listening", addr=self.spec.local_addr, port=self.spec.port)
+        spec.emit(channel.Listening(self.spec.local_addr, self.spec.port))
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self._control, nursery.cancel_scope)
@@ -166,8 +166,8 @@ class Secondary:
             nursery.start_soon(trio.serve_listeners, self._serve, listeners)
 
     async def _control(self, scope: trio.CancelScope) -> None:
-        async for msg in control.commands():
-            if msg.get("cmd") == "stop":
+        async for command in control.commands():
+            if isinstance(command, channel.Stop):
                 break
         self.stopping = True
         scope.cancel()
@@ -264,14 +264,15 @@ class Secondary:
             log.warning("%s", line)
         totals = manifest["totals"]
         spec.emit(
-            "splitbrain",
-            path=str(target),
-            files=totals["files"],
-            bytes=totals["bytes"],
-            not_saved=totals["not_saved"],
-            deleted=totals["deleted"],
-            since=manifest.get("since"),
-            winner=manifest.get("winner"),
+            channel.SplitBrainSaved(
+                path=str(target),
+                files=int(totals["files"]),
+                bytes=int(totals["bytes"]),
+                not_saved=int(totals["not_saved"]),
+                deleted=int(totals["deleted"]),
+                since=manifest.get("since"),
+                winner=manifest.get("winner"),
+            )
         )
 
     def splitbrain_resynced(self) -> None:
@@ -325,15 +326,15 @@ class Secondary:
             await session.run()
         except (WireError, ProtocolClose) as exc:
             log.warning("replication connection closed: %s", exc)
-            spec.emit("disconnected", reason=str(exc))
+            spec.emit(channel.Disconnected(str(exc)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            spec.emit("disconnected", reason=f"connection lost: {exc}")
+            spec.emit(channel.Disconnected(f"connection lost: {exc}"))
         except Exception as exc:  # a bug: this connection ends, the process and the copy's state stay
             log.exception("internal error on the replication connection")
             o_state = self.state
             o_state.in_sync = False
             o_state.save(self.state_file)
-            spec.emit("disconnected", reason=f"internal error: {exc!r}")
+            spec.emit(channel.Disconnected(f"internal error: {exc!r}"))
         finally:
             if self.current is stream:
                 self.current = None
@@ -414,7 +415,7 @@ class _Session:
             o.state.epoch = epoch
             o.state.in_sync = False
             o.state.save(o.state_file)
-        spec.emit("connected", peer=o.spec.peer, epoch=epoch)
+        spec.emit(channel.Connected(o.spec.peer, epoch))
         log.info("replication connected with %s (epoch %s, from sequence %d)", o.spec.peer, epoch, first)
         await self._handle(first_frame)
         while True:
@@ -465,7 +466,7 @@ class _Session:
                 o.state.in_sync = False
                 o.state.save(o.state_file)  # durable before the copy stops being a prefix
                 o.replica.lenient = True
-                spec.emit("resyncing", mode=info.get("mode", ""))
+                spec.emit(channel.Resyncing(str(info.get("mode", ""))))
             case FrameType.SYNC_END:
                 info = ops.decode_json(frame.payload)
                 await trio.to_thread.run_sync(o.replica.sync_all)
@@ -474,7 +475,7 @@ class _Session:
                 o.state.generation = int(info.get("generation", 0))
                 o.splitbrain_resynced()
                 o.state.save(o.state_file)
-                spec.emit("in_sync", generation=o.state.generation)
+                spec.emit(channel.InSync(generation=o.state.generation))
                 log.info("copy in sync with the primary (generation %d)", o.state.generation)
             case FrameType.MANIFEST_REQ:
                 info = ops.decode_json(frame.payload)
@@ -485,7 +486,7 @@ class _Session:
             case FrameType.PROGRESS:
                 info = ops.decode_json(frame.payload)
                 done, total = int(info.get("done", 0)), int(info.get("total", 0))
-                spec.emit("progress", percent=min(99, 100 * done // total) if total else 0)
+                spec.emit(channel.Progress(min(99, 100 * done // total) if total else 0))
             case FrameType.BYE:
                 self.applied = frame.seq
                 await self._maybe_ack(force=True)
@@ -508,7 +509,7 @@ class _Session:
             o.state.save(o.state_file)
         except OSError as save_exc:
             log.error("could not record leaving sync: %s", save_exc)
-        spec.emit("error", reason=reason, errno=exc.errno or 0)
+        spec.emit(channel.ApplyError(reason, exc.errno or 0))
         payload = ops.encode_json({"seq": frame.seq, "errno": exc.errno or 0, "reason": reason})
         await self._send(FrameType.ERROR, payload)
         raise ProtocolClose(reason)
@@ -550,7 +551,7 @@ def main(spec_path: str) -> int:
         trio.run(secondary.run)
     except Exception as exc:
         log.exception("replication (secondary) failed")
-        spec.emit("failed", reason=str(exc))
+        spec.emit(channel.Failed(str(exc)))
         return 1
     finally:
         secondary.cleanup()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safekit.host import mounts
+from safekit.rfs import channel
 from safekit.rfs.tree import Exclusions
 
 
@@ -60,9 +61,9 @@ class RfsSpec:
         return cls.from_json(Path(path).read_text())
 
 
-def emit(event: str, **fields: Any) -> None:
+def emit(event: channel.Event) -> None:
     """One event line to safekitd on stdout (flushed: safekitd acts on it right away)."""
-    sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
+    sys.stdout.buffer.write(channel.encode_event(event))
     sys.stdout.flush()
 
 

@@ -17,6 +17,7 @@ from safekit.config import (
     parse_failover_rules,
     parse_rule_expression,
 )
+from safekit.config.failover_rules import FailoverRule, RuleClock
 
 HB_DOWN = Comparison("heartbeat.default", "==", "down")
 
@@ -139,3 +140,39 @@ def test_rendered_rules_parse_back_to_the_same_meaning(expr: RuleExpr, state: di
     assert evaluate(parsed, state) == evaluate(expr, state)
     (rule,), errors = parse_failover_rules(f"r: if {render(expr)} then stopstart();")
     assert errors == () and evaluate(rule.condition, state) == evaluate(expr, state)
+
+
+# --------------------------------------------------------------------------- the rule clock
+def _clock_rules() -> tuple[FailoverRule, ...]:
+    rules, errors = parse_failover_rules("interface_down: if (heartbeat.default == down) then restart();")
+    assert errors == ()
+    return rules
+
+
+def test_a_rule_fires_once_its_condition_held_for_handle_time_and_once_only() -> None:
+    clock = RuleClock(handle_time=2.0)
+    down = {"heartbeat.default": "down"}
+    clock, fired = clock.evaluate(_clock_rules(), down, 10.0)
+    assert fired == []
+    clock, fired = clock.evaluate(_clock_rules(), down, 11.5)
+    assert fired == []
+    clock, fired = clock.evaluate(_clock_rules(), down, 12.0)
+    assert [(f.rule.label, f.held_for) for f in fired] == [("interface_down", 2.0)]
+    clock, fired = clock.evaluate(_clock_rules(), down, 20.0)
+    assert fired == []  # a lasting condition fires once
+    clock, _ = clock.evaluate(_clock_rules(), {"heartbeat.default": "up"}, 21.0)
+    clock, fired = clock.evaluate(_clock_rules(), down, 22.0)
+    assert fired == []  # true again: the clock starts over
+    clock, fired = clock.evaluate(_clock_rules(), down, 24.0)
+    assert len(fired) == 1
+
+
+def test_a_condition_false_once_restarts_the_clock_and_reset_forgets_everything() -> None:
+    clock = RuleClock(handle_time=2.0)
+    down, up = {"heartbeat.default": "down"}, {"heartbeat.default": "up"}
+    clock, _ = clock.evaluate(_clock_rules(), down, 0.0)
+    clock, _ = clock.evaluate(_clock_rules(), up, 1.0)
+    clock, fired = clock.evaluate(_clock_rules(), down, 2.5)
+    assert fired == []
+    clock = clock.reset()
+    assert clock == RuleClock(handle_time=2.0)

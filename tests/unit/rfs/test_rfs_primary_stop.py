@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from safekit.host import mounts
-from safekit.rfs import control, primary, spec
+from safekit.rfs import channel, control, primary, spec
 
 
 def make_process(tmp_path: Path) -> primary.PrimaryProcess:
@@ -86,10 +86,10 @@ def test_when_safekitd_died_the_dead_mounts_stay_over_the_directories(
     assert calls == [("close", False)]
 
 
-def run_control(process: primary.PrimaryProcess, commands: list[dict[str, Any]], monkeypatch: Any) -> None:
-    async def fake_commands() -> AsyncIterator[dict[str, Any]]:
-        for command in commands:
-            yield command
+def run_control(process: primary.PrimaryProcess, lines: list[bytes], monkeypatch: Any) -> None:
+    async def fake_commands() -> AsyncIterator[channel.Command]:
+        for line in lines:  # as control.commands() decodes them from stdin
+            yield channel.decode_command(line)
 
     monkeypatch.setattr(control, "commands", fake_commands)
     process.replicator = SimpleNamespace(stopping=False, connected=False)  # type: ignore[assignment]
@@ -105,7 +105,7 @@ def test_a_stop_command_is_a_stop_and_a_closed_channel_means_safekitd_died(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stopped = make_process(tmp_path)
-    run_control(stopped, [{"cmd": "status-unknown"}, {"cmd": "stop"}], monkeypatch)
+    run_control(stopped, [b'{"cmd": "status-unknown"}', b'{"cmd": "stop"}'], monkeypatch)
     assert not stopped.abandoned
     orphan = make_process(tmp_path)
     run_control(orphan, [], monkeypatch)

@@ -1,0 +1,220 @@
+"""The data-protection decisions between the replication process and the state machine
+(src/safekit/mirror/replica.py): replica freshness on a secondary, the degrade handshake and the
+generation bookkeeping on a primary.
+
+The property test drives the real state machine and the replica decisions together, feeding what
+replica submits back to the machine as the daemon does: a primary never lets its replication
+acknowledge writes alone before its peer reported its copy stale or was lost (and, with a witness,
+before the witness rules ruled the peer out).
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mirror_driver import Driver, peer_status, prim, second
+from mirror_driver import settings as mirror_settings
+
+from safekit.mirror import ModuleState, ReplicaStatus, ReplicationRole, WitnessMode, WitnessResult, replica
+from safekit.mirror.replica import Effect, ReplicaBook, SendCommand, ShowResource, Submit
+from safekit.rfs import channel
+
+PING = mirror_settings(witness_configured=True)
+ARBITRATOR = mirror_settings(witness_configured=True, witness_mode=WitnessMode.ARBITRATOR, lease_duration=3.0)
+NO_WITNESS = mirror_settings()
+
+
+def submitted(effects: list[Effect]) -> list[object]:
+    return [e.event for e in effects if isinstance(e, Submit)]
+
+
+def commands(effects: list[Effect]) -> list[channel.Command]:
+    return [e.command for e in effects if isinstance(e, SendCommand)]
+
+
+class Node:
+    """A Driver (the machine) with the replica decisions wired in as the daemon wires them."""
+
+    def __init__(self, d: Driver, role: ReplicationRole, *, with_rfs: bool = True) -> None:
+        self.d = d
+        self.book = replica.started(ReplicaBook(with_rfs=with_rfs), role, d.state.generation)
+        self.sent: list[channel.Command] = []
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Submit):
+                self.d.feed(effect.event)
+                self.after()
+            elif isinstance(effect, SendCommand):
+                self.sent.append(effect.command)
+
+    def after(self) -> None:
+        self.book, effects = replica.after_step(self.book, self.d.cfg, self.d.state)
+        self._apply(effects)
+
+    def event(self, event: channel.Event) -> None:
+        self.book, effects = replica.on_event(self.book, event, "n2", self.d.now)
+        self._apply(effects)
+        self.after()
+
+    def peer(self, **kw: object) -> None:
+        status = peer_status(ModuleState.SECOND, **kw)  # type: ignore[arg-type]
+        self.d.peer(status)
+        self.book, effects = replica.on_peer_status(self.book, status, self.d.state, self.d.now)
+        self._apply(effects)
+        self.after()
+
+    def degrade_oks(self) -> int:
+        return sum(isinstance(c, channel.DegradeOk) for c in self.sent)
+
+
+# --------------------------------------------------------------------------- secondary
+def test_a_secondary_is_up_to_date_at_the_generation_its_process_synced_at() -> None:
+    book = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.SECONDARY, 2)
+    book, effects = replica.on_event(book, channel.Resyncing("checksum"), "n1", 1.0)
+    assert submitted(effects) == [ReplicaStatus(False, 1.0)]
+    assert ShowResource("rfs.sync_progress", "0") in effects
+    book, effects = replica.on_event(book, channel.InSync(generation=2), "n1", 2.0)
+    assert submitted(effects) == [ReplicaStatus(True, 2.0, 2)]
+    assert book.synced_generation == 2
+    assert ShowResource("rfs.sync_progress", None) in effects
+
+
+def test_a_primary_at_a_higher_generation_makes_the_synced_copy_stale_once() -> None:
+    d = second()
+    node = Node(d, ReplicationRole.SECONDARY)
+    node.event(channel.InSync(generation=2))
+    assert d.state.uptodate
+    status = peer_status(ModuleState.ALONE, generation=3)
+    node.book, effects = replica.on_peer_status(node.book, status, d.state, d.now)
+    assert submitted(effects) == [ReplicaStatus(False, d.now)]
+    assert "synced at 2: not up to date" in str(effects)
+    node.book, effects = replica.on_peer_status(node.book, status, d.state, d.now)
+    assert effects == []  # said once
+
+
+def test_an_apply_error_makes_the_copy_stale() -> None:
+    book = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.SECONDARY, 2)
+    book, _ = replica.on_event(book, channel.InSync(generation=2), "n1", 1.0)
+    book, effects = replica.on_event(book, channel.ApplyError("No space left on device", 28), "n1", 2.0)
+    assert submitted(effects) == [ReplicaStatus(False, 2.0)]
+    assert book.synced_generation is None
+
+
+def test_without_rfs_a_secondary_follows_a_serving_primary_once_per_generation() -> None:
+    d = second(synced=False)
+    book = replica.started(ReplicaBook(with_rfs=False), ReplicationRole.SECONDARY, 1)
+    status = peer_status(ModuleState.ALONE, generation=2)
+    book, effects = replica.on_peer_status(book, status, d.state, 5.0)
+    assert submitted(effects) == [ReplicaStatus(True, 5.0, 2)]
+    book, effects = replica.on_peer_status(book, status, d.state, 6.0)
+    assert effects == []
+    book, effects = replica.on_peer_status(book, peer_status(ModuleState.STOP, generation=2), d.state, 7.0)
+    assert effects == []  # a peer that does not serve feeds nothing
+
+
+# --------------------------------------------------------------------------- primary
+def test_the_primary_tells_its_process_each_new_generation_once() -> None:
+    d = prim(PING)
+    book = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.PRIMARY, d.state.generation)
+    book, effects = replica.after_step(book, d.cfg, d.state)
+    assert commands(effects) == []  # the process started with it
+    d.later(1.0)
+    d.lost()
+    d.feed(WitnessResult(True, d.later(0.5), sent_at=d.now - 0.1))
+    book, effects = replica.after_step(book, d.cfg, d.state)
+    assert channel.SetGeneration(d.state.generation) in commands(effects)
+    book, effects = replica.after_step(book, d.cfg, d.state)
+    assert commands(effects) == []
+
+
+def test_held_writes_wait_for_the_peer_to_say_its_copy_is_stale() -> None:
+    node = Node(prim(PING), ReplicationRole.PRIMARY)
+    node.event(channel.Degraded("sendtimeout: the secondary did not acknowledge"))
+    assert node.degrade_oks() == 0
+    assert node.book.degrade_pending
+    assert "still reports an up-to-date copy" in node.book.degrade_wait_reason
+    node.peer(generation=node.d.state.generation, uptodate=False)
+    assert node.degrade_oks() == 1
+    assert not node.book.degrade_pending
+    node.peer(generation=node.d.state.generation, uptodate=False)
+    assert node.degrade_oks() == 1  # released once
+
+
+def test_a_fenced_primary_never_releases_the_held_writes() -> None:
+    node = Node(prim(PING), ReplicationRole.PRIMARY)
+    node.event(channel.Degraded("the link is down"))
+    node.book, effects = replica.fenced(node.book)
+    assert commands(effects) == [channel.Fence()]
+    node.peer(generation=node.d.state.generation, uptodate=False)
+    assert node.degrade_oks() == 0
+
+
+def test_a_verify_answer_and_an_exit_are_passed_on() -> None:
+    book = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.PRIMARY, 1)
+    answer = channel.VerifyResult(ok=True, checked=3)
+    _, effects = replica.on_event(book, answer, "n2", 1.0)
+    assert effects == [replica.AnswerVerify(answer)]
+    _, effects = replica.on_event(book, channel.Exited(-9), "n2", 1.0)
+    assert replica.ReportExit(ReplicationRole.PRIMARY, -9) in effects
+
+
+# --------------------------------------------------------------------------- the property
+inputs = st.lists(
+    st.one_of(
+        st.tuples(st.just("degraded"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("in_sync"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("resyncing"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("peer_fresh"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("peer_stale"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("peer_lost"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("witness_yes"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("witness_no"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("tick"), st.floats(0.0, 5.0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["ping", "arbitrator", "none"]), inputs)
+def test_a_primary_never_acknowledges_alone_before_the_peer_is_stale_or_lost(
+    witness: str, steps: list[tuple[str, float]]
+) -> None:
+    cfg = {"ping": PING, "arbitrator": ARBITRATOR, "none": NO_WITNESS}[witness]
+    node = Node(prim(cfg), ReplicationRole.PRIMARY)
+    d = node.d
+    stale_said = lost = False
+    for kind, dt in steps:
+        d.later(dt)
+        before = node.degrade_oks()
+        if kind == "degraded":
+            node.event(channel.Degraded("held"))
+        elif kind == "in_sync":
+            node.event(channel.InSync(mode="journal"))
+        elif kind == "resyncing":
+            node.event(channel.Resyncing("journal"))
+        elif kind in ("peer_fresh", "peer_stale"):
+            if d.state.peer_absent_since is not None:
+                continue  # a lost peer comes back through a resync: not modelled here
+            stale = kind == "peer_stale"
+            node.peer(generation=d.state.generation, uptodate=not stale)
+            stale_said = stale
+        elif kind == "peer_lost":
+            if d.state.peer is not None:
+                d.lost()
+                lost = True
+                node.after()
+        elif kind in ("witness_yes", "witness_no"):
+            yes = kind == "witness_yes"
+            generation = d.state.generation if yes and witness == "arbitrator" else None
+            d.feed(WitnessResult(yes, d.now, sent_at=d.now - 0.01, vip_checked=yes, generation=generation))
+            node.after()
+        else:
+            d.tick()
+            node.after()
+        if node.degrade_oks() > before:
+            assert stale_said or lost, f"acknowledged alone with a fresh peer: {kind} {d.state.reason}"
+            if lost and not stale_said and witness != "none":
+                # the loss alone is not enough with a witness: its rules must have ruled the peer out
+                assert d.state.witness.last_reachable_at is not None
