@@ -1,5 +1,6 @@
-"""The fault-injection run on lab hosts: deploy chaosapp, run the client's workload and ARP probe,
-inject the nemesis's faults round after round, judge each round, write the report.
+"""The fault-injection run on lab hosts: deploy chaosapp (its append service and PostgreSQL), run
+the client's workloads (appends, PostgreSQL commits) and ARP probe, inject the nemesis's faults
+round after round, judge each round, write the report.
 
 This module does the I/O (lab commands, processes, HTTP through the VIP); what a round's evidence
 means is decided in `judge`, what the run sums up to in `report`. docs/chaos.md describes the
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from safekit.chaos import judge
+from safekit.chaos import judge, pgworkload
 from safekit.chaos.nemesis import ALL_KINDS, SAFEKITD_RESTART_DELAY, Fault, FaultKind, schedule
 from safekit.chaos.procstats import EngineFigures, engine_figures, netns_processes
 from safekit.chaos.report import RECOVERY_BOUND, RFS_STOP_BOUND, RoundResult, passed, summarise
@@ -35,18 +36,39 @@ from safekit.membership import clusterkey
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "modules" / "chaosapp"
+PG_SCRIPTS = ROOT / "examples" / "modules" / "pgmirror" / "bin"
+"""pgmirror's restart scripts: copied into the staged module's bin/pg/, called by chaosapp's."""
 MODULE = "chaosapp"
 PORT = 8090
 DISK_IMAGE = "/srv/chaos.img"
 DISK_MOUNT = "/srv/chaos"
 DATA = "/srv/chaos/data"
-DISK_SIZE_MB = 96
+PG_DATA = "/srv/chaos/pgdata"
+PG_PORT = 5432
+PG_PASSWORD = "chaosapp"  # noqa: S105 - the lab's superuser password, given to initdb at the first start
+PG_STOP_TIMEOUT = 3
+"""Seconds of PostgreSQL's fast shutdown before an immediate one: below nicestoptimeout (10 s)."""
+PG_START_TIMEOUT = 120
+PG_SETTINGS = {
+    # WAL segments are 16 MiB and the disk is small: recycle a few rather than keep 1 GiB of them
+    "max_wal_size": "64MB",
+    "min_wal_size": "32MB",
+}
+PG_READ_TIMEOUT = 30.0
+"""How long the check after a round retries reading the ids (PostgreSQL may still be starting)."""
+DISK_SIZE_MB = 256
 FILLER = "/srv/chaos/filler"
 DISK_FULL_WAIT = 20.0
 ARBITER_PORT = 9455
 WITNESS_MODES = ("ping", "arbitrator", "none")
 NODES = ("node1", "node2")
 LOG_DIR = Path("/var/tmp/safekit-chaos-logs")  # noqa: S108 - root-owned, removed and made anew
+
+
+def log_dir(lab: str) -> Path:
+    """Where a run on lab `lab` keeps the nodes' logs (one directory per lab: runs on other labs
+    at the same time do not overwrite them)."""
+    return LOG_DIR / lab
 
 
 def arbitrator_available() -> bool:
@@ -58,8 +80,9 @@ def default_witness_mode() -> str:
     return "arbitrator" if arbitrator_available() else "ping"
 
 
-def userconfig(vip: str, witness: str, mode: str) -> str:
-    """chaosapp's userconfig.xml for this lab (examples/modules/chaosapp/conf, with its values)."""
+def userconfig(vip: str, witness: str, mode: str, *, postgres: bool = True) -> str:
+    """chaosapp's userconfig.xml for this lab (examples/modules/chaosapp/conf, with its values);
+    with `postgres`, PostgreSQL runs beside the append service on a second replicated directory."""
     if mode == "ping":
         splitbrain = f'<splitbrain ident="witness" exec="ping" arg="{witness}"/>'
     elif mode == "arbitrator":
@@ -68,6 +91,28 @@ def userconfig(vip: str, witness: str, mode: str) -> str:
         splitbrain = ""
     else:
         raise ValueError(f"witness mode {mode!r}: one of {', '.join(WITNESS_MODES)}")
+    pg_dir = pg_vars = pg_errd = ""
+    if postgres:
+        # postmaster.pid names a process of the node that wrote it (pgmirror's userconfig.xml)
+        pg_dir = f"""
+    <replicated dir="{PG_DATA}">
+      <notreplicated path="postmaster.pid"/>
+    </replicated>"""
+        pg_vars = f"""
+    <var name="CHAOS_PG" value="1"/>
+    <var name="PGDATA" value="{PG_DATA}"/>
+    <var name="PGPORT" value="{PG_PORT}"/>
+    <var name="PG_BIN" value="/usr/lib/postgresql/15/bin"/>
+    <var name="PG_SOCKET_DIR" value="/run/chaosapp-pg"/>
+    <var name="PG_VIP" value="{vip}"/>
+    <var name="PG_CLIENTS" value="198.18.0.0/15"/>
+    <var name="PG_PASSWORD" value="{PG_PASSWORD}"/>
+    <var name="PG_STOP_TIMEOUT" value="{PG_STOP_TIMEOUT}"/>
+    <var name="PG_START_TIMEOUT" value="{PG_START_TIMEOUT}"/>"""
+        pg_errd = (
+            f'\n    <proc name="postgres" argregex="-D {PG_DATA}( |$)" atleast="1" atmax="1"'
+            ' action="restart" class="prim"/>'
+        )
     return f"""<!DOCTYPE safe>
 <safe>
 <service mode="mirror" defaultprim="alone" failover="on" maxloop="1000" loop_interval="24h">
@@ -85,14 +130,14 @@ def userconfig(vip: str, witness: str, mode: str) -> str:
     </interface_list>
   </vip>
   <rfs async="second" sendtimeout="5s">
-    <replicated dir="{DATA}"/>
+    <replicated dir="{DATA}"/>{pg_dir}
   </rfs>
   <user nicestoptimeout="10s" forcestoptimeout="10s" logging="userlog">
     <var name="CHAOS_PORT" value="{PORT}"/>
-    <var name="CHAOS_DATA" value="{DATA}"/>
+    <var name="CHAOS_DATA" value="{DATA}"/>{pg_vars}
   </user>
   <errd polltimer="1s">
-    <proc name="python3" argregex="appendsvc\\.py {PORT}" atleast="1" action="restart" class="prim"/>
+    <proc name="python3" argregex="appendsvc\\.py {PORT}" atleast="1" action="restart" class="prim"/>{pg_errd}
   </errd>
   <check>
     {splitbrain}
@@ -105,10 +150,11 @@ def userconfig(vip: str, witness: str, mode: str) -> str:
 class Stream:
     """The lines a long-running process on a lab host prints, collected by a thread."""
 
-    def __init__(self, lab: Lab, host: str, argv: list[str], name: str) -> None:
+    def __init__(
+        self, lab: Lab, host: str, argv: list[str], name: str, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.lines: list[str] = []
-        self.cursor = 0
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             lab.exec_argv(host, argv),
@@ -116,6 +162,7 @@ class Stream:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            env={**os.environ, **env} if env else None,
         )
         self.thread = threading.Thread(target=self._read, name=name, daemon=True)
         self.thread.start()
@@ -127,14 +174,14 @@ class Stream:
                 self.lines.append(line.rstrip("\n"))
 
     def snapshot(self) -> list[str]:
+        """The lines printed and not taken yet."""
         with self.lock:
             return list(self.lines)
 
     def take(self) -> list[str]:
-        """The lines printed since the last call."""
+        """The lines printed since the last call (forgotten here: memory stays flat)."""
         with self.lock:
-            new = self.lines[self.cursor :]
-            self.cursor = len(self.lines)
+            new, self.lines = self.lines, []
             return new
 
     def alive(self) -> bool:
@@ -165,7 +212,8 @@ class Progress:
 
 
 class ChaosCluster:
-    """chaosapp on a 2-node lab (2 LANs, witness, client), and the nemesis's hands on it."""
+    """chaosapp on a 2-node lab (2 LANs, witness, client), and the nemesis's hands on it. With
+    `postgres` (the default) the module runs PostgreSQL too, and the client commits to it."""
 
     def __init__(
         self,
@@ -174,6 +222,7 @@ class ChaosCluster:
         witness_mode: str,
         arbiter_argv: list[str] | None = None,
         say: Callable[[str], None] | None = None,
+        postgres: bool = True,
     ) -> None:
         if witness_mode not in WITNESS_MODES:
             raise ValueError(f"witness mode {witness_mode!r}: one of {', '.join(WITNESS_MODES)}")
@@ -186,9 +235,11 @@ class ChaosCluster:
             "serve",
         ]
         self.say = say or Progress()
+        self.postgres = postgres
         self.arbiter: Stream | None = None
         self.probe: Stream | None = None
         self.workload: Stream | None = None
+        self.pgworkload: Stream | None = None
         self.vip = ""
         self.macs: dict[str, str] = {}
         self.python = str(Path(sys.prefix) / "bin" / "python")
@@ -211,8 +262,11 @@ class ChaosCluster:
         try:
             module = staging / MODULE
             shutil.copytree(EXAMPLE, module)
+            if self.postgres:
+                # the real pgmirror scripts, called by chaosapp's with SAFEUSERBIN=bin/pg
+                shutil.copytree(PG_SCRIPTS, module / "bin" / "pg")
             (module / "conf" / "userconfig.xml").write_text(
-                userconfig(self.vip, witness, self.witness_mode), encoding="utf-8"
+                userconfig(self.vip, witness, self.witness_mode, postgres=self.postgres), encoding="utf-8"
             )
             staging.chmod(0o755)
             self.cluster.install(module, key=key)
@@ -230,6 +284,55 @@ class ChaosCluster:
         self.cluster.safekit("node2", "second", "-m", MODULE)
         self.cluster.wait_state("node1", MODULE, "PRIM", timeout=90)
         self.cluster.wait_state("node2", MODULE, "SECOND", timeout=90)
+        if self.postgres:
+            self.prepare_postgres()
+
+    # ------------------------------------------------------------------ PostgreSQL
+    def psql(self, *commands: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """psql on the client host, through the VIP, as the superuser: each command on its own
+        (autocommit)."""
+        argv = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", pgworkload.conninfo(self.vip, PG_PORT)]
+        for command in commands:
+            argv += ["-c", command]
+        return self.lab.exec("client", argv, timeout=timeout, env={**os.environ, "PGPASSWORD": PG_PASSWORD})
+
+    def prepare_postgres(self, timeout: float = 60.0) -> None:
+        """Once PostgreSQL answers through the VIP: its settings for a small disk, and the table
+        the client's commits go to."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = self.psql("SELECT 1", timeout=10)
+                if result.returncode == 0:
+                    break
+                why = result.stderr.strip()[-500:]
+            except subprocess.TimeoutExpired:
+                why = "no answer in 10 s"
+            if time.monotonic() >= deadline:
+                raise LabError(f"PostgreSQL does not answer through the VIP: {why}")
+            time.sleep(0.5)
+        settings = [f"ALTER SYSTEM SET {name} = '{value}'" for name, value in PG_SETTINGS.items()]
+        table = f"CREATE TABLE IF NOT EXISTS {pgworkload.TABLE} (id bigint PRIMARY KEY)"
+        result = self.psql(*settings, "SELECT pg_reload_conf()", table)
+        if result.returncode != 0:
+            raise LabError(f"preparing PostgreSQL: {result.stderr.strip()[-500:]}")
+
+    def ids_on_primary(self, timeout: float = PG_READ_TIMEOUT) -> tuple[set[int] | None, str]:
+        """The ids committed in the primary's PostgreSQL, read through the VIP from the client
+        host, or None and why (retried for `timeout` s: PostgreSQL may still be starting)."""
+        deadline = time.monotonic() + timeout
+        why = ""
+        while time.monotonic() < deadline:
+            try:
+                result = self.psql(f"COPY {pgworkload.TABLE} (id) TO STDOUT", timeout=30)
+            except subprocess.TimeoutExpired:
+                why = "psql: no answer in 30 s"
+            else:
+                if result.returncode == 0:
+                    return judge.parse_ids(result.stdout), ""
+                why = f"psql: exit {result.returncode}: {result.stderr.strip()[-300:]}"
+            time.sleep(0.5)
+        return None, why
 
     def start_arbiter(self, witness: str, key: bytes) -> None:
         """The arbitrating witness on the witness host (`safekit arbiter serve`), with the key
@@ -267,7 +370,10 @@ class ChaosCluster:
             f"{DISK_MOUNT}) && mkdir -p {DATA}",
         )
 
-    def start_clients(self, first_record: int = 0) -> None:
+    def start_clients(self, first_record: int = 0, *, commits: bool = False) -> None:
+        """The client's ARP probe and append workload; with `commits` (a module with PostgreSQL),
+        the PostgreSQL workload too - whose lines the caller must take (`pgworkload.take()`, or
+        `Evidence.update`), or they pile up here."""
         self.probe = Stream(
             self.lab,
             "client",
@@ -280,9 +386,19 @@ class ChaosCluster:
             [self.python, "-m", "safekit.chaos.workload", self.vip, str(PORT), str(first_record)],
             "workload",
         )
+        if commits:
+            if not self.postgres:
+                raise ValueError("the PostgreSQL workload needs a module with PostgreSQL (postgres=True)")
+            self.pgworkload = Stream(
+                self.lab,
+                "client",
+                [self.python, "-m", "safekit.chaos.pgworkload", self.vip, str(PG_PORT), str(first_record)],
+                "pgworkload",
+                env={"PGPASSWORD": PG_PASSWORD},
+            )
 
     def down(self) -> None:
-        for stream in (self.workload, self.probe, self.arbiter):
+        for stream in (self.pgworkload, self.workload, self.probe, self.arbiter):
             if stream is not None:
                 stream.stop()
         with contextlib.suppress(LabError, OSError, subprocess.SubprocessError):
@@ -298,15 +414,21 @@ class ChaosCluster:
         self.lab.down()
 
     def save_logs(self) -> None:
-        """Keep the nodes' logs for a post-mortem (LOG_DIR), before the lab is removed."""
-        shutil.rmtree(LOG_DIR, ignore_errors=True)
-        LOG_DIR.mkdir(parents=True)
+        """Keep the nodes' logs for a post-mortem (LOG_DIR/<lab>), before the lab is removed."""
+        where = log_dir(self.lab.name)
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
         for node in NODES:
             if node in self.killed():
                 continue
-            for name in (f"modules/{MODULE}.log", f"modules/{MODULE}.userlog", "safekitd.log"):
+            for name in (
+                f"modules/{MODULE}.log",
+                f"modules/{MODULE}.userlog",
+                f"modules/{MODULE}.postgresql.log",
+                "safekitd.log",
+            ):
                 text = self.lab.exec(node, ["cat", f"/var/log/safekit/{name}"]).stdout
-                (LOG_DIR / f"{node}.{Path(name).name}").write_text(text, encoding="utf-8")
+                (where / f"{node}.{Path(name).name}").write_text(text, encoding="utf-8")
 
     # ------------------------------------------------------------------ reading
     def sh(self, node: str, script: str, timeout: float = 60) -> str:
@@ -559,11 +681,13 @@ def inject(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str) -> N
 
 
 class Evidence:
-    """What the client's workload and probe have said so far, parsed as it arrives."""
+    """What the client's workloads and probe have said so far, parsed as it arrives."""
 
     def __init__(self) -> None:
         self.acks: list[judge.Ack] = []
         self.not_acknowledged = 0
+        self.pg_acks: list[judge.Ack] = []
+        self.pg_not_acknowledged = 0
         self.probe = judge.ProbeEvidence()
 
     def update(self, chaos: ChaosCluster) -> None:
@@ -571,12 +695,18 @@ class Evidence:
         acks, failed = judge.parse_workload(chaos.workload.take())
         self.acks += acks
         self.not_acknowledged += failed
+        streams = [chaos.workload, chaos.probe]
+        if chaos.pgworkload is not None:
+            acks, failed = judge.parse_workload(chaos.pgworkload.take())
+            self.pg_acks += acks
+            self.pg_not_acknowledged += failed
+            streams.append(chaos.pgworkload)
         more = judge.parse_probe(chaos.probe.take())
         self.probe.sends.update(more.sends)
         for seq, macs in more.answers.items():
             self.probe.answers.setdefault(seq, set()).update(macs)
         self.probe.gratuitous.extend(more.gratuitous)
-        for stream in (chaos.workload, chaos.probe):
+        for stream in streams:
             if not stream.alive():
                 raise LabError(f"the client's {stream.name} stopped: {stream.stop().strip()[-500:]}")
 
@@ -587,6 +717,7 @@ class RunState:
 
     evidence: Evidence = field(default_factory=Evidence)
     lost: set[int] = field(default_factory=set)
+    pg_lost: set[int] = field(default_factory=set)
     wall_to_monotonic: float = field(default_factory=lambda: time.monotonic() - time.time())
 
 
@@ -630,28 +761,53 @@ def play_round(
     if recovered is None:
         say(f"round {fault.round}: not recovered within {bound:g} s: {states}")
         result.repairs = repair(chaos, bound)
-    time.sleep(1.0)  # the probe and the workload see the recovered cluster for a moment
-    checked_at = time.monotonic()
-    run.evidence.update(chaos)
-    present, why = chaos.records_on_primary()
-    run.evidence.update(chaos)
-    acks = run.evidence.acks
-    if present is None:
-        result.error = (result.error + "; " if result.error else "") + f"cannot read the records: {why}"
-    else:
-        lost_now = set(judge.lost_records((a for a in acks if a.acked < checked_at), present))
-        result.lost = sorted(lost_now - run.lost)
-        run.lost |= lost_now
+    time.sleep(1.0)  # the probe and the workloads see the recovered cluster for a moment
+    check_lost(chaos, result, run)
     judge_round(chaos, result, run, window=(start, time.monotonic()), notes=notes)
     verdict = result.violations()
+    pg = (
+        f"; PostgreSQL: acked {result.pg_acknowledged}, lost {len(result.pg_lost)}, longest wait "
+        f"{result.pg_longest_unavailability_s:.2f} s"
+        if chaos.pgworkload is not None
+        else ""
+    )
     say(
         f"round {fault.round}: {fault.kind}: {'FAILED' if verdict else 'ok'}; "
         f"acked {result.acknowledged}, "
         f"lost {len(result.lost)}, two owners {result.two_owner_s:.2f} s, longest wait "
-        f"{result.longest_unavailability_s:.2f} s, recovery {result.recovery_s} s"
+        f"{result.longest_unavailability_s:.2f} s, recovery {result.recovery_s} s{pg}"
         + "".join(f"\n    - {v}" for v in verdict)
     )
     return result
+
+
+def check_lost(chaos: ChaosCluster, result: RoundResult, run: RunState) -> None:
+    """Read back what the primary holds through the VIP - the append service's records, then
+    PostgreSQL's committed ids - and record in the round what was acknowledged before each read
+    began and is missing (cumulative: each missing one is counted once, in the round it went)."""
+    checked_at = time.monotonic()
+    run.evidence.update(chaos)
+    present, why = chaos.records_on_primary()
+    run.evidence.update(chaos)
+    if present is None:
+        result.error = (result.error + "; " if result.error else "") + f"cannot read the records: {why}"
+    else:
+        acks = (a for a in run.evidence.acks if a.acked < checked_at)
+        lost_now = set(judge.lost_records(acks, present))
+        result.lost = sorted(lost_now - run.lost)
+        run.lost |= lost_now
+    if chaos.pgworkload is None:
+        return
+    checked_at = time.monotonic()
+    ids, why = chaos.ids_on_primary()
+    run.evidence.update(chaos)
+    if ids is None:
+        result.error = (result.error + "; " if result.error else "") + f"cannot read the commits: {why}"
+    else:
+        pg_acks = (a for a in run.evidence.pg_acks if a.acked < checked_at)
+        pg_lost_now = set(judge.lost_records(pg_acks, ids))
+        result.pg_lost = sorted(pg_lost_now - run.pg_lost)
+        run.pg_lost |= pg_lost_now
 
 
 def judge_round(
@@ -674,6 +830,10 @@ def judge_round(
     result.gratuitous = {names.get(m, m): n for m, n in owners.gratuitous.items()}
     result.longest_unavailability_s = judge.longest_wait([a.acked for a in acks], start, end)
     result.acknowledging_nodes = judge.acknowledging_nodes(acks, start, end)
+    if chaos.pgworkload is not None:
+        pg_acks = run.evidence.pg_acks
+        result.pg_acknowledged = sum(1 for a in pg_acks if start <= a.acked < end)
+        result.pg_longest_unavailability_s = judge.longest_wait([a.acked for a in pg_acks], start, end)
     for node in NODES:
         lines = judge.log_lines(chaos.module_log(node), run.wall_to_monotonic)
         result.rfs_stops += judge.rfs_stops(node, lines, start, end)
@@ -724,24 +884,31 @@ def run_suite(
     lab_name: str = "chaos",
     bound: float = RECOVERY_BOUND,
     say: Callable[[str], None] | None = None,
+    postgres: bool = True,
 ) -> dict[str, Any]:
     """Build the lab, play `rounds` rounds of the nemesis from `seed`, remove the lab; returns the
-    report (docs/chaos.md, "The report")."""
+    report (docs/chaos.md, "The report"). With `postgres`, the module runs PostgreSQL and the
+    client commits to it too (the second workload)."""
     say = say or Progress()
     mode = witness_mode or default_witness_mode()
     faults = schedule(seed, rounds, kinds=kinds or ALL_KINDS)
-    chaos = ChaosCluster(Lab(lab_name), witness_mode=mode, say=say)
+    chaos = ChaosCluster(Lab(lab_name), witness_mode=mode, say=say, postgres=postgres)
     results: list[RoundResult] = []
     aborted = ""
     started = time.monotonic()
     with running(chaos):
-        say(f"lab {lab_name} up, witness mode {mode}, seed {seed}, {rounds} rounds")
-        chaos.start_clients()
+        say(
+            f"lab {lab_name} up, witness mode {mode}, seed {seed}, {rounds} rounds"
+            + (", PostgreSQL" if postgres else "")
+        )
+        chaos.start_clients(commits=postgres)
         run = RunState()
         time.sleep(3.0)
         run.evidence.update(chaos)
         if not run.evidence.acks:
             raise LabError("the workload got no acknowledgement in 3 s on a healthy cluster")
+        if postgres and not run.evidence.pg_acks:
+            raise LabError("the PostgreSQL workload got no acknowledgement in 3 s on a healthy cluster")
         figures_start = {n: f.to_json() for n, f in chaos.figures().items()}
         for fault in faults:
             try:
@@ -757,6 +924,7 @@ def run_suite(
         "rounds_planned": rounds,
         "rounds": len(results),
         "witness_mode": mode,
+        "postgres": postgres,
         "recovery_bound_s": bound,
         "rfs_stop_bound_s": RFS_STOP_BOUND,
         "duration_s": round(time.monotonic() - started, 1),

@@ -1,9 +1,11 @@
 """What a round's evidence means (pure): VIP owners seen by the client's ARP probe, acknowledged
-records missing from the primary, the client's longest wait, the replication processes' stops.
+records and PostgreSQL commits missing from the primary, the client's longest wait, the
+replication processes' stops.
 
-Inputs are the lines that `arpprobe` and `workload` print on the client host, the records read
-back through the VIP, and the nodes' module logs; times are CLOCK_MONOTONIC seconds (module log
-times are converted by the caller's offset). Definitions are those of docs/chaos.md.
+Inputs are the lines that `arpprobe`, `workload` and `pgworkload` print on the client host, the
+records and the committed ids read back through the VIP, and the nodes' module logs; times are
+CLOCK_MONOTONIC seconds (module log times are converted by the caller's offset). Definitions are
+those of docs/chaos.md.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ class Ack:
 
 
 def parse_workload(lines: Iterable[str]) -> tuple[list[Ack], int]:
-    """(acknowledged records in order, count of requests not acknowledged)."""
+    """(acknowledged records in order, count of requests not acknowledged); `workload`'s lines
+    and `pgworkload`'s alike (its NODE is "pg")."""
     acks: list[Ack] = []
     failed = 0
     for line in lines:
@@ -160,8 +163,19 @@ def parse_records(data: bytes) -> set[int]:
     return present
 
 
+def parse_ids(text: str) -> set[int]:
+    """The ids psql printed, one a line (`COPY chaos_commits (id) TO STDOUT`); other lines count
+    for none."""
+    present = set()
+    for line in text.splitlines():
+        word = line.strip()
+        if word.isdigit():
+            present.add(int(word))
+    return present
+
+
 def lost_records(acks: Iterable[Ack], present: set[int]) -> list[int]:
-    """Acknowledged record numbers that the primary does not hold."""
+    """Acknowledged record numbers (or commit ids) that the primary does not hold."""
     return sorted({a.number for a in acks} - present)
 
 

@@ -32,6 +32,12 @@ class RoundResult:
     gratuitous: dict[str, int] = field(default_factory=dict)
     longest_unavailability_s: float = 0.0
     acknowledging_nodes: dict[str, int] = field(default_factory=dict)
+    pg_acknowledged: int = 0
+    """PostgreSQL commits the client saw acknowledged in this round"""
+    pg_lost: list[int] = field(default_factory=list)
+    """acknowledged PostgreSQL commits (ids) that went missing from the primary in this round"""
+    pg_longest_unavailability_s: float = 0.0
+    """the longest the PostgreSQL workload went without an acknowledged commit in this round"""
     recovered: bool = False
     recovery_s: float | None = None
     """from the heal (or the fault, for faults with nothing to heal) to PRIM/SECOND, both Ready"""
@@ -60,6 +66,10 @@ class RoundResult:
             out.append(f"two VIP owners seen by the client for {self.two_owner_s:.2f} s: {spans}")
         if self.lost:
             out.append(f"{len(self.lost)} acknowledged records lost (first: {self.lost[:5]})")
+        if self.pg_lost:
+            out.append(
+                f"{len(self.pg_lost)} acknowledged PostgreSQL commits lost (first: {self.pg_lost[:5]})"
+            )
         if not self.recovered:
             out.append(f"not back to PRIM/SECOND in sync within the bound: {self.roles_after}")
         for stop in self.late_rfs_stops(bound):
@@ -93,6 +103,10 @@ class RoundResult:
             "gratuitous_arp_by_mac": self.gratuitous,
             "longest_unavailability_s": self.longest_unavailability_s,
             "acknowledging_nodes": self.acknowledging_nodes,
+            "pg_acknowledged": self.pg_acknowledged,
+            "pg_lost": len(self.pg_lost),
+            "pg_lost_first": self.pg_lost[:20],
+            "pg_longest_unavailability_s": self.pg_longest_unavailability_s,
             "recovered": self.recovered,
             "recovery_s": self.recovery_s,
             "roles_after": self.roles_after,
@@ -122,6 +136,9 @@ def summarise(rounds: list[RoundResult]) -> dict[str, Any]:
                 "lost": 0,
                 "two_owner_s": 0.0,
                 "longest_unavailability_s": 0.0,
+                "pg_acknowledged": 0,
+                "pg_lost": 0,
+                "pg_longest_unavailability_s": 0.0,
                 "not_recovered": 0,
                 "recovery_max_s": None,
                 "rfs_stop_max_s": None,
@@ -134,6 +151,11 @@ def summarise(rounds: list[RoundResult]) -> dict[str, Any]:
         k["lost"] += len(r.lost)
         k["two_owner_s"] = round(k["two_owner_s"] + r.two_owner_s, 4)
         k["longest_unavailability_s"] = max(k["longest_unavailability_s"], r.longest_unavailability_s)
+        k["pg_acknowledged"] += r.pg_acknowledged
+        k["pg_lost"] += len(r.pg_lost)
+        k["pg_longest_unavailability_s"] = max(
+            k["pg_longest_unavailability_s"], r.pg_longest_unavailability_s
+        )
         k["not_recovered"] += 0 if r.recovered else 1
         if r.recovery_s is not None:
             k["recovery_max_s"] = max(k["recovery_max_s"] or 0.0, r.recovery_s)
@@ -146,6 +168,10 @@ def summarise(rounds: list[RoundResult]) -> dict[str, Any]:
         "rounds": len(rounds),
         "acknowledged": sum(r.acknowledged for r in rounds),
         "lost": sum(len(r.lost) for r in rounds),
+        "pg_acknowledged": sum(r.pg_acknowledged for r in rounds),
+        "pg_lost": sum(len(r.pg_lost) for r in rounds),
+        "longest_unavailability_s": max((r.longest_unavailability_s for r in rounds), default=0.0),
+        "pg_longest_unavailability_s": max((r.pg_longest_unavailability_s for r in rounds), default=0.0),
         "two_owner_s": round(sum(r.two_owner_s for r in rounds), 4),
         "rounds_not_recovered": [r.round for r in rounds if not r.recovered],
         "rfs_stops_late": sum(len(r.late_rfs_stops()) for r in rounds),

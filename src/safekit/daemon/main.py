@@ -19,7 +19,7 @@ from pathlib import Path
 
 from safekit import __version__
 from safekit.api.server import start_api
-from safekit.daemon import memtrace
+from safekit.daemon import allocator, memtrace
 from safekit.daemon.node import Node, NodeError
 from safekit.daemon.paths import Paths
 from safekit.daemon.priority import raise_own_priority
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("safekitd: must run as root (virtual IPs, raw ICMP, scripts)", file=sys.stderr)
         return 77
+    if argv is None:  # the real daemon (not a test calling main): its allocator gives memory back
+        allocator.ensure_system_allocator(sys.argv)
     paths = Paths.from_env()
     if args.pidfile is not None:
         running = running_pid(args.pidfile)
@@ -86,6 +88,7 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
         if trace_period is not None
         else None
     )
+    trimmer = asyncio.create_task(allocator.trim_loop())
     node = Node(
         paths,
         node_name=args.node,
@@ -106,6 +109,7 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     if api is not None:
         await api.stop()
     await node.stop()
+    trimmer.cancel()
     if tracer is not None:
         tracer.cancel()
     log.info("stopped")

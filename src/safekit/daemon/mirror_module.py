@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import logging
-import math
 import os
 import shlex
 import sys
@@ -34,11 +32,13 @@ from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.module_parts import check_actions, script_runner
+from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.daemon.timing import Timing
+from safekit.daemon.witness_probes import WitnessProber, arbiter_client, witness_mode
 from safekit.host import mounts, processes
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
@@ -76,8 +76,6 @@ from safekit.mirror import (
     StartReplication,
     StopReplication,
     Tick,
-    WitnessMode,
-    WitnessResult,
     replica,
 )
 from safekit.mirror import (
@@ -87,12 +85,8 @@ from safekit.mirror import Script as MachineScript
 from safekit.rfs import channel
 from safekit.rfs.spec import DirSpec, RfsSpec
 from safekit.scripts import Script, ScriptRunner
-from safekit.vip import VipError, VipProvider, VipSpec, create_provider
-from safekit.vip.arp import ArpProvider
 
 DEFAULT_HEARTBEAT_PORT = 4800
-VIP_CALL_TIMEOUT = 5.0
-CLOUD_VIP_CALL_TIMEOUT = 30.0
 """A cloud provider waits for the API's long-running operations (two of them to move an IP)."""
 _BOOT_INTENT = {
     CommandKind.START: True,
@@ -104,36 +98,6 @@ _BOOT_INTENT = {
     CommandKind.FORCESTOP: False,
 }
 _LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
-
-
-VIP_RENEW_INTERVAL = 1.0
-
-
-def vip_lifetime(timing: Timing) -> int:
-    """Seconds an `arp` VIP lives without renewal: 3, or twice the heartbeat timeout if longer.
-
-    Heartbeats are lost well before that when safekitd cannot run, so the VIP never expires under
-    a primary that still works; the kernel removes it 0-0.4 s after the lifetime (measured).
-    """
-    return max(3, math.ceil(2 * timing.timeout))
-
-
-_OWNER_PROBE_TIMEOUT = 0.15
-"""Bound of one VIP owner probe (ARP) before a takeover with a ping witness (issue 13: < 0.2 s)."""
-
-
-def _witness_mode(config: ModuleConfig) -> WitnessMode:
-    splitbrain = config.check.splitbrain
-    if splitbrain is not None and splitbrain.exec == "arbitrator":
-        return WitnessMode.ARBITRATOR
-    return WitnessMode.PING
-
-
-def _arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient | None:
-    splitbrain = config.check.splitbrain
-    if splitbrain is None or splitbrain.exec != "arbitrator" or not splitbrain.witnesses:
-        return None
-    return ArbiterClient(splitbrain.witnesses[0], splitbrain.port, key, node)
 
 
 class ModuleError(Exception):
@@ -186,7 +150,7 @@ class MirrorModule:
             split_brain_bound=self.timing.split_brain_bound,
             detection_skew=self.timing.detection_skew,
             peer_timeout=self.timing.timeout,
-            witness_mode=_witness_mode(config),
+            witness_mode=witness_mode(config),
             lease_duration=self.timing.lease_duration,
         )
         self.rfs_spec = _rfs_spec(
@@ -211,16 +175,33 @@ class MirrorModule:
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
         )
         persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
-        self.vips: list[VipProvider] = _vip_providers(config, self.timing)
+        self.vips = ModuleVips(
+            providers_for(config, self.timing), self.log, self.submit, self.settings.split_brain_bound
+        )
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
         self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._witness_wake = asyncio.Event()
-        self._arbiter: ArbiterClient | None = _arbiter_client(config, key, local_node)
-        self._witness_probes: set[asyncio.Task[None]] = set()
+        self._arbiter: ArbiterClient | None = arbiter_client(config, key, local_node)
+        self.witness = (
+            WitnessProber(
+                name,
+                config,
+                self.settings,
+                self.timing,
+                pinger=pinger,
+                arbiter=self._arbiter,
+                vips=self.vips,
+                state=lambda: self.state,
+                submit=self.submit,
+                resources=self.resources,
+                log=self.log,
+            )
+            if config.check.splitbrain is not None
+            else None
+        )
         self._last_peer_status: NodeStatus | None = None
         self._split_at: float | None = None  # wall clock: the peer's last heartbeat before a loss
         self._last_shown: tuple[ModuleState, Readiness] | None = None
@@ -264,11 +245,13 @@ class MirrorModule:
         await self._clean_up_after_crash()
         await self.link.start()
         self._tasks.append(asyncio.create_task(self._event_loop(), name=f"{self.name}-events"))
-        if self.config.check.splitbrain is not None:
-            self._tasks.append(asyncio.create_task(self._witness_loop(), name=f"{self.name}-witness"))
-        if any(isinstance(p, ArpProvider) and p.lifetime is not None for p in self.vips):
+        if self.witness is not None:
+            self._tasks.append(asyncio.create_task(self.witness.run(), name=f"{self.name}-witness"))
+        if self.vips.expiring:
             self._tasks.append(
-                asyncio.create_task(self._vip_lifetime_loop(), name=f"{self.name}-vip-lifetime")
+                asyncio.create_task(
+                    self.vips.renew_loop(lambda: self.state.vip_held), name=f"{self.name}-vip-lifetime"
+                )
             )
         for spec in self._checker_specs:
             self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
@@ -288,16 +271,7 @@ class MirrorModule:
         whether or not its service manager killed its children - the VIP, the application its
         scripts started, its replication process, the mounts. Each step is logged."""
         # Nothing may hold the VIP before the state machine says so.
-        for provider in self.vips:
-            try:
-                if await provider.release(timeout=_vip_timeout(provider)):
-                    self.log.warning(
-                        "virtual IP %s was still here (left by a crash): released", provider.spec.address
-                    )
-            except VipError as exc:
-                self.log.error(
-                    "virtual IP %s: could not check for a leftover: %s", provider.spec.address, exc
-                )
+        await self.vips.release_leftovers()
         await self._stop_orphan_application()
         if self.rfs_spec is not None:
             await asyncio.to_thread(self._end_orphan_replication, self.rfs_spec)
@@ -355,10 +329,12 @@ class MirrorModule:
             reply = await self.command(CommandKind.STOP, operator=False)
             self.log.info("daemon shutdown: %s", reply.reason)
             await self.wait_for(self._stopped, timeout=self._stop_budget())
-        for task in [*self._tasks, *self._script_tasks.values(), *self._witness_probes]:
+        for task in [*self._tasks, *self._script_tasks.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.witness is not None:
+            await self.witness.cancel()
         await self._stop_rfs()
         await self.link.close()
         if self._arbiter is not None:
@@ -579,9 +555,9 @@ class MirrorModule:
                 if task is not None:
                     task.cancel()
             case AcquireVip():
-                await self._acquire_vips(action)
+                await self.vips.acquire(action)
             case ReleaseVip():
-                await self._release_vips(action)
+                await self.vips.release(action)
             case StartReplication(role=role):
                 self._replica = replica.started(self._replica, role, self.state.generation)
                 if self.rfs_spec is not None:
@@ -595,7 +571,8 @@ class MirrorModule:
                 self._replica, effects = replica.fenced(self._replica)
                 self._apply(effects)
             case QueryWitness():
-                self._witness_wake.set()
+                if self.witness is not None:
+                    self.witness.wake.set()
             case CommandReply():
                 replies.append(action)
 
@@ -629,188 +606,7 @@ class MirrorModule:
         self.log.info("running %s %s", action.script, " ".join(action.argv()))
         self._script_tasks[action.run_id] = asyncio.create_task(run(), name=f"{self.name}-{action.script}")
 
-    async def _acquire_vips(self, action: AcquireVip) -> None:
-        for provider in self.vips:
-            try:
-                await provider.acquire(timeout=_vip_timeout(provider))
-                self.log.info("virtual IP %s acquired", provider.spec.address)
-            except VipError as exc:
-                self.log.error("virtual IP %s not acquired: %s", provider.spec.address, exc)
-                self.submit(ActionFailed(action, str(exc), time.monotonic()))
-                return
-
-    async def _release_vips(self, action: ReleaseVip) -> None:
-        # A VIP that stays on a node that must not serve is how split brain hurts: retry within
-        # the split-brain bound before reporting a failure.
-        deadline = time.monotonic() + self.settings.split_brain_bound
-        for provider in self.vips:
-            while True:
-                try:
-                    await provider.release(timeout=max(0.1, deadline - time.monotonic()))
-                    self.log.info("virtual IP %s released", provider.spec.address)
-                    break
-                except VipError as exc:
-                    if time.monotonic() >= deadline:
-                        self.log.error("virtual IP %s not released: %s", provider.spec.address, exc)
-                        self.submit(ActionFailed(action, str(exc), time.monotonic()))
-                        return
-                    await asyncio.sleep(0.05)
-
     # ------------------------------------------------------------------ checkers
-    async def _witness_loop(self) -> None:
-        """The split-brain witness: ping it, or renew the arbitrator lease (docs/adr/0010).
-
-        Every answer carries the moment its probe left (`sent_at`): what an answer proves is about
-        that moment. When to ask is the machine's rule (`witness_wanted`); a lost peer wakes this
-        loop at once (QueryWitness).
-        """
-        splitbrain = self.config.check.splitbrain
-        assert splitbrain is not None
-        resource = f"splitbrain.{splitbrain.ident}"
-        pending = self._witness_probes
-        while True:
-            wanted = mirror.witness_wanted(self.settings, self.state)
-            if not wanted and self._arbiter is not None and self.state.phase is not Phase.STOPPED:
-                # not asking for the lease (the primary holds it): only show whether it answers
-                task = asyncio.create_task(
-                    self._arbiter_reachable(resource), name=f"{self.name}-witness-status"
-                )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if wanted:
-                probe = self._arbiter_probe if self._arbiter is not None else self._ping_probe
-                # Probes overlap: a slow answer on a busy host still counts, for the time it was sent,
-                # while the next probe leaves on time.
-                task = asyncio.create_task(probe(resource), name=f"{self.name}-witness-probe")
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            self._witness_wake.clear()
-            # Fast while the peer is away (the split-brain rules run on these answers) or while
-            # this node renews an arbitrator lease, slow otherwise.
-            fast = self.state.peer is None or (self._arbiter is not None and self.state.claims_primary)
-            interval = self.timing.witness_interval if fast else self.timing.witness_idle_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._witness_wake.wait(), interval)
-
-    async def _vip_lifetime_loop(self) -> None:
-        """Renew the lifetime of the VIPs this node holds, every second (see `vip_lifetime`).
-
-        A VIP found gone twice in a row while the machine holds it (it expired while this daemon
-        was frozen, or someone removed it) is not taken again here: the peer may have taken over
-        meanwhile. It is reported as a failed acquire; the machine decides (stopstart).
-        """
-        missing: dict[str, int] = {}
-        while True:
-            await asyncio.sleep(VIP_RENEW_INTERVAL)
-            if not self.state.vip_held:
-                missing.clear()
-                continue
-            for provider in self.vips:
-                if not isinstance(provider, ArpProvider) or provider.lifetime is None:
-                    continue
-                address = str(provider.spec.address)
-                try:
-                    held = await provider.renew()
-                except VipError as exc:
-                    self.log.warning("virtual IP %s: renewing its lifetime failed: %s", address, exc)
-                    continue
-                if held or not self.state.vip_held:
-                    missing.pop(address, None)
-                    continue
-                missing[address] = missing.get(address, 0) + 1
-                if missing[address] >= 2:
-                    missing.pop(address)
-                    detail = f"virtual IP {address} is gone from this node (it expired or was removed)"
-                    self.log.error("%s: not taking it again by itself", detail)
-                    self.submit(ActionFailed(AcquireVip(), detail, time.monotonic()))
-
-    async def _ping_probe(self, resource: str) -> None:
-        splitbrain = self.config.check.splitbrain
-        assert splitbrain is not None
-        sent_at = time.monotonic()
-        # Wait up to the bound for an answer: a late one still proves the witness was reachable
-        # when the ping left, and the bound is what the rules allow between two answers.
-        wait = max(self.timing.witness_timeout, self.settings.split_brain_bound - 0.03)
-        reachable = await self.pinger.ping_any(list(splitbrain.witnesses), wait)
-        self.resources[resource] = "up" if reachable else "down"
-        other: str | None = None
-        if reachable and self.state.peer is None and not self.state.claims_primary:
-            other = await self._vip_owner()
-        self.submit(WitnessResult(reachable, time.monotonic(), sent_at=sent_at, other=other))
-
-    async def _vip_owner(self) -> str | None:
-        """Another node answering for one of our VIPs, as clients would see it (ARP), or None."""
-        for provider in self.vips:
-            try:
-                view = await provider.other_owners(timeout=self._owner_probe_budget())
-            except VipError as exc:
-                self.log.warning("virtual IP %s: owner probe failed: %s", provider.spec.address, exc)
-                continue
-            if view.known and view.owners:
-                return f"{', '.join(sorted(view.owners))} for {provider.spec.address}"
-        return None
-
-    def _owner_probe_budget(self) -> float:
-        """The VIP owner probe's time: 0.15 s, or half the split-brain bound on a faster heartbeat
-        (the fast profile: 0.065 s) - a takeover must not wait for it much (ARP answers on a LAN
-        arrive within a millisecond; the probe then plans fewer milliseconds between its 3 probes)."""
-        return min(_OWNER_PROBE_TIMEOUT, max(0.045, self.settings.split_brain_bound / 2))
-
-    async def _arbiter_reachable(self, resource: str) -> None:
-        assert self._arbiter is not None
-        try:
-            answer = await self._arbiter.status(self.name, timeout=self.timing.witness_idle_interval)
-        except OSError:
-            answer = None
-        self.resources[resource] = "up" if answer is not None else "down"
-
-    async def _arbiter_probe(self, resource: str) -> None:
-        """Ask for (renew) the lease, with this copy's replica generation: the arbitrator grants
-        nothing to a copy older than one it granted (what lets a primary that went on alone
-        acknowledge writes without its peer, `may_acknowledge_alone`)."""
-        assert self._arbiter is not None
-        sent_at = time.monotonic()
-        generation = self.state.generation
-        try:
-            answer = await self._arbiter.request(
-                self.name,
-                self.settings.lease_duration,
-                timeout=self.settings.lease_duration,
-                generation=generation,
-            )
-        except OSError as exc:
-            self.log.warning("split-brain arbitrator: request failed: %s", exc)
-            answer = None
-        if answer is None:
-            self.resources[resource] = "down"
-            self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))
-            return
-        self.resources[resource] = "up"
-        known = answer.generation
-        if answer.outdated:
-            # a newer copy than ours was granted: whoever holds the lease, we are not it
-            other = answer.holder or f"a copy at generation {known}"
-            result = WitnessResult(
-                False, time.monotonic(), sent_at=answer.sent_at, other=other, known_generation=known
-            )
-        elif not answer.granted and not answer.holder:
-            # refused with no holder: the arbitrator's grace period after its restart (no answer yet)
-            result = WitnessResult(False, time.monotonic(), sent_at=answer.sent_at, known_generation=known)
-        elif not answer.granted:
-            result = WitnessResult(
-                False, time.monotonic(), sent_at=answer.sent_at, other=answer.holder, known_generation=known
-            )
-        else:
-            result = WitnessResult(
-                True, time.monotonic(), sent_at=answer.sent_at, generation=generation, known_generation=known
-            )
-            if self.state.peer is None and not self.state.claims_primary:
-                # About to take over: the lease proves the peer stopped renewing, not that it stopped
-                # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
-                owner = await self._vip_owner()
-                result = dataclasses.replace(result, vip_checked=True, vip_owner=owner)
-        self.submit(result)
-
     async def _failover_rules_loop(self) -> None:
         """`<failover>` rules: every `period`, a rule whose condition has held for `handle_time` fires.
 
@@ -1065,7 +861,7 @@ class MirrorModule:
             data["resources"] = resources
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
-            data["vips"] = [str(p.spec.address) for p in self.vips]
+            data["vips"] = self.vips.addresses
             data["controls"] = self.controls()
         return data
 
@@ -1204,32 +1000,6 @@ def _detach_replication_mounts(rfs: RfsSpec, log: logging.Logger) -> int:
         except OSError as exc:
             log.error("%s: could not remove a replication mount: %s", path, exc)
     return removed
-
-
-def _vip_providers(config: ModuleConfig, timing: Timing) -> list[VipProvider]:
-    providers: list[VipProvider] = []
-    if config.vip is None:
-        return providers
-    for interface in config.vip.interfaces:
-        for addr in interface.addresses:
-            options = dict(addr.options)
-            if addr.provider == "arp":
-                # A VIP that safekitd does not renew disappears by itself (a dead or frozen daemon
-                # must not hold it forever; docs/vip.md): renewed every second by `_vip_lifetime_loop`.
-                options.setdefault("lifetime", str(vip_lifetime(timing)))
-            spec = VipSpec(
-                address=ipaddress.IPv4Address(addr.addr),
-                prefixlen=addr.prefix_length,
-                interface=interface.name,
-                provider=addr.provider,
-                options=options,
-            )
-            providers.append(create_provider(spec))
-    return providers
-
-
-def _vip_timeout(provider: VipProvider) -> float:
-    return VIP_CALL_TIMEOUT if provider.spec.provider == "arp" else CLOUD_VIP_CALL_TIMEOUT
 
 
 def _record_json(record: PersistedRecord) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The fault-injection suite's short run (docs/chaos.md): 10 rounds of the nemesis, one of each of
-10 fault kinds, on a lab of its own; every invariant must hold in every round.
+10 fault kinds, on a lab of its own, with both workloads (appends through the append service,
+PostgreSQL commits); every invariant must hold in every round.
 
 The seed is fixed (SEED; SAFEKIT_CHAOS_SEED chooses another) so that `make test` plays the same
 rounds every time; a failure is replayed with `bench/chaos.py --rounds 10 --seed SEED`. The
-report and the nodes' logs are kept in /var/tmp/safekit-chaos-logs.
+report and the nodes' logs are kept in /var/tmp/safekit-chaos-logs/chaos.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 import pytest
 
-from safekit.chaos.harness import LOG_DIR, run_suite
+from safekit.chaos.harness import log_dir, run_suite
 
 ROUNDS = 10
 SEED = 35  # 10 kinds: all four partitions, safekitd and rfs kills, disk full, reboots, power cut
@@ -22,20 +23,24 @@ SEED = 35  # 10 kinds: all four partitions, safekitd and rfs kills, disk full, r
 @pytest.mark.timeout(900)
 def test_ten_rounds_of_faults_lose_nothing_and_never_show_two_vip_owners(root_required: None) -> None:
     seed = int(os.environ.get("SAFEKIT_CHAOS_SEED") or SEED)
-    report = run_suite(seed=seed, rounds=ROUNDS, lab_name="chaos")
-    path = LOG_DIR / "chaos-short.json"
+    report = run_suite(seed=seed, rounds=ROUNDS, lab_name="chaos", postgres=True)
+    logs = log_dir("chaos")
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / "chaos-short.json"
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     failed = [
         f"round {r['round']} {r['kind']}: " + "; ".join(r["violations"])
         for r in report["round_results"]
         if r["violations"]
     ]
-    detail = "\n".join(failed) + f"\n(seed {seed}; report {path}; node logs in {LOG_DIR})"
+    detail = "\n".join(failed) + f"\n(seed {seed}; report {path}; node logs in {logs})"
     assert not report["aborted"], report["aborted"] + detail
     assert report["rounds"] == ROUNDS, detail
     totals = report["totals"]
     assert totals["acknowledged"] > 0, "the workload was never acknowledged: nothing was tested"
     assert totals["lost"] == 0, detail
+    assert totals["pg_acknowledged"] > 0, "no PostgreSQL commit was acknowledged: nothing was tested" + detail
+    assert totals["pg_lost"] == 0, detail
     assert totals["two_owner_s"] == 0, detail
     assert totals["rounds_not_recovered"] == [], detail
     assert failed == [], detail

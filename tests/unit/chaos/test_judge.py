@@ -124,3 +124,15 @@ def test_a_stop_after_the_window_is_not_a_stop() -> None:
     start = lines[0][0]
     stops = judge.rfs_stops("node1", lines, start, start + 1.0)
     assert [(s.change, s.seconds) for s in stops] == [("ALONE -> WAIT", None)]
+
+
+def test_postgres_commits_are_read_like_records_and_lost_the_same_way() -> None:
+    # pgworkload prints what workload prints, its node being "pg"
+    acks, failed = judge.parse_workload(
+        ["A 10 1.0 1.1 pg", "F 11 1.1 4.1 timeout", "A 12 4.2 4.3 pg", "A 13 4.3 4.4 pg"]
+    )
+    assert failed == 1 and [a.number for a in acks] == [10, 12, 13]
+    ids = judge.parse_ids("10\n11\n13\n\nERROR: something\n 14 \n")
+    assert ids == {10, 11, 13, 14}
+    assert judge.lost_records(acks, ids) == [12]
+    assert judge.parse_ids("") == set()

@@ -65,3 +65,29 @@ def test_the_summary_sums_by_kind_and_lists_the_failed_rounds() -> None:
     assert passed(rounds[:2])
     assert not passed([])
     assert rounds[2].to_json()["lost"] == 2 and rounds[2].to_json()["violations"]
+
+
+def test_lost_postgres_commits_are_a_violation_and_are_summed_by_kind() -> None:
+    clean = a_round(1, "power_cut_primary", pg_acknowledged=300, pg_longest_unavailability_s=4.5)
+    bad = a_round(2, "power_cut_primary", pg_acknowledged=200, pg_lost=[17, 18, 19])
+    other = a_round(3, "lan_cut", pg_acknowledged=50, pg_longest_unavailability_s=7.25)
+    assert clean.violations() == []
+    assert bad.violations() == ["3 acknowledged PostgreSQL commits lost (first: [17, 18, 19])"]
+    summary = summarise([clean, bad, other])
+    power = summary["by_kind"]["power_cut_primary"]
+    assert (power["pg_acknowledged"], power["pg_lost"], power["pg_longest_unavailability_s"]) == (500, 3, 4.5)
+    assert summary["by_kind"]["lan_cut"]["pg_longest_unavailability_s"] == 7.25
+    totals = summary["totals"]
+    assert (totals["pg_acknowledged"], totals["pg_lost"]) == (550, 3)
+    assert totals["pg_longest_unavailability_s"] == 7.25 and totals["longest_unavailability_s"] == 2.5
+    assert totals["rounds_failed"] == [2]
+    out = bad.to_json()
+    assert (out["pg_acknowledged"], out["pg_lost"], out["pg_lost_first"]) == (200, 3, [17, 18, 19])
+    assert out["pg_longest_unavailability_s"] == 0.0 and out["violations"]
+
+
+def test_a_run_without_postgres_has_zero_commits_and_no_violation_for_it() -> None:
+    summary = summarise([a_round(1, "lan_cut")])
+    assert summary["totals"]["pg_acknowledged"] == 0 and summary["totals"]["pg_lost"] == 0
+    assert summary["by_kind"]["lan_cut"]["pg_lost"] == 0
+    assert passed([a_round(1, "lan_cut")])

@@ -33,10 +33,19 @@ postmaster_pid() {
     return 1
 }
 
+# Whether a process has ended: no such process, or a zombie - it has exited and holds nothing any
+# more (no file, no directory), only its parent has not collected its exit status yet. A daemon's
+# parent is init, which may take a while to do so (seconds on a loaded lab machine), and
+# `kill -0` succeeds on a zombie.
+ended() {
+    state=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+    [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]
+}
+
 # Wait until a process is gone (at most $2 seconds); status 1 if it is still there.
 wait_gone() {
     n=0
-    while kill -0 "$1" 2>/dev/null; do
+    while ! ended "$1"; do
         [ "$n" -ge $(($2 * 10)) ] && return 1
         sleep 0.1
         n=$((n + 1))

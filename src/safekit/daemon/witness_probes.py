@@ -1,0 +1,181 @@
+"""The split-brain witness as the executor asks it (docs/adr/0010-partition-safety.md): ping it,
+or request and renew the arbitrator's lease; with the answer, the clients' view of who answers for
+the VIP when this node is about to take over.
+
+When to ask is the state machine's rule (`witness_wanted`); what an answer means is its rule too
+(`WitnessResult`, with the moment the probe left: what an answer proves is about that moment).
+`lease_result` turns an arbitrator's answer into that event (pure). The prober only sends, waits
+and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from safekit.arbiter.client import ArbiterClient, LeaseAnswer
+from safekit.checkers.icmp import Pinger
+from safekit.config import ModuleConfig
+from safekit.daemon.module_vips import ModuleVips
+from safekit.daemon.timing import Timing
+from safekit.mirror import (
+    Event,
+    MirrorSettings,
+    MirrorState,
+    Phase,
+    WitnessMode,
+    WitnessResult,
+    witness_wanted,
+)
+
+
+def witness_mode(config: ModuleConfig) -> WitnessMode:
+    splitbrain = config.check.splitbrain
+    if splitbrain is not None and splitbrain.exec == "arbitrator":
+        return WitnessMode.ARBITRATOR
+    return WitnessMode.PING
+
+
+def arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient | None:
+    splitbrain = config.check.splitbrain
+    if splitbrain is None or splitbrain.exec != "arbitrator" or not splitbrain.witnesses:
+        return None
+    return ArbiterClient(splitbrain.witnesses[0], splitbrain.port, key, node)
+
+
+def lease_result(answer: LeaseAnswer, generation: int, now: float) -> WitnessResult:
+    """What an arbitrator's answer to a lease request for `generation` tells the state machine."""
+    known = answer.generation
+    if answer.outdated:
+        # a newer copy than ours was granted: whoever holds the lease, we are not it
+        other = answer.holder or f"a copy at generation {known}"
+        return WitnessResult(False, now, sent_at=answer.sent_at, other=other, known_generation=known)
+    if not answer.granted and not answer.holder:
+        # refused with no holder: the arbitrator's grace period after its restart (no answer yet)
+        return WitnessResult(False, now, sent_at=answer.sent_at, known_generation=known)
+    if not answer.granted:
+        return WitnessResult(False, now, sent_at=answer.sent_at, other=answer.holder, known_generation=known)
+    return WitnessResult(True, now, sent_at=answer.sent_at, generation=generation, known_generation=known)
+
+
+class WitnessProber:
+    def __init__(
+        self,
+        module: str,
+        config: ModuleConfig,
+        settings: MirrorSettings,
+        timing: Timing,
+        *,
+        pinger: Pinger,
+        arbiter: ArbiterClient | None,
+        vips: ModuleVips,
+        state: Callable[[], MirrorState],
+        submit: Callable[[Event], None],
+        resources: dict[str, str],
+        log: logging.Logger,
+    ) -> None:
+        splitbrain = config.check.splitbrain
+        assert splitbrain is not None
+        self.module = module
+        self.witnesses = list(splitbrain.witnesses)
+        self.resource = f"splitbrain.{splitbrain.ident}"
+        self.settings = settings
+        self.timing = timing
+        self.pinger = pinger
+        self.arbiter = arbiter
+        self.vips = vips
+        self.state = state
+        self.submit = submit
+        self.resources = resources
+        self.log = log
+        self.wake = asyncio.Event()
+        self.probes: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self.probes.add(task)
+        task.add_done_callback(self.probes.discard)
+
+    async def run(self) -> None:
+        """Ask as the machine wants it; a lost peer wakes this loop at once (QueryWitness)."""
+        while True:
+            state = self.state()
+            wanted = witness_wanted(self.settings, state)
+            if not wanted and self.arbiter is not None and state.phase is not Phase.STOPPED:
+                # not asking for the lease (the primary holds it): only show whether it answers
+                self._spawn(self._arbiter_reachable(), f"{self.module}-witness-status")
+            if wanted:
+                # Probes overlap: a slow answer on a busy host still counts, for the time it was
+                # sent, while the next probe leaves on time.
+                probe = self._arbiter_probe() if self.arbiter is not None else self._ping_probe()
+                self._spawn(probe, f"{self.module}-witness-probe")
+            self.wake.clear()
+            # Fast while the peer is away (the split-brain rules run on these answers) or while
+            # this node renews an arbitrator lease, slow otherwise.
+            fast = state.peer is None or (self.arbiter is not None and state.claims_primary)
+            interval = self.timing.witness_interval if fast else self.timing.witness_idle_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), interval)
+
+    async def cancel(self) -> None:
+        for task in list(self.probes):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _ping_probe(self) -> None:
+        sent_at = time.monotonic()
+        # Wait up to the bound for an answer: a late one still proves the witness was reachable
+        # when the ping left, and the bound is what the rules allow between two answers.
+        wait = max(self.timing.witness_timeout, self.settings.split_brain_bound - 0.03)
+        reachable = await self.pinger.ping_any(self.witnesses, wait)
+        self.resources[self.resource] = "up" if reachable else "down"
+        other: str | None = None
+        state = self.state()
+        if reachable and state.peer is None and not state.claims_primary:
+            other = await self.vips.other_owner()
+        self.submit(WitnessResult(reachable, time.monotonic(), sent_at=sent_at, other=other))
+
+    async def _arbiter_reachable(self) -> None:
+        assert self.arbiter is not None
+        try:
+            answer = await self.arbiter.status(self.module, timeout=self.timing.witness_idle_interval)
+        except OSError:
+            answer = None
+        self.resources[self.resource] = "up" if answer is not None else "down"
+
+    async def _arbiter_probe(self) -> None:
+        """Ask for (renew) the lease, with this copy's replica generation: the arbitrator grants
+        nothing to a copy older than one it granted (what lets a primary that went on alone
+        acknowledge writes without its peer, `may_acknowledge_alone`)."""
+        assert self.arbiter is not None
+        sent_at = time.monotonic()
+        generation = self.state().generation
+        try:
+            answer = await self.arbiter.request(
+                self.module,
+                self.settings.lease_duration,
+                timeout=self.settings.lease_duration,
+                generation=generation,
+            )
+        except OSError as exc:
+            self.log.warning("split-brain arbitrator: request failed: %s", exc)
+            answer = None
+        if answer is None:
+            self.resources[self.resource] = "down"
+            self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))
+            return
+        self.resources[self.resource] = "up"
+        result = lease_result(answer, generation, time.monotonic())
+        state = self.state()
+        if result.reachable and state.peer is None and not state.claims_primary:
+            # About to take over: the lease proves the peer stopped renewing, not that it stopped
+            # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
+            owner = await self.vips.other_owner()
+            result = dataclasses.replace(result, vip_checked=True, vip_owner=owner)
+        self.submit(result)
