@@ -225,6 +225,10 @@ class MirrorState:
             return ModuleState.STOP
         if phase in (Phase.STARTING, Phase.ELECTING, Phase.WAITING):
             return ModuleState.WAIT
+        if phase is Phase.STARTING_PRIMARY and self.pending is Pending.FENCE:
+            # fenced while start_prim runs (it cannot be interrupted): the VIP is released and writes
+            # fail already; it leaves for WAIT once the script ends - never shown as a primary
+            return ModuleState.WAIT
         if phase in (Phase.STARTING_PRIMARY, Phase.PRIMARY):
             return self._primary_state
         if phase in (Phase.STARTING_SECONDARY, Phase.SECONDARY):

@@ -154,6 +154,7 @@ class Cluster:
         self.arbiter_generation = 0
         # (d) the highest generation whose writes a node acknowledged without its peer, and who
         self.acked_alone: tuple[int, str] | None = None
+        self.witness_sides: set[str] = set()
         self.fail_rate = fail_rate
         self.now = 0.0
         self.link_up = True
@@ -324,6 +325,8 @@ class Cluster:
 
     def cut(self, witness_side: str | None = None) -> None:
         """Cut every LAN; with a witness, it then answers at most `witness_side` (if it did)."""
+        if self.link_up:  # a new split (a cut while cut goes on with the same one)
+            self.witness_sides = set()
         self.link_up = False
         self.ever_cut = True
         if self.witness and self.kind == "ping":
@@ -331,6 +334,7 @@ class Cluster:
             self._change_witness(keep)
         elif self.witness and witness_side in NODES:
             self._change_witness(frozenset({witness_side}))
+        self.witness_sides |= self.witness_set  # who reached the witness during this split
         self.trace.append(f"{self.now:8.2f} world: link cut, witness answers {sorted(self.witness_set)}")
 
     def heal(self) -> None:
@@ -362,6 +366,8 @@ class Cluster:
                 self.witness_lost_at[n] = self.now
         self.witness_set = reachable_from
         self.witness_changed_at = self.now
+        if not self.link_up:
+            self.witness_sides |= reachable_from
 
     def command(self, node: str, kind: CommandKind) -> None:
         self.feed(node, Command(kind, self.now))
@@ -451,7 +457,17 @@ class Cluster:
         if node.override:
             return
         acked = self.acked_alone
-        if self.witness and acked is not None and acked[1] != node.name and before.generation < acked[0]:
+        # A ping witness that answers one side of a split, then the other, cannot protect what the
+        # first acknowledged alone: the second cannot know of it (documented limit of the ping
+        # witness, docs/mirror.md). The arbitrator can: it refuses the older copy.
+        ping_turned = self.kind != "arbitrator" and len(self.witness_sides) > 1
+        if (
+            self.witness
+            and acked is not None
+            and acked[1] != node.name
+            and before.generation < acked[0]
+            and not ping_turned
+        ):
             self._violation(
                 f"{node.name} became primary with generation {before.generation}: {acked[1]} acknowledged "
                 f"writes alone at generation {acked[0]} (lost)"
