@@ -33,7 +33,13 @@ def ensure_system_allocator(argv: Sequence[str]) -> None:
     if ENV in os.environ:
         return
     os.environ[ENV] = "malloc"
-    os.execv(sys.executable, [sys.executable, *argv])  # noqa: S606 - the same program, same arguments
+    program = argv[0] if argv else ""
+    if not program or program.endswith(".py") or not os.path.isfile(program):
+        # `python -m safekit.daemon.main` (argv[0] is the module's file): run the module again
+        command = [sys.executable, "-m", "safekit.daemon.main", *argv[1:]]
+    else:  # the `safekitd` entry point: the same command line, so `ps` shows the same thing
+        command = [sys.executable, *argv]
+    os.execv(sys.executable, command)  # noqa: S606 - the same program, same arguments
 
 
 def _libc() -> ctypes.CDLL | None:

@@ -31,20 +31,17 @@ from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
+from safekit.daemon.mirror_replication import ModuleReplication, cross_check
 from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
-from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
-from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.daemon.timing import Timing
 from safekit.daemon.witness_probes import WitnessProber, arbiter_client, witness_mode
-from safekit.host import mounts, processes
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.mirror import (
     AcquireVip,
     Action,
-    ActionFailed,
     Announce,
     CheckerAction,
     CheckerVerdict,
@@ -66,7 +63,6 @@ from safekit.mirror import (
     QueryWitness,
     Readiness,
     ReleaseVip,
-    ReplicationExited,
     ReplicationRole,
     ResourceUp,
     RunScript,
@@ -75,13 +71,11 @@ from safekit.mirror import (
     StartReplication,
     StopReplication,
     Tick,
-    replica,
 )
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
 from safekit.mirror import Script as MachineScript
-from safekit.rfs import channel
 from safekit.rfs.spec import DirSpec, RfsSpec
 from safekit.scripts import Script, ScriptRunner
 
@@ -157,7 +151,7 @@ class MirrorModule:
         )
         self.state_file = paths.module_var(name) / "state.json"
         self._app_record = paths.module_var(name) / "started.json"
-        self.persisted = _rfs_cross_check(_load_record(self.state_file), self.rfs_spec)
+        self.persisted = cross_check(_load_record(self.state_file), self.rfs_spec)
         self.state = mirror.initial_state(self.settings, self.persisted)
         self.log = _module_logger(name, paths)
         self.resources: dict[str, str] = {f"heartbeat.{lan.name}": "init" for lan in lans}
@@ -202,9 +196,16 @@ class MirrorModule:
             else None
         )
         self._last_peer_status: NodeStatus | None = None
-        self._split_at: float | None = None  # wall clock: the peer's last heartbeat before a loss
         self._last_shown: tuple[ModuleState, Readiness] | None = None
-        self._init_replication()
+        self.replication = ModuleReplication(
+            self.rfs_spec,
+            config,
+            self.settings,
+            log=self.log,
+            resources=self.resources,
+            submit=self.submit,
+            state=lambda: self.state,
+        )
         # `safekit errd|checker on|off`: run-time switches, back on when the daemon starts again.
         self.errd_enabled = True
         self.checkers_enabled = True
@@ -212,18 +213,6 @@ class MirrorModule:
             name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
         )
         self._show_state()
-
-    def _init_replication(self) -> None:
-        """Replication (<rfs>): the process, what it last said, and the degrade handshake."""
-        self._rfs: RfsProcess | None = None
-        self._rfs_restarts = 0
-        # what the replication means for the module: decided in mirror/replica.py
-        self._replica = replica.ReplicaBook(with_rfs=self.rfs_spec is not None)
-        self._fullsync = False
-        self._verify: asyncio.Future[channel.VerifyResult] | None = None
-        if self.rfs_spec is not None:
-            self.resources["rfs.uptodate"] = "init"
-            self.resources["rfs.degraded"] = "init"
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, boot: bool) -> None:
@@ -272,8 +261,7 @@ class MirrorModule:
         # Nothing may hold the VIP before the state machine says so.
         await self.vips.release_leftovers()
         await self._stop_orphan_application()
-        if self.rfs_spec is not None:
-            await asyncio.to_thread(self._end_orphan_replication, self.rfs_spec)
+        await asyncio.to_thread(self.replication.end_orphan)
 
     async def _stop_orphan_application(self) -> None:
         """The application a dead safekitd started (recorded when its start script ran) is stopped
@@ -303,25 +291,6 @@ class MirrorModule:
             )
         await asyncio.to_thread(_forget_started, self._app_record)
 
-    def _end_orphan_replication(self, rfs: RfsSpec) -> None:
-        """End the replication process a dead safekitd started (the very one it recorded, never a
-        process found by name), then remove the mounts it left (without looking through them)."""
-        state_dir = Path(rfs.state_dir)
-        found = recorded_process(state_dir)
-        if found is not None:
-            role, identity = found
-            outcome = processes.end_process(identity)
-            self.log.warning(
-                "replication process (%s, pid %d) left by the dead safekitd: %s",
-                role,
-                identity.pid,
-                "already gone" if outcome == "not running" else outcome,
-            )
-            forget_process(state_dir)
-        removed = _detach_replication_mounts(rfs, self.log)
-        if removed:
-            self.log.warning("replication mounts left by a dead process: %d removed", removed)
-
     async def shutdown(self) -> None:
         """The daemon is stopping: stop the module (scripts, VIP), then close everything."""
         if not self._stopped():
@@ -334,7 +303,7 @@ class MirrorModule:
                 await task
         if self.witness is not None:
             await self.witness.cancel()
-        await self._stop_rfs()
+        await self.replication.stop()
         await self.link.close()
         if self._arbiter is not None:
             self._arbiter.close()
@@ -472,9 +441,7 @@ class MirrorModule:
         if status != self._last_peer_status:
             self._last_peer_status = status
             self.submit(PeerHeartbeat(status, now))
-        self._replica, effects = replica.on_peer_status(self._replica, status, self.state, now)
-        self._apply(effects)
-        self._after_step()
+        self.replication.on_peer_status(status, now)
 
     def _on_liveness(self, event: LivenessEvent, now: float) -> None:
         if isinstance(event, LanDown):
@@ -487,9 +454,8 @@ class MirrorModule:
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)
         elif isinstance(event, PeerLost):
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
-            self._split_at = time.time() - self.settings.peer_timeout
             self.submit(MachinePeerLost(now))
-            self._apply(replica.peer_lost(self._replica))  # no need to wait for sendtimeout
+            self.replication.peer_lost()
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
 
@@ -516,7 +482,7 @@ class MirrorModule:
         replies: list[CommandReply] = []
         for action in transition.actions:
             await self._execute(action, replies)
-        self._after_step()
+        self.replication.after_step()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
             item.reply.set_result(reply)
@@ -558,17 +524,16 @@ class MirrorModule:
             case ReleaseVip():
                 await self.vips.release(action)
             case StartReplication(role=role):
-                self._replica = replica.started(self._replica, role, self.state.generation)
+                self.replication.began(role)
                 if self.rfs_spec is not None:
-                    await self._start_rfs(action)
+                    await self.replication.start(action)
                 elif role is ReplicationRole.SECONDARY and self.state.peer is not None:
                     self._on_peer_status(self.state.peer, time.monotonic())
             case StopReplication():
-                self._replica = replica.stopped(self._replica)
-                await self._stop_rfs()
+                self.replication.ended()
+                await self.replication.stop()
             case FenceReplication():
-                self._replica, effects = replica.fenced(self._replica)
-                self._apply(effects)
+                self.replication.fence()
             case QueryWitness():
                 if self.witness is not None:
                     self.witness.wake.set()
@@ -686,156 +651,11 @@ class MirrorModule:
         self.submit(CheckerVerdict(action, resource, time.monotonic(), verdict.reason))
 
     # ------------------------------------------------------------------ replication
-    async def _start_rfs(self, action: StartReplication) -> None:
-        """Start this role's replication process; the primary's serves the replicated directories
-        (FUSE) before this returns, so start_prim's application writes through it."""
-        assert self.rfs_spec is not None
-        await self._stop_rfs()
-        role: RfsRole = "primary" if action.role is ReplicationRole.PRIMARY else "secondary"
-        extra: dict[str, Any] = {"generation": self.state.generation, "fullsync": self._fullsync}
-        if self.config.rfs is not None:
-            extra["splitbrain_keep_free"] = self.config.rfs.splitbrain_keep_free
-        if action.diverged:  # a split brain lost: the secondary saves this node's changes first
-            extra["diverged"] = {
-                "peer": self.peer_node,
-                "generation": self.state.generation,
-                "peer_generation": self.state.peer_generation_seen,
-                "split_at": self._split_at,
-            }
-        spec = dataclasses.replace(self.rfs_spec, extra=extra)
-        self._fullsync = False
-        process = RfsProcess(role, spec, self.log, self._on_rfs_event)
-        self._rfs = process
-        try:
-            await process.start()
-        except RfsError as exc:
-            self._rfs = None
-            self.log.error("replication: %s", exc)
-            self.submit(ActionFailed(action, str(exc), time.monotonic()))
-            return
-        self.log.info(
-            "replication %s started: %s (peer %s:%d)",
-            role,
-            ", ".join(d.path for d in spec.dirs),
-            spec.peer_addr,
-            spec.port,
-        )
-
-    async def _stop_rfs(self) -> None:
-        process, self._rfs = self._rfs, None
-        if process is not None:
-            died = process.proc is not None and process.proc.returncode is not None
-            began = time.monotonic()
-            await process.stop()
-            took = time.monotonic() - began
-            self.log.info("replication %s stopped (the process took %.2f s to exit)", process.role, took)
-            if process.role == "primary" and died and self.rfs_spec is not None:
-                # A dead FUSE server leaves dead mounts over the directories: removed now that the
-                # application is stopped (the next primary process would do it too).
-                removed = await asyncio.to_thread(_detach_replication_mounts, self.rfs_spec, self.log)
-                if removed:
-                    self.log.info("dead replication mounts removed: %d", removed)
-        if self.rfs_spec is not None:
-            self.resources["rfs.degraded"] = "init"
-
-    def _after_step(self) -> None:
-        """After every machine step and peer status: the generation for the primary's replication
-        process, and whether its held writes may now be acknowledged alone (mirror/replica.py)."""
-        self._replica, effects = replica.after_step(self._replica, self.settings, self.state)
-        self._apply(effects)
-
-    def _on_rfs_event(self, event: channel.Event) -> None:
-        process = self._rfs
-        if process is None:
-            return
-        if isinstance(event, channel.InSync) and process.role == "secondary":
-            self._rfs_restarts = 0
-        self._replica, effects = replica.on_event(self._replica, event, self.peer_node, time.monotonic())
-        self._apply(effects)
-        self._after_step()
-
-    def _apply(self, effects: list[replica.Effect]) -> None:
-        """Execute what mirror/replica.py decided."""
-        for effect in effects:
-            match effect:
-                case replica.Submit(event=event):
-                    self.submit(event)
-                case replica.SendCommand(command=command):
-                    if self._rfs is not None:
-                        self._rfs.command(command)
-                case replica.Note(level=level, text=text):
-                    self.log.log(_LEVELS[level], "%s", text)
-                case replica.ShowResource(name=name, value=None):
-                    self.resources.pop(name, None)
-                case replica.ShowResource(name=name, value=str(value)):
-                    self.resources[name] = value
-                case replica.AnswerVerify(result=result):
-                    if self._verify is not None and not self._verify.done():
-                        self._verify.set_result(result)
-                case replica.ReportExit(code=code):
-                    if self._rfs is not None:
-                        asyncio.get_running_loop().create_task(self._report_rfs_exit(self._rfs, code))
-
-    async def _report_rfs_exit(self, dead: RfsProcess, code: object) -> None:
-        """The state machine decides what a dead replication process means (ReplicationExited). A
-        primary's is reported at once (its application's files fail); a secondary's after a backoff,
-        so that a process that dies at start does not loop fast."""
-        role = ReplicationRole.PRIMARY if dead.role == "primary" else ReplicationRole.SECONDARY
-        if role is ReplicationRole.SECONDARY:
-            await asyncio.sleep(min(5.0, 0.5 * 2**self._rfs_restarts))
-            self._rfs_restarts += 1
-        if self._rfs is not dead:
-            return
-        self.submit(ReplicationExited(role, time.monotonic(), f"exit code {code}"))
-
     def request_fullsync(self) -> str:
-        """`prim fullsync` / `second fullsync`: the next resynchronisation copies everything."""
-        if self.rfs_spec is None:
-            return "no <rfs> in this module: nothing to resynchronise"
-        self._fullsync = True
-        process = self._rfs
-        if process is not None and process.role == "primary":
-            process.command(channel.Fullsync())
-            return "full resynchronisation of the secondary started"
-        if process is not None:
-            asyncio.get_running_loop().create_task(self._restart_rfs_now(process))
-            return "reconnecting to the primary for a full resynchronisation"
-        return "the next resynchronisation copies everything"
-
-    async def _restart_rfs_now(self, process: RfsProcess) -> None:
-        if self._rfs is process:
-            self._replica = replica.started(self._replica, self._replica.role, self.state.generation)
-            await self._start_rfs(StartReplication(self._replica.role))
+        return self.replication.request_fullsync()
 
     async def rfs_verify(self, timeout: float = 600.0) -> dict[str, Any]:
-        """`safekit rfs verify`: both copies compared at one point of the operation order."""
-        process = self._rfs
-        if self.rfs_spec is None:
-            return {"ok": False, "error": f"{self.name}: no <rfs> in this module"}
-        if process is None or process.role != "primary":
-            return {
-                "ok": False,
-                "error": f"{self.name}: run verify on the primary ({self.state.module_state} here)",
-            }
-        self._verify = asyncio.get_running_loop().create_future()
-        process.command(channel.Verify())
-        try:
-            result = await asyncio.wait_for(self._verify, timeout)
-        except TimeoutError:
-            return {"ok": False, "error": f"{self.name}: verify did not finish within {timeout:g} s"}
-        finally:
-            self._verify = None
-        if result.reason:
-            return {"ok": False, "error": f"{self.name}: {result.reason}"}
-        differences = list(result.differences)
-        return {
-            "ok": True,
-            "identical": result.ok,
-            "checked": result.checked,
-            "differences": differences,
-            "message": f"{self.name}: {result.checked} entries compared, "
-            + ("identical" if not differences else f"{len(differences)} differences"),
-        }
+        return await self.replication.verify(self.name, timeout)
 
     # ------------------------------------------------------------------ views
     def status(self, verbose: bool = False) -> dict[str, Any]:
@@ -851,12 +671,9 @@ class MirrorModule:
         if verbose:
             resources = dict(self.resources)
             resources["rfs.uptodate"] = "up" if self.state.uptodate else "down"
-            if self._rfs is not None:
-                last = self._rfs.last_event
-                data["replication"] = {
-                    "role": self._rfs.role,
-                    "last_event": None if last is None else channel.describe(last),
-                }
+            view = self.replication.view()
+            if view is not None:
+                data["replication"] = view
             data["resources"] = resources
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
@@ -901,20 +718,6 @@ def _heartbeat_lans(
     if len(peers) != 1:
         raise ModuleError(f"module {name}: the heartbeat LANs name different peers: {sorted(peers)}")
     return peers.pop(), lans
-
-
-def _rfs_cross_check(record: PersistedRecord | None, spec: RfsSpec | None) -> PersistedRecord | None:
-    """The replication process records leaving sync itself (before it changes the copy); safekitd
-    may have crashed before it recorded it too. The stricter of the two wins."""
-    if record is None or spec is None or not record.uptodate:
-        return record
-    try:
-        rfs_state = persist.read_json(Path(spec.state_dir) / "secondary.json")
-    except ValueError:
-        rfs_state = {"in_sync": False}
-    if isinstance(rfs_state, dict) and rfs_state.get("in_sync") is False:
-        return dataclasses.replace(record, uptodate=False)
-    return record
 
 
 REPLICATION_PORT_OFFSET = 1
@@ -980,24 +783,6 @@ def _load_started(path: Path) -> MachineScript | None:
     except (ValueError, KeyError):
         return None  # corrupt: nothing known to stop (the stop scripts' own checks remain)
     return script if script in _STOP_FOR_START else None
-
-
-def _detach_replication_mounts(rfs: RfsSpec, log: logging.Logger) -> int:
-    """Remove the mounts a replication process left (FUSE, its binds, the secondary's recorded
-    read-only binds) without looking through them; returns how many were removed."""
-    state_dir = Path(rfs.state_dir)
-    try:
-        record = persist.read_json(state_dir / "secondary.json")
-        recorded = (record.get("mounts") or []) if isinstance(record, dict) else []
-    except ValueError:
-        recorded = []
-    removed = 0
-    for path in [*(d.path for d in rfs.dirs), str(state_dir / "mnt")]:
-        try:
-            removed += mounts.detach_ours(path, recorded)
-        except OSError as exc:
-            log.error("%s: could not remove a replication mount: %s", path, exc)
-    return removed
 
 
 def _record_json(record: PersistedRecord) -> dict[str, Any]:
