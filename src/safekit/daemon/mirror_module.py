@@ -32,7 +32,7 @@ from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_replication import ModuleReplication, cross_check
-from safekit.daemon.module_parts import check_actions, script_runner
+from safekit.daemon.module_parts import check_actions, next_item, script_runner
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
 from safekit.daemon.timing import Timing
@@ -463,11 +463,7 @@ class MirrorModule:
     async def _event_loop(self) -> None:
         while True:
             deadline = mirror.next_deadline(self.settings, self.state)
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                item = _Queued(Tick(time.monotonic()))
+            item = await next_item(self._queue, deadline, lambda now: _Queued(Tick(now)))
             try:
                 await self._step(item)
             except Exception:  # a bug must not silently stop the module: log it loudly, go on
