@@ -790,24 +790,31 @@ def check_lost(chaos: ChaosCluster, result: RoundResult, run: RunState) -> None:
     present, why = chaos.records_on_primary()
     run.evidence.update(chaos)
     if present is None:
-        result.error = (result.error + "; " if result.error else "") + f"cannot read the records: {why}"
+        _add_error(result, f"cannot read the records: {why}")
     else:
-        acks = (a for a in run.evidence.acks if a.acked < checked_at)
-        lost_now = set(judge.lost_records(acks, present))
-        result.lost = sorted(lost_now - run.lost)
-        run.lost |= lost_now
+        result.lost = _newly_lost(run.evidence.acks, checked_at, present, run.lost)
     if chaos.pgworkload is None:
         return
     checked_at = time.monotonic()
     ids, why = chaos.ids_on_primary()
     run.evidence.update(chaos)
     if ids is None:
-        result.error = (result.error + "; " if result.error else "") + f"cannot read the commits: {why}"
+        _add_error(result, f"cannot read the commits: {why}")
     else:
-        pg_acks = (a for a in run.evidence.pg_acks if a.acked < checked_at)
-        pg_lost_now = set(judge.lost_records(pg_acks, ids))
-        result.pg_lost = sorted(pg_lost_now - run.pg_lost)
-        run.pg_lost |= pg_lost_now
+        result.pg_lost = _newly_lost(run.evidence.pg_acks, checked_at, ids, run.pg_lost)
+
+
+def _newly_lost(acks: list[judge.Ack], checked_at: float, present: set[int], known: set[int]) -> list[int]:
+    """What was acknowledged before `checked_at`, is not `present`, and was not known lost yet
+    (added to `known`)."""
+    lost_now = set(judge.lost_records((a for a in acks if a.acked < checked_at), present))
+    new = sorted(lost_now - known)
+    known |= lost_now
+    return new
+
+
+def _add_error(result: RoundResult, text: str) -> None:
+    result.error = (result.error + "; " if result.error else "") + text
 
 
 def judge_round(

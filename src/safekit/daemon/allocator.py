@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -42,7 +43,30 @@ def ensure_system_allocator(argv: Sequence[str]) -> None:
     os.execv(sys.executable, command)  # noqa: S606 - the same program, same arguments
 
 
-def _libc() -> ctypes.CDLL | None:
+class Mallinfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (glibc >= 2.33): every field a size_t."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library with `malloc_trim` (and `mallinfo2` where it has it) declared, or None when
+    this is not glibc. Loaded once; the trim and the memory tracing share it."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -52,12 +76,14 @@ def _libc() -> ctypes.CDLL | None:
         libc.malloc_trim.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = Mallinfo2
     return libc
 
 
 async def trim_loop(interval: float = TRIM_INTERVAL) -> None:
     """Give the allocator's free pages back to the system every `interval` seconds."""
-    libc = _libc()
+    libc = glibc()
     if libc is None:
         log.info("malloc_trim is not available (not glibc): memory is not trimmed")
         return

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import time
 import tracemalloc
 from pathlib import Path
+
+from safekit.daemon import allocator
 
 log = logging.getLogger("safekit.daemon.memtrace")
 
@@ -40,41 +41,11 @@ def period_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> 
     return period if period > 0 else None
 
 
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallinfo2.restype = _Mallinfo2
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
 def malloc_figures(libc: ctypes.CDLL | None) -> str:
     """The C allocator's view (main arena and mmap'd blocks, KiB): in use vs free inside the heap.
     Python's big objects and every C library allocate there; a heap whose free part grows while
     the used part stays flat is fragmentation, not a leak."""
-    if libc is None:
+    if libc is None or not hasattr(libc, "mallinfo2"):
         return "mallinfo2 unavailable"
     info = libc.mallinfo2()
     return (
@@ -96,7 +67,7 @@ async def trace_memory(out: Path, period: float) -> None:
     tracemalloc.start(12)
     log.warning("memory tracing on (%s=%g): reports in %s; not for production", ENV, period, out)
     started = time.monotonic()
-    libc = _libc()
+    libc = allocator.glibc()
     first: tracemalloc.Snapshot | None = None
     filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
     while True:

@@ -31,7 +31,7 @@ from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
 from safekit.daemon.metrics import Metrics
-from safekit.daemon.mirror_replication import ModuleReplication, cross_check
+from safekit.daemon.mirror_replication import LOG_LEVELS, ModuleReplication, cross_check
 from safekit.daemon.module_parts import check_actions, next_item, script_runner
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
@@ -52,7 +52,6 @@ from safekit.mirror import (
     FenceReplication,
     KillScript,
     Log,
-    LogLevel,
     MirrorSettings,
     ModuleState,
     NodeStatus,
@@ -90,7 +89,6 @@ _BOOT_INTENT = {
     CommandKind.STOP: False,
     CommandKind.FORCESTOP: False,
 }
-_LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
 
 
 class ModuleError(Exception):
@@ -502,7 +500,7 @@ class MirrorModule:
     async def _execute(self, action: Action, replies: list[CommandReply]) -> None:  # noqa: PLR0912
         match action:
             case Log(reason=reason, level=level):
-                self.log.log(_LEVELS[level], "%s", reason)
+                self.log.log(LOG_LEVELS[level], "%s", reason)
             case Announce(status=status):
                 self.link.announce(status)
             case Persist(record=record):

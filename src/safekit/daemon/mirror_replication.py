@@ -37,7 +37,8 @@ from safekit.mirror import (
 from safekit.rfs import channel
 from safekit.rfs.spec import RfsSpec
 
-_LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
+LOG_LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
+"""The Python logging level of the state machine's and replica.py's log lines."""
 
 
 def cross_check(record: PersistedRecord | None, spec: RfsSpec | None) -> PersistedRecord | None:
@@ -204,7 +205,7 @@ class ModuleReplication:
                     if self.process is not None:
                         self.process.command(command)
                 case replica.Note(level=level, text=text):
-                    self.log.log(_LEVELS[level], "%s", text)
+                    self.log.log(LOG_LEVELS[level], "%s", text)
                 case replica.ShowResource(name=name, value=None):
                     self.resources.pop(name, None)
                 case replica.ShowResource(name=name, value=str(value)):

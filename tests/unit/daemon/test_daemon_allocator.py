@@ -44,7 +44,7 @@ def test_an_allocator_the_operator_chose_is_kept(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_trim_is_available_on_this_machine() -> None:
-    libc = allocator._libc()
+    libc = allocator.glibc()
     assert libc is not None
     assert libc.malloc_trim(0) in (0, 1)
     # and a Python started with the variable really uses the C allocator
