@@ -18,12 +18,16 @@ the "two modules" of the budgets. Measured from the client:
   from the kill until the victim's ports stop failing, and the failed probes;
 - rebalance: node2 boots, `safekit start`; the time until its ports are answered by node2 again,
   and the probes that failed meanwhile;
-- budgets: safekitd resident memory, idle CPU and open files (before/after) on node1 with the two
-  modules, heartbeat timing jitter p99 under the wrk load (kernel receive timestamps of node3's
-  heartbeats at node1: the farm module exports no lateness metric), nftables rule-load time (the
-  engine's own `nft.apply` of a 3-node ruleset, in a scratch network namespace).
+- budgets: safekitd resident memory, idle CPU (over 20 s; /proc/PID/stat user + system time) and
+  open files (before/after) on node1 with the two modules (the "farm module only" figure has the
+  idle module stopped, which keeps its heartbeats), heartbeat timing jitter p99 under the wrk load
+  (kernel receive timestamps of node3's heartbeats at node1) next to the send lateness p99 that
+  node1's safekitd exports, nftables rule-load time (the engine's own `farm_kernel.apply` of a
+  3-node ruleset, in a scratch network namespace).
 
-Writes bench/results/farm.json. Usage: bench/farm.py [--runs N] [--quick]
+Writes bench/results/farm.json. Usage: bench/farm.py [--runs N] [--quick] [--lab NAME]
+[--budgets-only] [--no-write] (`--budgets-only`: install and the idle budgets only, printed;
+`--no-write`: print the results without writing them).
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ WATCHED = "node1"  # never killed: its daemon runs the whole benchmark (budgets 
 PULSE_S = 0.1
 PROBE_INTERVAL_S = 0.02
 CLASSIFY_PORTS = range(20000, 20240)  # below the ephemeral range: no clash with wrk or the random stream
-NFT_NETNS = "bnfarm-nft"
 ANCHORS = {
     "haproxy_3_nginx_ratio_keepalive_off": 0.43,
     "haproxy_3_nginx_ratio_keepalive_on": 0.50,
@@ -273,9 +276,10 @@ while True:
 print(json.dumps(stamps), flush=True)
 """
 
-# In a scratch network namespace: the engine's own nft.apply of the 3-node ruleset, timed.
+# In a scratch network namespace: the engine's own farm_kernel.apply of the 3-node ruleset, timed.
 NFT_LOAD = r"""
 import asyncio, ipaddress, json, sys, time
+from safekit.daemon.farm_kernel import apply
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
 vip, port, runs = ipaddress.IPv4Address(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -288,9 +292,9 @@ times = []
 for i in range(runs):
     payload = nft.ruleset(spec, full if i % 2 == 0 else degraded)
     t = time.perf_counter()
-    asyncio.run(nft.apply(payload))
+    asyncio.run(apply(payload))
     times.append(time.perf_counter() - t)
-asyncio.run(nft.apply(nft.removal(spec)))
+asyncio.run(apply(nft.removal(spec)))
 print(json.dumps({"times": times, "commands": len(nft.ruleset(spec, full)["nftables"])}))
 """
 
@@ -548,6 +552,13 @@ class FarmBench:
             facts["idle_cpu_percent"] = round(100 * used / seconds, 2)
         return facts
 
+    def send_lateness_ms(self) -> dict[str, float]:
+        """p99 of how late node1's safekitd sent its periodic heartbeats, per module (its metrics)."""
+        fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9010/metrics').read().decode())"
+        out = self.lab.exec(WATCHED, ["python3", "-c", fetch]).stdout
+        metric = r'^safekit_heartbeat_send_lateness_p99_seconds\{module="([^"]+)"\} (\S+)$'
+        return {module: round(1000 * float(value), 2) for module, value in re.findall(metric, out, re.M)}
+
     def sniffer(self) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             self.lab.exec_argv(WATCHED, ["python3", "-c", HEARTBEAT_SNIFFER, self.address["node3"], "4800"]),
@@ -574,23 +585,23 @@ class FarmBench:
         }
 
 
-def nft_load_time(vip: str, runs: int) -> dict[str, Any]:
-    subprocess.run(["ip", "netns", "delete", NFT_NETNS], capture_output=True, check=False)
-    subprocess.run(["ip", "netns", "add", NFT_NETNS], check=True)
+def nft_load_time(vip: str, runs: int, netns: str) -> dict[str, Any]:
+    subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         subprocess.run(
-            ["ip", "-n", NFT_NETNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"], check=True
+            ["ip", "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"], check=True
         )
-        subprocess.run(["ip", "-n", NFT_NETNS, "link", "set", "eth0", "up"], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
         out = subprocess.run(
-            ["ip", "netns", "exec", NFT_NETNS, sys.executable, "-c", NFT_LOAD, vip, str(PORT), str(runs)],
+            ["ip", "netns", "exec", netns, sys.executable, "-c", NFT_LOAD, vip, str(PORT), str(runs)],
             capture_output=True,
             text=True,
             check=True,
             timeout=300,
         ).stdout
     finally:
-        subprocess.run(["ip", "netns", "delete", NFT_NETNS], check=False)
+        subprocess.run(["ip", "netns", "delete", netns], check=False)
     data = json.loads(out)
     times = sorted(data["times"])
     return {
@@ -598,7 +609,7 @@ def nft_load_time(vip: str, runs: int) -> dict[str, Any]:
         "nft_commands": data["commands"],
         "p50_ms": round(1000 * statistics.median(times), 2),
         "max_ms": round(1000 * times[-1], 2),
-        "what": "engine nft.apply (nft -j -f -, one transaction) of a 3-node ruleset, scratch netns",
+        "what": "engine farm_kernel.apply (nft -j -f -, one transaction) of a 3-node ruleset, scratch netns",
     }
 
 
@@ -655,11 +666,17 @@ def main() -> int:  # noqa: PLR0915
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="kill/return runs")
     parser.add_argument("--quick", action="store_true", help="2 kill runs, 1 short throughput round")
+    parser.add_argument("--lab", default=LAB, help=f"lab name (default {LAB})")
+    parser.add_argument(
+        "--budgets-only", action="store_true", help="install, measure the idle budgets, print; write nothing"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print the results, do not write them")
     args = parser.parse_args()
     q = args.quick
     runs = 2 if q else args.runs
     rounds, seconds = (1, 5) if q else (3, 10)
-    lab = Lab(LAB)
+    idle_s = 5 if q else 20
+    lab = Lab(args.lab)
     lab.down()
     lab.up(nodes=3, client=True)
     staging = Path(tempfile.mkdtemp(prefix="safekit-bnfarm-", dir="/var/tmp"))
@@ -670,22 +687,25 @@ def main() -> int:  # noqa: PLR0915
         fmap = bench.farm_map(WATCHED)
         shares = fmap["shares"]
         time.sleep(3)
-        budget_before = bench.daemon(WATCHED, 5 if q else 10)
+        budget_before = bench.daemon(WATCHED, idle_s)
         print(f"idle safekitd on {WATCHED}: {budget_before}", flush=True)
         for node in NODES:
             bench.cluster.safekit(node, "stop", "-m", IDLE)
         time.sleep(2)
-        farm_only = bench.daemon(WATCHED, 5 if q else 10)
+        farm_only = bench.daemon(WATCHED, idle_s)
         print(f"idle safekitd on {WATCHED}, farm module only: {farm_only}", flush=True)
+        if args.budgets_only:
+            return 0
         for node in NODES:
             bench.cluster.safekit(node, "start", "-m", IDLE)
         for node in NODES:
             bench.cluster.wait_state(node, IDLE, "UP", timeout=60)
-        result["nft_rule_load"] = nft_load_time(bench.vip, 10 if q else 40)
+        result["nft_rule_load"] = nft_load_time(bench.vip, 10 if q else 40, f"{args.lab}-nft")
 
         sniffer = bench.sniffer()
         result["throughput"] = tp = bench.throughput(rounds, seconds)
         jitter = bench.jitter(sniffer)
+        lateness = bench.send_lateness_ms()
         served = tp.pop("_served")
         total = sum(served.values()) or 1
         result["spread"] = {
@@ -732,7 +752,7 @@ def main() -> int:  # noqa: PLR0915
             "samples": returns,
         }
         time.sleep(3)
-        budget_after = bench.daemon(WATCHED, 5 if q else 10)
+        budget_after = bench.daemon(WATCHED, idle_s)
         result["budgets"] = {
             "node": WATCHED,
             "modules": [MODULE, IDLE],
@@ -740,6 +760,7 @@ def main() -> int:  # noqa: PLR0915
             "safekitd_idle_cpu_percent": budget_before["idle_cpu_percent"],
             "heartbeat_jitter_p99_ms": jitter.get("p99_ms"),
             "heartbeat_jitter": {**jitter, "measured": "node3 -> node1 farm heartbeats, under the wrk runs"},
+            "heartbeat_send_lateness_p99_ms": lateness,
             "safekitd_open_files": {
                 "before": budget_before["open_files"],
                 "after": budget_after["open_files"],
@@ -779,9 +800,9 @@ def main() -> int:  # noqa: PLR0915
     finally:
         lab.down()
         shutil.rmtree(staging, ignore_errors=True)
-    path = write_result("farm", result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("kill", "return")}, indent=2))
-    print(f"-> {path}")
+    if not args.no_write:
+        print(f"-> {write_result('farm', result)}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """One farm module at run time: the executor of the farm state machine's actions.
 
-Owns the farm membership transport (authenticated heartbeats to every other farm node, every
-`pulse`, on every LAN of `<farm>`), the VIP held on every serving node, the nftables rules that
-make each node serve only its buckets (`safekit.farm.nft`), scripts, errd and checkers. Decisions
-are the pure machine's (`safekit.farm.machine`); events go through one queue and one task.
+Runs the farm membership (`HeartbeatLink`: authenticated heartbeats to every other farm node, every
+`pulse`, on every LAN of `<farm>`, with the farm's status codec), the VIP held on every serving
+node (`vip.vmac` providers), the nftables rules that make each node serve only its buckets
+(`safekit.farm.nft`, loaded by `farm_kernel`), scripts, errd and checkers. Decisions are the pure
+machine's (`safekit.farm.machine`); events go through one queue and one task.
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import shlex
-import socket
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
-from safekit.daemon import persist
+from safekit.daemon import farm_kernel, persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
+from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import ModuleError, _module_logger
 from safekit.daemon.module_parts import check_actions, script_runner
@@ -35,193 +34,24 @@ from safekit.daemon.paths import Paths
 from safekit.farm import machine as fm
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
-from safekit.membership.counters import Counters, RttStats
-from safekit.membership.liveness import LanDown, LanTiming, LanUp, Liveness, LivenessEvent, PeerLost, PeerUp
-from safekit.membership.receiver import HeartbeatReceiver
-from safekit.membership.replay import next_incarnation
-from safekit.membership.wire import Heartbeat, SubState, encode, to_wire_us
-from safekit.membership.wire import ModuleState as WireState
+from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
+from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.scripts import Script, ScriptRunner
+from safekit.vip import VipError
+from safekit.vip.vmac import VmacProvider
 
 DEFAULT_FARM_PORT = 4800
 HANDOVER_PULSES = 3
-GARP_ROUNDS = 3
+FARM_STATUS = StatusCodec(wire_fields, status_from)
 _LEVELS = {
     fm.LogLevel.INFO: logging.INFO,
     fm.LogLevel.WARNING: logging.WARNING,
     fm.LogLevel.ERROR: logging.ERROR,
 }
-_WIRE_STATE = {
-    fm.FarmState.STOP: WireState.STOP,
-    fm.FarmState.WAIT: WireState.WAIT,
-    fm.FarmState.UP: WireState.UP,
-}
-_WIRE_READY = {
-    fm.Readiness.NOT_READY: SubState.NOT_READY,
-    fm.Readiness.TRANSIENT: SubState.TRANSIENT,
-    fm.Readiness.READY: SubState.READY,
-}
 _BOOT_INTENT = {"start": True, "stopstart": True, "stop": False, "forcestop": False}
 _FARM_COMMANDS = {kind.value: kind for kind in fm.CommandKind}
 
 log = logging.getLogger("safekit.farm")
-
-
-@dataclasses.dataclass(frozen=True)
-class FarmLan:
-    """One LAN of `<farm>`: this node's address and every other farm node's address on it."""
-
-    name: str
-    local_address: str
-    peers: tuple[tuple[str, str], ...]
-
-    @property
-    def peer_address(self) -> str:
-        return " ".join(addr for _, addr in self.peers)
-
-
-class _LanProtocol(asyncio.DatagramProtocol):
-    def __init__(self, link: FarmLink, lan: str) -> None:
-        self.link = link
-        self.lan = lan
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.link.on_datagram(self.lan, data)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("farm heartbeat socket on LAN %s: %s", self.lan, exc)
-
-
-class FarmLink:
-    """Farm membership transport: our state to every peer each pulse, theirs back, liveness."""
-
-    def __init__(
-        self,
-        *,
-        module: str,
-        local_node: str,
-        key: bytes,
-        lans: list[FarmLan],
-        port: int,
-        pulse: float,
-        timeout: float,
-        on_status: Any,
-        on_liveness: Any,
-        previous_incarnation: int | None,
-    ) -> None:
-        self.module = module
-        self.local_node = local_node
-        self._key = key
-        self.lans = {lan.name: lan for lan in lans}
-        self.port = port
-        self.pulse = pulse
-        self._on_status = on_status
-        self._on_liveness = on_liveness
-        peers: dict[str, list[str]] = {}
-        for lan in lans:
-            for peer, _ in lan.peers:
-                peers.setdefault(peer, []).append(lan.name)
-        self.peer_nodes = sorted(peers)
-        timing = LanTiming(pulse=pulse, timeout=timeout)
-        liveness = Liveness({lan.name: timing for lan in lans}, peers)
-        self.receiver = HeartbeatReceiver(key=key, local_node=local_node, module=module, liveness=liveness)
-        self.incarnation = next_incarnation(time.time_ns() // 1000, previous_incarnation)
-        self._sequence = 0
-        self._status: tuple[fm.FarmState, fm.Readiness] = (fm.FarmState.STOP, fm.Readiness.NOT_READY)
-        self._transports: dict[str, asyncio.DatagramTransport] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for lan in self.lans.values():
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
-                local_addr=(lan.local_address, self.port),
-                family=socket.AF_INET,
-            )
-            self._transports[lan.name] = transport
-        self._tasks = [
-            asyncio.create_task(self._send_loop(), name=f"{self.module}-farm-send"),
-            asyncio.create_task(self._tick_loop(), name=f"{self.module}-farm-tick"),
-        ]
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for transport in self._transports.values():
-            transport.close()
-        self._transports.clear()
-        await asyncio.sleep(0)
-
-    def announce(self, state: fm.FarmState, readiness: fm.Readiness) -> None:
-        if self._status != (state, readiness):
-            self._status = (state, readiness)
-            self._wake.set()
-
-    def _send_all(self) -> None:
-        self._sequence += 1
-        now = time.monotonic()
-        state, readiness = self._status
-        for lan in self.lans.values():
-            transport = self._transports.get(lan.name)
-            if transport is None:
-                continue
-            for peer, address in lan.peers:
-                echo_at, hold = self.receiver.echo_for(peer, lan.name, now)
-                packet = Heartbeat(
-                    module=self.module,
-                    sender=self.local_node,
-                    target=peer,
-                    lan=lan.name,
-                    incarnation=self.incarnation,
-                    sequence=self._sequence,
-                    sent_at_us=to_wire_us(now),
-                    echo_sent_at_us=echo_at,
-                    echo_hold_us=hold,
-                    state=_WIRE_STATE[state],
-                    substate=_WIRE_READY[readiness],
-                )
-                try:
-                    transport.sendto(encode(packet, self._key), (address, self.port))
-                except OSError as exc:
-                    log.debug("farm heartbeat to %s on %s not sent: %s", peer, lan.name, exc)
-
-    async def _send_loop(self) -> None:
-        while True:
-            self._send_all()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.pulse)
-
-    async def _tick_loop(self) -> None:
-        while True:
-            deadline = self.receiver.liveness.next_deadline()
-            now = time.monotonic()
-            delay = (
-                self.pulse if deadline is None else min(self.pulse * 10, max(0.001, deadline - now + 0.001))
-            )
-            await asyncio.sleep(delay)
-            now = time.monotonic()
-            for event in self.receiver.tick(now):
-                self._on_liveness(event, now)
-
-    def on_datagram(self, lan: str, data: bytes) -> None:
-        now = time.monotonic()
-        reception = self.receiver.receive(data, lan=lan, now=now)
-        for event in reception.events:
-            self._on_liveness(event, now)
-        hb = reception.heartbeat
-        if hb is None:
-            return
-        state = {v: k for k, v in _WIRE_STATE.items()}.get(hb.state)
-        readiness = {v: k for k, v in _WIRE_READY.items()}[hb.substate]
-        if state is None:  # a mirror state from a misconfigured peer: not a farm member
-            state, readiness = fm.FarmState.WAIT, fm.Readiness.NOT_READY
-        self._on_status(hb.sender, state, readiness, now)
 
 
 @dataclasses.dataclass
@@ -254,9 +84,9 @@ class FarmModule:
         farm = config.farm
         if farm is None:
             raise ModuleError(f"module {name}: a farm module needs <farm>")
-        lans = _farm_lans(name, config, cluster, local_node)
-        self.powers = _powers(name, config, lans, local_node)
         self.timeout = farm.pulse * farm.mlost_count
+        lans = _farm_lans(name, config, cluster, local_node, self.timeout)
+        self.powers = _powers(name, config, lans, local_node)
         self.settings = fm.settings_for(
             local_node,
             self.powers,
@@ -270,18 +100,17 @@ class FarmModule:
         self.state = fm.initial_state(time.monotonic())
         self.resources: dict[str, str] = {f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers}
         self.resources["farm.rules"] = "init"
-        self.link = FarmLink(
+        self.link = HeartbeatLink(
             module=name,
             local_node=local_node,
             key=key,
             lans=lans,
-            port=farm.port or cluster.port or DEFAULT_FARM_PORT,
-            pulse=farm.pulse,
-            timeout=self.timeout,
+            codec=FARM_STATUS,
             on_status=self._on_peer_status,
             on_liveness=self._on_liveness,
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
         )
+        self.link.announce(FarmStatus(local_node, self.state.state, self.state.readiness))
         persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
@@ -289,13 +118,12 @@ class FarmModule:
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
-        self._last_peer: dict[str, tuple[fm.FarmState, fm.Readiness]] = {}
-        self._vip_interfaces: dict[ipaddress.IPv4Address, str] = {}
-        self._garp_task: asyncio.Task[None] | None = None
+        self._last_peer: dict[str, FarmStatus] = {}
+        self.vips = [VmacProvider.for_farm(a.vip, a.interface or None, a.vmac) for a in self.rules.addresses]
         self.errd_enabled = True
         self.checkers_enabled = True
         self.failover_enabled = config.service.failover
-        metrics.add_heartbeat_source(name, self._heartbeat_metrics, lambda: (self.name, None))
+        metrics.add_heartbeat_source(name, self.link.figures, lambda: (self.name, self.link.lateness_p99()))
         self._show_state()
 
     # ------------------------------------------------------------------ life cycle
@@ -329,14 +157,16 @@ class FarmModule:
 
     async def _drop_leftovers(self) -> None:
         try:
-            await nft.apply(nft.removal(self.rules))
-        except nft.NftError as exc:
+            await farm_kernel.apply(nft.removal(self.rules))
+        except farm_kernel.NftError as exc:
             self.log.error("farm rules: could not clear leftovers: %s", exc)
-        for address in self._addresses():
-            interface = await self._interface_for(address)
-            if interface and await _address_present(address, interface):
-                await _ip("addr", "del", f"{address.vip}/32", "dev", interface)
-                self.log.warning("virtual IP %s was still here (left by a crash): removed", address.vip)
+        for provider in self.vips:
+            address = provider.spec.address
+            try:
+                if await provider.release():
+                    self.log.warning("virtual IP %s was still here (left by a crash): removed", address)
+            except VipError as exc:
+                self.log.error("virtual IP %s: could not check for a leftover: %s", address, exc)
 
     async def shutdown(self) -> None:
         if not self.stopped:
@@ -453,10 +283,10 @@ class FarmModule:
             fm.CheckerVerdict(fm.CheckerAction(action), resource, time.monotonic(), "checker reports down")
         )
 
-    def _on_peer_status(self, node: str, state: fm.FarmState, readiness: fm.Readiness, now: float) -> None:
-        if self._last_peer.get(node) != (state, readiness):
-            self._last_peer[node] = (state, readiness)
-            self.submit(fm.PeerStatus(node, state, readiness, now))
+    def _on_peer_status(self, status: FarmStatus, now: float) -> None:
+        if self._last_peer.get(status.node) != status:
+            self._last_peer[status.node] = status
+            self.submit(fm.PeerStatus(status.node, status.state, status.readiness, now))
 
     def _on_liveness(self, event: LivenessEvent, now: float) -> None:
         if isinstance(event, PeerLost):
@@ -514,7 +344,7 @@ class FarmModule:
             case fm.Log(level=level, text=text):
                 self.log.log(_LEVELS[level], "%s", text)
             case fm.Announce(state=state, readiness=readiness):
-                self.link.announce(state, readiness)
+                self.link.announce(FarmStatus(self.local_node, state, readiness))
             case fm.RunScript():
                 self._run_script(action)
             case fm.Program(owned=owned):
@@ -548,86 +378,39 @@ class FarmModule:
     async def _program(self, owned: frozenset[int] | None) -> None:
         try:
             if owned is None:
-                await nft.apply(nft.removal(self.rules))
+                await farm_kernel.apply(nft.removal(self.rules))
                 self.resources["farm.rules"] = "init"
                 return
             spec = await self._resolved_rules()
-            await nft.apply(nft.ruleset(spec, owned))
-            failed = nft.set_sysctls(sorted({a.interface for a in spec.addresses}))
+            await farm_kernel.apply(nft.ruleset(spec, owned))
+            failed = farm_kernel.set_sysctls(sorted({a.interface for a in spec.addresses}))
             if failed:
                 self.log.warning("farm: could not set %s", ", ".join(failed))
             self.resources["farm.rules"] = "up"
-        except (nft.NftError, ModuleError) as exc:
+        except (farm_kernel.NftError, VipError) as exc:
             self.resources["farm.rules"] = "down"
             self.log.error("farm rules not loaded: %s", exc)
             self.submit(fm.ServingFailed(str(exc), time.monotonic()))
 
     async def _resolved_rules(self) -> nft.FarmRules:
-        """The rules with every VIP's interface known (found from the route when not configured)."""
-        addresses = []
-        for address in self.rules.addresses:
-            interface = await self._interface_for(address)
-            if not interface:
-                raise ModuleError(
-                    f"virtual IP {address.vip}: no interface routes to it; give <interface name>"
-                )
-            addresses.append(dataclasses.replace(address, interface=interface))
+        """The rules with every VIP's interface: where its provider holds it (the configured one, or
+        the one whose network contains it)."""
+        addresses = [
+            dataclasses.replace(address, interface=(await provider.interface()).name)
+            for address, provider in zip(self.rules.addresses, self.vips, strict=True)
+        ]
         return dataclasses.replace(self.rules, addresses=tuple(addresses))
 
-    def _addresses(self) -> tuple[nft.BalancedAddress, ...]:
-        return self.rules.addresses
-
-    async def _interface_for(self, address: nft.BalancedAddress) -> str:
-        if address.interface:
-            return address.interface
-        cached = self._vip_interfaces.get(address.vip)
-        if cached:
-            return cached
-        out = await _ip("-j", "route", "get", str(address.vip))
-        try:
-            routes = json.loads(out or "[]")
-            interface = str(routes[0]["dev"]) if routes else ""
-        except (ValueError, KeyError, IndexError):
-            interface = ""
-        if interface == "lo":  # the VIP is held here already: ask for its network instead
-            interface = await _interface_of_network(address.vip)
-        if interface:
-            self._vip_interfaces[address.vip] = interface
-        return interface
-
     async def _hold_vips(self, held: bool) -> None:
-        for address in self._addresses():
-            interface = await self._interface_for(address)
-            if not interface:
-                self.log.error("virtual IP %s: no interface found", address.vip)
-                continue
-            present = await _address_present(address, interface)
-            if held and not present:
-                await _ip("addr", "add", f"{address.vip}/32", "dev", interface)
-                self.log.info(
-                    "virtual IP %s added on %s (virtual MAC %s)", address.vip, interface, address.vmac
-                )
-            elif not held and present:
-                await _ip("addr", "del", f"{address.vip}/32", "dev", interface)
-                self.log.info("virtual IP %s removed from %s", address.vip, interface)
-        if held:
-            if self._garp_task is not None:
-                self._garp_task.cancel()
-            self._garp_task = asyncio.create_task(self._announce_vmac(), name=f"{self.name}-garp")
-
-    async def _announce_vmac(self) -> None:
-        """Gratuitous ARP carrying the vMAC (never the real MAC), a few times."""
-        for round_ in range(GARP_ROUNDS):
-            for address in self._addresses():
-                interface = await self._interface_for(address)
-                try:
-                    source = _mac_bytes(Path(f"/sys/class/net/{interface}/address").read_text().strip())
-                    frame = nft.vmac_garp_frame(source, _mac_bytes(address.vmac), address.vip)
-                    await asyncio.to_thread(_send_frame, interface, frame)
-                except (OSError, ValueError) as exc:
-                    self.log.warning("gratuitous ARP for %s on %s not sent: %s", address.vip, interface, exc)
-            if round_ + 1 < GARP_ROUNDS:
-                await asyncio.sleep(0.2 * (round_ + 1))
+        for provider in self.vips:
+            address = provider.spec.address
+            try:
+                if held and await provider.acquire():
+                    self.log.info("virtual IP %s added (virtual MAC %s)", address, provider.vmac)
+                elif not held and await provider.release():
+                    self.log.info("virtual IP %s removed", address)
+            except VipError as exc:
+                self.log.error("virtual IP %s not %s: %s", address, "added" if held else "removed", exc)
 
     # ------------------------------------------------------------------ checkers
     async def _custom_checker(self, custom: CustomCheck) -> None:
@@ -706,23 +489,16 @@ class FarmModule:
             **view.to_json(),
         }
 
-    def _heartbeat_metrics(self) -> Iterable[tuple[str, str, str, Counters, RttStats | None]]:
-        for lan in self.link.lans.values():
-            for peer, _ in lan.peers:
-                yield (
-                    self.name,
-                    peer,
-                    lan.name,
-                    self.link.receiver.counters(lan.name),
-                    self.link.receiver.rtt(peer, lan.name),
-                )
-
 
 # ----------------------------------------------------------------------------- configuration
-def _farm_lans(name: str, config: ModuleConfig, cluster: ClusterConfig, local_node: str) -> list[FarmLan]:
-    assert config.farm is not None
-    lans: list[FarmLan] = []
-    for farm_lan in config.farm.lans:
+def _farm_lans(
+    name: str, config: ModuleConfig, cluster: ClusterConfig, local_node: str, timeout: float
+) -> list[HeartbeatLan]:
+    farm = config.farm
+    assert farm is not None
+    port = farm.port or cluster.port or DEFAULT_FARM_PORT
+    lans: list[HeartbeatLan] = []
+    for farm_lan in farm.lans:
         lan = cluster.lan(farm_lan.name)
         if lan is None:
             raise ModuleError(f"module {name}: farm LAN {farm_lan.name!r} is not in cluster.xml")
@@ -730,11 +506,11 @@ def _farm_lans(name: str, config: ModuleConfig, cluster: ClusterConfig, local_no
         if me is None:
             raise ModuleError(f"module {name}: this node ({local_node}) is not on LAN {farm_lan.name!r}")
         peers = tuple((n.name, n.addr) for n in lan.nodes if n.name != local_node)
-        lans.append(FarmLan(farm_lan.name, me.addr, peers))
+        lans.append(HeartbeatLan(farm_lan.name, me.addr, peers, port, farm.pulse, timeout))
     return lans
 
 
-def _powers(name: str, config: ModuleConfig, lans: list[FarmLan], local_node: str) -> dict[str, int]:
+def _powers(name: str, config: ModuleConfig, lans: list[HeartbeatLan], local_node: str) -> dict[str, int]:
     """Every farm node and its power: the `<loadbalancing_list>` hosts, else every node of the LANs."""
     groups = config.vip.loadbalancing if config.vip is not None else ()
     if len(groups) > 1:
@@ -779,57 +555,6 @@ def _farm_rules(name: str, config: ModuleConfig) -> nft.FarmRules:
                 target = None if rule.virtual_addr == "*" else ipaddress.IPv4Address(rule.virtual_addr)
                 rules.append(nft.TrafficRule(rule.proto, filter_, rule.port, target))  # type: ignore[arg-type]
     return nft.FarmRules(nft.table_name(name), tuple(addresses), tuple(rules), nft.seed_for(name))
-
-
-# ----------------------------------------------------------------------------- small I/O helpers
-async def _ip(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "ip", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0 and args[:1] != ("-j",):
-        log.warning("ip %s: %s", " ".join(args), err.decode(errors="replace").strip())
-    return out.decode()
-
-
-async def _address_present(address: nft.BalancedAddress, interface: str) -> bool:
-    out = await _ip("-j", "addr", "show", "dev", interface)
-    try:
-        entries = json.loads(out or "[]")
-    except ValueError:
-        return False
-    return any(
-        info.get("local") == str(address.vip) for entry in entries for info in entry.get("addr_info", [])
-    )
-
-
-async def _interface_of_network(vip: ipaddress.IPv4Address) -> str:
-    out = await _ip("-j", "addr", "show")
-    try:
-        entries = json.loads(out or "[]")
-    except ValueError:
-        return ""
-    for entry in entries:
-        for info in entry.get("addr_info", []):
-            if info.get("family") != "inet" or info.get("local") == str(vip):
-                continue
-            network = ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
-            if vip in network and entry.get("ifname") != "lo":
-                return str(entry["ifname"])
-    return ""
-
-
-def _mac_bytes(mac: str) -> bytes:
-    parts = mac.split(":")
-    if len(parts) != 6:
-        raise ValueError(f"{mac!r} is not a MAC address")
-    return bytes(int(p, 16) for p in parts)
-
-
-def _send_frame(interface: str, frame: bytes) -> None:
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-        sock.bind((interface, 0))
-        sock.send(frame)
 
 
 def _load_incarnation(path: Path) -> int | None:

@@ -1,43 +1,89 @@
-"""Heartbeat transport of one mirror module: a UDP socket per LAN, a sender, a receiver, a ticker.
+"""Heartbeat transport of one module: a UDP socket per LAN, the module's peers on each, a pulse.
 
-Every `pulse` the current status goes to the peer on every LAN of `<heart>`; every datagram that
-arrives goes through `HeartbeatReceiver` (authentication, addressing, replay) and only what passes
-reaches the module. Liveness transitions (a LAN lost, the peer lost) are reported as they happen.
+One link for both kinds of module: a mirror has one peer per LAN, a farm every other farm node.
+What a status is, and which packet fields carry it, is the module's (`StatusCodec`): the mirror's
+`NodeStatus` (`daemon/status_codec.py`), the farm's state and readiness (`farm/status_codec.py`).
+Every `pulse` the current status goes to every peer on every LAN; every datagram that arrives goes
+through `HeartbeatReceiver` (authentication, addressing, replay) and only what passes reaches the
+module. Liveness transitions (a LAN lost, a peer lost) are reported as they happen.
+
+Idle cost (ADR 0011): what an idle daemon pays for is mostly wakeups, not packets. Pulses fall on
+a grid of the wall clock (multiples of the pulse), so every link of the node - and every node whose
+clock is synchronised - sends in the same instant: one wakeup sends for every module, and the
+peers' packets arrive together and are mostly read in one wakeup. No task per link: one timer per
+pulse sends and looks at the liveness deadlines; a second timer is armed only when a deadline falls
+before the next pulse, at the deadline itself (as precise as a loop sleeping until it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from safekit.daemon.status_codec import StatusDecodeError, status_from, wire_fields
+from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanTiming, Liveness, LivenessEvent
 from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
 from safekit.membership.wire import Heartbeat, encode, to_wire_us
-from safekit.mirror.states import NodeStatus
 
 log = logging.getLogger("safekit.heartbeat")
+
+S = TypeVar("S")
+
+DEADLINE_SLACK = 0.001
+"""Seconds after a liveness deadline that the tick runs, so the deadline has surely passed."""
+
+
+def pulse_delay(wall: float, pulse: float) -> float:
+    """Seconds from wall-clock time `wall` to the next pulse, on the grid of multiples of `pulse`.
+
+    Normally the next multiple, one pulse after the last; after a pulse that ran late, or early
+    (the wall clock was slewed or stepped), the first multiple at least a quarter of a pulse away:
+    two sends are never closer, and never more than 1.25 pulses apart, whatever the wall clock does.
+    """
+    delay = pulse - math.fmod(wall, pulse)
+    return delay + pulse if delay < pulse / 4 else delay
+
+
+@dataclass(frozen=True)
+class StatusCodec(Generic[S]):
+    """How a module's status travels in a heartbeat.
+
+    `fields(status)`: the `Heartbeat` keyword arguments that carry it (state, sub-state, ...).
+    `read(heartbeat)`: the sender's status back; a `ValueError` (the codecs raise subclasses) means
+    an authentic packet whose status cannot be read: dropped, counted as malformed.
+    """
+
+    fields: Callable[[S], Mapping[str, Any]]
+    read: Callable[[Heartbeat], S]
 
 
 @dataclass(frozen=True)
 class HeartbeatLan:
+    """One LAN of a module's heartbeats: this node's address, and each peer's on the LAN."""
+
     name: str
     local_address: str
-    peer_address: str
+    peers: tuple[tuple[str, str], ...]
+    """(node, address) of every peer on this LAN."""
     port: int
     pulse: float
     timeout: float
 
+    @property
+    def peer_address(self) -> str:
+        return " ".join(address for _, address in self.peers)
+
 
 class _LanProtocol(asyncio.DatagramProtocol):
-    def __init__(self, link: HeartbeatLink, lan: str) -> None:
+    def __init__(self, link: HeartbeatLink[Any], lan: str) -> None:
         self.link = link
         self.lan = lan
 
@@ -49,43 +95,54 @@ class _LanProtocol(asyncio.DatagramProtocol):
         log.debug("heartbeat socket on LAN %s: %s", self.lan, exc)
 
 
-class HeartbeatLink:
+class HeartbeatLink(Generic[S]):
+    """Our status to every peer each pulse, theirs back, and liveness, for one module."""
+
     def __init__(
         self,
         *,
         module: str,
         local_node: str,
-        peer_node: str,
         key: bytes,
-        lans: list[HeartbeatLan],
-        on_status: Callable[[NodeStatus, float], None],
+        lans: Sequence[HeartbeatLan],
+        codec: StatusCodec[S],
+        on_status: Callable[[S, float], None],
         on_liveness: Callable[[LivenessEvent, float], None],
         previous_incarnation: int | None = None,
     ) -> None:
         self.module = module
         self.local_node = local_node
-        self.peer_node = peer_node
         self._key = key
         self.lans = {lan.name: lan for lan in lans}
+        self._codec = codec
         self._on_status = on_status
         self._on_liveness = on_liveness
+        peers: dict[str, list[str]] = {}
+        for lan in lans:
+            for peer, _ in lan.peers:
+                peers.setdefault(peer, []).append(lan.name)
+        self.peer_nodes = sorted(peers)
         liveness = Liveness(
-            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans},
-            {peer_node: [lan.name for lan in lans]},
+            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans}, peers
         )
         self.receiver = HeartbeatReceiver(key=key, local_node=local_node, module=module, liveness=liveness)
         self.incarnation = next_incarnation(time.time_ns() // 1000, previous_incarnation)
-        self._sequence = 0
-        self._status: NodeStatus | None = None
-        self._transports: dict[str, asyncio.DatagramTransport] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
         self.pulse = min(lan.pulse for lan in lans)
         self.port = lans[0].port
         self.lateness: deque[float] = deque(maxlen=3000)
+        self._sequence = 0
+        self._status: S | None = None
+        self._fields: Mapping[str, Any] | None = None
+        self._transports: dict[str, asyncio.DatagramTransport] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pulse_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._send_soon: asyncio.Handle | None = None
+        self._due = 0.0
 
+    # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for lan in self.lans.values():
             transport, _ = await loop.create_datagram_endpoint(
                 lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
@@ -94,17 +151,14 @@ class HeartbeatLink:
                 reuse_port=False,
             )
             self._transports[lan.name] = transport
-        self._tasks = [
-            asyncio.create_task(self._send_loop(), name=f"{self.module}-heartbeat-send"),
-            asyncio.create_task(self._tick_loop(), name=f"{self.module}-heartbeat-tick"),
-        ]
+        self._wake()
+        self._schedule_pulse()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for handle in (self._pulse_timer, self._deadline_timer, self._send_soon):
+            if handle is not None:
+                handle.cancel()
+        self._pulse_timer = self._deadline_timer = self._send_soon = None
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
@@ -112,53 +166,81 @@ class HeartbeatLink:
         # module loaded again at once (`safekit config -m`, `module install`) can bind the port.
         await asyncio.sleep(0)
 
-    def announce(self, status: NodeStatus) -> None:
-        """Send `status` from now on, and at once: the peer's election should not wait a pulse."""
-        changed = self._status != status
+    # ------------------------------------------------------------------ sending
+    def announce(self, status: S) -> None:
+        """Send `status` from now on, and at once: a peer's decision should not wait a pulse."""
+        if status == self._status:
+            return
         self._status = status
-        if changed:
-            self._wake.set()
+        self._fields = self._codec.fields(status)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Soon, not now: several announcements of one step leave as one packet, after the step.
+        if self._loop is not None and self._send_soon is None and self._transports:
+            self._send_soon = self._loop.call_soon(self._send_now)
+
+    def _send_now(self) -> None:
+        self._send_soon = None
+        self._send_all()
 
     def _send_all(self) -> None:
-        status = self._status
-        if status is None:
+        fields = self._fields
+        if fields is None:
             return
         self._sequence += 1
         now = time.monotonic()
-        fields = wire_fields(status)
+        sent_at = to_wire_us(now)
         for lan in self.lans.values():
             transport = self._transports.get(lan.name)
             if transport is None:
                 continue
-            echo_at, hold = self.receiver.echo_for(self.peer_node, lan.name, now)
-            packet = Heartbeat(
-                module=self.module,
-                sender=self.local_node,
-                target=self.peer_node,
-                lan=lan.name,
-                incarnation=self.incarnation,
-                sequence=self._sequence,
-                sent_at_us=to_wire_us(now),
-                echo_sent_at_us=echo_at,
-                echo_hold_us=hold,
-                **fields,  # type: ignore[arg-type]
-            )
-            try:
-                transport.sendto(encode(packet, self._key), (lan.peer_address, lan.port))
-            except OSError as exc:  # link down: liveness on the peer's side tells the story
-                log.debug("heartbeat to %s on %s not sent: %s", self.peer_node, lan.name, exc)
+            for peer, address in lan.peers:
+                echo_at, hold = self.receiver.echo_for(peer, lan.name, now)
+                packet = Heartbeat(
+                    module=self.module,
+                    sender=self.local_node,
+                    target=peer,
+                    lan=lan.name,
+                    incarnation=self.incarnation,
+                    sequence=self._sequence,
+                    sent_at_us=sent_at,
+                    echo_sent_at_us=echo_at,
+                    echo_hold_us=hold,
+                    **fields,
+                )
+                try:
+                    transport.sendto(encode(packet, self._key), (address, lan.port))
+                except OSError as exc:  # link down: liveness on the peer's side tells the story
+                    log.debug("heartbeat to %s on %s not sent: %s", peer, lan.name, exc)
 
-    async def _send_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+    # ------------------------------------------------------------------ the pulse
+    def _schedule_pulse(self) -> None:
+        assert self._loop is not None
+        self._due = self._loop.time() + pulse_delay(time.time(), self.pulse)
+        self._pulse_timer = self._loop.call_at(self._due, self._on_pulse)
+
+    def _on_pulse(self) -> None:
+        assert self._loop is not None
+        # How late the periodic send runs: the heartbeat timing jitter a loaded node adds.
+        self.lateness.append(max(0.0, self._loop.time() - self._due))
+        self._schedule_pulse()
+        try:
             self._send_all()
-            self._wake.clear()
-            due = loop.time() + self.pulse
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.pulse)
-            except TimeoutError:
-                # How late the periodic send runs: the heartbeat timing jitter a loaded node adds.
-                self.lateness.append(max(0.0, loop.time() - due))
+        finally:
+            self._watch_deadlines()
+
+    def figures(self) -> Iterator[tuple[str, str, str, Counters, RttStats]]:
+        """(module, peer, LAN, counters, round trip) of every peer on every LAN, for the metrics."""
+        for lan in self.lans.values():
+            for peer, _ in lan.peers:
+                yield (
+                    self.module,
+                    peer,
+                    lan.name,
+                    self.receiver.counters(lan.name),
+                    self.receiver.rtt(peer, lan.name),
+                )
 
     def lateness_p99(self) -> float | None:
         """99th percentile of how late periodic heartbeats were sent, over the last samples."""
@@ -167,20 +249,33 @@ class HeartbeatLink:
         ordered = sorted(self.lateness)
         return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
-    async def _tick_loop(self) -> None:
-        # Sleep until the earliest liveness deadline (a packet arriving meanwhile only moves it
-        # later), so an idle cluster wakes about once per timeout, not once per pulse.
-        while True:
-            deadline = self.receiver.liveness.next_deadline()
-            now = time.monotonic()
-            delay = (
-                self.pulse if deadline is None else min(self.pulse * 10, max(0.001, deadline - now + 0.001))
-            )
-            await asyncio.sleep(delay)
-            now = time.monotonic()
+    # ------------------------------------------------------------------ liveness
+    def _watch_deadlines(self) -> None:
+        """Tick if a liveness deadline has passed; arm the deadline timer for one before the next pulse.
+
+        A deadline only moves later (a packet arrives) or appears a timeout ahead (a LAN comes up;
+        a timeout is longer than a pulse): one that is not before the next pulse is seen by it.
+        """
+        assert self._loop is not None
+        now = time.monotonic()
+        deadline = self.receiver.liveness.next_deadline()
+        if deadline is not None and deadline <= now:
             for event in self.receiver.tick(now):
                 self._on_liveness(event, now)
+            deadline = self.receiver.liveness.next_deadline()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        next_pulse = now + (self._due - self._loop.time())
+        if deadline is not None and deadline < next_pulse:
+            delay = max(DEADLINE_SLACK, deadline - now + DEADLINE_SLACK)
+            self._deadline_timer = self._loop.call_later(delay, self._on_deadline)
 
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        self._watch_deadlines()
+
+    # ------------------------------------------------------------------ receiving
     def _on_datagram(self, lan: str, data: bytes) -> None:
         now = time.monotonic()
         reception = self.receiver.receive(data, lan=lan, now=now)
@@ -192,8 +287,8 @@ class HeartbeatLink:
                 log.debug("heartbeat dropped on %s: %s", lan, reception.reason)
             return
         try:
-            status = status_from(hb)
-        except StatusDecodeError as exc:
+            status = self._codec.read(hb)
+        except ValueError as exc:
             self.receiver.counters(lan).dropped_malformed += 1
             log.warning("%s", exc)
             return

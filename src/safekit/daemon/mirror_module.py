@@ -29,12 +29,13 @@ from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
 from safekit.config.failover_rules import RuleClock
 from safekit.daemon import persist
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
-from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink
+from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_replication import LOG_LEVELS, ModuleReplication, cross_check
 from safekit.daemon.module_parts import check_actions, next_item, script_runner
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
+from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.daemon.timing import Timing
 from safekit.daemon.witness_probes import WitnessProber, arbiter_client, witness_mode
 from safekit.membership.counters import Counters, RttStats
@@ -158,9 +159,9 @@ class MirrorModule:
         self.link = HeartbeatLink(
             module=name,
             local_node=local_node,
-            peer_node=self.peer_node,
             key=key,
             lans=lans,
+            codec=StatusCodec(wire_fields, status_from),
             on_status=self._on_peer_status,
             on_liveness=self._on_liveness,
             previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
@@ -708,7 +709,8 @@ def _heartbeat_lans(
                 f"module {name}: a mirror has exactly two nodes, LAN {hb.name!r} has {len(lan.nodes)}"
             )
         peers.add(others[0].name)
-        lans.append(HeartbeatLan(hb.name, me.addr, others[0].addr, port, hb.pulse, hb.timeout))
+        peer_on_lan = ((others[0].name, others[0].addr),)
+        lans.append(HeartbeatLan(hb.name, me.addr, peer_on_lan, port, hb.pulse, hb.timeout))
     if len(peers) != 1:
         raise ModuleError(f"module {name}: the heartbeat LANs name different peers: {sorted(peers)}")
     return peers.pop(), lans

@@ -1,9 +1,9 @@
 """nftables rules of a farm module on a LAN (`vmac_invisible`): the kernel does the packet work.
 
-This module owns the rules, as nftables JSON (`nft -j -f -`), and the one place that loads them.
-Building the rules is pure (`ruleset`, `removal`); `apply` runs `nft` once per change, and each
-change is one atomic transaction (the tables are replaced as a whole, so no packet ever sees half a
-ruleset). What the rules do, per virtual address (see docs/farm.md and the ADR for why):
+This module owns the rules, as nftables JSON (`nft -j -f -`); it is pure (`ruleset`, `removal`).
+The daemon loads them (`daemon/farm_kernel.py`), each change as one atomic transaction (the tables
+are replaced as a whole, so no packet ever sees half a ruleset). What the rules do, per virtual
+address (see docs/farm.md and the ADR for why):
 
 1. `netdev` ingress on the interface: frames sent to the shared virtual MAC are marked for this
    host (`meta pkttype set host`), or the IP layer would drop them before any other hook.
@@ -23,20 +23,15 @@ ruleset). What the rules do, per virtual address (see docs/farm.md and the ADR f
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
-import json
 import re
-import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from safekit.farm.buckets import BUCKETS, ranges
 
-NFT = "nft"
 INGRESS_PRIORITY = -500
 RAW_PRIORITY = -300
 FILTER_PRIORITY = -150  # after conntrack (-200), before the usual filter chains
@@ -46,10 +41,6 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
 Proto = Literal["tcp", "udp"]
 Filter = Literal["on_addr", "on_port"]
 Json = dict[str, Any]
-
-
-class NftError(Exception):
-    """nft refused the rules or could not run; the message carries what nft said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,86 +237,3 @@ def removal(spec: FarmRules) -> Json:
         ref = {"family": family, "name": spec.table}
         commands += [{"add": {"table": ref}}, {"delete": {"table": ref}}]
     return {"nftables": commands}
-
-
-# ----------------------------------------------------------------------------- I/O
-async def apply(payload: Json, timeout: float = 10.0) -> None:
-    """Load `payload` with `nft -j -f -` (one transaction: all of it or nothing)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            NFT,
-            "-j",
-            "-f",
-            "-",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise NftError(f"cannot run {NFT}: {exc.strerror} (install the nftables package)") from exc
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(json.dumps(payload).encode()), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise NftError(f"{NFT} did not answer within {timeout:g} s") from None
-    if proc.returncode != 0:
-        raise NftError(f"{NFT} refused the farm rules: {err.decode(errors='replace').strip()[:500]}")
-
-
-async def list_table(table: str, family: str = "ip") -> Json:
-    """`nft -j list table FAMILY TABLE` (what is loaded now), for `state -v` and tests."""
-    proc = await asyncio.create_subprocess_exec(
-        NFT,
-        "-j",
-        "list",
-        "table",
-        family,
-        table,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        return {}
-    data: Json = json.loads(out)
-    return data
-
-
-SYSCTLS: dict[str, str] = {
-    # Never announce the VIP with a real MAC in an ARP request this node sends.
-    "net/ipv4/conf/all/arp_announce": "2",
-    # A mid-stream TCP packet of a connection this node does not know stays INVALID (dropped by the
-    # rules), instead of being picked up as a connection and answered with a reset.
-    "net/netfilter/nf_conntrack_tcp_loose": "0",
-}
-
-
-def set_sysctls(interfaces: Sequence[str], root: Path = Path("/proc/sys")) -> list[str]:
-    """Write the farm's sysctls in this network namespace; returns the ones that failed."""
-    failed: list[str] = []
-    wanted = dict(SYSCTLS)
-    for interface in interfaces:
-        wanted[f"net/ipv4/conf/{interface}/arp_announce"] = "2"
-    for key, value in wanted.items():
-        try:
-            (root / key).write_text(value)
-        except OSError:
-            failed.append(key.replace("/", "."))
-    return failed
-
-
-# ----------------------------------------------------------------------------- gratuitous ARP
-def vmac_garp_frame(source_mac: bytes, vmac: bytes, vip: ipaddress.IPv4Address) -> bytes:
-    """A gratuitous ARP saying `vip` is at the virtual MAC.
-
-    The Ethernet source is the node's real MAC: a frame sent *from* the vMAC would teach switches
-    where the vMAC is, and they would stop flooding the VIP's traffic to every node. (`arping -U`
-    cannot do this: it announces the real MAC and poisons clients.)
-    """
-    if len(source_mac) != 6 or len(vmac) != 6:
-        raise ValueError("MAC addresses have 6 bytes")
-    ip = vip.packed
-    ethernet = b"\xff" * 6 + source_mac + struct.pack("!H", 0x0806)
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + vmac + ip + b"\x00" * 6 + ip
-    return (ethernet + arp).ljust(60, b"\x00")

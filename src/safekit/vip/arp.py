@@ -3,7 +3,7 @@ gratuitous ARP.
 
 Owns: choosing the interface (the one whose connected network contains the address), adding and
 removing the address with netlink (pyroute2's asyncio API, in the current network namespace), the
-gratuitous ARP frames (built here byte by byte) and their burst from an AF_PACKET socket, and the
+gratuitous ARP frames (`frames.arp_frame`) and their burst from an AF_PACKET socket, and the
 held / not held / degraded verdict. The pure parts (frames, interface choice, label, verdict) are
 plain functions so they can be tested without root.
 
@@ -30,7 +30,6 @@ import contextlib
 import errno
 import ipaddress
 import socket
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,22 +37,13 @@ from typing import Any, Literal
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from safekit.vip.frames import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, ZERO_MAC, arp_frame
 from safekit.vip.owner import probe_plan, probe_vip_owners
 from safekit.vip.provider import OwnerView, VipCheck, VipError, VipProvider, VipSpec, VipState
 
 DEFAULT_RENEW_TIMEOUT = 0.5
 """Seconds a renew may take: it is called about every second, and one netlink round trip is enough."""
 
-ETH_P_ARP = 0x0806
-ETH_P_IP = 0x0800
-ARPHRD_ETHER = 1
-ARP_REQUEST = 1
-ARP_REPLY = 2
-BROADCAST_MAC = b"\xff" * 6
-ZERO_MAC = b"\x00" * 6
-ETH_MIN_FRAME = 60
-"""Ethernet's minimum frame without the FCS: short frames are padded here, because not every driver
-pads what an AF_PACKET socket hands it."""
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 LABEL_SUFFIX = ":sk"
@@ -81,21 +71,23 @@ def mac_bytes(mac: str) -> bytes:
         raise VipError(f"{mac!r} is not an Ethernet MAC address") from None
 
 
-def garp_frame(mac: bytes, address: ipaddress.IPv4Address, op: int = ARP_REQUEST) -> bytes:
+def garp_frame(
+    mac: bytes, address: ipaddress.IPv4Address, op: int = ARP_REQUEST, *, ethernet_source: bytes | None = None
+) -> bytes:
     """One gratuitous ARP Ethernet frame (no FCS) announcing that `address` is at `mac`.
 
     Request: target MAC zero (RFC 5227 announcement, the kernel's own form). Reply: target MAC =
     sender MAC, which Linux requires before it treats a reply as gratuitous. Both go to broadcast.
+    The Ethernet source is `mac` too, unless `ethernet_source` is given: a farm announces its
+    shared virtual MAC from the node's real one (`vip/vmac.py`), so switches never learn the vMAC.
     """
-    if len(mac) != 6:
-        raise VipError(f"a MAC address has 6 bytes, not {len(mac)}")
+    source = mac if ethernet_source is None else ethernet_source
+    for value in (mac, source):
+        if len(value) != 6:
+            raise VipError(f"a MAC address has 6 bytes, not {len(value)}")
     if op not in (ARP_REQUEST, ARP_REPLY):
         raise VipError(f"ARP operation {op} is neither a request (1) nor a reply (2)")
-    ip = address.packed
-    target_mac = ZERO_MAC if op == ARP_REQUEST else mac
-    ethernet = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
-    arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, op) + mac + ip + target_mac + ip
-    return (ethernet + arp).ljust(ETH_MIN_FRAME, b"\x00")
+    return arp_frame(op, mac, address, ZERO_MAC if op == ARP_REQUEST else mac, address, source)
 
 
 def garp_frames(mac: bytes, address: ipaddress.IPv4Address, form: GarpForm = "request") -> list[bytes]:
@@ -402,14 +394,22 @@ class ArpProvider(VipProvider):
         self._stop_burst()
         if self.spec.garp_count == 0:
             return
-        frames = garp_frames(mac, self.spec.address, self.garp_form)
+        frames = self._frames(mac)
         await _send_round(interface, frames)
         if self.spec.garp_count > 1:
             self._burst = asyncio.create_task(self._repeat(interface, frames, self.spec.garp_count - 1))
 
+    def _frames(self, mac: bytes) -> list[bytes]:
+        """One round of the burst, from the interface's MAC `mac`."""
+        return garp_frames(mac, self.spec.address, self.garp_form)
+
+    def _gap(self, round_: int) -> float:
+        """Seconds to wait before the repeat round `round_` (0: the first repeat)."""
+        return self.spec.garp_interval
+
     async def _repeat(self, interface: str, frames: list[bytes], rounds: int) -> None:
-        for _ in range(rounds):
-            await asyncio.sleep(self.spec.garp_interval)
+        for round_ in range(rounds):
+            await asyncio.sleep(self._gap(round_))
             try:
                 await _send_round(interface, frames)
             except OSError:  # the link went away: release or the next acquire says what to do

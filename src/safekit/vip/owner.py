@@ -37,18 +37,20 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-ETH_P_ARP = 0x0806
-ETH_P_IP = 0x0800
-ARPHRD_ETHER = 1
-ARP_REQUEST = 1
-ARP_REPLY = 2
-BROADCAST_MAC = b"\xff" * 6
-ZERO_MAC = b"\x00" * 6
+from safekit.vip.frames import (
+    ARP_BODY,
+    ARP_REPLY,
+    ARP_REQUEST,
+    ARPHRD_ETHER,
+    ETH_HEADER,
+    ETH_P_ARP,
+    ETH_P_IP,
+    ZERO_MAC,
+    arp_frame,
+)
+
 UNSPECIFIED = ipaddress.IPv4Address(0)
 """0.0.0.0, the sender IP of an ARP probe."""
-ETH_HEADER = 14
-ARP_BODY = 28
-ETH_MIN_FRAME = 60
 PACKET_OUTGOING = 4
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
@@ -101,15 +103,7 @@ def probe_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     if len(mac) != 6:
         raise ProbeSetupError(f"a MAC address has 6 bytes, not {len(mac)}")
     _check_probe_target(address)
-    ethernet = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
-    arp = (
-        struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, ARP_REQUEST)
-        + mac
-        + UNSPECIFIED.packed
-        + ZERO_MAC
-        + address.packed
-    )
-    return (ethernet + arp).ljust(ETH_MIN_FRAME, b"\x00")
+    return arp_frame(ARP_REQUEST, mac, UNSPECIFIED, ZERO_MAC, address, mac)
 
 
 @dataclass(frozen=True)

@@ -267,9 +267,12 @@ def test_a_vip_with_a_lifetime_lives_while_renewed_and_expires_by_itself(olab: L
         f"\nvalid_lft {lifetime}: deleted {', '.join(f'{g:.2f}' for g in gone)} s after the last renewal "
         f"(p50 {statistics.median(gone):.2f} s, max {gone[-1]:.2f} s)"
     )
-    # Never early (the kernel may round 20 ms down), and late by at most its timer's rounding.
+    # Never early (the kernel may round 20 ms down), and late by at most its timer's rounding: the
+    # IPv4 lifetime worker is scheduled with round_jiffies_up (to the next whole second) and, when
+    # the next expiry is close, ADDRCONF_TIMER_FUZZ_MAX (0.25 s) later; a busy machine adds to it
+    # (3.62 s seen once for a 2 s lifetime on a loaded machine).
     assert gone[0] >= lifetime - 0.1
-    assert gone[-1] < lifetime + 1.5
+    assert gone[-1] < lifetime + 2.0
     # renew never brings back an expired VIP: a frozen daemon that wakes up does not hold it again.
     assert all(r["renew_after_expiry"] is False and r["present_after"] is False for r in out)
 
