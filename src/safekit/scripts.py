@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import signal
 import time
@@ -24,23 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from safekit.daemon.priority import at_normal_priority
+from safekit.lifecycle import Script
 
 EXIT_CANNOT_EXECUTE = 126  # the shell's code for "found but not executable"
-
-
-class Script(enum.StrEnum):
-    PRESTART = "prestart"
-    START_PRIM = "start_prim"
-    STOP_PRIM = "stop_prim"
-    START_SECOND = "start_second"
-    STOP_SECOND = "stop_second"
-    START_BOTH = "start_both"
-    STOP_BOTH = "stop_both"
-    POSTSTOP = "poststop"
-
-    @property
-    def is_stop(self) -> bool:
-        return self in (Script.STOP_PRIM, Script.STOP_SECOND, Script.STOP_BOTH, Script.POSTSTOP)
 
 
 @dataclass(frozen=True)

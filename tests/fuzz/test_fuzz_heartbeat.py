@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from safekit.daemon.status_codec import StatusDecodeError, status_from, wire_fields
+from safekit.lifecycle import Readiness
 from safekit.membership import wire
 from safekit.membership.counters import Counters
 from safekit.membership.liveness import LanTiming, Liveness
@@ -34,7 +35,7 @@ from safekit.membership.wire import (
     RoleIntent,
     SubState,
 )
-from safekit.mirror.states import Intent, NodeStatus, Readiness, Role
+from safekit.mirror.states import Intent, NodeStatus, Role
 from safekit.mirror.states import ModuleState as MirrorState
 
 KEY = bytes(range(32))

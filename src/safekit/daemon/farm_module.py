@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safekit import farm as fm
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
@@ -31,12 +32,11 @@ from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import ModuleError, _module_logger
 from safekit.daemon.module_parts import check_actions, script_runner
 from safekit.daemon.paths import Paths
-from safekit.farm import machine as fm
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
-from safekit.scripts import Script, ScriptRunner
+from safekit.scripts import ScriptRunner
 from safekit.vip import VipError
 from safekit.vip.vmac import VmacProvider
 
@@ -341,8 +341,8 @@ class FarmModule:
 
     async def _execute(self, action: fm.Action, replies: list[fm.CommandReply]) -> None:
         match action:
-            case fm.Log(level=level, text=text):
-                self.log.log(_LEVELS[level], "%s", text)
+            case fm.Log(level=level, reason=reason):
+                self.log.log(_LEVELS[level], "%s", reason)
             case fm.Announce(state=state, readiness=readiness):
                 self.link.announce(FarmStatus(self.local_node, state, readiness))
             case fm.RunScript():
@@ -362,15 +362,16 @@ class FarmModule:
             ok, detail = True, "no <user>: no script runs"
             if runner is not None:
                 result = await runner.run(
-                    Script(action.script.value),
+                    action.script,
                     str(action.current),
                     str(action.next),
-                    action.action,
+                    str(action.action),
                     forced=action.forced,
                 )
                 ok, detail = result.ok, result.describe()
             self._script_tasks.pop(action.run_id, None)
-            self.submit(fm.ScriptDone(action.run_id, action.script, ok, time.monotonic(), detail))
+            outcome = fm.ScriptOutcome.OK if ok else fm.ScriptOutcome.FAILED
+            self.submit(fm.ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
 
         self.log.info("running %s %s", action.script, " ".join(action.argv()))
         self._script_tasks[action.run_id] = asyncio.create_task(run(), name=f"{self.name}-{action.script}")

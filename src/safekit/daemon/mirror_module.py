@@ -66,6 +66,7 @@ from safekit.mirror import (
     ReplicationRole,
     ResourceUp,
     RunScript,
+    Script,
     ScriptDone,
     ScriptOutcome,
     StartReplication,
@@ -75,9 +76,8 @@ from safekit.mirror import (
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
-from safekit.mirror import Script as MachineScript
 from safekit.rfs.spec import DirSpec, RfsSpec
-from safekit.scripts import Script, ScriptRunner
+from safekit.scripts import ScriptRunner
 
 DEFAULT_HEARTBEAT_PORT = 4800
 """A cloud provider waits for the API's long-running operations (two of them to move an IP)."""
@@ -274,12 +274,12 @@ class MirrorModule:
             return
         self.log.warning(
             "the previous safekitd died with %s started (%s ran): %s force runs before anything else",
-            "the primary's application" if stop is MachineScript.STOP_PRIM else "the secondary's application",
+            "the primary's application" if stop is Script.STOP_PRIM else "the secondary's application",
             started,
             stop,
         )
         was = str(self.persisted.state) if self.persisted is not None else "STOP"
-        result = await self.scripts.run(Script(stop.value), was, "STOP", "stop", forced=True)
+        result = await self.scripts.run(stop, was, "STOP", "stop", forced=True)
         if result.ok:
             self.log.info("left by the dead safekitd: %s force done", stop)
         else:
@@ -546,7 +546,7 @@ class MirrorModule:
                 await asyncio.to_thread(_record_started, self._app_record, action.script)
             if runner is not None:
                 result = await runner.run(
-                    Script(action.script.value),
+                    action.script,
                     str(action.current),
                     str(action.next),
                     str(action.action),
@@ -557,7 +557,7 @@ class MirrorModule:
                     outcome = ScriptOutcome.TIMED_OUT
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
-            if action.script.is_stop_script and (outcome is ScriptOutcome.OK or action.forced):
+            if action.script.stops_application and (outcome is ScriptOutcome.OK or action.forced):
                 await asyncio.to_thread(_forget_started, self._app_record)
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
@@ -756,13 +756,13 @@ def _rfs_spec(
 
 
 _STOP_FOR_START = {
-    MachineScript.START_PRIM: MachineScript.STOP_PRIM,
-    MachineScript.START_SECOND: MachineScript.STOP_SECOND,
+    Script.START_PRIM: Script.STOP_PRIM,
+    Script.START_SECOND: Script.STOP_SECOND,
 }
 """The stop script that undoes what a start script started (run forced after a daemon crash)."""
 
 
-def _record_started(path: Path, script: MachineScript) -> None:
+def _record_started(path: Path, script: Script) -> None:
     persist.write_json(path, {"started": str(script)})
 
 
@@ -771,11 +771,11 @@ def _forget_started(path: Path) -> None:
         path.unlink()
 
 
-def _load_started(path: Path) -> MachineScript | None:
+def _load_started(path: Path) -> Script | None:
     """The start script a previous safekitd ran without running its stop script since."""
     try:
         data = persist.read_json(path)
-        script = MachineScript(str(data["started"])) if isinstance(data, dict) else None
+        script = Script(str(data["started"])) if isinstance(data, dict) else None
     except (ValueError, KeyError):
         return None  # corrupt: nothing known to stop (the stop scripts' own checks remain)
     return script if script in _STOP_FOR_START else None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import struct
 
+from safekit.lifecycle import Readiness
 from safekit.membership.wire import EXTENSION_MIRROR_STATUS, Extension, Heartbeat, RoleIntent, SubState
 from safekit.membership.wire import ModuleState as WireState
-from safekit.mirror.states import Intent, ModuleState, NodeStatus, Readiness, Role
+from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
 
 MIRROR_STATUS_EXTENSION = EXTENSION_MIRROR_STATUS
 _VERSION = 1

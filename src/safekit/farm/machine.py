@@ -21,269 +21,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
-from safekit.farm.buckets import BucketMap, compute_map
-
-
-class FarmState(StrEnum):
-    STOP = "STOP"
-    WAIT = "WAIT"
-    UP = "UP"
-
-
-class Readiness(StrEnum):
-    NOT_READY = "NotReady"
-    TRANSIENT = "Transient"
-    READY = "Ready"
-
-
-class Phase(StrEnum):
-    STOPPED = "stopped"
-    PRESTART = "prestart"
-    STARTING = "starting"  # start_both runs
-    JOINING = "joining"  # listening for the farm before taking buckets
-    SERVING = "serving"
-    STOPPING = "stopping"  # stop_both runs; then see `then`
-    POSTSTOP = "poststop"
-    WAITING = "waiting"  # WAIT: a resource is down
-
-
-class Script(StrEnum):
-    PRESTART = "prestart"
-    START_BOTH = "start_both"
-    STOP_BOTH = "stop_both"
-    POSTSTOP = "poststop"
-
-
-class Then(StrEnum):
-    """What follows stop_both."""
-
-    STOP = "stop"
-    WAIT = "wait"
-    RESTART = "restart"  # start_both again (local restart)
-    STOPSTART = "stopstart"  # poststop, prestart, start_both
-
-
-class CommandKind(StrEnum):
-    START = "start"
-    STOP = "stop"
-    FORCESTOP = "forcestop"
-    RESTART = "restart"
-    STOPSTART = "stopstart"
-
-
-class CheckerAction(StrEnum):
-    RESTART = "restart"
-    STOPSTART = "stopstart"
-    STOP = "stop"
-    WAIT = "wait"
-
-
-class LogLevel(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-# ----------------------------------------------------------------------------- settings, state
-@dataclass(frozen=True)
-class FarmSettings:
-    local_node: str
-    powers: tuple[tuple[str, int], ...]
-    """Every configured farm node and its power (weight)."""
-    join_after: float
-    """How long a node listens to the farm before it takes buckets (the membership timeout)."""
-    handover_delay: float
-    maxloop: int = 3
-    loop_interval: float = 24 * 3600.0
-
-    @property
-    def power_map(self) -> dict[str, int]:
-        return dict(self.powers)
-
-
-@dataclass(frozen=True)
-class PeerView:
-    state: FarmState
-    readiness: Readiness
-
-    @property
-    def member(self) -> bool:
-        return self.state is FarmState.UP and self.readiness is Readiness.READY
-
-
-@dataclass(frozen=True)
-class FarmMachine:
-    phase: Phase = Phase.STOPPED
-    reason: str = "stopped"
-    listening_since: float = 0.0
-    peers: tuple[tuple[str, PeerView], ...] = ()
-    view: BucketMap | None = None
-    """The map of the balancing set as this node sees it now (None: not computed yet)."""
-    owned: frozenset[int] | None = None
-    """Buckets programmed in the kernel (None: no farm rules loaded)."""
-    pending: frozenset[int] = frozenset()
-    pending_due: float | None = None
-    vip_held: bool = False
-    running: tuple[int, Script] | None = None
-    next_run_id: int = 1
-    then: Then = Then.STOP
-    waiting_for: frozenset[str] = frozenset()
-    restarts: tuple[float, ...] = ()
-    forced: bool = False
-
-    @property
-    def state(self) -> FarmState:
-        phase = self.phase
-        if phase in (Phase.STOPPED, Phase.POSTSTOP):
-            return FarmState.STOP
-        if phase in (Phase.PRESTART, Phase.WAITING):
-            return FarmState.WAIT
-        if phase is Phase.STOPPING:
-            return {Then.STOP: FarmState.STOP, Then.WAIT: FarmState.WAIT}.get(self.then, FarmState.UP)
-        return FarmState.UP
-
-    @property
-    def module_state(self) -> FarmState:
-        """The state shown to operators (the name the daemon uses for every module kind)."""
-        return self.state
-
-    @property
-    def readiness(self) -> Readiness:
-        if self.phase in (Phase.STOPPED, Phase.WAITING):
-            return Readiness.NOT_READY
-        if self.phase is Phase.SERVING:
-            return Readiness.READY
-        return Readiness.TRANSIENT
-
-    @property
-    def member(self) -> bool:
-        return self.phase is Phase.SERVING
-
-    def peer_map(self) -> dict[str, PeerView]:
-        return dict(self.peers)
-
-    def members(self, local_node: str) -> frozenset[str]:
-        names = {name for name, view in self.peers if view.member}
-        if self.member:
-            names.add(local_node)
-        return frozenset(names)
-
-
-def initial_state(now: float) -> FarmMachine:
-    """A module just loaded: stopped, and listening to the farm from `now`."""
-    return FarmMachine(listening_since=now)
-
-
-# ----------------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class Command:
-    kind: CommandKind
-    now: float
-
-
-@dataclass(frozen=True)
-class PeerStatus:
-    node: str
-    state: FarmState
-    readiness: Readiness
-    now: float
-
-
-@dataclass(frozen=True)
-class PeerLost:
-    node: str
-    now: float
-
-
-@dataclass(frozen=True)
-class ScriptDone:
-    run_id: int
-    script: Script
-    ok: bool
-    now: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class CheckerVerdict:
-    action: CheckerAction
-    resource: str
-    now: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class ResourceUp:
-    resource: str
-    now: float
-
-
-@dataclass(frozen=True)
-class ServingFailed:
-    """Loading the rules or adding the VIP failed."""
-
-    detail: str
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    now: float
-
-
-Event = Command | PeerStatus | PeerLost | ScriptDone | CheckerVerdict | ResourceUp | ServingFailed | Tick
-
-
-# ----------------------------------------------------------------------------- actions
-@dataclass(frozen=True)
-class Log:
-    level: LogLevel
-    text: str
-
-
-@dataclass(frozen=True)
-class Announce:
-    state: FarmState
-    readiness: Readiness
-
-
-@dataclass(frozen=True)
-class RunScript:
-    run_id: int
-    script: Script
-    current: FarmState
-    next: FarmState
-    action: str
-    forced: bool = False
-
-    def argv(self) -> list[str]:
-        return [*(["force"] if self.forced else []), str(self.current), str(self.next), self.action]
-
-
-@dataclass(frozen=True)
-class Program:
-    """Load the farm rules with these buckets owned (None: remove the farm rules)."""
-
-    owned: frozenset[int] | None
-
-
-@dataclass(frozen=True)
-class HoldVip:
-    """Add (True) or remove (False) the VIP on this node; adding also announces the vMAC."""
-
-    held: bool
-
-
-@dataclass(frozen=True)
-class CommandReply:
-    command: str
-    accepted: bool
-    reason: str
-
-
-Action = Log | Announce | RunScript | Program | HoldVip | CommandReply
+from safekit.farm.actions import Action, Announce, HoldVip, Program, RunScript
+from safekit.farm.buckets import compute_map
+from safekit.farm.events import Command, CommandKind, Event, PeerLost, PeerStatus, ServingFailed
+from safekit.farm.states import FarmMachine, FarmSettings, FarmState, PeerView, Phase, Then
+from safekit.lifecycle import (
+    CheckerAction,
+    CheckerVerdict,
+    CommandReply,
+    Log,
+    LogLevel,
+    ResourceUp,
+    Script,
+    ScriptAction,
+    ScriptDone,
+    Tick,
+)
 
 
 @dataclass(frozen=True)
@@ -302,12 +56,29 @@ def step(settings: FarmSettings, state: FarmMachine, event: Event) -> Transition
         actions.insert(
             0,
             Log(
-                LogLevel.INFO,
                 f"{before.state} ({before.readiness}) -> {state.state} ({state.readiness}): {state.reason}",
+                LogLevel.INFO,
             ),
         )
         actions.append(Announce(state.state, state.readiness))
     return Transition(state, actions)
+
+
+ALL_PROCESS_CLASSES = frozenset({"prim", "both", "pre", "second", "sec"})
+
+
+def checker_applies(state: FarmMachine, when: str) -> bool:
+    """Whether a checker of `when` acts on a "down" now: `pre` always; the others (a farm has no
+    roles: prim, both and second all mean "while in the farm") while UP or WAITing for resources."""
+    return when == "pre" or state.state is FarmState.UP or state.phase is Phase.WAITING
+
+
+def errd_classes(state: FarmMachine) -> frozenset[str]:
+    """The `<errd>` process classes that must be running now: every class while serving and no
+    script runs (a script may stop or start the processes); none otherwise."""
+    if state.phase is not Phase.SERVING or state.running is not None:
+        return frozenset()
+    return ALL_PROCESS_CLASSES
 
 
 def next_deadline(settings: FarmSettings, state: FarmMachine) -> float | None:
@@ -341,7 +112,7 @@ def _handle(  # noqa: PLR0911, PLR0912 - one branch per event kind
                 if (was is not None and was.member) != view.member:
                     verb = "joins" if view.member else "leaves"
                     actions.append(
-                        Log(LogLevel.INFO, f"{node} {verb} the balancing set ({peer_state} {readiness})")
+                        Log(f"{node} {verb} the balancing set ({peer_state} {readiness})", LogLevel.INFO)
                     )
             return replace(state, peers=tuple(sorted(peers.items())))
         case PeerLost(node=node):
@@ -349,7 +120,7 @@ def _handle(  # noqa: PLR0911, PLR0912 - one branch per event kind
             was = peers.pop(node, None)
             if was is None:
                 return state
-            actions.append(Log(LogLevel.WARNING, f"{node} lost: no farm heartbeat; its buckets move"))
+            actions.append(Log(f"{node} lost: no farm heartbeat; its buckets move", LogLevel.WARNING))
             return replace(state, peers=tuple(sorted(peers.items())))
         case ScriptDone():
             return _script_done(settings, state, event, actions)
@@ -361,12 +132,18 @@ def _handle(  # noqa: PLR0911, PLR0912 - one branch per event kind
             left = state.waiting_for - {resource}
             if left or state.phase is not Phase.WAITING:
                 return replace(state, waiting_for=left)
-            return _run(replace(state, waiting_for=left), Phase.STARTING, Script.START_BOTH, "start", actions,
-                        f"{resource} is up again: start_both")  # fmt: skip
+            return _run(
+                replace(state, waiting_for=left),
+                Phase.STARTING,
+                Script.START_BOTH,
+                ScriptAction.START,
+                actions,
+                f"{resource} is up again: start_both",
+            )
         case ServingFailed(detail=detail):
             if state.phase not in (Phase.SERVING, Phase.JOINING):
                 return state
-            actions.append(Log(LogLevel.ERROR, f"cannot serve: {detail}"))
+            actions.append(Log(f"cannot serve: {detail}", LogLevel.ERROR))
             return _stop_both(state, Then.WAIT, actions, f"cannot serve ({detail}): WAIT",
                               waiting_for=frozenset({"farm.rules"}))  # fmt: skip
         case Tick(now=now):
@@ -386,7 +163,7 @@ def _command(  # noqa: PLR0911 - one return per outcome
             actions.append(replace(reply, accepted=False, reason=f"already started ({state.state})"))
             return state
         state = replace(state, restarts=(), waiting_for=frozenset(), forced=False)
-        state = _run(state, Phase.PRESTART, Script.PRESTART, "start", actions, "start: prestart")
+        state = _run(state, Phase.PRESTART, Script.PRESTART, ScriptAction.START, actions, "start: prestart")
         actions.append(replace(reply, reason="starting"))
         return state
     if kind in (CommandKind.STOP, CommandKind.FORCESTOP):
@@ -408,8 +185,14 @@ def _command(  # noqa: PLR0911 - one return per outcome
         then = Then.RESTART if kind is CommandKind.RESTART else Then.STOPSTART
         actions.append(replace(reply, reason=f"{kind}: stop_both, then start again"))
         if phase is Phase.WAITING:
-            return _run(replace(state, waiting_for=frozenset()), Phase.STARTING, Script.START_BOTH, "start",
-                        actions, f"{kind}: start_both")  # fmt: skip
+            return _run(
+                replace(state, waiting_for=frozenset()),
+                Phase.STARTING,
+                Script.START_BOTH,
+                ScriptAction.START,
+                actions,
+                f"{kind}: start_both",
+            )
         return _stop_both(state, then, actions, f"{kind}: stop_both")
     return state
 
@@ -423,27 +206,35 @@ def _script_done(  # noqa: PLR0911 - one return per outcome
     detail = f" ({event.detail})" if event.detail else ""
     if event.script is Script.PRESTART:
         if not event.ok:
-            actions.append(Log(LogLevel.WARNING, f"prestart failed{detail}: going on, as SafeKit does"))
-        return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, "start_both")
+            actions.append(Log(f"prestart failed{detail}: going on, as SafeKit does", LogLevel.WARNING))
+        return _run(state, Phase.STARTING, Script.START_BOTH, ScriptAction.START, actions, "start_both")
     if event.script is Script.START_BOTH:
         if not event.ok:
-            actions.append(Log(LogLevel.ERROR, f"start_both failed{detail}"))
+            actions.append(Log(f"start_both failed{detail}", LogLevel.ERROR))
             return _stop_both(state, Then.STOP, actions, f"start_both failed{detail}: stop")
         return replace(state, phase=Phase.JOINING, reason="listening to the farm before taking buckets")
     if event.script is Script.STOP_BOTH:
         if not event.ok:
-            actions.append(Log(LogLevel.WARNING, f"stop_both failed{detail}"))
+            actions.append(Log(f"stop_both failed{detail}", LogLevel.WARNING))
         then = state.then
         if then is Then.RESTART:
-            return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, "restart: start_both")
+            return _run(
+                state, Phase.STARTING, Script.START_BOTH, ScriptAction.START, actions, "restart: start_both"
+            )
         if then is Then.WAIT:
             resources = ", ".join(sorted(state.waiting_for)) or "a resource"
             return replace(state, phase=Phase.WAITING, reason=f"waiting for {resources}")
-        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, "stop", actions, "poststop")
+        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, ScriptAction.STOP, actions, "poststop")
     # poststop
     if state.then is Then.STOPSTART:
-        return _run(replace(state, then=Then.STOP), Phase.PRESTART, Script.PRESTART, "start", actions,
-                    "stopstart: prestart")  # fmt: skip
+        return _run(
+            replace(state, then=Then.STOP),
+            Phase.PRESTART,
+            Script.PRESTART,
+            ScriptAction.START,
+            actions,
+            "stopstart: prestart",
+        )
     return replace(
         state, phase=Phase.STOPPED, reason=state.reason if state.forced else "stopped", forced=False
     )
@@ -468,20 +259,26 @@ def _verdict(  # noqa: PLR0911 - one return per outcome
     now = event.now
     recent = (*(t for t in state.restarts if now - t < settings.loop_interval), now)
     if len(recent) > settings.maxloop:
-        actions.append(Log(LogLevel.ERROR, f"{why}: more than maxloop={settings.maxloop} restarts: stop"))
+        actions.append(Log(f"{why}: more than maxloop={settings.maxloop} restarts: stop", LogLevel.ERROR))
         return _stop_both(
             replace(state, restarts=recent), Then.STOP, actions, f"{why}: maxloop reached: stop"
         )
     then = Then.RESTART if action is CheckerAction.RESTART else Then.STOPSTART
     state = replace(state, restarts=recent)
     if state.phase is Phase.WAITING:
-        return _run(state, Phase.STARTING, Script.START_BOTH, "start", actions, f"{why}: {action}")
+        return _run(state, Phase.STARTING, Script.START_BOTH, ScriptAction.START, actions, f"{why}: {action}")
     return _stop_both(state, then, actions, f"{why}: {action}")
 
 
 def _run(  # noqa: PLR0917 - the script call, spelled out
-    state: FarmMachine, phase: Phase, script: Script, action: str, actions: list[Action], reason: str,
-         forced: bool = False) -> FarmMachine:  # fmt: skip
+    state: FarmMachine,
+    phase: Phase,
+    script: Script,
+    action: ScriptAction,
+    actions: list[Action],
+    reason: str,
+    forced: bool = False,
+) -> FarmMachine:
     run_id = state.next_run_id
     nxt = replace(state, phase=phase, reason=reason, running=(run_id, script), next_run_id=run_id + 1)
     actions.append(RunScript(run_id, script, state.state, nxt.state, action, forced=forced))
@@ -507,8 +304,8 @@ def _stop_both(
     if state.phase in (Phase.STOPPING, Phase.POSTSTOP) and not force:
         return replace(state, reason=reason)
     if state.phase in (Phase.WAITING, Phase.POSTSTOP):  # stop_both already ran
-        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, "stop", actions, reason, forced=force)
-    return _run(state, Phase.STOPPING, Script.STOP_BOTH, "stop", actions, reason, forced=force)
+        return _run(state, Phase.POSTSTOP, Script.POSTSTOP, ScriptAction.STOP, actions, reason, forced=force)
+    return _run(state, Phase.STOPPING, Script.STOP_BOTH, ScriptAction.STOP, actions, reason, forced=force)
 
 
 def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: list[Action]) -> FarmMachine:
@@ -554,10 +351,10 @@ def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: 
         if state.owned is not None:
             actions.append(
                 Log(
-                    LogLevel.INFO,
                     f"buckets: {len(new_owned)} of 256 (+{gained} -{lost}); balancing set "
                     f"{', '.join(sorted(members))}"
                     + (f"; {len(delayed)} more after handover" if delayed else ""),
+                    LogLevel.INFO,
                 )
             )
     if not state.vip_held:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safekit.farm.machine import FarmState, Readiness
+from safekit.farm.states import FarmState
+from safekit.lifecycle import Readiness
 from safekit.membership.wire import Heartbeat, SubState
 from safekit.membership.wire import ModuleState as WireState
 

@@ -4,28 +4,35 @@ The daemon owns a `MirrorState` per mirror module, feeds every event to `step` a
 the returned actions in order. Nothing here does I/O or reads a clock.
 """
 
+from safekit.lifecycle import (
+    CheckerAction,
+    CheckerVerdict,
+    CommandReply,
+    Log,
+    LogLevel,
+    Readiness,
+    ResourceUp,
+    Script,
+    ScriptAction,
+    ScriptDone,
+    ScriptOutcome,
+    Tick,
+)
 from safekit.mirror.actions import (
     AcquireVip,
     Action,
     Announce,
-    CommandReply,
     FenceReplication,
     KillScript,
-    Log,
-    LogLevel,
     Persist,
     QueryWitness,
     ReleaseVip,
     RunScript,
-    Script,
-    ScriptAction,
     StartReplication,
     StopReplication,
 )
 from safekit.mirror.events import (
     ActionFailed,
-    CheckerAction,
-    CheckerVerdict,
     Command,
     CommandKind,
     Event,
@@ -33,10 +40,6 @@ from safekit.mirror.events import (
     PeerLost,
     ReplicaStatus,
     ReplicationExited,
-    ResourceUp,
-    ScriptDone,
-    ScriptOutcome,
-    Tick,
     WitnessResult,
 )
 from safekit.mirror.machine import (
@@ -58,7 +61,6 @@ from safekit.mirror.states import (
     NodeStatus,
     PersistedRecord,
     Phase,
-    Readiness,
     ReplicationRole,
     Role,
     WaitCause,

@@ -18,49 +18,9 @@ Contract with the daemon:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from safekit.mirror.states import ModuleState, NodeStatus, PersistedRecord, ReplicationRole
-
-
-class Script(StrEnum):
-    """The SafeKit restart scripts a mirror module runs (names are the file names in bin/)."""
-
-    PRESTART = "prestart"
-    START_PRIM = "start_prim"
-    STOP_PRIM = "stop_prim"
-    START_SECOND = "start_second"
-    STOP_SECOND = "stop_second"
-    POSTSTOP = "poststop"
-
-    @property
-    def is_stop_script(self) -> bool:
-        return self in (Script.STOP_PRIM, Script.STOP_SECOND)
-
-
-class ScriptAction(StrEnum):
-    """Third SafeKit script argument: why the script runs."""
-
-    START = "start"
-    STOP = "stop"
-    STOPSTART = "stopstart"
-    STOPWAIT = "stopwait"
-
-
-class LogLevel(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Log:
-    """One line of the module log: what was seen, which rule fired, what is done."""
-
-    reason: str
-    level: LogLevel = LogLevel.INFO
+from safekit.lifecycle import CommandReply, Log, Script, ScriptAction
+from safekit.mirror.states import ModuleState, NodeStatus, PersistedRecord, ReplicationRole
 
 
 @dataclass(frozen=True)
@@ -135,15 +95,6 @@ class Announce:
     """Status to send in heartbeats from now on (the peer's state machine reads it)."""
 
     status: NodeStatus
-
-
-@dataclass(frozen=True)
-class CommandReply:
-    """Answer to an operator command, for the CLI/API that sent it."""
-
-    command: str
-    accepted: bool
-    reason: str
 
 
 Action = (

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from safekit.mirror.actions import Action, Script
+from safekit.lifecycle import CheckerVerdict, ResourceUp, ScriptDone, Tick
+from safekit.mirror.actions import Action
 from safekit.mirror.states import NodeStatus, ReplicationRole
 
 
@@ -25,21 +26,6 @@ class CommandKind(StrEnum):
     SECOND = "second"
     SWAP = "swap"
     PRIMFORCE = "primforce"
-
-
-class ScriptOutcome(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    TIMED_OUT = "timed out"
-
-
-class CheckerAction(StrEnum):
-    """What a checker or failover rule asks for (SafeKit's action= / rule verbs)."""
-
-    RESTART = "restart"
-    STOPSTART = "stopstart"
-    STOP = "stop"
-    WAIT = "wait"
 
 
 @dataclass(frozen=True)
@@ -108,43 +94,11 @@ class ReplicationExited:
 
 
 @dataclass(frozen=True)
-class ScriptDone:
-    run_id: int
-    script: Script
-    outcome: ScriptOutcome
-    now: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class CheckerVerdict:
-    action: CheckerAction
-    resource: str
-    now: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class ResourceUp:
-    """A resource a WAIT verdict waited for is up again."""
-
-    resource: str
-    now: float
-
-
-@dataclass(frozen=True)
 class ActionFailed:
     """A non-script action failed when the daemon executed it."""
 
     action: Action
     detail: str
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed; the daemon sends one at `next_deadline()` (and may send more)."""
-
     now: float
 
 

@@ -22,22 +22,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from safekit.lifecycle import (
+    CheckerAction,
+    CheckerVerdict,
+    CommandReply,
+    Log,
+    LogLevel,
+    Readiness,
+    ResourceUp,
+    Script,
+    ScriptAction,
+    ScriptDone,
+    ScriptOutcome,
+    Tick,
+)
 from safekit.mirror import witness
 from safekit.mirror.actions import (
     AcquireVip,
     Action,
     Announce,
-    CommandReply,
     FenceReplication,
     KillScript,
-    Log,
-    LogLevel,
     Persist,
     QueryWitness,
     ReleaseVip,
     RunScript,
-    Script,
-    ScriptAction,
     StartReplication,
     StopReplication,
 )
@@ -50,8 +59,6 @@ from safekit.mirror.election import (
 )
 from safekit.mirror.events import (
     ActionFailed,
-    CheckerAction,
-    CheckerVerdict,
     Command,
     CommandKind,
     Event,
@@ -59,10 +66,6 @@ from safekit.mirror.events import (
     PeerLost,
     ReplicaStatus,
     ReplicationExited,
-    ResourceUp,
-    ScriptDone,
-    ScriptOutcome,
-    Tick,
     WitnessResult,
 )
 from safekit.mirror.settings import MirrorSettings
@@ -76,7 +79,6 @@ from safekit.mirror.states import (
     Pending,
     PersistedRecord,
     Phase,
-    Readiness,
     ReplicationRole,
     Role,
     Running,
@@ -573,7 +575,7 @@ def _role_failed_async(ctx: _Ctx, what: str) -> None:
     """A role's resource failed while the role starts or runs: stopstart, or stop past maxloop."""
     s = ctx.s
     exceeded = _count_error(ctx, what)
-    if s.running is not None and not s.running.script.is_stop_script:
+    if s.running is not None and not s.running.script.stops_application:
         _add_pending(ctx, Pending.STOP if exceeded else Pending.STOPSTART)
     elif s.running is None and s.phase in (Phase.PRIMARY, Phase.SECONDARY):
         if exceeded:
@@ -718,7 +720,7 @@ def _cmd_stop(ctx: _Ctx, kind: CommandKind) -> None:
         _stop_module(ctx, "stop command")
     elif s.phase is Phase.POSTSTOP or r.then in (Next.STOP, Next.STOP_NOW):
         _refuse(ctx, kind, "already stopping")
-    elif r.script.is_stop_script:
+    elif r.script.stops_application:
         _accept(ctx, kind, f"stopping once {r.script} ends")
         _retarget(ctx, Next.STOP, None, "stop command")
     else:
@@ -761,7 +763,7 @@ def _on_script_done(ctx: _Ctx, ev: ScriptDone) -> None:
     if ev.outcome is not ScriptOutcome.OK:
         detail = f": {ev.detail}" if ev.detail else ""
         ctx.log(f"{ev.script} {ev.outcome}{detail}", LogLevel.WARNING)
-    if r.script.is_stop_script:
+    if r.script.stops_application:
         _stop_script_done(ctx, r, ev.outcome)
     else:
         _start_script_done(ctx, r, ev.outcome)
@@ -1051,7 +1053,7 @@ def _enforce_witness(ctx: _Ctx) -> None:
     elif s.phase is Phase.STARTING_PRIMARY:
         _add_pending(ctx, Pending.FENCE)
         ctx.set(reason=f"{reason}; stop_prim runs once start_prim ends")
-    elif s.running is not None and s.running.script.is_stop_script:
+    elif s.running is not None and s.running.script.stops_application:
         _retarget(ctx, Next.WAIT, WaitCause.WITNESS, reason)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from safekit.mirror.actions import LogLevel
+from safekit.lifecycle import LogLevel
 from safekit.mirror.events import Event, ReplicaStatus
 from safekit.mirror.machine import may_acknowledge_alone
 from safekit.mirror.settings import MirrorSettings

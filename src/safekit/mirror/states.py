@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from safekit.mirror.actions import Script, ScriptAction
+from safekit.lifecycle import Readiness, Script, ScriptAction
 from safekit.mirror.witness import WitnessView
 
 
@@ -22,12 +22,6 @@ class ModuleState(StrEnum):
     ALONE = "ALONE"
     PRIM = "PRIM"
     SECOND = "SECOND"
-
-
-class Readiness(StrEnum):
-    NOT_READY = "NotReady"
-    TRANSIENT = "Transient"
-    READY = "Ready"
 
 
 class Role(StrEnum):

@@ -15,9 +15,10 @@ from safekit.daemon.status_codec import (
     status_from,
     wire_fields,
 )
+from safekit.lifecycle import Readiness
 from safekit.membership import wire
 from safekit.membership.wire import Extension, Heartbeat, RoleIntent, SubState
-from safekit.mirror.states import Intent, ModuleState, NodeStatus, Readiness, Role
+from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
 
 KEY = bytes(range(32))
 

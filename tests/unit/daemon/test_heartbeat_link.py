@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec, pulse_delay
 from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.farm import status_codec as farm_codec
-from safekit.farm.machine import FarmState, Readiness
+from safekit.farm.states import FarmState
 from safekit.farm.status_codec import FarmStatus
+from safekit.lifecycle import Readiness
+from safekit.lifecycle import Readiness as MirrorReadiness
 from safekit.membership.liveness import LivenessEvent, PeerLost, PeerUp
 from safekit.membership.wire import Heartbeat
 from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
-from safekit.mirror.states import Readiness as MirrorReadiness
 
 KEY = bytes(range(32))
 FARM = StatusCodec(farm_codec.wire_fields, farm_codec.status_from)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safekit.farm import machine as fm
+from safekit import farm as fm
 from safekit.farm.buckets import BUCKETS, compute_map
 
 POWERS = {"node1": 1, "node2": 1, "node3": 1}
@@ -49,7 +49,7 @@ class Node:
                     case fm.RunScript(run_id=run_id, script=script):
                         self.scripts.append(str(script))
                         if run_scripts:
-                            pending.append(fm.ScriptDone(run_id, script, True, event.now))
+                            pending.append(fm.ScriptDone(run_id, script, fm.ScriptOutcome.OK, event.now))
 
     def tick(self, now: float) -> None:
         self.feed(fm.Tick(now))
@@ -155,10 +155,10 @@ def test_failed_start_both_stops() -> None:
     n = Node()
     n.feed(fm.Command(fm.CommandKind.START, 0.0), run_scripts=False)
     run_id, script = n.state.running or (0, fm.Script.PRESTART)
-    n.feed(fm.ScriptDone(run_id, script, True, 0.1), run_scripts=False)
+    n.feed(fm.ScriptDone(run_id, script, fm.ScriptOutcome.OK, 0.1), run_scripts=False)
     run_id, script = n.state.running or (0, fm.Script.START_BOTH)
     assert script is fm.Script.START_BOTH
-    n.feed(fm.ScriptDone(run_id, script, False, 0.2))
+    n.feed(fm.ScriptDone(run_id, script, fm.ScriptOutcome.FAILED, 0.2))
     assert n.state.state is fm.FarmState.STOP
     assert not n.vip
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safekit.farm.machine import FarmState, Readiness
+from safekit.farm.states import FarmState
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
+from safekit.lifecycle import Readiness
 from safekit.membership import wire
 from safekit.membership.wire import Heartbeat, SubState
 from safekit.membership.wire import ModuleState as WireState

@@ -6,7 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from safekit.scripts import Script, ScriptEnvironment, ScriptRunner
+from safekit.lifecycle import Script
+from safekit.scripts import ScriptEnvironment, ScriptRunner
 
 
 def make_runner(tmp_path: Path, **kwargs: float) -> ScriptRunner:
