@@ -3,7 +3,7 @@
 Pure types, no I/O: the SafeKit restart scripts and why they run, what a checker asks for, what
 comes back when a script ends or a resource is up again, time passing, a line of the module log and
 the answer to an operator command. Each machine adds its own states, events and actions
-(`safekit.mirror`, `safekit.farm`); the daemon's executor (`daemon/module_parts.py`) handles these
+(`safekit.mirror`, `safekit.farm`); the daemon's executor (`daemon/module_executor.py`) handles these
 shared ones the same way for both.
 """
 

@@ -12,27 +12,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
-import shlex
-import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from safekit import mirror
 from safekit.arbiter.client import ArbiterClient
-from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
-from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
+from safekit.config import ClusterConfig, ModuleConfig
 from safekit.config.failover_rules import RuleClock
 from safekit.daemon import persist
-from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
-from safekit.daemon.mirror_replication import LOG_LEVELS, ModuleReplication, cross_check
-from safekit.daemon.module_parts import check_actions, next_item, script_runner
+from safekit.daemon.mirror_replication import ModuleReplication, cross_check
+from safekit.daemon.module_executor import (
+    ModuleError,
+    ModuleExecutor,
+    ScriptRequest,
+    Shared,
+    previous_incarnation,
+    record_incarnation,
+)
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.paths import Paths
 from safekit.daemon.status_codec import status_from, wire_fields
@@ -48,12 +50,11 @@ from safekit.mirror import (
     CheckerVerdict,
     Command,
     CommandKind,
-    CommandReply,
     Event,
     FenceReplication,
     KillScript,
-    Log,
     MirrorSettings,
+    MirrorState,
     ModuleState,
     NodeStatus,
     PeerHeartbeat,
@@ -64,46 +65,23 @@ from safekit.mirror import (
     Readiness,
     ReleaseVip,
     ReplicationRole,
-    ResourceUp,
     RunScript,
     Script,
-    ScriptDone,
     ScriptOutcome,
     StartReplication,
     StopReplication,
-    Tick,
 )
 from safekit.mirror import (
     PeerLost as MachinePeerLost,
 )
 from safekit.rfs.spec import DirSpec, RfsSpec
-from safekit.scripts import ScriptRunner
 
 DEFAULT_HEARTBEAT_PORT = 4800
-"""A cloud provider waits for the API's long-running operations (two of them to move an IP)."""
-_BOOT_INTENT = {
-    CommandKind.START: True,
-    CommandKind.PRIM: True,
-    CommandKind.SECOND: True,
-    CommandKind.PRIMFORCE: True,
-    CommandKind.STOPSTART: True,
-    CommandKind.STOP: False,
-    CommandKind.FORCESTOP: False,
-}
 
 
-class ModuleError(Exception):
-    """A module that cannot be loaded as configured; the message says what to change."""
-
-
-@dataclasses.dataclass
-class _Queued:
-    event: Event
-    reply: asyncio.Future[CommandReply] | None = None
-
-
-class MirrorModule:
-    kind = "mirror"
+class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
+    kind: ClassVar[str] = "mirror"
+    failover_means: ClassVar[str] = "automatic takeover by the secondary"
 
     def __init__(
         self,
@@ -117,12 +95,9 @@ class MirrorModule:
         metrics: Metrics,
         pinger: Pinger,
     ) -> None:
-        self.name = name
-        self.config = config
-        self.paths = paths
-        self.metrics = metrics
-        self.pinger = pinger
-        self.local_node = local_node
+        super().__init__(
+            name=name, config=config, local_node=local_node, paths=paths, metrics=metrics, pinger=pinger
+        )
         heart = config.heart
         if heart is None:
             raise ModuleError(f"module {name}: a mirror module needs <heart>")
@@ -152,8 +127,7 @@ class MirrorModule:
         self._app_record = paths.module_var(name) / "started.json"
         self.persisted = cross_check(_load_record(self.state_file), self.rfs_spec)
         self.state = mirror.initial_state(self.settings, self.persisted)
-        self.log = _module_logger(name, paths)
-        self.resources: dict[str, str] = {f"heartbeat.{lan.name}": "init" for lan in lans}
+        self.resources.update({f"heartbeat.{lan.name}": "init" for lan in lans})
         if config.check.splitbrain is not None:
             self.resources["splitbrain.witness"] = "init"
         self.link = HeartbeatLink(
@@ -164,18 +138,12 @@ class MirrorModule:
             codec=StatusCodec(wire_fields, status_from),
             on_status=self._on_peer_status,
             on_liveness=self._on_liveness,
-            previous_incarnation=_load_incarnation(paths.module_var(name) / "incarnation"),
+            previous_incarnation=previous_incarnation(paths, name),
         )
-        persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": self.link.incarnation})
+        record_incarnation(paths, name, self.link.incarnation)
         self.vips = ModuleVips(
             providers_for(config, self.timing), self.log, self.submit, self.settings.split_brain_bound
         )
-        self.scripts: ScriptRunner | None = script_runner(name, config, paths)
-        self._checker_specs = checker_specs(config.check, pinger)
-        self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
-        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
-        self._script_tasks: dict[int, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self._arbiter: ArbiterClient | None = arbiter_client(config, key, local_node)
         self.witness = (
             WitnessProber(
@@ -195,7 +163,6 @@ class MirrorModule:
             else None
         )
         self._last_peer_status: NodeStatus | None = None
-        self._last_shown: tuple[ModuleState, Readiness] | None = None
         self.replication = ModuleReplication(
             self.rfs_spec,
             config,
@@ -205,9 +172,6 @@ class MirrorModule:
             submit=self.submit,
             state=lambda: self.state,
         )
-        # `safekit errd|checker on|off`: run-time switches, back on when the daemon starts again.
-        self.errd_enabled = True
-        self.checkers_enabled = True
         metrics.add_heartbeat_source(
             name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
         )
@@ -231,25 +195,13 @@ class MirrorModule:
         )
         await self._clean_up_after_crash()
         await self.link.start()
-        self._tasks.append(asyncio.create_task(self._event_loop(), name=f"{self.name}-events"))
+        self._start_tasks()
         if self.witness is not None:
-            self._tasks.append(asyncio.create_task(self.witness.run(), name=f"{self.name}-witness"))
+            self._spawn(self.witness.run(), "witness")
         if self.vips.expiring:
-            self._tasks.append(
-                asyncio.create_task(
-                    self.vips.renew_loop(lambda: self.state.vip_held), name=f"{self.name}-vip-lifetime"
-                )
-            )
-        for spec in self._checker_specs:
-            self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
-        for custom in self.config.check.custom:
-            self._tasks.append(
-                asyncio.create_task(self._custom_checker(custom), name=f"custom.{custom.ident}")
-            )
+            self._spawn(self.vips.renew_loop(lambda: self.state.vip_held), "vip-lifetime")
         if self.config.failover.rules:
-            self._tasks.append(asyncio.create_task(self._failover_rules_loop(), name=f"{self.name}-rules"))
-        if self.config.errd is not None and self.config.errd.procs:
-            self._tasks.append(asyncio.create_task(self._errd_loop(), name=f"{self.name}-errd"))
+            self._spawn(self._failover_rules_loop(), "rules")
         if boot:
             self.submit(Command(CommandKind.START, time.monotonic()))
 
@@ -292,14 +244,7 @@ class MirrorModule:
 
     async def shutdown(self) -> None:
         """The daemon is stopping: stop the module (scripts, VIP), then close everything."""
-        if not self._stopped():
-            reply = await self.command(CommandKind.STOP, operator=False)
-            self.log.info("daemon shutdown: %s", reply.reason)
-            await self.wait_for(self._stopped, timeout=self._stop_budget())
-        for task in [*self._tasks, *self._script_tasks.values()]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_and_cancel()
         if self.witness is not None:
             await self.witness.cancel()
         await self.replication.stop()
@@ -326,114 +271,61 @@ class MirrorModule:
             "LAN; see docs/mirror.md)"
         )
 
-    def _stopped(self) -> bool:
-        return self.state.phase is Phase.STOPPED
+    # ------------------------------------------------------------------ the machine
+    def _transition(self, event: Event | Shared) -> tuple[MirrorState, Sequence[Action]]:
+        transition = mirror.step(self.settings, self.state, event)
+        return transition.state, transition.actions
+
+    def _next_deadline(self) -> float | None:
+        return mirror.next_deadline(self.settings, self.state)
+
+    def _command_event(self, kind: str, now: float) -> Event | None:
+        try:
+            return Command(CommandKind(kind), now)
+        except ValueError:
+            return None
+
+    def _refusal(self, kind: str) -> str:
+        return f"{kind} is not a mirror module command"
+
+    def _checker_applies(self, when: str) -> bool:
+        return mirror.checker_applies(self.state, when)
+
+    def _errd_classes(self) -> frozenset[str]:
+        return mirror.errd_classes(self.state)
+
+    @property
+    def module_state(self) -> str:
+        return str(self.state.module_state)
+
+    @property
+    def readiness(self) -> str:
+        return str(self.state.readiness)
+
+    @property
+    def reason(self) -> str:
+        return self.state.reason
+
+    @property
+    def ready(self) -> bool:
+        """Serving as the primary and ready: what the health endpoint answers 200 for."""
+        return (
+            self.state.module_state in (ModuleState.PRIM, ModuleState.ALONE)
+            and self.state.readiness is Readiness.READY
+        )
 
     @property
     def stopped(self) -> bool:
-        """STOP and settled: no script runs, nothing is held (what uninstall and config need)."""
-        return self._stopped()
+        return self.state.phase is Phase.STOPPED
 
-    def _stop_budget(self) -> float:
-        user = self.config.user
-        return 10.0 + (2 * (user.nicestoptimeout + user.forcestoptimeout) if user else 0.0)
+    @property
+    def failover_enabled(self) -> bool:
+        return self.settings.failover
 
-    async def wait_for(self, predicate: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+    def _set_failover(self, on: bool) -> None:
+        self.settings = dataclasses.replace(self.settings, failover=on)
 
     # ------------------------------------------------------------------ inputs
-    def submit(self, event: Event) -> None:
-        self._queue.put_nowait(_Queued(event))
-
-    async def command(self, kind: CommandKind, *, operator: bool = True) -> CommandReply:
-        """Run an operator command. An operator's start or stop is also what `boot="auto"` follows."""
-        future: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Queued(Command(kind, time.monotonic()), future))
-        reply = await future
-        if operator and reply.accepted and kind in _BOOT_INTENT:
-            persist.write_json(self._boot_file, {"start_at_boot": _BOOT_INTENT[kind]})
-        return reply
-
-    @property
-    def _boot_file(self) -> Path:
-        return self.paths.boot_file(self.name)
-
-    @property
-    def start_at_boot(self) -> bool:
-        """Whether the operator left the module started (`boot="auto"` restarts it with the daemon)."""
-        try:
-            data = persist.read_json(self._boot_file)
-        except ValueError:
-            return False
-        return bool(data and data.get("start_at_boot"))
-
-    # ------------------------------------------------------------------ run-time switches
-    def set_errd(self, on: bool) -> str:
-        """`safekit errd on|off`: process monitoring acts (on) or only reports (off)."""
-        before, self.errd_enabled = self.errd_enabled, on
-        return self._switched("errd", before, on, "process monitoring")
-
-    def set_checkers(self, on: bool) -> str:
-        """`safekit checker on|off`: checkers and failover rules act (on) or only report (off).
-
-        Heartbeats and the split-brain witness are not checkers: they protect the data and always
-        run. A checker still down when checking is turned on acts at once.
-        """
-        before, self.checkers_enabled = self.checkers_enabled, on
-        if on and not before:
-            now = time.monotonic()
-            for resource, (when, action) in self._checks.items():
-                if self.resources.get(resource) == "down" and mirror.checker_applies(self.state, when):
-                    self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
-        return self._switched("checker", before, on, "checkers and failover rules")
-
-    def set_failover(self, on: bool) -> str:
-        """`safekit failover on|off`: whether the secondary takes over when the primary is lost."""
-        before = self.settings.failover
-        self.settings = dataclasses.replace(self.settings, failover=on)
-        return self._switched("failover", before, on, "automatic takeover by the secondary")
-
-    def _switched(self, switch: str, before: bool, on: bool, what: str) -> str:
-        word = "on" if on else "off"
-        if before == on:
-            return f"{self.name}: {switch} already {word}"
-        until = "" if on else f" until 'safekit {switch} on' or a restart of safekitd"
-        done = f"{what} {'enabled' if on else 'disabled'}{until}"
-        self.log.warning("operator: %s %s: %s", switch, word, done)
-        return f"{self.name}: {switch} {word} ({done})"
-
-    def controls(self) -> dict[str, str]:
-        return {
-            "errd": "on" if self.errd_enabled else "off",
-            "checker": "on" if self.checkers_enabled else "off",
-            "failover": "on" if self.settings.failover else "off",
-        }
-
-    def set_resource(self, resource: str, value: str) -> None:
-        """A checker reports a resource state (probes here, custom checkers through `safekit set`)."""
-        before = self.resources.get(resource)
-        self.resources[resource] = value
-        if before == value:
-            return
-        self.log.info("resource %s: %s -> %s", resource, before or "unknown", value)
-        check = self._checks.get(resource)
-        if check is None:
-            return
-        when, action = check
-        now = time.monotonic()
-        if value == "up":
-            self.submit(ResourceUp(resource, now))
-        elif value == "down" and mirror.checker_applies(self.state, when):
-            if not self.checkers_enabled:
-                self.log.warning("checker off: %s down, action %s not taken", resource, action)
-                return
-            self.submit(CheckerVerdict(CheckerAction(action), resource, now, "checker reports down"))
-
     def _on_peer_status(self, status: NodeStatus, now: float) -> None:
         # Only what changes is news for the state machine: an unchanged status every pulse would
         # cost a full step for nothing (liveness is tracked by membership, not here).
@@ -458,50 +350,9 @@ class MirrorModule:
         elif isinstance(event, PeerUp):
             self.log.info("peer %s is back", event.peer)
 
-    # ------------------------------------------------------------------ the loop
-    async def _event_loop(self) -> None:
-        while True:
-            deadline = mirror.next_deadline(self.settings, self.state)
-            item = await next_item(self._queue, deadline, lambda now: _Queued(Tick(now)))
-            try:
-                await self._step(item)
-            except Exception:  # a bug must not silently stop the module: log it loudly, go on
-                self.log.exception("internal error while handling %s", type(item.event).__name__)
-                if item.reply is not None and not item.reply.done():
-                    item.reply.set_exception(RuntimeError("internal error; see the module log"))
-
-    async def _step(self, item: _Queued) -> None:
-        before = self.state
-        transition = mirror.step(self.settings, self.state, item.event)
-        self.state = transition.state
-        replies: list[CommandReply] = []
-        for action in transition.actions:
-            await self._execute(action, replies)
-        self.replication.after_step()
-        if item.reply is not None and not item.reply.done():
-            reply = replies[0] if replies else CommandReply(str(item.event), True, self.state.reason)
-            item.reply.set_result(reply)
-        # The state machine logs every displayed change itself ("OLD (r) -> NEW (r): reason").
-        if (before.module_state, before.readiness) != (self.state.module_state, self.state.readiness):
-            if before.module_state != self.state.module_state:
-                self.metrics.transitions.labels(self.name, before.module_state, self.state.module_state).inc()
-            self._show_state()
-
-    def _show_state(self) -> None:
-        self.metrics.set_state(self.name, str(self.state.module_state), self.ready)
-
-    @property
-    def ready(self) -> bool:
-        """Serving as the primary and ready: what the health endpoint answers 200 for."""
-        return (
-            self.state.module_state in (ModuleState.PRIM, ModuleState.ALONE)
-            and self.state.readiness is Readiness.READY
-        )
-
-    async def _execute(self, action: Action, replies: list[CommandReply]) -> None:  # noqa: PLR0912
+    # ------------------------------------------------------------------ actions
+    async def _execute_own(self, action: Action) -> None:  # noqa: PLR0912 - one case per action
         match action:
-            case Log(reason=reason, level=level):
-                self.log.log(LOG_LEVELS[level], "%s", reason)
             case Announce(status=status):
                 self.link.announce(status)
             case Persist(record=record):
@@ -511,9 +362,7 @@ class MirrorModule:
             case RunScript():
                 self._run_script(action)
             case KillScript(run_id=run_id):
-                task = self._script_tasks.pop(run_id, None)
-                if task is not None:
-                    task.cancel()
+                self._kill_script(run_id)
             case AcquireVip():
                 await self.vips.acquire(action)
             case ReleaseVip():
@@ -532,38 +381,18 @@ class MirrorModule:
             case QueryWitness():
                 if self.witness is not None:
                     self.witness.wake.set()
-            case CommandReply():
-                replies.append(action)
 
-    # ------------------------------------------------------------------ actions
-    def _run_script(self, action: RunScript) -> None:
-        runner = self.scripts
+    def _after_actions(self) -> None:
+        self.replication.after_step()
 
-        async def run() -> None:
-            outcome, detail = ScriptOutcome.OK, "no <user>: no script runs"
-            if runner is not None and action.script in _STOP_FOR_START:
-                # What a restarted safekitd must stop if this one dies while it runs.
-                await asyncio.to_thread(_record_started, self._app_record, action.script)
-            if runner is not None:
-                result = await runner.run(
-                    action.script,
-                    str(action.current),
-                    str(action.next),
-                    str(action.action),
-                    forced=action.forced,
-                )
-                detail = result.describe()
-                if result.timed_out:
-                    outcome = ScriptOutcome.TIMED_OUT
-                elif not result.ok:
-                    outcome = ScriptOutcome.FAILED
-            if action.script.stops_application and (outcome is ScriptOutcome.OK or action.forced):
-                await asyncio.to_thread(_forget_started, self._app_record)
-            self._script_tasks.pop(action.run_id, None)
-            self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
+    async def _script_starting(self, script: Script) -> None:
+        if script in _STOP_FOR_START:
+            # What a restarted safekitd must stop if this one dies while it runs.
+            await asyncio.to_thread(_record_started, self._app_record, script)
 
-        self.log.info("running %s %s", action.script, " ".join(action.argv()))
-        self._script_tasks[action.run_id] = asyncio.create_task(run(), name=f"{self.name}-{action.script}")
+    async def _script_ended(self, action: ScriptRequest, outcome: ScriptOutcome) -> None:
+        if action.script.stops_application and (outcome is ScriptOutcome.OK or action.forced):
+            await asyncio.to_thread(_forget_started, self._app_record)
 
     # ------------------------------------------------------------------ checkers
     async def _failover_rules_loop(self) -> None:
@@ -597,54 +426,6 @@ class MirrorModule:
                         CheckerVerdict(CheckerAction(rule.action), f"rule.{rule.label}", now, "failover rule")
                     )
 
-    async def _custom_checker(self, custom: CustomCheck) -> None:
-        userbin = self.paths.module_dir(self.name) / "bin"
-        program = custom.exec if custom.exec.startswith("/") else str(userbin / custom.exec)
-        command = shlex.join([program]) + (f" {custom.arg}" if custom.arg else "")
-        env = self.scripts.environment.variables() if self.scripts else {}
-        # `safekit set` must be found by the checker whatever PATH the daemon was started with.
-        env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-        env["SAFEKIT_CHECKER"] = f"custom.{custom.ident}"
-        await run_custom(f"custom.{custom.ident}", command, env=env, cwd=userbin, log=self.log)
-
-    async def _errd_loop(self) -> None:
-        errd_cfg = self.config.errd
-        assert errd_cfg is not None
-        rules = [
-            errd.ProcessRule(
-                ident=p.name or p.nameregex or "proc",
-                name=p.name,
-                nameregex=p.nameregex,
-                argregex=p.argregex,
-                atleast=p.atleast,
-                atmax=p.atmax,
-                action=p.action,
-            )
-            for p in errd_cfg.procs
-        ]
-        classes = [p.process_class for p in errd_cfg.procs]
-        while True:
-            await asyncio.sleep(errd_cfg.polltimer)
-            active = mirror.errd_classes(self.state)
-            if not active:
-                continue
-            processes = await asyncio.to_thread(errd.scan)
-            for verdict, cls in zip(errd.evaluate(rules, processes), classes, strict=True):
-                if cls in active:
-                    self._errd_verdict(verdict)
-
-    def _errd_verdict(self, verdict: errd.ProcessVerdict) -> None:
-        resource = f"proc.{verdict.rule.ident}"
-        self.resources[resource] = "up" if verdict.ok else "down"
-        if verdict.ok or not self.errd_enabled:  # `errd off`: reported in `state -v`, never acted on
-            return
-        if verdict.rule.action == "noaction":
-            self.log.warning("errd: %s (action noaction)", verdict.reason)
-            return
-        self.log.warning("errd: %s: action %s", verdict.reason, verdict.rule.action)
-        action = CheckerAction(verdict.rule.action)
-        self.submit(CheckerVerdict(action, resource, time.monotonic(), verdict.reason))
-
     # ------------------------------------------------------------------ replication
     def request_fullsync(self) -> str:
         return self.replication.request_fullsync()
@@ -654,15 +435,7 @@ class MirrorModule:
 
     # ------------------------------------------------------------------ views
     def status(self, verbose: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "state": str(self.state.module_state),
-            "readiness": str(self.state.readiness),
-            "reason": self.state.reason,
-            "node": self.local_node,
-            "peer": self.peer_node,
-        }
+        data: dict[str, Any] = {**self._status_head(), "peer": self.peer_node}
         if verbose:
             resources = dict(self.resources)
             resources["rfs.uptodate"] = "up" if self.state.uptodate else "down"
@@ -804,22 +577,3 @@ def _load_record(path: Any) -> PersistedRecord | None:
         )
     except (KeyError, ValueError, TypeError):
         return None
-
-
-def _load_incarnation(path: Any) -> int | None:
-    try:
-        data = persist.read_json(path)
-        return int(data["incarnation"]) if data else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _module_logger(name: str, paths: Paths) -> logging.Logger:
-    logger = logging.getLogger(f"safekit.module.{name}")
-    path = paths.module_log(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in logger.handlers):
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    return logger

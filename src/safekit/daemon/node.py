@@ -21,18 +21,20 @@ from safekit.daemon import control, health
 from safekit.daemon.admin import boot_status, sha256_file
 from safekit.daemon.farm_module import FarmModule
 from safekit.daemon.metrics import Metrics
-from safekit.daemon.mirror_module import MirrorModule, ModuleError
+from safekit.daemon.mirror_module import MirrorModule
+from safekit.daemon.module_executor import ModuleError, ModuleRuntime
 from safekit.daemon.paths import Paths
 from safekit.membership import clusterkey
 from safekit.mirror import CommandKind
 
 log = logging.getLogger("safekit.daemon")
 
-Module = MirrorModule | FarmModule
+Module = ModuleRuntime
+"""Any loaded module, as the node uses it; kind-specific commands check the kind."""
 
 MODULE_COMMANDS = {kind.value: kind for kind in CommandKind}
 NODE_COMMANDS = ("config", "module_list", "module_unload", "state", "shutdown", "cluster_confinfo")
-MODULE_MODES: dict[str, type[MirrorModule] | type[FarmModule]] = {"mirror": MirrorModule, "farm": FarmModule}
+MODULE_MODES: dict[str, type[MirrorModule | FarmModule]] = {"mirror": MirrorModule, "farm": FarmModule}
 
 
 class NodeError(Exception):
@@ -159,8 +161,8 @@ class Node:
         if not name or "/" in name or name.startswith("."):
             return {"ok": False, "error": "give the module with -m AM"}
         current = self.modules.get(name)
-        if current is not None and str(current.state.module_state) != "STOP":
-            state = current.state.module_state
+        if current is not None and current.module_state != "STOP":
+            state = current.module_state
             return {
                 "ok": False,
                 "error": f"{name} is {state}: a configuration applies to a stopped module "
@@ -228,7 +230,7 @@ class Node:
         if request.get("mode") == "fullsync" and isinstance(module, MirrorModule):
             message = module.request_fullsync()
             module.log.info("%s fullsync: %s", cmd, message)
-            state = str(module.state.module_state)
+            state = module.module_state
             if (cmd, state) in (("second", "SECOND"), ("prim", "PRIM"), ("prim", "ALONE")):
                 return {"ok": True, "message": f"{module.name}: already {state}; {message}"}
         reply = await module.command(MODULE_COMMANDS[cmd])
@@ -260,10 +262,10 @@ class Node:
         current = self.modules.get(name)
         if current is not None:
             if not current.stopped:
-                state = current.state.module_state
+                state = current.module_state
                 return {
                     "ok": False,
-                    "error": f"{name} is {state} ({current.state.readiness}): only a stopped module is "
+                    "error": f"{name} is {state} ({current.readiness}): only a stopped module is "
                     f"uninstalled (safekit stop -m {name} first)",
                 }
             await current.shutdown()
@@ -338,7 +340,7 @@ class Node:
             {
                 "name": n,
                 "loaded": "yes" if n in self.modules else "no",
-                "state": str(self.modules[n].state.module_state) if n in self.modules else "",
+                "state": self.modules[n].module_state if n in self.modules else "",
                 "error": self.broken.get(n, ""),
             }
             for n in names

@@ -1,5 +1,5 @@
 """A module's single task takes what has already arrived before a deadline that passed meanwhile
-(daemon/module_parts.next_item). Found by the 100-round chaos run: a takeover step that started the
+(daemon/module_executor.next_item). Found by the 100-round chaos run: a takeover step that started the
 replication process for 1.2 s on a loaded host let the arbitrator lease's deadline pass while its
 renewals waited in the queue; the tick went first and fenced a healthy new primary."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from safekit.daemon.module_parts import next_item
+from safekit.daemon.module_executor import next_item
 
 
 def test_queued_events_come_before_an_overdue_tick() -> None:
