@@ -24,17 +24,18 @@ from typing import Any
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
-from safekit.daemon import farm_kernel, persist
+from safekit.daemon import farm_kernel
 from safekit.daemon.checker_tasks import checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import ModuleError, _module_logger
 from safekit.daemon.module_parts import check_actions, script_runner
-from safekit.daemon.paths import Paths
 from safekit.farm import machine as fm
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
+from safekit.host import persist
+from safekit.host.paths import Paths
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.scripts import Script, ScriptRunner
 from safekit.vip import VipError

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from safekit.config import ModuleConfig
 from safekit.daemon.checker_tasks import CheckerSpec
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 from safekit.scripts import ScriptEnvironment, ScriptRunner
 
 
