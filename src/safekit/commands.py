@@ -24,9 +24,9 @@ from typing import Any
 
 from safekit import splitbrain_cli
 from safekit.config import ConfigError, check_file, load_cluster, load_module
-from safekit.daemon import control, persist
-from safekit.daemon.admin import AdminError, boot_status, check_module_name, extract_safe, file_info
-from safekit.daemon.paths import Paths
+from safekit.host import control_client, persist
+from safekit.host.module_packages import AdminError, boot_status, check_module_name, extract_safe, file_info
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 from safekit.vip.cli import add_owner_parser, run_owner
 from safekit.vip.cloud.check import VipTarget, check_vips
@@ -307,8 +307,8 @@ def _ask(payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         except Exception as exc:  # the remote client's errors are one line for the user
             raise CommandError(str(exc)) from exc
     try:
-        return control.request(payload, timeout=timeout)
-    except control.ControlError as exc:
+        return control_client.request(payload, timeout=timeout)
+    except control_client.ControlError as exc:
         raise CommandError(str(exc)) from exc
 
 
@@ -502,7 +502,7 @@ def _shutdown(args: argparse.Namespace) -> int:
     if not args.json:
         print(answer.get("message", ""))
     # safekitd removes its control socket last, once every module is stopped.
-    path = control.socket_path()
+    path = control_client.socket_path()
     deadline = time.monotonic() + args.timeout
     while path.exists():
         if time.monotonic() >= deadline:
@@ -554,8 +554,8 @@ def _confinfo(args: argparse.Namespace) -> int:
         **file_info(_module_config_file(paths, args.module)),
     }
     try:
-        answer = control.request({"cmd": "confinfo", "module": args.module}, timeout=10)
-    except control.ControlError as exc:
+        answer = control_client.request({"cmd": "confinfo", "module": args.module}, timeout=10)
+    except control_client.ControlError as exc:
         answer = {"ok": False, "error": str(exc)}
     loaded = answer.get("loaded_sha256") if answer.get("ok") else None
     info["loaded_sha256"] = loaded
@@ -585,8 +585,8 @@ def _cluster_confinfo(args: argparse.Namespace) -> int:
         info["key_fingerprint"] = None
         info["key_error"] = str(exc)
     try:
-        answer = control.request({"cmd": "cluster_confinfo"}, timeout=10)
-    except control.ControlError as exc:
+        answer = control_client.request({"cmd": "cluster_confinfo"}, timeout=10)
+    except control_client.ControlError as exc:
         answer = {"ok": False, "error": str(exc)}
     running = answer.get("ok") is True
     info["loaded_sha256"] = answer.get("cluster_sha256") if running else None
@@ -680,8 +680,8 @@ def _module_list(args: argparse.Namespace) -> int:
 def _daemon_module(name: str) -> dict[str, Any] | None:
     """The module as safekitd runs it; None when it does not run it (or safekitd is not running)."""
     try:
-        answer = control.request({"cmd": "state", "module": name}, timeout=10)
-    except control.ControlError:
+        answer = control_client.request({"cmd": "state", "module": name}, timeout=10)
+    except control_client.ControlError:
         return None
     modules = answer.get("modules") if answer.get("ok") else None
     return modules[0] if modules else None
@@ -717,8 +717,8 @@ def _module_install(args: argparse.Namespace) -> int:
     message = f"module {name} installed in {target}"
     loaded = False
     try:
-        answer = control.request({"cmd": "config", "module": name}, timeout=120)
-    except control.ControlError:
+        answer = control_client.request({"cmd": "config", "module": name}, timeout=120)
+    except control_client.ControlError:
         message += "; safekitd is not running: it loads the module when it starts"
     else:
         if not answer.get("ok"):
@@ -759,8 +759,8 @@ def _module_uninstall(args: argparse.Namespace) -> int:
     target = paths.module_dir(name)
     installed = target.is_dir()
     try:
-        answer = control.request({"cmd": "module_unload", "module": name}, timeout=120)
-    except control.ControlError:
+        answer = control_client.request({"cmd": "module_unload", "module": name}, timeout=120)
+    except control_client.ControlError:
         answer = {"ok": True, "unloaded": False}  # no daemon: nothing runs the module
     if not answer.get("ok"):
         raise CommandError(answer.get("error") or "refused")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from safekit.daemon.priority import at_normal_priority
+from safekit.host.priority import at_normal_priority
 from safekit.lifecycle import Script
 
 EXIT_CANNOT_EXECUTE = 126  # the shell's code for "found but not executable"

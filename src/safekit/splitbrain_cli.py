@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 from safekit.rfs import splitbrain
 
 

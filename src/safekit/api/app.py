@@ -35,9 +35,9 @@ from safekit.config import ConfigError
 from safekit.config.cluster_parser import parse_cluster
 from safekit.config.module_parser import parse_module
 from safekit.config.xmlread import read_xml
-from safekit.daemon import persist
-from safekit.daemon.admin import MODULE_NAME, sha256_file
-from safekit.daemon.paths import Paths
+from safekit.host import persist
+from safekit.host.module_packages import MODULE_NAME, sha256_file
+from safekit.host.paths import Paths
 
 log = logging.getLogger("safekit.api")
 

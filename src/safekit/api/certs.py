@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from safekit.api.files import ApiFiles
-from safekit.daemon import persist
-from safekit.daemon.paths import Paths
+from safekit.host import persist
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
 # Order of the P-256 group: a private scalar is in [1, n-1].

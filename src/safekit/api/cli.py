@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -23,8 +24,8 @@ from safekit.api.client import (
     who_am_i,
 )
 from safekit.api.files import DEFAULT_PORT, ApiFiles
-from safekit.config import ConfigError, load_cluster
-from safekit.daemon.paths import Paths
+from safekit.config import ConfigError, NotANode, load_cluster
+from safekit.host.paths import Paths
 
 REMOTE_COMMANDS = {
     *commands.MODULE_COMMANDS,
@@ -135,9 +136,12 @@ def _cert(paths: Paths) -> int:
         cluster = load_cluster(paths.cluster_xml)
     except (ConfigError, OSError) as exc:
         raise commands.CommandError(f"{paths.cluster_xml}: {exc}") from exc
-    from safekit.daemon.node import _local_node  # noqa: PLC0415 - only this command needs it
+    from safekit.checkers.probes import address_present  # noqa: PLC0415 - only this command needs it
 
-    name = _local_node(cluster)
+    try:
+        name = cluster.local_node(socket.gethostname(), address_present)
+    except NotANode as exc:
+        raise commands.CommandError(str(exc)) from exc
     addresses = node_addresses(cluster)[name].addresses
     result = subprocess.run(
         [sys.executable, "-m", "safekit.api.certs", "--node", name, *addresses],

@@ -19,7 +19,7 @@ from typing import Any
 from safekit.api.auth import make_cluster_token
 from safekit.api.files import DEFAULT_PORT, ApiFiles
 from safekit.config import ClusterConfig
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
 MAX_ANSWER = 16 * 1024 * 1024

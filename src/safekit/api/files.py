@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 
 DEFAULT_PORT = 9453
 

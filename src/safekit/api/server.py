@@ -24,7 +24,7 @@ from safekit.api.auth import ClusterTokens, CredentialStore
 from safekit.api.client import ApiClient, client_context, cluster_token_source, node_addresses
 from safekit.api.files import DEFAULT_PORT, ApiFiles
 from safekit.config import load_cluster
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
 log = logging.getLogger("safekit.api")

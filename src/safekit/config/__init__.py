@@ -5,7 +5,7 @@ attributes, never renamed elements. Every problem is a `ConfigError` naming file
 SafeKit attributes that are accepted but ignored come back as warnings. See docs/config.md.
 """
 
-from safekit.config.cluster import ClusterConfig, ClusterNode, Lan
+from safekit.config.cluster import ClusterConfig, ClusterNode, Lan, NotANode
 from safekit.config.cluster_parser import parse_cluster
 from safekit.config.durations import format_duration, parse_duration
 from safekit.config.errors import ConfigError, ConfigErrors, ConfigWarning
@@ -88,6 +88,7 @@ __all__ = [
     "ModuleConfig",
     "ModuleResult",
     "Not",
+    "NotANode",
     "NotReplicated",
     "Or",
     "PingCheck",

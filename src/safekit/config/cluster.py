@@ -6,9 +6,14 @@ lives in its own file, so that `cluster.xml` can be shared, reviewed and version
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from safekit.config.errors import ConfigWarning
+
+
+class NotANode(LookupError):
+    """This host is none of the cluster's nodes: no node has its name or one of its addresses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +60,20 @@ class ClusterConfig:
             for node in lan.nodes:
                 names.setdefault(node.name)
         return tuple(names)
+
+    def local_node(self, hostname: str, address_here: Callable[[str], bool]) -> str:
+        """This host's node name: the node called `hostname`, else the first node (LAN by LAN, in file
+        order) whose address `address_here` finds configured on this host.
+
+        The caller passes the host's name and the address lookup, so the model does no I/O itself.
+        Raises `NotANode` when neither matches."""
+        if hostname in self.node_names:
+            return hostname
+        for lan in self.lans:
+            for node in lan.nodes:
+                if address_here(node.addr):
+                    return node.name
+        raise NotANode(
+            f"this host ({hostname}) is not a node of cluster.xml: no node has its name or one of its "
+            "addresses"
+        )

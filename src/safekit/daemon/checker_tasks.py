@@ -22,7 +22,7 @@ from pathlib import Path
 from safekit.checkers import probes
 from safekit.checkers.icmp import Pinger
 from safekit.config import Check
-from safekit.daemon.priority import at_normal_priority
+from safekit.host.priority import at_normal_priority
 
 Report = Callable[[str, str], None]
 """(resource, "up"|"down")"""

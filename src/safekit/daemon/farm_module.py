@@ -29,10 +29,10 @@ from safekit.daemon.module_executor import (
     previous_incarnation,
     record_incarnation,
 )
-from safekit.daemon.paths import Paths
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
+from safekit.host.paths import Paths
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.vip import VipError
 from safekit.vip.vmac import VmacProvider

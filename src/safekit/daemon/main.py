@@ -21,8 +21,8 @@ from safekit import __version__
 from safekit.api.server import start_api
 from safekit.daemon import allocator, memtrace
 from safekit.daemon.node import Node, NodeError
-from safekit.daemon.paths import Paths
-from safekit.daemon.priority import raise_own_priority
+from safekit.host.paths import Paths
+from safekit.host.priority import raise_own_priority
 from safekit.host.supervised import daemonize, running_pid
 
 log = logging.getLogger("safekit.daemon")

@@ -23,7 +23,6 @@ from safekit.arbiter.client import ArbiterClient
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, ModuleConfig
 from safekit.config.failover_rules import RuleClock
-from safekit.daemon import persist
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_replication import ModuleReplication, cross_check
@@ -36,10 +35,11 @@ from safekit.daemon.module_executor import (
     record_incarnation,
 )
 from safekit.daemon.module_vips import ModuleVips, providers_for
-from safekit.daemon.paths import Paths
 from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.daemon.timing import Timing
 from safekit.daemon.witness_probes import WitnessProber, arbiter_client, witness_mode
+from safekit.host import persist
+from safekit.host.paths import Paths
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.mirror import (

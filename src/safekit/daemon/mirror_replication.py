@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from safekit.config import ModuleConfig
-from safekit.daemon import persist
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
-from safekit.host import mounts, processes
+from safekit.host import mounts, persist, processes
 from safekit.mirror import (
     ActionFailed,
     Event,

@@ -35,11 +35,11 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import CustomCheck, ModuleConfig
-from safekit.daemon import persist
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
-from safekit.daemon.paths import Paths
+from safekit.host import persist
+from safekit.host.paths import Paths
 from safekit.lifecycle import (
     CheckerAction,
     CheckerVerdict,

@@ -16,14 +16,15 @@ from typing import Any
 
 from safekit.checkers.icmp import Pinger
 from safekit.checkers.probes import address_present
-from safekit.config import ClusterConfig, ConfigError, load_cluster, load_module
+from safekit.config import ClusterConfig, ConfigError, NotANode, load_cluster, load_module
 from safekit.daemon import control, health
-from safekit.daemon.admin import boot_status, sha256_file
 from safekit.daemon.farm_module import FarmModule
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule
 from safekit.daemon.module_executor import ModuleError, ModuleRuntime
-from safekit.daemon.paths import Paths
+from safekit.host.control_client import socket_path
+from safekit.host.module_packages import boot_status, sha256_file
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 from safekit.mirror import CommandKind
 
@@ -62,7 +63,7 @@ class Node:
         self._servers: list[asyncio.AbstractServer] = []
         self._pinger = Pinger()
         self._request_stop = request_stop
-        self._socket = control.socket_path()
+        self._socket = socket_path()
         # sha256 of each configuration as it was loaded (`safekit confinfo`: does the file differ?)
         self.loaded_sha256: dict[str, str] = {}
         self.cluster_sha256: str | None = None
@@ -71,7 +72,11 @@ class Node:
     async def start(self) -> None:
         cluster = self._cluster = self._load_cluster()
         key = self._key = self._load_key()
-        self.node_name = self.node_name or _local_node(cluster)
+        if not self.node_name:
+            try:
+                self.node_name = cluster.local_node(socket.gethostname(), address_present)
+            except NotANode as exc:
+                raise NodeError(f"{exc}; give it with safekitd --node NAME") from exc
         log.info(
             "safekitd on node %s: cluster of %s, key %s",
             self.node_name,
@@ -386,18 +391,3 @@ class Node:
 def _boots(module: Module) -> bool:
     """Start the module with the daemon? SafeKit's `boot`: on, off, or auto (as it was)."""
     return boot_status(module.config.service.boot, module.start_at_boot).effective
-
-
-def _local_node(cluster: ClusterConfig) -> str:
-    """This node's name in cluster.xml: by hostname, else by an address configured here."""
-    hostname = socket.gethostname()
-    if hostname in cluster.node_names:
-        return hostname
-    for lan in cluster.lans:
-        for node in lan.nodes:
-            if address_present(node.addr):
-                return node.name
-    raise NodeError(
-        f"this host ({hostname}) is not a node of cluster.xml: no node has its name or one of its "
-        "addresses; give it with safekitd --node NAME"
-    )

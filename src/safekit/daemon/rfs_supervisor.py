@@ -20,8 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from safekit.daemon import persist
-from safekit.host import processes
+from safekit.host import persist, processes
 from safekit.rfs import channel
 from safekit.rfs.spec import RfsSpec
 

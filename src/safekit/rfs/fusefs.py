@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 from safekit.rfs import ops
-from safekit.rfs.apply import WRITEBACK_EVERY, renameat2, start_writeback
+from safekit.rfs.syscalls import WRITEBACK_EVERY, renameat2, start_writeback
 from safekit.rfs.tree import (
     Exclusions,
     chmod_at,
@@ -108,7 +108,7 @@ class Handle:
     wrote: bool = False
     """Written since the last time its times were sent (at fsync and at close)."""
     unflushed: int = 0
-    """Bytes written since writeback was last started (see apply.start_writeback)."""
+    """Bytes written since writeback was last started (see syscalls.start_writeback)."""
 
 
 class ReplicatedFS(pyfuse3.Operations):

@@ -31,8 +31,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from safekit.daemon import persist
-from safekit.host import mounts
+from safekit.host import mounts, persist
 from safekit.membership.clusterkey import load_key
 from safekit.rfs import channel, control, ops, spec, tree
 from safekit.rfs.fusefs import ReplicatedFS

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from safekit.daemon import persist
+from safekit.host import persist
 from safekit.membership.clusterkey import load_key
 from safekit.rfs import channel, control, ops, spec, splitbrain, tree
 from safekit.rfs.apply import Replica

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from safekit.rfs import tree
-from safekit.rfs.apply import syncfs
 from safekit.rfs.journal import Entry, Journal, plan_order
+from safekit.rfs.syscalls import syncfs
 
 log = logging.getLogger("safekit.rfs.splitbrain")
 

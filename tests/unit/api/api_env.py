@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from safekit.api.app import Api, ApiContext, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, Role
-from safekit.daemon.paths import Paths
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
 GOOD_XML = """<!DOCTYPE safe>

@@ -25,10 +25,10 @@ import pytest
 from test_daemon_cli_commands import FakeDaemon, module
 
 from safekit import cli
-from safekit.daemon import control
-from safekit.daemon.admin import AdminError, boot_status, extract_safe, file_info, sha256_file
 from safekit.daemon.node import Node
-from safekit.daemon.paths import Paths
+from safekit.host import control_client
+from safekit.host.module_packages import AdminError, boot_status, extract_safe, file_info, sha256_file
+from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
 Answer = dict[str, Any]
@@ -728,7 +728,7 @@ class NodeThread:
         self._thread.join(30)
 
     def request(self, **payload: Any) -> Answer:
-        return control.request(payload, timeout=10)
+        return control_client.request(payload, timeout=10)
 
 
 @pytest.fixture

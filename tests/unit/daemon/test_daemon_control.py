@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import pytest
 
 from safekit.daemon import control
-from safekit.daemon.control import ControlError
+from safekit.host import control_client
+from safekit.host.control_client import ControlError
 
 T = TypeVar("T")
 
@@ -62,20 +63,20 @@ def sock_path(tmp_path: Path) -> Path:
 
 def test_request_gets_the_handler_answer(sock_path: Path) -> None:
     payload = {"cmd": "state", "module": "AM", "verbose": True}
-    answer = with_server(sock_path, lambda: control.request(payload, sock_path))
+    answer = with_server(sock_path, lambda: control_client.request(payload, sock_path))
     assert answer == {"ok": True, "echo": payload}
 
 
 def test_requests_are_independent(sock_path: Path) -> None:
     def two() -> list[dict[str, Any]]:
-        return [control.request({"cmd": name}, sock_path) for name in ("stop", "start")]
+        return [control_client.request({"cmd": name}, sock_path) for name in ("stop", "start")]
 
     assert [a["echo"]["cmd"] for a in with_server(sock_path, two)] == ["stop", "start"]
 
 
 def test_unicode_survives(sock_path: Path) -> None:
     payload = {"cmd": "set", "ident": "vérif-é"}
-    assert with_server(sock_path, lambda: control.request(payload, sock_path))["echo"] == payload
+    assert with_server(sock_path, lambda: control_client.request(payload, sock_path))["echo"] == payload
 
 
 def test_socket_is_0600_whatever_its_directory(sock_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_a_directory_it_creates_is_0700(tmp_path: Path) -> None:
 
 def test_missing_directory_is_created(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "safekitd.sock"
-    assert with_server(path, lambda: control.request({"cmd": "x"}, path))["ok"] is True
+    assert with_server(path, lambda: control_client.request({"cmd": "x"}, path))["ok"] is True
 
 
 def test_stale_socket_of_a_crashed_daemon_is_replaced(sock_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_stale_socket_of_a_crashed_daemon_is_replaced(sock_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(sock_path))
     stale.close()
-    assert with_server(sock_path, lambda: control.request({"cmd": "x"}, sock_path))["ok"] is True
+    assert with_server(sock_path, lambda: control_client.request({"cmd": "x"}, sock_path))["ok"] is True
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_request_without_a_daemon_says_it_is_not_running(sock_path: Path) -> Non
     with pytest.raises(
         ControlError, match=r"safekitd is not running \(no control socket at .*safekitd.sock\)"
     ):
-        control.request({"cmd": "state"}, sock_path)
+        control_client.request({"cmd": "state"}, sock_path)
 
 
 def test_request_on_a_dead_socket_says_it_is_not_running(sock_path: Path) -> None:
@@ -156,7 +157,7 @@ def test_request_on_a_dead_socket_says_it_is_not_running(sock_path: Path) -> Non
     dead.bind(str(sock_path))
     dead.close()
     with pytest.raises(ControlError, match=r"safekitd is not running \(nothing listens on"):
-        control.request({"cmd": "state"}, sock_path)
+        control_client.request({"cmd": "state"}, sock_path)
 
 
 def test_request_times_out_on_a_hung_daemon(sock_path: Path) -> None:
@@ -165,7 +166,7 @@ def test_request_times_out_on_a_hung_daemon(sock_path: Path) -> None:
         return {"ok": True}
 
     with pytest.raises(ControlError, match=r"did not answer within 0.2 s"):
-        with_server(sock_path, lambda: control.request({"cmd": "x"}, sock_path, timeout=0.2), hang)
+        with_server(sock_path, lambda: control_client.request({"cmd": "x"}, sock_path, timeout=0.2), hang)
 
 
 @pytest.mark.parametrize("answer", [b"", b"garbage\n", b"[1, 2]\n"])
@@ -180,7 +181,7 @@ def test_malformed_answer_is_a_control_error(sock_path: Path, answer: bytes) -> 
         server = await asyncio.start_unix_server(on_connect, path=str(sock_path))
         async with server:
             with pytest.raises(ControlError, match="malformed answer"):
-                await asyncio.to_thread(control.request, {"cmd": "x"}, sock_path)
+                await asyncio.to_thread(control_client.request, {"cmd": "x"}, sock_path)
 
     sock_path.parent.mkdir()
     asyncio.run(fake_daemon())
@@ -188,19 +189,19 @@ def test_malformed_answer_is_a_control_error(sock_path: Path, answer: bytes) -> 
 
 def test_socket_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SAFEKIT_SOCKET", raising=False)
-    assert control.socket_path() == Path("/run/safekit/safekitd.sock")
+    assert control_client.socket_path() == Path("/run/safekit/safekitd.sock")
     monkeypatch.setenv("SAFEKIT_SOCKET", str(tmp_path / "s.sock"))
-    assert control.socket_path() == tmp_path / "s.sock"
+    assert control_client.socket_path() == tmp_path / "s.sock"
 
 
 def test_request_uses_the_environment_socket(monkeypatch: pytest.MonkeyPatch, sock_path: Path) -> None:
     monkeypatch.setenv("SAFEKIT_SOCKET", str(sock_path))
-    assert with_server(sock_path, lambda: control.request({"cmd": "x"}))["ok"] is True
+    assert with_server(sock_path, lambda: control_client.request({"cmd": "x"}))["ok"] is True
 
 
 def test_oversized_request_is_answered(sock_path: Path) -> None:
     payload = {"cmd": "set", "resource": "r" * (control.MAX_REQUEST + 10)}
-    answer = with_server(sock_path, lambda: control.request(payload, sock_path))
+    answer = with_server(sock_path, lambda: control_client.request(payload, sock_path))
     assert answer["ok"] is False
 
 
@@ -208,5 +209,5 @@ def test_handler_failure_is_answered(sock_path: Path) -> None:
     async def broken(request: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("disk full")
 
-    answer = with_server(sock_path, lambda: control.request({"cmd": "x"}, sock_path), broken)
+    answer = with_server(sock_path, lambda: control_client.request({"cmd": "x"}, sock_path), broken)
     assert answer["ok"] is False

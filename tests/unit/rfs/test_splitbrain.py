@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from safekit import splitbrain_cli
-from safekit.daemon import persist
-from safekit.daemon.paths import Paths
+from safekit.host import persist
+from safekit.host.paths import Paths
 from safekit.rfs import splitbrain
 from safekit.rfs.journal import Entry, Journal
 from safekit.rfs.splitbrain import Change, KeepFree, OnWinner, Record, Replicated

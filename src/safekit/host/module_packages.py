@@ -1,5 +1,5 @@
-"""Module administration shared by `safekit` and safekitd: .safe packages, configuration
-fingerprints, and the `boot` setting.
+"""A module's files on a host, shared by `safekit` and safekitd: module names, .safe packages
+(checked and extracted), configuration fingerprints, and the `boot` setting.
 
 Pure functions over files: no daemon, no event loop, so they are tested on their own.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safekit.daemon import priority
+from safekit.host import priority
 
 
 def test_scripts_go_back_to_nice_zero_when_the_daemon_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:

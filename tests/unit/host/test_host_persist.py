@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safekit.daemon.persist import read_json, write_json
+from safekit.host.persist import read_json, write_json
 
 RECORD = {"state": "PRIM", "last_primary": "node1", "generation": 12, "uptodate": True}
 
