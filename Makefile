@@ -7,8 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client python3-apt
 LAB ?= demo
-# only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser)
-TEST_APT_PACKAGES := chromium
+# only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
+# the module library's MariaDB and Apache templates)
+TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2
+# the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
+NATIVE_APT_PACKAGES := build-essential libssl-dev clang-14 libclang-rt-14-dev
 
 .PHONY: demo demo-farm test lint unit integration molecule bench deps venv clean lab-down
 
@@ -21,7 +24,7 @@ demo-farm: deps venv
 	$(BIN)/python examples/demo_farm.py farmdemo
 
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
-test: deps test-deps venv checkov-venv lint
+test: deps test-deps venv checkov-venv lint native-test
 	$(BIN)/pytest tests
 	$(MAKE) --no-print-directory molecule
 
@@ -61,8 +64,19 @@ soak: deps venv
 	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),30)
 
 ## fuzz: the fuzz targets of tests/fuzz with 30 times the examples of `make test` (docs/fuzzing.md)
-fuzz: venv
+fuzz: venv native-deps
 	SAFEKIT_FUZZ=long $(BIN)/pytest tests/fuzz
+	$(MAKE) -C native fuzz FUZZ_SECONDS=300
+
+## native-test: the native code's unit tests, the same under ASan+UBSan, and a short libFuzzer run
+## of each decoder (zero crashes); `make fuzz` runs the fuzzers 5 minutes each
+.PHONY: native-test native-deps
+native-test: native-deps
+	$(MAKE) -C native test asan-test
+	$(MAKE) -C native fuzz FUZZ_SECONDS=10
+
+native-deps:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(NATIVE_APT_PACKAGES)"
 
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"

@@ -3,7 +3,7 @@
 Each command becomes one request on the local control socket; the daemon decides and answers.
 `state -lq` exit codes are SafeKit's: STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4. `--json` prints
 the daemon's answer as it is. `cluster genkey|config|confinfo`, `config check`, `boot`,
-`confinfo` and `module install|uninstall|list` also work without a daemon (they work on files).
+`confinfo` and `module install|uninstall|list|templates|new` also work without a daemon (they work on files).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from safekit import splitbrain_cli
-from safekit.config import ConfigError, check_file, load_cluster, load_module
+import yaml
+
+from safekit import splitbrain_cli, templates
+from safekit.config import ConfigError, check_file, load_cluster, load_module, parse_module
 from safekit.host import control_client, persist
 from safekit.host.module_packages import AdminError, boot_status, check_module_name, extract_safe, file_info
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
+from safekit.module_templates import USERCONFIG, TemplateError, describe, parse_assignments, render
 from safekit.vip.cli import add_owner_parser, run_owner
 from safekit.vip.cloud.check import VipTarget, check_vips
 
@@ -201,6 +204,46 @@ def _add_module_parsers(commands: Any) -> None:
     getports = module_cmds.add_parser("getports", help="the module's heartbeat UDP port and the health port")
     _module_arg(getports, required=True)
     _json_arg(getports)
+    templates = module_cmds.add_parser(
+        "templates",
+        help="the module templates shipped with safekit (mirror, farm, postgresql, ...)",
+        description="List the module templates and their site values (docs/modules.md).",
+    )
+    templates.add_argument("name", nargs="?", metavar="TEMPLATE", help="show this template's site values")
+    _json_arg(templates)
+    new = module_cmds.add_parser(
+        "new",
+        help="write a module package from a template and site values",
+        description="Write module NAME from template T with the site values given by --set KEY=VALUE "
+        "(safekit module templates T lists them). The values are checked and the userconfig.xml "
+        "validated before anything is written. The package is NAME.safe (install it with 'safekit "
+        "module install -m NAME NAME.safe' on each node), or a directory with --output DIR/.",
+    )
+    new.add_argument("name", metavar="NAME", help="the module's name")
+    new.add_argument("--template", "-t", required=True, metavar="T", help="the template")
+    new.add_argument(
+        "--set",
+        dest="values",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a site value (repeat for each); keys are case-insensitive",
+    )
+    new.add_argument(
+        "--values",
+        dest="values_file",
+        metavar="FILE",
+        help="site values from a YAML or JSON mapping (KEY: VALUE), '-' for stdin; --set wins over it",
+    )
+    new.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="where to write: FILE.safe (default ./NAME.safe), an existing directory (DIR/NAME.safe), "
+        "a path ending in '/' (the module directory, not zipped), or '-' (the files as JSON on stdout)",
+    )
+    new.add_argument("--force", action="store_true", help="replace an existing FILE.safe")
+    _json_arg(new)
 
     confinfo = commands.add_parser(
         "confinfo",
@@ -640,6 +683,8 @@ def _module(args: argparse.Namespace) -> int:
         "install": _module_install,
         "uninstall": _module_uninstall,
         "getports": _module_getports,
+        "templates": _module_templates,
+        "new": _module_new,
     }[args.module_command]
     return action(args)
 
@@ -784,6 +829,87 @@ def _module_getports(args: argparse.Namespace) -> int:
     )
     _print_result(args, answer, text)
     return 0
+
+
+def _module_templates(args: argparse.Namespace) -> int:
+    try:
+        found = [templates.get(args.name)] if args.name else list(templates.library().values())
+    except TemplateError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.name:
+        _print_result(args, {"ok": True, "templates": [t.as_dict() for t in found]}, describe(found[0]))
+        return 0
+    text = "\n".join(f"{t.name:<12} {t.mode:<7} {t.summary}" for t in found)
+    _print_result(args, {"ok": True, "templates": [t.as_dict() for t in found]}, text)
+    return 0
+
+
+def _module_new(args: argparse.Namespace) -> int:
+    name = check_module_name(args.name)
+    try:
+        template = templates.get(args.template)
+        given = _values_file(args.values_file) if args.values_file else {}
+        given.update(parse_assignments(args.values))
+        package = render(template, name, given)
+    except TemplateError as exc:
+        raise CommandError(f"{name} not written: {exc}") from exc
+    userconfig = package[USERCONFIG].content
+    try:
+        # Rendered values only: the template defines every macro it uses, the environment plays no part.
+        for warning in parse_module(userconfig, f"{name}:{USERCONFIG}", env={}).warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    except ConfigError as exc:
+        raise CommandError(f"{name} not written: template {template.name}: {_config_error(exc)}") from exc
+    output = args.output or f"{name}.safe"
+    if output == "-":
+        files = {path: item.content.decode() for path, item in package.items()}
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "module": name,
+                    "template": template.name,
+                    "mode": template.mode,
+                    "files": files,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        return 0
+    target = Path(output)
+    try:
+        if output.endswith("/"):
+            templates.write_directory(package, target)
+            how = f"module directory {target} written (zip its content into a .safe to install it)"
+        else:
+            if target.is_dir():
+                target = target / f"{name}.safe"
+            if target.exists() and not args.force:
+                raise CommandError(f"{target} exists (--force replaces it)")
+            templates.write_safe(package, target)
+            how = f"{target} written; install it on each node: safekit module install -m {name} {target}"
+    except TemplateError as exc:
+        raise CommandError(f"{name} not written: {exc}") from exc
+    except OSError as exc:
+        raise CommandError(f"{name} not written: {target}: {exc.strerror or exc}") from exc
+    data = {"ok": True, "module": name, "template": template.name, "mode": template.mode, "path": str(target)}
+    _print_result(args, data, f"{name} ({template.name} template, {template.mode}): {how}")
+    return 0
+
+
+def _values_file(name: str) -> dict[str, str]:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"--values {name}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"--values {name}: not YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise TemplateError(f"--values {name}: a mapping KEY: VALUE is expected")
+    return {str(k).lower(): "" if v is None else str(v) for k, v in data.items()}
 
 
 def _cluster_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,323 @@
+"""The module template library: every template renders into a module our config parser accepts, and
+site values are checked with errors a user can act on (safekit.module_templates, safekit.templates)."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safekit import cli, templates
+from safekit.config import check_file, parse_module
+from safekit.host.module_packages import extract_safe
+from safekit.module_templates import (
+    USERCONFIG,
+    Template,
+    TemplateError,
+    parse_assignments,
+    parse_manifest,
+    render,
+    resolve_values,
+)
+
+LIBRARY = templates.library()
+EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm"}
+REQUIRED_FOR = {"virtual_ip": "198.18.0.200", "pg_password": "secret", "db_password": "secret"}
+
+
+def minimal(template: Template) -> dict[str, str]:
+    return {v.key: REQUIRED_FOR[v.key] for v in template.values if v.required}
+
+
+def every_value(template: Template) -> dict[str, str]:
+    """A value for every key (optional parts of the file switched on)."""
+    samples = {
+        "witness": "198.18.0.254",
+        "nodes": "node1,node2,node3:2",
+        "app_command": 'python3 -m http.server 8080 --bind "0.0.0.0"',
+        "start_command": "systemctl start app",
+        "stop_command": "systemctl stop app",
+        "check_port": "8080",
+        "nginx_include": "/etc/safekit/site.conf",
+        "apache_include": "/etc/safekit/site.conf",
+        "db_clients": "10.1.2.3/16",
+    }
+    values = minimal(template)
+    values.update({k: v for k, v in samples.items() if template.value(k) is not None})
+    return values
+
+
+def test_the_library_holds_every_template() -> None:
+    assert set(LIBRARY) >= EXPECTED
+    for template in LIBRARY.values():
+        assert template.summary and len(template.summary) < 160, template.name
+        assert "README.md" in template.files, f"{template.name} has no README.md"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("values", [minimal, every_value], ids=["required", "all"])
+def test_every_template_renders_a_module_the_config_parser_loads(name: str, values: object) -> None:
+    template = LIBRARY[name]
+    package = render(template, "app1", values(template))  # type: ignore[operator]
+    xml = package[USERCONFIG].content.decode()
+    result = parse_module(xml, f"{name}/{USERCONFIG}", env={})
+    assert result.warnings == ()
+    assert result.config.service.mode == template.mode
+    assert "<!--@" not in xml
+    assert result.config.vip is not None and result.config.vip.addresses == ("198.18.0.200",)
+    scripts = (
+        {"prestart", "start_prim", "stop_prim"} if template.mode == "mirror" else {"start_both", "stop_both"}
+    )
+    for script in scripts:
+        item = package[f"bin/{script}"]
+        assert item.mode == 0o755 and item.content.startswith(b"#!/bin/sh\n"), script
+    assert template.name not in ("postgresql", "mariadb") or result.config.errd is not None
+
+
+def test_values_land_in_the_macros_and_switch_optional_parts() -> None:
+    mirror = LIBRARY["mirror"]
+    bare = parse_module(render(mirror, "m", minimal(mirror))[USERCONFIG].content, env={}).config
+    assert bare.check.splitbrain is None and bare.check.tcp == ()
+    assert bare.rfs is not None and bare.rfs.replicated[0].dir == "/srv/data"
+    full = parse_module(
+        render(mirror, "m", {**every_value(mirror), "replicated_dir": "/var/lib/app/"})[USERCONFIG].content,
+        env={},
+    )
+    config = full.config
+    assert config.check.splitbrain is not None and config.check.splitbrain.witnesses == ("198.18.0.254",)
+    assert config.check.tcp[0].targets[0].port == 8080
+    assert config.rfs is not None and config.rfs.replicated[0].dir == "/var/lib/app"
+    assert dict((v.name, v.value) for v in config.user.vars)["APP_COMMAND"] == (  # type: ignore[union-attr]
+        'python3 -m http.server 8080 --bind "0.0.0.0"'
+    )
+
+
+def test_farm_nodes_become_the_load_balancing_group() -> None:
+    nginx = LIBRARY["nginx_farm"]
+    xml = render(nginx, "web", {"virtual_ip": "10.0.0.9", "nodes": "a, b:3", "port": "8080"})[
+        USERCONFIG
+    ].content
+    vip = parse_module(xml, env={}).config.vip
+    assert vip is not None
+    (group,) = vip.loadbalancing
+    assert group.name == "web"
+    assert [(h.name, h.power) for h in group.hosts] == [("a", 1), ("b", 3)]
+    assert [(r.port, r.proto) for r in group.rules] == [(8080, "tcp")]
+    without = parse_module(render(nginx, "web", {"virtual_ip": "10.0.0.9"})[USERCONFIG].content, env={})
+    assert without.config.vip is not None and without.config.vip.loadbalancing == ()
+
+
+def test_the_postgresql_template_watches_the_postmaster_and_its_port() -> None:
+    pg = LIBRARY["postgresql"]
+    config = parse_module(
+        render(pg, "db", {**minimal(pg), "pgdata": "/data/pg", "pgport": "5433"})[USERCONFIG].content, env={}
+    ).config
+    assert config.rfs is not None and [d.dir for d in config.rfs.replicated] == ["/data/pg"]
+    assert config.errd is not None
+    (proc,) = config.errd.procs
+    assert proc.name == "postgres" and proc.argregex == "-D /data/pg( |$)" and proc.atmax == 1
+    assert config.check.tcp[0].targets[0].port == 5433
+    assert config.user is not None and config.user.nicestoptimeout > 30  # PG_STOP_TIMEOUT fits
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"virtual_ip": "1.2.3.4", "colour": "red"}, "unknown value 'colour'"),
+        ({}, "virtual_ip is required"),
+        ({"virtual_ip": "1.2.3"}, "not an IPv4 address"),
+        ({"virtual_ip": "127.0.0.1"}, "unicast address"),
+        ({"virtual_ip": "1.2.3.4", "check_port": "0"}, "not a port"),
+        ({"virtual_ip": "1.2.3.4", "replicated_dir": "srv/data"}, "absolute path"),
+        ({"virtual_ip": "1.2.3.4", "replicated_dir": "/srv/../etc"}, "'..'"),
+        ({"virtual_ip": "1.2.3.4", "witness_kind": "carrier-pigeon"}, "one of ping, arbitrator"),
+        ({"virtual_ip": "1.2.3.4", "witness": "1.2.3.254 x"}, "not an IPv4 address"),
+        ({"virtual_ip": "1.2.3.4", "witness": "1.2.3.254:9455"}, "without a port"),
+        ({"virtual_ip": "1.2.3.4", "witness": "1.2.3.1 1.2.3.2", "witness_kind": "arbitrator"}, "one HOST"),
+        ({"virtual_ip": "1.2.3.4", "app_command": "echo 100%USER%"}, "'%' is not allowed"),
+        ({"virtual_ip": "1.2.3.4", "app_command": "a\nb"}, "control characters"),
+        ({"virtual_ip": "1.2.3.4", "heartbeat_lan": "-x"}, "letters, digits"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_do(given: dict[str, str], message: str) -> None:
+    with pytest.raises(TemplateError, match=message.replace("(", r"\(").replace("%", "%")):
+        resolve_values(LIBRARY["mirror"], given)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(TemplateError) as caught:
+        resolve_values(LIBRARY["postgresql"], {"pgport": "x", "nope": "1"})
+    text = str(caught.value)
+    for part in ("unknown value 'nope'", "pgport", "virtual_ip is required", "pg_password is required"):
+        assert part in text
+
+
+def test_farm_nodes_and_secrets() -> None:
+    farm = LIBRARY["farm"]
+    with pytest.raises(TemplateError, match="two nodes or more"):
+        resolve_values(farm, {"virtual_ip": "1.2.3.4", "nodes": "node1"})
+    with pytest.raises(TemplateError, match="listed twice"):
+        resolve_values(farm, {"virtual_ip": "1.2.3.4", "nodes": "a,a:2"})
+    with pytest.raises(TemplateError, match="no spaces, quotes"):
+        resolve_values(LIBRARY["mariadb"], {"virtual_ip": "1.2.3.4", "db_password": "it's"})
+    assert resolve_values(farm, {"virtual_ip": "1.2.3.4", "nodes": "a:1 b:2"})["nodes"] == "a,b:2"
+    assert LIBRARY["postgresql"].value("pg_password").secret  # type: ignore[union-attr]
+
+
+def test_assignments() -> None:
+    assert parse_assignments(["VIRTUAL_IP=1.2.3.4", "cmd=a=b"]) == {"virtual_ip": "1.2.3.4", "cmd": "a=b"}
+    with pytest.raises(TemplateError, match="KEY=VALUE"):
+        parse_assignments(["virtual_ip"])
+    with pytest.raises(TemplateError, match="given twice"):
+        parse_assignments(["a=1", "A=2"])
+
+
+def test_a_manifest_must_agree_with_its_userconfig() -> None:
+    files = {
+        USERCONFIG: b'<safe>\n<macro name="PORT" value="80"/>\n<!--@if other-->\n<!--@endif-->\n</safe>\n'
+    }
+    good = "description: d\nmode: farm\nvalues:\n  - {key: port, kind: port, default: 80, description: p}\n"
+    with pytest.raises(TemplateError, match="marker names no value"):
+        parse_manifest("t", good, files)
+    with pytest.raises(TemplateError, match="differs from the macro"):
+        parse_manifest("t", good.replace("default: 80", "default: 81"), files)
+    with pytest.raises(TemplateError, match="no <macro"):
+        parse_manifest("t", good.replace("key: port", "key: other"), files)
+    with pytest.raises(TemplateError, match="mode must be"):
+        parse_manifest("t", good.replace("mode: farm", "mode: cluster"), files)
+    with pytest.raises(TemplateError, match="default of port"):
+        parse_manifest("t", good.replace("default: 80", "default: 0"), files)
+
+
+def test_cli_lists_templates(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["module", "templates", "--json"]) == 0
+    listed = {t["name"]: t for t in json.loads(capsys.readouterr().out)["templates"]}
+    assert set(listed) >= EXPECTED
+    keys = {v["key"] for v in listed["postgresql"]["values"]}
+    assert {"virtual_ip", "pgdata", "pg_password", "witness"} <= keys
+    assert cli.main(["module", "templates"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in EXPECTED)
+
+
+def test_cli_new_writes_a_safe_that_install_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "db.safe"
+    argv = [
+        "module",
+        "new",
+        "db",
+        "-t",
+        "postgresql",
+        "--set",
+        "VIRTUAL_IP=10.0.0.5",
+        "--set",
+        "pg_password=pw",
+    ]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    first = out.read_bytes()
+    assert cli.main([*argv, "--output", str(out)]) == 1  # not replaced without --force
+    assert "--force" in capsys.readouterr().err
+    assert cli.main([*argv, "--output", str(out), "--force"]) == 0
+    assert out.read_bytes() == first  # same values, same bytes
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        names = set(archive.namelist())
+        mode = archive.getinfo("bin/start_prim").external_attr >> 16
+    assert {USERCONFIG, "bin/start_prim", "bin/stop_prim", "README.md"} <= names
+    assert "template.yml" not in names and mode & stat.S_IXUSR
+    root = extract_safe(out, tmp_path / "x")  # what `safekit module install` does first
+    assert check_file(root / "conf" / "userconfig.xml") == ()
+    assert (root / "bin" / "start_prim").stat().st_mode & stat.S_IXUSR
+
+
+def test_cli_new_refuses_bad_values_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["module", "new", "w", "-t", "nginx_farm", "--set", "port=http", "-o", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "w not written" in err and "virtual_ip is required" in err and "port: 'http'" in err
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(["module", "new", "w", "-t", "nope", "-o", str(tmp_path)]) == 1
+    assert "no template 'nope'" in capsys.readouterr().err
+
+
+def test_cli_new_writes_a_directory_or_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["module", "new", "web", "-t", "farm", "--set", "virtual_ip=10.0.0.5"]
+    assert cli.main([*base, "-o", f"{tmp_path}/web/"]) == 0
+    assert (tmp_path / "web" / "bin" / "start_both").stat().st_mode & stat.S_IXUSR
+    assert check_file(tmp_path / "web") == ()
+    capsys.readouterr()
+    assert cli.main([*base, "-o", "-"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["mode"] == "farm" and "bin/start_both" in answer["files"]
+    assert answer["files"][USERCONFIG] == (tmp_path / "web" / USERCONFIG).read_text()
+
+
+def test_a_heartbeat_port_is_given_or_left_to_the_engine() -> None:
+    pg = LIBRARY["postgresql"]
+    given = parse_module(
+        render(pg, "db", {**minimal(pg), "heartbeat_port": "4820"})[USERCONFIG].content, env={}
+    )
+    assert given.config.heart is not None and given.config.heart.port == 4820
+    left = parse_module(render(pg, "db", minimal(pg))[USERCONFIG].content, env={})
+    assert left.config.heart is not None and left.config.heart.port is None
+    nginx = LIBRARY["nginx_farm"]
+    farm = parse_module(
+        render(nginx, "w", {**minimal(nginx), "farm_port": "4910"})[USERCONFIG].content, env={}
+    )
+    assert farm.config.farm is not None and farm.config.farm.port == 4910
+
+
+def test_markers_must_be_well_formed() -> None:
+    head = "description: d\nmode: farm\nvalues:\n  - {key: port, kind: port, description: p}\n"
+    for body, problem in (
+        (b"<!--@if port-->\n", "has no <!--@endif-->"),
+        (b"<!--@else-->\n", "without <!--@if-->"),
+        (b"<!--@if port-->\n<!--@if port-->\n<!--@endif-->\n", "inside"),
+    ):
+        files = {USERCONFIG: b'<safe>\n<macro name="PORT" value=""/>\n' + body + b"</safe>\n"}
+        template = parse_manifest("t", head, files)
+        with pytest.raises(TemplateError, match=problem):
+            render(template, "m", {})
+
+
+def test_every_readme_names_every_site_value() -> None:
+    for template in LIBRARY.values():
+        readme = template.files["README.md"].decode()
+        missing = [v.key for v in template.values if f"`{v.key}`" not in readme]
+        assert not missing, f"{template.name}/README.md does not describe {missing}"
+
+
+def test_the_package_data_ships_every_template_file() -> None:
+    root = Path(templates.__file__).parent
+    pyproject = (root.parents[2] / "pyproject.toml").read_text()
+    globs = tomllib.loads(pyproject)["tool"]["setuptools"]["package-data"]["safekit.templates"]
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "__init__.py" and "__pycache__" not in path.parts:
+            relative = path.relative_to(root)
+            assert any(relative.match(glob) for glob in globs), f"{relative} is not in the wheel"
+
+
+@pytest.mark.parametrize(("role", "mode"), [("safekit_mirror", "mirror"), ("safekit_farm", "farm")])
+def test_the_roles_argument_specs_know_every_site_value(role: str, mode: str) -> None:
+    root = Path(templates.__file__).parents[3]
+    specs = yaml.safe_load((root / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    names = {t.name for t in LIBRARY.values() if t.mode == mode}
+    assert set(options["safekit_module_template"]["choices"]) == {"", *names}
+    for name in names:
+        for value in LIBRARY[name].values:
+            assert f"safekit_template_{value.key}" in options, (
+                f"{role}: no safekit_template_{value.key} ({name})"
+            )
+            assert options[f"safekit_template_{value.key}"].get("choices", list(value.choices)) == list(
+                value.choices
+            )
