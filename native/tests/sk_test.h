@@ -54,5 +54,7 @@ extern const sk_test sk_tests_wire[];
 extern const sk_test sk_tests_ops[];
 extern const sk_test sk_tests_hello[];
 extern const sk_test sk_tests_vectors[];
+extern const sk_test sk_tests_apply[];
+extern const sk_test sk_tests_secondary[];
 
 #endif

@@ -1,4 +1,4 @@
-/* Runs every unit test of native/common; exit status 0 only if all passed. Optional argument: a
+/* Runs every unit test of native/common and native/secondary; exit status 0 only if all passed. Optional argument: a
  * substring of the test names to run. */
 #include <ctype.h>
 #include <stdio.h>
@@ -50,6 +50,8 @@ int main(int argc, char **argv)
         {"ops", sk_tests_ops},
         {"hello", sk_tests_hello},
         {"vectors", sk_tests_vectors},
+        {"apply", sk_tests_apply},
+        {"secondary", sk_tests_secondary},
     };
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

@@ -1,0 +1,875 @@
+/* The secondary's replication process (see secondary.h and README.md).
+ *
+ * One thread, one poll loop: safekitd's commands (stdin), the listening socket, the current session
+ * and at most one candidate connection still in its handshake. A candidate replaces the session only
+ * once its HELLO_DONE proved it holds the cluster key for a fresh transcript, so a forged or replayed
+ * handshake never disturbs the session. Frames are opened in place in one receive buffer (the largest
+ * frame: 8 MiB + 40 bytes, allocated once) and applied in order; nothing of a frame that fails is
+ * applied, and a refused frame ends the session. */
+#include "secondary.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "apply.h"
+#include "channel.h"
+#include "config.h"
+#include "manifest.h"
+#include "sk_frame.h"
+#include "sk_hello.h"
+#include "sk_ops.h"
+#include "sk_wire.h"
+#include "state.h"
+
+#define RECV_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
+#define RECV_STEP (256u << 10)
+#define CAND_CAP (2 * SK_HELLO_OUT_MAX)
+#define STDIN_MAX (1u << 20)
+#define REASON_MAX 1200
+
+typedef struct candidate {
+    int fd;
+    char peer[64];
+    sk_hello hs;
+    uint8_t buf[CAND_CAP];
+    size_t len;
+    double deadline;
+} candidate;
+
+typedef struct session {
+    int fd;
+    sk_tx tx;
+    sk_rx rx;
+    bool async_none;
+    uint64_t received, applied, durable, acked, unacked_bytes;
+    char epoch[SK_NAME_MAX + 1];
+} session;
+
+typedef struct secondary {
+    sks_spec spec;
+    uint8_t key[SKS_KEY_SIZE];
+    char state_path[SKS_PATH + 32];
+    sks_state st;
+    bool trusted;
+    int *dir_fds;
+    sks_excl *excl;
+    sks_replica rep;
+    int listen_fd;
+    bool stopping;
+    bool stdin_open;
+    char *stdin_buf;
+    size_t stdin_len;
+    candidate cand;
+    session sess;
+    uint8_t *rbuf; /* the session's receive buffer, RECV_CAP bytes */
+    size_t rlen;
+    uint8_t *tbuf; /* frames this side sends (ACK, ERROR, MANIFEST) */
+    size_t tcap;
+} secondary;
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *mode_name(uint8_t mode)
+{
+    return mode == SK_SYNC_JOURNAL ? "journal" : mode == SK_SYNC_CHECKSUM ? "checksum" : mode == SK_SYNC_FULL ? "full" : "";
+}
+
+static bool save_state(secondary *s)
+{
+    char why[512];
+    if (sks_state_save(s->state_path, &s->st, why, sizeof why))
+        return true;
+    sks_log(SKS_ERROR, "%s", why);
+    return false;
+}
+
+/* ------------------------------------------------------------------ sending */
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+    double deadline = now() + SKS_SEND_TIMEOUT_MS / 1000.0;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        double left = deadline - now();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        poll(&pfd, 1, (int)(left * 1000) + 1);
+    }
+    return 0;
+}
+
+/* Seal and send one frame of this side. */
+static int send_frame(secondary *s, uint8_t type, uint16_t flags, uint32_t dir, const uint8_t *payload, size_t len,
+                      char *why, size_t wcap)
+{
+    sk_err e = {0, ""};
+    sk_iov iov = {payload, len};
+    size_t flen;
+    if (sk_frame_size(len) > s->tcap) {
+        snprintf(why, wcap, "internal error: a %zu-byte frame does not fit the send buffer", len);
+        return -1;
+    }
+    int rc = sk_tx_seal(&s->sess.tx, type, flags, dir, &iov, 1, s->tbuf, s->tcap, &flen, NULL, &e);
+    if (rc != SK_OK) {
+        snprintf(why, wcap, "could not seal %s: %s", sk_type_name(type), e.reason);
+        return -1;
+    }
+    rc = send_all(s->sess.fd, s->tbuf, flen);
+    if (rc < 0) {
+        snprintf(why, wcap, "connection lost: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int send_ack(secondary *s, char *why, size_t wcap)
+{
+    session *c = &s->sess;
+    sk_ack a = {c->received, c->applied, c->durable};
+    uint8_t p[SK_ACK_SIZE];
+    size_t len;
+    if (sk_ack_encode(&a, p, sizeof p, &len, NULL) != SK_OK) {
+        snprintf(why, wcap, "internal error: ACK %lu/%lu/%lu", (unsigned long)a.received, (unsigned long)a.applied,
+                 (unsigned long)a.durable);
+        return -1;
+    }
+    if (send_frame(s, SK_T_ACK, 0, 0, p, len, why, wcap) != 0)
+        return -1;
+    c->acked = c->applied;
+    c->unacked_bytes = 0;
+    return 0;
+}
+
+static int maybe_ack(secondary *s, bool force, char *why, size_t wcap)
+{
+    if (s->sess.applied == s->sess.acked && !force)
+        return 0;
+    return send_ack(s, why, wcap);
+}
+
+/* ------------------------------------------------------------------ session end */
+
+static void end_session(secondary *s, const char *reason, bool report)
+{
+    session *c = &s->sess;
+    if (c->fd < 0)
+        return;
+    if (report) {
+        sks_log(SKS_WARNING, "replication connection closed: %s", reason);
+        sks_emit_disconnected(reason);
+    }
+    close(c->fd);
+    c->fd = -1;
+    sk_tx_free(&c->tx);
+    sk_rx_free(&c->rx);
+    s->rlen = 0;
+    s->rep.lenient = false;
+}
+
+static void end_candidate(secondary *s)
+{
+    if (s->cand.fd >= 0)
+        close(s->cand.fd);
+    s->cand.fd = -1;
+    s->cand.len = 0;
+    sk_hello_wipe(&s->cand.hs);
+}
+
+/* ------------------------------------------------------------------ applying */
+
+/* An operation could not be applied: the copy no longer follows. Record it, tell safekitd and the
+ * primary (ERROR), and end the session (the caller does, with `why`). */
+static void apply_failed(secondary *s, const sk_header *h, const sk_op *op, int err, char *why, size_t wcap)
+{
+    char what[600];
+    int plen = (int)(op->path.len > 400 ? 400 : op->path.len);
+    snprintf(what, sizeof what, "%s '%.*s'", sks_op_name(op->type), plen, (const char *)op->path.ptr);
+    if (err == ENOSPC)
+        snprintf(why, wcap, "the secondary's disk is full (%s): this node leaves sync; free space, it resyncs", what);
+    else
+        snprintf(why, wcap, "could not apply %s on the secondary: %s", what, strerror(err));
+    sks_log(SKS_ERROR, "%s", why);
+    s->st.in_sync = false;
+    if (!save_state(s))
+        sks_log(SKS_ERROR, "could not record leaving sync");
+    sks_emit_error(why, err);
+    sk_error_msg m = {h->seq, (uint32_t)err, sk_bytes_str(why)};
+    uint8_t p[SK_ERROR_REASON_MAX + 64];
+    size_t len;
+    char ignored[256];
+    if (sk_error_encode(&m, p, sizeof p, &len, NULL) == SK_OK)
+        send_frame(s, SK_T_ERROR, 0, 0, p, len, ignored, sizeof ignored);
+}
+
+typedef struct manifest_ctx {
+    secondary *s;
+    uint32_t dir;
+    char *why;
+    size_t wcap;
+} manifest_ctx;
+
+static int manifest_chunk(void *ctx, const uint8_t *payload, size_t len, bool last)
+{
+    manifest_ctx *m = ctx;
+    return send_frame(m->s, SK_T_MANIFEST, last ? SK_F_LAST : 0, m->dir, payload, len, m->why, m->wcap) ? 1 : 0;
+}
+
+/* One frame of the session (opened, in order). 0: go on; -1: end the session with `why`. */
+static int handle_frame(secondary *s, const sk_header *h, const uint8_t *payload, char *why, size_t wcap)
+{
+    session *c = &s->sess;
+    sk_err e = {0, ""};
+    c->received = h->seq;
+    if (sk_type_is_applied(h->type)) {
+        sk_op op;
+        if (sk_op_decode(h->type, h->flags, payload, h->length, &op, &e) != SK_OK) {
+            snprintf(why, wcap, "refused %s frame %lu: %s", sk_type_name(h->type), (unsigned long)h->seq, e.reason);
+            return -1;
+        }
+        int rc = 0;
+        bool synced = false;
+        if (op.type == SK_T_FSYNC) {
+            if (c->async_none) { /* async="second": acknowledged when applied, no fsync here */
+                rc = sks_replica_fsync(&s->rep, h->dir, op.path, op.datasync);
+                if (rc == -ENOENT && s->rep.lenient)
+                    rc = 0; /* not on the copy yet: the resync sends it whole */
+                synced = rc == 0;
+            }
+        } else {
+            rc = sks_replica_apply(&s->rep, h->dir, &op);
+        }
+        if (rc < 0) {
+            apply_failed(s, h, &op, -rc, why, wcap);
+            return -1;
+        }
+        c->applied = h->seq;
+        if (!c->async_none || synced)
+            c->durable = h->seq;
+        c->unacked_bytes += h->length;
+        if (h->flags & SK_F_ACK)
+            return maybe_ack(s, true, why, wcap);
+        if (c->applied - c->acked >= SKS_ACK_EVERY_OPS || c->unacked_bytes >= SKS_ACK_EVERY_BYTES)
+            return maybe_ack(s, false, why, wcap);
+        return 0;
+    }
+    bool durable_now = !c->async_none;
+    switch (h->type) {
+    case SK_T_SYNC_BEGIN: {
+        uint8_t mode;
+        if (sk_sync_begin_decode(payload, h->length, &mode, &e) != SK_OK)
+            goto malformed;
+        s->st.in_sync = false;
+        if (!save_state(s)) { /* durable before the copy stops being a prefix */
+            snprintf(why, wcap, "could not record leaving sync before the resynchronisation: %s", strerror(errno));
+            return -1;
+        }
+        s->rep.lenient = true;
+        sks_log(SKS_INFO, "resynchronisation (%s) from the primary", mode_name(mode));
+        sks_emit_resyncing(mode_name(mode));
+        break;
+    }
+    case SK_T_SYNC_END: {
+        uint64_t generation;
+        if (sk_sync_end_decode(payload, h->length, &generation, &e) != SK_OK)
+            goto malformed;
+        int rc = sks_replica_sync_all(&s->rep);
+        if (rc < 0) {
+            sk_op op = {.type = SK_T_FSYNC};
+            apply_failed(s, h, &op, -rc, why, wcap);
+            return -1;
+        }
+        s->rep.lenient = false;
+        s->st.in_sync = true;
+        s->st.generation = (int64_t)generation;
+        s->st.applied_seq = h->seq;
+        if (!save_state(s)) {
+            snprintf(why, wcap, "could not record the end of the resynchronisation: %s", strerror(errno));
+            s->st.in_sync = false;
+            return -1;
+        }
+        durable_now = true;
+        sks_emit_in_sync((int64_t)generation);
+        sks_log(SKS_INFO, "copy in sync with the primary (generation %lu)", (unsigned long)generation);
+        break;
+    }
+    case SK_T_MANIFEST_REQ: {
+        sk_manifest_req req;
+        if (sk_manifest_req_decode(payload, h->length, &req, &e) != SK_OK)
+            goto malformed;
+        manifest_ctx m = {s, h->dir, why, wcap};
+        uint64_t entries = 0;
+        double began = now();
+        int rc = sks_manifest(s->dir_fds[h->dir], s->rep.walk_only, &s->excl[h->dir], &req, 0, manifest_chunk, &m,
+                              &entries);
+        if (rc > 0)
+            return -1; /* sending failed: why is set */
+        if (rc < 0) {
+            snprintf(why, wcap, "could not make the manifest of directory #%u: %s", h->dir, strerror(-rc));
+            return -1;
+        }
+        sks_log(SKS_INFO, "manifest of %lu entries in %.2f s (sums=%s)", (unsigned long)entries, now() - began,
+                req.sums == SK_SUMS_ALL ? "all" : req.sums == SK_SUMS_PATHS ? "paths" : "none");
+        break;
+    }
+    case SK_T_PING:
+        break;
+    case SK_T_PROGRESS: {
+        sk_progress pr;
+        if (sk_progress_decode(payload, h->length, &pr, &e) != SK_OK)
+            goto malformed;
+        int percent = 0;
+        if (pr.total) {
+            double v = 100.0 * (double)pr.done / (double)pr.total;
+            percent = v >= 99 ? 99 : (int)v;
+        }
+        sks_emit_progress(percent);
+        break;
+    }
+    case SK_T_BYE:
+        c->applied = h->seq;
+        if (durable_now)
+            c->durable = h->seq;
+        if (maybe_ack(s, true, why, wcap) != 0)
+            return -1;
+        snprintf(why, wcap, "the primary ended the session");
+        return -1;
+    default:
+        snprintf(why, wcap, "unexpected %s from the primary", sk_type_name(h->type) ? sk_type_name(h->type) : "frame");
+        return -1;
+    }
+    c->applied = h->seq;
+    if (durable_now)
+        c->durable = h->seq;
+    return maybe_ack(s, (h->flags & SK_F_ACK) || h->type == SK_T_PING, why, wcap);
+malformed:
+    snprintf(why, wcap, "refused %s frame %lu: %s", sk_type_name(h->type), (unsigned long)h->seq, e.reason);
+    return -1;
+}
+
+/* Open and handle every whole frame in the receive buffer. 0: need more bytes; -1: end (why). */
+static int drain(secondary *s, char *why, size_t wcap)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (s->sess.fd >= 0) {
+        sk_header h;
+        size_t used, need;
+        sk_err e = {0, ""};
+        int o = sk_rx_open(&s->sess.rx, s->rbuf + off, s->rlen - off, &h, &used, &need, &e);
+        if (o == SK_AGAIN)
+            break;
+        if (o != SK_OK) {
+            snprintf(why, wcap, "%s", e.reason);
+            rc = -1;
+            break;
+        }
+        rc = handle_frame(s, &h, s->rbuf + off + SK_HEADER_SIZE, why, wcap);
+        off += used;
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0 && off) {
+        memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+        s->rlen -= off;
+    }
+    /* Python's secondary acknowledges whatever it applied before it waits for more */
+    if (rc == 0)
+        rc = maybe_ack(s, false, why, wcap);
+    return rc;
+}
+
+static void session_readable(secondary *s)
+{
+    char why[REASON_MAX] = "";
+    /* Read what the frame being received needs, and at most RECV_STEP more: the buffer's pages are
+     * touched only as far as the largest frame seen (RSS stays that of the workload, not 8 MiB). */
+    size_t want = RECV_STEP;
+    sk_header h;
+    size_t frame_len;
+    if (sk_frame_span(s->rbuf, s->rlen, &h, &frame_len, NULL) == SK_AGAIN && frame_len > s->rlen &&
+        frame_len - s->rlen > want)
+        want = frame_len - s->rlen;
+    if (want > RECV_CAP - s->rlen)
+        want = RECV_CAP - s->rlen;
+    ssize_t n = recv(s->sess.fd, s->rbuf + s->rlen, want, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (n < 0) {
+        snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
+        end_session(s, why, true);
+        return;
+    }
+    if (n == 0) {
+        end_session(s, "the primary closed the connection", true);
+        return;
+    }
+    s->rlen += (size_t)n;
+    if (drain(s, why, sizeof why) != 0)
+        end_session(s, why, true);
+}
+
+/* ------------------------------------------------------------------ the handshake */
+
+static void adopt(secondary *s)
+{
+    candidate *cd = &s->cand;
+    sk_err e = {0, ""};
+    if (s->sess.fd >= 0) {
+        sks_log(SKS_INFO, "a new connection from the primary replaces the previous one");
+        end_session(s, "a new connection from the primary replaces the previous one", true);
+    }
+    session *c = &s->sess;
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    if (sk_hello_session(&cd->hs, &c->tx, &c->rx, &e) != SK_OK) {
+        sks_log(SKS_ERROR, "could not start the session: %s", e.reason);
+        end_candidate(s);
+        return;
+    }
+    c->fd = cd->fd;
+    cd->fd = -1;
+    c->async_none = cd->hs.peer.async_none;
+    uint64_t first = cd->hs.peer.first_seq;
+    c->received = c->applied = c->durable = c->acked = first - 1;
+    snprintf(c->epoch, sizeof c->epoch, "%s", cd->hs.peer.epoch);
+    memcpy(s->rbuf, cd->buf, cd->len); /* bytes after HELLO_DONE belong to the session */
+    s->rlen = cd->len;
+    end_candidate(s);
+    if (strcmp(c->epoch, s->st.epoch) != 0) {
+        /* another primary history from now on: whatever follows rewrites the copy */
+        snprintf(s->st.epoch, sizeof s->st.epoch, "%s", c->epoch);
+        s->st.in_sync = false;
+        if (!save_state(s)) {
+            end_session(s, "could not record the primary's new history", true);
+            return;
+        }
+    }
+    sks_emit_connected(s->spec.peer, c->epoch);
+    sks_log(SKS_INFO, "replication connected with %s (epoch %s, from sequence %lu, async=%s)", s->spec.peer, c->epoch,
+            (unsigned long)first, c->async_none ? "none" : "second");
+    char why[REASON_MAX];
+    if (s->rlen && drain(s, why, sizeof why) != 0)
+        end_session(s, why, true);
+}
+
+static void refuse_candidate(secondary *s, const char *reason)
+{
+    sks_log(SKS_WARNING, "replication connection from %s refused: %s", s->cand.peer, reason);
+    if (s->sess.fd < 0)
+        sks_emit_disconnected(reason); /* a live session is not disturbed by a refused candidate */
+    end_candidate(s);
+}
+
+static void candidate_readable(secondary *s)
+{
+    candidate *cd = &s->cand;
+    sk_err e = {0, ""};
+    ssize_t n = recv(cd->fd, cd->buf + cd->len, sizeof cd->buf - cd->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (n <= 0) {
+        if (n == 0)
+            sk_hello_eof(&cd->hs, &e);
+        else
+            snprintf(e.reason, sizeof e.reason, "connection lost: %s", strerror(errno));
+        refuse_candidate(s, n == 0 ? (e.reason[0] ? e.reason : "the primary closed the connection") : e.reason);
+        return;
+    }
+    cd->len += (size_t)n;
+    while (sk_hello_state(&cd->hs) != SK_HS_DONE) {
+        uint8_t out[SK_HELLO_OUT_MAX];
+        size_t used = 0, out_len = 0;
+        int rc = sk_hello_receive(&cd->hs, cd->buf, cd->len, &used, out, sizeof out, &out_len, &e);
+        if (rc == SK_AGAIN) {
+            if (cd->len == sizeof cd->buf) {
+                refuse_candidate(s, "handshake frame too large");
+                return;
+            }
+            return;
+        }
+        if (rc != SK_OK) {
+            refuse_candidate(s, e.reason);
+            return;
+        }
+        memmove(cd->buf, cd->buf + used, cd->len - used);
+        cd->len -= used;
+        if (out_len && send_all(cd->fd, out, out_len) != 0) {
+            refuse_candidate(s, "connection lost during the handshake");
+            return;
+        }
+    }
+    adopt(s);
+}
+
+static void accept_one(secondary *s)
+{
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof addr;
+    int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    char peer[64] = "?";
+    inet_ntop(AF_INET, &addr.sin_addr, peer, sizeof peer);
+    if (strcmp(peer, s->spec.peer_addr) != 0) {
+        sks_log(SKS_WARNING, "refused a replication connection from %s (expected %s)", peer, s->spec.peer_addr);
+        close(fd);
+        return;
+    }
+    if (s->cand.fd >= 0) {
+        sks_log(SKS_WARNING, "a replication connection from %s still in its handshake is replaced by a newer one",
+                s->cand.peer);
+        end_candidate(s);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    candidate *cd = &s->cand;
+    sk_err e = {0, ""};
+    uint8_t nonce[SK_HELLO_NONCE_SIZE];
+    sk_hello_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.role = SK_ROLE_SECONDARY;
+    cfg.cluster_key = s->key;
+    cfg.cluster_key_len = sizeof s->key;
+    cfg.module = s->spec.module;
+    cfg.node = s->spec.node;
+    cfg.peer = s->spec.peer;
+    cfg.dirs = (uint32_t)s->spec.ndirs;
+    cfg.epoch = s->st.epoch;
+    cfg.trusted = s->trusted;
+    cfg.in_sync = s->st.in_sync;
+    cfg.fullsync = s->spec.fullsync;
+    if (sk_hello_nonce(nonce, &e) != SK_OK || sk_hello_init(&cd->hs, &cfg, nonce, &e) != SK_OK) {
+        sks_log(SKS_ERROR, "could not start a handshake: %s", e.reason);
+        close(fd);
+        return;
+    }
+    cd->fd = fd;
+    cd->len = 0;
+    cd->deadline = now() + SKS_HANDSHAKE_SECONDS;
+    snprintf(cd->peer, sizeof cd->peer, "%s", peer);
+}
+
+/* ------------------------------------------------------------------ safekitd's commands */
+
+static void stdin_readable(secondary *s)
+{
+    ssize_t n = read(0, s->stdin_buf + s->stdin_len, STDIN_MAX - s->stdin_len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        sks_log(SKS_INFO, "safekitd closed the control channel: stopping");
+        s->stdin_open = false;
+        s->stopping = true;
+        return;
+    }
+    s->stdin_len += (size_t)n;
+    char *start = s->stdin_buf;
+    char *nl;
+    while ((nl = memchr(start, '\n', s->stdin_len - (size_t)(start - s->stdin_buf))) != NULL) {
+        *nl = '\0';
+        char name[64];
+        if (sks_command_name(start, (size_t)(nl - start), name, sizeof name) && strcmp(name, "stop") == 0)
+            s->stopping = true;
+        start = nl + 1;
+    }
+    s->stdin_len -= (size_t)(start - s->stdin_buf);
+    memmove(s->stdin_buf, start, s->stdin_len);
+    if (s->stdin_len == STDIN_MAX) {
+        sks_log(SKS_WARNING, "a command line longer than %u bytes from safekitd: dropped", STDIN_MAX);
+        s->stdin_len = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ start and stop */
+
+static bool prepare(secondary *s, char *why, size_t wcap)
+{
+    umask(0);
+    if (!sks_key_load(s->spec.key_file, s->key, why, wcap))
+        return false;
+    snprintf(s->state_path, sizeof s->state_path, "%s/%s", s->spec.state_dir, SKS_STATE_FILE);
+    bool corrupt;
+    if (!sks_state_load(s->state_path, &s->st, &corrupt, why, wcap))
+        return false;
+    if (corrupt)
+        sks_log(SKS_WARNING, "%s is corrupt: the copy is treated as not in sync", s->state_path);
+    if (s->spec.diverged ||
+        (s->st.splitbrain && strstr(s->st.splitbrain, "\"phase\"") && strstr(s->st.splitbrain, "\"saving\""))) {
+        /* ARCHITECTURE rule 4: what this node wrote since a split brain is saved before it is
+         * resynchronised; this program does not save yet, so it must not serve the primary */
+        snprintf(why, wcap,
+                 "split brain: this node stepped down and its changes must be saved before the resynchronisation; "
+                 "the native secondary does not save them yet (use the Python secondary)");
+        return false;
+    }
+    s->dir_fds = calloc((size_t)s->spec.ndirs, sizeof *s->dir_fds);
+    s->excl = calloc((size_t)s->spec.ndirs, sizeof *s->excl);
+    if (!s->dir_fds || !s->excl) {
+        snprintf(why, wcap, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < s->spec.ndirs; i++)
+        s->dir_fds[i] = -1;
+    uint64_t(*identity)[2] = calloc((size_t)s->spec.ndirs, sizeof *identity);
+    if (!identity) {
+        snprintf(why, wcap, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < s->spec.ndirs; i++) {
+        const char *path = s->spec.dirs[i].path;
+        char tmp[SKS_PATH];
+        snprintf(tmp, sizeof tmp, "%s", path);
+        for (char *p = tmp + 1; *p; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                mkdir(tmp, 0755);
+                *p = '/';
+            }
+        }
+        mkdir(tmp, 0755);
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+        struct statvfs vfs;
+        if (fd < 0 || fstat(fd, &st) != 0 || fstatvfs(fd, &vfs) != 0) {
+            snprintf(why, wcap, "%.900s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            free(identity);
+            return false;
+        }
+        s->dir_fds[i] = fd;
+        if (vfs.f_flag & ST_RDONLY) {
+            snprintf(why, wcap,
+                     "%.900s is read-only (a read-only bind left by an earlier secondary process?): the copy cannot be "
+                     "written; remove that mount",
+                     path);
+            free(identity);
+            return false;
+        }
+        identity[i][0] = (uint64_t)st.st_dev;
+        identity[i][1] = (uint64_t)st.st_ino;
+        if (!sks_excl_build(&s->excl[i], &s->spec.dirs[i], why, wcap)) {
+            free(identity);
+            return false;
+        }
+    }
+    sks_replica_init(&s->rep, s->dir_fds, s->spec.ndirs);
+    char boot[64];
+    sks_boot_id(boot, sizeof boot);
+    s->trusted = s->st.clean || (s->st.boot_id[0] && strcmp(s->st.boot_id, boot) == 0);
+    bool same = s->st.ndirs == s->spec.ndirs;
+    for (int i = 0; same && i < s->spec.ndirs; i++)
+        same = s->st.dirs[i][0] == identity[i][0] && s->st.dirs[i][1] == identity[i][1];
+    if (s->st.ndirs != -1 && !same) {
+        sks_log(SKS_WARNING, "the replicated directories are not the ones last synchronised (another file system "
+                             "or a new directory): the copy is compared in full");
+        s->trusted = false;
+        s->st.in_sync = false;
+        s->st.epoch[0] = '\0';
+    }
+    free(s->st.dirs);
+    s->st.dirs = identity;
+    s->st.ndirs = s->spec.ndirs;
+    free(s->st.mounts);
+    s->st.mounts = strdup("[]"); /* this program makes no binds (README: what differs) */
+    s->st.clean = false;
+    snprintf(s->st.boot_id, sizeof s->st.boot_id, "%s", boot);
+    if (!save_state(s)) {
+        snprintf(why, wcap, "could not save %.900s: %s", s->state_path, strerror(errno));
+        return false;
+    }
+    sks_emit_ready(s->st.in_sync, s->st.epoch, s->trusted);
+    return true;
+}
+
+static bool start_listening(secondary *s, char *why, size_t wcap)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)s->spec.port);
+    if (inet_pton(AF_INET, s->spec.local_addr, &addr.sin_addr) != 1) {
+        snprintf(why, wcap, "local_addr %s is not an IPv4 address", s->spec.local_addr);
+        return false;
+    }
+    s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (s->listen_fd < 0 || setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(s->listen_fd, 4) != 0) {
+        snprintf(why, wcap, "cannot listen on %s:%d: %s", s->spec.local_addr, s->spec.port, strerror(errno));
+        return false;
+    }
+    socklen_t alen = sizeof addr;
+    getsockname(s->listen_fd, (struct sockaddr *)&addr, &alen);
+    sks_emit_listening(s->spec.local_addr, ntohs(addr.sin_port));
+    sks_log(SKS_INFO, "listening on %s:%d for %s (%s)", s->spec.local_addr, ntohs(addr.sin_port), s->spec.peer,
+            s->spec.peer_addr);
+    return true;
+}
+
+static void cleanup(secondary *s, bool prepared)
+{
+    end_candidate(s);
+    end_session(s, "stopping", false);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (prepared) {
+        sks_replica_close(&s->rep);
+        int rc = sks_replica_sync_all(&s->rep);
+        if (rc < 0)
+            sks_log(SKS_WARNING, "syncfs at stop failed: %s", strerror(-rc));
+        s->st.clean = true;
+        if (s->sess.applied)
+            s->st.applied_seq = s->sess.applied;
+        save_state(s);
+    }
+    for (int i = 0; s->dir_fds && i < s->spec.ndirs; i++)
+        if (s->dir_fds[i] >= 0)
+            close(s->dir_fds[i]);
+    for (int i = 0; s->excl && i < s->spec.ndirs; i++)
+        sks_excl_free(&s->excl[i]);
+    free(s->dir_fds);
+    free(s->excl);
+    free(s->rbuf);
+    free(s->tbuf);
+    free(s->stdin_buf);
+    sks_state_free(&s->st);
+    OPENSSL_cleanse(s->key, sizeof s->key);
+    sks_spec_free(&s->spec);
+}
+
+static void loop(secondary *s)
+{
+    sigset_t empty;
+    sigemptyset(&empty);
+    while (!s->stopping) {
+        struct pollfd p[4];
+        int n = 0, i_stdin = -1, i_listen, i_sess = -1, i_cand = -1;
+        if (s->stdin_open) {
+            i_stdin = n;
+            p[n++] = (struct pollfd){0, POLLIN, 0};
+        }
+        i_listen = n;
+        p[n++] = (struct pollfd){s->listen_fd, POLLIN, 0};
+        if (s->sess.fd >= 0) {
+            i_sess = n;
+            p[n++] = (struct pollfd){s->sess.fd, POLLIN, 0};
+        }
+        struct timespec timeout = {1, 0}, *tp = NULL;
+        if (s->cand.fd >= 0) {
+            i_cand = n;
+            p[n++] = (struct pollfd){s->cand.fd, POLLIN, 0};
+            tp = &timeout;
+        }
+        int r = ppoll(p, (nfds_t)n, tp, &empty);
+        if (got_signal) {
+            sks_log(SKS_INFO, "signal %d: stopping", (int)got_signal);
+            s->stopping = true;
+            break;
+        }
+        if (r < 0)
+            continue;
+        if (i_stdin >= 0 && p[i_stdin].revents)
+            stdin_readable(s);
+        if (s->stopping)
+            break;
+        if (i_sess >= 0 && p[i_sess].revents && s->sess.fd >= 0)
+            session_readable(s);
+        if (i_cand >= 0 && p[i_cand].revents && s->cand.fd >= 0)
+            candidate_readable(s);
+        if (s->cand.fd >= 0 && now() > s->cand.deadline)
+            refuse_candidate(s, "no complete handshake within 30 s");
+        if (p[i_listen].revents)
+            accept_one(s);
+    }
+}
+
+int sks_main(const char *spec_path)
+{
+    secondary *s = calloc(1, sizeof *s);
+    char why[1024] = "";
+    if (!s) {
+        sks_emit_failed("out of memory");
+        return 1;
+    }
+    s->listen_fd = -1;
+    s->cand.fd = -1;
+    s->sess.fd = -1;
+    s->stdin_open = true;
+    s->st.ndirs = -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, NULL); /* delivered only inside ppoll: no lost wake-up */
+    bool prepared = false;
+    int code = 1;
+    if (!sks_spec_load(spec_path, &s->spec, why, sizeof why)) {
+        sks_log(SKS_ERROR, "replication (secondary) failed: %s", why);
+        sks_emit_failed(why);
+        free(s);
+        return 1;
+    }
+    sks_log_set_debug(s->spec.debug);
+    s->tcap = SK_FRAME_OVERHEAD + SKS_MANIFEST_CHUNK + (size_t)SKS_SUMS_PER_ENTRY * SK_SUM_SIZE + 3 * 4096 + 64;
+    s->rbuf = malloc(RECV_CAP);
+    s->tbuf = malloc(s->tcap);
+    s->stdin_buf = malloc(STDIN_MAX + 1);
+    if (!s->rbuf || !s->tbuf || !s->stdin_buf) {
+        snprintf(why, sizeof why, "out of memory");
+    } else if ((prepared = prepare(s, why, sizeof why)) && start_listening(s, why, sizeof why)) {
+        loop(s);
+        code = 0;
+    }
+    if (code != 0) {
+        sks_log(SKS_ERROR, "replication (secondary) failed: %s", why);
+        sks_emit_failed(why);
+    }
+    cleanup(s, prepared);
+    free(s);
+    return code;
+}

@@ -1,0 +1,501 @@
+"""The native secondary (native/secondary, `safekit-rfs-secondary`) end to end, driven by the test
+sender (native/tools, `safekit-rfs-send`) over 127.0.0.1: the copy after each kind of operation,
+the ACK values, refused frames (tampered, replayed, reordered, lost, a v1 HELLO, a path through a
+symlink) with nothing of them applied, the control channel's events (byte for byte what
+safekit.rfs.channel encodes), the state file, a resync, and flat RSS and fds over 20k operations.
+
+With SAFEKIT_SECONDARY_SANITIZE=1 both programs are the AddressSanitizer + UBSan builds
+(`make -C native asan`) and every exit is checked clean.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safekit.rfs import channel
+
+REPO = Path(__file__).resolve().parents[2]
+SANITIZE = os.environ.get("SAFEKIT_SECONDARY_SANITIZE") == "1"
+BUILD = REPO / "native" / "build" / ("asan" if SANITIZE else "")
+SECONDARY = BUILD / "safekit-rfs-secondary"
+SEND = BUILD / "safekit-rfs-send"
+MODULE, PRIMARY, NODE = "pgsql", "node1", "node2"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    target = "asan" if SANITIZE else "all"
+    result = subprocess.run(
+        ["make", "-C", str(REPO / "native"), target], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def esc(data: bytes | str) -> str:
+    """A script token: %XX for anything but printable ASCII (and '%'); '.' is the empty path."""
+    raw = data.encode() if isinstance(data, str) else data
+    if not raw:
+        return "."
+    return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x25 else f"%{b:02X}" for b in raw)
+
+
+def gen(offset: int, length: int, seed: int) -> bytes:
+    """The bytes `writegen PATH OFFSET LENGTH SEED` writes."""
+    return bytes(((seed * 31 + x * 7 + (x >> 8)) & 0xFF) for x in range(offset, offset + length))
+
+
+class Secondary:
+    """One secondary process over a temporary replica, key and state directory."""
+
+    def __init__(self, root: Path, *, async_mode: str = "second", dirs: int = 1) -> None:
+        self.root = root
+        self.key = root / "cluster.key"
+        if not self.key.exists():
+            self.key.write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+            self.key.chmod(0o600)
+        self.dirs = [root / f"rep{i}" for i in range(dirs)]
+        self.state_dir = root / "state"
+        self.spec = root / "secondary.spec.json"
+        self.spec.write_text(
+            json.dumps(
+                {
+                    "module": MODULE,
+                    "node": NODE,
+                    "peer": PRIMARY,
+                    "dirs": [
+                        {"path": str(d), "notreplicated": [], "notreplicated_regex": []} for d in self.dirs
+                    ],
+                    "local_addr": "127.0.0.1",
+                    "peer_addr": "127.0.0.1",
+                    "port": 0,
+                    "key_file": str(self.key),
+                    "state_dir": str(self.state_dir),
+                    "async_mode": async_mode,
+                    "sendtimeout": 30.0,
+                    "connect_interval": 1.0,
+                    "window_bytes": 64 << 20,
+                    "extra": {},
+                }
+            )
+        )
+        self.lines: list[bytes] = []
+        self.stderr = root / "secondary.log"
+        self.proc = subprocess.Popen(
+            [str(SECONDARY), str(self.spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr.open("wb"),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait("listening")["port"])
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in list(self.lines)]
+
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events()]
+
+    def wait(self, name: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events() if e["event"] == name]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None and not found:
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"no {name!r} event #{count}: {self.names()}\n{self.log()}")
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.state_dir / "secondary.json").read_text()))
+
+    def send(
+        self,
+        script: list[str],
+        *,
+        first_seq: int = 1,
+        epoch: str = "e1",
+        extra: list[str] | None = None,
+        check: bool = True,
+        async_mode: str = "second",
+    ) -> list[str]:
+        args = [
+            str(SEND),
+            "--port",
+            str(self.port),
+            "--key",
+            str(self.key),
+            "--module",
+            MODULE,
+            "--node",
+            PRIMARY,
+            "--peer",
+            NODE,
+            "--dirs",
+            str(len(self.dirs)),
+            "--epoch",
+            epoch,
+            "--first-seq",
+            str(first_seq),
+            "--async",
+            async_mode,
+            *(extra or []),
+            "-",
+        ]
+        result = subprocess.run(
+            args, input="\n".join(script) + "\n", capture_output=True, text=True, timeout=40, check=False
+        )
+        out = result.stdout.splitlines()
+        if check:
+            assert result.returncode == 0, f"{out}\n{result.stderr}\n{self.log()}"
+            assert not [line for line in out if line.startswith("FAIL")], out
+        if SANITIZE:
+            assert "Sanitizer" not in result.stderr, result.stderr
+        return out
+
+    def stop(self, *, close_only: bool = False) -> int:
+        assert self.proc.stdin is not None
+        if not close_only:
+            self.proc.stdin.write(b'{"cmd":"stop"}\n')
+            self.proc.stdin.flush()
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=20)
+        self._reader.join(timeout=5)
+        if SANITIZE:
+            assert "Sanitizer" not in self.log() and "runtime error" not in self.log(), self.log()
+        return code
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
+@pytest.fixture
+def tmp() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="sks-test-") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def sec(tmp: Path) -> Iterator[Secondary]:
+    s = Secondary(tmp)
+    yield s
+    if s.proc.poll() is None:
+        assert s.stop() == 0
+    check_channel_lines(s)
+
+
+def check_channel_lines(s: Secondary) -> None:
+    """Every line decodes, and re-encodes byte for byte, with safekit.rfs.channel."""
+    for line in s.lines:
+        event = channel.decode_event(line)
+        assert not isinstance(event, channel.UnknownEvent), line
+        assert channel.encode_event(event) == line, line
+
+
+def acks(out: list[str]) -> list[tuple[int, int, int]]:
+    return [
+        (int(a), int(b), int(c)) for _, a, b, c in (line.split() for line in out if line.startswith("ACK "))
+    ]
+
+
+# --------------------------------------------------------------------------- the copy
+
+
+def test_operations_make_the_copy(sec: Secondary) -> None:
+    rep = sec.dirs[0]
+    out = sec.send(
+        [
+            "mkdir d 750 1000 1000",  # 100
+            "create d/a 640 1000 1000",
+            "write d/a 0 hello%20world",
+            "create d/big 600 0 0",  # 103
+            "writegen d/big 0 300000 5",
+            "writegen d/big 1000000 70000 9",
+            "truncate d/big 1200000",
+            "fallocate d/big 1 2000000 65536",  # KEEP_SIZE
+            "fallocate d/big 0 1200000 4096",
+            "create d/b 644 0 0",
+            "write d/b 0 old",
+            "rename d/a d/b 0",  # 111: replaces b
+            "symlink d/s b 0 0",
+            "link d/b d/hard",
+            "setxattr d/b user.k v%00al",
+            "setxattr d/b user.gone x",
+            "removexattr d/b user.gone",
+            "setattr d/b 17 600 0 0 0 1500000000123456789 0",  # mode, mtime
+            "create d/tmp 644 0 0",
+            "unlink d/tmp",
+            "mkdir d/e 755 0 0",
+            "rmdir d/e",
+            "mknod d/fifo 10600 0 0 0",
+            "!fsync d/b",  # 123
+            "expect_ack 123 123 123",
+        ],
+        first_seq=100,
+    )
+    assert acks(out)[-1] == (123, 123, 123)
+    assert (rep / "d").stat().st_mode & 0o7777 == 0o750
+    assert (rep / "d").stat().st_uid == 1000
+    assert (rep / "d/b").read_bytes() == b"hello world"
+    assert not (rep / "d/a").exists() and not (rep / "d/tmp").exists() and not (rep / "d/e").exists()
+    st = (rep / "d/b").stat()
+    assert st.st_mode & 0o7777 == 0o600 and st.st_mtime_ns == 1500000000123456789
+    assert st.st_ino == (rep / "d/hard").stat().st_ino and st.st_nlink == 2
+    assert os.readlink(rep / "d/s") == "b"
+    assert os.getxattr(rep / "d/b", "user.k") == b"v\x00al"
+    assert "user.gone" not in os.listxattr(rep / "d/b")
+    big = (rep / "d/big").read_bytes()
+    want = bytearray(gen(0, 300000, 5).ljust(1000000, b"\0") + gen(1000000, 70000, 9))
+    want = want.ljust(1200000, b"\0")[:1200000] + b"\0" * 4096
+    assert big == bytes(want)
+    assert (rep / "d/big").stat().st_blocks * 512 >= 300000 + 70000 + 65536  # the kept-size allocation too
+    assert os.stat(rep / "d/fifo", follow_symlinks=False).st_mode == 0o10600
+    assert sec.names()[:3] == ["ready", "listening", "connected"]
+    assert sec.wait("connected") == {"event": "connected", "peer": PRIMARY, "epoch": "e1"}
+    assert sec.wait("disconnected")["reason"] == "the primary closed the connection"
+
+
+def test_ack_every_256_operations_and_at_barriers(sec: Secondary) -> None:
+    script = ["create f 644 0 0"] + [f"write f {i} x" for i in range(999)] + ["!ping"]
+    out = sec.send([*script, "expect_ack 1001 1001 1001"])
+    got = acks(out)
+    assert got[-1] == (1001, 1001, 1001)
+    applied = [a for _, a, _ in got]
+    assert all(b - a <= 256 for a, b in zip([0, *applied], applied, strict=False)), applied
+    assert all(r >= a for r, a, _ in got)
+
+
+@pytest.mark.parametrize("async_mode", ["second", "none"])
+def test_durable_follows_the_async_mode(tmp: Path, async_mode: str) -> None:
+    s = Secondary(tmp, async_mode=async_mode)
+    try:
+        out = s.send(
+            ["create f 644 0 0", "write f 0 abc", "!fsync f data", "expect_ack 3 3 3", "write f 3 d", "wait"],
+            async_mode=async_mode,
+        )
+        # async="none": durable advances at an fsync'd barrier only; "second": with applied
+        assert acks(out)[-1] == ((5, 5, 3) if async_mode == "none" else (5, 5, 5))
+    finally:
+        assert s.stop() == 0
+    check_channel_lines(s)
+
+
+# --------------------------------------------------------------------------- refused frames
+
+
+@pytest.mark.parametrize(
+    ("trick", "reason"),
+    [
+        ("tamper", "failed authentication"),
+        ("replay", "replayed"),
+        ("swap", "lost or reordered"),
+        ("skip", "lost or reordered"),
+    ],
+)
+def test_a_bad_frame_ends_the_connection_and_nothing_of_it_is_applied(
+    sec: Secondary, trick: str, reason: str
+) -> None:
+    rep = sec.dirs[0]
+    script = ["create f 644 0 0", "write f 0 good", "wait"]
+    if trick == "replay":
+        script += ["write f 4 +once", "replay", "expect_close"]
+    else:
+        script += [trick, "write f 4 EVIL", "write f 8 LATER", "expect_close"]
+    out = sec.send(script)
+    assert any(line.startswith("CLOSED") for line in out)
+    assert (rep / "f").read_bytes() == (b"good+once" if trick == "replay" else b"good")
+    assert reason in sec.wait("disconnected")["reason"]
+    assert reason in sec.log()
+    # the process goes on: the next (good) connection is served
+    sec.send(["write f 0 next", "wait"], first_seq=10)
+    assert (rep / "f").read_bytes().startswith(b"next")
+
+
+def test_a_v1_hello_is_refused_with_a_clear_reason(sec: Secondary) -> None:
+    out = sec.send([], extra=["--v1-hello"])
+    assert out[-1].startswith("CLOSED")
+    reason = sec.wait("disconnected")["reason"]
+    assert "version 1" in reason and "upgrade the peer" in reason
+
+
+def test_a_wrong_key_or_module_is_refused(sec: Secondary, tmp: Path) -> None:
+    other = tmp / "other.key"
+    other.write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+    other.chmod(0o600)
+    args = [
+        str(SEND),
+        "--port",
+        str(sec.port),
+        "--key",
+        str(other),
+        "--module",
+        MODULE,
+        "--node",
+        PRIMARY,
+        "--peer",
+        NODE,
+        "-",
+    ]
+    result = subprocess.run(args, input="", capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 1 and "CLOSED" in result.stdout
+    assert "cluster key" in sec.wait("disconnected")["reason"]
+
+
+def test_an_operation_through_a_symlink_is_refused(sec: Secondary, tmp: Path) -> None:
+    outside = tmp / "outside"
+    outside.mkdir()
+    name = "l/évasion"
+    out = sec.send(
+        [f"symlink l {esc(str(outside))} 0 0", f"create {esc(name)} 644 0 0", "expect_error", "expect_close"]
+    )
+    error = next(line for line in out if line.startswith("ERROR "))
+    assert error.split()[1:3] == ["2", str(errno.ELOOP)]
+    assert list(outside.iterdir()) == []
+    event = sec.wait("error")
+    assert event["errno"] == errno.ELOOP
+    assert (
+        event["reason"]
+        == f"could not apply Create '{name}' on the secondary: Too many levels of symbolic links"
+    )
+    assert sec.names()[-2:] == ["error", "disconnected"]
+    assert sec.state()["in_sync"] is False
+
+
+# --------------------------------------------------------------------------- resync, state, channel
+
+
+def test_resync_manifest_state_and_restart(tmp: Path) -> None:
+    s = Secondary(tmp)
+    rep = s.dirs[0]
+    (rep / "stale").mkdir(parents=True)
+    (rep / "stale/x").write_bytes(b"x")
+    data = gen(0, 200000, 3)
+    out = s.send(
+        [
+            "sync_begin full",
+            "remove_tree stale",
+            "writegen a/b/c 0 200000 3",  # lenient: the file and its parents are created
+            "unlink not-there",
+            "setxattr missing user.x 1",
+            "clear_xattrs a/b/c",
+            "progress 50 100",
+            "manifest_req all",
+            "manifest_req paths a/b/c missing",
+            "sync_end 7",
+            "wait",
+        ],
+        epoch="e2",
+    )
+    assert not (rep / "stale").exists() and (rep / "a/b/c").read_bytes() == data
+    entries = [line.split() for line in out if line.startswith("ENTRY ")]
+    sums = "".join(
+        hashlib.sha256(data[i : i + 65536]).digest()[:16].hex() for i in range(0, len(data), 65536)
+    )
+    files = [e for e in entries if e[1] == "a/b/c"]
+    assert len(files) == 2 and all(e[2] == "f" and e[9:12] == ["4", "0", sums] for e in files)
+    assert [e[1] for e in entries[:3]] == ["a", "a/b", "a/b/c"]
+    assert s.wait("resyncing") == {"event": "resyncing", "mode": "full"}
+    assert s.wait("progress") == {"event": "progress", "percent": 50}
+    assert s.wait("in_sync") == {
+        "event": "in_sync",
+        "generation": 7,
+        "mode": "",
+        "seconds": None,
+        "bytes": None,
+    }
+    state = s.state()
+    assert state["in_sync"] is True and state["generation"] == 7 and state["epoch"] == "e2"
+    assert state["clean"] is False
+    assert s.stop() == 0
+    state = s.state()
+    assert state["clean"] is True and state["applied_seq"] == 11
+    check_channel_lines(s)
+
+    again = Secondary(tmp)
+    try:
+        assert again.wait("ready") == {"event": "ready", "in_sync": True, "epoch": "e2", "trusted": True}
+        out = again.send(["wait"], epoch="e2", first_seq=12)
+        assert "HELLO_OK node=node2 epoch=e2 trusted=1 in_sync=1 fullsync=0" in out
+        assert again.state()["in_sync"] is True
+        again.send(["wait"], epoch="e3", first_seq=1)  # another primary history: out of sync at once
+        assert again.state()["in_sync"] is False and again.state()["epoch"] == "e3"
+    finally:
+        assert again.stop(close_only=True) == 0  # a closed stdin: safekitd died, stop as for `stop`
+    assert "safekitd closed the control channel" in again.log()
+    check_channel_lines(again)
+
+
+def test_channel_lines_match_the_python_encoder() -> None:
+    """The events of a run, encoded by the native code, against safekit.rfs.channel (also done on
+    every test's lines); here with text that needs escaping."""
+    with tempfile.TemporaryDirectory(prefix="sks-test-") as d:
+        s = Secondary(Path(d))
+        name = 'ü/"q"/😀'
+        s.send([f"write {esc(name)} 0 x", "expect_error", "expect_close"])
+        reason = s.wait("error")["reason"]
+        assert f"Write '{name}'" in reason
+        line = next(line for line in s.lines if b'"event":"error"' in line)
+        assert b"\\u00fc" in line and b"\\ud83d\\ude00" in line
+        assert s.stop() == 0
+        check_channel_lines(s)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_rss_and_fds_stay_flat_over_20k_operations(sec: Secondary) -> None:
+    def batch(round_: int) -> list[str]:
+        lines = []
+        for i in range(1000):
+            name = f"f{i % 150}"
+            lines += [
+                f"create {name} 644 0 0",
+                f"writegen {name} 0 4096 {round_}",
+                f"setattr {name} 16 0 0 0 0 {1_600_000_000_000_000_000 + i} 0",
+                f"rename {name} g{i % 150} 0",
+                f"unlink g{i % 150}",
+            ]
+        return [*lines, "wait"]
+
+    seq = 1
+    sec.send(batch(0), first_seq=seq)  # warm-up: 5000 operations
+    sec.wait("disconnected", count=1)  # measured between sessions: the connection is closed
+    seq += 5001
+    rss0, fds0 = sec.rss_kib(), sec.fds()
+    for round_ in (1, 2, 3):  # 15000 more
+        sec.send(batch(round_), first_seq=seq)
+        sec.wait("disconnected", count=1 + round_)
+        seq += 5001
+    rss1, fds1 = sec.rss_kib(), sec.fds()
+    print(f"secondary RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1} over 20k operations")
+    assert fds1 == fds0
+    assert rss1 - rss0 <= 512, (rss0, rss1)
+    assert list(sec.dirs[0].iterdir()) == []
