@@ -251,19 +251,27 @@ class Replica:
                 self._remove_tree(dir_index, path)
 
     def fsync(self, dir_index: int, path: bytes, datasync: bool) -> None:
+        """Make `path` (a file or a directory) durable. Never creates, replaces or removes anything,
+        even when lenient: a barrier only syncs what is there (a directory fsync'd during a
+        resynchronisation once went through `_fd`'s repairs and was replaced by an empty file)."""
         if not path:
             syncfs(self.dir_fds[dir_index])
             return
-        try:
-            fd = self._fd(dir_index, path)
-        except IsADirectoryError:
-            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.dir_fds[dir_index])
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        sync = os.fdatasync if datasync else os.fsync
+        cached = self._open.get((dir_index, path))
+        if cached is not None:
+            sync(cached)
             return
-        (os.fdatasync if datasync else os.fsync)(fd)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dir_fds[dir_index])
+        except FileNotFoundError:
+            if self.lenient:
+                return  # resynchronising: the object is sent later, or is gone on the primary too
+            raise
+        try:
+            sync(fd)
+        finally:
+            os.close(fd)
 
     def sync_all(self) -> None:
         for fd in self.dir_fds:

@@ -518,6 +518,29 @@ def test_fsync_of_a_missing_file(copy: Copy) -> None:
         copy.apply(ops.Fsync(b"missing"))
 
 
+@pytest.mark.parametrize("datasync", [False, True])
+def test_a_lenient_fsync_of_a_directory_keeps_it_and_its_contents(lenient: Copy, datasync: bool) -> None:
+    """A resynchronisation with async="none" syncs the directories the application fsyncs (a
+    database fsyncs its WAL directory): the directory and what it holds must stay as they are."""
+    (lenient.root / "wal").mkdir()
+    (lenient.root / "wal" / "000001").write_bytes(b"record")
+    lenient.replica.fsync(0, b"wal", datasync)
+    lenient.apply(ops.Fsync(b"wal", datasync))
+    assert (lenient.root / "wal").is_dir()
+    assert lenient.read("wal/000001") == b"record"
+
+
+def test_a_lenient_fsync_creates_nothing(lenient: Copy) -> None:
+    lenient.replica.fsync(0, b"later/file", False)
+    assert lenient.names() == []
+
+
+def test_fsync_does_not_follow_a_symlink(copy: Copy, tmp_path: Path) -> None:
+    os.symlink(tmp_path / "outside", copy.root / "link")
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        copy.replica.fsync(0, b"link", False)
+
+
 # --------------------------------------------------------------------------- the fd cache
 def test_a_write_after_a_rename_goes_to_the_new_name(copy: Copy) -> None:
     copy.apply(ops.Create(b"a", 0o644, 0, 0), ops.Write(b"a", 0, b"one"))
