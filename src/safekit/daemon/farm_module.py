@@ -122,18 +122,6 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         return fm.errd_classes(self.state)
 
     @property
-    def module_state(self) -> str:
-        return str(self.state.state)
-
-    @property
-    def readiness(self) -> str:
-        return str(self.state.readiness)
-
-    @property
-    def reason(self) -> str:
-        return self.state.reason
-
-    @property
     def ready(self) -> bool:
         """UP and Ready: in the balancing set (what the health endpoint answers 200 for)."""
         return self.state.state is fm.FarmState.UP and self.state.readiness is fm.Readiness.READY

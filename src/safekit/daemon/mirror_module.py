@@ -295,18 +295,6 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
         return mirror.errd_classes(self.state)
 
     @property
-    def module_state(self) -> str:
-        return str(self.state.module_state)
-
-    @property
-    def readiness(self) -> str:
-        return str(self.state.readiness)
-
-    @property
-    def reason(self) -> str:
-        return self.state.reason
-
-    @property
     def ready(self) -> bool:
         """Serving as the primary and ready: what the health endpoint answers 200 for."""
         return (

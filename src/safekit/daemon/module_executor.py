@@ -29,6 +29,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -46,6 +47,7 @@ from safekit.lifecycle import (
     CommandReply,
     Log,
     LogLevel,
+    Readiness,
     ResourceUp,
     Script,
     ScriptAction,
@@ -73,8 +75,20 @@ BOOT_INTENT = {
 Shared = ScriptDone | CheckerVerdict | ResourceUp | Tick
 """The events both machines take (their `Event` unions include these)."""
 
+
+class ShownState(Protocol):
+    """What both machines' states show operators: SafeKit's state, readiness, and why."""
+
+    @property
+    def module_state(self) -> StrEnum: ...
+    @property
+    def readiness(self) -> Readiness: ...
+    @property
+    def reason(self) -> str: ...
+
+
 T = TypeVar("T")
-StateT = TypeVar("StateT")
+StateT = TypeVar("StateT", bound=ShownState)
 EventT = TypeVar("EventT")
 ActionT = TypeVar("ActionT")
 
@@ -204,19 +218,19 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         """The machine's gate: the `<errd>` process classes that must be running now."""
 
     @property
-    @abc.abstractmethod
     def module_state(self) -> str:
         """The state shown to operators (STOP, WAIT, ALONE, PRIM, SECOND, UP)."""
+        return str(self.state.module_state)
 
     @property
-    @abc.abstractmethod
     def readiness(self) -> str:
         """NotReady, Transient or Ready."""
+        return str(self.state.readiness)
 
     @property
-    @abc.abstractmethod
     def reason(self) -> str:
         """Why the module is in its state (the machine's words)."""
+        return self.state.reason
 
     @property
     @abc.abstractmethod
