@@ -12,6 +12,12 @@ as written. Two small line markers let a value add or drop a part of the file:
 - `<!--@hosts KEY-->`: replaced by one `<host name power/>` line per node of a `nodes` value
   (the farm's `<loadbalancing_list>`).
 
+What the templates' scripts share is not repeated in each: the library (`_lib/` of the template
+folder) holds `bin/safekit-template.sh`, the shell library every script sources from its own
+directory, and files that some templates share (`bin/app.sh` of the generic mirror and farm,
+`bin/httpcheck` of the web farms), which a manifest names under `shared:`. Rendering copies the
+shell library and the shared files into the package's `bin/`, so a `.safe` stays self-contained.
+
 This module is pure: manifests and files come in as text and bytes, a package (path -> content and
 mode) goes out. Reading the library shipped in the package (`safekit.templates`) and writing a
 `.safe` are done by the callers. Errors are `TemplateError`s a user can act on.
@@ -29,6 +35,8 @@ import yaml
 
 MANIFEST: Final = "template.yml"
 USERCONFIG: Final = "conf/userconfig.xml"
+SHELL_LIBRARY: Final = "bin/safekit-template.sh"
+"""The shell library of the templates' scripts, in every package rendered with a library."""
 Kind = Literal[
     "ipv4", "witness", "port", "path", "cidr", "seconds", "name", "choice", "text", "password",
     "command", "url_path", "nodes",
@@ -93,6 +101,9 @@ class Template:
     files: Mapping[str, bytes] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
     """Debian packages the nodes need for the application."""
+    shared: Mapping[str, bytes] = field(default_factory=dict)
+    """Files of the library copied into the package at render time (relative path -> bytes): the
+    shell library and the files the manifest names under `shared:`."""
 
     def value(self, key: str) -> SiteValue | None:
         return next((v for v in self.values if v.key == key), None)
@@ -120,8 +131,14 @@ Package = Mapping[str, PackageFile]
 # ---------------------------------------------------------------------- manifests
 
 
-def parse_manifest(name: str, text: str, files: Mapping[str, bytes]) -> Template:
-    """A template from its `template.yml` text and its files; checks that the two agree."""
+def parse_manifest(
+    name: str, text: str, files: Mapping[str, bytes], library: Mapping[str, bytes] | None = None
+) -> Template:
+    """A template from its `template.yml` text and its files; checks that the two agree.
+
+    `library`: the files the templates share (relative path -> bytes). The package gets its
+    `SHELL_LIBRARY` and the files the manifest names under `shared:`.
+    """
     where = f"template {name}: {MANIFEST}"
     try:
         data = yaml.safe_load(text)
@@ -129,7 +146,7 @@ def parse_manifest(name: str, text: str, files: Mapping[str, bytes]) -> Template
         raise TemplateError(f"{where}: not YAML: {exc}") from None
     if not isinstance(data, dict):
         raise TemplateError(f"{where}: a mapping with description, mode and values is expected")
-    unknown = set(data) - {"description", "mode", "values", "needs"}
+    unknown = set(data) - {"description", "mode", "values", "needs", "shared"}
     if unknown:
         raise TemplateError(f"{where}: unknown keys {sorted(unknown)}")
     mode = data.get("mode")
@@ -150,9 +167,29 @@ def parse_manifest(name: str, text: str, files: Mapping[str, bytes]) -> Template
         raise TemplateError(f"{where}: needs must be a list of package names")
     if USERCONFIG not in files:
         raise TemplateError(f"template {name}: no {USERCONFIG}")
-    template = Template(name, mode, " ".join(summary.split()), values, dict(files), tuple(needs))
+    shared = _shared_files(where, data.get("shared") or [], files, library or {})
+    template = Template(name, mode, " ".join(summary.split()), values, dict(files), tuple(needs), shared)
     _check_template_files(template)
     return template
+
+
+def _shared_files(
+    where: str, names: object, files: Mapping[str, bytes], library: Mapping[str, bytes]
+) -> dict[str, bytes]:
+    """The library's files for this template: the shell library (when there is one) and `shared:`."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise TemplateError(f"{where}: shared must be a list of paths of the library (e.g. bin/app.sh)")
+    missing = [n for n in names if n not in library]
+    if missing:
+        raise TemplateError(
+            f"{where}: shared: no {', '.join(missing)} in the library ({', '.join(sorted(library))})"
+        )
+    wanted = [SHELL_LIBRARY] if SHELL_LIBRARY in library else []
+    wanted += [n for n in names if n not in wanted]
+    clash = [n for n in wanted if n in files]
+    if clash:
+        raise TemplateError(f"{where}: {', '.join(clash)} is both the template's and the library's")
+    return {n: library[n] for n in wanted}
 
 
 def _site_value(where: str, item: object) -> SiteValue:
@@ -408,7 +445,8 @@ def render(template: Template, module: str, given: Mapping[str, str]) -> Package
     """
     values = resolve_values(template, given)
     package: dict[str, PackageFile] = {}
-    for path, content in sorted(template.files.items()):
+    # the template's own files, and the library's it uses (copied, so the package needs nothing else)
+    for path, content in sorted({**template.files, **template.shared}.items()):
         if path == MANIFEST:
             continue
         text = render_userconfig(template, module, values).encode() if path == USERCONFIG else content

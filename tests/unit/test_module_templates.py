@@ -3,9 +3,14 @@ site values are checked with errors a user can act on (safekit.module_templates,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import shutil
+import signal
 import stat
+import subprocess
 import tomllib
 import zipfile
 from pathlib import Path
@@ -17,6 +22,7 @@ from safekit import cli, templates
 from safekit.config import check_file, parse_module
 from safekit.host.module_packages import extract_safe
 from safekit.module_templates import (
+    SHELL_LIBRARY,
     USERCONFIG,
     Template,
     TemplateError,
@@ -27,6 +33,8 @@ from safekit.module_templates import (
 )
 
 LIBRARY = templates.library()
+SHARED_DIR = Path(templates.__file__).parent / templates.LIBRARY_DIR
+SOURCE_LIBRARY = '. "$(dirname "$0")/safekit-template.sh"'
 EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm"}
 REQUIRED_FOR = {"virtual_ip": "198.18.0.200", "pg_password": "secret", "db_password": "secret"}
 
@@ -321,3 +329,170 @@ def test_the_roles_argument_specs_know_every_site_value(role: str, mode: str) ->
             assert options[f"safekit_template_{value.key}"].get("choices", list(value.choices)) == list(
                 value.choices
             )
+
+
+# ---------------------------------------------------------------------- the scripts' shell library
+
+
+def _scripts(package: dict[str, bytes]) -> dict[str, str]:
+    return {
+        path: content.decode()
+        for path, content in package.items()
+        if path.startswith("bin/") and content.startswith(b"#!/bin/sh\n")
+    }
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_package_carries_the_shell_library_its_scripts_source(name: str) -> None:
+    template = LIBRARY[name]
+    package = render(template, "app1", minimal(template))
+    library = package[SHELL_LIBRARY]
+    assert library.content == (SHARED_DIR / SHELL_LIBRARY).read_bytes() and library.mode == 0o644
+    contents = {path: item.content for path, item in package.items()}
+    for path, text in _scripts(contents).items():
+        sources = [line for line in text.splitlines() if line.startswith(". ")]
+        assert "$SAFEUSERBIN/" not in "".join(sources), f"{name}/{path}: sources from its own directory"
+        if path == "bin/start_second":  # stop_prim under its own name, nothing of its own
+            assert not sources and 'exec "$SAFEUSERBIN/stop_prim" force "$@"' in text
+            continue
+        assert sources and sources[0] == SOURCE_LIBRARY, f"{name}/{path} does not source the library first"
+        for line in sources[1:]:  # what else it sources is in the package, beside it
+            assert line.startswith('. "$(dirname "$0")/') and f"bin/{line.split('/')[-1][:-1]}" in package
+
+
+def test_the_templates_share_files_rather_than_copies_of_them() -> None:
+    packages = {name: render(t, "m", minimal(t)) for name, t in LIBRARY.items()}
+    assert packages["mirror"]["bin/app.sh"] == packages["farm"]["bin/app.sh"]
+    assert packages["nginx_farm"]["bin/httpcheck"] == packages["apache_farm"]["bin/httpcheck"]
+    assert packages["nginx_farm"]["bin/httpcheck"].mode == 0o755
+    # a template's own folder holds what is its own: no file of it is another's or the library's
+    own: dict[bytes, str] = {}
+    shared = {p.read_bytes() for p in SHARED_DIR.rglob("*") if p.is_file()}
+    for name, template in LIBRARY.items():
+        for path, content in template.files.items():
+            if path.startswith("bin/"):
+                assert content not in shared, f"{name}/{path} is a copy of a file of the library"
+                assert own.setdefault(content, f"{name}/{path}") == f"{name}/{path}", (
+                    f"{name}/{path} is a copy of {own[content]}"
+                )
+
+
+def test_a_manifest_names_files_of_the_library() -> None:
+    files = {USERCONFIG: b"<safe>\n</safe>\n"}
+    library = {SHELL_LIBRARY: b"say() { :; }\n", "bin/app.sh": b"APP=1\n"}
+    head = "description: d\nmode: farm\n"
+    template = parse_manifest("t", head + "shared: [bin/app.sh]\n", files, library)
+    assert template.shared == library
+    package = render(template, "m", {})
+    assert package["bin/app.sh"].content == b"APP=1\n" and package[SHELL_LIBRARY].mode == 0o644
+    assert set(render(parse_manifest("t", head, files, library), "m", {})) == {USERCONFIG, SHELL_LIBRARY}
+    with pytest.raises(TemplateError, match=r"no bin/nope\.sh in the library"):
+        parse_manifest("t", head + "shared: [bin/nope.sh]\n", files, library)
+    with pytest.raises(TemplateError, match="both the template's and the library's"):
+        parse_manifest("t", head + "shared: [bin/app.sh]\n", {**files, "bin/app.sh": b""}, library)
+    with pytest.raises(TemplateError, match="shared must be a list"):
+        parse_manifest("t", head + "shared: bin/app.sh\n", files, library)
+
+
+def _sh(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by sh after sourcing the library, as a module's script does."""
+    return subprocess.run(
+        ["sh", "-c", f'. "{SHARED_DIR / SHELL_LIBRARY}"\n{script}', "start_both", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_shell_library_finds_waits_and_says(tmp_path: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    script = f"""
+        sleep 30 &
+        child=$!
+        echo "$child" > {pidfile}
+        [ "$(pidfile_pid {pidfile})" = "$child" ] || echo "pidfile_pid: $(pidfile_pid {pidfile})"
+        [ "$(find_process sleep 30)" != "" ] || echo "find_process: no sleep 30"
+        find_process sleep 31 && echo "find_process: a sleep 31"
+        cmdline_has "$child" "^sleep 30" || echo "cmdline_has: no"
+        ended "$child" && echo "ended: already"
+        poll 1 false; echo "poll false: $?"
+        poll 1 sh -c 'exit 3'; echo "poll gives up: $?"
+        third() {{ [ "$POLLED" -ge 2 ]; }}
+        poll 1 third; echo "poll third: $? after $POLLED tries"
+        wait_gone "$child" 0; echo "wait_gone running: $?"
+        kill "$child"
+        wait_gone "$child" 5; echo "wait_gone stopped: $?"
+        pidfile_pid {pidfile} || echo "pidfile_pid: gone"
+        stop_gently 1 0 0 "never said" || echo "stop_gently: runs"
+        exit_if_running "it already runs" "pid" echo 42
+        say "not reached"
+    """
+    done = _sh(script)
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        "poll false: 1",
+        "poll gives up: 3",
+        "poll third: 0 after 2 tries",
+        "wait_gone running: 1",
+        "wait_gone stopped: 0",
+        "pidfile_pid: gone",
+        "stop_gently: runs",
+        "start_both: it already runs (pid 42)",
+    ]
+    assert done.returncode == 0
+
+
+def test_stop_app_ends_the_whole_process_group() -> None:
+    """A shell-wrapped app_command that ignores SIGTERM: its children get the group's signal, and
+    nothing of the group survives the stop (dash once refused `kill -TERM -- -PGID`, and the stop
+    then signalled the leader alone, leaving its children running)."""
+    module = f"sktest-{os.getpid()}"
+    marker = f"{4000 + os.getpid() % 1000}.5"
+    script = f"""
+        . "{SHARED_DIR / "bin" / "app.sh"}"
+        APP_COMMAND='sh -c "trap \\"\\" TERM; sleep {marker}; true"'
+        STOP_TIMEOUT=2
+        start_app || exit 1
+        stop_app
+        sleep 0.2
+        find_process sleep {marker} && echo "left running"
+        exit 0
+    """
+    try:
+        done = subprocess.run(
+            ["sh", "-c", f'. "{SHARED_DIR / SHELL_LIBRARY}"\n{script}', "stop_prim"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "SAFEMODULE": module},
+        )
+    finally:
+        for proc in Path("/proc").glob("[0-9]*"):  # what a failed stop left: only this test's sleep
+            with contextlib.suppress(OSError):
+                if (proc / "cmdline").read_bytes() == f"sleep\0{marker}\0".encode():
+                    os.kill(int(proc.name), signal.SIGKILL)
+        shutil.rmtree(f"/run/safekit-{module}", ignore_errors=True)
+        Path(f"/var/log/safekit/modules/{module}.app.log").unlink(missing_ok=True)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "left running" not in done.stdout, done.stdout
+    assert "started (pid" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
+    template = LIBRARY[name]
+    templates.write_directory(render(template, name, minimal(template)), tmp_path / name)
+    bin_dir = tmp_path / name / "bin"
+    scripts = sorted(p.name for p in bin_dir.iterdir() if p.read_bytes().startswith(b"#!/bin/sh\n"))
+    done = subprocess.run(
+        ["shellcheck", "--shell=sh", "--external-sources", "--source-path=SCRIPTDIR", *scripts],
+        cwd=bin_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout

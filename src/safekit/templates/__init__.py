@@ -1,8 +1,10 @@
 """The module template library shipped with the engine, and writing a rendered module to disk.
 
 Each folder here is a template in the `.safe` layout (`conf/userconfig.xml`, `bin/`, `README.md`)
-with its `template.yml` (see `safekit.module_templates`, which renders them). They are package
-data: installed nodes have them, `safekit module templates` lists them.
+with its `template.yml` (see `safekit.module_templates`, which renders them). `_lib/` is the
+library they share: `bin/safekit-template.sh`, the shell library of every script, and files some
+templates share (their manifest's `shared:`); rendering copies them into each package's `bin/`.
+They are package data: installed nodes have them, `safekit module templates` lists them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 from safekit.module_templates import MANIFEST, Package, Template, TemplateError, parse_manifest
 
+LIBRARY_DIR = "_lib"
+"""The folder of the files the templates share (not a template: it has no template.yml)."""
+
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 """Fixed member dates: the same template and values give the same .safe, byte for byte."""
 
@@ -24,10 +29,12 @@ _ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 def library() -> dict[str, Template]:
     """Every template shipped in this package, by name."""
     root = resources.files(__name__)
+    shared = _read_files(root.joinpath(LIBRARY_DIR))
     templates = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.is_dir() and entry.joinpath(MANIFEST).is_file():
-            templates[entry.name] = _load(entry)
+            files = _read_files(entry)
+            templates[entry.name] = parse_manifest(entry.name, files[MANIFEST].decode(), files, shared)
     return templates
 
 
@@ -38,7 +45,8 @@ def get(name: str) -> Template:
     return templates[name]
 
 
-def _load(folder: Traversable) -> Template:
+def _read_files(folder: Traversable) -> dict[str, bytes]:
+    """Every file below `folder` (relative path -> bytes); none when it is not a folder."""
     files: dict[str, bytes] = {}
 
     def walk(entry: Traversable, prefix: str) -> None:
@@ -50,8 +58,9 @@ def _load(folder: Traversable) -> Template:
             else:
                 files[f"{prefix}{child.name}"] = child.read_bytes()
 
-    walk(folder, "")
-    return parse_manifest(folder.name, files[MANIFEST].decode(), files)
+    if folder.is_dir():
+        walk(folder, "")
+    return files
 
 
 def safe_bytes(package: Package) -> bytes:

@@ -1,5 +1,5 @@
-# web.sh: sourced by the module's scripts (not a script of its own). Settings come from <user><var>
-# of userconfig.xml. Every script prints one line that says what it did (the userlog).
+# web.sh: Apache httpd, sourced by the module's scripts after safekit-template.sh (not a script of
+# its own). Settings come from <user><var> of userconfig.xml.
 WEB_PORT=${WEB_PORT:-80}
 DOCROOT=${DOCROOT:-/var/www/html}
 HEALTH_PATH=${HEALTH_PATH:-/safekit-health}
@@ -13,43 +13,12 @@ WEB_PIDFILE=$WEB_RUN/apache2.pid
 WEB_LOG_DIR=/var/log/safekit/modules
 WEB_LOG=$WEB_LOG_DIR/${SAFEMODULE:-apache}.apache.log
 MODULES=/usr/lib/apache2/modules
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-SCRIPT=$(basename "$0")
-
-say() {
-    echo "$SCRIPT: $*"
-}
-
-# Whether a process has ended: gone, or a zombie (`kill -0` succeeds on a zombie).
-ended() {
-    state=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
-    [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]
-}
-
-wait_gone() {
-    n=0
-    while ! ended "$1"; do
-        [ "$n" -ge $(($2 * 10)) ] && return 1
-        sleep 0.1
-        n=$((n + 1))
-    done
-}
 
 # The parent process of this module's httpd on this node, if it runs (alive, in this node's network
 # namespace, started with this configuration).
 master_pid() {
-    pid=$(cat "$WEB_PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && ! ended "$pid" || return 1
-    [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$(readlink /proc/self/ns/net)" ] || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-f $WEB_CONF" || return 1
+    pid=$(pidfile_pid "$WEB_PIDFILE") && cmdline_has "$pid" "-f $WEB_CONF" || return 1
     echo "$pid"
-}
-
-http_ok() {
-    python3 -c '
-import sys, urllib.request
-with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)' "$WEB_PORT" "$HEALTH_PATH" 2>/dev/null
 }
 
 write_conf() {

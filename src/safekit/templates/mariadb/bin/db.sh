@@ -1,6 +1,6 @@
-# db.sh: sourced by the module's scripts (not a script of its own). Settings come from <user><var>
-# of userconfig.xml; the defaults are Debian 12's MariaDB 10.11. Every script prints one line that
-# says what it did (the userlog); MariaDB's own log is DB_LOG.
+# db.sh: MariaDB, sourced by the module's scripts after safekit-template.sh (not a script of its
+# own). Settings come from <user><var> of userconfig.xml; the defaults are Debian 12's MariaDB
+# 10.11. MariaDB's own log is DB_LOG.
 DATADIR=${DATADIR:-/srv/mariadb}
 DB_PORT=${DB_PORT:-3306}
 DB_OS_USER=${DB_OS_USER:-mysql}
@@ -10,41 +10,18 @@ DB_LOG=${DB_LOG:-/var/log/safekit/modules/${SAFEMODULE:-mariadb}.mariadb.log}
 DB_CNF=${DB_CNF:-$SAFEUSERBIN/mariadb.cnf}
 DB_START_TIMEOUT=${DB_START_TIMEOUT:-600}
 DB_STOP_TIMEOUT=${DB_STOP_TIMEOUT:-30}
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-SCRIPT=${SAFEKIT_SCRIPT:-$(basename "$0")}  # start_second calls stop_prim under its own name
-
-say() {
-    echo "$SCRIPT: $*"
-}
 
 # The pid of the mariadbd serving $DATADIR on this node, if one runs (found in /proc: the pid file
 # of a power cut may name anything now). Only this node's processes count (its network namespace).
 server_pid() {
-    mine=$(readlink /proc/self/ns/net)
-    for pid in $(pgrep -x mariadbd); do
-        [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$mine" ] || continue
-        if tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qx -- "--datadir=$DATADIR"; then
-            echo "$pid"
-            return 0
-        fi
-    done
+    find_process mariadbd "--datadir=$DATADIR"
+}
+
+# Whether the mariadbd started as pid $1 answers on the socket; status 2 when it has exited.
+db_answers() {
+    mariadb-admin --no-defaults --socket="$DB_SOCKET" -u root ping >/dev/null 2>&1 && return 0
+    ended "$1" && return 2
     return 1
-}
-
-# Whether a process has ended: gone, or a zombie (`kill -0` succeeds on a zombie).
-ended() {
-    state=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
-    [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]
-}
-
-# Wait until process $1 has ended, at most $2 seconds; status 1 if it still runs.
-wait_gone() {
-    n=0
-    while ! ended "$1"; do
-        [ "$n" -ge $(($2 * 10)) ] && return 1
-        sleep 0.1
-        n=$((n + 1))
-    done
 }
 
 # SQL as root through the socket (root authenticates as the system's root: unix_socket).

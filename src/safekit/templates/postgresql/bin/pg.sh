@@ -1,6 +1,6 @@
-# pg.sh: sourced by the module's scripts (not a script of its own). Settings come from <user><var>
-# of userconfig.xml; the defaults are Debian 12's PostgreSQL 15. Every script prints one line that
-# says what it did (the userlog); PostgreSQL's own log is PG_LOG.
+# pg.sh: PostgreSQL, sourced by the module's scripts after safekit-template.sh (not a script of its
+# own). Settings come from <user><var> of userconfig.xml; the defaults are Debian 12's PostgreSQL
+# 15. PostgreSQL's own log is PG_LOG.
 PGDATA=${PGDATA:-/srv/pgdata}
 PGPORT=${PGPORT:-5432}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -12,49 +12,17 @@ PG_LOG=${PG_LOG:-/var/log/safekit/modules/${SAFEMODULE:-postgresql}.postgresql.l
 PG_START_TIMEOUT=${PG_START_TIMEOUT:-600}
 PG_STOP_TIMEOUT=${PG_STOP_TIMEOUT:-30}
 export PGDATA PGPORT
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-SCRIPT=${SAFEKIT_SCRIPT:-$(basename "$0")}  # start_second calls stop_prim under its own name
-
-say() {
-    echo "$SCRIPT: $*"
-}
 
 as_pg() {
     runuser -u "$PG_OS_USER" -- "$@"
 }
 
 # The pid of the postmaster serving $PGDATA on this node, if one runs. Found in /proc, not in
-# postmaster.pid: a power cut leaves that file behind with a pid that may belong to anything now,
-# and while the replication is down the data directory cannot be read. Only this node's processes
-# count (its network namespace: every process outside containers on a real node).
+# postmaster.pid: a power cut leaves that file behind, and while the replication is down the data
+# directory cannot be read. The postmaster's command line is "postgres -D DIR ..."; its children
+# renamed themselves.
 postmaster_pid() {
-    mine=$(readlink /proc/self/ns/net)
-    for pid in $(pgrep -x postgres); do
-        [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$mine" ] || continue
-        # the postmaster's command line is "postgres -D DIR ..."; its children renamed themselves
-        if tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qx -- "$PGDATA"; then
-            echo "$pid"
-            return 0
-        fi
-    done
-    return 1
-}
-
-# Whether a process has ended: gone, or a zombie (exited, not yet collected by init; `kill -0`
-# succeeds on a zombie).
-ended() {
-    state=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
-    [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]
-}
-
-# Wait until process $1 has ended, at most $2 seconds; status 1 if it still runs.
-wait_gone() {
-    n=0
-    while ! ended "$1"; do
-        [ "$n" -ge $(($2 * 10)) ] && return 1
-        sleep 0.1
-        n=$((n + 1))
-    done
+    find_process postgres "$PGDATA"
 }
 
 # Every address of this node (the VIP included once the engine has set it), comma separated.
