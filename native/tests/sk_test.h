@@ -56,5 +56,6 @@ extern const sk_test sk_tests_hello[];
 extern const sk_test sk_tests_vectors[];
 extern const sk_test sk_tests_apply[];
 extern const sk_test sk_tests_secondary[];
+extern const sk_test sk_tests_window[];
 
 #endif

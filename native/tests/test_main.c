@@ -52,6 +52,7 @@ int main(int argc, char **argv)
         {"vectors", sk_tests_vectors},
         {"apply", sk_tests_apply},
         {"secondary", sk_tests_secondary},
+        {"window", sk_tests_window},
     };
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

@@ -1,0 +1,266 @@
+"""The native primary (native/primary, `safekit-rfs-primary`) replicating to the native secondary
+over 127.0.0.1, beside the local directory and the FUSE front with the null sink, in one run.
+
+Targets, all on the same file system (directories under /tmp):
+- local: the directory itself;
+- front: native/build/front/safekit-front --sink=null (FUSE only, replication off);
+- replicated: safekit-rfs-primary + safekit-rfs-secondary, async="second" (and async="none" for
+  the fsync latency).
+Measured: sequential write of 256 MiB in 1 MiB writes + one fsync (MiB/s; 1 GiB with --full);
+4 KiB pwrite + fsync p50/p99 over 2,000 (ms); the primary's CPU seconds per GiB written.
+
+Writes bench/results/native_replication.json. Usage: bench/native_replication.py [--full]
+Needs root, /dev/fuse, fusermount3 and `make -C native all`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "native" / "build"
+OUT = REPO / "bench" / "results" / "native_replication.json"
+
+
+def seq_write(path: Path, total: int) -> float:
+    block = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    t0 = time.perf_counter()
+    for _ in range(total >> 20):
+        os.write(fd, block)
+    os.fsync(fd)
+    elapsed = time.perf_counter() - t0
+    os.close(fd)
+    os.unlink(path)
+    return (total >> 20) / elapsed
+
+
+def fsync_latency(path: Path, n: int) -> tuple[float, float]:
+    block = os.urandom(4096)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        os.pwrite(fd, block, (i % 256) * 4096)
+        os.fsync(fd)
+        samples.append((time.perf_counter() - t0) * 1000)
+    os.close(fd)
+    os.unlink(path)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Events:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.lines: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.lines.append(json.loads(line))
+
+    def wait(self, name: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.lines:
+                if e.get("event") == name:
+                    return e
+            time.sleep(0.01)
+        raise RuntimeError(f"no {name} event: {self.lines}")
+
+    def send(self, cmd: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd}, separators=(",", ":")).encode() + b"\n")
+        self.proc.stdin.flush()
+
+
+def write_spec(root: Path, role: str, path: Path, port: int, async_mode: str) -> Path:
+    node, peer = ("node1", "node2") if role == "primary" else ("node2", "node1")
+    spec = root / f"{role}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "module": "bench",
+                "node": node,
+                "peer": peer,
+                "dirs": [{"path": str(path), "notreplicated": [], "notreplicated_regex": []}],
+                "local_addr": "127.0.0.1",
+                "peer_addr": "127.0.0.1",
+                "port": port,
+                "key_file": str(root / "key"),
+                "state_dir": str(root / f"{role}-state"),
+                "async_mode": async_mode,
+                "sendtimeout": 30.0,
+                "connect_interval": 0.2,
+                "window_bytes": 64 << 20,
+                "extra": {},
+            }
+        )
+    )
+    return spec
+
+
+def unmount(mnt: Path) -> None:
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
+def run_front(root: Path, total: int, n: int) -> dict[str, Any]:
+    backing, mnt = root / "front-backing", root / "front-mnt"
+    backing.mkdir()
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [str(BUILD / "front" / "safekit-front"), "--sink=null", str(backing), str(mnt)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        cpu0 = cpu_seconds(proc.pid)
+        mib = seq_write(mnt / "seq", total)
+        cpu = cpu_seconds(proc.pid) - cpu0
+        p50, p99 = fsync_latency(mnt / "lat", n)
+        return {
+            "seq_mib_s": round(mib, 1),
+            "cpu_s_per_gib": round(cpu / (total / (1 << 30)), 3),
+            "fsync_p50_ms": round(p50, 3),
+            "fsync_p99_ms": round(p99, 3),
+        }
+    finally:
+        unmount(mnt)
+        proc.wait(10)
+
+
+def run_replicated(root: Path, async_mode: str, total: int, n: int, seq: bool) -> dict[str, Any]:
+    base = root / f"rep-{async_mode}"
+    base.mkdir()
+    (base / "key").write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+    (base / "key").chmod(0o600)
+    replica, backing, mnt = base / "replica", base / "backing", base / "mnt"
+    for d in (replica, backing, mnt):
+        d.mkdir()
+    sec = subprocess.Popen(
+        [str(BUILD / "safekit-rfs-secondary"), str(write_spec(base, "secondary", replica, 0, async_mode))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=(base / "sec.log").open("wb"),
+    )
+    sev = Events(sec)
+    prim = None
+    try:
+        port = int(sev.wait("listening")["port"])
+        prim = subprocess.Popen(
+            [
+                str(BUILD / "safekit-rfs-primary"),
+                f"--mountpoint={mnt}",
+                str(write_spec(base, "primary", backing, port, async_mode)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(base / "prim.log").open("wb"),
+        )
+        pev = Events(prim)
+        pev.wait("mounted")
+        pev.send("degrade_ok")
+        pev.wait("in_sync")
+        out: dict[str, Any] = {}
+        if seq:
+            cpu0, scpu0 = cpu_seconds(prim.pid), cpu_seconds(sec.pid)
+            mib = seq_write(mnt / "seq", total)
+            gib = total / (1 << 30)
+            out["seq_mib_s"] = round(mib, 1)
+            out["cpu_s_per_gib_primary"] = round((cpu_seconds(prim.pid) - cpu0) / gib, 3)
+            out["cpu_s_per_gib_secondary"] = round((cpu_seconds(sec.pid) - scpu0) / gib, 3)
+        p50, p99 = fsync_latency(mnt / "lat", n)
+        out["fsync_p50_ms"], out["fsync_p99_ms"] = round(p50, 3), round(p99, 3)
+        rss = [
+            line
+            for line in Path(f"/proc/{prim.pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM")
+        ]
+        out["primary_peak_rss_kib"] = int(rss[0].split()[1]) if rss else None
+        pev.send("stop")
+        prim.wait(10)
+        return out
+    finally:
+        if prim is not None and prim.poll() is None:
+            prim.kill()
+            prim.wait()
+        unmount(mnt)
+        if sec.poll() is None:
+            sev.send("stop")
+            sec.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true", help="1 GiB sequential write (default 256 MiB)")
+    args = ap.parse_args()
+    total = (1 << 30) if args.full else (256 << 20)
+    n = 2000
+    root = Path(tempfile.mkdtemp(prefix="sknrbench-", dir="/tmp"))
+    try:
+        local_dir = root / "local"
+        local_dir.mkdir()
+        results: dict[str, Any] = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "mode": "full" if args.full else "short",
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": os.getloadavg(),
+            "seq_bytes": total,
+            "fsync_samples": n,
+        }
+        p50, p99 = fsync_latency(local_dir / "lat", n)
+        results["local"] = {
+            "seq_mib_s": round(seq_write(local_dir / "seq", total), 1),
+            "fsync_p50_ms": round(p50, 3),
+            "fsync_p99_ms": round(p99, 3),
+        }
+        results["front_null"] = run_front(root, total, n)
+        results["replicated_second"] = run_replicated(root, "second", total, n, seq=True)
+        results["replicated_none"] = run_replicated(root, "none", total, n, seq=False)
+        loc = results["local"]
+        rep = results["replicated_second"]
+        results["ratios"] = {
+            "seq_replicated_vs_local": round(rep["seq_mib_s"] / loc["seq_mib_s"], 3),
+            "seq_front_vs_local": round(results["front_null"]["seq_mib_s"] / loc["seq_mib_s"], 3),
+            "fsync_p50_over_local_ms": round(rep["fsync_p50_ms"] - loc["fsync_p50_ms"], 3),
+            "fsync_p99_over_local_ms": round(rep["fsync_p99_ms"] - loc["fsync_p99_ms"], 3),
+        }
+        results["loadavg_end"] = os.getloadavg()
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results, indent=2))
+        return 0
+    finally:
+        for m in root.glob("*mnt"):
+            unmount(m)
+        for m in root.glob("*/mnt"):
+            unmount(m)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

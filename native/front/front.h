@@ -1,0 +1,37 @@
+/* The FUSE front: a passthrough of one backing directory on libfuse3's low-level API that hands
+ * every mutating operation to a replication sink (sink.h) after it was applied, in order. */
+#ifndef SAFEKIT_FRONT_FRONT_H
+#define SAFEKIT_FRONT_FRONT_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "nodes.h"
+#include "sink.h"
+
+#define SK_MAX_WRITE (1u << 20)
+/* Bytes written to a file between two starts of its disk writeback (sync_file_range), as the
+ * Python front and the secondary's apply do. */
+#define SK_EARLY_WRITEBACK (16u << 20)
+
+struct sk_front {
+	struct sk_nodes nodes;
+	struct sk_sink *sink;
+	/* Orders changes with their submission: shared for changes to one file's data or attributes
+	 * (with that node's lock) and for lookups that record a name; exclusive for the operations
+	 * that create, remove or move names. */
+	pthread_rwlock_t order;
+	bool writeback;  /* the kernel's writeback cache (off by default: see docs/native-front.md) */
+	bool splice;     /* splice data between /dev/fuse and files where no copy is needed */
+	bool early_writeback; /* start the disk writeback of a file every SK_EARLY_WRITEBACK bytes */
+	double timeout;  /* attribute and entry cache timeout, seconds */
+};
+
+/* 0 or a negative errno. */
+int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink);
+void sk_front_destroy(struct sk_front *f);
+extern const struct fuse_lowlevel_ops sk_front_ops;
+
+#endif

@@ -1,0 +1,85 @@
+/* The front's inode table: one node per backing object (keyed by device and inode number), each
+ * holding an O_PATH descriptor of the object, the kernel's lookup count, and its names.
+ *
+ * A name is an alias (parent node, entry name): the path of a node is its first alias's parent's
+ * path plus the name, up to the root. A renamed directory therefore carries every path below it
+ * without a walk. A file with several hard links keeps the names it was seen under (up to
+ * SK_MAX_ALIASES); any of them names the same object, here and on the secondary.
+ *
+ * Locking: the table's mutex protects the hash, the counts and the aliases (it is held only for
+ * memory work, never across a blocking call). Aliases change only while the front holds its
+ * ordering lock (shared for lookups that add a name, exclusive for the namespace operations that
+ * remove or move names): see front.c.
+ */
+#ifndef SAFEKIT_FRONT_NODES_H
+#define SAFEKIT_FRONT_NODES_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#define SK_MAX_ALIASES 8
+
+struct sk_node;
+
+struct sk_alias {
+	struct sk_node *parent; /* pinned (its pins count this alias) */
+	char *name;
+};
+
+struct sk_node {
+	struct sk_node *hnext;
+	dev_t dev;
+	ino_t ino;
+	int fd;            /* O_PATH | O_NOFOLLOW, owned */
+	mode_t type;       /* S_IFMT bits */
+	uint64_t nlookup;  /* the kernel's references (lookup replies not yet forgotten) */
+	uint64_t pins;     /* aliases of other nodes whose parent this node is */
+	struct sk_alias aliases[SK_MAX_ALIASES];
+	unsigned naliases;
+	bool gone;         /* its last link was removed: no path names it, nothing is replicated */
+	pthread_mutex_t lock; /* orders a file's data changes with their submission to the sink */
+};
+
+struct sk_nodes {
+	pthread_mutex_t lock;
+	struct sk_node **buckets;
+	size_t nbuckets;
+	size_t count;
+	struct sk_node root;
+};
+
+/* Opens the backing directory (O_PATH): 0 or a negative errno. */
+int sk_nodes_init(struct sk_nodes *t, const char *backing);
+void sk_nodes_destroy(struct sk_nodes *t);
+size_t sk_nodes_count(struct sk_nodes *t);
+
+/* The node of the object `fd` (an O_PATH descriptor of parent/name, whose stat is st): the one
+ * already known for (st_dev, st_ino), or a new one. Takes `fd` (closed if a node existed); adds
+ * the alias (parent, name); adds `lookups` to the kernel's count. NULL on ENOMEM. */
+struct sk_node *sk_nodes_intern(struct sk_nodes *t, struct sk_node *parent, const char *name, int fd,
+				const struct stat *st, uint64_t lookups);
+/* The kernel forgot n lookups: frees the node when nothing refers to it any more. */
+void sk_nodes_forget(struct sk_nodes *t, struct sk_node *node, uint64_t n);
+
+/* Namespace changes, applied locally already (the caller holds the ordering lock exclusively).
+ * The object is named by its (dev, ino) as it was stat'ed before the change; nothing happens if
+ * no node is known for it. Looking it up and changing it happen under one hold of the table's
+ * lock, so a FORGET running meanwhile cannot free it in between. */
+/* parent/name no longer names the object; when that was its last link, its node is gone. */
+void sk_nodes_unname(struct sk_nodes *t, dev_t dev, ino_t ino, struct sk_node *parent, const char *name);
+/* The object's name oldparent/oldname is now newparent/newname. 0 or -ENOMEM. */
+int sk_nodes_move(struct sk_nodes *t, dev_t dev, ino_t ino, struct sk_node *oldparent, const char *oldname,
+		  struct sk_node *newparent, const char *newname);
+
+/* The path of node relative to the root ("" for the root), malloc'd, NUL-terminated, its length
+ * in *len. NULL with errno: ENOENT when no name reaches it (gone), ENOMEM. A node whose known
+ * names were all removed while another hard link remains is found by a walk of the tree. */
+char *sk_nodes_path(struct sk_nodes *t, struct sk_node *node, size_t *len);
+/* The path of parent/name. NULL with errno as above. */
+char *sk_nodes_child_path(struct sk_nodes *t, struct sk_node *parent, const char *name, size_t *len);
+
+#endif

@@ -1,0 +1,940 @@
+/* The primary's replication link (see link.h). */
+#include "link.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "events.h"
+#include "sk_frame.h"
+#include "sk_hello.h"
+#include "sk_wire.h"
+#include "window.h"
+
+#define SK_XATTR_VALUE_MAX_BYTES 65536
+#define SKP_SYNC_FULL 3 /* SYNC_BEGIN mode full (sk_ops.h: SK_SYNC_FULL) */
+
+#define PING_INTERVAL 1.0
+#define BATCH_BYTES (1u << 20)
+#define OUT_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD + BATCH_BYTES)
+#define IN_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
+#define HELD_LOG_EVERY 5.0
+
+/* One frame waiting to be sealed and sent: its payload in clear. */
+struct item {
+    struct item *next;
+    uint64_t ticket;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t dir;
+    size_t len;
+    uint8_t payload[];
+};
+
+enum phase { PH_MANIFEST = 1, PH_SYNC_END, PH_IN_SYNC };
+
+struct skp_link {
+    skp_link_config cfg;
+    pthread_mutex_t mu;
+    pthread_mutex_t join_mu;
+    pthread_cond_t cv_state; /* acknowledgements, losses, commands: barriers and full windows */
+    pthread_cond_t cv_send;  /* frames queued, answers for the link thread */
+    skp_window w;
+    struct item *head, *tail;
+    atomic_bool streaming;   /* a hint for submit: encode before taking the lock */
+
+    /* the current session (under mu) */
+    bool in_session, lost, stopping, no_retry, started, thread_up;
+    uint64_t session;
+    char lost_reason[512];
+    int lost_event;
+    int fd;
+    int64_t delta; /* wire sequence number - ticket */
+    uint64_t first_wire;
+    int phase;
+    bool local_empty, manifest_done;
+    uint64_t remote_non_root, sync_end_ticket;
+    double sync_started, held_logged;
+    int64_t generation;
+    uint64_t resyncs, frames_sent, bytes_sent;
+
+    pthread_t thread, receiver;
+    sk_tx tx;
+    sk_rx rx;
+    uint8_t *out, *in;
+    size_t in_len;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void deadline_in(struct timespec *ts, double seconds)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    double s = (double)ts->tv_sec + (double)ts->tv_nsec / 1e9 + seconds;
+    ts->tv_sec = (time_t)s;
+    ts->tv_nsec = (long)((s - (double)ts->tv_sec) * 1e9);
+}
+
+static void wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
+{
+    struct timespec ts;
+    deadline_in(&ts, seconds);
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+static void free_queue(struct skp_link *l)
+{
+    while (l->head) {
+        struct item *it = l->head;
+        l->head = it->next;
+        free(it);
+    }
+    l->tail = NULL;
+}
+
+/* End the session (under mu): the window decides what safekitd is told; nothing queued is sent. */
+static void lose_locked(struct skp_link *l, const char *reason)
+{
+    if (!l->in_session || l->lost)
+        return;
+    l->lost = true;
+    snprintf(l->lost_reason, sizeof l->lost_reason, "%s", reason);
+    l->lost_event = skp_lost(&l->w);
+    atomic_store(&l->streaming, false);
+    free_queue(l);
+    if (l->fd >= 0)
+        shutdown(l->fd, SHUT_RDWR); /* wakes the receiver and a blocked send */
+    pthread_cond_broadcast(&l->cv_state);
+    pthread_cond_broadcast(&l->cv_send);
+}
+
+static void enqueue(struct skp_link *l, struct item *it)
+{
+    it->next = NULL;
+    if (l->tail)
+        l->tail->next = it;
+    else
+        l->head = it;
+    l->tail = it;
+    pthread_cond_signal(&l->cv_send);
+}
+
+/* A control frame in the stream (under mu). Returns its ticket, 0 if it could not be queued
+ * (then the session is lost). */
+static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len)
+{
+    struct item *it = malloc(sizeof *it + len);
+    if (!it) {
+        lose_locked(l, "out of memory");
+        return 0;
+    }
+    uint64_t ticket = skp_control(&l->w, now());
+    if (!ticket) {
+        free(it);
+        lose_locked(l, "out of memory");
+        return 0;
+    }
+    it->ticket = ticket;
+    it->type = type;
+    it->flags = flags;
+    it->dir = 0;
+    it->len = len;
+    if (len)
+        memcpy(it->payload, payload, len);
+    enqueue(l, it);
+    return ticket;
+}
+
+/* ------------------------------------------------------------------ the FUSE side */
+
+static struct item *make_item(const skp_op *op, size_t len)
+{
+    struct item *it = malloc(sizeof *it + len);
+    if (!it)
+        return NULL;
+    size_t got;
+    if (skp_op_encode(op, it->payload, len, &got, NULL) != SK_OK || got != len) {
+        free(it);
+        return NULL;
+    }
+    it->type = op->type;
+    it->flags = skp_op_frame_flags(op);
+    it->dir = op->dir;
+    it->len = len;
+    return it;
+}
+
+uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
+{
+    size_t len = 0;
+    sk_err e = {0, ""};
+    bool encodable = skp_op_size(op, &len, &e) == SK_OK;
+    struct item *it = NULL;
+    if (encodable && atomic_load_explicit(&l->streaming, memory_order_relaxed))
+        it = make_item(op, len); /* outside the lock: the copy of the data costs most */
+    uint64_t ticket = 0;
+    pthread_mutex_lock(&l->mu);
+    if (!encodable && l->in_session && !l->lost) {
+        char why[400];
+        snprintf(why, sizeof why, "an operation cannot be replicated (%s): the secondary's copy needs a resync",
+                 e.reason);
+        skp_log(SKP_ERROR, "%s", why);
+        lose_locked(l, why);
+    }
+    int rc;
+    while ((rc = skp_submit(&l->w, len, now(), &ticket)) == SKP_FULL)
+        pthread_cond_wait(&l->cv_state, &l->mu);
+    if (rc == SKP_SEND) {
+        if (!it)
+            it = make_item(op, len);
+        if (!it) {
+            lose_locked(l, "out of memory: the operation could not be queued");
+        } else {
+            it->ticket = ticket;
+            enqueue(l, it);
+            it = NULL;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    free(it);
+    return ticket;
+}
+
+int skp_link_barrier(struct skp_link *l, uint64_t ticket)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc;
+    while ((rc = skp_barrier(&l->w, ticket)) == SKP_WAIT) {
+        wait_for(&l->cv_state, &l->mu, HELD_LOG_EVERY);
+        double t = now();
+        if (l->w.state == SKP_DEGRADING && t - l->held_logged >= HELD_LOG_EVERY - 0.5) {
+            l->held_logged = t;
+            skp_log(SKP_WARNING, "writes wait for fsync: safekitd has not yet confirmed that the secondary "
+                                 "knows its copy is stale (it must say so, or be lost, before this node "
+                                 "acknowledges alone)");
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ commands */
+
+void skp_link_degrade_ok(struct skp_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->w.state == SKP_DEGRADING)
+        skp_log(SKP_INFO, "safekitd confirmed: the secondary cannot take over with its stale copy; fsync is local");
+    skp_degrade_ok(&l->w);
+    pthread_cond_broadcast(&l->cv_state);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void skp_link_fence(struct skp_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!l->w.fenced)
+        skp_log(SKP_WARNING, "fenced: this node stopped serving without the secondary; held and new fsync "
+                             "calls fail with EIO (nothing is acknowledged alone)");
+    skp_fence(&l->w);
+    pthread_cond_broadcast(&l->cv_state);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void skp_link_lose(struct skp_link *l, const char *reason)
+{
+    pthread_mutex_lock(&l->mu);
+    lose_locked(l, reason);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void skp_link_set_generation(struct skp_link *l, int64_t generation)
+{
+    pthread_mutex_lock(&l->mu);
+    l->generation = generation;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void skp_link_emit_status(struct skp_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    const skp_window *w = &l->w;
+    char stats[1024];
+    snprintf(stats, sizeof stats,
+             "\"resyncs\":%llu,\"sessions\":%llu,\"losses\":%llu,\"streamed\":%llu,\"streamed_bytes\":%llu,"
+             "\"in_flight_ops\":%llu,\"in_flight_bytes\":%llu,\"acked_applied\":%llu,\"acked_durable\":%llu,"
+             "\"frames_sent\":%llu,\"bytes_sent\":%llu,\"resync_needed\":%s,\"fenced\":%s",
+             (unsigned long long)l->resyncs, (unsigned long long)w->sessions, (unsigned long long)w->losses,
+             (unsigned long long)w->streamed, (unsigned long long)w->streamed_bytes, (unsigned long long)w->ops,
+             (unsigned long long)w->bytes, (unsigned long long)w->applied, (unsigned long long)w->durable,
+             (unsigned long long)l->frames_sent, (unsigned long long)l->bytes_sent, w->dirty ? "true" : "false",
+             w->fenced ? "true" : "false");
+    char state[32];
+    snprintf(state, sizeof state, "%s", skp_state_name(w->state));
+    uint64_t seq = w->last, journal = w->journaled;
+    pthread_mutex_unlock(&l->mu);
+    skp_emit_status(state, seq, journal, stats);
+}
+
+/* ------------------------------------------------------------------ the session */
+
+static int connect_to(const skp_link_config *c, char *why, size_t cap)
+{
+    struct sockaddr_in peer, local;
+    memset(&peer, 0, sizeof peer);
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons((uint16_t)c->port);
+    if (inet_pton(AF_INET, c->peer_addr, &peer.sin_addr) != 1) {
+        snprintf(why, cap, "the peer address %s is not an IPv4 address", c->peer_addr);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(why, cap, "socket: %s", strerror(errno));
+        return -1;
+    }
+    memset(&local, 0, sizeof local);
+    local.sin_family = AF_INET;
+    if (c->local_addr[0] && inet_pton(AF_INET, c->local_addr, &local.sin_addr) == 1 &&
+        bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
+        snprintf(why, cap, "cannot bind %s: %s", c->local_addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int rc = connect(fd, (struct sockaddr *)&peer, sizeof peer);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        double limit = c->sendtimeout < 10 ? c->sendtimeout : 10;
+        rc = poll(&p, 1, (int)(limit * 1000));
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+            rc = 0;
+        } else {
+            errno = rc == 0 ? ETIMEDOUT : err ? err : errno;
+            rc = -1;
+        }
+    }
+    if (rc != 0) {
+        why[0] = '\0';
+        if (errno != ECONNREFUSED) /* refused: the secondary is not listening yet (quiet, as Python) */
+            snprintf(why, cap, "cannot connect to the secondary: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* a send blocked on a secondary that stopped reading comes back to check sendtimeout */
+    struct timeval tv = {0, 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* 0 sent; -1 the session is lost (why set, or lost already). */
+static int send_all(struct skp_link *l, const uint8_t *p, size_t n, char *why, size_t cap)
+{
+    while (n > 0) {
+        ssize_t w = send(l->fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            pthread_mutex_lock(&l->mu);
+            bool lost = l->lost;
+            if (!lost && skp_stalled(&l->w, now())) {
+                snprintf(why, cap, "no acknowledgement from the secondary within %g s (sendtimeout)",
+                         l->cfg.sendtimeout);
+                lose_locked(l, why);
+                lost = true;
+            }
+            pthread_mutex_unlock(&l->mu);
+            if (lost)
+                return -1;
+            continue;
+        }
+        snprintf(why, cap, "connection lost: %s", w == 0 ? "closed" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The v2 HELLO as the primary. 0, or -1 with why set. */
+static int handshake(struct skp_link *l, uint64_t first_wire, char *why, size_t cap)
+{
+    const skp_link_config *c = &l->cfg;
+    sk_err e = {0, ""};
+    sk_hello hs;
+    sk_hello_config hc;
+    memset(&hc, 0, sizeof hc);
+    hc.role = SK_ROLE_PRIMARY;
+    hc.cluster_key = c->key;
+    hc.cluster_key_len = c->key_len;
+    hc.module = c->module;
+    hc.node = c->node;
+    hc.peer = c->peer;
+    hc.dirs = 1;
+    hc.epoch = c->epoch;
+    hc.first_seq = first_wire;
+    hc.async_none = c->async_none;
+    uint8_t nonce[SK_HELLO_NONCE_SIZE], out[SK_HELLO_OUT_MAX];
+    size_t olen;
+    if (sk_hello_nonce(nonce, &e) != SK_OK || sk_hello_init(&hs, &hc, nonce, &e) != SK_OK ||
+        sk_hello_start(&hs, out, sizeof out, &olen, &e) != SK_OK) {
+        snprintf(why, cap, "handshake: %s", e.reason);
+        sk_hello_wipe(&hs);
+        return -1;
+    }
+    if (send_all(l, out, olen, why, cap) != 0) {
+        sk_hello_wipe(&hs);
+        return -1;
+    }
+    double deadline = now() + c->sendtimeout;
+    l->in_len = 0;
+    int rc = -1;
+    while (sk_hello_state(&hs) != SK_HS_DONE) {
+        double left = deadline - now();
+        struct pollfd p = {l->fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) == 0) {
+            snprintf(why, cap, "no answer to HELLO within %g s (sendtimeout)", c->sendtimeout);
+            goto out;
+        }
+        ssize_t n = recv(l->fd, l->in + l->in_len, SK_HELLO_OUT_MAX, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sk_hello_eof(&hs, &e);
+            snprintf(why, cap, "%s", n == 0 ? e.reason : strerror(errno));
+            goto out;
+        }
+        l->in_len += (size_t)n;
+        for (;;) {
+            size_t used = 0;
+            int r = sk_hello_receive(&hs, l->in, l->in_len, &used, out, sizeof out, &olen, &e);
+            if (r == SK_AGAIN)
+                break;
+            if (r != SK_OK) {
+                snprintf(why, cap, "handshake refused: %s", e.reason);
+                goto out;
+            }
+            memmove(l->in, l->in + used, l->in_len - used);
+            l->in_len -= used;
+            if (olen && send_all(l, out, olen, why, cap) != 0)
+                goto out;
+            if (sk_hello_state(&hs) == SK_HS_DONE)
+                break;
+        }
+    }
+    if (sk_hello_session(&hs, &l->tx, &l->rx, &e) != SK_OK) {
+        snprintf(why, cap, "session keys: %s", e.reason);
+        goto out;
+    }
+    skp_log(SKP_INFO, "connected to %s (%s:%d), epoch %s, from sequence %llu, async=%s", hs.peer.node,
+            c->peer_addr, c->port, c->epoch, (unsigned long long)first_wire, c->async_none ? "none" : "second");
+    rc = 0;
+out:
+    sk_hello_wipe(&hs);
+    return rc;
+}
+
+/* The receiver of one session: ACK, ERROR, MANIFEST (the link thread joins it). */
+static void *receiver_main(void *arg)
+{
+    struct skp_link *l = arg;
+    char why[600] = "";
+    for (;;) {
+        size_t off = 0;
+        bool stop = false;
+        for (;;) {
+            sk_header h;
+            size_t used, need;
+            sk_err e = {0, ""};
+            int rc = sk_rx_open(&l->rx, l->in + off, l->in_len - off, &h, &used, &need, &e);
+            if (rc == SK_AGAIN)
+                break;
+            if (rc != SK_OK) {
+                snprintf(why, sizeof why, "refused a frame of the secondary: %s", e.reason);
+                stop = true;
+                break;
+            }
+            skp_answer a;
+            if (skp_answer_decode(h.type, h.flags, l->in + off + SK_HEADER_SIZE, h.length, &a, &e) != SK_OK) {
+                snprintf(why, sizeof why, "refused a frame of the secondary: %s", e.reason);
+                stop = true;
+                break;
+            }
+            off += used;
+            pthread_mutex_lock(&l->mu);
+            if (l->lost) {
+                pthread_mutex_unlock(&l->mu);
+                stop = true;
+                break;
+            }
+            switch (a.kind) {
+            case SKP_A_ACK: {
+                uint64_t f = l->first_wire;
+                if (a.received + 1 < f || a.applied + 1 < f || a.durable + 1 < f ||
+                    skp_ack(&l->w, (uint64_t)((int64_t)a.received - l->delta),
+                            (uint64_t)((int64_t)a.applied - l->delta), (uint64_t)((int64_t)a.durable - l->delta),
+                            now()) != 0) {
+                    snprintf(why, sizeof why, "impossible ACK %llu/%llu/%llu from the secondary",
+                             (unsigned long long)a.received, (unsigned long long)a.applied,
+                             (unsigned long long)a.durable);
+                    lose_locked(l, why);
+                    stop = true;
+                }
+                pthread_cond_broadcast(&l->cv_state);
+                pthread_cond_signal(&l->cv_send);
+                break;
+            }
+            case SKP_A_ERROR:
+                snprintf(why, sizeof why, "the secondary failed: %s", a.reason);
+                skp_log(SKP_ERROR, "%s (errno %u, frame %llu)", why, a.err_errno, (unsigned long long)a.err_seq);
+                lose_locked(l, why);
+                stop = true;
+                break;
+            case SKP_A_MANIFEST:
+                l->remote_non_root += a.non_root;
+                if (a.last)
+                    l->manifest_done = true;
+                pthread_cond_signal(&l->cv_send);
+                break;
+            case SKP_A_BYE:
+                lose_locked(l, "the secondary ended the session");
+                stop = true;
+                break;
+            default:
+                break;
+            }
+            pthread_mutex_unlock(&l->mu);
+            if (stop)
+                break;
+        }
+        if (!stop) {
+            memmove(l->in, l->in + off, l->in_len - off);
+            l->in_len -= off;
+            size_t want = IN_CAP - l->in_len;
+            if (want > (256u << 10))
+                want = 256u << 10;
+            ssize_t n = recv(l->fd, l->in + l->in_len, want, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n > 0) {
+                l->in_len += (size_t)n;
+                continue;
+            }
+            if (n == 0)
+                snprintf(why, sizeof why, "the secondary closed the connection");
+            else
+                snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
+        }
+        pthread_mutex_lock(&l->mu);
+        lose_locked(l, why[0] ? why : "connection closed");
+        pthread_mutex_unlock(&l->mu);
+        return NULL;
+    }
+}
+
+static bool dir_is_empty(int dir_fd)
+{
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return false;
+    }
+    bool empty = true;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+/* The directory's own attributes and extended attributes (under mu, front paused). */
+static void queue_root_attrs(struct skp_link *l)
+{
+    size_t cap = 2 * SK_XATTR_VALUE_MAX_BYTES;
+    uint8_t *buf = malloc(cap), *value = malloc(SK_XATTR_VALUE_MAX_BYTES);
+    char *names = malloc(SK_XATTR_VALUE_MAX_BYTES);
+    size_t len;
+    struct stat st;
+    if (!buf || !value || !names)
+        goto out;
+    if (fstat(l->cfg.dir_fd, &st) == 0 &&
+        skp_setattr_root(st.st_mode, st.st_uid, st.st_gid, (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec,
+                         (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, buf, cap, &len) == SK_OK)
+        control_locked(l, SK_T_SETATTR, 0, buf, len);
+    if (skp_path_only(SK_T_CLEAR_XATTRS, "", 0, buf, cap, &len) == SK_OK)
+        control_locked(l, SK_T_CLEAR_XATTRS, 0, buf, len);
+    ssize_t n = flistxattr(l->cfg.dir_fd, names, SK_XATTR_VALUE_MAX_BYTES);
+    for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
+        ssize_t v = fgetxattr(l->cfg.dir_fd, names + i, value, SK_XATTR_VALUE_MAX_BYTES);
+        if (v >= 0 && skp_setxattr("", 0, names + i, strlen(names + i), value, (size_t)v, buf, cap, &len) == SK_OK)
+            control_locked(l, SK_T_SETXATTR, 0, buf, len);
+    }
+out:
+    free(buf);
+    free(value);
+    free(names);
+}
+
+/* Start the stream at one point of the front's order: the directory read, SYNC_BEGIN, its
+ * attributes and a MANIFEST_REQ queued while no change can happen. 0, or -1 (not allowed now). */
+static int begin_stream(struct skp_link *l, uint64_t first_wire)
+{
+    if (l->cfg.pause)
+        l->cfg.pause(l->cfg.hook_arg);
+    pthread_mutex_lock(&l->mu);
+    int rc = -1;
+    if (l->stopping || skp_session_start(&l->w, now()) != 0)
+        goto out;
+    l->in_session = true;
+    l->lost = false;
+    l->lost_reason[0] = '\0';
+    l->lost_event = SKP_EV_NONE;
+    l->session++;
+    l->first_wire = first_wire;
+    l->delta = (int64_t)first_wire - (int64_t)l->w.first;
+    l->phase = PH_MANIFEST;
+    l->manifest_done = false;
+    l->remote_non_root = 0;
+    l->sync_started = now();
+    l->local_empty = dir_is_empty(l->cfg.dir_fd);
+    atomic_store(&l->streaming, true);
+    uint8_t buf[64];
+    size_t len;
+    skp_sync_begin(SKP_SYNC_FULL, buf, sizeof buf, &len);
+    control_locked(l, SK_T_SYNC_BEGIN, 0, buf, len);
+    queue_root_attrs(l);
+    skp_manifest_req_none(buf, sizeof buf, &len);
+    control_locked(l, SK_T_MANIFEST_REQ, 0, buf, len);
+    rc = l->lost ? -1 : 0;
+out:
+    pthread_mutex_unlock(&l->mu);
+    if (l->cfg.resume)
+        l->cfg.resume(l->cfg.hook_arg);
+    return rc;
+}
+
+/* What the link thread has to do next (under mu): -1 the session ended; 0 send the batch in
+ * *batch (may be NULL: nothing, wait); 1 the copy just came in sync (tell safekitd). */
+static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
+{
+    *batch = NULL;
+    if (l->lost)
+        return -1;
+    double t = now();
+    if (skp_stalled(&l->w, t)) {
+        char why[128];
+        snprintf(why, sizeof why, "no acknowledgement from the secondary within %g s (sendtimeout)",
+                 l->cfg.sendtimeout);
+        lose_locked(l, why);
+        return -1;
+    }
+    if (l->phase == PH_MANIFEST && l->manifest_done) {
+        if (l->remote_non_root == 0 && l->local_empty) {
+            uint8_t buf[16];
+            size_t len;
+            skp_sync_end((uint64_t)l->generation, buf, sizeof buf, &len);
+            l->sync_end_ticket = control_locked(l, SK_T_SYNC_END, SK_F_ACK, buf, len);
+            l->phase = PH_SYNC_END;
+        } else {
+            char why[400];
+            snprintf(why, sizeof why,
+                     "the secondary's copy needs a resynchronisation (%s): the native primary only starts "
+                     "from two empty directories so far",
+                     !l->local_empty ? "this node's directory is not empty" : "the secondary's copy is not empty");
+            skp_log(SKP_ERROR, "%s; replication stays off until the process restarts", why);
+            l->no_retry = true;
+            lose_locked(l, why);
+            return -1;
+        }
+    }
+    if (l->phase == PH_SYNC_END && l->w.applied >= l->sync_end_ticket) {
+        skp_session_synced(&l->w);
+        l->phase = PH_IN_SYNC;
+        l->resyncs++;
+        return 1;
+    }
+    if (l->head) {
+        /* up to BATCH_BYTES of payload per send */
+        struct item *first = l->head, *it = first;
+        size_t bytes = it->len;
+        while (it->next && bytes + it->next->len <= BATCH_BYTES) {
+            it = it->next;
+            bytes += it->len;
+        }
+        l->head = it->next;
+        if (!l->head)
+            l->tail = NULL;
+        it->next = NULL;
+        *batch = first;
+        return 0;
+    }
+    if (skp_idle(&l->w) && t - *last_ping >= PING_INTERVAL) {
+        *last_ping = t;
+        control_locked(l, SK_T_PING, SK_F_ACK, NULL, 0);
+        return 0;
+    }
+    wait_for(&l->cv_send, &l->mu, 0.1);
+    return 0;
+}
+
+/* Seal and send one batch. 0, or -1 (the session is lost). */
+static int send_batch(struct skp_link *l, struct item *batch)
+{
+    char why[300] = "";
+    size_t pos = 0;
+    int rc = 0;
+    uint64_t frames = 0, bytes = 0;
+    for (struct item *it = batch; it && rc == 0; it = it->next) {
+        sk_err e = {0, ""};
+        sk_iov iov = {it->payload, it->len};
+        size_t flen;
+        uint64_t seq;
+        if (sk_tx_seal(&l->tx, it->type, it->flags, it->dir, &iov, 1, l->out + pos, OUT_CAP - pos, &flen, &seq,
+                       &e) != SK_OK) {
+            snprintf(why, sizeof why, "sealing %s: %s", sk_type_name(it->type), e.reason);
+            rc = -1;
+        } else if ((int64_t)seq != (int64_t)it->ticket + l->delta) {
+            snprintf(why, sizeof why, "internal error: frame %llu sealed as %llu", (unsigned long long)it->ticket,
+                     (unsigned long long)seq);
+            rc = -1;
+        }
+        pos += flen;
+        frames++;
+        bytes += it->len;
+    }
+    while (batch) {
+        struct item *next = batch->next;
+        free(batch);
+        batch = next;
+    }
+    if (rc == 0 && send_all(l, l->out, pos, why, sizeof why) != 0)
+        rc = -1;
+    pthread_mutex_lock(&l->mu);
+    if (rc != 0)
+        lose_locked(l, why[0] ? why : "connection lost");
+    l->frames_sent += frames;
+    l->bytes_sent += bytes;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+static void session(struct skp_link *l)
+{
+    char why[600] = "";
+    int fd = connect_to(&l->cfg, why, sizeof why);
+    if (fd < 0) {
+        if (why[0])
+            skp_log(SKP_WARNING, "replication link: %s", why);
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    l->fd = fd;
+    uint64_t first_wire = l->w.last + 1; /* continues the history: the next ticket's number */
+    pthread_mutex_unlock(&l->mu);
+    if (handshake(l, first_wire, why, sizeof why) != 0) {
+        skp_log(SKP_WARNING, "replication link: %s", why);
+        skp_emit_disconnected(why);
+        pthread_mutex_lock(&l->mu);
+        l->fd = -1;
+        pthread_mutex_unlock(&l->mu);
+        close(fd);
+        return;
+    }
+    if (begin_stream(l, first_wire) != 0) {
+        pthread_mutex_lock(&l->mu);
+        l->in_session = false;
+        l->fd = -1;
+        pthread_mutex_unlock(&l->mu);
+        sk_tx_free(&l->tx);
+        sk_rx_free(&l->rx);
+        close(fd);
+        return;
+    }
+    skp_log(SKP_INFO, "resynchronising the secondary (full: both directories start empty)");
+    skp_emit_resyncing("full");
+    bool receiving = pthread_create(&l->receiver, NULL, receiver_main, l) == 0;
+    if (!receiving)
+        skp_link_lose(l, "cannot start the receiver thread");
+    double last_ping = now();
+    for (;;) {
+        struct item *batch;
+        pthread_mutex_lock(&l->mu);
+        int step = next_step(l, &batch, &last_ping);
+        double started = l->sync_started;
+        pthread_mutex_unlock(&l->mu);
+        if (step < 0)
+            break;
+        if (step == 1) {
+            double secs = now() - started;
+            skp_log(SKP_INFO, "secondary in sync (full resync of empty directories: %.3f s, 0 bytes of data sent)",
+                    secs);
+            skp_emit_in_sync("full", secs, 0);
+        }
+        if (batch && send_batch(l, batch) != 0)
+            break;
+    }
+    if (receiving)
+        pthread_join(l->receiver, NULL);
+    pthread_mutex_lock(&l->mu);
+    int ev = l->lost_event;
+    bool quiet = l->stopping;
+    snprintf(why, sizeof why, "%s", l->lost_reason[0] ? l->lost_reason : "connection closed");
+    l->in_session = false;
+    l->fd = -1;
+    free_queue(l);
+    pthread_mutex_unlock(&l->mu);
+    close(fd);
+    sk_tx_free(&l->tx);
+    sk_rx_free(&l->rx);
+    if (quiet) {
+        skp_log(SKP_INFO, "replication link closed: %s", why);
+    } else if (ev == SKP_EV_DEGRADED) {
+        skp_log(SKP_WARNING, "replication lost while in sync (%s): the secondary's copy is stale from now on", why);
+        skp_emit_degraded(why);
+    } else {
+        skp_log(SKP_WARNING, "replication link: %s", why);
+        skp_emit_disconnected(why);
+    }
+}
+
+static void *link_main(void *arg)
+{
+    struct skp_link *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (!l->stopping && (l->no_retry || !skp_may_connect(&l->w)))
+            wait_for(&l->cv_state, &l->mu, 1.0);
+        bool stop = l->stopping;
+        pthread_mutex_unlock(&l->mu);
+        if (stop)
+            break;
+        session(l);
+        pthread_mutex_lock(&l->mu);
+        if (!l->stopping)
+            wait_for(&l->cv_state, &l->mu, l->cfg.connect_interval);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ life */
+
+struct skp_link *skp_link_open(const skp_link_config *cfg)
+{
+    struct skp_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->cfg = *cfg;
+    l->fd = -1;
+    l->generation = cfg->generation;
+    l->out = malloc(OUT_CAP);
+    l->in = malloc(IN_CAP);
+    uint64_t ops = cfg->window_ops ? cfg->window_ops : 65536;
+    if (!l->out || !l->in ||
+        skp_window_init(&l->w, cfg->window_bytes ? cfg->window_bytes : (64u << 20), ops, cfg->async_none,
+                        cfg->sendtimeout > 0 ? cfg->sendtimeout : 30.0) != 0) {
+        free(l->out);
+        free(l->in);
+        free(l);
+        return NULL;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->join_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv_state, &ca);
+    pthread_cond_init(&l->cv_send, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&l->streaming, false);
+    return l;
+}
+
+int skp_link_start(struct skp_link *l)
+{
+    int err = pthread_create(&l->thread, NULL, link_main, l);
+    if (err)
+        return -err;
+    l->thread_up = true;
+    return 0;
+}
+
+void skp_link_stop(struct skp_link *l, double flush_seconds)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!l->stopping) {
+        l->stopping = true;
+        if (l->in_session && !l->lost && l->w.state == SKP_IN_SYNC && flush_seconds > 0) {
+            /* leave the secondary with everything (every acknowledged write is there already:
+             * this is for the writes nobody synced); a role change must not wait long */
+            uint64_t bye = control_locked(l, SK_T_BYE, SK_F_ACK, NULL, 0);
+            double deadline = now() + flush_seconds;
+            while (bye && !l->lost && l->w.applied + 1 < bye && now() < deadline)
+                wait_for(&l->cv_state, &l->mu, deadline - now());
+        }
+        skp_close(&l->w);
+        lose_locked(l, "stopping");
+        if (l->fd >= 0)
+            shutdown(l->fd, SHUT_RDWR); /* a handshake in progress */
+        pthread_cond_broadcast(&l->cv_state);
+        pthread_cond_broadcast(&l->cv_send);
+    }
+    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_lock(&l->join_mu); /* stop may come from two threads at once */
+    if (l->thread_up) {
+        pthread_join(l->thread, NULL);
+        l->thread_up = false;
+    }
+    pthread_mutex_unlock(&l->join_mu);
+}
+
+void skp_link_free(struct skp_link *l)
+{
+    if (!l)
+        return;
+    skp_link_stop(l, 0);
+    free_queue(l);
+    skp_window_free(&l->w);
+    pthread_cond_destroy(&l->cv_state);
+    pthread_cond_destroy(&l->cv_send);
+    pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->join_mu);
+    OPENSSL_cleanse(l->cfg.key, sizeof l->cfg.key);
+    free(l->out);
+    free(l->in);
+    free(l);
+}
