@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from safekit import farm as fm
-from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, ModuleConfig
 from safekit.daemon import farm_kernel
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
-from safekit.daemon.metrics import Metrics
 from safekit.daemon.module_executor import (
+    ModuleContext,
     ModuleError,
     ModuleExecutor,
     Shared,
@@ -32,7 +31,6 @@ from safekit.daemon.module_executor import (
 from safekit.farm import nft
 from safekit.farm.buckets import compute_map
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
-from safekit.host.paths import Paths
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.vip import VipError
 from safekit.vip.vmac import VmacProvider
@@ -49,21 +47,10 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     kind: ClassVar[str] = "farm"
     failover_means: ClassVar[str] = "recorded only: the others always take a lost node's buckets"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        config: ModuleConfig,
-        cluster: ClusterConfig,
-        local_node: str,
-        key: bytes,
-        paths: Paths,
-        metrics: Metrics,
-        pinger: Pinger,
-    ) -> None:
-        super().__init__(
-            name=name, config=config, local_node=local_node, paths=paths, metrics=metrics, pinger=pinger
-        )
+    def __init__(self, context: ModuleContext) -> None:
+        super().__init__(context)
+        name, config, cluster, local_node = context.name, context.config, context.cluster, context.local_node
+        key, paths, metrics = context.key, context.paths, context.metrics
         farm = config.farm
         if farm is None:
             raise ModuleError(f"module {name}: a farm module needs <farm>")

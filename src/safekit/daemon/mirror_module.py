@@ -20,13 +20,12 @@ from typing import Any, ClassVar
 
 from safekit import mirror
 from safekit.arbiter.client import ArbiterClient
-from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, ModuleConfig
 from safekit.config.failover_rules import RuleClock
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
-from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_replication import ModuleReplication, cross_check
 from safekit.daemon.module_executor import (
+    ModuleContext,
     ModuleError,
     ModuleExecutor,
     ScriptRequest,
@@ -83,21 +82,10 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
     kind: ClassVar[str] = "mirror"
     failover_means: ClassVar[str] = "automatic takeover by the secondary"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        config: ModuleConfig,
-        cluster: ClusterConfig,
-        local_node: str,
-        key: bytes,
-        paths: Paths,
-        metrics: Metrics,
-        pinger: Pinger,
-    ) -> None:
-        super().__init__(
-            name=name, config=config, local_node=local_node, paths=paths, metrics=metrics, pinger=pinger
-        )
+    def __init__(self, context: ModuleContext) -> None:
+        super().__init__(context)
+        name, config, cluster, local_node = context.name, context.config, context.cluster, context.local_node
+        key, paths, metrics = context.key, context.paths, context.metrics
         heart = config.heart
         if heart is None:
             raise ModuleError(f"module {name}: a mirror module needs <heart>")
@@ -151,7 +139,7 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
                 config,
                 self.settings,
                 self.timing,
-                pinger=pinger,
+                pinger=self.pinger,
                 arbiter=self._arbiter,
                 vips=self.vips,
                 state=lambda: self.state,

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
-from safekit.config import CustomCheck, ModuleConfig
+from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
@@ -145,6 +145,20 @@ class ModuleRuntime(Protocol):
     def status(self, verbose: bool = False) -> dict[str, Any]: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class ModuleContext:
+    """What the node gives each module it loads."""
+
+    name: str
+    config: ModuleConfig
+    cluster: ClusterConfig
+    local_node: str
+    key: bytes
+    paths: Paths
+    metrics: Metrics
+    pinger: Pinger
+
+
 @dataclasses.dataclass
 class Queued(Generic[EventT]):
     event: EventT
@@ -160,21 +174,13 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     state: StateT
     link: HeartbeatLink[Any]
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        config: ModuleConfig,
-        local_node: str,
-        paths: Paths,
-        metrics: Metrics,
-        pinger: Pinger,
-    ) -> None:
+    def __init__(self, context: ModuleContext) -> None:
+        name, config, paths, pinger = context.name, context.config, context.paths, context.pinger
         self.name = name
         self.config = config
-        self.local_node = local_node
+        self.local_node = context.local_node
         self.paths = paths
-        self.metrics = metrics
+        self.metrics = context.metrics
         self.pinger = pinger
         self.log = module_logger(name, paths)
         self.resources: dict[str, str] = {}

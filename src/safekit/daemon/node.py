@@ -21,7 +21,7 @@ from safekit.daemon import control, health
 from safekit.daemon.farm_module import FarmModule
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule
-from safekit.daemon.module_executor import ModuleError, ModuleRuntime
+from safekit.daemon.module_executor import ModuleContext, ModuleError, ModuleRuntime
 from safekit.host.control_client import socket_path
 from safekit.host.module_packages import boot_status, sha256_file
 from safekit.host.paths import Paths
@@ -143,14 +143,16 @@ class Node:
                     f"module {name}: {result.config.mode} modules are not available in this version"
                 )
             module = module_class(
-                name=name,
-                config=result.config,
-                cluster=cluster,
-                local_node=self.node_name,
-                key=key,
-                paths=self.paths,
-                metrics=self.metrics,
-                pinger=self._pinger,
+                ModuleContext(
+                    name=name,
+                    config=result.config,
+                    cluster=cluster,
+                    local_node=self.node_name,
+                    key=key,
+                    paths=self.paths,
+                    metrics=self.metrics,
+                    pinger=self._pinger,
+                )
             )
             self._check_ports(module)
         except (ConfigError, ModuleError, OSError, ValueError) as exc:
