@@ -252,11 +252,37 @@ def conclude(result: dict[str, object]) -> None:
     result["meets_targets"] = default_p50 <= TARGETS["default_p50_s"] and fast_p50 <= TARGETS["fast_p50_s"]
 
 
-def main() -> int:
+def write_budgets(bench: Bench) -> None:
+    """safekitd's idle figures with a mirror and a farm module: 3 x 20 s on node2."""
+    samples = [bench.daemon_budget("node2", 20) for _ in range(3)]
+    write_result(
+        "engine_budgets",
+        {
+            "modules": ["mirror", "farm"],
+            "node": "node2 (secondary of the mirror, member of the farm)",
+            "safekitd_idle_cpu_percent": max(s["safekitd_idle_cpu_percent"] for s in samples),
+            "safekitd_rss_mib": max(s["safekitd_rss_mib"] for s in samples),
+            "safekitd_open_files": max(s["safekitd_open_files"] for s in samples),
+            "samples": samples,
+            "limits": {"safekitd_idle_cpu_percent": 1.0, "safekitd_rss_mib": 80},
+        },
+    )
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="3 runs per profile")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--budgets-only",
+        action="store_true",
+        help="only safekitd's idle figures with a mirror and a farm module (3 x 20 s): engine_budgets.json",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     runs = 3 if args.quick else args.runs
     lab = Lab("bfail")
     lab.down()
@@ -269,6 +295,9 @@ def main() -> int:
         # Budgets first, on an idle node with a mirror and a farm module and nothing else running.
         bench.install(None, None, scripts=False, idle_module=True)
         time.sleep(3)
+        if args.budgets_only:
+            write_budgets(bench)
+            return 0
         budget = {"modules": ["mirror", "farm"], **bench.daemon_budget("node2", 5 if args.quick else 10)}
         with cpu_hog():
             before = bench.transitions()
