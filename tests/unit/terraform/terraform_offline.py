@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,6 +81,39 @@ def variables_of(directory: Path) -> dict[str, dict[str, Any]]:
         for entry in parse(path).get("variable", []):
             merged.update(entry)
     return merged
+
+
+# One clause of a Terraform version constraint: an operator and a version ("~> 5.70", ">= 6.10").
+_CLAUSE = re.compile(r"^\s*(~>|>=|<=|!=|>|<|=)?\s*v?(\d+(?:\.\d+){0,2})(?:-[0-9A-Za-z.]+)?\s*$")
+
+
+def constraint_clauses(constraint: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Split a version constraint into (operator, version) clauses; no operator means "=".
+    Raises ValueError on a clause Terraform's syntax would not accept."""
+    clauses = []
+    for part in constraint.split(","):
+        match = _CLAUSE.match(part)
+        if not match:
+            raise ValueError(f"not a version constraint clause: {part!r} in {constraint!r}")
+        clauses.append((match[1] or "=", tuple(int(n) for n in match[2].split("."))))
+    return clauses
+
+
+def is_lower_bound_only(constraint: str) -> bool:
+    """True when every clause is `>=` or `>`: no `~>` (which caps the major or minor version),
+    no `<`, no exact pin. What a reusable module should require of a provider."""
+    return all(op in {">=", ">"} for op, _ in constraint_clauses(constraint))
+
+
+def lower_bound(constraint: str) -> tuple[int, ...] | None:
+    """The smallest version the constraint names as a floor (`>=`, `>`, `~>`, `=`), padded to
+    three parts; None when it has no floor."""
+    floors = [
+        version + (0,) * (3 - len(version))
+        for op, version in constraint_clauses(constraint)
+        if op in {">=", ">", "~>", "="}
+    ]
+    return max(floors) if floors else None
 
 
 def terraform(args: list[str], cwd: Path) -> tuple[int, str, str]:

@@ -14,6 +14,7 @@ from terraform_offline import (
     CLOUDS,
     EXAMPLES,
     TERRAFORM,
+    lower_bound,
     module_dir,
     parse,
     terraform,
@@ -77,31 +78,48 @@ def _bounded(constraint: str) -> bool:
     return constraint.startswith("~>") or "<" in constraint
 
 
+def _providers(versions: Path) -> dict[str, dict[str, str]]:
+    block = parse(versions)["terraform"][0]
+    providers = block["required_providers"]
+    return dict(providers[0] if isinstance(providers, list) else providers)
+
+
 @pytest.mark.parametrize("versions", sorted(TERRAFORM.rglob("versions.tf")), ids=lambda p: str(p.parent))
-def test_versions_tf_pins_terraform_and_every_provider(versions: Path) -> None:
+def test_versions_tf_pins_terraform_and_names_every_provider(versions: Path) -> None:
     block = parse(versions)["terraform"][0]
     assert _bounded(block["required_version"]), block["required_version"]
-    providers = (
-        block["required_providers"][0]
-        if isinstance(block["required_providers"], list)
-        else block["required_providers"]
-    )
+    providers = _providers(versions)
     assert providers, f"{versions}: no required_providers"
     for name, spec in providers.items():
         assert spec["source"].startswith("hashicorp/"), (name, spec)
+        assert spec.get("version"), f"{versions}: provider {name} has no version constraint"
+
+
+@pytest.mark.parametrize(
+    "root",
+    [TERRAFORM / c / "examples" / e for c in CLOUDS for e in EXAMPLES],
+    ids=lambda p: str(p.relative_to(TERRAFORM)),
+)
+def test_every_example_caps_its_providers_within_the_module_lower_bound(root: Path) -> None:
+    """A root module (an example) pins the provider's major version (`~>`); the reusable module
+    only sets the floor (test_terraform_provider_constraints.py), which the example respects."""
+    module = parse(root / "main.tf")["module"][0]
+    module_versions = (root / next(iter(module.values()))["source"] / "versions.tf").resolve()
+    want = _providers(module_versions)
+    got = _providers(root / "versions.tf")
+    assert set(got) == set(want), (root, got, want)
+    for name, spec in got.items():
+        assert spec["source"] == want[name]["source"], (root, name)
         assert _bounded(spec["version"]), (
-            f"{versions}: provider {name} version {spec['version']!r} is not bounded"
+            f"{root}/versions.tf: provider {name} version {spec['version']!r} is not bounded"
         )
-
-
-def test_every_root_uses_the_same_provider_constraint_as_its_module() -> None:
-    for cloud in CLOUDS:
-        want = parse(module_dir(cloud) / "versions.tf")["terraform"][0]["required_providers"]
-        for example in EXAMPLES:
-            got = parse(TERRAFORM / cloud / "examples" / example / "versions.tf")["terraform"][0][
-                "required_providers"
-            ]
-            assert got == want, (cloud, example)
+        floor = lower_bound(want[name]["version"])
+        assert floor is not None, (module_versions, name)
+        example_floor = lower_bound(spec["version"])
+        assert example_floor is not None and example_floor >= floor, (
+            f"{root}/versions.tf: provider {name} {spec['version']!r} allows versions below the "
+            f"module's {want[name]['version']!r}"
+        )
 
 
 @pytest.mark.parametrize(
