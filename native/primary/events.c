@@ -19,26 +19,13 @@ void skp_events_set_fd(int fd)
     event_fd = fd;
 }
 
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* safekitd is gone: nothing more to tell it */
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void emit(const char *name, skj_buf *fields)
 {
     skj_buf line = {0};
     sks_event_line(&line, name, fields ? fields->p : NULL);
     if (!line.bad && (!fields || !fields->bad)) {
         pthread_mutex_lock(&out_lock);
-        write_all(event_fd, line.p, line.len);
+        sks_write_all(event_fd, line.p, line.len);
         pthread_mutex_unlock(&out_lock);
     }
     skj_buf_free(&line);
@@ -163,6 +150,6 @@ void skp_log(int level, const char *fmt, ...)
             msg[i] = ' ';
     msg[len++] = '\n';
     pthread_mutex_lock(&out_lock);
-    write_all(2, msg, len);
+    sks_write_all(2, msg, len);
     pthread_mutex_unlock(&out_lock);
 }

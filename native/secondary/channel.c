@@ -21,7 +21,7 @@ void sks_log_set_debug(bool on)
     debug_on = on;
 }
 
-static void write_all(int fd, const char *p, size_t n)
+void sks_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -50,7 +50,7 @@ static void emit(const char *name, skj_buf *fields)
     skj_buf line = {0};
     sks_event_line(&line, name, fields ? fields->p : NULL);
     if (!line.bad && (!fields || !fields->bad))
-        write_all(event_fd, line.p, line.len);
+        sks_write_all(event_fd, line.p, line.len);
     skj_buf_free(&line);
     if (fields)
         skj_buf_free(fields);
@@ -164,7 +164,7 @@ void sks_log(int level, const char *fmt, ...)
         if (msg[i] == '\n')
             msg[i] = ' '; /* one event per line in the module log */
     msg[len++] = '\n';
-    write_all(2, msg, len);
+    sks_write_all(2, msg, len);
 }
 
 int sks_command_name(const char *line, size_t len, char *out, size_t cap)

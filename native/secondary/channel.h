@@ -13,6 +13,10 @@
 
 /* Where events go (default: fd 1). Tests may point it elsewhere. */
 void sks_channel_set_fd(int fd);
+
+/* Write all of p[0..n) to fd, going on after EINTR; a closed reader (safekitd gone) ends it
+ * quietly. Shared with the primary's events. */
+void sks_write_all(int fd, const char *p, size_t n);
 void sks_log_set_debug(bool on);
 
 void sks_emit_listening(const char *addr, int port);
