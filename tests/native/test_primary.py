@@ -18,12 +18,12 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from native_process import EventProcess
 
 from safekit.rfs import channel
 
@@ -73,47 +73,13 @@ def spec(root: Path, role: str, rep: Path, port: int, *, async_mode: str, sendti
     return path
 
 
-class Proc:
+class Proc(EventProcess):
     """A replication process: its events (decoded and checked against channel's encoder)."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.lines: list[bytes] = []
-        self.log_path = log
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("wb")
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in list(self.lines)]
-
-    def names(self) -> list[str]:
-        return [e["event"] for e in self.events()]
-
-    def wait(self, name: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [e for e in self.events() if e["event"] == name]
-            if len(found) >= count:
-                return found[count - 1]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        raise AssertionError(f"no {name!r} event #{count}: {self.names()}\n{self.log()}")
 
     def command(self, name: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(channel.encode_command(channel.decode_command(json.dumps({"cmd": name}))))
         self.proc.stdin.flush()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Pair:

@@ -17,13 +17,12 @@ import json
 import os
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from native_process import EventProcess
 
 from safekit.rfs import channel
 
@@ -57,7 +56,7 @@ def gen(offset: int, length: int, seed: int) -> bytes:
     return bytes(((seed * 31 + x * 7 + (x >> 8)) & 0xFF) for x in range(offset, offset + length))
 
 
-class Secondary:
+class Secondary(EventProcess):
     """One secondary process over a temporary replica, key and state directory."""
 
     def __init__(self, root: Path, *, async_mode: str = "second", dirs: int = 1) -> None:
@@ -91,42 +90,8 @@ class Secondary:
                 }
             )
         )
-        self.lines: list[bytes] = []
-        self.stderr = root / "secondary.log"
-        self.proc = subprocess.Popen(
-            [str(SECONDARY), str(self.spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr.open("wb"),
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__([str(SECONDARY), str(self.spec)], root / "secondary.log")
         self.port = int(self.wait("listening")["port"])
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in list(self.lines)]
-
-    def names(self) -> list[str]:
-        return [e["event"] for e in self.events()]
-
-    def wait(self, name: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [e for e in self.events() if e["event"] == name]
-            if len(found) >= count:
-                return found[count - 1]
-            if self.proc.poll() is not None and not found:
-                break
-            time.sleep(0.01)
-        raise AssertionError(f"no {name!r} event #{count}: {self.names()}\n{self.log()}")
-
-    def log(self) -> str:
-        return self.stderr.read_text(errors="replace")
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads((self.state_dir / "secondary.json").read_text()))
