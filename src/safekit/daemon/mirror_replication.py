@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from safekit.config import ModuleConfig
+from safekit.daemon.module_executor import LOG_LEVELS
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.host import mounts, persist, processes
 from safekit.mirror import (
     ActionFailed,
     Event,
-    LogLevel,
     MirrorSettings,
     MirrorState,
     NodeStatus,
@@ -35,9 +35,6 @@ from safekit.mirror import (
 )
 from safekit.rfs import channel
 from safekit.rfs.spec import RfsSpec
-
-LOG_LEVELS = {LogLevel.INFO: logging.INFO, LogLevel.WARNING: logging.WARNING, LogLevel.ERROR: logging.ERROR}
-"""The Python logging level of the state machine's and replica.py's log lines."""
 
 
 def cross_check(record: PersistedRecord | None, spec: RfsSpec | None) -> PersistedRecord | None:
