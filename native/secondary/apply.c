@@ -445,16 +445,25 @@ static int op_write(sks_replica *r, uint32_t dir, const char *path, const sk_op 
     return 0;
 }
 
+/* Resynchronising (lenient): make room for `path` to be created - its parents exist, and whatever
+ * is there now goes, unless it is already of type `keep` (S_IFREG, S_IFDIR; 0: nothing is kept).
+ * In sync: nothing to do. */
+static int make_room(sks_replica *r, uint32_t dir, const char *path, mode_t keep)
+{
+    if (!r->lenient)
+        return 0;
+    int rc = make_parents(r, dir, path);
+    if (rc == 0)
+        rc = keep ? remove_if_not(r, dir, path, keep) : remove_tree(r, dir, path);
+    return rc;
+}
+
 static int op_create(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
 {
     cache_drop(r, dir, path);
-    if (r->lenient) {
-        int rc = make_parents(r, dir, path);
-        if (rc == 0)
-            rc = remove_if_not(r, dir, path, S_IFREG);
-        if (rc < 0)
-            return rc;
-    }
+    int room = make_room(r, dir, path, S_IFREG);
+    if (room < 0)
+        return room;
     int fd = sks_open_beneath(r->dir_fds[dir], r->walk_only, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
         return fd;
@@ -592,13 +601,9 @@ static int op_clear_xattrs(sks_replica *r, uint32_t dir, const char *path)
 
 static int op_mkdir(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
 {
-    if (r->lenient) {
-        int rc = make_parents(r, dir, path);
-        if (rc == 0)
-            rc = remove_if_not(r, dir, path, S_IFDIR);
-        if (rc < 0)
-            return rc;
-    }
+    int room = make_room(r, dir, path, S_IFDIR);
+    if (room < 0)
+        return room;
     at a;
     int rc = at_open(r, dir, path, &a);
     if (rc < 0)
@@ -661,13 +666,9 @@ static int op_rename(sks_replica *r, uint32_t dir, const char *old, const char *
 static int op_make(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
 {
     cache_drop(r, dir, path);
-    if (r->lenient) {
-        int rc = make_parents(r, dir, path);
-        if (rc == 0)
-            rc = remove_tree(r, dir, path);
-        if (rc < 0)
-            return rc;
-    }
+    int room = make_room(r, dir, path, 0);
+    if (room < 0)
+        return room;
     at a;
     int rc = at_open(r, dir, path, &a);
     if (rc < 0)
@@ -708,13 +709,9 @@ static int do_link(sks_replica *r, uint32_t dir, const char *old, const char *ne
 static int op_link(sks_replica *r, uint32_t dir, const char *old, const char *new)
 {
     cache_drop(r, dir, new);
-    if (r->lenient) {
-        int rc = make_parents(r, dir, new);
-        if (rc == 0)
-            rc = remove_tree(r, dir, new);
-        if (rc < 0)
-            return rc;
-    }
+    int room = make_room(r, dir, new, 0);
+    if (room < 0)
+        return room;
     return do_link(r, dir, old, new);
 }
 
