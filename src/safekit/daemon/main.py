@@ -3,7 +3,7 @@
 It runs in the foreground (under systemd, `Type=notify`-free `simple` service) or as a plain
 supervised process with `--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
 SIGTERM or SIGINT (or `safekit shutdown`) stop it gracefully: every module is stopped (stop scripts,
-VIP released) first.
+VIP released) first. SIGUSR1 writes every task's and thread's stack to the log (daemon/diagnostics.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from safekit import __version__
 from safekit.api.server import start_api
-from safekit.daemon import allocator, memtrace
+from safekit.daemon import allocator, diagnostics, memtrace, workers
 from safekit.daemon.node import Node, NodeError
 from safekit.host.paths import Paths
 from safekit.host.priority import raise_own_priority
@@ -70,18 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         args.pidfile.parent.mkdir(parents=True, exist_ok=True)
         args.pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
     try:
-        return asyncio.run(_run(paths, args))
+        code = asyncio.run(_run(paths, args))
     finally:
         if args.pidfile is not None:
             with contextlib.suppress(FileNotFoundError):
                 args.pidfile.unlink()
+    workers.exit_now_if_blocked(code)
+    return code
 
 
 async def _run(paths: Paths, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(workers.BoundedExecutor())  # a blocked worker cannot keep it running
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, diagnostics.dump_state)  # an operator asks what it is doing
     trace_period = memtrace.period_from_env()
     tracer = (
         asyncio.create_task(memtrace.trace_memory(paths.log / "tracemalloc.txt", trace_period))

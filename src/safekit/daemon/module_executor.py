@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
+from safekit.daemon import diagnostics
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
@@ -282,9 +283,22 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     async def _stop_and_cancel(self) -> None:
         """The daemon is stopping: stop the module (scripts, VIP), then end its tasks."""
         if not self.stopped:
-            reply = await self.command("stop", operator=False)
-            self.log.info("daemon shutdown: %s", reply.reason)
-            await self.wait_for(lambda: self.stopped, timeout=self._stop_budget())
+            budget = self._stop_budget()
+            try:
+                reply = await asyncio.wait_for(self.command("stop", operator=False), budget)
+                self.log.info("daemon shutdown: %s", reply.reason)
+                stopped = await self.wait_for(lambda: self.stopped, timeout=budget)
+            except TimeoutError:
+                stopped = False
+            if not stopped:
+                # Never hang the daemon's exit: say where the module is stuck, then end its tasks.
+                self.log.error(
+                    "daemon shutdown: the module did not stop within %g s (state %s); its tasks are "
+                    "ended now: check that the application and the virtual IP are gone",
+                    budget,
+                    self.module_state,
+                )
+                diagnostics.dump_state()
         for task in [*self._tasks, *self._script_tasks.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

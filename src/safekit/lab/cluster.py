@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from safekit.lab import system
 from safekit.lab.lab import Lab
 from safekit.lab.topology import LabError
 from safekit.membership import clusterkey
@@ -133,8 +134,31 @@ class LabCluster:
         deadline = time.monotonic() + timeout
         while self.daemon_pid(node) is not None:
             if time.monotonic() > deadline:
-                raise LabError(f"{node}: safekitd (pid {pid}) still runs {timeout:g} s after SIGTERM")
+                raise LabError(
+                    f"{node}: safekitd (pid {pid}) still runs {timeout:g} s after SIGTERM\n"
+                    + self.hang_report(node, pid)
+                )
             time.sleep(0.05)
+
+    def hang_report(self, node: str, pid: int) -> str:
+        """What a daemon that does not stop is doing: its task and thread stacks (SIGUSR1), the end
+        of its log and the node's processes (with the kernel function each one waits in), for the
+        error a test prints. Each look is bounded: `ps` itself can block on a process stuck in FUSE."""
+        self.lab.exec(node, ["kill", "-USR1", str(pid)])
+        time.sleep(1.0)
+        pids = ",".join(str(p) for p in system.netns_pids(self.lab.plan().host(node).netns)) or "1"
+        looks = {
+            "end of safekitd.log": ["tail", "-n", "150", "/var/log/safekit/safekitd.log"],
+            "processes": ["ps", "-o", "pid,ppid,stat,wchan:32,etime,comm", "-p", pids],
+        }
+        parts = []
+        for title, argv in looks.items():
+            try:
+                text = self.lab.exec(node, argv, timeout=15).stdout
+            except subprocess.TimeoutExpired:
+                text = f"({' '.join(argv)} did not answer in 15 s)\n"
+            parts.append(f"--- {title} ---\n{text}")
+        return "".join(parts)
 
     def daemon_pid(self, node: str) -> int | None:
         result = self.lab.exec(node, ["sh", "-c", f"p=$(cat {PIDFILE} 2>/dev/null) && kill -0 $p && echo $p"])
