@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from safekit import cli, templates
+from safekit.checkers import errd
 from safekit.config import check_file, parse_module
 from safekit.host.module_packages import extract_safe
 from safekit.module_templates import (
@@ -132,6 +133,27 @@ def test_the_postgresql_template_watches_the_postmaster_and_its_port() -> None:
     assert proc.name == "postgres" and proc.argregex == "-D /data/pg( |$)" and proc.atmax == 1
     assert config.check.tcp[0].targets[0].port == 5433
     assert config.user is not None and config.user.nicestoptimeout > 30  # PG_STOP_TIMEOUT fits
+
+
+def test_the_nginx_template_watches_its_own_master_only() -> None:
+    nginx = LIBRARY["nginx_farm"]
+    xml = render(nginx, "web", {"virtual_ip": "10.0.0.9", "port": "8080"})[USERCONFIG].content
+    config = parse_module(xml, env={}).config
+    assert config.errd is not None
+    (proc,) = config.errd.procs
+    rule = errd.ProcessRule("nginx", name=proc.name, argregex=proc.argregex, atleast=1, atmax=1)
+    running = [
+        errd.ProcessInfo(1, "nginx", ("nginx: master process nginx -c /run/safekit-nginx-8080/nginx.conf",)),
+        errd.ProcessInfo(2, "nginx", ("nginx: worker process",)),
+        errd.ProcessInfo(
+            3, "nginx", ("nginx: master process /usr/sbin/nginx -g daemon on; master_process on;",)
+        ),
+        errd.ProcessInfo(4, "nginx", ("nginx: master process nginx -c /run/safekit-nginx-80/nginx.conf",)),
+    ]
+    [verdict] = errd.evaluate([rule], running)
+    assert verdict.ok and verdict.count == 1  # not the workers, Debian's nginx or another port's
+    [gone] = errd.evaluate([rule], running[1:])
+    assert not gone.ok
 
 
 @pytest.mark.parametrize(

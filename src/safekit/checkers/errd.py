@@ -39,7 +39,7 @@ class ProcessRule:
             return False
         if self.nameregex is not None and not re.fullmatch(self.nameregex, proc.name):
             return False
-        return not (self.argregex is not None and not re.search(self.argregex, " ".join(proc.argv[1:])))
+        return not (self.argregex is not None and not re.search(self.argregex, arguments(proc)))
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,18 @@ def evaluate(rules: Sequence[ProcessRule], processes: Iterable[ProcessInfo]) -> 
         else:
             verdicts.append(ProcessVerdict(rule, count, True, f"{rule.ident}: {count} running"))
     return verdicts
+
+
+def arguments(proc: ProcessInfo) -> str:
+    """The arguments `argregex` is matched against, joined by spaces.
+
+    A process that rewrote its command line into one title (nginx: "nginx: master process
+    /usr/sbin/nginx -g daemon on;", PostgreSQL's "postgres: checkpointer") has a single argv entry
+    holding spaces: its arguments are the title after the first space.
+    """
+    if len(proc.argv) == 1 and " " in proc.argv[0]:
+        return proc.argv[0].split(" ", 1)[1]
+    return " ".join(proc.argv[1:])
 
 
 def _basename(proc: ProcessInfo) -> str:

@@ -36,6 +36,20 @@ def test_regexes_on_name_and_arguments() -> None:
     assert not none.ok
 
 
+def test_argregex_matches_a_rewritten_process_title() -> None:
+    """nginx rewrites its command line into one title: its master is told from its workers by it."""
+    workers = [ProcessInfo(14 + i, "nginx", ("nginx: worker process",)) for i in range(2)]
+    procs = PROCS + workers
+    [master] = evaluate([ProcessRule("nginx", name="nginx", argregex="^master process", atmax=1)], procs)
+    assert master.ok and master.count == 1
+    [worker] = evaluate([ProcessRule("w", name="nginx", argregex="worker process", atleast=2)], procs)
+    assert worker.ok and worker.count == 2
+    # a path with a space in argv[0] and real arguments: the arguments are argv[1:] as before
+    spaced = ProcessInfo(20, "app", ("/opt/my app/bin/app", "--port", "8080"))
+    [app] = evaluate([ProcessRule("app", name="app", argregex="^--port 8080$")], [spaced])
+    assert app.ok
+
+
 def test_scan_sees_this_process() -> None:
     mine = [p for p in scan() if p.pid == os.getpid()]
     assert len(mine) == 1 and mine[0].argv
