@@ -82,6 +82,10 @@ class ModuleVips:
         self.log = log
         self.report = report
         self.split_brain_bound = split_brain_bound
+        self.on_node: set[str] = set()
+        """VIPs this executor put on the node and has not begun to release: the machine decides to
+        hold them (`vip_held`) before the other actions of the transition (the replication's start)
+        and the acquire itself are done, and a VIP not yet acquired is not one that went missing."""
 
     @property
     def addresses(self) -> list[str]:
@@ -96,6 +100,7 @@ class ModuleVips:
         for provider in self.providers:
             try:
                 await provider.acquire(timeout=call_timeout(provider))
+                self.on_node.add(str(provider.spec.address))
                 self.log.info("virtual IP %s acquired", provider.spec.address)
             except VipError as exc:
                 self.log.error("virtual IP %s not acquired: %s", provider.spec.address, exc)
@@ -107,6 +112,7 @@ class ModuleVips:
         # the split-brain bound before reporting a failure.
         deadline = time.monotonic() + self.split_brain_bound
         for provider in self.providers:
+            self.on_node.discard(str(provider.spec.address))
             while True:
                 try:
                     await provider.release(timeout=max(0.1, deadline - time.monotonic()))
@@ -149,17 +155,21 @@ class ModuleVips:
                 if not isinstance(provider, ArpProvider) or provider.lifetime is None:
                     continue
                 address = str(provider.spec.address)
+                if address not in self.on_node:  # not acquired yet, or being released
+                    missing.pop(address, None)
+                    continue
                 try:
                     still = await provider.renew()
                 except VipError as exc:
                     self.log.warning("virtual IP %s: renewing its lifetime failed: %s", address, exc)
                     continue
-                if still or not held():
+                if still or not held() or address not in self.on_node:
                     missing.pop(address, None)
                     continue
                 missing[address] = missing.get(address, 0) + 1
                 if missing[address] >= 2:
                     missing.pop(address)
+                    self.on_node.discard(address)  # reported once; the machine decides
                     detail = f"virtual IP {address} is gone from this node (it expired or was removed)"
                     self.log.error("%s: not taking it again by itself", detail)
                     self.report(ActionFailed(AcquireVip(), detail, time.monotonic()))
