@@ -2,16 +2,21 @@
 `safekit module new` and installed with `safekit module install`, all three on the same two nodes
 (one lab, one power cut for the three: the suite's time budget).
 
-Each module starts primary on node1 and secondary on node2; data is committed through each
-module's virtual IP from the client; node1 loses power; each module must be primary (ALONE) on
-node2 with its application running there from the replicated copy, holding what was committed.
+The generic and PostgreSQL modules start primary on node1, MariaDB primary on node2 (two mirrors
+whose primaries are on different nodes). Data is committed through each module's virtual IP from
+the client, and client-side writers keep committing to PostgreSQL and MariaDB while node1 loses
+power. Every module must then be primary (ALONE) on node2 with its application running there from
+the replicated copy, holding every write the client saw acknowledged; MariaDB, whose primary lost
+only its secondary, keeps acknowledging writes through the cut.
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from tpl_lab import install_modules, save_logs, wait_for
@@ -23,6 +28,9 @@ PG_PASSWORD = "tplpg"
 DB_PASSWORD = "tpldb"
 ROWS = 200
 GENERIC_PORT = 8081
+PRIMARY_NODES = {"tplapp": ("node1", "node2"), "tplpg": ("node1", "node2"), "tpldb": ("node2", "node1")}
+WRITE_INTERVAL = 0.02
+"""Seconds between two writes of a client-side writer (one statement, autocommit, at a time)."""
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +92,16 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     for node in cluster.nodes:
         cluster.start_daemon(node)
     try:
-        # First start, as the playbook does it: node1 has the data (empty: initialised there).
+        # First start, as the playbook does it: the first primary has the data (empty: initialised
+        # there). MariaDB's primary is node2, the others' node1.
         for module in modules:
-            cluster.safekit("node1", "prim", "-m", module)
-            cluster.safekit("node2", "second", "-m", module)
+            primary, secondary = PRIMARY_NODES[module]
+            cluster.safekit(primary, "prim", "-m", module)
+            cluster.safekit(secondary, "second", "-m", module)
         for module in modules:
-            cluster.wait_state("node1", module, "PRIM", timeout=120)
-            cluster.wait_state("node2", module, "SECOND", timeout=60)
+            primary, secondary = PRIMARY_NODES[module]
+            cluster.wait_state(primary, module, "PRIM", timeout=120)
+            cluster.wait_state(secondary, module, "SECOND", timeout=60)
         yield cluster
     finally:
         save_logs(lab, cluster, list(modules), extra=("postgresql.log", "mariadb.log", "app.log"))
@@ -126,10 +137,109 @@ def pids(lab: Lab, node: str, name: str) -> list[str]:
     return lab.exec(node, ["sh", "-c", script, "pids", name], check=True).stdout.split()
 
 
+class Writer:
+    """A client that commits numbered rows through one SQL client process, one statement at a time,
+    and counts as acknowledged only the numbers the server returned (`... RETURNING id`, or a
+    SELECT after the INSERT): the client's view, not the nodes'."""
+
+    def __init__(self, lab: Lab, name: str, argv: Sequence[str], statement: str) -> None:
+        self.name = name
+        self.statement = statement
+        self.acked: list[int] = []
+        self.acked_at: list[float] = []
+        self._stop = threading.Event()
+        self._proc = subprocess.Popen(
+            lab.exec_argv("client", argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.errors: list[str] = []
+        self._feeder = threading.Thread(target=self._feed, name=f"{name}-feed", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"{name}-read", daemon=True)
+        self._errors = threading.Thread(target=self._read_errors, name=f"{name}-errors", daemon=True)
+        self._feeder.start()
+        self._reader.start()
+        self._errors.start()
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {len(self.acked)} acknowledged, errors: {' | '.join(self.errors[-3:])}"
+
+    def _feed(self) -> None:
+        assert self._proc.stdin is not None
+        number = 0
+        try:
+            while not self._stop.is_set():
+                number += 1
+                self._proc.stdin.write(self.statement.format(n=number) + "\n")
+                self._proc.stdin.flush()
+                time.sleep(WRITE_INTERVAL)
+            self._proc.stdin.close()
+        except (BrokenPipeError, ValueError):  # the client gave up (its connection was lost)
+            pass
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip().isdigit():
+                self.acked.append(int(line))
+                self.acked_at.append(time.monotonic())
+
+    def _read_errors(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self.errors.append(line.strip())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._feeder.join(timeout=10)
+        try:
+            self._proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=10)
+
+
+def pg_writer(lab: Lab) -> Writer:
+    # tcp_user_timeout: a statement sent to a powered-off primary fails in 3 s instead of minutes.
+    conninfo = (
+        f"host={vip(lab, 1)} port=5432 user=postgres dbname=postgres connect_timeout=2 "
+        "tcp_user_timeout=3000 keepalives_idle=1 keepalives_interval=1 keepalives_count=2"
+    )
+    # stdbuf: psql writes each acknowledged id at once instead of when its buffer fills.
+    argv = [
+        "env",
+        f"PGPASSWORD={PG_PASSWORD}",
+        "stdbuf",
+        "-oL",
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]
+    return Writer(lab, "pg", [*argv, conninfo], "INSERT INTO writes VALUES ({n}) RETURNING id;")
+
+
+def mariadb_writer(lab: Lab) -> Writer:
+    argv = ["mariadb", "--no-defaults", "-h", vip(lab, 2), "-P", "3306", "-u", "app", f"-p{DB_PASSWORD}"]
+    return Writer(
+        lab,
+        "mariadb",
+        [*argv, "--connect-timeout=2", "-N", "-B", "--unbuffered", "tpl"],
+        "INSERT INTO writes VALUES ({n}); SELECT {n};",
+    )
+
+
 @pytest.fixture(scope="module")
-def failed_over(lab: Lab, cluster: LabCluster) -> Iterator[float]:
-    """Data committed in the three modules through their VIPs, then node1's power cut; yields the
-    time of the cut once node2 is primary of every module."""
+def failed_over(lab: Lab, cluster: LabCluster) -> Iterator[dict[str, object]]:
+    """Data committed in the three modules through their VIPs, then node1's power cut while a
+    PostgreSQL and a MariaDB writer commit; yields, once node2 is primary of every module, the time
+    of the cut and both writers (stopped)."""
     lab.exec(
         "node1",
         ["sh", "-c", "echo committed-before-the-cut > /srv/tplapp/page.txt && sync /srv/tplapp/page.txt"],
@@ -137,33 +247,49 @@ def failed_over(lab: Lab, cluster: LabCluster) -> Iterator[float]:
     )
     psql(lab, "CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL)")
     psql(lab, f"INSERT INTO ledger SELECT i, 'row ' || i FROM generate_series(1, {ROWS}) i")
+    psql(lab, "CREATE TABLE writes (id int PRIMARY KEY)")
     mariadb(lab, "CREATE DATABASE tpl; CREATE TABLE tpl.ledger (id int PRIMARY KEY, note text) ENGINE=InnoDB")
+    mariadb(lab, "CREATE TABLE tpl.writes (id int PRIMARY KEY) ENGINE=InnoDB")
     inserts = ";".join(f"INSERT INTO tpl.ledger VALUES ({i}, 'row {i}')" for i in range(1, ROWS + 1))
     mariadb(lab, f"SET autocommit=1; {inserts}")
-    lab.kill("node1")
-    killed = time.monotonic()
-    for module in ("tplapp", "tplpg", "tpldb"):
-        cluster.wait_state("node2", module, "ALONE", timeout=90)
-    yield killed
+    writers = {"pg": pg_writer(lab), "mariadb": mariadb_writer(lab)}
+    try:
+        deadline = time.monotonic() + 30
+        while not all(len(w.acked) >= 20 for w in writers.values()):
+            assert time.monotonic() < deadline, f"the writers do not commit: {list(writers.values())}"
+            time.sleep(0.1)
+        lab.kill("node1")
+        killed = time.monotonic()
+        for module in ("tplapp", "tplpg", "tpldb"):
+            cluster.wait_state("node2", module, "ALONE", timeout=90)
+        time.sleep(2)  # MariaDB's writer commits on node2 alone for a while
+    finally:
+        for writer in writers.values():
+            writer.stop()
+    yield {"killed": killed, **writers}
 
 
 def test_each_application_runs_on_the_primary_only(lab: Lab, cluster: LabCluster) -> None:
-    assert pids(lab, "node1", "postgres") and pids(lab, "node1", "mariadbd")
-    assert pids(lab, "node2", "postgres") == [] and pids(lab, "node2", "mariadbd") == []
+    assert pids(lab, "node1", "postgres") and pids(lab, "node2", "mariadbd")
+    assert pids(lab, "node2", "postgres") == [] and pids(lab, "node1", "mariadbd") == []
     assert http_get(lab, f"http://{vip(lab, 0)}:{GENERIC_PORT}/") is not None  # the generic app, via its VIP
     denied = lab.exec("node2", ["sh", "-c", "echo x > /srv/pgdata/intruder"])
     assert denied.returncode != 0, "the secondary's copy of PGDATA is writable"
+    assert cluster.state("node2", "tpldb")["state"] == "PRIM"  # two mirrors, primaries on two nodes
+    assert cluster.state("node1", "tpldb")["state"] == "SECOND"
     userlog = lab.exec("node1", ["cat", "/var/log/safekit/modules/tplpg.userlog"]).stdout
     assert "start_prim: PostgreSQL initialised (initdb: first start of the module) and started" in userlog
 
 
-def test_generic_mirror_serves_the_replicated_file_after_a_power_cut(lab: Lab, failed_over: float) -> None:
+def test_generic_mirror_serves_the_replicated_file_after_a_power_cut(
+    lab: Lab, failed_over: dict[str, object]
+) -> None:
     url = f"http://{vip(lab, 0)}:{GENERIC_PORT}/page.txt"
     page = wait_for("the generic application on node2", lambda: http_get(lab, url), timeout=30)
     assert page == "committed-before-the-cut"
 
 
-def test_postgresql_committed_rows_survive_a_power_cut(lab: Lab, failed_over: float) -> None:
+def test_postgresql_committed_rows_survive_a_power_cut(lab: Lab, failed_over: dict[str, object]) -> None:
     def answer() -> str | None:
         done = psql(lab, "SELECT count(*), min(id), max(id) FROM ledger", check=False)
         return done.stdout.strip() if done.returncode == 0 else None
@@ -175,7 +301,7 @@ def test_postgresql_committed_rows_survive_a_power_cut(lab: Lab, failed_over: fl
     )
 
 
-def test_mariadb_committed_rows_survive_a_power_cut(lab: Lab, failed_over: float) -> None:
+def test_mariadb_committed_rows_survive_a_power_cut(lab: Lab, failed_over: dict[str, object]) -> None:
     def answer() -> str | None:
         done = mariadb(lab, "SELECT count(*), min(id), max(id) FROM tpl.ledger", check=False)
         return done.stdout.strip() if done.returncode == 0 else None
@@ -184,3 +310,29 @@ def test_mariadb_committed_rows_survive_a_power_cut(lab: Lab, failed_over: float
     assert pids(lab, "node2", "mariadbd"), "MariaDB does not run on the new primary"
     mariadb(lab, f"INSERT INTO tpl.ledger VALUES ({ROWS + 1}, 'after')")
     assert mariadb(lab, "SELECT count(*) FROM tpl.ledger").stdout.strip() == str(ROWS + 1)
+
+
+def test_every_write_acknowledged_under_load_survives_the_power_cut(
+    lab: Lab, failed_over: dict[str, object]
+) -> None:
+    pg, db = failed_over["pg"], failed_over["mariadb"]
+    killed = failed_over["killed"]
+    assert isinstance(pg, Writer) and isinstance(db, Writer) and isinstance(killed, float)
+    assert len(pg.acked) >= 20 and len(db.acked) >= 20
+    rows = psql(lab, "SELECT id FROM writes ORDER BY id").stdout.split()
+    missing = sorted(set(pg.acked) - {int(r) for r in rows})
+    assert missing == [], f"PostgreSQL lost {len(missing)} acknowledged writes: {missing[:10]}"
+    rows = mariadb(lab, "SELECT id FROM tpl.writes ORDER BY id").stdout.split()
+    missing = sorted(set(db.acked) - {int(r) for r in rows})
+    assert missing == [], f"MariaDB lost {len(missing)} acknowledged writes: {missing[:10]}"
+    # MariaDB's primary (node2) lost only its secondary: it went on acknowledging after the cut.
+    after = [t for t in db.acked_at if t > killed]
+    assert after, "MariaDB acknowledged nothing after its secondary lost power"
+    print(
+        f"acknowledged: PostgreSQL {len(pg.acked)} (all kept), MariaDB {len(db.acked)} (all kept, "
+        f"{len(after)} after the cut; longest pause {longest_pause(db.acked_at):.2f} s)"
+    )
+
+
+def longest_pause(times: list[float]) -> float:
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
