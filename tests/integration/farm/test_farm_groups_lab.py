@@ -11,6 +11,7 @@ reset, while only the dead node's buckets move in each group.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_lab import client_sources, tcp_out_resets
+from farm_lab import client_sources, jhash_bucket, tcp_out_resets
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -106,7 +107,7 @@ exit 0
 PROBE = r"""
 import json, socket, sys
 vip, port, count, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")
-answers, failures = {}, 0
+answers, failures, seen = {}, 0, []
 for i in range(count):
     s = socket.socket()
     s.settimeout(2)
@@ -119,11 +120,12 @@ for i in range(count):
             data += chunk
         who = data.split(b"\r\n\r\n", 1)[1].decode().strip()
         answers[who] = answers.get(who, 0) + 1
+        seen.append([*s.getsockname(), who])
     except OSError:
         failures += 1
     finally:
         s.close()
-print(json.dumps({"answers": answers, "failures": failures}))
+print(json.dumps({"answers": answers, "failures": failures, "seen": seen}))
 """
 
 # On the client: hold keep-alive connections; on each line read from stdin, ask every connection
@@ -135,7 +137,7 @@ conns = []
 for port in ports:
     for i in range(count):
         s = socket.socket()
-        s.settimeout(3)
+        s.settimeout(1.5)
         s.bind((sources[i % len(sources)], 0))
         s.connect((vip, int(port)))
         conns.append((port, s))
@@ -166,7 +168,7 @@ for line in sys.stdin:
             out.append([port, "skipped"])
             continue
         try:
-            out.append([port, ask(s)])
+            out.append([port, ask(s), *s.getsockname()])
         except OSError as exc:
             dead.add(i)
             out.append([port, f"error: {exc!r}"])
@@ -233,7 +235,17 @@ def wait_members(cluster: LabCluster, nodes: list[str], timeout: float = 20.0) -
     raise AssertionError(f"balancing set is not {nodes}: { {n: m['members'] for n, m in seen.items()} }")
 
 
-def probe(lab: Lab, port: int, sources: list[str]) -> dict[str, int]:
+def bucket_of(source: str, sport: int, seed: int) -> int:
+    """The bucket of a TCP connection under `on_port` (and `on_ipid`, which hashes the same for TCP)."""
+    key = ipaddress.IPv4Address(source).packed + sport.to_bytes(2, "big") + b"\0\0"
+    return jhash_bucket(key, seed)
+
+
+def probe(
+    lab: Lab, port: int, sources: list[str], owners: list[str | None] | None = None, seed: int = 0
+) -> dict[str, int]:
+    """New connections to `port`: who answered each. With `owners` (the group's map), every answer
+    must come from the owner of the connection's bucket as the kernel hashes it."""
     out = lab.exec(
         "client",
         ["python3", "-c", PROBE, vip(lab), str(port), str(CONNECTIONS), ",".join(sources)],
@@ -244,6 +256,9 @@ def probe(lab: Lab, port: int, sources: list[str]) -> dict[str, int]:
     assert result["failures"] == 0, result
     answers: dict[str, int] = result["answers"]
     assert sum(answers.values()) == CONNECTIONS
+    if owners is not None:
+        wrong = [row for row in result["seen"] if owners[bucket_of(row[0], row[1], seed)] != row[2]]
+        assert wrong == [], f"answered by a node that does not own the bucket: {wrong[:5]}"
     return answers
 
 
@@ -257,12 +272,18 @@ class Holder:
         )
 
     def ask(self) -> list[tuple[str, str]]:
+        """Per held connection: (port, who answered or the error)."""
+        return [(row[0], row[1]) for row in self.ask_rows()]
+
+    def ask_rows(self) -> list[list[Any]]:
+        """Per held connection: [port, who, source address, source port] (no address on error)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         assert line, "the holder died"
-        return [(port, who) for port, who in json.loads(line)]
+        rows: list[list[Any]] = json.loads(line)
+        return rows
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -298,9 +319,10 @@ def test_a_safekit_shaped_farm_loads_and_balances_each_group(lab: Lab, cluster: 
     assert state["groups"]["api"]["buckets"] == 85, state
 
     sources = client_sources(lab)
-    web = probe(lab, WEB, sources)
-    api = probe(lab, API, sources)
-    print(f"web answers {web}, api answers {api}")
+    seed = farm_map(cluster, "node1")["seed"]
+    web = probe(lab, WEB, sources, maps["node1"]["web"]["owners"], seed)
+    api = probe(lab, API, sources, maps["node1"]["api"]["owners"], seed)
+    print(f"web answers {web}, api answers {api}, each from the owner of its bucket")
     assert set(web) == set(NODES) and min(web.values()) >= CONNECTIONS / 3 / 3, web
     assert set(api) == {"node2", "node3"}, f"node1 is not in group api but answered: {api}"
     assert api["node3"] > api["node2"], f"node3 has power 2 in api: {api}"
@@ -310,12 +332,14 @@ def test_a_node_leaving_and_returning_moves_only_its_buckets_and_resets_nothing(
     lab: Lab, cluster: LabCluster
 ) -> None:
     sources = client_sources(lab)
+    seed = farm_map(cluster, "node1")["seed"]
+    group_of = {str(WEB): "web", str(API): "api"}
     holder = Holder(lab, sources)
+    away: Holder | None = None
     try:
         first = holder.ask()
         assert not [who for _, who in first if who.startswith("error")], first
-        by_node = {who for _, who in first}
-        assert by_node == set(NODES), f"the held connections should reach every node: {first}"
+        assert {who for _, who in first} == set(NODES), f"held connections should reach every node: {first}"
         healthy = [i for i, (_, who) in enumerate(first) if who != "node3"]
         resets = {h: tcp_out_resets(lab, h) for h in ("node1", "node2", "client")}
         before = groups_of(cluster, "node1")
@@ -326,12 +350,15 @@ def test_a_node_leaving_and_returning_moves_only_its_buckets_and_resets_nothing(
         moved_only_from(before, after_leave, "node3")
         assert after_leave["api"]["shares"] == {"node2": 256}
         second = holder.ask()
-        assert [second[i] for i in healthy] == [first[i] for i in healthy], (
-            "a healthy node's connection broke"
-        )
-        web = probe(lab, WEB, sources)
-        api = probe(lab, API, sources)
+        assert [second[i] for i in healthy] == [first[i] for i in healthy], "a healthy connection broke"
+        web = probe(lab, WEB, sources, after_leave["web"]["owners"], seed)
+        api = probe(lab, API, sources, after_leave["api"]["owners"], seed)
         assert set(web) == {"node1", "node2"} and set(api) == {"node2"}, (web, api)
+        # Connections opened while node3 is away: some fall in node3's buckets, which it takes back
+        # when it returns; they must stay on node1 / node2.
+        away = Holder(lab, sources)
+        held_away = away.ask_rows()
+        assert not [r for r in held_away if r[1].startswith("error")], held_away
 
         lab.start("node3")
         cluster.start_daemon("node3")
@@ -342,12 +369,25 @@ def test_a_node_leaving_and_returning_moves_only_its_buckets_and_resets_nothing(
         moved_only_from(after_leave, after_join, "node3")
         for name in ("web", "api"):
             assert after_join[name]["owners"] == before[name]["owners"], f"{name}: not the map of before"
-        # Connections of node1 and node2 whose buckets went to node3 stay where they are.
         third = holder.ask()
         assert [third[i] for i in healthy] == [first[i] for i in healthy], "a healthy connection broke"
+        moved = [
+            r
+            for r in held_away
+            if after_join[group_of[str(r[0])]]["owners"][bucket_of(r[2], r[3], seed)] == "node3"
+        ]
+        again = away.ask_rows()
+        assert [r[:2] for r in again] == [r[:2] for r in held_away], "a connection opened while away broke"
+        assert moved, "no held connection fell in a bucket node3 took back: the join was not exercised"
         assert {h: tcp_out_resets(lab, h) - n for h, n in resets.items()} == dict.fromkeys(resets, 0)
-        print(f"{len(healthy)} connections of healthy nodes held across a leave and a join, 0 resets")
-        api = probe(lab, API, sources)
+        print(
+            f"{len(healthy)} connections of healthy nodes held across a leave and a join; "
+            f"{len(moved)} of {len(held_away)} opened while node3 was away were in buckets it took back "
+            "and stayed on their node; 0 resets"
+        )
+        api = probe(lab, API, sources, after_join["api"]["owners"], seed)
         assert set(api) == {"node2", "node3"}, api
     finally:
         holder.close()
+        if away is not None:
+            away.close()
