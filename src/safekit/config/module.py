@@ -138,7 +138,11 @@ class LoadBalancingRule:
 
 @dataclass(frozen=True, slots=True)
 class LoadBalancing:
-    """`<group>` of `<loadbalancing_list>`: which hosts share which traffic, with what weight."""
+    """`<group>` of `<loadbalancing_list>`: which hosts share which traffic, with what weight.
+
+    `hosts` empty: the group had no `<cluster>`, so (as in SafeKit) every node of the cluster shares
+    it with power 1.
+    """
 
     name: str
     hosts: tuple[LoadBalancingHost, ...]

@@ -136,17 +136,27 @@ def _group(element: XmlElement, ctx: ReadContext) -> LoadBalancing:
     ctx.children(element, ("cluster", "rule"), once=("cluster",))
     hosts: list[LoadBalancingHost] = []
     cluster = first_child(element, "cluster")
-    if cluster is None:
-        reader.error('no <cluster><host name="NODE" power="1"/></cluster> (which nodes share the load)')
-    else:
+    # Without <cluster>, SafeKit's group is every node of the cluster with power 1 (`hosts` empty;
+    # the daemon names them at load).
+    if cluster is not None:
         ctx.reader(cluster, ())
         ctx.children(cluster, ("host",))
+        seen: dict[str, int] = {}
         for child in children(cluster, "host"):
             host = ctx.reader(child, ("name", "power"))
-            hosts.append(
-                LoadBalancingHost(
-                    host.name("name", required=True) or "", host.integer("power", 1, 0), child.line
+            host_name = host.name("name", required=True) or ""
+            if host_name and host_name in seen:
+                host.error(
+                    f"host {host_name!r} is listed twice in this group (first at line {seen[host_name]})"
                 )
+            seen.setdefault(host_name, child.line)
+            hosts.append(LoadBalancingHost(host_name, host.integer("power", 1, 0), child.line))
+        if not hosts:
+            ctx.diag.error(
+                cluster.line,
+                "cluster",
+                'no <host name="NODE" power="1"/> '
+                "(leave <cluster> out for every node of the cluster, power 1)",
             )
     rules = [_rule(child, ctx) for child in children(element, "rule")]
     if not rules:

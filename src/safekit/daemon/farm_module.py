@@ -29,7 +29,7 @@ from safekit.daemon.module_executor import (
     record_incarnation,
 )
 from safekit.farm import nft
-from safekit.farm.buckets import compute_map
+from safekit.farm.groups import GroupError, by_group, group_maps, resolve_groups
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
 from safekit.vip import VipError
@@ -56,16 +56,16 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             raise ModuleError(f"module {name}: a farm module needs <farm>")
         self.timeout = farm.pulse * farm.mlost_count
         lans = _farm_lans(name, config, cluster, local_node, self.timeout)
-        self.powers = _powers(name, config, lans, local_node)
+        self.groups = _groups(name, config, lans, local_node)
         self.settings = fm.settings_for(
             local_node,
-            self.powers,
+            self.groups,
             join_after=self.timeout,
             handover_delay=HANDOVER_PULSES * farm.pulse,
             maxloop=config.service.maxloop,
             loop_interval=config.service.loop_interval,
         )
-        self.rules = _farm_rules(name, config)
+        self.rules = _farm_rules(name, config, self.groups)
         self.state = fm.initial_state(time.monotonic())
         self.resources.update({f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers})
         self.resources["farm.rules"] = "init"
@@ -130,14 +130,17 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         farm = self.config.farm
         assert farm is not None
         self.log.info(
-            "farm module %s loaded: node %s, farm %s, pulse %.3f s, node lost after %.2f s, seed %#010x",
+            "farm module %s loaded: node %s, pulse %.3f s, node lost after %.2f s, seed %#010x",
             self.name,
             self.local_node,
-            ", ".join(f"{n} (power {p})" for n, p in sorted(self.powers.items())),
             farm.pulse,
             self.timeout,
             self.rules.seed,
         )
+        for group in self.groups:
+            rules = [r for r in self.rules.rules if r.group == group.name]
+            traffic = ", ".join(_describe(r) for r in rules) or "no rule"
+            self.log.info("farm group %s; traffic: %s", group.describe(), traffic)
         # A crash may have left rules or the VIP here: nothing serves before the machine says so.
         await self._drop_leftovers()
         await self.link.start()
@@ -194,14 +197,14 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             case fm.HoldVip(held=held):
                 await self._hold_vips(held)
 
-    async def _program(self, owned: frozenset[int] | None) -> None:
+    async def _program(self, owned: frozenset[fm.Slot] | None) -> None:
         try:
             if owned is None:
                 await farm_kernel.apply(nft.removal(self.rules))
                 self.resources["farm.rules"] = "init"
                 return
             spec = await self._resolved_rules()
-            await farm_kernel.apply(nft.ruleset(spec, owned))
+            await farm_kernel.apply(nft.ruleset(spec, by_group(owned, self.settings.group_names)))
             failed = farm_kernel.set_sysctls(sorted({a.interface for a in spec.addresses}))
             if failed:
                 self.log.warning("farm: could not set %s", ", ".join(failed))
@@ -236,28 +239,51 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         members = sorted(self.state.members(self.local_node))
         data: dict[str, Any] = {**self._status_head(), "peer": None, "members": members}
         if verbose:
+            names = self.settings.group_names
+            owned = by_group(self.state.owned or (), names)
+            pending = by_group(self.state.pending, names)
             data["resources"] = dict(self.resources)
-            data["buckets"] = len(self.state.owned or ())
+            data["buckets"] = sum(len(b) for b in owned.values())
             data["pending_buckets"] = len(self.state.pending)
+            data["groups"] = {
+                name: {"buckets": len(owned[name]), "pending_buckets": len(pending[name])} for name in names
+            }
             data["vips"] = [str(a.vip) for a in self.rules.addresses]
             data["controls"] = self.controls()
         return data
 
     def farm_map(self) -> dict[str, Any]:
-        """`safekit farm map`: who owns which bucket, as this node sees the balancing set."""
+        """`safekit farm map`: who owns which bucket of each group, as this node sees the balancing
+        set. The top-level map fields are the first group's (the only one, usually); `groups` has
+        every group's."""
         members = self.state.members(self.local_node)
-        view = self.state.view or compute_map(self.powers, members)
+        views = dict(self.state.views or group_maps(self.groups, members))
+        names = self.settings.group_names
+        owned = by_group(self.state.owned or (), names)
+        pending = by_group(self.state.pending, names)
+        groups = [
+            {
+                "name": group.name,
+                "every_node": group.every_node,
+                "powers": dict(group.powers),
+                "owned_here": sorted(owned[group.name]),
+                "pending_here": sorted(pending[group.name]),
+                "rules": [_describe(r) for r in self.rules.rules if r.group == group.name],
+                **views[group.name].to_json(),
+            }
+            for group in self.groups
+        ]
+        first = {key: value for key, value in groups[0].items() if key not in ("name", "every_node", "rules")}
         return {
             "module": self.name,
             "node": self.local_node,
             "state": str(self.state.state),
             "readiness": str(self.state.readiness),
             "members": sorted(members),
-            "powers": dict(sorted(self.powers.items())),
-            "owned_here": sorted(self.state.owned or ()),
-            "pending_here": sorted(self.state.pending),
             "seed": self.rules.seed,
-            **view.to_json(),
+            **first,
+            "pending_here": sorted(self.state.pending),
+            "groups": groups,
         }
 
 
@@ -281,29 +307,29 @@ def _farm_lans(
     return lans
 
 
-def _powers(name: str, config: ModuleConfig, lans: list[HeartbeatLan], local_node: str) -> dict[str, int]:
-    """Every farm node and its power: the `<loadbalancing_list>` hosts, else every node of the LANs."""
-    groups = config.vip.loadbalancing if config.vip is not None else ()
-    if len(groups) > 1:
-        raise ModuleError(
-            f"module {name}: {len(groups)} <group>s in <loadbalancing_list>; this version balances one "
-            "group (put every <rule> in one <group>)"
-        )
-    if groups:
-        powers = {host.name: host.power for host in groups[0].hosts}
-        if local_node not in powers:
-            raise ModuleError(
-                f"module {name}: this node ({local_node}) is not a <host> of <loadbalancing_list>"
-            )
-        return powers
-    nodes = {local_node: 1}
-    for lan in lans:
-        for peer, _ in lan.peers:
-            nodes[peer] = 1
-    return nodes
+def _groups(
+    name: str, config: ModuleConfig, lans: list[HeartbeatLan], local_node: str
+) -> tuple[fm.BalancingGroup, ...]:
+    """The balancing groups: each `<group>`'s hosts and powers; a `<group>` without `<cluster>`
+    (as in SafeKit) and a module without `<loadbalancing_list>` take every node of the farm's LANs
+    with power 1."""
+    declared = [
+        (g.name, [(h.name, h.power) for h in g.hosts])
+        for g in (config.vip.loadbalancing if config.vip is not None else ())
+    ]
+    farm_nodes = {local_node, *(peer for lan in lans for peer, _ in lan.peers)}
+    try:
+        return resolve_groups(declared, farm_nodes, local_node)
+    except GroupError as exc:
+        raise ModuleError(f"module {name}: {exc}") from exc
 
 
-def _farm_rules(name: str, config: ModuleConfig) -> nft.FarmRules:
+def _describe(rule: nft.TrafficRule) -> str:
+    port = "every port" if rule.port is None else f"port {rule.port}"
+    return f"{rule.proto} {port} to {rule.vip or 'every VIP'} {rule.filter}"
+
+
+def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGroup]) -> nft.FarmRules:
     vip = config.vip
     addresses: list[nft.BalancedAddress] = []
     if vip is not None:
@@ -322,7 +348,13 @@ def _farm_rules(name: str, config: ModuleConfig) -> nft.FarmRules:
             for rule in group.rules:
                 if rule.proto == "arp":
                     continue  # ARP is answered by every node with the vMAC
-                filter_ = "on_port" if rule.filter == "on_port" else "on_addr"
                 target = None if rule.virtual_addr == "*" else ipaddress.IPv4Address(rule.virtual_addr)
-                rules.append(nft.TrafficRule(rule.proto, filter_, rule.port, target))  # type: ignore[arg-type]
-    return nft.FarmRules(nft.table_name(name), tuple(addresses), tuple(rules), nft.seed_for(name))
+                rules.append(nft.TrafficRule(rule.proto, rule.filter, rule.port, target, group.name))
+    for first, second in nft.overlaps(rules):
+        raise ModuleError(
+            f"module {name}: groups {first.group} and {second.group} both balance {_describe(second)}; "
+            "a packet must belong to one group (give them different ports or addresses)"
+        )
+    return nft.FarmRules(
+        nft.table_name(name), tuple(addresses), tuple(rules), nft.seed_for(name), groups[0].name
+    )

@@ -14,6 +14,7 @@ interface, as `safekit.mirror` gives the mirror's.
 
 from safekit.farm.actions import Action, Announce, HoldVip, Program, RunScript
 from safekit.farm.events import Command, CommandKind, Event, PeerLost, PeerStatus, ServingFailed
+from safekit.farm.groups import BalancingGroup, Slot
 from safekit.farm.machine import (
     Transition,
     checker_applies,
@@ -41,6 +42,7 @@ from safekit.lifecycle import (
 __all__ = [
     "Action",
     "Announce",
+    "BalancingGroup",
     "CheckerAction",
     "CheckerVerdict",
     "Command",
@@ -66,6 +68,7 @@ __all__ = [
     "ScriptDone",
     "ScriptOutcome",
     "ServingFailed",
+    "Slot",
     "Then",
     "Tick",
     "Transition",

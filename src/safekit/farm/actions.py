@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from safekit.farm.groups import Slot
 from safekit.farm.states import FarmState
 from safekit.lifecycle import CommandReply, Log, Readiness, Script, ScriptAction
 
@@ -35,9 +36,9 @@ class RunScript:
 
 @dataclass(frozen=True)
 class Program:
-    """Load the farm rules with these buckets owned (None: remove the farm rules)."""
+    """Load the farm rules with these (group, bucket)s owned (None: remove the farm rules)."""
 
-    owned: frozenset[int] | None
+    owned: frozenset[Slot] | None
 
 
 @dataclass(frozen=True)

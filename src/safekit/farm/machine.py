@@ -12,19 +12,31 @@ has its buckets taken by the others and nothing else changes.
 Handover: buckets are released at once; a bucket gained from a node that is no longer a member is
 taken at once (that node serves nothing), but a bucket gained from a live member (a node joined,
 or came back) is taken only `handover_delay` later, when that member has seen the same change and
-let go. A bucket may be served by nobody for that moment (a client retransmits its SYN); it is never
-served by two nodes.
+let go. So is a bucket that a peer starting up (UP Transient) would own: two nodes that end their
+listening in the same instant each take only their own share before hearing each other. A bucket
+may be served by nobody for that moment (a client retransmits its SYN); it is never served by two
+nodes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from safekit.farm.actions import Action, Announce, HoldVip, Program, RunScript
-from safekit.farm.buckets import compute_map
+from safekit.farm.buckets import BUCKETS
 from safekit.farm.events import Command, CommandKind, Event, PeerLost, PeerStatus, ServingFailed
+from safekit.farm.groups import (
+    DEFAULT_GROUP,
+    BalancingGroup,
+    Slot,
+    by_group,
+    group,
+    group_maps,
+    owner_of,
+    slots_of,
+)
 from safekit.farm.states import FarmMachine, FarmSettings, FarmState, PeerView, Phase, Then
 from safekit.lifecycle import (
     CheckerAction,
@@ -102,7 +114,7 @@ def _handle(  # noqa: PLR0911, PLR0912 - one branch per event kind
         case Command():
             return _command(settings, state, event, actions)
         case PeerStatus(node=node, state=peer_state, readiness=readiness):
-            if node == settings.local_node or node not in settings.power_map:
+            if node == settings.local_node or node not in settings.nodes:
                 return state
             peers = state.peer_map()
             view = PeerView(peer_state, readiness)
@@ -309,30 +321,35 @@ def _stop_both(
 
 
 def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: list[Action]) -> FarmMachine:
-    """Bring the programmed buckets and the VIP in line with the balancing set."""
+    """Bring the programmed buckets (of every group) and the VIP in line with the balancing set."""
     serving = state.phase is Phase.SERVING
     members = state.members(settings.local_node)
-    new_view = compute_map(settings.power_map, members)
+    new_views = group_maps(settings.groups, members)
     if not serving:
         if state.vip_held:
             actions.append(HoldVip(False))
         if state.owned is not None:
             actions.append(Program(None))
         return replace(
-            state, view=new_view, owned=None, pending=frozenset(), pending_due=None, vip_held=False
+            state, views=new_views, owned=None, pending=frozenset(), pending_due=None, vip_held=False
         )
-    desired = new_view.buckets_of(settings.local_node)
+    desired = slots_of(new_views, settings.local_node)
     owned = state.owned or frozenset()
-    previous = state.view
+    previous = state.views
     gains = desired - owned
-    immediate: set[int] = set()
-    delayed: set[int] = set()
-    for bucket in gains:
-        holder = previous.owners[bucket] if previous is not None else None
-        if holder is None or holder == settings.local_node or holder not in members:
-            immediate.add(bucket)
+    # Peers starting up may end their listening in this same instant and take their buckets before
+    # hearing us: their share (in the map that counts them) waits for the handover delay too.
+    joining = state.joining()
+    expected = group_maps(settings.groups, members | joining) if joining else new_views
+    immediate: set[Slot] = set()
+    delayed: set[Slot] = set()
+    for slot in gains:
+        holder = owner_of(previous, slot) if previous is not None else None
+        free = holder is None or holder == settings.local_node or holder not in members
+        if free and owner_of(expected, slot) not in joining:
+            immediate.add(slot)
         else:
-            delayed.add(bucket)
+            delayed.add(slot)
     pending_due = state.pending_due
     keep_pending = state.pending & delayed
     fresh = delayed - state.pending
@@ -345,13 +362,11 @@ def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: 
     if not delayed:
         pending_due = None
     if state.owned is None or new_owned != state.owned:
-        gained = len(new_owned - owned)
-        lost = len(owned - new_owned)
         actions.append(Program(new_owned))
         if state.owned is not None:
             actions.append(
                 Log(
-                    f"buckets: {len(new_owned)} of 256 (+{gained} -{lost}); balancing set "
+                    f"buckets: {_counts(settings, owned, new_owned)}; balancing set "
                     f"{', '.join(sorted(members))}"
                     + (f"; {len(delayed)} more after handover" if delayed else ""),
                     LogLevel.INFO,
@@ -361,7 +376,7 @@ def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: 
         actions.append(HoldVip(True))
     return replace(
         state,
-        view=new_view,
+        views=new_views,
         owned=new_owned,
         pending=frozenset(delayed),
         pending_due=pending_due if delayed else None,
@@ -369,20 +384,38 @@ def _rebalance(settings: FarmSettings, state: FarmMachine, now: float, actions: 
     )
 
 
+def _counts(settings: FarmSettings, before: frozenset[Slot], after: frozenset[Slot]) -> str:
+    """`85 of 256 (+43 -0)`, per group when there are several: `web 85 of 256 (+43 -0), api ...`."""
+    names = settings.group_names
+    old, new = by_group(before, names), by_group(after, names)
+    parts = [
+        f"{len(new[name])} of {BUCKETS} (+{len(new[name] - old[name])} -{len(old[name] - new[name])})"
+        for name in names
+    ]
+    if len(names) == 1:
+        return parts[0]
+    return ", ".join(f"{name} {part}" for name, part in zip(names, parts, strict=True))
+
+
 def settings_for(
     local_node: str,
-    powers: Mapping[str, int],
+    groups: Sequence[BalancingGroup] | Mapping[str, int],
     *,
     join_after: float,
     handover_delay: float,
     maxloop: int = 3,
     loop_interval: float = 24 * 3600.0,
 ) -> FarmSettings:
+    """`groups`: the balancing groups, or one group's powers (node -> power) for a single group."""
     if not math.isfinite(join_after) or join_after < 0:
         raise ValueError(f"join_after must be a non-negative duration, got {join_after!r}")
+    if isinstance(groups, Mapping):
+        groups = (group(DEFAULT_GROUP, groups),)
+    if not groups:
+        raise ValueError("a farm needs at least one balancing group")
     return FarmSettings(
         local_node=local_node,
-        powers=tuple(sorted(powers.items())),
+        groups=tuple(groups),
         join_after=join_after,
         handover_delay=handover_delay,
         maxloop=maxloop,

@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from safekit.farm.buckets import BUCKETS, ranges
+from safekit.farm.groups import DEFAULT_GROUP
 
 INGRESS_PRIORITY = -500
 RAW_PRIORITY = -300
@@ -39,7 +40,7 @@ _SYN_MASK = ["fin", "syn", "rst", "ack"]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 Proto = Literal["tcp", "udp"]
-Filter = Literal["on_addr", "on_port"]
+Filter = Literal["on_addr", "on_port", "on_ipid"]
 Json = dict[str, Any]
 
 
@@ -54,15 +55,20 @@ class BalancedAddress:
 
 @dataclass(frozen=True, slots=True)
 class TrafficRule:
-    """A `<rule>`: which traffic to a VIP is balanced, and on what the hash is taken.
+    """A `<rule>`: which traffic to a VIP is balanced, by which group's map, hashed on what.
 
-    `vip` None: every VIP of the module; `port` None: every port.
+    `vip` None: every VIP of the module; `port` None: every port. `filter`: `on_addr` hashes the
+    client address (a client always reaches the same node), `on_port` the address and source port
+    (each connection or UDP flow on its own), `on_ipid` for UDP the address and the IP
+    identification field (each datagram on its own, its fragments together), for TCP the address
+    and source port (each connection on its own, its retransmitted SYNs together).
     """
 
     proto: Proto
     filter: Filter
     port: int | None = None
     vip: ipaddress.IPv4Address | None = None
+    group: str = DEFAULT_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class FarmRules:
     addresses: tuple[BalancedAddress, ...]
     rules: tuple[TrafficRule, ...]
     seed: int
+    default_group: str = DEFAULT_GROUP
+    """The group whose map deals the traffic to a VIP that no rule names (the first `<group>`)."""
 
 
 def table_name(module: str) -> str:
@@ -116,6 +124,11 @@ def _hash_key(rule: TrafficRule | None) -> Json:
     saddr = _payload("ip", "saddr")
     if rule is None or rule.filter == "on_addr":
         return saddr
+    if rule.filter == "on_ipid" and rule.proto == "udp":
+        return {"concat": [saddr, _payload("ip", "id")]}
+    # on_port, and on_ipid for TCP: a SYN retransmitted carries another IP id (Linux counts ids per
+    # socket) and could be judged by another node; the source port spreads connections the same
+    # way and keeps a connection's SYNs together.
     return {"concat": [saddr, _payload(rule.proto, "sport")]}
 
 
@@ -169,11 +182,28 @@ def _rule(family: str, table: str, chain: str, *expr: Json) -> Json:
 
 
 def _rules_for(spec: FarmRules, vip: ipaddress.IPv4Address) -> list[TrafficRule]:
-    return [r for r in spec.rules if r.vip is None or r.vip == vip]
+    """The rules that apply to `vip`, the most specific first (a port before every port, an address
+    before `*`; otherwise in the file's order): the first that matches a packet decides."""
+    rules = [r for r in spec.rules if r.vip is None or r.vip == vip]
+    return sorted(rules, key=lambda r: (r.port is None, r.vip is None))
 
 
-def ruleset(spec: FarmRules, owned: Collection[int]) -> Json:
-    """The whole farm ruleset for this node owning `owned` buckets (one atomic transaction)."""
+def overlaps(rules: Collection[TrafficRule]) -> list[tuple[TrafficRule, TrafficRule]]:
+    """Pairs of rules of different groups that name the same traffic (address, proto, port): which
+    group serves it would depend on the order; a module with such a pair is refused."""
+    seen: dict[tuple[object, str, int | None], TrafficRule] = {}
+    clashes: list[tuple[TrafficRule, TrafficRule]] = []
+    for rule in rules:
+        key = (rule.vip, rule.proto, rule.port)
+        first = seen.setdefault(key, rule)
+        if first is not rule and first.group != rule.group:
+            clashes.append((first, rule))
+    return clashes
+
+
+def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
+    """The whole farm ruleset for this node owning, in each group, `owned[group]` buckets (one
+    atomic transaction). A group missing from `owned` is owned nowhere here."""
     t = spec.table
     commands: list[Json] = []
     commands += _replace_table("netdev", t)
@@ -213,16 +243,24 @@ def ruleset(spec: FarmRules, owned: Collection[int]) -> Json:
                 match.append(_match(_payload(rule.proto, "dport"), rule.port))
             if rule.proto == "tcp":
                 match.append(_syn_only())
-            commands.append(_rule("ip", t, "buckets", *match, _bucket_vmap(rule, spec.seed, owned)))
-        # Traffic no <rule> names (other ports, ICMP, fragments): by source address, so that
-        # exactly one node answers it too.
+            mine = owned.get(rule.group, ())
+            commands.append(_rule("ip", t, "buckets", *match, _bucket_vmap(rule, spec.seed, mine)))
+        # Traffic no <rule> names (other ports, ICMP, fragments): by source address, with the
+        # first group's map, so that exactly one node answers it too.
+        default = owned.get(spec.default_group, ())
         commands.append(
             _rule(
-                "ip", t, "buckets", _daddr(vip), _l4("tcp"), _syn_only(), _bucket_vmap(None, spec.seed, owned)
+                "ip",
+                t,
+                "buckets",
+                _daddr(vip),
+                _l4("tcp"),
+                _syn_only(),
+                _bucket_vmap(None, spec.seed, default),
             )
         )
         commands.append(_rule("ip", t, "buckets", _daddr(vip), _l4("tcp"), _accept()))
-        commands.append(_rule("ip", t, "buckets", _daddr(vip), _bucket_vmap(None, spec.seed, owned)))
+        commands.append(_rule("ip", t, "buckets", _daddr(vip), _bucket_vmap(None, spec.seed, default)))
         established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
         commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), established, _accept()))
         commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), _syn_only(), _accept()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from safekit.farm.buckets import BucketMap
+from safekit.farm.groups import BalancingGroup, GroupMaps, Slot, farm_nodes_of
 from safekit.lifecycle import Readiness, Script
 
 
@@ -41,8 +41,8 @@ class Then(StrEnum):
 @dataclass(frozen=True)
 class FarmSettings:
     local_node: str
-    powers: tuple[tuple[str, int], ...]
-    """Every configured farm node and its power (weight)."""
+    groups: tuple[BalancingGroup, ...]
+    """The balancing groups: each one's nodes and their power (weight); each has its own map."""
     join_after: float
     """How long a node listens to the farm before it takes buckets (the membership timeout)."""
     handover_delay: float
@@ -50,8 +50,13 @@ class FarmSettings:
     loop_interval: float = 24 * 3600.0
 
     @property
-    def power_map(self) -> dict[str, int]:
-        return dict(self.powers)
+    def nodes(self) -> frozenset[str]:
+        """Every node some group balances to."""
+        return farm_nodes_of(self.groups)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.groups)
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,11 @@ class FarmMachine:
     reason: str = "stopped"
     listening_since: float = 0.0
     peers: tuple[tuple[str, PeerView], ...] = ()
-    view: BucketMap | None = None
-    """The map of the balancing set as this node sees it now (None: not computed yet)."""
-    owned: frozenset[int] | None = None
-    """Buckets programmed in the kernel (None: no farm rules loaded)."""
-    pending: frozenset[int] = frozenset()
+    views: GroupMaps | None = None
+    """Each group's map of the balancing set as this node sees it now (None: not computed yet)."""
+    owned: frozenset[Slot] | None = None
+    """(group, bucket)s programmed in the kernel (None: no farm rules loaded)."""
+    pending: frozenset[Slot] = frozenset()
     pending_due: float | None = None
     vip_held: bool = False
     running: tuple[int, Script] | None = None
@@ -114,6 +119,14 @@ class FarmMachine:
 
     def peer_map(self) -> dict[str, PeerView]:
         return dict(self.peers)
+
+    def joining(self) -> frozenset[str]:
+        """Peers starting up (UP Transient): members soon, maybe in this very instant."""
+        return frozenset(
+            name
+            for name, view in self.peers
+            if view.state is FarmState.UP and view.readiness is Readiness.TRANSIENT
+        )
 
     def members(self, local_node: str) -> frozenset[str]:
         names = {name for name, view in self.peers if view.member}

@@ -193,3 +193,33 @@ def wait_members(cluster: LabCluster, nodes: list[str], members: list[str], time
         time.sleep(0.1)
     summary = {n: (m["members"], m["state"], m["readiness"]) for n, m in seen.items()}
     raise AssertionError(f"balancing set is not {members} after {timeout:g} s: {summary}")
+
+
+def _rol(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def jhash_bucket(key: bytes, seed: int, buckets: int = 256) -> int:
+    """The kernel's `jhash KEY mod 256 seed S` (linux/jhash.h, nft_hash.c), for keys of 4 or 8 bytes:
+    what nftables computes for `ip saddr` and `ip saddr . tcp sport` (the port padded to 4 bytes)."""
+    m = 0xFFFFFFFF
+    a = b = c = (0xDEADBEEF + len(key) + seed) & m
+    assert len(key) in (4, 8)
+    if len(key) == 8:
+        b = (b + int.from_bytes(key[4:8], "little")) & m
+    a = (a + int.from_bytes(key[0:4], "little")) & m
+    c ^= b
+    c = (c - _rol(b, 14)) & m
+    a ^= c
+    a = (a - _rol(c, 11)) & m
+    b ^= a
+    b = (b - _rol(a, 25)) & m
+    c ^= b
+    c = (c - _rol(b, 16)) & m
+    a ^= c
+    a = (a - _rol(c, 4)) & m
+    b ^= a
+    b = (b - _rol(a, 14)) & m
+    c ^= b
+    c = (c - _rol(b, 24)) & m
+    return (c * buckets) >> 32

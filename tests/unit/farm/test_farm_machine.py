@@ -25,7 +25,8 @@ class Node:
     def __init__(self, name: str = "node1", now: float = 0.0) -> None:
         self.settings = _settings(name)
         self.state = fm.initial_state(now)
-        self.owned: frozenset[int] | None = None
+        self.owned: frozenset[int] | None = None  # the buckets of the one group
+        self.slots: frozenset[fm.Slot] | None = None
         self.vip = False
         self.announced: tuple[fm.FarmState, fm.Readiness] | None = None
         self.replies: list[fm.CommandReply] = []
@@ -39,7 +40,8 @@ class Node:
             for action in t.actions:
                 match action:
                     case fm.Program(owned=owned):
-                        self.owned = owned
+                        self.slots = owned
+                        self.owned = None if owned is None else frozenset(b for _, b in owned)
                     case fm.HoldVip(held=held):
                         self.vip = held
                     case fm.Announce(state=s, readiness=r):
@@ -221,8 +223,32 @@ def test_no_bucket_is_ever_served_by_two_nodes(changes: list[tuple[str, str]]) -
         now += 1.0
         for node in nodes.values():
             node.tick(now)
+        check()  # nodes that joined in the same instant have not heard each other yet
         exchange()
         check()
     # Settled: every bucket served by exactly one live node.
     owned = [b for n in alive for b in nodes[n].owned or ()]
     assert sorted(owned) == list(range(BUCKETS))
+
+
+def test_nodes_joining_in_the_same_instant_take_only_their_own_share_first() -> None:
+    nodes = {name: Node(name) for name in POWERS}
+    for node in nodes.values():
+        node.feed(fm.Command(fm.CommandKind.START, 0.0))
+    for name, node in nodes.items():  # each hears the others starting (UP Transient)
+        for other, peer in nodes.items():
+            if other != name:
+                node.feed(fm.PeerStatus(other, peer.state.state, peer.state.readiness, 0.1))
+    for node in nodes.values():
+        node.tick(JOIN)  # all end their listening together, before hearing each other Ready
+    full = compute_map(POWERS, POWERS)
+    for name, node in nodes.items():
+        assert node.owned == full.buckets_of(name), "a joining peer's share must wait for the handover"
+    # A peer that stays Transient (its start_both is slow) gets its share taken after the delay.
+    alone = Node("node1")
+    alone.feed(fm.Command(fm.CommandKind.START, 0.0))
+    alone.feed(fm.PeerStatus("node2", fm.FarmState.UP, fm.Readiness.TRANSIENT, 0.1))
+    alone.tick(JOIN)
+    assert alone.owned == compute_map(POWERS, {"node1", "node2"}).buckets_of("node1")
+    alone.tick(JOIN + HANDOVER)
+    assert alone.owned == frozenset(range(BUCKETS))
