@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         logsetup.LogSettings(args.log_level, args.log_format, args.log_max_bytes, args.log_backups),
         detached=args.daemon,
     )
+    if not args.daemon:  # an abort by systemd's watchdog (SIGABRT) shows where the loop hung, in the journal
+        faulthandler.enable()
     raise_own_priority(args.nice)
     if args.pidfile is not None:
         args.pidfile.parent.mkdir(parents=True, exist_ok=True)
