@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from systemd_host import DEFAULT_ROOT, SystemdHost, booted, build_root
@@ -50,17 +50,22 @@ USERCONFIG = """<!DOCTYPE safe>
   <heart>
     <heartbeat name="default"/>
   </heart>
+  <rfs async="second">
+    <replicated dir="/srv/data"/>
+  </rfs>
   <user nicestoptimeout="20s" forcestoptimeout="20s" logging="userlog"/>
 </service>
 </safe>
 """
 
-# Every script: one line "TIME SCRIPT ARGS app=yes|no"; start_prim starts the application (a
-# process in safekitd's control group, as an application started by a script is), stop_prim ends it.
+# Every script: one line "TIME SCRIPT ARGS fuse=yes|no app=yes|no" (is the replicated directory
+# mounted, is the application alive at that instant); start_prim starts the application (a process
+# in safekitd's control group, as an application started by a script is), stop_prim ends it.
 SCRIPT = """#!/bin/sh
 app=$(cat /var/lib/app.pid 2>/dev/null)
 alive=no; [ -n "$app" ] && kill -0 "$app" 2>/dev/null && alive=yes
-echo "$(date +%s.%N) {name} $* app=$alive" >> /var/lib/events
+fuse=no; mountpoint -q /srv/data && fuse=yes
+echo "$(date +%s.%N) {name} $* fuse=$fuse app=$alive" >> /var/lib/events
 case {name} in
   start_prim) sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > /var/lib/app.pid ;;
   stop_prim) [ -n "$app" ] && kill "$app"; rm -f /var/lib/app.pid ;;
@@ -101,14 +106,22 @@ def state(h: SystemdHost) -> dict[str, Any]:
     return module
 
 
-def events(h: SystemdHost) -> list[tuple[float, str, str, bool]]:
-    """(time, script, arguments, application alive) per script call."""
+class Call(NamedTuple):
+    name: str
+    args: str
+    mounted: bool
+    """The replicated directory was mounted (the replication process ran)."""
+    app: bool
+    """The application was alive."""
+
+
+def events(h: SystemdHost) -> list[Call]:
+    """The script calls, in order."""
     out = h.sh("cat /var/lib/events 2>/dev/null || true")
     calls = []
     for line in out.splitlines():
-        stamp, name, *rest = line.split()
-        args = " ".join(rest[:-1])
-        calls.append((float(stamp), name, args, rest[-1] == "app=yes"))
+        _stamp, name, *rest = line.split()
+        calls.append(Call(name, " ".join(rest[:-2]), rest[-2] == "fuse=yes", rest[-1] == "app=yes"))
     return calls
 
 
@@ -165,7 +178,18 @@ def test_start_returns_once_safekitd_is_ready(host: SystemdHost) -> None:
     # A first start without the peer waits (rule 1): the operator makes it primary, once.
     host.run([str(VENV / "bin" / "safekit"), "prim", "-m", MODULE], timeout=60)
     wait_alone_with_app(host)
-    assert [e[1] for e in events(host)][-1] == "start_prim"
+    assert [e.name for e in events(host)][-1] == "start_prim"
+
+
+def test_the_replicated_directory_is_mounted_for_the_whole_host(host: SystemdHost) -> None:
+    """No mount namespace in the unit: the FUSE mount the replication process made is the one a
+    login shell, a backup or an application started as its own unit sees."""
+    wait_alone_with_app(host)
+    assert host.sh("findmnt -n -o FSTYPE /srv/data").strip().startswith("fuse")
+    host.sh("echo written-from-outside > /srv/data/probe && sync /srv/data/probe")
+    # Another unit (its own cgroup, systemd's mount namespace) sees the same mount and file.
+    out = host.run(["systemd-run", "--wait", "--pipe", "--quiet", "cat", "/srv/data/probe"]).stdout
+    assert out.strip() == "written-from-outside"
 
 
 def test_restart_runs_the_stop_scripts_before_anything_is_killed(host: SystemdHost) -> None:
@@ -176,14 +200,15 @@ def test_restart_runs_the_stop_scripts_before_anything_is_killed(host: SystemdHo
     after = service(host)
     assert after["MainPID"] != before["MainPID"]
     calls = events(host)[mark:]
-    names = [c[1] for c in calls]
+    names = [c.name for c in calls]
     assert names[:2] == ["stop_prim", "poststop"], calls
-    # stop_prim found the application alive: systemd did not kill it (KillMode=process).
-    assert calls[0][3] is True, calls
-    assert "force" not in calls[0][2]
+    # stop_prim found the application alive and its data mounted: systemd killed neither the
+    # application nor the replication process first (KillMode=process).
+    assert calls[0].app and calls[0].mounted, calls
+    assert "force" not in calls[0].args
     new_app = wait_alone_with_app(host)
     assert new_app != app
-    assert [c[1] for c in events(host)[mark + 2 :]] == ["prestart", "start_prim"]
+    assert [c.name for c in events(host)[mark + 2 :]] == ["prestart", "start_prim"]
 
 
 def test_kill_9_is_restarted_and_the_module_recovers(host: SystemdHost) -> None:
@@ -197,8 +222,8 @@ def test_kill_9_is_restarted_and_the_module_recovers(host: SystemdHost) -> None:
     calls = events(host)[mark:]
     # The new safekitd stops what the dead one left (the application was still running: nothing
     # killed it), forced, before the module starts again.
-    assert calls[0][1] == "stop_prim" and "force" in calls[0][2] and calls[0][3] is True, calls
-    assert [c[1] for c in calls[-2:]] == ["prestart", "start_prim"], calls
+    assert calls[0].name == "stop_prim" and "force" in calls[0].args and calls[0].app, calls
+    assert [c.name for c in calls[-2:]] == ["prestart", "start_prim"], calls
     assert new_app != app
     assert "the previous safekitd died" in journal(host, "-p", "warning")
 
@@ -226,7 +251,7 @@ def test_the_watchdog_restarts_a_hung_daemon(host: SystemdHost) -> None:
     # faulthandler: where the loop was when systemd aborted it.
     assert "Fatal Python error: Aborted" in log
     wait_alone_with_app(host)
-    assert events(host)[mark][1] == "stop_prim"
+    assert events(host)[mark].name == "stop_prim"
 
 
 def test_journal_lines_carry_their_priority(host: SystemdHost) -> None:
@@ -245,7 +270,8 @@ def test_stop_stops_the_module_through_its_scripts(host: SystemdHost) -> None:
     mark = len(events(host))
     host.run(["systemctl", "stop", "safekitd"], timeout=180)
     calls = events(host)[mark:]
-    assert [c[1] for c in calls] == ["stop_prim", "poststop"]
-    assert calls[0][3] is True
+    assert [c.name for c in calls] == ["stop_prim", "poststop"]
+    assert calls[0].app and calls[0].mounted
+    assert not calls[1].mounted  # the replication process stopped after stop_prim, before poststop
     assert host.sh("cat /var/lib/app.pid 2>/dev/null || echo none").strip() == "none"
     assert service(host)["ActiveState"] == "inactive"
