@@ -236,10 +236,25 @@ class SystemdHost:
             self.launcher.wait(timeout=30)
         self.pid = None
 
+    def _kill_leftovers(self, timeout: float = 30) -> None:
+        """A host left by an interrupted run (its launcher belongs to a dead test process): every
+        process in the host's own cgroup is killed (cgroup.kill), which ends its PID namespace."""
+        events = self.cgroup / "cgroup.events"
+        if "populated 1" not in events.read_text():
+            return
+        (self.cgroup / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + timeout
+        while "populated 1" in events.read_text():
+            if time.monotonic() > deadline:
+                raise HostError(f"{self.name}: processes left in {self.cgroup} after cgroup.kill")
+            time.sleep(0.1)
+
     def destroy(self) -> None:
         """Remove the netns, the cgroups and the overlay (the processes must be gone)."""
         if self.launcher is not None and self.launcher.poll() is None:
             self.poweroff()
+        if self.cgroup.exists():
+            self._kill_leftovers()
         subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
         if self.cgroup.exists():
             for path in sorted(self.cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
