@@ -275,3 +275,23 @@ def test_stop_stops_the_module_through_its_scripts(host: SystemdHost) -> None:
     assert not calls[1].mounted  # the replication process stopped after stop_prim, before poststop
     assert host.sh("cat /var/lib/app.pid 2>/dev/null || echo none").strip() == "none"
     assert service(host)["ActiveState"] == "inactive"
+
+
+def test_a_configuration_error_is_not_restarted_in_a_loop(host: SystemdHost) -> None:
+    good = host.sh("cat /etc/safekit/cluster.xml")
+    host.write("/etc/safekit/cluster.xml", good.replace("<lans>", "<lans><oops/>"))
+    try:
+        result = host.run(["systemctl", "start", "safekitd"], check=False, timeout=60)
+        assert result.returncode != 0
+        before = service(host)
+        time.sleep(5)  # more than RestartSec
+        after = host.show("safekitd", "ActiveState", "Result", "ExecMainStatus", "NRestarts")
+        assert after["ActiveState"] == "failed"
+        assert after["Result"] == "exit-code"
+        assert after["ExecMainStatus"] == "78"
+        assert after["NRestarts"] == before["NRestarts"]
+        # The reason, at error priority, is what `systemctl status` shows last.
+        assert "oops" in journal(host, "-p", "err", "-n", "5")
+    finally:
+        host.write("/etc/safekit/cluster.xml", good)
+        host.run(["systemctl", "reset-failed", "safekitd"], check=False)
