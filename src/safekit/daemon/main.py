@@ -1,7 +1,8 @@
 """Entry point of `safekitd`: the per-node daemon.
 
-It runs in the foreground (under systemd, `Type=notify`-free `simple` service) or as a plain
-supervised process with `--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
+It runs in the foreground (under systemd, a `Type=notify` service with the watchdog: see
+sdnotify.py and packaging/systemd/safekitd.service) or as a plain supervised process with
+`--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
 SIGTERM or SIGINT (or `safekit shutdown`) stop it gracefully: every module is stopped (stop scripts,
 VIP released) first. SIGUSR1 writes every task's and thread's stack to the log (daemon/diagnostics.py).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -19,8 +21,9 @@ from pathlib import Path
 
 from safekit import __version__
 from safekit.api.server import start_api
-from safekit.daemon import allocator, diagnostics, memtrace, workers
+from safekit.daemon import allocator, diagnostics, logsetup, memtrace, workers
 from safekit.daemon.node import Node, NodeError
+from safekit.daemon.sdnotify import Notifier
 from safekit.host.paths import Paths
 from safekit.host.priority import raise_own_priority
 from safekit.host.supervised import daemonize, running_pid
@@ -39,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-port", type=int, default=9453, help="HTTPS port of the API and console (0: off)")
     p.add_argument("--api-address", default="0.0.0.0", help="API listen address (default all)")  # noqa: S104
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-format", default="text", choices=logsetup.FORMATS, help="text (default) or json lines"
+    )
+    p.add_argument(
+        "--log-max-bytes",
+        type=int,
+        default=logsetup.DEFAULT_MAX_BYTES,
+        help="rotate safekitd.log at this size (default 10 MiB; 0: never)",
+    )
+    p.add_argument(
+        "--log-backups", type=int, default=logsetup.DEFAULT_BACKUPS, help="rotated files kept (default 5)"
+    )
     p.add_argument(
         "--nice",
         type=int,
@@ -64,13 +79,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.daemon:
         daemonize()
-    _setup_logging(paths, args.log_level, to_stderr=not args.daemon)
+    notifier = Notifier.from_env()  # read (and removed from the scripts' environment) before anything runs
+    logsetup.setup(
+        paths.daemon_log,
+        logsetup.LogSettings(args.log_level, args.log_format, args.log_max_bytes, args.log_backups),
+        detached=args.daemon,
+    )
+    if not args.daemon:  # an abort by systemd's watchdog (SIGABRT) shows where the loop hung, in the journal
+        faulthandler.enable()
     raise_own_priority(args.nice)
     if args.pidfile is not None:
         args.pidfile.parent.mkdir(parents=True, exist_ok=True)
         args.pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
     try:
-        code = asyncio.run(_run(paths, args))
+        code = asyncio.run(_run(paths, args, notifier))
     finally:
         if args.pidfile is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -79,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-async def _run(paths: Paths, args: argparse.Namespace) -> int:
+async def _run(paths: Paths, args: argparse.Namespace, notifier: Notifier) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(workers.BoundedExecutor())  # a blocked worker cannot keep it running
@@ -93,6 +115,7 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
         else None
     )
     trimmer = asyncio.create_task(allocator.trim_loop())
+    watchdog = notifier.start_watchdog()  # from the start: module start scripts may take long
     node = Node(
         paths,
         node_name=args.node,
@@ -105,33 +128,23 @@ async def _run(paths: Paths, args: argparse.Namespace) -> int:
     except NodeError as exc:
         log.error("%s", exc)
         await node.stop()
+        await notifier.stop_watchdog(watchdog)
         return 78  # EX_CONFIG
     api = await start_api(node, paths, args.api_address, args.api_port)
     log.info("safekitd %s running (pid %d)", __version__, os.getpid())
+    notifier.ready(f"running, node {node.node_name}")
     await stop.wait()
     log.info("stopping: stopping every module first")
+    notifier.stopping("stopping every module first")
     if api is not None:
         await api.stop()
     await node.stop()
     trimmer.cancel()
+    await notifier.stop_watchdog(watchdog)
     if tracer is not None:
         tracer.cancel()
     log.info("stopped")
     return 0
-
-
-def _setup_logging(paths: Paths, level: str, *, to_stderr: bool) -> None:
-    paths.log.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger("safekit")
-    root.setLevel(level)
-    file_handler = logging.FileHandler(paths.daemon_log)
-    file_handler.setFormatter(fmt)
-    root.addHandler(file_handler)
-    if to_stderr:
-        stream = logging.StreamHandler()
-        stream.setFormatter(fmt)
-        root.addHandler(stream)
 
 
 if __name__ == "__main__":

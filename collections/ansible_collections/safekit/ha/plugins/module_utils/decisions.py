@@ -39,25 +39,43 @@ GOAL_HOLDS = {
 SYSTEMD_UNIT = """\
 # safekitd under systemd (real hosts). Hosts without systemd (containers, lab hosts) run
 # `safekitd --daemon --pidfile /run/safekitd.pid` instead; SIGTERM stops both gracefully.
+# Why each line is here, and why the usual sandboxing lines are not: docs/systemd.md.
 [Unit]
 Description=safekit high-availability daemon
-Documentation=file:///opt/safekit/docs/mirror.md
+Documentation=file:///opt/safekit/docs/systemd.md
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-Type=simple
+# READY=1 once the modules are loaded and the API listens; WATCHDOG=1 from the event loop.
+Type=notify
+NotifyAccess=main
 ExecStart={venv}/bin/safekitd
-# SIGTERM stops every module first (stop scripts, virtual IPs released): give the scripts time.
+# A hung event loop (no WATCHDOG=1 for this long) is aborted and restarted.
+WatchdogSec=30s
+# Stop and restart signal safekitd only: it stops every module through its stop scripts (the
+# application, the replication process, the virtual IP). systemd must not kill them first; after
+# the stop, what a stop script left running is left alone rather than killed.
+KillMode=process
 KillSignal=SIGTERM
+# A module's stop may take nicestoptimeout + forcestoptimeout (300 s + 300 s by default).
 TimeoutStopSec=15min
+TimeoutStartSec=15min
 Restart=on-failure
 RestartSec=2s
+# 77: not root, 78: configuration error - a restart cannot help; `systemctl status` says why.
+RestartPreventExitStatus=77 78
+# The applications started by the scripts share this control group: no task limit for them.
+TasksMax=infinity
 # The daemon must keep its heartbeats on time on a loaded host.
 Nice=-5
 LimitNOFILE=65536
 RuntimeDirectory=safekit
 RuntimeDirectoryMode=0700
+RuntimeDirectoryPreserve=restart
+# Sandboxing without a mount namespace only (the replication's FUSE mounts must be seen by the
+# whole host): personality(2) locked to the native one.
+LockPersonality=yes
 
 [Install]
 WantedBy=multi-user.target
