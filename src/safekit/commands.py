@@ -945,15 +945,23 @@ def _farm(args: argparse.Namespace) -> int:
         f"{farm_map['module']} on {farm_map['node']}: {farm_map['state']} ({farm_map['readiness']}), "
         f"balancing set: {', '.join(farm_map['members']) or 'empty'}"
     )
-    shares: dict[str, int] = farm_map["shares"]
-    for node, power in farm_map["powers"].items():
-        count = shares.get(node, 0)
-        runs = farm_map["ranges"].get(node, [])
-        text = " ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "-"
-        percent = 100 * count / farm_map["buckets"]
-        print(f"  {node:<16} power {power:<3} {count:>3} buckets ({percent:5.1f}%)  {text}")
-    if farm_map.get("pending_here"):
-        print(f"  ({len(farm_map['pending_here'])} buckets move here after the handover delay)")
+    groups: list[dict[str, Any]] = farm_map.get("groups") or [farm_map]
+    for group in groups:
+        indent = "  "
+        if len(groups) > 1 or "name" in group:
+            rules = ", ".join(group.get("rules", [])) or "no rule"
+            every = " (every farm node, power 1)" if group.get("every_node") else ""
+            print(f"  group {group.get('name', '?')}{every}: {rules}")
+            indent = "    "
+        shares: dict[str, int] = group["shares"]
+        for node, power in group["powers"].items():
+            count = shares.get(node, 0)
+            runs = group["ranges"].get(node, [])
+            text = " ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "-"
+            percent = 100 * count / group["buckets"]
+            print(f"{indent}{node:<16} power {power:<3} {count:>3} buckets ({percent:5.1f}%)  {text}")
+        if group.get("pending_here"):
+            print(f"{indent}({len(group['pending_here'])} buckets move here after the handover delay)")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -318,6 +319,9 @@ def test_a_safekit_shaped_farm_loads_and_balances_each_group(lab: Lab, cluster: 
     assert maps["node1"]["api"]["owned_here"] == []
     state = cluster.state("node2", MODULE)
     assert state["groups"]["api"]["buckets"] == 85, state
+    text = cluster.safekit("node1", "farm", "map", "-m", MODULE).stdout  # what the operator reads
+    assert "group web (every farm node, power 1):" in text and "group api:" in text, text
+    assert re.search(r"group api:.*\n(?:.*\n)*?\s+node3\s+power 2\s+171 buckets", text), text
 
     sources = client_sources(lab)
     seed = farm_map(cluster, "node1")["seed"]
