@@ -82,6 +82,11 @@ class ModuleVips:
         self.log = log
         self.report = report
         self.split_brain_bound = split_brain_bound
+        self.on_node: set[str] = set()
+        """The VIPs this daemon acquired and has not released since: only those can be "gone".
+        The machine holds a VIP from the moment it asks for it, and the acquisition runs after the
+        replication has started (seconds, on a failover): `renew_loop` must not take a VIP that
+        is not yet added for one that disappeared."""
 
     @property
     def addresses(self) -> list[str]:
@@ -96,6 +101,7 @@ class ModuleVips:
         for provider in self.providers:
             try:
                 await provider.acquire(timeout=call_timeout(provider))
+                self.on_node.add(str(provider.spec.address))
                 self.log.info("virtual IP %s acquired", provider.spec.address)
             except VipError as exc:
                 self.log.error("virtual IP %s not acquired: %s", provider.spec.address, exc)
@@ -107,6 +113,7 @@ class ModuleVips:
         # the split-brain bound before reporting a failure.
         deadline = time.monotonic() + self.split_brain_bound
         for provider in self.providers:
+            self.on_node.discard(str(provider.spec.address))
             while True:
                 try:
                     await provider.release(timeout=max(0.1, deadline - time.monotonic()))
@@ -135,9 +142,10 @@ class ModuleVips:
     async def renew_loop(self, held: Callable[[], bool]) -> None:
         """Renew the lifetime of the VIPs this node holds, every second (see `vip_lifetime`).
 
-        A VIP found gone twice in a row while the machine holds it (it expired while this daemon
-        was frozen, or someone removed it) is not taken again here: the peer may have taken over
-        meanwhile. It is reported as a failed acquire; the machine decides (stopstart).
+        A VIP found gone twice in a row while the machine holds it and after this daemon added it
+        (it expired while this daemon was frozen, or someone removed it) is not taken again here:
+        the peer may have taken over meanwhile. It is reported as a failed acquire; the machine
+        decides (stopstart).
         """
         missing: dict[str, int] = {}
         while True:
@@ -149,6 +157,9 @@ class ModuleVips:
                 if not isinstance(provider, ArpProvider) or provider.lifetime is None:
                     continue
                 address = str(provider.spec.address)
+                if address not in self.on_node:  # asked for, not added yet (or being released)
+                    missing.pop(address, None)
+                    continue
                 try:
                     still = await provider.renew()
                 except VipError as exc:
