@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client python3-apt
 LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
-# the module library's MariaDB and Apache templates, shellcheck of its scripts)
-TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck
+# the module library's MariaDB and Apache templates, shellcheck of its scripts; the kvm_vm template's
+# libvirt and QEMU, and the kernel, busybox and cpio its test builds a tiny guest from)
+TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio
 # the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
 NATIVE_APT_PACKAGES := build-essential libssl-dev clang-14 libclang-rt-14-dev
 
