@@ -365,7 +365,8 @@ def test_the_vm_runs_on_the_primary_and_serves_through_the_vip(lab: Lab, cluster
 
 
 def test_the_checker_restarts_a_vm_that_died(lab: Lab, cluster: LabCluster) -> None:
-    wait_for("the guest's service", lambda: http_get(lab, "/cgi-bin/add?1"), 90)
+    # acknowledged once (a request that timed out may have been written too: written twice, fine)
+    assert wait_for("the guest's service", lambda: http_get(lab, "/cgi-bin/add?1"), 90) == "ok 1"
     pid = qemu_pid(lab, "node1")
     assert pid is not None
     lab.exec("node1", ["kill", "-9", str(pid)], check=True)  # the VM crashes
@@ -376,7 +377,7 @@ def test_the_checker_restarts_a_vm_that_died(lab: Lab, cluster: LabCluster) -> N
         interval=0.5,
     )
     listing = wait_for("the restarted guest's service", lambda: http_get(lab, "/cgi-bin/list"), 90)
-    assert listing.split()[:2] == ["0", "1"], listing  # its disk is the one it had
+    assert "1" in listing.split(), listing  # its disk is the one it had
     log = userlog(lab, "node1")
     assert f"stop_prim: VM {VM_NAME} was not running" in log, log
     assert cluster.state("node1", MODULE)["state"] == "PRIM"
