@@ -36,8 +36,13 @@ from safekit.module_templates import (
 LIBRARY = templates.library()
 SHARED_DIR = Path(templates.__file__).parent / templates.LIBRARY_DIR
 SOURCE_LIBRARY = '. "$(dirname "$0")/safekit-template.sh"'
-EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm"}
-REQUIRED_FOR = {"virtual_ip": "198.18.0.200", "pg_password": "secret", "db_password": "secret"}
+EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm", "kvm_vm"}
+REQUIRED_FOR = {
+    "virtual_ip": "198.18.0.200",
+    "pg_password": "secret",
+    "db_password": "secret",
+    "vm_name": "vm1",
+}
 
 
 def minimal(template: Template) -> dict[str, str]:
@@ -154,6 +159,81 @@ def test_the_nginx_template_watches_its_own_master_only() -> None:
     assert verdict.ok and verdict.count == 1  # not the workers, Debian's nginx or another port's
     [gone] = errd.evaluate([rule], running[1:])
     assert not gone.ok
+
+
+def test_the_kvm_vm_template_replicates_the_vm_directory_and_watches_the_domain() -> None:
+    vm = LIBRARY["kvm_vm"]
+    package = render(vm, "vm", {**minimal(vm), "vm_dir": "/data/vms/web/", "shutdown_timeout": "45"})
+    config = parse_module(package[USERCONFIG].content, env={}).config
+    assert config.rfs is not None and [d.dir for d in config.rfs.replicated] == ["/data/vms/web"]
+    (custom,) = config.check.custom
+    assert (custom.ident, custom.exec, custom.when, custom.action) == ("vm", "vmcheck", "prim", "restart")
+    assert package["bin/vmcheck"].mode == 0o755 and package["bin/vm.sh"].mode == 0o644
+    assert config.user is not None
+    variables = {v.name: v.value for v in config.user.vars}
+    assert variables["VM_NAME"] == "vm1" and variables["VM_DIR"] == "/data/vms/web"
+    assert variables["VM_SHUTDOWN_TIMEOUT"] == "45" and variables["LIBVIRT_URI"] == "qemu:///system"
+    # the longest graceful stop (240 s, vm.sh caps it) and a destroy fit in the module's stop time
+    assert config.user.nicestoptimeout >= 240 + int(variables["VIRSH_TIMEOUT"])
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"virtual_ip": "1.2.3.4"}, "vm_name is required"),
+        ({"virtual_ip": "1.2.3.4", "vm_name": "my vm"}, "vm_name: 'my vm': letters, digits"),
+        ({"virtual_ip": "1.2.3.4", "vm_name": "vm1", "vm_dir": "vms"}, "absolute path"),
+        ({"virtual_ip": "1.2.3.4", "vm_name": "vm1", "shutdown_timeout": "0"}, "whole number of seconds"),
+        ({"virtual_ip": "1.2.3.4", "vm_name": "vm1", "shutdown_timeout": "2m"}, "whole number of seconds"),
+    ],
+)
+def test_the_kvm_vm_site_values_are_checked(given: dict[str, str], message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        resolve_values(LIBRARY["kvm_vm"], given)
+
+
+@pytest.mark.parametrize(
+    ("driver", "problem"),
+    [
+        ("<driver name='qemu' type='raw' cache='writeback'/>", ""),
+        ("<driver name='qemu' type='qcow2'/>", ""),
+        ("<driver name='qemu' type='raw' cache='writethrough'/>", ""),
+        ("<driver name='qemu' type='raw' cache='none' io='native'/>", "O_DIRECT"),
+        ('<driver name="qemu" type="raw" cache="directsync"/>', "O_DIRECT"),
+        ("<driver name='qemu' type='raw' cache='unsafe'/>", "flushes would be ignored"),
+    ],
+)
+def test_the_kvm_vm_refuses_disks_the_replicated_directory_cannot_serve(
+    tmp_path: Path, driver: str, problem: str
+) -> None:
+    """start_prim's check of the definition: O_DIRECT (not on the FUSE directory) and cache=unsafe
+    (acknowledged writes lost) are refused with a line saying what to use."""
+    (tmp_path / "vm1.xml").write_text(
+        f"<domain><name>vm1</name><devices><disk>{driver}</disk></devices></domain>"
+    )
+    vm_sh = LIBRARY["kvm_vm"].files["bin/vm.sh"].decode()
+    done = subprocess.run(
+        ["sh", "-c", f'. "{SHARED_DIR / SHELL_LIBRARY}"\n{vm_sh}\ndefinition_problem', "start_prim"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "VM_NAME": "vm1", "VM_DIR": str(tmp_path)},
+    )
+    assert (done.returncode != 0) == (problem == ""), done
+    assert problem in done.stdout
+    if problem:
+        assert "cache='writeback'" in done.stdout
+    (tmp_path / "vm1.xml").write_text("<domain><name>vm2</name></domain>")
+    other = subprocess.run(
+        ["sh", "-c", f'. "{SHARED_DIR / SHELL_LIBRARY}"\n{vm_sh}\ndefinition_problem', "start_prim"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "VM_NAME": "vm1", "VM_DIR": str(tmp_path)},
+    )
+    assert other.returncode == 0 and "does not define <name>vm1</name>" in other.stdout
 
 
 @pytest.mark.parametrize(

@@ -141,9 +141,10 @@ class ModuleVips:
     async def renew_loop(self, held: Callable[[], bool]) -> None:
         """Renew the lifetime of the VIPs this node holds, every second (see `vip_lifetime`).
 
-        A VIP found gone twice in a row while the machine holds it (it expired while this daemon
-        was frozen, or someone removed it) is not taken again here: the peer may have taken over
-        meanwhile. It is reported as a failed acquire; the machine decides (stopstart).
+        A VIP found gone twice in a row while the machine holds it and after this daemon added it
+        (it expired while this daemon was frozen, or someone removed it) is not taken again here:
+        the peer may have taken over meanwhile. It is reported as a failed acquire; the machine
+        decides (stopstart).
         """
         missing: dict[str, int] = {}
         while True:
