@@ -176,8 +176,17 @@ class ElementReader:
         try:
             return str(ipaddress.IPv4Address(value))
         except ValueError:
+            pass
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
             self.error(f"attribute {name!r}: {value!r} is not an IPv4 address (e.g. 192.168.1.10)")
-            return None
+        else:
+            self.error(
+                f"attribute {name!r}: {value!r} is an IPv6 address: this version handles IPv4 only "
+                "(virtual IPs are announced by ARP and balanced by IPv4 rules; docs/config.md)"
+            )
+        return None
 
     def host(self, name: str, *, required: bool = True) -> str | None:
         """An IPv4 address or a host name (checker targets may be names resolved at run time)."""

@@ -124,6 +124,11 @@ def test_service_values_are_checked(replacement: str, expected: str) -> None:
             "'10.0.0.300' is not an IPv4 address",
         ),
         (
+            '<vip><interface_list><interface><real_interface><virtual_addr addr="2001:db8::10"/>'
+            "</real_interface></interface></interface_list></vip>",
+            "'2001:db8::10' is an IPv6 address: this version handles IPv4 only",
+        ),
+        (
             '<check><tcp ident="t"><to addr="127.0.0.1" port="70000"/></tcp></check>',
             "is not a port (use 1-65535)",
         ),
