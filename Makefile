@@ -27,7 +27,7 @@ demo-farm: deps venv
 
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 	$(MAKE) --no-print-directory molecule
 
 lint: venv
