@@ -710,6 +710,10 @@ def _sshd_config(host_key: Path, authorized_keys: Path) -> str:
             "UseDNS no",
             "PrintMotd no",
             "AcceptEnv LANG LC_*",
+            # Lab hosts share the machine's /root: its shell start files run for every ssh command
+            # (Ansible's too). A pyenv there waits up to 60 s on a shim lock a killed process left
+            # ('pyenv rehash'); a lab command must not.
+            "SetEnv PYENV_REHASH_TIMEOUT=1",
             "MaxStartups 100:30:200",
             "Subsystem sftp internal-sftp",
             "",

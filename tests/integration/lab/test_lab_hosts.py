@@ -35,6 +35,29 @@ def test_every_host_answers_ssh_as_itself(lab: Lab) -> None:
         assert result.stdout.strip() == host
 
 
+def test_ssh_does_not_wait_on_a_stale_pyenv_lock_of_the_machine(lab: Lab) -> None:
+    """Lab hosts share the machine's /root, whose .bashrc may run `pyenv rehash`: a shim lock left
+    by a killed process made every ssh command (Ansible's) wait 60 s. The lock is made in node1's
+    own mount namespace only (a copy of the shims bound over them), so nothing else sees it."""
+    shims = "/root/.pyenv/shims"
+    if lab.exec("node1", ["test", "-d", shims]).returncode != 0:
+        pytest.skip("no pyenv on this machine: nothing to wait for")  # not counted as a pass
+    script = (
+        f'set -e; d=$(mktemp -d /var/tmp/shims.XXXXXX); cp -a {shims}/. "$d"; '
+        f': > "$d/.pyenv-shim"; mount --bind "$d" {shims}; echo "$d"'
+    )
+    copy = lab.exec("node1", ["sh", "-c", script], check=True).stdout.strip()
+    try:
+        began = time.monotonic()
+        result = ssh(lab, "node1", "hostname")
+        took = time.monotonic() - began
+    finally:
+        lab.exec("node1", ["umount", shims], check=True)
+        lab.exec("node1", ["rm", "-rf", copy], check=True)
+    assert result.returncode == 0 and result.stdout.strip() == "node1", result.stderr
+    assert took < 15, f"ssh took {took:.1f} s with a stale pyenv lock"
+
+
 def test_ansible_reaches_every_host_with_the_lab_inventory(lab: Lab) -> None:
     result = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", str(lab.inventory_path), "all", "-m", "ansible.builtin.ping"],
