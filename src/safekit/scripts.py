@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safekit.host import logfiles
 from safekit.host.priority import at_normal_priority
 from safekit.lifecycle import Script
 
@@ -141,6 +142,7 @@ class ScriptRunner:
     async def _call(self, path: Path, args: list[str], timeout: float | None) -> int | None:
         """Run the script; None when it had to be killed after `timeout` seconds."""
         self.user_log.parent.mkdir(parents=True, exist_ok=True)
+        logfiles.rotate_if_larger(self.user_log)  # a script writes straight into it: bounded here
         env = {**os.environ, **self.environment.variables()}
         with open(self.user_log, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {path.name} {' '.join(args)}\n".encode())

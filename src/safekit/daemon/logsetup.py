@@ -23,13 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from safekit.host import logfiles
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
 MODULE_LOGGER_PREFIX = "safekit.module."
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_BACKUPS = 5
+DEFAULT_MAX_BYTES = logfiles.MAX_BYTES
+DEFAULT_BACKUPS = logfiles.BACKUPS
 
 # syslog(3) priorities, as sd-daemon(3) prefixes read by journald.
 SYSLOG_PRIORITY = {

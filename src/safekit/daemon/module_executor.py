@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import logging.handlers
 import os
 import shlex
 import sys
@@ -40,7 +41,7 @@ from safekit.daemon import diagnostics
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
-from safekit.host import persist
+from safekit.host import logfiles, persist
 from safekit.host.paths import Paths
 from safekit.lifecycle import (
     CheckerAction,
@@ -607,7 +608,9 @@ def module_logger(name: str, paths: Paths) -> logging.Logger:
     path = paths.module_log(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in logger.handlers):
-        handler = logging.FileHandler(path)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=logfiles.MAX_BYTES, backupCount=logfiles.BACKUPS
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     return logger
