@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from safekit import splitbrain_cli, templates
+from safekit import report_cli, splitbrain_cli, templates
 from safekit.config import ConfigError, check_file, load_cluster, load_module, parse_module
 from safekit.host import control_client, persist
 from safekit.host.module_packages import AdminError, boot_status, check_module_name, extract_safe, file_info
@@ -129,6 +129,7 @@ def add_parsers(commands: Any) -> None:
     _add_farm_parsers(commands)
     _add_rfs_parsers(commands)
     splitbrain_cli.add_parser(commands)
+    report_cli.add_parser(commands)
     _add_vip_parsers(commands)
 
 
@@ -1058,4 +1059,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "confinfo": _confinfo,
     "module": _module,
     "splitbrain": splitbrain_cli.run,
+    "report": report_cli.run,
 }

@@ -41,6 +41,7 @@ from safekit.daemon import diagnostics
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
+from safekit.daemon.module_journal import ModuleJournal
 from safekit.host import logfiles, persist
 from safekit.host.paths import Paths
 from safekit.lifecycle import (
@@ -185,6 +186,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self.metrics = context.metrics
         self.pinger = pinger
         self.log = module_logger(name, paths)
+        self.journal = ModuleJournal(paths.module_journal(name), self.log)  # `safekit report`
         self.resources: dict[str, str] = {}
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
@@ -420,6 +422,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     async def _step(self, item: Queued[EventT | Shared]) -> None:
         shown = (self.module_state, self.readiness)
         self.state, actions = self._transition(item.event)
+        if shown != (self.module_state, self.readiness):
+            self.journal.transition(
+                f"{shown[0]} ({shown[1]})", f"{self.module_state} ({self.readiness})", self.reason
+            )
         replies: list[CommandReply] = []
         for action in actions:
             match action:
@@ -427,8 +433,15 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     self.log.log(LOG_LEVELS[level], "%s", reason)
                 case CommandReply():
                     replies.append(action)
-                case _:
+                case _ if type(action).__name__ in UNTIMED_ACTIONS:
                     await self._execute_own(action)
+                case _:
+                    began, ok = time.time(), False
+                    try:
+                        await self._execute_own(action)
+                        ok = True
+                    finally:
+                        self.journal.step(type(action).__name__, began, ok=ok)
         self._after_actions()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.reason)
@@ -449,6 +462,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
 
         async def run() -> None:
             outcome, detail = ScriptOutcome.OK, "no <user>: no script runs"
+            began = time.time()
             if runner is not None:
                 await self._script_starting(action.script)
                 result = await runner.run(
@@ -464,6 +478,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
                 await self._script_ended(action, outcome)
+                if not result.missing:  # a script the module does not have did not run
+                    self.journal.script(str(action.script), began, str(outcome))
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
 
@@ -600,6 +616,10 @@ def previous_incarnation(paths: Paths, name: str) -> int | None:
 
 def record_incarnation(paths: Paths, name: str, incarnation: int) -> None:
     persist.write_json(paths.module_var(name) / "incarnation", {"incarnation": incarnation})
+
+
+UNTIMED_ACTIONS = frozenset({"Announce", "RunScript", "KillScript", "QueryWitness"})
+"""Actions not journaled as steps: instant, or (scripts) journaled when they end."""
 
 
 def module_logger(name: str, paths: Paths) -> logging.Logger:

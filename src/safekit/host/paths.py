@@ -67,3 +67,7 @@ class Paths:
 
     def user_log(self, module: str) -> Path:
         return self.log / "modules" / f"{module}.userlog"
+
+    def module_journal(self, module: str) -> Path:
+        """What `safekit report` reads (daemon/module_journal.py)."""
+        return self.log / "modules" / f"{module}.journal"

@@ -302,6 +302,13 @@ def test_power_cut_of_the_primary_fails_over_and_the_node_rejoins(lab: Lab, clus
     outage = time.monotonic() - killed_at
     assert outage < 10, f"failover took {outage:.1f} s"
     cluster.wait_state(secondary, MODULE, "ALONE")
+    # The survivor's report of it: what was detected, what decided, each step with its duration.
+    [episode] = json.loads(cluster.safekit(secondary, "report", "-m", MODULE, "--json").stdout)
+    assert episode["failover"] and episode["to"] == "ALONE (Ready)", episode
+    names = [entry["name"] for entry in episode["entries"]]
+    assert "AcquireVip" in names and "start_prim" in names, names
+    assert episode["took"] < outage, episode
+    print(cluster.safekit(secondary, "report", "-m", MODULE).stdout)
     lab.start(primary)
     cluster.start_daemon(primary)  # boot="auto": the module starts again by itself
     # The node that was away holds an older replica generation: it must come back as secondary and
