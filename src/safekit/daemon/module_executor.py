@@ -185,6 +185,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self.pinger = pinger
         self.log = module_logger(name, paths)
         self.resources: dict[str, str] = {}
+        self.metrics.add_resources(name, lambda: self.resources)
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
         self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
@@ -439,7 +440,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             self._show_state()
 
     def _show_state(self) -> None:
-        self.metrics.set_state(self.name, self.module_state, self.ready)
+        ready = self.readiness == Readiness.READY  # SECOND (Ready) too, not only the serving node
+        self.metrics.set_state(self.name, self.module_state, ready, self.ready)
 
     # ------------------------------------------------------------------ scripts
     def _run_script(self, action: ScriptRequest) -> None:
@@ -450,6 +452,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             outcome, detail = ScriptOutcome.OK, "no <user>: no script runs"
             if runner is not None:
                 await self._script_starting(action.script)
+                began = time.monotonic()
                 result = await runner.run(
                     action.script,
                     str(action.current),
@@ -462,6 +465,9 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     outcome = ScriptOutcome.TIMED_OUT
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
+                self.metrics.script_duration.labels(self.name, action.script, outcome.name.lower()).observe(
+                    time.monotonic() - began
+                )
                 await self._script_ended(action, outcome)
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
