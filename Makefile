@@ -10,7 +10,7 @@ LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
 # the module library's MariaDB and Apache templates, shellcheck of its scripts; systemd-analyze verify of
 # the unit and debootstrap for the lab hosts that boot systemd as their PID 1: tests/integration/systemd)
-TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap
+TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap prometheus
 # the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
 NATIVE_APT_PACKAGES := build-essential libssl-dev clang-14 libclang-rt-14-dev
 

@@ -95,6 +95,7 @@ class Metrics:
             buckets=VIP_BUCKETS,
             registry=self.registry,
         )
+        self._transitions_shown: set[str] = set()
         self._sources: dict[str, HeartbeatSource] = {}
         self._lateness: dict[str, LatenessSource] = {}
         self._resources: dict[str, ResourceSource] = {}
@@ -126,6 +127,14 @@ class Metrics:
 
     def set_state(self, module: str, state: str, ready: bool, serving: bool) -> None:
         """`ready`: the second word of the state is Ready; `serving`: the health check's 200."""
+        if module not in self._transitions_shown:
+            # Every transition exported at 0 from the start: `increase()` over a series that is
+            # born at 1 is 0 in Prometheus, and the first failover of a daemon would go unseen.
+            self._transitions_shown.add(module)
+            for before in STATES:
+                for after in STATES:
+                    if before != after:
+                        self.transitions.labels(module, before, after)
         for name in STATES:
             self.state.labels(module, name).set(1 if name == state else 0)
         self.ready.labels(module).set(1 if ready else 0)
