@@ -452,7 +452,6 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             outcome, detail = ScriptOutcome.OK, "no <user>: no script runs"
             if runner is not None:
                 await self._script_starting(action.script)
-                began = time.monotonic()
                 result = await runner.run(
                     action.script,
                     str(action.current),
@@ -465,9 +464,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     outcome = ScriptOutcome.TIMED_OUT
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
-                self.metrics.script_duration.labels(self.name, action.script, outcome.name.lower()).observe(
-                    time.monotonic() - began
-                )
+                if not result.missing:  # a module need not have every script
+                    self.metrics.script_duration.labels(
+                        self.name, action.script, outcome.name.lower()
+                    ).observe(result.duration_s)
                 await self._script_ended(action, outcome)
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))

@@ -57,6 +57,9 @@ def test_the_daemon_exports_build_info_states_scripts_and_no_created_series(path
                 after, "safekit_script_duration_seconds_sum", module="AM", script="start_prim", outcome="ok"
             )
             assert 0.2 <= took < 5
+            # prestart ran too, but the module has no such script: nothing measured.
+            scripts = {labels.get("script") for _, labels, _ in after["safekit_script_duration_seconds"]}
+            assert scripts == {"start_prim"}
             exported = {name for samples in after.values() for name, _, _ in samples}
             assert not [name for name in exported if name.endswith("_created")]
             await module.command("stop")
