@@ -79,9 +79,8 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Paths]:
 
 
 @pytest.fixture
-def exported_names(paths: Paths) -> set[str]:
-    """Every sample name safekitd's /metrics declares (from its HELP/TYPE lines, so that a histogram
-    nothing has observed yet counts too), with a mirror module loaded."""
+def exposition(paths: Paths) -> str:
+    """What safekitd's /metrics answers with a mirror module loaded (stopped)."""
 
     async def run() -> str:
         node = Node(paths, node_name="n1", health_address="127.0.0.1", health_port=0)
@@ -91,7 +90,14 @@ def exported_names(paths: Paths) -> set[str]:
         finally:
             await node.stop()
 
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def exported_names(exposition: str) -> set[str]:
+    """Every sample name safekitd's /metrics declares (from its HELP/TYPE lines, so that a histogram
+    nothing has observed yet counts too)."""
     names = set()
-    for family in text_string_to_metric_families(asyncio.run(run())):
+    for family in text_string_to_metric_families(exposition):
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     return names

@@ -114,6 +114,17 @@ def as_prometheus(expr: str) -> str:
     return re.sub(r"\$\{?\w+\}?", ".*", expr)
 
 
+def test_promtool_finds_nothing_to_lint_in_the_exposition(exposition: str) -> None:
+    """Prometheus' own naming checks (counters end in _total, units, no reserved suffixes)."""
+    tool = shutil.which("promtool")
+    assert tool is not None, "promtool is missing: `make test-deps` installs Debian's prometheus package"
+    result = subprocess.run(
+        [tool, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert "_created" not in exposition
+
+
 def test_promtool_accepts_the_rules() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
