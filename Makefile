@@ -10,8 +10,9 @@ LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
 # the module library's MariaDB and Apache templates, shellcheck of its scripts; systemd-analyze verify of
 # the unit and debootstrap for the lab hosts that boot systemd as their PID 1: tests/integration/systemd;
-# the kvm_vm template's libvirt and QEMU, and the kernel, busybox and cpio its test builds a tiny guest from)
-TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio
+# the kvm_vm template's libvirt and QEMU, and the kernel, busybox and cpio its test builds a tiny guest from;
+# prometheus for promtool, which checks the shipped alerting rules: tests/unit/observability)
+TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio prometheus
 # the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
 NATIVE_APT_PACKAGES := build-essential libssl-dev clang-14 libclang-rt-14-dev
 

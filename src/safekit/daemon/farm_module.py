@@ -84,7 +84,11 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         self._last_peer: dict[str, FarmStatus] = {}
         self.vips = [VmacProvider.for_farm(a.vip, a.interface or None, a.vmac) for a in self.rules.addresses]
         self._failover = config.service.failover
-        metrics.add_heartbeat_source(name, self.link.figures, lambda: (self.name, self.link.lateness_p99()))
+        metrics.add_heartbeat_source(
+            name,
+            self.link.figures,
+            lambda: (self.name, self.link.lateness_p99(), self.link.lateness_histogram),
+        )
         self._show_state()
 
     # ------------------------------------------------------------------ the machine

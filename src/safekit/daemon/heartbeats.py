@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from safekit.membership.counters import Counters, RttStats
+from safekit.membership.counters import LATENESS_BUCKETS, Counters, Histogram, RttStats
 from safekit.membership.liveness import LanTiming, Liveness, LivenessEvent
 from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
@@ -130,6 +130,7 @@ class HeartbeatLink(Generic[S]):
         self.pulse = min(lan.pulse for lan in lans)
         self.port = lans[0].port
         self.lateness: deque[float] = deque(maxlen=3000)
+        self.lateness_histogram = Histogram(LATENESS_BUCKETS)
         self._sequence = 0
         self._status: S | None = None
         self._fields: Mapping[str, Any] | None = None
@@ -223,7 +224,9 @@ class HeartbeatLink(Generic[S]):
     def _on_pulse(self) -> None:
         assert self._loop is not None
         # How late the periodic send runs: the heartbeat timing jitter a loaded node adds.
-        self.lateness.append(max(0.0, self._loop.time() - self._due))
+        late = max(0.0, self._loop.time() - self._due)
+        self.lateness.append(late)
+        self.lateness_histogram.observe(late)
         self._schedule_pulse()
         try:
             self._send_all()

@@ -130,8 +130,15 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
         )
         record_incarnation(paths, name, self.link.incarnation)
         self.vips = ModuleVips(
-            providers_for(config, self.timing), self.log, self.submit, self.settings.split_brain_bound
+            providers_for(config, self.timing),
+            self.log,
+            self.submit,
+            self.settings.split_brain_bound,
+            observe=lambda provider, operation, outcome, took: metrics.vip_duration.labels(
+                name, provider, operation, outcome
+            ).observe(took),
         )
+        metrics.add_cloud_calls(name, self.vips.cloud_calls)
         self._arbiter: ArbiterClient | None = arbiter_client(config, key, local_node)
         self.witness = (
             WitnessProber(
@@ -161,7 +168,9 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             state=lambda: self.state,
         )
         metrics.add_heartbeat_source(
-            name, self._heartbeat_metrics, lambda: (self.name, self.link.lateness_p99())
+            name,
+            self._heartbeat_metrics,
+            lambda: (self.name, self.link.lateness_p99(), self.link.lateness_histogram),
         )
         self._show_state()
 

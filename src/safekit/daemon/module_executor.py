@@ -188,6 +188,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self.log = module_logger(name, paths)
         self.journal = ModuleJournal(paths.module_journal(name), self.log)  # `safekit report`
         self.resources: dict[str, str] = {}
+        self.metrics.add_resources(name, lambda: self.resources)
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
         self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
@@ -453,7 +454,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             self._show_state()
 
     def _show_state(self) -> None:
-        self.metrics.set_state(self.name, self.module_state, self.ready)
+        ready = self.readiness == Readiness.READY  # SECOND (Ready) too, not only the serving node
+        self.metrics.set_state(self.name, self.module_state, ready, self.ready)
 
     # ------------------------------------------------------------------ scripts
     def _run_script(self, action: ScriptRequest) -> None:
@@ -477,6 +479,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     outcome = ScriptOutcome.TIMED_OUT
                 elif not result.ok:
                     outcome = ScriptOutcome.FAILED
+                if not result.missing:  # a module need not have every script
+                    self.metrics.script_duration.labels(
+                        self.name, action.script, outcome.name.lower()
+                    ).observe(result.duration_s)
                 await self._script_ended(action, outcome)
                 if not result.missing:  # a script the module does not have did not run
                     self.journal.script(str(action.script), began, str(outcome))

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from safekit.config import ModuleConfig
 from safekit.daemon.timing import Timing
@@ -77,8 +77,11 @@ class ModuleVips:
         log: logging.Logger,
         report: Callable[[Event], None],
         split_brain_bound: float,
+        observe: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
         self.providers = providers
+        self.observe = observe or (lambda provider, operation, outcome, seconds: None)
+        """(provider, acquire|release, ok|failed, seconds) of each VIP operation, for the metrics."""
         self.log = log
         self.report = report
         self.split_brain_bound = split_brain_bound
@@ -98,11 +101,14 @@ class ModuleVips:
 
     async def acquire(self, action: AcquireVip) -> None:
         for provider in self.providers:
+            began = time.monotonic()
             try:
                 await provider.acquire(timeout=call_timeout(provider))
                 self.on_node.add(str(provider.spec.address))
+                self.observe(provider.spec.provider, "acquire", "ok", time.monotonic() - began)
                 self.log.info("virtual IP %s acquired", provider.spec.address)
             except VipError as exc:
+                self.observe(provider.spec.provider, "acquire", "failed", time.monotonic() - began)
                 self.log.error("virtual IP %s not acquired: %s", provider.spec.address, exc)
                 self.report(ActionFailed(action, str(exc), time.monotonic()))
                 return
@@ -113,17 +119,26 @@ class ModuleVips:
         deadline = time.monotonic() + self.split_brain_bound
         for provider in self.providers:
             self.on_node.discard(str(provider.spec.address))
+            began = time.monotonic()
             while True:
                 try:
                     await provider.release(timeout=max(0.1, deadline - time.monotonic()))
+                    self.observe(provider.spec.provider, "release", "ok", time.monotonic() - began)
                     self.log.info("virtual IP %s released", provider.spec.address)
                     break
                 except VipError as exc:
                     if time.monotonic() >= deadline:
+                        self.observe(provider.spec.provider, "release", "failed", time.monotonic() - began)
                         self.log.error("virtual IP %s not released: %s", provider.spec.address, exc)
                         self.report(ActionFailed(action, str(exc), time.monotonic()))
                         return
                     await asyncio.sleep(0.05)
+
+    def cloud_calls(self) -> Iterator[tuple[str, str, str, int, int]]:
+        """(provider, action, ok|failed, calls, attempts) of the cloud providers' API calls."""
+        for provider in self.providers:
+            for (action, outcome), (calls, attempts) in sorted(getattr(provider, "call_totals", {}).items()):
+                yield provider.spec.provider, action, outcome, calls, attempts
 
     async def release_leftovers(self) -> None:
         """At start, before anything may hold them: a VIP still here was left by a crash."""

@@ -7,7 +7,7 @@ that fails authentication is dropped *and counted*: these are those counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -38,6 +38,42 @@ class Counters:
         )
 
 
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Seconds: upper bounds of the round-trip histogram's buckets (LAN to slow WAN)."""
+LATENESS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Seconds a periodic heartbeat left after its due time (a loaded node's timing jitter)."""
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Counts of observations per bucket (Prometheus' cumulative `le` buckets on export), their sum."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    """Per bucket, not cumulative; one more than `bounds` (above the last bound)."""
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """[(le, observations <= le)], ending with ("+Inf", count): what a histogram exports."""
+        buckets, running = [], 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            buckets.append((repr(float(bound)), float(running)))
+        buckets.append(("+Inf", float(self.count)))
+        return buckets
+
+
 MAX_RTT_SAMPLE = 60.0
 """Seconds. A longer "round trip" comes from an echo of a timestamp taken before our own restart
 (another clock origin), not from the network: it is discarded, not averaged in."""
@@ -55,6 +91,7 @@ class RttStats:
     minimum: float = 0.0
     maximum: float = 0.0
     smoothed: float = 0.0
+    histogram: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
 
     def add(self, rtt: float) -> bool:
         """Record one sample; returns False (and records nothing) if it is not plausible."""
@@ -68,4 +105,5 @@ class RttStats:
             self.smoothed += (rtt - self.smoothed) / 8
         self.last = rtt
         self.samples += 1
+        self.histogram.observe(rtt)
         return True

@@ -103,6 +103,8 @@ class CloudVipProvider(VipProvider):
         self.os_address = parse_flag("os_address", self.options["os_address"])
         self.calls: list[CallRecord] = []
         """Every API call made (action, mutating, attempts, ok), in order."""
+        self.call_totals: dict[tuple[str, str], tuple[int, int]] = {}
+        """(action, ok|failed) -> (calls, attempts) since the start: the metrics' counters."""
 
     # -- deadlines: one budget per operation, for every call below it
     async def acquire(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
@@ -144,9 +146,16 @@ class CloudVipProvider(VipProvider):
             result, record.attempts = await asyncio.to_thread(run)
         except Exception:
             record.attempts = max(record.attempts, 1)
+            self._count(record)
             raise
         record.ok = True
+        self._count(record)
         return result
+
+    def _count(self, record: CallRecord) -> None:
+        key = (record.action, "ok" if record.ok else "failed")
+        calls, attempts = self.call_totals.get(key, (0, 0))
+        self.call_totals[key] = (calls + 1, attempts + record.attempts)
 
     def mutating_calls(self) -> int:
         return sum(1 for c in self.calls if c.mutating)

@@ -1,0 +1,192 @@
+"""The shipped Prometheus rules and Grafana dashboard (observability/): promtool (Debian's
+prometheus package) validates the rules and runs their unit tests, every query of the dashboard
+parses, and every metric either uses is one safekitd really exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+RULES = ROOT / "observability" / "prometheus" / "safekit-rules.yml"
+DASHBOARD = ROOT / "observability" / "grafana" / "safekit-dashboard.json"
+RULE_TESTS = Path(__file__).with_name("safekit-rules.test.yml")
+
+PROMETHEUS_OWN = {"up"}
+"""Series Prometheus adds itself to every scrape (the dashboard's scrape panel, SafekitNodeDown)."""
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m"}
+"""What Grafana puts in place of its range variables (any valid duration does for parsing)."""
+PROMQL_WORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+}
+EXPECTED_ALERTS = {
+    "SafekitNodeDown",
+    "SafekitSecondaryOutOfSync",
+    "SafekitHeartbeatNetworkDown",
+    "SafekitWitnessUnreachable",
+    "SafekitModuleNotReady",
+    "SafekitFailover",
+    "SafekitPrimaryLost",
+    "SafekitReplicationDegraded",
+    "SafekitHeartbeatsForged",
+    "SafekitScriptFailed",
+}
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("promtool")
+    assert tool is not None, "promtool is missing: `make test-deps` installs Debian's prometheus package"
+    return subprocess.run([tool, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left once strings, label matchers,
+    ranges, grouping clauses, functions (a name before `(`), keywords and numbers are taken out."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        token = match.group()
+        if text[match.end() :].lstrip().startswith("(") or token.lower() in PROMQL_WORDS:
+            continue
+        names.add(token)
+    return names
+
+
+def test_metric_names_finds_the_selected_series_and_nothing_else() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (instance, le) (rate(safekit_x_bucket{module=~"a|b"}[5m])))'
+        " / on (instance) group_left safekit_y == bool 1e3 unless safekit_z offset 10m or up"
+    )
+    assert metric_names(expr) == {"safekit_x_bucket", "safekit_y", "safekit_z", "up"}
+    assert metric_names('sum(safekit_module_state{state="SECOND"}) by (module) > 0.5') == {
+        "safekit_module_state"
+    }
+
+
+def rules() -> list[dict[str, Any]]:
+    document = yaml.safe_load(RULES.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def dashboard_queries(node: Any) -> Iterator[str]:
+    """Every PromQL expression of the dashboard: panels' targets, annotations, variables."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                yield value
+            elif key == "definition" and isinstance(value, str):
+                match = re.fullmatch(r"label_values\((.+),\s*\w+\)", value)
+                assert match, f"unexpected variable query {value!r}"
+                yield match.group(1)
+            else:
+                yield from dashboard_queries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_queries(item)
+
+
+def as_prometheus(expr: str) -> str:
+    """A dashboard expression with Grafana's variables replaced, as Prometheus would receive it."""
+    for variable, duration in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, duration)
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def test_promtool_finds_nothing_to_lint_in_the_exposition(exposition: str) -> None:
+    """Prometheus' own naming checks (counters end in _total, units, no reserved suffixes)."""
+    tool = shutil.which("promtool")
+    assert tool is not None, "promtool is missing: `make test-deps` installs Debian's prometheus package"
+    result = subprocess.run(
+        [tool, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert "_created" not in exposition
+
+
+def test_promtool_accepts_the_rules() -> None:
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
+    assert {rule["alert"] for rule in rules()} == EXPECTED_ALERTS
+
+
+def test_the_alerts_fire_when_they_should_and_only_then() -> None:
+    """safekit-rules.test.yml: a failover, an out-of-sync secondary (and one in sync, and a WAIT
+    node), one heartbeat network of two down, the witness down, a stopped vs a waiting module, a
+    script's first failure - with the times each alert must and must not be firing."""
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
+    assert len(tested) >= 2 and tested <= EXPECTED_ALERTS
+
+
+def test_every_metric_of_the_rules_is_exported(exported_names: set[str]) -> None:
+    used = {name for rule in rules() for name in metric_names(rule["expr"])}
+    assert "safekit_module_transitions_total" in used and "safekit_resource_up" in used
+    assert used - exported_names - PROMETHEUS_OWN == set()
+
+
+def test_every_query_of_the_dashboard_parses_and_uses_exported_metrics(
+    exported_names: set[str], tmp_path: Path
+) -> None:
+    document = json.loads(DASHBOARD.read_text())
+    queries = list(dashboard_queries(document))
+    assert len(queries) >= 15
+    used = {name for query in queries for name in metric_names(query)}
+    assert used - exported_names - PROMETHEUS_OWN == set()
+    for needed in (
+        "safekit_module_state",
+        "safekit_module_ready",
+        "safekit_heartbeat_rtt_seconds_bucket",
+        "safekit_script_duration_seconds_sum",
+        "safekit_vip_operation_duration_seconds_sum",
+    ):
+        assert needed in used, f"the dashboard shows no {needed}"
+    # promtool parses each query as the expression of a recording rule.
+    check = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query{i}", "expr": as_prometheus(q)} for i, q in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(check))
+    result = promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboard_is_importable() -> None:
+    """What Grafana's import needs: a uid, unique panel ids, a Prometheus datasource variable."""
+    document = json.loads(DASHBOARD.read_text())
+    assert document["uid"] and document["title"]
+    ids = [panel["id"] for panel in document["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"]: v for v in document["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"job", "instance", "module"} <= set(variables)
