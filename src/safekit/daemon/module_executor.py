@@ -483,9 +483,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     self.metrics.script_duration.labels(
                         self.name, action.script, outcome.name.lower()
                     ).observe(result.duration_s)
-                await self._script_ended(action, outcome)
-                if not result.missing:  # a script the module does not have did not run
                     self.journal.script(str(action.script), began, str(outcome))
+                await self._script_ended(action, outcome)
             self._script_tasks.pop(action.run_id, None)
             self.submit(ScriptDone(action.run_id, action.script, outcome, time.monotonic(), detail))
 
