@@ -451,6 +451,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         (paths.daemon_log, "log/safekitd.log"),
         (paths.module_log(module), f"log/{module}.log"),
         (paths.user_log(module), f"log/{module}.userlog"),
+        (paths.module_journal(module), f"log/{module}.journal"),  # `safekit report` from the zip
     ]
     for base, prefix in ((paths.module_dir(module), "module"), (paths.module_var(module), "var")):
         if base.is_dir():
