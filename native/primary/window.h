@@ -70,6 +70,11 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket);
  * Not limited by the window (it carries no data). Only while a session streams; 0 otherwise. */
 uint64_t skp_control(skp_window *w, double now);
 
+/* A resynchronisation frame of `bytes` payload bytes: its ticket (0 when no resynchronisation
+ * streams). Not limited by the window: the resynchronisation waits for room itself before it
+ * reads a batch (it reads and queues under the front's ordering lock, where it must not block). */
+uint64_t skp_sync_op(skp_window *w, uint64_t bytes, double now);
+
 /* 0: every operation up to `ticket` is acknowledged as the contract needs (or nothing is to wait
  * for); SKP_WAIT: not yet; -EIO: fenced, or the process stops without the acknowledgement. */
 int skp_barrier(const skp_window *w, uint64_t ticket);

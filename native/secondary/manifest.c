@@ -195,7 +195,9 @@ static int walk_dir(walker *k, int dfd, char *rel, size_t rel_len, bool sums, in
 {
     if (depth > 1024)
         return -ELOOP;
-    int fd = dup(dfd);
+    /* a new open file description: a dup() would share the directory's read position with
+     * dfd, and a second walk of the same directory fd would find it at its end (empty) */
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     DIR *d = fdopendir(fd);

@@ -202,6 +202,11 @@ static void manifest(void)
     for (int i = 0; i < 8; i++)
         CHECK(strcmp(c->names[i], want[i]) == 0);
     CHECK(c->kinds[3] == 'o' && c->kinds[4] == 'l' && c->kinds[5] == 'f' && c->kinds[6] == 'd');
+    /* a second walk of the same directory fd sees everything again (a dup'd fd shared the read
+     * position, and the second manifest of a long-lived process was empty) */
+    memset(c, 0, sizeof *c);
+    CHECK(sks_manifest(dfd, false, &x, &req, 0, collect, c, &entries) == 0);
+    CHECK(c->n == 8 && entries == 8);
     uint8_t digest[32];
     sk_iov iov = {"hello", 5};
     CHECK(sk_sha256(&iov, 1, digest, NULL) == SK_OK);
