@@ -629,6 +629,12 @@ int skp_journal_decode(const char *text, size_t len, double now, skp_journal *j,
         bad(why, cap, "no epoch");
         goto out;
     }
+    for (const char *c = j->epoch; *c; c++) {
+        if (*c < 0x20 || *c > 0x7e) { /* a history id is printable ASCII (uuid4().hex, or ours) */
+            bad(why, cap, "the epoch is not printable ASCII");
+            goto out;
+        }
+    }
     bool clean = false, stopped;
     skj_bool(k, skj_get(text, k, 0, "clean"), &clean);
     if (!skj_bool(k, skj_get(text, k, 0, "stopped"), &stopped))
