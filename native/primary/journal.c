@@ -210,6 +210,9 @@ int skp_journal_mark(skp_journal *j, const skp_mark *m, double now)
     case SKP_M_META:
         e->meta = true;
         return 0;
+    case SKP_M_LINKED:
+        j->trusted = false;
+        /* fall through */
     case SKP_M_REPLACED:
         e->whole = e->meta = true;
         e->trunc = -1;
@@ -271,7 +274,7 @@ int skp_marks_of(const skp_op *op, skp_mark out[2])
         out[1] = (skp_mark){SKP_M_REPLACED, op->dir, op->path2, op->path2_len, 0, 0};
         return 2;
     case SK_T_LINK: /* the new name: a whole object the secondary may not have */
-        out[0] = (skp_mark){SKP_M_REPLACED, op->dir, op->path2, op->path2_len, 0, 0};
+        out[0] = (skp_mark){SKP_M_LINKED, op->dir, op->path2, op->path2_len, 0, 0};
         return 1;
     default:
         return 0;

@@ -48,6 +48,10 @@ typedef struct skp_journal {
 
 /* What the journal keeps of an operation (no data): journal.py's Mark. */
 enum { SKP_M_WROTE = 'w', SKP_M_TRUNC = 't', SKP_M_META = 'm', SKP_M_REPLACED = 'r', SKP_M_REMOVED = 'x' };
+/* A new hard link: replaced, and the journal stops being enough (it names paths, not which of
+ * them share an inode): the next reintegration compares checksums, whose walk finds every name
+ * of a file and links them again. */
+enum { SKP_M_LINKED = 'l' };
 typedef struct skp_mark {
     char kind;
     uint32_t dir;

@@ -265,7 +265,7 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
              * visited that place already (or will not find the source): sent again at its end */
             if (l->w.state == SKP_RESYNC && (op->type == SK_T_RENAME || op->type == SK_T_LINK)) {
                 for (int i = 0; i < nm; i++) {
-                    if (mk[i].kind != SKP_M_REPLACED)
+                    if (mk[i].kind != SKP_M_REPLACED && mk[i].kind != SKP_M_LINKED)
                         continue;
                     struct pending *p = malloc(sizeof *p + mk[i].path_len + 1);
                     if (!p) {
@@ -872,6 +872,7 @@ static void session(struct skp_link *l)
     }
     pthread_mutex_lock(&l->mu);
     int mode = choose_mode(l, &peer);
+    l->peer_in_sync = peer.in_sync;
     pthread_mutex_unlock(&l->mu);
     if (begin_stream(l, first_wire, mode) != 0) {
         pthread_mutex_lock(&l->mu);

@@ -80,6 +80,7 @@ struct skp_link {
     struct pending *pending;
     struct mchunk *mchunks, *mchunks_tail;
     int mode;                  /* of the current session's resynchronisation */
+    bool peer_in_sync;         /* the secondary's HELLO_OK: its copy is a prefix of a history */
     uint64_t progress_done, progress_total, data_bytes, sync_end_ticket;
     bool resync_up;
 

@@ -47,8 +47,18 @@ typedef struct rs_man {
     bool *gone; /* remote: removed by this pass (with what is under it) */
 } rs_man;
 
+/* A file with several links sent in this pass, by inode: its other names go as LINK. */
+struct linked {
+    struct linked *next;
+    dev_t dev;
+    ino_t ino;
+    char path[];
+};
+#define LINKED_BUCKETS 1024
+
 typedef struct rs {
     struct skp_link *l;
+    struct linked *linked[LINKED_BUCKETS];
     int dir_fd;
     uint8_t *buf;   /* one payload */
     uint8_t *zone;  /* one zone read */
@@ -571,6 +581,47 @@ out:
 
 static int send_tree(rs *r, const char *path);
 
+/* A regular file with several links (front paused): if another of its names was sent in this pass
+ * and still names it, this one becomes a hard link to it on the secondary (LINK replaces what is
+ * there), and *done is set; otherwise this name is remembered for the others. 0, or -1 lost. */
+static int hard_link(rs *r, const char *path, const struct stat *st, bool *done)
+{
+    *done = false;
+    size_t k = (size_t)(st->st_ino ^ st->st_dev) % LINKED_BUCKETS;
+    for (struct linked *x = r->linked[k]; x; x = x->next) {
+        struct stat other;
+        if (x->ino != st->st_ino || x->dev != st->st_dev || strcmp(x->path, path) == 0)
+            continue;
+        if (lst(r, x->path, &other) != 0 || other.st_ino != st->st_ino || other.st_dev != st->st_dev)
+            continue; /* that name left it meanwhile */
+        sk_op op = op_of(SK_T_LINK, x->path);
+        op.path2 = sk_bytes_str(path);
+        *done = true;
+        return q_op(r, &op);
+    }
+    size_t n = strlen(path);
+    struct linked *x = malloc(sizeof *x + n + 1);
+    if (!x)
+        return 0; /* sent as a copy: still the same bytes */
+    x->dev = st->st_dev;
+    x->ino = st->st_ino;
+    memcpy(x->path, path, n + 1);
+    x->next = r->linked[k];
+    r->linked[k] = x;
+    return 0;
+}
+
+static void free_linked(rs *r)
+{
+    for (size_t i = 0; i < LINKED_BUCKETS; i++) {
+        while (r->linked[i]) {
+            struct linked *x = r->linked[i];
+            r->linked[i] = x->next;
+            free(x);
+        }
+    }
+}
+
 /* Bring the secondary's object at path (described by remote; NULL: it has none) to ours
  * (primary.py's _sync_entry). 0, or -1 lost. */
 static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool data, bool use_sums)
@@ -612,6 +663,14 @@ static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool d
         }
         resume_front(r);
         return rc;
+    }
+    if (st.st_nlink > 1) {
+        bool linked;
+        rc = hard_link(r, path, &st, &linked);
+        if (rc != 0 || linked) {
+            resume_front(r);
+            return rc;
+        }
     }
     if (!remote || (data && !use_sums)) {
         /* the whole content: a sparse copy of the right size, then the data extents */
@@ -774,6 +833,17 @@ static int sync_compare(rs *r, bool full)
     }
     int rc = 0;
     char path[PATH_CAP];
+    /* The quick check (same size and modification time: the same file) holds for a copy that is a
+     * prefix of some history, not for one left by an interrupted resynchronisation: there a file
+     * can have its size (a TRUNCATE ahead of the data) and its time (a live SETATTR at an fsync)
+     * while blocks were never sent. Such a secondary says it is not in sync: every file is then
+     * compared by checksums. */
+    pthread_mutex_lock(&r->l->mu);
+    bool quick = r->l->peer_in_sync;
+    pthread_mutex_unlock(&r->l->mu);
+    if (!quick && !full)
+        skp_log(SKP_INFO, "the secondary's copy is not in sync (an interrupted resynchronisation?): every file "
+                          "is compared by checksums");
     /* 1. what the secondary has and we do not (or of another type): removed first, each decision
      * taken with the front paused (a live creation cannot slip between the check and the removal) */
     size_t last_removed = SIZE_MAX;
@@ -826,7 +896,7 @@ static int sync_compare(rs *r, bool full)
         long ri = man_removed(&rm, path, e->path.len) ? -1 : man_find(&rm, path, e->path.len);
         if (ri >= 0 && rm.e[ri].kind == 'f' && !full) {
             struct stat st;
-            if (lst(r, path, &st) == 0 && (uint64_t)st.st_size == rm.e[ri].size &&
+            if (quick && lst(r, path, &st) == 0 && (uint64_t)st.st_size == rm.e[ri].size &&
                 ns_of(st.st_mtim) == rm.e[ri].mtime_ns && S_ISREG(st.st_mode)) {
                 rc = sync_entry(r, path, &rm, ri, false, false);
                 continue;
@@ -920,6 +990,7 @@ void *skp_resync_main(void *arg)
     free(r.zone);
     free(r.names);
     free(r.value);
+    free_linked(&r);
     if (rc != 0 || !end) {
         pthread_mutex_lock(&l->mu);
         if (!l->lost)
