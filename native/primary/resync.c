@@ -951,6 +951,8 @@ static uint64_t finish(rs *r)
             skp_sync_end((uint64_t)l->generation, buf, sizeof buf, &len);
             t = skp_queue_sync_locked(l, SK_T_SYNC_END, SK_F_ACK, buf, len, 0);
             l->sync_end_ticket = t;
+            if (t) /* in sync from here on: a later fsync waits for the secondary (window.h) */
+                skp_sync_end_queued(&l->w);
         }
         bool lost = l->lost;
         pthread_mutex_unlock(&l->mu);

@@ -186,9 +186,15 @@ int skp_session_start(skp_window *w, double now)
     return 0;
 }
 
+void skp_sync_end_queued(skp_window *w)
+{
+    if (w->state == SKP_RESYNC)
+        w->state = SKP_IN_SYNC;
+}
+
 void skp_session_synced(skp_window *w)
 {
-    if (w->state != SKP_RESYNC)
+    if (w->state != SKP_RESYNC && w->state != SKP_IN_SYNC)
         return;
     w->state = SKP_IN_SYNC;
     w->dirty = false;

@@ -97,7 +97,13 @@ int skp_lost(skp_window *w);
 bool skp_may_connect(const skp_window *w);
 /* Start streaming: from the next ticket on, everything is in the stream. 0, or -1 if not allowed. */
 int skp_session_start(skp_window *w, double now);
-/* The resynchronisation is complete (its SYNC_END acknowledged): in sync. */
+/* SYNC_END is in the stream: from now on the window is in sync. The secondary marks its copy in
+ * sync when it applies SYNC_END, possibly before its acknowledgement arrives (or a loss comes
+ * first): so a barrier on a later ticket must wait for the secondary like any in-sync barrier,
+ * and losing the session now is losing an in-sync secondary (degrading: safekitd's handshake
+ * before anything is acknowledged alone). Before this, barriers of a resync are local. */
+void skp_sync_end_queued(skp_window *w);
+/* The resynchronisation is complete (its SYNC_END acknowledged): in sync, nothing missing. */
 void skp_session_synced(skp_window *w);
 
 void skp_degrade_ok(skp_window *w);
