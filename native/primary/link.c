@@ -64,14 +64,62 @@ static void wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+/* A frame buffer for `len` payload bytes (see SKP_POOL_*). */
+static struct item *item_alloc(struct skp_link *l, size_t len)
+{
+    int cls = -1;
+    for (int k = 0; k < SKP_POOL_CLASSES; k++) {
+        if (len > (16u << 10) && len <= ((size_t)1 << (SKP_POOL_MIN_SHIFT + k))) {
+            cls = k;
+            break;
+        }
+    }
+    struct item *it = NULL;
+    if (cls >= 0) {
+        pthread_mutex_lock(&l->pool_mu);
+        it = l->pool[cls];
+        if (it) {
+            l->pool[cls] = it->next;
+            l->pooled_bytes -= (size_t)1 << (SKP_POOL_MIN_SHIFT + cls);
+        }
+        pthread_mutex_unlock(&l->pool_mu);
+        if (!it)
+            it = malloc(sizeof *it + ((size_t)1 << (SKP_POOL_MIN_SHIFT + cls)));
+    } else {
+        it = malloc(sizeof *it + len);
+    }
+    if (it)
+        it->cls = cls;
+    return it;
+}
+
+static void item_free(struct skp_link *l, struct item *it)
+{
+    if (!it)
+        return;
+    if (it->cls >= 0) {
+        size_t cap = (size_t)1 << (SKP_POOL_MIN_SHIFT + it->cls);
+        pthread_mutex_lock(&l->pool_mu);
+        if (l->pooled_bytes + cap <= SKP_POOL_MAX_BYTES) {
+            it->next = l->pool[it->cls];
+            l->pool[it->cls] = it;
+            l->pooled_bytes += cap;
+            it = NULL;
+        }
+        pthread_mutex_unlock(&l->pool_mu);
+    }
+    free(it);
+}
+
 static void free_queue(struct skp_link *l)
 {
     while (l->head) {
         struct item *it = l->head;
         l->head = it->next;
-        free(it);
+        item_free(l, it);
     }
     l->tail = NULL;
+    l->queued_bytes = 0;
 }
 
 static double wall(void)
@@ -157,6 +205,7 @@ static void enqueue(struct skp_link *l, struct item *it)
     else
         l->head = it;
     l->tail = it;
+    l->queued_bytes += it->len;
     pthread_cond_signal(&l->cv_send);
 }
 
@@ -164,14 +213,14 @@ static void enqueue(struct skp_link *l, struct item *it)
  * (then the session is lost). */
 static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len)
 {
-    struct item *it = malloc(sizeof *it + len);
+    struct item *it = item_alloc(l, len);
     if (!it) {
         skp_lose_locked(l, "out of memory");
         return 0;
     }
     uint64_t ticket = skp_control(&l->w, now());
     if (!ticket) {
-        free(it);
+        item_free(l, it);
         skp_lose_locked(l, "out of memory");
         return 0;
     }
@@ -188,14 +237,14 @@ static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags,
 
 /* ------------------------------------------------------------------ the FUSE side */
 
-static struct item *make_item(const skp_op *op, size_t len)
+static struct item *make_item(struct skp_link *l, const skp_op *op, size_t len)
 {
-    struct item *it = malloc(sizeof *it + len);
+    struct item *it = item_alloc(l, len);
     if (!it)
         return NULL;
     size_t got;
     if (skp_op_encode(op, it->payload, len, &got, NULL) != SK_OK || got != len) {
-        free(it);
+        item_free(l, it);
         return NULL;
     }
     it->type = op->type;
@@ -212,7 +261,7 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
     bool encodable = skp_op_size(op, &len, &e) == SK_OK;
     struct item *it = NULL;
     if (encodable && atomic_load_explicit(&l->streaming, memory_order_relaxed))
-        it = make_item(op, len); /* outside the lock: the copy of the data costs most */
+        it = make_item(l, op, len); /* outside the lock: the copy of the data costs most */
     skp_mark mk[2];
     int nm = skp_marks_of(op, mk);
     struct pmark *pm[2] = {NULL, NULL};
@@ -235,12 +284,15 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
         skp_log(SKP_ERROR, "%s", why);
         skp_lose_locked(l, why);
     }
+    /* the sender is behind: wait (memory stays bounded; the window counts what is not applied) */
+    while (l->queued_bytes >= SKP_QUEUE_MAX_BYTES && l->in_session && !l->lost)
+        pthread_cond_wait(&l->cv_state, &l->mu);
     int rc;
     while ((rc = skp_submit(&l->w, len, now(), &ticket)) == SKP_FULL)
         pthread_cond_wait(&l->cv_state, &l->mu);
     if (rc == SKP_SEND) {
         if (!it)
-            it = make_item(op, len);
+            it = make_item(l, op, len);
         if (!it) {
             skp_lose_locked(l, "out of memory: the operation could not be queued");
         } else {
@@ -286,7 +338,7 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
             skp_journal_mark(&l->journal, &mk[i], t);
     }
     pthread_mutex_unlock(&l->mu);
-    free(it);
+    item_free(l, it);
     free(pm[0]);
     free(pm[1]);
     return ticket;
@@ -688,14 +740,14 @@ uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags,
 {
     if (l->lost || !l->in_session)
         return 0;
-    struct item *it = malloc(sizeof *it + len);
+    struct item *it = item_alloc(l, len);
     if (!it) {
         skp_lose_locked(l, "out of memory");
         return 0;
     }
     uint64_t ticket = skp_sync_op(&l->w, len, now());
     if (!ticket) {
-        free(it);
+        item_free(l, it);
         skp_lose_locked(l, "out of memory");
         return 0;
     }
@@ -795,6 +847,10 @@ static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
             l->tail = NULL;
         it->next = NULL;
         *batch = first;
+        bool was_full = l->queued_bytes >= SKP_QUEUE_MAX_BYTES;
+        l->queued_bytes -= bytes;
+        if (was_full && l->queued_bytes < SKP_QUEUE_MAX_BYTES)
+            pthread_cond_broadcast(&l->cv_state);
         return 0;
     }
     if (skp_idle(&l->w) && t - *last_ping >= PING_INTERVAL) {
@@ -833,7 +889,7 @@ static int send_batch(struct skp_link *l, struct item *batch)
     }
     while (batch) {
         struct item *next = batch->next;
-        free(batch);
+        item_free(l, batch);
         batch = next;
     }
     if (rc == 0 && send_all(l, l->out, pos, why, sizeof why) != 0)
@@ -983,6 +1039,7 @@ struct skp_link *skp_link_open(const skp_link_config *cfg)
         return NULL;
     }
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->pool_mu, NULL);
     pthread_mutex_init(&l->join_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1044,6 +1101,14 @@ void skp_link_free(struct skp_link *l)
     if (l->have_j0)
         skp_journal_free(&l->j0);
     skp_window_free(&l->w);
+    for (int k = 0; k < SKP_POOL_CLASSES; k++) {
+        while (l->pool[k]) {
+            struct item *it = l->pool[k];
+            l->pool[k] = it->next;
+            free(it);
+        }
+    }
+    pthread_mutex_destroy(&l->pool_mu);
     pthread_cond_destroy(&l->cv_state);
     pthread_cond_destroy(&l->cv_send);
     pthread_mutex_destroy(&l->mu);

@@ -16,6 +16,7 @@
 /* One frame waiting to be sealed and sent: its payload in clear. */
 struct item {
     struct item *next;
+    int cls; /* pool class, -1: plain malloc */
     uint64_t ticket;
     uint8_t type;
     uint16_t flags;
@@ -50,6 +51,16 @@ struct mchunk {
 
 enum { SKP_MODE_JOURNAL = 1, SKP_MODE_CHECKSUM = 2, SKP_MODE_FULL = 3 }; /* = SYNC_BEGIN's */
 
+/* Payload buffers of queued frames are recycled by size class (64 KiB to 2 MiB): a 1 MiB write's
+ * copy then lands in pages already mapped (no page faults, no zeroing) and memory does not spread
+ * over the FUSE threads' malloc arenas. */
+#define SKP_POOL_CLASSES 6
+#define SKP_POOL_MIN_SHIFT 16
+#define SKP_POOL_MAX_BYTES (16u << 20)
+/* Payload bytes queued and not yet sealed and sent: a submit waits above this (the window itself
+ * counts bytes not yet applied, which cost no memory once sent). Bounds the process's memory. */
+#define SKP_QUEUE_MAX_BYTES (8u << 20)
+
 struct skp_link {
     skp_link_config cfg;
     pthread_mutex_t mu;
@@ -83,6 +94,11 @@ struct skp_link {
     bool peer_in_sync;         /* the secondary's HELLO_OK: its copy is a prefix of a history */
     uint64_t progress_done, progress_total, data_bytes, sync_end_ticket;
     bool resync_up;
+
+    uint64_t queued_bytes;
+    pthread_mutex_t pool_mu;
+    struct item *pool[SKP_POOL_CLASSES];
+    size_t pooled_bytes;
 
     pthread_t thread, receiver, resync;
     sk_tx tx;

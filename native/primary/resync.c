@@ -97,7 +97,8 @@ static int room(rs *r)
     struct skp_link *l = r->l;
     pthread_mutex_lock(&l->mu);
     while (!l->lost && l->w.ops > 0 &&
-           (l->w.bytes + (uint64_t)BATCH_ZONES * ZONE > l->w.max_bytes || l->w.ops + 4 * BATCH_ZONES > l->w.max_ops)) {
+           (l->w.bytes + (uint64_t)BATCH_ZONES * ZONE > l->w.max_bytes || l->w.ops + 4 * BATCH_ZONES > l->w.max_ops ||
+            l->queued_bytes >= SKP_QUEUE_MAX_BYTES / 2)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 100 * 1000 * 1000;
