@@ -229,6 +229,13 @@ static void manifest(void)
     memset(c, 0, sizeof *c);
     CHECK(sks_manifest(dfd, false, &x, &req, 3, collect, c, &entries) == 0);
     CHECK(c->n == 3 && c->nsums[0] == 3 && c->nsums[1] == 3 && c->nsums[2] == 2 && c->first[2] == 6);
+    /* a long pass sends chunks as it goes (possibly empty): the same entries, more chunks */
+    sks_manifest_set_keepalive(0);
+    CHECK(sk_manifest_req_decode(reqbuf, len, &req, NULL) == SK_OK);
+    memset(c, 0, sizeof *c);
+    CHECK(sks_manifest(dfd, false, &x, &req, 3, collect, c, &entries) == 0);
+    sks_manifest_set_keepalive(1.0);
+    CHECK(c->n == 3 && c->nsums[2] == 2 && c->first[2] == 6 && c->chunks > 3 && c->lasts == 1);
     free(c);
     sks_excl_free(&x);
     close(dfd);
