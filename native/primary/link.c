@@ -1,5 +1,6 @@
 /* The primary's replication link (see link.h). */
 #include "link.h"
+#include "link_priv.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -24,11 +25,11 @@
 #include "events.h"
 #include "sk_frame.h"
 #include "sk_hello.h"
+#include "sk_ops.h"
 #include "sk_wire.h"
 #include "window.h"
 
 #define SK_XATTR_VALUE_MAX_BYTES 65536
-#define SKP_SYNC_FULL 3 /* SYNC_BEGIN mode full (sk_ops.h: SK_SYNC_FULL) */
 
 #define PING_INTERVAL 1.0
 #define BATCH_BYTES (1u << 20)
@@ -36,50 +37,10 @@
 #define IN_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
 #define HELD_LOG_EVERY 5.0
 
-/* One frame waiting to be sealed and sent: its payload in clear. */
-struct item {
-    struct item *next;
-    uint64_t ticket;
-    uint8_t type;
-    uint16_t flags;
-    uint32_t dir;
-    size_t len;
-    uint8_t payload[];
-};
-
-enum phase { PH_MANIFEST = 1, PH_SYNC_END, PH_IN_SYNC };
-
-struct skp_link {
-    skp_link_config cfg;
-    pthread_mutex_t mu;
-    pthread_mutex_t join_mu;
-    pthread_cond_t cv_state; /* acknowledgements, losses, commands: barriers and full windows */
-    pthread_cond_t cv_send;  /* frames queued, answers for the link thread */
-    skp_window w;
-    struct item *head, *tail;
-    atomic_bool streaming;   /* a hint for submit: encode before taking the lock */
-
-    /* the current session (under mu) */
-    bool in_session, lost, stopping, no_retry, started, thread_up;
-    uint64_t session;
-    char lost_reason[512];
-    int lost_event;
-    int fd;
-    int64_t delta; /* wire sequence number - ticket */
-    uint64_t first_wire;
-    int phase;
-    bool local_empty, manifest_done;
-    uint64_t remote_non_root, sync_end_ticket;
-    double sync_started, held_logged;
-    int64_t generation;
-    uint64_t resyncs, frames_sent, bytes_sent;
-
-    pthread_t thread, receiver;
-    sk_tx tx;
-    sk_rx rx;
-    uint8_t *out, *in;
-    size_t in_len;
-};
+static const char *mode_name(int mode)
+{
+    return mode == SKP_MODE_JOURNAL ? "journal" : mode == SKP_MODE_FULL ? "full" : "checksum";
+}
 
 static double now(void)
 {
@@ -103,24 +64,131 @@ static void wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+/* A frame buffer for `len` payload bytes (see SKP_POOL_*). */
+static struct item *item_alloc(struct skp_link *l, size_t len)
+{
+    int cls = -1;
+    for (int k = 0; k < SKP_POOL_CLASSES; k++) {
+        if (len > (16u << 10) && len <= ((size_t)1 << (SKP_POOL_MIN_SHIFT + k))) {
+            cls = k;
+            break;
+        }
+    }
+    struct item *it = NULL;
+    if (cls >= 0) {
+        pthread_mutex_lock(&l->pool_mu);
+        it = l->pool[cls];
+        if (it) {
+            l->pool[cls] = it->next;
+            l->pooled_bytes -= (size_t)1 << (SKP_POOL_MIN_SHIFT + cls);
+        }
+        pthread_mutex_unlock(&l->pool_mu);
+        if (!it)
+            it = malloc(sizeof *it + ((size_t)1 << (SKP_POOL_MIN_SHIFT + cls)));
+    } else {
+        it = malloc(sizeof *it + len);
+    }
+    if (it)
+        it->cls = cls;
+    return it;
+}
+
+static void item_free(struct skp_link *l, struct item *it)
+{
+    if (!it)
+        return;
+    if (it->cls >= 0) {
+        size_t cap = (size_t)1 << (SKP_POOL_MIN_SHIFT + it->cls);
+        pthread_mutex_lock(&l->pool_mu);
+        if (l->pooled_bytes + cap <= SKP_POOL_MAX_BYTES) {
+            it->next = l->pool[it->cls];
+            l->pool[it->cls] = it;
+            l->pooled_bytes += cap;
+            it = NULL;
+        }
+        pthread_mutex_unlock(&l->pool_mu);
+    }
+    free(it);
+}
+
 static void free_queue(struct skp_link *l)
 {
     while (l->head) {
         struct item *it = l->head;
         l->head = it->next;
-        free(it);
+        item_free(l, it);
     }
     l->tail = NULL;
+    l->queued_bytes = 0;
+}
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void free_marks_upto(struct skp_link *l, uint64_t applied)
+{
+    while (l->mhead && l->mhead->ticket <= applied) {
+        struct pmark *m = l->mhead;
+        l->mhead = m->next;
+        free(m);
+    }
+    if (!l->mhead)
+        l->mtail = NULL;
+}
+
+void skp_free_chunks(struct skp_link *l)
+{
+    while (l->mchunks) {
+        struct mchunk *c = l->mchunks;
+        l->mchunks = c->next;
+        free(c);
+    }
+    l->mchunks_tail = NULL;
+}
+
+/* What the secondary may not have goes back to the journal (under mu, the session ended):
+ * the marks of every operation not acknowledged as applied, what a resynchronisation was
+ * sending, and the paths renamed during it. journal.py's and primary.py's _disconnected. */
+static void journal_the_rest(struct skp_link *l)
+{
+    double t = wall();
+    while (l->mhead) {
+        struct pmark *m = l->mhead;
+        l->mhead = m->next;
+        skp_journal_mark(&l->journal, &m->m, t);
+        free(m);
+    }
+    l->mtail = NULL;
+    if (l->have_j0 && !l->j0_done) { /* (the session frees j0 once its resync thread ended) */
+        if (l->mode == SKP_MODE_JOURNAL)
+            skp_journal_merge(&l->journal, &l->j0, t);
+        else
+            l->journal.trusted = false; /* what it sent is unknown: compare checksums next time */
+        l->j0_done = true;
+    }
+    while (l->pending) {
+        struct pending *p = l->pending;
+        l->pending = p->next;
+        skp_mark m = {SKP_M_REPLACED, 0, p->path, p->len, 0, 0};
+        skp_journal_mark(&l->journal, &m, t);
+        free(p);
+    }
+    skp_free_chunks(l);
 }
 
 /* End the session (under mu): the window decides what safekitd is told; nothing queued is sent. */
-static void lose_locked(struct skp_link *l, const char *reason)
+void skp_lose_locked(struct skp_link *l, const char *reason)
 {
     if (!l->in_session || l->lost)
         return;
     l->lost = true;
     snprintf(l->lost_reason, sizeof l->lost_reason, "%s", reason);
     l->lost_event = skp_lost(&l->w);
+    journal_the_rest(l);
     atomic_store(&l->streaming, false);
     free_queue(l);
     if (l->fd >= 0)
@@ -137,6 +205,7 @@ static void enqueue(struct skp_link *l, struct item *it)
     else
         l->head = it;
     l->tail = it;
+    l->queued_bytes += it->len;
     pthread_cond_signal(&l->cv_send);
 }
 
@@ -144,15 +213,15 @@ static void enqueue(struct skp_link *l, struct item *it)
  * (then the session is lost). */
 static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len)
 {
-    struct item *it = malloc(sizeof *it + len);
+    struct item *it = item_alloc(l, len);
     if (!it) {
-        lose_locked(l, "out of memory");
+        skp_lose_locked(l, "out of memory");
         return 0;
     }
     uint64_t ticket = skp_control(&l->w, now());
     if (!ticket) {
-        free(it);
-        lose_locked(l, "out of memory");
+        item_free(l, it);
+        skp_lose_locked(l, "out of memory");
         return 0;
     }
     it->ticket = ticket;
@@ -168,14 +237,14 @@ static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags,
 
 /* ------------------------------------------------------------------ the FUSE side */
 
-static struct item *make_item(const skp_op *op, size_t len)
+static struct item *make_item(struct skp_link *l, const skp_op *op, size_t len)
 {
-    struct item *it = malloc(sizeof *it + len);
+    struct item *it = item_alloc(l, len);
     if (!it)
         return NULL;
     size_t got;
     if (skp_op_encode(op, it->payload, len, &got, NULL) != SK_OK || got != len) {
-        free(it);
+        item_free(l, it);
         return NULL;
     }
     it->type = op->type;
@@ -192,7 +261,20 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
     bool encodable = skp_op_size(op, &len, &e) == SK_OK;
     struct item *it = NULL;
     if (encodable && atomic_load_explicit(&l->streaming, memory_order_relaxed))
-        it = make_item(op, len); /* outside the lock: the copy of the data costs most */
+        it = make_item(l, op, len); /* outside the lock: the copy of the data costs most */
+    skp_mark mk[2];
+    int nm = skp_marks_of(op, mk);
+    struct pmark *pm[2] = {NULL, NULL};
+    for (int i = 0; i < nm; i++) {
+        pm[i] = malloc(sizeof *pm[i] + mk[i].path_len + 1);
+        if (pm[i]) {
+            pm[i]->next = NULL;
+            pm[i]->m = mk[i];
+            memcpy(pm[i]->path, mk[i].path, mk[i].path_len);
+            pm[i]->path[mk[i].path_len] = '\0';
+            pm[i]->m.path = pm[i]->path;
+        }
+    }
     uint64_t ticket = 0;
     pthread_mutex_lock(&l->mu);
     if (!encodable && l->in_session && !l->lost) {
@@ -200,24 +282,65 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
         snprintf(why, sizeof why, "an operation cannot be replicated (%s): the secondary's copy needs a resync",
                  e.reason);
         skp_log(SKP_ERROR, "%s", why);
-        lose_locked(l, why);
+        skp_lose_locked(l, why);
     }
+    /* the sender is behind: wait (memory stays bounded; the window counts what is not applied) */
+    while (l->queued_bytes >= SKP_QUEUE_MAX_BYTES && l->in_session && !l->lost)
+        pthread_cond_wait(&l->cv_state, &l->mu);
     int rc;
     while ((rc = skp_submit(&l->w, len, now(), &ticket)) == SKP_FULL)
         pthread_cond_wait(&l->cv_state, &l->mu);
     if (rc == SKP_SEND) {
         if (!it)
-            it = make_item(op, len);
+            it = make_item(l, op, len);
         if (!it) {
-            lose_locked(l, "out of memory: the operation could not be queued");
+            skp_lose_locked(l, "out of memory: the operation could not be queued");
         } else {
             it->ticket = ticket;
             enqueue(l, it);
             it = NULL;
+            /* its marks wait for the secondary's acknowledgement */
+            for (int i = 0; i < nm; i++) {
+                if (!pm[i]) {
+                    skp_journal_mark(&l->journal, &mk[i], wall()); /* out of memory: journaled now */
+                    continue;
+                }
+                pm[i]->ticket = ticket;
+                if (l->mtail)
+                    l->mtail->next = pm[i];
+                else
+                    l->mhead = pm[i];
+                l->mtail = pm[i];
+                pm[i] = NULL;
+            }
+            /* renamed or linked into place during a resynchronisation: the pass may have
+             * visited that place already (or will not find the source): sent again at its end */
+            if (l->w.state == SKP_RESYNC && (op->type == SK_T_RENAME || op->type == SK_T_LINK)) {
+                for (int i = 0; i < nm; i++) {
+                    if (mk[i].kind != SKP_M_REPLACED && mk[i].kind != SKP_M_LINKED)
+                        continue;
+                    struct pending *p = malloc(sizeof *p + mk[i].path_len + 1);
+                    if (!p) {
+                        skp_lose_locked(l, "out of memory");
+                        break;
+                    }
+                    p->len = mk[i].path_len;
+                    memcpy(p->path, mk[i].path, p->len);
+                    p->path[p->len] = '\0';
+                    p->next = l->pending;
+                    l->pending = p;
+                }
+            }
         }
+    } else if (rc == SKP_JOURNAL) {
+        double t = wall();
+        for (int i = 0; i < nm; i++)
+            skp_journal_mark(&l->journal, &mk[i], t);
     }
     pthread_mutex_unlock(&l->mu);
-    free(it);
+    item_free(l, it);
+    free(pm[0]);
+    free(pm[1]);
     return ticket;
 }
 
@@ -265,7 +388,7 @@ void skp_link_fence(struct skp_link *l)
 void skp_link_lose(struct skp_link *l, const char *reason)
 {
     pthread_mutex_lock(&l->mu);
-    lose_locked(l, reason);
+    skp_lose_locked(l, reason);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -276,6 +399,34 @@ void skp_link_set_generation(struct skp_link *l, int64_t generation)
     pthread_mutex_unlock(&l->mu);
 }
 
+void skp_link_fullsync(struct skp_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->fullsync_requested = true;
+    skp_lose_locked(l, "full resynchronisation requested");
+    pthread_mutex_unlock(&l->mu);
+}
+
+void skp_link_set_journal(struct skp_link *l, skp_journal *j)
+{
+    pthread_mutex_lock(&l->mu);
+    skp_journal_free(&l->journal);
+    l->journal = *j;
+    memset(j, 0, sizeof *j);
+    l->w.last = l->journal.seq;
+    snprintf(l->cfg.epoch, sizeof l->cfg.epoch, "%s", l->journal.epoch);
+    pthread_mutex_unlock(&l->mu);
+}
+
+int skp_link_save_journal(struct skp_link *l, const char *path, bool clean)
+{
+    pthread_mutex_lock(&l->mu);
+    l->journal.seq = l->w.last;
+    int rc = skp_journal_save(&l->journal, path, clean, wall());
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
 void skp_link_emit_status(struct skp_link *l)
 {
     pthread_mutex_lock(&l->mu);
@@ -284,15 +435,20 @@ void skp_link_emit_status(struct skp_link *l)
     snprintf(stats, sizeof stats,
              "\"resyncs\":%llu,\"sessions\":%llu,\"losses\":%llu,\"streamed\":%llu,\"streamed_bytes\":%llu,"
              "\"in_flight_ops\":%llu,\"in_flight_bytes\":%llu,\"acked_applied\":%llu,\"acked_durable\":%llu,"
-             "\"frames_sent\":%llu,\"bytes_sent\":%llu,\"resync_needed\":%s,\"fenced\":%s",
+             "\"frames_sent\":%llu,\"bytes_sent\":%llu,\"resync_needed\":%s,\"fenced\":%s,"
+             "\"journal_trusted\":%s,\"journal_bytes\":%llu,\"resync_mode\":\"%s\",\"resync_done\":%llu,"
+             "\"resync_total\":%llu,\"resync_data_bytes\":%llu",
              (unsigned long long)l->resyncs, (unsigned long long)w->sessions, (unsigned long long)w->losses,
              (unsigned long long)w->streamed, (unsigned long long)w->streamed_bytes, (unsigned long long)w->ops,
              (unsigned long long)w->bytes, (unsigned long long)w->applied, (unsigned long long)w->durable,
              (unsigned long long)l->frames_sent, (unsigned long long)l->bytes_sent, w->dirty ? "true" : "false",
-             w->fenced ? "true" : "false");
+             w->fenced ? "true" : "false", l->journal.trusted ? "true" : "false",
+             (unsigned long long)skp_journal_dirty_bytes(&l->journal), l->in_session ? mode_name(l->mode) : "",
+             (unsigned long long)l->progress_done, (unsigned long long)l->progress_total,
+             (unsigned long long)l->data_bytes);
     char state[32];
     snprintf(state, sizeof state, "%s", skp_state_name(w->state));
-    uint64_t seq = w->last, journal = w->journaled;
+    uint64_t seq = w->last, journal = skp_journal_len(&l->journal);
     pthread_mutex_unlock(&l->mu);
     skp_emit_status(state, seq, journal, stats);
 }
@@ -369,7 +525,7 @@ static int send_all(struct skp_link *l, const uint8_t *p, size_t n, char *why, s
             if (!lost && skp_stalled(&l->w, now())) {
                 snprintf(why, cap, "no acknowledgement from the secondary within %g s (sendtimeout)",
                          l->cfg.sendtimeout);
-                lose_locked(l, why);
+                skp_lose_locked(l, why);
                 lost = true;
             }
             pthread_mutex_unlock(&l->mu);
@@ -384,7 +540,7 @@ static int send_all(struct skp_link *l, const uint8_t *p, size_t n, char *why, s
 }
 
 /* The v2 HELLO as the primary. 0, or -1 with why set. */
-static int handshake(struct skp_link *l, uint64_t first_wire, char *why, size_t cap)
+static int handshake(struct skp_link *l, uint64_t first_wire, sk_hello_peer *peer, char *why, size_t cap)
 {
     const skp_link_config *c = &l->cfg;
     sk_err e = {0, ""};
@@ -455,6 +611,7 @@ static int handshake(struct skp_link *l, uint64_t first_wire, char *why, size_t 
     }
     skp_log(SKP_INFO, "connected to %s (%s:%d), epoch %s, from sequence %llu, async=%s", hs.peer.node,
             c->peer_addr, c->port, c->epoch, (unsigned long long)first_wire, c->async_none ? "none" : "second");
+    *peer = hs.peer;
     rc = 0;
 out:
     sk_hello_wipe(&hs);
@@ -504,9 +661,10 @@ static void *receiver_main(void *arg)
                     snprintf(why, sizeof why, "impossible ACK %llu/%llu/%llu from the secondary",
                              (unsigned long long)a.received, (unsigned long long)a.applied,
                              (unsigned long long)a.durable);
-                    lose_locked(l, why);
+                    skp_lose_locked(l, why);
                     stop = true;
                 }
+                free_marks_upto(l, l->w.applied);
                 pthread_cond_broadcast(&l->cv_state);
                 pthread_cond_signal(&l->cv_send);
                 break;
@@ -514,17 +672,33 @@ static void *receiver_main(void *arg)
             case SKP_A_ERROR:
                 snprintf(why, sizeof why, "the secondary failed: %s", a.reason);
                 skp_log(SKP_ERROR, "%s (errno %u, frame %llu)", why, a.err_errno, (unsigned long long)a.err_seq);
-                lose_locked(l, why);
+                skp_lose_locked(l, why);
                 stop = true;
                 break;
-            case SKP_A_MANIFEST:
-                l->remote_non_root += a.non_root;
+            case SKP_A_MANIFEST: {
+                /* kept whole for the resynchronisation; the secondary is working: not a stall */
+                struct mchunk *c = malloc(sizeof *c + h.length);
+                if (!c) {
+                    skp_lose_locked(l, "out of memory for the secondary's manifest");
+                    stop = true;
+                    break;
+                }
+                c->next = NULL;
+                c->len = h.length;
+                memcpy(c->p, l->in + off - used + SK_HEADER_SIZE, h.length);
+                if (l->mchunks_tail)
+                    l->mchunks_tail->next = c;
+                else
+                    l->mchunks = c;
+                l->mchunks_tail = c;
+                l->w.progress_at = now();
                 if (a.last)
                     l->manifest_done = true;
-                pthread_cond_signal(&l->cv_send);
+                pthread_cond_broadcast(&l->cv_state);
                 break;
+            }
             case SKP_A_BYE:
-                lose_locked(l, "the secondary ended the session");
+                skp_lose_locked(l, "the secondary ended the session");
                 stop = true;
                 break;
             default:
@@ -553,65 +727,57 @@ static void *receiver_main(void *arg)
                 snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
         }
         pthread_mutex_lock(&l->mu);
-        lose_locked(l, why[0] ? why : "connection closed");
+        skp_lose_locked(l, why[0] ? why : "connection closed");
         pthread_mutex_unlock(&l->mu);
         return NULL;
     }
 }
 
-static bool dir_is_empty(int dir_fd)
+/* A resynchronisation frame (under mu; the caller decides when: with the front paused, for
+ * what must be read and queued at one point of the order). Its ticket, 0 if the session is lost. */
+uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
+                               size_t data_len)
 {
-    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return false;
+    if (l->lost || !l->in_session)
+        return 0;
+    struct item *it = item_alloc(l, len);
+    if (!it) {
+        skp_lose_locked(l, "out of memory");
+        return 0;
     }
-    bool empty = true;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            empty = false;
-            break;
-        }
+    uint64_t ticket = skp_sync_op(&l->w, len, now());
+    if (!ticket) {
+        item_free(l, it);
+        skp_lose_locked(l, "out of memory");
+        return 0;
     }
-    closedir(d);
-    return empty;
+    it->ticket = ticket;
+    it->type = type;
+    it->flags = flags;
+    it->dir = 0;
+    it->len = len;
+    if (len)
+        memcpy(it->payload, payload, len);
+    enqueue(l, it);
+    l->data_bytes += data_len;
+    return ticket;
 }
 
-/* The directory's own attributes and extended attributes (under mu, front paused). */
-static void queue_root_attrs(struct skp_link *l)
+
+/* primary.py's _choose_mode: full when asked; journal when the secondary follows this history,
+ * this journal is complete (no crash) and the secondary's copy is what it applied. */
+static int choose_mode(struct skp_link *l, const sk_hello_peer *peer)
 {
-    size_t cap = 2 * SK_XATTR_VALUE_MAX_BYTES;
-    uint8_t *buf = malloc(cap), *value = malloc(SK_XATTR_VALUE_MAX_BYTES);
-    char *names = malloc(SK_XATTR_VALUE_MAX_BYTES);
-    size_t len;
-    struct stat st;
-    if (!buf || !value || !names)
-        goto out;
-    if (fstat(l->cfg.dir_fd, &st) == 0 &&
-        skp_setattr_root(st.st_mode, st.st_uid, st.st_gid, (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec,
-                         (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, buf, cap, &len) == SK_OK)
-        control_locked(l, SK_T_SETATTR, 0, buf, len);
-    if (skp_path_only(SK_T_CLEAR_XATTRS, "", 0, buf, cap, &len) == SK_OK)
-        control_locked(l, SK_T_CLEAR_XATTRS, 0, buf, len);
-    ssize_t n = flistxattr(l->cfg.dir_fd, names, SK_XATTR_VALUE_MAX_BYTES);
-    for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
-        ssize_t v = fgetxattr(l->cfg.dir_fd, names + i, value, SK_XATTR_VALUE_MAX_BYTES);
-        if (v >= 0 && skp_setxattr("", 0, names + i, strlen(names + i), value, (size_t)v, buf, cap, &len) == SK_OK)
-            control_locked(l, SK_T_SETXATTR, 0, buf, len);
-    }
-out:
-    free(buf);
-    free(value);
-    free(names);
+    if (l->fullsync_requested || peer->fullsync)
+        return SKP_MODE_FULL;
+    if (strcmp(peer->epoch, l->journal.epoch) == 0 && l->journal.trusted && peer->trusted)
+        return SKP_MODE_JOURNAL;
+    return SKP_MODE_CHECKSUM;
 }
 
-/* Start the stream at one point of the front's order: the directory read, SYNC_BEGIN, its
- * attributes and a MANIFEST_REQ queued while no change can happen. 0, or -1 (not allowed now). */
-static int begin_stream(struct skp_link *l, uint64_t first_wire)
+/* Start the stream at one point of the front's order: SYNC_BEGIN queued and the journal taken
+ * for reintegration while no change can happen. 0, or -1 (not allowed now). */
+static int begin_stream(struct skp_link *l, uint64_t first_wire, int mode)
 {
     if (l->cfg.pause)
         l->cfg.pause(l->cfg.hook_arg);
@@ -626,19 +792,25 @@ static int begin_stream(struct skp_link *l, uint64_t first_wire)
     l->session++;
     l->first_wire = first_wire;
     l->delta = (int64_t)first_wire - (int64_t)l->w.first;
-    l->phase = PH_MANIFEST;
     l->manifest_done = false;
-    l->remote_non_root = 0;
     l->sync_started = now();
-    l->local_empty = dir_is_empty(l->cfg.dir_fd);
+    l->mode = mode;
+    l->progress_done = l->progress_total = 0;
+    l->data_bytes = 0;
+    l->sync_end_ticket = 0;
+    /* everything before this point is in j0 (to reintegrate), everything after is streamed */
+    if (skp_journal_take(&l->journal, &l->j0) != 0) {
+        skp_lose_locked(l, "out of memory");
+        goto out;
+    }
+    l->have_j0 = true;
+    l->j0_done = false;
+    l->fullsync_requested = false;
     atomic_store(&l->streaming, true);
     uint8_t buf[64];
     size_t len;
-    skp_sync_begin(SKP_SYNC_FULL, buf, sizeof buf, &len);
+    skp_sync_begin((uint8_t)mode, buf, sizeof buf, &len);
     control_locked(l, SK_T_SYNC_BEGIN, 0, buf, len);
-    queue_root_attrs(l);
-    skp_manifest_req_none(buf, sizeof buf, &len);
-    control_locked(l, SK_T_MANIFEST_REQ, 0, buf, len);
     rc = l->lost ? -1 : 0;
 out:
     pthread_mutex_unlock(&l->mu);
@@ -648,7 +820,7 @@ out:
 }
 
 /* What the link thread has to do next (under mu): -1 the session ended; 0 send the batch in
- * *batch (may be NULL: nothing, wait); 1 the copy just came in sync (tell safekitd). */
+ * *batch (may be NULL: nothing, wait). */
 static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
 {
     *batch = NULL;
@@ -659,33 +831,8 @@ static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
         char why[128];
         snprintf(why, sizeof why, "no acknowledgement from the secondary within %g s (sendtimeout)",
                  l->cfg.sendtimeout);
-        lose_locked(l, why);
+        skp_lose_locked(l, why);
         return -1;
-    }
-    if (l->phase == PH_MANIFEST && l->manifest_done) {
-        if (l->remote_non_root == 0 && l->local_empty) {
-            uint8_t buf[16];
-            size_t len;
-            skp_sync_end((uint64_t)l->generation, buf, sizeof buf, &len);
-            l->sync_end_ticket = control_locked(l, SK_T_SYNC_END, SK_F_ACK, buf, len);
-            l->phase = PH_SYNC_END;
-        } else {
-            char why[400];
-            snprintf(why, sizeof why,
-                     "the secondary's copy needs a resynchronisation (%s): the native primary only starts "
-                     "from two empty directories so far",
-                     !l->local_empty ? "this node's directory is not empty" : "the secondary's copy is not empty");
-            skp_log(SKP_ERROR, "%s; replication stays off until the process restarts", why);
-            l->no_retry = true;
-            lose_locked(l, why);
-            return -1;
-        }
-    }
-    if (l->phase == PH_SYNC_END && l->w.applied >= l->sync_end_ticket) {
-        skp_session_synced(&l->w);
-        l->phase = PH_IN_SYNC;
-        l->resyncs++;
-        return 1;
     }
     if (l->head) {
         /* up to BATCH_BYTES of payload per send */
@@ -700,6 +847,10 @@ static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
             l->tail = NULL;
         it->next = NULL;
         *batch = first;
+        bool was_full = l->queued_bytes >= SKP_QUEUE_MAX_BYTES;
+        l->queued_bytes -= bytes;
+        if (was_full && l->queued_bytes < SKP_QUEUE_MAX_BYTES)
+            pthread_cond_broadcast(&l->cv_state);
         return 0;
     }
     if (skp_idle(&l->w) && t - *last_ping >= PING_INTERVAL) {
@@ -738,14 +889,14 @@ static int send_batch(struct skp_link *l, struct item *batch)
     }
     while (batch) {
         struct item *next = batch->next;
-        free(batch);
+        item_free(l, batch);
         batch = next;
     }
     if (rc == 0 && send_all(l, l->out, pos, why, sizeof why) != 0)
         rc = -1;
     pthread_mutex_lock(&l->mu);
     if (rc != 0)
-        lose_locked(l, why[0] ? why : "connection lost");
+        skp_lose_locked(l, why[0] ? why : "connection lost");
     l->frames_sent += frames;
     l->bytes_sent += bytes;
     pthread_mutex_unlock(&l->mu);
@@ -765,7 +916,8 @@ static void session(struct skp_link *l)
     l->fd = fd;
     uint64_t first_wire = l->w.last + 1; /* continues the history: the next ticket's number */
     pthread_mutex_unlock(&l->mu);
-    if (handshake(l, first_wire, why, sizeof why) != 0) {
+    sk_hello_peer peer;
+    if (handshake(l, first_wire, &peer, why, sizeof why) != 0) {
         skp_log(SKP_WARNING, "replication link: %s", why);
         skp_emit_disconnected(why);
         pthread_mutex_lock(&l->mu);
@@ -774,7 +926,11 @@ static void session(struct skp_link *l)
         close(fd);
         return;
     }
-    if (begin_stream(l, first_wire) != 0) {
+    pthread_mutex_lock(&l->mu);
+    int mode = choose_mode(l, &peer);
+    l->peer_in_sync = peer.in_sync;
+    pthread_mutex_unlock(&l->mu);
+    if (begin_stream(l, first_wire, mode) != 0) {
         pthread_mutex_lock(&l->mu);
         l->in_session = false;
         l->fd = -1;
@@ -784,29 +940,27 @@ static void session(struct skp_link *l)
         close(fd);
         return;
     }
-    skp_log(SKP_INFO, "resynchronising the secondary (full: both directories start empty)");
-    skp_emit_resyncing("full");
+    skp_log(SKP_INFO, "resynchronising the secondary (%s)", mode_name(mode));
+    skp_emit_resyncing(mode_name(mode));
     bool receiving = pthread_create(&l->receiver, NULL, receiver_main, l) == 0;
     if (!receiving)
         skp_link_lose(l, "cannot start the receiver thread");
+    bool resyncing = receiving && pthread_create(&l->resync, NULL, skp_resync_main, l) == 0;
+    if (receiving && !resyncing)
+        skp_link_lose(l, "cannot start the resynchronisation thread");
     double last_ping = now();
     for (;;) {
         struct item *batch;
         pthread_mutex_lock(&l->mu);
         int step = next_step(l, &batch, &last_ping);
-        double started = l->sync_started;
         pthread_mutex_unlock(&l->mu);
         if (step < 0)
             break;
-        if (step == 1) {
-            double secs = now() - started;
-            skp_log(SKP_INFO, "secondary in sync (full resync of empty directories: %.3f s, 0 bytes of data sent)",
-                    secs);
-            skp_emit_in_sync("full", secs, 0);
-        }
         if (batch && send_batch(l, batch) != 0)
             break;
     }
+    if (resyncing)
+        pthread_join(l->resync, NULL);
     if (receiving)
         pthread_join(l->receiver, NULL);
     pthread_mutex_lock(&l->mu);
@@ -816,6 +970,11 @@ static void session(struct skp_link *l)
     l->in_session = false;
     l->fd = -1;
     free_queue(l);
+    skp_free_chunks(l);
+    if (l->have_j0) {
+        skp_journal_free(&l->j0);
+        l->have_j0 = false;
+    }
     pthread_mutex_unlock(&l->mu);
     close(fd);
     sk_tx_free(&l->tx);
@@ -872,7 +1031,15 @@ struct skp_link *skp_link_open(const skp_link_config *cfg)
         free(l);
         return NULL;
     }
+    if (skp_journal_init(&l->journal, cfg->epoch, false) != 0) {
+        skp_window_free(&l->w);
+        free(l->out);
+        free(l->in);
+        free(l);
+        return NULL;
+    }
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->pool_mu, NULL);
     pthread_mutex_init(&l->join_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -907,7 +1074,7 @@ void skp_link_stop(struct skp_link *l, double flush_seconds)
                 wait_for(&l->cv_state, &l->mu, deadline - now());
         }
         skp_close(&l->w);
-        lose_locked(l, "stopping");
+        skp_lose_locked(l, "stopping");
         if (l->fd >= 0)
             shutdown(l->fd, SHUT_RDWR); /* a handshake in progress */
         pthread_cond_broadcast(&l->cv_state);
@@ -928,7 +1095,20 @@ void skp_link_free(struct skp_link *l)
         return;
     skp_link_stop(l, 0);
     free_queue(l);
+    free_marks_upto(l, UINT64_MAX);
+    skp_free_chunks(l);
+    skp_journal_free(&l->journal);
+    if (l->have_j0)
+        skp_journal_free(&l->j0);
     skp_window_free(&l->w);
+    for (int k = 0; k < SKP_POOL_CLASSES; k++) {
+        while (l->pool[k]) {
+            struct item *it = l->pool[k];
+            l->pool[k] = it->next;
+            free(it);
+        }
+    }
+    pthread_mutex_destroy(&l->pool_mu);
     pthread_cond_destroy(&l->cv_state);
     pthread_cond_destroy(&l->cv_send);
     pthread_mutex_destroy(&l->mu);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "journal.h"
 #include "pwire.h"
 
 #define SKP_KEY_MAX 128
@@ -53,6 +54,15 @@ void skp_link_fence(struct skp_link *l);
 void skp_link_lose(struct skp_link *l, const char *reason);
 void skp_link_set_generation(struct skp_link *l, int64_t generation);
 void skp_link_emit_status(struct skp_link *l);
+/* safekitd's `fullsync`: the session ends and the next one copies everything. */
+void skp_link_fullsync(struct skp_link *l);
+
+/* The journal this process starts with (loaded from journal.json, or new): moved into the link
+ * (*j is left empty); its epoch is the history sent in HELLO, its seq the last ticket. Before
+ * skp_link_start. */
+void skp_link_set_journal(struct skp_link *l, skp_journal *j);
+/* Save the journal (with every unacknowledged operation in it once the link stopped). 0 or -errno. */
+int skp_link_save_journal(struct skp_link *l, const char *path, bool clean);
 
 /* Stop: flush to an in-sync secondary (at most flush_seconds), then end the link; barriers not
  * yet covered fail with EIO. Idempotent. */

@@ -118,7 +118,7 @@ static void *control_main(void *arg)
         } else if (strcmp(name, "verify") == 0) {
             skp_emit_verify_unsupported("verify is not implemented by the native primary yet");
         } else if (strcmp(name, "fullsync") == 0) {
-            skp_log(SKP_WARNING, "fullsync is not implemented by the native primary yet: ignored");
+            skp_link_fullsync(g.link);
         } else {
             skp_log(SKP_WARNING, "unknown command from safekitd ignored: '%s'", name);
         }
@@ -248,8 +248,30 @@ int main(int argc, char **argv)
     memcpy(lc.key, key, sizeof key);
     lc.key_len = sizeof key;
     memset(key, 0, sizeof key);
+    static char journal_path[PATH_MAX + 32];
+    static skp_journal journal;
+    snprintf(journal_path, sizeof journal_path, "%s/journal.json", spec.state_dir);
+    mkdir(spec.state_dir, 0700);
     {
-        /* a history id for this process: nothing of an earlier one is trusted (no journal yet) */
+        struct timespec wt;
+        clock_gettime(CLOCK_REALTIME, &wt);
+        double wall = (double)wt.tv_sec + (double)wt.tv_nsec / 1e9;
+        int lrc = skp_journal_load(journal_path, wall, &journal, why, sizeof why);
+        if (lrc > 0) {
+            memcpy(lc.epoch, journal.epoch, sizeof journal.epoch < sizeof lc.epoch ? sizeof journal.epoch : sizeof lc.epoch);
+            lc.epoch[sizeof lc.epoch - 1] = '\0';
+            if (!journal.trusted)
+                skp_log(SKP_WARNING, "the journal was not saved by a clean stop: the next resync compares checksums");
+        } else {
+            if (lrc < 0) {
+                skp_log(SKP_WARNING, "journal unreadable (%s): the next resync compares checksums", why);
+                skp_journal_free(&journal);
+            }
+            lc.epoch[0] = '\0';
+        }
+    }
+    if (!lc.epoch[0]) {
+        /* a new history: nothing of an earlier one is trusted */
         uint8_t r[16];
         FILE *u = fopen("/dev/urandom", "re");
         if (!u || fread(r, 1, sizeof r, u) != sizeof r) {
@@ -261,6 +283,10 @@ int main(int argc, char **argv)
         fclose(u);
         for (size_t i = 0; i < sizeof r; i++)
             snprintf(lc.epoch + 2 * i, 3, "%02x", r[i]);
+        if (skp_journal_init(&journal, lc.epoch, false) != 0) {
+            fail_start("out of memory");
+            goto out_spec;
+        }
     }
     g.sendtimeout = lc.sendtimeout;
     if (!mountpoint) {
@@ -286,6 +312,14 @@ int main(int argc, char **argv)
     lc.hook_arg = &g.front;
     g.link = skp_link_open(&lc);
     memset(lc.key, 0, sizeof lc.key);
+    if (g.link)
+        skp_link_set_journal(g.link, &journal);
+    skp_journal_free(&journal);
+    /* from now on a crash leaves an untrusted journal: what happens after this save is not in it */
+    if (g.link && skp_link_save_journal(g.link, journal_path, false) != 0) {
+        fail_start("cannot save %s: %s", journal_path, strerror(errno));
+        goto out_link;
+    }
     sink = g.link ? skp_netsink_open(g.link) : NULL;
     if (!sink) {
         fail_start("out of memory");
@@ -343,6 +377,10 @@ int main(int argc, char **argv)
     }
     /* unmounted by someone else, or stop/signal: the link ends (no new fsync can come) */
     skp_link_stop(g.link, g.sendtimeout < STOP_FLUSH_TIMEOUT ? g.sendtimeout : STOP_FLUSH_TIMEOUT);
+    /* everything the secondary may miss is in the journal now (the link stopped): a clean stop */
+    int jrc = skp_link_save_journal(g.link, journal_path, true);
+    if (jrc != 0)
+        skp_log(SKP_ERROR, "cannot save %s: %s (the next resync compares checksums)", journal_path, strerror(-jrc));
     atomic_store(&g.loop_done, true);
     if (!atomic_load(&g.abandoned))
         fuse_session_unmount(g.se);

@@ -92,6 +92,19 @@ uint64_t skp_control(skp_window *w, double now)
     return ticket;
 }
 
+uint64_t skp_sync_op(skp_window *w, uint64_t bytes, double now)
+{
+    if (w->state != SKP_RESYNC)
+        return 0;
+    uint64_t ticket = w->last + 1;
+    if (push(w, ticket, bytes, now) != 0)
+        return 0;
+    w->last = ticket;
+    w->streamed++;
+    w->streamed_bytes += bytes;
+    return ticket;
+}
+
 int skp_barrier(const skp_window *w, uint64_t ticket)
 {
     if (w->fenced)
@@ -173,9 +186,15 @@ int skp_session_start(skp_window *w, double now)
     return 0;
 }
 
+void skp_sync_end_queued(skp_window *w)
+{
+    if (w->state == SKP_RESYNC)
+        w->state = SKP_IN_SYNC;
+}
+
 void skp_session_synced(skp_window *w)
 {
-    if (w->state != SKP_RESYNC)
+    if (w->state != SKP_RESYNC && w->state != SKP_IN_SYNC)
         return;
     w->state = SKP_IN_SYNC;
     w->dirty = false;

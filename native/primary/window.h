@@ -70,6 +70,11 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket);
  * Not limited by the window (it carries no data). Only while a session streams; 0 otherwise. */
 uint64_t skp_control(skp_window *w, double now);
 
+/* A resynchronisation frame of `bytes` payload bytes: its ticket (0 when no resynchronisation
+ * streams). Not limited by the window: the resynchronisation waits for room itself before it
+ * reads a batch (it reads and queues under the front's ordering lock, where it must not block). */
+uint64_t skp_sync_op(skp_window *w, uint64_t bytes, double now);
+
 /* 0: every operation up to `ticket` is acknowledged as the contract needs (or nothing is to wait
  * for); SKP_WAIT: not yet; -EIO: fenced, or the process stops without the acknowledgement. */
 int skp_barrier(const skp_window *w, uint64_t ticket);
@@ -92,7 +97,13 @@ int skp_lost(skp_window *w);
 bool skp_may_connect(const skp_window *w);
 /* Start streaming: from the next ticket on, everything is in the stream. 0, or -1 if not allowed. */
 int skp_session_start(skp_window *w, double now);
-/* The resynchronisation is complete (its SYNC_END acknowledged): in sync. */
+/* SYNC_END is in the stream: from now on the window is in sync. The secondary marks its copy in
+ * sync when it applies SYNC_END, possibly before its acknowledgement arrives (or a loss comes
+ * first): so a barrier on a later ticket must wait for the secondary like any in-sync barrier,
+ * and losing the session now is losing an in-sync secondary (degrading: safekitd's handshake
+ * before anything is acknowledged alone). Before this, barriers of a resync are local. */
+void skp_sync_end_queued(skp_window *w);
+/* The resynchronisation is complete (its SYNC_END acknowledged): in sync, nothing missing. */
 void skp_session_synced(skp_window *w);
 
 void skp_degrade_ok(skp_window *w);

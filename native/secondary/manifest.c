@@ -8,12 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apply.h"
 #include "sk_kdf.h"
 
 #define PATH_CAP 4096
+
+/* A chunk (maybe of no entry) goes at least this often while the walk reads and sums: the
+ * primary hears the secondary working and does not count the wait as a stall (sendtimeout). */
+static double keepalive_seconds = 1.0;
+
+void sks_manifest_set_keepalive(double seconds)
+{
+    keepalive_seconds = seconds;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 bool sks_excl_build(sks_excl *x, const sks_dir_spec *d, char *why, size_t why_cap)
 {
@@ -99,6 +116,7 @@ typedef struct walker {
     uint64_t entries;
     uint32_t per_entry;
     int stop;        /* the callback's non-zero value */
+    double last_sent;
 } walker;
 
 static int flush(walker *k, bool last)
@@ -111,6 +129,7 @@ static int flush(walker *k, bool last)
         k->stop = rc;
         return rc;
     }
+    k->last_sent = mono_now();
     sk_manifest_writer_init(&k->w, k->chunk, k->chunk_cap);
     return 0;
 }
@@ -127,7 +146,7 @@ static int add(walker *k, const sk_entry *e)
     if (rc != SK_OK)
         return k->stop ? k->stop : -EINVAL;
     k->entries++;
-    if (k->w.pos >= SKS_MANIFEST_CHUNK)
+    if (k->w.pos >= SKS_MANIFEST_CHUNK || mono_now() - k->last_sent >= keepalive_seconds)
         return flush(k, false);
     return 0;
 }
@@ -169,6 +188,11 @@ static int add_with_sums(walker *k, sk_entry *e, int fd, uint64_t size)
             memcpy(k->sums + (size_t)n * SK_SUM_SIZE, digest, SK_SUM_SIZE);
             n++;
             off += (uint64_t)got;
+            if ((n & 15) == 0 && mono_now() - k->last_sent >= keepalive_seconds) {
+                int rc = flush(k, false); /* still working: what is there (maybe nothing) */
+                if (rc != 0)
+                    return rc;
+            }
         }
         if (n == 0 && !first)
             return 0;
@@ -195,7 +219,9 @@ static int walk_dir(walker *k, int dfd, char *rel, size_t rel_len, bool sums, in
 {
     if (depth > 1024)
         return -ELOOP;
-    int fd = dup(dfd);
+    /* a new open file description: a dup() would share the directory's read position with
+     * dfd, and a second walk of the same directory fd would find it at its end (empty) */
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     DIR *d = fdopendir(fd);
@@ -333,6 +359,7 @@ int sks_manifest(int dir_fd, bool walk_only, const sks_excl *x, sk_manifest_req 
         goto out;
     }
     sk_manifest_writer_init(&k.w, k.chunk, k.chunk_cap);
+    k.last_sent = mono_now();
     if (req->sums == SK_SUMS_PATHS) {
         rc = paths_only(&k, dir_fd, req);
     } else {

@@ -32,6 +32,10 @@ bool sks_excluded(const sks_excl *x, const char *rel);
 /* Receives each MANIFEST chunk payload (`last`: the final one); non-zero stops the walk. */
 typedef int (*sks_chunk_fn)(void *ctx, const uint8_t *payload, size_t len, bool last);
 
+/* A chunk goes at least every `seconds` (default 1) while the walk works, even with no entry in it:
+ * the primary's sendtimeout does not expire during a long checksum pass. For tests. */
+void sks_manifest_set_keepalive(double seconds);
+
 /* Walk the directory (sums: SK_SUMS_NONE / SK_SUMS_ALL) or only `req`'s paths (SK_SUMS_PATHS: files
  * only, missing ones left out) and hand the chunks to `fn`. `sums_per_entry`: 0 for
  * SKS_SUMS_PER_ENTRY (smaller in tests). Returns 0, the callback's non-zero value, or -errno. */

@@ -53,6 +53,7 @@ int main(int argc, char **argv)
         {"apply", sk_tests_apply},
         {"secondary", sk_tests_secondary},
         {"window", sk_tests_window},
+        {"journal", sk_tests_journal},
     };
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

@@ -202,6 +202,11 @@ static void manifest(void)
     for (int i = 0; i < 8; i++)
         CHECK(strcmp(c->names[i], want[i]) == 0);
     CHECK(c->kinds[3] == 'o' && c->kinds[4] == 'l' && c->kinds[5] == 'f' && c->kinds[6] == 'd');
+    /* a second walk of the same directory fd sees everything again (a dup'd fd shared the read
+     * position, and the second manifest of a long-lived process was empty) */
+    memset(c, 0, sizeof *c);
+    CHECK(sks_manifest(dfd, false, &x, &req, 0, collect, c, &entries) == 0);
+    CHECK(c->n == 8 && entries == 8);
     uint8_t digest[32];
     sk_iov iov = {"hello", 5};
     CHECK(sk_sha256(&iov, 1, digest, NULL) == SK_OK);
@@ -224,6 +229,13 @@ static void manifest(void)
     memset(c, 0, sizeof *c);
     CHECK(sks_manifest(dfd, false, &x, &req, 3, collect, c, &entries) == 0);
     CHECK(c->n == 3 && c->nsums[0] == 3 && c->nsums[1] == 3 && c->nsums[2] == 2 && c->first[2] == 6);
+    /* a long pass sends chunks as it goes (possibly empty): the same entries, more chunks */
+    sks_manifest_set_keepalive(0);
+    CHECK(sk_manifest_req_decode(reqbuf, len, &req, NULL) == SK_OK);
+    memset(c, 0, sizeof *c);
+    CHECK(sks_manifest(dfd, false, &x, &req, 3, collect, c, &entries) == 0);
+    sks_manifest_set_keepalive(1.0);
+    CHECK(c->n == 3 && c->nsums[2] == 2 && c->first[2] == 6 && c->chunks > 3 && c->lasts == 1);
     free(c);
     sks_excl_free(&x);
     close(dfd);

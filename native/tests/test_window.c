@@ -57,6 +57,39 @@ static void test_barrier_waits_for_applied_or_durable(void)
     }
 }
 
+static void test_in_sync_from_sync_end_queued(void)
+{
+    /* the secondary marks itself in sync when it applies SYNC_END: a write after SYNC_END must not
+     * be acknowledged locally, and a loss before SYNC_END's ACK is the loss of an in-sync copy */
+    for (int lose = 0; lose < 2; lose++) {
+        skp_window w;
+        CHECK(skp_window_init(&w, 1 << 20, 16, false, 30) == 0);
+        skp_degrade_ok(&w);
+        CHECK(skp_session_start(&w, 0) == 0);
+        uint64_t a, b;
+        CHECK(skp_submit(&w, 10, 0, &a) == SKP_SEND);
+        CHECK(skp_barrier(&w, a) == 0); /* during the resync: local */
+        uint64_t end = skp_sync_op(&w, 0, 0);
+        CHECK(end == a + 1);
+        skp_sync_end_queued(&w);
+        CHECK(skp_submit(&w, 10, 0, &b) == SKP_SEND && b == end + 1);
+        CHECK(skp_barrier(&w, b) == SKP_WAIT);
+        if (lose) {
+            CHECK(skp_lost(&w) == SKP_EV_DEGRADED);
+            CHECK(skp_barrier(&w, b) == SKP_WAIT); /* held until safekitd's degrade_ok */
+            skp_degrade_ok(&w);
+            CHECK(skp_barrier(&w, b) == 0);
+        } else {
+            CHECK(skp_ack(&w, end, end, end, 1) == 0);
+            skp_session_synced(&w);
+            CHECK(skp_barrier(&w, b) == SKP_WAIT && !w.dirty);
+            CHECK(skp_ack(&w, b, b, b, 1) == 0);
+            CHECK(skp_barrier(&w, b) == 0);
+        }
+        skp_window_free(&w);
+    }
+}
+
 static void test_window_full_blocks_submit(void)
 {
     skp_window w;
@@ -214,6 +247,7 @@ static void test_answers_decoded(void)
 }
 
 const sk_test sk_tests_window[] = {
+    {"in sync from the moment SYNC_END is queued", test_in_sync_from_sync_end_queued},
     {"starts_held_until_degrade_ok", test_starts_held_until_degrade_ok},
     {"barrier_waits_for_applied_or_durable", test_barrier_waits_for_applied_or_durable},
     {"window_full_blocks_submit", test_window_full_blocks_submit},

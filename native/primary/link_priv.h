@@ -1,0 +1,119 @@
+/* The link's state, shared by link.c (the link and receiver threads, submit, commands) and
+ * resync.c (the resynchronisation thread of a session). Everything below `mu` is under it. */
+#ifndef SKP_LINK_PRIV_H
+#define SKP_LINK_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "journal.h"
+#include "link.h"
+#include "sk_frame.h"
+#include "window.h"
+
+/* One frame waiting to be sealed and sent: its payload in clear. */
+struct item {
+    struct item *next;
+    int cls; /* pool class, -1: plain malloc */
+    uint64_t ticket;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t dir;
+    size_t len;
+    uint8_t payload[];
+};
+
+
+/* The journal marks of an operation streamed and not yet applied by the secondary: they return
+ * to the journal if the session ends first. */
+struct pmark {
+    struct pmark *next;
+    uint64_t ticket;
+    skp_mark m; /* m.path points to path */
+    char path[];
+};
+
+/* A path to send whole again at the end of a resynchronisation (renamed into place meanwhile). */
+struct pending {
+    struct pending *next;
+    size_t len;
+    char path[];
+};
+
+/* A MANIFEST chunk's payload, as received (resync.c decodes it). */
+struct mchunk {
+    struct mchunk *next;
+    size_t len;
+    uint8_t p[];
+};
+
+enum { SKP_MODE_JOURNAL = 1, SKP_MODE_CHECKSUM = 2, SKP_MODE_FULL = 3 }; /* = SYNC_BEGIN's */
+
+/* Payload buffers of queued frames are recycled by size class (64 KiB to 2 MiB): a 1 MiB write's
+ * copy then lands in pages already mapped (no page faults, no zeroing) and memory does not spread
+ * over the FUSE threads' malloc arenas. */
+#define SKP_POOL_CLASSES 6
+#define SKP_POOL_MIN_SHIFT 16
+#define SKP_POOL_MAX_BYTES (16u << 20)
+/* Payload bytes queued and not yet sealed and sent: a submit waits above this (the window itself
+ * counts bytes not yet applied, which cost no memory once sent). Bounds the process's memory. */
+#define SKP_QUEUE_MAX_BYTES (8u << 20)
+
+struct skp_link {
+    skp_link_config cfg;
+    pthread_mutex_t mu;
+    pthread_mutex_t join_mu;
+    pthread_cond_t cv_state; /* acknowledgements, losses, commands: barriers and full windows */
+    pthread_cond_t cv_send;  /* frames queued, answers for the link thread */
+    skp_window w;
+    struct item *head, *tail;
+    atomic_bool streaming;   /* a hint for submit: encode before taking the lock */
+
+    /* the current session (under mu) */
+    bool in_session, lost, stopping, no_retry, started, thread_up;
+    uint64_t session;
+    char lost_reason[512];
+    int lost_event;
+    int fd;
+    int64_t delta; /* wire sequence number - ticket */
+    uint64_t first_wire;
+    bool manifest_done;
+    double sync_started, held_logged;
+    int64_t generation;
+    uint64_t resyncs, frames_sent, bytes_sent;
+
+    /* the journal (what the secondary may miss), the one a resynchronisation reintegrates (j0) */
+    skp_journal journal, j0;
+    bool have_j0, j0_done, fullsync_requested; /* j0_done: merged back or reintegrated */
+    struct pmark *mhead, *mtail;
+    struct pending *pending;
+    struct mchunk *mchunks, *mchunks_tail;
+    int mode;                  /* of the current session's resynchronisation */
+    bool peer_in_sync;         /* the secondary's HELLO_OK: its copy is a prefix of a history */
+    uint64_t progress_done, progress_total, data_bytes, sync_end_ticket;
+    bool resync_up;
+
+    uint64_t queued_bytes;
+    pthread_mutex_t pool_mu;
+    struct item *pool[SKP_POOL_CLASSES];
+    size_t pooled_bytes;
+
+    pthread_t thread, receiver, resync;
+    sk_tx tx;
+    sk_rx rx;
+    uint8_t *out, *in;
+    size_t in_len;
+};
+
+/* link.c, under mu */
+void skp_lose_locked(struct skp_link *l, const char *reason);
+uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
+                               size_t data_len);
+void skp_free_chunks(struct skp_link *l);
+
+/* resync.c: a session's resynchronisation (the thread started once the stream began). */
+void *skp_resync_main(void *arg);
+
+#endif

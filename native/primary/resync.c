@@ -1,0 +1,1024 @@
+/* A session's resynchronisation (src/safekit/rfs/primary.py's _resync and what it calls, in C):
+ * one thread per session, started once the stream began (SYNC_BEGIN queued). It brings the
+ * secondary's copy in line while applications go on writing:
+ *
+ *   journal   the journal taken at the start of the stream (j0) names what to send
+ *   checksum  the secondary's manifest: objects of another type removed, files whose size or
+ *             modification time differ compared by 64 KiB block checksums, differing blocks sent
+ *   full      everything sent again
+ *
+ * Resynchronisation frames and live operations share the ordered stream. Every decision that
+ * reads this node's directory and queues what it read is taken with the front paused (its ordering
+ * lock held exclusively: no change is between being applied and being queued), so the secondary
+ * receives, for each object, a state it really had followed by every later change. A file's data
+ * goes in batches of 16 zones (1 MiB), each read and queued in one pause, after waiting for room
+ * in the window with the front running. A path renamed (or linked) into place during the pass is
+ * sent again at its end (link.c records it). SYNC_END is queued, in one pause, only once nothing
+ * is left to send again; the copy is in sync when it is acknowledged as applied. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "events.h"
+#include "link_priv.h"
+#include "manifest.h"
+#include "sk_kdf.h"
+#include "sk_ops.h"
+#include "sk_wire.h"
+
+#define ZONE SKP_ZONE
+#define BATCH_ZONES 16
+#define SUMS_BATCH 256
+#define PATH_CAP 4096
+#define BUF_CAP (2 * SK_XATTR_VALUE_MAX + 2 * PATH_CAP + 256)
+#define PROGRESS_EVERY 0.5
+
+typedef struct rs_man {
+    struct mchunk *chunks;
+    sk_entry *e;
+    size_t n, cap;
+    bool *gone; /* remote: removed by this pass (with what is under it) */
+} rs_man;
+
+/* A file with several links sent in this pass, by inode: its other names go as LINK. */
+struct linked {
+    struct linked *next;
+    dev_t dev;
+    ino_t ino;
+    char path[];
+};
+#define LINKED_BUCKETS 1024
+
+typedef struct rs {
+    struct skp_link *l;
+    struct linked *linked[LINKED_BUCKETS];
+    int dir_fd;
+    uint8_t *buf;   /* one payload */
+    uint8_t *zone;  /* one zone read */
+    char *names;    /* xattr names */
+    uint8_t *value; /* one xattr value */
+    double last_progress;
+} rs;
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t ns_of(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pause_front(rs *r)
+{
+    if (r->l->cfg.pause)
+        r->l->cfg.pause(r->l->cfg.hook_arg);
+}
+
+static void resume_front(rs *r)
+{
+    if (r->l->cfg.resume)
+        r->l->cfg.resume(r->l->cfg.hook_arg);
+}
+
+/* Wait (front running) until a batch fits in the window. 0, or -1 the session is lost. */
+static int room(rs *r)
+{
+    struct skp_link *l = r->l;
+    pthread_mutex_lock(&l->mu);
+    while (!l->lost && l->w.ops > 0 &&
+           (l->w.bytes + (uint64_t)BATCH_ZONES * ZONE > l->w.max_bytes || l->w.ops + 4 * BATCH_ZONES > l->w.max_ops ||
+            l->queued_bytes >= SKP_QUEUE_MAX_BYTES / 2)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&l->cv_state, &l->mu, &ts);
+    }
+    int rc = l->lost ? -1 : 0;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* Queue one frame of the resynchronisation. 0, or -1 (lost). */
+static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t len, size_t data_len)
+{
+    struct skp_link *l = r->l;
+    pthread_mutex_lock(&l->mu);
+    uint64_t t = skp_queue_sync_locked(l, type, flags, p, len, data_len);
+    double m = mono();
+    if (t && m - r->last_progress >= PROGRESS_EVERY) {
+        r->last_progress = m;
+        sk_progress pr = {l->progress_done, l->progress_total};
+        uint8_t pb[64];
+        size_t plen;
+        if (sk_progress_encode(&pr, pb, sizeof pb, &plen, NULL) == SK_OK)
+            skp_queue_sync_locked(l, SK_T_PROGRESS, 0, pb, plen, 0);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return t ? 0 : -1;
+}
+
+static int q_op(rs *r, const sk_op *op)
+{
+    size_t len;
+    sk_err e = {0, ""};
+    if (sk_op_encode(op, r->buf, BUF_CAP, &len, &e) != SK_OK) {
+        skp_log(SKP_WARNING, "resynchronisation: %s of '%.*s' cannot be sent (%s): skipped", sks_op_name(op->type),
+                (int)op->path.len, (const char *)op->path.ptr, e.reason);
+        return 0;
+    }
+    return q_frame(r, op->type, 0, r->buf, len, op->type == SK_T_WRITE ? op->data.len : 0);
+}
+
+static sk_op op_of(uint8_t type, const char *path)
+{
+    sk_op op;
+    memset(&op, 0, sizeof op);
+    op.type = type;
+    op.path = sk_bytes_str(path);
+    return op;
+}
+
+static int q_path(rs *r, uint8_t type, const char *path)
+{
+    sk_op op = op_of(type, path);
+    return q_op(r, &op);
+}
+
+static int q_trunc(rs *r, const char *path, uint64_t size)
+{
+    sk_op op = op_of(SK_T_TRUNCATE, path);
+    op.size = size;
+    return q_op(r, &op);
+}
+
+/* ------------------------------------------------------------------ this node's directory */
+
+/* lstat of path beneath the directory, never through a symlink. 0 or -errno. */
+static int lst(rs *r, const char *path, struct stat *st)
+{
+    if (!path[0])
+        return fstat(r->dir_fd, st) == 0 ? 0 : -errno;
+    const char *name;
+    bool owned;
+    int pfd = sks_parent_of(r->dir_fd, false, path, &name, &owned);
+    if (pfd < 0)
+        return pfd;
+    int rc = fstatat(pfd, name, st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+    if (owned)
+        close(pfd);
+    return rc;
+}
+
+static ssize_t read_link(rs *r, const char *path, char *out, size_t cap)
+{
+    const char *name;
+    bool owned;
+    int pfd = sks_parent_of(r->dir_fd, false, path, &name, &owned);
+    if (pfd < 0)
+        return pfd;
+    ssize_t n = readlinkat(pfd, name, out, cap);
+    if (owned)
+        close(pfd);
+    return n;
+}
+
+static char kind_of(mode_t m)
+{
+    return S_ISREG(m) ? 'f' : S_ISDIR(m) ? 'd' : S_ISLNK(m) ? 'l' : 'o';
+}
+
+/* SETATTR (mode but for symlinks, owner, times), then the extended attributes: all cleared on
+ * the secondary, ours set (primary.py's _sync_attrs and _sync_xattrs). Front paused. */
+static int sync_attrs(rs *r, const char *path, const sk_entry *remote, bool force)
+{
+    struct stat st;
+    if (lst(r, path, &st) != 0)
+        return 0;
+    sk_op op = op_of(SK_T_SETATTR, path);
+    op.mask = SK_ATTR_UID | SK_ATTR_GID | SK_ATTR_ATIME | SK_ATTR_MTIME | (S_ISLNK(st.st_mode) ? 0 : SK_ATTR_MODE);
+    op.mode = S_ISLNK(st.st_mode) ? 0 : st.st_mode;
+    op.uid = st.st_uid;
+    op.gid = st.st_gid;
+    op.atime_ns = ns_of(st.st_atim);
+    op.mtime_ns = ns_of(st.st_mtim);
+    bool same = remote && remote->mode == st.st_mode && remote->uid == st.st_uid && remote->gid == st.st_gid &&
+                remote->mtime_ns == op.mtime_ns;
+    if ((force || !same) && q_op(r, &op) != 0)
+        return -1;
+    /* extended attributes through /proc/self/fd/<parent>/<name> (no-follow forms) */
+    char proc[PATH_CAP + 64];
+    const char *name = NULL;
+    bool owned = false;
+    int pfd = -1;
+    if (path[0]) {
+        pfd = sks_parent_of(r->dir_fd, false, path, &name, &owned);
+        if (pfd < 0)
+            return 0;
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d/%s", pfd, name);
+    }
+    ssize_t n = path[0] ? llistxattr(proc, r->names, SK_XATTR_VALUE_MAX) : flistxattr(r->dir_fd, r->names, SK_XATTR_VALUE_MAX);
+    int rc = 0;
+    if (n >= 0) {
+        rc = q_path(r, SK_T_CLEAR_XATTRS, path);
+        for (ssize_t i = 0; rc == 0 && i < n; i += (ssize_t)strlen(r->names + i) + 1) {
+            const char *x = r->names + i;
+            ssize_t v = path[0] ? lgetxattr(proc, x, r->value, SK_XATTR_VALUE_MAX)
+                                : fgetxattr(r->dir_fd, x, r->value, SK_XATTR_VALUE_MAX);
+            if (v < 0)
+                continue;
+            sk_op s = op_of(SK_T_SETXATTR, path);
+            s.name = sk_bytes_str(x);
+            s.value = sk_bytes_of(r->value, (size_t)v);
+            rc = q_op(r, &s);
+        }
+    }
+    if (owned)
+        close(pfd);
+    return rc;
+}
+
+/* An object that is not a regular file, sent whole (MKDIR, SYMLINK, MKNOD). Front paused. */
+static int send_flat(rs *r, const char *path, const struct stat *st)
+{
+    sk_op op = op_of(SK_T_MKDIR, path);
+    op.mode = st->st_mode;
+    op.uid = st->st_uid;
+    op.gid = st->st_gid;
+    if (S_ISDIR(st->st_mode))
+        return path[0] ? q_op(r, &op) : 0;
+    if (S_ISLNK(st->st_mode)) {
+        char target[SK_SYMLINK_MAX + 1];
+        ssize_t t = read_link(r, path, target, sizeof target);
+        if (t <= 0 || t > SK_SYMLINK_MAX)
+            return 0; /* gone meanwhile (its removal is in the stream) */
+        op.type = SK_T_SYMLINK;
+        op.mode = 0;
+        op.target = sk_bytes_of(target, (size_t)t);
+        return q_op(r, &op);
+    }
+    op.type = SK_T_MKNOD;
+    op.rdev = st->st_rdev;
+    return q_op(r, &op);
+}
+
+/* ------------------------------------------------------------------ manifests */
+
+static void man_free(rs_man *m)
+{
+    while (m->chunks) {
+        struct mchunk *c = m->chunks;
+        m->chunks = c->next;
+        free(c);
+    }
+    free(m->e);
+    free(m->gone);
+    memset(m, 0, sizeof *m);
+}
+
+static int cmp_entry(const void *pa, const void *pb)
+{
+    const sk_entry *a = pa, *b = pb;
+    int c = skp_path_cmp((const char *)a->path.ptr, a->path.len, (const char *)b->path.ptr, b->path.len);
+    if (c)
+        return c;
+    return a->sums_first < b->sums_first ? -1 : a->sums_first > b->sums_first;
+}
+
+/* Decode the chunks of m into entries (sorted: lookups; unsorted: walk order). 0 or -1. */
+static int man_index(rs_man *m, bool sorted)
+{
+    for (struct mchunk *c = m->chunks; c; c = c->next) {
+        sk_manifest_iter it;
+        uint32_t count;
+        sk_err e = {0, ""};
+        if (sk_manifest_begin(c->p, c->len, &it, &count, &e) != SK_OK)
+            return -1;
+        sk_entry en;
+        while (sk_manifest_next(&it, &en, &e) == 1) {
+            if (m->n == m->cap) {
+                size_t cap = m->cap ? m->cap * 2 : 256;
+                sk_entry *g = realloc(m->e, cap * sizeof *g);
+                if (!g)
+                    return -1;
+                m->e = g;
+                m->cap = cap;
+            }
+            m->e[m->n++] = en;
+        }
+    }
+    if (sorted && m->n)
+        qsort(m->e, m->n, sizeof *m->e, cmp_entry);
+    m->gone = calloc(m->n + 1, sizeof *m->gone);
+    return m->gone ? 0 : -1;
+}
+
+/* Index of the first entry of path in a sorted manifest, or -1. */
+static long man_find(const rs_man *m, const char *path, size_t len)
+{
+    size_t a = 0, b = m->n;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (skp_path_cmp((const char *)m->e[mid].path.ptr, m->e[mid].path.len, path, len) < 0)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    if (a < m->n && m->e[a].path.len == len && memcmp(m->e[a].path.ptr, path, len) == 0)
+        return (long)a;
+    return -1;
+}
+
+/* The remote block checksum of zone k of the file at entry index i, or NULL. */
+static const uint8_t *man_sum(const rs_man *m, long i, uint64_t k)
+{
+    if (i < 0)
+        return NULL;
+    for (size_t j = (size_t)i; j < m->n; j++) {
+        const sk_entry *e = &m->e[j];
+        if (e->path.len != m->e[i].path.len || memcmp(e->path.ptr, m->e[i].path.ptr, e->path.len) != 0)
+            break;
+        if (e->has_sums && k >= e->sums_first && k < e->sums_first + e->nsums)
+            return e->sums.ptr + (size_t)(k - e->sums_first) * SK_SUM_SIZE;
+    }
+    return NULL;
+}
+
+/* Was path (or one of its parents) removed from the secondary by this pass? */
+static bool man_removed(const rs_man *m, const char *path, size_t len)
+{
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && path[i] != '/')
+            continue;
+        long k = man_find(m, path, i);
+        if (k >= 0 && m->gone[k])
+            return true;
+    }
+    return false;
+}
+
+/* MANIFEST_REQ to the secondary, its answer in *m (sorted). 0, or -1 lost. */
+static int request_manifest(rs *r, uint8_t sums, char **paths, uint32_t count, rs_man *m)
+{
+    struct skp_link *l = r->l;
+    memset(m, 0, sizeof *m);
+    sk_bytes *pv = count ? calloc(count, sizeof *pv) : NULL;
+    size_t cap = 64 + (size_t)count * (PATH_CAP + 2);
+    uint8_t *payload = malloc(cap);
+    size_t len;
+    int rc = -1;
+    if ((count && !pv) || !payload)
+        goto out;
+    for (uint32_t i = 0; i < count; i++)
+        pv[i] = sk_bytes_str(paths[i]);
+    if (sk_manifest_req_encode(sums, pv, count, payload, cap, &len, NULL) != SK_OK)
+        goto out;
+    pthread_mutex_lock(&l->mu);
+    skp_free_chunks(l);
+    l->manifest_done = false;
+    uint64_t t = skp_queue_sync_locked(l, SK_T_MANIFEST_REQ, 0, payload, len, 0);
+    while (t && !l->lost && !l->manifest_done)
+        pthread_cond_wait(&l->cv_state, &l->mu);
+    bool ok = t && !l->lost;
+    if (ok) {
+        m->chunks = l->mchunks;
+        l->mchunks = l->mchunks_tail = NULL;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (ok && man_index(m, true) == 0)
+        rc = 0;
+out:
+    free(pv);
+    free(payload);
+    return rc;
+}
+
+typedef struct collect {
+    rs_man *m;
+} collect;
+
+static int collect_chunk(void *ctx, const uint8_t *payload, size_t len, bool last)
+{
+    (void)last;
+    rs_man *m = ((collect *)ctx)->m;
+    struct mchunk *c = malloc(sizeof *c + len);
+    if (!c)
+        return 1;
+    c->next = NULL;
+    c->len = len;
+    memcpy(c->p, payload, len);
+    struct mchunk **tail = &m->chunks;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = c;
+    return 0;
+}
+
+/* This node's objects under `path` (everything but path itself, parents first), paths relative
+ * to `path`. 0 or -1. */
+static int walk_local(rs *r, const char *path, rs_man *m)
+{
+    memset(m, 0, sizeof *m);
+    int fd = path[0] ? sks_open_beneath(r->dir_fd, false, path, O_RDONLY | O_DIRECTORY, 0)
+                     : dup(r->dir_fd);
+    if (fd < 0)
+        return 0; /* gone meanwhile: nothing under it */
+    uint8_t req_payload[16];
+    size_t len;
+    sk_manifest_req req;
+    int rc = -1;
+    if (sk_manifest_req_encode(SK_SUMS_NONE, NULL, 0, req_payload, sizeof req_payload, &len, NULL) == SK_OK &&
+        sk_manifest_req_decode(req_payload, len, &req, NULL) == SK_OK) {
+        collect c = {m};
+        uint64_t entries;
+        rc = sks_manifest(fd, false, NULL, &req, 0, collect_chunk, &c, &entries) == 0 && man_index(m, false) == 0
+                 ? 0
+                 : -1;
+    }
+    close(fd);
+    return rc;
+}
+
+static void join(char *out, const char *a, const sk_bytes *b)
+{
+    if (a[0])
+        snprintf(out, PATH_CAP, "%s/%.*s", a, (int)b->len, (const char *)b->ptr);
+    else
+        snprintf(out, PATH_CAP, "%.*s", (int)b->len, (const char *)b->ptr);
+}
+
+/* ------------------------------------------------------------------ file data */
+
+typedef struct zones {
+    uint64_t (*z)[2];
+    size_t n, cap;
+} zones;
+
+static int zones_add(zones *z, uint64_t lo, uint64_t hi)
+{
+    if (z->n && z->z[z->n - 1][1] + 1 >= lo) {
+        if (hi > z->z[z->n - 1][1])
+            z->z[z->n - 1][1] = hi;
+        return 0;
+    }
+    if (z->n == z->cap) {
+        size_t cap = z->cap ? z->cap * 2 : 8;
+        void *g = realloc(z->z, cap * sizeof *z->z);
+        if (!g)
+            return -1;
+        z->z = g;
+        z->cap = cap;
+    }
+    z->z[z->n][0] = lo;
+    z->z[z->n][1] = hi;
+    z->n++;
+    return 0;
+}
+
+/* The zones of fd that hold data (SEEK_DATA/SEEK_HOLE; every zone where that is not known). */
+static int data_zones(int fd, uint64_t size, zones *z)
+{
+    if (!size)
+        return 0;
+    uint64_t pos = 0;
+    while (pos < size) {
+        off_t start = lseek(fd, (off_t)pos, SEEK_DATA);
+        if (start < 0) {
+            if (errno == ENXIO)
+                return 0;
+            z->n = 0;
+            return zones_add(z, 0, (size - 1) / ZONE);
+        }
+        off_t end = lseek(fd, start, SEEK_HOLE);
+        if (end < 0)
+            end = (off_t)size;
+        if ((uint64_t)end > size)
+            end = (off_t)size;
+        if (end > start && zones_add(z, (uint64_t)start / ZONE, ((uint64_t)end - 1) / ZONE) != 0)
+            return -1;
+        pos = (uint64_t)end > pos ? (uint64_t)end : pos + ZONE;
+    }
+    return 0;
+}
+
+/* Send zones of the file at path (the object with inode `ino`): `want` (NULL: its data extents,
+ * or every zone when `sums` is given); zones whose checksum equals the secondary's are skipped.
+ * Each batch is read and queued in one pause; a path that names another object meanwhile ends
+ * it (what happened to it is in the stream). 0, or -1 lost. */
+static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want, const rs_man *sums_man, long sums_i)
+{
+    int fd = sks_open_beneath(r->dir_fd, false, path, O_RDONLY | O_NONBLOCK, 0);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    zones all = {0};
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || st.st_ino != ino || !S_ISREG(st.st_mode))
+        goto out;
+    if (!want) {
+        if (sums_man) {
+            if (st.st_size > 0 && zones_add(&all, 0, ((uint64_t)st.st_size - 1) / ZONE) != 0)
+                rc = -1;
+        } else if (data_zones(fd, (uint64_t)st.st_size, &all) != 0) {
+            rc = -1;
+        }
+        want = &all;
+    }
+    bool done = false;
+    for (size_t i = 0; rc == 0 && !done && i < want->n; i++) {
+        uint64_t k = want->z[i][0];
+        while (rc == 0 && !done && k <= want->z[i][1]) {
+            if (room(r) != 0) {
+                rc = -1;
+                break;
+            }
+            pause_front(r);
+            struct stat now;
+            if (lst(r, path, &now) != 0 || now.st_ino != ino) {
+                done = true; /* replaced or removed meanwhile */
+            }
+            for (int b = 0; !done && rc == 0 && b < BATCH_ZONES && k <= want->z[i][1]; b++, k++) {
+                ssize_t n = pread(fd, r->zone, ZONE, (off_t)(k * ZONE));
+                if (n <= 0) {
+                    done = true; /* end of the file (truncated meanwhile: in the stream) */
+                    break;
+                }
+                const uint8_t *sum = sums_man ? man_sum(sums_man, sums_i, k) : NULL;
+                if (sum) {
+                    uint8_t digest[SK_HASH_SIZE];
+                    sk_iov iov = {r->zone, (size_t)n};
+                    if (sk_sha256(&iov, 1, digest, NULL) == SK_OK && memcmp(digest, sum, SK_SUM_SIZE) == 0)
+                        continue;
+                }
+                sk_op op = op_of(SK_T_WRITE, path);
+                op.offset = k * ZONE;
+                op.data = sk_bytes_of(r->zone, (size_t)n);
+                rc = q_op(r, &op);
+            }
+            resume_front(r);
+        }
+    }
+out:
+    free(all.z);
+    close(fd);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ objects */
+
+static int send_tree(rs *r, const char *path);
+
+/* A regular file with several links (front paused): if another of its names was sent in this pass
+ * and still names it, this one becomes a hard link to it on the secondary (LINK replaces what is
+ * there), and *done is set; otherwise this name is remembered for the others. 0, or -1 lost. */
+static int hard_link(rs *r, const char *path, const struct stat *st, bool *done)
+{
+    *done = false;
+    size_t k = (size_t)(st->st_ino ^ st->st_dev) % LINKED_BUCKETS;
+    for (struct linked *x = r->linked[k]; x; x = x->next) {
+        struct stat other;
+        if (x->ino != st->st_ino || x->dev != st->st_dev || strcmp(x->path, path) == 0)
+            continue;
+        if (lst(r, x->path, &other) != 0 || other.st_ino != st->st_ino || other.st_dev != st->st_dev)
+            continue; /* that name left it meanwhile */
+        sk_op op = op_of(SK_T_LINK, x->path);
+        op.path2 = sk_bytes_str(path);
+        *done = true;
+        return q_op(r, &op);
+    }
+    size_t n = strlen(path);
+    struct linked *x = malloc(sizeof *x + n + 1);
+    if (!x)
+        return 0; /* sent as a copy: still the same bytes */
+    x->dev = st->st_dev;
+    x->ino = st->st_ino;
+    memcpy(x->path, path, n + 1);
+    x->next = r->linked[k];
+    r->linked[k] = x;
+    return 0;
+}
+
+static void free_linked(rs *r)
+{
+    for (size_t i = 0; i < LINKED_BUCKETS; i++) {
+        while (r->linked[i]) {
+            struct linked *x = r->linked[i];
+            r->linked[i] = x->next;
+            free(x);
+        }
+    }
+}
+
+/* Bring the secondary's object at path (described by remote; NULL: it has none) to ours
+ * (primary.py's _sync_entry). 0, or -1 lost. */
+static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool data, bool use_sums)
+{
+    const sk_entry *remote = ri >= 0 ? &rm->e[ri] : NULL;
+    if (room(r) != 0)
+        return -1;
+    pause_front(r);
+    struct stat st;
+    int rc = 0;
+    if (lst(r, path, &st) != 0) {
+        resume_front(r); /* removed meanwhile: the live operation is in the stream */
+        return 0;
+    }
+    char kind = kind_of(st.st_mode);
+    if (kind == 'd') {
+        if (!remote && path[0])
+            rc = send_flat(r, path, &st);
+        if (rc == 0)
+            rc = sync_attrs(r, path, remote, !remote);
+        resume_front(r);
+        return rc;
+    }
+    if (kind != 'f') {
+        bool differs = !remote || remote->kind != kind || remote->mode != st.st_mode ||
+                       (kind == 'o' && remote->rdev != st.st_rdev);
+        if (!differs && kind == 'l') {
+            char target[SK_SYMLINK_MAX + 1];
+            ssize_t t = read_link(r, path, target, sizeof target);
+            differs = t < 0 || (size_t)t != remote->target.len || memcmp(target, remote->target.ptr, (size_t)t) != 0;
+        }
+        if (differs) {
+            if (remote)
+                rc = q_path(r, SK_T_REMOVE_TREE, path);
+            if (rc == 0)
+                rc = send_flat(r, path, &st);
+        } else {
+            rc = sync_attrs(r, path, remote, false);
+        }
+        resume_front(r);
+        return rc;
+    }
+    if (st.st_nlink > 1) {
+        bool linked;
+        rc = hard_link(r, path, &st, &linked);
+        if (rc != 0 || linked) {
+            resume_front(r);
+            return rc;
+        }
+    }
+    if (!remote || (data && !use_sums)) {
+        /* the whole content: a sparse copy of the right size, then the data extents */
+        if (!remote) {
+            sk_op op = op_of(SK_T_CREATE, path);
+            op.mode = st.st_mode;
+            op.uid = st.st_uid;
+            op.gid = st.st_gid;
+            rc = q_op(r, &op);
+        } else {
+            rc = q_trunc(r, path, 0);
+        }
+        if (rc == 0)
+            rc = q_trunc(r, path, (uint64_t)st.st_size);
+        resume_front(r);
+        if (rc == 0)
+            rc = send_file_data(r, path, st.st_ino, NULL, NULL, -1);
+        if (rc == 0) {
+            pause_front(r);
+            rc = sync_attrs(r, path, remote, true);
+            resume_front(r);
+        }
+        return rc;
+    }
+    if (remote->size != (uint64_t)st.st_size)
+        rc = q_trunc(r, path, (uint64_t)st.st_size);
+    resume_front(r);
+    if (rc == 0 && data)
+        rc = send_file_data(r, path, st.st_ino, NULL, rm, ri);
+    if (rc == 0) {
+        pause_front(r);
+        rc = sync_attrs(r, path, remote, data);
+        resume_front(r);
+    }
+    return rc;
+}
+
+/* One object whole, replacing what the secondary has (a directory with its whole subtree):
+ * primary.py's _send_tree. */
+static int send_tree(rs *r, const char *path)
+{
+    int rc = sync_entry(r, path, NULL, -1, true, false);
+    struct stat st;
+    if (rc != 0 || lst(r, path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return rc;
+    rs_man local;
+    if (walk_local(r, path, &local) != 0) {
+        man_free(&local);
+        return 0;
+    }
+    char *child = malloc(PATH_CAP);
+    for (size_t i = 0; rc == 0 && child && i < local.n; i++) {
+        join(child, path, &local.e[i].path);
+        rc = sync_entry(r, child, NULL, -1, true, false);
+    }
+    free(child);
+    man_free(&local);
+    return rc;
+}
+
+/* A journal entry not sent whole: attributes, truncations, zones (_sync_journal_entry). */
+static int sync_journal_entry(rs *r, const skp_jentry *e)
+{
+    const char *path = e->path;
+    if (room(r) != 0)
+        return -1;
+    pause_front(r);
+    struct stat st;
+    int rc = 0;
+    if (lst(r, path, &st) != 0) {
+        if (path[0])
+            rc = q_path(r, SK_T_REMOVE_TREE, path);
+        resume_front(r);
+        return rc;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = send_flat(r, path, &st); /* lenient there: an existing directory stays */
+        if (rc == 0)
+            rc = sync_attrs(r, path, NULL, true);
+        resume_front(r);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = q_path(r, SK_T_REMOVE_TREE, path);
+        resume_front(r);
+        return rc == 0 ? send_tree(r, path) : rc;
+    }
+    if (e->trunc >= 0)
+        rc = q_trunc(r, path, (uint64_t)e->trunc);
+    if (rc == 0)
+        rc = q_trunc(r, path, (uint64_t)st.st_size);
+    resume_front(r);
+    zones z = {e->z, e->nz, e->nz};
+    if (rc == 0 && e->nz)
+        rc = send_file_data(r, path, st.st_ino, &z, NULL, -1);
+    if (rc == 0) {
+        pause_front(r);
+        rc = sync_attrs(r, path, NULL, true);
+        resume_front(r);
+    }
+    return rc;
+}
+
+static void progress(rs *r, uint64_t done, uint64_t total)
+{
+    pthread_mutex_lock(&r->l->mu);
+    if (total)
+        r->l->progress_total = total;
+    r->l->progress_done = done;
+    pthread_mutex_unlock(&r->l->mu);
+}
+
+static int sync_journal(rs *r)
+{
+    size_t n;
+    pthread_mutex_lock(&r->l->mu);
+    const skp_jentry **plan = skp_journal_plan(&r->l->j0, 0, &n);
+    pthread_mutex_unlock(&r->l->mu);
+    if (n == SIZE_MAX)
+        return -1;
+    progress(r, 0, n);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const skp_jentry *e = plan[i];
+        if (e->whole) {
+            if (e->path[0]) {
+                pause_front(r);
+                rc = q_path(r, SK_T_REMOVE_TREE, e->path);
+                resume_front(r);
+            }
+            if (rc == 0)
+                rc = send_tree(r, e->path);
+        } else {
+            rc = sync_journal_entry(r, e);
+        }
+        progress(r, i + 1, 0);
+    }
+    free(plan);
+    return rc;
+}
+
+static int sync_by_sums(rs *r, char **paths, uint32_t count)
+{
+    rs_man rm;
+    int rc = request_manifest(r, SK_SUMS_PATHS, paths, count, &rm);
+    for (uint32_t i = 0; rc == 0 && i < count; i++)
+        rc = sync_entry(r, paths[i], &rm, man_find(&rm, paths[i], strlen(paths[i])), true, true);
+    man_free(&rm);
+    return rc;
+}
+
+/* checksum and full (primary.py's _sync_compare). */
+static int sync_compare(rs *r, bool full)
+{
+    rs_man rm, local;
+    memset(&local, 0, sizeof local);
+    if (request_manifest(r, SK_SUMS_NONE, NULL, 0, &rm) != 0) {
+        man_free(&rm);
+        return -1;
+    }
+    int rc = 0;
+    char path[PATH_CAP];
+    /* The quick check (same size and modification time: the same file) holds for a copy that is a
+     * prefix of some history, not for one left by an interrupted resynchronisation: there a file
+     * can have its size (a TRUNCATE ahead of the data) and its time (a live SETATTR at an fsync)
+     * while blocks were never sent. Such a secondary says it is not in sync: every file is then
+     * compared by checksums. */
+    pthread_mutex_lock(&r->l->mu);
+    bool quick = r->l->peer_in_sync;
+    pthread_mutex_unlock(&r->l->mu);
+    if (!quick && !full)
+        skp_log(SKP_INFO, "the secondary's copy is not in sync (an interrupted resynchronisation?): every file "
+                          "is compared by checksums");
+    /* 1. what the secondary has and we do not (or of another type): removed first, each decision
+     * taken with the front paused (a live creation cannot slip between the check and the removal) */
+    size_t last_removed = SIZE_MAX;
+    for (size_t i = 0; rc == 0 && i < rm.n;) {
+        if (room(r) != 0) {
+            rc = -1;
+            break;
+        }
+        pause_front(r);
+        for (size_t b = 0; rc == 0 && b < SUMS_BATCH && i < rm.n; b++, i++) {
+            const sk_entry *e = &rm.e[i];
+            if (i && e->path.len == rm.e[i - 1].path.len && memcmp(e->path.ptr, rm.e[i - 1].path.ptr, e->path.len) == 0)
+                continue; /* a continuation of the same file's checksums */
+            if (last_removed != SIZE_MAX) {
+                const sk_entry *g = &rm.e[last_removed];
+                if (e->path.len > g->path.len && memcmp(e->path.ptr, g->path.ptr, g->path.len) == 0 &&
+                    e->path.ptr[g->path.len] == '/')
+                    continue;
+            }
+            if (e->path.len >= PATH_CAP || e->path.len == 0)
+                continue;
+            memcpy(path, e->path.ptr, e->path.len);
+            path[e->path.len] = '\0';
+            struct stat st;
+            char kind = lst(r, path, &st) == 0 ? kind_of(st.st_mode) : 0;
+            if (kind != e->kind) {
+                rc = q_path(r, SK_T_REMOVE_TREE, path);
+                rm.gone[i] = true;
+                last_removed = i;
+            }
+        }
+        resume_front(r);
+    }
+    /* 2. everything we have, parents first: files that fail the quick check (size, time) are
+     * compared by checksums; full: all data is sent */
+    if (rc == 0 && walk_local(r, "", &local) != 0)
+        rc = -1;
+    progress(r, 0, local.n);
+    char **cand = calloc(SUMS_BATCH, sizeof *cand);
+    uint32_t ncand = 0;
+    if (!cand)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < local.n; i++) {
+        const sk_entry *e = &local.e[i];
+        progress(r, i + 1, 0);
+        if (e->path.len >= PATH_CAP)
+            continue;
+        memcpy(path, e->path.ptr, e->path.len);
+        path[e->path.len] = '\0';
+        long ri = man_removed(&rm, path, e->path.len) ? -1 : man_find(&rm, path, e->path.len);
+        if (ri >= 0 && rm.e[ri].kind == 'f' && !full) {
+            struct stat st;
+            if (quick && lst(r, path, &st) == 0 && (uint64_t)st.st_size == rm.e[ri].size &&
+                ns_of(st.st_mtim) == rm.e[ri].mtime_ns && S_ISREG(st.st_mode)) {
+                rc = sync_entry(r, path, &rm, ri, false, false);
+                continue;
+            }
+            cand[ncand] = strdup(path);
+            if (!cand[ncand]) {
+                rc = -1;
+                break;
+            }
+            if (++ncand == SUMS_BATCH) {
+                rc = sync_by_sums(r, cand, ncand);
+                for (uint32_t k = 0; k < ncand; k++)
+                    free(cand[k]);
+                ncand = 0;
+            }
+            continue;
+        }
+        rc = sync_entry(r, path, &rm, ri, true, false);
+    }
+    if (rc == 0 && ncand)
+        rc = sync_by_sums(r, cand, ncand);
+    for (uint32_t k = 0; cand && k < ncand; k++)
+        free(cand[k]);
+    free(cand);
+    if (rc == 0) {
+        pause_front(r);
+        rc = sync_attrs(r, "", NULL, true);
+        resume_front(r);
+    }
+    man_free(&local);
+    man_free(&rm);
+    return rc;
+}
+
+/* The paths renamed into place during the pass, sent again; then SYNC_END, queued in the same
+ * pause that found nothing left to send. Its ticket, or 0 (lost). */
+static uint64_t finish(rs *r)
+{
+    struct skp_link *l = r->l;
+    for (;;) {
+        if (room(r) != 0)
+            return 0;
+        pause_front(r);
+        pthread_mutex_lock(&l->mu);
+        struct pending *p = l->pending;
+        if (p)
+            l->pending = p->next;
+        uint64_t t = 0;
+        if (!p && !l->lost) {
+            uint8_t buf[32];
+            size_t len;
+            skp_sync_end((uint64_t)l->generation, buf, sizeof buf, &len);
+            t = skp_queue_sync_locked(l, SK_T_SYNC_END, SK_F_ACK, buf, len, 0);
+            l->sync_end_ticket = t;
+            if (t) /* in sync from here on: a later fsync waits for the secondary (window.h) */
+                skp_sync_end_queued(&l->w);
+        }
+        bool lost = l->lost;
+        pthread_mutex_unlock(&l->mu);
+        resume_front(r);
+        if (!p || lost) {
+            free(p);
+            return lost ? 0 : t;
+        }
+        int rc = send_tree(r, p->path);
+        free(p);
+        if (rc != 0)
+            return 0;
+    }
+}
+
+void *skp_resync_main(void *arg)
+{
+    struct skp_link *l = arg;
+    rs r;
+    memset(&r, 0, sizeof r);
+    r.l = l;
+    r.dir_fd = l->cfg.dir_fd;
+    r.buf = malloc(BUF_CAP);
+    r.zone = malloc(ZONE);
+    r.names = malloc(SK_XATTR_VALUE_MAX);
+    r.value = malloc(SK_XATTR_VALUE_MAX);
+    double started = mono();
+    int rc = -1;
+    uint64_t end = 0;
+    if (r.buf && r.zone && r.names && r.value) {
+        int mode = l->mode;
+        rc = mode == SKP_MODE_JOURNAL ? sync_journal(&r) : sync_compare(&r, mode == SKP_MODE_FULL);
+        if (rc == 0)
+            end = finish(&r);
+    }
+    free(r.buf);
+    free(r.zone);
+    free(r.names);
+    free(r.value);
+    free_linked(&r);
+    if (rc != 0 || !end) {
+        pthread_mutex_lock(&l->mu);
+        if (!l->lost)
+            skp_lose_locked(l, "out of memory during the resynchronisation");
+        pthread_mutex_unlock(&l->mu);
+        return NULL;
+    }
+    /* in sync once SYNC_END is applied (the secondary synced its copy before it answers) */
+    pthread_mutex_lock(&l->mu);
+    while (!l->lost && l->w.applied < end)
+        pthread_cond_wait(&l->cv_state, &l->mu);
+    bool synced = !l->lost;
+    const char *mode = l->mode == SKP_MODE_JOURNAL ? "journal" : l->mode == SKP_MODE_FULL ? "full" : "checksum";
+    uint64_t bytes = l->data_bytes;
+    if (synced) {
+        skp_session_synced(&l->w);
+        l->j0_done = true;
+        l->resyncs++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (synced) {
+        double secs = mono() - started;
+        skp_log(SKP_INFO, "secondary in sync (%s resync: %.2f s, %llu bytes of data sent)", mode, secs,
+                (unsigned long long)bytes);
+        skp_emit_in_sync(mode, secs, (int64_t)bytes);
+    }
+    return NULL;
+}
