@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tpl_lab import client_sources, farm_members, install_modules, probe, save_logs, wait_for
+from tpl_lab import client_sources, farm_members, probe, save_logs, wait_for
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.modules import install_modules
 
 NGINX, APACHE = "tplweb", "tplhttpd"
 PORTS = {NGINX: 8080, APACHE: 8081}

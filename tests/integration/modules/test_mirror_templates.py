@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
-from tpl_lab import install_modules, save_logs, wait_for
+from tpl_lab import save_logs, wait_for
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.modules import install_modules
+from safekit.lab.writers import AckedWriter, mariadb_writer, postgresql_writer
 
 PG_PASSWORD = "tplpg"
 DB_PASSWORD = "tpldb"
 ROWS = 200
 GENERIC_PORT = 8081
 PRIMARY_NODES = {"tplapp": ("node1", "node2"), "tplpg": ("node1", "node2"), "tpldb": ("node2", "node1")}
-WRITE_INTERVAL = 0.02
-"""Seconds between two writes of a client-side writer (one statement, autocommit, at a time)."""
 
 
 @pytest.fixture(scope="module")
@@ -137,102 +136,12 @@ def pids(lab: Lab, node: str, name: str) -> list[str]:
     return lab.exec(node, ["sh", "-c", script, "pids", name], check=True).stdout.split()
 
 
-class Writer:
-    """A client that commits numbered rows through one SQL client process, one statement at a time,
-    and counts as acknowledged only the numbers the server returned (`... RETURNING id`, or a
-    SELECT after the INSERT): the client's view, not the nodes'."""
-
-    def __init__(self, lab: Lab, name: str, argv: Sequence[str], statement: str) -> None:
-        self.name = name
-        self.statement = statement
-        self.acked: list[int] = []
-        self.acked_at: list[float] = []
-        self._stop = threading.Event()
-        self._proc = subprocess.Popen(
-            lab.exec_argv("client", argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.errors: list[str] = []
-        self._feeder = threading.Thread(target=self._feed, name=f"{name}-feed", daemon=True)
-        self._reader = threading.Thread(target=self._read, name=f"{name}-read", daemon=True)
-        self._errors = threading.Thread(target=self._read_errors, name=f"{name}-errors", daemon=True)
-        self._feeder.start()
-        self._reader.start()
-        self._errors.start()
-
-    def __repr__(self) -> str:
-        return f"{self.name}: {len(self.acked)} acknowledged, errors: {' | '.join(self.errors[-3:])}"
-
-    def _feed(self) -> None:
-        assert self._proc.stdin is not None
-        number = 0
-        try:
-            while not self._stop.is_set():
-                number += 1
-                self._proc.stdin.write(self.statement.format(n=number) + "\n")
-                self._proc.stdin.flush()
-                time.sleep(WRITE_INTERVAL)
-            self._proc.stdin.close()
-        except (BrokenPipeError, ValueError):  # the client gave up (its connection was lost)
-            pass
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            if line.strip().isdigit():
-                self.acked.append(int(line))
-                self.acked_at.append(time.monotonic())
-
-    def _read_errors(self) -> None:
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self.errors.append(line.strip())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._feeder.join(timeout=10)
-        try:
-            self._proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._reader.join(timeout=10)
+def pg_writer(lab: Lab) -> AckedWriter:
+    return postgresql_writer(lab, vip(lab, 1), PG_PASSWORD, "writes")
 
 
-def pg_writer(lab: Lab) -> Writer:
-    # tcp_user_timeout: a statement sent to a powered-off primary fails in 3 s instead of minutes.
-    conninfo = (
-        f"host={vip(lab, 1)} port=5432 user=postgres dbname=postgres connect_timeout=2 "
-        "tcp_user_timeout=3000 keepalives_idle=1 keepalives_interval=1 keepalives_count=2"
-    )
-    # stdbuf: psql writes each acknowledged id at once instead of when its buffer fills.
-    argv = [
-        "env",
-        f"PGPASSWORD={PG_PASSWORD}",
-        "stdbuf",
-        "-oL",
-        "psql",
-        "-X",
-        "-q",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ]
-    return Writer(lab, "pg", [*argv, conninfo], "INSERT INTO writes VALUES ({n}) RETURNING id;")
-
-
-def mariadb_writer(lab: Lab) -> Writer:
-    argv = ["mariadb", "--no-defaults", "-h", vip(lab, 2), "-P", "3306", "-u", "app", f"-p{DB_PASSWORD}"]
-    return Writer(
-        lab,
-        "mariadb",
-        [*argv, "--connect-timeout=2", "-N", "-B", "--unbuffered", "tpl"],
-        "INSERT INTO writes VALUES ({n}); SELECT {n};",
-    )
+def db_writer(lab: Lab) -> AckedWriter:
+    return mariadb_writer(lab, vip(lab, 2), user="app", password=DB_PASSWORD, database="tpl", table="writes")
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +161,7 @@ def failed_over(lab: Lab, cluster: LabCluster) -> Iterator[dict[str, object]]:
     mariadb(lab, "CREATE TABLE tpl.writes (id int PRIMARY KEY) ENGINE=InnoDB")
     inserts = ";".join(f"INSERT INTO tpl.ledger VALUES ({i}, 'row {i}')" for i in range(1, ROWS + 1))
     mariadb(lab, f"SET autocommit=1; {inserts}")
-    writers = {"pg": pg_writer(lab), "mariadb": mariadb_writer(lab)}
+    writers = {"pg": pg_writer(lab), "mariadb": db_writer(lab)}
     try:
         deadline = time.monotonic() + 30
         while not all(len(w.acked) >= 20 for w in writers.values()):
@@ -317,7 +226,7 @@ def test_every_write_acknowledged_under_load_survives_the_power_cut(
 ) -> None:
     pg, db = failed_over["pg"], failed_over["mariadb"]
     killed = failed_over["killed"]
-    assert isinstance(pg, Writer) and isinstance(db, Writer) and isinstance(killed, float)
+    assert isinstance(pg, AckedWriter) and isinstance(db, AckedWriter) and isinstance(killed, float)
     assert len(pg.acked) >= 20 and len(db.acked) >= 20
     rows = psql(lab, "SELECT id FROM writes ORDER BY id").stdout.split()
     missing = sorted(set(pg.acked) - {int(r) for r in rows})

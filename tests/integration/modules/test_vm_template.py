@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tpl_lab import install_modules, save_logs, wait_for
+from tpl_lab import save_logs, wait_for
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.modules import install_modules
 
 LAB_NAME = "h16vm"
 MODULE = "tplvm"
