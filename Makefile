@@ -87,6 +87,13 @@ bench: deps venv
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/farm.py
+	$(BIN)/python bench/modules.py
+
+## bench-modules: PostgreSQL on a mirror module against a local one (pgbench, same run) and a power
+## cut under load seen by the client; bench/results/modules.json (about 3 minutes)
+.PHONY: bench-modules
+bench-modules: deps test-deps venv
+	$(BIN)/python bench/modules.py
 
 ## test-deps: the Debian packages only the tests need, kept out of `make demo`
 .PHONY: test-deps
