@@ -35,7 +35,7 @@ def example_vars(lab: Lab) -> dict[str, Any]:
     plan = lab.plan()
     values["safekit_cluster_lans"] = ["default"]
     values["safekit_module"]["heartbeats"] = [{"name": "default"}]
-    values["safekit_vip"] = plan.vips[0]
+    values["safekit_vip"] = str(plan.vips[0])
     values["safekit_witness"] = "{{ safekit_lab_witness }}"
     values["safekit_first_primary"] = "node1"
     values["safekit_cluster_name"] = "itmir"
