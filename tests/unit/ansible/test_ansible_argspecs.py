@@ -21,8 +21,12 @@ def plugin(name: str) -> ModuleType:
     return importlib.import_module(f"ansible_collections.safekit.ha.plugins.modules.{name}")
 
 
+# Modules that run without the engine (cluster_key: on the controller).
+ENGINE_FREE = {"install", "cluster_key"}
+
+
 def full_spec(module: ModuleType, name: str) -> dict[str, Any]:
-    return module.ARGUMENT_SPEC if name == "install" else {**ENGINE_ARGUMENT_SPEC, **module.ARGUMENT_SPEC}
+    return module.ARGUMENT_SPEC if name in ENGINE_FREE else {**ENGINE_ARGUMENT_SPEC, **module.ARGUMENT_SPEC}
 
 
 def compare(doc: dict[str, Any], spec: dict[str, Any], where: str) -> None:

@@ -167,6 +167,32 @@ splitbrain = st.one_of(
         optional={"ident": names},
     ),
 )
+replicated_dirs = st.lists(
+    st.fixed_dictionaries(
+        {"path": st.sampled_from(["/srv/www", "/var/lib/app", "/data/db", "/opt/app/data", "/home/a b"])},
+        optional={
+            "notreplicated": st.lists(
+                st.sampled_from(["cache", "tmp", "logs/old", 'odd "name" & <x>', ".hidden"]),
+                max_size=3,
+                unique=True,
+            ),
+            "notreplicated_regexpath": st.lists(
+                st.sampled_from([r".*\.tmp", r"^cache/", r"[0-9]+\.log$", r"a|b"]), max_size=2, unique=True
+            ),
+        },
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda d: d["path"],
+)
+replication = st.fixed_dictionaries(
+    {"dirs": replicated_dirs},
+    optional={
+        "async": st.sampled_from(["second", "none"]),
+        "sendtimeout": seconds,
+        "splitbrain_keep_free": st.sampled_from(["10%", "2G", "512M", "5.5%"]),
+    },
+)
 
 
 @st.composite
@@ -184,6 +210,7 @@ def module_params(draw: st.DrawFn) -> dict[str, Any]:
         "errd": errd,
         "checkers": checkers,
         "splitbrain": splitbrain,
+        "replication": replication,
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -233,6 +260,18 @@ def test_the_engine_reads_the_values_that_were_given(params: dict[str, Any]) -> 
         assert config.check.splitbrain.exec == params["splitbrain"].get("exec", "ping")
     if "failover" in params:
         assert config.service.failover is params["failover"]
+    if "replication" in params:
+        wanted = params["replication"]
+        assert config.rfs is not None
+        assert config.rfs.async_mode == wanted.get("async", "second")
+        assert config.rfs.splitbrain_keep_free == wanted.get("splitbrain_keep_free", "10%")
+        assert [d.dir for d in config.rfs.replicated] == [d["path"] for d in wanted["dirs"]]
+        for got, want in zip(config.rfs.replicated, wanted["dirs"], strict=True):
+            assert [n.path for n in got.notreplicated if n.path] == want.get("notreplicated", [])
+            regexes = [n.regexpath for n in got.notreplicated if n.regexpath]
+            assert regexes == want.get("notreplicated_regexpath", [])
+    else:
+        assert config.rfs is None
 
 
 def test_defaults_are_a_mirror_with_one_heartbeat_on_lan_default() -> None:
@@ -272,7 +311,22 @@ def test_the_documented_example_renders_a_valid_module() -> None:
             '<safe><service mode="mirror"><heart><heartbeat name="d" ident="flow"/></heart></service></safe>',
             "ident",
         ),
-        ('<safe><service mode="mirror"><heart><heartbeat name="d"/></heart><rfs/></service></safe>', "rfs"),
+        (
+            '<safe><service mode="mirror"><heart><heartbeat name="d"/></heart>'
+            '<rfs locktimeout="100s"><replicated dir="/d"/></rfs></service></safe>',
+            "locktimeout",
+        ),
+        (
+            '<safe><service mode="mirror"><heart><heartbeat name="d"/></heart>'
+            '<rfs><replicated dir="/d"><tocheck path="f"/></replicated></rfs></service></safe>',
+            "tocheck",
+        ),
+        (
+            '<safe><service mode="mirror"><heart><heartbeat name="d"/></heart>'
+            '<rfs><replicated dir="/d"><notreplicated path="a" regexpath="b"/></replicated></rfs>'
+            "</service></safe>",
+            "exactly one",
+        ),
         (
             '<safe><service mode="mirror" failover="yes">'
             '<heart><heartbeat name="d"/></heart></service></safe>',

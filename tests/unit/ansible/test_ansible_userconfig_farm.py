@@ -224,6 +224,7 @@ def test_a_minimal_farm_is_one_lan_and_the_vip_type_the_engine_runs() -> None:
         ({"mode": "farm", "heartbeats": [{"name": "default"}]}, "heartbeats: for mirror"),
         ({"mode": "farm", "heart_port": 4800}, "heart_port"),
         ({"mode": "farm", "defaultprim": "n1"}, "defaultprim"),
+        ({"mode": "farm", "replication": {"dirs": [{"path": "/srv/www"}]}}, "replication"),
         ({"farm": {"lans": [{"name": "default"}]}}, "farm: for farm modules"),
         ({"mode": "mirror", "loadbalancing": [{"name": "g"}]}, "loadbalancing"),
         ({"vip": [{"addr": "198.18.0.9", "type": "vmac_invisible"}]}, "vip[].type"),

@@ -298,6 +298,10 @@ def test_inventory_template_renders_from_recorded_output(fixture: Path) -> None:
     for name, host in hosts.items():
         assert host["ansible_host"] and host["safekit_addresses"]["default"], name
     assert group_vars["safekit_cloud"] == cloud
+    # no inventory-wide become (it would reach the controller-side tasks too): the playbooks become
+    # root on the nodes themselves because the ssh user is not root
+    assert not any(key.startswith("ansible_become") for key in group_vars), group_vars
+    assert group_vars["ansible_user"] != "root"
     assert group_vars["safekit_module_kind"] == kind
     assert group_vars["safekit_heartbeat_port"] == DEFAULT_HEARTBEAT_PORT
     if kind == "mirror":

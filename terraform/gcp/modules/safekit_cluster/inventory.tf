@@ -22,7 +22,6 @@ locals {
   inventory_vars = merge(
     {
       ansible_user                  = var.ssh_user
-      ansible_become                = true
       ansible_python_interpreter    = "/usr/bin/python3"
       safekit_cluster_name          = var.name
       safekit_module_name           = var.module_name

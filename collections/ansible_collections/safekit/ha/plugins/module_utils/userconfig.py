@@ -5,17 +5,19 @@
 `render_userconfig(params)` writes the XML that `safekit.ha.module` installs; `parse_userconfig(xml)`
 reads such a file back into the same parameters (what `safekit.ha.info` returns), so that
 `parse_userconfig(render_userconfig(p)) == canonical_params(p)`. A file that holds something the
-structured form cannot express (macros, several `<to>` per checker, `<rfs>`, ...) is refused with
+structured form cannot express (macros, several `<to>` per checker, `<rfs packetsize>`, ...) is refused with
 `NotStructured`; its raw XML stays the source of truth. Only the standard library is used: this
 runs on the managed node.
 
-Mirror modules have `<heart>` and their VIPs in `<real_interface>`; farm modules (`mode: farm`) have
+Mirror modules have `<heart>`, their VIPs in `<real_interface>` and their replicated directories in
+`<rfs>` (parameter `replication`); farm modules (`mode: farm`) have
 `<farm>`, their VIPs in `<virtual_interface type=...>` and a `<loadbalancing_list>`. Any VIP may name
 a cloud provider and its `<option>`s. `param_problems(params)` says what a mode cannot hold.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
@@ -71,15 +73,42 @@ TCP_TARGET_ATTRS = (
 )
 PING_TARGET_ATTRS = (("addr", "addr", "str"), ("interval", "interval", "str"), ("timeout", "timeout", "str"))
 CHECKER_KINDS = ("tcp", "ping", "custom")
+# `<rfs>` as the parameter `replication`: the attributes the engine uses (durations as written).
+# SafeKit's others (locktimeout, packetsize, ...) are accepted by the engine and ignored: a file
+# with them is raw XML here, as is <replicated mode> or <tocheck>.
+RFS_ATTRS = (
+    ("async", "async", "str"),
+    ("sendtimeout", "sendtimeout", "str"),
+    ("splitbrain_keep_free", "splitbrain_keep_free", "str"),
+)
+# `<replicated>`: `path` is SafeKit's `dir`.
+REPLICATED_ATTRS = (("path", "dir", "str"),)
 VIP_KEYS = ("addr", "netmask", "interface", "type", "provider", "options")
 # The only farm VIP type the engine runs (docs/farm.md); written when a farm VIP gives none. A file
 # without it means the engine's (SafeKit's) default, vmac_directed.
 DEFAULT_FARM_VIP_TYPE = "vmac_invisible"
 ENGINE_VIP_TYPE = "vmac_directed"
-MIRROR_ONLY = ("heartbeats", "heart_port", "defaultprim")
+MIRROR_ONLY = ("heartbeats", "heart_port", "defaultprim", "replication")
 FARM_ONLY = ("farm", "loadbalancing")
 # Lists and mappings that mean nothing when empty; `user: {}` and `errd: {}` do mean something.
-DROPPED_WHEN_EMPTY = ("vip", "vars", "procs", "tcp", "ping", "custom", "checkers", "options", "loadbalancing")
+DROPPED_WHEN_EMPTY = (
+    "vip",
+    "vars",
+    "procs",
+    "tcp",
+    "ping",
+    "custom",
+    "checkers",
+    "options",
+    "loadbalancing",
+    "notreplicated",
+    "notreplicated_regexpath",
+)
+
+
+# The engine's `%NAME%` reference (a macro or an environment variable); any other `%` is literal
+# (src/safekit/config/macros.py), as in `splitbrain_keep_free="10%"`.
+MACRO_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 
 
 class NotStructured(ValueError):
@@ -195,6 +224,7 @@ def render_userconfig(params: dict[str, Any]) -> str:
         lines += [f"    <heartbeat{_attrs(hb, HEARTBEAT_ATTRS)}/>" for hb in p["heartbeats"]]
         lines.append("  </heart>")
     lines += _render_vip(p)
+    lines += _render_rfs(p)
     if "user" in p:
         user = p["user"]
         variables = user.get("vars") or {}
@@ -262,6 +292,28 @@ def _render_vip(p: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _render_rfs(p: dict[str, Any]) -> list[str]:
+    replication = p.get("replication")
+    if replication is None:
+        return []
+    lines = [f"  <rfs{_attrs(replication, RFS_ATTRS)}>"]
+    for directory in replication.get("dirs") or []:
+        inside = [
+            *[
+                f"      <notreplicated{_attrs({'p': path}, (('p', 'path', 'str'),))}/>"
+                for path in directory.get("notreplicated") or []
+            ],
+            *[
+                f"      <notreplicated{_attrs({'r': regex}, (('r', 'regexpath', 'str'),))}/>"
+                for regex in directory.get("notreplicated_regexpath") or []
+            ],
+        ]
+        opening = f"    <replicated{_attrs(directory, REPLICATED_ATTRS)}"
+        lines += [f"{opening}>", *inside, "    </replicated>"] if inside else [f"{opening}/>"]
+    lines.append("  </rfs>")
+    return lines
+
+
 def _render_check(p: dict[str, Any]) -> list[str]:
     checkers = p.get("checkers") or {}
     splitbrain = p.get("splitbrain")
@@ -318,7 +370,7 @@ def parse_userconfig(xml_text: str) -> dict[str, Any]:
     _expect(root, "safe", (), ("service",))
     service = _only(root, "service")
     p: dict[str, Any] = _read(
-        service, SERVICE_ATTRS, ("heart", "farm", "vip", "user", "errd", "check", "failover")
+        service, SERVICE_ATTRS, ("heart", "farm", "vip", "rfs", "user", "errd", "check", "failover")
     )
     p.update(_parse_membership(service, farm=p.get("mode") == "farm"))
     vip = _optional(service, "vip")
@@ -328,15 +380,12 @@ def parse_userconfig(xml_text: str) -> dict[str, Any]:
             p["vip"] = addresses
         if groups:
             p["loadbalancing"] = groups
+    rfs = _optional(service, "rfs")
+    if rfs is not None:
+        p["replication"] = _parse_rfs(rfs)
     user = _optional(service, "user")
     if user is not None:
-        p["user"] = _read(user, USER_ATTRS, ("var",))
-        variables = {}
-        for var in user:
-            values = _read(var, (("n", "name", "str"), ("v", "value", "str")), ())
-            variables[values["n"]] = values.get("v", "")
-        if variables:
-            p["user"]["vars"] = variables
+        p["user"] = _parse_user(user)
     errd = _optional(service, "errd")
     if errd is not None:
         p["errd"] = _read(errd, (("polltimer", "polltimer", "str"),), ("proc",))
@@ -352,6 +401,17 @@ def parse_userconfig(xml_text: str) -> dict[str, Any]:
         if rules:
             p["failover_rules"] = rules
     return p
+
+
+def _parse_user(user: ET.Element) -> dict[str, Any]:
+    values = _read(user, USER_ATTRS, ("var",))
+    variables = {}
+    for var in user:
+        found = _read(var, (("n", "name", "str"), ("v", "value", "str")), ())
+        variables[found["n"]] = found.get("v", "")
+    if variables:
+        values["vars"] = variables
+    return values
 
 
 def _parse_membership(service: ET.Element, farm: bool) -> dict[str, Any]:
@@ -404,6 +464,24 @@ def _parse_vip(vip: ET.Element, farm: bool) -> tuple[list[dict[str, Any]], list[
                 values["options"] = options
             addresses.append({key: values[key] for key in VIP_KEYS if key in values})
     return addresses, groups
+
+
+def _parse_rfs(rfs: ET.Element) -> dict[str, Any]:
+    """`<rfs>` as the parameter `replication`: its attributes, and `dirs` in the file's order, each
+    with its excluded paths and its excluded regular expressions, each list in the file's order."""
+    replication = _read(rfs, RFS_ATTRS, ("replicated",))
+    dirs = []
+    for element in rfs:
+        directory = _read(element, REPLICATED_ATTRS, ("notreplicated",))
+        for child in element:
+            found = _read(child, (("p", "path", "str"), ("r", "regexpath", "str")), ())
+            if len(found) != 1:
+                raise NotStructured("<notreplicated> needs exactly one of path and regexpath")
+            key = "notreplicated" if "p" in found else "notreplicated_regexpath"
+            directory.setdefault(key, []).append(found.get("p", found.get("r")))
+        dirs.append(directory)
+    replication["dirs"] = dirs
+    return replication
 
 
 def _parse_group(group: ET.Element) -> dict[str, Any]:
@@ -462,7 +540,10 @@ def _expect(element: ET.Element, tag: str, attributes: tuple[str, ...], children
     for child in element:
         if child.tag not in children:
             raise NotStructured(f"<{tag}><{child.tag}> has no structured parameter")
-        repeatable = ("heartbeat", "interface", "var", "proc", "lan", "group", "host", "rule", "option")
+        repeatable = (
+            *("heartbeat", "interface", "var", "proc", "lan", "group", "host", "rule", "option"),
+            *("replicated", "notreplicated"),
+        )
         if child.tag in seen and child.tag not in (*repeatable, *CHECKER_KINDS):
             raise NotStructured(f"<{child.tag}> appears twice in <{tag}>")
         seen.add(child.tag)
@@ -479,7 +560,7 @@ def _read(
         text = element.get(attribute)
         if text is None:
             continue
-        if "%" in text:
+        if MACRO_REFERENCE.search(text):
             raise NotStructured(f"<{element.tag} {attribute}={text!r}> uses a macro or variable")
         values[param] = _typed(text, kind, element.tag, attribute)
     return values

@@ -63,7 +63,7 @@ options:
     type: int
   key:
     description:
-      - Content of the cluster key file, as C(safekit cluster genkey) writes it
+      - Content of the cluster key file, as M(safekit.ha.cluster_key) or C(safekit cluster genkey) writes it
         (one line C(safekit-cluster-key-v1:<base64 of 32 bytes>)). Generate it once per cluster.
       - When omitted, the key file on the node is left as it is.
     type: str
@@ -72,10 +72,11 @@ options:
     type: path
     default: /opt/safekit/venv/bin
 notes:
-  - Generate the key once, on the controller (C(safekit cluster genkey FILE)), and pass it with
-    C(lookup('ansible.builtin.file', FILE)) to every node. O(key) is C(no_log), so the task
-    needs no C(no_log).
+  - Generate the key once, on the controller, with M(safekit.ha.cluster_key) (no engine needed there)
+    or C(safekit cluster genkey FILE), and pass it with C(lookup('ansible.builtin.file', FILE)) to every
+    node. O(key) is C(no_log), so the task needs no C(no_log).
 seealso:
+  - module: safekit.ha.cluster_key
   - module: safekit.ha.install
   - module: safekit.ha.module
 """
@@ -122,11 +123,9 @@ restart_required:
   type: bool
 """
 
-import base64
-import binascii
 import os
-import re
 
+from ansible_collections.safekit.ha.plugins.module_utils.clusterkey import KeyFileError, decode, encode
 from ansible_collections.safekit.ha.plugins.module_utils.safekit import SafekitModule
 from ansible_collections.safekit.ha.plugins.module_utils.userconfig import render_cluster
 
@@ -141,25 +140,18 @@ ARGUMENT_SPEC = {
     "port": {"type": "int"},
     "key": {"type": "str", "no_log": True},
 }
-KEY_LINE = re.compile(r"^safekit-cluster-key-v1:([A-Za-z0-9+/]+={0,2})$")
 
 
 def key_file_text(content: str) -> str:
     """The key file to write; raises ValueError (never quoting the key) when it is not one."""
-    lines = [
-        line.strip() for line in content.splitlines() if line.strip() and not line.strip().startswith("#")
-    ]
-    match = KEY_LINE.match(lines[0]) if len(lines) == 1 else None
     try:
-        size = len(base64.b64decode(match.group(1), validate=True)) if match else 0
-    except (binascii.Error, ValueError):
-        size = 0
-    if size != 32:
+        key = decode(content)
+    except KeyFileError:
         raise ValueError(
-            "key is not a cluster key: give the content of a file made by 'safekit cluster genkey' "
-            "(one line safekit-cluster-key-v1:<base64 of 32 bytes>)"
-        )
-    return lines[0] + "\n"
+            "key is not a cluster key: give the content of a file made by safekit.ha.cluster_key or "
+            "'safekit cluster genkey' (one line safekit-cluster-key-v1:<base64 of 32 bytes>)"
+        ) from None
+    return encode(key)
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ description:
   - The modules directory follows the engine's E(SAFE) environment variable (default C(/opt/safekit)).
   - M(safekit.ha.info) returns the structured parameters of a module written by this module, in the
     same shape (round trip).
-  - A mirror module (two nodes, one primary) has O(heartbeats) and its O(vip) follows the primary; a
+  - A mirror module (two nodes, one primary) has O(heartbeats), its O(vip) follows the primary and
+    O(replication) keeps its data on both nodes; a
     farm module (O(mode=farm), every node active) has O(farm) membership, its O(vip) is held by every
     serving node and O(loadbalancing) says which traffic is spread and each node's power.
   - Any VIP may be moved by a cloud provider (O(vip[].provider), O(vip[].options)) instead of ARP.
@@ -53,7 +54,7 @@ options:
   mode:
     description:
       - The module's kind. V(mirror) is written when omitted.
-      - O(heartbeats), O(heart_port) and O(defaultprim) are for mirror modules; O(farm),
+      - O(heartbeats), O(heart_port), O(defaultprim) and O(replication) are for mirror modules; O(farm),
         O(loadbalancing) and O(vip[].type) for farm modules. Giving one to the other kind fails.
     type: str
     choices: [mirror, farm]
@@ -147,6 +148,51 @@ options:
           - The provider's options, name to value (C(<option name value/>)), for example
             C(route_tables) of V(aws_route). Lists are written comma-separated and booleans V(on)/V(off).
         type: dict
+  replication:
+    description:
+      - Mirror only, C(<rfs>) - the directories the primary replicates to the secondary while the
+        application writes, resynchronised when the secondary comes back (C(docs/replication.md)).
+      - SafeKit's names, except O(replication.dirs[].path) for C(<replicated dir>). SafeKit attributes
+        the engine ignores (C(locktimeout), C(packetsize), C(<tocheck>), ...) need the raw O(userconfig).
+      - The nodes need FUSE 3 (C(fuse3)).
+    type: dict
+    suboptions:
+      dirs:
+        description: The replicated directories (C(<replicated>)), absolute, none inside another.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          path:
+            description: The directory (C(<replicated dir>)), the same path on both nodes.
+            type: str
+            required: true
+          notreplicated:
+            description:
+              - Paths relative to O(replication.dirs[].path) that are not replicated, with everything
+                under them (C(<notreplicated path>)).
+            type: list
+            elements: str
+          notreplicated_regexpath:
+            description:
+              - Regular expressions on the paths relative to O(replication.dirs[].path) that are not
+                replicated (C(<notreplicated regexpath>)).
+            type: list
+            elements: str
+      async:
+        description:
+          - When the secondary acknowledges (C(<rfs async>)) - V(second) when it has received and applied
+            an operation (engine default), V(none) a durability barrier after its own fsync.
+        type: str
+        choices: [second, none]
+      sendtimeout:
+        description: How long the primary waits for the secondary before going on alone (engine default 30s).
+        type: str
+      splitbrain_keep_free:
+        description:
+          - Engine extension - what a node that lost a split brain leaves free when it saves its changed
+            files aside (V(10%) by default, or a size such as V(2G)).
+        type: str
   loadbalancing:
     description:
       - Farm only, C(<loadbalancing_list>) - which traffic to the VIP is spread, and over which nodes.
@@ -365,6 +411,12 @@ EXAMPLES = r"""
     checkers:
       tcp:
         - {ident: web, addr: 127.0.0.1, port: 8080}
+    replication:
+      dirs:
+        - path: /srv/www
+          notreplicated: [cache]
+      async: second
+      sendtimeout: 30s
     splitbrain:
       witnesses: [192.168.1.1]
     failover_rules: |
@@ -509,6 +561,24 @@ STRUCTURED = {
             "type": {"type": "str", "choices": ["vmac_invisible", "vmac_directed"]},
             "provider": {"type": "str"},
             "options": {"type": "dict"},
+        },
+    },
+    "replication": {
+        "type": "dict",
+        "options": {
+            "dirs": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {
+                    "path": {"type": "str", "required": True},
+                    "notreplicated": {"type": "list", "elements": "str"},
+                    "notreplicated_regexpath": {"type": "list", "elements": "str"},
+                },
+            },
+            "async": {"type": "str", "choices": ["second", "none"]},
+            "sendtimeout": {"type": "str"},
+            "splitbrain_keep_free": {"type": "str"},
         },
     },
     "loadbalancing": {
