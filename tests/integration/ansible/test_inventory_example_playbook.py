@@ -27,7 +27,7 @@ MODULE = "webmirror"
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    yield from fresh_lab("itmir")
+    yield from fresh_lab("itinv")
 
 
 def example_vars(lab: Lab) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def example_vars(lab: Lab) -> dict[str, Any]:
     values["safekit_vip"] = str(plan.vips[0])
     values["safekit_witness"] = "{{ safekit_lab_witness }}"
     values["safekit_first_primary"] = "node1"
-    values["safekit_cluster_name"] = "itmir"
+    values["safekit_cluster_name"] = "itinv"
     return values
 
 
