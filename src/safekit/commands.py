@@ -379,6 +379,10 @@ def _print_state(args: argparse.Namespace, answer: dict[str, Any]) -> int:
                 controls = mod.get("controls")
                 if controls:  # `safekit errd|checker|failover on|off`
                     print("    " + ", ".join(f"{name} {value}" for name, value in sorted(controls.items())))
+                for group, share in sorted((mod.get("groups") or {}).items()):  # a farm's groups
+                    pending = share.get("pending_buckets", 0)
+                    later = f", {pending} more after the handover delay" if pending else ""
+                    print(f"    group {group}: {share.get('buckets', 0)} buckets served here{later}")
     if args.quiet and args.module and modules:
         return STATE_EXIT_CODES.get(modules[0]["state"], 0)  # SafeKit's `state -m AM -lq`
     return 0

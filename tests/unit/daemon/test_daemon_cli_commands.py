@@ -122,6 +122,19 @@ def test_state_verbose_lists_resources(daemon: FakeDaemon, capsys: pytest.Captur
     assert daemon.requests == [{"cmd": "state", "module": "AM", "verbose": True}]
 
 
+def test_state_verbose_shows_each_farm_groups_share(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups = {"web": {"buckets": 85, "pending_buckets": 0}, "api": {"buckets": 0, "pending_buckets": 171}}
+    daemon.answer_state(module("UP", resources={}, groups=groups))
+    assert cli.main(["state", "-m", "AM", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "    group api: 0 buckets served here, 171 more after the handover delay",
+        "    group web: 85 buckets served here",
+    ]
+
+
 def test_state_of_every_module(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     daemon.reply = lambda request: {
         "ok": True,
