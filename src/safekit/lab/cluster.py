@@ -140,6 +140,16 @@ class LabCluster:
                 )
             time.sleep(0.05)
 
+    def stop_daemons(self) -> None:
+        """SIGTERM the daemon of every node that still has power (a powered-off node's processes are
+        gone already), each waited for: what a test's cluster fixture does at its end."""
+        state = self.lab.load_state()
+        if state is None:
+            return
+        for node in self.nodes:
+            if node not in state.faults.killed:
+                self.stop_daemon(node)
+
     def hang_report(self, node: str, pid: int) -> str:
         """What a daemon that does not stop is doing: its task and thread stacks (SIGUSR1), the end
         of its log and the node's processes (with the kernel function each one waits in), for the

@@ -55,9 +55,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
             cluster.start_daemon(node)
         yield cluster
     finally:
-        for node in NODES:
-            if lab.load_state() and node not in lab.require_state().faults.killed:
-                cluster.stop_daemon(node)
+        cluster.stop_daemons()
         remove_module(path)
 
 

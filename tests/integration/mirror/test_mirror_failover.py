@@ -122,9 +122,7 @@ def cluster(lab: Lab, module_dir: Path) -> Iterator[LabCluster]:
     try:
         yield cluster
     finally:
-        for node in cluster.nodes:
-            if lab.load_state() and node not in lab.require_state().faults.killed:
-                cluster.stop_daemon(node)
+        cluster.stop_daemons()
 
 
 def vip(lab: Lab) -> str:

@@ -139,9 +139,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
         yield cluster
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        for node in cluster.nodes:
-            if lab.load_state() and node not in lab.require_state().faults.killed:
-                cluster.stop_daemon(node)
+        cluster.stop_daemons()
 
 
 def vip(lab: Lab) -> str:
