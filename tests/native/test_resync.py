@@ -844,3 +844,49 @@ def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> 
     assert c.primary.wait("in_sync", timeout=60)["mode"] == "journal"
     c.settle()
     both_equal(c)
+
+
+def test_layout_start_removes_the_read_only_binds_recorded_as_secondary(layout: Layout) -> None:
+    """This node was secondary: its read-only bind over a directory is recorded in secondary.json;
+    the primary's start detaches it (and only what is ours), then removes secondary.json."""
+    c = layout
+    old = c.root / "old-copy"
+    old.mkdir()
+    (old / "f").write_bytes(b"as the secondary left it")
+    subprocess.run(["mount", "--bind", str(old), str(c.dirs[1])], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(c.dirs[1])], check=True)
+    fields = [
+        line.split()
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == str(c.dirs[1])
+    ][-1]
+    state = c.root / "primary-state"
+    state.mkdir()
+    (state / "secondary.json").write_text(json.dumps({"mounts": [[int(fields[0]), fields[2], fields[3]]]}))
+    below = stacked(c.dirs[1])
+    assert len(below) == 1 and below != ["fuse.safekit"]
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    assert stacked(c.dirs[1]) == ["fuse.safekit"]  # the recorded bind is gone, the primary's is there
+    assert not (state / "secondary.json").exists()
+    assert not (c.dirs[1] / "f").exists()  # the directory itself, not the old copy
+    (c.dirs[1] / "new").write_bytes(b"replicated")
+    c.settle()
+    both_equal(c)
+
+
+def test_layout_leaves_a_file_system_that_is_not_ours(layout: Layout) -> None:
+    """A user's file system mounted at a replicated directory is what gets replicated; start and
+    stop detach only safekit's mounts above it."""
+    c = layout
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(c.dirs[1])], check=True)
+    (c.dirs[1] / "on-tmpfs").write_bytes(b"user data")
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    assert stacked(c.dirs[1]) == ["tmpfs", "fuse.safekit"]
+    assert (c.replicas[1] / "on-tmpfs").read_bytes() == b"user data"
+    c.primary.stop()
+    assert stacked(c.dirs[1]) == ["tmpfs"] and stacked(c.dirs[0]) == []
+    subprocess.run(["umount", str(c.dirs[1])], check=True)
