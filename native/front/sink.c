@@ -168,6 +168,8 @@ static uint64_t record_submit(struct sk_sink *sink, const struct sk_op *op)
 	case SK_REMOVE_TREE:
 		break;
 	}
+	if (op->dir)
+		fprintf(f, " dir=%u", op->dir);
 	fputc('\n', f);
 	fflush(f); /* a test reads the file while the front runs */
 	pthread_mutex_unlock(&s->lock);
