@@ -831,13 +831,18 @@ def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> 
     (c.dirs[0] / "tmp").mkdir()
     (c.dirs[0] / "tmp" / "x").write_bytes(b"excluded")
     (c.dirs[0] / "cache").write_bytes(b"excluded too")
+    (c.dirs[0] / "tmp" / "tree" / "sub").mkdir(parents=True)
+    (c.dirs[0] / "tmp" / "tree" / "sub" / "f").write_bytes(os.urandom(300000))
+    os.rename(c.dirs[0] / "tmp" / "tree", c.dirs[0] / "tree")  # into the replicated paths, journaled
     c.settle()
     primary.stop()
     assert primary.proc.returncode == 0
     journal = Journal.from_json(json.loads((c.root / "primary-state" / "journal.json").read_text()))
     assert journal.trusted
     assert sorted(journal.entries) == [0, 1]
-    assert sorted(journal.entries[0]) == [b"a0"] and sorted(journal.entries[1]) == [b"a1"]
+    assert b"a0" in journal.entries[0] and journal.entries[0][b"tree"].whole
+    assert not [p for p in journal.entries[0] if p.startswith(b"tmp") or p == b"cache"]
+    assert sorted(journal.entries[1]) == [b"a1"]
     # the next start reintegrates both from it
     c.start_secondary()
     c.start_primary()
