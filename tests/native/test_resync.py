@@ -835,6 +835,13 @@ def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> 
     (c.dirs[0] / "tmp" / "tree" / "sub" / "f").write_bytes(os.urandom(300000))
     os.rename(c.dirs[0] / "tmp" / "tree", c.dirs[0] / "tree")  # into the replicated paths, journaled
     c.settle()
+    assert c.verify() == {
+        "event": "verify",
+        "ok": False,
+        "checked": 0,
+        "differences": [],
+        "reason": "the secondary is not in sync (link degraded)",
+    }
     primary.stop()
     assert primary.proc.returncode == 0
     journal = Journal.from_json(json.loads((c.root / "primary-state" / "journal.json").read_text()))
