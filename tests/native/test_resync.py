@@ -902,3 +902,35 @@ def test_layout_leaves_a_file_system_that_is_not_ours(layout: Layout) -> None:
     c.primary.stop()
     assert stacked(c.dirs[1]) == ["tmpfs"] and stacked(c.dirs[0]) == []
     subprocess.run(["umount", str(c.dirs[1])], check=True)
+
+
+def test_layout_fsync_of_an_excluded_file_is_local(layout: Layout) -> None:
+    """An excluded file's fsync waits for nobody: the secondary stopped holds a replicated file's
+    fsync (in sync: it waits for the acknowledgement), not an excluded one's."""
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    (c.dirs[0] / "tmp").mkdir()
+    assert c.secondary is not None
+    os.kill(c.secondary.proc.pid, signal.SIGSTOP)
+    try:
+        results: dict[str, threading.Event] = {}
+        for name in ("tmp/local", "replicated"):
+            done = results[name] = threading.Event()
+
+            def write(name: str = name, done: threading.Event = done) -> None:
+                with open(c.dirs[0] / name, "wb") as f:
+                    f.write(b"x" * 1000)
+                    f.flush()
+                    os.fsync(f.fileno())
+                done.set()
+
+            threading.Thread(target=write, daemon=True).start()
+        assert results["tmp/local"].wait(5), "an excluded file's fsync waited for the secondary"
+        assert not results["replicated"].wait(1.0), "fsync returned while the secondary was stopped"
+    finally:
+        os.kill(c.secondary.proc.pid, signal.SIGCONT)
+    assert results["replicated"].wait(10)
+    c.settle()
+    both_equal(c)
