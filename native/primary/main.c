@@ -33,7 +33,7 @@
 #include "json.h"
 #include "link.h"
 #include "excl.h"
-#include "mounts.h"
+#include "pmounts.h"
 #include "netsink.h"
 #include <sys/mount.h>
 

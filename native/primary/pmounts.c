@@ -1,5 +1,5 @@
-/* Mounts stacked over replicated directories (see mounts.h). */
-#include "mounts.h"
+/* Mounts stacked over replicated directories (see pmounts.h). */
+#include "pmounts.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,9 +1,9 @@
-/* The primary's mount helpers (native/primary/mounts.c): mountinfo lines, secondary.json's
+/* The primary's mount helpers (native/primary/pmounts.c): mountinfo lines, secondary.json's
  * recorded mounts, the kernel's name of a mount point. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "mounts.h"
+#include "pmounts.h"
 #include "sk_test.h"
 
 static void test_mountinfo_line(void)
@@ -52,7 +52,7 @@ static void test_mount_point_names_the_parent(void)
     CHECK(!skp_mount_point("/a", out, 2));
 }
 
-const sk_test sk_tests_mounts[] = {
+const sk_test sk_tests_pmounts[] = {
     {"mountinfo_line", test_mountinfo_line},
     {"recorded_mounts", test_recorded_mounts},
     {"mount_point_names_the_parent", test_mount_point_names_the_parent},
