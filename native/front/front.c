@@ -34,7 +34,7 @@ struct handle {
 };
 
 struct dir_handle {
-	DIR *dp;
+	DIR *dp;     /* NULL: the root of several directories (its entries are made up here) */
 	struct dirent *entry;
 	off_t offset;
 };
@@ -86,6 +86,51 @@ static int64_t ns_of(struct timespec ts)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The root of several directories (its entries are the directories: nothing is created there). */
+static bool is_multi_root(struct sk_front *f, struct sk_node *n)
+{
+	return f->nodes.multi && n == &f->nodes.root;
+}
+
+/* A path of the mount as (directory index, offset of the path relative to it): with several
+ * directories the first component is the index. false for the mount's root (not replicated). */
+static bool split_path(struct sk_front *f, const char *path, size_t len, uint32_t *dir, size_t *skip)
+{
+	if (!f->nodes.multi) {
+		*dir = 0;
+		*skip = 0;
+		return true;
+	}
+	if (len == 0)
+		return false;
+	size_t i = 0;
+	uint32_t d = 0;
+	while (i < len && path[i] != '/')
+		d = d * 10 + (uint32_t)(path[i++] - '0');
+	*dir = d;
+	*skip = i < len ? i + 1 : i;
+	return true;
+}
+
+static bool path_excluded(struct sk_front *f, uint32_t dir, const char *rel)
+{
+	return f->excluded && f->excluded(f->excluded_arg, dir, rel);
+}
+
+/* Submits op at the mount path `path` (NUL-terminated): split into its directory and relative
+ * path; 0 (nothing submitted) for the mount root and excluded paths. */
+static uint64_t submit_path(struct sk_front *f, struct sk_op *op, const char *path, size_t len)
+{
+	uint32_t dir;
+	size_t skip;
+	if (!split_path(f, path, len, &dir, &skip) || path_excluded(f, dir, path + skip))
+		return 0;
+	op->dir = dir;
+	op->path = path + skip;
+	op->path_len = len - skip;
+	return sk_submit(f->sink, op);
+}
+
 /* Submits op for `node` (its path filled in here); 0 when nothing names the node any more (an
  * unlinked file still open: no path to replicate to). Ordering locks held by the caller. */
 static uint64_t submit_for(struct sk_front *f, struct sk_node *node, struct sk_op *op)
@@ -98,9 +143,7 @@ static uint64_t submit_for(struct sk_front *f, struct sk_node *node, struct sk_o
 				 strerror(errno));
 		return 0;
 	}
-	op->path = path;
-	op->path_len = len;
-	uint64_t ticket = sk_submit(f->sink, op);
+	uint64_t ticket = submit_path(f, op, path, len);
 	free(path);
 	return ticket;
 }
@@ -116,9 +159,7 @@ static uint64_t submit_child(struct sk_front *f, struct sk_node *parent, const c
 				 strerror(errno));
 		return 0;
 	}
-	op->path = path;
-	op->path_len = len;
-	uint64_t ticket = sk_submit(f->sink, op);
+	uint64_t ticket = submit_path(f, op, path, len);
 	free(path);
 	return ticket;
 }
@@ -143,7 +184,20 @@ static int do_lookup(struct sk_front *f, struct sk_node *parent, const char *nam
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = f->timeout;
 	e->entry_timeout = f->timeout;
-	int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int fd;
+	if (is_multi_root(f, parent)) {
+		/* "0", "1", ...: the roots of the replicated directories (their own fds: a path to
+		 * them leads through the binds of this very mount) */
+		char *end;
+		unsigned long i = strtoul(name, &end, 10);
+		char canon[24];
+		snprintf(canon, sizeof(canon), "%lu", i);
+		if (*end || i >= f->nodes.ndirs || strcmp(canon, name) != 0)
+			return ENOENT;
+		fd = openat(f->nodes.dir_fds[i], ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return errno;
 	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
@@ -199,9 +253,30 @@ static void fr_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/* The attributes of the root of several directories: a directory of root's, 0755. */
+static int multi_root_stat(struct sk_front *f, struct stat *st)
+{
+	if (fstat(f->nodes.dir_fds[0], st) < 0)
+		return -1;
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2 + f->nodes.ndirs;
+	st->st_uid = 0;
+	st->st_gid = 0;
+	st->st_size = 0;
+	return 0;
+}
+
 static void fr_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
+	if (!fi && is_multi_root(front_of(req), node_of(req, ino))) {
+		if (multi_root_stat(front_of(req), &st) < 0)
+			fuse_reply_err(req, errno);
+		else
+			fuse_reply_attr(req, &st, front_of(req)->timeout);
+		return;
+	}
 	int res = fi ? fstat(handle_of(fi)->fd, &st)
 		     : fstatat(node_of(req, ino)->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 	if (res < 0)
@@ -227,7 +302,9 @@ static void fr_readlink(fuse_req_t req, fuse_ino_t ino)
 static void fr_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv;
-	if (fstatvfs(node_of(req, ino)->fd, &sv) < 0)
+	struct sk_front *f = front_of(req);
+	struct sk_node *n = node_of(req, ino);
+	if (fstatvfs(is_multi_root(f, n) ? f->nodes.dir_fds[0] : n->fd, &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
@@ -291,6 +368,8 @@ static void fr_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct handle *h = fi ? handle_of(fi) : NULL;
 	struct stat st;
 	uint32_t done;
+	if (is_multi_root(f, n))
+		return (void)fuse_reply_err(req, EPERM);
 	order_shared(f);
 	pthread_mutex_lock(&n->lock);
 	int err = apply_setattr(n, attr, valid, h, &done);
@@ -312,6 +391,8 @@ static void fr_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 
 static int xattr_target(struct sk_node *n, char *procname, size_t size)
 {
+	if (n->fd < 0)
+		return ENOTSUP; /* the root of several directories: none */
 	if (n->type == S_IFLNK)
 		return ENOTSUP; /* the /proc link would reach the symlink's target */
 	proc_path(procname, size, n->fd);
@@ -412,6 +493,159 @@ static void fr_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(buf);
 }
 
+/* ------------------------------------------------------------------ whole objects */
+
+static bool dot_or_dotdot(const char *name)
+{
+	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+/* Path joined: a/b (a may be ""), malloc'd. */
+static char *join_path(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *out = malloc(la + lb + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, a, la);
+	size_t k = la;
+	if (la)
+		out[k++] = '/';
+	memcpy(out + k, b, lb + 1);
+	return out;
+}
+
+static void submit_rel(struct sk_front *f, uint32_t dir, const char *rel, struct sk_op *op)
+{
+	op->dir = dir;
+	op->path = rel;
+	op->path_len = strlen(rel);
+	sk_submit(f->sink, op);
+}
+
+static void send_xattrs(struct sk_front *f, uint32_t dir, const char *rel, int fd)
+{
+	char procname[64];
+	proc_path(procname, sizeof(procname), fd);
+	ssize_t n = listxattr(procname, NULL, 0);
+	if (n <= 0)
+		return;
+	char *names = malloc((size_t)n);
+	char *value = malloc(65536);
+	if (names && value && (n = listxattr(procname, names, (size_t)n)) > 0) {
+		for (char *x = names; x < names + n; x += strlen(x) + 1) {
+			ssize_t v = getxattr(procname, x, value, 65536);
+			if (v < 0)
+				continue;
+			struct sk_op op = {.kind = SK_SETXATTR, .name = x, .name_len = strlen(x), .value = value,
+					   .value_len = (size_t)v};
+			submit_rel(f, dir, rel, &op);
+		}
+	}
+	free(names);
+	free(value);
+}
+
+static void send_attrs(struct sk_front *f, uint32_t dir, const char *rel, const struct stat *st, bool symlink)
+{
+	struct sk_op op = {.kind = SK_SETATTR, .mask = SK_ATTR_UID | SK_ATTR_GID | SK_ATTR_ATIME | SK_ATTR_MTIME,
+			   .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
+			   .atime_ns = ns_of(st->st_atim), .mtime_ns = ns_of(st->st_mtim)};
+	if (!symlink)
+		op.mask |= SK_ATTR_MODE;
+	submit_rel(f, dir, rel, &op);
+}
+
+/* The object at pfd/name, sent whole as path `rel` of directory `dir` (a directory with what is
+ * under it, excluded paths left out): fusefs.py's send_object, for an object renamed from a path
+ * not replicated into a replicated one. The ordering lock is held exclusively: nothing changes
+ * meanwhile, and the stream gets the object as it is at this point of the order. */
+static void send_object(struct sk_front *f, uint32_t dir, const char *rel, int pfd, const char *name,
+			unsigned depth)
+{
+	struct stat st;
+	if (depth > 256 || fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	struct sk_op op = {.mode = st.st_mode, .uid = st.st_uid, .gid = st.st_gid};
+	if (S_ISLNK(st.st_mode)) {
+		char target[PATH_MAX + 1];
+		ssize_t t = readlinkat(pfd, name, target, sizeof(target));
+		if (t < 0 || (size_t)t >= sizeof(target))
+			return;
+		op.kind = SK_SYMLINK;
+		op.value = target;
+		op.value_len = (size_t)t;
+		submit_rel(f, dir, rel, &op);
+		send_attrs(f, dir, rel, &st, true);
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		op.kind = SK_MKDIR;
+		submit_rel(f, dir, rel, &op);
+		int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		send_xattrs(f, dir, rel, fd);
+		DIR *dp = fdopendir(fd);
+		if (!dp) {
+			close(fd);
+			return;
+		}
+		struct dirent *e;
+		while ((e = readdir(dp)) != NULL) {
+			if (dot_or_dotdot(e->d_name))
+				continue;
+			char *child = join_path(rel, e->d_name);
+			if (child && !path_excluded(f, dir, child))
+				send_object(f, dir, child, dirfd(dp), e->d_name, depth + 1);
+			free(child);
+		}
+		closedir(dp);
+		send_attrs(f, dir, rel, &st, false); /* after its entries: they changed its times */
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		op.kind = SK_MKNOD;
+		op.rdev = (uint64_t)st.st_rdev;
+		submit_rel(f, dir, rel, &op);
+		send_attrs(f, dir, rel, &st, false);
+		return;
+	}
+	op.kind = SK_CREATE;
+	submit_rel(f, dir, rel, &op);
+	struct sk_op tr = {.kind = SK_TRUNCATE, .size = (uint64_t)st.st_size};
+	submit_rel(f, dir, rel, &tr);
+	int fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0) {
+		char *buf = malloc(SK_MAX_WRITE);
+		off_t pos = 0;
+		while (buf && pos < st.st_size) {
+			off_t data = lseek(fd, pos, SEEK_DATA);
+			if (data < 0)
+				break; /* ENXIO: only a hole is left */
+			ssize_t n = pread(fd, buf, SK_MAX_WRITE, data);
+			if (n <= 0)
+				break;
+			struct sk_op w = {.kind = SK_WRITE, .offset = (uint64_t)data,
+					  .data = f->sink->wants_data ? buf : NULL, .data_len = (size_t)n};
+			submit_rel(f, dir, rel, &w);
+			pos = data + n;
+		}
+		free(buf);
+		send_xattrs(f, dir, rel, fd);
+		close(fd);
+	}
+	send_attrs(f, dir, rel, &st, false);
+}
+
+/* A removal of the whole object at rel (before it is sent whole, or when it left the replicated
+ * paths). */
+static void submit_remove_tree(struct sk_front *f, uint32_t dir, const char *rel)
+{
+	struct sk_op op = {.kind = SK_REMOVE_TREE};
+	submit_rel(f, dir, rel, &op);
+}
+
 /* ------------------------------------------------------------------ namespace */
 
 /* The owner of a new entry: the caller, with the group of a set-group-ID parent. */
@@ -435,6 +669,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 	uid_t uid;
 	gid_t gid;
 	struct fuse_entry_param e;
+	if (is_multi_root(f, parent))
+		return (void)fuse_reply_err(req, EPERM);
 	new_owner(req, parent, &uid, &gid);
 	order_exclusive(f);
 	int res;
@@ -499,13 +735,22 @@ static void fr_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, co
 	memset(&e, 0, sizeof(e));
 	e.attr_timeout = f->timeout;
 	e.entry_timeout = f->timeout;
+	if (is_multi_root(f, newparent) || is_multi_root(f, n))
+		return (void)fuse_reply_err(req, EPERM);
 	order_exclusive(f);
 	/* The existing name the LINK names: one the secondary has too (it has every name, links
 	 * included, since they are replicated), taken before the new name is recorded. */
-	size_t oldlen = 0;
+	size_t oldlen = 0, newlen = 0;
 	char *oldpath = sk_nodes_path(&f->nodes, n, &oldlen);
+	char *newpath = sk_nodes_child_path(&f->nodes, newparent, newname, &newlen);
+	uint32_t odir = 0, ndir = 0;
+	size_t oskip = 0, nskip = 0;
+	bool oknown = oldpath && split_path(f, oldpath, oldlen, &odir, &oskip);
+	bool nknown = newpath && split_path(f, newpath, newlen, &ndir, &nskip);
 	int err = 0;
-	if (linkat(n->fd, "", newparent->fd, newname, AT_EMPTY_PATH) < 0) {
+	if (oknown && nknown && odir != ndir)
+		err = EXDEV; /* two replicated directories: two file systems to the application */
+	else if (linkat(n->fd, "", newparent->fd, newname, AT_EMPTY_PATH) < 0) {
 		char procname[64];
 		proc_path(procname, sizeof(procname), n->fd);
 		if (linkat(AT_FDCWD, procname, newparent->fd, newname, AT_SYMLINK_FOLLOW) < 0)
@@ -521,18 +766,21 @@ static void fr_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, co
 		else
 			e.ino = ino_of(f, same);
 	}
-	if (!err && oldpath) {
-		size_t newlen;
-		char *newpath = sk_nodes_child_path(&f->nodes, newparent, newname, &newlen);
-		if (newpath) {
-			struct sk_op op = {.kind = SK_LINK, .path = oldpath, .path_len = oldlen,
-					   .path2 = newpath, .path2_len = newlen};
+	if (!err && nknown && !path_excluded(f, ndir, newpath + nskip)) {
+		if (oknown && !path_excluded(f, odir, oldpath + oskip)) {
+			struct sk_op op = {.kind = SK_LINK, .dir = ndir, .path = oldpath + oskip,
+					   .path_len = oldlen - oskip, .path2 = newpath + nskip,
+					   .path2_len = newlen - nskip};
 			sk_submit(f->sink, &op);
-			free(newpath);
+		} else {
+			/* a file not replicated gets a replicated name: the secondary gets a copy */
+			submit_remove_tree(f, ndir, newpath + nskip);
+			send_object(f, ndir, newpath + nskip, newparent->fd, newname, 0);
 		}
 	}
 	order_unlock(f);
 	free(oldpath);
+	free(newpath);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -544,6 +792,8 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent_ino, const char *name
 	struct sk_front *f = front_of(req);
 	struct sk_node *parent = node_of(req, parent_ino);
 	struct stat st;
+	if (is_multi_root(f, parent))
+		return (void)fuse_reply_err(req, EPERM);
 	order_exclusive(f);
 	int err = 0;
 	bool known = fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -576,15 +826,23 @@ static void fr_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, f
 	struct sk_node *parent = node_of(req, parent_ino);
 	struct sk_node *newparent = node_of(req, newparent_ino);
 	struct stat sst, dst;
+	if (is_multi_root(f, parent) || is_multi_root(f, newparent))
+		return (void)fuse_reply_err(req, EPERM);
 	order_exclusive(f);
 	int err = 0;
 	size_t oldlen = 0, newlen = 0;
 	/* the paths before the change: the secondary's copy still has the old names */
 	char *oldpath = sk_nodes_child_path(&f->nodes, parent, name, &oldlen);
 	char *newpath = sk_nodes_child_path(&f->nodes, newparent, newname, &newlen);
+	uint32_t odir = 0, ndir = 0;
+	size_t oskip = 0, nskip = 0;
+	bool oknown = oldpath && split_path(f, oldpath, oldlen, &odir, &oskip);
+	bool nknown = newpath && split_path(f, newpath, newlen, &ndir, &nskip);
 	bool src_known = fstatat(parent->fd, name, &sst, AT_SYMLINK_NOFOLLOW) == 0;
 	bool dst_known = fstatat(newparent->fd, newname, &dst, AT_SYMLINK_NOFOLLOW) == 0;
-	if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0) {
+	if (oknown && nknown && odir != ndir) {
+		err = EXDEV; /* two replicated directories: two file systems to the application */
+	} else if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0) {
 		err = errno;
 	} else {
 		bool same = src_known && dst_known && sst.st_dev == dst.st_dev && sst.st_ino == dst.st_ino;
@@ -601,10 +859,23 @@ static void fr_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, f
 			if (src_known)
 				sk_nodes_move(&f->nodes, sst.st_dev, sst.st_ino, parent, name, newparent, newname);
 		}
-		if (oldpath && newpath) {
-			struct sk_op op = {.kind = SK_RENAME, .path = oldpath, .path_len = oldlen,
-					   .path2 = newpath, .path2_len = newlen, .flags = flags};
-			sk_submit(f->sink, &op);
+		if (oknown && nknown) {
+			/* fusefs.py's rename across the notreplicated boundary */
+			bool orepl = !path_excluded(f, odir, oldpath + oskip);
+			bool nrepl = !path_excluded(f, ndir, newpath + nskip);
+			if (orepl && nrepl) {
+				struct sk_op op = {.kind = SK_RENAME, .dir = odir, .path = oldpath + oskip,
+						   .path_len = oldlen - oskip, .path2 = newpath + nskip,
+						   .path2_len = newlen - nskip, .flags = flags};
+				sk_submit(f->sink, &op);
+			} else if (nrepl) { /* into a replicated path: the whole object goes over */
+				submit_remove_tree(f, ndir, newpath + nskip);
+				send_object(f, ndir, newpath + nskip, newparent->fd, newname, 0);
+			} else if (orepl) { /* out of the replicated paths: gone there */
+				submit_remove_tree(f, odir, oldpath + oskip);
+				if (flags & RENAME_EXCHANGE)
+					send_object(f, odir, oldpath + oskip, parent->fd, name, 0);
+			}
 		}
 	}
 	order_unlock(f);
@@ -697,6 +968,8 @@ static void fr_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 	uid_t uid;
 	gid_t gid;
 	struct fuse_entry_param e;
+	if (is_multi_root(f, parent))
+		return (void)fuse_reply_err(req, EPERM);
 	new_owner(req, parent, &uid, &gid);
 	int flags = backing_flags(f, fi->flags);
 	order_exclusive(f);
@@ -978,6 +1251,12 @@ static void fr_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dir_handle *d = calloc(1, sizeof(*d));
 	if (!d)
 		return (void)fuse_reply_err(req, ENOMEM);
+	if (is_multi_root(front_of(req), node_of(req, ino))) {
+		fi->fh = (uintptr_t)d; /* dp NULL: the entries are the directories' indexes */
+		if (fuse_reply_open(req, fi) == -ENOENT)
+			free(d);
+		return;
+	}
 	int fd = openat(node_of(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d->dp = fdopendir(fd))) {
 		int err = errno;
@@ -993,9 +1272,51 @@ static void fr_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 }
 
-static bool dot_or_dotdot(const char *name)
+/* The root of several directories: ".", "..", then "0", "1", ... (entry k at offset k + 1). */
+static void multi_root_readdir(fuse_req_t req, struct sk_front *f, char *buf, size_t size, off_t offset, bool plus)
 {
-	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+	char *p = buf;
+	size_t rem = size;
+	int err = 0;
+	if (plus)
+		order_shared(f);
+	for (off_t k = offset; k < 2 + (off_t)f->nodes.ndirs; k++) {
+		char name[24];
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		struct sk_node *looked_up = NULL;
+		if (k < 2) {
+			snprintf(name, sizeof(name), k == 0 ? "." : "..");
+			e.attr.st_ino = FUSE_ROOT_ID;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			snprintf(name, sizeof(name), "%lld", (long long)(k - 2));
+			if (plus) {
+				err = do_lookup(f, &f->nodes.root, name, &e);
+				if (err)
+					break;
+				looked_up = node_of(req, e.ino);
+			} else {
+				e.attr.st_ino = (ino_t)(k + 1);
+				e.attr.st_mode = S_IFDIR;
+			}
+		}
+		size_t entsize = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, k + 1)
+				      : fuse_add_direntry(req, p, rem, name, &e.attr, k + 1);
+		if (entsize > rem) {
+			if (looked_up)
+				sk_nodes_forget(&f->nodes, looked_up, 1);
+			break;
+		}
+		p += entsize;
+		rem -= entsize;
+	}
+	if (plus)
+		order_unlock(f);
+	if (err && rem == size)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi,
@@ -1006,6 +1327,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	char *buf = malloc(size);
 	if (!buf)
 		return (void)fuse_reply_err(req, ENOMEM);
+	if (!d->dp) {
+		multi_root_readdir(req, f, buf, size, offset, plus);
+		free(buf);
+		return;
+	}
 	if (offset != d->offset) {
 		seekdir(d->dp, offset);
 		d->entry = NULL;
@@ -1087,7 +1413,8 @@ static void fr_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	(void)ino;
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	closedir(d->dp);
+	if (d->dp)
+		closedir(d->dp);
 	free(d);
 	fuse_reply_err(req, 0);
 }
@@ -1095,6 +1422,8 @@ static void fr_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void fr_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	if (!d->dp)
+		return (void)fuse_reply_err(req, 0); /* the root of several directories: nothing here */
 	sync_and_barrier(req, node_of(req, ino), NULL, dirfd(d->dp), datasync);
 }
 
@@ -1165,7 +1494,7 @@ const struct fuse_lowlevel_ops sk_front_ops = {
 	.lseek = fr_lseek,
 };
 
-int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink)
+static void front_init_common(struct sk_front *f, struct sk_sink *sink)
 {
 	memset(f, 0, sizeof(*f));
 	f->sink = sink;
@@ -1178,7 +1507,18 @@ int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink)
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&f->order, &attr);
 	pthread_rwlockattr_destroy(&attr);
+}
+
+int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink)
+{
+	front_init_common(f, sink);
 	return sk_nodes_init(&f->nodes, backing);
+}
+
+int sk_front_init_multi(struct sk_front *f, const int *dir_fds, unsigned ndirs, struct sk_sink *sink)
+{
+	front_init_common(f, sink);
+	return sk_nodes_init_multi(&f->nodes, dir_fds, ndirs);
 }
 
 void sk_front_destroy(struct sk_front *f)

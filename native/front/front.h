@@ -27,10 +27,19 @@ struct sk_front {
 	bool splice;     /* splice data between /dev/fuse and files where no copy is needed */
 	bool early_writeback; /* start the disk writeback of a file every SK_EARLY_WRITEBACK bytes */
 	double timeout;  /* attribute and entry cache timeout, seconds */
+	/* <notreplicated>: an operation on a path this says is excluded (dir, path relative to that
+	 * directory, NUL-terminated) is applied here only: neither submitted nor journaled. NULL:
+	 * everything is replicated. */
+	bool (*excluded)(void *arg, uint32_t dir, const char *path);
+	void *excluded_arg;
 };
 
 /* 0 or a negative errno. */
 int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink);
+/* Several replicated directories under one mount: its root holds "0", "1", ... (read-only
+ * there), each the root of dir_fds[i] (opened before anything was mounted; duplicated). Every
+ * operation carries its directory's index and a path relative to it. */
+int sk_front_init_multi(struct sk_front *f, const int *dir_fds, unsigned ndirs, struct sk_sink *sink);
 void sk_front_destroy(struct sk_front *f);
 extern const struct fuse_lowlevel_ops sk_front_ops;
 

@@ -2,7 +2,10 @@
  *
  *   safekit-front [--writeback] [--sink=null|null-copy|record:FILE|record-eio:FILE]
  *                 [--threads=N] [--idle-threads=N] [--no-splice] [--no-early-writeback]
- *                 [--clone-fd] [--debug] BACKING MOUNTPOINT
+ *                 [--clone-fd] [--debug] [--also=DIR]... [--exclude=N:PATH]... BACKING MOUNTPOINT
+ *
+ * --also: several directories, the native primary's layout (the mount's root holds 0 = BACKING,
+ * 1, 2, ... = each --also); --exclude: PATH (and what is under it) of directory N not replicated.
  *
  * Serves BACKING at MOUNTPOINT (default_permissions, allow_other) until it is unmounted in its
  * mount namespace (copies of the mount in other namespaces do not keep it: see the unmount watch
@@ -24,11 +27,33 @@
 
 #include "front.h"
 
+#define MAX_EXCLUDES 64
+
+static struct {
+	unsigned dir[MAX_EXCLUDES];
+	const char *path[MAX_EXCLUDES];
+	int n;
+} excludes;
+
+/* --exclude's rule: the path and everything under it (tree.py's `notreplicated path=`). */
+static bool excluded(void *arg, uint32_t dir, const char *path)
+{
+	(void)arg;
+	for (int i = 0; i < excludes.n; i++) {
+		size_t n = strlen(excludes.path[i]);
+		if (excludes.dir[i] == dir && strncmp(path, excludes.path[i], n) == 0 &&
+		    (path[n] == '\0' || path[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: safekit-front [--writeback] [--sink=null|null-copy|record:FILE|record-eio:FILE]\n"
 		     "                     [--threads=N] [--idle-threads=N] [--no-splice] [--no-early-writeback]\n"
-		     "                     [--clone-fd] [--debug] BACKING MOUNTPOINT\n");
+		     "                     [--clone-fd] [--debug] [--also=DIR]... [--exclude=N:PATH]...\n"
+		     "                     BACKING MOUNTPOINT\n");
 }
 
 /* Every node holds an O_PATH descriptor, and the kernel's dentry cache decides how many nodes
@@ -238,11 +263,15 @@ int main(int argc, char **argv)
 		{"clone-fd", no_argument, NULL, 'c'},
 		{"idle-threads", required_argument, NULL, 'i'},
 		{"debug", no_argument, NULL, 'd'},
+		{"also", required_argument, NULL, 'a'},
+		{"exclude", required_argument, NULL, 'x'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	bool writeback = false, splice = true, early_writeback = true, clone_fd = false, debug = false;
 	const char *sink_spec = "null";
+	const char *also[SK_MAX_DIRS];
+	unsigned nalso = 0;
 	long threads = 8, idle = -1;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -271,6 +300,24 @@ int main(int argc, char **argv)
 		case 'e': early_writeback = false; break;
 		case 'c': clone_fd = true; break;
 		case 'd': debug = true; break;
+		case 'a':
+			if (nalso + 1 >= SK_MAX_DIRS) {
+				fprintf(stderr, "safekit-front: at most %d directories\n", SK_MAX_DIRS);
+				return 2;
+			}
+			also[nalso++] = optarg;
+			break;
+		case 'x': {
+			char *end;
+			unsigned long d = strtoul(optarg, &end, 10);
+			if (*end != ':' || !end[1] || excludes.n == MAX_EXCLUDES) {
+				fprintf(stderr, "safekit-front: --exclude: N:PATH, not %s\n", optarg);
+				return 2;
+			}
+			excludes.dir[excludes.n] = (unsigned)d;
+			excludes.path[excludes.n++] = end + 1;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -293,7 +340,24 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static struct sk_front front;
-	int err = sk_front_init(&front, backing, sink);
+	int err;
+	if (nalso == 0) {
+		err = sk_front_init(&front, backing, sink);
+	} else {
+		int fds[SK_MAX_DIRS];
+		unsigned n = 0;
+		err = 0;
+		for (; n <= nalso && !err; n++) {
+			fds[n] = open(n == 0 ? backing : also[n - 1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fds[n] < 0)
+				err = -errno;
+		}
+		if (!err)
+			err = sk_front_init_multi(&front, fds, nalso + 1, sink);
+		for (unsigned i = 0; i < n; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	}
 	if (err < 0) {
 		fprintf(stderr, "safekit-front: %s: %s\n", backing, strerror(-err));
 		sk_sink_close(sink);
@@ -302,6 +366,8 @@ int main(int argc, char **argv)
 	front.writeback = writeback;
 	front.splice = splice;
 	front.early_writeback = early_writeback;
+	if (excludes.n)
+		front.excluded = excluded;
 
 	char *fuse_argv[] = {argv[0], "-o",
 			     "default_permissions,allow_other,fsname=safekit-front,subtype=safekit", "-d", NULL};

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -95,6 +96,40 @@ int sk_nodes_init(struct sk_nodes *t, const char *backing)
 	return 0;
 }
 
+int sk_nodes_init_multi(struct sk_nodes *t, const int *dir_fds, unsigned ndirs)
+{
+	memset(t, 0, sizeof(*t));
+	if (ndirs == 0 || ndirs > SK_MAX_DIRS)
+		return -EINVAL;
+	pthread_mutex_init(&t->lock, NULL);
+	t->nbuckets = 1024;
+	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+	if (!t->buckets)
+		return -ENOMEM;
+	for (unsigned i = 0; i < ndirs; i++) {
+		t->dir_fds[i] = openat(dir_fds[i], ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (t->dir_fds[i] < 0) {
+			int err = errno;
+			while (i-- > 0)
+				close(t->dir_fds[i]);
+			free(t->buckets);
+			t->buckets = NULL;
+			return -err;
+		}
+	}
+	t->multi = true;
+	t->ndirs = ndirs;
+	struct sk_node *root = &t->root;
+	root->fd = -1; /* no backing directory: the front answers for it */
+	root->dev = (dev_t)-1;
+	root->ino = (ino_t)-1;
+	root->type = S_IFDIR;
+	root->nlookup = 1;
+	pthread_mutex_init(&root->lock, NULL);
+	hash_insert(t, root);
+	return 0;
+}
+
 static void free_node(struct sk_node *n)
 {
 	close(n->fd);
@@ -128,7 +163,8 @@ void sk_nodes_destroy(struct sk_nodes *t)
 			for (unsigned a = 0; a < n->naliases; a++)
 				free(n->aliases[a].name);
 			if (n == &t->root) {
-				close(n->fd);
+				if (n->fd >= 0)
+					close(n->fd);
 				pthread_mutex_destroy(&n->lock);
 			} else {
 				free_node(n);
@@ -138,6 +174,9 @@ void sk_nodes_destroy(struct sk_nodes *t)
 	}
 	free(t->buckets);
 	t->buckets = NULL;
+	for (unsigned i = 0; i < t->ndirs; i++)
+		close(t->dir_fds[i]);
+	t->ndirs = 0;
 	pthread_mutex_destroy(&t->lock);
 }
 
@@ -395,13 +434,34 @@ static int name_by_walk(struct sk_nodes *t, struct sk_node *n)
 {
 	char *names[WALK_MAX_DEPTH];
 	unsigned depth = 0;
-	int found = walk_for(t->root.fd, n->dev, n->ino, names, &depth);
+	int found = 0;
+	if (!t->multi) {
+		found = walk_for(t->root.fd, n->dev, n->ino, names, &depth);
+	} else {
+		/* names[0] is the directory's index under the root */
+		for (unsigned d = 0; found == 0 && d < t->ndirs; d++) {
+			char idx[16];
+			snprintf(idx, sizeof(idx), "%u", d);
+			names[0] = strdup(idx);
+			if (!names[0])
+				return -ENOMEM;
+			depth = 1;
+			found = walk_for(t->dir_fds[d], n->dev, n->ino, names, &depth);
+			if (found != 1) {
+				free(names[0]);
+				depth = 0;
+			}
+		}
+	}
 	int err = found == 1 ? 0 : found == 0 ? -ENOENT : found;
 	struct sk_node *parent = &t->root;
 	for (unsigned i = 0; i < depth; i++) {
 		if (!err) {
 			struct stat st;
-			int fd = openat(parent->fd, names[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			int fd = parent == &t->root && t->multi
+					 ? openat(t->dir_fds[strtoul(names[i], NULL, 10) % t->ndirs], ".",
+						  O_PATH | O_DIRECTORY | O_CLOEXEC)
+					 : openat(parent->fd, names[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 			if (fd < 0 || fstat(fd, &st) < 0) {
 				err = -errno;
 				if (fd >= 0)

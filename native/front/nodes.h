@@ -44,16 +44,26 @@ struct sk_node {
 	pthread_mutex_t lock; /* orders a file's data changes with their submission to the sink */
 };
 
+#define SK_MAX_DIRS 64
+
 struct sk_nodes {
 	pthread_mutex_t lock;
 	struct sk_node **buckets;
 	size_t nbuckets;
 	size_t count;
 	struct sk_node root;
+	/* Several replicated directories: the root is no backing directory (its fd is -1) but holds
+	 * "0", "1", ... each the root of dir_fds[i]; every path then starts with that index. */
+	bool multi;
+	unsigned ndirs;
+	int dir_fds[SK_MAX_DIRS]; /* O_PATH, owned */
 };
 
 /* Opens the backing directory (O_PATH): 0 or a negative errno. */
 int sk_nodes_init(struct sk_nodes *t, const char *backing);
+/* The root of several directories (their fds, opened before anything was mounted over them: each
+ * is duplicated as O_PATH here, the caller keeps its own). 0 or a negative errno. */
+int sk_nodes_init_multi(struct sk_nodes *t, const int *dir_fds, unsigned ndirs);
 void sk_nodes_destroy(struct sk_nodes *t);
 size_t sk_nodes_count(struct sk_nodes *t);
 

@@ -27,6 +27,7 @@ const char *sk_kind_name(enum sk_kind kind)
 	case SK_MKNOD: return "MKNOD";
 	case SK_FSYNC: return "FSYNC";
 	case SK_LINK: return "LINK";
+	case SK_REMOVE_TREE: return "REMOVE_TREE";
 	}
 	return "?";
 }
@@ -164,8 +165,11 @@ static uint64_t record_submit(struct sk_sink *sink, const struct sk_op *op)
 		break;
 	case SK_RMDIR:
 	case SK_UNLINK:
+	case SK_REMOVE_TREE:
 		break;
 	}
+	if (op->dir)
+		fprintf(f, " dir=%u", op->dir);
 	fputc('\n', f);
 	fflush(f); /* a test reads the file while the front runs */
 	pthread_mutex_unlock(&s->lock);

@@ -34,6 +34,8 @@ enum sk_kind {
 	SK_FSYNC = 23,       /* path (empty: the root directory), flags = SK_FSYNC_DATASYNC */
 	SK_LINK = 24,        /* path (an existing name) -> path2 (the new name). The wire number is
 				the codec's to assign (native/common); 24 until it does. */
+	SK_REMOVE_TREE = 31, /* path: removed with everything under it (before an object is sent
+				whole: a rename from a path not replicated into a replicated one) */
 };
 
 /* SETATTR mask bits: the wire's. */
@@ -52,7 +54,7 @@ enum { SK_FSYNC_DATASYNC = 1 };
  * never "." or ".." components; they are not NUL-terminated on purpose (use the lengths). */
 struct sk_op {
 	enum sk_kind kind;
-	uint32_t dir;        /* replicated directory index: always 0 for this front */
+	uint32_t dir;        /* replicated directory index (0 when the front serves one directory) */
 	const char *path;
 	size_t path_len;
 	const char *path2;   /* RENAME: the new path; LINK: the new name */

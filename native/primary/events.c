@@ -119,6 +119,26 @@ void skp_emit_verify_unsupported(const char *reason)
     emit("verify", &f);
 }
 
+void skp_emit_verify(bool ok, uint64_t checked, char *const *differences, size_t n, const char *reason)
+{
+    skj_buf f = {0};
+    field(&f, "ok");
+    skj_boolean(&f, ok);
+    field(&f, "checked");
+    skj_u64(&f, checked);
+    field(&f, "differences");
+    skj_rawz(&f, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            skj_rawz(&f, ",");
+        skj_stringz(&f, differences[i]);
+    }
+    skj_rawz(&f, "]");
+    field(&f, "reason");
+    skj_stringz(&f, reason);
+    emit("verify", &f);
+}
+
 void skp_emit_status(const char *state, uint64_t seq, uint64_t journal, const char *stats_json)
 {
     skj_buf f = {0};

@@ -21,6 +21,8 @@ void skp_emit_resyncing(const char *mode);
 void skp_emit_in_sync(const char *mode, double seconds, int64_t bytes);
 void skp_emit_failed(const char *reason);
 void skp_emit_verify_unsupported(const char *reason);
+/* channel.VerifyResult: ok, checked, differences (n strings), reason. */
+void skp_emit_verify(bool ok, uint64_t checked, char *const *differences, size_t n, const char *reason);
 /* status: `stats_json` is the flattened counters without braces ("\"a\":1,\"b\":2"), or "". */
 void skp_emit_status(const char *state, uint64_t seq, uint64_t journal, const char *stats_json);
 

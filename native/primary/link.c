@@ -173,7 +173,7 @@ static void journal_the_rest(struct skp_link *l)
     while (l->pending) {
         struct pending *p = l->pending;
         l->pending = p->next;
-        skp_mark m = {SKP_M_REPLACED, 0, p->path, p->len, 0, 0};
+        skp_mark m = {SKP_M_REPLACED, p->dir, p->path, p->len, 0, 0};
         skp_journal_mark(&l->journal, &m, t);
         free(p);
     }
@@ -233,6 +233,17 @@ static uint64_t control_locked(struct skp_link *l, uint8_t type, uint16_t flags,
         memcpy(it->payload, payload, len);
     enqueue(l, it);
     return ticket;
+}
+
+uint64_t skp_queue_control_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags,
+                                  const uint8_t *payload, size_t len)
+{
+    if (l->lost || !l->in_session)
+        return 0;
+    uint64_t t = control_locked(l, type, flags, payload, len);
+    if (t && l->tail && l->tail->ticket == t)
+        l->tail->dir = dir;
+    return t;
 }
 
 /* ------------------------------------------------------------------ the FUSE side */
@@ -325,6 +336,7 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
                         break;
                     }
                     p->len = mk[i].path_len;
+                    p->dir = mk[i].dir;
                     memcpy(p->path, mk[i].path, p->len);
                     p->path[p->len] = '\0';
                     p->next = l->pending;
@@ -553,7 +565,7 @@ static int handshake(struct skp_link *l, uint64_t first_wire, sk_hello_peer *pee
     hc.module = c->module;
     hc.node = c->node;
     hc.peer = c->peer;
-    hc.dirs = 1;
+    hc.dirs = (uint32_t)(c->ndirs > 0 ? c->ndirs : 1);
     hc.epoch = c->epoch;
     hc.first_seq = first_wire;
     hc.async_none = c->async_none;
@@ -735,7 +747,7 @@ static void *receiver_main(void *arg)
 
 /* A resynchronisation frame (under mu; the caller decides when: with the front paused, for
  * what must be read and queued at one point of the order). Its ticket, 0 if the session is lost. */
-uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
+uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
                                size_t data_len)
 {
     if (l->lost || !l->in_session)
@@ -754,7 +766,7 @@ uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags,
     it->ticket = ticket;
     it->type = type;
     it->flags = flags;
-    it->dir = 0;
+    it->dir = dir;
     it->len = len;
     if (len)
         memcpy(it->payload, payload, len);

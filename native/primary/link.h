@@ -18,6 +18,9 @@
 #include "pwire.h"
 
 #define SKP_KEY_MAX 128
+#define SKP_MAX_DIRS 64
+
+struct sks_excl;
 
 typedef struct skp_link_config {
     char module[256], node[256], peer[256], epoch[256];
@@ -29,7 +32,10 @@ typedef struct skp_link_config {
     double sendtimeout;      /* seconds without an acknowledgement before the link is lost */
     double connect_interval; /* between connection attempts */
     uint64_t window_bytes, window_ops;
-    int dir_fd;              /* the replicated directory, opened before the mount (borrowed) */
+    int ndirs;               /* replicated directories: frames carry their index */
+    int dir_fds[SKP_MAX_DIRS]; /* each opened before anything was mounted over it (borrowed) */
+    const struct sks_excl *excl; /* ndirs <notreplicated> matchers (borrowed), or NULL */
+    const char *dir_paths[SKP_MAX_DIRS]; /* their paths, for verify's report (borrowed) */
     int64_t generation;      /* the replica generation sent at the end of a resync */
     /* Stop and resume every change of the front (its ordering lock, exclusive): the link reads
      * the directory and starts the stream at one point of the order. May be NULL (tests). */
@@ -54,6 +60,10 @@ void skp_link_fence(struct skp_link *l);
 void skp_link_lose(struct skp_link *l, const char *reason);
 void skp_link_set_generation(struct skp_link *l, int64_t generation);
 void skp_link_emit_status(struct skp_link *l);
+/* safekitd's `verify` (primary.py's Replicator.verify): in sync only, each directory's manifest
+ * with block checksums taken here in the step that queues the MANIFEST_REQ, compared with the
+ * secondary's answer; emits the `verify` event. Blocks the caller until the answer (resync.c). */
+void skp_link_verify(struct skp_link *l);
 /* safekitd's `fullsync`: the session ends and the next one copies everything. */
 void skp_link_fullsync(struct skp_link *l);
 

@@ -38,6 +38,7 @@ struct pmark {
 /* A path to send whole again at the end of a resynchronisation (renamed into place meanwhile). */
 struct pending {
     struct pending *next;
+    uint32_t dir;
     size_t len;
     char path[];
 };
@@ -109,9 +110,13 @@ struct skp_link {
 
 /* link.c, under mu */
 void skp_lose_locked(struct skp_link *l, const char *reason);
-uint64_t skp_queue_sync_locked(struct skp_link *l, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
+uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
                                size_t data_len);
 void skp_free_chunks(struct skp_link *l);
+/* A control frame (PING, MANIFEST_REQ, ...) of directory `dir` in the current session, whatever
+ * its state. Its ticket, 0 if the session is lost. */
+uint64_t skp_queue_control_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags,
+                                  const uint8_t *payload, size_t len);
 
 /* resync.c: a session's resynchronisation (the thread started once the stream began). */
 void *skp_resync_main(void *arg);

@@ -1,12 +1,14 @@
 /* safekit-rfs-primary: the primary's replication process on the native data path (issue 15):
- * the FUSE front (native/front) over the replicated directory with the network sink (link.c),
+ * the FUSE front (native/front) over the replicated directories with the network sink (link.c),
  * speaking safekitd's control channel on stdin/stdout.
  *
  *   safekit-rfs-primary [--mountpoint=DIR] [--threads=N] SPEC.json
  *
- * SPEC.json is safekit.rfs.spec.RfsSpec as JSON (the file the Python primary takes). The one
- * replicated directory is served at DIR (default: <state_dir>/mnt); the binds over the
- * directory are not made here yet (see README.md).
+ * SPEC.json is safekit.rfs.spec.RfsSpec as JSON (the file the Python primary takes). The Python
+ * primary's layout (primary.py's PrimaryProcess): one FUSE mount at <state_dir>/mnt whose root
+ * holds 0, 1, ... (each the root of dirs[i], opened before anything is mounted), and mnt/i bound
+ * read-write over dirs[i], where the application works. --mountpoint=DIR (tests, benchmarks):
+ * one replicated directory served at DIR, no binds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +32,10 @@
 #include "events.h"
 #include "json.h"
 #include "link.h"
+#include "excl.h"
+#include "pmounts.h"
 #include "netsink.h"
+#include <sys/mount.h>
 
 #define STOP_FLUSH_TIMEOUT 2.0
 
@@ -40,8 +45,20 @@ static struct {
     struct sk_front front;
     pthread_t main_thread;
     double sendtimeout;
-    atomic_bool exiting, loop_done, abandoned;
+    atomic_bool exiting, loop_done, abandoned, failed;
+    sks_spec *spec;
+    struct sks_excl *excl; /* one per directory */
+    const char *mountpoint;
+    bool layout;      /* <state_dir>/mnt with the binds (not --mountpoint) */
+    int nbound;       /* binds made over the directories */
+    sigset_t stops;
 } g;
+
+static bool excluded(void *arg, uint32_t dir, const char *path)
+{
+    (void)arg;
+    return skp_excl_match(g.excl, g.spec->ndirs, dir, path);
+}
 
 static void wake_main(int sig)
 {
@@ -116,7 +133,7 @@ static void *control_main(void *arg)
             else
                 skp_log(SKP_WARNING, "generation command without an integer value ignored");
         } else if (strcmp(name, "verify") == 0) {
-            skp_emit_verify_unsupported("verify is not implemented by the native primary yet");
+            skp_link_verify(g.link);
         } else if (strcmp(name, "fullsync") == 0) {
             skp_link_fullsync(g.link);
         } else {
@@ -133,6 +150,100 @@ static void *control_main(void *arg)
         request_exit(false, true);
     }
     return NULL;
+}
+
+static void *control_main(void *arg);
+
+/* After the FUSE loop runs (a bind looks its source up through this very mount): mnt/i bound
+ * over dirs[i], `mounted`, the link and the control channel (primary.py's _main). */
+static void *start_main(void *arg)
+{
+    (void)arg;
+    const sks_spec *spec = g.spec;
+    for (int i = 0; g.layout && i < spec->ndirs; i++) {
+        char src[PATH_MAX + 32];
+        snprintf(src, sizeof src, "%s/%d", g.mountpoint, i);
+        if (mount(src, spec->dirs[i].path, NULL, MS_BIND, NULL) != 0) {
+            char why[3 * PATH_MAX];
+            snprintf(why, sizeof why, "mount --bind %s %s: %s", src, spec->dirs[i].path, strerror(errno));
+            skp_log(SKP_ERROR, "replication (primary) failed: %s", why);
+            skp_emit_failed(why);
+            atomic_store(&g.failed, true);
+            request_exit(false, false);
+            return NULL;
+        }
+        g.nbound = i + 1;
+    }
+    const char *dirs[SKS_MAX_DIRS];
+    for (int i = 0; i < spec->ndirs; i++)
+        dirs[i] = spec->dirs[i].path;
+    skp_emit_mounted(dirs, spec->ndirs);
+    skp_emit_degraded("starting: the secondary's copy is not known to follow this one yet");
+    skp_log(SKP_INFO, "replicated directories served: %s%s", spec->dirs[0].path, spec->ndirs > 1 ? ", ..." : "");
+    if (atomic_load(&g.exiting))
+        return NULL; /* a signal came first: the process is stopping */
+    if (skp_link_start(g.link) != 0)
+        skp_log(SKP_ERROR, "cannot start the replication thread: the secondary is not followed");
+    control_main(NULL);
+    return NULL;
+}
+
+/* What a dead replication process left (its dead FUSE mount, its binds; the read-only binds
+ * recorded in secondary.json when this node was secondary) is detached without looking through
+ * it; then the directories are opened (primary.py's prepare). false with why set. */
+static bool prepare(const sks_spec *spec, int *dir_fds, char *why, size_t cap)
+{
+    if (g.layout && skp_detach_ours(g.mountpoint, NULL, 0, why, cap) < 0)
+        return false;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/secondary.json", spec->state_dir);
+    static skp_mount_key recorded[64];
+    int nrec = 0;
+    FILE *f = fopen(path, "re");
+    if (f) {
+        static char text[256 << 10];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        nrec = skp_recorded_mounts(text, recorded, 64);
+    }
+    for (int i = 0; i < spec->ndirs; i++) {
+        if (g.layout && skp_detach_ours(spec->dirs[i].path, recorded, nrec, why, cap) < 0)
+            return false;
+        /* os.makedirs(path, 0o755, exist_ok=True) */
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s", spec->dirs[i].path);
+        for (char *c = p + 1; *c; c++) {
+            if (*c == '/') {
+                *c = '\0';
+                mkdir(p, 0755);
+                *c = '/';
+            }
+        }
+        mkdir(p, 0755);
+        dir_fds[i] = open(spec->dirs[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fds[i] < 0) {
+            snprintf(why, cap, "%s: %s", spec->dirs[i].path, strerror(errno));
+            return false;
+        }
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        skp_log(SKP_WARNING, "cannot remove %s: %s", path, strerror(errno));
+    return true;
+}
+
+/* Closes /dev/fuse without unmounting (front/main.c's end_connection): every waiting and later
+ * request fails with ENOTCONN, nothing answers through a dead server any more. */
+static void abort_connection(struct fuse_session *se)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == 0) {
+        close(p[0]);
+        if (dup2(p[1], fuse_session_fd(se)) < 0)
+            skp_log(SKP_ERROR, "dup2: %s", strerror(errno));
+        close(p[1]);
+    }
+    fuse_session_unmount(se); /* the fd polls POLLERR: closed, no unmount */
 }
 
 static void raise_fd_limit(void)
@@ -210,20 +321,29 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    char why[1024];
-    sks_spec spec;
+    char why[PATH_MAX + 256];
+    static sks_spec spec;
     if (!sks_spec_load(argv[optind], &spec, why, sizeof why)) {
         fail_start("%s", why);
         return 1;
     }
+    g.spec = &spec;
     int ret = 1;
-    int dir_fd = -1;
+    int dir_fds[SKS_MAX_DIRS];
+    for (int i = 0; i < SKS_MAX_DIRS; i++)
+        dir_fds[i] = -1;
     struct sk_sink *sink = NULL;
     bool front_up = false;
     static skp_link_config lc;
     static char mnt[PATH_MAX + 8];
-    if (spec.ndirs != 1) {
-        fail_start("the native primary serves one replicated directory, the spec has %d", spec.ndirs);
+    if (spec.ndirs < 1 || spec.ndirs > SKP_MAX_DIRS || (mountpoint && spec.ndirs != 1)) {
+        fail_start("the spec has %d replicated directories (--mountpoint serves exactly one)", spec.ndirs);
+        goto out_spec;
+    }
+    why[0] = '\0';
+    g.excl = skp_excl_new(&spec, why, sizeof why);
+    if (!g.excl) {
+        fail_start("%s", why[0] ? why : "out of memory");
         goto out_spec;
     }
     snprintf(lc.module, sizeof lc.module, "%s", spec.module);
@@ -289,24 +409,30 @@ int main(int argc, char **argv)
         }
     }
     g.sendtimeout = lc.sendtimeout;
+    g.layout = !mountpoint;
     if (!mountpoint) {
         snprintf(mnt, sizeof mnt, "%s/mnt", spec.state_dir);
-        mkdir(spec.state_dir, 0700);
-        mkdir(mnt, 0755);
         mountpoint = mnt;
     }
-    static char canonical[PATH_MAX];
-    if (realpath(mountpoint, canonical))
-        mountpoint = canonical;
+    g.mountpoint = mountpoint;
 
     umask(0); /* the kernel applied the caller's umask to the modes it sends */
     raise_fd_limit();
-    dir_fd = open(spec.dirs[0].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) {
-        fail_start("%s: %s", spec.dirs[0].path, strerror(errno));
+    if (!prepare(&spec, dir_fds, why, sizeof why)) {
+        fail_start("%s", why);
         goto out_spec;
     }
-    lc.dir_fd = dir_fd;
+    if (g.layout)
+        mkdir(mnt, 0755);
+    static char canonical[PATH_MAX];
+    if (realpath(mountpoint, canonical))
+        g.mountpoint = mountpoint = canonical;
+    lc.ndirs = spec.ndirs;
+    for (int i = 0; i < spec.ndirs; i++) {
+        lc.dir_fds[i] = dir_fds[i];
+        lc.dir_paths[i] = spec.dirs[i].path;
+    }
+    lc.excl = g.excl;
     lc.pause = pause_front;
     lc.resume = resume_front;
     lc.hook_arg = &g.front;
@@ -325,26 +451,32 @@ int main(int argc, char **argv)
         fail_start("out of memory");
         goto out_link;
     }
-    int err = sk_front_init(&g.front, spec.dirs[0].path, sink);
+    int err = g.layout ? sk_front_init_multi(&g.front, dir_fds, (unsigned)spec.ndirs, sink)
+                       : sk_front_init(&g.front, spec.dirs[0].path, sink);
     if (err < 0) {
         fail_start("%s: %s", spec.dirs[0].path, strerror(-err));
         goto out_link;
     }
+    g.front.excluded = excluded;
     front_up = true;
 
     /* signals: SIGTERM/INT/HUP to a thread of their own (the stop path), SIGUSR1 wakes the loop */
-    static sigset_t stops;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
-    sigaddset(&stops, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stops, NULL);
+    sigemptyset(&g.stops);
+    sigaddset(&g.stops, SIGTERM);
+    sigaddset(&g.stops, SIGINT);
+    sigaddset(&g.stops, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &g.stops, NULL);
     struct sigaction sa = {.sa_handler = wake_main}; /* no SA_RESTART: sem_wait returns EINTR */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     g.main_thread = pthread_self();
 
-    char *fuse_argv[] = {argv[0], "-o", "default_permissions,allow_other,fsname=safekit-rfs,subtype=safekit", NULL};
+    char opts[SKS_NAME + 128];
+    snprintf(opts, sizeof opts, "default_permissions,allow_other,fsname=safekit-%s,subtype=safekit", spec.module);
+    for (char *o = opts; *o; o++)
+        if (*o == ' ' || *o == '\\')
+            *o = '_';
+    char *fuse_argv[] = {argv[0], "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, fuse_argv);
     g.se = fuse_session_new(&args, &sk_front_ops, sizeof(sk_front_ops), &g.front);
     if (!g.se) {
@@ -355,18 +487,13 @@ int main(int argc, char **argv)
         fail_start("cannot mount %s", mountpoint);
         goto out_session;
     }
-    const char *dirs[1] = {spec.dirs[0].path};
-    skp_emit_mounted(dirs, 1);
-    skp_emit_degraded("starting: the secondary's copy is not known to follow this one yet");
-    skp_log(SKP_INFO, "replicated directory served: %s at %s", spec.dirs[0].path, mountpoint);
 
-    pthread_t sig_thread, ctl_thread;
-    if (pthread_create(&sig_thread, NULL, signal_main, &stops) == 0)
+    pthread_t sig_thread, start_thread;
+    if (pthread_create(&sig_thread, NULL, signal_main, &g.stops) == 0)
         pthread_detach(sig_thread);
-    if (pthread_create(&ctl_thread, NULL, control_main, NULL) == 0)
-        pthread_detach(ctl_thread);
-    if (skp_link_start(g.link) != 0)
-        skp_log(SKP_ERROR, "cannot start the replication thread: the secondary is not followed");
+    /* the binds, `mounted`, the link and the control channel: once the loop serves */
+    if (pthread_create(&start_thread, NULL, start_main, NULL) == 0)
+        pthread_detach(start_thread);
 
     struct fuse_loop_config *config = fuse_loop_cfg_create();
     if (config) {
@@ -375,15 +502,31 @@ int main(int argc, char **argv)
         ret = fuse_session_loop_mt(g.se, config) == 0 ? 0 : 1;
         fuse_loop_cfg_destroy(config);
     }
+    atomic_store(&g.loop_done, true);
+    if (atomic_load(&g.failed))
+        ret = 1;
+    /* Nothing answers FUSE requests any more: a stat of a replicated directory (its bind is this
+     * very mount) would wait forever. The connection is aborted first (every waiting and later
+     * request fails with ENOTCONN), then the binds and the mount are detached by name. */
+    abort_connection(g.se);
     /* unmounted by someone else, or stop/signal: the link ends (no new fsync can come) */
     skp_link_stop(g.link, g.sendtimeout < STOP_FLUSH_TIMEOUT ? g.sendtimeout : STOP_FLUSH_TIMEOUT);
     /* everything the secondary may miss is in the journal now (the link stopped): a clean stop */
     int jrc = skp_link_save_journal(g.link, journal_path, true);
     if (jrc != 0)
         skp_log(SKP_ERROR, "cannot save %s: %s (the next resync compares checksums)", journal_path, strerror(-jrc));
-    atomic_store(&g.loop_done, true);
-    if (!atomic_load(&g.abandoned))
-        fuse_session_unmount(g.se);
+    if (atomic_load(&g.abandoned)) {
+        /* safekitd died: the application it started may still run. The dead mounts stay over the
+         * directories (ENOTCONN), so nothing is written there unreplicated; the restarted
+         * safekitd stops the application, then removes them. */
+    } else {
+        for (int i = 0; g.layout && i < spec.ndirs; i++) {
+            if (skp_detach_ours(spec.dirs[i].path, NULL, 0, why, sizeof why) < 0)
+                skp_log(SKP_ERROR, "%s: could not detach the replication mount: %s", spec.dirs[i].path, why);
+        }
+        if (skp_detach_ours(mountpoint, NULL, 0, why, sizeof why) < 0)
+            skp_log(SKP_ERROR, "%s: could not detach the FUSE mount: %s", mountpoint, why);
+    }
 out_session:
     fuse_session_destroy(g.se);
 out_args:
@@ -393,9 +536,11 @@ out_link:
         sk_front_destroy(&g.front);
     sk_sink_close(sink);
     skp_link_free(g.link);
-    if (dir_fd >= 0)
-        close(dir_fd);
 out_spec:
+    for (int i = 0; i < SKS_MAX_DIRS; i++)
+        if (dir_fds[i] >= 0)
+            close(dir_fds[i]);
+    skp_excl_free(g.excl, spec.ndirs);
     sks_spec_free(&spec);
     return ret;
 }

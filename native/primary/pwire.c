@@ -70,7 +70,7 @@ uint16_t skp_op_frame_flags(const skp_op *op)
 
 int skp_op_size(const skp_op *in, size_t *len, sk_err *err)
 {
-    if (!sk_op_type(in->type) || in->type == SK_T_REMOVE_TREE || in->type == SK_T_CLEAR_XATTRS)
+    if (!sk_op_type(in->type) || in->type == SK_T_CLEAR_XATTRS)
         return sk_fail(err, SK_ETYPE, "operation kind %u is not one the front sends", in->type);
     sk_op op;
     to_common(in, &op);

@@ -59,7 +59,9 @@ struct linked {
 typedef struct rs {
     struct skp_link *l;
     struct linked *linked[LINKED_BUCKETS];
-    int dir_fd;
+    uint32_t dir;               /* the replicated directory being brought in line */
+    int dir_fd;                 /* its fd (opened before the mount) */
+    const sks_excl *excl;       /* its <notreplicated>, or NULL */
     uint8_t *buf;   /* one payload */
     uint8_t *zone;  /* one zone read */
     char *names;    /* xattr names */
@@ -118,7 +120,7 @@ static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t
 {
     struct skp_link *l = r->l;
     pthread_mutex_lock(&l->mu);
-    uint64_t t = skp_queue_sync_locked(l, type, flags, p, len, data_len);
+    uint64_t t = skp_queue_sync_locked(l, r->dir, type, flags, p, len, data_len);
     double m = mono();
     if (t && m - r->last_progress >= PROGRESS_EVERY) {
         r->last_progress = m;
@@ -126,7 +128,7 @@ static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t
         uint8_t pb[64];
         size_t plen;
         if (sk_progress_encode(&pr, pb, sizeof pb, &plen, NULL) == SK_OK)
-            skp_queue_sync_locked(l, SK_T_PROGRESS, 0, pb, plen, 0);
+            skp_queue_sync_locked(l, r->dir, SK_T_PROGRESS, 0, pb, plen, 0);
     }
     pthread_mutex_unlock(&l->mu);
     return t ? 0 : -1;
@@ -390,7 +392,7 @@ static int request_manifest(rs *r, uint8_t sums, char **paths, uint32_t count, r
     pthread_mutex_lock(&l->mu);
     skp_free_chunks(l);
     l->manifest_done = false;
-    uint64_t t = skp_queue_sync_locked(l, SK_T_MANIFEST_REQ, 0, payload, len, 0);
+    uint64_t t = skp_queue_sync_locked(l, r->dir, SK_T_MANIFEST_REQ, 0, payload, len, 0);
     while (t && !l->lost && !l->manifest_done)
         pthread_cond_wait(&l->cv_state, &l->mu);
     bool ok = t && !l->lost;
@@ -445,7 +447,10 @@ static int walk_local(rs *r, const char *path, rs_man *m)
         sk_manifest_req_decode(req_payload, len, &req, NULL) == SK_OK) {
         collect c = {m};
         uint64_t entries;
-        rc = sks_manifest(fd, false, NULL, &req, 0, collect_chunk, &c, &entries) == 0 && man_index(m, false) == 0
+        /* the exclusions name paths from the directory's root: a subtree's walk is filtered by
+         * its caller */
+        rc = sks_manifest(fd, false, path[0] ? NULL : r->excl, &req, 0, collect_chunk, &c, &entries) == 0 &&
+                     man_index(m, false) == 0
                  ? 0
                  : -1;
     }
@@ -725,7 +730,8 @@ static int send_tree(rs *r, const char *path)
     char *child = malloc(PATH_CAP);
     for (size_t i = 0; rc == 0 && child && i < local.n; i++) {
         join(child, path, &local.e[i].path);
-        rc = sync_entry(r, child, NULL, -1, true, false);
+        if (!sks_excluded(r->excl, child))
+            rc = sync_entry(r, child, NULL, -1, true, false);
     }
     free(child);
     man_free(&local);
@@ -788,7 +794,7 @@ static int sync_journal(rs *r)
 {
     size_t n;
     pthread_mutex_lock(&r->l->mu);
-    const skp_jentry **plan = skp_journal_plan(&r->l->j0, 0, &n);
+    const skp_jentry **plan = skp_journal_plan(&r->l->j0, r->dir, &n);
     pthread_mutex_unlock(&r->l->mu);
     if (n == SIZE_MAX)
         return -1;
@@ -796,6 +802,10 @@ static int sync_journal(rs *r)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const skp_jentry *e = plan[i];
+        if (sks_excluded(r->excl, e->path)) {
+            progress(r, i + 1, 0); /* not replicated (a journal of another configuration) */
+            continue;
+        }
         if (e->whole) {
             if (e->path[0]) {
                 pause_front(r);
@@ -934,6 +944,16 @@ static int sync_compare(rs *r, bool full)
 
 /* The paths renamed into place during the pass, sent again; then SYNC_END, queued in the same
  * pause that found nothing left to send. Its ticket, or 0 (lost). */
+static void use_dir(rs *r, uint32_t dir)
+{
+    const skp_link_config *c = &r->l->cfg;
+    if ((int)dir >= c->ndirs)
+        dir = 0;
+    r->dir = dir;
+    r->dir_fd = c->dir_fds[dir];
+    r->excl = c->excl ? &c->excl[dir] : NULL;
+}
+
 static uint64_t finish(rs *r)
 {
     struct skp_link *l = r->l;
@@ -950,7 +970,7 @@ static uint64_t finish(rs *r)
             uint8_t buf[32];
             size_t len;
             skp_sync_end((uint64_t)l->generation, buf, sizeof buf, &len);
-            t = skp_queue_sync_locked(l, SK_T_SYNC_END, SK_F_ACK, buf, len, 0);
+            t = skp_queue_sync_locked(l, 0, SK_T_SYNC_END, SK_F_ACK, buf, len, 0);
             l->sync_end_ticket = t;
             if (t) /* in sync from here on: a later fsync waits for the secondary (window.h) */
                 skp_sync_end_queued(&l->w);
@@ -962,7 +982,8 @@ static uint64_t finish(rs *r)
             free(p);
             return lost ? 0 : t;
         }
-        int rc = send_tree(r, p->path);
+        use_dir(r, p->dir);
+        int rc = p->dir < (uint32_t)l->cfg.ndirs && !sks_excluded(r->excl, p->path) ? send_tree(r, p->path) : 0;
         free(p);
         if (rc != 0)
             return 0;
@@ -975,7 +996,7 @@ void *skp_resync_main(void *arg)
     rs r;
     memset(&r, 0, sizeof r);
     r.l = l;
-    r.dir_fd = l->cfg.dir_fd;
+    use_dir(&r, 0);
     r.buf = malloc(BUF_CAP);
     r.zone = malloc(ZONE);
     r.names = malloc(SK_XATTR_VALUE_MAX);
@@ -985,7 +1006,11 @@ void *skp_resync_main(void *arg)
     uint64_t end = 0;
     if (r.buf && r.zone && r.names && r.value) {
         int mode = l->mode;
-        rc = mode == SKP_MODE_JOURNAL ? sync_journal(&r) : sync_compare(&r, mode == SKP_MODE_FULL);
+        rc = 0;
+        for (int d = 0; rc == 0 && d < (l->cfg.ndirs > 0 ? l->cfg.ndirs : 1); d++) {
+            use_dir(&r, (uint32_t)d);
+            rc = mode == SKP_MODE_JOURNAL ? sync_journal(&r) : sync_compare(&r, mode == SKP_MODE_FULL);
+        }
         if (rc == 0)
             end = finish(&r);
     }
@@ -1021,4 +1046,195 @@ void *skp_resync_main(void *arg)
         skp_emit_in_sync(mode, secs, (int64_t)bytes);
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------------ verify */
+
+#define VERIFY_MAX_DIFFERENCES 1000
+
+typedef struct vpath {
+    const uint8_t *p;
+    size_t len;
+    long li, ri;
+} vpath;
+
+static int cmp_bytes(const void *pa, const void *pb)
+{
+    const vpath *a = pa, *b = pb;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->p, b->p, n);
+    if (c)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* Same block checksums, in the same number (a file's sums may span entries). */
+static bool sums_equal(const rs_man *a, long ia, const rs_man *b, long ib)
+{
+    for (uint64_t k = 0;; k++) {
+        const uint8_t *x = man_sum(a, ia, k), *y = man_sum(b, ib, k);
+        if (!x || !y)
+            return !x && !y;
+        if (memcmp(x, y, SK_SUM_SIZE) != 0)
+            return false;
+    }
+}
+
+/* primary.py's _differs: "" when the same. */
+static void differs(const sk_entry *a, const rs_man *am, long ia, const sk_entry *b, const rs_man *bm, long ib,
+                    char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (a->kind != b->kind)
+        snprintf(out, cap, "type %c here, %c there", a->kind, b->kind);
+    else if (a->kind == 'f' && a->size != b->size)
+        snprintf(out, cap, "size %llu here, %llu there", (unsigned long long)a->size, (unsigned long long)b->size);
+    else if (a->kind == 'f' && !sums_equal(am, ia, bm, ib))
+        snprintf(out, cap, "content differs");
+    else if (a->kind == 'l' && (a->target.len != b->target.len || memcmp(a->target.ptr, b->target.ptr, a->target.len) != 0))
+        snprintf(out, cap, "symlink target differs");
+    else if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid)
+        snprintf(out, cap, "mode/owner 0o%o %u:%u here, 0o%o %u:%u there", a->mode, a->uid, a->gid, b->mode, b->uid,
+                 b->gid);
+    else if (a->kind == 'f' && a->mtime_ns != b->mtime_ns)
+        snprintf(out, cap, "modification time differs");
+}
+
+typedef struct vresult {
+    uint64_t checked;
+    char *diff[VERIFY_MAX_DIFFERENCES];
+    size_t ndiff;
+} vresult;
+
+static void add_difference(vresult *v, const char *dir, const vpath *p, const char *what)
+{
+    if (v->ndiff >= VERIFY_MAX_DIFFERENCES)
+        return;
+    size_t cap = strlen(dir) + p->len + strlen(what) + 64;
+    char *s = malloc(cap);
+    if (!s)
+        return;
+    if (p->ri < 0)
+        snprintf(s, cap, "missing on the secondary: %s/%.*s", dir, (int)p->len, (const char *)p->p);
+    else if (p->li < 0)
+        snprintf(s, cap, "only on the secondary: %s/%.*s", dir, (int)p->len, (const char *)p->p);
+    else
+        snprintf(s, cap, "%s/%.*s: %s", dir, (int)p->len, (const char *)p->p, what);
+    v->diff[v->ndiff++] = s;
+}
+
+/* Both manifests of one directory compared (sorted by path bytes, as Python sorts). 0 or -1. */
+static int compare_dir(const char *dir, const rs_man *local, const rs_man *remote, vresult *v)
+{
+    vpath *all = malloc((local->n + remote->n + 1) * sizeof *all);
+    if (!all)
+        return -1;
+    size_t n = 0;
+    const rs_man *mans[2] = {local, remote};
+    for (int side = 0; side < 2; side++) {
+        const rs_man *m = mans[side];
+        for (size_t i = 0; i < m->n; i++) {
+            const sk_entry *e = &m->e[i];
+            if (e->path.len == 0)
+                continue; /* the directory itself: Python's walk leaves it out */
+            if (i && e->path.len == m->e[i - 1].path.len && memcmp(e->path.ptr, m->e[i - 1].path.ptr, e->path.len) == 0)
+                continue; /* the same file's further checksums */
+            if (side == 1 && man_find(local, (const char *)e->path.ptr, e->path.len) >= 0)
+                continue; /* on both sides: once */
+            vpath *p = &all[n++];
+            p->p = e->path.ptr;
+            p->len = e->path.len;
+            p->li = side == 0 ? (long)i : -1;
+            p->ri = man_find(remote, (const char *)e->path.ptr, e->path.len);
+        }
+    }
+    if (n)
+        qsort(all, n, sizeof *all, cmp_bytes);
+    char what[256];
+    for (size_t i = 0; i < n; i++) {
+        vpath *p = &all[i];
+        v->checked++;
+        if (p->li < 0 || p->ri < 0) {
+            add_difference(v, dir, p, "");
+            continue;
+        }
+        differs(&local->e[p->li], local, p->li, &remote->e[p->ri], remote, p->ri, what, sizeof what);
+        if (what[0])
+            add_difference(v, dir, p, what);
+    }
+    free(all);
+    return 0;
+}
+
+void skp_link_verify(struct skp_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool in_sync = l->in_session && !l->lost && l->w.state == SKP_IN_SYNC;
+    char reason[128];
+    snprintf(reason, sizeof reason, "the secondary is not in sync (link %s)", skp_state_name(l->w.state));
+    pthread_mutex_unlock(&l->mu);
+    if (!in_sync) {
+        skp_emit_verify(false, 0, NULL, 0, reason);
+        return;
+    }
+    static vresult v;
+    memset(&v, 0, sizeof v);
+    rs r;
+    memset(&r, 0, sizeof r);
+    r.l = l;
+    const char *failure = NULL;
+    for (int d = 0; !failure && d < (l->cfg.ndirs > 0 ? l->cfg.ndirs : 1); d++) {
+        use_dir(&r, (uint32_t)d);
+        rs_man local, remote;
+        memset(&local, 0, sizeof local);
+        memset(&remote, 0, sizeof remote);
+        uint8_t req_payload[16];
+        size_t len;
+        sk_manifest_req req;
+        if (sk_manifest_req_encode(SK_SUMS_ALL, NULL, 0, req_payload, sizeof req_payload, &len, NULL) != SK_OK ||
+            sk_manifest_req_decode(req_payload, len, &req, NULL) != SK_OK) {
+            failure = "cannot encode the manifest request";
+            break;
+        }
+        /* Our manifest is taken in this very step: the secondary's answers the request queued in
+         * the same step, so both describe the same point of the operation order. */
+        pause_front(&r);
+        int fd = dup(r.dir_fd);
+        collect c = {&local};
+        uint64_t entries;
+        int mrc = fd >= 0 ? sks_manifest(fd, false, r.excl, &req, 0, collect_chunk, &c, &entries) : -errno;
+        if (fd >= 0)
+            close(fd);
+        pthread_mutex_lock(&l->mu);
+        skp_free_chunks(l);
+        l->manifest_done = false;
+        uint64_t t = mrc == 0 ? skp_queue_control_locked(l, r.dir, SK_T_MANIFEST_REQ, 0, req_payload, len) : 0;
+        pthread_mutex_unlock(&l->mu);
+        resume_front(&r);
+        if (mrc != 0) {
+            failure = "cannot read this node's directory";
+        } else {
+            pthread_mutex_lock(&l->mu);
+            while (t && !l->lost && !l->manifest_done)
+                pthread_cond_wait(&l->cv_state, &l->mu);
+            if (t && !l->lost) {
+                remote.chunks = l->mchunks;
+                l->mchunks = l->mchunks_tail = NULL;
+            } else {
+                failure = "the secondary was lost during the comparison";
+            }
+            pthread_mutex_unlock(&l->mu);
+        }
+        if (!failure && (man_index(&local, true) != 0 || man_index(&remote, true) != 0 ||
+                         compare_dir(l->cfg.dir_paths[d], &local, &remote, &v) != 0))
+            failure = "out of memory";
+        man_free(&local);
+        man_free(&remote);
+    }
+    if (failure)
+        skp_emit_verify(false, v.checked, v.diff, v.ndiff, failure);
+    else
+        skp_emit_verify(v.ndiff == 0, v.checked, v.diff, v.ndiff, "");
+    for (size_t i = 0; i < v.ndiff; i++)
+        free(v.diff[i]);
 }

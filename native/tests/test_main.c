@@ -54,6 +54,7 @@ int main(int argc, char **argv)
         {"secondary", sk_tests_secondary},
         {"window", sk_tests_window},
         {"journal", sk_tests_journal},
+        {"pmounts", sk_tests_pmounts},
     };
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

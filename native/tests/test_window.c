@@ -1,6 +1,7 @@
 /* The primary's window (native/primary/window.c) and payload mapping (pwire.c): pure decisions. */
 #include <errno.h>
 
+#include "journal.h"
 #include "pwire.h"
 #include "sk_ops.h"
 #include "sk_test.h"
@@ -215,8 +216,16 @@ static void test_ops_map_to_v2_payloads(void)
     CHECK(out.mask == 16 && out.mtime_ns == 42 && out.mode == 0 && out.atime_ns == 0); /* unmasked: 0 */
     skp_op bad = {.type = 19, .path = "../x", .path_len = 4};
     CHECK(skp_op_size(&bad, &size, &e) == SK_EPATH);
+    /* REMOVE_TREE is the front's too (a rename into the replicated paths, before the object) */
     skp_op rt = {.type = 31, .path = "x", .path_len = 1};
-    CHECK(skp_op_size(&rt, &size, &e) == SK_ETYPE); /* resync frames are not the front's */
+    CHECK_OK(skp_op_size(&rt, &size, &e), &e);
+    CHECK_OK(skp_op_encode(&rt, buf, sizeof buf, &len, &e), &e);
+    CHECK_OK(sk_op_decode(SK_T_REMOVE_TREE, 0, buf, len, &out, &e), &e);
+    CHECK(out.path.len == 1 && out.path.ptr[0] == 'x');
+    skp_op cx = {.type = 35, .path = "x", .path_len = 1};
+    CHECK(skp_op_size(&cx, &size, &e) == SK_ETYPE); /* CLEAR_XATTRS: the resynchronisation's */
+    skp_mark mk[2];
+    CHECK(skp_marks_of(&rt, mk) == 1 && mk[0].kind == SKP_M_REMOVED);
 }
 
 static void test_answers_decoded(void)

@@ -793,3 +793,67 @@ def test_concurrent_changes_are_recorded_in_a_consistent_order(work: tuple[Front
     assert len(renames) > 10 and len(held_writes) == 900
     # the writes through the held files followed their directory's renames
     assert {op.path.split("/")[1] for op in held_writes} == {"shared", "shared-moved"}
+
+
+# --------------------------------------------------------------------------- several directories
+
+
+def test_several_directories_and_exclusions(program: Path) -> None:
+    """The native primary's layout: the root holds 0, 1 (read-only there), each operation carries
+    its directory's index; excluded paths are applied but not handed over, and a rename across the
+    exclusion boundary hands over REMOVE_TREE and then the whole object (fusefs.py's rules)."""
+    second = Path(tempfile.mkdtemp(prefix="skfront-also-", dir="/tmp"))
+    try:
+        with mounted(program, f"--also={second}", "--exclude=0:tmp", "--exclude=1:cache") as front:
+            m = front.mnt
+            assert sorted(os.listdir(m)) == ["0", "1"]
+            assert stat.S_IMODE(os.stat(m).st_mode) == 0o755
+            for make in (lambda: (m / "x").write_bytes(b""), (m / "d").mkdir):
+                with pytest.raises(PermissionError):
+                    make()
+            with pytest.raises(PermissionError):
+                os.rename(m / "0", m / "zero")
+            (m / "0" / "a").write_bytes(b"zero")
+            (m / "1" / "b").write_bytes(b"one")
+            assert (front.backing / "a").read_bytes() == b"zero" and (second / "b").read_bytes() == b"one"
+            with pytest.raises(OSError) as exc:
+                os.rename(m / "0" / "a", m / "1" / "a")
+            assert exc.value.errno == errno.EXDEV
+            with pytest.raises(OSError) as exc:
+                os.link(m / "0" / "a", m / "1" / "a")
+            assert exc.value.errno == errno.EXDEV
+            # excluded: applied, not handed over
+            (m / "0" / "tmp" / "t" / "sub").mkdir(parents=True)
+            data = os.urandom(1500000)
+            (m / "0" / "tmp" / "t" / "sub" / "f").write_bytes(data)
+            os.setxattr(m / "0" / "tmp" / "t" / "sub" / "f", "user.k", b"v")
+            os.symlink("sub/f", m / "0" / "tmp" / "t" / "ln")
+            (m / "1" / "cache").write_bytes(b"excluded in 1")
+            (m / "1" / "tmp").write_bytes(b"replicated in 1")
+            time.sleep(0.3)  # the times at close
+            creates = [op for op in front.ops() if op.kind == "CREATE"]
+            assert [(op.path, op.args.get("dir", "0")) for op in creates] == [
+                ("a", "0"),
+                ("b", "1"),
+                ("tmp", "1"),
+            ]
+            assert not [op for op in front.ops() if op.path.startswith("tmp/") or op.path == "cache"]
+            n = len(front.ops())
+            os.rename(m / "0" / "tmp" / "t", m / "0" / "t")  # into the replicated paths
+            got = front.ops()[n:]
+            kinds = [(op.kind, op.path) for op in got]
+            assert kinds[0] == ("REMOVE_TREE", "t") and kinds[1] == ("MKDIR", "t")
+            assert ("CREATE", "t/sub/f") in kinds and ("SYMLINK", "t/ln") in kinds
+            writes = [op for op in got if op.kind == "WRITE"]
+            assert sum(int(op.args["len"]) for op in writes) == len(data)
+            assert ("SETXATTR", "t/sub/f") in kinds
+            assert kinds[-1] == ("SETATTR", "t")  # a directory's attributes after its entries
+            assert all("dir" not in op.args for op in got)
+            n = len(front.ops())
+            os.rename(m / "0" / "t", m / "0" / "tmp" / "back")  # out of them: removed there
+            assert [(op.kind, op.path) for op in front.ops()[n:]] == [("REMOVE_TREE", "t")]
+            n = len(front.ops())
+            os.rename(m / "1" / "b", m / "1" / "c")
+            assert front.ops()[n:] == [Op("RENAME", "b", "c", args={"flags": "0", "dir": "1"})]
+    finally:
+        shutil.rmtree(second, ignore_errors=True)

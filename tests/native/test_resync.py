@@ -13,9 +13,11 @@ in a process's log fails the test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +32,7 @@ import pytest
 from native_process import EventProcess
 
 from safekit.rfs import channel
+from safekit.rfs.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZE = os.environ.get("SAFEKIT_NATIVE_SANITIZE") == "1"
@@ -522,3 +525,424 @@ def test_no_leak_per_resync(cluster: Cluster) -> None:
         assert rss1 <= rss0 + 3072, (rss0, rss1)
     c.settle()
     assert walk(c.replica) == walk(c.backing)
+
+
+# --------------------------------------------------------------------------- the layout safekitd runs
+# Two replicated directories, the Python primary's layout: one FUSE mount at <state_dir>/mnt holding
+# 0 and 1, each bound over its directory, where the application writes. Directory 0 has exclusions.
+
+EXCLUDED = ["tmp", "var/run"]
+EXCLUDED_RE = ["(.*/)?cache"]
+
+
+def mountinfo() -> list[tuple[str, str]]:
+    """(mount point, fs type) of every mount of this namespace, bottom first."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        point = fields[4].encode().decode("unicode_escape")
+        out.append((point, fields[sep + 1]))
+    return out
+
+
+def stacked(path: Path) -> list[str]:
+    return [fstype for point, fstype in mountinfo() if point == str(path)]
+
+
+def detach_all(path: Path) -> None:
+    for _ in range(16):
+        if not stacked(path):
+            return
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+class Layout(Cluster):
+    """The primary without --mountpoint: dirs d0 (with exclusions) and d1 served through the binds."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.dirs = [root / "d0", root / "d1"]
+        self.replicas = [root / "r0", root / "r1"]
+        for d in self.dirs + self.replicas:
+            d.mkdir()
+        self.mnt = root / "primary-state" / "mnt"
+
+    def spec(self, role: str) -> Path:
+        path = super().spec(role)
+        obj = json.loads(path.read_text())
+        paths = self.dirs if role == "primary" else self.replicas
+        obj["dirs"] = [
+            {"path": str(paths[0]), "notreplicated": EXCLUDED, "notreplicated_regex": EXCLUDED_RE},
+            {"path": str(paths[1]), "notreplicated": [], "notreplicated_regex": []},
+        ]
+        path.write_text(json.dumps(obj))
+        return path
+
+    def start_primary(self) -> Proc:
+        self.runs += 1
+        self.primary = Proc([str(PRIMARY), str(self.spec("primary"))], self.root / f"primary-{self.runs}.log")
+        mounted = self.primary.wait("mounted")
+        assert mounted["dirs"] == [str(d) for d in self.dirs]
+        self.primary.command("degrade_ok")
+        return self.primary
+
+    def settle(self, timeout: float = 60.0) -> None:
+        for d in self.dirs:
+            done = threading.Event()
+
+            def run(d: Path = d, done: threading.Event = done) -> None:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                done.set()
+
+            threading.Thread(target=run, daemon=True).start()
+            assert done.wait(timeout), "fsync held: " + (self.primary.log()[-3000:] if self.primary else "")
+
+    def verify(self) -> dict[str, Any]:
+        assert self.primary is not None
+        n = self.primary.count("verify")
+        self.primary.command("verify")
+        return self.primary.wait("verify", count=n + 1, timeout=60)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for d in [*self.dirs, self.mnt]:
+                detach_all(d)
+
+
+@pytest.fixture
+def layout() -> Iterator[Layout]:
+    root = Path(tempfile.mkdtemp(prefix="sklayout-", dir="/tmp"))
+    c = Layout(root)
+    try:
+        yield c
+    finally:
+        try:
+            c.close()
+        finally:
+            for d in [*c.dirs, c.mnt]:
+                detach_all(d)
+            if not os.environ.get("KEEP"):
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def writable_copy(c: Layout, i: int) -> Path:
+    """The running secondary's copy of directory i, writable: through the directory fd it holds
+    (opened before a read-only bind it may have made over the directory), else the path."""
+    assert c.secondary is not None
+    fds = Path(f"/proc/{c.secondary.proc.pid}/fd")
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(c.replicas[i]):
+                return fd
+    return c.replicas[i]
+
+
+def replicated(tree: dict[str, Any]) -> dict[str, Any]:
+    """The entries of directory 0's walk that are replicated (its exclusions left out)."""
+
+    def excluded(rel: str) -> bool:
+        if any(rel == p or rel.startswith(p + "/") for p in EXCLUDED):
+            return True
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(re.fullmatch(r, p) for r in EXCLUDED_RE for p in prefixes)
+
+    return {k: v for k, v in tree.items() if k == "#links" or not excluded(k)}
+
+
+def both_equal(c: Layout) -> None:
+    assert replicated(walk(c.dirs[0])) == walk(c.replicas[0])
+    assert walk(c.dirs[1]) == walk(c.replicas[1])
+
+
+def test_layout_binds_exclusions_and_renames_across(layout: Layout) -> None:
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    d0, d1 = c.dirs
+    # the application works at the directories themselves: the binds of mnt/0 and mnt/1
+    assert stacked(d0) == ["fuse.safekit"] and stacked(d1) == ["fuse.safekit"]
+    assert sorted(os.listdir(c.mnt)) == ["0", "1"]
+    with pytest.raises(OSError):
+        (c.mnt / "new").write_bytes(b"the root holds the directories only")
+    populate(d0)
+    populate(d1)
+    (d0 / "tmp").mkdir()
+    (d0 / "tmp" / "scratch").write_bytes(b"local only")
+    (d0 / "var" / "run").mkdir(parents=True)
+    (d0 / "var" / "run" / "pid").write_text("42\n")
+    (d0 / "db" / "cache").mkdir()
+    (d0 / "db" / "cache" / "c1").write_bytes(os.urandom(70000))
+    (d0 / "tmp" / "tree" / "sub").mkdir(parents=True)
+    (d0 / "tmp" / "tree" / "sub" / "f").write_bytes(os.urandom(200000))
+    os.setxattr(d0 / "tmp" / "tree" / "sub" / "f", "user.k", b"kept")
+    os.symlink("sub/f", d0 / "tmp" / "tree" / "ln")
+    c.settle()
+    both_equal(c)
+    assert not (c.replicas[0] / "tmp").exists()
+    assert not (c.replicas[0] / "var" / "run").exists() and (c.replicas[0] / "var").is_dir()
+    assert not (c.replicas[0] / "db" / "cache").exists()
+    # renames across the exclusion boundary (fusefs.py's rules)
+    os.rename(d0 / "tmp" / "tree", d0 / "db" / "tree")  # into the replicated paths: sent whole
+    os.rename(d0 / "etc", d0 / "tmp" / "etc")  # out of them: removed there
+    os.rename(d0 / "tmp" / "scratch", d0 / "db" / "scratch")
+    with pytest.raises(OSError) as exc:
+        os.rename(d0 / "db" / "big", d1 / "big")  # two directories: two file systems
+    assert exc.value.errno == 18  # EXDEV
+    (d1 / "after").write_bytes(b"dir 1")
+    c.settle()
+    both_equal(c)
+    moved = Path("db") / "tree" / "sub" / "f"
+    assert (c.replicas[0] / moved).read_bytes() == (d0 / moved).read_bytes()
+    assert os.getxattr(c.replicas[0] / "db" / "tree" / "sub" / "f", "user.k") == b"kept"
+    assert not (c.replicas[0] / "etc").exists()
+    # verify: identical copies, then a difference planted on the secondary's copy
+    result = c.verify()
+    assert result["ok"] is True and result["checked"] > 40 and result["differences"] == [], result
+    (writable_copy(c, 1) / "db" / "base" / "t3").write_bytes(b"planted")
+    (writable_copy(c, 0) / "only-there").write_bytes(b"x")
+    result = c.verify()
+    assert result["ok"] is False, result
+    assert f"{d1}/db/base/t3: size 10000 here, 7 there" in result["differences"], result
+    assert f"only on the secondary: {d0}/only-there" in result["differences"], result
+    for line in c.primary.lines:
+        assert channel.encode_event(channel.decode_event(line)) == line
+    # a clean stop takes the binds and the mount away
+    c.primary.stop()
+    assert c.primary.proc.returncode == 0, c.primary.log()[-3000:]
+    assert stacked(d0) == [] and stacked(d1) == [] and stacked(c.mnt) == []
+
+
+def test_layout_kill_then_restart_cleans_up_and_resyncs_both(layout: Layout) -> None:
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    d0, d1 = c.dirs
+    populate(d0)
+    populate(d1)
+    c.settle()
+    c.stop_secondary()  # away: both directories change meanwhile (journaled)
+    change_while_away(d0, "a")
+    change_while_away(d1, "b")
+    (d0 / "tmp").mkdir(exist_ok=True)
+    (d0 / "tmp" / "while-away").write_bytes(b"local")
+    c.settle()
+    c.start_secondary()
+    assert c.primary.wait("in_sync", count=2, timeout=60)["mode"] == "journal"
+    c.settle()
+    both_equal(c)
+    # kill -9: the dead mounts stay over the directories (ENOTCONN), the restart removes them
+    c.primary.proc.kill()
+    c.primary.proc.wait()
+    assert stacked(d0) == ["fuse.safekit"] and stacked(d1) == ["fuse.safekit"]
+    with pytest.raises(OSError) as exc:
+        os.listdir(d0)
+    assert exc.value.errno == 107  # ENOTCONN
+    change_while_away(writable_copy(c, 1), "stale")  # the secondary's copy drifts: checksum repairs it
+    started = time.monotonic()
+    c.start_primary()
+    assert time.monotonic() - started < 10
+    assert stacked(d0) == ["fuse.safekit"] and stacked(d1) == ["fuse.safekit"]
+    assert stacked(c.mnt) == ["fuse.safekit"]
+    assert c.primary.wait("in_sync", timeout=60)["mode"] == "checksum"
+    (d1 / "after-restart").write_bytes(b"new")
+    c.settle()
+    both_equal(c)
+    assert c.verify()["ok"] is True
+
+
+def test_layout_safekitd_gone_leaves_dead_mounts_then_restart(layout: Layout) -> None:
+    """stdin closed (safekitd died): the connection is aborted but the mounts stay over the
+    directories (ENOTCONN: nothing is written there unreplicated); the next start removes them."""
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    (c.dirs[0] / "kept").write_bytes(b"1")
+    c.settle()
+    assert c.primary.proc.stdin is not None
+    c.primary.proc.stdin.close()
+    assert c.primary.proc.wait(15) == 0
+    assert stacked(c.dirs[0]) == ["fuse.safekit"] and stacked(c.dirs[1]) == ["fuse.safekit"]
+    with pytest.raises(OSError) as exc:
+        (c.dirs[1] / "unreplicated").write_bytes(b"must fail")
+    assert exc.value.errno == 107  # ENOTCONN
+    c.start_primary()
+    # the journal was saved (trusted); the secondary saw the stream end without a BYE
+    assert c.primary.wait("in_sync", timeout=60)["mode"] in ("journal", "checksum")
+    assert stacked(c.dirs[0]) == ["fuse.safekit"] and stacked(c.mnt) == ["fuse.safekit"]
+    assert (c.dirs[0] / "kept").read_bytes() == b"1"
+    both_equal(c)
+
+
+def test_layout_no_leak_per_resync_and_verify(layout: Layout) -> None:
+    """Memory and descriptors stay flat over resynchronisations of both directories, renames into
+    the replicated paths and verify runs."""
+    c = layout
+    c.start_secondary()
+    primary = c.start_primary()
+    primary.wait("in_sync", timeout=30)
+    populate(c.dirs[0])
+    populate(c.dirs[1])
+    pid = primary.proc.pid
+
+    def round_trip(n: int) -> None:
+        c.stop_secondary()
+        for d in c.dirs:
+            with open(d / "db" / "big", "r+b") as f:
+                f.write(os.urandom(100000))
+            (d / f"r{n % 3}").write_bytes(os.urandom(50000))
+        (c.dirs[0] / "tmp").mkdir(exist_ok=True)
+        (c.dirs[0] / "tmp" / f"t{n}").write_bytes(os.urandom(30000))
+        os.replace(c.dirs[0] / "tmp" / f"t{n}", c.dirs[0] / f"moved{n % 3}")
+        syncs = primary.count("in_sync")
+        c.start_secondary()
+        primary.wait("in_sync", count=syncs + 1, timeout=30)
+        c.settle()
+        assert c.verify()["ok"] is True
+
+    def fds() -> list[str]:
+        out = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        return sorted(out)
+
+    for n in range(3):  # every name the rounds use exists (the kernel keeps their nodes)
+        round_trip(n)
+    rss0, fds0 = rss_kib(pid), fds()
+    for n in range(3, 8):
+        round_trip(n)
+    rss1, fds1 = rss_kib(pid), fds()
+    # one socket may be replaced by another (a new session)
+    assert len(fds1) <= len(fds0) + 1, (sorted(set(fds1) - set(fds0)), sorted(set(fds0) - set(fds1)))
+    if not SANITIZE:  # its quarantine holds freed memory on purpose
+        assert rss1 <= rss0 + 3072, (rss0, rss1)
+    both_equal(c)
+
+
+def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> None:
+    """What the secondary missed while away is journal.json's, in the Python primary's format,
+    per directory; excluded paths are not in it."""
+    c = layout
+    c.start_secondary()
+    primary = c.start_primary()
+    primary.wait("in_sync", timeout=30)
+    c.stop_secondary()
+    (c.dirs[0] / "a0").write_bytes(b"zero")
+    (c.dirs[1] / "a1").write_bytes(b"one")
+    (c.dirs[0] / "tmp").mkdir()
+    (c.dirs[0] / "tmp" / "x").write_bytes(b"excluded")
+    (c.dirs[0] / "cache").write_bytes(b"excluded too")
+    (c.dirs[0] / "tmp" / "tree" / "sub").mkdir(parents=True)
+    (c.dirs[0] / "tmp" / "tree" / "sub" / "f").write_bytes(os.urandom(300000))
+    os.rename(c.dirs[0] / "tmp" / "tree", c.dirs[0] / "tree")  # into the replicated paths, journaled
+    c.settle()
+    assert c.verify() == {
+        "event": "verify",
+        "ok": False,
+        "checked": 0,
+        "differences": [],
+        "reason": "the secondary is not in sync (link degraded)",
+    }
+    primary.stop()
+    assert primary.proc.returncode == 0
+    journal = Journal.from_json(json.loads((c.root / "primary-state" / "journal.json").read_text()))
+    assert journal.trusted
+    assert sorted(journal.entries) == [0, 1]
+    assert b"a0" in journal.entries[0] and journal.entries[0][b"tree"].whole
+    assert not [p for p in journal.entries[0] if p.startswith(b"tmp") or p == b"cache"]
+    assert sorted(journal.entries[1]) == [b"a1"]
+    # the next start reintegrates both from it
+    c.start_secondary()
+    c.start_primary()
+    assert c.primary.wait("in_sync", timeout=60)["mode"] == "journal"
+    c.settle()
+    both_equal(c)
+
+
+def test_layout_start_removes_the_read_only_binds_recorded_as_secondary(layout: Layout) -> None:
+    """This node was secondary: its read-only bind over a directory is recorded in secondary.json;
+    the primary's start detaches it (and only what is ours), then removes secondary.json."""
+    c = layout
+    old = c.root / "old-copy"
+    old.mkdir()
+    (old / "f").write_bytes(b"as the secondary left it")
+    subprocess.run(["mount", "--bind", str(old), str(c.dirs[1])], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(c.dirs[1])], check=True)
+    fields = [
+        line.split()
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == str(c.dirs[1])
+    ][-1]
+    state = c.root / "primary-state"
+    state.mkdir()
+    (state / "secondary.json").write_text(json.dumps({"mounts": [[int(fields[0]), fields[2], fields[3]]]}))
+    below = stacked(c.dirs[1])
+    assert len(below) == 1 and below != ["fuse.safekit"]
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    assert stacked(c.dirs[1]) == ["fuse.safekit"]  # the recorded bind is gone, the primary's is there
+    assert not (state / "secondary.json").exists()
+    assert not (c.dirs[1] / "f").exists()  # the directory itself, not the old copy
+    (c.dirs[1] / "new").write_bytes(b"replicated")
+    c.settle()
+    both_equal(c)
+
+
+def test_layout_leaves_a_file_system_that_is_not_ours(layout: Layout) -> None:
+    """A user's file system mounted at a replicated directory is what gets replicated; start and
+    stop detach only safekit's mounts above it."""
+    c = layout
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(c.dirs[1])], check=True)
+    (c.dirs[1] / "on-tmpfs").write_bytes(b"user data")
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    assert stacked(c.dirs[1]) == ["tmpfs", "fuse.safekit"]
+    assert (c.replicas[1] / "on-tmpfs").read_bytes() == b"user data"
+    c.primary.stop()
+    assert stacked(c.dirs[1]) == ["tmpfs"] and stacked(c.dirs[0]) == []
+    subprocess.run(["umount", str(c.dirs[1])], check=True)
+
+
+def test_layout_fsync_of_an_excluded_file_is_local(layout: Layout) -> None:
+    """An excluded file's fsync waits for nobody: the secondary stopped holds a replicated file's
+    fsync (in sync: it waits for the acknowledgement), not an excluded one's."""
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    (c.dirs[0] / "tmp").mkdir()
+    assert c.secondary is not None
+    os.kill(c.secondary.proc.pid, signal.SIGSTOP)
+    try:
+        results: dict[str, threading.Event] = {}
+        for name in ("tmp/local", "replicated"):
+            done = results[name] = threading.Event()
+
+            def write(name: str = name, done: threading.Event = done) -> None:
+                with open(c.dirs[0] / name, "wb") as f:
+                    f.write(b"x" * 1000)
+                    f.flush()
+                    os.fsync(f.fileno())
+                done.set()
+
+            threading.Thread(target=write, daemon=True).start()
+        assert results["tmp/local"].wait(5), "an excluded file's fsync waited for the secondary"
+        assert not results["replicated"].wait(1.0), "fsync returned while the secondary was stopped"
+    finally:
+        os.kill(c.secondary.proc.pid, signal.SIGCONT)
+    assert results["replicated"].wait(10)
+    c.settle()
+    both_equal(c)
