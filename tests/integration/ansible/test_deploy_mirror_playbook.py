@@ -29,6 +29,7 @@ def state(lab: Lab, node: str) -> dict[str, str]:
     return module
 
 
+@pytest.mark.timeout(600)  # two whole deployments: 130 s on a quiet machine, 360 s at load 8
 def test_deploy_then_run_again_changes_nothing(lab: Lab) -> None:
     first, recap = playbook(lab)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]

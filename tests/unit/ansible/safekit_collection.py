@@ -18,7 +18,7 @@ COLLECTIONS = REPO / "collections"
 COLLECTION = COLLECTIONS / "ansible_collections" / "safekit" / "ha"
 MODULES = COLLECTION / "plugins" / "modules"
 ENGINE_BIN = Path(sys.executable).parent
-MODULE_NAMES = ("install", "cluster", "cluster_key", "module", "command", "info")
+MODULE_NAMES = ("install", "cluster", "cluster_key", "module", "command", "info", "wheelhouse")
 
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))

@@ -21,8 +21,8 @@ def plugin(name: str) -> ModuleType:
     return importlib.import_module(f"ansible_collections.safekit.ha.plugins.modules.{name}")
 
 
-# Modules that run without the engine (cluster_key: on the controller).
-ENGINE_FREE = {"install", "cluster_key"}
+# Modules that run without the engine (cluster_key: on the controller; wheelhouse: either side).
+ENGINE_FREE = {"install", "cluster_key", "wheelhouse"}
 
 
 def full_spec(module: ModuleType, name: str) -> dict[str, Any]:
