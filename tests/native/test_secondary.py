@@ -550,6 +550,38 @@ def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_python(tmp: P
     assert len(stack(rep)) == base
 
 
+def test_each_engine_removes_the_binds_the_other_recorded(tmp: Path) -> None:
+    """The Python secondary and this one on the same copy, each killed: the next one, of the other
+    engine, removes the bind left behind (the same key format in secondary.json)."""
+    s = Secondary(tmp)
+    rep = s.dirs[0]
+    assert s.stop() == 0
+    base = len(stack(rep))
+
+    def python_secondary() -> EventProcess:
+        p = EventProcess(
+            [sys.executable, "-m", "safekit.rfs", "secondary", str(s.spec)], tmp / "python-secondary.log"
+        )
+        p.wait("listening", timeout=30)
+        return p
+
+    py = python_secondary()
+    assert len(stack(rep)) == base + 1
+    py.proc.send_signal(signal.SIGKILL)
+    py.proc.wait(timeout=10)
+    native = Secondary(tmp)
+    assert len(stack(rep)) == base + 1 and s.state()["mounts"] == [stack(rep)[-1].key]
+    native.proc.send_signal(signal.SIGKILL)
+    native.proc.wait(timeout=10)
+    py = python_secondary()
+    assert len(stack(rep)) == base + 1
+    assert py.proc.stdin is not None
+    py.proc.stdin.write(b'{"cmd":"stop"}\n')
+    py.proc.stdin.close()
+    assert py.proc.wait(timeout=20) == 0
+    assert len(stack(rep)) == base
+
+
 def test_a_mount_not_ours_stays(tmp: Path) -> None:
     """A file system the administrator mounted at the directory is the copy's: bound over and kept."""
     rep = tmp / "rep0"
@@ -572,10 +604,11 @@ def test_a_mount_not_ours_stays(tmp: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
-def test_a_hung_fuse_mount_over_the_directory_is_detached_without_a_hang(tmp: Path) -> None:
-    """A safekit FUSE mount whose server does not answer (stopped here) is over the directory, as an
-    earlier primary on this node leaves it: the secondary detaches it from /proc/self/mountinfo
-    without a stat (which would hang for ever), then binds and serves."""
+@pytest.mark.parametrize("how", [signal.SIGSTOP, signal.SIGKILL], ids=["hung", "dead"])
+def test_a_hung_or_dead_fuse_mount_over_the_directory_is_detached(tmp: Path, how: signal.Signals) -> None:
+    """A safekit FUSE mount whose server does not answer (stopped: a stat of it hangs for ever) or is
+    gone is over the directory, as an earlier primary on this node leaves it: the secondary detaches
+    it from /proc/self/mountinfo without a stat, then binds and serves."""
     front = REPO / "native" / "build" / "front" / "safekit-front"
     subprocess.run(["make", "-s", "-C", str(REPO / "native" / "front")], check=True, timeout=300)
     backing, rep = tmp / "backing", tmp / "rep0"
@@ -588,7 +621,7 @@ def test_a_hung_fuse_mount_over_the_directory_is_detached_without_a_hang(tmp: Pa
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith(b"mounted")
         assert stack(rep)[-1].fstype == mounts.FUSE_TYPE
-        proc.send_signal(signal.SIGSTOP)  # a stat of rep0 now hangs
+        proc.send_signal(how)
         started = time.monotonic()
         s = Secondary(tmp)
         assert s.wait("ready")["in_sync"] is False
