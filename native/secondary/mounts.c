@@ -91,6 +91,15 @@ bool sks_mountinfo_line(const char *line, size_t len, sks_mount *out)
     out->key.id = id;
     if (flen[2] >= sizeof out->key.dev || flen[sep + 1] >= sizeof out->fstype)
         return false;
+    size_t colon = 0; /* major:minor, decimal */
+    for (size_t j = 0; j < flen[2]; j++) {
+        if (f[2][j] == ':' && !colon && j > 0)
+            colon = j;
+        else if (f[2][j] < '0' || f[2][j] > '9')
+            return false;
+    }
+    if (!colon || colon + 1 == flen[2])
+        return false;
     memcpy(out->key.dev, f[2], flen[2]);
     out->key.dev[flen[2]] = '\0';
     memcpy(out->fstype, f[sep + 1], flen[sep + 1]);

@@ -270,6 +270,10 @@ static void mountinfo(void)
     /* not mount lines, and records that are not [int, str, str] */
     CHECK(!sks_mountinfo_line("1 2 3", 5, m));
     CHECK(!sks_mountinfo_line("x 27 0:1 / /a rw shared:1 - ext4 /dev/x rw", 40, m));
+    const char *bad_dev = "5 27 0:1x / /a rw shared:1 - ext4 /dev/x rw"; /* the device is major:minor */
+    CHECK(!sks_mountinfo_line(bad_dev, strlen(bad_dev), m));
+    const char *good = "5 27 0:1 / /a rw shared:1 - ext4 /dev/x rw";
+    CHECK(sks_mountinfo_line(good, strlen(good), m) && strcmp(m->point, "/a") == 0 && strcmp(m->key.root, "/") == 0);
     CHECK(sks_mkeys_parse("[[1, \"0:1\", \"/a\"], [\"x\"], 3, [2, \"0:2\", \"/b\"]]", &keys) == 2);
     CHECK(keys[1].id == 2 && strcmp(keys[1].root, "/b") == 0);
     free(keys);
