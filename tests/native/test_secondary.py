@@ -650,6 +650,32 @@ def test_another_directory_identity_means_a_full_compare(tmp: Path) -> None:
         assert again.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("clean", "boot", "trusted"),
+    [(True, "another boot", True), (False, "this boot", True), (False, "another boot", False)],
+)
+def test_trust_is_a_clean_stop_or_the_same_boot(tmp: Path, clean: bool, boot: str, trusted: bool) -> None:
+    """As the Python secondary computes it: the copy holds every applied operation if the process
+    stopped cleanly, or if the machine did not reboot since (the page cache still has them)."""
+    s = Secondary(tmp)
+    s.send(["sync_begin full", "sync_end 2", "wait"], epoch="e7")
+    assert s.stop() == 0
+    state = s.state()
+    state["clean"] = clean
+    if boot != "this boot":
+        state["boot_id"] = "00000000-0000-0000-0000-000000000000"
+    (s.state_dir / "secondary.json").write_text(json.dumps(state))
+    again = Secondary(tmp)
+    try:
+        assert again.wait("ready") == {"event": "ready", "in_sync": True, "epoch": "e7", "trusted": trusted}
+        assert (
+            again.state()["clean"] is False
+            and again.state()["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        )
+    finally:
+        assert again.stop() == 0
+
+
 # --------------------------------------------------------------------------- split brain (rule 4)
 
 DIVERGED = {"peer": PRIMARY, "generation": 4, "peer_generation": 6, "split_at": 1700000000.5}
