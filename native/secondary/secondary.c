@@ -357,11 +357,12 @@ static int handle_frame(secondary *s, const sk_header *h, const uint8_t *payload
                 s->st.splitbrain = saved;
             return -1;
         }
+        bool annotate = saved != NULL;
         free(saved);
         durable_now = true;
         sks_emit_in_sync((int64_t)generation);
         sks_log(SKS_INFO, "copy in sync with the primary (generation %lu)", (unsigned long)generation);
-        if (saved)
+        if (annotate)
             start_annotate(s);
         break;
     }
