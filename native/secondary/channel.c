@@ -45,6 +45,11 @@ void sks_event_line(skj_buf *b, const char *name, const char *fields_json)
     skj_rawz(b, "}\n");
 }
 
+void sks_emit_line(const char *line, size_t len)
+{
+    sks_write_all(event_fd, line, len);
+}
+
 static void emit(const char *name, skj_buf *fields)
 {
     skj_buf line = {0};

@@ -28,6 +28,8 @@ void sks_emit_progress(int percent);
 void sks_emit_in_sync(int64_t generation);
 void sks_emit_error(const char *reason, int errnum);
 void sks_emit_failed(const char *reason);
+/* An event line made elsewhere (the split-brain step's, safekit.rfs.channel's own encoding), whole. */
+void sks_emit_line(const char *line, size_t len);
 
 /* The line's encoding, for tests: event lines are built here then written whole. */
 void sks_event_line(skj_buf *b, const char *name, const char *fields_json);

@@ -186,7 +186,22 @@ bool sks_spec_load(const char *path, sks_spec *s, char *why, size_t wcap)
         get_bool(text, k, extra, "fullsync", &s->fullsync);
         get_bool(text, k, extra, "debug", &s->debug);
         get_bool(text, k, extra, "diverged", &s->diverged);
+        int d = skj_get(text, k, extra, "diverged");
+        if (d >= 0 && k[d].type == SKJ_OBJ) {
+            s->diverged_json = strndup(text + k[d].start, k[d].end - k[d].start);
+            if (!s->diverged_json) {
+                fail(why, wcap, "out of memory");
+                goto out;
+            }
+        }
+        int py = skj_get(text, k, extra, "python");
+        if (py >= 0 && k[py].type != SKJ_NULL && !skj_str(text, k, py, s->python, sizeof s->python)) {
+            fail(why, wcap, "the spec's extra.python is not a string (or is too long)");
+            goto out;
+        }
     }
+    if (!s->python[0])
+        snprintf(s->python, sizeof s->python, "python3");
     ok = true;
 out:
     free(k);
@@ -207,6 +222,8 @@ void sks_spec_free(sks_spec *s)
     free(s->dirs);
     s->dirs = NULL;
     s->ndirs = 0;
+    free(s->diverged_json);
+    s->diverged_json = NULL;
 }
 
 /* ------------------------------------------------------------------ key file */

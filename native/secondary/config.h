@@ -31,6 +31,8 @@ typedef struct sks_spec {
     sks_dir_spec *dirs; /* ndirs, owned */
     /* extra */
     bool fullsync, debug, diverged;
+    char *diverged_json;   /* extra["diverged"] when it is an object (a split brain lost): its JSON, owned */
+    char python[SKS_PATH]; /* extra["python"]: the interpreter of the split-brain steps ("python3") */
 } sks_spec;
 
 /* Load the spec file; on failure returns false with a reason in `why`. */

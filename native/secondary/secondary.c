@@ -15,12 +15,14 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,17 +32,23 @@
 #include "channel.h"
 #include "config.h"
 #include "manifest.h"
+#include "mounts.h"
 #include "sk_frame.h"
 #include "sk_hello.h"
 #include "sk_ops.h"
 #include "sk_wire.h"
+#include "splitbrain.h"
 #include "state.h"
+
+extern char **environ;
 
 #define RECV_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
 #define RECV_STEP (256u << 10)
 #define CAND_CAP (2 * SK_HELLO_OUT_MAX)
 #define STDIN_MAX (1u << 20)
 #define REASON_MAX 1200
+#define STEP_OUT_MAX (64u << 10)
+#define STEP_STOP_SECONDS 10
 
 typedef struct candidate {
     int fd;
@@ -61,6 +69,7 @@ typedef struct session {
 } session;
 
 typedef struct secondary {
+    const char *spec_path;
     sks_spec spec;
     uint8_t key[SKS_KEY_SIZE];
     char state_path[SKS_PATH + 32];
@@ -80,6 +89,18 @@ typedef struct secondary {
     size_t rlen;
     uint8_t *tbuf; /* frames this side sends (ACK, ERROR, MANIFEST) */
     size_t tcap;
+    /* the mounts over the directories: state.mounts as read, then the read-only binds made */
+    sks_mkey *recorded, *made;
+    int nrecorded, nmade;
+    bool binding; /* the binds were begun: `made` is what state.mounts holds */
+    /* the split-brain steps (Python children) */
+    pid_t save_pid, annotate_pid;
+    int save_fd;
+    char *save_out; /* what the save step printed (its result line), STEP_OUT_MAX */
+    size_t save_len;
+    char sb_dir[SKS_PATH];
+    bool failed; /* the process ends with `fail_why` (failed event, exit code 1) */
+    char fail_why[REASON_MAX];
 } secondary;
 
 static volatile sig_atomic_t got_signal;
@@ -251,6 +272,8 @@ static int manifest_chunk(void *ctx, const uint8_t *payload, size_t len, bool la
     return send_frame(m->s, SK_T_MANIFEST, last ? SK_F_LAST : 0, m->dir, payload, len, m->why, m->wcap) ? 1 : 0;
 }
 
+static void start_annotate(secondary *s);
+
 /* One frame of the session (opened, in order). 0: go on; -1: end the session with `why`. */
 static int handle_frame(secondary *s, const sk_header *h, const uint8_t *payload, char *why, size_t wcap)
 {
@@ -319,14 +342,28 @@ static int handle_frame(secondary *s, const sk_header *h, const uint8_t *payload
         s->st.in_sync = true;
         s->st.generation = (int64_t)generation;
         s->st.applied_seq = h->seq;
+        /* the last split-brain save is complete once its manifest says what the winner has */
+        char phase[16];
+        char *saved = NULL;
+        if (sks_sb_str(s->st.splitbrain, "phase", phase, sizeof phase) && strcmp(phase, "saved") == 0 &&
+            sks_sb_str(s->st.splitbrain, "dir", s->sb_dir, sizeof s->sb_dir)) {
+            saved = s->st.splitbrain;
+            s->st.splitbrain = NULL;
+        }
         if (!save_state(s)) {
             snprintf(why, wcap, "could not record the end of the resynchronisation: %s", strerror(errno));
             s->st.in_sync = false;
+            if (saved)
+                s->st.splitbrain = saved;
             return -1;
         }
+        bool annotate = saved != NULL;
+        free(saved);
         durable_now = true;
         sks_emit_in_sync((int64_t)generation);
         sks_log(SKS_INFO, "copy in sync with the primary (generation %lu)", (unsigned long)generation);
+        if (annotate)
+            start_annotate(s);
         break;
     }
     case SK_T_MANIFEST_REQ: {
@@ -617,6 +654,250 @@ static void stdin_readable(secondary *s)
     }
 }
 
+/* ------------------------------------------------------------------ split brain (rule 4) */
+
+static bool name_taken(void *ctx, const char *name)
+{
+    char path[SKS_PATH + 64];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
+    return lstat(path, &st) == 0;
+}
+
+/* Record a save to do (durably, with the rest of the state) when safekitd says this node stepped
+ * down from a split brain (safekit.rfs.secondary._plan_splitbrain). */
+static bool plan_splitbrain(secondary *s, char *why, size_t wcap)
+{
+    if (!s->spec.diverged_json)
+        return true;
+    char phase[16];
+    if (sks_sb_str(s->st.splitbrain, "phase", phase, sizeof phase) && strcmp(phase, "saving") == 0)
+        return true; /* an interrupted save of the same split: the journal still names everything */
+    char base[SKS_PATH], name[64], target[SKS_PATH + 64];
+    if (!sks_sb_base(s->spec.state_dir, base, sizeof base) ||
+        !sks_sb_name(time(NULL), name_taken, base, name, sizeof name)) {
+        snprintf(why, wcap, "split brain: no name for the save under %.900s", s->spec.state_dir);
+        return false;
+    }
+    snprintf(target, sizeof target, "%s/%s", base, name);
+    char *record = sks_sb_plan(s->spec.diverged_json, target, s->spec.peer);
+    if (!record) {
+        snprintf(why, wcap, "out of memory");
+        return false;
+    }
+    free(s->st.splitbrain);
+    s->st.splitbrain = record;
+    s->st.in_sync = false;
+    char peer[SKS_NAME];
+    if (!sks_sb_str(record, "peer", peer, sizeof peer))
+        snprintf(peer, sizeof peer, "%s", s->spec.peer);
+    sks_log(SKS_WARNING,
+            "split brain: %s stepped down; what it changed since the split is saved under %s before the "
+            "resynchronisation from %s",
+            s->spec.node, target, peer);
+    return true;
+}
+
+/* `PYTHON -m safekit.rfs STEP SPEC [ARG]`, its stdout on `out_fd`, stdin /dev/null, the signals
+ * this process blocks unblocked. */
+static pid_t spawn_step(secondary *s, const char *step, const char *arg, int out_fd)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawnattr_init(&at);
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGINT);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *argv[] = {s->spec.python, "-m", "safekit.rfs", (char *)step, (char *)s->spec_path, (char *)arg, NULL};
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, s->spec.python, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return pid;
+}
+
+static void fail(secondary *s, const char *why)
+{
+    if (!s->failed)
+        snprintf(s->fail_why, sizeof s->fail_why, "%.1100s", why);
+    s->failed = true;
+    s->stopping = true;
+}
+
+/* The save, before the primary is served (a connection waits in the listen queue meanwhile). */
+static void start_save(secondary *s)
+{
+    char why[REASON_MAX];
+    if (!sks_sb_str(s->st.splitbrain, "dir", s->sb_dir, sizeof s->sb_dir)) {
+        fail(s, "split brain: the pending save in the state has no directory");
+        return;
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        snprintf(why, sizeof why, "split brain: could not start the save: %s", strerror(errno));
+        fail(s, why);
+        return;
+    }
+    s->save_pid = spawn_step(s, "splitbrain-save", NULL, p[1]);
+    int err = errno;
+    close(p[1]);
+    if (s->save_pid < 0) {
+        close(p[0]);
+        s->save_pid = 0;
+        snprintf(why, sizeof why, "split brain: could not start %.900s -m safekit.rfs splitbrain-save: %s",
+                 s->spec.python, strerror(err));
+        fail(s, why);
+        return;
+    }
+    s->save_fd = p[0];
+    s->save_len = 0;
+    sks_log(SKS_INFO, "split brain: saving under %s (%s -m safekit.rfs splitbrain-save, pid %d)", s->sb_dir,
+            s->spec.python, (int)s->save_pid);
+}
+
+/* The save step ended (status of waitpid): record the phase and tell safekitd, or fail. */
+static void save_ended(secondary *s, int status)
+{
+    char why[REASON_MAX + 200];
+    static const char prefix[] = "{\"event\":\"splitbrain\"";
+    s->save_pid = 0;
+    char *out = s->save_out;
+    size_t n = s->save_len;
+    bool one_line = n > sizeof prefix && memcmp(out, prefix, sizeof prefix - 1) == 0 && out[n - 1] == '\n' &&
+                    memchr(out, '\n', n) == out + n - 1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && one_line) {
+        char *record = sks_sb_with_phase(s->st.splitbrain, "saved");
+        if (!record) {
+            fail(s, "out of memory");
+            return;
+        }
+        free(s->st.splitbrain);
+        s->st.splitbrain = record;
+        if (!save_state(s)) {
+            snprintf(why, sizeof why, "could not save %.900s: %s", s->state_path, strerror(errno));
+            fail(s, why);
+            return;
+        }
+        sks_emit_line(out, n);
+        return;
+    }
+    if (s->stopping) {
+        sks_log(SKS_WARNING, "split brain: the save under %s was interrupted; it is done at the next start", s->sb_dir);
+        return;
+    }
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        n--;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 2 && n > 0) {
+        snprintf(why, sizeof why, "%.*s", (int)(n > REASON_MAX ? REASON_MAX : n), out); /* Python's own reason */
+    } else {
+        char how[64];
+        if (WIFEXITED(status))
+            snprintf(how, sizeof how, "exit code %d", WEXITSTATUS(status));
+        else
+            snprintf(how, sizeof how, "signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        snprintf(why, sizeof why,
+                 "split brain: the save under %.700s (%.200s -m safekit.rfs splitbrain-save) ended with %s: the "
+                 "resynchronisation from %.200s waits until it succeeds (see the log)",
+                 s->sb_dir, s->spec.python, how, s->spec.peer);
+    }
+    fail(s, why);
+}
+
+static void save_readable(secondary *s)
+{
+    char scratch[4096];
+    char *dst = s->save_len < STEP_OUT_MAX ? s->save_out + s->save_len : scratch;
+    size_t cap = s->save_len < STEP_OUT_MAX ? STEP_OUT_MAX - s->save_len : sizeof scratch;
+    ssize_t r = read(s->save_fd, dst, cap);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r > 0) {
+        if (dst != scratch)
+            s->save_len += (size_t)r;
+        return;
+    }
+    close(s->save_fd); /* end of its output: it exits */
+    s->save_fd = -1;
+    int status = 0;
+    while (waitpid(s->save_pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    save_ended(s, status);
+}
+
+static void start_annotate(secondary *s)
+{
+    if (s->annotate_pid > 0)
+        return;
+    pid_t pid = spawn_step(s, "splitbrain-annotate", s->sb_dir, 2); /* it prints nothing on the channel */
+    if (pid < 0) {
+        sks_log(SKS_WARNING, "split brain: could not complete %s/manifest.json: %s -m safekit.rfs: %s", s->sb_dir,
+                s->spec.python, strerror(errno));
+        return;
+    }
+    s->annotate_pid = pid;
+}
+
+static void reap_annotate(secondary *s)
+{
+    int status;
+    if (s->annotate_pid > 0 && waitpid(s->annotate_pid, &status, WNOHANG) == s->annotate_pid) {
+        s->annotate_pid = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            sks_log(SKS_WARNING, "split brain: completing %s/manifest.json failed (see the log)", s->sb_dir);
+    }
+}
+
+/* At stop: a step still running is asked to stop (SIGTERM), then killed after STEP_STOP_SECONDS. An
+ * interrupted save is redone at the next start (its state still says "saving"). */
+static void stop_step(pid_t pid, int *status)
+{
+    kill(pid, SIGTERM);
+    double deadline = now() + STEP_STOP_SECONDS;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return;
+        if (now() > deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+                ;
+            return;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void stop_steps(secondary *s)
+{
+    int status = 0;
+    if (s->save_pid > 0) {
+        stop_step(s->save_pid, &status);
+        if (s->save_fd >= 0)
+            close(s->save_fd);
+        s->save_fd = -1;
+        s->save_pid = 0;
+        sks_log(SKS_WARNING, "split brain: the save under %s was interrupted; it is done at the next start", s->sb_dir);
+    }
+    if (s->annotate_pid > 0) {
+        stop_step(s->annotate_pid, &status);
+        s->annotate_pid = 0;
+    }
+}
+
 /* ------------------------------------------------------------------ start and stop */
 
 static bool prepare(secondary *s, char *why, size_t wcap)
@@ -630,13 +911,10 @@ static bool prepare(secondary *s, char *why, size_t wcap)
         return false;
     if (corrupt)
         sks_log(SKS_WARNING, "%s is corrupt: the copy is treated as not in sync", s->state_path);
-    if (s->spec.diverged ||
-        (s->st.splitbrain && strstr(s->st.splitbrain, "\"phase\"") && strstr(s->st.splitbrain, "\"saving\""))) {
-        /* ARCHITECTURE rule 4: what this node wrote since a split brain is saved before it is
-         * resynchronised; this program does not save yet, so it must not serve the primary */
-        snprintf(why, wcap,
-                 "split brain: this node stepped down and its changes must be saved before the resynchronisation; "
-                 "the native secondary does not save them yet (use the Python secondary)");
+    s->nrecorded = sks_mkeys_parse(s->st.mounts, &s->recorded);
+    if (s->nrecorded < 0) {
+        s->nrecorded = 0;
+        snprintf(why, wcap, "out of memory");
         return false;
     }
     s->dir_fds = calloc((size_t)s->spec.ndirs, sizeof *s->dir_fds);
@@ -654,6 +932,11 @@ static bool prepare(secondary *s, char *why, size_t wcap)
     }
     for (int i = 0; i < s->spec.ndirs; i++) {
         const char *path = s->spec.dirs[i].path;
+        /* what safekit stacked here before (a bind of ours, a dead FUSE mount), never looked through */
+        if (sks_detach_ours(path, s->recorded, s->nrecorded, why, wcap) < 0) {
+            free(identity);
+            return false;
+        }
         char tmp[SKS_PATH];
         snprintf(tmp, sizeof tmp, "%s", path);
         for (char *p = tmp + 1; *p; p++) {
@@ -676,10 +959,7 @@ static bool prepare(secondary *s, char *why, size_t wcap)
         }
         s->dir_fds[i] = fd;
         if (vfs.f_flag & ST_RDONLY) {
-            snprintf(why, wcap,
-                     "%.900s is read-only (a read-only bind left by an earlier secondary process?): the copy cannot be "
-                     "written; remove that mount",
-                     path);
+            snprintf(why, wcap, "%.900s is on a read-only mount that is not safekit's: the copy cannot be written", path);
             free(identity);
             return false;
         }
@@ -707,8 +987,29 @@ static bool prepare(secondary *s, char *why, size_t wcap)
     free(s->st.dirs);
     s->st.dirs = identity;
     s->st.ndirs = s->spec.ndirs;
+    if (!plan_splitbrain(s, why, wcap))
+        return false;
+    /* Applications on this node cannot write the copy: read-only over it, the data written through
+     * the fds opened beneath (recorded, so that after a crash only these binds are removed). */
+    s->made = calloc((size_t)s->spec.ndirs, sizeof *s->made);
+    if (!s->made) {
+        snprintf(why, wcap, "out of memory");
+        return false;
+    }
+    s->binding = true;
+    for (int i = 0; i < s->spec.ndirs; i++) {
+        if (!sks_bind_ro(s->spec.dirs[i].path, &s->made[i], why, wcap))
+            return false;
+        s->nmade = i + 1;
+    }
+    skj_buf mounts = {0};
+    sks_mkeys_json(&mounts, s->made, s->nmade);
+    if (mounts.bad) {
+        snprintf(why, wcap, "out of memory");
+        return false;
+    }
     free(s->st.mounts);
-    s->st.mounts = strdup("[]"); /* this program makes no binds (README: what differs) */
+    s->st.mounts = mounts.p;
     s->st.clean = false;
     snprintf(s->st.boot_id, sizeof s->st.boot_id, "%s", boot);
     if (!save_state(s)) {
@@ -746,6 +1047,7 @@ static bool start_listening(secondary *s, char *why, size_t wcap)
 
 static void cleanup(secondary *s, bool prepared)
 {
+    stop_steps(s);
     end_candidate(s);
     end_session(s, "stopping", false);
     if (s->listen_fd >= 0)
@@ -760,6 +1062,14 @@ static void cleanup(secondary *s, bool prepared)
             s->st.applied_seq = s->sess.applied;
         save_state(s);
     }
+    /* only what this process recorded (state.mounts): its binds, or what it read at start */
+    for (int i = 0; i < s->spec.ndirs; i++) {
+        char why[REASON_MAX];
+        const sks_mkey *keys = s->binding ? s->made : s->recorded;
+        int n = s->binding ? s->nmade : s->nrecorded;
+        if (sks_detach_ours(s->spec.dirs[i].path, keys, n, why, sizeof why) < 0)
+            sks_log(SKS_ERROR, "%s", why);
+    }
     for (int i = 0; s->dir_fds && i < s->spec.ndirs; i++)
         if (s->dir_fds[i] >= 0)
             close(s->dir_fds[i]);
@@ -770,6 +1080,9 @@ static void cleanup(secondary *s, bool prepared)
     free(s->rbuf);
     free(s->tbuf);
     free(s->stdin_buf);
+    free(s->save_out);
+    free(s->recorded);
+    free(s->made);
     sks_state_free(&s->st);
     OPENSSL_cleanse(s->key, sizeof s->key);
     sks_spec_free(&s->spec);
@@ -780,14 +1093,19 @@ static void loop(secondary *s)
     sigset_t empty;
     sigemptyset(&empty);
     while (!s->stopping) {
-        struct pollfd p[4];
-        int n = 0, i_stdin = -1, i_listen, i_sess = -1, i_cand = -1;
+        struct pollfd p[5];
+        int n = 0, i_stdin = -1, i_listen = -1, i_sess = -1, i_cand = -1, i_save = -1;
         if (s->stdin_open) {
             i_stdin = n;
             p[n++] = (struct pollfd){0, POLLIN, 0};
         }
-        i_listen = n;
-        p[n++] = (struct pollfd){s->listen_fd, POLLIN, 0};
+        if (s->save_fd >= 0) { /* the primary is served once the save is done */
+            i_save = n;
+            p[n++] = (struct pollfd){s->save_fd, POLLIN, 0};
+        } else {
+            i_listen = n;
+            p[n++] = (struct pollfd){s->listen_fd, POLLIN, 0};
+        }
         if (s->sess.fd >= 0) {
             i_sess = n;
             p[n++] = (struct pollfd){s->sess.fd, POLLIN, 0};
@@ -798,6 +1116,8 @@ static void loop(secondary *s)
             p[n++] = (struct pollfd){s->cand.fd, POLLIN, 0};
             tp = &timeout;
         }
+        if (s->annotate_pid > 0)
+            tp = &timeout; /* reaped within a second */
         int r = ppoll(p, (nfds_t)n, tp, &empty);
         if (got_signal) {
             sks_log(SKS_INFO, "signal %d: stopping", (int)got_signal);
@@ -810,13 +1130,18 @@ static void loop(secondary *s)
             stdin_readable(s);
         if (s->stopping)
             break;
+        reap_annotate(s);
+        if (i_save >= 0 && p[i_save].revents)
+            save_readable(s);
+        if (s->stopping)
+            break;
         if (i_sess >= 0 && p[i_sess].revents && s->sess.fd >= 0)
             session_readable(s);
         if (i_cand >= 0 && p[i_cand].revents && s->cand.fd >= 0)
             candidate_readable(s);
         if (s->cand.fd >= 0 && now() > s->cand.deadline)
             refuse_candidate(s, "no complete handshake within 30 s");
-        if (p[i_listen].revents)
+        if (i_listen >= 0 && p[i_listen].revents)
             accept_one(s);
     }
 }
@@ -824,12 +1149,14 @@ static void loop(secondary *s)
 int sks_main(const char *spec_path)
 {
     secondary *s = calloc(1, sizeof *s);
-    char why[1024] = "";
+    char why[REASON_MAX] = "";
     if (!s) {
         sks_emit_failed("out of memory");
         return 1;
     }
+    s->spec_path = spec_path;
     s->listen_fd = -1;
+    s->save_fd = -1;
     s->cand.fd = -1;
     s->sess.fd = -1;
     s->stdin_open = true;
@@ -859,11 +1186,20 @@ int sks_main(const char *spec_path)
     s->rbuf = malloc(RECV_CAP);
     s->tbuf = malloc(s->tcap);
     s->stdin_buf = malloc(STDIN_MAX + 1);
-    if (!s->rbuf || !s->tbuf || !s->stdin_buf) {
+    s->save_out = malloc(STEP_OUT_MAX);
+    if (!s->rbuf || !s->tbuf || !s->stdin_buf || !s->save_out) {
         snprintf(why, sizeof why, "out of memory");
     } else if ((prepared = prepare(s, why, sizeof why)) && start_listening(s, why, sizeof why)) {
-        loop(s);
+        char phase[16];
+        if (sks_sb_str(s->st.splitbrain, "phase", phase, sizeof phase) && strcmp(phase, "saving") == 0)
+            start_save(s); /* before the primary is served */
+        if (!s->failed)
+            loop(s);
         code = 0;
+        if (s->failed) {
+            snprintf(why, sizeof why, "%s", s->fail_why);
+            code = 1;
+        }
     }
     if (code != 0) {
         sks_log(SKS_ERROR, "replication (secondary) failed: %s", why);

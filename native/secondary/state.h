@@ -1,8 +1,8 @@
 /* The secondary's persisted state, <state_dir>/secondary.json: the same file and keys as
  * safekit.rfs.secondary.SecondaryState (epoch, in_sync, clean, boot_id, generation, dirs, mounts,
  * splitbrain), written the way safekit.daemon.persist does (temporary file, fsync, rename, directory
- * fsync) before anything that depends on it. `mounts` and `splitbrain` are kept as read (this
- * program makes no binds and saves no split brain yet). `applied_seq` is added (informational: the
+ * fsync) before anything that depends on it. `mounts` and `splitbrain` are held as raw JSON (made
+ * by mounts.c and splitbrain.c, the formats Python writes). `applied_seq` is added (informational: the
  * primary's last applied sequence number when the state was written; the Python reader ignores it). */
 #ifndef SKS_STATE_H
 #define SKS_STATE_H

@@ -10,8 +10,10 @@
 #include "config.h"
 #include "json.h"
 #include "manifest.h"
+#include "mounts.h"
 #include "sk_kdf.h"
 #include "sk_test.h"
+#include "splitbrain.h"
 #include "state.h"
 
 static void json_reading(void)
@@ -243,7 +245,96 @@ static void manifest(void)
     CHECK(system(cmd) == 0);
 }
 
+/* mountinfo lines as safekit.host.mounts.parse_mountinfo reads them (octal escapes, Latin-1 root) */
+static void mountinfo(void)
+{
+    sks_mount *m = malloc(sizeof *m);
+    CHECK(m);
+    const char *line = "48 27 254:0 /tmp/a\\040b/\xc3\xbc /tmp/a\\040b/\xc3\xbc ro,relatime shared:1 - ext4 /dev/vda rw";
+    CHECK(sks_mountinfo_line(line, strlen(line), m));
+    CHECK(m->key.id == 48 && strcmp(m->key.dev, "254:0") == 0 && strcmp(m->fstype, "ext4") == 0);
+    CHECK(strcmp(m->point, "/tmp/a b/\xc3\xbc") == 0);                   /* the bytes of the path */
+    CHECK(strcmp(m->key.root, "/tmp/a b/\xc3\x83\xc2\xbc") == 0);         /* Python's string: U+00C3 U+00BC */
+    skj_buf b = {0};
+    sks_mkeys_json(&b, &m->key, 1);
+    CHECK(!b.bad && strcmp(b.p, "[[48, \"254:0\", \"/tmp/a b/\\u00c3\\u00bc\"]]") == 0); /* json.dumps's */
+    sks_mkey *keys;
+    CHECK(sks_mkeys_parse(b.p, &keys) == 1);
+    CHECK(sks_mount_ours(m, keys, 1));
+    keys[0].id = 49;
+    CHECK(!sks_mount_ours(m, keys, 1));
+    snprintf(m->fstype, sizeof m->fstype, "%s", SKS_FUSE_TYPE);
+    CHECK(sks_mount_ours(m, keys, 1) && sks_mount_ours(m, NULL, 0));
+    free(keys);
+    skj_buf_free(&b);
+    /* not mount lines, and records that are not [int, str, str] */
+    CHECK(!sks_mountinfo_line("1 2 3", 5, m));
+    CHECK(!sks_mountinfo_line("x 27 0:1 / /a rw shared:1 - ext4 /dev/x rw", 40, m));
+    const char *bad_dev = "5 27 0:1x / /a rw shared:1 - ext4 /dev/x rw"; /* the device is major:minor */
+    CHECK(!sks_mountinfo_line(bad_dev, strlen(bad_dev), m));
+    const char *good = "5 27 0:1 / /a rw shared:1 - ext4 /dev/x rw";
+    CHECK(sks_mountinfo_line(good, strlen(good), m) && strcmp(m->point, "/a") == 0 && strcmp(m->key.root, "/") == 0);
+    CHECK(sks_mkeys_parse("[[1, \"0:1\", \"/a\"], [\"x\"], 3, [2, \"0:2\", \"/b\"]]", &keys) == 2);
+    CHECK(keys[1].id == 2 && strcmp(keys[1].root, "/b") == 0);
+    free(keys);
+    CHECK(sks_mkeys_parse(NULL, &keys) == 0 && sks_mkeys_parse("null", &keys) == 0);
+    free(keys);
+    free(m);
+    /* the mount point's name: the parent resolved, the last component not */
+    char out[4096];
+    CHECK(sks_mount_point("/", out, sizeof out) && strcmp(out, "/") == 0);
+    CHECK(sks_mount_point("/no-such-dir-sk//x/../y/./", out, sizeof out) && strcmp(out, "/no-such-dir-sk/y") == 0);
+    CHECK(sks_mount_point("/proc/self", out, sizeof out) && strcmp(out, "/proc/self") == 0);
+    char tmpl[] = "/tmp/sk-mp-XXXXXX";
+    CHECK(mkdtemp(tmpl));
+    char link[64], target[80];
+    snprintf(link, sizeof link, "%s/l", tmpl);
+    CHECK(symlink(tmpl, link) == 0);
+    snprintf(target, sizeof target, "%s/l/d", tmpl);
+    char want[80];
+    snprintf(want, sizeof want, "%s/d", tmpl);
+    CHECK(sks_mount_point(target, out, sizeof out) && strcmp(out, want) == 0);
+    unlink(link);
+    rmdir(tmpl);
+}
+
+static bool taken_2(void *ctx, const char *name)
+{
+    (void)ctx;
+    return strcmp(name, "20231114T221320Z") == 0 || strcmp(name, "20231114T221320Z-2") == 0;
+}
+
+/* the split-brain record in secondary.json, as safekit.rfs.secondary._plan_splitbrain writes it */
+static void splitbrain_record(void)
+{
+    char out[256];
+    CHECK(sks_sb_base("/var/safekit/modules/pg/rfs", out, sizeof out) &&
+          strcmp(out, "/var/safekit/modules/pg/splitbrain") == 0);
+    CHECK(sks_sb_base("/var/rfs//", out, sizeof out) && strcmp(out, "/var/splitbrain") == 0);
+    CHECK(sks_sb_base("/rfs", out, sizeof out) && strcmp(out, "/splitbrain") == 0);
+    CHECK(sks_sb_base("rfs", out, sizeof out) && strcmp(out, "splitbrain") == 0);
+    CHECK(sks_sb_name(1700000000, NULL, NULL, out, sizeof out) && strcmp(out, "20231114T221320Z") == 0);
+    CHECK(sks_sb_name(1700000000, taken_2, NULL, out, sizeof out) && strcmp(out, "20231114T221320Z-3") == 0);
+    char *r = sks_sb_plan("{\"peer\": \"n1\", \"generation\": 4, \"split_at\": 1700000000.5, \"x\": [1]}", "/s/d", "p");
+    CHECK(r && strcmp(r, "{\"phase\": \"saving\", \"dir\": \"/s/d\", \"peer\": \"n1\", \"generation\": 4, "
+                         "\"peer_generation\": null, \"split_at\": 1700000000.5}") == 0);
+    char *saved = sks_sb_with_phase(r, "saved");
+    CHECK(saved && strcmp(saved, "{\"phase\": \"saved\", \"dir\": \"/s/d\", \"peer\": \"n1\", \"generation\": 4, "
+                             "\"peer_generation\": null, \"split_at\": 1700000000.5}") == 0);
+    CHECK(sks_sb_str(saved, "phase", out, sizeof out) && strcmp(out, "saved") == 0);
+    CHECK(sks_sb_str(saved, "dir", out, sizeof out) && strcmp(out, "/s/d") == 0);
+    CHECK(!sks_sb_str(saved, "generation", out, sizeof out) && !sks_sb_str(NULL, "phase", out, sizeof out));
+    free(r);
+    free(saved);
+    r = sks_sb_plan("{\"peer\": \"\"}", "/d", "fallback"); /* str(diverged.get("peer") or spec.peer) */
+    CHECK(r && strstr(r, "\"peer\": \"fallback\"") && strstr(r, "\"generation\": null"));
+    free(r);
+    CHECK(sks_sb_plan("[1]", "/d", "p") == NULL && sks_sb_with_phase("nope", "saved") == NULL);
+}
+
 const sk_test sk_tests_secondary[] = {
+    {"mountinfo", mountinfo},
+    {"splitbrain_record", splitbrain_record},
     {"json_reading", json_reading},
     {"event_lines", event_lines},
     {"key_file", key_file},

@@ -376,6 +376,13 @@ def test_secondary_restart_reintegrates_with_live_writes(cluster: Cluster, mode:
     assert status["state"] == "in_sync" and status["journal"] == 0
 
 
+def beneath_the_bind(c: Cluster) -> Path:
+    """The running secondary's copy through the directory fd it opened before its read-only bind."""
+    assert c.secondary is not None
+    fds = Path(f"/proc/{c.secondary.proc.pid}/fd")
+    return next(fd for fd in fds.iterdir() if os.readlink(fd) == str(c.replica))
+
+
 def test_full_repairs_what_checksum_cannot_see(cluster: Cluster) -> None:
     """A copy changed behind replication's back with size and time kept: only `full` repairs it."""
     c = cluster
@@ -385,9 +392,10 @@ def test_full_repairs_what_checksum_cannot_see(cluster: Cluster) -> None:
     (c.mnt / "f").write_bytes(b"A" * 200000)
     c.settle()
     st = os.stat(c.replica / "f")
-    with open(c.replica / "f", "r+b") as f:
+    beneath = beneath_the_bind(c)  # the copy is read-only to everyone but the secondary
+    with open(beneath / "f", "r+b") as f:
         f.write(b"corrupt")
-    os.utime(c.replica / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.utime(beneath / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
     primary.command("fullsync")
     primary.wait("degraded", count=2, timeout=10)  # it was in sync: safekitd decides
     primary.command("degrade_ok")

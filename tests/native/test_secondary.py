@@ -2,7 +2,10 @@
 sender (native/tools, `safekit-rfs-send`) over 127.0.0.1: the copy after each kind of operation,
 the ACK values, refused frames (tampered, replayed, reordered, lost, a v1 HELLO, a path through a
 symlink) with nothing of them applied, the control channel's events (byte for byte what
-safekit.rfs.channel encodes), the state file, a resync, and flat RSS and fds over 20k operations.
+safekit.rfs.channel encodes), the state file, a resync, flat RSS and fds over 20k operations, the
+read-only binds over the copy (recorded as Python records them, removed at stop, after a kill -9 at
+the next start, a hung FUSE mount detached without a hang) and the split-brain save with a real
+Python child (`python -m safekit.rfs splitbrain-save`).
 
 With SAFEKIT_SECONDARY_SANITIZE=1 both programs are the AddressSanitizer + UBSan builds
 (`make -C native asan`) and every exit is checked clean.
@@ -11,12 +14,16 @@ With SAFEKIT_SECONDARY_SANITIZE=1 both programs are the AddressSanitizer + UBSan
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ from typing import Any
 import pytest
 from native_process import EventProcess
 
+from safekit.host import mounts
 from safekit.rfs import channel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +67,15 @@ def gen(offset: int, length: int, seed: int) -> bytes:
 class Secondary(EventProcess):
     """One secondary process over a temporary replica, key and state directory."""
 
-    def __init__(self, root: Path, *, async_mode: str = "second", dirs: int = 1) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        async_mode: str = "second",
+        dirs: int = 1,
+        extra: dict[str, Any] | None = None,
+        wait_listening: bool = True,
+    ) -> None:
         self.root = root
         self.key = root / "cluster.key"
         if not self.key.exists():
@@ -86,12 +102,12 @@ class Secondary(EventProcess):
                     "sendtimeout": 30.0,
                     "connect_interval": 1.0,
                     "window_bytes": 64 << 20,
-                    "extra": {},
+                    "extra": {"python": sys.executable, **(extra or {})},
                 }
             )
         )
         super().__init__([str(SECONDARY), str(self.spec)], root / "secondary.log")
-        self.port = int(self.wait("listening")["port"])
+        self.port = int(self.wait("listening")["port"]) if wait_listening else 0
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads((self.state_dir / "secondary.json").read_text()))
@@ -165,7 +181,18 @@ class Secondary(EventProcess):
 @pytest.fixture
 def tmp() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="sks-test-") as d:
-        yield Path(d)
+        try:
+            yield Path(d)
+        finally:
+            detach_under(Path(d))
+
+
+def detach_under(root: Path) -> None:
+    """Whatever a failed test left mounted under `root`, removed without looking through it."""
+    for m in reversed(mounts.read_mounts()):
+        if m.point == str(root) or m.point.startswith(f"{root}/"):
+            with contextlib.suppress(mounts.MountError):
+                mounts.detach(m.point)
 
 
 @pytest.fixture
@@ -350,6 +377,7 @@ def test_an_operation_through_a_symlink_is_refused(sec: Secondary, tmp: Path) ->
         event["reason"]
         == f"could not apply Create '{name}' on the secondary: Too many levels of symbolic links"
     )
+    sec.wait("disconnected")
     assert sec.names()[-2:] == ["error", "disconnected"]
     assert sec.state()["in_sync"] is False
 
@@ -358,10 +386,10 @@ def test_an_operation_through_a_symlink_is_refused(sec: Secondary, tmp: Path) ->
 
 
 def test_resync_manifest_state_and_restart(tmp: Path) -> None:
+    (tmp / "rep0/stale").mkdir(parents=True)  # before the start: the copy is read-only then
+    (tmp / "rep0/stale/x").write_bytes(b"x")
     s = Secondary(tmp)
     rep = s.dirs[0]
-    (rep / "stale").mkdir(parents=True)
-    (rep / "stale/x").write_bytes(b"x")
     data = gen(0, 200000, 3)
     out = s.send(
         [
@@ -464,3 +492,282 @@ def test_rss_and_fds_stay_flat_over_20k_operations(sec: Secondary) -> None:
     assert fds1 == fds0
     assert rss1 - rss0 <= 512, (rss0, rss1)
     assert list(sec.dirs[0].iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the read-only binds
+
+
+def stack(path: Path) -> list[mounts.Mount]:
+    return mounts.mounts_at(str(path))
+
+
+def test_the_copy_is_read_only_for_writers_while_the_apply_writes_it(tmp: Path) -> None:
+    """Rule 5: a read-only bind of each directory over itself, recorded in secondary.json exactly as
+    the Python secondary records it (Mount.key), removed at stop and only it."""
+    s = Secondary(tmp, dirs=2)
+    try:
+        for rep in s.dirs:
+            top = stack(rep)[-1]
+            assert os.statvfs(rep).f_flag & os.ST_RDONLY
+            with pytest.raises(OSError) as refused:
+                (rep / "by-an-application").write_bytes(b"x")
+            assert refused.value.errno == errno.EROFS
+            assert top.key in s.state()["mounts"]
+        assert s.state()["mounts"] == [stack(rep)[-1].key for rep in s.dirs]
+        # the apply writes beneath the bind, through the fds opened before it
+        s.send(["create a 644 0 0", "write a 0 through-the-fd", "fsync a 0", "wait"])
+        assert (s.dirs[0] / "a").read_bytes() == b"through-the-fd"
+        depth = [len(stack(rep)) for rep in s.dirs]
+    finally:
+        assert s.stop() == 0
+    check_channel_lines(s)
+    assert [len(stack(rep)) for rep in s.dirs] == [d - 1 for d in depth]
+    for rep in s.dirs:
+        (rep / "writable-again").write_bytes(b"y")
+
+
+def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_python(tmp: Path) -> None:
+    s = Secondary(tmp)
+    rep = s.dirs[0]
+    base = len(stack(rep)) - 1
+    first = s.state()["mounts"]
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait(timeout=10)
+    assert [m.key for m in stack(rep)][base:] == first  # left behind, recorded
+
+    again = Secondary(tmp)  # removes the recorded bind, makes its own
+    try:
+        assert again.wait("ready")["trusted"] is True  # same boot: the page cache holds the copy
+        assert len(stack(rep)) == base + 1  # the old bind removed (the kernel may reuse its id)
+        assert again.state()["mounts"] == [stack(rep)[-1].key]
+        again.proc.send_signal(signal.SIGKILL)
+        again.proc.wait(timeout=10)
+    finally:
+        if again.proc.poll() is None:
+            again.stop()
+    # the other engine (and safekitd's recovery) removes what this one recorded
+    assert mounts.detach_ours(str(rep), again.state()["mounts"]) == 1
+    assert len(stack(rep)) == base
+
+
+def test_each_engine_removes_the_binds_the_other_recorded(tmp: Path) -> None:
+    """The Python secondary and this one on the same copy, each killed: the next one, of the other
+    engine, removes the bind left behind (the same key format in secondary.json)."""
+    s = Secondary(tmp)
+    rep = s.dirs[0]
+    assert s.stop() == 0
+    base = len(stack(rep))
+
+    def python_secondary() -> EventProcess:
+        p = EventProcess(
+            [sys.executable, "-m", "safekit.rfs", "secondary", str(s.spec)], tmp / "python-secondary.log"
+        )
+        p.wait("listening", timeout=30)
+        return p
+
+    py = python_secondary()
+    assert len(stack(rep)) == base + 1
+    py.proc.send_signal(signal.SIGKILL)
+    py.proc.wait(timeout=10)
+    native = Secondary(tmp)
+    assert len(stack(rep)) == base + 1 and s.state()["mounts"] == [stack(rep)[-1].key]
+    native.proc.send_signal(signal.SIGKILL)
+    native.proc.wait(timeout=10)
+    py = python_secondary()
+    assert len(stack(rep)) == base + 1
+    assert py.proc.stdin is not None
+    py.proc.stdin.write(b'{"cmd":"stop"}\n')
+    py.proc.stdin.close()
+    assert py.proc.wait(timeout=20) == 0
+    assert len(stack(rep)) == base
+
+
+def test_a_mount_not_ours_stays(tmp: Path) -> None:
+    """A file system the administrator mounted at the directory is the copy's: bound over and kept."""
+    rep = tmp / "rep0"
+    rep.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "sks-user", str(rep)], check=True)
+    try:
+        user = stack(rep)[-1]
+        assert user.fstype == "tmpfs"
+        s = Secondary(tmp)
+        assert stack(rep)[-2] == user and s.state()["mounts"] == [stack(rep)[-1].key]
+        s.send(["create on-tmpfs 644 0 0", "write on-tmpfs 0 x", "wait"])
+        assert s.stop() == 0
+        assert stack(rep)[-1] == user and (rep / "on-tmpfs").read_bytes() == b"x"
+        again = Secondary(tmp)  # its recorded bind is gone; the tmpfs is not removed at start either
+        assert stack(rep)[-2] == user
+        assert again.stop() == 0
+        assert stack(rep)[-1] == user
+    finally:
+        mounts.detach(str(rep))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+@pytest.mark.parametrize("how", [signal.SIGSTOP, signal.SIGKILL], ids=["hung", "dead"])
+def test_a_hung_or_dead_fuse_mount_over_the_directory_is_detached(tmp: Path, how: signal.Signals) -> None:
+    """A safekit FUSE mount whose server does not answer (stopped: a stat of it hangs for ever) or is
+    gone is over the directory, as an earlier primary on this node leaves it: the secondary detaches
+    it from /proc/self/mountinfo without a stat, then binds and serves."""
+    front = REPO / "native" / "build" / "front" / "safekit-front"
+    subprocess.run(["make", "-s", "-C", str(REPO / "native" / "front")], check=True, timeout=300)
+    backing, rep = tmp / "backing", tmp / "rep0"
+    backing.mkdir()
+    rep.mkdir()
+    (backing / "seen-through-fuse").write_bytes(b"f")
+    proc = subprocess.Popen(
+        [str(front), "--sink=null", str(backing), str(rep)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith(b"mounted")
+        assert stack(rep)[-1].fstype == mounts.FUSE_TYPE
+        proc.send_signal(how)
+        started = time.monotonic()
+        s = Secondary(tmp)
+        assert s.wait("ready")["in_sync"] is False
+        assert time.monotonic() - started < 10
+        assert mounts.FUSE_TYPE not in [m.fstype for m in stack(rep)]
+        assert "detached fuse.safekit mount" in s.log()
+        s.send(["create a 644 0 0", "write a 0 x", "wait"])
+        assert (rep / "a").read_bytes() == b"x" and not (rep / "seen-through-fuse").exists()
+        assert s.stop() == 0
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_another_directory_identity_means_a_full_compare(tmp: Path) -> None:
+    s = Secondary(tmp)
+    s.send(["sync_begin full", "sync_end 3", "wait"], epoch="e5")
+    assert s.stop() == 0
+    os.rename(tmp / "rep0", tmp / "old-rep0")  # another directory at the same path
+    again = Secondary(tmp)
+    try:
+        assert again.wait("ready") == {"event": "ready", "in_sync": False, "epoch": "", "trusted": False}
+        assert "compared in full" in again.log()
+    finally:
+        assert again.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("clean", "boot", "trusted"),
+    [(True, "another boot", True), (False, "this boot", True), (False, "another boot", False)],
+)
+def test_trust_is_a_clean_stop_or_the_same_boot(tmp: Path, clean: bool, boot: str, trusted: bool) -> None:
+    """As the Python secondary computes it: the copy holds every applied operation if the process
+    stopped cleanly, or if the machine did not reboot since (the page cache still has them)."""
+    s = Secondary(tmp)
+    s.send(["sync_begin full", "sync_end 2", "wait"], epoch="e7")
+    assert s.stop() == 0
+    state = s.state()
+    state["clean"] = clean
+    if boot != "this boot":
+        state["boot_id"] = "00000000-0000-0000-0000-000000000000"
+    (s.state_dir / "secondary.json").write_text(json.dumps(state))
+    again = Secondary(tmp)
+    try:
+        assert again.wait("ready") == {"event": "ready", "in_sync": True, "epoch": "e7", "trusted": trusted}
+        assert (
+            again.state()["clean"] is False
+            and again.state()["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        )
+    finally:
+        assert again.stop() == 0
+
+
+# --------------------------------------------------------------------------- split brain (rule 4)
+
+DIVERGED = {"peer": PRIMARY, "generation": 4, "peer_generation": 6, "split_at": 1700000000.5}
+
+
+def saves(tmp: Path) -> list[Path]:
+    return sorted((tmp / "splitbrain").iterdir()) if (tmp / "splitbrain").is_dir() else []
+
+
+def test_a_split_brain_lost_is_saved_before_the_primary_is_served(tmp: Path) -> None:
+    (tmp / "rep0/d").mkdir(parents=True)
+    (tmp / "rep0/d/mine").write_bytes(b"written here after the split")
+    (tmp / "rep0/top").write_bytes(b"t" * 5000)
+    s = Secondary(tmp, extra={"diverged": DIVERGED})
+    try:
+        assert s.wait("ready")["in_sync"] is False
+        # a primary connecting now waits in the listen queue until the save is done
+        out = s.send(
+            ["sync_begin full", "remove_tree d", "unlink top", "write new 0 winner", "sync_end 8", "wait"]
+        )
+        assert "HELLO_OK node=node2 epoch= trusted=0 in_sync=0 fullsync=0" in out
+        names = s.names()
+        assert names.index("splitbrain") < names.index("connected")
+        event = s.wait("splitbrain")
+        (target,) = saves(tmp)
+        assert event == {
+            "event": "splitbrain",
+            "path": str(target),
+            "files": 2,
+            "bytes": 5000 + len(b"written here after the split"),
+            "not_saved": 0,
+            "deleted": 0,
+            "since": "2023-11-14T22:13:20Z",  # split_at
+            "winner": PRIMARY,
+        }
+        rel = str(tmp / "rep0").strip("/")
+        assert (target / rel / "d/mine").read_bytes() == b"written here after the split"
+        assert (target / rel / "top").read_bytes() == b"t" * 5000
+        s.wait("in_sync")
+        assert s.state()["splitbrain"] is None and s.state()["in_sync"] is True
+        # after the resync the manifest says what the winner has (splitbrain-annotate)
+        deadline = time.monotonic() + 20
+        while json.loads((target / "manifest.json").read_text())["resync"] is None:
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.1)
+        manifest = json.loads((target / "manifest.json").read_text())
+        assert manifest["resync"]["on_winner"] == {"absent on the winner": 2}
+        assert manifest["generations"] == {NODE: 4, PRIMARY: 6}
+    finally:
+        assert s.stop() == 0
+    check_channel_lines(s)
+
+
+def test_an_interrupted_save_is_redone_at_the_next_start(tmp: Path) -> None:
+    (tmp / "rep0").mkdir()
+    (tmp / "rep0/f").write_bytes(b"mine")
+    slow = tmp / "slow-python"  # the step starts late: the stop arrives while it runs
+    slow.write_text(f'#!/bin/sh\nsleep 3\nexec {sys.executable} "$@"\n')
+    slow.chmod(0o755)
+    s = Secondary(tmp, extra={"diverged": DIVERGED, "python": str(slow)})
+    state = s.state()["splitbrain"]
+    assert state["phase"] == "saving" and state["peer"] == PRIMARY and state["split_at"] == 1700000000.5
+    assert state["dir"].startswith(str(tmp / "splitbrain") + "/")
+    assert s.stop() == 0
+    assert "the save under" in s.log() and "was interrupted" in s.log()
+    assert s.state()["splitbrain"]["phase"] == "saving" and "splitbrain" not in s.names()
+    partial = Path(state["dir"])
+    (partial / "junk").mkdir(parents=True)  # what an interrupted copy leaves: replaced
+
+    again = Secondary(tmp)  # safekitd no longer says diverged: the recorded save is done anyway
+    try:
+        event = again.wait("splitbrain", timeout=30)
+        assert event["path"] == state["dir"] and event["files"] == 1
+        assert not (partial / "junk").exists()
+        assert again.state()["splitbrain"]["phase"] == "saved"
+        assert len(saves(tmp)) == 1
+    finally:
+        assert again.stop() == 0
+    check_channel_lines(again)
+
+
+def test_a_save_that_cannot_be_made_ends_the_process_with_python_s_reason(tmp: Path) -> None:
+    (tmp / "rep0").mkdir()
+    (tmp / "rep0/f").write_bytes(b"mine")
+    (tmp / "splitbrain").write_bytes(b"not a directory")  # the save cannot be made there
+    s = Secondary(tmp, extra={"diverged": DIVERGED})
+    failed = s.wait("failed", timeout=30)["reason"]
+    assert s.proc.wait(timeout=20) == 1
+    assert failed.startswith("split brain: could not save what node2 changed since the split under ")
+    assert failed.endswith(
+        "the resynchronisation from node1 waits until it can (free space on that file system)"
+    )
+    assert "connected" not in s.names() and s.state()["splitbrain"]["phase"] == "saving"
+    assert stack(tmp / "rep0") == []  # its bind removed at the exit
+    check_channel_lines(s)

@@ -29,7 +29,7 @@ import trio
 
 from safekit.host import persist
 from safekit.membership.clusterkey import load_key
-from safekit.rfs import channel, control, ops, spec, splitbrain, tree
+from safekit.rfs import channel, control, ops, spec, splitbrain, splitbrain_step, tree
 from safekit.rfs.apply import Replica
 from safekit.rfs.logsetup import setup
 from safekit.rfs.wire import (
@@ -203,35 +203,17 @@ class Secondary:
         )
 
     def _replicated(self) -> list[splitbrain.Replicated]:
-        return [
-            splitbrain.Replicated(d.path, fd, d.exclusions())
-            for d, fd in zip(self.spec.dirs, self.dir_fds, strict=True)
-        ]
-
-    def _keep_free(self) -> splitbrain.KeepFree:
-        text = str(self.spec.extra.get("splitbrain_keep_free") or splitbrain.DEFAULT_KEEP_FREE)
-        try:
-            return splitbrain.KeepFree.parse(text)
-        except ValueError as exc:
-            log.error("%s: using %s", exc, splitbrain.DEFAULT_KEEP_FREE)
-            return splitbrain.KeepFree.parse(splitbrain.DEFAULT_KEEP_FREE)
+        return splitbrain_step.replicated(self.spec, self.dir_fds)
 
     async def _save_splitbrain(self) -> None:
         pending = self.state.splitbrain
         assert pending is not None
         target = Path(str(pending["dir"]))
-        context = splitbrain.Context(
-            self.spec.module,
-            self.spec.node,
-            str(pending.get("peer") or self.spec.peer),
-            pending.get("generation"),
-            pending.get("peer_generation"),
-            pending.get("split_at"),
-        )
+        context = splitbrain_step.context(self.spec, pending)
         journal_file = self.state_dir / "journal.json"
         manifest = splitbrain.read_manifest(target)  # saved before a crash: never redone over
         if manifest is None:
-            keep = self._keep_free()
+            keep = splitbrain_step.keep_free(self.spec)
             started = time.monotonic()
             work = functools.partial(
                 splitbrain.save,
@@ -250,30 +232,12 @@ class Secondary:
                 )
                 return
             except OSError as exc:
-                raise RuntimeError(
-                    f"split brain: could not save what {self.spec.node} changed since the split under "
-                    f"{target} ({exc}): the resynchronisation from {context.peer} waits until it can "
-                    "(free space on that file system)"
-                ) from exc
+                raise RuntimeError(splitbrain_step.failure(self.spec, context, target, exc)) from exc
             log.info("split brain: save took %.2f s", time.monotonic() - started)
         splitbrain.forget_journal(journal_file, persist.write_bytes)
         pending["phase"] = "saved"
         self.state.save(self.state_file)
-        log.warning("%s", splitbrain.summary_line(manifest, target))
-        for line in splitbrain.detail_lines(manifest):
-            log.warning("%s", line)
-        totals = manifest["totals"]
-        spec.emit(
-            channel.SplitBrainSaved(
-                path=str(target),
-                files=int(totals["files"]),
-                bytes=int(totals["bytes"]),
-                not_saved=int(totals["not_saved"]),
-                deleted=int(totals["deleted"]),
-                since=manifest.get("since"),
-                winner=manifest.get("winner"),
-            )
-        )
+        spec.emit(splitbrain_step.saved_event(manifest, target))
 
     def splitbrain_resynced(self) -> None:
         """The resynchronisation ended: complete the last save's manifest with what the winner has."""
@@ -294,14 +258,7 @@ class Secondary:
             log.warning("split brain: could not complete %s/%s: %s", target, splitbrain.MANIFEST, exc)
             return
         if manifest is not None:
-            counts = manifest["resync"]["on_winner"]
-            log.info(
-                "split brain: %s/%s completed with what %s has: %s",
-                target,
-                splitbrain.MANIFEST,
-                manifest.get("winner"),
-                ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing",
-            )
+            splitbrain_step.log_annotated(manifest, target)
 
     async def adopt(self, stream: trio.SocketStream) -> None:
         """A connection proved it is the primary's (a frame under the session key): it replaces the
