@@ -92,7 +92,8 @@ test-rfs-native: deps test-deps venv native-deps
 	SAFEKIT_TEST_RFS_ENGINE=native $(BIN)/pytest --durations=0 $(RFS_NATIVE_TESTS)
 
 RFS_NATIVE_TESTS := tests/integration/rfs/test_rfs_native_engine.py tests/integration/rfs/test_rfs_replication.py \
-	tests/integration/rfs/test_rfs_recovery.py tests/integration/rfs/test_rfs_postgres.py
+	tests/integration/rfs/test_rfs_recovery.py tests/integration/rfs/test_rfs_postgres.py \
+	tests/integration/rfs/test_splitbrain_saved.py
 
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"

@@ -224,13 +224,15 @@ def test_a_missing_native_program_fails_the_start_with_the_reason(
     assert process.proc is None
 
 
-def test_a_native_primary_forgets_the_nodes_record_as_a_secondary(tmp_path: Path) -> None:
+def test_before_a_native_process_the_directory_is_made_and_a_primary_forgets_its_secondary_record(
+    tmp_path: Path,
+) -> None:
     the_spec = spec(tmp_path)
     state_dir = Path(the_spec.state_dir)
     state_dir.mkdir()
     (state_dir / "secondary.json").write_text(json.dumps({"in_sync": False, "mounts": []}))
-    assert rfs_supervisor.prepare_native("secondary", the_spec) == 0
+    assert rfs_supervisor.prepare_native("secondary", the_spec) == 0  # nothing mounted here
     assert (state_dir / "secondary.json").exists()  # a secondary keeps its record
-    assert rfs_supervisor.prepare_native("primary", the_spec) == 0  # nothing mounted here
+    assert stat.S_ISDIR((tmp_path / "data").stat().st_mode)  # made, as the Python process's open_dir
+    assert rfs_supervisor.prepare_native("primary", the_spec) == 0
     assert not (state_dir / "secondary.json").exists()
-    assert stat.S_ISDIR((tmp_path).stat().st_mode)
