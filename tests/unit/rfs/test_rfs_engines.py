@@ -9,12 +9,16 @@ import logging
 import stat
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from safekit.chaos.procstats import role_of
 from safekit.config import ConfigError, parse_module
 from safekit.daemon import rfs_supervisor
+from safekit.daemon.mirror_replication import ModuleReplication
+from safekit.mirror import MirrorSettings, ReplicationRole, StartReplication
+from safekit.mirror.events import ActionFailed
 from safekit.rfs import channel, native
 from safekit.rfs.spec import DirSpec, RfsSpec
 
@@ -236,3 +240,34 @@ def test_before_a_native_process_the_directory_is_made_and_a_primary_forgets_its
     assert stat.S_ISDIR((tmp_path / "data").stat().st_mode)  # made, as the Python process's open_dir
     assert rfs_supervisor.prepare_native("primary", the_spec) == 0
     assert not (state_dir / "secondary.json").exists()
+
+
+def test_a_wrong_daemon_default_fails_the_replications_start_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAFEKIT_RFS_ENGINE", "c")
+    config, _ = parse_module(MODULE.format(attribute=""), "userconfig.xml", env={})
+    settings = MirrorSettings(
+        local_node="node1",
+        peer_node="node2",
+        maxloop=3,
+        loop_interval=100.0,
+        split_brain_bound=4.0,
+        detection_skew=2.0,
+        peer_timeout=5.0,
+    )
+    submitted: list[object] = []
+    replication = ModuleReplication(
+        spec(tmp_path),
+        config,
+        settings,
+        log=logging.getLogger("t"),
+        resources={},
+        submit=submitted.append,
+        state=lambda: SimpleNamespace(generation=3, peer_generation_seen=0),  # type: ignore[arg-type,return-value]
+    )
+    action = StartReplication(ReplicationRole.PRIMARY)
+    asyncio.run(replication.start(action))
+    assert len(submitted) == 1 and isinstance(failed := submitted[0], ActionFailed)
+    assert failed.action == action and failed.detail == "SAFEKIT_RFS_ENGINE='c': give python or native"
+    assert replication.process is None
