@@ -117,7 +117,7 @@ class RfsProcess:
             try:
                 removed = await asyncio.to_thread(prepare_native, self.role, self.spec)
             except OSError as exc:
-                raise RfsError(f"could not remove a dead replication mount: {exc}") from None
+                raise RfsError(f"could not prepare the replicated directories: {exc}") from None
             if removed:
                 self.log.info("mounts left by a dead replication process removed: %d", removed)
         loop = asyncio.get_running_loop()
