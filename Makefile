@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config postgresql postgresql-client python3-apt
+# (build-essential, libfuse3-dev, pkg-config and libssl-dev build the native replication programs that
+# the engine's wheel carries: the playbooks build that wheel on this machine)
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config build-essential libssl-dev postgresql postgresql-client python3-apt
 LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
 # the module library's MariaDB and Apache templates, shellcheck of its scripts; systemd-analyze verify of
@@ -14,7 +16,7 @@ LAB ?= demo
 # prometheus for promtool, which checks the shipped alerting rules: tests/unit/observability)
 TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio prometheus
 # the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
-NATIVE_APT_PACKAGES := build-essential libssl-dev clang-14 libclang-rt-14-dev
+NATIVE_APT_PACKAGES := build-essential libssl-dev libfuse3-dev pkg-config clang-14 libclang-rt-14-dev
 
 .PHONY: demo demo-farm test lint unit integration molecule bench deps venv clean lab-down
 
@@ -71,15 +73,27 @@ fuzz: venv native-deps
 	SAFEKIT_FUZZ=long $(BIN)/pytest tests/fuzz
 	$(MAKE) -C native fuzz FUZZ_SECONDS=300
 
-## native-test: the native code's unit tests, the same under ASan+UBSan, and a short libFuzzer run
-## of each decoder (zero crashes); `make fuzz` runs the fuzzers 5 minutes each
+## native-test: the native programs built (the tests run them: tests/integration/rfs), the native
+## code's unit tests, the same under ASan+UBSan, and a short libFuzzer run of each decoder (zero
+## crashes); `make fuzz` runs the fuzzers 5 minutes each
 .PHONY: native-test native-deps
 native-test: native-deps
-	$(MAKE) -C native test asan-test
+	$(MAKE) -C native all test asan-test
 	$(MAKE) -C native fuzz FUZZ_SECONDS=10
 
 native-deps:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(NATIVE_APT_PACKAGES)"
+
+## test-rfs-native: the replication integration tests on the native engine (SAFEKIT_TEST_RFS_ENGINE,
+## tests/integration/rfs/rfs_engines.py; docs/adr/0023); what it lacks yet is a strict xfail there
+.PHONY: test-rfs-native
+test-rfs-native: deps test-deps venv native-deps
+	$(MAKE) -C native all
+	SAFEKIT_TEST_RFS_ENGINE=native $(BIN)/pytest --durations=0 $(RFS_NATIVE_TESTS)
+
+RFS_NATIVE_TESTS := tests/integration/rfs/test_rfs_native_engine.py tests/integration/rfs/test_rfs_replication.py \
+	tests/integration/rfs/test_rfs_recovery.py tests/integration/rfs/test_rfs_postgres.py \
+	tests/integration/rfs/test_splitbrain_saved.py
 
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"

@@ -376,6 +376,9 @@ def _print_state(args: argparse.Namespace, answer: dict[str, Any]) -> int:
             if args.verbose:
                 for res, value in sorted(mod.get("resources", {}).items()):
                     print(f"    {res:<32} {value}")
+                replication = mod.get("replication")
+                if replication:  # a mirror module's replication process: its role and engine
+                    print(f"    replication {replication.get('role')} ({replication.get('engine')} engine)")
                 controls = mod.get("controls")
                 if controls:  # `safekit errd|checker|failover on|off`
                     print("    " + ", ".join(f"{name} {value}" for name, value in sorted(controls.items())))

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from safekit.chaos import judge, pgworkload
 from safekit.chaos.nemesis import ALL_KINDS, SAFEKITD_RESTART_DELAY, Fault, FaultKind, schedule
-from safekit.chaos.procstats import EngineFigures, engine_figures, netns_processes
+from safekit.chaos.procstats import EngineFigures, engine_figures, netns_processes, role_of
 from safekit.chaos.report import RECOVERY_BOUND, RFS_STOP_BOUND, RoundResult, passed, summarise
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -518,8 +518,20 @@ class ChaosCluster:
         netns = self.lab.plan().host(node).netns
         return [pid for pid, cmdline in netns_processes(netns) if marker in cmdline]
 
+    def rfs_pids(self, node: str) -> list[int]:
+        """Pids of the node's replication processes, on either engine (`procstats.role_of`)."""
+        netns = self.lab.plan().host(node).netns
+        return [pid for pid, cmdline in netns_processes(netns) if (role_of(cmdline) or "").startswith("rfs ")]
+
     def kill_marker(self, node: str, marker: str) -> list[int]:
-        pids = self.pids(node, marker)
+        return self._kill(self.pids(node, marker))
+
+    def kill_rfs(self, node: str) -> list[int]:
+        """SIGKILL the node's replication processes (Python or native); returns their pids."""
+        return self._kill(self.rfs_pids(node))
+
+    @staticmethod
+    def _kill(pids: list[int]) -> list[int]:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -608,7 +620,7 @@ def _safekitd_kill(chaos: ChaosCluster, fault: Fault, primary: str, secondary: s
 
 def _rfs_kill(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
     node = primary if fault.kind is FaultKind.RFS_KILL_PRIMARY else secondary
-    killed = chaos.kill_marker(node, "-m safekit.rfs")
+    killed = chaos.kill_rfs(node)
     if not killed:
         raise LabError(f"{node}: no replication process to kill")
     notes["killed"] = killed

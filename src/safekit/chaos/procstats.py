@@ -2,7 +2,8 @@
 
 A lab host is a network namespace on this machine; `ip netns pids` lists its processes (pids of
 this machine's pid namespace), and /proc/PID gives their resident memory and open descriptors.
-The engine's processes are `safekitd` and the replication processes (`python -m safekit.rfs`).
+The engine's processes are `safekitd` and the replication processes (`python -m safekit.rfs ROLE`,
+or the native `safekit-rfs-ROLE`: `safekit.rfs.native.role_of_argv` knows both).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 
-RFS_MARKER = "-m safekit.rfs"
+from safekit.rfs.native import role_of_argv
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,9 @@ def role_of(cmdline: str) -> str | None:
     process. safekitd runs as a script (`python .../bin/safekitd ...`): its path is one of the
     first two words."""
     words = cmdline.split()
-    if "safekit.rfs" in words and "-m" in words:
-        at = words.index("safekit.rfs")
-        return f"rfs {words[at + 1]}" if at + 1 < len(words) else "rfs"
+    rfs_role = role_of_argv(words)
+    if rfs_role is not None:
+        return f"rfs {rfs_role}"
     if any(w == "safekitd" or w.endswith("/safekitd") for w in words[:2]):
         return "safekitd"
     return None

@@ -207,6 +207,7 @@ _RFS_ATTRIBUTES: Final = (
     "syncdelta",
     "namespacepolicy",
     "splitbrain_keep_free",
+    "engine",
 )
 
 _KEEP_FREE = re.compile(r"(\d+(\.\d+)?%|\d+(\.\d+)?[KMGT]?B?)", re.IGNORECASE)
@@ -240,6 +241,9 @@ def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
         namespacepolicy=reader.integer("namespacepolicy", 0, 0) if reader.has("namespacepolicy") else None,
         line=element.line,
         splitbrain_keep_free=_keep_free(reader),
+        engine=cast(Literal["python", "native"], reader.choice("engine", ("python", "native"), "python"))
+        if reader.has("engine")
+        else None,
     )
 
 

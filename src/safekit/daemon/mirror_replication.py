@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from safekit.mirror import (
     StartReplication,
     replica,
 )
-from safekit.rfs import channel
+from safekit.rfs import channel, native
 from safekit.rfs.spec import RfsSpec
 
 
@@ -146,7 +147,13 @@ class ModuleReplication:
             }
         spec = dataclasses.replace(self.spec, extra=extra)
         self.fullsync = False
-        process = RfsProcess(role, spec, self.log, self._on_event)
+        try:
+            engine = native.choose_engine(self.config.rfs.engine if self.config.rfs else None, os.environ)
+        except native.EngineError as exc:
+            self.log.error("replication: %s", exc)
+            self.submit(ActionFailed(action, str(exc), time.monotonic()))
+            return
+        process = RfsProcess(role, spec, self.log, self._on_event, engine)
         self.process = process
         try:
             await process.start()
@@ -156,8 +163,9 @@ class ModuleReplication:
             self.submit(ActionFailed(action, str(exc), time.monotonic()))
             return
         self.log.info(
-            "replication %s started: %s (peer %s:%d)",
+            "replication %s started (%s engine): %s (peer %s:%d)",
             role,
+            engine,
             ", ".join(d.path for d in spec.dirs),
             spec.peer_addr,
             spec.port,
@@ -298,8 +306,12 @@ class ModuleReplication:
             self.log.warning("replication mounts left by a dead process: %d removed", removed)
 
     def view(self) -> dict[str, Any] | None:
-        """The running process's role and last event (`safekit state -v`), or None."""
+        """The running process's role, engine and last event (`safekit state -v`), or None."""
         if self.process is None:
             return None
         last = self.process.last_event
-        return {"role": self.process.role, "last_event": None if last is None else channel.describe(last)}
+        return {
+            "role": self.process.role,
+            "engine": self.process.engine,
+            "last_event": None if last is None else channel.describe(last),
+        }

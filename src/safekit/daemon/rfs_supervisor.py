@@ -1,4 +1,5 @@
-"""safekitd's side of replication: starts a module's replication process (`python -m safekit.rfs`),
+"""safekitd's side of replication: starts a module's replication process on its engine (Python:
+`python -m safekit.rfs ROLE SPEC`; native: `safekit-rfs-ROLE SPEC`, see `safekit.rfs.native`),
 reads its events, relays its log into the module log, and notices when it dies.
 
 The process is a child of safekitd, in the node's mount namespace (its FUSE and bind mounts are the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -20,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from safekit.host import persist, processes
-from safekit.rfs import channel
+from safekit.host import mounts, persist, processes
+from safekit.rfs import channel, native
 from safekit.rfs.spec import RfsSpec
 
 Role = Literal["primary", "secondary"]
@@ -52,6 +54,31 @@ class RfsError(Exception):
     """The replication process could not start or answer (the message says why)."""
 
 
+def prepare_native(role: Role, spec: RfsSpec) -> int:
+    """What the Python process does itself before it serves, done here for a native one: remove the
+    mounts a dead replication process left over the directories (a dead FUSE mount, its binds, a
+    secondary's recorded read-only binds), without looking through them; and on the primary, forget
+    this node's record as a secondary (its copy is the reference now); make a missing directory.
+    Returns the mounts removed."""
+    state_dir = Path(spec.state_dir)
+    record_file = state_dir / "secondary.json"
+    try:
+        record = persist.read_json(record_file)
+        recorded = (record.get("mounts") or []) if isinstance(record, dict) else []
+    except ValueError:
+        recorded = []
+    points = [d.path for d in spec.dirs]
+    if role == "primary":
+        points.append(str(state_dir / "mnt"))
+    removed = sum(mounts.detach_ours(point, recorded) for point in points)
+    for d in spec.dirs:  # as the Python process's open_dir: a missing directory is made (empty)
+        os.makedirs(d.path, mode=0o755, exist_ok=True)
+    if role == "primary":
+        with contextlib.suppress(FileNotFoundError):
+            record_file.unlink()
+    return removed
+
+
 class RfsProcess:
     def __init__(
         self,
@@ -59,9 +86,12 @@ class RfsProcess:
         spec: RfsSpec,
         log: logging.Logger,
         on_event: Callable[[channel.Event], None],
+        engine: native.Engine = native.DEFAULT_ENGINE,
     ) -> None:
         self.role = role
-        self.spec = spec
+        self.engine = engine
+        # what h21's native secondary runs for the split-brain save (`python -m safekit.rfs ...`)
+        self.spec = dataclasses.replace(spec, extra={**spec.extra, "python": sys.executable})
         self.log = log
         self.on_event = on_event
         self.proc: asyncio.subprocess.Process | None = None
@@ -78,20 +108,27 @@ class RfsProcess:
         """Start the process and wait until it serves (primary: mounted; secondary: listening)."""
         state_dir = Path(self.spec.state_dir)
         spec_file = state_dir / f"{self.role}.spec.json"
+        try:
+            launch = native.launch(self.engine, self.role, self.spec, spec_file, os.environ)
+        except native.EngineError as exc:
+            raise RfsError(str(exc)) from None
         await asyncio.to_thread(persist.write_bytes, spec_file, self.spec.to_json().encode())
+        if launch.engine == "native":
+            try:
+                removed = await asyncio.to_thread(prepare_native, self.role, self.spec)
+            except OSError as exc:
+                raise RfsError(f"could not prepare the replicated directories: {exc}") from None
+            if removed:
+                self.log.info("mounts left by a dead replication process removed: %d", removed)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._stopping = False
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "safekit.rfs",
-            self.role,
-            str(spec_file),
+            *launch.argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **launch.env},
             limit=channel.MAX_LINE + 1,
         )
         self._tasks = [
@@ -114,7 +151,7 @@ class RfsProcess:
         identity = processes.identity(self.proc.pid) if self.proc is not None else None
         if identity is None:
             return  # already gone: `exited` follows
-        record = {"role": self.role, "process": identity.to_json()}
+        record = {"role": self.role, "engine": self.engine, "process": identity.to_json()}
         persist.write_json(state_dir / PROCESS_RECORD, record)
 
     def command(self, command: channel.Command) -> None:
@@ -194,6 +231,7 @@ class RfsProcess:
             for name, value in (
                 ("ERROR", logging.ERROR),
                 ("WARNING", logging.WARNING),
+                ("INFO", logging.INFO),
                 ("DEBUG", logging.DEBUG),
             ):
                 if text.startswith(name + " "):

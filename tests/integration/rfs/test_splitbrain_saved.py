@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rfs_engines import engine_attribute
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -30,7 +31,7 @@ USERCONFIG = """<!DOCTYPE safe>
   <heart>
     <heartbeat name="default"/>
   </heart>
-  <rfs async="second" sendtimeout="3s">
+  <rfs async="second" sendtimeout="3s"{engine}>
     <replicated dir="/srv/data"/>
   </rfs>
 </service>
@@ -71,7 +72,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     module = root / MODULE
     (module / "conf").mkdir(parents=True)
     (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
+    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.replace("{engine}", engine_attribute()))
     root.chmod(0o755)
     cluster = LabCluster(lab)
     cluster.install(module, key=clusterkey.generate_key())

@@ -135,6 +135,16 @@ def test_state_verbose_shows_each_farm_groups_share(
     ]
 
 
+def test_state_verbose_shows_the_replication_engine(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replication = {"role": "primary", "engine": "native", "last_event": "in_sync (journal)"}
+    daemon.answer_state(module("PRIM", resources={"rfs.uptodate": "up"}, replication=replication))
+    assert cli.main(["state", "-m", "AM", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == ["    rfs.uptodate                     up", "    replication primary (native engine)"]
+
+
 def test_state_of_every_module(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     daemon.reply = lambda request: {
         "ok": True,
