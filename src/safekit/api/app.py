@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from safekit import __version__
+from safekit import __version__, failover_report
 from safekit.api import openapi
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, LoginLimiter, Principal, Role, Sessions
@@ -40,6 +40,7 @@ from safekit.config.xmlread import read_xml
 from safekit.host import persist
 from safekit.host.module_packages import MODULE_NAME, sha256_file
 from safekit.host.paths import Paths
+from safekit.report_cli import journal_lines
 
 log = logging.getLogger("safekit.api")
 
@@ -373,6 +374,28 @@ class Api:
         if found is None:
             raise HttpError(404, f"no history of {module!r} on {self.node_name} yet")
         return JSONResponse({"node": self.node_name, "module": module, **found})
+
+    async def report(self, request: Request, who: Principal) -> Response:
+        """`safekit report -m AM --last N --json` of this node (or `?node=`)."""
+        module = request.path_params["module"]
+        try:
+            last = int(request.query_params.get("last", "5"))
+        except ValueError:
+            raise HttpError(400, "last must be an integer") from None
+        if not 1 <= last <= 100:
+            raise HttpError(400, "last must be between 1 and 100")
+        target = self._target(request)
+        if target is not None:
+            status, data = await self._forward(
+                target, "GET", f"/api/v1/modules/{module}/report?last={last}", None, 10
+            )
+            return JSONResponse(data, status_code=status)
+        await self._known_module(module)
+        lines = await asyncio.to_thread(journal_lines, self.ctx.paths.module_journal(module))
+        found = failover_report.episodes(failover_report.parse_lines(lines))
+        return JSONResponse(
+            {"node": self.node_name, "module": module, "episodes": [e.to_json() for e in found[-last:]]}
+        )
 
     async def get_config(self, request: Request, who: Principal) -> Response:
         module = request.path_params["module"]
@@ -758,6 +781,7 @@ def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
         Route(f"{v1}/modules/{{module}}/log", _guarded(api, m, api.logs), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/monitoring", _guarded(api, m, api.monitoring), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/history", _guarded(api, m, api.history), methods=["GET"]),
+        Route(f"{v1}/modules/{{module}}/report", _guarded(api, m, api.report), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/config", _guarded(api, m, api.get_config), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/config", _guarded(api, a, api.put_config), methods=["PUT"]),
         Route(f"{v1}/config/validate", _guarded(api, m, api.validate), methods=["POST"]),

@@ -263,6 +263,20 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        "Reports": {
+            "type": obj,
+            "required": ["module", "episodes"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "episodes": {
+                    "type": "array",
+                    "description": "as `safekit report -m AM --json`: began, ended, took, from, to, "
+                    "failover, trigger, entries (offset, kind, name, duration, outcome)",
+                    "items": {"type": "object"},
+                },
+            },
+        },
         "ModuleConfig": {
             "type": obj,
             "required": ["module", "xml", "sha256"],
@@ -446,6 +460,24 @@ def document(version: str) -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "number", "minimum": 0, "maximum": 86400},
                         "description": "one row per step seconds (averages, worst lag, last state)",
+                    },
+                    _NODE,
+                ],
+                more={**missing, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/report": {
+            "get": _op(
+                "failover reports: the module's last episodes on this node, step by step (safekit report)",
+                m,
+                _json(_ref("Reports"), "episodes, oldest first"),
+                params=[
+                    _MODULE_PARAM,
+                    {
+                        "name": "last",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
                     },
                     _NODE,
                 ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from api_env import HISTORY_START, MONITORING, Env
 
 
@@ -54,3 +56,36 @@ def test_no_history_yet_is_404(env: Env) -> None:
     r = env.client.get("/api/v1/modules/db/history", headers=env.headers(env.monitor))
     assert r.status_code == 404
     assert "no history" in r.json()["error"]
+
+
+def test_failover_reports_from_the_module_journal(env: Env) -> None:
+    journal = env.paths.module_journal("web")
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    records = [
+        {
+            "t": 100.0,
+            "kind": "transition",
+            "from": "SECOND (Ready)",
+            "to": "WAIT (Transient)",
+            "reason": "peer lost",
+        },
+        {"t": 101.0, "kind": "step", "name": "AcquireVip", "duration": 0.05, "ok": True},
+        {"t": 101.1, "kind": "script", "name": "start_prim", "duration": 0.4, "outcome": "ok"},
+        {
+            "t": 101.6,
+            "kind": "transition",
+            "from": "WAIT (Transient)",
+            "to": "ALONE (Ready)",
+            "reason": "witness",
+        },
+    ]
+    journal.write_text("".join(json.dumps(r) + "\n" for r in records))
+    h = env.headers(env.monitor)
+    r = env.client.get("/api/v1/modules/web/report", headers=h)
+    assert r.status_code == 200, r.text
+    (episode,) = r.json()["episodes"]
+    assert episode["failover"] is True
+    assert episode["took"] == 1.6
+    assert [e["name"] for e in episode["entries"]][1:3] == ["AcquireVip", "start_prim"]
+    assert env.client.get("/api/v1/modules/web/report?last=0", headers=h).status_code == 400
+    assert env.client.get("/api/v1/modules/nope/report", headers=h).status_code == 404
