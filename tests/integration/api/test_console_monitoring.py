@@ -274,6 +274,25 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     )
     page.close()
 
+    # The budgets with the status polling and the history on (no console open): <= 1 % idle CPU
+    # and <= 80 MiB RSS for safekitd on the primary.
+    pid = cluster.daemon_pid("node1")
+    assert pid is not None
+    ticks = int(lab.exec("node1", ["getconf", "CLK_TCK"], check=True).stdout)
+
+    def cpu_seconds() -> float:
+        fields = lab.exec("node1", ["cat", f"/proc/{pid}/stat"], check=True).stdout.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+    began, used = time.monotonic(), cpu_seconds()
+    time.sleep(10)
+    share = (cpu_seconds() - used) / (time.monotonic() - began)
+    status = lab.exec("node1", ["cat", f"/proc/{pid}/status"], check=True).stdout
+    rss_mib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+    print(f"safekitd on the primary, idle: {100 * share:.2f} % CPU, {rss_mib:.1f} MiB RSS")
+    assert share <= 0.01, f"safekitd uses {100 * share:.2f} % CPU idle (budget 1 %)"
+    assert rss_mib <= 80, f"safekitd uses {rss_mib:.1f} MiB (budget 80)"
+
     # A power cut of the primary: node2 takes over, and its console shows the failover report.
     lab.kill("node1")
     cluster.wait_state("node2", MODULE, "ALONE", timeout=30)
