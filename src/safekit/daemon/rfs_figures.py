@@ -113,7 +113,13 @@ class ReplicationFigures:
         self.status_at = now
         if report.state in LINK_STATES:
             self.link = report.state
-            self.in_sync = report.state == "in_sync"
+            # The link's `in_sync` comes before the secondary has applied the resync's data (the
+            # Python primary says it once everything is queued): only the `in_sync` event, sent
+            # once it is acknowledged, says the copy follows. A status says when it does not.
+            if report.state != "in_sync":
+                self.in_sync = False
+            elif self.in_sync is None:
+                self.in_sync = True
         counters: dict[str, int] = {"journal_ops": report.journal}
         for ours, theirs in (
             ("in_flight_ops", "in_flight_ops"),
@@ -138,6 +144,10 @@ class ReplicationFigures:
             self._sent.append((now, sent))
         if isinstance(stats.get("last_resync"), dict):
             self.last_resync = dict(stats["last_resync"])
+        self._resync_status(report, now)
+
+    def _resync_status(self, report: channel.StatusReport, now: float) -> None:
+        stats = report.stats
         mode = stats.get("resync_mode")
         done, total = _int(stats, "resync_done"), _int(stats, "resync_total")
         if report.state == "resync" or (isinstance(mode, str) and mode):
@@ -155,7 +165,7 @@ class ReplicationFigures:
         self.resync_mode = mode
         self.resync_started = now
         self.resync_done = self.resync_total = self.resync_bytes = None
-        self.resync_percent = 0.0
+        self.resync_percent = None  # until the process says how far (the Python primary never does)
         self._progress.clear()
 
     def _resync_ended(self) -> None:

@@ -94,6 +94,9 @@ def test_a_resync_shows_progress_and_time_left_then_ends() -> None:
     assert view["resync"]["bytes"] == 300_000
     assert view["resync"]["remaining"] == 7.0  # 70 % left at 10 % a second
     assert view["resync"]["elapsed"] == 4.0
+    f.on_status(native_status("in_sync", sent=0, done=0, total=0), now=4.2)
+    assert f.view(4.2)["in_sync"] is False  # the link says in sync before the data is acknowledged
+    assert f.view(4.2)["link"] == "in_sync"
     f.on_event(channel.InSync(None, "checksum", 4.5, 300_000), now=4.5)
     view = f.view(5.0)
     assert view["resync"] is None
@@ -130,6 +133,14 @@ def test_the_python_primary_reports_fewer_counters() -> None:
     families = {name for name, _labels, _value in rfs_samples(f, 2.0)}
     assert "safekit_rfs_in_flight_operations" not in families
     assert "safekit_rfs_journal_operations" in families
+    f.on_status(channel.StatusReport("resync", 12, 0, {"resyncs": 2, "data_bytes": 3000}), now=4.0)
+    view = f.view(4.0)
+    assert view["resync"]["mode"] == "resync"
+    assert view["resync"]["percent"] is None  # how far is not reported: unknown, not 0 %
+    assert view["resync"]["remaining"] is None
+    families = {name for name, _labels, _value in rfs_samples(f, 4.0)}
+    assert "safekit_rfs_resync_active" in families
+    assert "safekit_rfs_resync_progress_ratio" not in families
 
 
 def test_a_secondary_resync_from_its_progress_events() -> None:

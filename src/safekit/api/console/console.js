@@ -421,9 +421,9 @@ function replicationBlock(rfs) {
   if (rfs.resync) {
     const r = rfs.resync;
     // without a percentage (the Python primary reports none; its secondary does) the bar is indeterminate
-    const bar = r.percent === null ? el("progress", { class: "resync", title: "how far: not reported here" })
+    const bar = r.percent === null ? el("progress", { class: "resync", title: "how far: not known yet" })
       : el("progress", { class: "resync", max: 100, value: r.percent, title: `${r.percent} %` });
-    const what = [r.percent === null ? "progress not reported here" : `${r.percent.toFixed(1)} %`, r.mode];
+    const what = [r.percent === null ? "how far: not known yet" : `${r.percent.toFixed(1)} %`, r.mode];
     if (r.total) what.push(`${r.done}/${r.total} objects`);
     if (r.bytes !== null && r.bytes !== undefined) what.push(`${bytes(r.bytes)} sent`);
     what.push(r.remaining === null ? "time left unknown" : `about ${seconds(r.remaining)} left`);
