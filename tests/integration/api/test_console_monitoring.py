@@ -303,6 +303,8 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     page.select_option("#mon-module", MODULE)
     expect(card(page, "node2")).to_contain_text("holds the virtual IP", timeout=10_000)  # type: ignore[arg-type]
     expect(card(page, "node1")).to_contain_text("unreachable", timeout=10_000)  # type: ignore[arg-type]
+    # the charts come without waiting for the dead node (its history request is left out)
+    expect(page.locator('#mon-charts figure[data-chart="state"] rect').first).to_be_attached(timeout=15_000)
     page.click("#report-load")
     episode = page.locator('#mon-reports details.episode[data-node="node2"]').first  # the newest
     expect(episode).to_contain_text("failover", timeout=10_000)

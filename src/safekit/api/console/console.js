@@ -437,7 +437,7 @@ function heartbeatTable(data) {
   const rows = (data.heartbeats || []).map((hb) => el("tr", { class: "hb", "data-lan": hb.lan, "data-up": String(hb.up) },
     el("td", {}, hb.lan), el("td", {}, hb.peer),
     el("td", { class: hb.up ? "up" : hb.up === false ? "down" : "" }, hb.up ? "▲ up" : hb.up === false ? "▼ down" : "starting"),
-    el("td", {}, milliseconds(hb.rtt))));
+    el("td", {}, hb.up === false ? "-" : milliseconds(hb.rtt))));  // no stale round trip of a network down
   const table = el("table", { class: "hb-table" },
     el("caption", {}, "heartbeat networks"),
     el("thead", {}, el("tr", {}, el("th", {}, "network"), el("th", {}, "peer"), el("th", {}, "state"), el("th", {}, "round trip"))),
@@ -534,8 +534,10 @@ async function refreshHistory() {
   let from = to - range;
   const step = Math.max(10, Math.round(range / CHART_POINTS));
   const nodes = view.nodes.filter((n) => n.reachable !== false).map((n) => n.name);
-  const answers = await Promise.all(nodes.map((node) => api("GET",
-    `/api/v1/modules/${encodeURIComponent(module)}/history?${new URLSearchParams({ node, since: from.toFixed(0), step })}`)));
+  // a node that does not answer within 4 s (a forwarded request to a dead node) is left out
+  const late = () => new Promise((resolve) => setTimeout(() => resolve({ status: 0, data: {} }), 4000));
+  const answers = await Promise.all(nodes.map((node) => Promise.race([late(), api("GET",
+    `/api/v1/modules/${encodeURIComponent(module)}/history?${new URLSearchParams({ node, since: from.toFixed(0), step })}`)])));
   if ($("mon-module").value !== module) return;
   const found = [];
   answers.forEach((a, i) => { if (a.status === 200) found.push({ node: nodes[i], ...a.data }); });
