@@ -85,7 +85,7 @@ native-deps:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(NATIVE_APT_PACKAGES)"
 
 ## test-rfs-native: the replication integration tests on the native engine (SAFEKIT_TEST_RFS_ENGINE,
-## tests/integration/rfs/rfs_engines.py; docs/adr/0023); what it lacks yet is a strict xfail there
+## tests/integration/rfs/rfs_engines.py; docs/adr/0024); a test marked native_missing is a strict xfail there
 .PHONY: test-rfs-native
 test-rfs-native: deps test-deps venv native-deps
 	$(MAKE) -C native all

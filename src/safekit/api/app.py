@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,11 +26,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from safekit import __version__
+from safekit import __version__, failover_report
 from safekit.api import openapi
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, LoginLimiter, Principal, Role, Sessions
 from safekit.api.client import ApiClient, ApiClientError
+from safekit.api.history import History
 from safekit.api.watch import ClusterWatcher
 from safekit.config import ConfigError
 from safekit.config.cluster_parser import parse_cluster
@@ -38,6 +40,7 @@ from safekit.config.xmlread import read_xml
 from safekit.host import persist
 from safekit.host.module_packages import MODULE_NAME, sha256_file
 from safekit.host.paths import Paths
+from safekit.report_cli import journal_lines
 
 log = logging.getLogger("safekit.api")
 
@@ -81,6 +84,9 @@ class ApiContext:
     cookie_secure: bool = True
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    monitor: Callable[[str], dict[str, Any] | None] | None = None
+    """Metrics.monitoring: a module's heartbeat networks and replication figures on this node."""
+    history: History | None = None
 
 
 class HttpError(Exception):
@@ -332,6 +338,65 @@ class Api:
             text = await asyncio.to_thread(_tail, path, lines)
         return JSONResponse({"node": self.node_name, "module": module, "kind": kind, "lines": text})
 
+    async def monitoring(self, request: Request, who: Principal) -> Response:
+        """A module's heartbeat networks (up or down per peer, round trip) and replication
+        figures (role, in sync, in flight, resync progress and time left, throughput) here."""
+        module = request.path_params["module"]
+        target = self._target(request)
+        if target is not None:
+            status, data = await self._forward(target, "GET", f"/api/v1/modules/{module}/monitoring", None, 5)
+            return JSONResponse(data, status_code=status)
+        await self._known_module(module)
+        found = self.ctx.monitor(module) if self.ctx.monitor is not None else None
+        if found is None:
+            raise HttpError(404, f"module {module!r} is not running on {self.node_name}")
+        return JSONResponse({"node": self.node_name, "module": module, "time": time.time(), **found})
+
+    async def history(self, request: Request, who: Principal) -> Response:
+        """`?since=` (wall clock, seconds) and `?step=` (seconds a row, for long ranges)."""
+        module = request.path_params["module"]
+        since = _number(request, "since", 0.0)
+        step = _number(request, "step", 0.0)
+        if not 0 <= step <= 86400:
+            raise HttpError(400, "step must be between 0 and 86400 seconds")
+        target = self._target(request)
+        if target is not None:
+            query = f"since={since:.3f}&step={step:g}"
+            status, data = await self._forward(
+                target, "GET", f"/api/v1/modules/{module}/history?{query}", None, 10
+            )
+            return JSONResponse(data, status_code=status)
+        await self._known_module(module)
+        history = self.ctx.history
+        found = (
+            None if history is None else await asyncio.to_thread(history.read, module, since, step or None)
+        )
+        if found is None:
+            raise HttpError(404, f"no history of {module!r} on {self.node_name} yet")
+        return JSONResponse({"node": self.node_name, "module": module, **found})
+
+    async def report(self, request: Request, who: Principal) -> Response:
+        """`safekit report -m AM --last N --json` of this node (or `?node=`)."""
+        module = request.path_params["module"]
+        try:
+            last = int(request.query_params.get("last", "5"))
+        except ValueError:
+            raise HttpError(400, "last must be an integer") from None
+        if not 1 <= last <= 100:
+            raise HttpError(400, "last must be between 1 and 100")
+        target = self._target(request)
+        if target is not None:
+            status, data = await self._forward(
+                target, "GET", f"/api/v1/modules/{module}/report?last={last}", None, 10
+            )
+            return JSONResponse(data, status_code=status)
+        await self._known_module(module)
+        lines = await asyncio.to_thread(journal_lines, self.ctx.paths.module_journal(module))
+        found = failover_report.episodes(failover_report.parse_lines(lines))
+        return JSONResponse(
+            {"node": self.node_name, "module": module, "episodes": [e.to_json() for e in found[-last:]]}
+        )
+
     async def get_config(self, request: Request, who: Principal) -> Response:
         module = request.path_params["module"]
         await self._known_module(module)
@@ -498,6 +563,19 @@ def _answer(answer: dict[str, Any]) -> JSONResponse:
     if answer.get("ok"):
         return JSONResponse(answer)
     return JSONResponse({"ok": False, "error": str(answer.get("error") or "refused")}, status_code=409)
+
+
+def _number(request: Request, name: str, default: float) -> float:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise HttpError(400, f"{name} must be a number") from None
+    if not math.isfinite(value):
+        raise HttpError(400, f"{name} must be a finite number")
+    return value
 
 
 def _only(body: dict[str, Any], allowed: set[str]) -> None:
@@ -701,6 +779,9 @@ def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
         Route(f"{v1}/modules/{{module}}", _guarded(api, m, api.module), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/commands", _guarded(api, a, api.command), methods=["POST"]),
         Route(f"{v1}/modules/{{module}}/log", _guarded(api, m, api.logs), methods=["GET"]),
+        Route(f"{v1}/modules/{{module}}/monitoring", _guarded(api, m, api.monitoring), methods=["GET"]),
+        Route(f"{v1}/modules/{{module}}/history", _guarded(api, m, api.history), methods=["GET"]),
+        Route(f"{v1}/modules/{{module}}/report", _guarded(api, m, api.report), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/config", _guarded(api, m, api.get_config), methods=["GET"]),
         Route(f"{v1}/modules/{{module}}/config", _guarded(api, a, api.put_config), methods=["PUT"]),
         Route(f"{v1}/config/validate", _guarded(api, m, api.validate), methods=["POST"]),

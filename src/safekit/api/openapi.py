@@ -216,6 +216,67 @@ def _schemas() -> dict[str, Any]:
                 "lines": {"type": "array", "items": {"type": "string"}},
             },
         },
+        "Monitoring": {
+            "type": obj,
+            "required": ["module", "heartbeats", "replication"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "time": {"type": "number"},
+                "heartbeats": {
+                    "type": "array",
+                    "items": {
+                        "type": obj,
+                        "required": ["lan", "peer", "up", "rtt"],
+                        "properties": {
+                            "lan": {"type": "string"},
+                            "peer": {"type": "string"},
+                            "up": {"type": ["boolean", "null"]},
+                            "received": {"type": "integer"},
+                            "rtt": {"type": ["number", "null"], "description": "smoothed round trip, s"},
+                            "rtt_last": {"type": ["number", "null"]},
+                        },
+                    },
+                },
+                "witness": {"type": ["string", "null"]},
+                "replication": {
+                    "type": ["object", "null"],
+                    "description": "role, in_sync, resync (percent, remaining s), throughput (B/s), "
+                    "in_flight_bytes/ops, journal_ops/bytes, counters; null without <rfs>",
+                },
+            },
+        },
+        "History": {
+            "type": obj,
+            "required": ["module", "period", "fields", "samples"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "period": {"type": "number"},
+                "slots": {"type": "integer"},
+                "fields": {"type": "array", "items": {"type": "string"}},
+                "states": {"type": "array", "items": {"type": "string"}},
+                "samples": {
+                    "type": "array",
+                    "description": "[time, value of each field (null: not known)], oldest first",
+                    "items": {"type": "array", "items": {"type": ["number", "null"]}},
+                },
+            },
+        },
+        "Reports": {
+            "type": obj,
+            "required": ["module", "episodes"],
+            "properties": {
+                "node": {"type": "string"},
+                "module": {"type": "string"},
+                "episodes": {
+                    "type": "array",
+                    "description": "as `safekit report -m AM --json`: began, ended, took, from, to, "
+                    "failover, trigger, entries (offset, kind, name, duration, outcome)",
+                    "items": {"type": "object"},
+                },
+            },
+        },
         "ModuleConfig": {
             "type": obj,
             "required": ["module", "xml", "sha256"],
@@ -365,6 +426,59 @@ def document(version: str) -> dict[str, Any]:
                         "schema": {"type": "string", "enum": ["module", "script", "daemon"]},
                     },
                     _LINES,
+                    _NODE,
+                ],
+                more={**missing, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/monitoring": {
+            "get": _op(
+                "heartbeat networks (up or down per peer, round trip) and replication figures",
+                m,
+                _json(_ref("Monitoring"), "figures now"),
+                params=[_MODULE_PARAM, _NODE],
+                more={**missing, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/history": {
+            "get": _op(
+                "the module's samples of the last 24 hours (one every 10 s), optionally one per step",
+                m,
+                _json(_ref("History"), "samples"),
+                params=[
+                    _MODULE_PARAM,
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number"},
+                        "description": "only samples after this time (Unix seconds)",
+                    },
+                    {
+                        "name": "step",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 86400},
+                        "description": "one row per step seconds (averages, worst lag, last state)",
+                    },
+                    _NODE,
+                ],
+                more={**missing, **_PEER},
+            )
+        },
+        "/api/v1/modules/{module}/report": {
+            "get": _op(
+                "failover reports: the module's last episodes on this node, step by step (safekit report)",
+                m,
+                _json(_ref("Reports"), "episodes, oldest first"),
+                params=[
+                    _MODULE_PARAM,
+                    {
+                        "name": "last",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
                     _NODE,
                 ],
                 more={**missing, **_PEER},

@@ -15,6 +15,7 @@ import ssl
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -23,6 +24,7 @@ from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore
 from safekit.api.client import ApiClient, client_context, cluster_token_source, node_addresses
 from safekit.api.files import DEFAULT_PORT, ApiFiles
+from safekit.api.history import History
 from safekit.config import load_cluster
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
@@ -60,6 +62,7 @@ class ApiServer:
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._api: Api | None = None
+        self.history: History | None = None
 
     async def start(self) -> None:
         name = self.node.node_name or ""
@@ -80,7 +83,12 @@ class ApiServer:
                 for n, addr in nodes.items()
                 if n != name
             }
+        metrics = getattr(self.node, "metrics", None)  # safekitd's Node (tests may give a bare control)
+        monitor = metrics.monitoring if metrics is not None else None
+        self.history = History(self.paths.module_var, self._local_modules, monitor or _nothing)
         ctx = ApiContext(
+            monitor=monitor,
+            history=self.history,
             node=self.node,
             paths=self.paths,
             store=CredentialStore(self.files.users, self.files.tokens),
@@ -117,6 +125,7 @@ class ApiServer:
         if config.ssl is not None:
             config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
         self._server = _EmbeddedServer(config)
+        self.history.start()
         self._task = asyncio.create_task(self._serve(sock))
         while not self._server.started and not self._task.done():
             await asyncio.sleep(0.02)
@@ -131,6 +140,11 @@ class ApiServer:
             log.error("API server stopped at startup")
         except Exception:
             log.exception("API server failed")
+
+    async def _local_modules(self) -> list[dict[str, Any]]:
+        answer = await self.node.handle({"cmd": "state", "verbose": True})
+        modules: list[dict[str, Any]] = answer.get("modules", [])
+        return modules
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.settings.address else socket.AF_INET
@@ -174,6 +188,8 @@ class ApiServer:
         self._server.should_exit = True
         if self._api is not None:
             await self._api.watcher.stop()
+        if self.history is not None:
+            await self.history.stop()
         try:
             await asyncio.wait_for(self._task, 5)
         except (TimeoutError, asyncio.CancelledError):
@@ -192,3 +208,7 @@ async def start_api(node: NodeControl, paths: Paths, address: str, port: int) ->
         log.error("%s", exc)
         return None
     return server
+
+
+def _nothing(module: str) -> dict[str, Any] | None:
+    return None

@@ -2,7 +2,9 @@
 
 Module states and readiness, transitions, the modules' resources (heartbeat networks, the witness,
 the replication's `rfs.uptodate` and `rfs.degraded`), heartbeats per LAN with the round trip as a
-histogram, script and VIP durations, cloud VIP API calls and the build. The table of every series
+histogram, script and VIP durations, cloud VIP API calls, the build, and a mirror module's
+replication (`safekit_rfs_*`: role, in sync, in flight, journal, bytes sent, resynchronisation
+progress and time left, from daemon/rfs_figures.py). The table of every series
 is in docs/metrics.md; the alerting rules and the Grafana dashboard under observability/ use only
 these names (tests/unit/observability checks it).
 
@@ -13,7 +15,9 @@ its process).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import (
@@ -25,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 import safekit
+from safekit.daemon.rfs_figures import ReplicationFigures
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.counters import Histogram as Buckets
 
@@ -45,6 +50,8 @@ ResourceSource = Callable[[], Mapping[str, str]]
 """A module's resources as `safekit state -v` shows them: name -> up, down or init."""
 CloudCallSource = Callable[[], Iterable[tuple[str, str, str, int, int]]]
 """Yields (provider, action, outcome, calls, attempts) of a module's cloud VIP API calls."""
+ReplicationSource = Callable[[], ReplicationFigures]
+"""A mirror module's replication figures (with or without a running replication process)."""
 
 
 class Metrics:
@@ -100,8 +107,10 @@ class Metrics:
         self._lateness: dict[str, LatenessSource] = {}
         self._resources: dict[str, ResourceSource] = {}
         self._cloud_calls: dict[str, CloudCallSource] = {}
+        self._replication: dict[str, ReplicationSource] = {}
         self.registry.register(_HeartbeatCollector(self._sources, self._lateness))
         self.registry.register(_ModuleCollector(self._resources, self._cloud_calls))
+        self.registry.register(_ReplicationCollector(self._replication))
 
     def add_heartbeat_source(self, module: str, source: HeartbeatSource, lateness: LatenessSource) -> None:
         """Register a module's heartbeat figures (a reloaded module replaces its old ones)."""
@@ -114,12 +123,46 @@ class Metrics:
     def add_cloud_calls(self, module: str, calls: CloudCallSource) -> None:
         self._cloud_calls[module] = calls
 
+    def add_replication(self, module: str, figures: ReplicationSource) -> None:
+        self._replication[module] = figures
+
+    def monitoring(self, module: str, now: float | None = None) -> dict[str, Any] | None:
+        """What the console's monitoring view shows of a module on this node: each heartbeat
+        network's peers (up or down, round trip), and the replication's figures (None without
+        <rfs> or for a farm module); None for a module this node does not run."""
+        now = time.monotonic() if now is None else now
+        resources = self._resources.get(module)
+        if resources is None:
+            return None
+        shown = dict(resources())
+        heartbeats = []
+        source = self._sources.get(module)
+        for _module, peer, lan, counters, stats in source() if source is not None else ():
+            state = shown.get(f"heartbeat.{lan}", "init")
+            heartbeats.append(
+                {
+                    "lan": lan,
+                    "peer": peer,
+                    "up": None if state not in ("up", "down") else state == "up",
+                    "received": counters.received,
+                    "rtt": None if stats is None or not stats.samples else round(stats.smoothed, 6),
+                    "rtt_last": None if stats is None or not stats.samples else round(stats.last, 6),
+                }
+            )
+        figures = self._replication.get(module)
+        return {
+            "heartbeats": heartbeats,
+            "witness": shown.get("splitbrain.witness"),
+            "replication": None if figures is None else figures().view(now),
+        }
+
     def remove_module(self, module: str) -> None:
         """An uninstalled module: its series disappear (transition counts stay, they are history)."""
         self._sources.pop(module, None)
         self._lateness.pop(module, None)
         self._resources.pop(module, None)
         self._cloud_calls.pop(module, None)
+        self._replication.pop(module, None)
         for name in STATES:
             self.state.remove(module, name)
         self.ready.remove(module)
@@ -224,3 +267,107 @@ class _ModuleCollector(Collector):
         yield up
         yield calls
         yield attempts
+
+
+RFS_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("safekit_rfs_role", "gauge", "1 for the role of the running replication process", ("role",)),
+    (
+        "safekit_rfs_in_sync",
+        "gauge",
+        "1 when the secondary's copy follows the primary (primary: its link; secondary: its copy)",
+        (),
+    ),
+    (
+        "safekit_rfs_link_state",
+        "gauge",
+        "primary: 1 for the link's state (degrading, degraded, resync, in_sync)",
+        ("state",),
+    ),
+    ("safekit_rfs_in_flight_operations", "gauge", "operations sent, not yet acknowledged", ()),
+    ("safekit_rfs_in_flight_bytes", "gauge", "bytes of data sent, not yet acknowledged", ()),
+    ("safekit_rfs_journal_operations", "gauge", "journal entries the next resynchronisation sends", ()),
+    ("safekit_rfs_journal_bytes", "gauge", "journal bytes the next resynchronisation sends", ()),
+    ("safekit_rfs_sent_bytes", "counter", "bytes sent to the secondary (frames)", ()),
+    ("safekit_rfs_streamed_operations", "counter", "live operations streamed to the secondary", ()),
+    ("safekit_rfs_streamed_bytes", "counter", "bytes of data streamed to the secondary", ()),
+    ("safekit_rfs_resyncs", "counter", "resynchronisations of the secondary", ()),
+    ("safekit_rfs_link_losses", "counter", "replication links lost", ()),
+    ("safekit_rfs_resync_active", "gauge", "1 while a resynchronisation runs, by mode", ("mode",)),
+    ("safekit_rfs_resync_progress_ratio", "gauge", "how far the running resynchronisation is (0 to 1)", ()),
+    ("safekit_rfs_resync_done_objects", "gauge", "primary: objects (files, entries) resynchronised", ()),
+    ("safekit_rfs_resync_objects", "gauge", "primary: objects the running resynchronisation checks", ()),
+    ("safekit_rfs_resync_sent_bytes", "gauge", "primary: data bytes the running resynchronisation sent", ()),
+    (
+        "safekit_rfs_resync_remaining_seconds",
+        "gauge",
+        "estimated time left in the running resynchronisation, at its speed of the last 20 s",
+        (),
+    ),
+)
+"""(name, type, help, labels besides `module`) of each `safekit_rfs_*` family."""
+RFS_COUNTERS = {
+    "in_flight_ops": "safekit_rfs_in_flight_operations",
+    "in_flight_bytes": "safekit_rfs_in_flight_bytes",
+    "journal_ops": "safekit_rfs_journal_operations",
+    "journal_bytes": "safekit_rfs_journal_bytes",
+    "sent_bytes": "safekit_rfs_sent_bytes",
+    "streamed_ops": "safekit_rfs_streamed_operations",
+    "streamed_bytes": "safekit_rfs_streamed_bytes",
+    "resyncs": "safekit_rfs_resyncs",
+    "losses": "safekit_rfs_link_losses",
+}
+"""ReplicationFigures.counters -> the family that exports it."""
+
+
+def rfs_samples(figures: ReplicationFigures, now: float) -> Iterable[tuple[str, tuple[str, ...], float]]:
+    """(family, extra label values, value) of one module's replication; nothing while no
+    replication process runs, and only what the process reports (the Python one reports no
+    in-flight figures, a secondary no counters)."""
+    if figures.role is None:
+        return
+    yield "safekit_rfs_role", (figures.role,), 1
+    if figures.in_sync is not None:
+        yield "safekit_rfs_in_sync", (), 1 if figures.in_sync else 0
+    if figures.role == "primary" and figures.link:
+        for state in ("degrading", "degraded", "resync", "in_sync"):
+            yield "safekit_rfs_link_state", (state,), 1 if state == figures.link else 0
+    for key, family in RFS_COUNTERS.items():
+        if key in figures.counters:
+            yield family, (), figures.counters[key]
+    if not figures.resync_mode:
+        return
+    yield "safekit_rfs_resync_active", (figures.resync_mode,), 1
+    optional = (
+        (
+            "safekit_rfs_resync_progress_ratio",
+            None if figures.resync_percent is None else figures.resync_percent / 100,
+        ),
+        (
+            "safekit_rfs_resync_done_objects",
+            figures.resync_done if figures.resync_total is not None else None,
+        ),
+        ("safekit_rfs_resync_objects", figures.resync_total if figures.resync_done is not None else None),
+        ("safekit_rfs_resync_sent_bytes", figures.resync_bytes),
+        ("safekit_rfs_resync_remaining_seconds", figures.resync_remaining(now)),
+    )
+    for family, value in optional:
+        if value is not None:
+            yield family, (), value
+
+
+class _ReplicationCollector(Collector):
+    """`safekit_rfs_*`: a mirror module's replication as daemon/rfs_figures.py shows it."""
+
+    def __init__(self, sources: dict[str, ReplicationSource]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.monotonic()
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for name, kind, text, labels in RFS_FAMILIES:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            families[name] = family(name, text, labels=["module", *labels])
+        for module, source in list(self._sources.items()):
+            for family_name, extra, value in rfs_samples(source(), now):
+                families[family_name].add_metric([module, *extra], value)
+        yield from families.values()

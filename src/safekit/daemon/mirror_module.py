@@ -167,6 +167,8 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             submit=self.submit,
             state=lambda: self.state,
         )
+        if self.rfs_spec is not None:
+            metrics.add_replication(name, lambda: self.replication.figures)
         metrics.add_heartbeat_source(
             name,
             self._heartbeat_metrics,

@@ -19,6 +19,7 @@ from typing import Any
 
 from safekit.config import ModuleConfig
 from safekit.daemon.module_executor import LOG_LEVELS
+from safekit.daemon.rfs_figures import POLL_INTERVAL, ReplicationFigures
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.host import mounts, persist, processes
@@ -96,6 +97,10 @@ class ModuleReplication:
         self.fullsync = False
         self.split_at: float | None = None  # wall clock: the peer's last heartbeat before a loss
         self._verify: asyncio.Future[channel.VerifyResult] | None = None
+        # what the replication looks like (metrics, console, history: daemon/rfs_figures.py)
+        self.figures = ReplicationFigures()
+        self._last_shown: channel.Event | None = None  # the last event but status answers
+        self._poll: asyncio.Task[None] | None = None
         if spec is not None:
             resources["rfs.uptodate"] = "init"
             resources["rfs.degraded"] = "init"
@@ -155,13 +160,18 @@ class ModuleReplication:
             return
         process = RfsProcess(role, spec, self.log, self._on_event, engine)
         self.process = process
+        self._last_shown = None
+        self.figures.started(role)
         try:
             await process.start()
         except RfsError as exc:
             self.process = None
             self.log.error("replication: %s", exc)
             self.submit(ActionFailed(action, str(exc), time.monotonic()))
+            self.figures.stopped()
             return
+        if role == "primary":
+            self._poll = asyncio.get_running_loop().create_task(self._poll_status(process))
         self.log.info(
             "replication %s started (%s engine): %s (peer %s:%d)",
             role,
@@ -185,14 +195,25 @@ class ModuleReplication:
                 removed = await asyncio.to_thread(detach_mounts, self.spec, self.log)
                 if removed:
                     self.log.info("dead replication mounts removed: %d", removed)
+        self.figures.stopped()
         if self.spec is not None:
             self.resources["rfs.degraded"] = "init"
+
+    async def _poll_status(self, process: RfsProcess) -> None:
+        """The primary's counters every POLL_INTERVAL seconds (answered by a `status` event)."""
+        while self.process is process:
+            process.command(channel.QueryStatus())
+            await asyncio.sleep(POLL_INTERVAL)
 
     # ------------------------------------------------------------------ the process's events
     def _on_event(self, event: channel.Event) -> None:
         process = self.process
         if process is None:
             return
+        self.figures.on_event(event, time.monotonic())
+        if isinstance(event, channel.StatusReport):
+            return  # figures only: the state machine has nothing to learn from it
+        self._last_shown = event
         if isinstance(event, channel.InSync) and process.role == "secondary":
             self.restarts = 0
         self.book, effects = replica.on_event(self.book, event, self.settings.peer_node, time.monotonic())
@@ -309,7 +330,7 @@ class ModuleReplication:
         """The running process's role, engine and last event (`safekit state -v`), or None."""
         if self.process is None:
             return None
-        last = self.process.last_event
+        last = self._last_shown
         return {
             "role": self.process.role,
             "engine": self.process.engine,

@@ -1,4 +1,4 @@
-"""safekitd runs the native replication programs (`<rfs engine="native">`, docs/adr/0023): the short
+"""safekitd runs the native replication programs (`<rfs engine="native">`, docs/adr/0024): the short
 check of `make test`, whatever SAFEKIT_TEST_RFS_ENGINE says (`make test-rfs-native` runs the whole
 rfs set on the native engine).
 

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from safekit.api.app import Api, ApiContext, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, Role
+from safekit.api.history import FILE_NAME, History, HistoryStore, fields_for, sample_of
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
@@ -25,6 +26,24 @@ GOOD_XML = """<!DOCTYPE safe>
 </safe>
 """
 PASSWORD = "correct horse battery"
+MONITORING: dict[str, Any] = {
+    "heartbeats": [
+        {"lan": "default", "peer": "n2", "up": True, "received": 9, "rtt": 0.0012, "rtt_last": 0.001}
+    ],
+    "witness": None,
+    "replication": {
+        "role": "primary",
+        "link": "resync",
+        "in_sync": False,
+        "resync": {"mode": "checksum", "percent": 40.0, "remaining": 12.0},
+        "throughput": 2.5e6,
+        "in_flight_bytes": 4096,
+        "in_flight_ops": 2,
+        "journal_bytes": None,
+    },
+}
+"""What Metrics.monitoring answers for the fake node's modules."""
+HISTORY_START = 1_699_999_980.0  # on a minute boundary
 
 
 @functools.cache
@@ -127,7 +146,20 @@ def make_env(tmp_path: Path) -> Iterator[Env]:
     monitor = store.create_token(Role.MONITOR, "ci-monitor")
     key = clusterkey.generate_key()
     node = FakeNode()
+
+    def monitoring_of(module: str) -> dict[str, Any] | None:
+        return MONITORING if module in node.states else None
+
+    async def module_states() -> list[dict[str, Any]]:
+        return (await node.handle({"cmd": "state", "verbose": True}))["modules"]
+
+    ring = HistoryStore(paths.module_var("web") / FILE_NAME, fields_for(MONITORING), slots=100)
+    for i in range(30):  # five minutes of samples
+        ring.append(HISTORY_START + 10 * i, sample_of({"state": "PRIM", "readiness": "Ready"}, MONITORING))
+    ring.close()
     ctx = ApiContext(
+        monitor=monitoring_of,
+        history=History(paths.module_var, module_states, monitoring_of),
         node=node,
         paths=paths,
         store=store,

@@ -49,6 +49,8 @@ EXPECTED_ALERTS = {
     "SafekitReplicationDegraded",
     "SafekitHeartbeatsForged",
     "SafekitScriptFailed",
+    "SafekitReplicationNotInSync",
+    "SafekitResyncStalled",
 }
 
 
@@ -162,6 +164,11 @@ def test_every_query_of_the_dashboard_parses_and_uses_exported_metrics(
         "safekit_heartbeat_rtt_seconds_bucket",
         "safekit_script_duration_seconds_sum",
         "safekit_vip_operation_duration_seconds_sum",
+        "safekit_rfs_in_sync",
+        "safekit_rfs_sent_bytes_total",
+        "safekit_rfs_in_flight_bytes",
+        "safekit_rfs_resync_progress_ratio",
+        "safekit_rfs_resync_remaining_seconds",
     ):
         assert needed in used, f"the dashboard shows no {needed}"
     # promtool parses each query as the expression of a recording rule.

@@ -77,6 +77,7 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== name;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   if (name === "config" && !$("config-text").value) loadConfig();
+  if (name === "module") startModuleView(); else stopModuleView();
 }
 for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
 
@@ -132,6 +133,7 @@ function render(state) {
   renderControl(state, modules);
   fillSelect($("log-module"), modules);
   fillSelect($("config-module"), modules);
+  fillSelect($("mon-module"), modules);
   fillSelect($("log-node"), state.nodes.map((n) => n.name));
 }
 
@@ -281,6 +283,329 @@ $("config-apply").addEventListener("click", async () => {
   }
   loadConfig();
 });
+
+// ------------------------------------------------------------------ replication and heartbeats
+// Per module: each node's role, whether its copy is in sync or how far behind, the resync's
+// progress and time left, throughput, heartbeat networks per peer, the VIP holder; charts of the
+// node's history (GET .../history, one sample every 10 s kept 24 h by each node).
+const MON_PERIOD = 2000;      // monitoring figures while the tab is shown
+const HISTORY_PERIOD = 60000; // charts
+const CHART_POINTS = 360;
+const SERIES_DASH = ["", "6 3", "2 3", "8 3 2 3"];          // not only colours tell series apart
+const SERIES_COLOUR = ["#1d6fd6", "#d6561d", "#2e9e44", "#8a3fd1"];
+const STATE_COLOUR = { STOP: "#d33c32", WAIT: "#d33c32", ALONE: "#2e9e44", PRIM: "#2e9e44", SECOND: "#2e9e44", UP: "#2e9e44" };
+let monTimer = null;
+let historyTimer = null;
+const monPending = new Set();  // module/node requests still out
+
+function startModuleView() {
+  stopModuleView();
+  refreshMonitoring();
+  refreshHistory();
+  monTimer = setInterval(refreshMonitoring, MON_PERIOD);
+  historyTimer = setInterval(refreshHistory, HISTORY_PERIOD);
+}
+
+function stopModuleView() {
+  clearInterval(monTimer);
+  clearInterval(historyTimer);
+  monTimer = historyTimer = null;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "?";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function seconds(s) {
+  if (s === null || s === undefined) return "unknown";
+  s = Math.round(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+function milliseconds(s) { return s === null || s === undefined ? "-" : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`; }
+
+function moduleOf(nodeName, module) {
+  const n = view && view.nodes.find((x) => x.name === nodeName);
+  return n && (n.modules || []).find((m) => m.name === module);
+}
+
+function refreshMonitoring() {
+  const module = $("mon-module").value;
+  if (!module || !view) return;
+  // each node's card as soon as its answer arrives: a node that does not answer (a forwarded
+  // request to a dead node takes seconds) delays only its own card, never the others'
+  const box = $("mon-nodes");
+  const find = (name) => box.querySelector(`article[data-node="${CSS.escape(name)}"]`);
+  box.replaceChildren(...view.nodes.map((n) => find(n.name) || el("article", { class: "card", "data-node": n.name }, el("h3", {}, n.name), "…")));
+  for (const n of view.nodes) {
+    if (n.reachable === false) {  // the live view knows already: no request to wait for
+      find(n.name).replaceWith(nodeCard(n, module, null));
+      continue;
+    }
+    const key = `${module}/${n.name}`;
+    if (monPending.has(key)) continue;
+    monPending.add(key);
+    (async () => {
+      try {
+        const answer = await api("GET", `/api/v1/modules/${encodeURIComponent(module)}/monitoring?node=${encodeURIComponent(n.name)}`);
+        const current = find(n.name);
+        if ($("mon-module").value !== module || !current) return;
+        const now = moduleView(n.name);
+        current.replaceWith(nodeCard(now, module, now.reachable === false ? null : answer));
+        $("mon-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      } finally {
+        monPending.delete(key);
+      }
+    })();
+  }
+}
+
+function moduleView(name) {
+  return (view && view.nodes.find((x) => x.name === name)) || { name, reachable: null, modules: [] };
+}
+
+function nodeCard(n, module, answer) {
+  const mod = moduleOf(n.name, module);
+  const card = el("article", { class: "card", "data-node": n.name }, el("h3", {}, n.name));
+  if (n.reachable === false || !answer) {
+    card.append(el("span", { class: "state grey" }, "unreachable"));
+    return card;
+  }
+  if (mod) {
+    card.querySelector("h3").append(" ", el("span", { class: `state ${colour(mod)}` }, `${mod.state} (${mod.readiness})`));
+    if (mod.state === "PRIM" || mod.state === "ALONE") {
+      const vips = (mod.vips || []).join(", ");
+      card.append(el("p", { class: "vip" }, vips ? `◆ holds the virtual IP ${vips}` : "◆ serves the module (no virtual IP in it)"));
+    }
+  }
+  if (answer.status !== 200) {
+    card.append(el("p", { class: "reason" }, answer.data.error || `HTTP ${answer.status}`));
+    return card;
+  }
+  const rfs = answer.data.replication;
+  if (rfs) card.append(replicationBlock(rfs));
+  card.append(heartbeatTable(answer.data));
+  return card;
+}
+
+function replicationBlock(rfs) {
+  const box = el("div", { class: "rfs" });
+  if (!rfs.role) {
+    box.append(el("p", { class: "sync" }, "replication: no process running"));
+    return box;
+  }
+  const sync = rfs.in_sync === true ? "✓ in sync" : rfs.in_sync === false ? "✗ not in sync" : "sync unknown";
+  box.append(el("p", { class: `sync ${rfs.in_sync ? "ok" : "bad"}`, "data-in-sync": String(rfs.in_sync) },
+    `${rfs.role}: ${sync}`, rfs.link ? el("span", { class: "reason" }, `link ${rfs.link}`) : ""));
+  const facts = [];
+  if (rfs.role === "primary") {
+    if (rfs.in_flight_ops !== null && rfs.in_flight_ops !== undefined) {
+      facts.push(["behind (in flight)", `${rfs.in_flight_ops} operations, ${bytes(rfs.in_flight_bytes)}`]);
+    }
+    if (rfs.in_sync === false && rfs.journal_ops !== null) {
+      facts.push(["journal for the next resync", `${rfs.journal_ops} entries${rfs.journal_bytes !== null ? ", " + bytes(rfs.journal_bytes) : ""}`]);
+    }
+    facts.push(["throughput", rfs.throughput === null ? "-" : `${bytes(rfs.throughput)}/s sent`]);
+  }
+  facts.push(["ack latency", rfs.ack_latency === null ? "not reported by the replication process" : milliseconds(rfs.ack_latency)]);
+  if (rfs.last_resync) {
+    const r = rfs.last_resync;
+    facts.push(["last resync", `${r.mode || "?"}, ${seconds(r.seconds)}, ${bytes(r.bytes)}`]);
+  }
+  if (rfs.resync) {
+    const r = rfs.resync;
+    // without a percentage (the Python primary reports none; its secondary does) the bar is indeterminate
+    const bar = r.percent === null ? el("progress", { class: "resync", title: "how far: not known yet" })
+      : el("progress", { class: "resync", max: 100, value: r.percent, title: `${r.percent} %` });
+    const what = [r.percent === null ? "how far: not known yet" : `${r.percent.toFixed(1)} %`, r.mode];
+    if (r.total) what.push(`${r.done}/${r.total} objects`);
+    if (r.bytes !== null && r.bytes !== undefined) what.push(`${bytes(r.bytes)} sent`);
+    what.push(r.remaining === null ? "time left unknown" : `about ${seconds(r.remaining)} left`);
+    box.append(el("div", { class: "resync-box" }, el("strong", {}, "resynchronising "), bar, el("span", { class: "resync-text" }, what.join(" · "))));
+  }
+  box.append(el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  return box;
+}
+
+function heartbeatTable(data) {
+  const rows = (data.heartbeats || []).map((hb) => el("tr", { class: "hb", "data-lan": hb.lan, "data-up": String(hb.up) },
+    el("td", {}, hb.lan), el("td", {}, hb.peer),
+    el("td", { class: hb.up ? "up" : hb.up === false ? "down" : "" }, hb.up ? "▲ up" : hb.up === false ? "▼ down" : "starting"),
+    el("td", {}, hb.up === false ? "-" : milliseconds(hb.rtt))));  // no stale round trip of a network down
+  const table = el("table", { class: "hb-table" },
+    el("caption", {}, "heartbeat networks"),
+    el("thead", {}, el("tr", {}, el("th", {}, "network"), el("th", {}, "peer"), el("th", {}, "state"), el("th", {}, "round trip"))),
+    el("tbody", {}, ...rows));
+  const box = el("div", {}, table);
+  if (data.witness) box.append(el("p", { class: "witness" }, `split-brain witness: ${data.witness}`));
+  return box;
+}
+
+// ---- charts (SVG, no library)
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function lineChart(title, series, fmt, from, to) {
+  const W = 640, H = 160, L = 70, B = 20;
+  let max = 0;
+  for (const s of series) for (const [, v] of s.points) if (v !== null && v > max) max = v;
+  if (max === 0) max = 1;
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - 5);
+  const y = (v) => 5 + (1 - v / max) * (H - B - 10);
+  const body = [
+    svg("line", { x1: L, y1: y(0), x2: W - 5, y2: y(0), stroke: "#9aa5b1" }),
+    svg("line", { x1: L, y1: 5, x2: L, y2: y(0), stroke: "#9aa5b1" }),
+    svg("text", { x: L - 4, y: 12, "text-anchor": "end", class: "axis" }, fmt(max)),
+    svg("text", { x: L - 4, y: y(0), "text-anchor": "end", class: "axis" }, fmt(0)),
+    svg("text", { x: L, y: H - 4, class: "axis" }, when(from)),
+    svg("text", { x: W - 5, y: H - 4, "text-anchor": "end", class: "axis" }, when(to)),
+  ];
+  series.forEach((s, i) => {
+    let d = "";
+    let pen = "M";
+    for (const [t, v] of s.points) {
+      if (v === null) { pen = "M"; continue; }
+      d += `${pen}${x(t).toFixed(1)},${y(v).toFixed(1)} `;
+      pen = "L";
+    }
+    if (d) {
+      body.push(svg("path", {
+        d, fill: "none", stroke: SERIES_COLOUR[i % SERIES_COLOUR.length], "stroke-width": 1.5,
+        "stroke-dasharray": SERIES_DASH[i % SERIES_DASH.length], "data-series": s.label,
+      }, svg("title", {}, s.label)));
+    }
+  });
+  const legend = el("ul", { class: "legend" }, ...series.map((s, i) =>
+    el("li", {}, svgLegend(i), ` ${s.label}`)));
+  return el("figure", { class: "chart", "data-chart": title },
+    el("figcaption", {}, title),
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title }, svg("title", {}, title), ...body),
+    legend);
+}
+
+function when(t) {
+  return new Date(t * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+function svgLegend(i) {
+  return svg("svg", { width: 28, height: 10, "aria-hidden": "true" }, svg("line", {
+    x1: 0, y1: 5, x2: 28, y2: 5, stroke: SERIES_COLOUR[i % SERIES_COLOUR.length], "stroke-width": 2,
+    "stroke-dasharray": SERIES_DASH[i % SERIES_DASH.length],
+  }));
+}
+
+function stateChart(rows, from, to) {
+  const W = 640, L = 70, ROW = 18;
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - 5);
+  const body = [];
+  rows.forEach(({ label, states, samples, step }, r) => {
+    body.push(svg("text", { x: L - 4, y: r * ROW + 13, "text-anchor": "end", class: "axis" }, label));
+    for (const [t, v] of samples) {
+      if (v === null) continue;
+      const name = states[Math.round(v)] || "?";
+      body.push(svg("rect", {
+        x: x(t - step).toFixed(1), y: r * ROW + 2, width: Math.max(1, x(t) - x(t - step)).toFixed(1), height: ROW - 4,
+        fill: STATE_COLOUR[name] || "#9a9a9a", "data-state": name,
+      }, svg("title", {}, `${new Date(t * 1000).toLocaleTimeString()} ${name}`)));
+    }
+  });
+  const H = rows.length * ROW + 4;
+  return el("figure", { class: "chart", "data-chart": "state" },
+    el("figcaption", {}, "State (green: Ready roles, red: STOP/WAIT; hover for the state)"),
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "state over time" }, ...body));
+}
+
+async function refreshHistory() {
+  const module = $("mon-module").value;
+  if (!module || !view) return;
+  const range = Number($("mon-range").value);
+  const to = Date.now() / 1000;
+  let from = to - range;
+  const step = Math.max(10, Math.round(range / CHART_POINTS));
+  const nodes = view.nodes.filter((n) => n.reachable !== false).map((n) => n.name);
+  // a node that does not answer within 4 s (a forwarded request to a dead node) is left out
+  const late = () => new Promise((resolve) => setTimeout(() => resolve({ status: 0, data: {} }), 4000));
+  const answers = await Promise.all(nodes.map((node) => Promise.race([late(), api("GET",
+    `/api/v1/modules/${encodeURIComponent(module)}/history?${new URLSearchParams({ node, since: from.toFixed(0), step })}`)])));
+  if ($("mon-module").value !== module) return;
+  const found = [];
+  answers.forEach((a, i) => { if (a.status === 200) found.push({ node: nodes[i], ...a.data }); });
+  if (!found.length) {
+    $("mon-charts").replaceChildren(el("p", {}, "no history yet (the nodes keep one sample every 10 s)"));
+    return;
+  }
+  // the charts span the history there is (a node that started an hour ago: that hour)
+  const first = Math.min(...found.map((h) => (h.samples.length ? h.samples[0][0] : to)));
+  from = Math.max(from, first - step);
+  const column = (h, name) => {
+    const i = h.fields.indexOf(name);
+    return i < 0 ? [] : h.samples.map((s) => [s[0], s[i + 1]]);
+  };
+  const perNode = (name, scale = 1) => found.map((h) => ({
+    label: h.node, points: column(h, name).map(([t, v]) => [t, v === null ? null : v * scale]),
+  })).filter((s) => s.points.some(([, v]) => v !== null));
+  const rtt = [];
+  for (const h of found) {
+    for (const f of h.fields) {
+      if (f.startsWith("rtt.")) rtt.push({ label: `${h.node} ${f.slice(4)}`, points: column(h, f).map(([t, v]) => [t, v === null ? null : v * 1000]) });
+    }
+  }
+  const charts = [stateChart(found.map((h) => ({ label: h.node, states: h.states, samples: column(h, "state"), step })), from, to)];
+  const lines = [
+    ["Throughput sent (per second)", perNode("throughput"), bytes],
+    ["Behind: bytes in flight", perNode("in_flight_bytes"), bytes],
+    ["Resynchronisation (%)", perNode("resync_percent"), (v) => `${v.toFixed(0)} %`],
+    ["Heartbeat round trip", rtt.filter((s) => s.points.some(([, v]) => v !== null)), (v) => `${v.toFixed(2)} ms`],
+  ];
+  for (const [title, series, fmt] of lines) {
+    charts.push(series.length ? lineChart(title, series, fmt, from, to)
+      : el("figure", { class: "chart empty", "data-chart": title }, el("figcaption", {}, title), el("p", {}, "nothing recorded")));
+  }
+  charts.push(el("p", { class: "reason" }, "Ack latency: not reported by the replication processes (no chart)."));
+  $("mon-charts").replaceChildren(...charts);
+}
+
+$("mon-module").addEventListener("change", () => { $("mon-nodes").replaceChildren(); if (monTimer) startModuleView(); });
+$("mon-range").addEventListener("change", refreshHistory);
+
+// ---- failover reports (safekit report -m AM, per node)
+$("report-load").addEventListener("click", async () => {
+  const module = $("mon-module").value;
+  if (!module || !view) return;
+  const nodes = view.nodes.filter((n) => n.reachable !== false).map((n) => n.name);
+  const answers = await Promise.all(nodes.map((node) => api("GET",
+    `/api/v1/modules/${encodeURIComponent(module)}/report?${new URLSearchParams({ node, last: 5 })}`)));
+  const parts = [];
+  answers.forEach((a, i) => {
+    if (a.status !== 200) { parts.push(el("p", { class: "error" }, `${nodes[i]}: ${a.data.error}`)); return; }
+    for (const ep of a.data.episodes.slice().reverse()) parts.push(episodeBlock(nodes[i], ep));
+  });
+  $("mon-reports").replaceChildren(...(parts.length ? parts : [el("p", {}, "no episode recorded")]));
+});
+
+function episodeBlock(node, ep) {
+  const took = ep.took === null ? "still going on" : `in ${ep.took.toFixed(2)} s`;
+  const rows = ep.entries.map((e, i) => el("tr", { class: e.kind },
+    el("td", {}, `+${e.offset.toFixed(3)} s`),
+    el("td", {}, e.kind === "transition" ? (i === 0 ? "detected" : "decided") : e.kind),
+    el("td", {}, e.name),
+    el("td", {}, e.duration === undefined ? "" : `${e.duration.toFixed(3)} s`),
+    el("td", {}, e.outcome || "")));
+  return el("details", { class: "episode", "data-node": node, open: ep.failover },
+    el("summary", {}, `${new Date(ep.began * 1000).toLocaleString()} · ${node}: ${ep.failover ? "failover" : "change"} ${ep.from} → ${ep.to || "?"} ${took}`),
+    el("table", {}, el("tbody", {}, ...rows)));
+}
 
 // ------------------------------------------------------------------ start
 (async () => {

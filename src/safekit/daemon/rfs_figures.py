@@ -1,0 +1,241 @@
+"""What a mirror module's replication looks like from safekitd: the figures behind the
+`safekit_rfs_*` metrics, the console's monitoring view and the history.
+
+Fed by the replication process's events (`resyncing`, `progress`, `in_sync`, `degraded`,
+`disconnected`) and, on the primary, by the `status` answers to a `QueryStatus` safekitd sends every
+`POLL_INTERVAL` seconds (channel.StatusReport, docs/replication.md). Rates (throughput) and the
+resynchronisation's time left are computed here from successive reports. Pure: no I/O, no clock of
+its own (every call says when it is).
+
+What each replication process reports in `status` (the `stats` counters, flattened on the wire):
+the native primary reports `in_flight_ops`, `in_flight_bytes`, `bytes_sent`, `streamed`,
+`streamed_bytes`, `resyncs`, `losses`, `journal_bytes`, `resync_mode`, `resync_done`,
+`resync_total`, `resync_data_bytes`; the Python primary only `resyncs`, `last_resync` and
+`data_bytes` (plus `state`, `seq` and `journal` for both). Neither reports the time from a write to
+its acknowledgement (no ack latency counter: a sum and count, or buckets, of that time would be
+needed), nor the total bytes a resynchronisation will send (its time left is estimated from the
+objects done and to do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from safekit.rfs import channel
+
+POLL_INTERVAL = 2.0
+"""Seconds between two `QueryStatus` to a primary replication process (bounded: 0.5 a second)."""
+RATE_WINDOW = 20.0
+"""Seconds over which throughput and resynchronisation speed are measured."""
+
+LINK_STATES = ("degrading", "degraded", "resync", "in_sync")
+
+
+def _int(stats: dict[str, Any], name: str) -> int | None:
+    value = stats.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass
+class ReplicationFigures:
+    role: str | None = None
+    """"primary" or "secondary" while a replication process runs, else None."""
+    link: str = ""
+    """The primary's link state (degrading, degraded, resync, in_sync); "" when not known."""
+    in_sync: bool | None = None
+    """Primary: its secondary follows (link in_sync); secondary: its copy follows the primary."""
+    resync_mode: str = ""
+    """journal, checksum or full while a resynchronisation runs, else ""."""
+    resync_done: int | None = None
+    resync_total: int | None = None
+    resync_bytes: int | None = None
+    resync_percent: float | None = None
+    resync_started: float | None = None
+    last_resync: dict[str, Any] | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    """The last report's counters: in_flight_ops, in_flight_bytes, journal_ops, journal_bytes,
+    sent_bytes, streamed_ops, streamed_bytes, resyncs, losses (those the process reports)."""
+    status_at: float | None = None
+    _sent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    _progress: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
+
+    # ------------------------------------------------------------------ inputs
+    def started(self, role: str) -> None:
+        """A replication process of `role` starts: what the previous one said is forgotten."""
+        self._reset(role)
+
+    def stopped(self) -> None:
+        self._reset(None)
+
+    def _reset(self, role: str | None) -> None:
+        fresh = ReplicationFigures(role=role)
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
+
+    def on_event(self, event: channel.Event, now: float) -> None:
+        match event:
+            case channel.Resyncing(mode=mode):
+                self._resync_began(mode or "resync", now)
+                self.in_sync = False
+            case channel.Progress(percent=percent):
+                if not self.resync_mode:
+                    self._resync_began("resync", now)
+                self.resync_percent = float(max(0, min(100, percent)))
+                self._progress.append((now, self.resync_percent / 100))
+            case channel.InSync(mode=mode, seconds=seconds, bytes=sent):
+                if self.role == "primary":
+                    self.link = "in_sync"
+                    self.last_resync = {"mode": mode, "seconds": seconds, "bytes": sent}
+                self.in_sync = True
+                self._resync_ended()
+            case channel.Ready(in_sync=in_sync):
+                self.in_sync = in_sync
+            case channel.Degraded():
+                self.link = "degraded"
+                self.in_sync = False
+                self._resync_ended()
+            case channel.Disconnected() | channel.ApplyError():
+                if self.role == "primary":
+                    self.link = "degraded"
+                self.in_sync = False
+                self._resync_ended()
+            case channel.StatusReport():
+                self.on_status(event, now)
+            case _:
+                pass
+
+    def on_status(self, report: channel.StatusReport, now: float) -> None:
+        """The primary's answer to `QueryStatus`."""
+        stats = report.stats
+        self.status_at = now
+        if report.state in LINK_STATES:
+            self.link = report.state
+            # The link's `in_sync` comes before the secondary has applied the resync's data (the
+            # Python primary says it once everything is queued): only the `in_sync` event, sent
+            # once it is acknowledged, says the copy follows. A status says when it does not.
+            if report.state != "in_sync":
+                self.in_sync = False
+            elif self.in_sync is None:
+                self.in_sync = True
+        counters: dict[str, int] = {"journal_ops": report.journal}
+        for ours, theirs in (
+            ("in_flight_ops", "in_flight_ops"),
+            ("in_flight_bytes", "in_flight_bytes"),
+            ("journal_bytes", "journal_bytes"),
+            ("sent_bytes", "bytes_sent"),
+            ("streamed_ops", "streamed"),
+            ("streamed_bytes", "streamed_bytes"),
+            ("resyncs", "resyncs"),
+            ("losses", "losses"),
+        ):
+            value = _int(stats, theirs)
+            if value is not None:
+                counters[ours] = value
+        if "streamed_bytes" not in counters and _int(stats, "data_bytes") is not None:
+            counters["streamed_bytes"] = int(stats["data_bytes"])  # the Python process's name
+        self.counters = counters
+        sent = counters.get("sent_bytes", counters.get("streamed_bytes"))
+        if sent is not None:
+            if self._sent and sent < self._sent[-1][1]:
+                self._sent.clear()  # a new process: its counters start again
+            self._sent.append((now, sent))
+        if isinstance(stats.get("last_resync"), dict):
+            self.last_resync = dict(stats["last_resync"])
+        self._resync_status(report, now)
+
+    def _resync_status(self, report: channel.StatusReport, now: float) -> None:
+        stats = report.stats
+        mode = stats.get("resync_mode")
+        done, total = _int(stats, "resync_done"), _int(stats, "resync_total")
+        if report.state == "resync" or (isinstance(mode, str) and mode):
+            if not self.resync_mode or (isinstance(mode, str) and mode and mode != self.resync_mode):
+                self._resync_began(mode if isinstance(mode, str) and mode else "resync", now)
+            if done is not None and total:
+                self.resync_done, self.resync_total = done, total
+                self.resync_percent = round(100.0 * min(done, total) / total, 1)
+                self._progress.append((now, min(done, total) / total))
+            self.resync_bytes = _int(stats, "resync_data_bytes")
+        elif report.state in LINK_STATES:
+            self._resync_ended()
+
+    def _resync_began(self, mode: str, now: float) -> None:
+        self.resync_mode = mode
+        self.resync_started = now
+        self.resync_done = self.resync_total = self.resync_bytes = None
+        self.resync_percent = None  # until the process says how far (the Python primary never does)
+        self._progress.clear()
+
+    def _resync_ended(self) -> None:
+        self.resync_mode = ""
+        self.resync_started = None
+        self.resync_done = self.resync_total = self.resync_bytes = None
+        self.resync_percent = None
+        self._progress.clear()
+
+    # ------------------------------------------------------------------ derived
+    def throughput(self, now: float) -> float | None:
+        """Bytes a second sent to the secondary over the last RATE_WINDOW seconds (primary)."""
+        return _rate(self._sent, now)
+
+    def resync_remaining(self, now: float) -> float | None:
+        """Seconds left in the resynchronisation at its recent speed, None when unknown (no
+        progress yet, or none within RATE_WINDOW: a stall has no end to estimate)."""
+        if not self.resync_mode or self.resync_percent is None:
+            return None
+        speed = _rate(self._progress, now)
+        if not speed or speed <= 0:
+            return None
+        return max(0.0, (1.0 - self.resync_percent / 100) / speed)
+
+    def view(self, now: float) -> dict[str, Any]:
+        """JSON-able figures (the API's monitoring view and the history's samples)."""
+        remaining = self.resync_remaining(now)
+        throughput = self.throughput(now)
+        return {
+            "role": self.role,
+            "link": self.link or None,
+            "in_sync": self.in_sync,
+            "resync": None
+            if not self.resync_mode
+            else {
+                "mode": self.resync_mode,
+                "percent": self.resync_percent,
+                "done": self.resync_done,
+                "total": self.resync_total,
+                "bytes": self.resync_bytes,
+                "elapsed": None if self.resync_started is None else round(now - self.resync_started, 1),
+                "remaining": None if remaining is None else round(remaining, 1),
+            },
+            "last_resync": self.last_resync,
+            "throughput": None if throughput is None else round(throughput, 1),
+            "ack_latency": None,  # not reported by the replication processes (module docstring)
+            "status_age": None if self.status_at is None else round(now - self.status_at, 1),
+            **{name: self.counters.get(name) for name in COUNTERS},
+        }
+
+
+COUNTERS = (
+    "in_flight_ops",
+    "in_flight_bytes",
+    "journal_ops",
+    "journal_bytes",
+    "sent_bytes",
+    "streamed_ops",
+    "streamed_bytes",
+    "resyncs",
+    "losses",
+)
+
+
+def _rate(points: deque[tuple[float, float]] | deque[tuple[float, int]], now: float) -> float | None:
+    """Increase a second between the oldest point within RATE_WINDOW and the newest one."""
+    recent = [(t, v) for t, v in points if now - t <= RATE_WINDOW]
+    if len(recent) < 2:
+        return None
+    (t0, v0), (t1, v1) = recent[0], recent[-1]
+    if t1 <= t0:
+        return None
+    return max(0.0, (v1 - v0) / (t1 - t0))

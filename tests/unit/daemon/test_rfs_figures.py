@@ -1,0 +1,210 @@
+"""The replication figures safekitd keeps from the replication process's events and status answers
+(daemon/rfs_figures.py), their `safekit_rfs_*` series and the monitoring view of Metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from safekit.daemon.metrics import RFS_FAMILIES, Metrics, rfs_samples
+from safekit.daemon.rfs_figures import RATE_WINDOW, ReplicationFigures
+from safekit.membership.counters import Counters, RttStats
+from safekit.rfs import channel
+
+
+def native_status(state: str, sent: int, done: int = 0, total: int = 0) -> channel.StatusReport:
+    """What the native primary answers to `status` (native/primary/link.c, skp_link_emit_status)."""
+    stats: dict[str, object] = {
+        "resyncs": 1,
+        "sessions": 1,
+        "losses": 0,
+        "streamed": 40,
+        "streamed_bytes": 4096,
+        "in_flight_ops": 3,
+        "in_flight_bytes": 12288,
+        "acked_applied": 37,
+        "acked_durable": 37,
+        "frames_sent": 100,
+        "bytes_sent": sent,
+        "resync_needed": False,
+        "fenced": False,
+        "journal_trusted": True,
+        "journal_bytes": 65536,
+        "resync_mode": "checksum" if state == "resync" else "",
+        "resync_done": done,
+        "resync_total": total,
+        "resync_data_bytes": done * 1000,
+    }
+    return channel.StatusReport(state, 41, 7, stats)
+
+
+def test_a_native_primary_in_sync_shows_lag_and_throughput() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_event(native_status("in_sync", sent=1_000_000), now=100.0)
+    assert f.throughput(100.0) is None  # one report: no rate yet
+    f.on_event(native_status("in_sync", sent=3_000_000), now=102.0)
+    f.on_event(native_status("in_sync", sent=5_000_000), now=104.0)
+    view = f.view(104.0)
+    assert view["role"] == "primary"
+    assert view["in_sync"] is True
+    assert view["link"] == "in_sync"
+    assert view["throughput"] == 1_000_000.0  # 4 MB in 4 s
+    assert view["in_flight_ops"] == 3
+    assert view["in_flight_bytes"] == 12288
+    assert view["journal_ops"] == 7
+    assert view["journal_bytes"] == 65536
+    assert view["resync"] is None
+    assert view["ack_latency"] is None  # no process reports it
+
+
+def test_throughput_forgets_reports_older_than_its_window() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("in_sync", sent=0), now=0.0)
+    f.on_status(native_status("in_sync", sent=10_000), now=2.0)
+    assert f.throughput(2.0) == 5000.0
+    assert f.throughput(2.0 + RATE_WINDOW + 1) is None  # nothing recent: unknown, not a stale rate
+
+
+def test_a_new_process_starts_its_counters_again() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("in_sync", sent=9_000_000), now=0.0)
+    f.on_status(native_status("in_sync", sent=100), now=2.0)  # restarted: counters from 0
+    f.on_status(native_status("in_sync", sent=2_100), now=4.0)
+    assert f.throughput(4.0) == 1000.0
+    f.stopped()
+    assert f.view(5.0)["role"] is None
+    assert list(rfs_samples(f, 5.0)) == []
+
+
+def test_a_resync_shows_progress_and_time_left_then_ends() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_event(channel.Resyncing("checksum"), now=0.0)
+    f.on_event(native_status("resync", sent=0, done=100, total=1000), now=2.0)
+    f.on_event(native_status("resync", sent=0, done=300, total=1000), now=4.0)
+    view = f.view(4.0)
+    assert view["in_sync"] is False
+    assert view["resync"]["mode"] == "checksum"
+    assert view["resync"]["done"] == 300
+    assert view["resync"]["total"] == 1000
+    assert view["resync"]["percent"] == 30.0
+    assert view["resync"]["bytes"] == 300_000
+    assert view["resync"]["remaining"] == 7.0  # 70 % left at 10 % a second
+    assert view["resync"]["elapsed"] == 4.0
+    f.on_status(native_status("in_sync", sent=0, done=0, total=0), now=4.2)
+    assert f.view(4.2)["in_sync"] is False  # the link says in sync before the data is acknowledged
+    assert f.view(4.2)["link"] == "in_sync"
+    f.on_event(channel.InSync(None, "checksum", 4.5, 300_000), now=4.5)
+    view = f.view(5.0)
+    assert view["resync"] is None
+    assert view["in_sync"] is True
+    assert view["last_resync"] == {"mode": "checksum", "seconds": 4.5, "bytes": 300_000}
+
+
+def test_a_stalled_resync_has_no_time_left_to_show() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("resync", sent=0, done=100, total=1000), now=0.0)
+    f.on_status(native_status("resync", sent=0, done=200, total=1000), now=2.0)
+    assert f.resync_remaining(2.0) == 16.0
+    for t in range(4, 60, 2):  # no progress for a minute
+        f.on_status(native_status("resync", sent=0, done=200, total=1000), now=float(t))
+    assert f.resync_remaining(58.0) is None
+    assert f.view(58.0)["resync"]["percent"] == 20.0
+
+
+def test_the_python_primary_reports_fewer_counters() -> None:
+    """rfs/primary.py answers `status` with resyncs, last_resync and data_bytes only."""
+    f = ReplicationFigures()
+    f.started("primary")
+    report = channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "data_bytes": 1000})
+    f.on_status(report, now=0.0)
+    f.on_status(channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "data_bytes": 3000}), now=2.0)
+    view = f.view(2.0)
+    assert view["in_sync"] is False
+    assert view["link"] == "degraded"
+    assert view["journal_ops"] == 5
+    assert view["in_flight_ops"] is None  # not reported: absent, never a made-up 0
+    assert view["streamed_bytes"] == 3000
+    assert view["throughput"] == 1000.0
+    families = {name for name, _labels, _value in rfs_samples(f, 2.0)}
+    assert "safekit_rfs_in_flight_operations" not in families
+    assert "safekit_rfs_journal_operations" in families
+    f.on_status(channel.StatusReport("resync", 12, 0, {"resyncs": 2, "data_bytes": 3000}), now=4.0)
+    view = f.view(4.0)
+    assert view["resync"]["mode"] == "resync"
+    assert view["resync"]["percent"] is None  # how far is not reported: unknown, not 0 %
+    assert view["resync"]["remaining"] is None
+    families = {name for name, _labels, _value in rfs_samples(f, 4.0)}
+    assert "safekit_rfs_resync_active" in families
+    assert "safekit_rfs_resync_progress_ratio" not in families
+
+
+def test_a_secondary_resync_from_its_progress_events() -> None:
+    f = ReplicationFigures()
+    f.started("secondary")
+    f.on_event(channel.Ready(in_sync=True, epoch="e", trusted=True), now=0.0)
+    assert f.view(0.0)["in_sync"] is True
+    f.on_event(channel.Resyncing("full"), now=1.0)
+    f.on_event(channel.Progress(10), now=2.0)
+    f.on_event(channel.Progress(30), now=6.0)
+    view = f.view(6.0)
+    assert view["in_sync"] is False
+    assert view["resync"]["percent"] == 30.0
+    assert view["resync"]["remaining"] == 14.0  # 5 % a second, 70 % left
+    assert view["resync"]["done"] is None  # the secondary knows a percentage only
+    f.on_event(channel.Disconnected("link lost"), now=7.0)
+    assert f.view(7.0)["resync"] is None
+    assert f.view(7.0)["in_sync"] is False
+
+
+def test_the_exposition_has_every_rfs_family_and_the_running_ones_values() -> None:
+    metrics = Metrics()
+    f = ReplicationFigures()
+    metrics.add_replication("AM", lambda: f)
+    exposition = generate_latest(metrics.registry).decode()
+    families = {fam.name: fam for fam in text_string_to_metric_families(exposition)}
+    for name, kind, _help, _labels in RFS_FAMILIES:
+        assert families[name.removesuffix("_total")].type == kind
+        assert families[name.removesuffix("_total")].samples == []  # no process: no values
+    f.started("primary")
+    f.on_status(native_status("resync", sent=10, done=5, total=10), now=0.0)
+    text = generate_latest(metrics.registry).decode()
+    assert 'safekit_rfs_role{module="AM",role="primary"} 1.0' in text
+    assert 'safekit_rfs_link_state{module="AM",state="resync"} 1.0' in text
+    assert 'safekit_rfs_resync_active{mode="checksum",module="AM"} 1.0' in text
+    assert 'safekit_rfs_resync_progress_ratio{module="AM"} 0.5' in text
+    assert 'safekit_rfs_sent_bytes_total{module="AM"} 10.0' in text
+    assert 'safekit_rfs_in_flight_bytes{module="AM"} 12288.0' in text
+    metrics.remove_module("AM")
+    assert "safekit_rfs_role{" not in generate_latest(metrics.registry).decode()
+
+
+def test_monitoring_shows_each_heartbeat_network_and_the_replication() -> None:
+    metrics = Metrics()
+    rtt = RttStats()
+    rtt.add(0.002)
+    counters = Counters()
+    counters.received = 42
+    resources = {"heartbeat.lan1": "up", "heartbeat.lan2": "down", "splitbrain.witness": "up"}
+    metrics.add_resources("AM", lambda: resources)
+    metrics.add_heartbeat_source(
+        "AM",
+        lambda: [("AM", "n2", "lan1", counters, rtt), ("AM", "n2", "lan2", Counters(), None)],
+        lambda: ("AM", None, RttStats().histogram),
+    )
+    f = ReplicationFigures()
+    f.started("secondary")
+    metrics.add_replication("AM", lambda: f)
+    shown = metrics.monitoring("AM", now=1.0)
+    assert shown is not None
+    assert shown["heartbeats"] == [
+        {"lan": "lan1", "peer": "n2", "up": True, "received": 42, "rtt": 0.002, "rtt_last": 0.002},
+        {"lan": "lan2", "peer": "n2", "up": False, "received": 0, "rtt": None, "rtt_last": None},
+    ]
+    assert shown["witness"] == "up"
+    assert shown["replication"]["role"] == "secondary"
+    assert metrics.monitoring("other") is None
