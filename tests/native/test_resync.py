@@ -38,7 +38,9 @@ from safekit.rfs.journal import Journal
 REPO = Path(__file__).resolve().parents[2]
 SANITIZE = os.environ.get("SAFEKIT_NATIVE_SANITIZE") == "1"
 # SAFEKIT_NATIVE_BUILD: programs built elsewhere (another commit's, for a before/after figure)
-BUILD = Path(os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else ""))
+BUILD = Path(
+    os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else "")
+)
 PRIMARY = BUILD / "safekit-rfs-primary"
 SECONDARY = BUILD / "safekit-rfs-secondary"
 MODULE, P_NODE, S_NODE = "pgsql", "node1", "node2"
