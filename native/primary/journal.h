@@ -11,7 +11,7 @@
  * secondary's split-brain save, reads the other's: an entry's "z" holds the 64 KiB zones (what
  * journal.py reads), and "p" the 4 KiB pages within them (what this reader uses when it agrees
  * with "z"; journal.py ignores it and a journal it saves has none: its zones are read whole).
- * ADR 0023. */
+ * ADR 0025. */
 #ifndef SKP_JOURNAL_H
 #define SKP_JOURNAL_H
 

@@ -57,7 +57,7 @@ static void test_zones_merge_and_split(void)
 }
 
 /* 512 scattered 4 KiB writes name 512 pages (2 MiB), not 512 zones (32 MiB): what reintegration
- * after scattered writes sends (ADR 0023). */
+ * after scattered writes sends (ADR 0025). */
 static void test_scattered_writes_name_pages(void)
 {
     skp_journal j;

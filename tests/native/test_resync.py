@@ -383,7 +383,7 @@ def test_secondary_restart_reintegrates_with_live_writes(cluster: Cluster, mode:
 
 
 # Reintegration granularity: a data set of SET_MIB (SKRESYNC_SET_MIB, default 24; the figure in
-# ADR 0023 is 200) in 8 files; 1 % of it changed while the secondary is away, either as one file
+# ADR 0025 is 200) in 8 files; 1 % of it changed while the secondary is away, either as one file
 # rewritten or as scattered 4 KiB writes, each in a zone of its own. SKRESYNC_RESULTS=FILE appends
 # the figures as JSON lines.
 SET_MIB = int(os.environ.get("SKRESYNC_SET_MIB", "24"))
@@ -412,7 +412,7 @@ def _changed_one_file(m: Path, files: list[str], size: int, rng: random.Random) 
 @pytest.mark.parametrize("how", ["scattered", "one_file"])
 def test_reintegration_after_one_percent_changed_sends_little(cluster: Cluster, how: str) -> None:
     """Journal mode (a clean stop of the secondary) sends at most 3 % of the set for 1 % changed,
-    scattered 4 KiB writes included (4 KiB pages in the journal, ADR 0023), and the copies end
+    scattered 4 KiB writes included (4 KiB pages in the journal, ADR 0025), and the copies end
     identical; a checksum pass (the primary crashed: journal untrusted) is measured beside it."""
     c = cluster
     rng = random.Random(15)
