@@ -50,6 +50,7 @@ static void free_entries(skp_journal *j)
         j->buckets[i] = NULL;
     }
     j->count = 0;
+    j->ranges = 0;
 }
 
 void skp_journal_free(skp_journal *j)
@@ -213,21 +214,26 @@ static int zones_of_pages(const uint64_t (*p)[2], size_t n, ranges *out)
     return 0;
 }
 
-/* Add pages [lo, hi] to e's ranges; an entry above SKP_RANGES_MAX ranges is rounded out to zones. */
-static int add_zones(skp_jentry *e, uint64_t lo, uint64_t hi)
+/* Add pages [lo, hi] to e's ranges. An entry above SKP_RANGES_MAX ranges, or one that grows while
+ * the whole journal holds more than SKP_JOURNAL_RANGES_MAX, is rounded out to zones (memory stays
+ * bounded; never less than what was written). */
+static int add_zones(skp_journal *j, skp_jentry *e, uint64_t lo, uint64_t hi)
 {
     ranges x = {e->z, e->nz, e->zcap};
+    size_t before = x.n;
     int rc = ranges_add(&x, lo, hi);
-    if (rc == 0 && x.n > SKP_RANGES_MAX)
+    if (rc == 0 && (x.n > SKP_RANGES_MAX || (x.n > before && j->ranges + 1 > SKP_JOURNAL_RANGES_MAX)))
         round_to_zones(&x);
     e->z = x.r;
     e->nz = x.n;
     e->zcap = x.cap;
+    j->ranges = j->ranges - before + x.n;
     return rc;
 }
 
-static void clear_zones(skp_jentry *e)
+static void clear_zones(skp_journal *j, skp_jentry *e)
 {
+    j->ranges -= e->nz;
     free(e->z);
     e->z = NULL;
     e->nz = e->zcap = 0;
@@ -244,7 +250,7 @@ int skp_journal_mark(skp_journal *j, const skp_mark *m, double now)
     case SKP_M_WROTE:
         if (e->whole || m->b == 0)
             return 0;
-        if (add_zones(e, m->a / SKP_PAGE, (m->a + m->b - 1) / SKP_PAGE) != 0) {
+        if (add_zones(j, e, m->a / SKP_PAGE, (m->a + m->b - 1) / SKP_PAGE) != 0) {
             j->trusted = false;
             return -1;
         }
@@ -263,11 +269,11 @@ int skp_journal_mark(skp_journal *j, const skp_mark *m, double now)
     case SKP_M_REPLACED:
         e->whole = e->meta = true;
         e->trunc = -1;
-        clear_zones(e);
+        clear_zones(j, e);
         return 0;
     case SKP_M_REMOVED:
         e->meta = true;
-        clear_zones(e);
+        clear_zones(j, e);
         return 0;
     }
     return 0;
@@ -358,12 +364,12 @@ int skp_journal_merge(skp_journal *j, const skp_journal *src, double now)
             e->whole = e->whole || s->whole;
             e->meta = e->meta || s->meta;
             if (e->whole) {
-                clear_zones(e);
+                clear_zones(j, e);
                 e->trunc = -1;
                 continue;
             }
             for (size_t k = 0; k < s->nz; k++) {
-                if (add_zones(e, s->z[k][0], s->z[k][1]) != 0) {
+                if (add_zones(j, e, s->z[k][0], s->z[k][1]) != 0) {
                     j->trusted = false;
                     return -1;
                 }
@@ -689,11 +695,11 @@ static int decode_entry(skp_journal *j, uint32_t dir, const char *text, const sk
         }
         free(made.r);
         for (size_t i = 0; rc == 0 && !agree && i < zones.n; i++)
-            if (add_zones(e, zones.r[i][0] * SKP_PAGES_PER_ZONE,
+            if (add_zones(j, e, zones.r[i][0] * SKP_PAGES_PER_ZONE,
                           zones.r[i][1] * SKP_PAGES_PER_ZONE + (SKP_PAGES_PER_ZONE - 1)) != 0)
                 rc = bad(why, cap, "out of memory");
         for (size_t i = 0; rc == 0 && i < pages.n; i++)
-            if (add_zones(e, pages.r[i][0], pages.r[i][1]) != 0)
+            if (add_zones(j, e, pages.r[i][0], pages.r[i][1]) != 0)
                 rc = bad(why, cap, "out of memory");
     }
     free(zones.r);
@@ -701,7 +707,7 @@ static int decode_entry(skp_journal *j, uint32_t dir, const char *text, const sk
     if (rc != 0)
         return rc;
     if (e->whole) {
-        clear_zones(e);
+        clear_zones(j, e);
         e->trunc = -1;
     }
     return 0;

@@ -28,6 +28,8 @@
 /* An entry with more page ranges than this is rounded out to whole zones (bounded memory for a
  * file written at random all over while the secondary is away: 16 bytes per range). */
 #define SKP_RANGES_MAX 65536u
+/* ... and an entry that grows while the whole journal holds more than this many (4 MiB) too. */
+#define SKP_JOURNAL_RANGES_MAX 262144u
 #define SKP_EPOCH_MAX 128
 
 typedef struct skp_jentry {
@@ -52,6 +54,7 @@ typedef struct skp_journal {
     double gap_from, gap_to;   /* changes between these times may be missing (a crash) */
     skp_jentry **buckets;
     size_t nbuckets, count;
+    size_t ranges;             /* page ranges held by every entry (bounded: SKP_JOURNAL_RANGES_MAX) */
 } skp_journal;
 
 /* What the journal keeps of an operation (no data): journal.py's Mark. */

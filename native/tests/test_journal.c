@@ -244,6 +244,42 @@ static void test_python_written_journal_reads(void)
     }
 }
 
+/* Many files written at random: once the journal holds SKP_JOURNAL_RANGES_MAX ranges, an entry
+ * that grows is rounded out to zones; every page written stays covered. */
+static void test_journal_wide_range_budget(void)
+{
+    skp_journal j;
+    CHECK(skp_journal_init(&j, "e1", true) == 0);
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    for (uint64_t i = 0; i < 60000; i++) {
+        for (int f = 0; f < 5; f++) {
+            skp_op w = op_write(names[f], (i * PZ + 2 * (i % 4)) * SKP_PAGE, 1);
+            mark_op(&j, &w);
+        }
+    }
+    CHECK(j.ranges <= SKP_JOURNAL_RANGES_MAX + 1);
+    size_t total = 0;
+    for (int f = 0; f < 5; f++) {
+        const skp_jentry *e = get(&j, names[f]);
+        CHECK(e != NULL);
+        total += e->nz;
+        /* every written page is inside a range */
+        for (uint64_t i = 0; e && i < 60000; i += 997) {
+            uint64_t page = i * PZ + 2 * (i % 4);
+            bool in = false;
+            for (size_t k = 0; k < e->nz && !in; k++)
+                in = e->z[k][0] <= page && page <= e->z[k][1];
+            CHECK(in);
+        }
+    }
+    CHECK(total == j.ranges);
+    skp_journal free_later;
+    CHECK(skp_journal_take(&j, &free_later) == 0);
+    CHECK(j.ranges == 0 && free_later.ranges == total);
+    skp_journal_free(&free_later);
+    skp_journal_free(&j);
+}
+
 /* journal.json: "z" holds the zones (journal.py reads them), "p" the pages; pages that do not
  * make exactly the zones (a save rewritten by something that knows only "z") read as the union */
 static void test_pages_in_json_stay_readable_as_zones(void)
@@ -284,6 +320,7 @@ const sk_test sk_tests_journal[] = {
     {"zones merge and split", test_zones_merge_and_split},
     {"scattered writes name pages", test_scattered_writes_name_pages},
     {"too many ranges round out to zones", test_too_many_ranges_round_out_to_zones},
+    {"journal-wide range budget", test_journal_wide_range_budget},
     {"pages in journal.json stay readable as zones", test_pages_in_json_stay_readable_as_zones},
     {"marks follow journal.py", test_marks_follow_journal_py},
     {"plan: parents first, nothing under a whole ancestor", test_plan_parents_first_skips_under_whole},
