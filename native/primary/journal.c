@@ -167,8 +167,10 @@ static int ranges_add(ranges *x, uint64_t lo, uint64_t hi)
     if (last > first) {
         x->r[first][0] = lo;
         x->r[first][1] = hi;
-        memmove(x->r + first + 1, x->r + last, (x->n - last) * sizeof *x->r);
-        x->n -= last - first - 1;
+        if (last - first > 1) { /* (a page written again: nothing moves) */
+            memmove(x->r + first + 1, x->r + last, (x->n - last) * sizeof *x->r);
+            x->n -= last - first - 1;
+        }
         return 0;
     }
     if (x->n == x->cap) {
