@@ -24,6 +24,7 @@
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "node pointers are the FUSE inode numbers");
 
 struct handle {
+	struct sk_live live; /* first: the list's entry is the handle */
 	int fd;
 	struct sk_node *node;
 	bool append;   /* O_APPEND on the backing fd: a write lands at the end, wherever that is */
@@ -34,10 +35,50 @@ struct handle {
 };
 
 struct dir_handle {
+	struct sk_live live; /* first */
 	DIR *dp;     /* NULL: the root of several directories (its entries are made up here) */
 	struct dirent *entry;
 	off_t offset;
 };
+
+static void live_add(struct sk_front *f, struct sk_live *x, bool dir)
+{
+	x->dir = dir;
+	x->prev = NULL;
+	pthread_mutex_lock(&f->live_mu);
+	x->next = f->live;
+	if (f->live)
+		f->live->prev = x;
+	f->live = x;
+	pthread_mutex_unlock(&f->live_mu);
+}
+
+static void live_del(struct sk_front *f, struct sk_live *x)
+{
+	pthread_mutex_lock(&f->live_mu);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		f->live = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	pthread_mutex_unlock(&f->live_mu);
+}
+
+static void handle_free(struct sk_front *f, struct handle *h)
+{
+	live_del(f, &h->live);
+	close(h->fd);
+	free(h);
+}
+
+static void dir_handle_free(struct sk_front *f, struct dir_handle *d)
+{
+	live_del(f, &d->live);
+	if (d->dp)
+		closedir(d->dp);
+	free(d);
+}
 
 static struct sk_front *front_of(fuse_req_t req)
 {
@@ -908,6 +949,7 @@ static struct handle *new_handle(struct sk_front *f, int fd, struct sk_node *n, 
 	h->append = !f->writeback && (flags & O_APPEND);
 	h->sync = !f->writeback && (flags & (O_SYNC | O_DSYNC));
 	h->datasync = (flags & O_SYNC) != O_SYNC;
+	live_add(f, &h->live, false);
 	return h;
 }
 
@@ -954,10 +996,8 @@ static void fr_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->wrote = truncates;
 	fi->fh = (uintptr_t)h;
 	set_open_flags(f, fi);
-	if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: the kernel will not release it */
-		close(fd);
-		free(h);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted: the kernel will not release it */
+		handle_free(f, h);
 }
 
 static void fr_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t mode,
@@ -1017,8 +1057,7 @@ static void fr_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 	fi->fh = (uintptr_t)h;
 	set_open_flags(f, fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		close(h->fd);
-		free(h);
+		handle_free(f, h);
 		sk_nodes_forget(&f->nodes, node_of(req, e.ino), 1);
 	}
 }
@@ -1177,8 +1216,7 @@ static void fr_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		pthread_mutex_unlock(&h->node->lock);
 		order_unlock(f);
 	}
-	close(h->fd);
-	free(h);
+	handle_free(f, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -1248,13 +1286,15 @@ static void fr_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
 
 static void fr_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sk_front *f = front_of(req);
 	struct dir_handle *d = calloc(1, sizeof(*d));
 	if (!d)
 		return (void)fuse_reply_err(req, ENOMEM);
-	if (is_multi_root(front_of(req), node_of(req, ino))) {
+	if (is_multi_root(f, node_of(req, ino))) {
+		live_add(f, &d->live, true);
 		fi->fh = (uintptr_t)d; /* dp NULL: the entries are the directories' indexes */
 		if (fuse_reply_open(req, fi) == -ENOENT)
-			free(d);
+			dir_handle_free(f, d);
 		return;
 	}
 	int fd = openat(node_of(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1265,11 +1305,10 @@ static void fr_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		free(d);
 		return (void)fuse_reply_err(req, err);
 	}
+	live_add(f, &d->live, true);
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		closedir(d->dp);
-		free(d);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dir_handle_free(f, d);
 }
 
 /* The root of several directories: ".", "..", then "0", "1", ... (entry k at offset k + 1). */
@@ -1412,10 +1451,7 @@ static void fr_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void fr_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	if (d->dp)
-		closedir(d->dp);
-	free(d);
+	dir_handle_free(front_of(req), (struct dir_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1507,6 +1543,8 @@ static void front_init_common(struct sk_front *f, struct sk_sink *sink)
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&f->order, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&f->live_mu, NULL);
+	f->live = NULL;
 }
 
 int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink)
@@ -1523,6 +1561,15 @@ int sk_front_init_multi(struct sk_front *f, const int *dir_fds, unsigned ndirs, 
 
 void sk_front_destroy(struct sk_front *f)
 {
+	/* handles the kernel never released (the connection aborted at stop) */
+	while (f->live) {
+		struct sk_live *x = f->live;
+		if (x->dir)
+			dir_handle_free(f, (struct dir_handle *)x);
+		else
+			handle_free(f, (struct handle *)x);
+	}
+	pthread_mutex_destroy(&f->live_mu);
 	sk_nodes_destroy(&f->nodes);
 	pthread_rwlock_destroy(&f->order);
 }

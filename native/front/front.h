@@ -16,8 +16,17 @@
  * Python front and the secondary's apply do. */
 #define SK_EARLY_WRITEBACK (16u << 20)
 
+/* A file or directory handle the kernel holds (the front's list: those it never released, when
+ * the connection was aborted at stop, are freed by sk_front_destroy). */
+struct sk_live {
+	struct sk_live *prev, *next;
+	bool dir;
+};
+
 struct sk_front {
 	struct sk_nodes nodes;
+	pthread_mutex_t live_mu;
+	struct sk_live *live;
 	struct sk_sink *sink;
 	/* Orders changes with their submission: shared for changes to one file's data or attributes
 	 * (with that node's lock) and for lookups that record a name; exclusive for the operations

@@ -50,6 +50,7 @@ static void free_entries(skp_journal *j)
         j->buckets[i] = NULL;
     }
     j->count = 0;
+    j->ranges = 0;
 }
 
 void skp_journal_free(skp_journal *j)
@@ -137,50 +138,104 @@ static skp_jentry *entry(skp_journal *j, uint32_t dir, const char *path, size_t 
     return e;
 }
 
-/* Add zones [lo, hi] to e's ranges (merging overlapping and adjacent ones). 0 or -1. */
-static int add_zones(skp_jentry *e, uint64_t lo, uint64_t hi)
+/* Sorted, disjoint, non-adjacent ranges [lo, hi] (an entry's pages, or zones while decoding). */
+typedef struct ranges {
+    uint64_t (*r)[2];
+    size_t n, cap;
+} ranges;
+
+/* Add [lo, hi] to the ranges (merging overlapping and adjacent ones). 0 or -1. */
+static int ranges_add(ranges *x, uint64_t lo, uint64_t hi)
 {
     /* first range that ends at or after lo - 1 */
-    size_t a = 0, b = e->nz;
+    size_t a = 0, b = x->n;
     while (a < b) {
         size_t m = (a + b) / 2;
-        if (e->z[m][1] + 1 < lo)
+        if (x->r[m][1] + 1 < lo)
             a = m + 1;
         else
             b = m;
     }
     size_t first = a, last = a; /* ranges [first, last) merge with [lo, hi] */
-    while (last < e->nz && e->z[last][0] <= hi + 1 && hi + 1 != 0) {
-        if (e->z[last][0] < lo)
-            lo = e->z[last][0];
-        if (e->z[last][1] > hi)
-            hi = e->z[last][1];
+    while (last < x->n && x->r[last][0] <= hi + 1 && hi + 1 != 0) {
+        if (x->r[last][0] < lo)
+            lo = x->r[last][0];
+        if (x->r[last][1] > hi)
+            hi = x->r[last][1];
         last++;
     }
     if (last > first) {
-        e->z[first][0] = lo;
-        e->z[first][1] = hi;
-        memmove(e->z + first + 1, e->z + last, (e->nz - last) * sizeof *e->z);
-        e->nz -= last - first - 1;
+        x->r[first][0] = lo;
+        x->r[first][1] = hi;
+        if (last - first > 1) { /* (a page written again: nothing moves) */
+            memmove(x->r + first + 1, x->r + last, (x->n - last) * sizeof *x->r);
+            x->n -= last - first - 1;
+        }
         return 0;
     }
-    if (e->nz == e->zcap) {
-        size_t cap = e->zcap ? e->zcap * 2 : 4;
-        void *z = realloc(e->z, cap * sizeof *e->z);
-        if (!z)
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 4;
+        void *r = realloc(x->r, cap * sizeof *x->r);
+        if (!r)
             return -1;
-        e->z = z;
-        e->zcap = cap;
+        x->r = r;
+        x->cap = cap;
     }
-    memmove(e->z + first + 1, e->z + first, (e->nz - first) * sizeof *e->z);
-    e->z[first][0] = lo;
-    e->z[first][1] = hi;
-    e->nz++;
+    memmove(x->r + first + 1, x->r + first, (x->n - first) * sizeof *x->r);
+    x->r[first][0] = lo;
+    x->r[first][1] = hi;
+    x->n++;
     return 0;
 }
 
-static void clear_zones(skp_jentry *e)
+/* Page ranges rounded out to whole zones, in place (still in pages). */
+static void round_to_zones(ranges *x)
 {
+    size_t out = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        uint64_t lo = x->r[i][0] / SKP_PAGES_PER_ZONE * SKP_PAGES_PER_ZONE;
+        uint64_t hi = x->r[i][1] / SKP_PAGES_PER_ZONE * SKP_PAGES_PER_ZONE + (SKP_PAGES_PER_ZONE - 1);
+        if (out && x->r[out - 1][1] + 1 >= lo) {
+            if (hi > x->r[out - 1][1])
+                x->r[out - 1][1] = hi;
+        } else {
+            x->r[out][0] = lo;
+            x->r[out][1] = hi;
+            out++;
+        }
+    }
+    x->n = out;
+}
+
+/* The zones of page ranges (journal.json's "z"): 0 or -1. */
+static int zones_of_pages(const uint64_t (*p)[2], size_t n, ranges *out)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ranges_add(out, p[i][0] / SKP_PAGES_PER_ZONE, p[i][1] / SKP_PAGES_PER_ZONE) != 0)
+            return -1;
+    return 0;
+}
+
+/* Add pages [lo, hi] to e's ranges. An entry above SKP_RANGES_MAX ranges, or one that grows while
+ * the whole journal holds more than SKP_JOURNAL_RANGES_MAX, is rounded out to zones (memory stays
+ * bounded; never less than what was written). */
+static int add_zones(skp_journal *j, skp_jentry *e, uint64_t lo, uint64_t hi)
+{
+    ranges x = {e->z, e->nz, e->zcap};
+    size_t before = x.n;
+    int rc = ranges_add(&x, lo, hi);
+    if (rc == 0 && (x.n > SKP_RANGES_MAX || (x.n > before && j->ranges + 1 > SKP_JOURNAL_RANGES_MAX)))
+        round_to_zones(&x);
+    e->z = x.r;
+    e->nz = x.n;
+    e->zcap = x.cap;
+    j->ranges = j->ranges - before + x.n;
+    return rc;
+}
+
+static void clear_zones(skp_journal *j, skp_jentry *e)
+{
+    j->ranges -= e->nz;
     free(e->z);
     e->z = NULL;
     e->nz = e->zcap = 0;
@@ -197,7 +252,7 @@ int skp_journal_mark(skp_journal *j, const skp_mark *m, double now)
     case SKP_M_WROTE:
         if (e->whole || m->b == 0)
             return 0;
-        if (add_zones(e, m->a / SKP_ZONE, (m->a + m->b - 1) / SKP_ZONE) != 0) {
+        if (add_zones(j, e, m->a / SKP_PAGE, (m->a + m->b - 1) / SKP_PAGE) != 0) {
             j->trusted = false;
             return -1;
         }
@@ -216,11 +271,11 @@ int skp_journal_mark(skp_journal *j, const skp_mark *m, double now)
     case SKP_M_REPLACED:
         e->whole = e->meta = true;
         e->trunc = -1;
-        clear_zones(e);
+        clear_zones(j, e);
         return 0;
     case SKP_M_REMOVED:
         e->meta = true;
-        clear_zones(e);
+        clear_zones(j, e);
         return 0;
     }
     return 0;
@@ -311,12 +366,12 @@ int skp_journal_merge(skp_journal *j, const skp_journal *src, double now)
             e->whole = e->whole || s->whole;
             e->meta = e->meta || s->meta;
             if (e->whole) {
-                clear_zones(e);
+                clear_zones(j, e);
                 e->trunc = -1;
                 continue;
             }
             for (size_t k = 0; k < s->nz; k++) {
-                if (add_zones(e, s->z[k][0], s->z[k][1]) != 0) {
+                if (add_zones(j, e, s->z[k][0], s->z[k][1]) != 0) {
                     j->trusted = false;
                     return -1;
                 }
@@ -335,12 +390,12 @@ size_t skp_journal_len(const skp_journal *j)
 
 uint64_t skp_journal_dirty_bytes(const skp_journal *j)
 {
-    uint64_t zones = 0;
+    uint64_t pages = 0;
     for (size_t i = 0; i < j->nbuckets; i++)
         for (const skp_jentry *e = j->buckets[i]; e; e = e->hnext)
             for (size_t k = 0; k < e->nz; k++)
-                zones += e->z[k][1] - e->z[k][0] + 1;
-    return zones * SKP_ZONE;
+                pages += e->z[k][1] - e->z[k][0] + 1;
+    return pages * SKP_PAGE;
 }
 
 int skp_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -444,6 +499,19 @@ static int cmp_dir_path(const void *pa, const void *pb)
     return a->path_len < b->path_len ? -1 : a->path_len > b->path_len;
 }
 
+static void range_list(skj_buf *b, const char *key, const uint64_t (*r)[2], size_t n)
+{
+    skj_rawz(b, key);
+    for (size_t i = 0; i < n; i++) {
+        skj_raw(b, i ? ",[" : "[", i ? 2 : 1);
+        skj_u64(b, r[i][0]);
+        skj_raw(b, ",", 1);
+        skj_u64(b, r[i][1]);
+        skj_raw(b, "]", 1);
+    }
+    skj_raw(b, "]", 1);
+}
+
 void skp_journal_encode(const skp_journal *j, bool clean, double now, skj_buf *b)
 {
     skj_rawz(b, "{\"version\":1,\"epoch\":");
@@ -502,15 +570,15 @@ void skp_journal_encode(const skp_journal *j, bool clean, double now, skj_buf *b
             comma = true;
         }
         if (e->nz) {
-            skj_rawz(b, comma ? ",\"z\":[" : "\"z\":[");
-            for (size_t z = 0; z < e->nz; z++) {
-                skj_raw(b, z ? ",[" : "[", z ? 2 : 1);
-                skj_u64(b, e->z[z][0]);
-                skj_raw(b, ",", 1);
-                skj_u64(b, e->z[z][1]);
-                skj_raw(b, "]", 1);
+            ranges zones = {0};
+            if (zones_of_pages((const uint64_t(*)[2])e->z, e->nz, &zones) != 0) {
+                b->bad = true;
+                free(all);
+                return;
             }
-            skj_raw(b, "]", 1);
+            range_list(b, comma ? ",\"z\":[" : "\"z\":[", (const uint64_t(*)[2])zones.r, zones.n);
+            free(zones.r);
+            range_list(b, ",\"p\":[", (const uint64_t(*)[2])e->z, e->nz);
             comma = true;
         }
         if (e->trunc >= 0) {
@@ -556,6 +624,29 @@ static bool get_double(const char *t, const skj_tok *k, int i, double *out)
     return i >= 0 && skj_num(t, k, i, out);
 }
 
+/* The largest zone and page indexes read (so that a page's byte offset fits in 64 bits): a
+ * larger one is read as this one (a range beyond every file, kept). */
+#define ZONE_INDEX_MAX (UINT64_MAX / SKP_ZONE - 1)
+#define PAGE_INDEX_MAX ((ZONE_INDEX_MAX + 1) * SKP_PAGES_PER_ZONE - 1)
+
+/* A list of [low, high] at token t into x (values above max read as max). 0 or -1 (why set). */
+static int read_ranges(const char *text, const skj_tok *k, int t, uint64_t max, ranges *x, char *why, size_t cap)
+{
+    if (k[t].type != SKJ_ARR)
+        return bad(why, cap, "zones are not a list");
+    for (int i = 0; i < k[t].size; i++) {
+        int r = skj_elem(k, t, i);
+        int64_t lo, hi;
+        if (r < 0 || k[r].type != SKJ_ARR || k[r].size != 2 || !skj_int(text, k, skj_elem(k, r, 0), &lo) ||
+            !skj_int(text, k, skj_elem(k, r, 1), &hi) || lo < 0 || hi < lo)
+            return bad(why, cap, "a zone range is not [low, high]");
+        uint64_t l = (uint64_t)lo > max ? max : (uint64_t)lo, h = (uint64_t)hi > max ? max : (uint64_t)hi;
+        if (ranges_add(x, l, h) != 0)
+            return bad(why, cap, "out of memory");
+    }
+    return 0;
+}
+
 static int decode_entry(skp_journal *j, uint32_t dir, const char *text, const skj_tok *k, int key, int val,
                         char *path, char *why, size_t cap)
 {
@@ -584,21 +675,41 @@ static int decode_entry(skp_journal *j, uint32_t dir, const char *text, const sk
             return bad(why, cap, "a truncation is not a size");
         e->trunc = v;
     }
-    if ((t = skj_get(text, k, val, "z")) >= 0) {
-        if (k[t].type != SKJ_ARR)
-            return bad(why, cap, "zones are not a list");
-        for (int i = 0; i < k[t].size; i++) {
-            int r = skj_elem(k, t, i);
-            int64_t lo, hi;
-            if (r < 0 || k[r].type != SKJ_ARR || k[r].size != 2 || !skj_int(text, k, skj_elem(k, r, 0), &lo) ||
-                !skj_int(text, k, skj_elem(k, r, 1), &hi) || lo < 0 || hi < lo)
-                return bad(why, cap, "a zone range is not [low, high]");
-            if (add_zones(e, (uint64_t)lo, (uint64_t)hi) != 0)
-                return bad(why, cap, "out of memory");
-        }
+    /* "z": zones (journal.py's); "p": the pages within them (ours). The pages are used when
+     * they make exactly those zones; else (a save edited by something that knows only "z") the
+     * union: every zone whole, plus the pages. */
+    ranges zones = {0}, pages = {0};
+    bool has_pages = false;
+    int rc = 0;
+    if ((t = skj_get(text, k, val, "z")) >= 0)
+        rc = read_ranges(text, k, t, ZONE_INDEX_MAX, &zones, why, cap);
+    if (rc == 0 && (t = skj_get(text, k, val, "p")) >= 0) {
+        has_pages = true;
+        rc = read_ranges(text, k, t, PAGE_INDEX_MAX, &pages, why, cap);
     }
+    if (rc == 0) {
+        ranges made = {0};
+        bool agree = false;
+        if (has_pages) {
+            if (zones_of_pages((const uint64_t(*)[2])pages.r, pages.n, &made) != 0)
+                rc = bad(why, cap, "out of memory");
+            agree = made.n == zones.n && (!made.n || memcmp(made.r, zones.r, made.n * sizeof *made.r) == 0);
+        }
+        free(made.r);
+        for (size_t i = 0; rc == 0 && !agree && i < zones.n; i++)
+            if (add_zones(j, e, zones.r[i][0] * SKP_PAGES_PER_ZONE,
+                          zones.r[i][1] * SKP_PAGES_PER_ZONE + (SKP_PAGES_PER_ZONE - 1)) != 0)
+                rc = bad(why, cap, "out of memory");
+        for (size_t i = 0; rc == 0 && i < pages.n; i++)
+            if (add_zones(j, e, pages.r[i][0], pages.r[i][1]) != 0)
+                rc = bad(why, cap, "out of memory");
+    }
+    free(zones.r);
+    free(pages.r);
+    if (rc != 0)
+        return rc;
     if (e->whole) {
-        clear_zones(e);
+        clear_zones(j, e);
         e->trunc = -1;
     }
     return 0;

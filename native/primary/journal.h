@@ -2,13 +2,16 @@
  * primary that the secondary may not have. While a session streams, an operation's marks wait in
  * the link until the secondary applied it (and return here if the link breaks first); while no
  * session streams, every operation's marks land here. When the secondary returns, a `journal`
- * resynchronisation sends only what the journal names: the 64 KiB zones written in a file, the
+ * resynchronisation sends only what the journal names: the 4 KiB pages written in a file, the
  * smallest size a file was truncated to, attributes, and whole objects created, renamed into place
  * or replaced (a directory with its subtree).
  *
  * Pure (no I/O but the two file helpers at the end, no clock: wall-clock times are passed in).
  * Saved as journal.json in the Python primary's format (version 1), so either program, and the
- * secondary's split-brain save, reads the other's. */
+ * secondary's split-brain save, reads the other's: an entry's "z" holds the 64 KiB zones (what
+ * journal.py reads), and "p" the 4 KiB pages within them (what this reader uses when it agrees
+ * with "z"; journal.py ignores it and a journal it saves has none: its zones are read whole).
+ * ADR 0026. */
 #ifndef SKP_JOURNAL_H
 #define SKP_JOURNAL_H
 
@@ -19,7 +22,14 @@
 #include "json.h"
 #include "pwire.h"
 
-#define SKP_ZONE (64u << 10)
+#define SKP_ZONE (64u << 10) /* journal.py's ZONE ("z" in journal.json), the checksum block */
+#define SKP_PAGE 4096u       /* the journal's unit in memory ("p" in journal.json) */
+#define SKP_PAGES_PER_ZONE (SKP_ZONE / SKP_PAGE)
+/* An entry with more page ranges than this is rounded out to whole zones (bounded memory for a
+ * file written at random all over while the secondary is away: 16 bytes per range). */
+#define SKP_RANGES_MAX 65536u
+/* ... and an entry that grows while the whole journal holds more than this many (4 MiB) too. */
+#define SKP_JOURNAL_RANGES_MAX 262144u
 #define SKP_EPOCH_MAX 128
 
 typedef struct skp_jentry {
@@ -28,7 +38,7 @@ typedef struct skp_jentry {
     bool whole;    /* send the whole object (a directory: its subtree), replacing the secondary's */
     bool meta;     /* attributes, existence or type may differ */
     int64_t trunc; /* smallest size the file was truncated to; -1: none */
-    uint64_t (*z)[2]; /* zones written: sorted, disjoint, non-adjacent ranges [lo, hi] */
+    uint64_t (*z)[2]; /* pages (SKP_PAGE) written: sorted, disjoint, non-adjacent ranges [lo, hi] */
     size_t nz, zcap;
     size_t path_len;
     char path[]; /* NUL-terminated */
@@ -44,6 +54,7 @@ typedef struct skp_journal {
     double gap_from, gap_to;   /* changes between these times may be missing (a crash) */
     skp_jentry **buckets;
     size_t nbuckets, count;
+    size_t ranges;             /* page ranges held by every entry (bounded: SKP_JOURNAL_RANGES_MAX) */
 } skp_journal;
 
 /* What the journal keeps of an operation (no data): journal.py's Mark. */

@@ -520,11 +520,13 @@ static int data_zones(int fd, uint64_t size, zones *z)
     return 0;
 }
 
-/* Send zones of the file at path (the object with inode `ino`): `want` (NULL: its data extents,
- * or every zone when `sums` is given); zones whose checksum equals the secondary's are skipped.
+/* Send data of the file at path (the object with inode `ino`): `want`, ranges of `unit` bytes
+ * (NULL: its data extents, or every zone when `sums` is given); pieces are at most one zone and
+ * never cross a zone's boundary; a whole zone whose checksum equals the secondary's is skipped.
  * Each batch is read and queued in one pause; a path that names another object meanwhile ends
  * it (what happened to it is in the stream). 0, or -1 lost. */
-static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want, const rs_man *sums_man, long sums_i)
+static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want, uint64_t unit, const rs_man *sums_man,
+                          long sums_i)
 {
     int fd = sks_open_beneath(r->dir_fd, false, path, O_RDONLY | O_NONBLOCK, 0);
     if (fd < 0)
@@ -535,6 +537,7 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
     if (fstat(fd, &st) != 0 || st.st_ino != ino || !S_ISREG(st.st_mode))
         goto out;
     if (!want) {
+        unit = ZONE;
         if (sums_man) {
             if (st.st_size > 0 && zones_add(&all, 0, ((uint64_t)st.st_size - 1) / ZONE) != 0)
                 rc = -1;
@@ -545,8 +548,8 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
     }
     bool done = false;
     for (size_t i = 0; rc == 0 && !done && i < want->n; i++) {
-        uint64_t k = want->z[i][0];
-        while (rc == 0 && !done && k <= want->z[i][1]) {
+        uint64_t pos = want->z[i][0] * unit, end = (want->z[i][1] + 1) * unit;
+        while (rc == 0 && !done && pos < end) {
             if (room(r) != 0) {
                 rc = -1;
                 break;
@@ -556,13 +559,17 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
             if (lst(r, path, &now) != 0 || now.st_ino != ino) {
                 done = true; /* replaced or removed meanwhile */
             }
-            for (int b = 0; !done && rc == 0 && b < BATCH_ZONES && k <= want->z[i][1]; b++, k++) {
-                ssize_t n = pread(fd, r->zone, ZONE, (off_t)(k * ZONE));
+            for (int b = 0; !done && rc == 0 && b < BATCH_ZONES && pos < end; b++) {
+                uint64_t zone_end = (pos / ZONE + 1) * ZONE;
+                uint64_t len = (end < zone_end ? end : zone_end) - pos;
+                ssize_t n = pread(fd, r->zone, (size_t)len, (off_t)pos);
                 if (n <= 0) {
                     done = true; /* end of the file (truncated meanwhile: in the stream) */
                     break;
                 }
-                const uint8_t *sum = sums_man ? man_sum(sums_man, sums_i, k) : NULL;
+                uint64_t at = pos;
+                pos += len;
+                const uint8_t *sum = sums_man && at % ZONE == 0 ? man_sum(sums_man, sums_i, at / ZONE) : NULL;
                 if (sum) {
                     uint8_t digest[SK_HASH_SIZE];
                     sk_iov iov = {r->zone, (size_t)n};
@@ -570,7 +577,7 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
                         continue;
                 }
                 sk_op op = op_of(SK_T_WRITE, path);
-                op.offset = k * ZONE;
+                op.offset = at;
                 op.data = sk_bytes_of(r->zone, (size_t)n);
                 rc = q_op(r, &op);
             }
@@ -693,7 +700,7 @@ static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool d
             rc = q_trunc(r, path, (uint64_t)st.st_size);
         resume_front(r);
         if (rc == 0)
-            rc = send_file_data(r, path, st.st_ino, NULL, NULL, -1);
+            rc = send_file_data(r, path, st.st_ino, NULL, ZONE, NULL, -1);
         if (rc == 0) {
             pause_front(r);
             rc = sync_attrs(r, path, remote, true);
@@ -705,7 +712,7 @@ static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool d
         rc = q_trunc(r, path, (uint64_t)st.st_size);
     resume_front(r);
     if (rc == 0 && data)
-        rc = send_file_data(r, path, st.st_ino, NULL, rm, ri);
+        rc = send_file_data(r, path, st.st_ino, NULL, ZONE, rm, ri);
     if (rc == 0) {
         pause_front(r);
         rc = sync_attrs(r, path, remote, data);
@@ -772,7 +779,7 @@ static int sync_journal_entry(rs *r, const skp_jentry *e)
     resume_front(r);
     zones z = {e->z, e->nz, e->nz};
     if (rc == 0 && e->nz)
-        rc = send_file_data(r, path, st.st_ino, &z, NULL, -1);
+        rc = send_file_data(r, path, st.st_ino, &z, SKP_PAGE, NULL, -1);
     if (rc == 0) {
         pause_front(r);
         rc = sync_attrs(r, path, NULL, true);

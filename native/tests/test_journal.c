@@ -33,24 +33,60 @@ static const skp_jentry *get(const skp_journal *j, const char *path)
     return skp_journal_find(j, 0, path, strlen(path));
 }
 
+#define PZ SKP_PAGES_PER_ZONE
+
 static void test_zones_merge_and_split(void)
 {
     skp_journal j;
     CHECK(skp_journal_init(&j, "e1", true) == 0);
-    skp_op w = op_write("a", 0, 4096); /* zone 0 */
+    skp_op w = op_write("a", 0, 4096); /* page 0 */
     mark_op(&j, &w);
-    w = op_write("a", 3 * SKP_ZONE + 10, 10); /* zone 3 */
+    w = op_write("a", 3 * SKP_ZONE + 10, 10); /* page 48 */
     mark_op(&j, &w);
-    w = op_write("a", SKP_ZONE - 1, 2); /* zones 0 and 1: joins 0 */
+    w = op_write("a", SKP_PAGE - 1, 2); /* pages 0 and 1: joins 0 */
     mark_op(&j, &w);
     const skp_jentry *e = get(&j, "a");
     CHECK(e && e->nz == 2);
-    CHECK(e->z[0][0] == 0 && e->z[0][1] == 1 && e->z[1][0] == 3 && e->z[1][1] == 3);
-    w = op_write("a", 2 * SKP_ZONE, 1); /* fills the hole: one range 0..3 */
+    CHECK(e->z[0][0] == 0 && e->z[0][1] == 1 && e->z[1][0] == 3 * PZ && e->z[1][1] == 3 * PZ);
+    w = op_write("a", 2 * SKP_PAGE, 3 * SKP_ZONE - 2 * SKP_PAGE + 1); /* fills the hole: one range 0..48 */
     mark_op(&j, &w);
-    CHECK(e->nz == 1 && e->z[0][0] == 0 && e->z[0][1] == 3);
-    CHECK(skp_journal_dirty_bytes(&j) == 4ull * SKP_ZONE);
+    CHECK(e->nz == 1 && e->z[0][0] == 0 && e->z[0][1] == 3 * PZ);
+    CHECK(skp_journal_dirty_bytes(&j) == (3ull * PZ + 1) * SKP_PAGE);
     CHECK(j.has_since && j.since == 100.0);
+    skp_journal_free(&j);
+}
+
+/* 512 scattered 4 KiB writes name 512 pages (2 MiB), not 512 zones (32 MiB): what reintegration
+ * after scattered writes sends (ADR 0026). */
+static void test_scattered_writes_name_pages(void)
+{
+    skp_journal j;
+    CHECK(skp_journal_init(&j, "e1", true) == 0);
+    for (uint64_t i = 0; i < 512; i++) {
+        skp_op w = op_write("db", i * 97 * SKP_ZONE + (i % 16) * SKP_PAGE, SKP_PAGE);
+        mark_op(&j, &w);
+    }
+    CHECK(get(&j, "db")->nz == 512);
+    CHECK(skp_journal_dirty_bytes(&j) == 512ull * SKP_PAGE);
+    /* an unaligned 4 KiB write touches two pages */
+    skp_op w = op_write("u", 100, SKP_PAGE);
+    mark_op(&j, &w);
+    CHECK(get(&j, "u")->nz == 1 && get(&j, "u")->z[0][0] == 0 && get(&j, "u")->z[0][1] == 1);
+    skp_journal_free(&j);
+}
+
+/* A file written all over at random: beyond SKP_RANGES_MAX ranges the entry is rounded out to
+ * whole zones (memory bounded), never less than what was written. */
+static void test_too_many_ranges_round_out_to_zones(void)
+{
+    skp_journal j;
+    CHECK(skp_journal_init(&j, "e1", true) == 0);
+    for (uint64_t i = 0; i <= SKP_RANGES_MAX; i++) {
+        skp_op w = op_write("big", (i * PZ + 2 * (i % 4)) * SKP_PAGE, 1);
+        mark_op(&j, &w);
+    }
+    const skp_jentry *e = get(&j, "big");
+    CHECK(e && e->nz == 1 && e->z[0][0] == 0 && e->z[0][1] == (SKP_RANGES_MAX + 1ull) * PZ - 1);
     skp_journal_free(&j);
 }
 
@@ -169,7 +205,7 @@ static void test_json_round_trip_and_unclean_save(void)
     CHECK(back.trusted && back.seq == 991 && strcmp(back.epoch, "4f2a") == 0 && !back.has_gap);
     CHECK(skp_journal_len(&back) == 3);
     const skp_jentry *e = skp_journal_find(&back, 0, weird, strlen(weird));
-    CHECK(e && e->nz == 1 && e->z[0][0] == 1 && e->z[0][1] == 3);
+    CHECK(e && e->nz == 1 && e->z[0][0] == PZ && e->z[0][1] == 4 * PZ - 1);
     CHECK(get(&back, "t")->trunc == 123);
     CHECK(skp_journal_find(&back, 1, "dir", 3)->whole);
     skp_journal_free(&back);
@@ -193,7 +229,8 @@ static void test_python_written_journal_reads(void)
     char why[256];
     CHECK(skp_journal_decode(py, strlen(py), 2.0, &j, why, sizeof why) == 0);
     const skp_jentry *e = skp_journal_find(&j, 0, "a/\xe9", 3);
-    CHECK(e && e->meta && e->nz == 2 && e->trunc == 7 && e->z[1][0] == 5);
+    CHECK(e && e->meta && e->nz == 2 && e->trunc == 7); /* Python's zones: every page of them */
+    CHECK(e->z[0][0] == 0 && e->z[0][1] == 3 * PZ - 1 && e->z[1][0] == 5 * PZ && e->z[1][1] == 6 * PZ - 1);
     CHECK(get(&j, "d")->whole && j.trusted && j.has_since && j.seq == 12);
     skp_journal_free(&j);
     const char *bad[] = {"", "[]", "{\"version\":2,\"epoch\":\"x\"}", "{\"version\":1}",
@@ -207,8 +244,84 @@ static void test_python_written_journal_reads(void)
     }
 }
 
+/* Many files written at random: once the journal holds SKP_JOURNAL_RANGES_MAX ranges, an entry
+ * that grows is rounded out to zones; every page written stays covered. */
+static void test_journal_wide_range_budget(void)
+{
+    skp_journal j;
+    CHECK(skp_journal_init(&j, "e1", true) == 0);
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    for (uint64_t i = 0; i < 60000; i++) {
+        for (int f = 0; f < 5; f++) {
+            skp_op w = op_write(names[f], (i * PZ + 2 * (i % 4)) * SKP_PAGE, 1);
+            mark_op(&j, &w);
+        }
+    }
+    CHECK(j.ranges <= SKP_JOURNAL_RANGES_MAX + 1);
+    size_t total = 0;
+    for (int f = 0; f < 5; f++) {
+        const skp_jentry *e = get(&j, names[f]);
+        CHECK(e != NULL);
+        total += e->nz;
+        /* every written page is inside a range */
+        for (uint64_t i = 0; e && i < 60000; i += 997) {
+            uint64_t page = i * PZ + 2 * (i % 4);
+            bool in = false;
+            for (size_t k = 0; k < e->nz && !in; k++)
+                in = e->z[k][0] <= page && page <= e->z[k][1];
+            CHECK(in);
+        }
+    }
+    CHECK(total == j.ranges);
+    skp_journal free_later;
+    CHECK(skp_journal_take(&j, &free_later) == 0);
+    CHECK(j.ranges == 0 && free_later.ranges == total);
+    skp_journal_free(&free_later);
+    skp_journal_free(&j);
+}
+
+/* journal.json: "z" holds the zones (journal.py reads them), "p" the pages; pages that do not
+ * make exactly the zones (a save rewritten by something that knows only "z") read as the union */
+static void test_pages_in_json_stay_readable_as_zones(void)
+{
+    skp_journal j;
+    CHECK(skp_journal_init(&j, "e", true) == 0);
+    skp_op w = op_write("f", 5 * SKP_PAGE, 2 * SKP_PAGE); /* pages 5-6, zone 0 */
+    mark_op(&j, &w);
+    w = op_write("f", 40 * SKP_PAGE, 1); /* page 40, zone 2 */
+    mark_op(&j, &w);
+    skj_buf b = {0};
+    skp_journal_encode(&j, true, 1.0, &b);
+    CHECK(!b.bad && strstr(b.p, "\"f\":{\"z\":[[0,0],[2,2]],\"p\":[[5,6],[40,40]]}") != NULL);
+    skj_buf_free(&b);
+    skp_journal_free(&j);
+    const char *disagree = "{\"version\":1,\"epoch\":\"e\",\"clean\":true,\"stopped\":true,\"saved_at\":1,"
+                           "\"seq\":1,\"entries\":{\"0\":{\"f\":{\"z\":[[0,0],[3,3]],\"p\":[[5,6]]}}}}";
+    char why[256];
+    CHECK(skp_journal_decode(disagree, strlen(disagree), 2.0, &j, why, sizeof why) == 0);
+    const skp_jentry *e = get(&j, "f");
+    CHECK(e && e->nz == 2 && e->z[0][0] == 0 && e->z[0][1] == PZ - 1 && e->z[1][0] == 3 * PZ &&
+          e->z[1][1] == 4 * PZ - 1);
+    skp_journal_free(&j);
+    const char *agree = "{\"version\":1,\"epoch\":\"e\",\"clean\":true,\"stopped\":true,\"saved_at\":1,"
+                        "\"seq\":1,\"entries\":{\"0\":{\"f\":{\"z\":[[0,0]],\"p\":[[5,6]]}}}}";
+    CHECK(skp_journal_decode(agree, strlen(agree), 2.0, &j, why, sizeof why) == 0);
+    e = get(&j, "f");
+    CHECK(e && e->nz == 1 && e->z[0][0] == 5 && e->z[0][1] == 6);
+    skp_journal_free(&j);
+    const char *huge = "{\"version\":1,\"epoch\":\"e\",\"entries\":{\"0\":{\"f\":{\"z\":[[0,9223372036854775807]]}}}}";
+    CHECK(skp_journal_decode(huge, strlen(huge), 2.0, &j, why, sizeof why) == 0);
+    e = get(&j, "f");
+    CHECK(e && e->nz == 1 && e->z[0][0] == 0 && (e->z[0][1] + 1) * (uint64_t)SKP_PAGE != 0);
+    skp_journal_free(&j);
+}
+
 const sk_test sk_tests_journal[] = {
     {"zones merge and split", test_zones_merge_and_split},
+    {"scattered writes name pages", test_scattered_writes_name_pages},
+    {"too many ranges round out to zones", test_too_many_ranges_round_out_to_zones},
+    {"journal-wide range budget", test_journal_wide_range_budget},
+    {"pages in journal.json stay readable as zones", test_pages_in_json_stay_readable_as_zones},
     {"marks follow journal.py", test_marks_follow_journal_py},
     {"plan: parents first, nothing under a whole ancestor", test_plan_parents_first_skips_under_whole},
     {"merge and take", test_merge_and_take},
