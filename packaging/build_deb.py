@@ -167,7 +167,7 @@ def build_root(suite: Suite) -> Path:
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={BUILD_PACKAGES}",
+                f"--include={BUILD_PACKAGES}{suite.build_extra}",
                 suite.name,
                 str(root),
                 MIRROR,
@@ -324,7 +324,8 @@ def shlib_depends(root: Path, stage: Path, epoch: int) -> list[str]:
         '  case "$lib" in /build/stage/*) continue ;; esac\n'
         '  real=$(readlink -f "$lib")\n'
         '  for p in "$lib" "$real" "/usr$lib" "${lib#/usr}" "/usr$real" "${real#/usr}"; do\n'
-        '    pkg=$(dpkg -S "$p" 2>/dev/null | head -n1 | cut -d: -f1)\n'
+        # "diversion by ..." lines are not owners; "pkg1, pkg2: path" has two, the first will do
+        '    pkg=$(dpkg -S "$p" 2>/dev/null | grep -v "^diversion " | head -n1 | cut -d: -f1 | cut -d, -f1)\n'
         '    if [ -n "$pkg" ]; then echo "$pkg"; break; fi\n'
         "  done\n"
         "done | sort -u\n"

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "systemd"))
+import systemd_host
 from systemd_host import DEFAULT_ROOT, SystemdHost, booted, build_root
 
 from safekit.membership import clusterkey
@@ -85,7 +86,10 @@ def host(deb: Path) -> Iterator[SystemdHost]:
     if SUITE == "bookworm":
         base = build_root(Path(os.environ.get("SAFEKIT_SYSTEMD_ROOT", DEFAULT_ROOT)))
     else:
-        base = build_root(DEFAULT_ROOT.parent / SUITE, suite=SUITE)
+        # the lab root's packages, with trixie's libfuse3 (its soname moved to 4)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(systemd_host, "PACKAGES", systemd_host.PACKAGES.replace("libfuse3-3", "libfuse3-4"))
+            base = build_root(DEFAULT_ROOT.parent / SUITE, suite=SUITE)
     with booted(NAME, base, [deb.parent]) as h:
         h.sh(
             "ip link set lo up && ip link add lan0 type veth peer name lan0p && "
