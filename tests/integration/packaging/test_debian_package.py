@@ -91,6 +91,10 @@ def host(deb: Path) -> Iterator[SystemdHost]:
             patch.setattr(systemd_host, "PACKAGES", systemd_host.PACKAGES.replace("libfuse3-3", "libfuse3-4"))
             base = build_root(DEFAULT_ROOT.parent / SUITE, suite=SUITE)
     with booted(NAME, base, [deb.parent]) as h:
+        # The node is found by its host name: debootstrap copied this machine's /etc/hostname, which
+        # trixie's systemd applies at boot. (Found by address instead, safekitd fails: pyroute2's
+        # IPRoute() inside the daemon's running event loop - reported, not fixed here.)
+        h.sh(f"echo {NAME} > /etc/hostname && hostname {NAME}")
         h.sh(
             "ip link set lo up && ip link add lan0 type veth peer name lan0p && "
             f"ip addr add {ADDRESS}/24 dev lan0 && ip link set lan0 up && ip link set lan0p up"
