@@ -221,6 +221,14 @@ def in_root(root: Path, script: str, binds: dict[Path, str], epoch: int) -> str:
         return result.stdout
 
 
+def forget_stale(entries: Iterable[Path], keep: Path, days: float = 2) -> None:
+    """Old cache entries go once unused for DAYS (not at once: another checkout building at the
+    same time with other inputs may be using one)."""
+    for old in entries:
+        if old != keep and time.time() - old.stat().st_mtime > days * 86400:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def deps_venv(root: Path, suite: Suite, epoch: int) -> Path:
     """The virtualenv with the engine's dependencies (not the engine), cached by their list."""
     requirements = "\n".join(dependencies()) + "\n"
@@ -229,6 +237,7 @@ def deps_venv(root: Path, suite: Suite, epoch: int) -> Path:
     with locked(CACHE / f".{suite.name}-deps.lock"):
         if (venv / READY_MARK).exists():
             say(f"dependencies: cached ({venv.name})")
+            os.utime(venv)  # in use: see forget_stale
             return venv
         say(f"dependencies: pip install into a new {VENV} with {suite.name}'s python{suite.python}")
         started = time.monotonic()
@@ -245,9 +254,7 @@ def deps_venv(root: Path, suite: Suite, epoch: int) -> Path:
                 epoch,
             )
         (venv / READY_MARK).write_text(requirements)
-        for old in CACHE.glob(f"{suite.name}-deps-*"):
-            if old != venv:
-                shutil.rmtree(old, ignore_errors=True)
+        forget_stale(CACHE.glob(f"{suite.name}-deps-*"), keep=venv)
         say(f"dependencies: built in {time.monotonic() - started:.0f} s")
         return venv
 
@@ -264,6 +271,7 @@ def native_programs(root: Path, suite: Suite, epoch: int) -> Path | None:
     with locked(CACHE / f".{suite.name}-native.lock"):
         if (out / READY_MARK).exists():
             say(f"native: cached ({out.name})")
+            os.utime(out)
             return out
         say("native: make in the build root")
         shutil.rmtree(out, ignore_errors=True)
@@ -281,9 +289,7 @@ def native_programs(root: Path, suite: Suite, epoch: int) -> Path | None:
             if entry.name not in NATIVE_PROGRAMS:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         (out / READY_MARK).write_text(key + "\n")
-        for old in CACHE.glob(f"{suite.name}-native-*"):
-            if old != out:
-                shutil.rmtree(old, ignore_errors=True)
+        forget_stale(CACHE.glob(f"{suite.name}-native-*"), keep=out)
         return out
 
 
