@@ -109,6 +109,23 @@ bench: deps venv
 bench-modules: deps test-deps venv
 	$(BIN)/python bench/modules.py
 
+## deb: the self-contained Debian package of the engine, build/deb/safekit_VERSION_ARCH.deb, built in a
+## Debian root of DEB_SUITE (bookworm: Debian 12, default; trixie: Debian 13) with its own Python;
+## cached by its inputs (seconds when nothing changed). docs/install.md, packaging/build_deb.py
+.PHONY: deb deb-test
+DEB_SUITE ?= bookworm
+deb:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="debootstrap"
+	$(PYTHON) packaging/build_deb.py --suite $(DEB_SUITE)
+
+## deb-test: the package rebuilt from its cached dependencies (--force), lintian, and the install,
+## run and removal tests on a clean Debian 12 lab host (the short version runs in `make test`)
+deb-test: deps test-deps venv
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="debootstrap lintian"
+	$(PYTHON) packaging/build_deb.py --suite $(DEB_SUITE) --force
+	lintian --fail-on error,warning build/deb/safekit_*+deb$(if $(filter trixie,$(DEB_SUITE)),13,12)_*.deb
+	SAFEKIT_DEB_SUITE=$(DEB_SUITE) $(BIN)/pytest tests/unit/packaging tests/integration/packaging
+
 ## test-deps: the Debian packages only the tests need, kept out of `make demo`
 .PHONY: test-deps
 test-deps:

@@ -195,6 +195,26 @@ def test_install_names_the_debian_package_when_venv_is_missing(
     assert answer["failed"] and "python3-venv" in answer["msg"], answer
 
 
+def test_install_without_a_source_uses_the_engine_already_there(
+    node: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """safekit_install_source: deb - the Debian package installed the engine; the module only
+    sets up the service, and says in one line what is missing when the package is not there."""
+    venv = tmp_path / "venv"
+    missing = run("install", {"venv": str(venv), "service": "none"}, node)
+    assert missing["failed"] and "install the Debian package first" in missing["msg"], missing
+    fake_wheel(tmp_path, "9.1.0")
+    assert run("install", {"wheelhouse": str(tmp_path), "venv": str(venv), "service": "none"}, node)[
+        "changed"
+    ]
+    there = run("install", {"venv": str(venv), "service": "none"}, node)
+    assert not there["changed"] and there["version_after"] == "9.1.0", there
+    other = run("install", {"venv": str(venv), "service": "none", "version": "9.2.0"}, node)
+    assert other["failed"] and "9.1.0 is installed, not 9.2.0" in other["msg"], other
+    latest = run("install", {"venv": str(venv), "service": "none", "state": "latest"}, node)
+    assert latest["failed"], latest
+
+
 def test_supervised_daemon_is_started_only_when_asked(
     node: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -13,6 +13,9 @@ description:
   - Installs the engine (the C(safekit) Python package) into a virtualenv (O(venv)), made with the
     node's C(python3 -m venv), from a wheelhouse directory on the node (O(wheelhouse), no index, so it works
     air-gapped) or from a package index (O(index_url)).
+  - Without O(wheelhouse) and O(index_url), the engine must already be installed - by the Debian
+    package of C(make deb), whose virtualenv is C(/opt/safekit/venv) - and only the service is set
+    up, with the package's unit as it is (nothing is written to O(unit_path)).
   - Sets up the service that runs C(safekitd) - a systemd unit where systemd runs, else a supervised
     process (C(safekitd --daemon --pidfile)) - and starts it only with O(started).
   - Nothing is reinstalled when the wanted version is already there.
@@ -37,7 +40,7 @@ options:
     description:
       - V(present) installs O(version) (or, without it, the newest version of the wheelhouse) unless a
         version (that version) is installed.
-      - V(latest) installs the newest version of the wheelhouse (or of the index).
+      - V(latest) installs the newest version of the wheelhouse (or of the index); it needs one of them.
       - V(absent) stops the daemon, removes the service and the virtualenv. Configuration
         (C(/etc/safekit), C(/opt/safekit/modules)) and state (C(/var/safekit)) are kept.
     type: str
@@ -165,6 +168,8 @@ from ansible_collections.safekit.ha.plugins.module_utils.decisions import (
 )
 from ansible_collections.safekit.ha.plugins.module_utils.safekit import SafekitModule, one_line
 
+# Where the Debian package (make deb) puts the unit: Debian 12, Debian 13.
+PACKAGED_UNITS = ("/lib/systemd/system/safekitd.service", "/usr/lib/systemd/system/safekitd.service")
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "latest", "absent"], "default": "present"},
     "version": {"type": "str"},
@@ -233,9 +238,23 @@ class Engine:
         extras = "[{}]".format(",".join(self.p["extras"])) if self.p["extras"] else ""
         return "safekit{}{}".format(extras, f"=={version}" if version else "")
 
+    @property
+    def packaged(self) -> bool:
+        """No source given: the engine comes from elsewhere (the Debian package)."""
+        return not self.p["wheelhouse"] and not self.p["index_url"]
+
     def target(self, before: str | None) -> str | None:
         """The version to install, or None when the wanted one is there (or the index decides)."""
         wanted, state = self.p["version"], self.p["state"]
+        if self.packaged:
+            if before is None:
+                self.task.fail(
+                    "the engine is not in {}: install the Debian package first (make deb; "
+                    "safekit_install_source: deb) or give wheelhouse or index_url".format(self.p["venv"])
+                )
+            if wanted and version_key(wanted) != version_key(before or ""):
+                self.task.fail(f"safekit {before} is installed, not {wanted}: install that Debian package")
+            return None
         if self.p["wheelhouse"]:
             if not os.path.isdir(self.p["wheelhouse"]) and self.task.check_mode:
                 # A play in check mode has not copied it yet: what it offers is unknown.
@@ -359,7 +378,10 @@ class Engine:
         """Unit in place and enabled, or the supervised daemon started (with `started`)."""
         changed = False
         if self.kind == "systemd":
-            if self.task.ensure_file(self.p["unit_path"], systemd_unit(self.p["venv"]), 0o644):
+            shipped = self.packaged and any(os.path.exists(unit) for unit in PACKAGED_UNITS)
+            if not shipped and self.task.ensure_file(
+                self.p["unit_path"], systemd_unit(self.p["venv"]), 0o644
+            ):
                 self.systemctl("daemon-reload")
                 changed = True
             if not self.systemctl_ok("is-enabled"):
@@ -401,10 +423,7 @@ def main() -> None:
         engine=False,
         supports_check_mode=True,
         mutually_exclusive=[["wheelhouse", "index_url"]],
-        required_if=[
-            ["state", "present", ["wheelhouse", "index_url"], True],
-            ["state", "latest", ["wheelhouse", "index_url"], True],
-        ],
+        required_if=[["state", "latest", ["wheelhouse", "index_url"], True]],
     )
     engine = Engine(task)
     before = engine.version()

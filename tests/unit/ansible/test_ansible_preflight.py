@@ -1,0 +1,114 @@
+"""The safekit_node role's pre-flight (roles/safekit_node/tasks/preflight.yml), run by
+ansible-playbook against this machine as the node (read-only: it changes nothing): it picks the
+Debian package for the node's release and architecture, and fails in one line that says what is
+wrong when the install source cannot work on the node."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+PLAY = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: safekit_node
+        tasks_from: preflight
+    - ansible.builtin.copy:
+        content: "{{ {'deb': _safekit_deb_file | default(''), 'node': _safekit_node} | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+def node_release() -> tuple[str, str]:
+    release = dict(
+        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+    )["VERSION_ID"].strip('"')
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True)
+    return release, arch.stdout.strip()
+
+
+def preflight(tmp: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    (tmp / "play.yml").write_text(PLAY)
+    out = tmp / "out.json"
+    out.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    variables = {"out": str(out), **extra}
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "node1,",
+            "-c",
+            "local",
+            "-e",
+            json.dumps(variables),
+            str(tmp / "play.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return result, (json.loads(out.read_text()) if out.exists() else {})
+
+
+def failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The assert's message (the one line the operator reads)."""
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stdout.splitlines() if '"msg":' in line]
+    assert lines, result.stdout
+    return lines[-1].split('"msg":', 1)[1].strip().strip('"}')
+
+
+def test_deb_source_picks_the_package_for_the_nodes_release_and_architecture(tmp_path: Path) -> None:
+    release, arch = node_release()
+    debs = tmp_path / "deb"
+    debs.mkdir()
+    wanted = debs / f"safekit_0.2.0-1+deb{release}_{arch}.deb"
+    for name in (wanted.name, f"safekit_0.2.0-1+deb{release}_s390x.deb", "safekit_0.2.0-1+deb99_amd64.deb"):
+        (debs / name).write_bytes(b"")
+    result, seen = preflight(tmp_path, safekit_install_source="deb", safekit_deb_dir=str(debs))
+    assert result.returncode == 0, result.stdout
+    assert seen["deb"] == str(wanted)
+
+
+def test_deb_source_without_a_package_says_which_one_to_build(tmp_path: Path) -> None:
+    release, arch = node_release()
+    result, _ = preflight(tmp_path, safekit_install_source="deb", safekit_deb_dir=str(tmp_path))
+    message = failure(result)
+    assert f"no safekit_*+deb{release}_{arch}.deb in {tmp_path}" in message
+    assert "make deb" in message
+
+
+def test_deb_source_needs_the_packages_virtualenv(tmp_path: Path) -> None:
+    release, arch = node_release()
+    (tmp_path / f"safekit_0.2.0-1+deb{release}_{arch}.deb").write_bytes(b"")
+    result, _ = preflight(
+        tmp_path, safekit_install_source="deb", safekit_deb_dir=str(tmp_path), safekit_venv="/srv/engine"
+    )
+    assert "installs the engine in /opt/safekit/venv, safekit_venv is /srv/engine" in failure(result)
+
+
+def test_wheelhouse_source_passes_when_the_controller_is_the_node(tmp_path: Path) -> None:
+    """This machine is both: the same Python minor version and architecture."""
+    result, seen = preflight(tmp_path, safekit_install_source="wheelhouse")
+    assert result.returncode == 0, result.stdout
+    node = seen["node"]
+    assert isinstance(node, dict)
+    assert node["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert node["fuse"] == "yes"
