@@ -3,7 +3,7 @@
 
     python3 packaging/build_deb.py [--suite bookworm|trixie] [--out build/deb] [--force]
 
-Run as root (debootstrap, mounts, chroot). The layout and why: docs/adr/0023-debian-package-layout.md;
+Run as root (debootstrap, mounts, chroot). The layout and why: docs/adr/0027-debian-package-layout.md;
 installing it: docs/install.md. In short:
 
 - a Debian root of the target suite, made once by debootstrap with the build tools (the compiler
