@@ -13,9 +13,10 @@ description:
   - Copying a wheelhouse directory to a node with M(ansible.builtin.copy) costs a checksum, a transfer and a
     module run per wheel (about 20 wheels for the engine, 30 with a cloud extra). This module lets a play move
     it as one file instead.
-  - V(packed), run on the controller (C(delegate_to) C(localhost)), writes the C(*.whl) files of O(path) into the
-    archive O(archive), byte-identical for the same wheels (sorted names, no timestamps or owners), so the
-    M(ansible.builtin.copy) of the archive that follows reports a change only when a wheel changed.
+  - V(packed), run on the controller (C(delegate_to) C(localhost)), writes the C(*.whl) files of O(path)
+    into the archive O(archive), byte-identical for the same wheels (sorted names, no timestamps or
+    owners), so the M(ansible.builtin.copy) of the archive that follows reports a change only when a
+    wheel changed.
   - V(unpacked) (on the node) makes O(path) hold exactly the wheels of O(archive), replacing the directory
     in one rename, and records the archive's digest in O(path) so that an unchanged archive changes nothing.
     Only plain C(*.whl) names are taken from the archive.
