@@ -34,8 +34,8 @@ test: deps test-deps venv checkov-venv lint native-test
 	$(MAKE) --no-print-directory molecule
 
 lint: venv
-	$(BIN)/ruff check src tests bench examples collections
-	$(BIN)/ruff format --check src tests bench examples collections
+	$(BIN)/ruff check src tests bench examples collections packaging
+	$(BIN)/ruff format --check src tests bench examples collections packaging
 	$(BIN)/mypy
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles
 
