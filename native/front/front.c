@@ -929,7 +929,10 @@ static void fr_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, f
 
 static int backing_flags(struct sk_front *f, int flags)
 {
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+	/* O_NOFOLLOW: the kernel already refused a symlink as the last component (ELOOP) before
+	 * asking us; passed on, it would fail the reopen through /proc/self/fd/N (a magic link)
+	 * with ELOOP for every caller that opens with it (MariaDB's Aria tables do). */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
 	if (f->writeback) {
 		/* the kernel reads pages of files open for writing, and places appends itself */
 		if ((flags & O_ACCMODE) == O_WRONLY)

@@ -298,6 +298,26 @@ def test_create_write_read_fsync(work: tuple[Front, Path, str]) -> None:
     assert wait_for(lambda: any(op.is_times for op in front.ops_under(f"{rel}/f", times=True)))
 
 
+def test_open_with_o_nofollow_opens_a_file_and_refuses_a_symlink(work: tuple[Front, Path, str]) -> None:
+    """O_NOFOLLOW (MariaDB opens its Aria tables so) opens a regular file through the front and
+    fails with ELOOP only on a symlink, as on a local file system."""
+    front, d, rel = work
+    (d / "table.MAI").write_bytes(b"aria")
+    (d / "link").symlink_to("table.MAI")
+    for flags in (os.O_RDONLY, os.O_RDWR):
+        fd = os.open(d / "table.MAI", flags | os.O_NOFOLLOW)
+        try:
+            assert os.pread(fd, 4, 0) == b"aria"
+        finally:
+            os.close(fd)
+    fd = os.open(d / "new.MAD", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    assert (front.backing / rel / "new.MAD").exists()
+    with pytest.raises(OSError) as refused:
+        os.open(d / "link", os.O_RDONLY | os.O_NOFOLLOW)
+    assert refused.value.errno == errno.ELOOP
+
+
 def test_pwrite_in_place_and_fdatasync(work: tuple[Front, Path, str]) -> None:
     front, d, rel = work
     (d / "db").write_bytes(b"\0" * 16384)
