@@ -38,6 +38,17 @@ NODE_COMMANDS = ("config", "module_list", "module_unload", "state", "shutdown", 
 MODULE_MODES: dict[str, type[MirrorModule | FarmModule]] = {"mirror": MirrorModule, "farm": FarmModule}
 
 
+async def find_local_node(cluster: ClusterConfig, hostname: str | None = None) -> str:
+    """This host's node of cluster.xml: by its name, else by an address configured here. The
+    address lookup (netlink, pyroute2's synchronous API, which refuses to run inside a running
+    event loop) runs in a worker thread."""
+    name = socket.gethostname() if hostname is None else hostname
+    try:
+        return await asyncio.to_thread(cluster.local_node, name, address_present)
+    except NotANode as exc:
+        raise NodeError(f"{exc}; give it with safekitd --node NAME") from exc
+
+
 class NodeError(Exception):
     """The daemon cannot run at all (no cluster.xml, no key, cannot tell which node it is)."""
 
@@ -73,10 +84,7 @@ class Node:
         cluster = self._cluster = self._load_cluster()
         key = self._key = self._load_key()
         if not self.node_name:
-            try:
-                self.node_name = cluster.local_node(socket.gethostname(), address_present)
-            except NotANode as exc:
-                raise NodeError(f"{exc}; give it with safekitd --node NAME") from exc
+            self.node_name = await find_local_node(cluster)
         log.info(
             "safekitd on node %s: cluster of %s, key %s",
             self.node_name,
