@@ -75,8 +75,9 @@ GAP = "gap"
 RELAYED_FLAG = 0x8000
 """The reserved flag of the IP header (`frag-off` bit 15): set on a relayed frame, cleared on arrival."""
 LAST_HOP_TTL = 1
-"""The TTL a frame relayed a second time carries: it is never relayed again (locally delivered
-packets are not checked against their TTL; only a client's TTL-1 packet would lose its second hop)."""
+"""The TTL a frame relayed a second time arrives with: it is never relayed again (locally delivered
+packets are not checked against their TTL; `fwd` takes one off, so a client's packet sent with TTL 2
+would arrive looking like a second hop and lose its own second hop, nothing worse)."""
 FLOW_TIMEOUT = 7200
 """Seconds a flow table entry lives without traffic (every packet of the flow refreshes it)."""
 FLOW_TABLE_SIZE = 262144
@@ -191,6 +192,20 @@ def _in_set(name: str) -> Json:
 
 def _update(name: str) -> Json:
     return {"set": {"op": "update", "elem": _flow_key(), "set": f"@{name}"}}
+
+
+def _forget(name: str) -> Json:
+    return {"set": {"op": "delete", "elem": _flow_key(), "set": f"@{name}"}}
+
+
+def _closing() -> Json:
+    """A FIN or RST from the client: the connection ends, its flow table entry goes (an entry left
+    behind would steer a later connection that reuses the source port)."""
+    return _match(_payload("tcp", "flags"), ["fin", "rst"], op="in")
+
+
+def _not_syn() -> Json:
+    return _match({"&": [_payload("tcp", "flags"), ["fin", "syn", "rst", "ack"]]}, "syn", op="!=")
 
 
 def _flows_set(node: str) -> str:
@@ -334,12 +349,22 @@ class _Netdev:
         return [{"add": {"chain": body}}, {"flush": {"chain": {**self.ref, "name": name}}}]
 
     def rule(self, chain: str, *expr: Json) -> Json:
-        return _rule("netdev", self.spec.table, chain, *expr)
+        # Every rule counts what reaches its verdict (`nft list table netdev ...`: where packets went).
+        counted = [*expr[:-1], {"counter": None}, expr[-1]] if expr else []
+        return _rule("netdev", self.spec.table, chain, *counted)
+
+    def record(self, owner: str | None) -> list[Json]:
+        """A new connection (SYN) goes to `owner` (None: here): it is written in that flow table
+        and erased from the others (a client reuses source ports: an entry left by an older
+        connection must not steer the new one)."""
+        tables = ["mine", *(_flows_set(p) for p in self.peers)]
+        kept = "mine" if owner is None else _flows_set(owner)
+        return [*(_forget(t) for t in tables if t != kept), _update(kept)]
 
     def shared_chains(self) -> list[Json]:
         return [
             *self.chain("serve_syn"),
-            self.rule("serve_syn", _update("mine"), _accept()),
+            self.rule("serve_syn", *self.record(None), _accept()),
         ]
 
     def interface_chains(self, interface: str) -> list[Json]:
@@ -350,15 +375,14 @@ class _Netdev:
             passed = _chain_name("pass", peer, interface)
             commands += self.chain(opened)
             commands.append(
-                self.rule(
-                    opened, _update(_flows_set(peer)), _set_relayed(True), {"counter": RELAYED_COUNTER}, to
-                )
+                self.rule(opened, *self.record(peer), _set_relayed(True), {"counter": RELAYED_COUNTER}, to)
             )
             commands += self.chain(passed)
             commands.append(self.rule(passed, _set_relayed(True), {"counter": RELAYED_COUNTER}, to))
             again = _chain_name("again", peer, interface)
             commands += self.chain(again)
-            last_hop = {"mangle": {"key": _payload("ip", "ttl"), "value": LAST_HOP_TTL}}
+            # `fwd` takes one off the TTL: the frame arrives with LAST_HOP_TTL.
+            last_hop = {"mangle": {"key": _payload("ip", "ttl"), "value": LAST_HOP_TTL + 1}}
             commands.append(self.rule(again, _set_relayed(True), last_hop, {"counter": RELAYED_COUNTER}, to))
         addresses = [a for a in self.spec.addresses if a.interface == interface]
         # A relayed frame arrives: clear the flag; a relayed SYN or a known flow is this node's; a
@@ -368,7 +392,8 @@ class _Netdev:
         tcp = _l4("tcp")
         commands += self.chain(relayed)
         commands.append(self.rule(relayed, _set_relayed(False)))
-        commands.append(self.rule(relayed, tcp, _syn_only(), _update("mine"), _accept()))
+        commands.append(self.rule(relayed, tcp, _syn_only(), *self.record(None), _accept()))
+        commands.append(self.rule(relayed, tcp, _closing(), _in_set("mine"), _forget("mine"), _accept()))
         commands.append(self.rule(relayed, tcp, _in_set("mine"), _update("mine"), _accept()))
         for address in addresses:
             commands += self.second_hop_rules(relayed, interface, address.vip)
@@ -412,12 +437,15 @@ class _Netdev:
         commands = [
             self.rule(base, to_vip, _relayed_flag(), _goto(f"relayed_{_safe(interface)}")),
             self.rule(base, to_vip, {"counter": CLIENTS_COUNTER}),
-            self.rule(base, to_vip, tcp, _in_set("mine"), _update("mine"), _accept()),
+            # Flow tables steer the packets of a connection, never its SYN (the buckets do).
+            self.rule(base, to_vip, tcp, _closing(), _in_set("mine"), _forget("mine"), _accept()),
+            self.rule(base, to_vip, tcp, _not_syn(), _in_set("mine"), _update("mine"), _accept()),
         ]
         for peer in self.peers:
             flows = _flows_set(peer)
             relay = _goto(_chain_name("pass", peer, interface))
-            commands.append(self.rule(base, to_vip, tcp, _in_set(flows), _update(flows), relay))
+            commands.append(self.rule(base, to_vip, tcp, _closing(), _in_set(flows), _forget(flows), relay))
+            commands.append(self.rule(base, to_vip, tcp, _not_syn(), _in_set(flows), _update(flows), relay))
         verdicts = _Verdicts(interface)
         seed = self.spec.seed
         for traffic in [*_rules_for(self.spec, vip), None]:

@@ -119,12 +119,13 @@ def test_the_ruleset_relays_at_layer_2_and_marks_what_it_relays() -> None:
     assert '"fwd": {"dev": "eth0", "family": "ip", "addr": "198.18.0.2"}' in opened[0]
     assert '"set": "@flows_node2"' in opened[0] and '"|"' in opened[0] and "32768" in opened[0]
     again = _chain_rules(payload, "again_node3_eth0")
-    assert '"field": "ttl"' in again[0] and '"value": 1' in again[0]
+    assert '"field": "ttl"' in again[0] and '"value": 2' in again[0]
     base = _chain_rules(payload, "in_eth0")
     # Frames another node relayed come first, then known flows, then the buckets.
     assert '"goto": {"target": "relayed_eth0"}' in base[0]
-    assert '"@mine"' in base[2]
-    assert all("@flows_" in rule for rule in base[3:5])
+    assert all('"@mine"' in rule for rule in base[2:4])
+    assert '"op": "delete"' in base[2] and '["fin", "rst"]' in base[2], "a closing flow must leave @mine"
+    assert all("@flows_" in rule for rule in base[4:8])
     arp = _chain_rules(payload, "in", "arp")
     assert len(arp) == 1 and '"arp", "field": "saddr ip"' in arp[0]
     dropped = _chain_rules(payload, "connections", "ip")
