@@ -84,7 +84,7 @@ exit 0
 # every connection who serves it; prints one JSON line: [who or "error: ...", source port].
 HOLDER = r"""
 import json, socket, sys
-vip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+vip, port, count, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
 conns = []
 for i in range(count):
     s = socket.socket()
@@ -92,7 +92,7 @@ for i in range(count):
     s.connect((vip, port))
     conns.append(s)
 def ask(s):
-    s.sendall(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(4096)
@@ -360,8 +360,9 @@ class Clients:
         result: dict[str, Any] = json.loads(out)
         return result
 
-    def hold(self, index: int, count: int) -> Holder:
-        return Holder(self.argv(index, ["python3", "-c", HOLDER, vip(self.lab), str(PORT), str(count)]))
+    def hold(self, index: int, count: int, path: str = "/who") -> Holder:
+        """`count` keep-alive connections; each answer is the body of `GET path` (the node's name)."""
+        return Holder(self.argv(index, ["python3", "-c", HOLDER, vip(self.lab), str(PORT), str(count), path]))
 
     def until_served(self, index: int) -> ServedAgain:
         """A probe from client `index`, ready before the event it measures from (`start`)."""
