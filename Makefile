@@ -89,8 +89,8 @@ bench: deps venv
 	$(BIN)/python bench/farm.py
 	$(BIN)/python bench/modules.py
 
-## test-farm-directed: the long vmac_directed lab test (three kill/return rounds, more connections;
-## about 4 minutes); `make test` runs its short version
+## test-farm-directed: the long vmac_directed lab test (three kill/return rounds, more connections,
+## about a minute here); `make test` runs its short version
 .PHONY: test-farm-directed
 test-farm-directed: deps test-deps venv
 	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py
