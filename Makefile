@@ -103,6 +103,12 @@ bench: deps venv
 	$(BIN)/python bench/farm.py
 	$(BIN)/python bench/modules.py
 
+## test-farm-directed: the long vmac_directed lab test (three kill/return rounds, more connections,
+## about a minute here); `make test` runs its short version
+.PHONY: test-farm-directed
+test-farm-directed: deps test-deps venv
+	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py
+
 ## bench-modules: PostgreSQL on a mirror module against a local one (pgbench, same run) and a power
 ## cut under load seen by the client; bench/results/modules.json (about 3 minutes)
 .PHONY: bench-modules

@@ -25,8 +25,19 @@ the "two modules" of the budgets. Measured from the client:
   node1's safekitd exports, nftables rule-load time (the engine's own `farm_kernel.apply` of a
   3-node ruleset, in a scratch network namespace).
 
+Then, in the same run, `vmac_directed` on its own lab (`--directed-lab`, default `bnfarmd`) whose
+bridge ports have unknown-unicast flooding off (`result["vmac_directed"]`): the same wrk
+throughput against direct (from the lab's one client host, whose ARP owner receives everything and
+relays the other nodes' connections), the share of client packets relayed between nodes (the
+farm's `clients` / `relayed` nftables counters; from that client host, and from three client
+hosts spread by ARP), and kill/return rounds with keep-alive connections held from the three
+client hosts: time from the kill until the victim's ARP client is answered again (probe started
+before the kill, a new connection every 50 ms), healthy connections broken on the leave and on the
+join (after every client forgets its ARP entry), resets by the survivors and the other clients.
+
 Writes bench/results/farm.json. Usage: bench/farm.py [--runs N] [--quick] [--lab NAME]
-[--budgets-only] [--no-write] (`--budgets-only`: install and the idle budgets only, printed;
+[--directed-lab NAME] [--budgets-only] [--directed-only] [--no-write] (`--budgets-only`: install
+and the idle budgets only, printed; `--directed-only`: the vmac_directed phase only, printed;
 `--no-write`: print the results without writing them).
 """
 
@@ -49,6 +60,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration" / "farm"))
+import directed_lab
+
 from common import summary, write_result
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -86,7 +100,7 @@ USERCONFIG = """<!DOCTYPE safe>
   <farm><lan name="default"/></farm>
   <vip>
     <interface_list><interface>
-      <virtual_interface type="vmac_invisible"><virtual_addr addr="{vip}" where="alias"/></virtual_interface>
+      <virtual_interface type="{vmac}"><virtual_addr addr="{vip}" where="alias"/></virtual_interface>
     </interface></interface_list>
     <loadbalancing_list><group name="web">
       <cluster>{hosts}</cluster>
@@ -290,18 +304,19 @@ full = compute_map(powers, powers).buckets_of("node1")
 degraded = compute_map(powers, ["node1", "node3"]).buckets_of("node1")
 times = []
 for i in range(runs):
-    payload = nft.ruleset(spec, full if i % 2 == 0 else degraded)
+    payload = nft.ruleset(spec, {"default": full if i % 2 == 0 else degraded})
     t = time.perf_counter()
     asyncio.run(apply(payload))
     times.append(time.perf_counter() - t)
 asyncio.run(apply(nft.removal(spec)))
-print(json.dumps({"times": times, "commands": len(nft.ruleset(spec, full)["nftables"])}))
+print(json.dumps({"times": times, "commands": len(nft.ruleset(spec, {"default": full})["nftables"])}))
 """
 
 
 class FarmBench:
-    def __init__(self, lab: Lab, staging: Path) -> None:
+    def __init__(self, lab: Lab, staging: Path, vmac: str = "vmac_invisible") -> None:
         self.lab = lab
+        self.vmac = vmac
         self.staging = staging
         self.cluster = LabCluster(lab, NODES)
         plan = lab.plan()
@@ -319,7 +334,7 @@ class FarmBench:
         (module / "bin").mkdir()
         hosts = "".join(f'<host name="{n}" power="1"/>' for n in NODES)
         (module / "conf" / "userconfig.xml").write_text(
-            USERCONFIG.format(vip=self.vip, hosts=hosts, port=PORT)
+            USERCONFIG.format(vip=self.vip, hosts=hosts, port=PORT, vmac=self.vmac)
         )
         for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH)):
             (module / "bin" / name).write_text(body)
@@ -662,6 +677,145 @@ def stats(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)}
 
 
+DIRECTED_HELD = 10  # keep-alive connections held per client host across each kill and return
+
+
+def directed_counters(lab: Lab) -> tuple[int, int]:
+    """(client packets to the VIP, packets relayed between nodes), summed over the nodes."""
+    pairs = [directed_lab.relay_counters(lab, n, MODULE) for n in NODES]
+    return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+
+def directed_phase(lab_name: str, rounds: int, seconds: int, runs: int) -> dict[str, Any]:
+    """vmac_directed on a lab whose switch does not flood unknown unicast: throughput from the lab's
+    client (one client host: its ARP owner relays the other nodes' connections), the relayed share,
+    and kill / return rounds with keep-alive connections held from three client hosts (one per ARP
+    owner): time until the victim's clients are served again, healthy connections broken, resets."""
+    lab = Lab(lab_name)
+    lab.down()
+    lab.up(nodes=3, client=True)
+    staging = Path(tempfile.mkdtemp(prefix="safekit-bnfarmd-", dir="/var/tmp"))
+    clients: directed_lab.Clients | None = None
+    result: dict[str, Any] = {"vmac": "vmac_directed", "switch": "bridge, flood off on every port"}
+    try:
+        directed_lab.no_flooding(lab)
+        bench = FarmBench(lab, staging, vmac="vmac_directed")
+        bench.install()
+        counters = directed_counters(lab)
+        result["throughput"] = tp = bench.throughput(rounds, seconds)
+        tp.pop("_served")
+        after = directed_counters(lab)
+        received, relayed = after[0] - counters[0], after[1] - counters[1]
+        result["relayed_share_one_client_host"] = {
+            "client_packets": received,
+            "relayed": relayed,
+            "share": round(relayed / received, 4) if received else None,
+            "what": "wrk from one client host (its ARP owner receives everything, relays 2/3 by bucket)",
+        }
+        fmap = bench.farm_map(WATCHED)
+        clients = directed_lab.Clients(lab, directed_lab.Clients.pick(lab, fmap["owners"], fmap["seed"]))
+        arp_owner = {
+            i: fmap["owners"][directed_lab.address_bucket(a, fmap["seed"])]
+            for i, a in enumerate(clients.addresses)
+        }
+        counters = directed_counters(lab)
+        for index in range(len(clients.addresses)):
+            clients.probe(index, 100)
+        after = directed_counters(lab)
+        received, relayed = after[0] - counters[0], after[1] - counters[1]
+        result["relayed_share_spread_clients"] = {
+            "client_packets": received,
+            "relayed": relayed,
+            "share": round(relayed / received, 4) if received else None,
+            "what": "100 new connections from each of 3 client hosts, one per ARP owner (filter on_port)",
+        }
+        victim_client = next(i for i, n in arp_owner.items() if n == VICTIM)
+        kills: list[dict[str, Any]] = []
+        for _ in range(runs):
+            kills.append(directed_round(lab, bench, clients, victim_client))
+            print(f"directed kill/return: {kills[-1]}", flush=True)
+        served = [k["victim_clients_served_again_s"] for k in kills]
+        result["kill"] = {
+            "victim": VICTIM,
+            "runs": runs,
+            "victim_clients_served_again_s": summary(served),
+            "probe": "from a client host whose ARP owner is the victim: a new connection every 50 ms, "
+            "200 ms connect timeout, from the kill to the first answer",
+            "healthy_connections_broken_total": sum(
+                k["healthy_broken_on_leave"] + k["healthy_broken_on_join"] for k in kills
+            ),
+            "tcp_resets_sent_by_survivors_and_clients_total": sum(k["resets"] for k in kills),
+            "samples": kills,
+        }
+        result["targets_met"] = {
+            "ratio_keepalive_off": tp["ratio_vip_over_direct_node1_keepalive_off"]
+            >= TARGETS["vip_over_direct_ratio"],
+            "ratio_keepalive_on": tp["ratio_vip_over_direct_node1_keepalive_on"]
+            >= TARGETS["vip_over_direct_ratio"],
+            "kill_served_again_p50_s": (result["kill"]["victim_clients_served_again_s"].get("p50_s") or 99)
+            <= TARGETS["kill_rebalance_p50_s"],
+            "no_healthy_connection_broken_or_reset": result["kill"]["healthy_connections_broken_total"] == 0
+            and result["kill"]["tcp_resets_sent_by_survivors_and_clients_total"] == 0,
+        }
+        for node in NODES:
+            with contextlib.suppress(Exception):
+                bench.cluster.stop_daemon(node)
+    finally:
+        if clients is not None:
+            clients.down()
+        lab.down()
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _broken(first: list[list[tuple[str, int]]], later: list[list[tuple[str, int]]]) -> int:
+    """Held connections of healthy nodes that broke or moved."""
+    pairs = [(a, b) for ra, rb in zip(first, later, strict=True) for a, b in zip(ra, rb, strict=True)]
+    return sum(1 for a, b in pairs if a[0] != VICTIM and a != b)
+
+
+def directed_round(
+    lab: Lab, bench: FarmBench, clients: directed_lab.Clients, victim_client: int
+) -> dict[str, Any]:
+    survivors = [n for n in NODES if n != VICTIM]
+    # nginx answers `/` with the node's name (index.html)
+    holders = [clients.hold(i, DIRECTED_HELD, "/") for i in range(len(clients.addresses))]
+    try:
+        first = [h.ask() for h in holders]
+        skip = [[i for i, (w, _) in enumerate(rows) if w == VICTIM] for rows in first]
+        # Resets by the survivors, and by the clients that do not run the failover probe (its
+        # abandoned connects are reset when a late SYN-ACK comes, as any timed-out connect).
+        quiet = [i for i in range(len(clients.addresses)) if i != victim_client]
+        resets = sum(bench.out_resets(h) for h in survivors) + sum(clients.out_resets(i) for i in quiet)
+        probe = clients.until_served(victim_client)
+        killed_wall = time.time()
+        bench.lab.kill(VICTIM)
+        probe.start(killed_wall)
+        served_again_s = probe.seconds()
+        bench.wait_members(survivors, survivors)
+        second = [h.ask(s) for h, s in zip(holders, skip, strict=True)]
+        broken_leave = _broken(first, second)
+        lab.start(VICTIM)
+        directed_lab.no_flooding(lab)
+        bench.cluster.start_daemon(VICTIM)
+        bench.start_modules(VICTIM)
+        bench.wait_members(list(NODES), list(NODES))
+        clients.forget_neighbours()
+        third = [h.ask(s) for h, s in zip(holders, skip, strict=True)]
+        broken_join = _broken(first, third)
+        resets_after = sum(bench.out_resets(h) for h in survivors) + sum(clients.out_resets(i) for i in quiet)
+        return {
+            "victim_clients_served_again_s": round(served_again_s, 3),
+            "healthy_connections": sum(len(r) - len(s) for r, s in zip(first, skip, strict=True)),
+            "healthy_broken_on_leave": broken_leave,
+            "healthy_broken_on_join": broken_join,
+            "resets": resets_after - resets,
+        }
+    finally:
+        for holder in holders:
+            holder.close()
+
+
 def main() -> int:  # noqa: PLR0915
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="kill/return runs")
@@ -671,11 +825,18 @@ def main() -> int:  # noqa: PLR0915
         "--budgets-only", action="store_true", help="install, measure the idle budgets, print; write nothing"
     )
     parser.add_argument("--no-write", action="store_true", help="print the results, do not write them")
+    parser.add_argument(
+        "--directed-lab", default=LAB + "d", help=f"lab of the vmac_directed phase (default {LAB}d)"
+    )
+    parser.add_argument("--directed-only", action="store_true", help="the vmac_directed phase only, printed")
     args = parser.parse_args()
     q = args.quick
     runs = 2 if q else args.runs
     rounds, seconds = (1, 5) if q else (3, 10)
     idle_s = 5 if q else 20
+    if args.directed_only:
+        print(json.dumps(directed_phase(args.directed_lab, rounds, seconds, min(runs, 3)), indent=2))
+        return 0
     lab = Lab(args.lab)
     lab.down()
     lab.up(nodes=3, client=True)
@@ -800,6 +961,9 @@ def main() -> int:  # noqa: PLR0915
     finally:
         lab.down()
         shutil.rmtree(staging, ignore_errors=True)
+    # The same run, the other mode: vmac_directed on a switch that does not flood (its own lab).
+    result["vmac_invisible"] = "the figures above (a switch that floods unknown unicast)"
+    result["vmac_directed"] = directed_phase(args.directed_lab, rounds, seconds, min(runs, 3))
     print(json.dumps({k: v for k, v in result.items() if k not in ("kill", "return")}, indent=2))
     if not args.no_write:
         print(f"-> {write_result('farm', result)}")

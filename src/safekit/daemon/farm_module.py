@@ -28,7 +28,7 @@ from safekit.daemon.module_executor import (
     previous_incarnation,
     record_incarnation,
 )
-from safekit.farm import nft
+from safekit.farm import directed, nft
 from safekit.farm.groups import GroupError, by_group, group_maps, resolve_groups
 from safekit.farm.status_codec import FarmStatus, status_from, wire_fields
 from safekit.membership.liveness import LanDown, LanUp, LivenessEvent, PeerLost, PeerUp
@@ -66,6 +66,11 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             loop_interval=config.service.loop_interval,
         )
         self.rules = _farm_rules(name, config, self.groups)
+        self.mode = _vmac_mode(name, config)
+        self._lan_addresses = _lan_addresses(config, cluster)
+        # vmac_directed: what the last load was made from (its flow tables persist between loads).
+        self._directed_loaded = False
+        self._programmed_members: frozenset[str] = frozenset()
         self.state = fm.initial_state(time.monotonic())
         self.resources.update({f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers})
         self.resources["farm.rules"] = "init"
@@ -82,7 +87,12 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         self.link.announce(FarmStatus(local_node, self.state.state, self.state.readiness))
         record_incarnation(paths, name, self.link.incarnation)
         self._last_peer: dict[str, FarmStatus] = {}
-        self.vips = [VmacProvider.for_farm(a.vip, a.interface or None, a.vmac) for a in self.rules.addresses]
+        self.vips: list[VmacProvider | farm_kernel.DirectedVip] = [
+            farm_kernel.DirectedVip.for_farm(a.vip, a.interface or None)
+            if self.mode == "vmac_directed"
+            else VmacProvider.for_farm(a.vip, a.interface or None, a.vmac)
+            for a in self.rules.addresses
+        ]
         self._failover = config.service.failover
         metrics.add_heartbeat_source(
             name,
@@ -94,7 +104,17 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     # ------------------------------------------------------------------ the machine
     def _transition(self, event: fm.Event | Shared) -> tuple[fm.FarmMachine, Sequence[fm.Action]]:
         transition = fm.step(self.settings, self.state, event)
-        return transition.state, transition.actions
+        state, actions = transition.state, transition.actions
+        if (
+            self.mode == "vmac_directed"
+            and state.owned is not None
+            and state.views != self.state.views
+            and not any(isinstance(a, fm.Program) for a in actions)
+        ):
+            # Directed rules also name the other nodes' buckets (where to relay): a change of
+            # anyone's share reloads them, even when this node's own buckets stay the same.
+            actions = [*actions, fm.Program(state.owned)]
+        return state, actions
 
     def _next_deadline(self) -> float | None:
         return fm.next_deadline(self.settings, self.state)
@@ -134,8 +154,9 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         farm = self.config.farm
         assert farm is not None
         self.log.info(
-            "farm module %s loaded: node %s, pulse %.3f s, node lost after %.2f s, seed %#010x",
+            "farm module %s loaded (%s): node %s, pulse %.3f s, node lost after %.2f s, seed %#010x",
             self.name,
+            self.mode,
             self.local_node,
             farm.pulse,
             self.timeout,
@@ -206,9 +227,14 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             if owned is None:
                 await farm_kernel.apply(nft.removal(self.rules))
                 self.resources["farm.rules"] = "init"
+                self._directed_loaded = False
+                self._programmed_members = frozenset()
                 return
             spec = await self._resolved_rules()
-            await farm_kernel.apply(nft.ruleset(spec, by_group(owned, self.settings.group_names)))
+            if self.mode == "vmac_directed":
+                await self._program_directed(spec, owned)
+            else:
+                await farm_kernel.apply(nft.ruleset(spec, by_group(owned, self.settings.group_names)))
             failed = farm_kernel.set_sysctls(sorted({a.interface for a in spec.addresses}))
             if failed:
                 self.log.warning("farm: could not set %s", ", ".join(failed))
@@ -217,6 +243,36 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             self.resources["farm.rules"] = "down"
             self.log.error("farm rules not loaded: %s", exc)
             self.submit(fm.ServingFailed(str(exc), time.monotonic()))
+
+    async def _program_directed(self, spec: nft.FarmRules, owned: frozenset[fm.Slot]) -> None:
+        local = self.local_node
+        members = self.state.members(local)
+        views = self.state.views or group_maps(self.groups, members)
+        plan = directed.plan(local, views, owned, group_maps(self.groups, members - {local}))
+        on_interface: set[ipaddress.IPv4Address] = set()
+        for interface in sorted({a.interface for a in spec.addresses}):
+            on_interface |= await farm_kernel.interface_addresses(interface)
+        addresses = directed.relay_addresses(self._lan_addresses, on_interface)
+        try:
+            payload = directed.directed_ruleset(spec, plan, addresses, create=not self._directed_loaded)
+        except ValueError as exc:
+            raise farm_kernel.NftError(str(exc)) from exc
+        await farm_kernel.apply(payload)
+        self._directed_loaded = True
+        announcer = directed.takeover_announcer(self._programmed_members, members)
+        self._programmed_members = members
+        if announcer == local:
+            self.log.info("farm members left: announcing the VIPs with this node's MAC to their clients")
+            for provider in self.vips:
+                if isinstance(provider, farm_kernel.DirectedVip):
+                    try:
+                        await provider.announce()
+                    except (VipError, OSError) as exc:
+                        self.log.error("virtual IP %s not announced: %s", provider.spec.address, exc)
+
+    async def relay_counters(self) -> tuple[int, int]:
+        """vmac_directed: (client packets to the VIPs received here, packets relayed to another node)."""
+        return directed.relay_counters(await farm_kernel.list_table(self.rules.table, "netdev"))
 
     async def _resolved_rules(self) -> nft.FarmRules:
         """The rules with every VIP's interface: where its provider holds it (the configured one, or
@@ -232,7 +288,8 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             address = provider.spec.address
             try:
                 if held and await provider.acquire():
-                    self.log.info("virtual IP %s added (virtual MAC %s)", address, provider.vmac)
+                    mac = provider.vmac if isinstance(provider, VmacProvider) else "this node's own"
+                    self.log.info("virtual IP %s added (MAC: %s)", address, mac)
                 elif not held and await provider.release():
                     self.log.info("virtual IP %s removed", address)
             except VipError as exc:
@@ -253,6 +310,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
                 name: {"buckets": len(owned[name]), "pending_buckets": len(pending[name])} for name in names
             }
             data["vips"] = [str(a.vip) for a in self.rules.addresses]
+            data["vmac"] = self.mode
             data["controls"] = self.controls()
         return data
 
@@ -328,6 +386,38 @@ def _groups(
         raise ModuleError(f"module {name}: {exc}") from exc
 
 
+def _vmac_mode(name: str, config: ModuleConfig) -> str:
+    """`vmac_invisible` or `vmac_directed` (SafeKit's default), the same for every interface."""
+    interfaces = config.vip.interfaces if config.vip is not None else ()
+    kinds = {i.vmac_type for i in interfaces if i.vmac_type is not None}
+    if len(kinds) > 1:
+        raise ModuleError(
+            f"module {name}: every <virtual_interface> of a farm module must have the same type "
+            f"(found {', '.join(sorted(kinds))})"
+        )
+    return kinds.pop() if kinds else "vmac_invisible"
+
+
+def _lan_addresses(
+    config: ModuleConfig, cluster: ClusterConfig
+) -> list[tuple[str, dict[str, ipaddress.IPv4Address]]]:
+    """Every node's address on each farm LAN (cluster.xml): where vmac_directed relays to."""
+    farm = config.farm
+    found: list[tuple[str, dict[str, ipaddress.IPv4Address]]] = []
+    for farm_lan in farm.lans if farm is not None else ():
+        lan = cluster.lan(farm_lan.name)
+        if lan is None:
+            continue
+        nodes: dict[str, ipaddress.IPv4Address] = {}
+        for node in lan.nodes:
+            try:
+                nodes[node.name] = ipaddress.IPv4Address(node.addr)
+            except ValueError:
+                continue  # a name, or IPv6: not a relay target
+        found.append((lan.name, nodes))
+    return found
+
+
 def _describe(rule: nft.TrafficRule) -> str:
     port = "every port" if rule.port is None else f"port {rule.port}"
     return f"{rule.proto} {port} to {rule.vip or 'every VIP'} {rule.filter}"
@@ -338,11 +428,6 @@ def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGr
     addresses: list[nft.BalancedAddress] = []
     if vip is not None:
         for interface in vip.interfaces:
-            if interface.vmac_type == "vmac_directed":
-                raise ModuleError(
-                    f'module {name}: <virtual_interface type="vmac_directed"> is not available in this '
-                    'version; use type="vmac_invisible" (see docs/farm.md)'
-                )
             for addr in interface.addresses:
                 address = ipaddress.IPv4Address(addr.addr)
                 addresses.append(nft.BalancedAddress(address, interface.name or "", nft.vmac_for(address)))

@@ -1,7 +1,8 @@
 """What the kernel here can do for `vmac_directed` (issue 20), shown on a bridge whose ports do not
 flood unknown unicast (`bridge link set ... flood off`, as data-centre switches do), where
-`vmac_invisible` cannot work. Not the farm module yet: the nftables rules are written here by hand,
-to record the mechanisms a directed farm is built from (docs/adr/0018):
+`vmac_invisible` cannot work. The nftables rules are written here by hand, to record the
+mechanisms the farm module's `vmac_directed` is built from (docs/adr/0018; the module itself is
+tested in test_farm_directed_lab.py):
 
 1. ARP for the VIP is answered by one node per client, the owner of the client address's bucket
    (`arp` input: `jhash arp saddr ip`, the same hash as `jhash ip saddr`); each node answers with

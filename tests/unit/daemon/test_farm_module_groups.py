@@ -1,12 +1,12 @@
 """What a farm module makes of SafeKit's `<loadbalancing_list>` at load: its groups and its rules,
-and the clear refusals (a node in no group, two groups for the same traffic, vmac_directed)."""
+and the clear refusals (a node in no group, two groups for the same traffic, two vMAC types)."""
 
 from __future__ import annotations
 
 import pytest
 
 from safekit.config import ModuleConfig, parse_module
-from safekit.daemon.farm_module import _farm_rules, _groups
+from safekit.daemon.farm_module import _farm_rules, _groups, _vmac_mode
 from safekit.daemon.heartbeats import HeartbeatLan
 from safekit.daemon.module_executor import ModuleError
 
@@ -60,7 +60,22 @@ def test_two_groups_for_the_same_traffic_are_refused() -> None:
         _farm_rules("m", config, groups)
 
 
-def test_vmac_directed_is_refused_with_the_reason() -> None:
+def test_vmac_directed_loads_in_safekit_shape() -> None:
     config = _config(SHAPE, vmac="vmac_directed")
-    with pytest.raises(ModuleError, match='type="vmac_directed"> is not available'):
-        _farm_rules("m", config, _groups("m", config, LANS, "node1"))
+    assert _vmac_mode("m", config) == "vmac_directed"
+    rules = _farm_rules("m", config, _groups("m", config, LANS, "node1"))
+    assert [str(a.vip) for a in rules.addresses] == ["198.18.0.200"]
+    assert _vmac_mode("m", _config(SHAPE)) == "vmac_invisible"
+
+
+def test_two_vmac_types_in_one_module_are_refused() -> None:
+    text = """<safe><service mode="farm"><farm><lan name="default"/></farm>
+<vip><interface_list>
+<interface><virtual_interface type="vmac_directed">
+  <virtual_addr addr="198.18.0.200"/></virtual_interface></interface>
+<interface><virtual_interface type="vmac_invisible">
+  <virtual_addr addr="198.18.0.201"/></virtual_interface></interface>
+</interface_list></vip></service></safe>"""
+    config, _ = parse_module(text, "userconfig.xml", env={})
+    with pytest.raises(ModuleError, match="must have the same type"):
+        _vmac_mode("m", config)
