@@ -246,6 +246,38 @@ uint64_t skp_queue_control_locked(struct skp_link *l, uint32_t dir, uint8_t type
     return t;
 }
 
+uint64_t skp_ask_manifest_locked(struct skp_link *l, uint32_t dir, const uint8_t *payload, size_t len, bool control)
+{
+    uint64_t t = control ? skp_queue_control_locked(l, dir, SK_T_MANIFEST_REQ, 0, payload, len)
+                         : skp_queue_sync_locked(l, dir, SK_T_MANIFEST_REQ, 0, payload, len, 0);
+    return t ? l->manifests_asked++ : UINT64_MAX;
+}
+
+int skp_take_manifest_locked(struct skp_link *l, uint64_t session, uint64_t index, struct mchunk **out)
+{
+    *out = NULL;
+    while (index != UINT64_MAX && l->session == session && !l->lost && l->manifests_done <= index)
+        pthread_cond_wait(&l->cv_state, &l->mu);
+    if (index == UINT64_MAX || l->session != session || l->lost)
+        return -1;
+    /* the answers are in order: earlier ones nobody took go, this one's chunks move to *out */
+    struct mchunk **tail = out;
+    while (l->mchunks && l->mchunks->answer <= index) {
+        struct mchunk *c = l->mchunks;
+        l->mchunks = c->next;
+        c->next = NULL;
+        if (c->answer == index) {
+            *tail = c;
+            tail = &c->next;
+        } else {
+            free(c);
+        }
+    }
+    if (!l->mchunks)
+        l->mchunks_tail = NULL;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ the FUSE side */
 
 static struct item *make_item(struct skp_link *l, const skp_op *op, size_t len)
@@ -696,6 +728,7 @@ static void *receiver_main(void *arg)
                     break;
                 }
                 c->next = NULL;
+                c->answer = l->manifests_done;
                 c->len = h.length;
                 memcpy(c->p, l->in + off - used + SK_HEADER_SIZE, h.length);
                 if (l->mchunks_tail)
@@ -705,7 +738,7 @@ static void *receiver_main(void *arg)
                 l->mchunks_tail = c;
                 l->w.progress_at = now();
                 if (a.last)
-                    l->manifest_done = true;
+                    l->manifests_done++;
                 pthread_cond_broadcast(&l->cv_state);
                 break;
             }
@@ -804,7 +837,8 @@ static int begin_stream(struct skp_link *l, uint64_t first_wire, int mode)
     l->session++;
     l->first_wire = first_wire;
     l->delta = (int64_t)first_wire - (int64_t)l->w.first;
-    l->manifest_done = false;
+    skp_free_chunks(l);
+    l->manifests_asked = l->manifests_done = 0;
     l->sync_started = now();
     l->mode = mode;
     l->progress_done = l->progress_total = 0;
@@ -823,6 +857,24 @@ static int begin_stream(struct skp_link *l, uint64_t first_wire, int mode)
     size_t len;
     skp_sync_begin((uint8_t)mode, buf, sizeof buf, &len);
     control_locked(l, SK_T_SYNC_BEGIN, 0, buf, len);
+    /* checksum, full: each directory's manifest (without checksums) is asked for right behind
+     * SYNC_BEGIN, so that it describes the copy as this session found it. Asked later (when the
+     * pass reaches the directory), it would describe a copy that live operations had already
+     * changed - a write and its times (SETATTR at close) applied over content still missing
+     * changes made while the secondary was away - and the quick check (same size and time: the
+     * same file) would then skip a file that differs. */
+    if (mode != SKP_MODE_JOURNAL) {
+        uint8_t req[16];
+        size_t rlen;
+        int n = l->cfg.ndirs > 0 ? l->cfg.ndirs : 1;
+        if (sk_manifest_req_encode(SK_SUMS_NONE, NULL, 0, req, sizeof req, &rlen, NULL) != SK_OK) {
+            skp_lose_locked(l, "cannot encode the manifest request");
+        } else {
+            l->first_manifest = l->manifests_asked;
+            for (int d = 0; d < n && !l->lost; d++)
+                skp_ask_manifest_locked(l, (uint32_t)d, req, rlen, false);
+        }
+    }
     rc = l->lost ? -1 : 0;
 out:
     pthread_mutex_unlock(&l->mu);

@@ -46,6 +46,7 @@ struct pending {
 /* A MANIFEST chunk's payload, as received (resync.c decodes it). */
 struct mchunk {
     struct mchunk *next;
+    uint64_t answer; /* which MANIFEST_REQ of the session it answers (0: the first) */
     size_t len;
     uint8_t p[];
 };
@@ -80,7 +81,10 @@ struct skp_link {
     int fd;
     int64_t delta; /* wire sequence number - ticket */
     uint64_t first_wire;
-    bool manifest_done;
+    /* MANIFEST_REQs of the session queued, answers complete (the secondary answers in order);
+     * first_manifest: the answer to directory 0's first manifest request, queued with SYNC_BEGIN
+     * (checksum and full: directory d's is first_manifest + d) */
+    uint64_t manifests_asked, manifests_done, first_manifest;
     double sync_started, held_logged;
     int64_t generation;
     uint64_t resyncs, frames_sent, bytes_sent;
@@ -117,6 +121,13 @@ void skp_free_chunks(struct skp_link *l);
  * its state. Its ticket, 0 if the session is lost. */
 uint64_t skp_queue_control_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags,
                                   const uint8_t *payload, size_t len);
+
+/* A MANIFEST_REQ of directory `dir` queued (control: in any state of the session, else as a
+ * resynchronisation frame). The index of its answer, or UINT64_MAX (the session is lost). */
+uint64_t skp_ask_manifest_locked(struct skp_link *l, uint32_t dir, const uint8_t *payload, size_t len, bool control);
+/* Waits for answer `index` of session `session` and moves its chunks to *out (in order). 0, or
+ * -1 (that session is lost or over). */
+int skp_take_manifest_locked(struct skp_link *l, uint64_t session, uint64_t index, struct mchunk **out);
 
 /* resync.c: a session's resynchronisation (the thread started once the stream began). */
 void *skp_resync_main(void *arg);

@@ -3,7 +3,8 @@
  * secondary's copy in line while applications go on writing:
  *
  *   journal   the journal taken at the start of the stream (j0) names what to send
- *   checksum  the secondary's manifest: objects of another type removed, files whose size or
+ *   checksum  the secondary's manifest (asked for with SYNC_BEGIN: its copy before any live
+ *             operation of the session): objects of another type removed, files whose size or
  *             modification time differ compared by 64 KiB block checksums, differing blocks sent
  *   full      everything sent again
  *
@@ -390,16 +391,8 @@ static int request_manifest(rs *r, uint8_t sums, char **paths, uint32_t count, r
     if (sk_manifest_req_encode(sums, pv, count, payload, cap, &len, NULL) != SK_OK)
         goto out;
     pthread_mutex_lock(&l->mu);
-    skp_free_chunks(l);
-    l->manifest_done = false;
-    uint64_t t = skp_queue_sync_locked(l, r->dir, SK_T_MANIFEST_REQ, 0, payload, len, 0);
-    while (t && !l->lost && !l->manifest_done)
-        pthread_cond_wait(&l->cv_state, &l->mu);
-    bool ok = t && !l->lost;
-    if (ok) {
-        m->chunks = l->mchunks;
-        l->mchunks = l->mchunks_tail = NULL;
-    }
+    uint64_t index = skp_ask_manifest_locked(l, r->dir, payload, len, false);
+    bool ok = skp_take_manifest_locked(l, l->session, index, &m->chunks) == 0;
     pthread_mutex_unlock(&l->mu);
     if (ok && man_index(m, true) == 0)
         rc = 0;
@@ -407,6 +400,19 @@ out:
     free(pv);
     free(payload);
     return rc;
+}
+
+/* The secondary's manifest of this directory (no checksums) asked for with SYNC_BEGIN: its copy
+ * as the session found it, before any live operation of the session changed it. In *m (sorted).
+ * 0, or -1 lost. */
+static int first_manifest(rs *r, rs_man *m)
+{
+    struct skp_link *l = r->l;
+    memset(m, 0, sizeof *m);
+    pthread_mutex_lock(&l->mu);
+    bool ok = skp_take_manifest_locked(l, l->session, l->first_manifest + r->dir, &m->chunks) == 0;
+    pthread_mutex_unlock(&l->mu);
+    return ok && man_index(m, true) == 0 ? 0 : -1;
 }
 
 typedef struct collect {
@@ -845,7 +851,7 @@ static int sync_compare(rs *r, bool full)
 {
     rs_man rm, local;
     memset(&local, 0, sizeof local);
-    if (request_manifest(r, SK_SUMS_NONE, NULL, 0, &rm) != 0) {
+    if (first_manifest(r, &rm) != 0) {
         man_free(&rm);
         return -1;
     }
@@ -1213,23 +1219,16 @@ void skp_link_verify(struct skp_link *l)
         if (fd >= 0)
             close(fd);
         pthread_mutex_lock(&l->mu);
-        skp_free_chunks(l);
-        l->manifest_done = false;
-        uint64_t t = mrc == 0 ? skp_queue_control_locked(l, r.dir, SK_T_MANIFEST_REQ, 0, req_payload, len) : 0;
+        uint64_t session = l->session;
+        uint64_t index = mrc == 0 ? skp_ask_manifest_locked(l, r.dir, req_payload, len, true) : UINT64_MAX;
         pthread_mutex_unlock(&l->mu);
         resume_front(&r);
         if (mrc != 0) {
             failure = "cannot read this node's directory";
         } else {
             pthread_mutex_lock(&l->mu);
-            while (t && !l->lost && !l->manifest_done)
-                pthread_cond_wait(&l->cv_state, &l->mu);
-            if (t && !l->lost) {
-                remote.chunks = l->mchunks;
-                l->mchunks = l->mchunks_tail = NULL;
-            } else {
+            if (skp_take_manifest_locked(l, session, index, &remote.chunks) != 0)
                 failure = "the secondary was lost during the comparison";
-            }
             pthread_mutex_unlock(&l->mu);
         }
         if (!failure && (man_index(&local, true) != 0 || man_index(&remote, true) != 0 ||
