@@ -110,8 +110,11 @@ class Replicator:
         self.degrade_ok = trio.Event()
         self.j0: Journal | None = None
         self.pending: list[tuple[int, bytes]] = []
+        self.manifests_asked = 0
+        self.manifests_answered = 0
         self.manifest_chunks: list[dict[str, Any]] = []
-        self.manifest_done = trio.Event()
+        self.manifest_answers: dict[int, list[dict[str, Any]]] = {}
+        self.manifest_arrived = trio.Event()
         self.fullsync_requested = False
         self.stopping = False
         self.held_logged = 0.0
@@ -404,9 +407,15 @@ class Replicator:
                 info = ops.decode_json(frame.payload)
                 raise Lost(f"the secondary failed: {info.get('reason', 'unknown error')}")
             case FrameType.MANIFEST:
+                if self.manifests_answered >= self.manifests_asked:
+                    raise WireError("a MANIFEST answer nobody asked for")
                 self.manifest_chunks.extend(ops.decode_json(frame.payload).get("entries", []))
                 if frame.flags & FLAG_LAST:
-                    self.manifest_done.set()
+                    self.manifest_answers[self.manifests_answered] = self.manifest_chunks
+                    self.manifests_answered += 1
+                    self.manifest_chunks = []
+                    self.manifest_arrived.set()
+                    self.manifest_arrived = trio.Event()
             case _:
                 raise WireError(f"unexpected {frame.type.name} from the secondary")
 
@@ -436,7 +445,16 @@ class Replicator:
         self.fullsync_requested = False
         log.info("resynchronising the secondary (%s)", mode)
         spec.emit(channel.Resyncing(mode))
+        self._reset_manifests()
         self._enqueue_ctrl(FrameType.SYNC_BEGIN, {"mode": mode})
+        # Every directory's manifest is asked for right behind SYNC_BEGIN, before any await lets a
+        # live operation in: each describes the copy as this session found it. Asked only when the
+        # pass reached a directory, a live write and its close-time times applied meanwhile could
+        # give a file still missing a change made while the secondary was away the primary's size
+        # and time, and the quick check would skip it (the native primary's fix, the same window).
+        first = (
+            {} if mode == "journal" else {i: self._ask_manifest(i, "none") for i in range(len(self.dir_fds))}
+        )
         self.progress = [0, 0]
         for i, fd in enumerate(self.dir_fds):
             if mode == "journal":
@@ -447,7 +465,7 @@ class Replicator:
             if mode == "journal":
                 await self._sync_journal(i, self.j0.entries.get(i, {}))
             else:
-                await self._sync_compare(i, full=(mode == "full"))
+                await self._sync_compare(i, first[i], full=(mode == "full"))
         while self.pending:
             dir_index, path = self.pending.pop(0)
             self._send_object_now(dir_index, path)
@@ -486,22 +504,38 @@ class Replicator:
             if n % 64 == 63:
                 await trio.sleep(0)
 
-    async def _request_manifest(
-        self, dir_index: int, sums: str, paths: Iterable[bytes] = ()
-    ) -> dict[bytes, tree.EntryInfo]:
+    def _reset_manifests(self) -> None:
+        """A new session: no MANIFEST asked or answered yet (answers come in the order asked)."""
+        self.manifests_asked = 0
+        self.manifests_answered = 0
         self.manifest_chunks = []
-        self.manifest_done = trio.Event()
+        self.manifest_answers = {}
+        self.manifest_arrived = trio.Event()
+
+    def _ask_manifest(self, dir_index: int, sums: str, paths: Iterable[bytes] = ()) -> int:
+        """Queue a MANIFEST_REQ now (at this point of the operation order); its ticket."""
         req: dict[str, Any] = {"sums": sums}
         if sums == "paths":
             req["paths"] = [ops.path_to_json(p) for p in paths]
         self._enqueue_ctrl(FrameType.MANIFEST_REQ, req, dir_index=dir_index)
-        await self.manifest_done.wait()
-        return {e.path: e for e in (tree.EntryInfo.from_json(c) for c in self.manifest_chunks)}
+        self.manifests_asked += 1
+        return self.manifests_asked - 1
 
-    async def _sync_compare(self, dir_index: int, *, full: bool) -> None:
+    async def _take_manifest(self, ticket: int) -> dict[bytes, tree.EntryInfo]:
+        while ticket not in self.manifest_answers:
+            await self.manifest_arrived.wait()
+        chunks = self.manifest_answers.pop(ticket)
+        return {e.path: e for e in (tree.EntryInfo.from_json(c) for c in chunks)}
+
+    async def _request_manifest(
+        self, dir_index: int, sums: str, paths: Iterable[bytes] = ()
+    ) -> dict[bytes, tree.EntryInfo]:
+        return await self._take_manifest(self._ask_manifest(dir_index, sums, paths))
+
+    async def _sync_compare(self, dir_index: int, manifest: int, *, full: bool) -> None:
         dir_fd = self.dir_fds[dir_index]
         excl = self.exclusions[dir_index]
-        remote = await self._request_manifest(dir_index, "none")
+        remote = await self._take_manifest(manifest)
         # 1. what the secondary has and we do not (or with another type): removed first
         removed: list[bytes] = []
         for n, path in enumerate(sorted(remote, key=lambda p: p.split(b"/"))):
