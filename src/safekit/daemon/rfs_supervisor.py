@@ -90,7 +90,7 @@ class RfsProcess:
     ) -> None:
         self.role = role
         self.engine = engine
-        # what h21's native secondary runs for the split-brain save (`python -m safekit.rfs ...`)
+        # the interpreter the native secondary runs its split-brain steps with (`python -m safekit.rfs ...`)
         self.spec = dataclasses.replace(spec, extra={**spec.extra, "python": sys.executable})
         self.log = log
         self.on_event = on_event
