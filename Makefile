@@ -29,9 +29,22 @@ demo-farm: deps venv
 	$(BIN)/python examples/demo_farm.py farmdemo
 
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
+## (within its 45-minute budget: the Ansible runs that repeat a deployment the suite already makes -
+## `safekit deploy`'s wrapper, the arbiter role alone, the inventory example - run in test-ansible-long)
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests --durations=25
+	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t))
 	$(MAKE) --no-print-directory molecule
+
+ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
+	tests/integration/arbiter/test_arbiter_role.py \
+	tests/integration/ansible/test_inventory_example_playbook.py
+
+## test-ansible-long: the deployments make test leaves out (about 10 minutes on lab hosts):
+## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
+## its own, the onprem inventory example (structured replication round trip)
+.PHONY: test-ansible-long
+test-ansible-long: deps test-deps venv
+	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench examples collections packaging
