@@ -475,7 +475,7 @@ void skp_link_emit_status(struct skp_link *l)
 {
     pthread_mutex_lock(&l->mu);
     const skp_window *w = &l->w;
-    char stats[1024];
+    char stats[2048];
     snprintf(stats, sizeof stats,
              "\"resyncs\":%llu,\"sessions\":%llu,\"losses\":%llu,\"streamed\":%llu,\"streamed_bytes\":%llu,"
              "\"in_flight_ops\":%llu,\"in_flight_bytes\":%llu,\"acked_applied\":%llu,\"acked_durable\":%llu,"
@@ -490,6 +490,7 @@ void skp_link_emit_status(struct skp_link *l)
              (unsigned long long)skp_journal_dirty_bytes(&l->journal), l->in_session ? mode_name(l->mode) : "",
              (unsigned long long)l->progress_done, (unsigned long long)l->progress_total,
              (unsigned long long)l->data_bytes);
+    skp_status_fields(w, now(), stats, sizeof stats); /* lag and ack latency (pstatus.c) */
     char state[32];
     snprintf(state, sizeof state, "%s", skp_state_name(w->state));
     uint64_t seq = w->last, journal = skp_journal_len(&l->journal);

@@ -14,6 +14,7 @@ int skp_window_init(skp_window *w, uint64_t max_bytes, uint64_t max_ops, bool as
     w->sendtimeout = sendtimeout;
     w->state = SKP_DEGRADING; /* nothing is acknowledged alone before safekitd says so */
     w->dirty = true;          /* nothing is known of the secondary's copy yet */
+    w->lag_unknown = true;    /* nor since when it misses what it misses */
     w->cap = 1024;
     w->ring = malloc(w->cap * sizeof *w->ring);
     return w->ring ? 0 : -1;
@@ -48,13 +49,13 @@ static int grow(skp_window *w)
     return 0;
 }
 
-static int push(skp_window *w, uint64_t ticket, uint64_t bytes, double now)
+static int push(skp_window *w, uint64_t ticket, uint64_t bytes, double now, bool op)
 {
     if (grow(w) != 0)
         return -1;
     if (w->ops == 0)
         w->progress_at = now; /* the clock of sendtimeout starts with the first frame waiting */
-    w->ring[(w->head + w->count) % w->cap] = (skp_inflight){ticket, bytes};
+    w->ring[(w->head + w->count) % w->cap] = (skp_inflight){ticket, bytes, now, op};
     w->count++;
     w->ops++;
     w->bytes += bytes;
@@ -67,6 +68,10 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket)
         *ticket = ++w->last;
         w->journaled++;
         w->dirty = true;
+        if (!w->behind) {
+            w->behind = true;
+            w->behind_since = now;
+        }
         return SKP_JOURNAL;
     }
     /* one operation larger than the window still goes alone */
@@ -75,7 +80,7 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket)
     if (grow(w) != 0)
         return SKP_FULL; /* out of memory: wait for acknowledgements to free room */
     *ticket = ++w->last;
-    push(w, *ticket, bytes, now);
+    push(w, *ticket, bytes, now, true);
     w->streamed++;
     w->streamed_bytes += bytes;
     return SKP_SEND;
@@ -86,7 +91,7 @@ uint64_t skp_control(skp_window *w, double now)
     if (!streaming(w))
         return 0;
     uint64_t ticket = w->last + 1;
-    if (push(w, ticket, 0, now) != 0)
+    if (push(w, ticket, 0, now, false) != 0)
         return 0;
     w->last = ticket;
     return ticket;
@@ -97,7 +102,7 @@ uint64_t skp_sync_op(skp_window *w, uint64_t bytes, double now)
     if (w->state != SKP_RESYNC)
         return 0;
     uint64_t ticket = w->last + 1;
-    if (push(w, ticket, bytes, now) != 0)
+    if (push(w, ticket, bytes, now, false) != 0)
         return 0;
     w->last = ticket;
     w->streamed++;
@@ -133,6 +138,8 @@ int skp_ack(skp_window *w, uint64_t received, uint64_t applied, uint64_t durable
     w->applied = applied;
     w->durable = durable;
     while (w->count && w->ring[w->head].ticket <= applied) {
+        if (w->ring[w->head].op)
+            skp_latency_observe(&w->ack_latency, now - w->ring[w->head].at);
         w->ops--;
         w->bytes -= w->ring[w->head].bytes;
         w->head = (w->head + 1) % w->cap;
@@ -160,6 +167,10 @@ int skp_lost(skp_window *w)
         w->losses++;
         if (w->ops > 0 || w->applied < w->last)
             w->dirty = true; /* what was not applied is not on the copy */
+    }
+    if (w->count && (!w->behind || w->ring[w->head].at < w->behind_since)) {
+        w->behind = true; /* what was in flight is missing since it was sent */
+        w->behind_since = w->ring[w->head].at;
     }
     w->first = 0;
     w->head = w->count = 0;
@@ -199,6 +210,7 @@ void skp_session_synced(skp_window *w)
     w->state = SKP_IN_SYNC;
     w->dirty = false;
     w->journaled = 0;
+    w->behind = w->lag_unknown = false;
 }
 
 void skp_degrade_ok(skp_window *w)

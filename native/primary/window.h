@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pstatus.h"
+
 enum skp_state { SKP_DEGRADING = 0, SKP_DEGRADED, SKP_RESYNC, SKP_IN_SYNC };
 
 /* submit decisions */
@@ -33,6 +35,8 @@ enum { SKP_EV_NONE = 0, SKP_EV_DEGRADED, SKP_EV_DISCONNECTED };
 
 typedef struct skp_inflight {
     uint64_t ticket, bytes;
+    double at; /* when it entered the window (pstatus.h: lag and ack latency) */
+    bool op;   /* an operation of the front (skp_submit), not a control or resync frame */
 } skp_inflight;
 
 typedef struct skp_window {
@@ -55,6 +59,11 @@ typedef struct skp_window {
     /* counters */
     uint64_t journaled; /* operations not streamed since the copy last was in sync */
     uint64_t streamed, streamed_bytes, sessions, losses;
+    /* the status's time figures (pstatus.h) */
+    skp_latency ack_latency; /* submit to applied, operations of the front */
+    bool behind;             /* the copy misses operations outside the ring since behind_since */
+    bool lag_unknown;        /* it may miss operations of an earlier process (until in sync) */
+    double behind_since;
 } skp_window;
 
 /* 0, or -1 (out of memory). */

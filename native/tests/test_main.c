@@ -53,6 +53,7 @@ int main(int argc, char **argv)
         {"apply", sk_tests_apply},
         {"secondary", sk_tests_secondary},
         {"window", sk_tests_window},
+        {"pstatus", sk_tests_pstatus},
         {"journal", sk_tests_journal},
         {"pmounts", sk_tests_pmounts},
     };

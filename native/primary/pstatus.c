@@ -1,0 +1,78 @@
+/* The time figures of the primary's status (see pstatus.h). */
+#include "pstatus.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "window.h"
+
+/* From 0.25 ms (a write applied on a LAN) to 10 s (a link about to be declared lost): about 2.5x
+ * apart, the precision a percentile of the recent past needs on a chart. */
+const double skp_lat_bounds[SKP_LAT_BOUNDS] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,  30.0};
+
+void skp_latency_observe(skp_latency *h, double seconds)
+{
+    if (!(seconds >= 0))
+        seconds = 0; /* a clock that never goes back; NaN too */
+    size_t i = 0;
+    while (i < SKP_LAT_BOUNDS && seconds > skp_lat_bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += seconds;
+}
+
+int skp_lag_seconds(const skp_window *w, double now, double *out)
+{
+    if (w->lag_unknown)
+        return 0;
+    bool have = w->behind;
+    double oldest = w->behind_since;
+    /* the stream is applied in order: the first frame not applied is the oldest one missing */
+    if (w->count && (!have || w->ring[w->head].at < oldest)) {
+        oldest = w->ring[w->head].at;
+        have = true;
+    }
+    *out = have && now > oldest ? now - oldest : 0;
+    return 1;
+}
+
+static bool add(char *out, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static bool add(char *out, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = *len < cap ? vsnprintf(out + *len, cap - *len, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *len)
+        return false;
+    *len += (size_t)n;
+    return true;
+}
+
+int skp_status_fields(const skp_window *w, double now, char *out, size_t cap)
+{
+    size_t start = strnlen(out, cap), len = start;
+    if (start >= cap)
+        return -1;
+    double lag;
+    bool ok = skp_lag_seconds(w, now, &lag) ? add(out, cap, &len, ",\"lag_seconds\":%.6f", lag)
+                                            : add(out, cap, &len, ",\"lag_seconds\":null");
+    const skp_latency *h = &w->ack_latency;
+    ok = ok && add(out, cap, &len, ",\"ack_latency_count\":%llu,\"ack_latency_sum\":%.6f,\"ack_latency_le\":[",
+                   (unsigned long long)h->count, h->sum);
+    for (size_t i = 0; ok && i < SKP_LAT_BOUNDS; i++)
+        ok = add(out, cap, &len, "%s%g", i ? "," : "", skp_lat_bounds[i]);
+    ok = ok && add(out, cap, &len, "],\"ack_latency_buckets\":[");
+    for (size_t i = 0; ok && i <= SKP_LAT_BOUNDS; i++)
+        ok = add(out, cap, &len, "%s%llu", i ? "," : "", (unsigned long long)h->counts[i]);
+    ok = ok && add(out, cap, &len, "]");
+    if (!ok) {
+        out[start] = '\0';
+        return -1;
+    }
+    return (int)(len - start);
+}
