@@ -54,11 +54,26 @@ BASE_FIELDS = (
     "journal_bytes",
     "resync_percent",
     "resync_remaining",
+    "resync_rate",  # data bytes a second of the running resynchronisation (native primary)
+    "lag_seconds",  # age of the oldest operation the secondary lacks (native primary)
+    "ack_p50",  # ack latency percentiles of the last 20 s (native primary)
+    "ack_p99",
+    "witness_up",  # 1: the split-brain witness answered this node's last probe
+    "witness_rtt",
 )
-AGGREGATE_MAX = {"in_flight_bytes", "in_flight_ops", "journal_bytes", "resync_remaining"}
+AGGREGATE_MAX = {
+    "in_flight_bytes",
+    "in_flight_ops",
+    "journal_bytes",
+    "resync_remaining",
+    "lag_seconds",
+    "ack_p99",
+}
 """Fields whose worst value of a step is shown (how far behind); rates and round trips are
 averaged; states, flags and the resync's progress keep the step's last value."""
-AGGREGATE_MEAN = {"throughput"}
+AGGREGATE_MEAN = {"throughput", "resync_rate", "ack_p50", "witness_rtt"}
+AGGREGATE_MIN = {"witness_up"}
+"""Up/down flags: down at some time in the step shows as down."""
 
 
 class HistoryError(Exception):
@@ -156,7 +171,7 @@ def _downsample(
                 row.append(max(v for v in known if v is not None))
             elif name in AGGREGATE_MEAN or name.startswith("rtt."):
                 row.append(sum(v for v in known if v is not None) / len(known))
-            elif name.startswith("hb."):
+            elif name.startswith("hb.") or name in AGGREGATE_MIN:
                 row.append(min(v for v in known if v is not None))  # down at some time in the step
             else:
                 row.append(known[-1])
@@ -191,6 +206,16 @@ def sample_of(module: Mapping[str, Any], monitoring: Mapping[str, Any] | None) -
         resync = rfs.get("resync") or {}
         values["resync_percent"] = resync.get("percent")
         values["resync_remaining"] = resync.get("remaining")
+        values["resync_rate"] = resync.get("rate")
+        values["lag_seconds"] = rfs.get("lag_seconds")
+        latency = rfs.get("ack_latency") or {}
+        values["ack_p50"] = latency.get("p50")
+        values["ack_p99"] = latency.get("p99")
+    witness = (monitoring or {}).get("witness")
+    if isinstance(witness, Mapping):
+        reachable = witness.get("reachable")
+        values["witness_up"] = None if reachable is None else float(bool(reachable))
+        values["witness_rtt"] = witness.get("rtt") if reachable else None
     for hb in (monitoring or {}).get("heartbeats", []):
         values.setdefault(f"hb.{hb['lan']}", None if hb["up"] is None else float(hb["up"]))
         values.setdefault(f"rtt.{hb['lan']}", hb["rtt"])

@@ -3,8 +3,10 @@
 Module states and readiness, transitions, the modules' resources (heartbeat networks, the witness,
 the replication's `rfs.uptodate` and `rfs.degraded`), heartbeats per LAN with the round trip as a
 histogram, script and VIP durations, cloud VIP API calls, the build, and a mirror module's
-replication (`safekit_rfs_*`: role, in sync, in flight, journal, bytes sent, resynchronisation
-progress and time left, from daemon/rfs_figures.py). The table of every series
+replication (`safekit_rfs_*`: role, in sync, in flight, journal, bytes sent, lag in seconds, ack
+latency as a histogram, resynchronisation progress and time left, from daemon/rfs_figures.py), and
+each node's view of the split-brain witness (`safekit_witness_*`: reachable, last round trip, from
+daemon/witness_probes.py). The table of every series
 is in docs/metrics.md; the alerting rules and the Grafana dashboard under observability/ use only
 these names (tests/unit/observability checks it).
 
@@ -15,6 +17,7 @@ its process).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,6 +33,7 @@ from prometheus_client.registry import Collector
 
 import safekit
 from safekit.daemon.rfs_figures import ReplicationFigures
+from safekit.daemon.witness_probes import WitnessView
 from safekit.membership.counters import Counters, RttStats
 from safekit.membership.counters import Histogram as Buckets
 
@@ -52,6 +56,8 @@ CloudCallSource = Callable[[], Iterable[tuple[str, str, str, int, int]]]
 """Yields (provider, action, outcome, calls, attempts) of a module's cloud VIP API calls."""
 ReplicationSource = Callable[[], ReplicationFigures]
 """A mirror module's replication figures (with or without a running replication process)."""
+WitnessSource = Callable[[], WitnessView]
+"""What this node last heard from a mirror module's split-brain witness."""
 
 
 class Metrics:
@@ -108,9 +114,11 @@ class Metrics:
         self._resources: dict[str, ResourceSource] = {}
         self._cloud_calls: dict[str, CloudCallSource] = {}
         self._replication: dict[str, ReplicationSource] = {}
+        self._witness: dict[str, WitnessSource] = {}
         self.registry.register(_HeartbeatCollector(self._sources, self._lateness))
         self.registry.register(_ModuleCollector(self._resources, self._cloud_calls))
         self.registry.register(_ReplicationCollector(self._replication))
+        self.registry.register(_WitnessCollector(self._witness))
 
     def add_heartbeat_source(self, module: str, source: HeartbeatSource, lateness: LatenessSource) -> None:
         """Register a module's heartbeat figures (a reloaded module replaces its old ones)."""
@@ -125,6 +133,9 @@ class Metrics:
 
     def add_replication(self, module: str, figures: ReplicationSource) -> None:
         self._replication[module] = figures
+
+    def add_witness(self, module: str, witness: WitnessSource) -> None:
+        self._witness[module] = witness
 
     def monitoring(self, module: str, now: float | None = None) -> dict[str, Any] | None:
         """What the console's monitoring view shows of a module on this node: each heartbeat
@@ -150,9 +161,10 @@ class Metrics:
                 }
             )
         figures = self._replication.get(module)
+        witness = self._witness.get(module)
         return {
             "heartbeats": heartbeats,
-            "witness": shown.get("splitbrain.witness"),
+            "witness": None if witness is None else witness().view(now),
             "replication": None if figures is None else figures().view(now),
         }
 
@@ -163,6 +175,7 @@ class Metrics:
         self._resources.pop(module, None)
         self._cloud_calls.pop(module, None)
         self._replication.pop(module, None)
+        self._witness.pop(module, None)
         for name in STATES:
             self.state.remove(module, name)
         self.ready.remove(module)
@@ -292,6 +305,20 @@ RFS_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("safekit_rfs_streamed_bytes", "counter", "bytes of data streamed to the secondary", ()),
     ("safekit_rfs_resyncs", "counter", "resynchronisations of the secondary", ()),
     ("safekit_rfs_link_losses", "counter", "replication links lost", ()),
+    (
+        "safekit_rfs_lag_seconds",
+        "gauge",
+        "primary: age of the oldest operation the secondary's copy lacks (0: it has everything; "
+        "absent while not known)",
+        (),
+    ),
+    (
+        "safekit_rfs_ack_latency_seconds",
+        "histogram",
+        "primary: time from a write's submit to the secondary's acknowledgement (applied), since "
+        "the replication process started",
+        (),
+    ),
     ("safekit_rfs_resync_active", "gauge", "1 while a resynchronisation runs, by mode", ("mode",)),
     ("safekit_rfs_resync_progress_ratio", "gauge", "how far the running resynchronisation is (0 to 1)", ()),
     ("safekit_rfs_resync_done_objects", "gauge", "primary: objects (files, entries) resynchronised", ()),
@@ -334,6 +361,8 @@ def rfs_samples(figures: ReplicationFigures, now: float) -> Iterable[tuple[str, 
     for key, family in RFS_COUNTERS.items():
         if key in figures.counters:
             yield family, (), figures.counters[key]
+    if figures.lag_seconds is not None:
+        yield "safekit_rfs_lag_seconds", (), figures.lag_seconds
     if not figures.resync_mode:
         return
     yield "safekit_rfs_resync_active", (figures.resync_mode,), 1
@@ -363,11 +392,62 @@ class _ReplicationCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         now = time.monotonic()
-        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        families: dict[str, Metric] = {}
+        scalar: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        latency: HistogramMetricFamily | None = None
         for name, kind, text, labels in RFS_FAMILIES:
-            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            families[name] = family(name, text, labels=["module", *labels])
+            if kind == "histogram":
+                latency = HistogramMetricFamily(name, text, labels=["module"])
+                families[name] = latency
+            else:
+                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                families[name] = scalar[name] = family(name, text, labels=["module", *labels])
+        assert latency is not None
         for module, source in list(self._sources.items()):
-            for family_name, extra, value in rfs_samples(source(), now):
-                families[family_name].add_metric([module, *extra], value)
+            figures = source()
+            for family_name, extra, value in rfs_samples(figures, now):
+                scalar[family_name].add_metric([module, *extra], value)
+            if figures.role is not None and figures.ack_latency is not None:
+                histogram = figures.ack_latency
+                buckets = [
+                    ("+Inf" if math.isinf(le) else repr(le), float(n)) for le, n in histogram.cumulative()
+                ]
+                latency.add_metric([module], buckets, histogram.total)
         yield from families.values()
+
+
+class _WitnessCollector(Collector):
+    """`safekit_witness_*`: each mirror module's split-brain witness as this node last heard it."""
+
+    def __init__(self, sources: dict[str, WitnessSource]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["module", "witness"]
+        reachable = GaugeMetricFamily(
+            "safekit_witness_reachable",
+            "1 when the split-brain witness answered this node's last probe, 0 when not; absent "
+            "before the first probe",
+            labels=labels,
+        )
+        rtt = GaugeMetricFamily(
+            "safekit_witness_rtt_seconds",
+            "round trip of the witness's last answer to this node (ping or arbitrator request)",
+            labels=labels,
+        )
+        failures = CounterMetricFamily(
+            "safekit_witness_probe_failures",
+            "probes of the witness that got no answer (time-out or error)",
+            labels=labels,
+        )
+        for module, source in list(self._sources.items()):
+            for target in source().targets.values():
+                key = [module, target.address]
+                if target.reachable is not None:
+                    reachable.add_metric(key, 1 if target.reachable else 0)
+                if target.rtt is not None:
+                    rtt.add_metric(key, target.rtt)
+                failures.add_metric(key, target.failures)
+        yield reachable
+        yield rtt
+        yield failures

@@ -157,6 +157,9 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             if config.check.splitbrain is not None
             else None
         )
+        if self.witness is not None:
+            seen = self.witness.seen
+            metrics.add_witness(name, lambda: seen)
         self._last_peer_status: NodeStatus | None = None
         self.replication = ModuleReplication(
             self.rfs_spec,
@@ -430,6 +433,8 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             if view is not None:
                 data["replication"] = view
             data["resources"] = resources
+            if self.witness is not None:  # this node's view of it (daemon/witness_probes.py)
+                data["witness"] = self.witness.seen.view(time.monotonic())
             data["generation"] = self.state.generation
             data["peer_state"] = str(self.state.peer.state) if self.state.peer else None
             data["vips"] = self.vips.addresses

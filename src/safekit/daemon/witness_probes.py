@@ -6,6 +6,13 @@ When to ask is the state machine's rule (`witness_wanted`); what an answer means
 (`WitnessResult`, with the moment the probe left: what an answer proves is about that moment).
 `lease_result` turns an arbitrator's answer into that event (pure). The prober only sends, waits
 and reports.
+
+What the operator sees of the witness from this node (`WitnessView`, pure: the console's
+monitoring view, `safekit state -v --json` and the `safekit_witness_*` series): for each witness
+address, whether its last probe was answered, the round trip of its last answer, the last error and
+how long ago. Every probe counts, the fast ones of a split as the idle ones (at least one a second
+while the module runs: ping mode probes all the time, arbitrator mode asks the arbitrator's status
+when it does not renew a lease).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from safekit.arbiter.client import ArbiterClient, LeaseAnswer
@@ -32,6 +40,78 @@ from safekit.mirror import (
     WitnessResult,
     witness_wanted,
 )
+
+
+@dataclass
+class WitnessTarget:
+    """One witness address as this node last heard it."""
+
+    address: str
+    reachable: bool | None = None
+    """None before its first probe ended."""
+    rtt: float | None = None
+    """Seconds from the last answered probe's sending to its answer."""
+    last_error: str | None = None
+    """Why the last probe that failed failed (kept after later answers, with its time)."""
+    checked_at: float | None = None
+    answered_at: float | None = None
+    failed_at: float | None = None
+    failures: int = 0
+
+
+@dataclass
+class WitnessView:
+    """This node's view of a module's split-brain witness (monotonic times, given by the caller)."""
+
+    mode: str
+    targets: dict[str, WitnessTarget] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, mode: WitnessMode, addresses: list[str]) -> WitnessView:
+        return cls(mode.value, {a: WitnessTarget(a) for a in addresses})
+
+    def answered(self, address: str, rtt: float, now: float) -> None:
+        target = self.targets.setdefault(address, WitnessTarget(address))
+        target.reachable, target.rtt = True, max(0.0, rtt)
+        target.checked_at = target.answered_at = now
+
+    def failed(self, address: str, error: str, now: float) -> None:
+        target = self.targets.setdefault(address, WitnessTarget(address))
+        target.reachable, target.last_error = False, error
+        target.checked_at = target.failed_at = now
+        target.failures += 1
+
+    @property
+    def reachable(self) -> bool | None:
+        """Any witness answered its last probe (what the split-brain rules need); None before any
+        probe ended."""
+        known = [t.reachable for t in self.targets.values() if t.reachable is not None]
+        return None if not known else any(known)
+
+    def view(self, now: float) -> dict[str, Any]:
+        def age(at: float | None) -> float | None:
+            return None if at is None else round(max(0.0, now - at), 1)
+
+        targets = [
+            {
+                "address": t.address,
+                "reachable": t.reachable,
+                "rtt": None if t.rtt is None else round(t.rtt, 6),
+                "last_error": t.last_error,
+                "checked_age": age(t.checked_at),
+                "answered_age": age(t.answered_at),
+                "failed_age": age(t.failed_at),
+                "failures": t.failures,
+            }
+            for t in self.targets.values()
+        ]
+        answered = [t for t in self.targets.values() if t.reachable and t.rtt is not None]
+        return {
+            "mode": self.mode,
+            "reachable": self.reachable,
+            "rtt": min(t.rtt for t in answered if t.rtt is not None) if answered else None,
+            "targets": targets,
+        }
 
 
 def witness_mode(config: ModuleConfig) -> WitnessMode:
@@ -95,6 +175,10 @@ class WitnessProber:
         self.log = log
         self.wake = asyncio.Event()
         self.probes: set[asyncio.Task[None]] = set()
+        target = [arbiter.address] if arbiter is not None else self.witnesses
+        self.seen = WitnessView.of(
+            WitnessMode.ARBITRATOR if arbiter is not None else WitnessMode.PING, target
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -133,7 +217,8 @@ class WitnessProber:
         # Wait up to the bound for an answer: a late one still proves the witness was reachable
         # when the ping left, and the bound is what the rules allow between two answers.
         wait = max(self.timing.witness_timeout, self.settings.split_brain_bound - 0.03)
-        reachable = await self.pinger.ping_any(self.witnesses, wait)
+        answers = await asyncio.gather(*(self._timed_ping(a, wait) for a in self.witnesses))
+        reachable = any(answers)  # as Pinger.ping_any: every witness asked, any answer counts
         self.resources[self.resource] = "up" if reachable else "down"
         other: str | None = None
         state = self.state()
@@ -141,12 +226,34 @@ class WitnessProber:
             other = await self.vips.other_owner()
         self.submit(WitnessResult(reachable, time.monotonic(), sent_at=sent_at, other=other))
 
+    async def _timed_ping(self, address: str, wait: float) -> bool:
+        sent_at = time.monotonic()
+        answered = await self.pinger.ping(address, wait)
+        now = time.monotonic()
+        if answered:
+            self.seen.answered(address, now - sent_at, now)
+        else:
+            self.seen.failed(address, f"no answer to a ping within {wait:.2f} s", now)
+        return answered
+
+    def _arbiter_answer(self, answered: bool, sent_at: float, error: str) -> None:
+        assert self.arbiter is not None
+        now = time.monotonic()
+        if answered:
+            self.seen.answered(self.arbiter.address, now - sent_at, now)
+        else:
+            self.seen.failed(self.arbiter.address, error, now)
+
     async def _arbiter_reachable(self) -> None:
         assert self.arbiter is not None
+        sent_at = time.monotonic()
+        timeout = self.timing.witness_idle_interval
+        error = f"no answer to a status request within {timeout:.2f} s"
         try:
-            answer = await self.arbiter.status(self.module, timeout=self.timing.witness_idle_interval)
-        except OSError:
-            answer = None
+            answer = await self.arbiter.status(self.module, timeout=timeout)
+        except OSError as exc:
+            answer, error = None, f"status request failed: {exc}"
+        self._arbiter_answer(answer is not None, sent_at, error)
         self.resources[self.resource] = "up" if answer is not None else "down"
 
     async def _arbiter_probe(self) -> None:
@@ -166,6 +273,13 @@ class WitnessProber:
         except OSError as exc:
             self.log.warning("split-brain arbitrator: request failed: %s", exc)
             answer = None
+            self._arbiter_answer(False, sent_at, f"lease request failed: {exc}")
+        else:
+            self._arbiter_answer(
+                answer is not None,
+                sent_at,
+                f"no answer to a lease request within {self.settings.lease_duration:.2f} s",
+            )
         if answer is None:
             self.resources[self.resource] = "down"
             self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))

@@ -3,17 +3,45 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from safekit.daemon.metrics import RFS_FAMILIES, Metrics, rfs_samples
-from safekit.daemon.rfs_figures import RATE_WINDOW, ReplicationFigures
+from safekit.daemon.rfs_figures import RATE_WINDOW, LatencyHistogram, ReplicationFigures
+from safekit.daemon.witness_probes import WitnessView
 from safekit.membership.counters import Counters, RttStats
+from safekit.mirror import WitnessMode
 from safekit.rfs import channel
 
+BOUNDS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+"""native/primary/pstatus.c's skp_lat_bounds, as `%g` writes them."""
 
-def native_status(state: str, sent: int, done: int = 0, total: int = 0) -> channel.StatusReport:
-    """What the native primary answers to `status` (native/primary/link.c, skp_link_emit_status)."""
+
+def latency_fields(buckets: dict[int, int] | None = None, total: float = 0.0) -> dict[str, object]:
+    """The ack latency fields of native/primary/pstatus.c: `buckets` maps a bucket index to its count."""
+    counts = [0] * (len(BOUNDS) + 1)
+    for i, n in (buckets or {}).items():
+        counts[i] = n
+    return {
+        "ack_latency_count": sum(counts),
+        "ack_latency_sum": total,
+        "ack_latency_le": BOUNDS,
+        "ack_latency_buckets": counts,
+    }
+
+
+def native_status(
+    state: str,
+    sent: int,
+    done: int = 0,
+    total: int = 0,
+    *,
+    lag: float | None = 0.0,
+    latency: dict[str, object] | None = None,
+) -> channel.StatusReport:
+    """What the native primary answers to `status` (native/primary/link.c, skp_link_emit_status,
+    and pstatus.c's time figures)."""
     stats: dict[str, object] = {
         "resyncs": 1,
         "sessions": 1,
@@ -34,6 +62,8 @@ def native_status(state: str, sent: int, done: int = 0, total: int = 0) -> chann
         "resync_done": done,
         "resync_total": total,
         "resync_data_bytes": done * 1000,
+        "lag_seconds": lag,
+        **(latency if latency is not None else latency_fields()),
     }
     return channel.StatusReport(state, 41, 7, stats)
 
@@ -55,7 +85,15 @@ def test_a_native_primary_in_sync_shows_lag_and_throughput() -> None:
     assert view["journal_ops"] == 7
     assert view["journal_bytes"] == 65536
     assert view["resync"] is None
-    assert view["ack_latency"] is None  # no process reports it
+    assert view["lag_seconds"] == 0.0
+    assert view["ack_latency"] == {  # reported, nothing acknowledged in the window
+        "window": RATE_WINDOW,
+        "count": 0,
+        "p50": None,
+        "p99": None,
+        "mean": None,
+        "total": 0,
+    }
 
 
 def test_throughput_forgets_reports_older_than_its_window() -> None:
@@ -128,6 +166,8 @@ def test_the_python_primary_reports_fewer_counters() -> None:
     assert view["link"] == "degraded"
     assert view["journal_ops"] == 5
     assert view["in_flight_ops"] is None  # not reported: absent, never a made-up 0
+    assert view["ack_latency"] is None
+    assert view["lag_seconds"] is None
     assert view["streamed_bytes"] == 3000
     assert view["throughput"] == 1000.0
     families = {name for name, _labels, _value in rfs_samples(f, 2.0)}
@@ -191,6 +231,9 @@ def test_monitoring_shows_each_heartbeat_network_and_the_replication() -> None:
     counters.received = 42
     resources = {"heartbeat.lan1": "up", "heartbeat.lan2": "down", "splitbrain.witness": "up"}
     metrics.add_resources("AM", lambda: resources)
+    witness = WitnessView.of(WitnessMode.PING, ["198.18.0.9"])
+    witness.answered("198.18.0.9", 0.0004, now=0.5)
+    metrics.add_witness("AM", lambda: witness)
     metrics.add_heartbeat_source(
         "AM",
         lambda: [("AM", "n2", "lan1", counters, rtt), ("AM", "n2", "lan2", Counters(), None)],
@@ -205,6 +248,139 @@ def test_monitoring_shows_each_heartbeat_network_and_the_replication() -> None:
         {"lan": "lan1", "peer": "n2", "up": True, "received": 42, "rtt": 0.002, "rtt_last": 0.002},
         {"lan": "lan2", "peer": "n2", "up": False, "received": 0, "rtt": None, "rtt_last": None},
     ]
-    assert shown["witness"] == "up"
+    assert shown["witness"] == {
+        "mode": "ping",
+        "reachable": True,
+        "rtt": 0.0004,
+        "targets": [
+            {
+                "address": "198.18.0.9",
+                "reachable": True,
+                "rtt": 0.0004,
+                "last_error": None,
+                "checked_age": 0.5,
+                "answered_age": 0.5,
+                "failed_age": None,
+                "failures": 0,
+            }
+        ],
+    }
     assert shown["replication"]["role"] == "secondary"
     assert metrics.monitoring("other") is None
+
+
+# ----------------------------------------------------------------------------- lag and ack latency
+def test_ack_latency_percentiles_come_from_the_reports_of_the_last_window() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    # before: 1000 acknowledgements within 0.5 ms (bucket 1), long ago
+    f.on_status(native_status("in_sync", sent=0, latency=latency_fields({1: 1000}, 0.4)), now=0.0)
+    f.on_status(native_status("in_sync", sent=0, latency=latency_fields({1: 1000}, 0.4)), now=100.0)
+    # then 100 more: 98 within 1 ms (bucket 2), 2 between 25 and 50 ms (bucket 7)
+    later = latency_fields({1: 1000, 2: 98, 7: 2}, 0.4 + 98 * 0.0008 + 2 * 0.04)
+    f.on_status(native_status("in_sync", sent=0, latency=later), now=102.0)
+    shown = f.view(102.0)["ack_latency"]
+    assert shown["count"] == 100  # only those of the window, not the 1000 before
+    assert shown["total"] == 1100
+    assert shown["p50"] == pytest.approx(0.0005 + 0.0005 * 50 / 98, abs=1e-6)
+    assert shown["p99"] == pytest.approx(0.025 + 0.025 * 1 / 2, abs=1e-6)  # in the 25-50 ms bucket
+    assert shown["mean"] == pytest.approx((98 * 0.0008 + 2 * 0.04) / 100, abs=1e-6)
+    # nothing acknowledged in the last window: no percentile, never the old one again
+    f.on_status(native_status("in_sync", sent=0, latency=later), now=130.0)
+    f.on_status(native_status("in_sync", sent=0, latency=later), now=132.0)
+    assert f.view(132.0)["ack_latency"]["p99"] is None
+
+
+def test_a_quantile_interpolates_in_its_bucket_as_histogram_quantile_does() -> None:
+    h = LatencyHistogram((0.1, 0.2, 0.4), (0, 10, 0, 0), 10, 1.5)
+    assert h.quantile(0.5) == pytest.approx(0.15)
+    assert h.quantile(1.0) == pytest.approx(0.2)
+    h = LatencyHistogram((0.1, 0.2), (4, 0, 1), 5, 99.0)
+    assert h.quantile(0.5) == pytest.approx(0.1 * 2.5 / 4)
+    assert h.quantile(0.99) == 0.2  # above the last bound: that bound (Prometheus)
+    assert LatencyHistogram((0.1,), (0, 0), 0, 0.0).quantile(0.5) is None
+    assert h.cumulative() == [(0.1, 4), (0.2, 4), (float("inf"), 5)]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ack_latency_le": [0.1, 0.2], "ack_latency_buckets": [1, 2], "ack_latency_count": 3},  # short
+        {"ack_latency_le": [0.2, 0.1], "ack_latency_buckets": [1, 2, 0], "ack_latency_count": 3},
+        {"ack_latency_le": [0.1, 0.2], "ack_latency_buckets": [1, -2, 4], "ack_latency_count": 3},
+        {"ack_latency_le": [0.1, 0.2], "ack_latency_buckets": [1, 2, 0], "ack_latency_count": 4},
+        {"ack_latency_le": "0.1", "ack_latency_buckets": [1, 2, 0], "ack_latency_count": 3},
+        {"ack_latency_le": [0.1, 0.2], "ack_latency_buckets": [1, 2, 0], "ack_latency_count": True},
+    ],
+)
+def test_malformed_latency_fields_are_not_shown(fields: dict[str, object]) -> None:
+    assert LatencyHistogram.from_stats({**fields, "ack_latency_sum": 1.0}) is None
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("in_sync", sent=0, latency={**fields, "ack_latency_sum": 1.0}), now=0.0)
+    assert f.view(0.0)["ack_latency"] is None
+
+
+def test_a_new_process_starts_its_latency_counts_again() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("in_sync", sent=0, latency=latency_fields({3: 500}, 1.0)), now=0.0)
+    f.on_status(native_status("in_sync", sent=0, latency=latency_fields({3: 2}, 0.004)), now=2.0)  # restarted
+    f.on_status(native_status("in_sync", sent=0, latency=latency_fields({3: 4}, 0.008)), now=4.0)
+    assert f.view(4.0)["ack_latency"]["count"] == 2  # 4 - 2, never 4 - 500
+
+
+def test_lag_in_seconds_is_shown_and_exported_only_when_known() -> None:
+    metrics = Metrics()
+    f = ReplicationFigures()
+    metrics.add_replication("AM", lambda: f)
+    f.started("primary")
+    f.on_status(native_status("degraded", sent=0, lag=None), now=0.0)  # an earlier process's journal
+    assert f.view(0.0)["lag_seconds"] is None
+    text = generate_latest(metrics.registry).decode()
+    assert 'safekit_rfs_lag_seconds{module="AM"}' not in text
+    f.on_status(native_status("degraded", sent=0, lag=12.3456), now=2.0)
+    assert f.view(2.0)["lag_seconds"] == 12.346
+    latency = latency_fields({0: 3, 4: 1}, 0.0042)
+    f.on_status(native_status("in_sync", sent=0, lag=0.002, latency=latency), now=4.0)
+    text = generate_latest(metrics.registry).decode()
+    assert 'safekit_rfs_lag_seconds{module="AM"} 0.002' in text
+    assert 'safekit_rfs_ack_latency_seconds_bucket{le="0.00025",module="AM"} 3.0' in text
+    assert 'safekit_rfs_ack_latency_seconds_bucket{le="0.005",module="AM"} 4.0' in text
+    assert 'safekit_rfs_ack_latency_seconds_bucket{le="+Inf",module="AM"} 4.0' in text
+    assert 'safekit_rfs_ack_latency_seconds_count{module="AM"} 4.0' in text
+    assert 'safekit_rfs_ack_latency_seconds_sum{module="AM"} 0.0042' in text
+    f.stopped()
+    assert "safekit_rfs_ack_latency_seconds_count{" not in generate_latest(metrics.registry).decode()
+
+
+def test_the_native_status_line_decodes_into_the_figures() -> None:
+    """A `status` line as native/primary/events.c and pstatus.c write it (the C test checks the
+    same text on its side)."""
+    line = (
+        '{"event":"status","state":"in_sync","seq":9,"journal":0,"resyncs":1,"in_flight_ops":2,'
+        '"in_flight_bytes":8192,"bytes_sent":100,"lag_seconds":0.250000,"ack_latency_count":3,'
+        '"ack_latency_sum":0.003000,"ack_latency_le":[0.00025,0.0005,0.001,0.0025,0.005,0.01,0.025,'
+        '0.05,0.1,0.25,0.5,1,2.5,5,10,30],"ack_latency_buckets":[0,0,3,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}'
+    )
+    report = channel.decode_event(line)
+    assert isinstance(report, channel.StatusReport)
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_event(report, now=1.0)
+    assert f.lag_seconds == 0.25
+    assert f.ack_latency is not None
+    assert f.ack_latency.count == 3
+    assert f.ack_latency.bounds[-1] == 30.0
+
+
+def test_a_resync_shows_its_data_rate() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("resync", sent=0, done=10, total=100), now=0.0)  # 10 000 bytes
+    f.on_status(native_status("resync", sent=0, done=30, total=100), now=4.0)  # 30 000 bytes
+    resync = f.view(4.0)["resync"]
+    assert resync["rate"] == 5000.0
+    assert resync["remaining"] == 14.0  # 70 objects left at 5 a second
+    f.on_event(channel.InSync(None, "checksum", 4.5, 30_000), now=4.5)
+    assert f.resync_rate(4.5) is None
