@@ -101,6 +101,28 @@ def _op(
     return op
 
 
+def _query(name: str, schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    """An optional query parameter."""
+    param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _module_get(summary: str, schema: str, what: str, *query: dict[str, Any]) -> dict[str, Any]:
+    """A module-scoped GET of role monitor that a node answers for any node of the cluster
+    (`?node=`: forwarded, 502 when that node does not answer; 404 for a module it does not have)."""
+    return {
+        "get": _op(
+            summary,
+            "monitor",
+            _json(_ref(schema), what),
+            params=[_MODULE_PARAM, *query, _NODE],
+            more={"404": _json(_ERR, "no such module on this node"), **_PEER},
+        )
+    }
+
+
 def _schemas() -> dict[str, Any]:
     obj = "object"
     problem = {
@@ -238,11 +260,40 @@ def _schemas() -> dict[str, Any]:
                         },
                     },
                 },
-                "witness": {"type": ["string", "null"]},
+                "witness": {
+                    "type": ["object", "null"],
+                    "description": "this node's view of the split-brain witness; null without one",
+                    "required": ["mode", "reachable", "rtt", "targets"],
+                    "properties": {
+                        "mode": {"type": "string", "enum": ["ping", "arbitrator"]},
+                        "reachable": {"type": ["boolean", "null"], "description": "null: not probed yet"},
+                        "rtt": {"type": ["number", "null"], "description": "last answer's round trip, s"},
+                        "targets": {
+                            "type": "array",
+                            "items": {
+                                "type": obj,
+                                "required": ["address", "reachable"],
+                                "properties": {
+                                    "address": {"type": "string"},
+                                    "reachable": {"type": ["boolean", "null"]},
+                                    "rtt": {"type": ["number", "null"]},
+                                    "last_error": {"type": ["string", "null"]},
+                                    "checked_age": {"type": ["number", "null"]},
+                                    "answered_age": {"type": ["number", "null"]},
+                                    "failed_age": {"type": ["number", "null"]},
+                                    "failures": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                },
                 "replication": {
                     "type": ["object", "null"],
-                    "description": "role, in_sync, resync (percent, remaining s), throughput (B/s), "
-                    "in_flight_bytes/ops, journal_ops/bytes, counters; null without <rfs>",
+                    "description": "role, in_sync, link, resync (percent, done/total objects, bytes, "
+                    "rate B/s, elapsed and remaining s), throughput (B/s), lag_seconds, ack_latency "
+                    "(p50, p99, mean s and count over the last `window` s, total), in_flight_bytes/ops, "
+                    "journal_ops/bytes, counters; null without <rfs>; a figure the replication process "
+                    "does not report is null",
                 },
             },
         },
@@ -412,78 +463,36 @@ def document(version: str) -> dict[str, Any]:
                 more={**missing, **conflict, **_PEER},
             )
         },
-        "/api/v1/modules/{module}/log": {
-            "get": _op(
-                "the module log, the scripts' log, or the daemon log",
-                m,
-                _json(_ref("LogLines"), "last lines"),
-                params=[
-                    _MODULE_PARAM,
-                    {
-                        "name": "kind",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["module", "script", "daemon"]},
-                    },
-                    _LINES,
-                    _NODE,
-                ],
-                more={**missing, **_PEER},
-            )
-        },
-        "/api/v1/modules/{module}/monitoring": {
-            "get": _op(
-                "heartbeat networks (up or down per peer, round trip) and replication figures",
-                m,
-                _json(_ref("Monitoring"), "figures now"),
-                params=[_MODULE_PARAM, _NODE],
-                more={**missing, **_PEER},
-            )
-        },
-        "/api/v1/modules/{module}/history": {
-            "get": _op(
-                "the module's samples of the last 24 hours (one every 10 s), optionally one per step",
-                m,
-                _json(_ref("History"), "samples"),
-                params=[
-                    _MODULE_PARAM,
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number"},
-                        "description": "only samples after this time (Unix seconds)",
-                    },
-                    {
-                        "name": "step",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 86400},
-                        "description": "one row per step seconds (averages, worst lag, last state)",
-                    },
-                    _NODE,
-                ],
-                more={**missing, **_PEER},
-            )
-        },
-        "/api/v1/modules/{module}/report": {
-            "get": _op(
-                "failover reports: the module's last episodes on this node, step by step (safekit report)",
-                m,
-                _json(_ref("Reports"), "episodes, oldest first"),
-                params=[
-                    _MODULE_PARAM,
-                    {
-                        "name": "last",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                    _NODE,
-                ],
-                more={**missing, **_PEER},
-            )
-        },
+        "/api/v1/modules/{module}/log": _module_get(
+            "the module log, the scripts' log, or the daemon log",
+            "LogLines",
+            "last lines",
+            _query("kind", {"type": "string", "enum": ["module", "script", "daemon"]}),
+            _LINES,
+        ),
+        "/api/v1/modules/{module}/monitoring": _module_get(
+            "heartbeat networks (up or down per peer, round trip), the witness as this node sees it, "
+            "and replication figures (lag, ack latency, resync progress)",
+            "Monitoring",
+            "figures now",
+        ),
+        "/api/v1/modules/{module}/history": _module_get(
+            "the module's samples of the last 24 hours (one every 10 s), optionally one per step",
+            "History",
+            "samples",
+            _query("since", {"type": "number"}, "only samples after this time (Unix seconds)"),
+            _query(
+                "step",
+                {"type": "number", "minimum": 0, "maximum": 86400},
+                "one row per step seconds (averages, worst lag, last state)",
+            ),
+        ),
+        "/api/v1/modules/{module}/report": _module_get(
+            "failover reports: the module's last episodes on this node, step by step (safekit report)",
+            "Reports",
+            "episodes, oldest first",
+            _query("last", {"type": "integer", "minimum": 1, "maximum": 100}),
+        ),
         "/api/v1/modules/{module}/config": {
             "get": _op(
                 "the module's userconfig.xml",

@@ -413,7 +413,13 @@ function replicationBlock(rfs) {
     }
     facts.push(["throughput", rfs.throughput === null ? "-" : `${bytes(rfs.throughput)}/s sent`]);
   }
-  facts.push(["ack latency", rfs.ack_latency === null ? "not reported by the replication process" : milliseconds(rfs.ack_latency)]);
+  if (rfs.role === "primary") {
+    const lag = rfs.lag_seconds;
+    facts.push(["lag", el("span", { class: "lag", "data-lag": lag === null || lag === undefined ? "" : String(lag) },
+      lag === null || lag === undefined ? "not known (not reported, or since before this process)"
+        : lag === 0 ? "none: the secondary has every operation" : `${lag < 1 ? milliseconds(lag) : seconds(lag)} (oldest operation not yet on the secondary)`)]);
+  }
+  facts.push(["ack latency", latencyText(rfs.ack_latency)]);
   if (rfs.last_resync) {
     const r = rfs.last_resync;
     facts.push(["last resync", `${r.mode || "?"}, ${seconds(r.seconds)}, ${bytes(r.bytes)}`]);
@@ -425,11 +431,36 @@ function replicationBlock(rfs) {
       : el("progress", { class: "resync", max: 100, value: r.percent, title: `${r.percent} %` });
     const what = [r.percent === null ? "how far: not known yet" : `${r.percent.toFixed(1)} %`, r.mode];
     if (r.total) what.push(`${r.done}/${r.total} objects`);
-    if (r.bytes !== null && r.bytes !== undefined) what.push(`${bytes(r.bytes)} sent`);
+    if (r.bytes !== null && r.bytes !== undefined) what.push(`${bytes(r.bytes)} sent${r.rate ? ` at ${bytes(r.rate)}/s` : ""}`);
     what.push(r.remaining === null ? "time left unknown" : `about ${seconds(r.remaining)} left`);
     box.append(el("div", { class: "resync-box" }, el("strong", {}, "resynchronising "), bar, el("span", { class: "resync-text" }, what.join(" · "))));
   }
   box.append(el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  return box;
+}
+
+function latencyText(a) {
+  if (a === null || a === undefined) return "not reported by the replication process";
+  const attrs = { class: "ack", "data-p50": a.p50 === null ? "" : String(a.p50), "data-p99": a.p99 === null ? "" : String(a.p99) };
+  if (!a.count) return el("span", attrs, `no write acknowledged in the last ${a.window} s (${a.total} since the start)`);
+  return el("span", attrs, `p50 ${milliseconds(a.p50)} · p99 ${milliseconds(a.p99)} · mean ${milliseconds(a.mean)} (${a.count} writes, last ${a.window} s)`);
+}
+
+function witnessBlock(w) {
+  // this node's view of the split-brain witness: each address, reachable or not, round trip, last error
+  const box = el("div", { class: "witness", "data-reachable": String(w.reachable) });
+  const head = w.reachable === true ? "▲ reachable" : w.reachable === false ? "▼ unreachable" : "not probed yet";
+  box.append(el("p", {}, el("strong", {}, `split-brain witness (${w.mode}): `),
+    el("span", { class: w.reachable ? "up" : w.reachable === false ? "down" : "" }, head),
+    w.rtt !== null ? ` · round trip ${milliseconds(w.rtt)}` : ""));
+  const items = w.targets.map((t) => {
+    const parts = [`${t.address}: ${t.reachable ? "answers" : t.reachable === false ? "no answer" : "not probed yet"}`];
+    if (t.reachable && t.rtt !== null) parts.push(`round trip ${milliseconds(t.rtt)}`);
+    if (t.last_error) parts.push(`last error ${t.failed_age === null ? "" : seconds(t.failed_age) + " ago"}: ${t.last_error}`);
+    if (t.failures) parts.push(`${t.failures} failed probes`);
+    return el("li", { "data-witness": t.address, "data-reachable": String(t.reachable) }, parts.join(" · "));
+  });
+  if (items.length > 1 || w.targets.some((t) => t.last_error)) box.append(el("ul", {}, ...items));
   return box;
 }
 
@@ -443,7 +474,7 @@ function heartbeatTable(data) {
     el("thead", {}, el("tr", {}, el("th", {}, "network"), el("th", {}, "peer"), el("th", {}, "state"), el("th", {}, "round trip"))),
     el("tbody", {}, ...rows));
   const box = el("div", {}, table);
-  if (data.witness) box.append(el("p", { class: "witness" }, `split-brain witness: ${data.witness}`));
+  if (data.witness) box.append(witnessBlock(data.witness));
   return box;
 }
 
@@ -566,13 +597,17 @@ async function refreshHistory() {
     ["Throughput sent (per second)", perNode("throughput"), bytes],
     ["Behind: bytes in flight", perNode("in_flight_bytes"), bytes],
     ["Resynchronisation (%)", perNode("resync_percent"), (v) => `${v.toFixed(0)} %`],
+    ["Lag (oldest operation not on the secondary)", perNode("lag_seconds"), (v) => (v < 1 ? milliseconds(v) : seconds(v))],
+    ["Ack latency (p99, p50)", found.flatMap((h) => [["ack_p99", "p99"], ["ack_p50", "p50"]].map(([f, q]) => ({
+      label: `${h.node} ${q}`, points: column(h, f),
+    }))).filter((s) => s.points.some(([, v]) => v !== null)), milliseconds],
+    ["Witness round trip", perNode("witness_rtt"), milliseconds],
     ["Heartbeat round trip", rtt.filter((s) => s.points.some(([, v]) => v !== null)), (v) => `${v.toFixed(2)} ms`],
   ];
   for (const [title, series, fmt] of lines) {
     charts.push(series.length ? lineChart(title, series, fmt, from, to)
       : el("figure", { class: "chart empty", "data-chart": title }, el("figcaption", {}, title), el("p", {}, "nothing recorded")));
   }
-  charts.push(el("p", { class: "reason" }, "Ack latency: not reported by the replication processes (no chart)."));
   $("mon-charts").replaceChildren(...charts);
 }
 
