@@ -24,15 +24,28 @@ void skp_latency_observe(skp_latency *h, double seconds)
     h->sum += seconds;
 }
 
+int skp_oldest_data(const skp_window *w, double *at)
+{
+    /* the ring is in ticket order: the first data frame is the oldest (control frames are few and
+     * only ahead of it while the link is idle: a PING, a MANIFEST_REQ) */
+    for (size_t i = 0; i < w->count; i++) {
+        const skp_inflight *e = &w->ring[(w->head + i) % w->cap];
+        if (e->kind != SKP_CARRIES_CONTROL) {
+            *at = e->at;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int skp_lag_seconds(const skp_window *w, double now, double *out)
 {
     if (w->lag_unknown)
         return 0;
     bool have = w->behind;
-    double oldest = w->behind_since;
-    /* the stream is applied in order: the first frame not applied is the oldest one missing */
-    if (w->count && (!have || w->ring[w->head].at < oldest)) {
-        oldest = w->ring[w->head].at;
+    double oldest = w->behind_since, in_flight;
+    if (skp_oldest_data(w, &in_flight) && (!have || in_flight < oldest)) {
+        oldest = in_flight;
         have = true;
     }
     *out = have && now > oldest ? now - oldest : 0;

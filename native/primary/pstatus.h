@@ -30,6 +30,9 @@ typedef struct skp_latency {
 void skp_latency_observe(skp_latency *h, double seconds);
 
 struct skp_window;
+/* When the oldest frame in flight that carries data (an operation or a resynchronisation frame,
+ * not a PING) entered the window, into *at: 1, or 0 when none is in flight. */
+int skp_oldest_data(const struct skp_window *w, double *at);
 /* Seconds of lag (see above) into *out: 1 when known, 0 when not. */
 int skp_lag_seconds(const struct skp_window *w, double now, double *out);
 /* The status fields of this file, each with a leading comma ("," "\"lag_seconds\":0.012,..."),

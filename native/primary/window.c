@@ -49,13 +49,13 @@ static int grow(skp_window *w)
     return 0;
 }
 
-static int push(skp_window *w, uint64_t ticket, uint64_t bytes, double now, bool op)
+static int push(skp_window *w, uint64_t ticket, uint64_t bytes, double now, uint8_t kind)
 {
     if (grow(w) != 0)
         return -1;
     if (w->ops == 0)
         w->progress_at = now; /* the clock of sendtimeout starts with the first frame waiting */
-    w->ring[(w->head + w->count) % w->cap] = (skp_inflight){ticket, bytes, now, op};
+    w->ring[(w->head + w->count) % w->cap] = (skp_inflight){ticket, bytes, now, kind};
     w->count++;
     w->ops++;
     w->bytes += bytes;
@@ -80,7 +80,7 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket)
     if (grow(w) != 0)
         return SKP_FULL; /* out of memory: wait for acknowledgements to free room */
     *ticket = ++w->last;
-    push(w, *ticket, bytes, now, true);
+    push(w, *ticket, bytes, now, SKP_CARRIES_OP);
     w->streamed++;
     w->streamed_bytes += bytes;
     return SKP_SEND;
@@ -91,7 +91,7 @@ uint64_t skp_control(skp_window *w, double now)
     if (!streaming(w))
         return 0;
     uint64_t ticket = w->last + 1;
-    if (push(w, ticket, 0, now, false) != 0)
+    if (push(w, ticket, 0, now, SKP_CARRIES_CONTROL) != 0)
         return 0;
     w->last = ticket;
     return ticket;
@@ -102,7 +102,7 @@ uint64_t skp_sync_op(skp_window *w, uint64_t bytes, double now)
     if (w->state != SKP_RESYNC)
         return 0;
     uint64_t ticket = w->last + 1;
-    if (push(w, ticket, bytes, now, false) != 0)
+    if (push(w, ticket, bytes, now, SKP_CARRIES_RESYNC) != 0)
         return 0;
     w->last = ticket;
     w->streamed++;
@@ -138,7 +138,7 @@ int skp_ack(skp_window *w, uint64_t received, uint64_t applied, uint64_t durable
     w->applied = applied;
     w->durable = durable;
     while (w->count && w->ring[w->head].ticket <= applied) {
-        if (w->ring[w->head].op)
+        if (w->ring[w->head].kind == SKP_CARRIES_OP)
             skp_latency_observe(&w->ack_latency, now - w->ring[w->head].at);
         w->ops--;
         w->bytes -= w->ring[w->head].bytes;
@@ -168,9 +168,10 @@ int skp_lost(skp_window *w)
         if (w->ops > 0 || w->applied < w->last)
             w->dirty = true; /* what was not applied is not on the copy */
     }
-    if (w->count && (!w->behind || w->ring[w->head].at < w->behind_since)) {
+    double oldest;
+    if (skp_oldest_data(w, &oldest) && (!w->behind || oldest < w->behind_since)) {
         w->behind = true; /* what was in flight is missing since it was sent */
-        w->behind_since = w->ring[w->head].at;
+        w->behind_since = oldest;
     }
     w->first = 0;
     w->head = w->count = 0;

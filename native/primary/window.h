@@ -35,9 +35,13 @@ enum { SKP_EV_NONE = 0, SKP_EV_DEGRADED, SKP_EV_DISCONNECTED };
 
 typedef struct skp_inflight {
     uint64_t ticket, bytes;
-    double at; /* when it entered the window (pstatus.h: lag and ack latency) */
-    bool op;   /* an operation of the front (skp_submit), not a control or resync frame */
+    double at;    /* when it entered the window (pstatus.h: lag and ack latency) */
+    uint8_t kind; /* SKP_CARRIES_*: what it carries */
 } skp_inflight;
+
+/* skp_inflight.kind: a control frame (PING, SYNC_BEGIN, ...: no data the copy lacks), an
+ * operation of the front (skp_submit), a resynchronisation frame (skp_sync_op) */
+enum { SKP_CARRIES_CONTROL = 0, SKP_CARRIES_OP = 1, SKP_CARRIES_RESYNC = 2 };
 
 typedef struct skp_window {
     /* configuration */

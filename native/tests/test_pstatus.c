@@ -63,6 +63,9 @@ static void test_lag_in_sync_is_the_oldest_not_applied(void)
     CHECK(skp_lag_seconds(&w, 5, &lag) == 0); /* before anything is in sync: not known */
     CHECK(synced(&w, 0));
     CHECK(skp_lag_seconds(&w, 5, &lag) == 1 && lag == 0); /* nothing missing */
+    uint64_t ping = skp_control(&w, 6.0);                  /* idle: a PING carries no data */
+    CHECK(ping && skp_lag_seconds(&w, 9, &lag) == 1 && lag == 0);
+    CHECK(skp_ack(&w, ping, ping, ping, 9.5) == 0 && w.ack_latency.count == 0);
     uint64_t a, b;
     CHECK(skp_submit(&w, 10, 10.0, &a) == SKP_SEND);
     CHECK(skp_submit(&w, 10, 10.5, &b) == SKP_SEND);
@@ -91,6 +94,9 @@ static void test_lag_while_degraded_and_resyncing(void)
     CHECK(skp_submit(&w, 10, 12.5, &s) == SKP_SEND);
     CHECK(skp_ack(&w, s, s, s, 13.0) == 0);
     CHECK(skp_lag_seconds(&w, 14.0, &lag) == 1 && near(lag, 11.0));
+    uint64_t r = skp_sync_op(&w, 4096, 13.5); /* a resync frame waits: still since 3.0 */
+    CHECK(r && skp_lag_seconds(&w, 14.0, &lag) == 1 && near(lag, 11.0));
+    CHECK(skp_ack(&w, r, r, r, 14.0) == 0 && w.ack_latency.count == 1); /* not an operation */
     skp_sync_end_queued(&w);
     skp_session_synced(&w);
     CHECK(skp_lag_seconds(&w, 15.0, &lag) == 1 && lag == 0);
