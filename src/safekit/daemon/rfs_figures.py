@@ -242,7 +242,9 @@ class ReplicationFigures:
         stats = report.stats
         mode = stats.get("resync_mode")
         done, total = _int(stats, "resync_done"), _int(stats, "resync_total")
-        if report.state == "resync" or (isinstance(mode, str) and mode):
+        # the native primary names the session's resync mode for the whole session: only the link's
+        # state says whether the resynchronisation still runs
+        if report.state == "resync" or (report.state not in LINK_STATES and isinstance(mode, str) and mode):
             if not self.resync_mode or (isinstance(mode, str) and mode and mode != self.resync_mode):
                 self._resync_began(mode if isinstance(mode, str) and mode else "resync", now)
             if done is not None and total:

@@ -384,3 +384,17 @@ def test_a_resync_shows_its_data_rate() -> None:
     assert resync["remaining"] == 14.0  # 70 objects left at 5 a second
     f.on_event(channel.InSync(None, "checksum", 4.5, 30_000), now=4.5)
     assert f.resync_rate(4.5) is None
+
+
+def test_an_in_sync_session_that_began_with_a_resync_shows_no_resync() -> None:
+    """The native primary reports `resync_mode` for the whole session (link.c): in sync, the
+    resynchronisation is over even though its mode is still named."""
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("resync", sent=0, done=1, total=2), now=0.0)
+    assert f.view(0.0)["resync"] is not None
+    in_sync = native_status("in_sync", sent=0, done=2, total=2)
+    in_sync.stats["resync_mode"] = "checksum"
+    f.on_status(in_sync, now=2.0)
+    assert f.view(2.0)["resync"] is None
+    assert not any(name.startswith("safekit_rfs_resync_") for name, _l, _v in rfs_samples(f, 2.0))

@@ -419,7 +419,7 @@ function replicationBlock(rfs) {
       lag === null || lag === undefined ? "not known (not reported, or since before this process)"
         : lag === 0 ? "none: the secondary has every operation" : `${lag < 1 ? milliseconds(lag) : seconds(lag)} (oldest operation not yet on the secondary)`)]);
   }
-  facts.push(["ack latency", latencyText(rfs.ack_latency)]);
+  if (rfs.role === "primary") facts.push(["ack latency", latencyText(rfs.ack_latency)]);  // measured where writes are submitted
   if (rfs.last_resync) {
     const r = rfs.last_resync;
     facts.push(["last resync", `${r.mode || "?"}, ${seconds(r.seconds)}, ${bytes(r.bytes)}`]);
