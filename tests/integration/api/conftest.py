@@ -3,6 +3,8 @@ Chromium): 2 nodes and a witness, safekitd on each with two mirror modules, a co
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -12,11 +14,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, sync_playwright
 
 from safekit.lab import Lab
 from safekit.lab.cluster import BIN, LabCluster
@@ -25,6 +31,8 @@ from safekit.membership import clusterkey
 LAB = "api1"
 MODULE = "web"
 PASSWORD = "console-password-1"
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium: the console tests never use a downloaded browser."""
 ARTIFACTS = Path(
     os.environ.get("SAFEKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts")
 )
@@ -106,13 +114,7 @@ def api_lab(root_required: None) -> Iterator[ApiLab]:
         key = clusterkey.generate_key()
         cluster.install(web, key=key)
         cluster.install(web2, key=key)
-        for node in cluster.nodes:
-            lab.exec(
-                node,
-                [str(BIN / "safekit"), "api", "user", "add", "alice", "--role", "admin", "--password-stdin"],
-                input=PASSWORD + "\n",
-                check=True,
-            )
+        add_console_user(lab, cluster.nodes)
         monitor = cluster.safekit(
             "node1", "api", "token", "create", "--role", "monitor", "--name", "itest"
         ).stdout
@@ -143,3 +145,69 @@ def _wait_file(lab: Lab, node: str, path: str) -> str:
             return result.stdout
         time.sleep(0.2)
     raise AssertionError(f"{node}: no API certificate {path} / listener after 20 s")
+
+
+def add_console_user(lab: Lab, nodes: list[str]) -> None:
+    """The console's user (alice, admin, PASSWORD) on every node."""
+    for node in nodes:
+        lab.exec(
+            node,
+            [str(BIN / "safekit"), "api", "user", "add", "alice", "--role", "admin", "--password-stdin"],
+            input=PASSWORD + "\n",
+            check=True,
+        )
+
+
+def spki_pin(pem: str) -> str:
+    """base64 SHA-256 of a certificate's public key: Chromium trusts exactly that key."""
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def node_pins(lab: Lab, nodes: list[str]) -> list[str]:
+    """Chromium reads no CA file: the pins of the nodes' served certificates, each checked against
+    the cluster CA first (a pin of a certificate the cluster vouches for). Waits for the files."""
+    ca = x509.load_pem_x509_certificate(_wait_file(lab, nodes[0], "/etc/safekit/api/ca.crt").encode())
+    pins = []
+    for node in nodes:
+        pem = _wait_file(lab, node, "/etc/safekit/api/node.crt")
+        x509.load_pem_x509_certificate(pem.encode()).verify_directly_issued_by(ca)
+        pins.append(spki_pin(pem))
+    return pins
+
+
+def shape_port(lab: Lab, node: str, port: int, rate: str | None) -> None:
+    """Slow (or restore) what `node` sends to TCP/UDP `port` on the default LAN, and only it:
+    heartbeats and the API's requests between nodes keep their speed."""
+    plan = lab.plan()
+    device = plan.host(node).interface(plan.lan("default"))
+    lab.exec(node, ["tc", "qdisc", "del", "dev", device, "root"])
+    if rate is None:
+        return
+    for command in (  # htb: the lab's kernel has no prio qdisc
+        f"qdisc add dev {device} root handle 1: htb default 1",
+        f"class add dev {device} parent 1: classid 1:1 htb rate 10gbit",
+        f"class add dev {device} parent 1: classid 1:2 htb rate {rate}",
+        f"filter add dev {device} parent 1: protocol ip u32 match ip dport {port} 0xffff flowid 1:2",
+    ):
+        lab.exec(node, ["tc", *command.split()], check=True)
+
+
+@contextmanager
+def chromium(pins: list[str]) -> Iterator[Browser]:
+    """Debian's Chromium, headless, trusting exactly the pinned node keys (`node_pins`); the
+    screenshots' directory made."""
+    (ARTIFACTS / "console").mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[f"--ignore-certificate-errors-spki-list={','.join(pins)}", "--no-sandbox"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

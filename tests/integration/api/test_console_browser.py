@@ -5,52 +5,20 @@ test-artifacts/console/ (SAFEKIT_TEST_ARTIFACTS moves it)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import ARTIFACTS, MODULE, PASSWORD, ApiLab
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import ARTIFACTS, MODULE, PASSWORD, ApiLab, chromium, node_pins
+from playwright.sync_api import Browser, Page, expect
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ARTIFACTS / "console"
-
-
-def _spki_pin(pem: str) -> str:
-    """base64 SHA-256 of the node certificate's public key: Chromium trusts exactly that key."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture(scope="module")
 def browser(api_lab: ApiLab) -> Iterator[Browser]:
-    # Chromium reads no CA file: pin the served node certificate's key (checked against the cluster
-    # CA first, so the pin is of a certificate the cluster vouches for).
-    pins = []
-    for node in api_lab.cluster.nodes:
-        pem = api_lab.lab.exec(node, ["cat", "/etc/safekit/api/node.crt"], check=True).stdout
-        cert = x509.load_pem_x509_certificate(pem.encode())
-        ca = x509.load_pem_x509_certificate(api_lab.ca_pem.encode())
-        cert.verify_directly_issued_by(ca)
-        pins.append(_spki_pin(pem))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[f"--ignore-certificate-errors-spki-list={','.join(pins)}", "--no-sandbox"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(node_pins(api_lab.lab, api_lab.cluster.nodes)) as launched:
+        yield launched
 
 
 def cell(page: Page, node: str, module: str = MODULE) -> object:

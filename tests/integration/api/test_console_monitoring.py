@@ -12,8 +12,6 @@ test checks that the resync is shown while it runs and that what it shows never 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import shutil
 import tempfile
 import time
@@ -23,20 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, PASSWORD, _wait_file
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import ARTIFACTS, PASSWORD, add_console_user, chromium, node_pins, shape_port
+from playwright.sync_api import Browser, Page, expect
 
 from safekit.lab import Lab
-from safekit.lab.cluster import BIN, LabCluster
+from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 
 LAB = "h26a"
 MODULE = "mon"
 DATA = "/srv/mon"
 REPLICATION_PORT = 4911  # the heartbeat port + 1
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ARTIFACTS / "console"
 USERCONFIG = """<!DOCTYPE safe>
 <safe>
@@ -71,30 +66,10 @@ class MonLab:
             return str(answer.read().decode())
 
 
-def _spki_pin(pem: str) -> str:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 def _shape(lab: Lab, node: str, rate: str | None) -> None:
     """Slow (or restore) the replication stream `node` sends (to the replication port, heartbeat
-    port + 1), and only it: heartbeats and the API's requests between nodes keep their speed."""
-    plan = lab.plan()
-    device = plan.host(node).interface(plan.lan("default"))
-    lab.exec(node, ["tc", "qdisc", "del", "dev", device, "root"])
-    if rate is None:
-        return
-    port = f"{REPLICATION_PORT} 0xffff"
-    for command in (  # htb: the lab's kernel has no prio qdisc
-        f"qdisc add dev {device} root handle 1: htb default 1",
-        f"class add dev {device} parent 1: classid 1:1 htb rate 10gbit",
-        f"class add dev {device} parent 1: classid 1:2 htb rate {rate}",
-        f"filter add dev {device} parent 1: protocol ip u32 match ip dport {port} flowid 1:2",
-    ):
-        lab.exec(node, ["tc", *command.split()], check=True)
+    port + 1), and only it."""
+    shape_port(lab, node, REPLICATION_PORT, rate)
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +86,7 @@ def mon_lab(root_required: None) -> Iterator[MonLab]:
         (module / "bin").mkdir()
         (module / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=lab.plan().vips[0]))
         cluster.install(module, key=clusterkey.generate_key())
-        for node in cluster.nodes:
-            lab.exec(
-                node,
-                [str(BIN / "safekit"), "api", "user", "add", "alice", "--role", "admin", "--password-stdin"],
-                input=PASSWORD + "\n",
-                check=True,
-            )
+        add_console_user(lab, cluster.nodes)
         # node1 has the data; node2 an empty directory to fill
         lab.exec(
             "node1",
@@ -131,15 +100,7 @@ def mon_lab(root_required: None) -> Iterator[MonLab]:
         lab.exec("node2", ["mkdir", "-p", DATA], check=True)
         for node in cluster.nodes:
             cluster.start_daemon(node)
-        ca = _wait_file(lab, "node1", "/etc/safekit/api/ca.crt")
-        pins = []
-        for node in cluster.nodes:
-            pem = _wait_file(lab, node, "/etc/safekit/api/node.crt")
-            x509.load_pem_x509_certificate(pem.encode()).verify_directly_issued_by(
-                x509.load_pem_x509_certificate(ca.encode())
-            )
-            pins.append(_spki_pin(pem))
-        yield MonLab(lab, cluster, pins)
+        yield MonLab(lab, cluster, node_pins(lab, cluster.nodes))
     finally:
         cluster.stop_daemons()
         lab.down()
@@ -148,17 +109,8 @@ def mon_lab(root_required: None) -> Iterator[MonLab]:
 
 @pytest.fixture(scope="module")
 def browser(mon_lab: MonLab) -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[f"--ignore-certificate-errors-spki-list={','.join(mon_lab.pins)}", "--no-sandbox"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(mon_lab.pins) as launched:
+        yield launched
 
 
 def login(page: Page, url: str) -> None:

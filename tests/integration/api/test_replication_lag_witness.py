@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, _wait_file
-from cryptography import x509
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_console_monitoring import CHROMIUM, SHOTS, _spki_pin, card, login
+from conftest import add_console_user, chromium, node_pins, shape_port
+from playwright.sync_api import Page, expect
+from test_console_monitoring import SHOTS, card, login
 
 from safekit.lab import Lab
-from safekit.lab.cluster import BIN, LabCluster
+from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 from safekit.rfs import native
 
@@ -79,23 +78,6 @@ class LagLab:
         return None if found is None else float(found.group(1))
 
 
-def _shape(lab: Lab, node: str, rate: str | None) -> None:
-    """Slow (or restore) the replication stream `node` sends, and only it."""
-    plan = lab.plan()
-    device = plan.host(node).interface(plan.lan("default"))
-    lab.exec(node, ["tc", "qdisc", "del", "dev", device, "root"])
-    if rate is None:
-        return
-    for command in (
-        f"qdisc add dev {device} root handle 1: htb default 1",
-        f"class add dev {device} parent 1: classid 1:1 htb rate 10gbit",
-        f"class add dev {device} parent 1: classid 1:2 htb rate {rate}",
-        f"filter add dev {device} parent 1: protocol ip u32 match ip dport {REPLICATION_PORT} 0xffff "
-        "flowid 1:2",
-    ):
-        lab.exec(node, ["tc", *command.split()], check=True)
-
-
 @pytest.fixture(scope="module")
 def lag_lab(root_required: None) -> Iterator[LagLab]:
     for role in ("primary", "secondary"):  # make -C native
@@ -116,25 +98,13 @@ def lag_lab(root_required: None) -> Iterator[LagLab]:
             USERCONFIG.format(port=HEART_PORT, vip=plan.vips[0], data=DATA, witness=witness)
         )
         cluster.install(module, key=clusterkey.generate_key())
+        add_console_user(lab, cluster.nodes)
         for node in cluster.nodes:
-            lab.exec(
-                node,
-                [str(BIN / "safekit"), "api", "user", "add", "alice", "--role", "admin", "--password-stdin"],
-                input=PASSWORD + "\n",
-                check=True,
-            )
             lab.exec(node, ["mkdir", "-p", DATA], check=True)
         lab.exec("node1", ["sh", "-c", f"head -c 1048576 /dev/urandom > {DATA}/seed"], check=True)
         for node in cluster.nodes:
             cluster.start_daemon(node)
-        ca = _wait_file(lab, "node1", "/etc/safekit/api/ca.crt")
-        pins = []
-        for node in cluster.nodes:
-            pem = _wait_file(lab, node, "/etc/safekit/api/node.crt")
-            x509.load_pem_x509_certificate(pem.encode()).verify_directly_issued_by(
-                x509.load_pem_x509_certificate(ca.encode())
-            )
-            pins.append(_spki_pin(pem))
+        pins = node_pins(lab, cluster.nodes)
         cluster.safekit("node1", "prim", "-m", MODULE)
         cluster.wait_state("node1", MODULE, "ALONE", timeout=30)
         cluster.safekit("node2", "second", "-m", MODULE)
@@ -155,25 +125,16 @@ def lag_lab(root_required: None) -> Iterator[LagLab]:
 
 @pytest.fixture(scope="module")
 def console(lag_lab: LagLab) -> Iterator[Page]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser: Browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[f"--ignore-certificate-errors-spki-list={','.join(lag_lab.pins)}", "--no-sandbox"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            login(page, lag_lab.url("node1"))
-            page.click('#tabs button[data-tab="module"]')
-            page.select_option("#mon-module", MODULE)
-            expect(card(page, "node1")).to_contain_text("primary", timeout=10_000)  # type: ignore[arg-type]
-            yield page
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium(lag_lab.pins) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, lag_lab.url("node1"))
+        page.click('#tabs button[data-tab="module"]')
+        page.select_option("#mon-module", MODULE)
+        expect(card(page, "node1")).to_contain_text("primary", timeout=10_000)  # type: ignore[arg-type]
+        yield page
+        assert not errors, errors
 
 
 def _number(page: Page, selector: str, attribute: str) -> float | None:
@@ -191,7 +152,7 @@ def test_lag_and_ack_latency_under_a_write_load(lag_lab: LagLab, console: Page) 
     expect(page.locator(f"{node1} .lag")).to_have_attribute("data-lag", "0", timeout=20_000)
     acks_before = lag_lab.sample("node1", "safekit_rfs_ack_latency_seconds_count") or 0.0
 
-    _shape(lab, "node1", RATE)
+    shape_port(lab, "node1", REPLICATION_PORT, RATE)
     load = threading.Thread(
         target=lab.exec,
         args=("node1", ["dd", "if=/dev/urandom", f"of={DATA}/load", "bs=1M", f"count={LOAD_MIB}"]),
@@ -215,7 +176,7 @@ def test_lag_and_ack_latency_under_a_write_load(lag_lab: LagLab, console: Page) 
                 shot = True
             time.sleep(0.5)
     finally:
-        _shape(lab, "node1", None)
+        shape_port(lab, "node1", REPLICATION_PORT, None)
         load.join(timeout=60)
     print(
         f"lag shown (s): max {max(lags):.2f}; ack p99 shown (s): max {max(p99s):.4f}; "
