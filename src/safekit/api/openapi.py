@@ -144,6 +144,10 @@ def _schemas() -> dict[str, Any]:
             "reason": {"type": "string"},
             "resources": {"type": obj, "additionalProperties": {"type": "string"}},
             "controls": {"type": obj, "additionalProperties": {"type": "string"}},
+            "witness": {
+                "type": obj,
+                "description": "a mirror module's split-brain witness seen from this node (see Monitoring)",
+            },
         },
     }
     node_view = {
