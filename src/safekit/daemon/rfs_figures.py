@@ -10,9 +10,9 @@ its own (every call says when it is).
 What each replication process reports in `status` (the `stats` counters, flattened on the wire):
 the native primary reports `in_flight_ops`, `in_flight_bytes`, `bytes_sent`, `streamed`,
 `streamed_bytes`, `resyncs`, `losses`, `journal_bytes`, `resync_mode`, `resync_done`,
-`resync_total`, `resync_data_bytes`; the Python primary only `resyncs`, `last_resync` and
-`data_bytes` (plus `state`, `seq` and `journal` for both). Neither reports the time from a write to
-its acknowledgement (no ack latency counter: a sum and count, or buckets, of that time would be
+`resync_total`, `resync_data_bytes` (plus `state`, `seq` and `journal`). A counter it does not report
+is shown absent, never as a made-up 0. It does not report the time from a write to its
+acknowledgement (no ack latency counter: a sum and count, or buckets, of that time would be
 needed), nor the total bytes a resynchronisation will send (its time left is estimated from the
 objects done and to do).
 """
@@ -113,9 +113,9 @@ class ReplicationFigures:
         self.status_at = now
         if report.state in LINK_STATES:
             self.link = report.state
-            # The link's `in_sync` comes before the secondary has applied the resync's data (the
-            # Python primary says it once everything is queued): only the `in_sync` event, sent
-            # once it is acknowledged, says the copy follows. A status says when it does not.
+            # The link's `in_sync` comes before the secondary has applied the resync's data (once
+            # everything is queued): only the `in_sync` event, sent once it is acknowledged, says
+            # the copy follows. A status says when it does not.
             if report.state != "in_sync":
                 self.in_sync = False
             elif self.in_sync is None:
@@ -134,16 +134,12 @@ class ReplicationFigures:
             value = _int(stats, theirs)
             if value is not None:
                 counters[ours] = value
-        if "streamed_bytes" not in counters and _int(stats, "data_bytes") is not None:
-            counters["streamed_bytes"] = int(stats["data_bytes"])  # the Python process's name
         self.counters = counters
         sent = counters.get("sent_bytes", counters.get("streamed_bytes"))
         if sent is not None:
             if self._sent and sent < self._sent[-1][1]:
                 self._sent.clear()  # a new process: its counters start again
             self._sent.append((now, sent))
-        if isinstance(stats.get("last_resync"), dict):
-            self.last_resync = dict(stats["last_resync"])
         self._resync_status(report, now)
 
     def _resync_status(self, report: channel.StatusReport, now: float) -> None:
@@ -165,7 +161,7 @@ class ReplicationFigures:
         self.resync_mode = mode
         self.resync_started = now
         self.resync_done = self.resync_total = self.resync_bytes = None
-        self.resync_percent = None  # until the process says how far (the Python primary never does)
+        self.resync_percent = None  # until the process says how far
         self._progress.clear()
 
     def _resync_ended(self) -> None:
