@@ -8,8 +8,9 @@ safekitd writes (`safekit.rfs.spec.RfsSpec` as JSON) and speak the control chann
 other than `native` in safekitd's environment a warning at each start (`environment_notice`).
 
 The native programs are looked up, in order: in `SAFEKIT_RFS_NATIVE_DIR` alone when it is set;
-else beside this module (`safekit/rfs/native-bin/`, the wheel's package data); else in the
-checkout's `native/build/` (a source tree: the lab and the tests).
+else beside this module (`safekit/rfs/native-bin/`, the wheel's package data); else in
+`/opt/safekit/libexec` (the Debian package's layout, ADR 0027); else in the checkout's
+`native/build/` (a source tree: the lab and the tests).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ NATIVE_DIR_ENV: Final = "SAFEKIT_RFS_NATIVE_DIR"
 PROGRAMS: Final[dict[Role, str]] = {"primary": "safekit-rfs-primary", "secondary": "safekit-rfs-secondary"}
 PACKAGE_BIN: Final = Path(__file__).resolve().parent / "native-bin"
 """Where the wheel carries the native programs (setup.py builds them into it)."""
+DEB_LIBEXEC: Final = Path("/opt/safekit/libexec")
+"""Where the Debian package installs the native programs (packaging/build_deb.py, ADR 0027)."""
 CHECKOUT_BUILD: Final = Path(__file__).resolve().parents[3] / "native" / "build"
 """A source checkout's build directory (`make -C native`): src/safekit/rfs -> the repository."""
 
@@ -50,13 +53,16 @@ def environment_notice(environ: Mapping[str, str]) -> str | None:
 
 
 def search_dirs(
-    environ: Mapping[str, str], package_bin: Path = PACKAGE_BIN, checkout_build: Path = CHECKOUT_BUILD
+    environ: Mapping[str, str],
+    package_bin: Path = PACKAGE_BIN,
+    checkout_build: Path = CHECKOUT_BUILD,
+    deb_libexec: Path = DEB_LIBEXEC,
 ) -> list[Path]:
     """Where the native programs are looked for, in order."""
     override = environ.get(NATIVE_DIR_ENV, "")
     if override:
         return [Path(override)]
-    return [package_bin, checkout_build]
+    return [package_bin, deb_libexec, checkout_build]
 
 
 def find_program(
@@ -64,10 +70,11 @@ def find_program(
     environ: Mapping[str, str],
     package_bin: Path = PACKAGE_BIN,
     checkout_build: Path = CHECKOUT_BUILD,
+    deb_libexec: Path = DEB_LIBEXEC,
 ) -> Path:
     """The native program of `role`: the first executable file of that name in `search_dirs`."""
     name = PROGRAMS[role]
-    dirs = search_dirs(environ, package_bin, checkout_build)
+    dirs = search_dirs(environ, package_bin, checkout_build, deb_libexec)
     for directory in dirs:
         candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):

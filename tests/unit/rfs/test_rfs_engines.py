@@ -89,12 +89,15 @@ def test_safekitds_environment_no_longer_chooses_and_says_so() -> None:
 
 
 # ---------------------------------------------------------------------------- the lookup
-def test_the_wheels_programs_come_before_the_checkouts(tmp_path: Path) -> None:
-    package, checkout = tmp_path / "package", tmp_path / "checkout"
+def test_the_wheels_programs_come_before_the_debian_packages_then_the_checkouts(tmp_path: Path) -> None:
+    package, deb, checkout = tmp_path / "package", tmp_path / "libexec", tmp_path / "checkout"
     program(checkout, "safekit-rfs-primary")
-    assert native.find_program("primary", {}, package, checkout) == checkout / "safekit-rfs-primary"
+    assert native.find_program("primary", {}, package, checkout, deb) == checkout / "safekit-rfs-primary"
+    program(deb, "safekit-rfs-primary")
+    assert native.find_program("primary", {}, package, checkout, deb) == deb / "safekit-rfs-primary"
     program(package, "safekit-rfs-primary")
-    assert native.find_program("primary", {}, package, checkout) == package / "safekit-rfs-primary"
+    assert native.find_program("primary", {}, package, checkout, deb) == package / "safekit-rfs-primary"
+    assert Path("/opt/safekit/libexec") == native.DEB_LIBEXEC  # packaging/build_deb.py's LIBEXEC
 
 
 def test_the_environment_override_is_the_only_place_looked_at(tmp_path: Path) -> None:
@@ -115,11 +118,13 @@ def test_a_missing_program_names_every_place_and_the_way_out(tmp_path: Path) -> 
     package, checkout = tmp_path / "package", tmp_path / "checkout"
     (checkout).mkdir()
     (checkout / "safekit-rfs-primary").write_text("not executable")  # a file that cannot run
+    deb = tmp_path / "libexec"
     with pytest.raises(native.EngineError) as caught:
-        native.find_program("primary", {}, package, checkout)
+        native.find_program("primary", {}, package, checkout, deb)
     message = str(caught.value)
     assert message.startswith(
-        f"the native replication program safekit-rfs-primary (primary) is not in {package}, {checkout}: "
+        f"the native replication program safekit-rfs-primary (primary) is not in {package}, {deb}, "
+        f"{checkout}: "
     )
     assert "make -C native" in message and "SAFEKIT_RFS_NATIVE_DIR" in message
 
