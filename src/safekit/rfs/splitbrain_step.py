@@ -33,7 +33,7 @@ from safekit.rfs import channel, splitbrain
 from safekit.rfs.logsetup import setup
 from safekit.rfs.spec import RfsSpec
 
-log = logging.getLogger("safekit.rfs.secondary")
+log = logging.getLogger("safekit.rfs.splitbrain_step")
 
 EXIT_SAVED = 0
 EXIT_FAILED = 2
