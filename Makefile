@@ -97,16 +97,14 @@ native-test: native-deps
 native-deps:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(NATIVE_APT_PACKAGES)"
 
-## test-rfs-native: the replication integration tests on the native engine (SAFEKIT_TEST_RFS_ENGINE,
-## tests/integration/rfs/rfs_engines.py; docs/adr/0024); a test marked native_missing is a strict xfail there
-.PHONY: test-rfs-native
-test-rfs-native: deps test-deps venv native-deps
+## test-rfs: the replication integration tests alone (tests/integration/rfs), on the native programs
+## of this checkout (the only data path: docs/adr/0029); test-rfs-native is its former name
+.PHONY: test-rfs test-rfs-native
+test-rfs: deps test-deps venv native-deps
 	$(MAKE) -C native all
-	SAFEKIT_TEST_RFS_ENGINE=native $(BIN)/pytest --durations=0 $(RFS_NATIVE_TESTS)
+	$(BIN)/pytest --durations=0 tests/integration/rfs
 
-RFS_NATIVE_TESTS := tests/integration/rfs/test_rfs_native_engine.py tests/integration/rfs/test_rfs_replication.py \
-	tests/integration/rfs/test_rfs_recovery.py tests/integration/rfs/test_rfs_postgres.py \
-	tests/integration/rfs/test_splitbrain_saved.py
+test-rfs-native: test-rfs
 
 bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="keepalived wrk"

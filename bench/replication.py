@@ -35,6 +35,7 @@ from common import write_result
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
+from safekit.rfs.native import role_of_argv
 
 MODULE = "bench"
 USERCONFIG = """<!DOCTYPE safe>
@@ -182,8 +183,8 @@ def rfs_pids(lab: Lab, node: str) -> list[int]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"safekit.rfs" in cmd:
-            found.append(int(pid))
+        if role_of_argv([a.decode(errors="replace") for a in cmd if a]) is not None:
+            found.append(int(pid))  # the native safekit-rfs-primary / -secondary
     return found
 
 

@@ -10,8 +10,8 @@ installing it: docs/install.md. In short:
   and headers never reach the nodes) and cached under /var/tmp/safekit-deb (SAFEKIT_DEB_CACHE);
 - every build runs in a throwaway overlay of that root (`unshare --mount` + chroot), so the
   virtualenv /opt/safekit/venv is made by the target's own Python (Debian 12: /usr/bin/python3.11)
-  at the very path it is installed to, and the compiled pieces (pyfuse3, the native replication
-  programs) link against the target's libraries;
+  at the very path it is installed to, and the compiled pieces (the native replication programs)
+  link against the target's libraries;
 - three caches keyed by their inputs: the dependencies' virtualenv (the dependency list of
   pyproject.toml and this recipe), the native programs (native/'s sources) and the package itself
   (everything: src/, pyproject.toml, packaging/, ...). A change of the engine's Python code only
@@ -47,10 +47,9 @@ PACKAGING = REPO / "packaging"
 # root-owned, made by root: the same place as the systemd tests' roots
 CACHE = Path(os.environ.get("SAFEKIT_DEB_CACHE", "/var/tmp/safekit-deb"))  # noqa: S108
 MIRROR = os.environ.get("SAFEKIT_DEB_MIRROR", "http://deb.debian.org/debian")
-# Build tools of the build root; none of them is a dependency of the package.
-BUILD_PACKAGES = (
-    "python3,python3-venv,python3-dev,gcc,libc6-dev,make,pkg-config,libfuse3-dev,libssl-dev,ca-certificates"
-)
+# Build tools of the build root; none of them is a dependency of the package (gcc, make, pkg-config,
+# libfuse3-dev, libssl-dev: the native replication programs; no Python extension is compiled).
+BUILD_PACKAGES = "python3,python3-venv,gcc,libc6-dev,make,pkg-config,libfuse3-dev,libssl-dev,ca-certificates"
 READY_MARK = ".safekit-root-complete"
 HOST_CA = os.environ.get("SAFEKIT_DEB_CA", "/etc/ssl/certs/ca-certificates.crt")
 # Bump when the recipe of the dependencies' virtualenv changes (invalidates that cache).

@@ -7,8 +7,6 @@ import pytest
 
 from safekit.config import ConfigError, RuleSyntaxError, parse_cluster, parse_duration, parse_module
 from safekit.config.failover_rules import MAX_NESTING, parse_rule_expression
-from safekit.rfs import ops
-from safekit.rfs.wire import WireError
 
 MIRROR = '<safe>{macros}<service mode="mirror"><heart><heartbeat/></heart>{sections}</service></safe>'
 
@@ -117,10 +115,3 @@ def test_macros_that_double_themselves_stop_at_the_budget() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_module(text, "userconfig.xml", env)
     assert "expanding %m19% takes the file's references past 16777216 characters" in str(caught.value)
-
-
-# rfs/ops.py (decode_json): a deeply nested JSON payload raised RecursionError, not WireError.
-@pytest.mark.parametrize("payload", [b"[" * 100_000, b'{"a":' * 100_000])
-def test_a_json_payload_nested_too_deeply_is_a_wire_error(payload: bytes) -> None:
-    with pytest.raises(WireError, match="nested too deeply"):
-        ops.decode_json(payload)

@@ -821,7 +821,7 @@ def test_concurrent_changes_are_recorded_in_a_consistent_order(work: tuple[Front
 def test_several_directories_and_exclusions(program: Path) -> None:
     """The native primary's layout: the root holds 0, 1 (read-only there), each operation carries
     its directory's index; excluded paths are applied but not handed over, and a rename across the
-    exclusion boundary hands over REMOVE_TREE and then the whole object (fusefs.py's rules)."""
+    exclusion boundary hands over REMOVE_TREE and then the whole object (docs/replication.md, exclusions)."""
     second = Path(tempfile.mkdtemp(prefix="skfront-also-", dir="/tmp"))
     try:
         with mounted(program, f"--also={second}", "--exclude=0:tmp", "--exclude=1:cache") as front:

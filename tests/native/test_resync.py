@@ -663,7 +663,7 @@ def test_no_leak_per_resync(cluster: Cluster) -> None:
 
 
 # --------------------------------------------------------------------------- the layout safekitd runs
-# Two replicated directories, the Python primary's layout: one FUSE mount at <state_dir>/mnt holding
+# Two replicated directories, the layout safekitd runs: one FUSE mount at <state_dir>/mnt holding
 # 0 and 1, each bound over its directory, where the application writes. Directory 0 has exclusions.
 
 EXCLUDED = ["tmp", "var/run"]
@@ -825,7 +825,7 @@ def test_layout_binds_exclusions_and_renames_across(layout: Layout) -> None:
     assert not (c.replicas[0] / "tmp").exists()
     assert not (c.replicas[0] / "var" / "run").exists() and (c.replicas[0] / "var").is_dir()
     assert not (c.replicas[0] / "db" / "cache").exists()
-    # renames across the exclusion boundary (fusefs.py's rules)
+    # renames across the exclusion boundary (native/primary/README.md, "Exclusions")
     os.rename(d0 / "tmp" / "tree", d0 / "db" / "tree")  # into the replicated paths: sent whole
     os.rename(d0 / "etc", d0 / "tmp" / "etc")  # out of them: removed there
     os.rename(d0 / "tmp" / "scratch", d0 / "db" / "scratch")
@@ -966,7 +966,7 @@ def test_layout_no_leak_per_resync_and_verify(layout: Layout) -> None:
 
 
 def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> None:
-    """What the secondary missed while away is journal.json's, in the Python primary's format,
+    """What the secondary missed while away is journal.json's, in the format rfs.journal reads,
     per directory; excluded paths are not in it."""
     c = layout
     c.start_secondary()

@@ -3,7 +3,7 @@ sender (native/tools, `safekit-rfs-send`) over 127.0.0.1: the copy after each ki
 the ACK values, refused frames (tampered, replayed, reordered, lost, a v1 HELLO, a path through a
 symlink) with nothing of them applied, the control channel's events (byte for byte what
 safekit.rfs.channel encodes), the state file, a resync, flat RSS and fds over 20k operations, the
-read-only binds over the copy (recorded as Python records them, removed at stop, after a kill -9 at
+read-only binds over the copy (recorded as safekitd's recovery reads them, removed at stop, after a kill -9 at
 the next start, a hung FUSE mount detached without a hang) and the split-brain save with a real
 Python child (`python -m safekit.rfs splitbrain-save`).
 
@@ -446,7 +446,7 @@ def test_resync_manifest_state_and_restart(tmp: Path) -> None:
     check_channel_lines(again)
 
 
-def test_channel_lines_match_the_python_encoder() -> None:
+def test_channel_lines_match_the_channel_module() -> None:
     """The events of a run, encoded by the native code, against safekit.rfs.channel (also done on
     every test's lines); here with text that needs escaping."""
     with tempfile.TemporaryDirectory(prefix="sks-test-") as d:
@@ -502,8 +502,8 @@ def stack(path: Path) -> list[mounts.Mount]:
 
 
 def test_the_copy_is_read_only_for_writers_while_the_apply_writes_it(tmp: Path) -> None:
-    """Rule 5: a read-only bind of each directory over itself, recorded in secondary.json exactly as
-    the Python secondary records it (Mount.key), removed at stop and only it."""
+    """Rule 5: a read-only bind of each directory over itself, recorded in secondary.json as safekitd's
+    recovery reads it (Mount.key), removed at stop and only it."""
     s = Secondary(tmp, dirs=2)
     try:
         for rep in s.dirs:
@@ -526,7 +526,7 @@ def test_the_copy_is_read_only_for_writers_while_the_apply_writes_it(tmp: Path) 
         (rep / "writable-again").write_bytes(b"y")
 
 
-def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_python(tmp: Path) -> None:
+def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_safekitd(tmp: Path) -> None:
     s = Secondary(tmp)
     rep = s.dirs[0]
     base = len(stack(rep)) - 1
@@ -545,40 +545,8 @@ def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_python(tmp: P
     finally:
         if again.proc.poll() is None:
             again.stop()
-    # the other engine (and safekitd's recovery) removes what this one recorded
+    # safekitd's recovery (host.mounts.detach_ours) removes what this one recorded
     assert mounts.detach_ours(str(rep), again.state()["mounts"]) == 1
-    assert len(stack(rep)) == base
-
-
-def test_each_engine_removes_the_binds_the_other_recorded(tmp: Path) -> None:
-    """The Python secondary and this one on the same copy, each killed: the next one, of the other
-    engine, removes the bind left behind (the same key format in secondary.json)."""
-    s = Secondary(tmp)
-    rep = s.dirs[0]
-    assert s.stop() == 0
-    base = len(stack(rep))
-
-    def python_secondary() -> EventProcess:
-        p = EventProcess(
-            [sys.executable, "-m", "safekit.rfs", "secondary", str(s.spec)], tmp / "python-secondary.log"
-        )
-        p.wait("listening", timeout=30)
-        return p
-
-    py = python_secondary()
-    assert len(stack(rep)) == base + 1
-    py.proc.send_signal(signal.SIGKILL)
-    py.proc.wait(timeout=10)
-    native = Secondary(tmp)
-    assert len(stack(rep)) == base + 1 and s.state()["mounts"] == [stack(rep)[-1].key]
-    native.proc.send_signal(signal.SIGKILL)
-    native.proc.wait(timeout=10)
-    py = python_secondary()
-    assert len(stack(rep)) == base + 1
-    assert py.proc.stdin is not None
-    py.proc.stdin.write(b'{"cmd":"stop"}\n')
-    py.proc.stdin.close()
-    assert py.proc.wait(timeout=20) == 0
     assert len(stack(rep)) == base
 
 
@@ -655,7 +623,7 @@ def test_another_directory_identity_means_a_full_compare(tmp: Path) -> None:
     [(True, "another boot", True), (False, "this boot", True), (False, "another boot", False)],
 )
 def test_trust_is_a_clean_stop_or_the_same_boot(tmp: Path, clean: bool, boot: str, trusted: bool) -> None:
-    """As the Python secondary computes it: the copy holds every applied operation if the process
+    """The copy holds every applied operation if the process
     stopped cleanly, or if the machine did not reboot since (the page cache still has them)."""
     s = Secondary(tmp)
     s.send(["sync_begin full", "sync_end 2", "wait"], epoch="e7")

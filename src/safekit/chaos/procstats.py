@@ -2,8 +2,8 @@
 
 A lab host is a network namespace on this machine; `ip netns pids` lists its processes (pids of
 this machine's pid namespace), and /proc/PID gives their resident memory and open descriptors.
-The engine's processes are `safekitd` and the replication processes (`python -m safekit.rfs ROLE`,
-or the native `safekit-rfs-ROLE`: `safekit.rfs.native.role_of_argv` knows both).
+The engine's processes are `safekitd` and the replication processes (the native `safekit-rfs-ROLE`:
+`safekit.rfs.native.role_of_argv`).
 """
 
 from __future__ import annotations

@@ -198,9 +198,6 @@ class Rfs:
     # Extension: what a node that lost a split brain must leave free when it saves its changed
     # files aside (docs/replication.md, "When a split brain happened"): "10%" or a size ("2G").
     splitbrain_keep_free: str = "10%"
-    # Extension: the replication engine of this module (docs/replication.md, "Engines", ADR 0024):
-    # "python" or "native"; None leaves it to safekitd (SAFEKIT_RFS_ENGINE, else "python").
-    engine: Literal["python", "native"] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,6 +216,7 @@ _KEEP_FREE = re.compile(r"(\d+(\.\d+)?%|\d+(\.\d+)?[KMGT]?B?)", re.IGNORECASE)
 def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
     reader = ctx.reader(element, _RFS_ATTRIBUTES, IGNORED_ATTRIBUTES["rfs"])
     ctx.children(element, ("replicated",))
+    _check_engine(reader)
     dirs = tuple(_replicated(child, ctx) for child in children(element, "replicated"))
     if not dirs:
         reader.error('no <replicated> (add <replicated dir="/absolute/path"/>)')
@@ -241,10 +242,18 @@ def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
         namespacepolicy=reader.integer("namespacepolicy", 0, 0) if reader.has("namespacepolicy") else None,
         line=element.line,
         splitbrain_keep_free=_keep_free(reader),
-        engine=cast(Literal["python", "native"], reader.choice("engine", ("python", "native"), "python"))
-        if reader.has("engine")
-        else None,
     )
+
+
+def _check_engine(reader: ElementReader) -> None:
+    """`engine` (our extension, ADR 0024) no longer chooses anything: the native programs are the
+    only replication data path (ADR 0029). `native` is accepted as it is; `python` is accepted with
+    a warning (a node keeps starting its modules after an upgrade); anything else is a typo."""
+    if reader.has("engine") and reader.choice("engine", ("native", "python"), "native") == "python":
+        reader.warn(
+            "attribute 'engine': 'python' is ignored: the Python replication data path was removed, "
+            "the module runs on the native programs (docs/adr/0029); remove the attribute"
+        )
 
 
 def _keep_free(reader: ElementReader) -> str:

@@ -348,8 +348,8 @@ RFS_COUNTERS = {
 
 def rfs_samples(figures: ReplicationFigures, now: float) -> Iterable[tuple[str, tuple[str, ...], float]]:
     """(family, extra label values, value) of one module's replication; nothing while no
-    replication process runs, and only what the process reports (the Python one reports no
-    in-flight figures, a secondary no counters)."""
+    replication process runs, and only what the process reports (a secondary reports no
+    counters)."""
     if figures.role is None:
         return
     yield "safekit_rfs_role", (figures.role,), 1

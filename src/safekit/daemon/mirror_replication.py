@@ -152,13 +152,9 @@ class ModuleReplication:
             }
         spec = dataclasses.replace(self.spec, extra=extra)
         self.fullsync = False
-        try:
-            engine = native.choose_engine(self.config.rfs.engine if self.config.rfs else None, os.environ)
-        except native.EngineError as exc:
-            self.log.error("replication: %s", exc)
-            self.submit(ActionFailed(action, str(exc), time.monotonic()))
-            return
-        process = RfsProcess(role, spec, self.log, self._on_event, engine)
+        if (notice := native.environment_notice(os.environ)) is not None:
+            self.log.warning("replication: %s", notice)
+        process = RfsProcess(role, spec, self.log, self._on_event)
         self.process = process
         self._last_shown = None
         self.figures.started(role)
@@ -175,7 +171,7 @@ class ModuleReplication:
         self.log.info(
             "replication %s started (%s engine): %s (peer %s:%d)",
             role,
-            engine,
+            process.engine,
             ", ".join(d.path for d in spec.dirs),
             spec.peer_addr,
             spec.port,

@@ -14,9 +14,9 @@ the native primary reports `in_flight_ops`, `in_flight_bytes`, `bytes_sent`, `st
 `lag_seconds` (the age of the oldest operation the secondary's copy lacks; null while not known)
 and the ack latency as a histogram since the process started (`ack_latency_le` bounds,
 `ack_latency_buckets` counts per bucket with one above the last bound, `ack_latency_count`,
-`ack_latency_sum`); the Python primary only `resyncs`, `last_resync` and `data_bytes` (plus
-`state`, `seq` and `journal` for both). Nobody reports the total bytes a resynchronisation will
-send: its time left is estimated from the objects done and to do, its rate from the data bytes sent.
+`ack_latency_sum`), plus `state`, `seq` and `journal`. Nobody reports the total bytes a
+resynchronisation will send: its time left is estimated from the objects done and to do, its
+rate from the data bytes sent.
 
 Why a histogram rather than an EWMA and a max (docs/adr/0028): the process only counts (a constant
 cost per acknowledged operation, no window, no sorting, no reset when asked, whoever asks), the
@@ -197,9 +197,9 @@ class ReplicationFigures:
         self.status_at = now
         if report.state in LINK_STATES:
             self.link = report.state
-            # The link's `in_sync` comes before the secondary has applied the resync's data (the
-            # Python primary says it once everything is queued): only the `in_sync` event, sent
-            # once it is acknowledged, says the copy follows. A status says when it does not.
+            # The link's `in_sync` comes before the secondary has applied the resync's data (once
+            # everything is queued): only the `in_sync` event, sent once it is acknowledged, says
+            # the copy follows. A status says when it does not.
             if report.state != "in_sync":
                 self.in_sync = False
             elif self.in_sync is None:
@@ -218,16 +218,12 @@ class ReplicationFigures:
             value = _int(stats, theirs)
             if value is not None:
                 counters[ours] = value
-        if "streamed_bytes" not in counters and _int(stats, "data_bytes") is not None:
-            counters["streamed_bytes"] = int(stats["data_bytes"])  # the Python process's name
         self.counters = counters
         sent = counters.get("sent_bytes", counters.get("streamed_bytes"))
         if sent is not None:
             if self._sent and sent < self._sent[-1][1]:
                 self._sent.clear()  # a new process: its counters start again
             self._sent.append((now, sent))
-        if isinstance(stats.get("last_resync"), dict):
-            self.last_resync = dict(stats["last_resync"])
         lag = stats.get("lag_seconds")
         self.lag_seconds = max(0.0, float(typing.cast("float", lag))) if _number(lag) else None
         latency = LatencyHistogram.from_stats(stats)
@@ -261,7 +257,7 @@ class ReplicationFigures:
         self.resync_mode = mode
         self.resync_started = now
         self.resync_done = self.resync_total = self.resync_bytes = None
-        self.resync_percent = None  # until the process says how far (the Python primary never does)
+        self.resync_percent = None  # until the process says how far
         self._progress.clear()
         self._resync_sent.clear()
 

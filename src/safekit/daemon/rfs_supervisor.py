@@ -1,6 +1,6 @@
-"""safekitd's side of replication: starts a module's replication process on its engine (Python:
-`python -m safekit.rfs ROLE SPEC`; native: `safekit-rfs-ROLE SPEC`, see `safekit.rfs.native`),
-reads its events, relays its log into the module log, and notices when it dies.
+"""safekitd's side of replication: starts a module's replication process (the native program
+`safekit-rfs-ROLE SPEC`, see `safekit.rfs.native`), reads its events, relays its log into the
+module log, and notices when it dies.
 
 The process is a child of safekitd, in the node's mount namespace (its FUSE and bind mounts are the
 ones applications see). Events come on its stdout, commands go to its stdin, one JSON object per
@@ -55,11 +55,11 @@ class RfsError(Exception):
 
 
 def prepare_native(role: Role, spec: RfsSpec) -> int:
-    """What the Python process does itself before it serves, done here for a native one: remove the
-    mounts a dead replication process left over the directories (a dead FUSE mount, its binds, a
-    secondary's recorded read-only binds), without looking through them; and on the primary, forget
-    this node's record as a secondary (its copy is the reference now); make a missing directory.
-    Returns the mounts removed."""
+    """Before a replication process starts: remove the mounts a dead one left over the directories
+    (a dead FUSE mount, its binds, a secondary's recorded read-only binds), without looking through
+    them; on the primary, forget this node's record as a secondary (its copy is the reference now);
+    make a missing directory. Idempotent (the programs do part of it again). Returns the mounts
+    removed."""
     state_dir = Path(spec.state_dir)
     record_file = state_dir / "secondary.json"
     try:
@@ -71,7 +71,7 @@ def prepare_native(role: Role, spec: RfsSpec) -> int:
     if role == "primary":
         points.append(str(state_dir / "mnt"))
     removed = sum(mounts.detach_ours(point, recorded) for point in points)
-    for d in spec.dirs:  # as the Python process's open_dir: a missing directory is made (empty)
+    for d in spec.dirs:  # a missing directory is made (empty)
         os.makedirs(d.path, mode=0o755, exist_ok=True)
     if role == "primary":
         with contextlib.suppress(FileNotFoundError):
@@ -86,10 +86,9 @@ class RfsProcess:
         spec: RfsSpec,
         log: logging.Logger,
         on_event: Callable[[channel.Event], None],
-        engine: native.Engine = native.DEFAULT_ENGINE,
     ) -> None:
         self.role = role
-        self.engine = engine
+        self.engine = native.ENGINE
         # the interpreter the native secondary runs its split-brain steps with (`python -m safekit.rfs ...`)
         self.spec = dataclasses.replace(spec, extra={**spec.extra, "python": sys.executable})
         self.log = log
@@ -109,26 +108,24 @@ class RfsProcess:
         state_dir = Path(self.spec.state_dir)
         spec_file = state_dir / f"{self.role}.spec.json"
         try:
-            launch = native.launch(self.engine, self.role, self.spec, spec_file, os.environ)
+            argv = native.command_line(self.role, spec_file, os.environ)
         except native.EngineError as exc:
             raise RfsError(str(exc)) from None
         await asyncio.to_thread(persist.write_bytes, spec_file, self.spec.to_json().encode())
-        if launch.engine == "native":
-            try:
-                removed = await asyncio.to_thread(prepare_native, self.role, self.spec)
-            except OSError as exc:
-                raise RfsError(f"could not prepare the replicated directories: {exc}") from None
-            if removed:
-                self.log.info("mounts left by a dead replication process removed: %d", removed)
+        try:
+            removed = await asyncio.to_thread(prepare_native, self.role, self.spec)
+        except OSError as exc:
+            raise RfsError(f"could not prepare the replicated directories: {exc}") from None
+        if removed:
+            self.log.info("mounts left by a dead replication process removed: %d", removed)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._stopping = False
         self.proc = await asyncio.create_subprocess_exec(
-            *launch.argv,
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **launch.env},
             limit=channel.MAX_LINE + 1,
         )
         self._tasks = [

@@ -1,10 +1,12 @@
-"""`python -m safekit.rfs primary|secondary SPEC.json`: a module's replication process, started
-and watched by safekitd (one per module). `splitbrain-save SPEC.json` and `splitbrain-annotate
-SPEC.json DIR`: the split-brain steps the native secondary runs (`safekit.rfs.splitbrain_step`)."""
+"""`python -m safekit.rfs splitbrain-save SPEC.json` and `splitbrain-annotate SPEC.json DIR`: the
+split-brain steps the native secondary runs as its children (`safekit.rfs.splitbrain_step`, ADR
+0023). The replication processes themselves are the native programs (`safekit.rfs.native`)."""
 
 from __future__ import annotations
 
 import sys
+
+USAGE = "usage: python -m safekit.rfs splitbrain-save SPEC.json | splitbrain-annotate SPEC.json DIR\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         from safekit.rfs.splitbrain_step import annotate_main  # noqa: PLC0415
 
         return annotate_main(args[1], args[2])
-    if len(args) != 2 or args[0] not in ("primary", "secondary"):
-        sys.stderr.write("usage: python -m safekit.rfs primary|secondary SPEC.json\n")
-        return 2
-    if args[0] == "primary":
-        from safekit.rfs.primary import main as run  # noqa: PLC0415 - the secondary never loads FUSE
-    else:
-        from safekit.rfs.secondary import main as run  # noqa: PLC0415
-    return run(args[1])
+    sys.stderr.write(USAGE)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The control channel between safekitd and a replication process: one typed vocabulary, one
 encoder and one decoder for each direction, in one place (docs/replication.md, "Control channel").
 
-It is part of the language-neutral contract: the Python replication process and a native one speak
-it the same way. One JSON object per line, UTF-8:
+It is part of the language-neutral contract: the native replication programs (native/) speak it
+byte for byte as encoded here, and another implementation could. One JSON object per line, UTF-8:
 
 - events, replication process -> safekitd, on the process's stdout: `{"event": NAME, FIELD: ...}`
 - commands, safekitd -> replication process, on its stdin: `{"cmd": NAME, FIELD: ...}`

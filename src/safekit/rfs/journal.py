@@ -1,17 +1,18 @@
-"""The reintegration journal: what changed on the primary that the secondary may not have.
+"""The reintegration journal's file (`journal.json`): what changed on the primary that the
+secondary may not have.
 
-While the secondary is connected, an operation leaves the journal once the secondary reports it
-applied; while it is away, everything accumulates. When it returns, only what the journal names
-is sent: the zones written in a file (`ZONE` bytes each), or a whole object when it was created,
-renamed into place or replaced (a directory then with its whole subtree), plus metadata.
+The native primary (native/primary/journal.c) keeps the journal and saves it when it starts and
+on a clean stop; while the secondary is away, everything accumulates. An entry names the zones
+written in a file (`ZONE` bytes each; the native primary adds its 4 KiB pages under `"p"`, which
+this reader ignores: ADR 0026), or a whole object created, renamed into place or replaced (a
+directory then with its whole subtree), plus metadata. A journal loaded from a save that was not a
+clean stop is not trusted (operations after the last save are unknown).
 
-Pure data structure with a JSON form (the clock is passed in); the primary saves it when it starts
-and on a clean stop. A journal loaded from a save that was not a clean stop is not trusted
-(operations after the last save are unknown): reintegration then compares checksums instead.
-
-The journal also tells a node that lost a split brain what it wrote since the split (rule 4,
-`rfs.splitbrain`): `since` is when the first change went into the empty journal (the secondary
-stopped following then), and `gap` the period whose changes a crash may have left out.
+Read here for a node that lost a split brain (rule 4, `rfs.splitbrain`): what it wrote since the
+split. `since` is when the first change went into the empty journal (the secondary stopped
+following then), and `gap` the period whose changes a crash may have left out. Pure data
+structure with a JSON form (the clock is passed in); the recording methods build journals in
+tests and `forget_journal`'s empty one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from safekit.rfs import ops
-from safekit.rfs.wire import ATTR_SIZE
 
 ZONE = 64 << 10
 """Bytes per journal zone: a 4 KiB write dirties one 64 KiB zone."""
@@ -232,47 +230,3 @@ def plan_order(entries: dict[bytes, Entry]) -> list[tuple[bytes, Entry]]:
         if entry.whole:
             whole_prefixes.append(path)
     return out
-
-
-# --------------------------------------------------------------------------- operations -> marks
-# A mark is what the journal needs to remember of an operation, without its data:
-# (kind, path, a, b) with kind w (wrote a..a+b), t (truncated to a), m (metadata), r (replaced),
-# x (removed).
-Mark = tuple[str, bytes, int, int]
-
-
-def marks_of(op: object) -> tuple[Mark, ...]:  # noqa: PLR0911 - one case per operation kind
-    match op:
-        case ops.Write(path=path, offset=offset, data=data):
-            return (("w", path, offset, len(data)),)
-        case ops.Fallocate(path=path, offset=offset, length=length):
-            return (("w", path, offset, length),)
-        case ops.Truncate(path=path, size=size):
-            return (("t", path, size, 0),)
-        case ops.SetAttr(path=path, mask=mask, size=size):
-            return (("t", path, size, 0),) if mask & ATTR_SIZE else (("m", path, 0, 0),)
-        case ops.SetXattr(path=path) | ops.RemoveXattr(path=path) | ops.ClearXattrs(path=path):
-            return (("m", path, 0, 0),)
-        case ops.Create(path=path) | ops.Mkdir(path=path) | ops.Symlink(path=path) | ops.Mknod(path=path):
-            return (("r", path, 0, 0),)
-        case ops.Unlink(path=path) | ops.Rmdir(path=path) | ops.RemoveTree(path=path):
-            return (("x", path, 0, 0),)
-        case ops.Rename(old=old, new=new, flags=flags):
-            if flags & 2:  # RENAME_EXCHANGE
-                return (("r", old, 0, 0), ("r", new, 0, 0))
-            return (("x", old, 0, 0), ("r", new, 0, 0))
-    return ()
-
-
-def apply_marks(journal: Journal, dir_index: int, marks: tuple[Mark, ...]) -> None:
-    for kind, path, a, b in marks:
-        if kind == "w":
-            journal.wrote(dir_index, path, a, b)
-        elif kind == "t":
-            journal.truncated(dir_index, path, a)
-        elif kind == "m":
-            journal.changed_meta(dir_index, path)
-        elif kind == "r":
-            journal.replaced(dir_index, path)
-        elif kind == "x":
-            journal.removed(dir_index, path)

@@ -1,4 +1,5 @@
-"""Logging of a replication process: lines on stderr, which safekitd copies into the module log."""
+"""Logging of the split-brain steps (children of the native secondary): lines on stderr, which
+safekitd copies into the module log."""
 
 from __future__ import annotations
 

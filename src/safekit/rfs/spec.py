@@ -1,18 +1,13 @@
-"""What safekitd tells a replication process (a JSON file), how they talk (JSON lines on the
-process's stdin/stdout), and the mounts both roles make over the replicated directories."""
+"""What safekitd tells a replication process: the spec file (JSON), read by the native programs
+and by the split-brain steps (`rfs.splitbrain_step`). How they talk is `rfs.channel`."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from safekit.host import mounts
-from safekit.rfs import channel
 from safekit.rfs.tree import Exclusions
 
 
@@ -59,46 +54,3 @@ class RfsSpec:
     @classmethod
     def load(cls, path: str | Path) -> RfsSpec:
         return cls.from_json(Path(path).read_text())
-
-
-def emit(event: channel.Event) -> None:
-    """One event line to safekitd on stdout (flushed: safekitd acts on it right away)."""
-    sys.stdout.buffer.write(channel.encode_event(event))
-    sys.stdout.flush()
-
-
-# --------------------------------------------------------------------------- mounts
-FUSE_TYPE = mounts.FUSE_TYPE
-
-
-def unmount_ours(path: str, recorded: list[list[object]] | None = None) -> int:
-    """Lazily unmount what safekit stacked at `path` (a dead FUSE, its binds, a recorded read-only
-    bind), from the top, without ever looking through them (`host.mounts.detach_ours`)."""
-    return mounts.detach_ours(path, recorded or [])
-
-
-def open_dir(path: str) -> int:
-    """The directory's fd, taken before anything is mounted over it."""
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def bind(source: str, target: str, *, read_only: bool) -> mounts.Mount:
-    """Bind `source` over `target`; returns the new mount (to recognise it later as ours)."""
-    _mount(["--bind", source, target])
-    if read_only:
-        _mount(["-o", "remount,bind,ro", target])
-    return mounts.mounts_at(target)[-1]
-
-
-def _mount(args: list[str]) -> None:
-    result = subprocess.run(["mount", *args], check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise OSError(f"mount {' '.join(args)}: {result.stderr.strip() or f'exit code {result.returncode}'}")
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""

@@ -1,5 +1,5 @@
-"""The split-brain steps of a secondary (ARCHITECTURE.md rule 4), shared by the Python secondary
-and run as children of the native one (docs/adr/0023-native-secondary-binds-and-splitbrain.md):
+"""The split-brain steps of a secondary (ARCHITECTURE.md rule 4), run as children of the native
+secondary (docs/adr/0023-native-secondary-binds-and-splitbrain.md):
 
     python -m safekit.rfs splitbrain-save SPEC.json
         the save recorded in secondary.json as {"phase": "saving", ...}: what this node changed since
@@ -33,7 +33,7 @@ from safekit.rfs import channel, splitbrain
 from safekit.rfs.logsetup import setup
 from safekit.rfs.spec import RfsSpec
 
-log = logging.getLogger("safekit.rfs.secondary")
+log = logging.getLogger("safekit.rfs.splitbrain_step")
 
 EXIT_SAVED = 0
 EXIT_FAILED = 2
@@ -68,7 +68,7 @@ def context(rfs: RfsSpec, pending: dict[str, Any]) -> splitbrain.Context:
 
 
 def failure(rfs: RfsSpec, ctx: splitbrain.Context, target: Path, exc: OSError) -> str:
-    """Why the process ends when the save cannot be made (the Python and native secondaries alike)."""
+    """Why the process ends when the save cannot be made (printed for the native secondary)."""
     return (
         f"split brain: could not save what {rfs.node} changed since the split under "
         f"{target} ({exc}): the resynchronisation from {ctx.peer} waits until it can "

@@ -5,10 +5,9 @@ history charts, the Prometheus series behind it, then a power cut of the primary
 report. Screenshots in test-artifacts/console/ (05-... to 10-...).
 
 The replication link is slowed (tc tbf on node1's first LAN) so that the resync lasts long enough
-to be watched: 48 MiB at 6 MB/s (about 8 s). With the Python replication process the percentage
-moves late and in jumps: its primary counts objects queued (up to a 64 MiB window ahead of the
-secondary) and its progress frames queue behind that data; its status has no count at all. So the
-test checks that the resync is shown while it runs and that what it shows never goes back."""
+to be watched: 48 MiB at 6 MB/s (about 8 s). The percentage may move in jumps (progress frames
+queue behind the data of the window), so the test checks that the resync is shown while it runs
+and that what it shows never goes back."""
 
 from __future__ import annotations
 
@@ -130,7 +129,7 @@ SECONDARY_BAR = '#mon-nodes article[data-node="node2"] progress.resync'
 
 def percent(page: Page) -> float:
     """The resync's percentage node2's card shows now (-1: no resync shown). The secondary's: it
-    hears how far from the primary's progress frames (the Python primary's status has no count)."""
+    hears how far from the primary's progress frames."""
     value = page.evaluate(
         f"() => {{ const bar = document.querySelector('{SECONDARY_BAR}'); return bar ? bar.value : -1; }}"
     )

@@ -5,8 +5,9 @@ downloading anything, into a lab host booted from the same debootstrap root as t
 (tests/integration/systemd/systemd_host.py): Debian 12's Python and libraries, systemd as PID 1, no
 compiler, none of this machine's virtualenv or source bound in. From the package alone: the
 commands run, safekitd starts from the shipped unit and brings a mirror module with a replicated
-directory (pyfuse3 against Debian's libfuse3) to ALONE; removal stops it through its stop script
-and leaves no file of the package; purge leaves nothing of safekit but the user's modules.
+directory (the native primary from /opt/safekit/libexec, against Debian's libfuse3) to ALONE;
+removal stops it through its stop script and leaves no file of the package; purge leaves nothing
+of safekit but the user's modules.
 
 SAFEKIT_PACKAGING_LAB names the lab host (default h25a); SAFEKIT_DEB_SUITE=trixie runs the same on
 Debian 13 (a trixie root made by debootstrap the first time, /var/tmp/safekit-systemd/trixie).

@@ -5,7 +5,7 @@ witness set to this lab's), PostgreSQL 15 from Debian runs on the primary over t
 `<rfs>`, a client commits one transaction after another through the virtual IP, and the primary
 loses power in the middle. The secondary must take over, start PostgreSQL on its copy, and hold
 every transaction whose commit the client saw acknowledged - and nothing that is not a prefix of
-what the client sent. On the native engine with `SAFEKIT_TEST_RFS_ENGINE=native`.
+what the client sent. The replication runs on the native programs of this checkout (native/build).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_engines import NATIVE, engine_attribute
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -62,9 +61,6 @@ def module_for(lab: Lab, where: Path) -> Path:
     for macro, value in (("VIRTUAL_IP", plan.vips[0]), ("WITNESS", plan.host("witness").address)):
         xml, n = re.subn(rf'(<macro name="{macro}" value=")[^"]*', rf"\g<1>{value}", xml)
         assert n == 1, f"no {macro} macro in {conf}"
-    if NATIVE:  # SAFEKIT_TEST_RFS_ENGINE=native (rfs_engines.py)
-        xml, n = re.subn(r"<rfs ", f"<rfs{engine_attribute()} ", xml)
-        assert n == 1, f"no <rfs> in {conf}"
     conf.write_text(xml)
     return module
 

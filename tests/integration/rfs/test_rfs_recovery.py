@@ -6,7 +6,7 @@ client posts numbered records through the VIP and keeps every acknowledged one. 
 order; each leaves a primary and an in-sync secondary behind.
 
 Figures (stop times, outages) are printed (`pytest -s`) and asserted against the issue's bounds.
-On the native engine with `SAFEKIT_TEST_RFS_ENGINE=native` (rfs_engines.py).
+The replication processes are the native programs of this checkout (native/build).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_engines import ENGINE, engine_attribute, rfs_role
+from rfs_processes import rfs_role
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -52,7 +52,7 @@ USERCONFIG = """<!DOCTYPE safe>
       </interface>
     </interface_list>
   </vip>
-  <rfs async="second" sendtimeout="5s"{engine}>
+  <rfs async="second" sendtimeout="5s">
     <replicated dir="/srv/data"/>
   </rfs>
   <user nicestoptimeout="3s" forcestoptimeout="5s" logging="userlog">
@@ -154,9 +154,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     module = root / MODULE
     (module / "conf").mkdir(parents=True)
     (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(
-        USERCONFIG.format(vip=lab.plan().vips[0], port=PORT, engine=engine_attribute())
-    )
+    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=lab.plan().vips[0], port=PORT))
     for name, body in (("start_prim", START_PRIM), ("stop_prim", STOP_PRIM), ("app.py", APP)):
         (module / "bin" / name).write_text(body)
         (module / "bin" / name).chmod(0o755)
@@ -281,7 +279,7 @@ def test_first_start(lab: Lab, cluster: LabCluster) -> None:
     wait_pair(cluster, "node1")
     for node, role in (("node1", "primary"), ("node2", "secondary")):
         replication = cluster.state(node, MODULE)["replication"]
-        assert (replication["role"], replication["engine"]) == (role, ENGINE), replication
+        assert (replication["role"], replication["engine"]) == (role, "native"), replication
     client = run_client(lab)
     time.sleep(5)  # a loaded machine: the client's own start can take seconds
     finish_client(client)

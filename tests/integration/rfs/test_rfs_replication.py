@@ -2,8 +2,8 @@
 fsync'd data, reintegration, fullsync, verify, forged packets and a full disk on the secondary.
 
 One lab and one module for the file; the tests run in order, each leaving a primary and an
-in-sync secondary behind (which node is which is tracked in `ROLES`). On the native engine with
-`SAFEKIT_TEST_RFS_ENGINE=native` (rfs_engines.py): what it lacks yet is marked `native_missing`.
+in-sync secondary behind (which node is which is tracked in `ROLES`). The replication processes are
+the native programs of this checkout (native/build, `make -C native`), the only data path (ADR 0029).
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import itertools
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_engines import ENGINE, NATIVE, engine_attribute, rfs_role
+from rfs_processes import rfs_programs, rfs_role
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -34,7 +33,7 @@ USERCONFIG = """<!DOCTYPE safe>
   <heart>
     <heartbeat name="default"/>
   </heart>
-  <rfs async="second" sendtimeout="3s"{engine}>
+  <rfs async="second" sendtimeout="3s">
     <replicated dir="/srv/data">
       <notreplicated path="scratch"/>
       <notreplicated regexpath=".*\\.tmp"/>
@@ -114,7 +113,9 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     module = root / MODULE
     (module / "conf").mkdir(parents=True)
     (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.replace("{engine}", engine_attribute()))
+    for role in ("primary", "secondary"):  # built by `make test` (native-test): missing fails here
+        native.find_program(role, {})
+    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
     root.chmod(0o755)
     cluster = LabCluster(lab)
     cluster.install(module, key=clusterkey.generate_key())
@@ -144,8 +145,6 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
 
 
 ROLES = {"primary": "node1", "secondary": "node2"}
-# the lab hosts see the controller's files: this Python, with safekit importable (as PYTHONPATH says)
-VENV_PYTHON = sys.executable
 
 
 def sh(lab: Lab, node: str, script: str, check: bool = True, timeout: float = 60) -> str:
@@ -179,19 +178,10 @@ def verify(cluster: LabCluster) -> dict[str, object]:
 
 
 def assert_identical(lab: Lab, cluster: LabCluster) -> None:
-    """Both copies hold the same tree. Python engine: `safekit rfs verify` (both compared at one
-    point of the operation order). The native engine has no verify yet (its own test below is
-    native_missing): the trees are compared once no change is in flight (a few seconds at most)."""
-    if not NATIVE:
-        result = verify(cluster)
-        assert result["identical"] is True, result
-        return
-    deadline = time.monotonic() + 15
-    while (mine := tree(lab, ROLES["primary"])) != (theirs := tree(lab, ROLES["secondary"])):
-        assert time.monotonic() < deadline, {
-            k: (mine.get(k), theirs.get(k)) for k in mine.keys() ^ theirs.keys()
-        }
-        time.sleep(0.3)
+    """Both copies hold the same tree: `safekit rfs verify` (both compared at one point of the
+    operation order, every file's block checksums)."""
+    result = verify(cluster)
+    assert result["identical"] is True, result
 
 
 def test_first_start_copies_the_primarys_data(lab: Lab, cluster: LabCluster) -> None:
@@ -205,7 +195,10 @@ def test_first_start_copies_the_primarys_data(lab: Lab, cluster: LabCluster) -> 
     assert theirs["sub/deep/f"][2:] == [1234, 2345] and theirs["link"][0] == "-> sub/hello.txt"
     for node, role in (("node1", "primary"), ("node2", "secondary")):
         replication = cluster.state(node, MODULE)["replication"]
-        assert (replication["role"], replication["engine"]) == (role, ENGINE), replication
+        assert (replication["role"], replication["engine"]) == (role, "native"), replication
+        assert [Path(p).name for p in rfs_programs(lab, node)] == [f"safekit-rfs-{role}"]
+        shown = cluster.safekit(node, "state", "-m", MODULE, "-v").stdout
+        assert f"replication {role} (native engine)" in shown, shown
     # the primary serves it through FUSE (the mount over the directory, or a bind of it)
     assert f" {DATA} fuse.safekit " in sh(lab, "node1", "cat /proc/self/mounts")
     assert_identical(lab, cluster)
@@ -227,12 +220,9 @@ def test_the_mount_is_named_after_the_module(lab: Lab, cluster: LabCluster) -> N
     assert f"safekit-{MODULE} {DATA} fuse.safekit " in sh(lab, ROLES["primary"], "cat /proc/self/mounts")
 
 
-def test_hard_links_are_refused_by_python_and_replicated_by_native(lab: Lab, cluster: LabCluster) -> None:
+def test_hard_links_are_replicated(lab: Lab, cluster: LabCluster) -> None:
     primary, secondary = ROLES["primary"], ROLES["secondary"]
     link = lab.exec(primary, ["ln", f"{DATA}/big.bin", f"{DATA}/hard"])
-    if not NATIVE:  # pyfuse3 has no LINK by path
-        assert link.returncode != 0 and "not supported" in link.stderr
-        return
     assert link.returncode == 0, link.stderr
     inodes = f"stat -c %i {DATA}/big.bin {DATA}/hard"
     deadline = time.monotonic() + 10
@@ -480,27 +470,10 @@ def forge_v2(lab: Lab, node: str, peer: str, addr: str, script: str) -> subproce
 
 def test_forged_replication_traffic_is_refused(lab: Lab, cluster: LabCluster) -> None:
     primary, secondary = ROLES["primary"], ROLES["secondary"]
-    port = 4801  # heartbeat port + 1
     addr = lab.plan().host(secondary).address
-    forger = f"""
-import socket, struct, hmac, hashlib, os
-from safekit.rfs import wire, ops
-s = socket.create_connection(("{addr}", {port}), timeout=5)
-key = os.urandom(32)  # not the cluster key
-hello = {{"module": "{MODULE}", "node": "{primary}", "nonce": os.urandom(16).hex(), "epoch": "x",
-         "first_seq": 1, "dirs": 1, "async": "second"}}
-s.sendall(wire.encode_frame(key, wire.Frame(wire.FrameType.HELLO, 0, ops.encode_json(hello))))
-s.sendall(wire.encode_frame(key, wire.Frame(wire.FrameType.UNLINK, 1, ops.Unlink(b"big.bin").encode())))
-print(repr(s.recv(100)))
-"""
     syncs_before = cluster.log(primary, MODULE).count("in sync (")
-    if NATIVE:  # wire v2 (a v1 frame is refused before anything is read): the v2 test sender
-        out = forge_v2(lab, primary, secondary, str(addr), "unlink big.bin\n")
-        assert "HELLO_OK" not in out.stdout and "CLOSED" in out.stdout, out.stdout + out.stderr
-    else:
-        out = lab.exec(primary, [VENV_PYTHON, "-c", forger], timeout=30)
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "b''", out.stdout  # closed without an answer
+    out = forge_v2(lab, primary, secondary, str(addr), "unlink big.bin\n")
+    assert "HELLO_OK" not in out.stdout and "CLOSED" in out.stdout, out.stdout + out.stderr
     deadline = time.monotonic() + 10
     while "failed authentication" not in cluster.log(secondary, MODULE):
         assert time.monotonic() < deadline, "the forged frame was not reported"

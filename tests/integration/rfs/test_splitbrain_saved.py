@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_engines import engine_attribute
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -31,7 +30,7 @@ USERCONFIG = """<!DOCTYPE safe>
   <heart>
     <heartbeat name="default"/>
   </heart>
-  <rfs async="second" sendtimeout="3s"{engine}>
+  <rfs async="second" sendtimeout="3s">
     <replicated dir="/srv/data"/>
   </rfs>
 </service>
@@ -72,7 +71,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     module = root / MODULE
     (module / "conf").mkdir(parents=True)
     (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.replace("{engine}", engine_attribute()))
+    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
     root.chmod(0o755)
     cluster = LabCluster(lab)
     cluster.install(module, key=clusterkey.generate_key())

@@ -154,13 +154,13 @@ def test_a_stalled_resync_has_no_time_left_to_show() -> None:
     assert f.view(58.0)["resync"]["percent"] == 20.0
 
 
-def test_the_python_primary_reports_fewer_counters() -> None:
-    """rfs/primary.py answers `status` with resyncs, last_resync and data_bytes only."""
+def test_counters_a_status_leaves_out_are_absent_not_zero() -> None:
+    """A status with fewer counters (an older or partial report): what it leaves out is unknown."""
     f = ReplicationFigures()
     f.started("primary")
-    report = channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "data_bytes": 1000})
+    report = channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "streamed_bytes": 1000})
     f.on_status(report, now=0.0)
-    f.on_status(channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "data_bytes": 3000}), now=2.0)
+    f.on_status(channel.StatusReport("degraded", 12, 5, {"resyncs": 2, "streamed_bytes": 3000}), now=2.0)
     view = f.view(2.0)
     assert view["in_sync"] is False
     assert view["link"] == "degraded"
@@ -173,7 +173,7 @@ def test_the_python_primary_reports_fewer_counters() -> None:
     families = {name for name, _labels, _value in rfs_samples(f, 2.0)}
     assert "safekit_rfs_in_flight_operations" not in families
     assert "safekit_rfs_journal_operations" in families
-    f.on_status(channel.StatusReport("resync", 12, 0, {"resyncs": 2, "data_bytes": 3000}), now=4.0)
+    f.on_status(channel.StatusReport("resync", 12, 0, {"resyncs": 2, "streamed_bytes": 3000}), now=4.0)
     view = f.view(4.0)
     assert view["resync"]["mode"] == "resync"
     assert view["resync"]["percent"] is None  # how far is not reported: unknown, not 0 %

@@ -13,6 +13,8 @@ from types import ModuleType
 
 import pytest
 
+from safekit.rfs import native
+
 REPO = Path(__file__).resolve().parents[3]
 DEBIAN = REPO / "packaging" / "debian"
 SCRIPTS = ("postinst", "prerm", "postrm")
@@ -65,8 +67,14 @@ def test_each_suite_uses_its_own_python_and_unit_directory() -> None:
 
 def test_the_package_carries_the_engines_runtime_dependencies_only() -> None:
     deps = build_deb.dependencies()
-    assert any(d.startswith("pyfuse3") for d in deps)
+    assert any(d.startswith("cryptography") for d in deps)
+    assert not any(d.startswith(("pyfuse3", "trio")) for d in deps)  # the Python data path is gone
     assert not any(d.split(">")[0].split("<")[0] in ("pytest", "ansible-core", "boto3") for d in deps)
+
+
+def test_safekitd_finds_the_native_programs_where_the_package_puts_them() -> None:
+    assert Path(build_deb.LIBEXEC) == native.DEB_LIBEXEC
+    assert tuple(native.PROGRAMS.values()) == build_deb.NATIVE_PROGRAMS
 
 
 def test_control_file() -> None:

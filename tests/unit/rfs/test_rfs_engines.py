@@ -1,5 +1,6 @@
-"""The replication engine of a module and the native programs' lookup (safekit.rfs.native, ADR 0024),
-and safekitd starting a native program through the supervisor (a stand-in program, no FUSE)."""
+"""The native programs' lookup (safekit.rfs.native, ADR 0024), what the former engine choice does
+now (ADR 0029: `<rfs engine="python">` and SAFEKIT_RFS_ENGINE are accepted and ignored, with a
+warning), and safekitd starting a native program through the supervisor (a stand-in, no FUSE)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from safekit.config import ConfigError, parse_module
 from safekit.daemon import rfs_supervisor
 from safekit.daemon.mirror_replication import ModuleReplication
 from safekit.mirror import MirrorSettings, ReplicationRole, StartReplication
-from safekit.mirror.events import ActionFailed
 from safekit.rfs import channel, native
 from safekit.rfs.spec import DirSpec, RfsSpec
 
@@ -54,41 +54,50 @@ def program(directory: Path, name: str, body: str = "#!/bin/sh\nexit 0\n") -> Pa
     return path
 
 
-# ---------------------------------------------------------------------------- the setting
-@pytest.mark.parametrize(
-    ("attribute", "engine"), [("", None), (' engine="native"', "native"), (' engine="python"', "python")]
-)
-def test_rfs_engine_attribute_is_read(attribute: str, engine: str | None) -> None:
+# ---------------------------------------------------------------------------- the former choice
+@pytest.mark.parametrize("attribute", ["", ' engine="native"', ' engine=" native "'])
+def test_no_engine_or_the_native_one_is_quiet(attribute: str) -> None:
     module, warnings = parse_module(MODULE.format(attribute=attribute), "userconfig.xml", env={})
-    assert module.rfs is not None and module.rfs.engine == engine and warnings == ()
+    assert module.rfs is not None and warnings == ()
+
+
+def test_the_python_engine_is_accepted_with_a_warning_that_it_is_ignored() -> None:
+    module, warnings = parse_module(MODULE.format(attribute=' engine="python"'), "userconfig.xml", env={})
+    assert module.rfs is not None and module.rfs.replicated[0].dir == "/srv/data"
+    assert [str(w) for w in warnings] == [
+        "userconfig.xml:5: <rfs>: attribute 'engine': 'python' is ignored: the Python replication data "
+        "path was removed, the module runs on the native programs (docs/adr/0029); remove the attribute"
+    ]
 
 
 def test_an_unknown_engine_is_refused_with_the_choices() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_module(MODULE.format(attribute=' engine="rust"'), "userconfig.xml", env={})
     assert [str(e) for e in caught.value.errors] == [
-        "userconfig.xml:5: <rfs>: attribute 'engine': 'rust' is not allowed (use one of: python, native)"
+        "userconfig.xml:5: <rfs>: attribute 'engine': 'rust' is not allowed (use one of: native, python)"
     ]
 
 
-def test_the_module_setting_wins_then_safekitds_environment_then_python() -> None:
-    assert native.choose_engine(None, {}) == "python"
-    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": ""}) == "python"
-    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": "native"}) == "native"
-    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": " Native "}) == "native"
-    assert native.choose_engine("python", {"SAFEKIT_RFS_ENGINE": "native"}) == "python"
-    assert native.choose_engine("native", {}) == "native"
-    with pytest.raises(native.EngineError, match=r"SAFEKIT_RFS_ENGINE='c': give python or native"):
-        native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": "c"})
+def test_safekitds_environment_no_longer_chooses_and_says_so() -> None:
+    assert native.environment_notice({}) is None
+    assert native.environment_notice({"SAFEKIT_RFS_ENGINE": ""}) is None
+    assert native.environment_notice({"SAFEKIT_RFS_ENGINE": " Native "}) is None
+    assert native.environment_notice({"SAFEKIT_RFS_ENGINE": "python"}) == (
+        "SAFEKIT_RFS_ENGINE='python' is ignored: the native programs are the only replication data path "
+        "(the Python one was removed); remove SAFEKIT_RFS_ENGINE from safekitd's environment"
+    )
 
 
 # ---------------------------------------------------------------------------- the lookup
-def test_the_wheels_programs_come_before_the_checkouts(tmp_path: Path) -> None:
-    package, checkout = tmp_path / "package", tmp_path / "checkout"
+def test_the_wheels_programs_come_before_the_debian_packages_then_the_checkouts(tmp_path: Path) -> None:
+    package, deb, checkout = tmp_path / "package", tmp_path / "libexec", tmp_path / "checkout"
     program(checkout, "safekit-rfs-primary")
-    assert native.find_program("primary", {}, package, checkout) == checkout / "safekit-rfs-primary"
+    assert native.find_program("primary", {}, package, checkout, deb) == checkout / "safekit-rfs-primary"
+    program(deb, "safekit-rfs-primary")
+    assert native.find_program("primary", {}, package, checkout, deb) == deb / "safekit-rfs-primary"
     program(package, "safekit-rfs-primary")
-    assert native.find_program("primary", {}, package, checkout) == package / "safekit-rfs-primary"
+    assert native.find_program("primary", {}, package, checkout, deb) == package / "safekit-rfs-primary"
+    assert Path("/opt/safekit/libexec") == native.DEB_LIBEXEC  # packaging/build_deb.py's LIBEXEC
 
 
 def test_the_environment_override_is_the_only_place_looked_at(tmp_path: Path) -> None:
@@ -109,11 +118,13 @@ def test_a_missing_program_names_every_place_and_the_way_out(tmp_path: Path) -> 
     package, checkout = tmp_path / "package", tmp_path / "checkout"
     (checkout).mkdir()
     (checkout / "safekit-rfs-primary").write_text("not executable")  # a file that cannot run
+    deb = tmp_path / "libexec"
     with pytest.raises(native.EngineError) as caught:
-        native.find_program("primary", {}, package, checkout)
+        native.find_program("primary", {}, package, checkout, deb)
     message = str(caught.value)
     assert message.startswith(
-        f"the native replication program safekit-rfs-primary (primary) is not in {package}, {checkout}: "
+        f"the native replication program safekit-rfs-primary (primary) is not in {package}, {deb}, "
+        f"{checkout}: "
     )
     assert "make -C native" in message and "SAFEKIT_RFS_NATIVE_DIR" in message
 
@@ -125,39 +136,31 @@ def test_the_checkout_build_directory_is_this_repositorys() -> None:
 
 
 # ---------------------------------------------------------------------------- command lines
-def test_command_lines_of_both_engines(tmp_path: Path) -> None:
+def test_command_lines_of_both_roles(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     primary, secondary = program(bin_dir, "safekit-rfs-primary"), program(bin_dir, "safekit-rfs-secondary")
     env = {"SAFEKIT_RFS_NATIVE_DIR": str(bin_dir)}
-    one = spec(tmp_path, "/srv/data")
     spec_file = tmp_path / "primary.spec.json"
-    python = native.launch("python", "primary", one, spec_file, env, python="/venv/bin/python")
-    assert python.argv == ("/venv/bin/python", "-m", "safekit.rfs", "primary", str(spec_file))
-    assert python.env == {"PYTHONUNBUFFERED": "1"}
-    # the native primary serves the directories in place, one or several, as the Python one does
-    assert native.launch("native", "primary", one, spec_file, env).argv == (str(primary), str(spec_file))
-    two = spec(tmp_path, "/srv/a", "/srv/b")
-    assert native.launch("native", "primary", two, spec_file, env).argv == (str(primary), str(spec_file))
-    assert native.launch("native", "secondary", one, spec_file, env).argv == (str(secondary), str(spec_file))
+    # both serve the spec's directories in place, one or several: the spec file says which
+    assert native.command_line("primary", spec_file, env) == (str(primary), str(spec_file))
+    assert native.command_line("secondary", spec_file, env) == (str(secondary), str(spec_file))
     with pytest.raises(native.EngineError, match="safekit-rfs-primary"):
-        native.launch("native", "primary", one, spec_file, {"SAFEKIT_RFS_NATIVE_DIR": str(tmp_path / "none")})
+        native.command_line("primary", spec_file, {"SAFEKIT_RFS_NATIVE_DIR": str(tmp_path / "none")})
 
 
 @pytest.mark.parametrize(
     ("argv", "role"),
     [
-        (["/v/bin/python", "-m", "safekit.rfs", "primary", "/s/primary.spec.json"], "primary"),
-        (["python3", "-m", "safekit.rfs", "secondary", "/x.json"], "secondary"),
         (["/opt/safekit/venv/lib/python3.11/site-packages/safekit/rfs/native-bin/safekit-rfs-primary",
           "--mountpoint=/srv/data", "/s/primary.spec.json"], "primary"),
         (["/w/native/build/safekit-rfs-secondary", "/s/secondary.spec.json"], "secondary"),
-        (["/v/bin/python", "-m", "safekit.rfs", "splitbrain-save", "/s/x.json"], None),  # not the engine
+        (["/v/bin/python", "-m", "safekit.rfs", "splitbrain-save", "/s/x.json"], None),  # a step
         (["/w/native/build/safekit-rfs-send", "script"], None),
         (["cat", "safekit-rfs-primary"], None),
         ([], None),
     ],
 )  # fmt: skip
-def test_a_replication_process_is_recognised_on_either_engine(argv: list[str], role: str | None) -> None:
+def test_a_replication_process_is_recognised_by_its_program(argv: list[str], role: str | None) -> None:
     assert native.role_of_argv(argv) == role
     assert role_of(" ".join(argv)) == (None if role is None else f"rfs {role}")
 
@@ -189,7 +192,7 @@ def test_safekitd_starts_the_native_program_with_the_spec_and_records_it(
     log = logging.getLogger("test.rfs.native")
 
     async def run() -> tuple[object, str]:
-        process = rfs_supervisor.RfsProcess("secondary", the_spec, log, events.append, "native")
+        process = rfs_supervisor.RfsProcess("secondary", the_spec, log, events.append)
         await process.start()
         record = json.loads((state_dir / rfs_supervisor.PROCESS_RECORD).read_text())
         found = rfs_supervisor.recorded_process(state_dir)
@@ -216,15 +219,13 @@ def test_a_missing_native_program_fails_the_start_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SAFEKIT_RFS_NATIVE_DIR", str(tmp_path / "empty"))
-    process = rfs_supervisor.RfsProcess(
-        "primary", spec(tmp_path), logging.getLogger("t"), lambda e: None, "native"
-    )
+    process = rfs_supervisor.RfsProcess("primary", spec(tmp_path), logging.getLogger("t"), lambda e: None)
     with pytest.raises(rfs_supervisor.RfsError, match=r"safekit-rfs-primary \(primary\) is not in"):
         asyncio.run(process.start())
     assert process.proc is None
 
 
-def test_before_a_native_process_the_directory_is_made_and_a_primary_forgets_its_secondary_record(
+def test_before_a_process_starts_the_directory_is_made_and_a_primary_forgets_its_secondary_record(
     tmp_path: Path,
 ) -> None:
     the_spec = spec(tmp_path)
@@ -233,15 +234,18 @@ def test_before_a_native_process_the_directory_is_made_and_a_primary_forgets_its
     (state_dir / "secondary.json").write_text(json.dumps({"in_sync": False, "mounts": []}))
     assert rfs_supervisor.prepare_native("secondary", the_spec) == 0  # nothing mounted here
     assert (state_dir / "secondary.json").exists()  # a secondary keeps its record
-    assert stat.S_ISDIR((tmp_path / "data").stat().st_mode)  # made, as the Python process's open_dir
+    assert stat.S_ISDIR((tmp_path / "data").stat().st_mode)  # made (empty)
     assert rfs_supervisor.prepare_native("primary", the_spec) == 0
     assert not (state_dir / "secondary.json").exists()
 
 
-def test_a_wrong_daemon_default_fails_the_replications_start_with_the_reason(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_python_daemon_default_is_a_warning_and_the_native_program_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("SAFEKIT_RFS_ENGINE", "c")
+    bin_dir = tmp_path / "bin"
+    program(bin_dir, "safekit-rfs-secondary", STAND_IN.format(python=sys.executable))
+    monkeypatch.setenv("SAFEKIT_RFS_NATIVE_DIR", str(bin_dir))
+    monkeypatch.setenv("SAFEKIT_RFS_ENGINE", "python")
     config, _ = parse_module(MODULE.format(attribute=""), "userconfig.xml", env={})
     settings = MirrorSettings(
         local_node="node1",
@@ -253,17 +257,27 @@ def test_a_wrong_daemon_default_fails_the_replications_start_with_the_reason(
         peer_timeout=5.0,
     )
     submitted: list[object] = []
+    the_spec = spec(tmp_path)
+    Path(the_spec.state_dir).mkdir()
     replication = ModuleReplication(
-        spec(tmp_path),
+        the_spec,
         config,
         settings,
-        log=logging.getLogger("t"),
+        log=logging.getLogger("t.replication"),
         resources={},
         submit=submitted.append,
         state=lambda: SimpleNamespace(generation=3, peer_generation_seen=0),  # type: ignore[arg-type,return-value]
     )
-    action = StartReplication(ReplicationRole.PRIMARY)
-    asyncio.run(replication.start(action))
-    assert len(submitted) == 1 and isinstance(failed := submitted[0], ActionFailed)
-    assert failed.action == action and failed.detail == "SAFEKIT_RFS_ENGINE='c': give python or native"
-    assert replication.process is None
+
+    async def run() -> tuple[str | None, str | None]:
+        await replication.start(StartReplication(ReplicationRole.SECONDARY))
+        view = replication.view()
+        await replication.stop()
+        return (None, None) if view is None else (view["role"], view["engine"])
+
+    with caplog.at_level(logging.INFO, logger="t.replication"):
+        shown = asyncio.run(run())
+    assert submitted == [] and shown == ("secondary", "native")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "replication: SAFEKIT_RFS_ENGINE='python' is ignored" in messages[0], messages
+    assert any(m.startswith("replication secondary started (native engine)") for m in messages), messages

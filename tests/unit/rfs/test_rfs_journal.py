@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safekit.rfs import ops
-from safekit.rfs.journal import ZONE, Entry, Journal, apply_marks, marks_of, plan_order
-from safekit.rfs.wire import ATTR_MODE, ATTR_MTIME, ATTR_SIZE
+from safekit.rfs.journal import ZONE, Entry, Journal, plan_order
 
 SHORT = settings(max_examples=80, deadline=None)
 
@@ -322,75 +320,3 @@ def test_plan_order_property(flags: dict[bytes, bool]) -> None:
         for q in order:
             if q.startswith(p + b"/"):
                 assert position[p] < position[q]
-
-
-# --------------------------------------------------------------------------- marks
-@pytest.mark.parametrize(
-    ("op", "marks"),
-    [
-        (ops.Write(b"f", 10, b"abc"), (("w", b"f", 10, 3),)),
-        (ops.Fallocate(b"f", 0, 5, 100), (("w", b"f", 5, 100),)),
-        (ops.Truncate(b"f", 7), (("t", b"f", 7, 0),)),
-        (ops.SetAttr(b"f", ATTR_SIZE | ATTR_MODE, size=9), (("t", b"f", 9, 0),)),
-        (ops.SetAttr(b"f", ATTR_MODE | ATTR_MTIME, mode=0o644), (("m", b"f", 0, 0),)),
-        (ops.SetXattr(b"f", b"user.a", b"1"), (("m", b"f", 0, 0),)),
-        (ops.RemoveXattr(b"f", b"user.a"), (("m", b"f", 0, 0),)),
-        (ops.Create(b"f", 0o644, 0, 0), (("r", b"f", 0, 0),)),
-        (ops.Mkdir(b"d", 0o755, 0, 0), (("r", b"d", 0, 0),)),
-        (ops.Symlink(b"l", b"t", 0, 0), (("r", b"l", 0, 0),)),
-        (ops.Mknod(b"p", 0o10644, 0, 0, 0), (("r", b"p", 0, 0),)),
-        (ops.Unlink(b"f"), (("x", b"f", 0, 0),)),
-        (ops.Rmdir(b"d"), (("x", b"d", 0, 0),)),
-        (ops.RemoveTree(b"d"), (("x", b"d", 0, 0),)),
-        (ops.Rename(b"a", b"b"), (("x", b"a", 0, 0), ("r", b"b", 0, 0))),
-        (ops.Rename(b"a", b"b", 1), (("x", b"a", 0, 0), ("r", b"b", 0, 0))),
-        (ops.Rename(b"a", b"b", 2), (("r", b"a", 0, 0), ("r", b"b", 0, 0))),
-        (ops.Fsync(b"f"), ()),
-        ("not an operation", ()),
-    ],
-    ids=lambda v: type(v).__name__ if not isinstance(v, tuple) else "",
-)
-def test_marks_of_every_operation(op: object, marks: tuple[tuple[str, bytes, int, int], ...]) -> None:
-    assert marks_of(op) == marks
-
-
-def test_apply_marks_of_a_rename_removes_the_old_and_replaces_the_new() -> None:
-    j = Journal("e")
-    j.wrote(0, b"a", 0, 10)
-    apply_marks(j, 0, marks_of(ops.Rename(b"a", b"b")))
-    assert j.entries[0][b"a"] == Entry(meta=True)
-    assert j.entries[0][b"b"] == Entry(whole=True, meta=True)
-
-
-def test_apply_marks_of_an_exchange_replaces_both() -> None:
-    j = Journal("e")
-    j.wrote(0, b"a", 0, 10)
-    j.truncated(0, b"b", 3)
-    apply_marks(j, 0, marks_of(ops.Rename(b"a", b"b", 2)))
-    assert j.entries[0][b"a"] == Entry(whole=True, meta=True)
-    assert j.entries[0][b"b"] == Entry(whole=True, meta=True)
-
-
-def test_apply_marks_of_each_kind() -> None:
-    j = Journal("e")
-    apply_marks(j, 3, marks_of(ops.Write(b"w", ZONE, b"x")))
-    apply_marks(j, 3, marks_of(ops.Truncate(b"t", 4)))
-    apply_marks(j, 3, marks_of(ops.SetXattr(b"m", b"user.a", b"")))
-    apply_marks(j, 3, marks_of(ops.Create(b"r", 0, 0, 0)))
-    apply_marks(j, 3, marks_of(ops.Unlink(b"x")))
-    apply_marks(j, 3, marks_of(ops.Fsync(b"w")))
-    assert j.entries == {
-        3: {
-            b"w": Entry({1}),
-            b"t": Entry(meta=True, trunc=4),
-            b"m": Entry(meta=True),
-            b"r": Entry(whole=True, meta=True),
-            b"x": Entry(meta=True),
-        }
-    }
-
-
-def test_apply_marks_ignores_unknown_kinds() -> None:
-    j = Journal("e")
-    apply_marks(j, 0, (("?", b"f", 0, 0),))
-    assert j.entries == {}

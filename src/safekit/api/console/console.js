@@ -426,7 +426,7 @@ function replicationBlock(rfs) {
   }
   if (rfs.resync) {
     const r = rfs.resync;
-    // without a percentage (the Python primary reports none; its secondary does) the bar is indeterminate
+    // without a percentage (a status that reports no count) the bar is indeterminate
     const bar = r.percent === null ? el("progress", { class: "resync", title: "how far: not known yet" })
       : el("progress", { class: "resync", max: 100, value: r.percent, title: `${r.percent} %` });
     const what = [r.percent === null ? "how far: not known yet" : `${r.percent.toFixed(1)} %`, r.mode];
