@@ -51,6 +51,13 @@ EXPECTED_ALERTS = {
     "SafekitScriptFailed",
     "SafekitReplicationNotInSync",
     "SafekitResyncStalled",
+    "SafekitReplicationLagging",
+    "SafekitAckLatencyHigh",
+    "SafekitWitnessAddressUnreachable",
+}
+EXPECTED_RECORDS = {
+    "job_instance_module:safekit_rfs_ack_latency_seconds:p99_5m",
+    "job_instance_module:safekit_rfs_ack_latency_seconds:p50_5m",
 }
 
 
@@ -92,6 +99,14 @@ def rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+def alerts() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def records() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "record" in rule]
+
+
 def dashboard_queries(node: Any) -> Iterator[str]:
     """Every PromQL expression of the dashboard: panels' targets, annotations, variables."""
     if isinstance(node, dict):
@@ -130,8 +145,48 @@ def test_promtool_finds_nothing_to_lint_in_the_exposition(exposition: str) -> No
 def test_promtool_accepts_the_rules() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
-    assert {rule["alert"] for rule in rules()} == EXPECTED_ALERTS
+    assert f"SUCCESS: {len(EXPECTED_ALERTS) + len(EXPECTED_RECORDS)} rules found" in result.stdout
+    assert {rule["alert"] for rule in alerts()} == EXPECTED_ALERTS
+    assert {rule["record"] for rule in records()} == EXPECTED_RECORDS
+
+
+def test_every_alert_tells_what_it_means_and_what_to_do() -> None:
+    """A severity for Alertmanager's routes, a summary naming where, a description; the alerts of
+    the replication's lag and latency and of the witness per node carry a runbook."""
+    for rule in alerts():
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert (
+            "{{ $labels.instance }}" in rule["annotations"]["summary"] or rule["alert"] == "SafekitNodeDown"
+        )
+        assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+    runbooks = {
+        rule["alert"]: rule["annotations"]["description"]
+        for rule in alerts()
+        if rule["alert"]
+        in {"SafekitReplicationLagging", "SafekitAckLatencyHigh", "SafekitWitnessAddressUnreachable"}
+    }
+    assert len(runbooks) == 3
+    for alert, text in runbooks.items():
+        assert "Runbook:" in text and "safekit state -v" in text, alert
+    documented = (ROOT / "observability" / "README.md").read_text()
+    for alert in EXPECTED_ALERTS:
+        assert f"`{alert}`" in documented, f"observability/README.md does not explain {alert}"
+
+
+def test_a_recorded_series_is_recorded_before_an_alert_uses_it() -> None:
+    """Rules of a group run in order: an alert that reads a recording rule's series comes after it
+    in the same group (else it sees the value of the previous evaluation, or none at first)."""
+    document = yaml.safe_load(RULES.read_text())
+    for group in document["groups"]:
+        recorded: set[str] = set()
+        for rule in group["rules"]:
+            used = metric_names(rule["expr"])
+            assert used & EXPECTED_RECORDS <= recorded, rule.get("alert") or rule.get("record")
+            if "record" in rule:
+                assert rule["record"].count(":") == 2, "level:metric:operations"
+                recorded.add(rule["record"])
+    used_by_alerts = {name for rule in alerts() for name in metric_names(rule["expr"])}
+    assert "job_instance_module:safekit_rfs_ack_latency_seconds:p99_5m" in used_by_alerts
 
 
 def test_the_alerts_fire_when_they_should_and_only_then() -> None:
@@ -141,13 +196,30 @@ def test_the_alerts_fire_when_they_should_and_only_then() -> None:
     result = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
-    assert len(tested) >= 2 and tested <= EXPECTED_ALERTS
+    assert tested == EXPECTED_ALERTS - {
+        "SafekitNodeDown",
+        "SafekitPrimaryLost",
+        "SafekitReplicationDegraded",
+        "SafekitHeartbeatsForged",
+    }
+    assert "job_instance_module:safekit_rfs_ack_latency_seconds:p99_5m" in RULE_TESTS.read_text()
 
 
 def test_every_metric_of_the_rules_is_exported(exported_names: set[str]) -> None:
+    """Every series a rule reads is one safekitd declares, Prometheus' own `up`, or one recorded
+    by this file's recording rules (whose own expressions read exported series only)."""
     used = {name for rule in rules() for name in metric_names(rule["expr"])}
-    assert "safekit_module_transitions_total" in used and "safekit_resource_up" in used
-    assert used - exported_names - PROMETHEUS_OWN == set()
+    for needed in (
+        "safekit_module_transitions_total",
+        "safekit_resource_up",
+        "safekit_rfs_lag_seconds",
+        "safekit_rfs_ack_latency_seconds_bucket",
+        "safekit_witness_reachable",
+    ):
+        assert needed in used, f"no rule reads {needed}"
+    assert used - exported_names - PROMETHEUS_OWN - EXPECTED_RECORDS == set()
+    for rule in records():
+        assert metric_names(rule["expr"]) - exported_names == set(), rule["record"]
 
 
 def test_every_query_of_the_dashboard_parses_and_uses_exported_metrics(
@@ -169,8 +241,16 @@ def test_every_query_of_the_dashboard_parses_and_uses_exported_metrics(
         "safekit_rfs_in_flight_bytes",
         "safekit_rfs_resync_progress_ratio",
         "safekit_rfs_resync_remaining_seconds",
+        "safekit_rfs_lag_seconds",
+        "safekit_rfs_ack_latency_seconds_bucket",
+        "safekit_rfs_ack_latency_seconds_count",
+        "safekit_rfs_resync_sent_bytes",
+        "safekit_witness_reachable",
+        "safekit_witness_rtt_seconds",
+        "safekit_witness_probe_failures_total",
     ):
         assert needed in used, f"the dashboard shows no {needed}"
+    assert not used & EXPECTED_RECORDS, "the dashboard works without the recording rules"
     # promtool parses each query as the expression of a recording rule.
     check = {
         "groups": [
@@ -194,6 +274,16 @@ def test_the_dashboard_is_importable() -> None:
     assert document["uid"] and document["title"]
     ids = [panel["id"] for panel in document["panels"]]
     assert len(ids) == len(set(ids))
+    # No two panels overlap on Grafana's 24-column grid.
+    cells: set[tuple[int, int]] = set()
+    for panel in document["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        mine = {
+            (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
     variables = {v["name"]: v for v in document["templating"]["list"]}
     assert variables["datasource"]["query"] == "prometheus"
     assert {"job", "instance", "module"} <= set(variables)
