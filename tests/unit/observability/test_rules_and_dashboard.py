@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from safekit.daemon.metrics import Metrics
+from safekit.daemon.rfs_figures import ReplicationFigures
+from safekit.daemon.witness_probes import WitnessView
+from safekit.mirror import WitnessMode
+from safekit.rfs import channel
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "observability" / "prometheus" / "safekit-rules.yml"
@@ -203,6 +211,105 @@ def test_the_alerts_fire_when_they_should_and_only_then() -> None:
         "SafekitHeartbeatsForged",
     }
     assert "job_instance_module:safekit_rfs_ack_latency_seconds:p99_5m" in RULE_TESTS.read_text()
+
+
+LATENCY_BOUNDS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+
+
+def native_status(lag: float, counts: list[int]) -> channel.StatusReport:
+    """A native primary's `status` answer in sync: its lag and ack latency histogram."""
+    stats = {
+        "lag_seconds": lag,
+        "ack_latency_le": LATENCY_BOUNDS,
+        "ack_latency_buckets": counts,
+        "ack_latency_count": sum(counts),
+        "ack_latency_sum": 0.001 * sum(counts),
+    }
+    return channel.StatusReport("in_sync", 1, 0, stats)
+
+
+def scrape(metrics: Metrics) -> dict[str, float]:
+    """`series{labels}` -> value of one /metrics scrape, with the labels a scrape of n1 adds."""
+    samples = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            labels = {"job": "safekit", "instance": "n1:9010", **sample.labels}
+            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            samples[f"{sample.name}{{{text}}}"] = sample.value
+    return samples
+
+
+def test_the_new_alerts_fire_on_the_series_safekitd_really_exports(tmp_path: Path) -> None:
+    """safekitd's own collectors (daemon/metrics.py) fed as the engine feeds them - a native
+    primary 42 s behind whose writes wait 100-250 ms for 2 in 100, a witness address that stops
+    answering - scraped twice 1 minute apart; promtool replays the scrapes as series growing at that
+    pace and the rules fire exactly the lag, ack latency and witness alerts, with the labels their
+    text prints (module, instance, witness)."""
+    metrics = Metrics()
+    figures = ReplicationFigures()
+    figures.started("primary")
+    witness = WitnessView.of(WitnessMode.PING, ["198.18.0.9", "198.18.0.10"])
+    metrics.add_replication("AM", lambda: figures)
+    metrics.add_witness("AM", lambda: witness)
+    figures.on_status(native_status(42.0, [0] * 13), 0.0)
+    witness.answered("198.18.0.10", 0.0004, now=0.0)
+    witness.failed("198.18.0.9", "no answer", now=0.0)
+    first = scrape(metrics)
+    # one minute later: 1000 writes more, 970 under 10 ms, 10 under 100 ms, 20 under 250 ms
+    figures.on_status(native_status(42.0, [0, 0, 0, 0, 0, 970, 0, 0, 10, 20, 0, 0, 0]), 60.0)
+    second = scrape(metrics)
+    assert set(first) == set(second)
+    assert (
+        'safekit_witness_reachable{instance="n1:9010",job="safekit",module="AM",witness="198.18.0.9"}'
+        in first
+    )
+    series = [
+        {"series": name, "values": f"{first[name]!r}+{second[name] - first[name]!r}x30"}
+        for name in sorted(first)
+    ]
+    firing = {
+        ("SafekitReplicationLagging", ()),
+        ("SafekitAckLatencyHigh", ()),
+        ("SafekitWitnessAddressUnreachable", (("witness", "198.18.0.9"),)),
+    }
+    expected = [
+        {
+            "labels": "ALERTS{"
+            + ",".join(
+                f'{k}="{v}"'
+                for k, v in {
+                    "alertname": name,
+                    "alertstate": "firing",
+                    "severity": "warning",
+                    "job": "safekit",
+                    "instance": "n1:9010",
+                    "module": "AM",
+                    **dict(extra),
+                }.items()
+            )
+            + "}",
+            "value": 1,
+        }
+        for name, extra in sorted(firing)
+    ]
+    replay = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {"expr": 'ALERTS{alertstate="firing"}', "eval_time": "1m", "exp_samples": []},
+                    {"expr": 'ALERTS{alertstate="firing"}', "eval_time": "16m", "exp_samples": expected},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "replay.test.yml"
+    path.write_text(yaml.safe_dump(replay))
+    result = promtool("test", "rules", path.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_metric_of_the_rules_is_exported(exported_names: set[str]) -> None:
