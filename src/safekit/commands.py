@@ -374,21 +374,141 @@ def _print_state(args: argparse.Namespace, answer: dict[str, Any]) -> int:
         for mod in modules:
             print(f"{mod['name']:<16} {mod['state']:<7} ({mod['readiness']})  {mod.get('reason', '')}")
             if args.verbose:
-                for res, value in sorted(mod.get("resources", {}).items()):
-                    print(f"    {res:<32} {value}")
-                replication = mod.get("replication")
-                if replication:  # a mirror module's replication process: its role and engine
-                    print(f"    replication {replication.get('role')} ({replication.get('engine')} engine)")
-                controls = mod.get("controls")
-                if controls:  # `safekit errd|checker|failover on|off`
-                    print("    " + ", ".join(f"{name} {value}" for name, value in sorted(controls.items())))
-                for group, share in sorted((mod.get("groups") or {}).items()):  # a farm's groups
-                    pending = share.get("pending_buckets", 0)
-                    later = f", {pending} more after the handover delay" if pending else ""
-                    print(f"    group {group}: {share.get('buckets', 0)} buckets served here{later}")
+                for line in verbose_lines(mod):
+                    print(line)
     if args.quiet and args.module and modules:
         return STATE_EXIT_CODES.get(modules[0]["state"], 0)  # SafeKit's `state -m AM -lq`
     return 0
+
+
+def verbose_lines(mod: dict[str, Any]) -> list[str]:
+    """What `safekit state -v` prints under a module's line: its resources, the replication (role,
+    engine; lag, ack latency and resynchronisation when the process reports them), the split-brain
+    witness as this node sees it, the controls and a farm's groups. A figure the daemon does not
+    report is left out, never shown as 0."""
+    lines = [f"    {res:<32} {value}" for res, value in sorted(mod.get("resources", {}).items())]
+    replication = mod.get("replication")
+    if replication:  # a mirror module's replication process: its role and engine
+        lines.append(f"    replication {replication.get('role')} ({replication.get('engine')} engine)")
+        lines.extend(f"    replication {line}" for line in _replication_figures(replication))
+    witness = mod.get("witness")
+    if witness:
+        lines.extend(_witness_lines(witness))
+    controls = mod.get("controls")
+    if controls:  # `safekit errd|checker|failover on|off`
+        lines.append("    " + ", ".join(f"{name} {value}" for name, value in sorted(controls.items())))
+    for group, share in sorted((mod.get("groups") or {}).items()):  # a farm's groups
+        pending = share.get("pending_buckets", 0)
+        later = f", {pending} more after the handover delay" if pending else ""
+        lines.append(f"    group {group}: {share.get('buckets', 0)} buckets served here{later}")
+    return lines
+
+
+def _replication_figures(replication: dict[str, Any]) -> list[str]:
+    """The lag, ack latency and resynchronisation lines of a replication view (rfs_figures.py)."""
+    lines = []
+    parts = []
+    lag = replication.get("lag_seconds")
+    if isinstance(lag, (int, float)):
+        parts.append(f"lag {duration(lag)}")
+    latency = replication.get("ack_latency")
+    if isinstance(latency, dict):
+        window = duration(latency.get("window") or 20)
+        if latency.get("p50") is None or latency.get("p99") is None:
+            parts.append(f"ack latency: no write acknowledged in the last {window}")
+        else:
+            parts.append(
+                f"ack latency p50 {duration(latency['p50'])} p99 {duration(latency['p99'])} "
+                f"(last {window}, {latency.get('count', 0)} writes)"
+            )
+    if parts:
+        lines.append(", ".join(parts))
+    resync = replication.get("resync")
+    if isinstance(resync, dict):
+        text = f"resync {resync.get('mode') or 'running'}"
+        if resync.get("percent") is not None:
+            text += f" {resync['percent']:.0f}%"
+        details = []
+        if resync.get("done") is not None and resync.get("total") is not None:
+            details.append(f"{resync['done']}/{resync['total']} objects")
+        if resync.get("bytes") is not None:
+            details.append(f"{size(resync['bytes'])} sent")
+        if resync.get("rate") is not None:
+            details.append(f"{size(resync['rate'])}/s")
+        if details:
+            text += f" ({', '.join(details)})"
+        remaining = resync.get("remaining")
+        text += ", time left unknown" if remaining is None else f", about {duration(remaining)} left"
+        lines.append(text)
+    return lines
+
+
+def _witness_lines(witness: dict[str, Any]) -> list[str]:
+    """The witness as this node sees it (witness_probes.WitnessView.view): overall, then each
+    address with its round trip, failures and last error."""
+    reachable = witness.get("reachable")
+    overall = {True: "reachable", False: "unreachable", None: "not probed yet"}[reachable]
+    head = f"    witness ({witness.get('mode')}) {overall}"
+    if reachable and witness.get("rtt") is not None:
+        head += f", round trip {duration(witness['rtt'])}"
+    lines = [head]
+    for target in witness.get("targets") or []:
+        lines.append(f"      {target.get('address')}: {', '.join(_witness_target(target))}")
+    return lines
+
+
+def _witness_target(target: dict[str, Any]) -> list[str]:
+    """One witness address: reachable with its round trip, or unreachable with why and since when;
+    the failed probes and the last error either way (a flapping witness shows as reachable with
+    a recent error)."""
+    error = None
+    if target.get("last_error"):
+        ago = "" if target.get("failed_age") is None else f" {_ago(target['failed_age'])}"
+        error = f"last error: {target['last_error']}{ago}"
+    n = target.get("failures") or 0
+    failures = f"{n} probe{'s' if n > 1 else ''} failed" if n else None
+    reachable = target.get("reachable")
+    if reachable is None:
+        return ["not probed yet"]
+    if reachable:
+        parts = ["reachable"]
+        if target.get("rtt") is not None:
+            parts.append(f"round trip {duration(target['rtt'])}")
+        return [*parts, *(x for x in (failures, error) if x)]
+    answered = target.get("answered_age")
+    since = "never answered" if answered is None else f"last answer {_ago(answered)}"
+    return ["unreachable", *(x for x in (error, since, failures) if x)]
+
+
+def _ago(age: float) -> str:
+    """How long ago, from an age in seconds (the daemon rounds them to 0.1 s)."""
+    return f"{age:.1f} s ago" if age < 1 else f"{duration(age)} ago"
+
+
+def duration(seconds: float) -> str:
+    """A duration as an operator reads it: 0.25 ms, 175 ms, 2.5 s, 42 s, 3 min 20 s, 1 h 5 min."""
+    if seconds <= 0:
+        return "0 s"
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    whole = round(seconds)
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(whole, 3600)
+    return f"{hours} h {rest // 60} min" if rest // 60 else f"{hours} h"
+
+
+def size(count: float) -> str:
+    """Bytes with a binary unit: 512 B, 1.5 KiB, 12.3 MiB, 2.0 GiB."""
+    value, unit = float(count), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def _waitstate(args: argparse.Namespace) -> int:

@@ -323,12 +323,16 @@ class ModuleReplication:
             self.log.warning("replication mounts left by a dead process: %d removed", removed)
 
     def view(self) -> dict[str, Any] | None:
-        """The running process's role, engine and last event (`safekit state -v`), or None."""
+        """The running process's role, engine and last event, with the figures `safekit state -v`
+        prints when the process reports them (link, lag, ack latency, resync; the monitoring view
+        has them all), or None."""
         if self.process is None:
             return None
         last = self._last_shown
+        figures = self.figures.view(time.monotonic())
         return {
             "role": self.process.role,
             "engine": self.process.engine,
             "last_event": None if last is None else channel.describe(last),
+            **{key: figures[key] for key in ("link", "in_sync", "lag_seconds", "ack_latency", "resync")},
         }

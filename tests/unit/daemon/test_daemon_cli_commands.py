@@ -145,6 +145,55 @@ def test_state_verbose_shows_the_replication_engine(
     assert lines[1:] == ["    rfs.uptodate                     up", "    replication primary (native engine)"]
 
 
+def test_state_verbose_shows_lag_ack_latency_and_the_witness_from_this_node(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon's JSON (ModuleReplication.view, WitnessView.view) printed as text."""
+    replication = {
+        "role": "primary",
+        "engine": "native",
+        "last_event": None,
+        "link": "in_sync",
+        "in_sync": True,
+        "lag_seconds": 0.003,
+        "ack_latency": {
+            "window": 20.0,
+            "count": 512,
+            "p50": 0.0012,
+            "p99": 0.0048,
+            "mean": 0.0015,
+            "total": 9000,
+        },
+        "resync": None,
+    }
+    witness = {
+        "mode": "arbitrator",
+        "reachable": False,
+        "rtt": None,
+        "targets": [
+            {
+                "address": "198.18.0.9",
+                "reachable": False,
+                "rtt": 0.0009,
+                "last_error": "lease request failed: timed out",
+                "checked_age": 0.4,
+                "answered_age": 64.0,
+                "failed_age": 0.4,
+                "failures": 57,
+            }
+        ],
+    }
+    daemon.answer_state(module("PRIM", resources={}, replication=replication, witness=witness))
+    assert cli.main(["state", "-m", "AM", "-v"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "    replication primary (native engine)",
+        "    replication lag 3 ms, ack latency p50 1.2 ms p99 4.8 ms (last 20 s, 512 writes)",
+        "    witness (arbitrator) unreachable",
+        "      198.18.0.9: unreachable, last error: lease request failed: timed out 0.4 s ago,"
+        " last answer 1 min 4 s ago, 57 probes failed",
+    ]
+
+
 def test_state_of_every_module(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     daemon.reply = lambda request: {
         "ok": True,
