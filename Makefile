@@ -104,6 +104,14 @@ test-rfs-native: deps test-deps venv native-deps
 	$(MAKE) -C native all
 	SAFEKIT_TEST_RFS_ENGINE=native $(BIN)/pytest --durations=0 $(RFS_NATIVE_TESTS)
 
+## test-powercut: 20 power cuts of the primary (lab kill) under a writer of fsync'd, fdatasync'd,
+## O_DSYNC and renamed-into-place records, native engine with the writeback cache on (ADR 0028);
+## `make test` runs 2 rounds. SAFEKIT_POWERCUT_WRITEBACK=off runs it without the cache.
+.PHONY: test-powercut
+test-powercut: deps test-deps venv native-deps
+	$(MAKE) -C native all
+	SAFEKIT_POWERCUT_ROUNDS=20 $(BIN)/pytest -s --durations=0 tests/integration/rfs/test_rfs_powercut_writeback.py
+
 RFS_NATIVE_TESTS := tests/integration/rfs/test_rfs_native_engine.py tests/integration/rfs/test_rfs_replication.py \
 	tests/integration/rfs/test_rfs_recovery.py tests/integration/rfs/test_rfs_postgres.py \
 	tests/integration/rfs/test_splitbrain_saved.py

@@ -201,6 +201,9 @@ class Rfs:
     # Extension: the replication engine of this module (docs/replication.md, "Engines", ADR 0024):
     # "python" or "native"; None leaves it to safekitd (SAFEKIT_RFS_ENGINE, else "python").
     engine: Literal["python", "native"] | None = None
+    # Extension: the kernel's writeback cache on the native engine's FUSE front (`writeback="on"`;
+    # docs/replication.md, "The writeback cache", ADR 0028). Off: every write reaches the stream.
+    writeback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

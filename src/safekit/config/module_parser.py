@@ -208,6 +208,7 @@ _RFS_ATTRIBUTES: Final = (
     "namespacepolicy",
     "splitbrain_keep_free",
     "engine",
+    "writeback",
 )
 
 _KEEP_FREE = re.compile(r"(\d+(\.\d+)?%|\d+(\.\d+)?[KMGT]?B?)", re.IGNORECASE)
@@ -244,6 +245,7 @@ def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
         engine=cast(Literal["python", "native"], reader.choice("engine", ("python", "native"), "python"))
         if reader.has("engine")
         else None,
+        writeback=reader.flag("writeback", False),
     )
 
 
