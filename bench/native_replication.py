@@ -7,7 +7,10 @@ Targets, all on the same file system (directories under /tmp):
 - replicated: safekit-rfs-primary + safekit-rfs-secondary, async="second" (and async="none" for
   the fsync latency).
 Measured: sequential write of 256 MiB in 1 MiB writes + one fsync (MiB/s; 1 GiB with --full);
-4 KiB pwrite + fsync p50/p99 over 2,000 (ms); the primary's CPU seconds per GiB written.
+4 KiB pwrite + fsync p50/p99 over 2,000 (ms); the primary's CPU seconds per GiB written. The front
+and the replicated pair run with the kernel's writeback cache off and on (`--writeback`, the spec's
+`writeback`, ADR 0030), in the same run; the FUSE mount's dirty-page limits (its BDI in
+/sys/class/bdi) are recorded beside them.
 
 Writes bench/results/native_replication.json. Usage: bench/native_replication.py [--full]
 Needs root, /dev/fuse, fusermount3 and `make -C native all`.
@@ -96,7 +99,21 @@ class Events:
         self.proc.stdin.flush()
 
 
-def write_spec(root: Path, role: str, path: Path, port: int, async_mode: str) -> Path:
+def bdi_limits(mnt: Path) -> dict[str, Any]:
+    """The FUSE mount's writeback limits (/sys/class/bdi/MAJ:MIN): FUSE gives every mount
+    max_ratio 1 % and strict_limit, which throttle a writer through the writeback cache."""
+    dev = os.stat(mnt).st_dev
+    base = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}")
+    out: dict[str, Any] = {}
+    for name in ("max_ratio", "strict_limit", "max_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            out[name] = int((base / name).read_text())
+    return out
+
+
+def write_spec(
+    root: Path, role: str, path: Path, port: int, async_mode: str, *, writeback: bool = False
+) -> Path:
     node, peer = ("node1", "node2") if role == "primary" else ("node2", "node1")
     spec = root / f"{role}.json"
     spec.write_text(
@@ -115,6 +132,7 @@ def write_spec(root: Path, role: str, path: Path, port: int, async_mode: str) ->
                 "sendtimeout": 30.0,
                 "connect_interval": 0.2,
                 "window_bytes": 64 << 20,
+                "writeback": writeback,
                 "extra": {},
             }
         )
@@ -127,12 +145,19 @@ def unmount(mnt: Path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
 
 
-def run_front(root: Path, total: int, n: int) -> dict[str, Any]:
-    backing, mnt = root / "front-backing", root / "front-mnt"
+def run_front(root: Path, total: int, n: int, writeback: bool = False) -> dict[str, Any]:
+    tag = "front-wb" if writeback else "front"
+    backing, mnt = root / f"{tag}-backing", root / f"{tag}-mnt"
     backing.mkdir()
     mnt.mkdir()
     proc = subprocess.Popen(
-        [str(BUILD / "front" / "safekit-front"), "--sink=null", str(backing), str(mnt)],
+        [
+            str(BUILD / "front" / "safekit-front"),
+            "--sink=null",
+            *(["--writeback"] if writeback else []),
+            str(backing),
+            str(mnt),
+        ],
         stdout=subprocess.PIPE,
     )
     try:
@@ -147,14 +172,17 @@ def run_front(root: Path, total: int, n: int) -> dict[str, Any]:
             "cpu_s_per_gib": round(cpu / (total / (1 << 30)), 3),
             "fsync_p50_ms": round(p50, 3),
             "fsync_p99_ms": round(p99, 3),
+            "bdi": bdi_limits(mnt),
         }
     finally:
         unmount(mnt)
         proc.wait(10)
 
 
-def run_replicated(root: Path, async_mode: str, total: int, n: int, seq: bool) -> dict[str, Any]:
-    base = root / f"rep-{async_mode}"
+def run_replicated(
+    root: Path, async_mode: str, total: int, n: int, *, seq: bool, writeback: bool = False
+) -> dict[str, Any]:
+    base = root / f"rep-{async_mode}{'-wb' if writeback else ''}"
     base.mkdir()
     (base / "key").write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
     (base / "key").chmod(0o600)
@@ -175,7 +203,7 @@ def run_replicated(root: Path, async_mode: str, total: int, n: int, seq: bool) -
             [
                 str(BUILD / "safekit-rfs-primary"),
                 f"--mountpoint={mnt}",
-                str(write_spec(base, "primary", backing, port, async_mode)),
+                str(write_spec(base, "primary", backing, port, async_mode, writeback=writeback)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -185,7 +213,7 @@ def run_replicated(root: Path, async_mode: str, total: int, n: int, seq: bool) -
         pev.wait("mounted")
         pev.send("degrade_ok")
         pev.wait("in_sync")
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"bdi": bdi_limits(mnt)}
         if seq:
             cpu0, scpu0 = cpu_seconds(prim.pid), cpu_seconds(sec.pid)
             mib = seq_write(mnt / "seq", total)
@@ -240,16 +268,26 @@ def main() -> int:
             "fsync_p99_ms": round(p99, 3),
         }
         results["front_null"] = run_front(root, total, n)
+        results["front_null_writeback"] = run_front(root, total, n, writeback=True)
         results["replicated_second"] = run_replicated(root, "second", total, n, seq=True)
+        results["replicated_second_writeback"] = run_replicated(
+            root, "second", total, n, seq=True, writeback=True
+        )
         results["replicated_none"] = run_replicated(root, "none", total, n, seq=False)
+        results["replicated_none_writeback"] = run_replicated(
+            root, "none", total, n, seq=False, writeback=True
+        )
         loc = results["local"]
-        rep = results["replicated_second"]
-        results["ratios"] = {
-            "seq_replicated_vs_local": round(rep["seq_mib_s"] / loc["seq_mib_s"], 3),
-            "seq_front_vs_local": round(results["front_null"]["seq_mib_s"] / loc["seq_mib_s"], 3),
-            "fsync_p50_over_local_ms": round(rep["fsync_p50_ms"] - loc["fsync_p50_ms"], 3),
-            "fsync_p99_over_local_ms": round(rep["fsync_p99_ms"] - loc["fsync_p99_ms"], 3),
-        }
+        results["ratios"] = {}
+        for suffix in ("", "_writeback"):
+            rep = results["replicated_second" + suffix]
+            front = results["front_null" + suffix]
+            results["ratios"] |= {
+                f"seq_replicated{suffix}_vs_local": round(rep["seq_mib_s"] / loc["seq_mib_s"], 3),
+                f"seq_front{suffix}_vs_local": round(front["seq_mib_s"] / loc["seq_mib_s"], 3),
+                f"fsync_p50{suffix}_over_local_ms": round(rep["fsync_p50_ms"] - loc["fsync_p50_ms"], 3),
+                f"fsync_p99{suffix}_over_local_ms": round(rep["fsync_p99_ms"] - loc["fsync_p99_ms"], 3),
+            }
         results["loadavg_end"] = os.getloadavg()
         OUT.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))

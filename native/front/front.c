@@ -30,6 +30,7 @@ struct handle {
 	bool append;   /* O_APPEND on the backing fd: a write lands at the end, wherever that is */
 	bool sync;     /* O_SYNC / O_DSYNC: each write is a barrier */
 	bool datasync; /* O_DSYNC without O_SYNC */
+	bool writable; /* opened for writing: with the writeback cache, its file may hold dirty pages */
 	bool wrote;    /* written since the file's times were last submitted (at fsync and close) */
 	uint64_t unflushed; /* bytes written since the disk writeback of the file was last started */
 };
@@ -952,6 +953,7 @@ static struct handle *new_handle(struct sk_front *f, int fd, struct sk_node *n, 
 	h->append = !f->writeback && (flags & O_APPEND);
 	h->sync = !f->writeback && (flags & (O_SYNC | O_DSYNC));
 	h->datasync = (flags & O_SYNC) != O_SYNC;
+	h->writable = (flags & O_ACCMODE) != O_RDONLY;
 	live_add(f, &h->live, false);
 	return h;
 }
@@ -1560,6 +1562,42 @@ int sk_front_init_multi(struct sk_front *f, const int *dir_fds, unsigned ndirs, 
 {
 	front_init_common(f, sink);
 	return sk_nodes_init_multi(&f->nodes, dir_fds, ndirs);
+}
+
+char **sk_front_written_files(struct sk_front *f, size_t *count)
+{
+	*count = 0;
+	size_t cap = 16;
+	char **out = malloc(cap * sizeof(*out));
+	if (!out)
+		return NULL;
+	order_shared(f); /* names do not change meanwhile (sk_nodes_path's walk needs it) */
+	pthread_mutex_lock(&f->live_mu);
+	for (struct sk_live *x = f->live; x; x = x->next) {
+		struct handle *h = (struct handle *)x;
+		if (x->dir || !h->writable)
+			continue;
+		bool seen = false;
+		for (struct sk_live *y = f->live; y != x && !seen; y = y->next)
+			seen = !y->dir && ((struct handle *)y)->writable && ((struct handle *)y)->node == h->node;
+		size_t len;
+		char *path = seen ? NULL : sk_nodes_path(&f->nodes, h->node, &len);
+		if (!path)
+			continue; /* the same file again, or unlinked: nothing of it goes anywhere */
+		if (*count == cap) {
+			char **more = realloc(out, 2 * cap * sizeof(*out));
+			if (!more) {
+				free(path);
+				break;
+			}
+			out = more;
+			cap *= 2;
+		}
+		out[(*count)++] = path;
+	}
+	pthread_mutex_unlock(&f->live_mu);
+	order_unlock(f);
+	return out;
 }
 
 void sk_front_destroy(struct sk_front *f)

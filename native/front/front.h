@@ -50,6 +50,10 @@ int sk_front_init(struct sk_front *f, const char *backing, struct sk_sink *sink)
  * operation carries its directory's index and a path relative to it. */
 int sk_front_init_multi(struct sk_front *f, const int *dir_fds, unsigned ndirs, struct sk_sink *sink);
 void sk_front_destroy(struct sk_front *f);
+/* The paths (relative to the mount, malloc'd, in a malloc'd array of *count) of the files the
+ * kernel holds open for writing: with the writeback cache, where dirty pages may be. NULL with
+ * *count 0 when out of memory. */
+char **sk_front_written_files(struct sk_front *f, size_t *count);
 extern const struct fuse_lowlevel_ops sk_front_ops;
 
 #endif

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import random
 import select
@@ -877,3 +878,163 @@ def test_several_directories_and_exclusions(program: Path) -> None:
             assert front.ops()[n:] == [Op("RENAME", "b", "c", args={"flags": "0", "dir": "1"})]
     finally:
         shutil.rmtree(second, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- barriers and the cache
+# ADR 0030: what an fsync barrier covers with the kernel's writeback cache on and off. Each claim is
+# checked on the record as it stands the moment the caller's call returned (the record sink writes
+# each operation when it is submitted): a barrier covers what is before it in the stream.
+
+CACHE_MODES = [pytest.param((), id="no-cache"), pytest.param(("--writeback",), id="writeback")]
+
+
+def covered(ops: list[Op], path: str) -> int:
+    """How many bytes from offset 0 the WRITEs of `path` in `ops` cover without a gap."""
+    spans = sorted(
+        (int(op.args["off"]), int(op.args["off"]) + int(op.args["len"]))
+        for op in ops
+        if op.kind == "WRITE" and op.path == path
+    )
+    end = 0
+    for start, stop in spans:
+        if start > end:
+            break
+        end = max(end, stop)
+    return end
+
+
+def last_fsync(ops: list[Op], path: str) -> int:
+    found = [i for i, op in enumerate(ops) if op.kind == "FSYNC" and op.path == path]
+    assert found, f"no FSYNC of {path} in {ops}"
+    return found[-1]
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+@pytest.mark.parametrize("call", ["fsync", "fdatasync", "O_DSYNC", "O_SYNC", "msync"])
+def test_a_barrier_covers_every_byte_of_the_synced_file(
+    program: Path, options: tuple[str, ...], call: str
+) -> None:
+    """fsync, fdatasync, an O_SYNC/O_DSYNC write and msync(MS_SYNC) of a shared mapping: when the
+    call returns, the file's bytes are in the stream before its FSYNC (datasync for fdatasync and
+    O_DSYNC), with the cache or without it."""
+    size = 64 * 4096
+    data = os.urandom(size)
+    with mounted(program, *options) as front:
+        path = front.mnt / "f"
+        extra = {"O_DSYNC": os.O_DSYNC, "O_SYNC": os.O_SYNC}.get(call, 0)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | extra, 0o644)
+        if call == "msync":
+            os.ftruncate(fd, size)
+            with mmap.mmap(fd, size) as m:
+                m[:] = data
+                m.flush()  # msync(MS_SYNC)
+                ops = front.ops()
+        else:
+            for off in range(0, size, 4096):
+                os.pwrite(fd, data[off : off + 4096], off)
+            if call == "fsync":
+                os.fsync(fd)
+            elif call == "fdatasync":
+                os.fdatasync(fd)
+            ops = front.ops()
+        os.close(fd)
+        barrier = last_fsync(ops, "f")
+        assert covered(ops[:barrier], "f") >= size, ops
+        datasync = "1" if call in ("fdatasync", "O_DSYNC") else "0"
+        if call != "msync":  # msync asks the file system for a full fsync of the range
+            assert ops[barrier].args["datasync"] == datasync, ops[barrier]
+        assert (front.backing / "f").read_bytes() == data
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+def test_namespace_and_attribute_changes_are_never_cached(program: Path, options: tuple[str, ...]) -> None:
+    """create, mkdir, rename, unlink, chmod, truncate reach the stream before the call returns
+    (the cache holds file data only), and a directory fsync is a barrier behind them."""
+    with mounted(program, *options) as front:
+        m = front.mnt
+        (m / "gone").write_bytes(b"x")
+        fd = os.open(m / "a", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.mkdir(m / "d")
+        os.rename(m / "gone", m / "d" / "moved")
+        os.unlink(m / "d" / "moved")
+        os.chmod(m / "a", 0o600)
+        os.truncate(m / "a", 8192)
+        kinds = [(op.kind, op.path) for op in front.ops() if not op.is_times]
+        for expected in [("CREATE", "a"), ("MKDIR", "d"), ("RENAME", "gone"), ("UNLINK", "d/moved")]:
+            assert expected in kinds, (expected, kinds)
+        assert kinds.count(("SETATTR", "a")) >= 2, kinds  # the mode, then the size
+        dfd = os.open(m, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+        ops = front.ops()
+        assert ops[-1] == Op("FSYNC", "", args={"datasync": "0"}), ops[-1]
+        os.close(fd)
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+def test_close_then_rename_into_place_sends_the_data_first(program: Path, options: tuple[str, ...]) -> None:
+    """write tmp, close, rename over the target, without fsync: the data is in the stream before the
+    RENAME in both modes (the cache writes a file's dirty pages back at close), so a copy never has
+    the new name over an empty file - what ext4's auto_da_alloc gives the same pattern locally."""
+    with mounted(program, *options) as front:
+        m = front.mnt
+        (m / "target").write_bytes(b"old")
+        data = os.urandom(3 * 4096 + 100)
+        fd = os.open(m / "target.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+        os.rename(m / "target.tmp", m / "target")
+        ops = front.ops()
+        rename = ops.index(Op("RENAME", "target.tmp", "target", {"flags": "0"}))
+        assert covered(ops[:rename], "target.tmp") >= len(data), ops
+
+
+def test_without_the_cache_a_barrier_covers_other_files_writes(program: Path) -> None:
+    """Rule 1 as written (no cache): an fsync of one file covers every earlier write of the module,
+    other files' included - each write() reached the stream before it returned."""
+    with mounted(program) as front:
+        m = front.mnt
+        other = os.open(m / "other", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(other, b"o" * 8192)
+        fd = os.open(m / "synced", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"s" * 4096)
+        os.fsync(fd)
+        ops = front.ops()
+        barrier = last_fsync(ops, "synced")
+        assert covered(ops[:barrier], "other") == 8192
+        os.close(fd)
+        os.close(other)
+
+
+def test_with_the_cache_other_files_data_arrives_by_their_own_close(program: Path) -> None:
+    """With the cache, an fsync of one file covers that file (and every change already in the
+    stream); another file's unsynced data comes when the kernel writes it back - at the latest at
+    that file's fsync or close - as a local file system writes unsynced data late."""
+    with mounted(program, "--writeback") as front:
+        m = front.mnt
+        other = os.open(m / "other", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(other, b"o" * 8192)
+        fd = os.open(m / "synced", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"s" * 4096)
+        os.fsync(fd)
+        ops = front.ops()
+        assert covered(ops[: last_fsync(ops, "synced")], "synced") == 4096
+        os.close(fd)
+        os.close(other)
+        assert covered(front.ops(), "other") == 8192
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+def test_dirty_pages_of_an_unlinked_file_are_not_sent(program: Path, options: tuple[str, ...]) -> None:
+    """A file removed while it still has data the kernel did not write back: that data, written
+    back later, names no path - nothing reaches the stream for it after its UNLINK."""
+    with mounted(program, *options) as front:
+        m = front.mnt
+        fd = os.open(m / "doomed", os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"d" * 20000)
+        os.unlink(m / "doomed")
+        os.fsync(fd)
+        os.close(fd)
+        ops = front.ops()
+        gone = ops.index(Op("UNLINK", "doomed"))
+        assert not [op for op in ops[gone + 1 :] if op.path == "doomed"], ops[gone:]

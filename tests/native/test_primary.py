@@ -47,7 +47,16 @@ def built() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def spec(root: Path, role: str, rep: Path, port: int, *, async_mode: str, sendtimeout: float) -> Path:
+def spec(
+    root: Path,
+    role: str,
+    rep: Path,
+    port: int,
+    *,
+    async_mode: str,
+    sendtimeout: float,
+    writeback: bool = False,
+) -> Path:
     node, peer = (P_NODE, S_NODE) if role == "primary" else (S_NODE, P_NODE)
     path = root / f"{role}.spec.json"
     path.write_text(
@@ -66,6 +75,7 @@ def spec(root: Path, role: str, rep: Path, port: int, *, async_mode: str, sendti
                 "sendtimeout": sendtimeout,
                 "connect_interval": 0.2,
                 "window_bytes": 64 << 20,
+                "writeback": writeback,
                 "extra": {},
             }
         )
@@ -83,7 +93,9 @@ class Proc(EventProcess):
 
 
 class Pair:
-    def __init__(self, root: Path, *, async_mode: str = "second", sendtimeout: float = 30.0) -> None:
+    def __init__(
+        self, root: Path, *, async_mode: str = "second", sendtimeout: float = 30.0, writeback: bool = False
+    ) -> None:
         self.root = root
         (root / "cluster.key").write_text(
             "safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n"
@@ -107,7 +119,15 @@ class Pair:
                 str(PRIMARY),
                 f"--mountpoint={self.mnt}",
                 str(
-                    spec(root, "primary", self.backing, port, async_mode=async_mode, sendtimeout=sendtimeout)
+                    spec(
+                        root,
+                        "primary",
+                        self.backing,
+                        port,
+                        async_mode=async_mode,
+                        sendtimeout=sendtimeout,
+                        writeback=writeback,
+                    )
                 ),
             ],
             root / "primary.log",
@@ -201,6 +221,10 @@ def settle(pair: Pair) -> None:
 
 
 def test_replica_equals_backing_after_fsync(pair: Pair) -> None:
+    every_kind_of_change(pair)
+
+
+def every_kind_of_change(pair: Pair) -> None:
     m = pair.mnt
     (m / "d1" / "d2").mkdir(parents=True)
     with open(m / "d1" / "f", "wb") as f:
@@ -231,6 +255,33 @@ def test_replica_equals_backing_after_fsync(pair: Pair) -> None:
     assert tree(pair.replica) == tree(pair.backing)
     assert tree(pair.backing)["#links"] == [["d1/b", "hard"]]
     assert "error" not in pair.secondary.names()
+
+
+def test_with_the_writeback_cache_too(make_pair: Any) -> None:
+    """The spec's writeback (`<rfs writeback="on">`) reaches the front, and every kind of change
+    still arrives: after the fsync of the root, the replica equals the backing directory."""
+    pair = make_pair(writeback=True)
+    assert "writeback cache on" in pair.primary.log()
+    every_kind_of_change(pair)
+
+
+def test_a_stop_writes_the_cache_back_first(make_pair: Any) -> None:
+    """With the writeback cache, data an application wrote and neither synced nor closed is in the
+    kernel's page cache only. A stop writes it back (and replicates it) before the connection is
+    aborted: it would otherwise be lost on this node too, where without the cache it was in the
+    file when write() returned."""
+    pair = make_pair(writeback=True)
+    data = os.urandom(300_000)
+    fd = os.open(pair.mnt / "open", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        pair.primary.command("stop")
+        assert pair.primary.proc.wait(10) == 0
+    finally:
+        with _suppress():
+            os.close(fd)  # ENOTCONN: the connection is gone
+    assert (pair.backing / "open").read_bytes() == data, pair.primary.log()
+    assert (pair.replica / "open").read_bytes() == data, pair.primary.log() + pair.secondary.log()
 
 
 def test_fsync_waits_for_the_secondary(pair: Pair) -> None:

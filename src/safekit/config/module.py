@@ -198,6 +198,9 @@ class Rfs:
     # Extension: what a node that lost a split brain must leave free when it saves its changed
     # files aside (docs/replication.md, "When a split brain happened"): "10%" or a size ("2G").
     splitbrain_keep_free: str = "10%"
+    # Extension: the kernel's writeback cache on the native FUSE front (`writeback="on"`;
+    # docs/replication.md, "The writeback cache", ADR 0030). Off: every write reaches the stream.
+    writeback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,7 @@ _RFS_ATTRIBUTES: Final = (
     "namespacepolicy",
     "splitbrain_keep_free",
     "engine",
+    "writeback",
 )
 
 _KEEP_FREE = re.compile(r"(\d+(\.\d+)?%|\d+(\.\d+)?[KMGT]?B?)", re.IGNORECASE)
@@ -242,6 +243,7 @@ def _rfs(element: XmlElement, ctx: ReadContext) -> Rfs:
         namespacepolicy=reader.integer("namespacepolicy", 0, 0) if reader.has("namespacepolicy") else None,
         line=element.line,
         splitbrain_keep_free=_keep_free(reader),
+        writeback=reader.flag("writeback", False),
     )
 
 

@@ -517,6 +517,7 @@ def _rfs_spec(
         state_dir=str(paths.module_var(name) / "rfs"),
         async_mode=rfs.async_mode,
         sendtimeout=rfs.sendtimeout,
+        writeback=rfs.writeback,
     )
 
 

@@ -37,6 +37,8 @@ class RfsSpec:
     connect_interval: float = 1.0
     window_bytes: int = 64 << 20
     """Bytes sent and not yet applied by the secondary before writers wait (memory bound)."""
+    writeback: bool = False
+    """The kernel's writeback cache on the native primary's FUSE front (`<rfs writeback="on">`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -9,6 +9,7 @@ import json
 import logging
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -85,6 +86,25 @@ def test_safekitds_environment_no_longer_chooses_and_says_so() -> None:
     assert native.environment_notice({"SAFEKIT_RFS_ENGINE": "python"}) == (
         "SAFEKIT_RFS_ENGINE='python' is ignored: the native programs are the only replication data path "
         "(the Python one was removed); remove SAFEKIT_RFS_ENGINE from safekitd's environment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("attribute", "writeback"), [("", False), (' writeback="on"', True), (' writeback="off"', False)]
+)
+def test_rfs_writeback_attribute_reaches_the_spec(tmp_path: Path, attribute: str, writeback: bool) -> None:
+    module, warnings = parse_module(MODULE.format(attribute=attribute), "userconfig.xml", env={})
+    assert module.rfs is not None and module.rfs.writeback is writeback and warnings == ()
+    text = replace(spec(tmp_path), writeback=module.rfs.writeback).to_json()
+    assert json.loads(text)["writeback"] is writeback  # what the native primary reads
+    assert RfsSpec.from_json(text).writeback is writeback
+
+
+def test_a_wrong_writeback_value_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_module(MODULE.format(attribute=' writeback="sometimes"'), "userconfig.xml", env={})
+    assert "attribute 'writeback': 'sometimes' is not allowed (use on/off or yes/no)" in str(
+        caught.value.errors[0]
     )
 
 
