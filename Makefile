@@ -129,11 +129,14 @@ bench: deps venv
 test-farm-directed: deps test-deps venv
 	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py
 
-## bench-modules: PostgreSQL on a mirror module against a local one (pgbench, same run) and a power
-## cut under load seen by the client; bench/results/modules.json (about 3 minutes)
+## bench-modules: PostgreSQL on a mirror module against a local one (pgbench TPC-B, 4 clients, 60 s,
+## same run; the module on the native data path) with the replication
+## processes' CPU, RSS and files and the WAL's sync time, and a power cut under load seen by the
+## client; bench/results/modules.json (about 5 minutes; QUICK=1: 15 s runs)
 .PHONY: bench-modules
-bench-modules: deps test-deps venv
-	$(BIN)/python bench/modules.py
+bench-modules: deps test-deps venv native-deps
+	$(MAKE) -C native all
+	$(BIN)/python bench/modules.py $(if $(QUICK),--quick)
 
 ## deb: the self-contained Debian package of the engine, build/deb/safekit_VERSION_ARCH.deb, built in a
 ## Debian root of DEB_SUITE (bookworm: Debian 12, default; trixie: Debian 13) with its own Python;

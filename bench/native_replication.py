@@ -12,6 +12,11 @@ and the replicated pair run with the kernel's writeback cache off and on (`--wri
 `writeback`, ADR 0030), in the same run; the FUSE mount's dirty-page limits (its BDI in
 /sys/class/bdi) are recorded beside them.
 
+--compare DIR (another build's native/build, e.g. a copy of it before a change): only the replicated
+fsync latencies (one writer, and 4 writers each on its own file as pgbench's clients), of this build
+and of DIR in turn, ROUNDS times (--rounds, default 3) in the same invocation so both see the same
+load; written under "compare" in the JSON (the other figures are kept from the file).
+
 Writes bench/results/native_replication.json. Usage: bench/native_replication.py [--full]
 Needs root, /dev/fuse, fusermount3 and `make -C native all`.
 """
@@ -63,6 +68,33 @@ def fsync_latency(path: Path, n: int) -> tuple[float, float]:
         samples.append((time.perf_counter() - t0) * 1000)
     os.close(fd)
     os.unlink(path)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def fsync_latency_writers(directory: Path, n: int, writers: int) -> tuple[float, float]:
+    """`writers` threads, each on its own file, n 4 KiB pwrite + fsync each: p50, p99 (ms) of all."""
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        block = os.urandom(4096)
+        fd = os.open(directory / f"w{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        mine = []
+        for k in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, block, (k % 256) * 4096)
+            os.fdatasync(fd)
+            mine.append((time.perf_counter() - t0) * 1000)
+        os.close(fd)
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
@@ -180,9 +212,17 @@ def run_front(root: Path, total: int, n: int, writeback: bool = False) -> dict[s
 
 
 def run_replicated(
-    root: Path, async_mode: str, total: int, n: int, *, seq: bool, writeback: bool = False
+    root: Path,
+    async_mode: str,
+    total: int,
+    n: int,
+    *,
+    seq: bool,
+    writeback: bool = False,
+    build: Path = BUILD,
+    tag: str = "",
 ) -> dict[str, Any]:
-    base = root / f"rep-{async_mode}{'-wb' if writeback else ''}"
+    base = root / f"rep-{async_mode}{'-wb' if writeback else ''}{tag}"
     base.mkdir()
     (base / "key").write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
     (base / "key").chmod(0o600)
@@ -190,7 +230,7 @@ def run_replicated(
     for d in (replica, backing, mnt):
         d.mkdir()
     sec = subprocess.Popen(
-        [str(BUILD / "safekit-rfs-secondary"), str(write_spec(base, "secondary", replica, 0, async_mode))],
+        [str(build / "safekit-rfs-secondary"), str(write_spec(base, "secondary", replica, 0, async_mode))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=(base / "sec.log").open("wb"),
@@ -201,7 +241,7 @@ def run_replicated(
         port = int(sev.wait("listening")["port"])
         prim = subprocess.Popen(
             [
-                str(BUILD / "safekit-rfs-primary"),
+                str(build / "safekit-rfs-primary"),
                 f"--mountpoint={mnt}",
                 str(write_spec(base, "primary", backing, port, async_mode, writeback=writeback)),
             ],
@@ -223,6 +263,13 @@ def run_replicated(
             out["cpu_s_per_gib_secondary"] = round((cpu_seconds(sec.pid) - scpu0) / gib, 3)
         p50, p99 = fsync_latency(mnt / "lat", n)
         out["fsync_p50_ms"], out["fsync_p99_ms"] = round(p50, 3), round(p99, 3)
+        if tag:  # --compare: the same with 4 writers at once
+            p50, p99 = fsync_latency_writers(mnt, n // 4, 4)
+            out["fsync_4writers_p50_ms"], out["fsync_4writers_p99_ms"] = round(p50, 3), round(p99, 3)
+            out["cpu_s_primary"], out["cpu_s_secondary"] = (
+                round(cpu_seconds(prim.pid), 2),
+                round(cpu_seconds(sec.pid), 2),
+            )
         rss = [
             line
             for line in Path(f"/proc/{prim.pid}/status").read_text().splitlines()
@@ -245,11 +292,15 @@ def run_replicated(
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="1 GiB sequential write (default 256 MiB)")
+    ap.add_argument("--compare", type=Path, help="another build directory: fsync latencies of both, in turn")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare: rounds (default 3)")
     args = ap.parse_args()
     total = (1 << 30) if args.full else (256 << 20)
     n = 2000
     root = Path(tempfile.mkdtemp(prefix="sknrbench-", dir="/tmp"))
     try:
+        if args.compare:
+            return compare(root, args.compare, n, args.rounds)
         local_dir = root / "local"
         local_dir.mkdir()
         results: dict[str, Any] = {
@@ -298,6 +349,34 @@ def main() -> int:
         for m in root.glob("*/mnt"):
             unmount(m)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def compare(root: Path, other: Path, n: int, rounds: int) -> int:
+    """This build's replicated fsync latencies against another build's, alternated in one run."""
+    builds = {"this": BUILD, "other": other.resolve()}
+    per: dict[str, list[dict[str, Any]]] = {name: [] for name in builds}
+    load0 = os.getloadavg()
+    for r in range(rounds):
+        for name, build in builds.items():
+            per[name].append(run_replicated(root, "second", 0, n, seq=False, build=build, tag=f"-{name}{r}"))
+    keys = ("fsync_p50_ms", "fsync_p99_ms", "fsync_4writers_p50_ms", "fsync_4writers_p99_ms")
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "builds": {name: str(b) for name, b in builds.items()},
+        "rounds": per,
+        "median": {
+            name: {k: statistics.median(x[k] for x in rows) for k in keys} for name, rows in per.items()
+        },
+        "loadavg_start": load0,
+        "loadavg_end": os.getloadavg(),
+        "note": "async=second over 127.0.0.1, 4 KiB pwrite + fsync; builds alternated per round on a shared "
+        "machine: compare the two builds within this entry only",
+    }
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    old["compare"] = result
+    OUT.write_text(json.dumps(old, indent=2) + "\n")
+    print(json.dumps(result["median"], indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -64,6 +64,43 @@ static void wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+void skp_state_wait_locked(struct skp_link *l, const struct timespec *deadline)
+{
+    l->state_waiters++;
+    if (deadline)
+        pthread_cond_timedwait(&l->cv_state, &l->mu, deadline);
+    else
+        pthread_cond_wait(&l->cv_state, &l->mu);
+    l->state_waiters--;
+}
+
+static void state_wait_for(struct skp_link *l, double seconds)
+{
+    struct timespec ts;
+    deadline_in(&ts, seconds);
+    skp_state_wait_locked(l, &ts);
+}
+
+void skp_wake_all_locked(struct skp_link *l)
+{
+    pthread_cond_broadcast(&l->cv_state);
+    for (struct skp_bwaiter *b = l->bwaiters; b; b = b->next)
+        pthread_cond_signal(&b->cv);
+}
+
+/* An acknowledgement moved the window (under mu): the barriers it covers return, the others sleep
+ * on (one wake-up per fsync answered, not one per waiting writer); cv_state only if someone waits
+ * there (a full window, the resync, a stop). The link thread is not woken: what it does next
+ * (pings, the stall check) is timed. */
+static void wake_acked_locked(struct skp_link *l)
+{
+    for (struct skp_bwaiter *b = l->bwaiters; b; b = b->next)
+        if (skp_barrier(&l->w, b->ticket) != SKP_WAIT)
+            pthread_cond_signal(&b->cv);
+    if (l->state_waiters)
+        pthread_cond_broadcast(&l->cv_state);
+}
+
 /* A frame buffer for `len` payload bytes (see SKP_POOL_*). */
 static struct item *item_alloc(struct skp_link *l, size_t len)
 {
@@ -193,7 +230,7 @@ void skp_lose_locked(struct skp_link *l, const char *reason)
     free_queue(l);
     if (l->fd >= 0)
         shutdown(l->fd, SHUT_RDWR); /* wakes the receiver and a blocked send */
-    pthread_cond_broadcast(&l->cv_state);
+    skp_wake_all_locked(l);
     pthread_cond_broadcast(&l->cv_send);
 }
 
@@ -257,7 +294,7 @@ int skp_take_manifest_locked(struct skp_link *l, uint64_t session, uint64_t inde
 {
     *out = NULL;
     while (index != UINT64_MAX && l->session == session && !l->lost && l->manifests_done <= index)
-        pthread_cond_wait(&l->cv_state, &l->mu);
+        skp_state_wait_locked(l, NULL);
     if (index == UINT64_MAX || l->session != session || l->lost)
         return -1;
     /* the answers are in order: earlier ones nobody took go, this one's chunks move to *out */
@@ -329,10 +366,10 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
     }
     /* the sender is behind: wait (memory stays bounded; the window counts what is not applied) */
     while (l->queued_bytes >= SKP_QUEUE_MAX_BYTES && l->in_session && !l->lost)
-        pthread_cond_wait(&l->cv_state, &l->mu);
+        skp_state_wait_locked(l, NULL);
     int rc;
     while ((rc = skp_submit(&l->w, len, now(), &ticket)) == SKP_FULL)
-        pthread_cond_wait(&l->cv_state, &l->mu);
+        skp_state_wait_locked(l, NULL);
     if (rc == SKP_SEND) {
         if (!it)
             it = make_item(l, op, len);
@@ -391,16 +428,26 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
 int skp_link_barrier(struct skp_link *l, uint64_t ticket)
 {
     pthread_mutex_lock(&l->mu);
-    int rc;
-    while ((rc = skp_barrier(&l->w, ticket)) == SKP_WAIT) {
-        wait_for(&l->cv_state, &l->mu, HELD_LOG_EVERY);
-        double t = now();
-        if (l->w.state == SKP_DEGRADING && t - l->held_logged >= HELD_LOG_EVERY - 0.5) {
-            l->held_logged = t;
-            skp_log(SKP_WARNING, "writes wait for fsync: safekitd has not yet confirmed that the secondary "
-                                 "knows its copy is stale (it must say so, or be lost, before this node "
-                                 "acknowledges alone)");
+    int rc = skp_barrier(&l->w, ticket);
+    if (rc == SKP_WAIT) {
+        struct skp_bwaiter me = {.ticket = ticket, .next = l->bwaiters};
+        pthread_cond_init(&me.cv, &l->cattr);
+        l->bwaiters = &me;
+        while ((rc = skp_barrier(&l->w, ticket)) == SKP_WAIT) {
+            wait_for(&me.cv, &l->mu, HELD_LOG_EVERY);
+            double t = now();
+            if (l->w.state == SKP_DEGRADING && t - l->held_logged >= HELD_LOG_EVERY - 0.5) {
+                l->held_logged = t;
+                skp_log(SKP_WARNING, "writes wait for fsync: safekitd has not yet confirmed that the secondary "
+                                     "knows its copy is stale (it must say so, or be lost, before this node "
+                                     "acknowledges alone)");
+            }
         }
+        struct skp_bwaiter **p = &l->bwaiters;
+        while (*p != &me)
+            p = &(*p)->next;
+        *p = me.next;
+        pthread_cond_destroy(&me.cv);
     }
     pthread_mutex_unlock(&l->mu);
     return rc;
@@ -414,7 +461,7 @@ void skp_link_degrade_ok(struct skp_link *l)
     if (l->w.state == SKP_DEGRADING)
         skp_log(SKP_INFO, "safekitd confirmed: the secondary cannot take over with its stale copy; fsync is local");
     skp_degrade_ok(&l->w);
-    pthread_cond_broadcast(&l->cv_state);
+    skp_wake_all_locked(l);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -425,7 +472,7 @@ void skp_link_fence(struct skp_link *l)
         skp_log(SKP_WARNING, "fenced: this node stopped serving without the secondary; held and new fsync "
                              "calls fail with EIO (nothing is acknowledged alone)");
     skp_fence(&l->w);
-    pthread_cond_broadcast(&l->cv_state);
+    skp_wake_all_locked(l);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -710,8 +757,7 @@ static void *receiver_main(void *arg)
                     stop = true;
                 }
                 free_marks_upto(l, l->w.applied);
-                pthread_cond_broadcast(&l->cv_state);
-                pthread_cond_signal(&l->cv_send);
+                wake_acked_locked(l);
                 break;
             }
             case SKP_A_ERROR:
@@ -740,7 +786,7 @@ static void *receiver_main(void *arg)
                 l->w.progress_at = now();
                 if (a.last)
                     l->manifests_done++;
-                pthread_cond_broadcast(&l->cv_state);
+                skp_wake_all_locked(l);
                 break;
             }
             case SKP_A_BYE:
@@ -915,7 +961,7 @@ static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
         bool was_full = l->queued_bytes >= SKP_QUEUE_MAX_BYTES;
         l->queued_bytes -= bytes;
         if (was_full && l->queued_bytes < SKP_QUEUE_MAX_BYTES)
-            pthread_cond_broadcast(&l->cv_state);
+            skp_wake_all_locked(l);
         return 0;
     }
     if (skp_idle(&l->w) && t - *last_ping >= PING_INTERVAL) {
@@ -1061,7 +1107,7 @@ static void *link_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (!l->stopping && (l->no_retry || !skp_may_connect(&l->w)))
-            wait_for(&l->cv_state, &l->mu, 1.0);
+            state_wait_for(l, 1.0);
         bool stop = l->stopping;
         pthread_mutex_unlock(&l->mu);
         if (stop)
@@ -1069,7 +1115,7 @@ static void *link_main(void *arg)
         session(l);
         pthread_mutex_lock(&l->mu);
         if (!l->stopping)
-            wait_for(&l->cv_state, &l->mu, l->cfg.connect_interval);
+            state_wait_for(l, l->cfg.connect_interval);
         pthread_mutex_unlock(&l->mu);
     }
     return NULL;
@@ -1111,7 +1157,7 @@ struct skp_link *skp_link_open(const skp_link_config *cfg)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&l->cv_state, &ca);
     pthread_cond_init(&l->cv_send, &ca);
-    pthread_condattr_destroy(&ca);
+    l->cattr = ca;
     atomic_init(&l->streaming, false);
     return l;
 }
@@ -1136,13 +1182,13 @@ void skp_link_stop(struct skp_link *l, double flush_seconds)
             uint64_t bye = control_locked(l, SK_T_BYE, SK_F_ACK, NULL, 0);
             double deadline = now() + flush_seconds;
             while (bye && !l->lost && l->w.applied + 1 < bye && now() < deadline)
-                wait_for(&l->cv_state, &l->mu, deadline - now());
+                state_wait_for(l, deadline - now());
         }
         skp_close(&l->w);
         skp_lose_locked(l, "stopping");
         if (l->fd >= 0)
             shutdown(l->fd, SHUT_RDWR); /* a handshake in progress */
-        pthread_cond_broadcast(&l->cv_state);
+        skp_wake_all_locked(l);
         pthread_cond_broadcast(&l->cv_send);
     }
     pthread_mutex_unlock(&l->mu);
@@ -1175,6 +1221,7 @@ void skp_link_free(struct skp_link *l)
     }
     pthread_mutex_destroy(&l->pool_mu);
     pthread_cond_destroy(&l->cv_state);
+    pthread_condattr_destroy(&l->cattr);
     pthread_cond_destroy(&l->cv_send);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->join_mu);

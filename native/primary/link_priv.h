@@ -67,8 +67,13 @@ struct skp_link {
     skp_link_config cfg;
     pthread_mutex_t mu;
     pthread_mutex_t join_mu;
-    pthread_cond_t cv_state; /* acknowledgements, losses, commands: barriers and full windows */
+    pthread_cond_t cv_state; /* acknowledgements, losses, commands: full windows, resync, stop */
     pthread_cond_t cv_send;  /* frames queued, answers for the link thread */
+    pthread_condattr_t cattr; /* CLOCK_MONOTONIC, for each barrier's own condition variable */
+    /* Barriers waiting (each on its own condition variable): an acknowledgement wakes only those
+     * it covers; any other change wakes them all (skp_wake_all_locked). */
+    struct skp_bwaiter *bwaiters;
+    unsigned state_waiters; /* threads in skp_state_wait: an acknowledgement wakes cv_state only then */
     skp_window w;
     struct item *head, *tail;
     atomic_bool streaming;   /* a hint for submit: encode before taking the lock */
@@ -112,7 +117,18 @@ struct skp_link {
     size_t in_len;
 };
 
+/* A barrier waiting for its ticket (on its waiter's stack, in l->bwaiters while it waits). */
+struct skp_bwaiter {
+    uint64_t ticket;
+    pthread_cond_t cv;
+    struct skp_bwaiter *next;
+};
+
 /* link.c, under mu */
+/* What barriers or cv_state's waiters look at changed: every one of them looks again. */
+void skp_wake_all_locked(struct skp_link *l);
+/* Wait on cv_state (counted in state_waiters), until `deadline` (CLOCK_MONOTONIC) if not NULL. */
+void skp_state_wait_locked(struct skp_link *l, const struct timespec *deadline);
 void skp_lose_locked(struct skp_link *l, const char *reason);
 uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
                                size_t data_len);

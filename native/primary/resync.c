@@ -109,7 +109,7 @@ static int room(rs *r)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
         }
-        pthread_cond_timedwait(&l->cv_state, &l->mu, &ts);
+        skp_state_wait_locked(l, &ts);
     }
     int rc = l->lost ? -1 : 0;
     pthread_mutex_unlock(&l->mu);
@@ -1042,7 +1042,7 @@ void *skp_resync_main(void *arg)
     /* in sync once SYNC_END is applied (the secondary synced its copy before it answers) */
     pthread_mutex_lock(&l->mu);
     while (!l->lost && l->w.applied < end)
-        pthread_cond_wait(&l->cv_state, &l->mu);
+        skp_state_wait_locked(l, NULL);
     bool synced = !l->lost;
     const char *mode = l->mode == SKP_MODE_JOURNAL ? "journal" : l->mode == SKP_MODE_FULL ? "full" : "checksum";
     uint64_t bytes = l->data_bytes;

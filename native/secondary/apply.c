@@ -475,6 +475,16 @@ static int op_create(sks_replica *r, uint32_t dir, const char *path, const sk_op
     return cache_put(r, dir, path, fd);
 }
 
+static struct timespec ns_timespec(int64_t ns)
+{
+    struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    if (t.tv_nsec < 0) {
+        t.tv_nsec += 1000000000;
+        t.tv_sec -= 1;
+    }
+    return t;
+}
+
 static int op_setattr(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
 {
     int dfd = r->dir_fds[dir];
@@ -484,6 +494,18 @@ static int op_setattr(sks_replica *r, uint32_t dir, const char *path, const sk_o
             return fd;
         if (ftruncate(fd, (off_t)op->size) != 0)
             return -errno;
+    }
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (op->mask & SK_ATTR_ATIME)
+        ts[0] = ns_timespec(op->atime_ns);
+    if (op->mask & SK_ATTR_MTIME)
+        ts[1] = ns_timespec(op->mtime_ns);
+    /* The times alone of a file being written (the primary sends them at each fsync and close):
+     * through the cached fd of its writes, a regular file's (no path walk, stat and close). */
+    if (*path && (op->mask & ~(uint32_t)(SK_ATTR_ATIME | SK_ATTR_MTIME)) == 0) {
+        sks_open_file *f = cache_find(r, dir, path);
+        if (f)
+            return neg(futimens(f->fd, ts));
     }
     at a = {dfd, "", false};
     if (*path) {
@@ -502,26 +524,8 @@ static int op_setattr(sks_replica *r, uint32_t dir, const char *path, const sk_o
     if (rc == 0 && (op->mask & SK_ATTR_MODE) && !S_ISLNK(st.st_mode))
         rc = *path ? neg(fchmodat(a.fd, a.name, op->mode & 07777, AT_SYMLINK_NOFOLLOW))
                    : neg(fchmod(dfd, op->mode & 07777));
-    if (rc == 0 && (op->mask & (SK_ATTR_ATIME | SK_ATTR_MTIME))) {
-        struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
-        if (op->mask & SK_ATTR_ATIME) {
-            ts[0].tv_sec = op->atime_ns / 1000000000;
-            ts[0].tv_nsec = op->atime_ns % 1000000000;
-            if (ts[0].tv_nsec < 0) {
-                ts[0].tv_nsec += 1000000000;
-                ts[0].tv_sec -= 1;
-            }
-        }
-        if (op->mask & SK_ATTR_MTIME) {
-            ts[1].tv_sec = op->mtime_ns / 1000000000;
-            ts[1].tv_nsec = op->mtime_ns % 1000000000;
-            if (ts[1].tv_nsec < 0) {
-                ts[1].tv_nsec += 1000000000;
-                ts[1].tv_sec -= 1;
-            }
-        }
+    if (rc == 0 && (op->mask & (SK_ATTR_ATIME | SK_ATTR_MTIME)))
         rc = *path ? neg(utimensat(a.fd, a.name, ts, AT_SYMLINK_NOFOLLOW)) : neg(futimens(dfd, ts));
-    }
     at_close(&a);
     return rc;
 }

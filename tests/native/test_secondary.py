@@ -275,6 +275,39 @@ def test_operations_make_the_copy(sec: Secondary) -> None:
     assert sec.wait("disconnected")["reason"] == "the primary closed the connection"
 
 
+def test_times_alone_land_on_the_file_the_path_names_now(sec: Secondary) -> None:
+    """The times of a file being written (sent at each fsync) go through the cached fd of its writes:
+    after a rename, an unlink and a new file of the same name, they land on what the path names."""
+    rep = sec.dirs[0]
+    t1, t2, t3, t4 = (1_500_000_000_000_000_000 + k * 1_000_000_007 for k in range(1, 5))
+    out = sec.send(
+        [
+            "create k 644 0 0",
+            "write k 0 three",
+            f"setattr k 24 0 0 0 {t1} {t2} 0",  # atime + mtime, k's fd cached by its write
+            "create f 644 0 0",
+            "write f 0 one",
+            f"setattr f 24 0 0 0 {t1} {t1} 0",
+            "create g 644 0 0",
+            "write g 0 two",
+            "rename g h 0",
+            f"setattr h 16 0 0 0 0 {t3} 0",  # mtime: h is g, renamed (not cached under h)
+            "write f 3 +",
+            "unlink f",
+            "create f 600 0 0",  # a new file under the old name
+            f"setattr f 16 0 0 0 0 {t4} 0",
+            "!fsync f",
+            "expect_ack 15 15 15",
+        ]
+    )
+    assert acks(out)[-1] == (15, 15, 15)
+    k = (rep / "k").stat()
+    assert (rep / "k").read_bytes() == b"three" and (k.st_atime_ns, k.st_mtime_ns) == (t1, t2)
+    assert (rep / "f").read_bytes() == b"" and (rep / "f").stat().st_mtime_ns == t4
+    assert (rep / "h").read_bytes() == b"two" and (rep / "h").stat().st_mtime_ns == t3
+    assert not (rep / "g").exists()
+
+
 def test_ack_every_256_operations_and_at_barriers(sec: Secondary) -> None:
     script = ["create f 644 0 0"] + [f"write f {i} x" for i in range(999)] + ["!ping"]
     out = sec.send([*script, "expect_ack 1001 1001 1001"])
