@@ -14,6 +14,7 @@
 #ifndef SKP_PSTATUS_H
 #define SKP_PSTATUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,11 @@ int skp_lag_seconds(const struct skp_window *w, double now, double *out);
  * appended to out (NUL-terminated, at most cap bytes in all). Returns the length written, or -1
  * if it does not fit (out is left as it was). */
 int skp_status_fields(const struct skp_window *w, double now, char *out, size_t cap);
+
+/* A finite double as Python's json.dumps writes it (repr: the shortest digits that read back to the
+ * same double; fixed notation for exponents -4..15 with at least one decimal, else d.ddde+XX), so
+ * that the control channel's events stay byte-identical through a decode and an encode. A value
+ * that is not finite is written as 0.0. Returns false when `cap` is too small. */
+bool skp_format_number(double x, char *out, size_t cap);
 
 #endif

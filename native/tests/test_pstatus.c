@@ -114,9 +114,9 @@ static void test_status_fields_text(void)
     CHECK(skp_window_init(&w, 1 << 20, 16, false, 30) == 0);
     char out[1024] = "\"a\":1";
     CHECK(skp_status_fields(&w, 1, out, sizeof out) > 0);
-    CHECK(strncmp(out, "\"a\":1,\"lag_seconds\":null,\"ack_latency_count\":0,\"ack_latency_sum\":0.000000,"
+    CHECK(strncmp(out, "\"a\":1,\"lag_seconds\":null,\"ack_latency_count\":0,\"ack_latency_sum\":0.0,"
                        "\"ack_latency_le\":[0.00025,0.0005,0.001,",
-                  strlen("\"a\":1,\"lag_seconds\":null,\"ack_latency_count\":0,\"ack_latency_sum\":0.000000,"
+                  strlen("\"a\":1,\"lag_seconds\":null,\"ack_latency_count\":0,\"ack_latency_sum\":0.0,"
                          "\"ack_latency_le\":[0.00025,0.0005,0.001,")) == 0);
     CHECK(strstr(out, ",30],\"ack_latency_buckets\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]") != NULL);
     CHECK(out[strlen(out) - 1] == ']');
@@ -125,14 +125,38 @@ static void test_status_fields_text(void)
     CHECK(skp_submit(&w, 10, 2.0, &t) == SKP_SEND);
     out[0] = '\0';
     CHECK(skp_status_fields(&w, 2.25, out, sizeof out) > 0);
-    CHECK(strncmp(out, ",\"lag_seconds\":0.250000,", 24) == 0);
+    CHECK(strncmp(out, ",\"lag_seconds\":0.25,", 20) == 0);
     /* too small: nothing appended, the text before stays whole */
     char small[40] = "\"a\":1";
     CHECK(skp_status_fields(&w, 2.25, small, sizeof small) == -1 && strcmp(small, "\"a\":1") == 0);
     skp_window_free(&w);
 }
 
+/* Python's repr of the same doubles (json.dumps writes floats so): the channel's round trip. */
+static void test_numbers_as_python_writes_them(void)
+{
+    static const struct {
+        double x;
+        const char *text;
+    } cases[] = {
+        {0.0, "0.0"},         {-0.0, "-0.0"},        {0.25, "0.25"},         {1.0, "1.0"},
+        {100000.0, "100000.0"}, {123.456, "123.456"}, {0.0001, "0.0001"},     {1.5e-05, "1.5e-05"},
+        {1e-05, "1e-05"},     {0.1, "0.1"},          {1e16, "1e+16"},        {1.2345e+17, "1.2345e+17"},
+        {9999999999999998.0, "9999999999999998.0"},  {0.000123456789, "0.000123456789"},
+        {1.0 / 3.0, "0.3333333333333333"},           {2.0 / 3.0 * 1e-7, "6.666666666666665e-08"},
+        {NAN, "0.0"},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(skp_format_number(cases[i].x, out, sizeof out));
+        CHECK(strcmp(out, cases[i].text) == 0);
+    }
+    char small[3];
+    CHECK(!skp_format_number(0.25, small, sizeof small));
+}
+
 const sk_test sk_tests_pstatus[] = {
+    {"numbers_as_python_writes_them", test_numbers_as_python_writes_them},
     {"latency_buckets", test_latency_buckets},
     {"ack_latency_from_submit_to_applied", test_ack_latency_from_submit_to_applied},
     {"lag_in_sync_is_the_oldest_not_applied", test_lag_in_sync_is_the_oldest_not_applied},
