@@ -12,6 +12,8 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -412,6 +414,33 @@ def test_the_azure_probe_port_is_open_only_while_the_node_serves(tmp_path: Path)
     finally:
         _lb(tmp_path, "stop_probe", **settings)
         shutil.rmtree(f"/run/safekit-sktest-lb-{os.getpid()}", ignore_errors=True)
+
+
+def test_a_registration_that_fails_fails_the_join_with_its_reason(tmp_path: Path) -> None:
+    """aws_lb with a target group, and no instance identity to be had (the metadata service cannot be
+    reached): lb_join fails (start_both then fails, the node stays out) and says why; lb_leave says
+    the deregistration failed and does not hold up the stop. Both bounded by LB_TIMEOUT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = {
+        "LB_KIND": "aws_lb",
+        "LB_TARGET_GROUP_ARN": TARGET_GROUP,
+        "LB_TIMEOUT": "3",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "SAFEKIT_AWS_METADATA_URL": f"http://127.0.0.1:{closed}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed}",
+    }
+    began = time.monotonic()
+    joined = _lb(tmp_path, "lb_join", **settings)
+    assert joined.returncode == 1, joined
+    assert joined.stdout.startswith(f"aws_lb: not registered in {TARGET_GROUP}: "), joined.stdout
+    assert "metadata" in joined.stdout or "reached" in joined.stdout, joined.stdout
+    left = _lb(tmp_path, "lb_leave", **settings)
+    assert left.returncode == 0 and left.stdout.startswith("aws_lb: deregistration failed: "), left
+    assert time.monotonic() - began < 2 * (3 + 5) + 10
 
 
 @pytest.mark.parametrize("kind", ["aws_lb", "azure_lb", "gcp_ilb"])
