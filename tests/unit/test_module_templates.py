@@ -471,6 +471,10 @@ def test_a_manifest_must_agree_with_its_userconfig() -> None:
     good = "description: d\nmode: farm\nvalues:\n  - {key: port, kind: port, default: 80, description: p}\n"
     with pytest.raises(TemplateError, match="marker names no value"):
         parse_manifest("t", good, files)
+    both = {USERCONFIG: files[USERCONFIG].replace(b"@if other", b"@if port other")}
+    with pytest.raises(TemplateError, match="marker names no value"):  # every key of an @if is a value
+        parse_manifest("t", good, both)
+    parse_manifest("t", good, {USERCONFIG: files[USERCONFIG].replace(b"@if other", b"@if port port")})
     with pytest.raises(TemplateError, match="differs from the macro"):
         parse_manifest("t", good.replace("default: 80", "default: 81"), files)
     with pytest.raises(TemplateError, match="no <macro"):
