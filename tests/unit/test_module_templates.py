@@ -411,6 +411,9 @@ def test_the_azure_probe_port_is_open_only_while_the_node_serves(tmp_path: Path)
         assert again.returncode == 0
         left = _lb(tmp_path, "lb_leave; port_open $LB_PROBE_PORT || echo closed", **settings)
         assert left.stdout.splitlines() == [f"azure_lb: probe port {port} closed", "closed"], left
+        with socket.create_server(("0.0.0.0", int(port))):  # the port taken by something else
+            taken = _lb(tmp_path, "lb_join", **settings)
+        assert taken.returncode == 1 and taken.stdout == f"azure_lb: probe port {port} not open\n", taken
     finally:
         _lb(tmp_path, "stop_probe", **settings)
         shutil.rmtree(f"/run/safekit-sktest-lb-{os.getpid()}", ignore_errors=True)

@@ -52,17 +52,27 @@ probe_pid() {
     pidfile_pid "$PROBE_PIDFILE"
 }
 
+# Whether the listener has bound the port (status 0), still tries (1), or has ended (2: the port is
+# taken, say).
+probe_listening() {
+    [ -f "$PROBE_PIDFILE.bound" ] && return 0
+    probe_pid >/dev/null || return 2
+    return 1
+}
+
 start_probe() {
     probe_pid >/dev/null && return 0
     mkdir -p "$RUN_DIR"
+    rm -f "$PROBE_PIDFILE.bound"
     setsid python3 -c '
 import socket, sys
-server = socket.create_server(("0.0.0.0", int(sys.argv[1])), reuse_port=False)
+server = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+open(sys.argv[2], "w").close()
 while True:
     connection, _ = server.accept()
-    connection.close()' "$LB_PROBE_PORT" </dev/null >/dev/null 2>&1 &
+    connection.close()' "$LB_PROBE_PORT" "$PROBE_PIDFILE.bound" </dev/null >/dev/null 2>&1 &
     echo $! > "$PROBE_PIDFILE"
-    poll 5 port_open "$LB_PROBE_PORT"
+    poll 5 probe_listening
 }
 
 stop_probe() {
@@ -70,7 +80,7 @@ stop_probe() {
         kill -TERM "$_pid" 2>/dev/null
         wait_gone "$_pid" 5 || kill -KILL "$_pid" 2>/dev/null
     fi
-    rm -f "$PROBE_PIDFILE"
+    rm -f "$PROBE_PIDFILE" "$PROBE_PIDFILE.bound"
 }
 
 # Join the load balancer (the service answers): what the provider's acquire does. Prints what it
