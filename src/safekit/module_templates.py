@@ -9,6 +9,7 @@ as written. Two small line markers let a value add or drop a part of the file:
 - `<!--@if KEY-->` ... [`<!--@else-->` ...] `<!--@endif-->` (each on its own line): the lines of the
   first part are kept when the value KEY is not empty, those of the second when it is (an optional
   split-brain witness, an optional checker, an attribute given or left to the engine);
+  `<!--@if KEY1 KEY2-->`: when every one of them is not empty (a part inside an optional part);
 - `<!--@hosts KEY-->`: replaced by one `<host name power/>` line per node of a `nodes` value
   (the farm's `<loadbalancing_list>`).
 
@@ -45,7 +46,7 @@ KINDS: Final = get_args(Kind)
 _KEY: Final = re.compile(r"[a-z][a-z0-9_]*")
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _NODE: Final = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)(?::([0-9]+))?")
-_IF: Final = re.compile(r"^\s*<!--@if ([a-z][a-z0-9_]*)-->\s*$")
+_IF: Final = re.compile(r"^\s*<!--@if ([a-z][a-z0-9_]*(?: [a-z][a-z0-9_]*)*)-->\s*$")
 _ELSE: Final = re.compile(r"^\s*<!--@else-->\s*$")
 _ENDIF: Final = re.compile(r"^\s*<!--@endif-->\s*$")
 _HOSTS: Final = re.compile(r"^(\s*)<!--@hosts ([a-z][a-z0-9_]*)-->\s*$")
@@ -250,7 +251,7 @@ def _check_template_files(template: Template) -> None:
     for pattern in (_IF, _HOSTS):
         for line in xml.splitlines():
             match = pattern.match(line)
-            if match and match.groups()[-1] not in keys:
+            if match and not set(match.groups()[-1].split()) <= keys:
                 raise TemplateError(f"template {template.name}: marker names no value: {line.strip()}")
 
 
@@ -417,8 +418,8 @@ def resolve_values(template: Template, given: Mapping[str, str]) -> dict[str, st
         if spec.required and not value:
             problems.append(f"{spec.key} is required: {spec.description}")
         resolved[spec.key] = value
-    if not problems:
-        problems.extend(_cross_checks(resolved))
+    # rules between values, on those that passed their own check: every problem in one report
+    problems.extend(_cross_checks(resolved))
     if problems:
         raise TemplateError("; ".join(problems))
     return resolved
@@ -432,6 +433,45 @@ def _cross_checks(values: Mapping[str, str]) -> list[str]:
         problems.append(f"witness {witness!r}: the arbitrator is one HOST[:PORT] (safekit arbiter)")
     if witness and kind == "ping" and ":" in witness:
         problems.append(f"witness {witness!r}: ping witnesses are addresses, without a port")
+    problems.extend(_load_balancer_checks(values))
+    return problems
+
+
+_TARGET_GROUP_ARN: Final = re.compile(
+    r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/\S+"
+)
+HEALTH_PORT: Final = 9010
+"""The engine's health endpoint, which the cloud load balancers probe (not for a service)."""
+
+
+def _load_balancer_checks(values: Mapping[str, str]) -> list[str]:
+    """The cloud load-balancer farm's rules: a service to run, each provider's own options only."""
+    if "lb_kind" not in values:
+        return []
+    problems = []
+    kind = values["lb_kind"]
+    if "app_command" in values and not (values.get("app_command") or values.get("start_command")):
+        problems.append("app_command or start_command is required: the service every node runs")
+    arn, probe, port = (
+        values.get("target_group_arn", ""),
+        values.get("probe_port", ""),
+        values.get("port", ""),
+    )
+    if arn and kind != "aws_lb":
+        problems.append(f"target_group_arn is for lb_kind=aws_lb, not {kind}")
+    elif arn and not _TARGET_GROUP_ARN.fullmatch(arn):
+        problems.append(
+            f"target_group_arn {arn!r}: not a target group ARN "
+            "(arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)"
+        )
+    if probe and kind != "azure_lb":
+        problems.append(f"probe_port is for lb_kind=azure_lb, not {kind}")
+    elif probe and probe in (str(HEALTH_PORT), port):
+        problems.append(
+            f"probe_port {probe}: a port of its own (not the health endpoint's 9010 nor the service's)"
+        )
+    if port == str(HEALTH_PORT):
+        problems.append("port 9010 is the engine's health endpoint: give the service another port")
     return problems
 
 
@@ -475,7 +515,7 @@ def render_userconfig(template: Template, module: str, values: Mapping[str, str]
         if match := _IF.match(line):
             if block is not None:
                 raise TemplateError(f"template {template.name}: <!--@if--> inside <!--@if {block[0]}-->")
-            block = (match.group(1), bool(values.get(match.group(1))))
+            block = (match.group(1), all(values.get(key) for key in match.group(1).split()))
             continue
         if _ELSE.match(line) or _ENDIF.match(line):
             if block is None:

@@ -9,8 +9,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
+import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -36,17 +39,25 @@ from safekit.module_templates import (
 LIBRARY = templates.library()
 SHARED_DIR = Path(templates.__file__).parent / templates.LIBRARY_DIR
 SOURCE_LIBRARY = '. "$(dirname "$0")/safekit-template.sh"'
-EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm", "kvm_vm"}
+EXPECTED = {"mirror", "farm", "postgresql", "mariadb", "nginx_farm", "apache_farm", "kvm_vm", "cloud_lb_farm"}
 REQUIRED_FOR = {
     "virtual_ip": "198.18.0.200",
     "pg_password": "secret",
     "db_password": "secret",
     "vm_name": "vm1",
+    "lb_kind": "aws_lb",
+    "port": "8080",
 }
+ALSO_NEEDED = {
+    "farm": {"virtual_ip": "198.18.0.200"},  # optional, but the template's usual shape
+    "cloud_lb_farm": {"app_command": "/opt/app/server --port 8080"},  # it or start_command
+}
+TARGET_GROUP = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/web/0123456789abcdef"
 
 
 def minimal(template: Template) -> dict[str, str]:
-    return {v.key: REQUIRED_FOR[v.key] for v in template.values if v.required}
+    values = {v.key: REQUIRED_FOR[v.key] for v in template.values if v.required}
+    return {**values, **ALSO_NEEDED.get(template.name, {})}
 
 
 def every_value(template: Template) -> dict[str, str]:
@@ -61,6 +72,8 @@ def every_value(template: Template) -> dict[str, str]:
         "nginx_include": "/etc/safekit/site.conf",
         "apache_include": "/etc/safekit/site.conf",
         "db_clients": "10.1.2.3/16",
+        "health_path": "/healthz",
+        "target_group_arn": TARGET_GROUP,
     }
     values = minimal(template)
     values.update({k: v for k, v in samples.items() if template.value(k) is not None})
@@ -84,7 +97,10 @@ def test_every_template_renders_a_module_the_config_parser_loads(name: str, valu
     assert result.warnings == ()
     assert result.config.service.mode == template.mode
     assert "<!--@" not in xml
-    assert result.config.vip is not None and result.config.vip.addresses == ("198.18.0.200",)
+    if template.value("virtual_ip") is not None:
+        assert result.config.vip is not None and result.config.vip.addresses == ("198.18.0.200",)
+    else:  # behind a cloud load balancer: no address on the nodes
+        assert result.config.vip is None
     scripts = (
         {"prestart", "start_prim", "stop_prim"} if template.mode == "mirror" else {"start_both", "stop_both"}
     )
@@ -280,6 +296,169 @@ def test_farm_nodes_and_secrets() -> None:
     assert LIBRARY["postgresql"].value("pg_password").secret  # type: ignore[union-attr]
 
 
+def test_the_generic_farm_may_have_no_virtual_ip() -> None:
+    """Without virtual_ip the farm has no <vip> (a cloud load balancer spreads the clients); with it,
+    the file is the one it always was: only the marker lines differ."""
+    farm = LIBRARY["farm"]
+    bare = render(farm, "app", {"app_command": "/opt/app/server"})[USERCONFIG].content.decode()
+    assert "<vip>" not in bare and parse_module(bare, env={}).config.vip is None
+    with_vip = render(farm, "app", {"virtual_ip": "10.0.0.9"})[USERCONFIG].content.decode()
+    block = """
+  </farm>
+  <vip>
+    <interface_list>
+      <interface check="on">
+        <virtual_interface type="vmac_invisible">
+          <virtual_addr addr="%VIRTUAL_IP%" where="alias"/>
+        </virtual_interface>
+      </interface>
+    </interface_list>
+  </vip>
+  <user """
+    assert block in with_vip and "<!--@" not in with_vip
+    # the load-balancing group is the virtual IP's: without one (the Ansible role gives every
+    # farm its nodes) there is none
+    grouped = render(farm, "app", {"nodes": "node1,node2"})[USERCONFIG].content.decode()
+    assert "<vip>" not in grouped and "loadbalancing" not in grouped
+    assert parse_module(grouped, env={}).config.vip is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "lb_vars"),
+    [
+        ("aws_lb", {}, {}),
+        ("aws_lb", {"target_group_arn": TARGET_GROUP}, {"LB_TARGET_GROUP_ARN": TARGET_GROUP}),
+        ("azure_lb", {}, {}),
+        ("azure_lb", {"probe_port": "8081"}, {"LB_PROBE_PORT": "8081"}),
+        ("gcp_ilb", {}, {}),
+    ],
+)
+def test_the_cloud_lb_farm_renders_with_every_provider_kind(
+    kind: str, options: dict[str, str], lb_vars: dict[str, str]
+) -> None:
+    template = LIBRARY["cloud_lb_farm"]
+    values = {"lb_kind": kind, "port": "8080", "start_command": "systemctl start app", **options}
+    package = render(template, "svc", values)
+    result = parse_module(package[USERCONFIG].content, env={})
+    assert result.warnings == ()
+    config = result.config
+    assert config.service.mode == "farm" and config.vip is None  # no address on the nodes
+    (custom,) = config.check.custom
+    assert (custom.ident, custom.exec, custom.when, custom.action) == ("http", "httpcheck", "both", "restart")
+    assert config.user is not None
+    variables = {v.name: v.value for v in config.user.vars}
+    assert variables["LB_KIND"] == kind and variables["WEB_PORT"] == variables["CHECK_PORT"] == "8080"
+    assert variables["HEALTH_PATH"] == "/"
+    for name in ("LB_TARGET_GROUP_ARN", "LB_PROBE_PORT"):
+        assert variables[name] == lb_vars.get(name, "")
+    # leaving the load balancer and a bounded stop of the service fit in the module's stop time
+    assert config.user.nicestoptimeout >= int(variables["LB_TIMEOUT"]) + 5 + int(variables["STOP_TIMEOUT"])
+    assert package["bin/httpcheck"].mode == 0o755 and package["bin/lb.sh"].mode == 0o644
+
+
+def test_the_cloud_lb_farm_refuses_bad_values_in_one_report() -> None:
+    template = LIBRARY["cloud_lb_farm"]
+    with pytest.raises(TemplateError) as caught:
+        resolve_values(
+            template,
+            {"lb_kind": "gcp_ilb", "port": "9010", "health_path": "health", "target_group_arn": TARGET_GROUP,
+             "probe_port": "8081", "virtual_ip": "10.0.0.9"},
+        )  # fmt: skip
+    text = str(caught.value)
+    for part in (
+        "unknown value 'virtual_ip'",
+        "health_path: 'health': a URL path",
+        "app_command or start_command is required",
+        "target_group_arn is for lb_kind=aws_lb, not gcp_ilb",
+        "probe_port is for lb_kind=azure_lb, not gcp_ilb",
+        "port 9010 is the engine's health endpoint",
+    ):
+        assert part in text, text
+    for given, message in (
+        ({}, "lb_kind is required"),
+        ({"lb_kind": "alb"}, "one of aws_lb, azure_lb, gcp_ilb"),
+        ({"lb_kind": "aws_lb", "target_group_arn": "web"}, "not a target group ARN"),
+        ({"lb_kind": "azure_lb", "probe_port": "8080"}, "a port of its own"),
+        ({"lb_kind": "azure_lb", "probe_port": "9010"}, "a port of its own"),
+    ):
+        with pytest.raises(TemplateError, match=message):
+            resolve_values(template, {"port": "8080", "app_command": "/opt/app/server", **given})
+
+
+def _lb(tmp_path: Path, function: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """lb.sh's `function` run by sh as the module's scripts source it (library, app.sh, lb.sh)."""
+    lb_sh = LIBRARY["cloud_lb_farm"].files["bin/lb.sh"].decode()
+    script = f'. "{SHARED_DIR / SHELL_LIBRARY}"\n. "{SHARED_DIR / "bin" / "app.sh"}"\n{lb_sh}\n{function}'
+    return subprocess.run(
+        ["sh", "-c", script, "start_both"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SAFEMODULE": f"sktest-lb-{os.getpid()}", **variables},
+    )
+
+
+def test_the_azure_probe_port_is_open_only_while_the_node_serves(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    settings = {"LB_KIND": "azure_lb", "LB_PROBE_PORT": port}
+    try:
+        joined = _lb(tmp_path, "lb_join && port_open $LB_PROBE_PORT && echo open", **settings)
+        assert joined.stdout.splitlines() == [f"azure_lb: probe port {port} open", "open"], joined
+        again = _lb(tmp_path, "lb_join", **settings)  # idempotent: the same listener
+        assert again.returncode == 0
+        left = _lb(tmp_path, "lb_leave; port_open $LB_PROBE_PORT || echo closed", **settings)
+        assert left.stdout.splitlines() == [f"azure_lb: probe port {port} closed", "closed"], left
+        with socket.create_server(("0.0.0.0", int(port))):  # the port taken by something else
+            taken = _lb(tmp_path, "lb_join", **settings)
+        assert taken.returncode == 1 and taken.stdout == f"azure_lb: probe port {port} not open\n", taken
+    finally:
+        _lb(tmp_path, "stop_probe", **settings)
+        shutil.rmtree(f"/run/safekit-sktest-lb-{os.getpid()}", ignore_errors=True)
+
+
+def test_a_registration_that_fails_fails_the_join_with_its_reason(tmp_path: Path) -> None:
+    """aws_lb with a target group, and no instance identity to be had (the metadata service cannot be
+    reached): lb_join fails (start_both then fails, the node stays out) and says why; lb_leave says
+    the deregistration failed and does not hold up the stop. Both bounded by LB_TIMEOUT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = {
+        "LB_KIND": "aws_lb",
+        "LB_TARGET_GROUP_ARN": TARGET_GROUP,
+        "LB_TIMEOUT": "3",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "SAFEKIT_AWS_METADATA_URL": f"http://127.0.0.1:{closed}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed}",
+    }
+    began = time.monotonic()
+    joined = _lb(tmp_path, "lb_join", **settings)
+    assert joined.returncode == 1, joined
+    assert joined.stdout.startswith(f"aws_lb: not registered in {TARGET_GROUP}: "), joined.stdout
+    assert "metadata" in joined.stdout or "reached" in joined.stdout, joined.stdout
+    left = _lb(tmp_path, "lb_leave", **settings)
+    assert left.returncode == 0 and left.stdout.startswith("aws_lb: deregistration failed: "), left
+    assert time.monotonic() - began < 2 * (3 + 5) + 10
+
+
+@pytest.mark.parametrize("kind", ["aws_lb", "azure_lb", "gcp_ilb"])
+def test_without_options_the_load_balancer_needs_no_cloud_call(tmp_path: Path, kind: str) -> None:
+    """No target group, no probe port: the load balancer probes the health endpoint, nothing else is
+    done (no SDK, no credentials needed: an unreachable endpoint would fail a call)."""
+    settings = {"LB_KIND": kind, "AWS_ENDPOINT_URL": "http://192.0.2.1:9"}
+    joined = _lb(tmp_path, "lb_join && lb_leave", **settings)
+    assert joined.returncode == 0
+    assert joined.stdout.splitlines() == [
+        f"{kind}: the load balancer probes the health endpoint (no cloud call)",
+        f"{kind}: nothing to undo",
+    ]
+
+
 def test_assignments() -> None:
     assert parse_assignments(["VIRTUAL_IP=1.2.3.4", "cmd=a=b"]) == {"virtual_ip": "1.2.3.4", "cmd": "a=b"}
     with pytest.raises(TemplateError, match="KEY=VALUE"):
@@ -295,6 +474,10 @@ def test_a_manifest_must_agree_with_its_userconfig() -> None:
     good = "description: d\nmode: farm\nvalues:\n  - {key: port, kind: port, default: 80, description: p}\n"
     with pytest.raises(TemplateError, match="marker names no value"):
         parse_manifest("t", good, files)
+    both = {USERCONFIG: files[USERCONFIG].replace(b"@if other", b"@if port other")}
+    with pytest.raises(TemplateError, match="marker names no value"):  # every key of an @if is a value
+        parse_manifest("t", good, both)
+    parse_manifest("t", good, {USERCONFIG: files[USERCONFIG].replace(b"@if other", b"@if port port")})
     with pytest.raises(TemplateError, match="differs from the macro"):
         parse_manifest("t", good.replace("default: 80", "default: 81"), files)
     with pytest.raises(TemplateError, match="no <macro"):
