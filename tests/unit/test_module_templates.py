@@ -705,6 +705,9 @@ def test_the_shell_library_finds_waits_and_says(tmp_path: Path) -> None:
         poll 1 sh -c 'exit 3'; echo "poll gives up: $?"
         third() {{ [ "$POLLED" -ge 2 ]; }}
         poll 1 third; echo "poll third: $? after $POLLED tries"
+        slow() {{ sleep 0.6; false; }}
+        start=$(centis); poll 1 slow; took=$(($(centis) - start))
+        [ "$took" -le 200 ] && echo "poll slow: bounded by time" || echo "poll slow: $took cs"
         wait_gone "$child" 0; echo "wait_gone running: $?"
         kill "$child"
         wait_gone "$child" 5; echo "wait_gone stopped: $?"
@@ -719,6 +722,7 @@ def test_the_shell_library_finds_waits_and_says(tmp_path: Path) -> None:
         "poll false: 1",
         "poll gives up: 3",
         "poll third: 0 after 2 tries",
+        "poll slow: bounded by time",
         "wait_gone running: 1",
         "wait_gone stopped: 0",
         "pidfile_pid: gone",

@@ -58,17 +58,25 @@ find_process() {
 
 # ---------------------------------------------------------------------- bounded waits
 
-# poll SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds, for at most SECONDS. Status 0
-# once it has; 1 when the time ran out; COMMAND's own status when that is 2 or more (it gave up:
-# waiting longer is of no use). POLLED is the number of tries before the current one.
+# Hundredths of a second since the node booted (/proc/uptime: a monotonic clock; dash has no
+# $SECONDS): what poll measures its limit with.
+centis() {
+    read -r _up _rest </proc/uptime
+    echo $((${_up%.*} * 100 + 1${_up#*.} - 100))
+}
+
+# poll SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds, for at most SECONDS of wall
+# time (a slow COMMAND - an HTTP check that waits 2 s - does not stretch it). Status 0 once it has;
+# 1 when the time ran out; COMMAND's own status when that is 2 or more (it gave up: waiting longer
+# is of no use). POLLED is the number of tries before the current one.
 poll() {
-    _limit=$(($1 * 10))
+    _deadline=$(($(centis) + $1 * 100))
     shift
     POLLED=0
     while :; do
         if "$@"; then return 0; else _status=$?; fi
         [ "$_status" -ge 2 ] && return "$_status"
-        [ "$POLLED" -ge "$_limit" ] && return 1
+        [ "$(centis)" -ge "$_deadline" ] && return 1
         sleep 0.1
         POLLED=$((POLLED + 1))
     done

@@ -37,14 +37,9 @@ aws_target() {
         --address "$LB_LABEL" -o target_group_arn="$LB_TARGET_GROUP_ARN" --timeout "$LB_TIMEOUT" 2>&1 | tail -n 1
 }
 
-# Wait until the service's health URL answers 200, at most $1 seconds of wall time (each try may
-# itself take up to 2 s: `poll` counts tries); status 1 when it does not.
+# Wait until the service's health URL answers 200, at most $1 seconds; status 1 when it does not.
 wait_healthy() {
-    _deadline=$(($(date +%s) + $1))
-    until http_ok "$WEB_PORT" "$HEALTH_PATH"; do
-        [ "$(date +%s)" -ge "$_deadline" ] && return 1
-        sleep 0.2
-    done
+    poll "$1" http_ok "$WEB_PORT" "$HEALTH_PATH"
 }
 
 # The probe port's listener: accepts and closes, as the azure_lb provider's does.
