@@ -599,7 +599,7 @@ static void send_attrs(struct sk_front *f, uint32_t dir, const char *rel, const 
 }
 
 /* The object at pfd/name, sent whole as path `rel` of directory `dir` (a directory with what is
- * under it, excluded paths left out): fusefs.py's send_object, for an object renamed from a path
+ * under it, excluded paths left out), for an object renamed from a path
  * not replicated into a replicated one. The ordering lock is held exclusively: nothing changes
  * meanwhile, and the stream gets the object as it is at this point of the order. */
 static void send_object(struct sk_front *f, uint32_t dir, const char *rel, int pfd, const char *name,
@@ -902,7 +902,8 @@ static void fr_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, f
 				sk_nodes_move(&f->nodes, sst.st_dev, sst.st_ino, parent, name, newparent, newname);
 		}
 		if (oknown && nknown) {
-			/* fusefs.py's rename across the notreplicated boundary */
+			/* a rename across the notreplicated boundary: into the replicated paths the object is sent
+			 * whole, out of them it is removed on the secondary, within them it is a rename */
 			bool orepl = !path_excluded(f, odir, oldpath + oskip);
 			bool nrepl = !path_excluded(f, ndir, newpath + nskip);
 			if (orepl && nrepl) {

@@ -189,7 +189,7 @@ void skp_free_chunks(struct skp_link *l)
 
 /* What the secondary may not have goes back to the journal (under mu, the session ended):
  * the marks of every operation not acknowledged as applied, what a resynchronisation was
- * sending, and the paths renamed during it. journal.py's and primary.py's _disconnected. */
+ * sending, and the paths renamed during it: the next session's journal resync covers them. */
 static void journal_the_rest(struct skp_link *l)
 {
     double t = wall();
@@ -856,7 +856,7 @@ uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, u
 }
 
 
-/* primary.py's _choose_mode: full when asked; journal when the secondary follows this history,
+/* The resync mode of a session: full when asked; journal when the secondary follows this history,
  * this journal is complete (no crash) and the secondary's copy is what it applied. */
 static int choose_mode(struct skp_link *l, const sk_hello_peer *peer)
 {

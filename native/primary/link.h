@@ -60,7 +60,7 @@ void skp_link_fence(struct skp_link *l);
 void skp_link_lose(struct skp_link *l, const char *reason);
 void skp_link_set_generation(struct skp_link *l, int64_t generation);
 void skp_link_emit_status(struct skp_link *l);
-/* safekitd's `verify` (primary.py's Replicator.verify): in sync only, each directory's manifest
+/* safekitd's `verify` (`safekit rfs verify`): in sync only, each directory's manifest
  * with block checksums taken here in the step that queues the MANIFEST_REQ, compared with the
  * secondary's answer; emits the `verify` event. Blocks the caller until the answer (resync.c). */
 void skp_link_verify(struct skp_link *l);

@@ -4,8 +4,8 @@
  *
  *   safekit-rfs-primary [--mountpoint=DIR] [--threads=N] SPEC.json
  *
- * SPEC.json is safekit.rfs.spec.RfsSpec as JSON (the file the Python primary takes). The Python
- * primary's layout (primary.py's PrimaryProcess): one FUSE mount at <state_dir>/mnt whose root
+ * SPEC.json is safekit.rfs.spec.RfsSpec as JSON (the file safekitd writes). The layout safekitd
+ * runs (no --mountpoint): one FUSE mount at <state_dir>/mnt whose root
  * holds 0, 1, ... (each the root of dirs[i], opened before anything is mounted), and mnt/i bound
  * read-write over dirs[i], where the application works. --mountpoint=DIR (tests, benchmarks):
  * one replicated directory served at DIR, no binds.
@@ -222,7 +222,7 @@ static void *control_main(void *arg)
 static void *control_main(void *arg);
 
 /* After the FUSE loop runs (a bind looks its source up through this very mount): mnt/i bound
- * over dirs[i], `mounted`, the link and the control channel (primary.py's _main). */
+ * over dirs[i], `mounted`, then the link and the control channel. */
 static void *start_main(void *arg)
 {
     (void)arg;
@@ -258,7 +258,8 @@ static void *start_main(void *arg)
 
 /* What a dead replication process left (its dead FUSE mount, its binds; the read-only binds
  * recorded in secondary.json when this node was secondary) is detached without looking through
- * it; then the directories are opened (primary.py's prepare). false with why set. */
+ * it; a missing directory is made (mkdir -p, 0755), then the directories are opened, then this
+ * node's record as a secondary is removed (its copy is the reference now). false with why set. */
 static bool prepare(const sks_spec *spec, int *dir_fds, char *why, size_t cap)
 {
     if (g.layout && skp_detach_ours(g.mountpoint, NULL, 0, why, cap) < 0)

@@ -1,4 +1,4 @@
-/* A session's resynchronisation (src/safekit/rfs/primary.py's _resync and what it calls, in C):
+/* A session's resynchronisation:
  * one thread per session, started once the stream began (SYNC_BEGIN queued). It brings the
  * secondary's copy in line while applications go on writing:
  *
@@ -206,7 +206,7 @@ static char kind_of(mode_t m)
 }
 
 /* SETATTR (mode but for symlinks, owner, times), then the extended attributes: all cleared on
- * the secondary, ours set (primary.py's _sync_attrs and _sync_xattrs). Front paused. */
+ * the secondary, ours set (the secondary ends with exactly ours). Front paused. */
 static int sync_attrs(rs *r, const char *path, const sk_entry *remote, bool force)
 {
     struct stat st;
@@ -641,8 +641,9 @@ static void free_linked(rs *r)
     }
 }
 
-/* Bring the secondary's object at path (described by remote; NULL: it has none) to ours
- * (primary.py's _sync_entry). 0, or -1 lost. */
+/* Bring the secondary's object at path (described by remote; NULL: it has none) to ours: a
+ * differing non-file replaced, a hard link made as a link, a file's data sent whole or by the
+ * differing blocks, then the attributes. 0, or -1 lost. */
 static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool data, bool use_sums)
 {
     const sk_entry *remote = ri >= 0 ? &rm->e[ri] : NULL;
@@ -727,8 +728,8 @@ static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool d
     return rc;
 }
 
-/* One object whole, replacing what the secondary has (a directory with its whole subtree):
- * primary.py's _send_tree. */
+/* One object whole, replacing what the secondary has (a directory with its whole subtree, parents
+ * before children). */
 static int send_tree(rs *r, const char *path)
 {
     int rc = sync_entry(r, path, NULL, -1, true, false);
@@ -846,7 +847,8 @@ static int sync_by_sums(rs *r, char **paths, uint32_t count)
     return rc;
 }
 
-/* checksum and full (primary.py's _sync_compare). */
+/* checksum and full: both trees walked and compared object by object (full: every file's data
+ * sent; checksum: only the blocks whose checksums differ). */
 static int sync_compare(rs *r, bool full)
 {
     rs_man rm, local;
@@ -1093,7 +1095,8 @@ static bool sums_equal(const rs_man *a, long ia, const rs_man *b, long ib)
     }
 }
 
-/* primary.py's _differs: "" when the same. */
+/* What differs between two manifest entries (type, size, content, symlink target, mode/owner,
+ * modification time), in words for `verify`: "" when the same. */
 static void differs(const sk_entry *a, const rs_man *am, long ia, const sk_entry *b, const rs_man *bm, long ib,
                     char *out, size_t cap)
 {

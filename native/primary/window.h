@@ -6,7 +6,7 @@
  * consecutive. Within a session every ticket from `first` on is in the stream, in order; the
  * wire's sequence numbers are the tickets shifted by a per-session constant (the link's job).
  *
- * Link states (src/safekit/rfs/primary.py's, same names):
+ * Link states (the names the control channel and safekitd use):
  *   degrading  the link was lost while in sync (or the process starts): barriers are held until
  *              safekitd's degrade_ok (then degraded) or fence (then they fail with EIO)
  *   degraded   no secondary follows: operations are journaled, barriers succeed (local only)

@@ -1,6 +1,6 @@
 /* The ordered apply: one replicated operation at a time on the copies of a module's replicated
  * directories, through directory fds opened before anything was mounted over them
- * (safekit.rfs.apply.Replica's semantics, operation by operation).
+ * (each operation leaves the copy as the same operation left the primary's directory).
  *
  * Paths never leave the replicated directory: every path is resolved beneath its directory fd
  * without following any symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a walk of

@@ -258,6 +258,10 @@ bool skj_str(const char *text, const skj_tok *toks, int t, char *out, size_t cap
                 }
                 if (cp == 0)
                     return false;
+                if (cp >= 0xDC80 && cp <= 0xDCFF) { /* a lone \udcXX: the byte XX (os.fsencode) */
+                    tmp[0] = (char)(cp - 0xDC00);
+                    break;
+                }
                 n = put_utf8(tmp, cp);
                 break;
             }
@@ -397,8 +401,8 @@ static size_t utf8_char(const unsigned char *s, size_t n, unsigned *cp)
 
 static void put_u(skj_buf *b, unsigned v)
 {
-    char tmp[8];
-    snprintf(tmp, sizeof tmp, "\\u%04x", v);
+    char tmp[12];
+    snprintf(tmp, sizeof tmp, "\\u%04x", v & 0xFFFFu);
     skj_raw(b, tmp, 6);
 }
 
@@ -434,6 +438,36 @@ void skj_string(skj_buf *b, const char *s, size_t n)
             put_u(b, 0xD800 + (cp >> 10));
             put_u(b, 0xDC00 + (cp & 0x3FF));
         }
+    }
+    skj_raw(b, "\"", 1);
+}
+
+void skj_fsstring(skj_buf *b, const char *s, size_t n)
+{
+    /* Python's json.dumps(os.fsdecode(s)): valid UTF-8 as skj_string writes it, every byte that is
+     * not part of a valid UTF-8 character as \udcXX (surrogateescape), which skj_str reads back */
+    skj_raw(b, "\"", 1);
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t j = i, c;
+        unsigned cp;
+        while (j < n && (c = utf8_char(u + j, n - j, &cp)) != 0) /* the run of valid characters */
+            j += c;
+        size_t len = j - i;
+        if (len == 0) {
+            put_u(b, 0xDC00 + u[i]);
+            i++;
+            continue;
+        }
+        skj_buf run = {0};
+        skj_string(&run, s + i, len);
+        if (run.bad) {
+            b->bad = true;
+        } else {
+            skj_raw(b, run.p + 1, run.len - 2); /* without its quotes */
+        }
+        skj_buf_free(&run);
+        i += len;
     }
     skj_raw(b, "\"", 1);
 }

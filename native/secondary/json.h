@@ -34,7 +34,8 @@ int skj_get(const char *text, const skj_tok *toks, int obj, const char *key);
 int skj_elem(const skj_tok *toks, int arr, int i);
 
 /* A string value unescaped into out (NUL-terminated); false if not a string, it holds a NUL, or it
- * does not fit. */
+ * does not fit. A lone \udc80-\udcff is the byte it escapes (Python's surrogateescape: a path
+ * written by json.dumps(os.fsdecode(bytes))). */
 bool skj_str(const char *text, const skj_tok *toks, int t, char *out, size_t cap);
 /* An integer value (no fraction, no exponent); false otherwise. */
 bool skj_int(const char *text, const skj_tok *toks, int t, int64_t *out);
@@ -55,6 +56,9 @@ void skj_rawz(skj_buf *b, const char *s);
 /* A JSON string of `n` bytes (escaped as json.dumps with ensure_ascii=True). */
 void skj_string(skj_buf *b, const char *s, size_t n);
 void skj_stringz(skj_buf *b, const char *s);
+/* Bytes that may not be UTF-8 (a path) as Python's json.dumps(os.fsdecode(bytes)) writes them: a byte
+ * outside a valid UTF-8 character is \udcXX, which skj_str reads back as that byte. */
+void skj_fsstring(skj_buf *b, const char *s, size_t n);
 void skj_i64(skj_buf *b, int64_t v);
 void skj_u64(skj_buf *b, uint64_t v);
 void skj_boolean(skj_buf *b, bool v);

@@ -17,7 +17,8 @@
 #define UMOUNT_NOFOLLOW 8
 #endif
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+/* mountinfo escapes space, tab, newline and backslash as \ooo; every other byte is the path's own
+ * (a UTF-8 name or not): decoded on bytes, nothing else converted. */
 static size_t unescape(const char *s, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
@@ -32,27 +33,6 @@ static size_t unescape(const char *s, size_t n, char *out, size_t cap)
     }
     out[o] = '\0';
     return o;
-}
-
-/* Python decodes the field with "unicode_escape": every byte is a code point (Latin-1). */
-static bool latin1_to_utf8(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) {
-            if (o + 1 >= cap)
-                return false;
-            out[o++] = (char)c;
-        } else {
-            if (o + 2 >= cap)
-                return false;
-            out[o++] = (char)(0xC0 | (c >> 6));
-            out[o++] = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    out[o] = '\0';
-    return true;
 }
 
 bool sks_mountinfo_line(const char *line, size_t len, sks_mount *out)
@@ -104,10 +84,7 @@ bool sks_mountinfo_line(const char *line, size_t len, sks_mount *out)
     out->key.dev[flen[2]] = '\0';
     memcpy(out->fstype, f[sep + 1], flen[sep + 1]);
     out->fstype[flen[sep + 1]] = '\0';
-    char raw[SKS_MOUNT_FIELD];
-    size_t n = unescape(f[3], flen[3], raw, sizeof raw);
-    if (!latin1_to_utf8(raw, n, out->key.root, sizeof out->key.root))
-        return false;
+    unescape(f[3], flen[3], out->key.root, sizeof out->key.root);
     unescape(f[4], flen[4], out->point, sizeof out->point);
     return true;
 }
@@ -350,9 +327,9 @@ void sks_mkeys_json(skj_buf *b, const sks_mkey *keys, int n)
         skj_rawz(b, "[");
         skj_i64(b, keys[i].id);
         skj_rawz(b, ", ");
-        skj_stringz(b, keys[i].dev);
+        skj_fsstring(b, keys[i].dev, strlen(keys[i].dev));
         skj_rawz(b, ", ");
-        skj_stringz(b, keys[i].root);
+        skj_fsstring(b, keys[i].root, strlen(keys[i].root));
         skj_rawz(b, "]");
     }
     skj_rawz(b, "]");

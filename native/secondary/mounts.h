@@ -1,15 +1,16 @@
 /* The mounts the secondary stacks over its replicated directories (rule 5: applications on this
  * node cannot write the copy): a read-only bind of each directory over itself, recorded in
  * secondary.json "mounts" exactly as safekit.host.mounts.Mount.key records them ([id, "major:minor",
- * root]) so that either engine, and safekitd's recovery, removes them later; and the removal of what
+ * root]) so that a later secondary or primary, and safekitd's recovery, removes them; and the removal of what
  * safekit stacked at a directory (a recorded bind, a safekit FUSE mount, live or dead, and its binds)
  * by the rules of safekit.host.mounts.detach_ours, WITHOUT looking through it: a stat of a FUSE
  * mount whose server does not answer hangs forever. Nothing here stats or opens the mount point: its
  * name is its parent's real path plus its own name, the stack is read from /proc/self/mountinfo, and
  * the unmount is umount2(MNT_DETACH | UMOUNT_NOFOLLOW).
  *
- * The recorded root is the Python string Python builds (mountinfo's octal escapes decoded, every other
- * byte taken as Latin-1), held here in UTF-8, so the JSON written is byte for byte Python's. */
+ * Fields are bytes (mountinfo's octal escapes decoded, nothing else converted); the recorded root is
+ * written in JSON as Python writes os.fsdecode(root) (a non-UTF-8 byte as \udcXX) and read back to the
+ * same bytes, so the JSON is byte for byte safekit.host.mounts' and keys compare on bytes. */
 #ifndef SKS_MOUNTS_H
 #define SKS_MOUNTS_H
 
@@ -26,7 +27,7 @@
 typedef struct sks_mkey {
     int64_t id;
     char dev[32];
-    char root[SKS_MOUNT_FIELD]; /* the Python string, UTF-8 */
+    char root[SKS_MOUNT_FIELD]; /* bytes, octal escapes decoded */
 } sks_mkey;
 
 typedef struct sks_mount {

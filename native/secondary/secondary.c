@@ -665,7 +665,7 @@ static bool name_taken(void *ctx, const char *name)
 }
 
 /* Record a save to do (durably, with the rest of the state) when safekitd says this node stepped
- * down from a split brain (safekit.rfs.secondary._plan_splitbrain). */
+ * down from a split brain (splitbrain.h: the save runs before the primary is served). */
 static bool plan_splitbrain(secondary *s, char *why, size_t wcap)
 {
     if (!s->spec.diverged_json)

@@ -1,7 +1,7 @@
 /* The secondary's replication process: listens for the primary, runs the v2 handshake, receives the
  * primary's frames in order, applies each operation to the copy (apply.h), acknowledges, persists its
- * state (state.h) and speaks the control channel (channel.h). safekit.rfs.secondary's behaviour on
- * the v2 wire; see native/secondary/README.md for the design and what differs. */
+ * state (state.h) and speaks the control channel (channel.h), on the v2 wire; see
+ * native/secondary/README.md for the design. */
 #ifndef SKS_SECONDARY_H
 #define SKS_SECONDARY_H
 

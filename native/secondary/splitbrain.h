@@ -1,9 +1,10 @@
 /* A split brain this node lost (ARCHITECTURE rule 4, docs/replication.md): what it wrote since the
  * split is saved aside before the winner's resynchronisation overwrites it. The policy (which files,
  * the space rule, the manifest, the report) is Python's (safekit.rfs.splitbrain); this program plans
- * the save durably as safekit.rfs.secondary does, runs `PYTHON -m safekit.rfs splitbrain-save SPEC`
- * before it serves the primary, records the phase and emits the event that step printed, and after
- * the resynchronisation runs `splitbrain-annotate SPEC DIR` (ADR 0023). Here: the pure parts, the
+ * the save durably (recorded in secondary.json before anything depends on it), runs
+ * `PYTHON -m safekit.rfs splitbrain-save SPEC` before it serves the primary, records the phase and
+ * emits the event that step printed, and after the resynchronisation runs
+ * `splitbrain-annotate SPEC DIR` (ADR 0023). Here: the pure parts, the
  * record in secondary.json "splitbrain" ({phase: saving|saved, dir, peer, generation,
  * peer_generation, split_at}). */
 #ifndef SKS_SPLITBRAIN_H

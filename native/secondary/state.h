@@ -1,5 +1,5 @@
-/* The secondary's persisted state, <state_dir>/secondary.json: the same file and keys as
- * safekit.rfs.secondary.SecondaryState (epoch, in_sync, clean, boot_id, generation, dirs, mounts,
+/* The secondary's persisted state, <state_dir>/secondary.json: the file and keys
+ * safekitd's recovery and the primary read (epoch, in_sync, clean, boot_id, generation, dirs, mounts,
  * splitbrain), written the way safekit.daemon.persist does (temporary file, fsync, rename, directory
  * fsync) before anything that depends on it. `mounts` and `splitbrain` are held as raw JSON (made
  * by mounts.c and splitbrain.c, the formats Python writes). `applied_seq` is added (informational: the

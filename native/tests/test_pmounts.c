@@ -39,6 +39,14 @@ static void test_recorded_mounts(void)
     CHECK(skp_recorded_mounts("{\"mounts\":[]}", k, 4) == 0);
     CHECK(skp_recorded_mounts("not json", k, 4) == 0);
     CHECK(skp_recorded_mounts(state, k, 1) == 1);
+    /* a root that is not ASCII, as safekit.host.mounts and the secondary record it (json.dumps of
+     * os.fsdecode(bytes)): read back to the bytes mountinfo holds, compared on bytes */
+    const char *utf = "{\"mounts\":[[703,\"8:1\",\"/srv/d\\u00e9 x\\udcff\"]]}";
+    CHECK(skp_recorded_mounts(utf, k, 4) == 1);
+    char line[] = "703 35 8:1 /srv/d\xc3\xa9\\040x\xff /srv/d\xc3\xa9\\040x\xff ro - ext4 /dev/sda1 rw\n";
+    skp_mountinfo m;
+    CHECK(skp_mountinfo_parse(line, &m));
+    CHECK(strcmp(m.root, k[0].root) == 0 && strcmp(m.point, "/srv/d\xc3\xa9 x\xff") == 0);
 }
 
 static void test_mount_point_names_the_parent(void)

@@ -245,7 +245,8 @@ static void manifest(void)
     CHECK(system(cmd) == 0);
 }
 
-/* mountinfo lines as safekit.host.mounts.parse_mountinfo reads them (octal escapes, Latin-1 root) */
+/* mountinfo lines as safekit.host.mounts.parse_mountinfo reads them (octal escapes decoded on the
+ * bytes, nothing else converted; JSON as Python's json.dumps(os.fsdecode(root))) */
 static void mountinfo(void)
 {
     sks_mount *m = malloc(sizeof *m);
@@ -253,15 +254,29 @@ static void mountinfo(void)
     const char *line = "48 27 254:0 /tmp/a\\040b/\xc3\xbc /tmp/a\\040b/\xc3\xbc ro,relatime shared:1 - ext4 /dev/vda rw";
     CHECK(sks_mountinfo_line(line, strlen(line), m));
     CHECK(m->key.id == 48 && strcmp(m->key.dev, "254:0") == 0 && strcmp(m->fstype, "ext4") == 0);
-    CHECK(strcmp(m->point, "/tmp/a b/\xc3\xbc") == 0);                   /* the bytes of the path */
-    CHECK(strcmp(m->key.root, "/tmp/a b/\xc3\x83\xc2\xbc") == 0);         /* Python's string: U+00C3 U+00BC */
+    CHECK(strcmp(m->point, "/tmp/a b/\xc3\xbc") == 0); /* the bytes of the path */
+    CHECK(strcmp(m->key.root, "/tmp/a b/\xc3\xbc") == 0);
     skj_buf b = {0};
     sks_mkeys_json(&b, &m->key, 1);
-    CHECK(!b.bad && strcmp(b.p, "[[48, \"254:0\", \"/tmp/a b/\\u00c3\\u00bc\"]]") == 0); /* json.dumps's */
+    CHECK(!b.bad && strcmp(b.p, "[[48, \"254:0\", \"/tmp/a b/\\u00fc\"]]") == 0); /* json.dumps's: U+00FC */
     sks_mkey *keys;
     CHECK(sks_mkeys_parse(b.p, &keys) == 1);
     CHECK(sks_mount_ours(m, keys, 1));
-    keys[0].id = 49;
+    /* a name that is not UTF-8 (a lone \xff, a truncated \xe2\x82), a tab, a newline, a backslash and
+     * U+0085 / U+00A0 (whitespace to Python's str.split, not to the kernel) */
+    const char *odd = "49 27 254:0 /d\\011t\\012n\\134b\xff\xe2\x82\xc2\x85\xc2\xa0\xc3\xa9 "
+                      "/srv/d\xc3\xa9\\040x\xff rw - ext4 /dev/vda rw";
+    CHECK(sks_mountinfo_line(odd, strlen(odd), m));
+    CHECK(strcmp(m->point, "/srv/d\xc3\xa9 x\xff") == 0);
+    CHECK(strcmp(m->key.root, "/d\tt\nn\\b\xff\xe2\x82\xc2\x85\xc2\xa0\xc3\xa9") == 0);
+    free(keys);
+    skj_buf_free(&b);
+    sks_mkeys_json(&b, &m->key, 1);
+    /* byte for byte what json.dumps([[49, "254:0", os.fsdecode(root)]]) writes */
+    CHECK(!b.bad && strcmp(b.p, "[[49, \"254:0\", \"/d\\tt\\nn\\\\b\\udcff\\udce2\\udc82\\u0085\\u00a0\\u00e9\"]]") == 0);
+    CHECK(sks_mkeys_parse(b.p, &keys) == 1 && strcmp(keys[0].root, m->key.root) == 0);
+    CHECK(sks_mount_ours(m, keys, 1));
+    keys[0].id = 50;
     CHECK(!sks_mount_ours(m, keys, 1));
     snprintf(m->fstype, sizeof m->fstype, "%s", SKS_FUSE_TYPE);
     CHECK(sks_mount_ours(m, keys, 1) && sks_mount_ours(m, NULL, 0));
@@ -304,7 +319,7 @@ static bool taken_2(void *ctx, const char *name)
     return strcmp(name, "20231114T221320Z") == 0 || strcmp(name, "20231114T221320Z-2") == 0;
 }
 
-/* the split-brain record in secondary.json, as safekit.rfs.secondary._plan_splitbrain writes it */
+/* the split-brain record in secondary.json (splitbrain.h's format, read by safekit.rfs.splitbrain) */
 static void splitbrain_record(void)
 {
     char out[256];

@@ -1035,6 +1035,33 @@ def test_layout_start_removes_the_read_only_binds_recorded_as_secondary(layout: 
     both_equal(c)
 
 
+def test_layout_each_program_makes_a_missing_directory_itself(layout: Layout) -> None:
+    """A replicated directory that does not exist (nor its parent) is made, empty, by the program
+    that serves it - the primary under its FUSE bind, the secondary under its read-only bind -
+    with nothing done before the start (safekitd only starts the programs)."""
+    c = layout
+    for d in (c.dirs[0], c.replicas[0]):
+        d.rmdir()
+    c.dirs[1] = c.root / "new-p" / "deep" / "d1"
+    c.replicas[1] = c.root / "new-s" / "deep" / "r1"
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    for d in c.dirs:
+        assert stacked(d) == ["fuse.safekit"]
+        assert sorted(os.listdir(d)) == []
+    for r in c.replicas:
+        assert len(stacked(r)) == 1  # the secondary's read-only bind over the directory it made
+        assert os.statvfs(r).f_flag & os.ST_RDONLY
+    for r in ("new-p", "new-s", "new-p/deep", "new-s/deep"):
+        assert (c.root / r).stat().st_mode & 0o777 == 0o755
+    (c.dirs[0] / "f0").write_bytes(b"zero")
+    (c.dirs[1] / "f1").write_bytes(b"one")
+    c.settle()
+    both_equal(c)
+    assert c.verify()["ok"] is True
+
+
 def test_layout_leaves_a_file_system_that_is_not_ours(layout: Layout) -> None:
     """A user's file system mounted at a replicated directory is what gets replicated; start and
     stop detach only safekit's mounts above it."""

@@ -75,13 +75,14 @@ class Secondary(EventProcess):
         dirs: int = 1,
         extra: dict[str, Any] | None = None,
         wait_listening: bool = True,
+        paths: list[Path] | None = None,
     ) -> None:
         self.root = root
         self.key = root / "cluster.key"
         if not self.key.exists():
             self.key.write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
             self.key.chmod(0o600)
-        self.dirs = [root / f"rep{i}" for i in range(dirs)]
+        self.dirs = paths or [root / f"rep{i}" for i in range(dirs)]
         self.state_dir = root / "state"
         self.spec = root / "secondary.spec.json"
         self.spec.write_text(
@@ -580,6 +581,45 @@ def test_binds_left_by_a_kill_are_removed_at_the_next_start_and_by_safekitd(tmp:
             again.stop()
     # safekitd's recovery (host.mounts.detach_ours) removes what this one recorded
     assert mounts.detach_ours(str(rep), again.state()["mounts"]) == 1
+    assert len(stack(rep)) == base
+
+
+def test_a_directory_named_with_a_space_an_e_acute_and_a_non_utf8_byte_is_bound_and_unbound(
+    tmp: Path,
+) -> None:
+    """mountinfo names are bytes: the read-only bind over /tmp/.../dé x\\xff is found, recorded as
+    safekit.host.mounts reads it (json.dumps of os.fsdecode), removed at stop, after a kill -9 at the
+    next start, and by safekitd's recovery (host.mounts.detach_ours)."""
+    rep = Path(os.fsdecode(os.fsencode(tmp) + b"/d\xc3\xa9 x\xff"))  # the spec holds "\\udcff"
+    s = Secondary(tmp, paths=[rep])
+    try:
+        assert rep.is_dir() and os.fsencode(rep).endswith(b"/d\xc3\xa9 x\xff")  # made by the program
+        top = stack(rep)[-1]
+        assert os.fsencode(top.point) == os.fsencode(rep)
+        assert s.state()["mounts"] == [top.key]
+        assert os.statvfs(rep).f_flag & os.ST_RDONLY
+        s.send(["create a 644 0 0", "write a 0 under-the-bind", "fsync a 0", "wait"])
+        assert (rep / "a").read_bytes() == b"under-the-bind"
+        base = len(stack(rep)) - 1
+    finally:
+        assert s.stop() == 0
+    assert len(stack(rep)) == base  # removed at stop
+    (rep / "writable-again").write_bytes(b"y")
+
+    s = Secondary(tmp, paths=[rep])
+    first = s.state()["mounts"]
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait(timeout=10)
+    assert [m.key for m in stack(rep)][base:] == first  # left behind, recorded
+    again = Secondary(tmp, paths=[rep])  # finds the recorded bind by its key and removes it
+    try:
+        assert len(stack(rep)) == base + 1
+        again.proc.send_signal(signal.SIGKILL)
+        again.proc.wait(timeout=10)
+    finally:
+        if again.proc.poll() is None:
+            again.stop()
+    assert mounts.detach_ours(str(rep), again.state()["mounts"]) == 1  # safekitd's recovery
     assert len(stack(rep)) == base
 
 

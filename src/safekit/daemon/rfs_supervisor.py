@@ -7,7 +7,10 @@ ones applications see). Events come on its stdout, commands go to its stdin, one
 line, typed and decoded by `safekit.rfs.channel` (the contract both sides speak).
 Its identity (pid, start time, command line, boot id) is recorded under the module's state
 directory while it runs, so that a safekitd restarted after a crash ends that very process and no
-other (`PROCESS_RECORD`).
+other (`PROCESS_RECORD`). What a dead process left over the directories (its dead FUSE mount, its
+binds, a secondary's recorded read-only binds), a missing directory, and on the primary this node's
+old record as a secondary (secondary.json) are the program's own start-up work (native/primary,
+native/secondary), not done here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from safekit.host import mounts, persist, processes
+from safekit.host import persist, processes
 from safekit.rfs import channel, native
 from safekit.rfs.spec import RfsSpec
 
@@ -52,31 +55,6 @@ def forget_process(state_dir: Path) -> None:
 
 class RfsError(Exception):
     """The replication process could not start or answer (the message says why)."""
-
-
-def prepare_native(role: Role, spec: RfsSpec) -> int:
-    """Before a replication process starts: remove the mounts a dead one left over the directories
-    (a dead FUSE mount, its binds, a secondary's recorded read-only binds), without looking through
-    them; on the primary, forget this node's record as a secondary (its copy is the reference now);
-    make a missing directory. Idempotent (the programs do part of it again). Returns the mounts
-    removed."""
-    state_dir = Path(spec.state_dir)
-    record_file = state_dir / "secondary.json"
-    try:
-        record = persist.read_json(record_file)
-        recorded = (record.get("mounts") or []) if isinstance(record, dict) else []
-    except ValueError:
-        recorded = []
-    points = [d.path for d in spec.dirs]
-    if role == "primary":
-        points.append(str(state_dir / "mnt"))
-    removed = sum(mounts.detach_ours(point, recorded) for point in points)
-    for d in spec.dirs:  # a missing directory is made (empty)
-        os.makedirs(d.path, mode=0o755, exist_ok=True)
-    if role == "primary":
-        with contextlib.suppress(FileNotFoundError):
-            record_file.unlink()
-    return removed
 
 
 class RfsProcess:
@@ -112,12 +90,6 @@ class RfsProcess:
         except native.EngineError as exc:
             raise RfsError(str(exc)) from None
         await asyncio.to_thread(persist.write_bytes, spec_file, self.spec.to_json().encode())
-        try:
-            removed = await asyncio.to_thread(prepare_native, self.role, self.spec)
-        except OSError as exc:
-            raise RfsError(f"could not prepare the replicated directories: {exc}") from None
-        if removed:
-            self.log.info("mounts left by a dead replication process removed: %d", removed)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._stopping = False

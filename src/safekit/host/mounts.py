@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -44,16 +45,25 @@ class Mount:
         return [self.id, self.dev, self.root]
 
 
+_OCTAL = re.compile(rb"\\([0-3][0-7][0-7])")
+
+
 def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (`\\040`)."""
-    return field.encode("utf-8", "surrogateescape").decode("unicode_escape")
+    """mountinfo escapes space, tab, newline and backslash as octal (`\\040`); every other byte is
+    the path's own. The escapes are decoded on the bytes, then the bytes are a path string as `os`
+    makes them (a UTF-8 name as itself, a byte that is not UTF-8 as a surrogate: os.fsencode gives
+    the bytes back)."""
+    raw = _OCTAL.sub(lambda m: bytes([int(m[1], 8)]), os.fsencode(field))
+    return os.fsdecode(raw)
 
 
 def parse_mountinfo(text: str) -> list[Mount]:
-    """Every mount of a mountinfo text, in the kernel's order (a stack: bottom first)."""
+    """Every mount of a mountinfo text, in the kernel's order (a stack: bottom first). Lines end at
+    "\\n" and fields at spaces only (the kernel escapes both in names): a name may hold any other
+    character str.split would take as a separator (U+0085, U+00A0, U+2028...)."""
     found: list[Mount] = []
-    for line in text.splitlines():
-        fields = line.split()
+    for line in text.split("\n"):
+        fields = [f for f in line.split(" ") if f]
         if len(fields) < 10 or "-" not in fields:
             continue
         sep = fields.index("-")
@@ -90,8 +100,8 @@ def mount_point(path: str) -> str:
 
 
 def read_mounts() -> list[Mount]:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        return parse_mountinfo(f.read())
+    with open("/proc/self/mountinfo", "rb") as f:
+        return parse_mountinfo(os.fsdecode(f.read()))
 
 
 def mounts_at(path: str) -> list[Mount]:

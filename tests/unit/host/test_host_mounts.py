@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,45 @@ def test_mountinfo_is_read_as_stacks_with_escaped_names() -> None:
     assert not mounts.ours_on_top(stack[:1])  # a user's bind under it stays
     assert mounts.ours_on_top(stack[:1], recorded=[[40, "8:1", "/srv/data"]])  # a recorded bind is ours
     assert not mounts.ours_on_top([])
+
+
+def test_names_are_bytes_a_utf8_name_is_itself_and_a_non_utf8_byte_comes_back() -> None:
+    """Only the kernel's octal escapes (space, tab, newline, backslash) are decoded, on the bytes;
+    the bytes are then a path string as `os` makes one: /srv/dé stays /srv/dé (not mojibake), a
+    byte that is not UTF-8 is a surrogate that os.fsencode turns back into that byte."""
+    raw = (
+        b"50 22 8:1 /srv/d\xc3\xa9\\040x /srv/d\xc3\xa9\\040x rw - ext4 /dev/sda1 rw\n"
+        b"51 22 0:52 / /srv/b\\134ack\\011tab\\012nl\\040\xff\xfe rw - tmpfs tmpfs rw\n"
+        b"52 22 0:53 / /srv/nel\xc2\x85nbsp\xc2\xa0ls\xe2\x80\xa8end rw - tmpfs tmpfs rw\n"
+    )
+    parsed = mounts.parse_mountinfo(os.fsdecode(raw))
+    assert [m.id for m in parsed] == [50, 51, 52]
+    assert parsed[0].point == parsed[0].root == "/srv/dé x"
+    assert os.fsencode(parsed[1].point) == b"/srv/b\\ack\ttab\nnl \xff\xfe"
+    assert parsed[1].point == "/srv/b\\ack\ttab\nnl \udcff\udcfe"
+    # str.split() and str.splitlines() would cut these names apart; the kernel's separators do not
+    assert parsed[2].point == "/srv/nel\x85nbsp\xa0ls\u2028end"
+    assert mounts.stack_at("/srv/dé x", parsed) == [parsed[0]]
+    # a key recorded by the native secondary (json.dumps of the same string) is recognised
+    recorded = json.loads(json.dumps([parsed[1].key]))
+    assert mounts.ours_on_top([parsed[1]], recorded=recorded)
+
+
+def test_the_mount_point_of_a_non_ascii_directory_is_found_in_this_namespace(tmp_path: Path) -> None:
+    """read_mounts reads the kernel's bytes: a directory /tmp/.../dé x\\xff mounted over is found."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    target = os.fsencode(tmp_path) + b"/d\xc3\xa9 x\xff"
+    os.mkdir(target)
+    subprocess.run([b"mount", b"-t", b"tmpfs", b"-o", b"size=1m", b"skmnt", target], check=True)
+    try:
+        stack = mounts.mounts_at(os.fsdecode(target))
+        assert [m.fstype for m in stack] == ["tmpfs"]
+        assert os.fsencode(stack[0].point) == target
+        mounts.detach(os.fsdecode(target))
+        assert mounts.mounts_at(os.fsdecode(target)) == []
+    finally:
+        subprocess.run([b"umount", b"-l", target], check=False, capture_output=True)
 
 
 def test_the_mount_point_is_named_without_resolving_its_last_component(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -243,20 +242,6 @@ def test_a_missing_native_program_fails_the_start_with_the_reason(
     with pytest.raises(rfs_supervisor.RfsError, match=r"safekit-rfs-primary \(primary\) is not in"):
         asyncio.run(process.start())
     assert process.proc is None
-
-
-def test_before_a_process_starts_the_directory_is_made_and_a_primary_forgets_its_secondary_record(
-    tmp_path: Path,
-) -> None:
-    the_spec = spec(tmp_path)
-    state_dir = Path(the_spec.state_dir)
-    state_dir.mkdir()
-    (state_dir / "secondary.json").write_text(json.dumps({"in_sync": False, "mounts": []}))
-    assert rfs_supervisor.prepare_native("secondary", the_spec) == 0  # nothing mounted here
-    assert (state_dir / "secondary.json").exists()  # a secondary keeps its record
-    assert stat.S_ISDIR((tmp_path / "data").stat().st_mode)  # made (empty)
-    assert rfs_supervisor.prepare_native("primary", the_spec) == 0
-    assert not (state_dir / "secondary.json").exists()
 
 
 def test_a_python_daemon_default_is_a_warning_and_the_native_program_starts(
