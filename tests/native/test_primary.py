@@ -171,6 +171,16 @@ class _suppress:
         return exc[0] is not None and issubclass(exc[0], (OSError, ValueError))  # type: ignore[arg-type]
 
 
+def detach_all_under(root: Path) -> None:
+    """Every mount left under a test's root (the FUSE mount, a secondary's read-only binds after a
+    kill), deepest first, lazily: nothing of a test outlives it in the mount table."""
+    prefix = str(root) + "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        points = [os.fsdecode(line.split(b" ")[4].replace(b"\\040", b" ")) for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
 @pytest.fixture
 def pair() -> Iterator[Pair]:
     root = Path(tempfile.mkdtemp(prefix="skprim-", dir="/tmp"))
@@ -183,6 +193,7 @@ def pair() -> Iterator[Pair]:
             p.close()
         if os.path.ismount(root / "mnt"):
             subprocess.run(["fusermount3", "-u", "-z", str(root / "mnt")], check=False)
+        detach_all_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -333,6 +344,7 @@ def make_pair() -> Iterator[Any]:
                 p.close()
             if os.path.ismount(root / "mnt"):
                 subprocess.run(["fusermount3", "-u", "-z", str(root / "mnt")], check=False)
+            detach_all_under(root)
             shutil.rmtree(root, ignore_errors=True)
 
 
