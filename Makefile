@@ -46,11 +46,39 @@ ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 test-ansible-long: deps test-deps venv
 	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS)
 
+## lint: ruff, mypy, one version everywhere (scripts/set_version.py), ansible-lint's production
+## profile on the playbooks, roles and the collection, antsibull-changelog lint, and make sanity
+## (ansible-test sanity; 20 s once its virtualenvs are cached, about a minute the first time)
 lint: venv
-	$(BIN)/ruff check src tests bench examples collections packaging
-	$(BIN)/ruff format --check src tests bench examples collections packaging
+	$(BIN)/ruff check src tests bench examples collections packaging scripts
+	$(BIN)/ruff format --check src tests bench examples collections packaging scripts
 	$(BIN)/mypy
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles
+	$(BIN)/python scripts/set_version.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles $(COLLECTION)
+	cd $(COLLECTION) && $(abspath $(BIN))/antsibull-changelog lint
+	$(ansible_test_sanity)
+
+COLLECTION := collections/ansible_collections/safekit/ha
+
+## sanity: ansible-test sanity on the collection, every test, on Python 3.11 without containers
+## (--local); each test's requirements come from the package index into virtualenvs ansible-test
+## caches; its pip bootstrap script, which it would download from ansible's CI file server, is
+## scripts/ansible_test_get_pip.py (ignores: $(COLLECTION)/tests/sanity/ignore-2.N.txt)
+.PHONY: sanity
+sanity: venv
+	$(ansible_test_sanity)
+
+define ansible_test_sanity
+@$(BIN)/python scripts/ansible_test_get_pip.py --install-into-cache >/dev/null
+cd $(COLLECTION) && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/ansible-test sanity \
+	--python 3.11 --local --color no
+endef
+
+## version: print the project's version (pyproject.toml; fails if galaxy.yml disagrees), or set it
+## in every place with VERSION=X.Y.Z (docs/release.md, docs/adr/0032)
+.PHONY: version
+version:
+	@$(PYTHON) scripts/set_version.py $(VERSION)
 
 unit: venv checkov-venv
 	$(BIN)/pytest tests/unit

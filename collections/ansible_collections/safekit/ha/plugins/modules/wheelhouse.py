@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: wheelhouse
 short_description: Pack a wheelhouse into one archive on the controller, unpack it on a node
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Copying a wheelhouse directory to a node with M(ansible.builtin.copy) costs a checksum, a transfer and a
     module run per wheel (about 20 wheels for the engine, 30 with a cloud extra). This module lets a play move
