@@ -4,7 +4,8 @@ Two engines speak the same control channel (`safekit.rfs.channel`) and read the 
 (`safekit.rfs.spec.RfsSpec` as JSON): the Python data path (`python -m safekit.rfs ROLE SPEC`)
 and the native one (native/, docs/adr/0016): `safekit-rfs-primary` and `safekit-rfs-secondary`.
 The engine is chosen per module (`<rfs engine="native">`, our extension of SafeKit's userconfig),
-else by safekitd's environment (`SAFEKIT_RFS_ENGINE`), else it is the Python one (docs/adr/0024).
+else by safekitd's environment (`SAFEKIT_RFS_ENGINE`), else it is the native one (docs/adr/0024,
+docs/adr/0028: native is the default engine).
 
 The native programs are looked up, in order: in `SAFEKIT_RFS_NATIVE_DIR` alone when it is set;
 else beside this module (`safekit/rfs/native-bin/`, the wheel's package data); else in the
@@ -25,8 +26,8 @@ from safekit.rfs.spec import RfsSpec
 Engine = Literal["python", "native"]
 Role = Literal["primary", "secondary"]
 ENGINES: Final[tuple[Engine, ...]] = ("python", "native")
-DEFAULT_ENGINE: Final[Engine] = "python"
-"""The engine when neither the module nor safekitd's environment names one (ADR 0024)."""
+DEFAULT_ENGINE: Final[Engine] = "native"
+"""The engine when neither the module nor safekitd's environment names one (ADR 0028)."""
 ENGINE_ENV: Final = "SAFEKIT_RFS_ENGINE"
 """safekitd's environment: the engine of every module whose <rfs> does not name one."""
 NATIVE_DIR_ENV: Final = "SAFEKIT_RFS_NATIVE_DIR"
@@ -52,7 +53,7 @@ def parse_engine(value: str, where: str) -> Engine:
 
 def choose_engine(module_setting: Engine | None, environ: Mapping[str, str]) -> Engine:
     """The engine of a module: its own <rfs engine>, else safekitd's SAFEKIT_RFS_ENGINE, else the
-    default (Python). An empty SAFEKIT_RFS_ENGINE counts as unset."""
+    default (native). An empty SAFEKIT_RFS_ENGINE counts as unset."""
     if module_setting is not None:
         return module_setting
     value = environ.get(ENGINE_ENV, "")

@@ -71,9 +71,10 @@ def test_an_unknown_engine_is_refused_with_the_choices() -> None:
     ]
 
 
-def test_the_module_setting_wins_then_safekitds_environment_then_python() -> None:
-    assert native.choose_engine(None, {}) == "python"
-    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": ""}) == "python"
+def test_the_module_setting_wins_then_safekitds_environment_then_native() -> None:
+    assert native.choose_engine(None, {}) == "native"
+    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": ""}) == "native"
+    assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": "python"}) == "python"
     assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": "native"}) == "native"
     assert native.choose_engine(None, {"SAFEKIT_RFS_ENGINE": " Native "}) == "native"
     assert native.choose_engine("python", {"SAFEKIT_RFS_ENGINE": "native"}) == "python"
