@@ -5,9 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# (build-essential, libfuse3-dev, pkg-config and libssl-dev build the native replication programs that
-# the engine's wheel carries: the playbooks build that wheel on this machine)
-APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 libfuse3-dev pkg-config build-essential libssl-dev postgresql postgresql-client python3-apt
+# what builds the native replication programs (native/), the only replication engine (docs/adr/0029, 0033):
+# the engine's wheel carries them and the playbooks build that wheel on this machine (setup.py runs
+# `make -C native`), so `make demo`, `make demo-farm`, `make molecule` and the tests install them first
+NATIVE_BUILD_PACKAGES := build-essential pkg-config libfuse3-dev libssl-dev
+APT_PACKAGES := iproute2 openssh-server openssh-client nftables iputils-ping util-linux procps python3-venv nginx fuse3 $(NATIVE_BUILD_PACKAGES) postgresql postgresql-client python3-apt
 LAB ?= demo
 # only the tests need these (the console's browser test: Debian's Chromium, never a downloaded browser;
 # the module library's MariaDB and Apache templates, shellcheck of its scripts; systemd-analyze verify of
@@ -16,7 +18,7 @@ LAB ?= demo
 # prometheus for promtool, which checks the shipped alerting rules: tests/unit/observability)
 TEST_APT_PACKAGES := chromium mariadb-server mariadb-client apache2 shellcheck systemd debootstrap libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio prometheus
 # the native replication data path (native/): its C library, unit tests, sanitizer build and fuzzers
-NATIVE_APT_PACKAGES := build-essential libssl-dev libfuse3-dev pkg-config clang-14 libclang-rt-14-dev
+NATIVE_APT_PACKAGES := $(NATIVE_BUILD_PACKAGES) clang-14 libclang-rt-14-dev
 
 .PHONY: demo demo-farm test lint unit integration molecule bench deps venv clean lab-down
 

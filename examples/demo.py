@@ -31,6 +31,7 @@ from pathlib import Path
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.system import netns_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.prefix) / "bin"
@@ -141,6 +142,11 @@ def states(cluster: LabCluster, lab: Lab) -> None:
             st = cluster.state(node, MODULE)
             pg = "PostgreSQL runs" if postmaster(lab, node) else "no PostgreSQL"
             print(f"   {node}: {st['state']} ({st['readiness']}), {pg} - {st['reason']}")
+            replication = st.get("replication") or {}
+            if replication:
+                running = ", ".join(replication_programs(lab, node)) or "no replication process seen"
+                engine = f"{replication.get('role')} ({replication.get('engine')} engine)"
+                print(f"      replication {engine}: {running}")
         except Exception as exc:  # a killed node cannot answer: say so and go on
             print(f"   {node}: no answer ({exc.__class__.__name__})")
 
@@ -153,6 +159,21 @@ def postmaster(lab: Lab, node: str) -> str:
         'tr "\\0" " " < /proc/$p/cmdline | grep -q -- "-D " && echo $p; done; true'
     )
     return lab.exec(node, ["sh", "-c", script], check=True).stdout.strip()
+
+
+def replication_programs(lab: Lab, node: str) -> list[str]:
+    """The replication processes of one lab host, "/path/of/program (pid N)", from its process list."""
+    found = []
+    for pid in netns_pids(lab.plan().host(node).netns):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # gone meanwhile
+        if Path(argv[0]).name in ("safekit-rfs-primary", "safekit-rfs-secondary"):
+            found.append(f"{argv[0]} (pid {pid})")
+        elif argv[1:3] == ["-m", "safekit.rfs"] and len(argv) > 3:
+            found.append(f"python -m safekit.rfs {argv[3]} (pid {pid})")
+    return found
 
 
 def log_lines(lab: Lab, node: str, path: str, pattern: str, last: int = 6) -> list[str]:

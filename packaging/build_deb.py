@@ -416,6 +416,11 @@ def stage_package(
         for program in NATIVE_PROGRAMS:
             shutil.copy2(native / program, libexec / program)
             (libexec / program).chmod(0o755)
+        # where safekit.rfs.native looks first (the wheel's place for them): the programs are the
+        # only engine (docs/adr/0029, 0033), safekitd finds them without SAFEKIT_RFS_NATIVE_DIR (a
+        # relative link: lintian's symlink-should-be-relative)
+        rfs = f"{VENV}/lib/python{suite.python}/site-packages/safekit/rfs"
+        (stage / rfs.lstrip("/") / "native-bin").symlink_to(os.path.relpath(LIBEXEC, rfs))
     docs = stage / "opt/safekit/docs"
     docs.mkdir(parents=True)
     shutil.copy2(REPO / "docs" / "systemd.md", docs / "systemd.md")

@@ -95,10 +95,14 @@ def frozen_source(directory: Path) -> tuple[str, ...]:
     change because someone edits the checkout meanwhile."""
     source = directory / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # The native replication programs the wheel carries (setup.py): their sources and the checkout's
+    # build, times kept, so that `make` finds it up to date and the wheel is built without compiling
+    # (the sanitizer and fuzzer builds are not the wheel's).
+    shutil.copytree(ROOT / "native", source / "native", ignore=native_ignored, symlinks=True)
     # The controller's cluster key and wheelhouse, made here as safekit_node makes them: in check
     # mode its commands that make them do not run, and a check run on new nodes needs both.
     key = directory / "cluster.key"
@@ -121,6 +125,11 @@ def frozen_source(directory: Path) -> tuple[str, ...]:
         "-e",
         f"safekit_cloud_controller_wheelhouse={directory / 'wheelhouse-cloud'}",
     )
+
+
+def native_ignored(directory: str, names: list[str]) -> set[str]:
+    """What the copy of native/ leaves out: build/'s sanitizer and fuzzer trees."""
+    return {"asan", "fuzz"} & set(names) if Path(directory) == ROOT / "native" / "build" else set()
 
 
 def changed_tasks(output: str) -> list[str]:

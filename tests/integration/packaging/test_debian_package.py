@@ -145,6 +145,10 @@ def test_commands_and_native_programs(host: SystemdHost) -> None:
     )
     for program in ("safekit-rfs-primary", "safekit-rfs-secondary"):
         assert host.run(["test", "-x", f"/opt/safekit/libexec/{program}"], check=False).returncode == 0
+    # safekitd finds them with no setting (the native programs are the only engine: docs/adr/0029)
+    look = "from safekit.rfs import native; print(native.find_program('primary', {}).resolve())"
+    found = host.run(["env", "-i", "/opt/safekit/venv/bin/python", "-c", look]).stdout
+    assert found.strip() == "/opt/safekit/libexec/safekit-rfs-primary"
 
 
 def test_the_unit_is_in_place_neither_enabled_nor_started(host: SystemdHost) -> None:

@@ -34,7 +34,10 @@ def node_release() -> tuple[str, str]:
     return release, arch.stdout.strip()
 
 
-def preflight(tmp: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+def preflight(
+    tmp: Path, path: str | None = None, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    """The pre-flight with these variables; `path`: the controller's PATH (this machine's if None)."""
     (tmp / "play.yml").write_text(PLAY)
     out = tmp / "out.json"
     out.unlink(missing_ok=True)
@@ -45,6 +48,7 @@ def preflight(tmp: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str]
         "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_NOCOLOR": "1",
+        **({"PATH": path} if path is not None else {}),
     }
     variables = {"out": str(out), **extra}
     result = subprocess.run(
@@ -112,3 +116,29 @@ def test_wheelhouse_source_passes_when_the_controller_is_the_node(tmp_path: Path
     assert isinstance(node, dict)
     assert node["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert node["fuse"] == "yes"
+
+
+def test_wheelhouse_source_passes_with_the_native_toolchain_on_the_controller(tmp_path: Path) -> None:
+    """The checkout holds native/: the wheel will carry the native programs, built here (make deps)."""
+    result, _ = preflight(tmp_path, safekit_install_source="wheelhouse", safekit_project_root=str(REPO))
+    assert result.returncode == 0, result.stdout
+
+
+def test_wheelhouse_source_names_the_native_build_packages_the_controller_lacks(tmp_path: Path) -> None:
+    """A controller whose pkg-config finds neither libfuse3 nor libcrypto: one line, before any node
+    is touched, naming the Debian packages to install."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "pkg-config").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "pkg-config").chmod(0o755)
+    result, _ = preflight(
+        tmp_path,
+        path=f"{fake}{os.pathsep}{os.environ['PATH']}",
+        safekit_install_source="wheelhouse",
+        safekit_project_root=str(REPO),
+    )
+    assert failure(result) == (
+        "the controller cannot build the native replication programs the engine's wheel carries: missing "
+        "libfuse3-dev libssl-dev (on the controller: apt-get install build-essential pkg-config "
+        "libfuse3-dev libssl-dev, or make native-deps)"
+    )
