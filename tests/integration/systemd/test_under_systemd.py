@@ -1,7 +1,8 @@
 """safekitd as a systemd service, on a lab host whose PID 1 is systemd (systemd_host.py says how it boots).
 
 The unit is packaging/systemd/safekitd.service as shipped, with ExecStart pointing at this test's
-virtualenv (and PYTHONPATH at the source under test, in a drop-in). One mirror module whose peer
+virtualenv (and PYTHONPATH at the source under test, SAFEKIT_RFS_NATIVE_DIR at the checkout's native
+programs - the replication data path, `make -C native` - in a drop-in). One mirror module whose peer
 never answers goes ALONE and starts its "application" (a process started by start_prim); every
 script call is appended to /var/lib/events with whether that application is alive at that instant.
 
@@ -23,6 +24,7 @@ from systemd_host import DEFAULT_ROOT, SystemdHost, booted, build_root
 
 import safekit
 from safekit.membership import clusterkey
+from safekit.rfs import native
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "packaging" / "systemd" / "safekitd.service"
 VENV = Path(sys.prefix)
 SRC = Path(safekit.__file__).resolve().parents[1]
+NATIVE_BUILD = native.CHECKOUT_BUILD  # the replication programs of the checkout under test
 NAME = os.environ.get("SAFEKIT_SYSTEMD_LAB", "sysd1")
 ADDRESS = "198.18.170.1"
 MODULE = "app"
@@ -78,7 +81,9 @@ SCRIPTS = ("prestart", "start_prim", "stop_prim", "start_second", "stop_second",
 @pytest.fixture(scope="module")
 def host(root_required: None) -> Iterator[SystemdHost]:
     base = build_root(Path(os.environ.get("SAFEKIT_SYSTEMD_ROOT", DEFAULT_ROOT)))
-    binds = sorted({VENV, Path(sys.base_prefix).resolve(), SRC})
+    for role in native.PROGRAMS:  # EngineError says what is missing (`make -C native` builds them)
+        native.find_program(role, {native.NATIVE_DIR_ENV: str(NATIVE_BUILD)})
+    binds = sorted({VENV, Path(sys.base_prefix).resolve(), SRC, NATIVE_BUILD})
     with booted(NAME, base, binds) as h:
         h.sh(
             "ip link set lo up && ip link add lan0 type veth peer name lan0p && "
@@ -94,7 +99,8 @@ def host(root_required: None) -> Iterator[SystemdHost]:
             "/etc/systemd/system/safekitd.service", UNIT.read_text().replace("/opt/safekit/venv", str(VENV))
         )
         h.write(
-            "/etc/systemd/system/safekitd.service.d/source.conf", f"[Service]\nEnvironment=PYTHONPATH={SRC}\n"
+            "/etc/systemd/system/safekitd.service.d/source.conf",
+            f"[Service]\nEnvironment=PYTHONPATH={SRC}\nEnvironment={native.NATIVE_DIR_ENV}={NATIVE_BUILD}\n",
         )
         h.run(["systemctl", "daemon-reload"])
         yield h
