@@ -32,21 +32,26 @@ demo-farm: deps venv
 
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
 ## (within its 45-minute budget: the Ansible runs that repeat a deployment the suite already makes -
-## `safekit deploy`'s wrapper, the arbiter role alone, the inventory example - run in test-ansible-long)
+## `safekit deploy`'s wrapper, the arbiter role alone, the inventory example, the mirror playbook's
+## check mode (the farm playbook's runs here) - run in test-ansible-long)
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t))
+	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t)) \
+		$(foreach t,$(ANSIBLE_LONG_SINGLE),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 	tests/integration/arbiter/test_arbiter_role.py \
 	tests/integration/ansible/test_inventory_example_playbook.py
+ANSIBLE_LONG_SINGLE := \
+	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing
 
-## test-ansible-long: the deployments make test leaves out (about 10 minutes on lab hosts):
+## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
 ## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
-## its own, the onprem inventory example (structured replication round trip)
+## its own, the onprem inventory example (structured replication round trip), the mirror playbook's
+## file whole (its check-mode test needs the deployment its first test makes)
 .PHONY: test-ansible-long
 test-ansible-long: deps test-deps venv
-	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS)
+	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS) $(sort $(foreach t,$(ANSIBLE_LONG_SINGLE),$(firstword $(subst ::, ,$(t)))))
 
 ## lint: ruff, mypy, one version everywhere (scripts/set_version.py), ansible-lint's production
 ## profile on the playbooks, roles and the collection, antsibull-changelog lint, and make sanity
