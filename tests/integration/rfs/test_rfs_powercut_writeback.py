@@ -20,20 +20,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from rfs_lab import install_module, keep_logs, lab_up
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
-from safekit.rfs import native
 
 MODULE = "pcut"
 DATA = "/srv/data"
@@ -135,39 +131,18 @@ class Round:
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("pcut")
-    lab.down()
-    lab.up(nodes=2, lans=1)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from lab_up("pcut", nodes=2, lans=1)
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    for role in ("primary", "secondary"):
-        native.find_program(role, {})
-    root = Path(tempfile.mkdtemp(prefix="safekit-pcut-", dir="/var/tmp"))
-    module = root / MODULE
-    (module / "conf").mkdir(parents=True)
-    (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.replace("{writeback}", WRITEBACK))
-    root.chmod(0o755)
-    cluster = LabCluster(lab)
-    cluster.install(module, key=clusterkey.generate_key())
-    shutil.rmtree(root, ignore_errors=True)
+    cluster = install_module(lab, MODULE, USERCONFIG.replace("{writeback}", WRITEBACK))
     for node in cluster.nodes:
         cluster.start_daemon(node)
     try:
         yield cluster
     finally:
-        keep = Path("/var/tmp/safekit-pcut-logs")  # for a post-mortem of a failed run
-        shutil.rmtree(keep, ignore_errors=True)
-        keep.mkdir()
-        for node in cluster.nodes:
-            if node not in lab.require_state().faults.killed:
-                (keep / f"{node}.log").write_text(cluster.log(node, MODULE))
+        keep_logs(lab, cluster, MODULE)
         cluster.stop_daemons()
 
 

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rfs_lab import install_module, keep_logs, lab_up
 from rfs_processes import rfs_role
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 MODULE = "fix"
 DATA = "/srv/data"
@@ -139,39 +137,21 @@ while True:
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("rfsfix")
-    lab.down()
-    lab.up(nodes=2, lans=1, client=True)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from lab_up("rfsfix", nodes=2, lans=1, client=True)
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    root = Path(tempfile.mkdtemp(prefix="safekit-rfsfix-", dir="/var/tmp"))
-    module = root / MODULE
-    (module / "conf").mkdir(parents=True)
-    (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=lab.plan().vips[0], port=PORT))
-    for name, body in (("start_prim", START_PRIM), ("stop_prim", STOP_PRIM), ("app.py", APP)):
-        (module / "bin" / name).write_text(body)
-        (module / "bin" / name).chmod(0o755)
-    root.chmod(0o755)
-    cluster = LabCluster(lab)
-    cluster.install(module, key=clusterkey.generate_key())
-    shutil.rmtree(root, ignore_errors=True)
+    userconfig = USERCONFIG.format(vip=lab.plan().vips[0], port=PORT)
+    cluster = install_module(
+        lab, MODULE, userconfig, {"start_prim": START_PRIM, "stop_prim": STOP_PRIM, "app.py": APP}
+    )
     for node in cluster.nodes:
         cluster.start_daemon(node)
     try:
         yield cluster
     finally:
-        keep = Path("/var/tmp/safekit-rfsfix-logs")  # for a post-mortem of a failed run
-        shutil.rmtree(keep, ignore_errors=True)
-        keep.mkdir()
-        for node in cluster.nodes:
-            (keep / f"{node}.log").write_text(cluster.log(node, MODULE))
+        for node in keep_logs(lab, cluster, MODULE):
             cluster.stop_daemon(node)
             sh(lab, node, "for p in $(cat /run/fixholders.pid 2>/dev/null); do kill $p; done; true")
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rfs_lab import install_module, keep_logs, lab_up
 from rfs_processes import rfs_programs, rfs_role
 
 from safekit.lab import Lab
@@ -98,28 +99,12 @@ print(json.dumps(out, sort_keys=True))
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itrfs")
-    lab.down()
-    lab.up(nodes=2, lans=1)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from lab_up("itrfs", nodes=2, lans=1)
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    root = Path(tempfile.mkdtemp(prefix="safekit-itrfs-", dir="/var/tmp"))
-    module = root / MODULE
-    (module / "conf").mkdir(parents=True)
-    (module / "bin").mkdir()
-    for role in ("primary", "secondary"):  # built by `make test` (native-test): missing fails here
-        native.find_program(role, {})
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
-    root.chmod(0o755)
-    cluster = LabCluster(lab)
-    cluster.install(module, key=clusterkey.generate_key())
-    shutil.rmtree(root, ignore_errors=True)
+    cluster = install_module(lab, MODULE, USERCONFIG)
     # node1 has the data before the module ever starts; node2 has an unrelated old copy.
     sh(
         lab,
@@ -135,13 +120,8 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     try:
         yield cluster
     finally:
-        keep = Path("/var/tmp/safekit-itrfs-logs")  # for a post-mortem of a failed run
-        shutil.rmtree(keep, ignore_errors=True)
-        keep.mkdir()
-        for node in cluster.nodes:
-            if node not in lab.require_state().faults.killed:
-                (keep / f"{node}.log").write_text(cluster.log(node, MODULE))
-                cluster.stop_daemon(node)
+        keep_logs(lab, cluster, MODULE)
+        cluster.stop_daemons()
 
 
 ROLES = {"primary": "node1", "secondary": "node2"}

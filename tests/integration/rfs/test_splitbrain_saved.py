@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rfs_lab import install_module, keep_logs, lab_up
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 MODULE = "sbm"
 DATA = "/srv/data"
@@ -56,26 +54,12 @@ print(json.dumps(out, sort_keys=True))
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("sbsave")
-    lab.down()
-    lab.up(nodes=2, lans=1)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from lab_up("sbsave", nodes=2, lans=1)
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    root = Path(tempfile.mkdtemp(prefix="safekit-sbsave-", dir="/var/tmp"))
-    module = root / MODULE
-    (module / "conf").mkdir(parents=True)
-    (module / "bin").mkdir()
-    (module / "conf" / "userconfig.xml").write_text(USERCONFIG)
-    root.chmod(0o755)
-    cluster = LabCluster(lab)
-    cluster.install(module, key=clusterkey.generate_key())
-    shutil.rmtree(root, ignore_errors=True)
+    cluster = install_module(lab, MODULE, USERCONFIG)
     sh(
         lab,
         "node1",
@@ -87,12 +71,8 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     try:
         yield cluster
     finally:
-        keep = Path("/var/tmp/safekit-sbsave-logs")  # for a post-mortem of a failed run
-        shutil.rmtree(keep, ignore_errors=True)
-        keep.mkdir()
-        for node in cluster.nodes:
-            (keep / f"{node}.log").write_text(cluster.log(node, MODULE))
-            cluster.stop_daemon(node)
+        keep_logs(lab, cluster, MODULE)
+        cluster.stop_daemons()
 
 
 def sh(lab: Lab, node: str, script: str) -> str:

@@ -1,0 +1,62 @@
+"""What the replication lab tests share: a lab brought up for one test file, one mirror module
+installed on its nodes, and the module logs kept for a post-mortem of a failed run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from safekit.lab import Lab
+from safekit.lab.cluster import LabCluster
+from safekit.membership import clusterkey
+from safekit.rfs import native
+
+
+def lab_up(name: str, **hosts: Any) -> Iterator[Lab]:
+    """A module fixture's body: the lab `name` (leftovers of an interrupted run removed first) with
+    `hosts` (Lab.up's nodes, lans, witness, client), down again after the file's tests."""
+    lab = Lab(name)
+    lab.down()
+    lab.up(**hosts)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def install_module(lab: Lab, module: str, userconfig: str, scripts: Mapping[str, str] = {}) -> LabCluster:
+    """The mirror module `module` (its userconfig.xml and bin/ scripts) installed on every node of
+    `lab` under a new cluster key; safekitd is not started yet. The native replication programs
+    must be built (`make test` builds them: a missing one fails here, saying where it looked)."""
+    for role in native.PROGRAMS:
+        native.find_program(role, {})
+    root = Path(tempfile.mkdtemp(prefix=f"safekit-{lab.name}-", dir="/var/tmp"))  # the hosts see /var/tmp
+    try:
+        directory = root / module
+        (directory / "conf").mkdir(parents=True)
+        (directory / "bin").mkdir()
+        (directory / "conf" / "userconfig.xml").write_text(userconfig)
+        for name, body in scripts.items():
+            (directory / "bin" / name).write_text(body)
+            (directory / "bin" / name).chmod(0o755)
+        root.chmod(0o755)
+        cluster = LabCluster(lab)
+        cluster.install(directory, key=clusterkey.generate_key())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return cluster
+
+
+def keep_logs(lab: Lab, cluster: LabCluster, module: str) -> list[str]:
+    """The module log of every node still running, in /var/tmp/safekit-LAB-logs (replaced at each
+    run); returns those nodes (a killed one has no safekitd to ask)."""
+    keep = Path(f"/var/tmp/safekit-{lab.name}-logs")
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir()
+    living = [node for node in cluster.nodes if node not in lab.require_state().faults.killed]
+    for node in living:
+        (keep / f"{node}.log").write_text(cluster.log(node, module))
+    return living
