@@ -45,7 +45,9 @@ class Reply:
 class HttpFake:
     """Subclasses implement `handle(request) -> Reply` and `error_body(status, message)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """Listens on `host` (a free port): 127.0.0.1, or a lab address a lab host can reach (a lab
+        host has its own loopback)."""
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
@@ -62,7 +64,7 @@ class HttpFake:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name=type(self).__name__, daemon=True
@@ -70,7 +72,8 @@ class HttpFake:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def start(self) -> HttpFake:
         self.thread.start()

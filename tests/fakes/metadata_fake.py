@@ -12,8 +12,8 @@ from fakes.http import HttpFake, Reply, Request
 
 
 class AwsImdsFake(HttpFake):
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__()
+    def __init__(self, values: dict[str, str], host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.values = dict(values)
         """meta-data path -> value, e.g. {"instance-id": "i-1", "placement/region": "us-east-1"}."""
         self.tokens: dict[str, float] = {}

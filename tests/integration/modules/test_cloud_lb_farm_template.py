@@ -26,7 +26,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,30 +50,13 @@ SERVICE_PORT = 8090
 HEALTH_PORT = 9010
 
 
-class LabImdsFake(AwsImdsFake):
-    """The IMDSv2 fake on the controller's lab address (a lab host has its own loopback)."""
-
-    def __init__(self, values: dict[str, str], host: str) -> None:
-        super().__init__(values)
-        handler = self.server.RequestHandlerClass
-        self.server.server_close()
-        self.server = ThreadingHTTPServer((host, 0), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"imds-{host}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-
 @dataclass
 class World:
     endpoint: str
     target_group: str
     instances: dict[str, str]
     """node -> instance id"""
-    imds: dict[str, LabImdsFake] = field(default_factory=dict)
+    imds: dict[str, AwsImdsFake] = field(default_factory=dict)
 
 
 def _test_credentials() -> dict[str, str]:
@@ -173,7 +155,7 @@ def world(lab: Lab, moto: str) -> Iterator[World]:
             found = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0]
             eni = found["NetworkInterfaces"][0]
             world.instances[node] = found["InstanceId"]
-            world.imds[node] = LabImdsFake(
+            world.imds[node] = AwsImdsFake(
                 {
                     "instance-id": found["InstanceId"],
                     "placement/region": REGION,

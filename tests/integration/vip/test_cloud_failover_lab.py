@@ -26,13 +26,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -81,24 +79,6 @@ USERCONFIG = """<!DOCTYPE safe>
 """
 
 
-class LabImdsFake(AwsImdsFake):
-    """The strict IMDSv2 fake of tests/fakes, listening on the controller's lab address (the
-    shared fake binds 127.0.0.1, which a lab host cannot reach: it has its own loopback)."""
-
-    def __init__(self, values: dict[str, str], host: str) -> None:
-        super().__init__(values)
-        handler = self.server.RequestHandlerClass
-        self.server.server_close()
-        self.server = ThreadingHTTPServer((host, 0), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"imds-{host}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-
 @dataclass
 class Instance:
     node: str
@@ -106,7 +86,7 @@ class Instance:
     eni_id: str
     mac: str
     private_ip: str
-    imds: LabImdsFake | None = None
+    imds: AwsImdsFake | None = None
 
 
 @dataclass
@@ -230,7 +210,7 @@ def world(lab: Lab, moto: str) -> Iterator[World]:
         instance = Instance(
             node, found["InstanceId"], eni["NetworkInterfaceId"], eni["MacAddress"], eni["PrivateIpAddress"]
         )
-        instance.imds = LabImdsFake(
+        instance.imds = AwsImdsFake(
             {
                 "instance-id": instance.instance_id,
                 "placement/region": REGION,
