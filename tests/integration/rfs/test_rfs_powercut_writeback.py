@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from rfs_lab import install_module, keep_logs, lab_up
+from rfs_lab import install_module, lab_up, running
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -137,13 +137,7 @@ def lab(root_required: None) -> Iterator[Lab]:
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
     cluster = install_module(lab, MODULE, USERCONFIG.replace("{writeback}", WRITEBACK))
-    for node in cluster.nodes:
-        cluster.start_daemon(node)
-    try:
-        yield cluster
-    finally:
-        keep_logs(lab, cluster, MODULE)
-        cluster.stop_daemons()
+    yield from running(lab, cluster, MODULE)
 
 
 def wait_in_sync(cluster: LabCluster, primary: str, secondary: str) -> None:

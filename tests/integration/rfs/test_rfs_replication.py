@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_lab import install_module, keep_logs, lab_up
+from rfs_lab import install_module, lab_up, running
 from rfs_processes import rfs_programs, rfs_role
 
 from safekit.lab import Lab
@@ -115,13 +115,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
         "chown 1234:2345 sub/deep/f && echo local > scratch/x && echo t > a.tmp",
     )
     sh(lab, "node2", f"mkdir -p {DATA}/stale && echo old > {DATA}/stale/file && echo old > {DATA}/big.bin")
-    for node in cluster.nodes:
-        cluster.start_daemon(node)
-    try:
-        yield cluster
-    finally:
-        keep_logs(lab, cluster, MODULE)
-        cluster.stop_daemons()
+    yield from running(lab, cluster, MODULE)
 
 
 ROLES = {"primary": "node1", "secondary": "node2"}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_lab import install_module, keep_logs, lab_up
+from rfs_lab import install_module, lab_up, running
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -66,13 +66,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
         f"mkdir -p {DATA} && cd {DATA} && echo before > shared.txt && echo a > gone-node1.txt "
         "&& echo b > gone-node2.txt && head -c 2000000 /dev/urandom > untouched.bin",
     )
-    for node in cluster.nodes:
-        cluster.start_daemon(node)
-    try:
-        yield cluster
-    finally:
-        keep_logs(lab, cluster, MODULE)
-        cluster.stop_daemons()
+    yield from running(lab, cluster, MODULE)
 
 
 def sh(lab: Lab, node: str, script: str) -> str:
