@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -207,3 +208,17 @@ class LabCluster:
 
     def log(self, node: str, module: str) -> str:
         return self.lab.exec(node, ["cat", f"/var/log/safekit/modules/{module}.log"]).stdout
+
+    def keep_logs(self, module: str) -> list[str]:
+        """The module log and safekitd.log of every node still running, in
+        /var/tmp/safekit-LAB-logs (replaced at each run) for a post-mortem of a failed run, a CI
+        run's included; returns those nodes (a killed one has no logs to read)."""
+        keep = Path(f"/var/tmp/safekit-{self.lab.name}-logs")  # noqa: S108 - root-owned, made anew
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir()
+        living = [node for node in self.nodes if node not in self.lab.require_state().faults.killed]
+        for node in living:
+            (keep / f"{node}.log").write_text(self.log(node, module))
+            daemon = self.lab.exec(node, ["cat", "/var/log/safekit/safekitd.log"]).stdout
+            (keep / f"{node}-safekitd.log").write_text(daemon)
+        return living

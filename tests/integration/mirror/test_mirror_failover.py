@@ -122,6 +122,7 @@ def cluster(lab: Lab, module_dir: Path) -> Iterator[LabCluster]:
     try:
         yield cluster
     finally:
+        cluster.keep_logs(MODULE)
         cluster.stop_daemons()
 
 

@@ -52,23 +52,11 @@ def install_module(lab: Lab, module: str, userconfig: str, scripts: Mapping[str,
 
 def running(lab: Lab, cluster: LabCluster, module: str) -> Iterator[LabCluster]:
     """A cluster fixture's end: safekitd started on every node, then, after the file's tests, each
-    living node's log kept (keep_logs) and its safekitd stopped."""
+    living node's log kept (LabCluster.keep_logs) and its safekitd stopped."""
     for node in cluster.nodes:
         cluster.start_daemon(node)
     try:
         yield cluster
     finally:
-        keep_logs(lab, cluster, module)
+        cluster.keep_logs(module)
         cluster.stop_daemons()
-
-
-def keep_logs(lab: Lab, cluster: LabCluster, module: str) -> list[str]:
-    """The module log of every node still running, in /var/tmp/safekit-LAB-logs (replaced at each
-    run); returns those nodes (a killed one has no safekitd to ask)."""
-    keep = Path(f"/var/tmp/safekit-{lab.name}-logs")
-    shutil.rmtree(keep, ignore_errors=True)
-    keep.mkdir()
-    living = [node for node in cluster.nodes if node not in lab.require_state().faults.killed]
-    for node in living:
-        (keep / f"{node}.log").write_text(cluster.log(node, module))
-    return living

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rfs_lab import install_module, keep_logs, lab_up
+from rfs_lab import install_module, lab_up
 from rfs_processes import rfs_role
 
 from safekit.lab import Lab
@@ -151,7 +151,7 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     try:
         yield cluster
     finally:
-        for node in keep_logs(lab, cluster, MODULE):
+        for node in cluster.keep_logs(MODULE):
             cluster.stop_daemon(node)
             sh(lab, node, "for p in $(cat /run/fixholders.pid 2>/dev/null); do kill $p; done; true")
 
