@@ -209,6 +209,7 @@ def step(settings: MirrorSettings, state: MirrorState, event: Event) -> Transiti
     _note_withdrawn_consent(ctx, state)
     _reconcile(ctx)
     _note_withdrawn_consent(ctx, state)
+    _confirm_generation(ctx)
     return _finish(settings, state, ctx)
 
 
@@ -347,11 +348,43 @@ def _on_peer_lost(ctx: _Ctx) -> None:
     if s.role is Role.PRIMARY:
         # From now on the peer's copy no longer follows ours: start a new replica generation so
         # that the peer's copy is recognisably older wherever it shows up later.
-        gen = max(s.generation, s.peer_generation_seen) + 1
-        ctx.set(generation=gen)
-        ctx.log(f"serving without {ctx.peer_name}: replica generation {gen} (the peer's copy is older)")
+        _count_up_alone(ctx, f"serving without {ctx.peer_name}")
     if ctx.cfg.witness_configured:
         ctx.emit(QueryWitness())
+
+
+def _count_up_alone(ctx: _Ctx, why: str, level: LogLevel = LogLevel.INFO) -> None:
+    """The primary's peer no longer follows its copy: a new replica generation, claimed once.
+
+    The claim is made before this node knows whether it may go on alone (the witness decides,
+    rule 2): on the other side of a split the peer may be taking over. So it is made at most once
+    until confirmed (`_confirm_generation`): the peer starts the primary role two generations up
+    from what it last knew of this copy, above anything this side claimed without it. Two copies
+    that went apart then never carry the same generation; otherwise an isolated primary that
+    never acknowledged a write alone would hold "generation N" beside the taker's N, and once the
+    taker is gone the arbitrator would not find its copy older (lost acknowledged writes).
+    """
+    s = ctx.s
+    if s.generation_unconfirmed:
+        ctx.log(
+            f"{why}: replica generation stays {s.generation} (already counted up, not yet confirmed)", level
+        )
+        return
+    gen = max(s.generation, s.peer_generation_seen) + 1
+    ctx.set(generation=gen, generation_unconfirmed=True)
+    ctx.log(f"{why}: replica generation {gen} (the peer's copy is older)", level)
+
+
+def _confirm_generation(ctx: _Ctx) -> None:
+    """A claimed generation holds once this primary may acknowledge writes alone at it, or once
+    the peer is in sync at it: from then on the next loss claims a new one."""
+    s = ctx.s
+    if not s.generation_unconfirmed:
+        return
+    peer = s.peer
+    in_sync = peer is not None and peer.uptodate and peer.generation == s.generation
+    if in_sync or (s.role is Role.PRIMARY and may_acknowledge_alone(ctx.cfg, s)[0]):
+        ctx.set(generation_unconfirmed=False)
 
 
 def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
@@ -446,12 +479,7 @@ def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
         if not ev.uptodate and (
             (s.peer is not None and s.peer.uptodate) or s.generation < s.peer_generation_seen
         ):
-            gen = max(s.generation, s.peer_generation_seen) + 1
-            ctx.set(generation=gen)
-            ctx.log(
-                f"replication to {ctx.peer_name} lost: replica generation {gen} (the peer's copy is older)",
-                LogLevel.WARNING,
-            )
+            _count_up_alone(ctx, f"replication to {ctx.peer_name} lost", LogLevel.WARNING)
         return
     gen = s.generation if ev.generation is None else ev.generation
     if (ev.uptodate, gen) != (s.uptodate, s.generation):
@@ -998,7 +1026,9 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
         return
     # Every primary epoch gets a new generation: a copy that does not follow this one (peer
     # down, stopped, or failing to become secondary) is recognisably older later on (rule 1).
-    gen = max(s.generation, s.peer_generation_seen) + 1
+    # Two up: an old primary cut from this node may have claimed one up without it
+    # (`_count_up_alone`), and that copy must be older than this one.
+    gen = max(s.generation, s.peer_generation_seen) + 2
     current = s.module_state
     if s.replication is not ReplicationRole.PRIMARY or s.fenced:
         if s.replication is not ReplicationRole.NONE:
@@ -1008,6 +1038,7 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     ctx.emit(AcquireVip())
     ctx.set(
         generation=gen,
+        generation_unconfirmed=False,
         uptodate=True,
         last_primary=ctx.me,
         intent=Intent.AUTO,

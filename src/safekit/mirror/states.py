@@ -198,6 +198,13 @@ class MirrorState:
     # The primary's replication was told to fail held fsync calls (FenceReplication) and has not
     # been stopped or started again since.
     fenced: bool = False
+    # This primary counted its replica generation up when its peer stopped following (the peer
+    # lost, or the replication link lost) and has not acknowledged a write alone at it yet, nor
+    # seen the peer in sync at it: the number is a claim only, made on one side of what may be a
+    # split. It counts up once per such claim (see machine._count_up_alone), and a node that
+    # starts the primary role counts up two: it never lands on the number an old primary on the
+    # other side of a split may have claimed.
+    generation_unconfirmed: bool = False
     errors: tuple[float, ...] = ()
     next_run_id: int = 1
     now: float = 0.0

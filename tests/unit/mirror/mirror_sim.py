@@ -128,6 +128,10 @@ class SimNode:
     last_hb: float | None = None  # membership: last heartbeat received
     lost_at: float | None = None  # when PeerLost was delivered (None while heartbeats flow)
     max_peer_gen: int = 0
+    # whether this node's copy holds the writes of `Cluster.acked_alone` (its own, or resynced
+    # from the node that acknowledged them): a generation number alone cannot tell two histories
+    # apart when both sides of a split counted up to the same number
+    holds_acked: bool = True
     override: bool = False  # an accepted prim/primforce not yet consumed
     killed: set[int] = field(default_factory=set)
     log: list[str] = field(default_factory=list)
@@ -321,6 +325,7 @@ class Cluster:
                 node.sync_since = self.now
             in_sync = node.state.uptodate and node.state.generation == peer.state.generation
             if not in_sync and self.now - node.sync_since >= RESYNC:
+                node.holds_acked = peer.holds_acked  # resynchronised from the primary's copy
                 self.feed(n, ReplicaStatus(True, self.now, peer.state.generation))
 
     def cut(self, witness_side: str | None = None) -> None:
@@ -394,8 +399,11 @@ class Cluster:
             self._execute(node, before, action)
         st = node.state
         alone = node.vip and st.peer is None and may_acknowledge_alone(node.cfg, st)[0]
-        if alone and (self.acked_alone is None or st.generation > self.acked_alone[0]):
+        newest = self.acked_alone is None or st.generation >= self.acked_alone[0]
+        if alone and newest and self.acked_alone != (st.generation, name):
             self.acked_alone = (st.generation, name)
+            for n in NODES:
+                self.nodes[n].holds_acked = n == name
         due = next_deadline(node.cfg, node.state)
         if due is not None:
             self._at(due, "tick", (name, due))
@@ -461,13 +469,7 @@ class Cluster:
         # first acknowledged alone: the second cannot know of it (documented limit of the ping
         # witness, docs/mirror.md). The arbitrator can: it refuses the older copy.
         ping_turned = self.kind != "arbitrator" and len(self.witness_sides) > 1
-        if (
-            self.witness
-            and acked is not None
-            and acked[1] != node.name
-            and before.generation < acked[0]
-            and not ping_turned
-        ):
+        if self.witness and acked is not None and not node.holds_acked and not ping_turned:
             self._violation(
                 f"{node.name} became primary with generation {before.generation}: {acked[1]} acknowledged "
                 f"writes alone at generation {acked[0]} (lost)"

@@ -7,7 +7,7 @@ it on one machine, independent of the simulator's timing.
 
 from __future__ import annotations
 
-from mirror_driver import Driver, peer_status, record
+from mirror_driver import Driver, peer_status, prim, record, second, settings
 from mirror_sim import Cluster, Op, persisted_for, play
 
 from safekit.mirror import (
@@ -18,6 +18,7 @@ from safekit.mirror import (
     Readiness,
     Role,
     Script,
+    may_acknowledge_alone,
     next_deadline,
 )
 
@@ -120,3 +121,61 @@ def test_a_secondary_does_not_take_over_on_a_consent_older_than_its_own_withdraw
     d.tick(withdrawn - d.now)
     assert d.running().script is Script.STOP_SECOND
     assert d.state.role is Role.PRIMARY
+
+
+# --- two histories under one replica generation -------------------------------------------------
+#
+# Found by the lab (test_split_brain_only_the_side_that_reaches_the_witness_serves, CI of
+# 2026-12-05): n1, the primary, was cut from everything. On the loss it counted its replica
+# generation up to 6 ("the peer's copy is older") although it never acknowledged a write alone:
+# the witness did not answer it. n2 took over with the witness and counted up from 5 to 6 too.
+# Two different copies then carried generation 6. With the arbitrator, once n2 (which acknowledged
+# writes alone at 6) was gone, n1's copy at "6" was not older than what the arbitrator had
+# granted, so n1 got the lease and took over without n2's acknowledged writes.
+
+
+def test_replay_an_isolated_primary_does_not_claim_the_generation_the_other_side_serves() -> None:
+    sequence = [
+        Op(20.0, "cut", "n2"),  # every LAN; the arbitrator is reachable from n2 only
+        Op(20.0, "cmd", "n2", CommandKind.STOP),  # n2 served alone, then is gone
+        Op(2.0, "witness", "n1"),  # n1 reaches the arbitrator again, never n2
+    ]
+    cluster = Cluster(witness=True, seed=7, persisted=persisted_for("synced"), witness_kind="arbitrator")
+    play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+    assert cluster.acked_alone is not None and cluster.acked_alone[1] == "n2", cluster.dump()
+    assert cluster.nodes["n1"].state.module_state is not ModuleState.ALONE, cluster.dump()
+
+
+def test_a_primary_claims_one_generation_per_loss_until_it_may_go_on_alone() -> None:
+    """The replication link lost first, then the peer: one claim, not two (the peer starts the
+    primary role two up from what it knew, so one claim stays below it)."""
+    cfg = settings(witness_configured=True)
+    d = prim(cfg)
+    before = d.state.generation
+    d.replica(False)  # the link to the secondary broke while its heartbeats still came
+    assert (d.state.generation, d.state.generation_unconfirmed) == (before + 1, True)
+    d.later(1.0)
+    d.lost()  # then every heartbeat: the same claim
+    assert (d.state.generation, d.state.generation_unconfirmed) == (before + 1, True)
+    d.witness(True, 0.2)  # the witness answers this side: it goes on alone at the claimed number
+    assert may_acknowledge_alone(d.cfg, d.state)[0]
+    assert not d.state.generation_unconfirmed
+
+
+def test_a_peer_in_sync_at_the_claimed_generation_confirms_it() -> None:
+    d = prim(settings(witness_configured=True))
+    d.replica(False)
+    gen = d.state.generation
+    assert d.state.generation_unconfirmed
+    d.peer(peer_status(ModuleState.SECOND, generation=gen, uptodate=True))
+    assert not d.state.generation_unconfirmed
+
+
+def test_a_secondary_takes_over_above_what_the_old_primary_may_have_claimed() -> None:
+    d = second()  # in sync at generation 2 with the primary n2
+    d.lost()
+    d.settle()
+    assert d.shown == (ModuleState.ALONE, Readiness.READY)
+    # n2, cut off, may have counted up to 3 before it stopped serving: this copy is 4.
+    assert d.state.generation == 4
