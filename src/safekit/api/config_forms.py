@@ -11,28 +11,19 @@ read here: the node's answer gives its fingerprint only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from safekit import templates
-from safekit.api.app import Api, HttpError, _json_body
+from safekit.api.app import Api, HttpError, _json_body, _only
 from safekit.api.auth import Principal, Role
-from safekit.api.forms import (
-    ClusterForm,
-    ModuleForm,
-    ModuleRequest,
-    Rendered,
-    cluster_form_of,
-    render_cluster,
-    render_module,
-)
+from safekit.api.form_worker import FormWorker, FormWorkerError
 from safekit.config import ClusterConfig, ConfigError
 from safekit.config.cluster_parser import parse_cluster
 from safekit.config.loader import check_file, load_module
@@ -40,123 +31,114 @@ from safekit.config.validation import validate_module_against_cluster
 from safekit.host import persist
 from safekit.host.module_packages import MODULE_NAME, sha256_file
 
-
-class ClusterApply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    form: ClusterForm
-    nodes: str = Field(default="all", pattern="^(all|local)$")
-    dry_run: bool = False
+INSTALL_FIELDS = {"template", "values", "form", "nodes", "dry_run"}
 
 
-class ModuleInstall(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    template: str | None = Field(default=None, max_length=64)
-    values: dict[str, str] = Field(default_factory=dict)
-    form: ModuleForm | None = None
-    nodes: str = Field(default="all", pattern="^(all|local)$")
-    dry_run: bool = False
+def _invalid(result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"error": "the configuration is not valid", **result}, status_code=422)
 
 
-def _errors(result: Rendered) -> dict[str, Any]:
-    return {"error": "the configuration is not valid", **result.as_dict()}
-
-
-def _shape(exc: ValidationError) -> dict[str, Any]:
-    errors = [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "line": None} for e in exc.errors()
-    ]
-    return {"error": "the request is not valid", "valid": False, "xml": "", "errors": errors, "warnings": []}
+def _scope(body: dict[str, Any]) -> tuple[str, bool]:
+    nodes = body.get("nodes", "all")
+    if nodes not in ("all", "local"):
+        raise HttpError(400, "nodes must be all or local")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise HttpError(400, "dry_run must be true or false")
+    return nodes, dry_run
 
 
 class FormsApi:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.ctx = api.ctx
+        self.worker = FormWorker()
 
-    # ------------------------------------------------------------------ cluster.xml
-    def _current_cluster(self) -> ClusterConfig | None:
+    async def _ask(self, op: str, data: Any = None, **more: Any) -> dict[str, Any]:
         try:
-            return parse_cluster(self.ctx.paths.cluster_xml.read_bytes())
-        except (OSError, ConfigError):
+            answer = await self.worker.ask(op, data, **more)
+        except FormWorkerError as exc:
+            raise HttpError(503, str(exc)) from exc
+        if "error" in answer and "valid" not in answer:
+            raise HttpError(503, f"the form renderer failed: {answer['error']}")
+        return answer
+
+    def _cluster_text(self) -> str | None:
+        try:
+            return self.ctx.paths.cluster_xml.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
             return None
 
+    # ------------------------------------------------------------------ cluster.xml
     async def get_cluster(self, request: Request, who: Principal) -> Response:
         path = self.ctx.paths.cluster_xml
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            raise _http(404, f"{path}: {exc.strerror}") from exc
+            raise HttpError(404, f"{path}: {exc.strerror}") from exc
         info = await self.ctx.node.handle({"cmd": "cluster_confinfo"})
         running = info.get("ok") is True
         digest = sha256_file(path)
-        answer: dict[str, Any] = {
-            "node": self.api.node_name,
-            "path": str(path),
-            "xml": data.decode("utf-8", errors="replace"),
-            "sha256": digest,
-            "loaded_sha256": info.get("cluster_sha256") if running else None,
-            "key_fingerprint": info.get("key_fingerprint") if running else None,
-            "form": None,
-            "errors": [],
-        }
-        answer["differs"] = None if answer["loaded_sha256"] is None else answer["loaded_sha256"] != digest
-        try:
-            answer["form"] = cluster_form_of(parse_cluster(data)).model_dump()
-        except ConfigError as exc:
-            answer["errors"] = [{"field": "", "message": e.message, "line": e.line} for e in exc.errors]
-        return JSONResponse(answer)
+        text = data.decode("utf-8", errors="replace")
+        found = await self._ask("cluster_form", text)
+        loaded = info.get("cluster_sha256") if running else None
+        return JSONResponse(
+            {
+                "node": self.api.node_name,
+                "path": str(path),
+                "xml": text,
+                "sha256": digest,
+                "loaded_sha256": loaded,
+                "differs": None if loaded is None else loaded != digest,
+                "key_fingerprint": info.get("key_fingerprint") if running else None,
+                "form": found.get("form"),
+                "errors": found.get("errors", []),
+            }
+        )
 
     async def render_cluster(self, request: Request, who: Principal) -> Response:
         body = await _json_body(request)
-        return JSONResponse(render_cluster(body).as_dict())
+        return JSONResponse(await self._ask("render_cluster", body))
 
     async def put_cluster(self, request: Request, who: Principal) -> Response:
         body = await _json_body(request)
-        try:
-            apply = ClusterApply.model_validate(body)
-        except ValidationError as exc:
-            return JSONResponse(_shape(exc), status_code=422)
-        result = render_cluster(apply.form)
-        what = f"cluster config apply ({apply.nodes}){' dry run' if apply.dry_run else ''}"
-        if not result.valid:
+        _only(body, {"form", "nodes", "dry_run"})
+        scope, dry_run = _scope(body)
+        result = await self._ask("render_cluster", body.get("form"))
+        what = f"cluster config apply ({scope}){' dry run' if dry_run else ''}"
+        if not result.get("valid"):
             self.api._audit(request, who, what, {"ok": False, "error": "invalid"})
-            return JSONResponse(_errors(result), status_code=422)
-        problems = await asyncio.to_thread(self._cluster_problems, parse_cluster(result.xml))
+            return _invalid(result)
+        problems = await asyncio.to_thread(self._cluster_problems, parse_cluster(result["xml"]))
         if problems:
             message = f"{self.api.node_name}: " + "; ".join(problems)
             self.api._audit(request, who, what, {"ok": False, "error": message})
-            raise _http(409, message)
-        if apply.nodes == "local":
-            if apply.dry_run:
+            raise HttpError(409, message)
+        if scope == "local":
+            if dry_run:
                 return JSONResponse(
                     {"ok": True, "nodes": {self.api.node_name: {"ok": True, "message": "checked"}}}
                 )
-            outcome = await self._write_cluster(result.xml)
+            outcome = await self._write_cluster(result["xml"])
             self.api._audit(request, who, what, outcome)
             return JSONResponse({"ok": outcome["ok"], "nodes": {self.api.node_name: outcome}})
         peers = list(self.ctx.peers)
         # Phase 1: every node checks the file against its own modules before any file is replaced.
+        local = {**body, "nodes": "local"}
         checks = await asyncio.gather(
-            *(
-                self._ask(n, "PUT", "/api/v1/cluster/config", {**body, "nodes": "local", "dry_run": True})
-                for n in peers
-            )
+            *(self._peer(n, "PUT", "/api/v1/cluster/config", {**local, "dry_run": True}) for n in peers)
         )
         refused = {n: c for n, c in zip(peers, checks, strict=True) if not c.get("ok")}
         if refused:
             message = "; ".join(f"{n}: {c.get('error')}" for n, c in refused.items())
             self.api._audit(request, who, what, {"ok": False, "error": message})
-            raise _http(409, f"not applied anywhere: {message}")
-        if apply.dry_run:
-            return JSONResponse(
-                {
-                    "ok": True,
-                    "nodes": {n: {"ok": True, "message": "checked"} for n in [self.api.node_name, *peers]},
-                }
-            )
-        results: dict[str, Any] = {self.api.node_name: await self._write_cluster(result.xml)}
+            raise HttpError(409, f"not applied anywhere: {message}")
+        if dry_run:
+            checked = {n: {"ok": True, "message": "checked"} for n in [self.api.node_name, *peers]}
+            return JSONResponse({"ok": True, "nodes": checked})
+        results: dict[str, Any] = {self.api.node_name: await self._write_cluster(result["xml"])}
         for node in peers:
-            answer = await self._ask(node, "PUT", "/api/v1/cluster/config", {**body, "nodes": "local"})
+            answer = await self._peer(node, "PUT", "/api/v1/cluster/config", local)
             results[node] = answer.get("nodes", {}).get(node) or answer
         ok = all(r.get("ok") for r in results.values())
         self.api._audit(request, who, what, {"ok": ok}, nodes=results)
@@ -200,7 +182,7 @@ class FormsApi:
             "message": message,
         }
 
-    async def _ask(self, node: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _peer(self, node: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, data = await self.api._forward(node, method, path, body)
         if status == 200:
             return data
@@ -208,74 +190,68 @@ class FormsApi:
 
     # ------------------------------------------------------------------ modules
     async def list_templates(self, request: Request, who: Principal) -> Response:
-        found = await asyncio.to_thread(templates.library)
-        return JSONResponse({"templates": [t.as_dict() for t in found.values()]})
+        return JSONResponse(await self._ask("templates"))
 
     async def render_module(self, request: Request, who: Principal) -> Response:
         body = await _json_body(request)
-        cluster = await asyncio.to_thread(self._current_cluster)
-        return JSONResponse((await asyncio.to_thread(render_module, body, cluster)).as_dict())
+        cluster_xml = await asyncio.to_thread(self._cluster_text)
+        return JSONResponse(await self._ask("render_module", body, cluster_xml=cluster_xml))
 
     async def install(self, request: Request, who: Principal) -> Response:
         module = request.path_params["module"]
         if not MODULE_NAME.match(module):
-            raise _http(404, f"no module name {module!r}")
+            raise HttpError(404, f"no module name {module!r}")
         body = await _json_body(request)
-        try:
-            install = ModuleInstall.model_validate(body)
-            wanted = ModuleRequest(
-                name=module, template=install.template, values=install.values, form=install.form
-            )
-        except ValidationError as exc:
-            return JSONResponse(_shape(exc), status_code=422)
-        what = f"module install ({install.nodes}){' dry run' if install.dry_run else ''}"
-        cluster = await asyncio.to_thread(self._current_cluster)
-        result = await asyncio.to_thread(render_module, wanted, cluster)
-        if not result.valid:
+        _only(body, INSTALL_FIELDS)
+        scope, dry_run = _scope(body)
+        what = f"module install ({scope}){' dry run' if dry_run else ''}"
+        wanted = {k: v for k, v in body.items() if k in ("template", "values", "form")}
+        cluster_xml = await asyncio.to_thread(self._cluster_text)
+        result = await self._ask(
+            "render_module", {"name": module, **wanted}, cluster_xml=cluster_xml, package=True
+        )
+        if not result.get("valid"):
             self.api._audit(request, who, what, {"ok": False, "error": "invalid"}, module=module)
-            return JSONResponse(_errors(result), status_code=422)
-        targets = [self.api.node_name, *(self.ctx.peers if install.nodes == "all" else [])]
+            return _invalid(result)
+        targets = [self.api.node_name, *(self.ctx.peers if scope == "all" else [])]
         states = await asyncio.gather(*(self.api._module_state(n, module) for n in targets))
         blocked = {n: s for n, s in zip(targets, states, strict=True) if s not in ("STOP", "absent")}
         if blocked:
             held = ", ".join(f"{n}: {s}" for n, s in blocked.items())
             message = f"{module} must be stopped (or absent) on every node to be installed ({held})"
             self.api._audit(request, who, what, {"ok": False, "error": message}, module=module)
-            raise _http(409, message)
+            raise HttpError(409, message)
         peers = targets[1:]
         path = f"/api/v1/modules/{module}/install"
-        if peers:
-            checks = await asyncio.gather(
-                *(self._ask(n, "POST", path, {**body, "nodes": "local", "dry_run": True}) for n in peers)
-            )
-            refused = {n: c for n, c in zip(peers, checks, strict=True) if not c.get("ok")}
-            if refused:
-                message = "; ".join(f"{n}: {c.get('error')}" for n, c in refused.items())
-                self.api._audit(request, who, what, {"ok": False, "error": message}, module=module)
-                raise _http(409, f"not installed anywhere: {message}")
-        if install.dry_run:
+        local = {**body, "nodes": "local"}
+        checks = await asyncio.gather(
+            *(self._peer(n, "POST", path, {**local, "dry_run": True}) for n in peers)
+        )
+        refused = {n: c for n, c in zip(peers, checks, strict=True) if not c.get("ok")}
+        if refused:
+            message = "; ".join(f"{n}: {c.get('error')}" for n, c in refused.items())
+            self.api._audit(request, who, what, {"ok": False, "error": message}, module=module)
+            raise HttpError(409, f"not installed anywhere: {message}")
+        xml = result["xml"]
+        if dry_run:
             return JSONResponse(
-                {
-                    "ok": True,
-                    "xml": result.xml,
-                    "nodes": {n: {"ok": True, "message": "checked"} for n in targets},
-                }
+                {"ok": True, "xml": xml, "nodes": {n: {"ok": True, "message": "checked"} for n in targets}}
             )
-        results: dict[str, Any] = {self.api.node_name: await self._install_here(module, result)}
+        results: dict[str, Any] = {self.api.node_name: await self._install_here(module, result["package"])}
         for node in peers:
-            answer = await self._ask(node, "POST", path, {**body, "nodes": "local"})
+            answer = await self._peer(node, "POST", path, local)
             results[node] = answer.get("nodes", {}).get(node) or answer
         ok = all(r.get("ok") for r in results.values())
         self.api._audit(request, who, what, {"ok": ok}, module=module, nodes=results)
-        return JSONResponse({"ok": ok, "xml": result.xml, "nodes": results}, status_code=200 if ok else 409)
+        return JSONResponse({"ok": ok, "xml": xml, "nodes": results}, status_code=200 if ok else 409)
 
-    async def _install_here(self, module: str, result: Rendered) -> dict[str, Any]:
+    async def _install_here(self, module: str, package: list[dict[str, Any]]) -> dict[str, Any]:
         """What `safekit module install` does with a .safe, from the rendered package: staged in a
         dot directory beside the modules, checked, renamed into place (the module stopped), then
         loaded by safekitd (its `config` command)."""
         try:
-            await asyncio.to_thread(self._put_in_place, module, result)
-        except (OSError, ConfigError) as exc:
+            await asyncio.to_thread(self._put_in_place, module, package)
+        except (OSError, ConfigError, ValueError) as exc:
             return {"ok": False, "error": f"{module} not installed: {exc}"}
         state = await self.api._module_state(self.api.node_name, module)
         if state not in ("STOP", "absent"):
@@ -291,13 +267,13 @@ class FormsApi:
             "message": f"{module} installed in {self.ctx.paths.module_dir(module)} and loaded (stopped)",
         }
 
-    def _put_in_place(self, module: str, result: Rendered) -> None:
+    def _put_in_place(self, module: str, package: list[dict[str, Any]]) -> None:
         modules = self.ctx.paths.modules
         modules.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{module}.install-", dir=modules))
         try:
             root = staging / module
-            templates.write_directory(result.files, root)
+            _write_package(package, root)
             check_file(str(root / "conf" / "userconfig.xml"))
             root.chmod(0o755)
             target = self.ctx.paths.module_dir(module)
@@ -315,8 +291,16 @@ class FormsApi:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _http(status: int, message: str) -> Exception:
-    return HttpError(status, message)
+def _write_package(package: list[dict[str, Any]], root: Path) -> None:
+    """The module's files from the renderer's answer (relative paths only)."""
+    for item in package:
+        relative = PurePosixPath(str(item["path"]))
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise ValueError(f"{relative}: not a path inside a module")
+        target = root.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(base64.b64decode(item["content"]))
+        target.chmod(int(item["mode"]) & 0o755)
 
 
 def routes(api: Api, guarded: Any) -> list[Route]:

@@ -10,7 +10,10 @@ module never reads it.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -140,8 +143,7 @@ class ModuleForm(_Form):
 
 
 class ModuleRequest(_Form):
-    """A new module: from a template of the library (`template` and its site `values`), or from
-    scratch (`form`)."""
+    """A new module: a template of the library and its values, or a form from scratch."""
 
     name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
     template: str | None = Field(default=None, max_length=64)
@@ -474,3 +476,105 @@ def _checker(doc: _Doc, checker: CheckerForm, where: str) -> None:
     port = [("port", checker.port, "port")] if checker.kind == "tcp" else []
     doc.element(3, "to", [("addr", checker.addr, "addr"), *port, *timing], where)
     doc.line(f"    </{checker.kind}>", where)
+
+
+class ClusterApply(_Form):
+    """`PUT /api/v1/cluster/config`."""
+
+    form: ClusterForm
+    nodes: Literal["all", "local"] = "all"
+    dry_run: bool = False
+
+
+class ModuleInstall(_Form):
+    """`POST /api/v1/modules/AM/install`: a ModuleRequest without the name (it is in the path)."""
+
+    template: str | None = Field(default=None, max_length=64)
+    values: dict[str, str] = Field(default_factory=dict)
+    form: ModuleForm | None = None
+    nodes: Literal["all", "local"] = "all"
+    dry_run: bool = False
+
+
+# ---------------------------------------------------------------------- the worker process
+# safekitd never imports this module (pydantic and the template library would stay in its memory
+# for good): `form_worker.FormWorker` runs `python -m safekit.api.forms` as a child and asks it,
+# one JSON line per request, as the certificates are made by a child process (certs.py).
+
+
+SCHEMAS_HEAD = '''"""The JSON schemas of the console's form models (`forms.py`), for the OpenAPI
+document: a copy, so that safekitd serves the document without importing pydantic. Made by
+`python -m safekit.api.forms --schemas > src/safekit/api/form_schemas.py`; tests/unit/api/test_forms.py
+checks it is up to date."""
+
+import json
+from typing import Any
+
+SCHEMAS: dict[str, Any] = '''
+
+
+def schemas() -> dict[str, Any]:
+    """The JSON schemas of the forms, as OpenAPI components (`form_schemas.py` holds a copy)."""
+    found: dict[str, Any] = {}
+    for model in (ClusterForm, ModuleRequest, ClusterApply, ModuleInstall):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        found.update(schema.pop("$defs", {}))
+        found[model.__name__] = schema
+    return dict(sorted(found.items()))
+
+
+def _package(files: Mapping[str, PackageFile]) -> list[dict[str, Any]]:
+    return [
+        {"path": path, "mode": item.mode, "content": base64.b64encode(item.content).decode()}
+        for path, item in sorted(files.items())
+    ]
+
+
+def answer(request: Mapping[str, Any]) -> dict[str, Any]:
+    """One request of the worker: `op` and its data."""
+    op = request.get("op")
+    data = request.get("data")
+    if op == "render_cluster":
+        return render_cluster(data if isinstance(data, Mapping) else {}).as_dict()
+    if op == "render_module":
+        cluster = None
+        if isinstance(request.get("cluster_xml"), str):
+            try:
+                cluster = parse_cluster(request["cluster_xml"])
+            except ConfigError:
+                cluster = None  # the module is still checked on its own
+        result = render_module(data if isinstance(data, Mapping) else {}, cluster)
+        found = result.as_dict()
+        if result.valid and request.get("package"):
+            found["package"] = _package(result.files)
+        return found
+    if op == "cluster_form":
+        try:
+            return {"form": cluster_form_of(parse_cluster(str(data))).model_dump(), "errors": []}
+        except ConfigError as exc:
+            return {
+                "form": None,
+                "errors": [{"field": "", "message": e.message, "line": e.line} for e in exc.errors],
+            }
+    if op == "templates":
+        return {"templates": [t.as_dict() for t in templates.library().values()]}
+    return {"error": f"unknown request {op!r}"}
+
+
+def main() -> None:
+    for line in sys.stdin:
+        try:
+            found = answer(json.loads(line))
+        except Exception as exc:  # the worker answers every line, whatever happens
+            found = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(found) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--schemas"]:  # writes form_schemas.py
+        print(
+            f'{SCHEMAS_HEAD}json.loads(\n    r"""\n{json.dumps(schemas(), indent=1, sort_keys=True)}\n"""\n)'
+        )
+    else:
+        main()

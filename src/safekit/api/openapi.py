@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from safekit.api.form_schemas import SCHEMAS
+
 MODULE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 COMMANDS = ["start", "stop", "restart", "stopstart", "forcestop", "swap", "prim", "second", "primforce"]
 SWITCHES = ["errd", "checker", "failover"]
@@ -61,6 +63,7 @@ _PEER = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
+_RENDERER = {"503": _json(_ERR, "the form renderer (a child process) did not answer")}
 _LINES = {
     "name": "lines",
     "in": "query",
@@ -405,14 +408,7 @@ def _schemas() -> dict[str, Any]:
 
 def _form_schemas() -> dict[str, Any]:
     """The console's forms: the pydantic models' own JSON schemas, and what rendering answers."""
-    from safekit.api.config_forms import ClusterApply, ModuleInstall  # noqa: PLC0415 - pydantic only here
-    from safekit.api.forms import ClusterForm, ModuleRequest  # noqa: PLC0415
-
-    schemas: dict[str, Any] = {}
-    for model in (ClusterForm, ModuleRequest, ClusterApply, ModuleInstall):
-        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(found.pop("$defs", {}))
-        schemas[model.__name__] = found
+    schemas: dict[str, Any] = dict(SCHEMAS)
     field_error = {
         "type": "object",
         "required": ["field", "message"],
@@ -600,7 +596,7 @@ def document(version: str) -> dict[str, Any]:
                 "cluster.xml of this node as a form (and its text, sha256, the key's fingerprint only)",
                 m,
                 _json(_ref("ClusterFile"), "the file"),
-                more={"404": _json(_ERR, "no cluster.xml")},
+                more={"404": _json(_ERR, "no cluster.xml"), **_RENDERER},
             ),
             "put": _op(
                 "install a cluster.xml made from the form on this node or every node (each checks first)",
@@ -608,6 +604,7 @@ def document(version: str) -> dict[str, Any]:
                 _json(_ref("ApplyResult"), "written on every node (safekitd uses it from its next start)"),
                 body="ClusterApply",
                 more={
+                    **_RENDERER,
                     "409": _json(_ERR, "a node is not in it, or a module refers to a LAN or node it lacks"),
                     "422": _json(_ref("FormResult"), "not valid (errors by field)"),
                 },
@@ -619,6 +616,7 @@ def document(version: str) -> dict[str, Any]:
                 m,
                 _json(_ref("FormResult"), "the XML and its problems"),
                 body="ClusterForm",
+                more=_RENDERER,
             )
         },
         "/api/v1/forms/module": {
@@ -627,6 +625,7 @@ def document(version: str) -> dict[str, Any]:
                 m,
                 _json(_ref("FormResult"), "the XML and its problems"),
                 body="ModuleRequest",
+                more=_RENDERER,
             )
         },
         "/api/v1/templates": {
@@ -634,6 +633,7 @@ def document(version: str) -> dict[str, Any]:
                 "the module library's templates and their site values",
                 m,
                 _json(_ref("Templates"), "templates"),
+                more=_RENDERER,
             )
         },
         "/api/v1/modules/{module}/install": {
@@ -644,6 +644,7 @@ def document(version: str) -> dict[str, Any]:
                 body="ModuleInstall",
                 params=module,
                 more={
+                    **_RENDERER,
                     "404": _json(_ERR, "not a module name"),
                     "409": _json(_ERR, "a node runs the module, or refused it"),
                     "422": _json(_ref("FormResult"), "not valid (errors by field)"),

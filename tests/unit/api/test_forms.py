@@ -3,10 +3,14 @@ trip through the daemon's parser, and a bad value comes back as an error of its 
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
+from safekit.api.form_worker import FormWorker
 from safekit.api.forms import ClusterForm, cluster_form_of, render_cluster, render_module
 from safekit.config.cluster_parser import parse_cluster
 from safekit.config.module_parser import parse_module
@@ -163,3 +167,46 @@ def test_one_source_and_a_module_name() -> None:
     assert fields(render_module({"name": "m"}))  # neither template nor form
     assert "name" in fields(render_module({"name": "../x", "form": {}}))
     assert "template" in fields(render_module({"name": "m", "template": "nosuch"}))
+
+
+def test_the_openapi_copy_of_the_schemas_is_up_to_date() -> None:
+    from safekit.api import form_schemas, forms  # noqa: PLC0415
+
+    assert forms.schemas() == form_schemas.SCHEMAS, (
+        "run: python -m safekit.api.forms --schemas > src/safekit/api/form_schemas.py"
+    )
+
+
+def test_safekitd_does_not_load_pydantic_for_the_api() -> None:
+    """The API (and its OpenAPI document) without the forms' modules: they run in the worker."""
+    code = (
+        "import sys; from safekit.api import app, config_forms, openapi; openapi.document('x'); "
+        "heavy = ('pydantic', 'safekit.api.forms', 'safekit.module_templates'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_worker_answers_and_is_replaced_when_it_dies() -> None:
+    async def scenario() -> None:
+        worker = FormWorker(idle=60)
+        try:
+            first = await worker.ask("render_cluster", CLUSTER)
+            assert first["valid"] and "<cluster>" in first["xml"]
+            assert worker._process is not None
+            worker._process.kill()
+            await worker._process.wait()
+            again = await worker.ask("render_module", SCRATCH, cluster_xml=first["xml"], package=True)
+            assert again["valid"], again["errors"]
+            assert {f["path"] for f in again["package"]} == {
+                "conf/userconfig.xml",
+                "bin/start_prim",
+                "bin/stop_prim",
+            }
+            assert (await worker.ask("nonsense"))["error"].startswith("unknown request")
+        finally:
+            await worker.close()
+        assert worker._process is None
+
+    asyncio.run(scenario())
