@@ -41,8 +41,13 @@ def cat(api_lab: ApiLab, node: str, path: str) -> str:
     return api_lab.lab.exec(node, ["cat", path], check=True).stdout
 
 
+def stat_mode(api_lab: ApiLab, node: str, path: str) -> int:
+    return int(api_lab.lab.exec(node, ["stat", "-c", "%a", path], check=True).stdout.strip(), 8)
+
+
 def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browser) -> None:
     original = {n: cat(api_lab, n, "/etc/safekit/cluster.xml") for n in api_lab.cluster.nodes}
+    modes = {n: stat_mode(api_lab, n, "/etc/safekit/cluster.xml") for n in api_lab.cluster.nodes}
     key_text = cat(api_lab, "node1", "/etc/safekit/cluster.key")
     key = clusterkey.decode_key_file(key_text)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -83,6 +88,7 @@ def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browse
             written = cat(api_lab, node, "/etc/safekit/cluster.xml")
             assert written == shown  # the file the server rendered, on every node
             assert parse_cluster(written) == parse_cluster(original[node])  # same cluster
+            assert stat_mode(api_lab, node, "/etc/safekit/cluster.xml") == modes[node]  # its mode kept
         assert cat(api_lab, "node1", "/etc/safekit/cluster.key") == key_text
         page_text = page.content() + "".join(bodies)
         for leak in (key_text.strip(), key.hex(), key_text.split(":", 1)[-1].strip()):
@@ -94,7 +100,7 @@ def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browse
     finally:
         page.close()
         for node, text in original.items():
-            api_lab.cluster.write(node, "/etc/safekit/cluster.xml", text)
+            api_lab.cluster.write(node, "/etc/safekit/cluster.xml", text, mode=modes[node])
 
 
 def test_guided_module_from_the_mirror_template_installed_and_started(
