@@ -1,5 +1,5 @@
 """The console's configuration forms: pydantic models of cluster.xml and of a new module, rendered
-to XML by this code on the server and checked by the parser safekitd uses (ADR 0034).
+to XML by this code on the server and checked by the parser safekitd uses (ADR 0035).
 
 A form is rendered one element a line; each line remembers the form field it came from, so that an
 error of the parser (file:line, "attribute 'addr': ...") comes back as an error of that field, the
