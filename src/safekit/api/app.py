@@ -749,6 +749,8 @@ class SecurityHeaders:
 
 
 def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
+    from safekit.api import config_forms  # noqa: PLC0415 - it builds on this module's Api
+
     api = Api(ctx)
     assets = _console_assets()
     document = openapi.document(__version__)
@@ -787,6 +789,7 @@ def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
         Route(f"{v1}/config/validate", _guarded(api, m, api.validate), methods=["POST"]),
         Route(f"{v1}/control", _guarded(api, m, api.control), methods=["POST"]),
         Route(f"{v1}/audit", _guarded(api, a, api.audit), methods=["GET"]),
+        *config_forms.routes(api, _guarded),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from safekit.api.form_schemas import SCHEMAS
+
 MODULE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 COMMANDS = ["start", "stop", "restart", "stopstart", "forcestop", "swap", "prim", "second", "primforce"]
 SWITCHES = ["errd", "checker", "failover"]
@@ -61,6 +63,7 @@ _PEER = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
+_RENDERER = {"503": _json(_ERR, "the form renderer (a child process) did not answer")}
 _LINES = {
     "name": "lines",
     "in": "query",
@@ -399,7 +402,61 @@ def _schemas() -> dict[str, Any]:
             "required": ["entries"],
             "properties": {"entries": {"type": "array", "items": {"type": obj}}},
         },
+        **_form_schemas(),
     }
+
+
+def _form_schemas() -> dict[str, Any]:
+    """The console's forms: the pydantic models' own JSON schemas, and what rendering answers."""
+    schemas: dict[str, Any] = dict(SCHEMAS)
+    field_error = {
+        "type": "object",
+        "required": ["field", "message"],
+        "properties": {
+            "field": {"type": "string", "description": "the form field, dotted (lans.0.nodes.1.addr)"},
+            "message": {"type": "string"},
+            "line": {"type": ["integer", "null"], "description": "its line in the XML"},
+        },
+    }
+    schemas["FormResult"] = {
+        "type": "object",
+        "required": ["valid", "xml", "errors", "warnings"],
+        "properties": {
+            "valid": {"type": "boolean"},
+            "xml": {
+                "type": "string",
+                "description": "the XML the form makes (empty: the form's shape is wrong)",
+            },
+            "errors": {"type": "array", "items": field_error},
+            "warnings": {"type": "array", "items": field_error},
+            "files": {"type": "array", "items": {"type": "string"}},
+            "error": {"type": "string"},
+        },
+    }
+    schemas["ClusterFile"] = {
+        "type": "object",
+        "required": ["xml", "sha256", "form"],
+        "properties": {
+            "node": {"type": "string"},
+            "path": {"type": "string"},
+            "xml": {"type": "string"},
+            "sha256": {"type": "string"},
+            "loaded_sha256": {"type": ["string", "null"]},
+            "differs": {"type": ["boolean", "null"]},
+            "key_fingerprint": {
+                "type": ["string", "null"],
+                "description": "the fingerprint of the key safekitd runs with (never the key)",
+            },
+            "form": {"anyOf": [_ref("ClusterForm"), {"type": "null"}]},
+            "errors": {"type": "array", "items": field_error},
+        },
+    }
+    schemas["Templates"] = {
+        "type": "object",
+        "required": ["templates"],
+        "properties": {"templates": {"type": "array", "items": {"type": "object"}}},
+    }
+    return schemas
 
 
 def document(version: str) -> dict[str, Any]:
@@ -532,6 +589,66 @@ def document(version: str) -> dict[str, Any]:
                 m,
                 _json(_ref("ControlAnswer"), "the node's answer"),
                 body="ControlRequest",
+            )
+        },
+        "/api/v1/cluster/config": {
+            "get": _op(
+                "cluster.xml of this node as a form (and its text, sha256, the key's fingerprint only)",
+                m,
+                _json(_ref("ClusterFile"), "the file"),
+                more={"404": _json(_ERR, "no cluster.xml"), **_RENDERER},
+            ),
+            "put": _op(
+                "install a cluster.xml made from the form on this node or every node (each checks first)",
+                a,
+                _json(_ref("ApplyResult"), "written on every node (safekitd uses it from its next start)"),
+                body="ClusterApply",
+                more={
+                    **_RENDERER,
+                    "409": _json(_ERR, "a node is not in it, or a module refers to a LAN or node it lacks"),
+                    "422": _json(_ref("FormResult"), "not valid (errors by field)"),
+                },
+            ),
+        },
+        "/api/v1/forms/cluster": {
+            "post": _op(
+                "render a cluster form to cluster.xml and check it (errors by field)",
+                m,
+                _json(_ref("FormResult"), "the XML and its problems"),
+                body="ClusterForm",
+                more=_RENDERER,
+            )
+        },
+        "/api/v1/forms/module": {
+            "post": _op(
+                "render a new module (template and values, or a form) to userconfig.xml and check it",
+                m,
+                _json(_ref("FormResult"), "the XML and its problems"),
+                body="ModuleRequest",
+                more=_RENDERER,
+            )
+        },
+        "/api/v1/templates": {
+            "get": _op(
+                "the module library's templates and their site values",
+                m,
+                _json(_ref("Templates"), "templates"),
+                more=_RENDERER,
+            )
+        },
+        "/api/v1/modules/{module}/install": {
+            "post": _op(
+                "install a new module made from a template or a form on this node or every node (stopped)",
+                a,
+                _json(_ref("ApplyResult"), "installed and loaded (stopped) on every node"),
+                body="ModuleInstall",
+                params=module,
+                more={
+                    **_RENDERER,
+                    "404": _json(_ERR, "not a module name"),
+                    "409": _json(_ERR, "a node runs the module, or refused it"),
+                    "422": _json(_ref("FormResult"), "not valid (errors by field)"),
+                },
             )
         },
         "/api/v1/audit": {

@@ -25,6 +25,15 @@ GOOD_XML = """<!DOCTYPE safe>
 </service>
 </safe>
 """
+CLUSTER_XML = """<cluster>
+  <lans>
+    <lan name="default">
+      <node name="n1" addr="198.18.0.1"/>
+      <node name="n2" addr="198.18.0.2"/>
+    </lan>
+  </lans>
+</cluster>
+"""
 PASSWORD = "correct horse battery"
 MONITORING: dict[str, Any] = {
     "heartbeats": [
@@ -63,11 +72,20 @@ class FakeNode:
     node_name: str | None = "n1"
     states: dict[str, str] = field(default_factory=lambda: {"web": "PRIM"})
     requests: list[dict[str, Any]] = field(default_factory=list)
+    modules_dir: Path | None = None
+    """Where `config` finds a newly installed module (loaded stopped, as safekitd does)."""
+    cluster_sha256: str = "f" * 64
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911
         self.requests.append(request)
         cmd = request.get("cmd")
         module = request.get("module")
+        if cmd == "cluster_confinfo":
+            return {"ok": True, "cluster_sha256": self.cluster_sha256, "key_fingerprint": "fp-of-the-key"}
+        new = self.modules_dir is not None and module not in self.states
+        if cmd == "config" and new and (self.modules_dir / str(module) / "conf" / "userconfig.xml").is_file():  # type: ignore[operator]
+            self.states[str(module)] = "STOP"
+            return {"ok": True, "message": f"{module}: loaded"}
         if cmd == "module_list":
             return {"ok": True, "modules": [{"name": n, "loaded": "yes"} for n in self.states]}
         if cmd == "state":
@@ -145,7 +163,9 @@ def make_env(tmp_path: Path) -> Iterator[Env]:
     admin = store.create_token(Role.ADMIN, "ci-admin")
     monitor = store.create_token(Role.MONITOR, "ci-monitor")
     key = clusterkey.generate_key()
-    node = FakeNode()
+    paths.cluster_xml.write_text(CLUSTER_XML)
+    paths.cluster_key.write_text(clusterkey.encode_key_file(key))
+    node = FakeNode(modules_dir=paths.modules)
 
     def monitoring_of(module: str) -> dict[str, Any] | None:
         return MONITORING if module in node.states else None

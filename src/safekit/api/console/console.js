@@ -52,7 +52,10 @@ async function loggedIn(session) {
   $("logout").hidden = false;
   $("who").textContent = `${session.user} (${session.role})`;
   const info = await api("GET", "/api/v1/node");
-  if (info.status === 200) $("where").textContent = `node ${info.data.node} · ${info.data.version}`;
+  if (info.status === 200) {
+    $("where").textContent = `node ${info.data.node} · ${info.data.version}`;
+    clusterNodes = info.data.nodes;
+  }
   showTab("monitoring");
   connect();
 }
@@ -77,6 +80,8 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== name;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   if (name === "config" && !$("config-text").value) loadConfig();
+  if (name === "cluster") loadCluster();
+  if (name === "newmodule") openNewModule();
   if (name === "module") startModuleView(); else stopModuleView();
 }
 for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
@@ -648,3 +653,327 @@ function episodeBlock(node, ep) {
   if (r.status === 200 && r.data.method === "session") loggedIn(r.data);
   else showLogin();
 })();
+
+// ------------------------------------------------------------------ forms: cluster.xml, new module
+// The page never writes XML: it sends the form's values (named by data-field, a dotted path) to
+// the node, which renders them with the daemon's parser and answers the XML and the problems of
+// each field (POST /api/v1/forms/cluster | module). Errors are shown beside their field.
+let clusterNodes = [];        // every node of the cluster, this one first (GET /api/v1/node)
+let templatesList = null;
+const formTimers = {};
+
+function setPath(obj, path, value) {
+  const keys = path.split(".");
+  let at = obj;
+  keys.forEach((k, i) => {
+    const last = i === keys.length - 1;
+    const nextIsIndex = !last && /^\d+$/.test(keys[i + 1]);
+    if (last) { at[k] = value; return; }
+    if (at[k] === undefined) at[k] = nextIsIndex ? [] : {};
+    at = at[k];
+  });
+}
+
+function fieldValue(input) {
+  const kind = input.dataset.kind || "text";
+  if (kind === "bool") return input.checked;
+  const text = input.value;
+  if (kind === "int") return text.trim() === "" ? null : (/^\d+$/.test(text.trim()) ? Number(text.trim()) : text);
+  if (kind === "list") return text.split(",").map((s) => s.trim()).filter((s) => s);
+  if (kind === "kv") {
+    const out = {};
+    for (const line of text.split("\n")) {
+      const i = line.indexOf("=");
+      if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    }
+    return out;
+  }
+  return text;
+}
+
+function collect(form, skipEmpty) {
+  const out = {};
+  for (const input of form.querySelectorAll("[data-field]:is(input, select, textarea)")) {
+    const value = fieldValue(input);
+    if (skipEmpty && input.dataset.optional && (value === "" || value === null)) continue;
+    setPath(out, input.dataset.field, value);
+  }
+  // lists made of rows: drop the holes a removed row leaves
+  const compact = (v) => Array.isArray(v) ? v.filter((x) => x !== undefined).map(compact)
+    : (v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, compact(x)])) : v);
+  return compact(out);
+}
+
+function showProblems(form, list, pre, result, prefix) {
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const bad of form.querySelectorAll("[aria-invalid]")) bad.removeAttribute("aria-invalid");
+  const general = [];
+  for (const e of result.errors) {
+    let field = e.field.startsWith(prefix) ? e.field.slice(prefix.length) : e.field;
+    let target = null;
+    while (field && !target) {
+      const name = CSS.escape(field);  // a form control first, else the block (fieldset, row) of that name
+      target = form.querySelector(`:is(input, select, textarea)[data-field="${name}"]`) || form.querySelector(`[data-field="${name}"]`);
+      if (!target) field = field.includes(".") ? field.slice(0, field.lastIndexOf(".")) : "";
+    }
+    if (!target) { general.push(el("li", {}, `${e.field ? e.field + ": " : ""}${e.message}`)); continue; }
+    target.setAttribute("aria-invalid", "true");
+    const note = el("span", { class: "field-error", role: "alert", "data-for": e.field }, e.message);
+    (target.closest("label") || target).after(note);
+  }
+  const warnings = result.warnings.map((w) => el("li", { class: "warning" }, `warning: ${w.field ? w.field + ": " : ""}${w.message}`));
+  list.replaceChildren(...general, ...warnings);
+  pre.textContent = result.xml || "";
+  pre.className = `xml ${result.valid ? "valid" : "invalid"}`;
+}
+
+function later(name, fn) { clearTimeout(formTimers[name]); formTimers[name] = setTimeout(fn, 300); }
+
+// ---- cluster.xml
+function nodeRow(lan, j, node) {
+  const base = `lans.${lan}.nodes.${j}`;
+  return el("div", { class: "rowset", "data-field": base },
+    el("label", {}, "Node", el("input", { "data-field": `${base}.name`, value: node.name || "", autocomplete: "off" })),
+    el("label", {}, "Address", el("input", { "data-field": `${base}.addr`, value: node.addr || "", autocomplete: "off", inputMode: "decimal" })),
+    el("button", { type: "button", "data-remove": "node", title: "remove this node" }, "Remove"));
+}
+
+function lanBlock(i, lan) {
+  const base = `lans.${i}`;
+  const rows = (lan.nodes || []).map((n, j) => nodeRow(i, j, n));
+  return el("fieldset", { "data-field": base, "data-lan": String(i) },
+    el("legend", {}, `Network ${i + 1}`),
+    el("div", { class: "rowset" },
+      el("label", {}, "Name", el("input", { "data-field": `${base}.name`, value: lan.name || "", autocomplete: "off" })),
+      el("label", {}, "Carries commands", el("input", { type: "checkbox", "data-field": `${base}.command`, "data-kind": "bool", checked: lan.command !== false }))),
+    el("div", { class: "nodes" }, ...rows),
+    el("p", {}, el("button", { type: "button", "data-add": "node" }, "Add a node"),
+      " ", el("button", { type: "button", "data-remove": "lan" }, "Remove this network")));
+}
+
+function drawCluster(form) {
+  $("cluster-port").value = form.port === null || form.port === undefined ? "" : String(form.port);
+  $("cluster-lans").replaceChildren(...form.lans.map((lan, i) => lanBlock(i, lan)));
+}
+
+async function loadCluster() {
+  const r = await api("GET", "/api/v1/cluster/config");
+  if (r.status !== 200) { $("cluster-info").textContent = r.data.error; return; }
+  $("cluster-info").textContent = `${r.data.path} · sha256 ${r.data.sha256.slice(0, 12)}… · key fingerprint ${r.data.key_fingerprint || "?"}` +
+    (r.data.differs ? " · safekitd runs another version until it restarts" : "");
+  drawCluster(r.data.form || { port: null, lans: [] });
+  renderClusterForm();
+}
+
+async function renderClusterForm() {
+  const form = collect($("cluster-form"), false);
+  form.lans = form.lans || [];
+  const r = await api("POST", "/api/v1/forms/cluster", form);
+  if (r.status !== 200) return;
+  showProblems($("cluster-form"), $("cluster-errors"), $("cluster-xml"), r.data, "");
+  $("cluster-apply").disabled = !r.data.valid || role !== "admin";
+}
+
+$("cluster-form").addEventListener("input", () => later("cluster", renderClusterForm));
+$("cluster-form").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  const form = collect($("cluster-form"), false);
+  form.lans = form.lans || [];
+  const fieldset = b.closest("fieldset");
+  const i = fieldset ? Number(fieldset.dataset.lan) : -1;
+  if (b.dataset.add === "node") form.lans[i].nodes = [...(form.lans[i].nodes || []), { name: "", addr: "" }];
+  else if (b.dataset.remove === "node") {
+    const row = b.closest(".rowset[data-field]");
+    const j = Number(row.dataset.field.split(".").pop());
+    form.lans[i].nodes.splice(j, 1);
+  } else if (b.dataset.remove === "lan") form.lans.splice(i, 1);
+  else return;
+  drawCluster(form);
+  renderClusterForm();
+});
+$("cluster-add-lan").addEventListener("click", () => {
+  const form = collect($("cluster-form"), false);
+  form.lans = form.lans || [];
+  const names = form.lans.length ? form.lans[0].nodes.map((n) => ({ name: n.name, addr: "" })) : [{ name: "", addr: "" }];
+  form.lans.push({ name: "", command: true, nodes: names });
+  drawCluster(form);
+  renderClusterForm();
+});
+$("cluster-apply").addEventListener("click", async () => {
+  if (!(await confirmAction("Install this cluster.xml on every node? Each node checks it first; safekitd uses it from its next start."))) return;
+  const form = collect($("cluster-form"), false);
+  const r = await api("PUT", "/api/v1/cluster/config", { form, nodes: "all" });
+  if (r.status === 200) {
+    $("cluster-result").textContent = "applied: " + Object.entries(r.data.nodes).map(([n, x]) =>
+      `${n} ${x.ok ? "ok" : x.error}${x.restart_needed ? " (restart safekitd to use it)" : ""}`).join(", ");
+  } else if (r.status === 422) {
+    showProblems($("cluster-form"), $("cluster-errors"), $("cluster-xml"), r.data, "");
+    $("cluster-result").textContent = "refused: the form has errors";
+  } else {
+    $("cluster-result").textContent = `refused: ${r.data.error}`;
+  }
+});
+
+// ---- a new module
+function input(field, label, value, extra) {
+  return el("label", {}, label, el("input", { "data-field": field, value: value ?? "", autocomplete: "off", ...(extra || {}) }));
+}
+
+function choice(field, label, options, value) {
+  const select = el("select", { "data-field": field }, ...options.map(([v, t]) => el("option", { value: v }, t)));
+  select.value = value;
+  return el("label", {}, label, select);
+}
+
+function templateFields(t) {
+  return t.values.map((v) => {
+    const label = `${v.key}${v.required ? " (required)" : ""}`;
+    const field = `values.${v.key}`;
+    const node = v.choices ? choice(field, label, v.choices.map((c) => [c, c]), v.default)
+      : input(field, label, v.default, v.secret ? { type: "password" } : {});
+    node.append(el("small", {}, v.description));
+    return node;
+  });
+}
+
+function replicatedRow(i) {
+  return el("div", { class: "rowset", "data-field": `replicated.${i}` },
+    input(`replicated.${i}.dir`, "Replicated directory", i === 0 ? "/srv/data" : ""),
+    input(`replicated.${i}.exclude`, "Not replicated (relative, comma separated)", "", { "data-kind": "list" }));
+}
+
+function checkerRow(i) {
+  return el("div", { class: "rowset", "data-field": `checkers.${i}` },
+    choice(`checkers.${i}.kind`, "Checker", [["tcp", "TCP port"], ["ping", "ping"], ["custom", "custom program"]], "tcp"),
+    input(`checkers.${i}.ident`, "Name", `check${i + 1}`),
+    input(`checkers.${i}.addr`, "Address", "127.0.0.1"),
+    input(`checkers.${i}.port`, "Port", "", { "data-kind": "int" }),
+    input(`checkers.${i}.exec`, "Program", ""),
+    input(`checkers.${i}.interval`, "Every", ""),
+    input(`checkers.${i}.timeout`, "Time-out", ""),
+    choice(`checkers.${i}.action`, "When down", [["", "default"], ["restart", "restart"], ["stopstart", "stopstart"], ["wait", "wait"], ["stop", "stop"]], ""));
+}
+
+const SCRIPT_NAMES = ["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"];
+
+function scratchFields() {
+  const scripts = SCRIPT_NAMES.map((s) => el("label", {}, `bin/${s}`,
+    el("textarea", { class: "script", "data-field": `scripts.${s}`, "data-optional": "1", spellcheck: false })));
+  return [
+    el("fieldset", { "data-field": "heartbeats" }, el("legend", {}, "Heartbeats"),
+      el("div", { class: "rowset" },
+        input("heartbeats", "Networks of cluster.xml (comma separated)", "default", { "data-kind": "list" }),
+        input("heartbeat_port", "UDP port (empty: the cluster's)", "", { "data-kind": "int" }),
+        input("defaultprim", "Default primary", "alone"))),
+    el("fieldset", { "data-field": "vip" }, el("legend", {}, "Virtual IP"),
+      el("div", { class: "rowset" },
+        choice("vip.kind", "Kind", [["none", "none"], ["arp", "virtual IP (ARP, same LAN)"], ["cloud", "cloud provider"]], "none"),
+        input("vip.addr", "Address", ""),
+        input("vip.provider", "Cloud provider", "", { placeholder: "aws_route, azure_lb, gcp_route…" })),
+      el("label", {}, "Provider options (name=value, one a line)", el("textarea", { "data-field": "vip.options", "data-kind": "kv" }))),
+    el("fieldset", { "data-field": "replicated", id: "nm-replicated" }, el("legend", {}, "Replicated directories"),
+      replicatedRow(0), el("p", {}, el("button", { type: "button", id: "nm-add-dir" }, "Add a directory"))),
+    el("fieldset", { "data-field": "checkers", id: "nm-checkers" }, el("legend", {}, "Checkers"),
+      el("p", {}, el("button", { type: "button", id: "nm-add-checker" }, "Add a checker"))),
+    el("fieldset", { "data-field": "witness" }, el("legend", {}, "Split-brain witness"),
+      el("div", { class: "rowset" },
+        choice("witness.kind", "Kind", [["none", "none"], ["ping", "ping (addresses)"], ["arbitrator", "safekit arbiter"]], "none"),
+        input("witness.arg", "Addresses, or HOST[:PORT]", ""))),
+    el("fieldset", { "data-field": "failover_rules" }, el("legend", {}, "Failover rules"),
+      el("textarea", { class: "script", "data-field": "failover_rules", spellcheck: false, placeholder: "app_down: if (tcp.check1 == down) then restart();" })),
+    el("details", {}, el("summary", {}, "Scripts"), el("fieldset", { "data-field": "scripts" }, ...scripts)),
+  ];
+}
+
+async function openNewModule() {
+  if (templatesList === null) {
+    const r = await api("GET", "/api/v1/templates");
+    templatesList = r.status === 200 ? r.data.templates : [];
+    for (const t of templatesList) $("nm-source").append(el("option", { value: t.name }, `template ${t.name} (${t.mode})`));
+    drawNewModule();
+  }
+}
+
+function drawNewModule() {
+  const name = $("nm-source").value;
+  const t = (templatesList || []).find((x) => x.name === name);
+  $("nm-description").textContent = t ? t.description : "A mirror module: an application on the primary, its data replicated to the secondary.";
+  $("nm-fields").replaceChildren(...(t ? templateFields(t) : scratchFields()));
+  renderModuleForm();
+}
+
+function moduleBody() {
+  const template = $("nm-source").value;
+  const all = collect($("nm-form"), true);
+  const name = all.name || "";
+  delete all.name;
+  if (template) return { name, template, values: all.values || {} };
+  return { name, form: all };
+}
+
+async function renderModuleForm() {
+  const r = await api("POST", "/api/v1/forms/module", moduleBody());
+  if (r.status !== 200) return;
+  showProblems($("nm-form"), $("nm-errors"), $("nm-xml"), r.data, $("nm-source").value ? "" : "form.");
+  $("nm-install").disabled = !r.data.valid || role !== "admin";
+}
+
+$("nm-source").addEventListener("change", drawNewModule);
+$("nm-form").addEventListener("input", () => later("module", renderModuleForm));
+$("nm-form").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  if (b.id === "nm-add-dir") {
+    const count = $("nm-replicated").querySelectorAll(".rowset").length;
+    b.parentElement.before(replicatedRow(count));
+  } else if (b.id === "nm-add-checker") {
+    const count = $("nm-checkers").querySelectorAll(".rowset").length;
+    b.parentElement.before(checkerRow(count));
+  } else return;
+  renderModuleForm();
+});
+
+$("nm-install").addEventListener("click", async () => {
+  const body = moduleBody();
+  if (!(await confirmAction(`Install the module ${body.name} on every node (${clusterNodes.join(", ")})? It is installed stopped.`))) return;
+  const { name, ...rest } = body;
+  $("nm-result").textContent = "installing…";
+  const r = await api("POST", `/api/v1/modules/${encodeURIComponent(name)}/install`, { ...rest, nodes: "all" });
+  if (r.status === 200) {
+    $("nm-result").textContent = "installed: " + Object.entries(r.data.nodes).map(([n, x]) => `${n} ${x.ok ? "ok" : x.error}`).join(", ");
+    $("nm-start").disabled = role !== "admin";
+    $("nm-start").dataset.module = name;
+  } else if (r.status === 422) {
+    showProblems($("nm-form"), $("nm-errors"), $("nm-xml"), r.data, body.template ? "" : "form.");
+    $("nm-result").textContent = "refused: the form has errors";
+  } else {
+    $("nm-result").textContent = `refused: ${r.data.error}`;
+  }
+});
+
+async function waitState(module, node, wanted, seconds) {
+  for (let i = 0; i < seconds * 2; i++) {
+    const r = await api("GET", `/api/v1/modules/${encodeURIComponent(module)}?node=${encodeURIComponent(node)}`);
+    if (r.status === 200 && wanted.includes(r.data.state)) return true;
+    await new Promise((done) => setTimeout(done, 500));
+  }
+  return false;
+}
+
+$("nm-start").addEventListener("click", async () => {
+  const module = $("nm-start").dataset.module;
+  const [first, ...others] = clusterNodes;
+  if (!(await confirmAction(`Start ${module}: primary on ${first} (its data is the reference), then secondary on ${others.join(", ")}?`))) return;
+  const command = (node, cmd) => api("POST", `/api/v1/modules/${encodeURIComponent(module)}/commands?node=${encodeURIComponent(node)}`, { command: cmd });
+  let r = await command(first, "prim");
+  if (r.status !== 200) { $("nm-result").textContent = `${first}: ${r.data.error}`; return; }
+  $("nm-result").textContent = `${module}: starting on ${first}…`;
+  if (!(await waitState(module, first, ["ALONE", "PRIM"], 30))) { $("nm-result").textContent = `${module} did not start on ${first}`; return; }
+  for (const node of others) {
+    r = await command(node, "start");
+    if (r.status !== 200) { $("nm-result").textContent = `${node}: ${r.data.error}`; return; }
+  }
+  $("nm-result").textContent = `${module}: started (see Monitoring)`;
+  $("nm-start").disabled = true;
+});

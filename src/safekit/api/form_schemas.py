@@ -1,0 +1,512 @@
+"""The JSON schemas of the console's form models (`forms.py`), for the OpenAPI
+document: a copy, so that safekitd serves the document without importing pydantic. Made by
+`python -m safekit.api.forms --schemas > src/safekit/api/form_schemas.py`; tests/unit/api/test_forms.py
+checks it is up to date."""
+
+import json
+from typing import Any
+
+SCHEMAS: dict[str, Any] = json.loads(
+    r"""
+{
+ "CheckerForm": {
+  "additionalProperties": false,
+  "properties": {
+   "action": {
+    "default": "",
+    "enum": [
+     "",
+     "wait",
+     "restart",
+     "stopstart",
+     "stop"
+    ],
+    "title": "Action",
+    "type": "string"
+   },
+   "addr": {
+    "default": "",
+    "description": "tcp, ping: the address checked",
+    "maxLength": 255,
+    "title": "Addr",
+    "type": "string"
+   },
+   "arg": {
+    "default": "",
+    "description": "custom: its arguments",
+    "maxLength": 255,
+    "title": "Arg",
+    "type": "string"
+   },
+   "exec": {
+    "default": "",
+    "description": "custom: the program (in the module's bin/)",
+    "maxLength": 255,
+    "title": "Exec",
+    "type": "string"
+   },
+   "ident": {
+    "maxLength": 64,
+    "title": "Ident",
+    "type": "string"
+   },
+   "interval": {
+    "default": "",
+    "description": "e.g. 10s (empty: the default)",
+    "maxLength": 16,
+    "title": "Interval",
+    "type": "string"
+   },
+   "kind": {
+    "enum": [
+     "tcp",
+     "ping",
+     "custom"
+    ],
+    "title": "Kind",
+    "type": "string"
+   },
+   "port": {
+    "anyOf": [
+     {
+      "type": "integer"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "description": "tcp: the port",
+    "title": "Port"
+   },
+   "timeout": {
+    "default": "",
+    "description": "e.g. 5s (empty: the default)",
+    "maxLength": 16,
+    "title": "Timeout",
+    "type": "string"
+   },
+   "when": {
+    "default": "",
+    "enum": [
+     "",
+     "prim",
+     "both",
+     "pre"
+    ],
+    "title": "When",
+    "type": "string"
+   }
+  },
+  "required": [
+   "kind",
+   "ident"
+  ],
+  "title": "CheckerForm",
+  "type": "object"
+ },
+ "ClusterApply": {
+  "additionalProperties": false,
+  "description": "`PUT /api/v1/cluster/config`.",
+  "properties": {
+   "dry_run": {
+    "default": false,
+    "title": "Dry Run",
+    "type": "boolean"
+   },
+   "form": {
+    "$ref": "#/components/schemas/ClusterForm"
+   },
+   "nodes": {
+    "default": "all",
+    "enum": [
+     "all",
+     "local"
+    ],
+    "title": "Nodes",
+    "type": "string"
+   }
+  },
+  "required": [
+   "form"
+  ],
+  "title": "ClusterApply",
+  "type": "object"
+ },
+ "ClusterForm": {
+  "additionalProperties": false,
+  "description": "cluster.xml: the heartbeat networks, and every node's address on each. No key.",
+  "properties": {
+   "lans": {
+    "items": {
+     "$ref": "#/components/schemas/LanForm"
+    },
+    "maxItems": 16,
+    "title": "Lans",
+    "type": "array"
+   },
+   "port": {
+    "anyOf": [
+     {
+      "type": "integer"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "description": "base port of the traffic between nodes (empty: 4800)",
+    "title": "Port"
+   }
+  },
+  "required": [
+   "lans"
+  ],
+  "title": "ClusterForm",
+  "type": "object"
+ },
+ "LanForm": {
+  "additionalProperties": false,
+  "properties": {
+   "command": {
+    "default": true,
+    "description": "carries commands between nodes (safekit -H)",
+    "title": "Command",
+    "type": "boolean"
+   },
+   "name": {
+    "description": "the network's name, referred to by modules",
+    "maxLength": 64,
+    "title": "Name",
+    "type": "string"
+   },
+   "nodes": {
+    "items": {
+     "$ref": "#/components/schemas/NodeForm"
+    },
+    "maxItems": 64,
+    "title": "Nodes",
+    "type": "array"
+   }
+  },
+  "required": [
+   "name",
+   "nodes"
+  ],
+  "title": "LanForm",
+  "type": "object"
+ },
+ "ModuleForm": {
+  "additionalProperties": false,
+  "description": "A mirror module from scratch.",
+  "properties": {
+   "checkers": {
+    "items": {
+     "$ref": "#/components/schemas/CheckerForm"
+    },
+    "maxItems": 16,
+    "title": "Checkers",
+    "type": "array"
+   },
+   "defaultprim": {
+    "default": "alone",
+    "maxLength": 64,
+    "title": "Defaultprim",
+    "type": "string"
+   },
+   "failover": {
+    "default": true,
+    "title": "Failover",
+    "type": "boolean"
+   },
+   "failover_rules": {
+    "default": "",
+    "description": "rules 'label: if (...) then action();'",
+    "maxLength": 16384,
+    "title": "Failover Rules",
+    "type": "string"
+   },
+   "heartbeat_port": {
+    "anyOf": [
+     {
+      "type": "integer"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "description": "UDP port of the module's heartbeats (empty: the cluster's)",
+    "title": "Heartbeat Port"
+   },
+   "heartbeats": {
+    "description": "LANs of cluster.xml",
+    "items": {
+     "type": "string"
+    },
+    "maxItems": 4,
+    "title": "Heartbeats",
+    "type": "array"
+   },
+   "replicated": {
+    "items": {
+     "$ref": "#/components/schemas/ReplicatedForm"
+    },
+    "maxItems": 16,
+    "title": "Replicated",
+    "type": "array"
+   },
+   "scripts": {
+    "additionalProperties": {
+     "type": "string"
+    },
+    "description": "script name: its text (a shell script without #! gets #!/bin/sh)",
+    "propertyNames": {
+     "enum": [
+      "prestart",
+      "start_prim",
+      "stop_prim",
+      "start_second",
+      "stop_second",
+      "poststop"
+     ]
+    },
+    "title": "Scripts",
+    "type": "object"
+   },
+   "vip": {
+    "$ref": "#/components/schemas/VipForm",
+    "default": {
+     "addr": "",
+     "kind": "none",
+     "options": {},
+     "provider": ""
+    }
+   },
+   "witness": {
+    "$ref": "#/components/schemas/WitnessForm",
+    "default": {
+     "arg": "",
+     "kind": "none"
+    }
+   }
+  },
+  "title": "ModuleForm",
+  "type": "object"
+ },
+ "ModuleInstall": {
+  "additionalProperties": false,
+  "description": "`POST /api/v1/modules/AM/install`: a ModuleRequest without the name (it is in the path).",
+  "properties": {
+   "dry_run": {
+    "default": false,
+    "title": "Dry Run",
+    "type": "boolean"
+   },
+   "form": {
+    "anyOf": [
+     {
+      "$ref": "#/components/schemas/ModuleForm"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null
+   },
+   "nodes": {
+    "default": "all",
+    "enum": [
+     "all",
+     "local"
+    ],
+    "title": "Nodes",
+    "type": "string"
+   },
+   "template": {
+    "anyOf": [
+     {
+      "maxLength": 64,
+      "type": "string"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "title": "Template"
+   },
+   "values": {
+    "additionalProperties": {
+     "type": "string"
+    },
+    "title": "Values",
+    "type": "object"
+   }
+  },
+  "title": "ModuleInstall",
+  "type": "object"
+ },
+ "ModuleRequest": {
+  "additionalProperties": false,
+  "description": "A new module: a template of the library and its values, or a form from scratch.",
+  "properties": {
+   "form": {
+    "anyOf": [
+     {
+      "$ref": "#/components/schemas/ModuleForm"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null
+   },
+   "name": {
+    "maxLength": 64,
+    "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$",
+    "title": "Name",
+    "type": "string"
+   },
+   "template": {
+    "anyOf": [
+     {
+      "maxLength": 64,
+      "type": "string"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "title": "Template"
+   },
+   "values": {
+    "additionalProperties": {
+     "type": "string"
+    },
+    "title": "Values",
+    "type": "object"
+   }
+  },
+  "required": [
+   "name"
+  ],
+  "title": "ModuleRequest",
+  "type": "object"
+ },
+ "NodeForm": {
+  "additionalProperties": false,
+  "properties": {
+   "addr": {
+    "description": "its IPv4 address on this network",
+    "maxLength": 64,
+    "title": "Addr",
+    "type": "string"
+   },
+   "name": {
+    "description": "the node's name",
+    "maxLength": 64,
+    "title": "Name",
+    "type": "string"
+   }
+  },
+  "required": [
+   "name",
+   "addr"
+  ],
+  "title": "NodeForm",
+  "type": "object"
+ },
+ "ReplicatedForm": {
+  "additionalProperties": false,
+  "properties": {
+   "dir": {
+    "description": "an absolute directory replicated to the secondary",
+    "maxLength": 1024,
+    "title": "Dir",
+    "type": "string"
+   },
+   "exclude": {
+    "description": "paths below it not replicated",
+    "items": {
+     "type": "string"
+    },
+    "maxItems": 64,
+    "title": "Exclude",
+    "type": "array"
+   }
+  },
+  "required": [
+   "dir"
+  ],
+  "title": "ReplicatedForm",
+  "type": "object"
+ },
+ "VipForm": {
+  "additionalProperties": false,
+  "properties": {
+   "addr": {
+    "default": "",
+    "description": "the virtual IPv4 address",
+    "maxLength": 64,
+    "title": "Addr",
+    "type": "string"
+   },
+   "kind": {
+    "default": "none",
+    "description": "none, an address moved by ARP, or a cloud",
+    "enum": [
+     "none",
+     "arp",
+     "cloud"
+    ],
+    "title": "Kind",
+    "type": "string"
+   },
+   "options": {
+    "additionalProperties": {
+     "type": "string"
+    },
+    "description": "the provider's options (name: value)",
+    "title": "Options",
+    "type": "object"
+   },
+   "provider": {
+    "default": "",
+    "description": "the cloud provider (aws_route, azure_lb, ...)",
+    "maxLength": 32,
+    "title": "Provider",
+    "type": "string"
+   }
+  },
+  "title": "VipForm",
+  "type": "object"
+ },
+ "WitnessForm": {
+  "additionalProperties": false,
+  "properties": {
+   "arg": {
+    "default": "",
+    "description": "ping: addresses (space separated); arbitrator: HOST[:PORT]",
+    "maxLength": 255,
+    "title": "Arg",
+    "type": "string"
+   },
+   "kind": {
+    "default": "none",
+    "enum": [
+     "none",
+     "ping",
+     "arbitrator"
+    ],
+    "title": "Kind",
+    "type": "string"
+   }
+  },
+  "title": "WitnessForm",
+  "type": "object"
+ }
+}
+"""
+)
