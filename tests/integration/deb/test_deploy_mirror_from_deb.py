@@ -13,13 +13,15 @@ plain network namespace that is also the Ansible controller (ansible-playbook ru
 to the nodes) and the ping witness. Nothing of the lab is reachable from this machine's own
 network namespace.
 
-The test: the package is built once (or taken from its cache); the playbook, with
-`safekit_install_source: deb` and `safekit_replication` (the web root /srv/www replicated), installs
-it with apt-get on both nodes and starts the module; the client reads the page through the VIP; a
+The test: the package is built once (or taken from its cache); the playbook, with the roles' default
+install source (`safekit_install_source: auto`, which chooses the package on Debian 12 when it is in
+safekit_deb_dir) and `safekit_replication` (the web root /srv/www replicated), installs it with
+apt-get on both nodes and starts the module; the client reads the page through the VIP; a
 file written into the primary's replicated directory is on the secondary and, after a swap,
 served by the former secondary through the VIP; a second run of the playbook changes nothing.
 `make test` runs the first test (about a minute once the package and the root are cached);
-`make test-deb-deploy` runs both (the second run of the playbook too: about 2 minutes).
+`make test-deb-deploy` runs all three (the second run of the playbook, and playbooks/remove.yml,
+which removes the package with apt-get: about 3 minutes).
 """
 
 from __future__ import annotations
@@ -131,7 +133,9 @@ class DebLab:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def playbook(self) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]], float]:
+    def playbook(
+        self, name: str = "deploy-mirror.yml"
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]], float]:
         env = {
             **os.environ,
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -145,7 +149,7 @@ class DebLab:
                 str(BIN / "ansible-playbook"),
                 "-i",
                 str(self.workdir / "inventory.yml"),
-                "playbooks/deploy-mirror.yml",
+                f"playbooks/{name}",
             ],
             cwd=REPO,
             env=env,
@@ -261,7 +265,6 @@ def inventory(workdir: Path, key: Path, deb: Path) -> str:
         "vars": {
             "safekit_cluster_name": NAME,
             "safekit_key_file": str(workdir / "cluster.key"),
-            "safekit_install_source": "deb",
             "safekit_deb_dir": str(deb.parent),
             "safekit_vip": VIP,
             "safekit_witness": CLIENT_ADDRESS,
@@ -280,6 +283,9 @@ def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> Non
     first, recap, first_seconds = lab.playbook()
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
     assert "Install the Debian package" in first.stdout
+    # the roles' default install source (auto) chose the package on these Debian 12 nodes, and said so
+    for name in NODES:
+        assert f"{name}: the engine from deb (auto, {lab.deb.name})" in first.stdout
     version = lab.deb.name.split("_")[1]
     for name, host in lab.nodes.items():
         assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, recap
@@ -329,3 +335,23 @@ def test_a_second_run_changes_nothing(lab: DebLab) -> None:
     assert lab.state(n2) == ("PRIM", "Ready"), "a second run moves nothing"
     size = lab.deb.stat().st_size / 1e6
     print(f"first deploy {lab.first_seconds:.0f} s, second run {again_seconds:.0f} s, package {size:.1f} MB")
+
+
+def test_remove_takes_the_package_away(lab: DebLab) -> None:
+    """playbooks/remove.yml on nodes deployed from the package (make test-deb-deploy only): the
+    module stops through its scripts, apt-get removes the package (not a virtualenv deleted under
+    dpkg's feet), nothing of it is left; a second run changes nothing."""
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    removed, recap, _ = lab.playbook("remove.yml")
+    assert removed.returncode == 0, removed.stdout[-6000:] + removed.stderr[-2000:]
+    assert "Remove the Debian package" in removed.stdout
+    for name, host in lab.nodes.items():
+        assert recap[name]["changed"] > 0, recap
+        status = host.sh("dpkg-query -W -f='${db:Status-Status}' safekit 2>/dev/null || true")
+        assert status in ("", "not-installed", "config-files"), status
+        assert host.run(["test", "-e", "/opt/safekit/venv"], check=False).returncode != 0
+        assert host.show("safekitd", "LoadState")["LoadState"] == "not-found"
+        assert host.run(["pgrep", "-x", "safekitd"], check=False).returncode != 0
+    again, recap, _ = lab.playbook("remove.yml")
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert all(host["changed"] == 0 for host in recap.values()), recap
