@@ -44,8 +44,9 @@ ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 	tests/integration/ansible/test_inventory_example_playbook.py
 ANSIBLE_LONG_SINGLE := \
 	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing
-# make test-deb-deploy: the second run of the playbook deployed from the Debian package
-DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing
+# make test-deb-deploy: the second run of the playbook deployed from the Debian package, and remove.yml
+DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
+	tests/integration/deb/test_deploy_mirror_from_deb.py::test_remove_takes_the_package_away
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
 ## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
@@ -194,8 +195,8 @@ deb-test: deps test-deps venv
 
 ## test-deb-deploy: playbooks/deploy-mirror.yml from the Debian package (safekit_install_source: deb)
 ## onto two Debian 12 lab hosts booting systemd, over ssh, with a replicated directory: VIP, swap,
-## a second run changes nothing (about 2 minutes; lab name h44deb; `make test` leaves out the second
-## run). tests/integration/deb
+## a second run changes nothing, remove.yml removes the package (about 3 minutes; lab name h44deb;
+## `make test` runs only the first part, about a minute). tests/integration/deb
 .PHONY: test-deb-deploy
 test-deb-deploy: deps test-deps venv
 	$(BIN)/pytest --durations=0 tests/integration/deb
