@@ -193,13 +193,14 @@ deb-test: deps test-deps venv
 	lintian --fail-on error,warning build/deb/safekit_*+deb$(if $(filter trixie,$(DEB_SUITE)),13,12)_*.deb
 	SAFEKIT_DEB_SUITE=$(DEB_SUITE) $(BIN)/pytest tests/unit/packaging tests/integration/packaging
 
-## test-deb-deploy: playbooks/deploy-mirror.yml from the Debian package (safekit_install_source: deb)
-## onto two Debian 12 lab hosts booting systemd, over ssh, with a replicated directory: VIP, swap,
-## a second run changes nothing, remove.yml removes the package (about 3 minutes; lab name h44deb;
-## `make test` runs only the first part, about a minute). tests/integration/deb
+## test-deb-deploy: playbooks/deploy-mirror.yml from the Debian package (the roles' default source)
+## onto two Debian 12 lab hosts booting systemd (DEB_SUITE=trixie: Debian 13), over ssh, with a
+## replicated directory: VIP, swap, a second run changes nothing, remove.yml removes the package
+## (about 3 minutes; lab name h44deb; `make test` runs only the first part on Debian 12, about a
+## minute). tests/integration/deb
 .PHONY: test-deb-deploy
 test-deb-deploy: deps test-deps venv
-	$(BIN)/pytest --durations=0 tests/integration/deb
+	SAFEKIT_DEB_SUITE=$(DEB_SUITE) $(BIN)/pytest --durations=0 tests/integration/deb
 
 ## test-deps: the Debian packages only the tests need, kept out of `make demo`
 .PHONY: test-deps

@@ -1,11 +1,12 @@
-"""playbooks/deploy-mirror.yml from the Debian package onto two Debian 12 lab hosts whose PID 1 is
+"""playbooks/deploy-mirror.yml from the Debian package onto two Debian lab hosts whose PID 1 is
 systemd, over real ssh, with a replicated directory.
 
 Why these hosts: the namespace lab hosts (safekit lab) share this machine's root file system, so
 installing a package there would install it on the machine itself. These hosts boot their own
 root (an overlay of a debootstrap root, tests/integration/systemd/systemd_host.py) in their own
 network namespaces; dpkg writes only into a host's throwaway overlay. The base root is the systemd
-lab's package list plus openssh-server (made once, /var/tmp/safekit-systemd/bookworm-ssh).
+lab's package list plus openssh-server (made once, /var/tmp/safekit-systemd/SUITE-ssh). Debian 12
+(bookworm) by default; SAFEKIT_DEB_SUITE=trixie: the same on Debian 13.
 
 The lab (lab name h44deb, SAFEKIT_DEB_DEPLOY_LAB): a bridge in its own namespace NAME-sw, the two
 nodes NAME-n1 and NAME-n2 (systemd, sshd, no compiler, no route out) and the client NAME-cl, a
@@ -14,11 +15,12 @@ to the nodes) and the ping witness. Nothing of the lab is reachable from this ma
 network namespace.
 
 The test: the package is built once (or taken from its cache); the playbook, with the roles' default
-install source (`safekit_install_source: auto`, which chooses the package on Debian 12 when it is in
-safekit_deb_dir) and `safekit_replication` (the web root /srv/www replicated), installs it with
-apt-get on both nodes and starts the module; the client reads the page through the VIP; a
-file written into the primary's replicated directory is on the secondary and, after a swap,
-served by the former secondary through the VIP; a second run of the playbook changes nothing.
+install source (`safekit_install_source: auto`, which chooses the package on the Debian releases of
+safekit_deb_auto_releases when it is in safekit_deb_dir) and `safekit_replication` (the web root
+/srv/www replicated), installs it with apt-get on both nodes and starts the module; the client
+reads the page through the VIP; a file written into the primary's replicated directory is on the
+secondary and, after a swap, served by the former secondary through the VIP; a second run of the
+playbook changes nothing.
 `make test` runs the first test (about a minute once the package and the root are cached);
 `make test-deb-deploy` runs all three (the second run of the playbook, and playbooks/remove.yml,
 which removes the package with apt-get: about 3 minutes).
@@ -54,7 +56,10 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 NAME = os.environ.get("SAFEKIT_DEB_DEPLOY_LAB", "h44deb")
-SSH_ROOT = Path(os.environ.get("SAFEKIT_DEB_SSH_ROOT", "/var/tmp/safekit-systemd/bookworm-ssh"))
+SUITE = os.environ.get("SAFEKIT_DEB_SUITE", "bookworm")
+RELEASE = {"bookworm": "12", "trixie": "13"}[SUITE]
+UNIT = {"bookworm": "/lib/systemd/system", "trixie": "/usr/lib/systemd/system"}[SUITE] + "/safekitd.service"
+SSH_ROOT = Path(os.environ.get("SAFEKIT_DEB_SSH_ROOT", f"/var/tmp/safekit-systemd/{SUITE}-ssh"))
 NET = "198.18.244"
 NODES = {f"{NAME}-n1": f"{NET}.1", f"{NAME}-n2": f"{NET}.2"}
 CLIENT = f"{NAME}-cl"
@@ -66,20 +71,23 @@ ENGINE = "/opt/safekit/venv/bin/safekit"
 LIBEXEC = "/opt/safekit/libexec"
 
 
-def build_ssh_root(root: Path = SSH_ROOT) -> Path:
-    """The systemd lab's Debian 12 root plus openssh-server: made once (debootstrap), then reused."""
+def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE) -> Path:
+    """The systemd lab's Debian root plus openssh-server: made once (debootstrap), then reused."""
     root.parent.mkdir(parents=True, exist_ok=True)
     with (root.parent / f".{root.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (root / systemd_host.READY_MARK).exists():
             return root
         shutil.rmtree(root, ignore_errors=True)
+        packages = systemd_host.PACKAGES
+        if suite != "bookworm":
+            packages = packages.replace("libfuse3-3", "libfuse3-4")  # trixie's soname moved to 4
         subprocess.run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={systemd_host.PACKAGES},openssh-server",
-                "bookworm",
+                f"--include={packages},openssh-server",
+                suite,
                 str(root),
                 systemd_host.MIRROR,
             ],
@@ -201,9 +209,9 @@ def cable(ns: str, address: str) -> None:
 
 @pytest.fixture(scope="module")
 def deb(root_required: None) -> Path:
-    """build/deb/safekit_VERSION+deb12_ARCH.deb: seconds when cached, minutes when not."""
+    """build/deb/safekit_VERSION+debN_ARCH.deb for SUITE: seconds when cached, minutes when not."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "packaging" / "build_deb.py"), "--suite", "bookworm"],
+        [sys.executable, str(REPO / "packaging" / "build_deb.py"), "--suite", SUITE],
         capture_output=True,
         text=True,
         timeout=2400,
@@ -283,7 +291,7 @@ def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> Non
     first, recap, first_seconds = lab.playbook()
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
     assert "Install the Debian package" in first.stdout
-    # the roles' default install source (auto) chose the package on these Debian 12 nodes, and said so
+    # the roles' default install source (auto) chose the package on these Debian nodes, and said so
     for name in NODES:
         assert f"{name}: the engine from deb (auto, {lab.deb.name})" in first.stdout
     version = lab.deb.name.split("_")[1]
@@ -293,7 +301,7 @@ def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> Non
         # the package's unit runs safekitd, with the package's native replication programs
         assert host.show("safekitd", "ActiveState", "FragmentPath") == {
             "ActiveState": "active",
-            "FragmentPath": "/lib/systemd/system/safekitd.service",
+            "FragmentPath": UNIT,
         }
         assert host.run(["test", "-x", f"{LIBEXEC}/safekit-rfs-primary"], check=False).returncode == 0
     assert lab.state(n1) == ("PRIM", "Ready")
