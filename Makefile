@@ -36,7 +36,7 @@ demo-farm: deps venv
 ## check mode (the farm playbook's runs here) - run in test-ansible-long)
 test: deps test-deps venv checkov-venv lint native-test
 	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t)) \
-		$(foreach t,$(ANSIBLE_LONG_SINGLE),--deselect=$(t))
+		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
@@ -44,6 +44,9 @@ ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 	tests/integration/ansible/test_inventory_example_playbook.py
 ANSIBLE_LONG_SINGLE := \
 	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing
+# make test-deb-deploy: the second run of the playbook deployed from the Debian package, and remove.yml
+DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
+	tests/integration/deb/test_deploy_mirror_from_deb.py::test_remove_takes_the_package_away
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
 ## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
@@ -189,6 +192,15 @@ deb-test: deps test-deps venv
 	$(PYTHON) packaging/build_deb.py --suite $(DEB_SUITE) --force
 	lintian --fail-on error,warning build/deb/safekit_*+deb$(if $(filter trixie,$(DEB_SUITE)),13,12)_*.deb
 	SAFEKIT_DEB_SUITE=$(DEB_SUITE) $(BIN)/pytest tests/unit/packaging tests/integration/packaging
+
+## test-deb-deploy: playbooks/deploy-mirror.yml from the Debian package (the roles' default source)
+## onto two Debian 12 lab hosts booting systemd (DEB_SUITE=trixie: Debian 13), over ssh, with a
+## replicated directory: VIP, swap, a second run changes nothing, remove.yml removes the package
+## (about 3 minutes; lab name h44deb; `make test` runs only the first part on Debian 12, about a
+## minute). tests/integration/deb
+.PHONY: test-deb-deploy
+test-deb-deploy: deps test-deps venv
+	SAFEKIT_DEB_SUITE=$(DEB_SUITE) $(BIN)/pytest --durations=0 tests/integration/deb
 
 ## test-deps: the Debian packages only the tests need, kept out of `make demo`
 .PHONY: test-deps

@@ -1,7 +1,7 @@
 """The safekit_node role's pre-flight (roles/safekit_node/tasks/preflight.yml), run by
 ansible-playbook against this machine as the node (read-only: it changes nothing): it picks the
-Debian package for the node's release and architecture, and fails in one line that says what is
-wrong when the install source cannot work on the node."""
+Debian package for the node's release and architecture, chooses the install source (auto), and fails
+in one line that says what is wrong when the install source cannot work on the node."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ PLAY = """
         name: safekit_node
         tasks_from: preflight
     - ansible.builtin.copy:
-        content: "{{ {'deb': _safekit_deb_file | default(''), 'node': _safekit_node} | to_json }}"
+        content: >-
+          {{ {'deb': _safekit_deb_file | default(''), 'node': _safekit_node, 'source': safekit_engine_source,
+              'reason': _safekit_source_reason} | to_json }}
         dest: "{{ out }}"
         mode: "0600"
 """
@@ -35,7 +37,7 @@ def node_release() -> tuple[str, str]:
 
 
 def preflight(
-    tmp: Path, path: str | None = None, **extra: str
+    tmp: Path, path: str | None = None, **extra: object
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     """The pre-flight with these variables; `path`: the controller's PATH (this machine's if None)."""
     (tmp / "play.yml").write_text(PLAY)
@@ -106,6 +108,33 @@ def test_deb_source_needs_the_packages_virtualenv(tmp_path: Path) -> None:
         tmp_path, safekit_install_source="deb", safekit_deb_dir=str(tmp_path), safekit_venv="/srv/engine"
     )
     assert "installs the engine in /opt/safekit/venv, safekit_venv is /srv/engine" in failure(result)
+
+
+def test_auto_never_installs_the_package_on_the_machine_running_ansible(tmp_path: Path) -> None:
+    """This machine is the node (as lab hosts of network namespaces are: the same kernel boot and
+    root): even with its package built, auto chooses the wheelhouse and says why."""
+    release, arch = node_release()
+    (tmp_path / f"safekit_0.2.0-1+deb{release}_{arch}.deb").write_bytes(b"")
+    result, seen = preflight(tmp_path, safekit_deb_dir=str(tmp_path), safekit_deb_auto_releases=[release])
+    assert result.returncode == 0, result.stdout
+    assert seen["source"] == "wheelhouse"
+    assert "this node is the system running Ansible" in str(seen["reason"])
+    assert "node1: the engine from wheelhouse (auto, this node is the system running Ansible" in result.stdout
+
+
+def test_auto_keeps_the_wheelhouse_where_the_package_is_not_the_default(tmp_path: Path) -> None:
+    release, _ = node_release()
+    result, seen = preflight(tmp_path, safekit_deb_dir=str(tmp_path), safekit_deb_auto_releases=["99"])
+    assert result.returncode == 0, result.stdout
+    assert seen["source"] == "wheelhouse"
+    expected = f"auto, the Debian package is the default on Debian 99 and this node runs debian {release}"
+    assert seen["reason"] == expected
+
+
+def test_an_explicit_source_is_said_too(tmp_path: Path) -> None:
+    result, seen = preflight(tmp_path, safekit_install_source="wheelhouse")
+    assert result.returncode == 0, result.stdout
+    assert (seen["source"], seen["reason"]) == ("wheelhouse", "set by safekit_install_source")
 
 
 def test_wheelhouse_source_passes_when_the_controller_is_the_node(tmp_path: Path) -> None:

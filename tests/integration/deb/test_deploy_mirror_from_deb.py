@@ -1,0 +1,365 @@
+"""playbooks/deploy-mirror.yml from the Debian package onto two Debian lab hosts whose PID 1 is
+systemd, over real ssh, with a replicated directory.
+
+Why these hosts: the namespace lab hosts (safekit lab) share this machine's root file system, so
+installing a package there would install it on the machine itself. These hosts boot their own
+root (an overlay of a debootstrap root, tests/integration/systemd/systemd_host.py) in their own
+network namespaces; dpkg writes only into a host's throwaway overlay. The base root is the systemd
+lab's package list plus openssh-server (made once, /var/tmp/safekit-systemd/SUITE-ssh). Debian 12
+(bookworm) by default; SAFEKIT_DEB_SUITE=trixie: the same on Debian 13.
+
+The lab (lab name h44deb, SAFEKIT_DEB_DEPLOY_LAB): a bridge in its own namespace NAME-sw, the two
+nodes NAME-n1 and NAME-n2 (systemd, sshd, no compiler, no route out) and the client NAME-cl, a
+plain network namespace that is also the Ansible controller (ansible-playbook runs there, over ssh
+to the nodes) and the ping witness. Nothing of the lab is reachable from this machine's own
+network namespace.
+
+The test: the package is built once (or taken from its cache); the playbook, with the roles' default
+install source (`safekit_install_source: auto`, which chooses the package on the Debian releases of
+safekit_deb_auto_releases when it is in safekit_deb_dir) and `safekit_replication` (the web root
+/srv/www replicated), installs it with apt-get on both nodes and starts the module; the client
+reads the page through the VIP; a file written into the primary's replicated directory is on the
+secondary and, after a swap, served by the former secondary through the VIP; a second run of the
+playbook changes nothing.
+`make test` runs the first test (about a minute once the package and the root are cached);
+`make test-deb-deploy` runs all three (the second run of the playbook, and playbooks/remove.yml,
+which removes the package with apt-get: about 3 minutes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "systemd"))
+import systemd_host
+from systemd_host import SystemdHost, booted
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(2400),
+]
+
+REPO = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+NAME = os.environ.get("SAFEKIT_DEB_DEPLOY_LAB", "h44deb")
+SUITE = os.environ.get("SAFEKIT_DEB_SUITE", "bookworm")
+RELEASE = {"bookworm": "12", "trixie": "13"}[SUITE]
+UNIT = {"bookworm": "/lib/systemd/system", "trixie": "/usr/lib/systemd/system"}[SUITE] + "/safekitd.service"
+SSH_ROOT = Path(os.environ.get("SAFEKIT_DEB_SSH_ROOT", f"/var/tmp/safekit-systemd/{SUITE}-ssh"))
+NET = "198.18.244"
+NODES = {f"{NAME}-n1": f"{NET}.1", f"{NAME}-n2": f"{NET}.2"}
+CLIENT = f"{NAME}-cl"
+CLIENT_ADDRESS = f"{NET}.250"
+SWITCH = f"{NAME}-sw"
+VIP = f"{NET}.100"
+MODULE = "webmirror"
+ENGINE = "/opt/safekit/venv/bin/safekit"
+LIBEXEC = "/opt/safekit/libexec"
+
+
+def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE) -> Path:
+    """The systemd lab's Debian root plus openssh-server: made once (debootstrap), then reused."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f".{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / systemd_host.READY_MARK).exists():
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        packages = systemd_host.PACKAGES
+        if suite != "bookworm":
+            packages = packages.replace("libfuse3-3", "libfuse3-4")  # trixie's soname moved to 4
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={packages},openssh-server",
+                suite,
+                str(root),
+                systemd_host.MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=1800,
+        )
+        # Each host makes its own host keys after boot, then starts sshd (below): no key is shared
+        # through the base root, and sshd does not start (and fail) at boot without one.
+        for key in (root / "etc" / "ssh").glob("ssh_host_*"):
+            key.unlink()
+        (root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "ssh.service").unlink()
+        systemd_host.prepare_root(root)
+        return root
+
+
+@dataclass
+class DebLab:
+    nodes: dict[str, SystemdHost]
+    workdir: Path
+    deb: Path
+    first_seconds: float | None = None
+    """How long the first deploy took (set by the first test)."""
+
+    def client(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """ARGV in the client's network namespace (this machine's files)."""
+        return subprocess.run(
+            ["ip", "netns", "exec", CLIENT, *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            cwd=cwd,
+            env=env,
+        )
+
+    def get(self, path: str) -> str:
+        """GET http://VIP:8080/PATH from the client (raises on an HTTP or network error)."""
+        script = (
+            "import sys, urllib.request;"
+            "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')"
+        )
+        result = self.client(["python3", "-c", script, f"http://{VIP}:8080/{path}"], timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def playbook(
+        self, name: str = "deploy-mirror.yml"
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]], float]:
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            # Our own ssh control sockets: another lab may use the same addresses in its namespaces.
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"),
+        }
+        started = time.monotonic()
+        result = self.client(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(self.workdir / "inventory.yml"),
+                f"playbooks/{name}",
+            ],
+            cwd=REPO,
+            env=env,
+            timeout=900,
+        )
+        elapsed = time.monotonic() - started
+        recap = {
+            m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+            for m in re.finditer(r"^(\S+)\s+: (ok=.*)$", result.stdout, re.MULTILINE)
+        }
+        return result, recap, elapsed
+
+    def wait_for_file(self, node: str, path: str, content: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.nodes[node].sh(f"cat {path} 2>/dev/null || true") != content:
+            assert time.monotonic() < deadline, f"{path} never reached {node} with {content!r}"
+            time.sleep(0.5)
+
+    def state(self, node: str) -> tuple[str, str]:
+        out = self.nodes[node].run([ENGINE, "state", "-m", MODULE, "--json"]).stdout
+        module = json.loads(out)["modules"][0]
+        return module["state"], module["readiness"]
+
+
+def ip(*argv: str, netns: str | None = None) -> None:
+    subprocess.run(["ip", *(["-n", netns] if netns else []), *argv], check=True, capture_output=True)
+
+
+def sysctl(netns: str, *settings: str) -> None:
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *settings], check=True)
+
+
+def remove_netns() -> None:
+    for ns in (CLIENT, SWITCH):
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def cable(ns: str, address: str) -> None:
+    """A veth from the namespace NS (lan0, ADDRESS/24) to the lab's bridge."""
+    port = f"{ns.rsplit('-', 1)[-1]}p"
+    ip("link", "add", port, "type", "veth", "peer", "name", "lan0", "netns", ns, netns=SWITCH)
+    ip("link", "set", port, "master", "br0", "up", netns=SWITCH)
+    # A node taking the VIP announces it (gratuitous ARP): the others' caches must follow.
+    sysctl(ns, "net.ipv4.conf.all.arp_accept=1", "net.ipv4.conf.lan0.arp_accept=1")
+    ip("addr", "add", f"{address}/24", "dev", "lan0", netns=ns)
+    ip("link", "set", "lan0", "up", netns=ns)
+    ip("link", "set", "lo", "up", netns=ns)
+
+
+@pytest.fixture(scope="module")
+def deb(root_required: None) -> Path:
+    """build/deb/safekit_VERSION+debN_ARCH.deb for SUITE: seconds when cached, minutes when not."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "packaging" / "build_deb.py"), "--suite", SUITE],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def lab(deb: Path) -> Iterator[DebLab]:
+    base = build_ssh_root()
+    remove_netns()  # leftovers of an interrupted run
+    workdir = Path(tempfile.mkdtemp(prefix=f"safekit-{NAME}-"))
+    (workdir / "cp").mkdir()
+    key = workdir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", NAME, "-f", str(key)], check=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            nodes = {name: stack.enter_context(booted(name, base, [])) for name in NODES}
+            ip("netns", "add", SWITCH)
+            ip("netns", "add", CLIENT)
+            ip("link", "add", "br0", "type", "bridge", "stp_state", "0", netns=SWITCH)
+            ip("link", "set", "br0", "up", netns=SWITCH)
+            cable(CLIENT, CLIENT_ADDRESS)
+            known = []
+            for name, host in nodes.items():
+                cable(name, NODES[name])
+                host.sh(f"echo {name} > /etc/hostname && hostname {name}")  # the root's is debootstrap's
+                host.write("/root/.ssh/authorized_keys", key.with_suffix(".pub").read_text(), 0o600)
+                host.sh("ssh-keygen -A && systemctl start ssh.service")
+                kind, public = host.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+                known.append(f"{NODES[name]} {kind} {public}\n")
+            (workdir / "known_hosts").write_text("".join(known))
+            (workdir / "inventory.yml").write_text(inventory(workdir, key, deb))
+            yield DebLab(nodes, workdir, deb)
+    finally:
+        remove_netns()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def inventory(workdir: Path, key: Path, deb: Path) -> str:
+    ssh_args = (
+        f"-o UserKnownHostsFile={workdir / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+    )
+    hosts = {
+        name: {
+            "ansible_host": address,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": ssh_args,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "safekit_addresses": {"default": address},
+        }
+        for name, address in NODES.items()
+    }
+    group = {
+        "hosts": hosts,
+        "vars": {
+            "safekit_cluster_name": NAME,
+            "safekit_key_file": str(workdir / "cluster.key"),
+            "safekit_deb_dir": str(deb.parent),
+            "safekit_vip": VIP,
+            "safekit_witness": CLIENT_ADDRESS,
+            "safekit_replication": {"dirs": [{"path": "/srv/www"}]},
+        },
+    }
+    return json.dumps({"safekit_nodes": group}, indent=2)
+
+
+def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> None:
+    n1, n2 = NODES
+    for host in lab.nodes.values():
+        assert host.sh("command -v gcc cc || true") == "", "a compiler on a node"
+        assert host.run(["test", "-e", ENGINE], check=False).returncode != 0
+
+    first, recap, first_seconds = lab.playbook()
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
+    assert "Install the Debian package" in first.stdout
+    # the roles' default install source (auto) chose the package on these Debian nodes, and said so
+    for name in NODES:
+        assert f"{name}: the engine from deb (auto, {lab.deb.name})" in first.stdout
+    version = lab.deb.name.split("_")[1]
+    for name, host in lab.nodes.items():
+        assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, recap
+        assert host.sh("dpkg-query -W -f='${Status} ${Version}' safekit") == f"install ok installed {version}"
+        # the package's unit runs safekitd, with the package's native replication programs
+        assert host.show("safekitd", "ActiveState", "FragmentPath") == {
+            "ActiveState": "active",
+            "FragmentPath": UNIT,
+        }
+        assert host.run(["test", "-x", f"{LIBEXEC}/safekit-rfs-primary"], check=False).returncode == 0
+    assert lab.state(n1) == ("PRIM", "Ready")
+    assert lab.state(n2) == ("SECOND", "Ready")
+    # the replication runs the package's native primary (safekitd finds it in /opt/safekit/libexec)
+    running = lab.nodes[n1].sh("for p in $(pgrep -x safekit-rfs-pri); do readlink /proc/$p/exe; done")
+    assert running.split() == [f"{LIBEXEC}/safekit-rfs-primary"]
+    assert lab.get("") == f"served by {n1}\n"
+
+    # Written through the primary's replicated directory: served through the VIP, on the secondary.
+    lab.nodes[n1].sh("echo 'written on the primary' > /srv/www/probe.txt && sync")
+    assert lab.get("probe.txt") == "written on the primary\n"
+    lab.wait_for_file(n2, "/srv/www/probe.txt", "written on the primary\n")
+
+    # Swap: the former secondary serves, with the file written on the former primary.
+    lab.nodes[n1].run([ENGINE, "swap", "-m", MODULE], timeout=180)
+    for node, state in ((n2, "PRIM"), (n1, "SECOND")):
+        wait = [ENGINE, "waitstate", "-m", MODULE, "--ready", "--timeout", "120", state]
+        lab.nodes[node].run(wait, timeout=150)
+    assert lab.get("") == f"served by {n2}\n"
+    assert lab.get("probe.txt") == "written on the primary\n"
+
+    # and back: written on the new primary, replicated to the new secondary
+    lab.nodes[n2].sh("echo 'written after the swap' > /srv/www/after.txt && sync")
+    lab.wait_for_file(n1, "/srv/www/after.txt", "written after the swap\n")
+    lab.first_seconds = first_seconds
+
+
+def test_a_second_run_changes_nothing(lab: DebLab) -> None:
+    """After the deploy and the swap of the test above (make test-deb-deploy runs both; make test
+    deselects this one, 30-60 s more)."""
+    n1, n2 = NODES
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    again, recap, again_seconds = lab.playbook()
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
+    assert all(host["changed"] == 0 and host["failed"] == 0 for host in recap.values()), recap
+    assert set(recap) >= set(NODES)
+    assert lab.state(n1) == ("SECOND", "Ready"), "a second run moves nothing"
+    assert lab.state(n2) == ("PRIM", "Ready"), "a second run moves nothing"
+    size = lab.deb.stat().st_size / 1e6
+    print(f"first deploy {lab.first_seconds:.0f} s, second run {again_seconds:.0f} s, package {size:.1f} MB")
+
+
+def test_remove_takes_the_package_away(lab: DebLab) -> None:
+    """playbooks/remove.yml on nodes deployed from the package (make test-deb-deploy only): the
+    module stops through its scripts, apt-get removes the package (not a virtualenv deleted under
+    dpkg's feet), nothing of it is left; a second run changes nothing."""
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    removed, recap, _ = lab.playbook("remove.yml")
+    assert removed.returncode == 0, removed.stdout[-6000:] + removed.stderr[-2000:]
+    assert "Remove the Debian package" in removed.stdout
+    for name, host in lab.nodes.items():
+        assert recap[name]["changed"] > 0, recap
+        status = host.sh("dpkg-query -W -f='${db:Status-Status}' safekit 2>/dev/null || true")
+        assert status in ("", "not-installed", "config-files"), status
+        assert host.run(["test", "-e", "/opt/safekit/venv"], check=False).returncode != 0
+        assert host.show("safekitd", "LoadState")["LoadState"] == "not-found"
+        assert host.run(["pgrep", "-x", "safekitd"], check=False).returncode != 0
+    again, recap, _ = lab.playbook("remove.yml")
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert all(host["changed"] == 0 for host in recap.values()), recap
