@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -106,6 +107,26 @@ static struct handle *handle_of(struct fuse_file_info *fi)
 static void proc_path(char *buf, size_t size, int fd)
 {
 	snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
+/* An O_PATH descriptor of a node for one call (nodes.h's sk_nodes_fd), released by node_fd_put. */
+struct nfd {
+	int fd;
+	bool owned;
+};
+
+static int node_fd_get(struct sk_front *f, struct sk_node *n, struct nfd *x)
+{
+	x->fd = sk_nodes_fd(&f->nodes, n, &x->owned);
+	return x->fd < 0 ? -x->fd : 0;
+}
+
+static void node_fd_put(struct nfd *x)
+{
+	if (x->owned && x->fd >= 0)
+		close(x->fd);
+	x->fd = -1;
+	x->owned = false;
 }
 
 static void order_shared(struct sk_front *f)
@@ -319,8 +340,19 @@ static void fr_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			fuse_reply_attr(req, &st, front_of(req)->timeout);
 		return;
 	}
-	int res = fi ? fstat(handle_of(fi)->fd, &st)
-		     : fstatat(node_of(req, ino)->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	int res;
+	if (fi) {
+		res = fstat(handle_of(fi)->fd, &st);
+	} else {
+		struct nfd x;
+		int err = node_fd_get(front_of(req), node_of(req, ino), &x);
+		if (err)
+			return (void)fuse_reply_err(req, err);
+		res = fstatat(x.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+		int saved = errno;
+		node_fd_put(&x);
+		errno = saved;
+	}
 	if (res < 0)
 		fuse_reply_err(req, errno);
 	else
@@ -330,9 +362,15 @@ static void fr_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fr_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[PATH_MAX + 1];
-	ssize_t n = readlinkat(node_of(req, ino)->fd, "", buf, sizeof(buf));
+	struct nfd x;
+	int err = node_fd_get(front_of(req), node_of(req, ino), &x);
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	ssize_t n = readlinkat(x.fd, "", buf, sizeof(buf));
+	err = errno;
+	node_fd_put(&x);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 	else if ((size_t)n == sizeof(buf))
 		fuse_reply_err(req, ENAMETOOLONG);
 	else {
@@ -346,8 +384,20 @@ static void fr_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 	struct sk_front *f = front_of(req);
 	struct sk_node *n = node_of(req, ino);
-	if (fstatvfs(is_multi_root(f, n) ? f->nodes.dir_fds[0] : n->fd, &sv) < 0)
-		fuse_reply_err(req, errno);
+	if (is_multi_root(f, n)) {
+		if (fstatvfs(f->nodes.dir_fds[0], &sv) < 0)
+			return (void)fuse_reply_err(req, errno);
+		return (void)fuse_reply_statfs(req, &sv);
+	}
+	struct nfd x;
+	int err = node_fd_get(f, n, &x);
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	int res = fstatvfs(x.fd, &sv);
+	err = errno;
+	node_fd_put(&x);
+	if (res < 0)
+		fuse_reply_err(req, err);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -356,10 +406,10 @@ static void fr_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* Applies the parts of a setattr in turn; *done gets the SK_ATTR_* bits of those applied (a
  * failure stops there: what was applied is still replicated). 0 or an errno. */
-static int apply_setattr(struct sk_node *n, struct stat *attr, int valid, struct handle *h, uint32_t *done)
+static int apply_setattr(int nfd, struct stat *attr, int valid, struct handle *h, uint32_t *done)
 {
 	char procname[64];
-	proc_path(procname, sizeof(procname), n->fd);
+	proc_path(procname, sizeof(procname), nfd);
 	*done = 0;
 	if (valid & FUSE_SET_ATTR_MODE) {
 		int res = h ? fchmod(h->fd, attr->st_mode) : chmod(procname, attr->st_mode);
@@ -370,7 +420,7 @@ static int apply_setattr(struct sk_node *n, struct stat *attr, int valid, struct
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(nfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return errno;
 		*done |= ((valid & FUSE_SET_ATTR_UID) ? SK_ATTR_UID : 0) |
 			 ((valid & FUSE_SET_ATTR_GID) ? SK_ATTR_GID : 0);
@@ -394,7 +444,7 @@ static int apply_setattr(struct sk_node *n, struct stat *attr, int valid, struct
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		int res = h ? futimens(h->fd, tv) : utimensat(n->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+		int res = h ? futimens(h->fd, tv) : utimensat(nfd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 		if (res < 0)
 			return errno;
 		*done |= ((valid & FUSE_SET_ATTR_ATIME) ? SK_ATTR_ATIME : 0) |
@@ -412,10 +462,14 @@ static void fr_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	uint32_t done;
 	if (is_multi_root(f, n))
 		return (void)fuse_reply_err(req, EPERM);
+	struct nfd x;
+	int xerr = node_fd_get(f, n, &x);
+	if (xerr)
+		return (void)fuse_reply_err(req, xerr);
 	order_shared(f);
 	pthread_mutex_lock(&n->lock);
-	int err = apply_setattr(n, attr, valid, h, &done);
-	int serr = fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
+	int err = apply_setattr(x.fd, attr, valid, h, &done);
+	int serr = fstatat(x.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
 	if (done && !serr) {
 		/* the values as they are now (a mode the kernel computed, a time set to "now") */
 		struct sk_op op = {.kind = SK_SETATTR, .mask = done, .mode = st.st_mode, .uid = st.st_uid,
@@ -425,19 +479,27 @@ static void fr_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	}
 	pthread_mutex_unlock(&n->lock);
 	order_unlock(f);
+	node_fd_put(&x);
 	if (err || serr)
 		fuse_reply_err(req, err ? err : serr);
 	else
 		fuse_reply_attr(req, &st, f->timeout);
 }
 
-static int xattr_target(struct sk_node *n, char *procname, size_t size)
+/* The /proc/self/fd name of n's descriptor for a path-based xattr call (x: released by the
+ * caller with node_fd_put once done). 0 or an errno. */
+static int xattr_target(struct sk_front *f, struct sk_node *n, char *procname, size_t size, struct nfd *x)
 {
-	if (n->fd < 0)
+	x->fd = -1;
+	x->owned = false;
+	if (is_multi_root(f, n))
 		return ENOTSUP; /* the root of several directories: none */
 	if (n->type == S_IFLNK)
 		return ENOTSUP; /* the /proc link would reach the symlink's target */
-	proc_path(procname, size, n->fd);
+	int err = node_fd_get(f, n, x);
+	if (err)
+		return err;
+	proc_path(procname, size, x->fd);
 	return 0;
 }
 
@@ -447,7 +509,8 @@ static void fr_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	struct sk_front *f = front_of(req);
 	struct sk_node *n = node_of(req, ino);
 	char procname[64];
-	int err = xattr_target(n, procname, sizeof(procname));
+	struct nfd x;
+	int err = xattr_target(f, n, procname, sizeof(procname), &x);
 	if (err)
 		return (void)fuse_reply_err(req, err);
 	order_shared(f);
@@ -461,6 +524,7 @@ static void fr_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	}
 	pthread_mutex_unlock(&n->lock);
 	order_unlock(f);
+	node_fd_put(&x);
 	fuse_reply_err(req, err);
 }
 
@@ -469,7 +533,8 @@ static void fr_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct sk_front *f = front_of(req);
 	struct sk_node *n = node_of(req, ino);
 	char procname[64];
-	int err = xattr_target(n, procname, sizeof(procname));
+	struct nfd x;
+	int err = xattr_target(f, n, procname, sizeof(procname), &x);
 	if (err)
 		return (void)fuse_reply_err(req, err);
 	order_shared(f);
@@ -482,29 +547,29 @@ static void fr_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	}
 	pthread_mutex_unlock(&n->lock);
 	order_unlock(f);
+	node_fd_put(&x);
 	fuse_reply_err(req, err);
 }
 
 static void fr_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char procname[64];
-	int err = xattr_target(node_of(req, ino), procname, sizeof(procname));
+	struct nfd x;
+	int err = xattr_target(front_of(req), node_of(req, ino), procname, sizeof(procname), &x);
 	if (err)
 		return (void)fuse_reply_err(req, err == ENOTSUP ? ENODATA : err);
-	if (size == 0) {
-		ssize_t n = getxattr(procname, name, NULL, 0);
-		if (n < 0)
-			fuse_reply_err(req, errno);
-		else
-			fuse_reply_xattr(req, (size_t)n);
-		return;
-	}
-	char *buf = malloc(size);
-	if (!buf)
-		return (void)fuse_reply_err(req, ENOMEM);
-	ssize_t n = getxattr(procname, name, buf, size);
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t n = -1;
+	if (size && !buf)
+		errno = ENOMEM;
+	else
+		n = getxattr(procname, name, buf, size);
+	err = errno;
+	node_fd_put(&x);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
@@ -513,23 +578,24 @@ static void fr_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void fr_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char procname[64];
-	int err = xattr_target(node_of(req, ino), procname, sizeof(procname));
+	struct nfd x;
+	int err = xattr_target(front_of(req), node_of(req, ino), procname, sizeof(procname), &x);
 	if (err == ENOTSUP)
 		return (void)(size ? fuse_reply_buf(req, NULL, 0) : fuse_reply_xattr(req, 0));
-	if (size == 0) {
-		ssize_t n = listxattr(procname, NULL, 0);
-		if (n < 0)
-			fuse_reply_err(req, errno);
-		else
-			fuse_reply_xattr(req, (size_t)n);
-		return;
-	}
-	char *buf = malloc(size);
-	if (!buf)
-		return (void)fuse_reply_err(req, ENOMEM);
-	ssize_t n = listxattr(procname, buf, size);
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t n = -1;
+	if (size && !buf)
+		errno = ENOMEM;
+	else
+		n = listxattr(procname, buf, size);
+	err = errno;
+	node_fd_put(&x);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
@@ -789,17 +855,21 @@ static void fr_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, co
 	size_t oskip = 0, nskip = 0;
 	bool oknown = oldpath && split_path(f, oldpath, oldlen, &odir, &oskip);
 	bool nknown = newpath && split_path(f, newpath, newlen, &ndir, &nskip);
+	struct nfd x = {-1, false};
 	int err = 0;
 	if (oknown && nknown && odir != ndir)
 		err = EXDEV; /* two replicated directories: two file systems to the application */
-	else if (linkat(n->fd, "", newparent->fd, newname, AT_EMPTY_PATH) < 0) {
+	else if ((err = node_fd_get(f, n, &x)) != 0)
+		;
+	else if (linkat(x.fd, "", newparent->fd, newname, AT_EMPTY_PATH) < 0) {
 		char procname[64];
-		proc_path(procname, sizeof(procname), n->fd);
+		proc_path(procname, sizeof(procname), x.fd);
 		if (linkat(AT_FDCWD, procname, newparent->fd, newname, AT_SYMLINK_FOLLOW) < 0)
 			err = errno;
 	}
-	if (!err && fstatat(n->fd, "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	if (!err && fstatat(x.fd, "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		err = errno;
+	node_fd_put(&x);
 	if (!err) {
 		int fd = openat(newparent->fd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		struct sk_node *same = fd < 0 ? NULL : sk_nodes_intern(&f->nodes, newparent, newname, fd, &e.attr, 1);
@@ -839,6 +909,8 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent_ino, const char *name
 	order_exclusive(f);
 	int err = 0;
 	bool known = fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (known && !dir)
+		sk_nodes_hold(&f->nodes, st.st_dev, st.st_ino, parent, name); /* it may stay open */
 	if (unlinkat(parent->fd, name, dir ? AT_REMOVEDIR : 0) < 0) {
 		err = errno;
 	} else {
@@ -882,6 +954,8 @@ static void fr_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, f
 	bool nknown = newpath && split_path(f, newpath, newlen, &ndir, &nskip);
 	bool src_known = fstatat(parent->fd, name, &sst, AT_SYMLINK_NOFOLLOW) == 0;
 	bool dst_known = fstatat(newparent->fd, newname, &dst, AT_SYMLINK_NOFOLLOW) == 0;
+	if (dst_known && !(flags & RENAME_EXCHANGE) && !S_ISDIR(dst.st_mode))
+		sk_nodes_hold(&f->nodes, dst.st_dev, dst.st_ino, newparent, newname); /* replaced, maybe open */
 	if (oknown && nknown && odir != ndir) {
 		err = EXDEV; /* two replicated directories: two file systems to the application */
 	} else if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0) {
@@ -974,7 +1048,11 @@ static void fr_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sk_front *f = front_of(req);
 	struct sk_node *n = node_of(req, ino);
 	char procname[64];
-	proc_path(procname, sizeof(procname), n->fd);
+	struct nfd x;
+	int xerr = node_fd_get(f, n, &x);
+	if (xerr)
+		return (void)fuse_reply_err(req, xerr);
+	proc_path(procname, sizeof(procname), x.fd);
 	int flags = backing_flags(f, fi->flags);
 	bool truncates = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
 	if (truncates) {
@@ -983,6 +1061,7 @@ static void fr_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	int fd = open(procname, flags);
 	int err = fd < 0 ? errno : 0;
+	node_fd_put(&x);
 	if (!err && truncates) {
 		/* atomic_o_trunc: the truncation came as an open flag; it is replicated as a truncate */
 		struct sk_op op = {.kind = SK_TRUNCATE, .size = 0};
@@ -1110,6 +1189,24 @@ static void *write_buffer(size_t size)
 	return wb->data;
 }
 
+/* The whole pages of a large write's bytes in libfuse's request buffer go back to the system
+ * once written and copied: each FUSE worker has a buffer of 1 MiB and 4 KiB, which a 1 MiB write
+ * fills; 16 workers kept 16 MiB resident that way, more as more workers took large writes
+ * (docs/replication.md, "Memory and descriptors"). The buffer stays mapped (the next request
+ * is read into fresh zero pages); only whole pages strictly inside the write's bytes are given
+ * back, never the request's header before them. */
+#define SK_RELEASE_ABOVE (256u << 10)
+static void release_pages(const char *data, size_t size)
+{
+	if (size < SK_RELEASE_ABOVE)
+		return;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)data + page - 1) & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)data + size) & ~(page - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static ssize_t pwrite_all(int fd, const char *data, size_t size, off_t off)
 {
 	size_t done = 0;
@@ -1136,10 +1233,12 @@ static void fr_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct sk_node *n = h->node;
 	size_t size = fuse_buf_size(in);
 	const char *data = NULL;
+	bool in_request = false; /* data is in libfuse's request buffer (this worker's) */
 	if (f->sink->wants_data || h->append) {
 		if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
 			data = (const char *)in->buf[0].mem + in->off;
 			size = in->buf[0].size - in->off;
+			in_request = true;
 		} else {
 			char *mem = write_buffer(size);
 			if (!mem)
@@ -1192,6 +1291,8 @@ static void fr_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	order_unlock(f);
 	if (start_writeback) /* the disk starts now: the final fsync of a large write flushes little */
 		sync_file_range(h->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (in_request)
+		release_pages(data, size);
 	if (written < 0)
 		return (void)fuse_reply_err(req, (int)-written);
 	if (h->sync && ticket) {
@@ -1303,7 +1404,20 @@ static void fr_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			dir_handle_free(f, d);
 		return;
 	}
-	int fd = openat(node_of(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct nfd x;
+	int xerr = node_fd_get(f, node_of(req, ino), &x);
+	if (xerr) {
+		free(d);
+		return (void)fuse_reply_err(req, xerr);
+	}
+	int fd = openat(x.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		node_fd_put(&x);
+		errno = err;
+	} else {
+		node_fd_put(&x);
+	}
 	if (fd < 0 || !(d->dp = fdopendir(fd))) {
 		int err = errno;
 		if (fd >= 0)

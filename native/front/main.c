@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,6 +80,28 @@ static void raise_fd_limit(void)
 	}
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* glibc's allocator as safekit-rfs-primary sets it (ADR 0034): large buffers mapped and given
+ * back at their free (the dynamic threshold would move them into the workers' arenas, which keep
+ * them resident), two arenas, the heaps' free pages returned every 5 s. */
+static void *trim_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep(5);
+		malloc_trim(0);
+	}
+	return NULL;
+}
+
+static void tune_allocator(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+	mallopt(M_ARENA_MAX, 2);
+	pthread_t t;
+	if (pthread_create(&t, NULL, trim_main, NULL) == 0)
+		pthread_detach(t);
 }
 
 /* ------------------------------------------------------------------ unmount watch
@@ -334,6 +358,7 @@ int main(int argc, char **argv)
 
 	umask(0); /* the kernel applied the caller's umask to the modes it sends */
 	raise_fd_limit();
+	tune_allocator();
 	struct sk_sink *sink = sk_sink_open(sink_spec);
 	if (!sink) {
 		fprintf(stderr, "safekit-front: --sink=%s: %s\n", sink_spec, strerror(errno));

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,7 @@ int sk_nodes_init(struct sk_nodes *t, const char *backing)
 	root->nlookup = 1;
 	pthread_mutex_init(&root->lock, NULL);
 	hash_insert(t, root);
+	t->fds = 1;
 	return 0;
 }
 
@@ -130,9 +132,12 @@ int sk_nodes_init_multi(struct sk_nodes *t, const int *dir_fds, unsigned ndirs)
 	return 0;
 }
 
-static void free_node(struct sk_node *n)
+static void free_node(struct sk_nodes *t, struct sk_node *n)
 {
-	close(n->fd);
+	if (n->fd >= 0) {
+		close(n->fd);
+		t->fds--;
+	}
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
@@ -149,7 +154,7 @@ static void release_if_unused(struct sk_nodes *t, struct sk_node *n)
 		parent->pins--;
 		release_if_unused(t, parent);
 	}
-	free_node(n);
+	free_node(t, n);
 }
 
 void sk_nodes_destroy(struct sk_nodes *t)
@@ -167,7 +172,7 @@ void sk_nodes_destroy(struct sk_nodes *t)
 					close(n->fd);
 				pthread_mutex_destroy(&n->lock);
 			} else {
-				free_node(n);
+				free_node(t, n);
 			}
 			n = next;
 		}
@@ -242,10 +247,18 @@ struct sk_node *sk_nodes_intern(struct sk_nodes *t, struct sk_node *parent, cons
 			close(fd);
 			return NULL;
 		}
-		n->fd = fd;
 		n->dev = st->st_dev;
 		n->ino = st->st_ino;
 		n->type = st->st_mode & S_IFMT;
+		/* a directory keeps its descriptor (its entries are reached through it); anything
+		 * else is opened through its name when needed (ADR 0034) */
+		if (n->type == S_IFDIR) {
+			n->fd = fd;
+			t->fds++;
+		} else {
+			n->fd = -1;
+			close(fd);
+		}
 		pthread_mutex_init(&n->lock, NULL);
 		if (t->count >= t->nbuckets)
 			hash_grow(t);
@@ -272,13 +285,106 @@ void sk_nodes_forget(struct sk_nodes *t, struct sk_node *node, uint64_t n)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* When n has no known name left: gone if it has no link either. Lock held. */
+/* When n has no known name left: gone if it has no link either (or no descriptor: then nothing
+ * reaches it). Lock held. */
 static void check_gone(struct sk_node *n)
 {
 	struct stat st;
-	if (n->naliases == 0 && fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
-	    st.st_nlink == 0)
+	if (n->naliases == 0 && (n->fd < 0 || (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+						st.st_nlink == 0)))
 		n->gone = true;
+}
+
+/* Opens parent/name (O_PATH) and checks it is (dev, ino): the descriptor or -1. */
+static int open_checked(int parent_fd, const char *name, dev_t dev, ino_t ino)
+{
+	if (parent_fd < 0)
+		return -1;
+	int fd = openat(parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != dev || st.st_ino != ino)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+int sk_nodes_fd(struct sk_nodes *t, struct sk_node *n, bool *owned)
+{
+	*owned = false;
+	int own = __atomic_load_n(&n->fd, __ATOMIC_ACQUIRE);
+	if (own >= 0)
+		return own;
+	if (n == &t->root)
+		return -ENOTSUP; /* the root of several directories */
+	/* a rename may move the name between the copy and the open: the check sees it, try again */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		char name[NAME_MAX + 1];
+		pthread_mutex_lock(&t->lock);
+		if (n->fd >= 0) {
+			own = n->fd;
+			pthread_mutex_unlock(&t->lock);
+			return own;
+		}
+		if (n->naliases == 0) {
+			pthread_mutex_unlock(&t->lock);
+			return -ESTALE;
+		}
+		struct sk_node *parent = n->aliases[0].parent;
+		size_t len = strlen(n->aliases[0].name);
+		if (len > NAME_MAX) {
+			pthread_mutex_unlock(&t->lock);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, n->aliases[0].name, len + 1);
+		parent->pins++; /* its descriptor stays open meanwhile */
+		pthread_mutex_unlock(&t->lock);
+		int fd = open_checked(parent->fd, name, n->dev, n->ino);
+		int err = errno;
+		pthread_mutex_lock(&t->lock);
+		parent->pins--;
+		release_if_unused(t, parent);
+		pthread_mutex_unlock(&t->lock);
+		if (fd >= 0) {
+			*owned = true;
+			return fd;
+		}
+		if (err == EMFILE || err == ENFILE || err == ENOMEM)
+			return -err;
+	}
+	return -ESTALE;
+}
+
+void sk_nodes_hold(struct sk_nodes *t, dev_t dev, ino_t ino, struct sk_node *parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	struct sk_node *n = hash_find(t, dev, ino);
+	if (!n || n->fd >= 0) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	n->pins++; /* alive meanwhile (a FORGET may come) */
+	pthread_mutex_unlock(&t->lock);
+	int fd = open_checked(parent->fd, name, dev, ino);
+	pthread_mutex_lock(&t->lock);
+	if (fd >= 0 && n->fd < 0) {
+		__atomic_store_n(&n->fd, fd, __ATOMIC_RELEASE);
+		t->fds++;
+		fd = -1;
+	}
+	n->pins--;
+	release_if_unused(t, n);
+	pthread_mutex_unlock(&t->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+size_t sk_nodes_fds(struct sk_nodes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->fds;
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }
 
 void sk_nodes_unname(struct sk_nodes *t, dev_t dev, ino_t ino, struct sk_node *parent, const char *name)

@@ -1,10 +1,19 @@
 /* The front's inode table: one node per backing object (keyed by device and inode number), each
- * holding an O_PATH descriptor of the object, the kernel's lookup count, and its names.
+ * with the kernel's lookup count and its names.
  *
  * A name is an alias (parent node, entry name): the path of a node is its first alias's parent's
  * path plus the name, up to the root. A renamed directory therefore carries every path below it
  * without a walk. A file with several hard links keeps the names it was seen under (up to
  * SK_MAX_ALIASES); any of them names the same object, here and on the secondary.
+ *
+ * Descriptors (ADR 0034): a directory's node holds an O_PATH descriptor of it for its whole life
+ * (its children are reached through it). Any other node holds none while it has a known name: an
+ * operation that needs one opens it through the first name (parent's descriptor + entry name) and
+ * checks it is the same object (device, inode), then closes it (sk_nodes_fd). A file whose last
+ * known name goes (unlink, a rename over it) gets a descriptor of its own just before
+ * (sk_nodes_hold): an unlinked file still open keeps being served. So the descriptors held are
+ * the directories the kernel caches plus such files, not one per cached inode: a tree of 30,000
+ * files works under a limit of 20,000 (or 1,024).
  *
  * Locking: the table's mutex protects the hash, the counts and the aliases (it is held only for
  * memory work, never across a blocking call). Aliases change only while the front holds its
@@ -34,7 +43,7 @@ struct sk_node {
 	struct sk_node *hnext;
 	dev_t dev;
 	ino_t ino;
-	int fd;            /* O_PATH | O_NOFOLLOW, owned */
+	int fd;            /* O_PATH | O_NOFOLLOW, owned: directories; other objects once unnamed; else -1 */
 	mode_t type;       /* S_IFMT bits */
 	uint64_t nlookup;  /* the kernel's references (lookup replies not yet forgotten) */
 	uint64_t pins;     /* aliases of other nodes whose parent this node is */
@@ -51,6 +60,7 @@ struct sk_nodes {
 	struct sk_node **buckets;
 	size_t nbuckets;
 	size_t count;
+	size_t fds; /* descriptors held by nodes */
 	struct sk_node root;
 	/* Several replicated directories: the root is no backing directory (its fd is -1) but holds
 	 * "0", "1", ... each the root of dir_fds[i]; every path then starts with that index. */
@@ -72,6 +82,17 @@ size_t sk_nodes_count(struct sk_nodes *t);
  * the alias (parent, name); adds `lookups` to the kernel's count. NULL on ENOMEM. */
 struct sk_node *sk_nodes_intern(struct sk_nodes *t, struct sk_node *parent, const char *name, int fd,
 				const struct stat *st, uint64_t lookups);
+/* An O_PATH descriptor of node for one operation: its own, or one opened through its first known
+ * name and checked to be the same object (*owned then: the caller closes it). The descriptor or a
+ * negative errno (-ESTALE: no name reaches it any more; -ENOTSUP: the root of several
+ * directories, which has none). Callable with or without the ordering lock. */
+int sk_nodes_fd(struct sk_nodes *t, struct sk_node *node, bool *owned);
+/* parent/name (an entry of the object (dev, ino)) is about to be removed or replaced, maybe its
+ * last name: its node, if known, gets a descriptor of its own first (the caller holds the
+ * ordering lock exclusively). */
+void sk_nodes_hold(struct sk_nodes *t, dev_t dev, ino_t ino, struct sk_node *parent, const char *name);
+/* Descriptors held by nodes (the root's and the directories' included). */
+size_t sk_nodes_fds(struct sk_nodes *t);
 /* The kernel forgot n lookups: frees the node when nothing refers to it any more. */
 void sk_nodes_forget(struct sk_nodes *t, struct sk_node *node, uint64_t n);
 

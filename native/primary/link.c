@@ -101,12 +101,18 @@ static void wake_acked_locked(struct skp_link *l)
         pthread_cond_broadcast(&l->cv_state);
 }
 
+/* The payload capacity of pool class k: a power of two of data plus room for the header. */
+static size_t pool_class_bytes(int k)
+{
+    return ((size_t)1 << (SKP_POOL_MIN_SHIFT + k)) + SKP_POOL_SLACK;
+}
+
 /* A frame buffer for `len` payload bytes (see SKP_POOL_*). */
 static struct item *item_alloc(struct skp_link *l, size_t len)
 {
     int cls = -1;
     for (int k = 0; k < SKP_POOL_CLASSES; k++) {
-        if (len > (16u << 10) && len <= ((size_t)1 << (SKP_POOL_MIN_SHIFT + k))) {
+        if (len > (16u << 10) && len <= pool_class_bytes(k)) {
             cls = k;
             break;
         }
@@ -117,11 +123,11 @@ static struct item *item_alloc(struct skp_link *l, size_t len)
         it = l->pool[cls];
         if (it) {
             l->pool[cls] = it->next;
-            l->pooled_bytes -= (size_t)1 << (SKP_POOL_MIN_SHIFT + cls);
+            l->pooled_bytes -= pool_class_bytes(cls);
         }
         pthread_mutex_unlock(&l->pool_mu);
         if (!it)
-            it = malloc(sizeof *it + ((size_t)1 << (SKP_POOL_MIN_SHIFT + cls)));
+            it = malloc(sizeof *it + pool_class_bytes(cls));
     } else {
         it = malloc(sizeof *it + len);
     }
@@ -135,7 +141,7 @@ static void item_free(struct skp_link *l, struct item *it)
     if (!it)
         return;
     if (it->cls >= 0) {
-        size_t cap = (size_t)1 << (SKP_POOL_MIN_SHIFT + it->cls);
+        size_t cap = pool_class_bytes(it->cls);
         pthread_mutex_lock(&l->pool_mu);
         if (l->pooled_bytes + cap <= SKP_POOL_MAX_BYTES) {
             it->next = l->pool[it->cls];
@@ -340,7 +346,8 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
     sk_err e = {0, ""};
     bool encodable = skp_op_size(op, &len, &e) == SK_OK;
     struct item *it = NULL;
-    if (encodable && atomic_load_explicit(&l->streaming, memory_order_relaxed))
+    bool large = len > SKP_RESERVE_ABOVE;
+    if (encodable && !large && atomic_load_explicit(&l->streaming, memory_order_relaxed))
         it = make_item(l, op, len); /* outside the lock: the copy of the data costs most */
     skp_mark mk[2];
     int nm = skp_marks_of(op, mk);
@@ -365,8 +372,23 @@ uint64_t skp_link_submit(struct skp_link *l, const skp_op *op)
         skp_lose_locked(l, why);
     }
     /* the sender is behind: wait (memory stays bounded; the window counts what is not applied) */
-    while (l->queued_bytes >= SKP_QUEUE_MAX_BYTES && l->in_session && !l->lost)
+    while (l->queued_bytes + l->reserved_bytes >= SKP_QUEUE_MAX_BYTES && l->in_session && !l->lost)
         skp_state_wait_locked(l, NULL);
+    if (encodable && large && l->in_session && !l->lost && l->w.state >= SKP_RESYNC) {
+        /* A large operation's copy is made once the queue and the window have room for it: a
+         * thread that waits holds no copy (16 FUSE threads each holding a 1 MiB write while the
+         * sender is behind was 16 MiB more). One larger than the whole queue goes alone. */
+        while (l->in_session && !l->lost && l->w.state >= SKP_RESYNC &&
+               ((l->queued_bytes + l->reserved_bytes > 0 &&
+                 l->queued_bytes + l->reserved_bytes + len > SKP_QUEUE_MAX_BYTES) ||
+                !skp_has_room(&l->w, len)))
+            skp_state_wait_locked(l, NULL);
+        l->reserved_bytes += len;
+        pthread_mutex_unlock(&l->mu);
+        it = make_item(l, op, len);
+        pthread_mutex_lock(&l->mu);
+        l->reserved_bytes -= len;
+    }
     int rc;
     while ((rc = skp_submit(&l->w, len, now(), &ticket)) == SKP_FULL)
         skp_state_wait_locked(l, NULL);
@@ -958,10 +980,9 @@ static int next_step(struct skp_link *l, struct item **batch, double *last_ping)
             l->tail = NULL;
         it->next = NULL;
         *batch = first;
-        bool was_full = l->queued_bytes >= SKP_QUEUE_MAX_BYTES;
         l->queued_bytes -= bytes;
-        if (was_full && l->queued_bytes < SKP_QUEUE_MAX_BYTES)
-            skp_wake_all_locked(l);
+        if (l->state_waiters) /* submits waiting for room in the queue */
+            pthread_cond_broadcast(&l->cv_state);
         return 0;
     }
     if (skp_idle(&l->w) && t - *last_ping >= PING_INTERVAL) {

@@ -53,15 +53,25 @@ struct mchunk {
 
 enum { SKP_MODE_JOURNAL = 1, SKP_MODE_CHECKSUM = 2, SKP_MODE_FULL = 3 }; /* = SYNC_BEGIN's */
 
-/* Payload buffers of queued frames are recycled by size class (64 KiB to 2 MiB): a 1 MiB write's
- * copy then lands in pages already mapped (no page faults, no zeroing) and memory does not spread
- * over the FUSE threads' malloc arenas. */
+/* Payload buffers of queued frames are recycled by size class (64 KiB to 2 MiB, each with room
+ * for an operation's header and path besides its data: a 1 MiB write takes a 1 MiB buffer, not a
+ * 2 MiB one): a 1 MiB write's copy then lands in pages already mapped (no page faults, no zeroing).
+ * At most SKP_POOL_MAX_BYTES stay pooled while idle (resident memory; see docs/replication.md,
+ * "Memory and descriptors"). */
 #define SKP_POOL_CLASSES 6
 #define SKP_POOL_MIN_SHIFT 16
-#define SKP_POOL_MAX_BYTES (16u << 20)
+#define SKP_POOL_SLACK (8u << 10)
+#ifndef SKP_POOL_MAX_BYTES
+#define SKP_POOL_MAX_BYTES (4u << 20)
+#endif
 /* Payload bytes queued and not yet sealed and sent: a submit waits above this (the window itself
- * counts bytes not yet applied, which cost no memory once sent). Bounds the process's memory. */
-#define SKP_QUEUE_MAX_BYTES (8u << 20)
+ * counts bytes not yet applied, which cost no memory once sent). Bounds the process's memory: a
+ * large operation (above SKP_RESERVE_ABOVE bytes) waits for room before its copy is made, so
+ * threads waiting for room hold no copies. */
+#ifndef SKP_QUEUE_MAX_BYTES
+#define SKP_QUEUE_MAX_BYTES (4u << 20)
+#endif
+#define SKP_RESERVE_ABOVE (64u << 10)
 
 struct skp_link {
     skp_link_config cfg;
@@ -106,6 +116,7 @@ struct skp_link {
     bool resync_up;
 
     uint64_t queued_bytes;
+    uint64_t reserved_bytes; /* room taken by large operations whose copy is being made */
     pthread_mutex_t pool_mu;
     struct item *pool[SKP_POOL_CLASSES];
     size_t pooled_bytes;

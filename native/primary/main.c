@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -315,13 +316,56 @@ static void abort_connection(struct fuse_session *se)
     fuse_session_unmount(se); /* the fd polls POLLERR: closed, no unmount */
 }
 
+/* The front holds a descriptor per directory the kernel caches (and per unlinked file still
+ * open), not per file (ADR 0034); the soft limit is still raised to the hard one, and the hard one
+ * to the system's maximum (fs.nr_open) where the process may (CAP_SYS_RESOURCE). */
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
+    unsigned long nr_open = 0;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+    if (f) {
+        if (fscanf(f, "%lu", &nr_open) != 1)
+            nr_open = 0;
+        fclose(f);
+    }
+    if (nr_open > 1048576)
+        nr_open = 1048576;
+    if (nr_open > rl.rlim_max) {
+        struct rlimit more = {nr_open, nr_open};
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+            return;
+    }
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* glibc's allocator, set for a process whose large buffers are short-lived (docs/replication.md,
+ * "Memory and descriptors"; ADR 0034): a fixed mmap threshold (the dynamic one rises to 2 MiB
+ * after the first large free, then every 1 MiB write copy and libfuse request buffer came from the
+ * threads' arenas and stayed resident there after their free: +4..+17 MiB per benchmark round),
+ * two arenas (16 FUSE threads each growing its own), and the free pages of the heaps given back
+ * every TRIM_EVERY seconds (as safekitd does, ADR 0013). */
+#define TRIM_EVERY 5
+static void *trim_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        sleep(TRIM_EVERY);
+        malloc_trim(0);
+    }
+    return NULL;
+}
+
+static void tune_allocator(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
+    mallopt(M_ARENA_MAX, 2);
+    pthread_t t;
+    if (pthread_create(&t, NULL, trim_main, NULL) == 0)
+        pthread_detach(t);
 }
 
 /* What sks_spec_load does not read: sendtimeout, connect_interval, window_bytes, extra.generation,
@@ -394,6 +438,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    tune_allocator();
     char why[PATH_MAX + 256];
     static sks_spec spec;
     if (!sks_spec_load(argv[optind], &spec, why, sizeof why)) {

@@ -62,6 +62,12 @@ static int push(skp_window *w, uint64_t ticket, uint64_t bytes, double now, uint
     return 0;
 }
 
+bool skp_has_room(const skp_window *w, uint64_t bytes)
+{
+    /* one operation larger than the window still goes alone */
+    return w->ops < w->max_ops && (w->ops == 0 || w->bytes + bytes <= w->max_bytes);
+}
+
 int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket)
 {
     if (!streaming(w)) {
@@ -74,8 +80,7 @@ int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket)
         }
         return SKP_JOURNAL;
     }
-    /* one operation larger than the window still goes alone */
-    if (w->ops >= w->max_ops || (w->ops > 0 && w->bytes + bytes > w->max_bytes))
+    if (!skp_has_room(w, bytes))
         return SKP_FULL;
     if (grow(w) != 0)
         return SKP_FULL; /* out of memory: wait for acknowledgements to free room */

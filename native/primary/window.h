@@ -78,6 +78,8 @@ void skp_window_free(skp_window *w);
  * session: *ticket set, the copy now misses it) or SKP_FULL (the window is full: wait for an
  * acknowledgement or a loss, then ask again; *ticket not set). */
 int skp_submit(skp_window *w, uint64_t bytes, double now, uint64_t *ticket);
+/* A streamed operation of `bytes` would fit in the window now (skp_submit would not say SKP_FULL). */
+bool skp_has_room(const skp_window *w, uint64_t bytes);
 
 /* A control frame of the session (PING, SYNC_BEGIN, MANIFEST_REQ, SYNC_END, BYE): its ticket.
  * Not limited by the window (it carries no data). Only while a session streams; 0 otherwise. */

@@ -97,10 +97,13 @@ static void test_window_full_blocks_submit(void)
     CHECK(skp_window_init(&w, 1000, 3, false, 30) == 0);
     CHECK(in_sync(&w));
     uint64_t t;
+    CHECK(skp_has_room(&w, 5000)); /* empty: anything goes, alone */
     CHECK(skp_submit(&w, 600, 0, &t) == SKP_SEND);
+    CHECK(!skp_has_room(&w, 600) && skp_has_room(&w, 400)); /* what a large submit waits for */
     CHECK(skp_submit(&w, 600, 0, &t) == SKP_FULL); /* bytes */
     CHECK(skp_submit(&w, 300, 0, &t) == SKP_SEND);
     CHECK(skp_submit(&w, 0, 0, &t) == SKP_SEND);
+    CHECK(!skp_has_room(&w, 0));
     CHECK(skp_submit(&w, 0, 0, &t) == SKP_FULL); /* ops */
     CHECK(skp_ack(&w, 1, 1, 1, 0) == 0);         /* frees 600 bytes, one op */
     CHECK(skp_submit(&w, 600, 0, &t) == SKP_SEND && t == 4);
