@@ -251,7 +251,7 @@ struct sk_node *sk_nodes_intern(struct sk_nodes *t, struct sk_node *parent, cons
 		n->ino = st->st_ino;
 		n->type = st->st_mode & S_IFMT;
 		/* a directory keeps its descriptor (its entries are reached through it); anything
-		 * else is opened through its name when needed (ADR 0034) */
+		 * else is opened through its name when needed (ADR 0037) */
 		if (n->type == S_IFDIR) {
 			n->fd = fd;
 			t->fds++;

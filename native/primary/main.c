@@ -317,7 +317,7 @@ static void abort_connection(struct fuse_session *se)
 }
 
 /* The front holds a descriptor per directory the kernel caches (and per unlinked file still
- * open), not per file (ADR 0034); the soft limit is still raised to the hard one, and the hard one
+ * open), not per file (ADR 0037); the soft limit is still raised to the hard one, and the hard one
  * to the system's maximum (fs.nr_open) where the process may (CAP_SYS_RESOURCE). */
 static void raise_fd_limit(void)
 {
@@ -343,7 +343,7 @@ static void raise_fd_limit(void)
 }
 
 /* glibc's allocator, set for a process whose large buffers are short-lived (docs/replication.md,
- * "Memory and descriptors"; ADR 0034): a fixed mmap threshold (the dynamic one rises to 2 MiB
+ * "Memory and descriptors"; ADR 0037): a fixed mmap threshold (the dynamic one rises to 2 MiB
  * after the first large free, then every 1 MiB write copy and libfuse request buffer came from the
  * threads' arenas and stayed resident there after their free: +4..+17 MiB per benchmark round),
  * two arenas (16 FUSE threads each growing its own), and the free pages of the heaps given back
