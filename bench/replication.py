@@ -362,7 +362,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915
         "fsync_ops": 500 if q else 3000,
         "files": 1000 if q else 5000,
         # issue 15's 20,000 (was 19,000 while every front held an O_PATH descriptor per cached
-        # inode under this machine's hard RLIMIT_NOFILE of 20,000; now one per directory: ADR 0034)
+        # inode under this machine's hard RLIMIT_NOFILE of 20,000; now one per directory: ADR 0037)
         "tree_files": 5000 if q else 20000,
         "read_mib": 128 if q else 512,
         "dataset_files": 8 if q else 64,  # 32 MiB each: 256 MiB or 2 GiB

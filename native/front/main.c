@@ -82,7 +82,7 @@ static void raise_fd_limit(void)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* glibc's allocator as safekit-rfs-primary sets it (ADR 0034): large buffers mapped and given
+/* glibc's allocator as safekit-rfs-primary sets it (ADR 0037): large buffers mapped and given
  * back at their free (the dynamic threshold would move them into the workers' arenas, which keep
  * them resident), two arenas, the heaps' free pages returned every 5 s. */
 static void *trim_main(void *arg)

@@ -6,7 +6,7 @@
  * without a walk. A file with several hard links keeps the names it was seen under (up to
  * SK_MAX_ALIASES); any of them names the same object, here and on the secondary.
  *
- * Descriptors (ADR 0034): a directory's node holds an O_PATH descriptor of it for its whole life
+ * Descriptors (ADR 0037): a directory's node holds an O_PATH descriptor of it for its whole life
  * (its children are reached through it). Any other node holds none while it has a known name: an
  * operation that needs one opens it through the first name (parent's descriptor + entry name) and
  * checks it is the same object (device, inode), then closes it (sk_nodes_fd). A file whose last
