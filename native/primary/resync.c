@@ -13,7 +13,8 @@
  * lock held exclusively: no change is between being applied and being queued), so the secondary
  * receives, for each object, a state it really had followed by every later change. A file's data
  * goes in batches of 16 zones (1 MiB), each read and queued in one pause, after waiting for room
- * in the window with the front running. A path renamed (or linked) into place during the pass is
+ * in the window with the front running: one WRITE of up to 1 MiB, or one per 64 KiB zone when
+ * compared by checksums, each read straight into its frame's buffer. A path renamed (or linked) into place during the pass is
  * sent again at its end (link.c records it). SYNC_END is queued, in one pause, only once nothing
  * is left to send again; the copy is in sync when it is acknowledged as applied. */
 #include <errno.h>
@@ -64,7 +65,6 @@ typedef struct rs {
     int dir_fd;                 /* its fd (opened before the mount) */
     const sks_excl *excl;       /* its <notreplicated>, or NULL */
     uint8_t *buf;   /* one payload */
-    uint8_t *zone;  /* one zone read */
     char *names;    /* xattr names */
     uint8_t *value; /* one xattr value */
     double last_progress;
@@ -116,12 +116,15 @@ static int room(rs *r)
     return rc;
 }
 
-/* Queue one frame of the resynchronisation. 0, or -1 (lost). */
-static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t len, size_t data_len)
+/* Queue one frame of the resynchronisation: its payload copied from p, or (it != NULL) already
+ * written into the item it (taken). 0, or -1 (lost). */
+static int q_frame_item(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, struct item *it, size_t len,
+                        size_t data_len)
 {
     struct skp_link *l = r->l;
     pthread_mutex_lock(&l->mu);
-    uint64_t t = skp_queue_sync_locked(l, r->dir, type, flags, p, len, data_len);
+    uint64_t t = it ? skp_queue_item_locked(l, r->dir, type, flags, it, len, data_len)
+                    : skp_queue_sync_locked(l, r->dir, type, flags, p, len, data_len);
     double m = mono();
     if (t && m - r->last_progress >= PROGRESS_EVERY) {
         r->last_progress = m;
@@ -133,6 +136,11 @@ static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t
     }
     pthread_mutex_unlock(&l->mu);
     return t ? 0 : -1;
+}
+
+static int q_frame(rs *r, uint8_t type, uint16_t flags, const uint8_t *p, size_t len, size_t data_len)
+{
+    return q_frame_item(r, type, flags, p, NULL, len, data_len);
 }
 
 static int q_op(rs *r, const sk_op *op)
@@ -539,6 +547,7 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
         return 0;
     struct stat st;
     zones all = {0};
+    struct item *it = NULL;
     int rc = 0;
     if (fstat(fd, &st) != 0 || st.st_ino != ino || !S_ISREG(st.st_mode))
         goto out;
@@ -565,10 +574,21 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
             if (lst(r, path, &now) != 0 || now.st_ino != ino) {
                 done = true; /* replaced or removed meanwhile */
             }
-            for (int b = 0; !done && rc == 0 && b < BATCH_ZONES && pos < end; b++) {
-                uint64_t zone_end = (pos / ZONE + 1) * ZONE;
-                uint64_t len = (end < zone_end ? end : zone_end) - pos;
-                ssize_t n = pread(fd, r->zone, (size_t)len, (off_t)pos);
+            /* Each piece is read straight into its frame's buffer, behind the WRITE's prefix.
+             * Compared by checksums: one zone a piece (each zone's sum); otherwise one piece of
+             * up to a batch (1 MiB: fewer frames, seals, acknowledgements and writes on the
+             * secondary than zone-sized ones). */
+            for (uint64_t batch_end = pos + (uint64_t)BATCH_ZONES * ZONE; !done && rc == 0 && pos < end && pos < batch_end;) {
+                uint64_t piece_end = sums_man ? (pos / ZONE + 1) * ZONE : batch_end;
+                uint64_t len = (end < piece_end ? end : piece_end) - pos;
+                size_t pfx = 2 + strlen(path) + 8; /* WRITE: lp16 path, u64 offset, the data */
+                if (!it)
+                    it = skp_item_new(r->l, pfx + (size_t)BATCH_ZONES * ZONE);
+                if (!it) {
+                    rc = -1;
+                    break;
+                }
+                ssize_t n = pread(fd, it->payload + pfx, (size_t)len, (off_t)pos);
                 if (n <= 0) {
                     done = true; /* end of the file (truncated meanwhile: in the stream) */
                     break;
@@ -578,19 +598,29 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
                 const uint8_t *sum = sums_man && at % ZONE == 0 ? man_sum(sums_man, sums_i, at / ZONE) : NULL;
                 if (sum) {
                     uint8_t digest[SK_HASH_SIZE];
-                    sk_iov iov = {r->zone, (size_t)n};
+                    sk_iov iov = {it->payload + pfx, (size_t)n};
                     if (sk_sha256(&iov, 1, digest, NULL) == SK_OK && memcmp(digest, sum, SK_SUM_SIZE) == 0)
-                        continue;
+                        continue; /* the same: the buffer serves the next piece */
                 }
                 sk_op op = op_of(SK_T_WRITE, path);
                 op.offset = at;
-                op.data = sk_bytes_of(r->zone, (size_t)n);
-                rc = q_op(r, &op);
+                op.data = sk_bytes_of(it->payload + pfx, (size_t)n);
+                size_t got;
+                sk_err e = {0, ""};
+                if (sk_op_encode_write_prefix(&op, it->payload, pfx, &got, &e) != SK_OK || got != pfx) {
+                    skp_log(SKP_WARNING, "resynchronisation: WRITE of '%s' cannot be sent (%s): skipped", path,
+                            e.reason);
+                    done = true;
+                    break;
+                }
+                rc = q_frame_item(r, SK_T_WRITE, 0, NULL, it, pfx + (size_t)n, (size_t)n);
+                it = NULL; /* queued (or freed with the session lost) */
             }
             resume_front(r);
         }
     }
 out:
+    skp_item_drop(r->l, it);
     free(all.z);
     close(fd);
     return rc;
@@ -1013,13 +1043,12 @@ void *skp_resync_main(void *arg)
     r.l = l;
     use_dir(&r, 0);
     r.buf = malloc(BUF_CAP);
-    r.zone = malloc(ZONE);
     r.names = malloc(SK_XATTR_VALUE_MAX);
     r.value = malloc(SK_XATTR_VALUE_MAX);
     double started = mono();
     int rc = -1;
     uint64_t end = 0;
-    if (r.buf && r.zone && r.names && r.value) {
+    if (r.buf && r.names && r.value) {
         int mode = l->mode;
         rc = 0;
         for (int d = 0; rc == 0 && d < (l->cfg.ndirs > 0 ? l->cfg.ndirs : 1); d++) {
@@ -1030,7 +1059,6 @@ void *skp_resync_main(void *arg)
             end = finish(&r);
     }
     free(r.buf);
-    free(r.zone);
     free(r.names);
     free(r.value);
     free_linked(&r);
