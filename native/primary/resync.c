@@ -13,8 +13,8 @@
  * lock held exclusively: no change is between being applied and being queued), so the secondary
  * receives, for each object, a state it really had followed by every later change. A file's data
  * goes in batches of 16 zones (1 MiB), each read and queued in one pause, after waiting for room
- * in the window with the front running: one WRITE of up to 1 MiB, or one per 64 KiB zone when
- * compared by checksums, each read straight into its frame's buffer. A path renamed (or linked) into place during the pass is
+ * in the window with the front running: one WRITE per run of consecutive data to send (up to
+ * 1 MiB; compared by checksums, the zones that differ), read straight into its frame's buffer. A path renamed (or linked) into place during the pass is
  * sent again at its end (link.c records it). SYNC_END is queued, in one pause, only once nothing
  * is left to send again; the copy is in sync when it is acknowledged as applied. */
 #include <errno.h>
@@ -534,9 +534,30 @@ static int data_zones(int fd, uint64_t size, zones *z)
     return 0;
 }
 
+/* Queue the WRITE whose data (*have bytes at offset `at`) was read into *it behind a prefix of
+ * pfx bytes; *it is taken, *have reset. 0, or -1 lost (a WRITE that cannot be encoded is logged
+ * and ends the file: *done). */
+static int q_piece(rs *r, const char *path, size_t pfx, struct item **it, uint64_t at, size_t *have, bool *done)
+{
+    sk_op op = op_of(SK_T_WRITE, path);
+    op.offset = at;
+    op.data = sk_bytes_of((*it)->payload + pfx, *have);
+    size_t got, n = *have;
+    sk_err e = {0, ""};
+    *have = 0;
+    if (sk_op_encode_write_prefix(&op, (*it)->payload, pfx, &got, &e) != SK_OK || got != pfx) {
+        skp_log(SKP_WARNING, "resynchronisation: WRITE of '%s' cannot be sent (%s): skipped", path, e.reason);
+        *done = true;
+        return 0;
+    }
+    int rc = q_frame_item(r, SK_T_WRITE, 0, NULL, *it, pfx + n, n);
+    *it = NULL; /* queued (or freed with the session lost) */
+    return rc;
+}
+
 /* Send data of the file at path (the object with inode `ino`): `want`, ranges of `unit` bytes
- * (NULL: its data extents, or every zone when `sums` is given); pieces are at most one zone and
- * never cross a zone's boundary; a whole zone whose checksum equals the secondary's is skipped.
+ * (NULL: its data extents, or every zone when `sums` is given); pieces are up to a batch of
+ * consecutive data; a whole zone whose checksum equals the secondary's is skipped.
  * Each batch is read and queued in one pause; a path that names another object meanwhile ends
  * it (what happened to it is in the stream). 0, or -1 lost. */
 static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want, uint64_t unit, const rs_man *sums_man,
@@ -574,48 +595,48 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
             if (lst(r, path, &now) != 0 || now.st_ino != ino) {
                 done = true; /* replaced or removed meanwhile */
             }
-            /* Each piece is read straight into its frame's buffer, behind the WRITE's prefix.
-             * Compared by checksums: one zone a piece (each zone's sum); otherwise one piece of
-             * up to a batch (1 MiB: fewer frames, seals, acknowledgements and writes on the
-             * secondary than zone-sized ones). */
+            /* Each piece is read straight into its frame's buffer, behind the WRITE's prefix: up
+             * to a batch (1 MiB) of consecutive data in one frame - fewer frames, seals,
+             * acknowledgements and writes on the secondary than one per zone. Compared by
+             * checksums, a zone whose sum is the secondary's is left out (the piece ends before
+             * it, the next one starts after it). */
+            size_t pfx = 2 + strlen(path) + 8; /* WRITE: lp16 path, u64 offset, the data */
+            uint64_t piece_at = pos;
+            size_t have = 0; /* bytes of the piece read into it */
             for (uint64_t batch_end = pos + (uint64_t)BATCH_ZONES * ZONE; !done && rc == 0 && pos < end && pos < batch_end;) {
                 uint64_t piece_end = sums_man ? (pos / ZONE + 1) * ZONE : batch_end;
                 uint64_t len = (end < piece_end ? end : piece_end) - pos;
-                size_t pfx = 2 + strlen(path) + 8; /* WRITE: lp16 path, u64 offset, the data */
                 if (!it)
                     it = skp_item_new(r->l, pfx + (size_t)BATCH_ZONES * ZONE);
                 if (!it) {
                     rc = -1;
                     break;
                 }
-                ssize_t n = pread(fd, it->payload + pfx, (size_t)len, (off_t)pos);
+                if (!have)
+                    piece_at = pos;
+                ssize_t n = pread(fd, it->payload + pfx + have, (size_t)len, (off_t)pos);
                 if (n <= 0) {
                     done = true; /* end of the file (truncated meanwhile: in the stream) */
                     break;
                 }
                 uint64_t at = pos;
                 pos += len;
+                if ((uint64_t)n < len)
+                    done = true; /* the end of the file: nothing after this piece */
                 const uint8_t *sum = sums_man && at % ZONE == 0 ? man_sum(sums_man, sums_i, at / ZONE) : NULL;
                 if (sum) {
                     uint8_t digest[SK_HASH_SIZE];
-                    sk_iov iov = {it->payload + pfx, (size_t)n};
-                    if (sk_sha256(&iov, 1, digest, NULL) == SK_OK && memcmp(digest, sum, SK_SUM_SIZE) == 0)
-                        continue; /* the same: the buffer serves the next piece */
+                    sk_iov iov = {it->payload + pfx + have, (size_t)n};
+                    if (sk_sha256(&iov, 1, digest, NULL) == SK_OK && memcmp(digest, sum, SK_SUM_SIZE) == 0) {
+                        if (have)
+                            rc = q_piece(r, path, pfx, &it, piece_at, &have, &done);
+                        continue; /* the same: not sent */
+                    }
                 }
-                sk_op op = op_of(SK_T_WRITE, path);
-                op.offset = at;
-                op.data = sk_bytes_of(it->payload + pfx, (size_t)n);
-                size_t got;
-                sk_err e = {0, ""};
-                if (sk_op_encode_write_prefix(&op, it->payload, pfx, &got, &e) != SK_OK || got != pfx) {
-                    skp_log(SKP_WARNING, "resynchronisation: WRITE of '%s' cannot be sent (%s): skipped", path,
-                            e.reason);
-                    done = true;
-                    break;
-                }
-                rc = q_frame_item(r, SK_T_WRITE, 0, NULL, it, pfx + (size_t)n, (size_t)n);
-                it = NULL; /* queued (or freed with the session lost) */
+                have += (size_t)n;
             }
+            if (rc == 0 && have)
+                rc = q_piece(r, path, pfx, &it, piece_at, &have, &done);
             resume_front(r);
         }
     }
