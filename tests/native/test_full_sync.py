@@ -1,6 +1,6 @@
 """A full resynchronisation on the native data path (native/primary/resync.c -> native/secondary): a
-file's content goes as WRITE frames of up to 1 MiB read straight into their frame buffers (not one
-frame per 64 KiB zone), and the copy ends byte-identical, holes kept, with a writer running during
+file's content goes as WRITE frames of up to 256 KiB read straight into their frame buffers (not
+one frame per 64 KiB zone), and the copy ends byte-identical, holes kept, with a writer running during
 the pass; files changed behind replication's back (size and time kept) are repaired.
 
 The same programs and helpers as test_resync.py (127.0.0.1, temporary directories under /tmp,
@@ -53,7 +53,7 @@ def test_full_sync_sends_large_frames_and_keeps_holes(pair: Cluster) -> None:
     c.start_secondary()
     primary = c.start_primary()
     primary.wait("in_sync")
-    big = rng.randbytes(16 * MIB + 4321)  # 17 pieces of at most 1 MiB (257 zones of 64 KiB)
+    big = rng.randbytes(16 * MIB + 4321)  # 65 pieces of at most 256 KiB (257 zones of 64 KiB)
     (c.mnt / "big").write_bytes(big)
     with open(c.mnt / "sparse", "wb") as f:  # data, a 2.9 MiB hole, data, a hole to 4 MiB
         f.write(rng.randbytes(65536))
@@ -106,7 +106,7 @@ def test_full_sync_sends_large_frames_and_keeps_holes(pair: Cluster) -> None:
     sparse = os.stat(c.replica / "sparse")
     assert sparse.st_size == 4 * MIB
     assert sparse.st_blocks * 512 < 1 * MIB, "the hole was written on the copy"
-    # 17 + 2 data frames, the other files' and directories' frames (about 30), PINGs, PROGRESS, and
+    # 65 + 2 data frames, the other files' and directories' frames (about 30), PINGs, PROGRESS, and
     # at most 4 per live write (WRITE, FSYNC, SETATTR): far below one frame per 64 KiB zone (257
-    # for `big` alone; 286 frames beside the live writes' before this change)
-    assert after - before - 4 * len(written) < 120, (after - before, len(written))
+    # for `big` alone; 268-286 frames beside the live writes' before this change)
+    assert after - before - 4 * len(written) < 150, (after - before, len(written))
