@@ -15,6 +15,8 @@ resynchronisation), then each round, with every cache dropped before it (`sync; 
 
 Several builds (`--build DIR`, repeatable: another commit's native/build) take turns in each round, the
 order rotated, so their figures share the load; a ratio is the median of the same-round ratios.
+`--warm`: no cache dropped (the source read from the page cache: the data path's own limit);
+`--perf DIR`: one more full sync of the first build under `perf record -g`, its breakdown in the JSON.
 Writes bench/results/full_sync.json. Needs root, /dev/fuse, fusermount3, `make -C native all`.
 Usage: bench/full_sync.py [--size-mib 2048] [--rounds 3] [--net lab|loopback] [--build DIR ...]
 """
