@@ -14,8 +14,9 @@
  * receives, for each object, a state it really had followed by every later change. A file's data
  * goes in batches of 16 zones (1 MiB), each read and queued in one pause, after waiting for room
  * in the window with the front running: one WRITE per run of consecutive data to send (up to
- * 256 KiB; compared by checksums, the zones that differ), read straight into its frame's buffer. A path renamed (or linked) into place during the pass is
- * sent again at its end (link.c records it). SYNC_END is queued, in one pause, only once nothing
+ * 256 KiB; compared by checksums, the zones that differ), read straight into its frame's buffer.
+ * A path renamed (or linked) into place during the pass is sent again at its end (link.c records
+ * it). SYNC_END is queued, in one pause, only once nothing
  * is left to send again; the copy is in sync when it is acknowledged as applied. */
 #include <errno.h>
 #include <fcntl.h>
@@ -608,7 +609,8 @@ static int send_file_data(rs *r, const char *path, ino_t ino, const zones *want,
             size_t pfx = 2 + strlen(path) + 8; /* WRITE: lp16 path, u64 offset, the data */
             uint64_t piece_at = pos;
             size_t have = 0; /* bytes of the piece read into it (at most PIECE) */
-            for (uint64_t batch_end = pos + (uint64_t)BATCH_ZONES * ZONE; !done && rc == 0 && pos < end && pos < batch_end;) {
+            uint64_t batch_end = pos + (uint64_t)BATCH_ZONES * ZONE;
+            while (!done && rc == 0 && pos < end && pos < batch_end) {
                 uint64_t piece_end = sums_man ? (pos / ZONE + 1) * ZONE : (pos / PIECE + 1) * PIECE;
                 if (piece_end > batch_end)
                     piece_end = batch_end;
