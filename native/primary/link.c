@@ -859,6 +859,28 @@ uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, u
         skp_lose_locked(l, "out of memory");
         return 0;
     }
+    if (len)
+        memcpy(it->payload, payload, len);
+    return skp_queue_item_locked(l, dir, type, flags, it, len, data_len);
+}
+
+struct item *skp_item_new(struct skp_link *l, size_t len)
+{
+    return item_alloc(l, len);
+}
+
+void skp_item_drop(struct skp_link *l, struct item *it)
+{
+    item_free(l, it);
+}
+
+uint64_t skp_queue_item_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, struct item *it, size_t len,
+                               size_t data_len)
+{
+    if (l->lost || !l->in_session) {
+        item_free(l, it);
+        return 0;
+    }
     uint64_t ticket = skp_sync_op(&l->w, len, now());
     if (!ticket) {
         item_free(l, it);
@@ -870,8 +892,6 @@ uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, u
     it->flags = flags;
     it->dir = dir;
     it->len = len;
-    if (len)
-        memcpy(it->payload, payload, len);
     enqueue(l, it);
     l->data_bytes += data_len;
     return ticket;

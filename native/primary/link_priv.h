@@ -143,6 +143,15 @@ void skp_state_wait_locked(struct skp_link *l, const struct timespec *deadline);
 void skp_lose_locked(struct skp_link *l, const char *reason);
 uint64_t skp_queue_sync_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, const uint8_t *payload, size_t len,
                                size_t data_len);
+/* A resynchronisation frame whose payload the caller wrote into an item in place (a WRITE read
+ * straight into its frame buffer: no copy of the data). skp_item_new: a buffer for at least `len`
+ * payload bytes (NULL: out of memory; any thread, no lock needed); skp_item_drop frees one not
+ * queued; skp_queue_item_locked (under mu) queues `it` with `len` payload bytes and takes it in
+ * every case. Its ticket, 0 if the session is lost. */
+struct item *skp_item_new(struct skp_link *l, size_t len);
+void skp_item_drop(struct skp_link *l, struct item *it);
+uint64_t skp_queue_item_locked(struct skp_link *l, uint32_t dir, uint8_t type, uint16_t flags, struct item *it, size_t len,
+                               size_t data_len);
 void skp_free_chunks(struct skp_link *l);
 /* A control frame (PING, MANIFEST_REQ, ...) of directory `dir` in the current session, whatever
  * its state. Its ticket, 0 if the session is lost. */

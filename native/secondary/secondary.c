@@ -43,7 +43,8 @@
 extern char **environ;
 
 #define RECV_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
-#define RECV_STEP (256u << 10)
+#define RECV_STEP (1u << 20)    /* a live 1 MiB WRITE or a resynchronisation's batch in one read */
+#define RECV_BUDGET (16u << 20) /* read and applied per turn of the poll loop */
 #define CAND_CAP (2 * SK_HELLO_OUT_MAX)
 #define STDIN_MAX (1u << 20)
 #define REASON_MAX 1200
@@ -420,8 +421,9 @@ malformed:
     return -1;
 }
 
-/* Open and handle every whole frame in the receive buffer. 0: need more bytes; -1: end (why). */
-static int drain(secondary *s, char *why, size_t wcap)
+/* Open and handle every whole frame in the receive buffer, then (ack) acknowledge what was
+ * applied. 0: need more bytes; -1: end (why). */
+static int drain(secondary *s, bool ack, char *why, size_t wcap)
 {
     size_t off = 0;
     int rc = 0;
@@ -447,7 +449,7 @@ static int drain(secondary *s, char *why, size_t wcap)
         s->rlen -= off;
     }
     /* Python's secondary acknowledges whatever it applied before it waits for more */
-    if (rc == 0)
+    if (rc == 0 && ack)
         rc = maybe_ack(s, false, why, wcap);
     return rc;
 }
@@ -455,30 +457,44 @@ static int drain(secondary *s, char *why, size_t wcap)
 static void session_readable(secondary *s)
 {
     char why[REASON_MAX] = "";
-    /* Read what the frame being received needs, and at most RECV_STEP more: the buffer's pages are
-     * touched only as far as the largest frame seen (RSS stays that of the workload, not 8 MiB). */
-    size_t want = RECV_STEP;
-    sk_header h;
-    size_t frame_len;
-    if (sk_frame_span(s->rbuf, s->rlen, &h, &frame_len, NULL) == SK_AGAIN && frame_len > s->rlen &&
-        frame_len - s->rlen > want)
-        want = frame_len - s->rlen;
-    if (want > RECV_CAP - s->rlen)
-        want = RECV_CAP - s->rlen;
-    ssize_t n = recv(s->sess.fd, s->rbuf + s->rlen, want, MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-        return;
-    if (n < 0) {
-        snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
-        end_session(s, why, true);
-        return;
+    /* Read and apply what the socket holds (at most RECV_BUDGET bytes, then the poll loop serves
+     * stdin and the listener again), then acknowledge once before waiting for more: one ACK per
+     * burst rather than per read (barriers, SYNC_END and PING are acknowledged at once, and every
+     * SKS_ACK_EVERY_OPS operations or SKS_ACK_EVERY_BYTES bytes meanwhile). */
+    size_t total = 0;
+    while (s->sess.fd >= 0 && total < RECV_BUDGET) {
+        /* What the frame being received needs, and at most RECV_STEP more: the buffer's pages are
+         * touched only as far as the largest frame seen (RSS stays that of the workload, not 8 MiB). */
+        size_t want = RECV_STEP;
+        sk_header h;
+        size_t frame_len;
+        if (sk_frame_span(s->rbuf, s->rlen, &h, &frame_len, NULL) == SK_AGAIN && frame_len > s->rlen &&
+            frame_len - s->rlen > want)
+            want = frame_len - s->rlen;
+        if (want > RECV_CAP - s->rlen)
+            want = RECV_CAP - s->rlen;
+        ssize_t n = recv(s->sess.fd, s->rbuf + s->rlen, want, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            snprintf(why, sizeof why, "connection lost: %s", strerror(errno));
+            end_session(s, why, true);
+            return;
+        }
+        if (n == 0) {
+            end_session(s, "the primary closed the connection", true);
+            return;
+        }
+        s->rlen += (size_t)n;
+        total += (size_t)n;
+        if (drain(s, false, why, sizeof why) != 0) {
+            end_session(s, why, true);
+            return;
+        }
     }
-    if (n == 0) {
-        end_session(s, "the primary closed the connection", true);
-        return;
-    }
-    s->rlen += (size_t)n;
-    if (drain(s, why, sizeof why) != 0)
+    if (s->sess.fd >= 0 && maybe_ack(s, false, why, sizeof why) != 0)
         end_session(s, why, true);
 }
 
@@ -522,7 +538,7 @@ static void adopt(secondary *s)
     sks_log(SKS_INFO, "replication connected with %s (epoch %s, from sequence %lu, async=%s)", s->spec.peer, c->epoch,
             (unsigned long)first, c->async_none ? "none" : "second");
     char why[REASON_MAX];
-    if (s->rlen && drain(s, why, sizeof why) != 0)
+    if (s->rlen && drain(s, true, why, sizeof why) != 0)
         end_session(s, why, true);
 }
 
