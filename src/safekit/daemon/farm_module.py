@@ -87,11 +87,8 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         self.link.announce(FarmStatus(local_node, self.state.state, self.state.readiness))
         record_incarnation(paths, name, self.link.incarnation)
         self._last_peer: dict[str, FarmStatus] = {}
-        self.vips: list[VmacProvider | farm_kernel.DirectedVip] = [
-            farm_kernel.DirectedVip.for_farm(a.vip, a.interface or None)
-            if self.mode == "vmac_directed"
-            else VmacProvider.for_farm(a.vip, a.interface or None, a.vmac)
-            for a in self.rules.addresses
+        self.vips: list[VmacProvider | farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip] = [
+            _provider(self.mode, a) for a in self.rules.addresses
         ]
         self._failover = config.service.failover
         metrics.add_heartbeat_source(
@@ -234,7 +231,11 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             if self.mode == "vmac_directed":
                 await self._program_directed(spec, owned)
             else:
-                await farm_kernel.apply(nft.ruleset(spec, by_group(owned, self.settings.group_names)))
+                try:
+                    payload = nft.ruleset(spec, by_group(owned, self.settings.group_names))
+                except ValueError as exc:
+                    raise farm_kernel.NftError(str(exc)) from exc
+                await farm_kernel.apply(payload)
             failed = farm_kernel.set_sysctls(sorted({a.interface for a in spec.addresses}))
             if failed:
                 self.log.warning("farm: could not set %s", ", ".join(failed))
@@ -253,8 +254,14 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         for interface in sorted({a.interface for a in spec.addresses}):
             on_interface |= await farm_kernel.interface_addresses(interface)
         addresses = directed.relay_addresses(self._lan_addresses, on_interface)
+        macs: dict[str, str] = {}
+        for interface in sorted({a.interface for a in spec.of_family("ip6")}):
+            peers = {node: address for node, address in addresses.items() if node != local}
+            macs.update(await farm_kernel.neighbour_macs(interface, peers))
         try:
-            payload = directed.directed_ruleset(spec, plan, addresses, create=not self._directed_loaded)
+            payload = directed.directed_ruleset(
+                spec, plan, addresses, create=not self._directed_loaded, macs=macs
+            )
         except ValueError as exc:
             raise farm_kernel.NftError(str(exc)) from exc
         await farm_kernel.apply(payload)
@@ -264,7 +271,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         if announcer == local:
             self.log.info("farm members left: announcing the VIPs with this node's MAC to their clients")
             for provider in self.vips:
-                if isinstance(provider, farm_kernel.DirectedVip):
+                if isinstance(provider, farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip):
                     try:
                         await provider.announce()
                     except (VipError, OSError) as exc:
@@ -281,14 +288,20 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             dataclasses.replace(address, interface=(await provider.interface()).name)
             for address, provider in zip(self.rules.addresses, self.vips, strict=True)
         ]
-        return dataclasses.replace(self.rules, addresses=tuple(addresses))
+        v6 = {a.vip for a in addresses if isinstance(a.vip, ipaddress.IPv6Address)}
+        links = [
+            (interface, await farm_kernel.nd_link(interface, v6))
+            for interface in sorted({a.interface for a in addresses if a.vip in v6})
+        ]
+        return dataclasses.replace(self.rules, addresses=tuple(addresses), links=tuple(links))
 
     async def _hold_vips(self, held: bool) -> None:
         for provider in self.vips:
             address = provider.spec.address
             try:
                 if held and await provider.acquire():
-                    mac = provider.vmac if isinstance(provider, VmacProvider) else "this node's own"
+                    vmac = provider.vmac if not isinstance(provider, farm_kernel.DirectedVip) else None
+                    mac = vmac or "this node's own"
                     self.log.info("virtual IP %s added (MAC: %s)", address, mac)
                 elif not held and await provider.release():
                     self.log.info("virtual IP %s removed", address)
@@ -418,6 +431,21 @@ def _lan_addresses(
     return found
 
 
+def _provider(
+    mode: str, address: nft.BalancedAddress
+) -> VmacProvider | farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip:
+    """The VIP provider of one farm address: IPv4 by ARP (`vmac` or `vmac_directed`), IPv6 by
+    neighbour discovery (`Ipv6FarmVip`, the virtual MAC only for `vmac_invisible`)."""
+    interface = address.interface or None
+    if isinstance(address.vip, ipaddress.IPv6Address):
+        return farm_kernel.Ipv6FarmVip(
+            address.vip, interface, address.vmac if mode == "vmac_invisible" else None
+        )
+    if mode == "vmac_directed":
+        return farm_kernel.DirectedVip.for_farm(address.vip, interface)
+    return VmacProvider.for_farm(address.vip, interface, address.vmac)
+
+
 def _describe(rule: nft.TrafficRule) -> str:
     port = "every port" if rule.port is None else f"port {rule.port}"
     return f"{rule.proto} {port} to {rule.vip or 'every VIP'} {rule.filter}"
@@ -429,7 +457,7 @@ def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGr
     if vip is not None:
         for interface in vip.interfaces:
             for addr in interface.addresses:
-                address = ipaddress.IPv4Address(addr.addr)
+                address = ipaddress.ip_address(addr.addr)
                 addresses.append(nft.BalancedAddress(address, interface.name or "", nft.vmac_for(address)))
     rules: list[nft.TrafficRule] = []
     if vip is not None:
@@ -437,7 +465,7 @@ def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGr
             for rule in group.rules:
                 if rule.proto == "arp":
                     continue  # ARP is answered by every node with the vMAC
-                target = None if rule.virtual_addr == "*" else ipaddress.IPv4Address(rule.virtual_addr)
+                target = None if rule.virtual_addr == "*" else ipaddress.ip_address(rule.virtual_addr)
                 rules.append(nft.TrafficRule(rule.proto, rule.filter, rule.port, target, group.name))
     for first, second in nft.overlaps(rules):
         raise ModuleError(
