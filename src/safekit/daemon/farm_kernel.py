@@ -38,6 +38,11 @@ class NftError(Exception):
 
 async def apply(payload: Json, timeout: float = 10.0) -> None:
     """Load `payload` with `nft -j -f -` (one transaction: all of it or nothing)."""
+    await apply_text(json.dumps(payload), timeout)
+
+
+async def apply_text(payload: str, timeout: float = 10.0) -> None:
+    """`apply` of a ruleset already serialised (JSON text)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             NFT,
@@ -51,7 +56,7 @@ async def apply(payload: Json, timeout: float = 10.0) -> None:
     except OSError as exc:
         raise NftError(f"cannot run {NFT}: {exc.strerror} (install the nftables package)") from exc
     try:
-        _, err = await asyncio.wait_for(proc.communicate(json.dumps(payload).encode()), timeout)
+        _, err = await asyncio.wait_for(proc.communicate(payload.encode()), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

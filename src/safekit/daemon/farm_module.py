@@ -9,8 +9,11 @@ machine's (`safekit.farm.machine`); events go through one queue and one task.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -71,6 +74,10 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         # vmac_directed: what the last load was made from (its flow tables persist between loads).
         self._directed_loaded = False
         self._programmed_members: frozenset[str] = frozenset()
+        # vmac_directed: the rulesets of "one member is lost", built while nothing happens, by plan.
+        self._takeovers: dict[directed.DirectedPlan, tuple[str, str]] = {}
+        self._takeover_task: asyncio.Task[None] | None = None
+        self._resolved: tuple[nft.FarmRules, dict[str, ipaddress.IPv4Address], dict[str, str]] | None = None
         self.state = fm.initial_state(time.monotonic())
         self.resources.update({f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers})
         self.resources["farm.rules"] = "init"
@@ -185,6 +192,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
                 self.log.error("virtual IP %s: could not check for a leftover: %s", address, exc)
 
     async def shutdown(self) -> None:
+        self._cancel_takeovers()
         await self._stop_and_cancel()
         await self.link.close()
 
@@ -222,15 +230,17 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     async def _program(self, owned: frozenset[fm.Slot] | None) -> None:
         try:
             if owned is None:
+                self._cancel_takeovers()
                 await farm_kernel.apply(nft.removal(self.rules))
                 self.resources["farm.rules"] = "init"
                 self._directed_loaded = False
+                self._resolved = None
                 self._programmed_members = frozenset()
                 return
-            spec = await self._resolved_rules()
             if self.mode == "vmac_directed":
-                await self._program_directed(spec, owned)
+                spec = await self._program_directed(owned)
             else:
+                spec = await self._resolved_rules()
                 try:
                     payload = nft.ruleset(spec, by_group(owned, self.settings.group_names))
                 except ValueError as exc:
@@ -245,26 +255,30 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             self.log.error("farm rules not loaded: %s", exc)
             self.submit(fm.ServingFailed(str(exc), time.monotonic()))
 
-    async def _program_directed(self, spec: nft.FarmRules, owned: frozenset[fm.Slot]) -> None:
+    async def _program_directed(self, owned: frozenset[fm.Slot]) -> nft.FarmRules:
+        """Load this node's directed rules; returns the rules as resolved (interfaces)."""
         local = self.local_node
         members = self.state.members(local)
         views = self.state.views or group_maps(self.groups, members)
         plan = directed.plan(local, views, owned, group_maps(self.groups, members - {local}))
-        on_interface: set[ipaddress.IPv4Address] = set()
-        for interface in sorted({a.interface for a in spec.addresses}):
-            on_interface |= await farm_kernel.interface_addresses(interface)
-        addresses = directed.relay_addresses(self._lan_addresses, on_interface)
-        macs: dict[str, str] = {}
-        for interface in sorted({a.interface for a in spec.of_family("ip6")}):
-            peers = {node: address for node, address in addresses.items() if node != local}
-            macs.update(await farm_kernel.neighbour_macs(interface, peers))
-        try:
-            payload = directed.directed_ruleset(
-                spec, plan, addresses, create=not self._directed_loaded, macs=macs
-            )
-        except ValueError as exc:
-            raise farm_kernel.NftError(str(exc)) from exc
-        await farm_kernel.apply(payload)
+        ready = self._takeovers.get(plan) if self._directed_loaded and self._resolved is not None else None
+        self._cancel_takeovers()
+        if ready is not None and self._resolved is not None:
+            # A member was lost as foreseen: its ruleset is built, only the load is left.
+            leaver, text = ready
+            await farm_kernel.apply_text(text)
+            self.log.info("farm rules for %s's loss were prepared: loaded", leaver)
+            spec = self._resolved[0]
+        else:
+            spec, addresses, macs = await self._directed_inputs()
+            try:
+                payload = directed.directed_ruleset(
+                    spec, plan, addresses, create=not self._directed_loaded, macs=macs
+                )
+            except ValueError as exc:
+                raise farm_kernel.NftError(str(exc)) from exc
+            await farm_kernel.apply(payload)
+            self._resolved = (spec, addresses, macs)
         self._directed_loaded = True
         announcer = directed.takeover_announcer(self._programmed_members, members)
         self._programmed_members = members
@@ -276,6 +290,48 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
                         await provider.announce()
                     except (VipError, OSError) as exc:
                         self.log.error("virtual IP %s not announced: %s", provider.spec.address, exc)
+        self._takeover_task = asyncio.create_task(self._prepare_takeovers(members))
+        return spec
+
+    def _cancel_takeovers(self) -> None:
+        if self._takeover_task is not None and not self._takeover_task.done():
+            self._takeover_task.cancel()
+        self._takeover_task = None
+        self._takeovers = {}
+
+    async def _prepare_takeovers(self, members: frozenset[str]) -> None:
+        """Build, in a thread, the ruleset of each "this member is lost" (`directed.takeover_plans`)."""
+        if self._resolved is None:
+            return
+        spec, addresses, macs = self._resolved
+        local, groups = self.local_node, self.groups
+
+        def build() -> dict[directed.DirectedPlan, tuple[str, str]]:
+            built: dict[directed.DirectedPlan, tuple[str, str]] = {}
+            for leaver, the_plan in directed.takeover_plans(local, groups, members).items():
+                with contextlib.suppress(ValueError):
+                    payload = directed.directed_ruleset(spec, the_plan, addresses, create=False, macs=macs)
+                    built[the_plan] = (leaver, json.dumps(payload))
+            return built
+
+        self._takeovers = await asyncio.to_thread(build)
+
+    async def _directed_inputs(
+        self,
+    ) -> tuple[nft.FarmRules, dict[str, ipaddress.IPv4Address], dict[str, str]]:
+        """What directed rules are built from besides the plan: the resolved rules, where each node
+        is relayed to, and (IPv6 VIPs) each other node's MAC."""
+        local = self.local_node
+        spec = await self._resolved_rules()
+        on_interface: set[ipaddress.IPv4Address] = set()
+        for interface in sorted({a.interface for a in spec.addresses}):
+            on_interface |= await farm_kernel.interface_addresses(interface)
+        addresses = directed.relay_addresses(self._lan_addresses, on_interface)
+        macs: dict[str, str] = {}
+        for interface in sorted({a.interface for a in spec.of_family("ip6")}):
+            peers = {node: address for node, address in addresses.items() if node != local}
+            macs.update(await farm_kernel.neighbour_macs(interface, peers))
+        return spec, addresses, macs
 
     async def relay_counters(self) -> tuple[int, int]:
         """vmac_directed: (client packets to the VIPs received here, packets relayed to another node)."""

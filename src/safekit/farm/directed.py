@@ -41,12 +41,12 @@ the right node answers).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from safekit.farm.buckets import BUCKETS
-from safekit.farm.groups import GroupMaps, Slot
+from safekit.farm.groups import BalancingGroup, GroupMaps, Slot, group_maps, slots_of
 from safekit.farm.nft import (
     _SAFE_NAME,
     FILTER_PRIORITY,
@@ -156,6 +156,22 @@ def plan(local: str, views: GroupMaps, owned: Collection[Slot], without_me: Grou
             if target in (HERE, GAP) and before is not None and before != local:
                 previous.append(((name, bucket), before))
     return DirectedPlan(local, tuple(targets), tuple(previous))
+
+
+def takeover_plans(
+    local: str, groups: Sequence[BalancingGroup], members: Collection[str]
+) -> dict[str, DirectedPlan]:
+    """For each other member, this node's plan once that member is lost: the leaver's buckets
+    taken at once (a leave moves only the leaver's buckets), everything else as it is. The daemon
+    builds these rulesets while nothing happens, so a node's death costs one `nft` load, not the
+    building of the rules too; a plan that differs when the loss comes (a handover still pending,
+    another change) is simply built then."""
+    plans: dict[str, DirectedPlan] = {}
+    for leaver in sorted(set(members) - {local}):
+        remaining = set(members) - {leaver}
+        views = group_maps(groups, remaining)
+        plans[leaver] = plan(local, views, slots_of(views, local), group_maps(groups, remaining - {local}))
+    return plans
 
 
 def takeover_announcer(before: Iterable[str], after: Iterable[str]) -> str | None:

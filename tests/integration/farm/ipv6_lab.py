@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from directed_lab import UNTIL_SERVED_FINE
+
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.lab.topology import PREFIX
@@ -141,27 +143,8 @@ for line in sys.stdin:
     print(json.dumps(out), flush=True)
 """
 
-# Prints "ready", reads the event's time on stdin, then a new connection every 50 ms (200 ms
-# connect timeout) until one is answered: prints the seconds from the event to that answer.
-UNTIL_SERVED = r"""
-import socket, sys, time
-vip, port = sys.argv[1], int(sys.argv[2])
-print("ready", flush=True)
-since = float(sys.stdin.readline())
-while True:
-    s = socket.socket(socket.AF_INET6)
-    s.settimeout(0.2)
-    try:
-        s.connect((vip, port))
-        s.sendall(b"GET /who HTTP/1.0\r\n\r\n")
-        if s.recv(4096):
-            print(time.time() - since, flush=True)
-            break
-    except OSError:
-        time.sleep(0.05)
-    finally:
-        s.close()
-"""
+# The time from an event (read on stdin) to the first answer, a new attempt every 20 ms.
+UNTIL_SERVED = UNTIL_SERVED_FINE
 
 
 # ----------------------------------------------------------------------------- the kernel's jhash
