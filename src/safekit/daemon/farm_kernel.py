@@ -18,8 +18,8 @@ from pathlib import Path
 
 from safekit.farm.nft import Json, NdLink
 from safekit.vip import nd
-from safekit.vip.arp import ArpProvider, mac_bytes
-from safekit.vip.provider import OwnerView, VipError, VipProvider, VipSpec
+from safekit.vip.arp import ArpProvider, Link, mac_bytes
+from safekit.vip.provider import DEFAULT_TIMEOUT, OwnerView, VipError, VipProvider, VipSpec
 
 NFT = "nft"
 
@@ -161,6 +161,7 @@ class Ipv6FarmVip:
         self.spec = Ipv6Spec(address, interface or None)
         self.vmac = vmac
         self._burst: asyncio.Task[None] | None = None
+        self._link: Ipv6Link | None = None
 
     async def interface(self) -> Ipv6Link:
         """The configured interface, or the one with an IPv6 network that contains the VIP."""
@@ -188,7 +189,7 @@ class Ipv6FarmVip:
         return any(ipaddress.IPv6Address(str(i.get("local"))) == self.spec.address for i in infos)
 
     async def acquire(self) -> bool:
-        link = await self.interface()
+        link = self._link = await self.interface()
         if await self._present(link.name):
             return False
         code, err = await _ip("-6", "addr", "add", f"{self.spec.address}/128", "dev", link.name, "nodad")
@@ -213,7 +214,7 @@ class Ipv6FarmVip:
 
     async def announce(self) -> None:
         """Tell every client the VIP is at this node's MAC (vmac_directed, after members left)."""
-        link = await self.interface()
+        link = self._link or await self.interface()
         if link.mac is not None:
             self._start_burst(link, mac_bytes(link.mac))
 
@@ -267,6 +268,13 @@ class DirectedVip(ArpProvider):
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)
         self._quiet = True
+        self._link: Link | None = None
+
+    async def acquire(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        changed = await super().acquire(timeout)
+        # Where the takeover announcement goes, resolved now: after a loss it must leave at once.
+        self._link = await self.interface()
+        return changed
 
     @classmethod
     def for_farm(cls, address: ipaddress.IPv4Address, interface: str | None) -> DirectedVip:
@@ -279,7 +287,7 @@ class DirectedVip(ArpProvider):
 
     async def announce(self) -> None:
         """Tell every client the VIP is at this node's MAC (a burst of gratuitous ARP)."""
-        link = await self.interface()
+        link = self._link or await self.interface()
         if link.mac is None:
             return
         self._quiet = False

@@ -16,6 +16,7 @@ from safekit.daemon.farm_module import _farm_rules, _groups
 from safekit.daemon.heartbeats import HeartbeatLan
 from safekit.farm import directed, nft
 from safekit.farm.groups import by_group, group, group_maps, slots_of
+from safekit.lab.topology import LAB_RANGE6, SLOTS, plan_lab
 from safekit.vip import nd
 
 NODES = ("node1", "node2", "node3")
@@ -232,3 +233,22 @@ def test_directed_ipv6_without_a_peers_mac_is_refused() -> None:
         directed.directed_ruleset(
             spec(VIP6), _plan("node1", set(NODES)), ADDRESSES, create=True, macs={"node2": PEER_MACS["node2"]}
         )
+
+
+# ----------------------------------------------------------------------------- the lab's IPv6 plan
+def test_the_labs_ipv6_networks_are_unique_local_one_per_lan_and_never_shared() -> None:
+    """`lab up --ipv6` (the farm's IPv6 lab tests): fd00:5afe:0:N::/64 per LAN, N unique across
+    slots, host numbers as in IPv4."""
+    seen: set[ipaddress.IPv6Network] = set()
+    for slot in (0, 1, SLOTS - 1):
+        plan = plan_lab("t", slot=slot, nodes=3, lans=4, client=True)
+        for lan in plan.lans:
+            assert lan.network6.subnet_of(LAB_RANGE6) and lan.network6.is_private
+            assert lan.network6 not in seen
+            seen.add(lan.network6)
+        first = plan.lans[0]
+        assert first.address6(1).ip == first.network6[1]
+        assert plan.vips6[0] == first.network6[200] and plan.vips6[0] not in [
+            first.network6[1],
+            first.network6[100],
+        ]
