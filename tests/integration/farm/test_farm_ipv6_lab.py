@@ -10,12 +10,14 @@ three IPv6 client hosts, on the lab's unique-local fd00:5afe:0:N::/64 (`lab up -
   healthy nodes' keep-alive connections keep their node with no reset.
 - `vmac_invisible`, the switch flooding: every client learns the virtual MAC from the nodes'
   advertisements (rewritten in the kernel's output, the checksum kept); new connections are
-  balanced by bucket; a killed node's buckets move and its clients are served again.
+  balanced by bucket; (`SAFEKIT_FARM_LONG=1`, `make test-farm-directed`) a killed node's buckets
+  move and its clients are served again.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from collections.abc import Iterator
 
@@ -41,8 +43,9 @@ from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 
-CONNECTIONS = 30
-HELD = 8
+LONG = os.environ.get("SAFEKIT_FARM_LONG") == "1"
+CONNECTIONS = 60 if LONG else 30
+HELD = 16 if LONG else 8
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +197,8 @@ def test_ipv6_vmac_invisible_balances_behind_the_virtual_mac_and_survives_a_deat
     for index in range(len(farm.clients.addresses)):
         neigh = farm.clients.neighbour(index, vip6(lab))
         assert vmac in neigh, neigh
+    if not LONG:
+        return  # a death moves the buckets as for IPv4 (the same map); the long version shows it
     seconds = farm.kill_and_measure("node2", ["node1", "node3"])
     print(f"IPv6 invisible: a client answered again {seconds:.2f} s after node2's kill")
     farm.check_new_connections(["node1", "node3"])
