@@ -162,10 +162,12 @@ bench: deps venv
 	$(BIN)/python bench/modules.py
 
 ## test-farm-directed: the long vmac_directed lab test (three kill/return rounds, more connections,
-## about a minute here); `make test` runs its short version
+## about a minute here) and the long IPv6 farm lab test (both modes, a death in each); `make test`
+## runs their short versions
 .PHONY: test-farm-directed
 test-farm-directed: deps test-deps venv
-	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py
+	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py \
+		tests/integration/farm/test_farm_ipv6_lab.py
 
 ## bench-modules: PostgreSQL on a mirror module against a local one (pgbench TPC-B, 4 clients, 60 s,
 ## same run; the module on the native data path) with the replication

@@ -515,6 +515,18 @@ class FarmBench:
                         return round(stamp - killed_wall, 3)
         return None
 
+    def log_moments(self, killed_wall: float, marks: dict[str, str]) -> dict[str, float | None]:
+        """From node1's module log: seconds from the kill to the first line after it that contains
+        each mark (None when there is none)."""
+        found: dict[str, float | None] = dict.fromkeys(marks)
+        for line in self.cluster.log(WATCHED, MODULE).splitlines():
+            with contextlib.suppress(ValueError):
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float("0." + line[20:23])
+                for key, mark in marks.items():
+                    if found[key] is None and mark in line and stamp >= killed_wall - 0.01:
+                        found[key] = round(stamp - killed_wall, 3)
+        return found
+
     def kill_run(self) -> dict[str, Any]:
         proc = self.probe(6.0)
         time.sleep(random.uniform(1.0, 2.0))
@@ -735,12 +747,24 @@ def directed_phase(lab_name: str, rounds: int, seconds: int, runs: int) -> dict[
             kills.append(directed_round(lab, bench, clients, victim_client))
             print(f"directed kill/return: {kills[-1]}", flush=True)
         served = [k["victim_clients_served_again_s"] for k in kills]
+        sequential = [k["victim_clients_served_again_sequential_probe_s"] for k in kills]
+        detected = [k["engine"]["detected_s"] for k in kills if k["engine"]["detected_s"] is not None]
+        announced = [k["engine"]["announced_s"] for k in kills if k["engine"]["announced_s"] is not None]
         result["kill"] = {
             "victim": VICTIM,
             "runs": runs,
             "victim_clients_served_again_s": summary(served),
-            "probe": "from a client host whose ARP owner is the victim: a new connection every 50 ms, "
-            "200 ms connect timeout, from the kill to the first answer",
+            "probe": "from a client host whose ARP owner is the victim: a new connection attempt every "
+            "20 ms, each in its own thread, 200 ms connect timeout, from the kill to the first answer "
+            "(the vmac_invisible kill probe's grain)",
+            "victim_clients_served_again_sequential_probe_s": summary(sequential),
+            "sequential_probe": "the same client, started with it: one attempt at a time, 200 ms connect "
+            "timeout then 50 ms pause (the figure before h43: up to 250 ms of it is the probe's grain)",
+            "engine_detected_s": summary(detected) if detected else {},
+            "engine_rules_loaded_and_announced_s": summary(announced) if announced else {},
+            "engine": "node1's log (the announcer): the victim lost (4 pulses of 100 ms without a "
+            "heartbeat), then the takeover rules loaded and the announcement started; per sample, "
+            "whether the ruleset prepared for the victim's loss was the one loaded",
             "healthy_connections_broken_total": sum(
                 k["healthy_broken_on_leave"] + k["healthy_broken_on_join"] for k in kills
             ),
@@ -788,10 +812,25 @@ def directed_round(
         quiet = [i for i in range(len(clients.addresses)) if i != victim_client]
         resets = sum(bench.out_resets(h) for h in survivors) + sum(clients.out_resets(i) for i in quiet)
         probe = clients.until_served(victim_client)
+        fine = clients.until_served_fine(victim_client)
         killed_wall = time.time()
         bench.lab.kill(VICTIM)
         probe.start(killed_wall)
+        fine.start(killed_wall)
         served_again_s = probe.seconds()
+        served_again_fine_s = fine.seconds()
+        # Where the time goes, from the announcer's (node1's) log: the loss detected, the rules
+        # loaded and the takeover announced (the line is written when the announcement starts).
+        moments = bench.log_moments(
+            killed_wall,
+            {
+                "detected_s": f"{VICTIM} lost: no farm heartbeat",
+                "announced_s": "farm members left: announcing",
+            },
+        )
+        prepared = bench.log_moments(
+            killed_wall, {"prepared": f"farm rules for {VICTIM}'s loss were prepared"}
+        )
         bench.wait_members(survivors, survivors)
         second = [h.ask(s) for h, s in zip(holders, skip, strict=True)]
         broken_leave = _broken(first, second)
@@ -805,7 +844,9 @@ def directed_round(
         broken_join = _broken(first, third)
         resets_after = sum(bench.out_resets(h) for h in survivors) + sum(clients.out_resets(i) for i in quiet)
         return {
-            "victim_clients_served_again_s": round(served_again_s, 3),
+            "victim_clients_served_again_s": round(served_again_fine_s, 3),
+            "victim_clients_served_again_sequential_probe_s": round(served_again_s, 3),
+            "engine": {**moments, "prepared_ruleset_used": prepared["prepared"] is not None},
             "healthy_connections": sum(len(r) - len(s) for r, s in zip(first, skip, strict=True)),
             "healthy_broken_on_leave": broken_leave,
             "healthy_broken_on_join": broken_join,

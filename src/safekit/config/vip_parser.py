@@ -76,7 +76,7 @@ def _interface(element: XmlElement, ctx: ReadContext) -> VipInterface:
                 ctx.diag.error(holder.line, holder.tag, "a mirror's VIP goes in <real_interface>")
         ctx.children(holder, ("virtual_addr",))
         default_where = "one_side_alias" if kind == "real" else "alias"
-        addresses = [_address(child, ctx, default_where) for child in children(holder, "virtual_addr")]
+        addresses = [_address(child, ctx, default_where, kind) for child in children(holder, "virtual_addr")]
         if not addresses:
             ctx.diag.error(holder.line, holder.tag, 'no <virtual_addr addr="..."/>')
     return VipInterface(
@@ -90,7 +90,7 @@ def _interface(element: XmlElement, ctx: ReadContext) -> VipInterface:
     )
 
 
-def _address(element: XmlElement, ctx: ReadContext, default_where: str) -> VirtualAddress:
+def _address(element: XmlElement, ctx: ReadContext, default_where: str, kind: str = "real") -> VirtualAddress:
     reader = ctx.reader(element, ("addr", "where", "netmask", "check", "provider"))
     where = reader.choice("where", ("one_side_alias", "alias"), default_where)
     provider = (reader.string("provider", "arp") or "arp").strip()
@@ -108,7 +108,7 @@ def _address(element: XmlElement, ctx: ReadContext, default_where: str) -> Virtu
     if options and provider == "arp":
         reader.error('<option> children need a cloud provider="..." (the arp provider has none here)')
     return VirtualAddress(
-        addr=reader.ipv4("addr") or "",
+        addr=(_farm_address(reader, "addr") if kind == "virtual" else reader.ipv4("addr")) or "",
         where=cast(Literal["one_side_alias", "alias"], where),
         prefix_length=_prefix_length(reader),
         check=reader.flag("check", True),
@@ -116,6 +116,19 @@ def _address(element: XmlElement, ctx: ReadContext, default_where: str) -> Virtu
         provider=provider,
         options=tuple(options),
     )
+
+
+def _farm_address(reader: ElementReader, name: str, value: str | None = None) -> str | None:
+    """A farm VIP (`<virtual_interface>`, a `<rule virtual_addr>`): IPv4 or IPv6 (neighbour
+    discovery instead of ARP, docs/farm.md); a mirror's VIP stays IPv4."""
+    text = reader.string(name, required=True) if value is None else value
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        reader.error(f"attribute {name!r}: {text!r} is not an IP address (e.g. 192.168.1.10 or fd00::10)")
+        return None
 
 
 def _prefix_length(reader: ElementReader) -> int | None:
@@ -173,7 +186,7 @@ def _rule(element: XmlElement, ctx: ReadContext) -> LoadBalancingRule:
     filter_ = cast(Literal["on_addr", "on_port", "on_ipid"], reader.choice("filter", filters, "on_addr"))
     address = (reader.string("virtual_addr", ANY) or ANY).strip()
     if address != ANY:
-        address = reader.check_ipv4("virtual_addr", address) or ANY
+        address = _farm_address(reader, "virtual_addr", address) or ANY
     port: int | None = None
     raw_port = reader.raw("port")
     if proto != "arp" and raw_port is not None and raw_port.strip() != ANY:

@@ -8,14 +8,18 @@ sysctls the rules rely on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
+import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from safekit.farm.nft import Json
-from safekit.vip.arp import ArpProvider, mac_bytes
-from safekit.vip.provider import OwnerView, VipProvider, VipSpec
+from safekit.farm.nft import Json, NdLink
+from safekit.vip import nd
+from safekit.vip.arp import ArpProvider, Link, mac_bytes
+from safekit.vip.provider import DEFAULT_TIMEOUT, OwnerView, VipError, VipProvider, VipSpec
 
 NFT = "nft"
 
@@ -34,6 +38,11 @@ class NftError(Exception):
 
 async def apply(payload: Json, timeout: float = 10.0) -> None:
     """Load `payload` with `nft -j -f -` (one transaction: all of it or nothing)."""
+    await apply_text(json.dumps(payload), timeout)
+
+
+async def apply_text(payload: str, timeout: float = 10.0) -> None:
+    """`apply` of a ruleset already serialised (JSON text)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             NFT,
@@ -47,13 +56,186 @@ async def apply(payload: Json, timeout: float = 10.0) -> None:
     except OSError as exc:
         raise NftError(f"cannot run {NFT}: {exc.strerror} (install the nftables package)") from exc
     try:
-        _, err = await asyncio.wait_for(proc.communicate(json.dumps(payload).encode()), timeout)
+        _, err = await asyncio.wait_for(proc.communicate(payload.encode()), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         raise NftError(f"{NFT} did not answer within {timeout:g} s") from None
     if proc.returncode != 0:
         raise NftError(f"{NFT} refused the farm rules: {err.decode(errors='replace').strip()[:500]}")
+
+
+async def _ip_json(*argv: str) -> list[dict[str, object]]:
+    """`ip -j ARGV` as JSON (an empty list when ip fails: an interface that does not exist)."""
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "-j", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        return []
+    data: list[dict[str, object]] = json.loads(out or b"[]")
+    return data
+
+
+async def _ip(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    return proc.returncode or 0, err.decode(errors="replace").strip()
+
+
+def _addr_info(links: list[dict[str, object]]) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = []
+    for link in links:
+        infos = link.get("addr_info", ())
+        found += [dict(i) for i in infos if isinstance(i, dict)] if isinstance(infos, list) else []
+    return found
+
+
+async def nd_link(interface: str, vips: set[ipaddress.IPv6Address]) -> NdLink:
+    """What the IPv6 neighbour discovery rules need of `interface`: its MAC, and this node's own
+    IPv6 address on it (a global one outside `vips` first, else the link-local one)."""
+    links = await _ip_json("link", "show", "dev", interface)
+    mac = str(links[0].get("address", "")) if links else ""
+    if not mac:
+        raise NftError(f"interface {interface}: no MAC address (IPv6 VIPs need an Ethernet interface)")
+    own: list[ipaddress.IPv6Address] = []
+    for info in _addr_info(await _ip_json("-6", "addr", "show", "dev", interface)):
+        address = ipaddress.IPv6Address(str(info.get("local")))
+        if address not in vips and info.get("tentative") is not True:
+            own.append(address)
+    own.sort(key=lambda a: (a.is_link_local, a))
+    return NdLink(mac, own[0] if own else None)
+
+
+async def neighbour_macs(
+    interface: str, addresses: dict[str, ipaddress.IPv4Address], wait: float = 1.0
+) -> dict[str, str]:
+    """The MAC of each node (by its IPv4 address on `interface`) from this node's neighbour table,
+    which the farm's heartbeats keep filled; an address not there yet is resolved (a datagram to
+    its discard port makes the kernel ask) for up to `wait` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    found: dict[str, str] = {}
+    while True:
+        table = {
+            str(n.get("dst")): str(n.get("lladdr"))
+            for n in await _ip_json("-4", "neigh", "show", "dev", interface)
+            if n.get("lladdr") and "FAILED" not in str(n.get("state"))
+        }
+        found = {node: table[str(a)] for node, a in addresses.items() if str(a) in table}
+        missing = [a for node, a in addresses.items() if node not in found]
+        if not missing or loop.time() >= deadline:
+            return found
+        for address in missing:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"", (str(address), 9))
+        await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Spec:
+    address: ipaddress.IPv6Address
+    interface: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Link:
+    name: str
+    mac: str | None
+
+
+class Ipv6FarmVip:
+    """An IPv6 farm VIP (either mode): a /128 added without duplicate address detection (every
+    serving node holds it), announced by unsolicited neighbour advertisements (`vip/nd.py`).
+
+    `vmac` set (`vmac_invisible`): joining announces the virtual MAC, three rounds (0, 0.2, 0.6 s).
+    `vmac` None (`vmac_directed`): nothing on joining; `announce` names this node's MAC after
+    members left.
+    """
+
+    ROUNDS_GAPS = (0.0, 0.2, 0.4)
+
+    def __init__(self, address: ipaddress.IPv6Address, interface: str | None, vmac: str | None) -> None:
+        self.spec = Ipv6Spec(address, interface or None)
+        self.vmac = vmac
+        self._burst: asyncio.Task[None] | None = None
+        self._link: Ipv6Link | None = None
+
+    async def interface(self) -> Ipv6Link:
+        """The configured interface, or the one with an IPv6 network that contains the VIP."""
+        links = await _ip_json("-6", "addr", "show")
+        for link in links:
+            name = str(link.get("ifname"))
+            if self.spec.interface is not None and name != self.spec.interface:
+                continue
+            networks = [
+                ipaddress.IPv6Interface(f"{i.get('local')}/{i.get('prefixlen')}").network
+                for i in _addr_info([link])
+                if i.get("family") == "inet6"
+            ]
+            if self.spec.interface is not None or any(
+                self.spec.address in n for n in networks if n.prefixlen < 128
+            ):
+                shown = await _ip_json("link", "show", "dev", name)
+                mac = str(shown[0].get("address")) if shown and shown[0].get("address") else None
+                return Ipv6Link(name, mac)
+        where = self.spec.interface or "no interface has an IPv6 network that contains it"
+        raise VipError(f"IPv6 VIP {self.spec.address}: {where} (is IPv6 enabled on the interface?)")
+
+    async def _present(self, interface: str) -> bool:
+        infos = _addr_info(await _ip_json("-6", "addr", "show", "dev", interface))
+        return any(ipaddress.IPv6Address(str(i.get("local"))) == self.spec.address for i in infos)
+
+    async def acquire(self) -> bool:
+        link = self._link = await self.interface()
+        if await self._present(link.name):
+            return False
+        code, err = await _ip("-6", "addr", "add", f"{self.spec.address}/128", "dev", link.name, "nodad")
+        if code != 0:
+            raise VipError(f"IPv6 VIP {self.spec.address} not added on {link.name}: {err}")
+        if self.vmac is not None and link.mac is not None:
+            self._start_burst(link, mac_bytes(self.vmac))
+        return True
+
+    async def release(self) -> bool:
+        self._stop_burst()
+        try:
+            link = await self.interface()
+        except VipError:
+            return False
+        if not await self._present(link.name):
+            return False
+        code, err = await _ip("-6", "addr", "del", f"{self.spec.address}/128", "dev", link.name)
+        if code != 0:
+            raise VipError(f"IPv6 VIP {self.spec.address} not removed from {link.name}: {err}")
+        return True
+
+    async def announce(self) -> None:
+        """Tell every client the VIP is at this node's MAC (vmac_directed, after members left)."""
+        link = self._link or await self.interface()
+        if link.mac is not None:
+            self._start_burst(link, mac_bytes(link.mac))
+
+    def _start_burst(self, link: Ipv6Link, lladdr: bytes) -> None:
+        assert link.mac is not None
+        self._stop_burst()
+        frame = nd.advertisement_frame(self.spec.address, lladdr, mac_bytes(link.mac), self.spec.address)
+        self._burst = asyncio.create_task(self._rounds(link.name, frame))
+
+    async def _rounds(self, interface: str, frame: bytes) -> None:
+        for gap in self.ROUNDS_GAPS:
+            await asyncio.sleep(gap)
+            try:
+                await nd.send_frames(interface, [frame])
+            except OSError:
+                return
+
+    def _stop_burst(self) -> None:
+        if self._burst is not None and not self._burst.done():
+            self._burst.cancel()
+        self._burst = None
 
 
 async def interface_addresses(interface: str) -> set[ipaddress.IPv4Address]:
@@ -86,6 +268,13 @@ class DirectedVip(ArpProvider):
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)
         self._quiet = True
+        self._link: Link | None = None
+
+    async def acquire(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        changed = await super().acquire(timeout)
+        # Where the takeover announcement goes, resolved now: after a loss it must leave at once.
+        self._link = await self.interface()
+        return changed
 
     @classmethod
     def for_farm(cls, address: ipaddress.IPv4Address, interface: str | None) -> DirectedVip:
@@ -98,7 +287,7 @@ class DirectedVip(ArpProvider):
 
     async def announce(self) -> None:
         """Tell every client the VIP is at this node's MAC (a burst of gratuitous ARP)."""
-        link = await self.interface()
+        link = self._link or await self.interface()
         if link.mac is None:
             return
         self._quiet = False

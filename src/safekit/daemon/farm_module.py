@@ -9,8 +9,11 @@ machine's (`safekit.farm.machine`); events go through one queue and one task.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -71,6 +74,10 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         # vmac_directed: what the last load was made from (its flow tables persist between loads).
         self._directed_loaded = False
         self._programmed_members: frozenset[str] = frozenset()
+        # vmac_directed: the rulesets of "one member is lost", built while nothing happens, by plan.
+        self._takeovers: dict[directed.DirectedPlan, tuple[str, str]] = {}
+        self._takeover_task: asyncio.Task[None] | None = None
+        self._resolved: tuple[nft.FarmRules, dict[str, ipaddress.IPv4Address], dict[str, str]] | None = None
         self.state = fm.initial_state(time.monotonic())
         self.resources.update({f"farm.{peer}": "init" for lan in lans for peer, _ in lan.peers})
         self.resources["farm.rules"] = "init"
@@ -87,11 +94,8 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         self.link.announce(FarmStatus(local_node, self.state.state, self.state.readiness))
         record_incarnation(paths, name, self.link.incarnation)
         self._last_peer: dict[str, FarmStatus] = {}
-        self.vips: list[VmacProvider | farm_kernel.DirectedVip] = [
-            farm_kernel.DirectedVip.for_farm(a.vip, a.interface or None)
-            if self.mode == "vmac_directed"
-            else VmacProvider.for_farm(a.vip, a.interface or None, a.vmac)
-            for a in self.rules.addresses
+        self.vips: list[VmacProvider | farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip] = [
+            _provider(self.mode, a) for a in self.rules.addresses
         ]
         self._failover = config.service.failover
         metrics.add_heartbeat_source(
@@ -188,6 +192,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
                 self.log.error("virtual IP %s: could not check for a leftover: %s", address, exc)
 
     async def shutdown(self) -> None:
+        self._cancel_takeovers()
         await self._stop_and_cancel()
         await self.link.close()
 
@@ -225,16 +230,22 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     async def _program(self, owned: frozenset[fm.Slot] | None) -> None:
         try:
             if owned is None:
+                self._cancel_takeovers()
                 await farm_kernel.apply(nft.removal(self.rules))
                 self.resources["farm.rules"] = "init"
                 self._directed_loaded = False
+                self._resolved = None
                 self._programmed_members = frozenset()
                 return
-            spec = await self._resolved_rules()
             if self.mode == "vmac_directed":
-                await self._program_directed(spec, owned)
+                spec = await self._program_directed(owned)
             else:
-                await farm_kernel.apply(nft.ruleset(spec, by_group(owned, self.settings.group_names)))
+                spec = await self._resolved_rules()
+                try:
+                    payload = nft.ruleset(spec, by_group(owned, self.settings.group_names))
+                except ValueError as exc:
+                    raise farm_kernel.NftError(str(exc)) from exc
+                await farm_kernel.apply(payload)
             failed = farm_kernel.set_sysctls(sorted({a.interface for a in spec.addresses}))
             if failed:
                 self.log.warning("farm: could not set %s", ", ".join(failed))
@@ -244,31 +255,83 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             self.log.error("farm rules not loaded: %s", exc)
             self.submit(fm.ServingFailed(str(exc), time.monotonic()))
 
-    async def _program_directed(self, spec: nft.FarmRules, owned: frozenset[fm.Slot]) -> None:
+    async def _program_directed(self, owned: frozenset[fm.Slot]) -> nft.FarmRules:
+        """Load this node's directed rules; returns the rules as resolved (interfaces)."""
         local = self.local_node
         members = self.state.members(local)
         views = self.state.views or group_maps(self.groups, members)
         plan = directed.plan(local, views, owned, group_maps(self.groups, members - {local}))
-        on_interface: set[ipaddress.IPv4Address] = set()
-        for interface in sorted({a.interface for a in spec.addresses}):
-            on_interface |= await farm_kernel.interface_addresses(interface)
-        addresses = directed.relay_addresses(self._lan_addresses, on_interface)
-        try:
-            payload = directed.directed_ruleset(spec, plan, addresses, create=not self._directed_loaded)
-        except ValueError as exc:
-            raise farm_kernel.NftError(str(exc)) from exc
-        await farm_kernel.apply(payload)
+        ready = self._takeovers.get(plan) if self._directed_loaded and self._resolved is not None else None
+        self._cancel_takeovers()
+        if ready is not None and self._resolved is not None:
+            # A member was lost as foreseen: its ruleset is built, only the load is left.
+            leaver, text = ready
+            await farm_kernel.apply_text(text)
+            self.log.info("farm rules for %s's loss were prepared: loaded", leaver)
+            spec = self._resolved[0]
+        else:
+            spec, addresses, macs = await self._directed_inputs()
+            try:
+                payload = directed.directed_ruleset(
+                    spec, plan, addresses, create=not self._directed_loaded, macs=macs
+                )
+            except ValueError as exc:
+                raise farm_kernel.NftError(str(exc)) from exc
+            await farm_kernel.apply(payload)
+            self._resolved = (spec, addresses, macs)
         self._directed_loaded = True
         announcer = directed.takeover_announcer(self._programmed_members, members)
         self._programmed_members = members
         if announcer == local:
             self.log.info("farm members left: announcing the VIPs with this node's MAC to their clients")
             for provider in self.vips:
-                if isinstance(provider, farm_kernel.DirectedVip):
+                if isinstance(provider, farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip):
                     try:
                         await provider.announce()
                     except (VipError, OSError) as exc:
                         self.log.error("virtual IP %s not announced: %s", provider.spec.address, exc)
+        self._takeover_task = asyncio.create_task(self._prepare_takeovers(members))
+        return spec
+
+    def _cancel_takeovers(self) -> None:
+        if self._takeover_task is not None and not self._takeover_task.done():
+            self._takeover_task.cancel()
+        self._takeover_task = None
+        self._takeovers = {}
+
+    async def _prepare_takeovers(self, members: frozenset[str]) -> None:
+        """Build, in a thread, the ruleset of each "this member is lost" (`directed.takeover_plans`)."""
+        if self._resolved is None:
+            return
+        spec, addresses, macs = self._resolved
+        local, groups = self.local_node, self.groups
+
+        def build() -> dict[directed.DirectedPlan, tuple[str, str]]:
+            built: dict[directed.DirectedPlan, tuple[str, str]] = {}
+            for leaver, the_plan in directed.takeover_plans(local, groups, members).items():
+                with contextlib.suppress(ValueError):
+                    payload = directed.directed_ruleset(spec, the_plan, addresses, create=False, macs=macs)
+                    built[the_plan] = (leaver, json.dumps(payload))
+            return built
+
+        self._takeovers = await asyncio.to_thread(build)
+
+    async def _directed_inputs(
+        self,
+    ) -> tuple[nft.FarmRules, dict[str, ipaddress.IPv4Address], dict[str, str]]:
+        """What directed rules are built from besides the plan: the resolved rules, where each node
+        is relayed to, and (IPv6 VIPs) each other node's MAC."""
+        local = self.local_node
+        spec = await self._resolved_rules()
+        on_interface: set[ipaddress.IPv4Address] = set()
+        for interface in sorted({a.interface for a in spec.addresses}):
+            on_interface |= await farm_kernel.interface_addresses(interface)
+        addresses = directed.relay_addresses(self._lan_addresses, on_interface)
+        macs: dict[str, str] = {}
+        for interface in sorted({a.interface for a in spec.of_family("ip6")}):
+            peers = {node: address for node, address in addresses.items() if node != local}
+            macs.update(await farm_kernel.neighbour_macs(interface, peers))
+        return spec, addresses, macs
 
     async def relay_counters(self) -> tuple[int, int]:
         """vmac_directed: (client packets to the VIPs received here, packets relayed to another node)."""
@@ -281,14 +344,20 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             dataclasses.replace(address, interface=(await provider.interface()).name)
             for address, provider in zip(self.rules.addresses, self.vips, strict=True)
         ]
-        return dataclasses.replace(self.rules, addresses=tuple(addresses))
+        v6 = {a.vip for a in addresses if isinstance(a.vip, ipaddress.IPv6Address)}
+        links = [
+            (interface, await farm_kernel.nd_link(interface, v6))
+            for interface in sorted({a.interface for a in addresses if a.vip in v6})
+        ]
+        return dataclasses.replace(self.rules, addresses=tuple(addresses), links=tuple(links))
 
     async def _hold_vips(self, held: bool) -> None:
         for provider in self.vips:
             address = provider.spec.address
             try:
                 if held and await provider.acquire():
-                    mac = provider.vmac if isinstance(provider, VmacProvider) else "this node's own"
+                    vmac = provider.vmac if not isinstance(provider, farm_kernel.DirectedVip) else None
+                    mac = vmac or "this node's own"
                     self.log.info("virtual IP %s added (MAC: %s)", address, mac)
                 elif not held and await provider.release():
                     self.log.info("virtual IP %s removed", address)
@@ -418,6 +487,21 @@ def _lan_addresses(
     return found
 
 
+def _provider(
+    mode: str, address: nft.BalancedAddress
+) -> VmacProvider | farm_kernel.DirectedVip | farm_kernel.Ipv6FarmVip:
+    """The VIP provider of one farm address: IPv4 by ARP (`vmac` or `vmac_directed`), IPv6 by
+    neighbour discovery (`Ipv6FarmVip`, the virtual MAC only for `vmac_invisible`)."""
+    interface = address.interface or None
+    if isinstance(address.vip, ipaddress.IPv6Address):
+        return farm_kernel.Ipv6FarmVip(
+            address.vip, interface, address.vmac if mode == "vmac_invisible" else None
+        )
+    if mode == "vmac_directed":
+        return farm_kernel.DirectedVip.for_farm(address.vip, interface)
+    return VmacProvider.for_farm(address.vip, interface, address.vmac)
+
+
 def _describe(rule: nft.TrafficRule) -> str:
     port = "every port" if rule.port is None else f"port {rule.port}"
     return f"{rule.proto} {port} to {rule.vip or 'every VIP'} {rule.filter}"
@@ -429,7 +513,7 @@ def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGr
     if vip is not None:
         for interface in vip.interfaces:
             for addr in interface.addresses:
-                address = ipaddress.IPv4Address(addr.addr)
+                address = ipaddress.ip_address(addr.addr)
                 addresses.append(nft.BalancedAddress(address, interface.name or "", nft.vmac_for(address)))
     rules: list[nft.TrafficRule] = []
     if vip is not None:
@@ -437,7 +521,7 @@ def _farm_rules(name: str, config: ModuleConfig, groups: Sequence[fm.BalancingGr
             for rule in group.rules:
                 if rule.proto == "arp":
                     continue  # ARP is answered by every node with the vMAC
-                target = None if rule.virtual_addr == "*" else ipaddress.IPv4Address(rule.virtual_addr)
+                target = None if rule.virtual_addr == "*" else ipaddress.ip_address(rule.virtual_addr)
                 rules.append(nft.TrafficRule(rule.proto, rule.filter, rule.port, target, group.name))
     for first, second in nft.overlaps(rules):
         raise ModuleError(

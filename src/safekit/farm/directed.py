@@ -41,17 +41,19 @@ the right node answers).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from safekit.farm.buckets import BUCKETS
-from safekit.farm.groups import GroupMaps, Slot
+from safekit.farm.groups import BalancingGroup, GroupMaps, Slot, group_maps, slots_of
 from safekit.farm.nft import (
     _SAFE_NAME,
     FILTER_PRIORITY,
     INGRESS_PRIORITY,
+    ND_TARGET,
     FarmRules,
+    IPAddress,
     Json,
     TrafficRule,
     _accept,
@@ -60,11 +62,14 @@ from safekit.farm.nft import (
     _hash_key,
     _l4,
     _match,
+    _nd_types,
     _payload,
     _replace_table,
     _rule,
     _rules_for,
     _syn_only,
+    family_of,
+    nd_rewrites,
 )
 
 HERE = "here"
@@ -153,6 +158,22 @@ def plan(local: str, views: GroupMaps, owned: Collection[Slot], without_me: Grou
     return DirectedPlan(local, tuple(targets), tuple(previous))
 
 
+def takeover_plans(
+    local: str, groups: Sequence[BalancingGroup], members: Collection[str]
+) -> dict[str, DirectedPlan]:
+    """For each other member, this node's plan once that member is lost: the leaver's buckets
+    taken at once (a leave moves only the leaver's buckets), everything else as it is. The daemon
+    builds these rulesets while nothing happens, so a node's death costs one `nft` load, not the
+    building of the rules too; a plan that differs when the loss comes (a handover still pending,
+    another change) is simply built then."""
+    plans: dict[str, DirectedPlan] = {}
+    for leaver in sorted(set(members) - {local}):
+        remaining = set(members) - {leaver}
+        views = group_maps(groups, remaining)
+        plans[leaver] = plan(local, views, slots_of(views, local), group_maps(groups, remaining - {local}))
+    return plans
+
+
 def takeover_announcer(before: Iterable[str], after: Iterable[str]) -> str | None:
     """The member that announces the VIP with its own MAC after members left (the first remaining
     in name order), or None when nobody left or nobody remains."""
@@ -182,22 +203,6 @@ def _safe(name: str) -> str:
     return _SAFE_NAME.sub("_", name)
 
 
-def _flow_key() -> Json:
-    return {"concat": [_payload("ip", "saddr"), _payload("tcp", "sport")]}
-
-
-def _in_set(name: str) -> Json:
-    return _match(_flow_key(), f"@{name}")
-
-
-def _update(name: str) -> Json:
-    return {"set": {"op": "update", "elem": _flow_key(), "set": f"@{name}"}}
-
-
-def _forget(name: str) -> Json:
-    return {"set": {"op": "delete", "elem": _flow_key(), "set": f"@{name}"}}
-
-
 def _closing() -> Json:
     """A FIN or RST from the client: the connection ends, its flow table entry goes (an entry left
     behind would steer a later connection that reuses the source port)."""
@@ -206,24 +211,6 @@ def _closing() -> Json:
 
 def _not_syn() -> Json:
     return _match({"&": [_payload("tcp", "flags"), ["fin", "syn", "rst", "ack"]]}, "syn", op="!=")
-
-
-def _flows_set(node: str) -> str:
-    return f"flows_{_safe(node)}"
-
-
-def _chain_name(kind: str, node: str, interface: str) -> str:
-    return f"{kind}_{_safe(node)}_{_safe(interface)}"
-
-
-def _relayed_flag() -> Json:
-    return _match({"&": [_payload("ip", "frag-off"), RELAYED_FLAG]}, RELAYED_FLAG)
-
-
-def _set_relayed(on: bool) -> Json:
-    field = _payload("ip", "frag-off")
-    value = {"|": [field, RELAYED_FLAG]} if on else {"&": [field, 0xFFFF ^ RELAYED_FLAG]}
-    return {"mangle": {"key": field, "value": value}}
 
 
 def _goto(chain: str) -> Json:
@@ -244,39 +231,117 @@ def _target_vmap(key: Json, seed: int, verdicts: list[tuple[int, Json]]) -> Json
 
 
 @dataclass(frozen=True, slots=True)
+class _Family:
+    """What differs between IPv4 (`ip`) and IPv6 (`ip6`) VIPs in the netdev rules.
+
+    IPv4: a relayed frame is marked by the IP header's reserved flag (cleared on arrival) and sent
+    with `fwd ip to OWNER`; the second hop arrives with TTL 1. IPv6 has no free header bit: a
+    relayed frame is the one whose Ethernet source is another farm node's MAC (a node never sends
+    to a VIP over the wire: it holds it), it is sent with its Ethernet addresses rewritten (this
+    node's MAC, the owner's MAC) by `fwd to IF`, and the second hop carries hop limit 1.
+    """
+
+    name: str
+    own_mac: str | None = None
+    peer_macs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def v6(self) -> bool:
+        return self.name == "ip6"
+
+    @property
+    def suffix(self) -> str:
+        return "6" if self.v6 else ""
+
+    def flow_key(self) -> Json:
+        return {"concat": [_payload(self.name, "saddr"), _payload("tcp", "sport")]}
+
+    def in_set(self, name: str) -> Json:
+        return _match(self.flow_key(), f"@{name}")
+
+    def update(self, name: str) -> Json:
+        return {"set": {"op": "update", "elem": self.flow_key(), "set": f"@{name}"}}
+
+    def forget(self, name: str) -> Json:
+        return {"set": {"op": "delete", "elem": self.flow_key(), "set": f"@{name}"}}
+
+    def mine(self) -> str:
+        return "mine" + self.suffix
+
+    def flows(self, node: str) -> str:
+        return f"flows{self.suffix}_{_safe(node)}"
+
+    def chain(self, kind: str, node: str, interface: str) -> str:
+        return f"{kind}{self.suffix}_{_safe(node)}_{_safe(interface)}"
+
+    def relayed(self) -> Json:
+        if self.v6:
+            macs = sorted(mac for _, mac in self.peer_macs)
+            return _match(_payload("ether", "saddr"), {"set": macs} if macs else "00:00:00:00:00:00")
+        return _match({"&": [_payload("ip", "frag-off"), RELAYED_FLAG]}, RELAYED_FLAG)
+
+    def mark(self, on: bool) -> list[Json]:
+        if self.v6:
+            return []
+        field = _payload("ip", "frag-off")
+        value = {"|": [field, RELAYED_FLAG]} if on else {"&": [field, 0xFFFF ^ RELAYED_FLAG]}
+        return [{"mangle": {"key": field, "value": value}}]
+
+    def ttl(self) -> Json:
+        return _payload(self.name, "hoplimit" if self.v6 else "ttl")
+
+    def last_hop(self) -> Json:
+        # `fwd ip to` takes one off the TTL; `fwd to IF` leaves the hop limit as it is.
+        return {"mangle": {"key": self.ttl(), "value": LAST_HOP_TTL if self.v6 else LAST_HOP_TTL + 1}}
+
+    def send(self, interface: str, peer: str, address: ipaddress.IPv4Address) -> list[Json]:
+        if not self.v6:
+            return [{"fwd": {"dev": interface, "family": "ip", "addr": str(address)}}]
+        mac = dict(self.peer_macs).get(peer)
+        if mac is None or self.own_mac is None:
+            raise ValueError(f"no MAC known for {peer if mac is None else 'this node'} (IPv6 relay)")
+        return [
+            {"mangle": {"key": _payload("ether", "saddr"), "value": self.own_mac}},
+            {"mangle": {"key": _payload("ether", "daddr"), "value": mac}},
+            {"fwd": {"dev": interface}},
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class _Verdicts:
     """How a bucket's traffic is treated, by packet kind."""
 
     interface: str
+    family: _Family
 
     def syn(self, target: Target) -> Json:
         """A new TCP connection: served here and remembered, relayed and remembered, or dropped."""
         if target == HERE:
-            return _goto("serve_syn")
+            return _goto("serve_syn" + self.family.suffix)
         if target == GAP:
             return _drop()
-        return _goto(_chain_name("open", target, self.interface))
+        return _goto(self.family.chain("open", target, self.interface))
 
     def datagram(self, target: Target) -> Json:
         if target == HERE:
             return _accept()
         if target == GAP:
             return _drop()
-        return _goto(_chain_name("pass", target, self.interface))
+        return _goto(self.family.chain("pass", target, self.interface))
 
     def stranger(self, target: Target, previous: str | None) -> Json:
         """TCP of a connection this node knows nothing of: to the owner, or to the one before."""
         if target not in (HERE, GAP):
-            return _goto(_chain_name("pass", target, self.interface))
+            return _goto(self.family.chain("pass", target, self.interface))
         if previous is not None:
-            return _goto(_chain_name("pass", previous, self.interface))
+            return _goto(self.family.chain("pass", previous, self.interface))
         return _accept()  # the stack's conntrack knows it, or the connections chain drops it
 
     def second_hop(self, target: Target, previous: str | None) -> Json:
         """A relayed TCP packet of a connection this node does not know, in one of its buckets:
         on to the node that had the bucket before (the connection began there)."""
         if target in (HERE, GAP) and previous is not None:
-            return _goto(_chain_name("again", previous, self.interface))
+            return _goto(self.family.chain("again", previous, self.interface))
         return _accept()
 
 
@@ -286,20 +351,32 @@ def directed_ruleset(
     addresses: Mapping[str, ipaddress.IPv4Address],
     *,
     create: bool,
+    macs: Mapping[str, str] | None = None,
 ) -> Json:
     """The whole `vmac_directed` ruleset of this node (one transaction). `addresses`: every farm
     node's address to relay to. `create`: first load (the netdev table and its flow tables are
-    made); later loads keep them and refill the chains."""
+    made); later loads keep them and refill the chains. `macs`: IPv6 VIPs only, every other farm
+    node's MAC on the VIP's network (IPv6 frames are relayed by MAC)."""
     peers = sorted(n for n in addresses if n != the_plan.local)
     missing = sorted(the_plan.peers() - set(peers))
     if missing:
         raise ValueError(f"no address to relay to for {', '.join(missing)}")
-    netdev = _Netdev(spec, the_plan, addresses, peers)
+    families = [_Family("ip")]
+    if spec.of_family("ip6"):
+        interfaces = {a.interface for a in spec.of_family("ip6")}
+        links = [spec.link(i) for i in sorted(interfaces)]
+        own = links[0].mac if links and links[0] is not None else None
+        peer_macs = tuple(sorted((n, m) for n, m in (macs or {}).items() if n in peers))
+        families.append(_Family("ip6", own, peer_macs))
+    netdev = _Netdev(spec, the_plan, addresses, peers, tuple(families))
     commands = netdev.tables(create)
     commands += netdev.shared_chains()
     for interface in sorted({a.interface for a in spec.addresses}):
         commands += netdev.interface_chains(interface)
-    return {"nftables": commands + _arp_commands(spec, the_plan) + _ip_commands(spec)}
+    commands += _arp_commands(spec, the_plan) + _ip_commands(spec, "ip")
+    if spec.of_family("ip6"):
+        commands += _ip_commands(spec, "ip6") + _nd_commands(spec, the_plan)
+    return {"nftables": commands}
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +385,7 @@ class _Netdev:
     plan: DirectedPlan
     addresses: Mapping[str, ipaddress.IPv4Address]
     peers: list[str]
+    families: tuple[_Family, ...]
 
     @property
     def ref(self) -> Json:
@@ -319,16 +397,18 @@ class _Netdev:
         if not create:  # the flow tables and counters are kept as they are (the peers never change)
             return [{"add": {"table": {"family": "netdev", "name": t}}}]
         commands += _replace_table("netdev", t)
-        for name in ["mine", *(_flows_set(p) for p in self.peers)]:
-            flow_set = {
-                **self.ref,
-                "name": name,
-                "type": ["ipv4_addr", "inet_service"],
-                "flags": ["timeout"],
-                "timeout": FLOW_TIMEOUT,
-                "size": FLOW_TABLE_SIZE,
-            }
-            commands.append({"add": {"set": flow_set}})
+        for family in self.families:
+            address_type = "ipv6_addr" if family.v6 else "ipv4_addr"
+            for name in [family.mine(), *(family.flows(p) for p in self.peers)]:
+                flow_set = {
+                    **self.ref,
+                    "name": name,
+                    "type": [address_type, "inet_service"],
+                    "flags": ["timeout"],
+                    "timeout": FLOW_TIMEOUT,
+                    "size": FLOW_TABLE_SIZE,
+                }
+                commands.append({"add": {"set": flow_set}})
         for counter in (CLIENTS_COUNTER, RELAYED_COUNTER):
             commands.append({"add": {"counter": {**self.ref, "name": counter}}})
         return commands
@@ -353,58 +433,70 @@ class _Netdev:
         counted = [*expr[:-1], {"counter": None}, expr[-1]] if expr else []
         return _rule("netdev", self.spec.table, chain, *counted)
 
-    def record(self, owner: str | None) -> list[Json]:
+    def record(self, family: _Family, owner: str | None) -> list[Json]:
         """A new connection (SYN) goes to `owner` (None: here): it is written in that flow table
         and erased from the others (a client reuses source ports: an entry left by an older
         connection must not steer the new one)."""
-        tables = ["mine", *(_flows_set(p) for p in self.peers)]
-        kept = "mine" if owner is None else _flows_set(owner)
-        return [*(_forget(t) for t in tables if t != kept), _update(kept)]
+        tables = [family.mine(), *(family.flows(p) for p in self.peers)]
+        kept = family.mine() if owner is None else family.flows(owner)
+        return [*(family.forget(t) for t in tables if t != kept), family.update(kept)]
 
     def shared_chains(self) -> list[Json]:
-        return [
-            *self.chain("serve_syn"),
-            self.rule("serve_syn", *self.record(None), _accept()),
-        ]
+        commands: list[Json] = []
+        for family in self.families:
+            name = "serve_syn" + family.suffix
+            commands += [*self.chain(name), self.rule(name, *self.record(family, None), _accept())]
+        return commands
 
     def interface_chains(self, interface: str) -> list[Json]:
         commands: list[Json] = []
+        base = f"in_{_safe(interface)}"
+        vip_rules: list[Json] = []
+        for family in self.families:
+            addresses = [
+                a for a in self.spec.addresses if a.interface == interface and family_of(a.vip) == family.name
+            ]
+            if not addresses:
+                continue
+            commands += self.relay_chains(family, interface)
+            for address in addresses:
+                vip_rules += self.vip_rules(family, base, interface, address.vip)
+        commands += self.chain(base, dev=interface)
+        return commands + vip_rules
+
+    def relay_chains(self, family: _Family, interface: str) -> list[Json]:
+        commands: list[Json] = []
         for peer in self.peers:
-            to = {"fwd": {"dev": interface, "family": "ip", "addr": str(self.addresses[peer])}}
-            opened = _chain_name("open", peer, interface)
-            passed = _chain_name("pass", peer, interface)
+            to = family.send(interface, peer, self.addresses[peer])
+            relayed = {"counter": RELAYED_COUNTER}
+            opened = family.chain("open", peer, interface)
+            passed = family.chain("pass", peer, interface)
+            again = family.chain("again", peer, interface)
             commands += self.chain(opened)
-            commands.append(
-                self.rule(opened, *self.record(peer), _set_relayed(True), {"counter": RELAYED_COUNTER}, to)
-            )
+            commands.append(self.rule(opened, *self.record(family, peer), *family.mark(True), relayed, *to))
             commands += self.chain(passed)
-            commands.append(self.rule(passed, _set_relayed(True), {"counter": RELAYED_COUNTER}, to))
-            again = _chain_name("again", peer, interface)
+            commands.append(self.rule(passed, *family.mark(True), relayed, *to))
             commands += self.chain(again)
-            # `fwd` takes one off the TTL: the frame arrives with LAST_HOP_TTL.
-            last_hop = {"mangle": {"key": _payload("ip", "ttl"), "value": LAST_HOP_TTL + 1}}
-            commands.append(self.rule(again, _set_relayed(True), last_hop, {"counter": RELAYED_COUNTER}, to))
-        addresses = [a for a in self.spec.addresses if a.interface == interface]
+            commands.append(self.rule(again, *family.mark(True), family.last_hop(), relayed, *to))
         # A relayed frame arrives: clear the flag; a relayed SYN or a known flow is this node's; a
         # connection it does not know, in a bucket it took from another node, goes on to that node
         # (once: the second hop's TTL says it is the last).
-        relayed = f"relayed_{_safe(interface)}"
+        chain = f"relayed{family.suffix}_{_safe(interface)}"
         tcp = _l4("tcp")
-        commands += self.chain(relayed)
-        commands.append(self.rule(relayed, _set_relayed(False)))
-        commands.append(self.rule(relayed, tcp, _syn_only(), *self.record(None), _accept()))
-        commands.append(self.rule(relayed, tcp, _closing(), _in_set("mine"), _forget("mine"), _accept()))
-        commands.append(self.rule(relayed, tcp, _in_set("mine"), _update("mine"), _accept()))
-        for address in addresses:
-            commands += self.second_hop_rules(relayed, interface, address.vip)
-        commands.append(self.rule(relayed, _accept()))
-        base = f"in_{_safe(interface)}"
-        commands += self.chain(base, dev=interface)
-        for address in addresses:
-            commands += self.vip_rules(base, interface, address.vip)
+        mine = family.mine()
+        commands += self.chain(chain)
+        commands += [self.rule(chain, *family.mark(False))] if family.mark(False) else []
+        commands.append(self.rule(chain, tcp, _syn_only(), *self.record(family, None), _accept()))
+        closing = [tcp, _closing(), family.in_set(mine), family.forget(mine)]
+        commands.append(self.rule(chain, *closing, _accept()))
+        commands.append(self.rule(chain, tcp, family.in_set(mine), family.update(mine), _accept()))
+        for address in self.spec.addresses:
+            if address.interface == interface and family_of(address.vip) == family.name:
+                commands += self.second_hop_rules(family, chain, interface, address.vip)
+        commands.append(self.rule(chain, _accept()))
         return commands
 
-    def _tcp_traffic(self, vip: ipaddress.IPv4Address) -> list[tuple[TrafficRule | None, str, list[Json]]]:
+    def _tcp_traffic(self, vip: IPAddress) -> list[tuple[TrafficRule | None, str, list[Json]]]:
         """Each TCP `<rule>` for `vip` then the default (None): with its group and its match."""
         found: list[tuple[TrafficRule | None, str, list[Json]]] = []
         for traffic in [*_rules_for(self.spec, vip), None]:
@@ -417,36 +509,44 @@ class _Netdev:
             found.append((traffic, group, match))
         return found
 
-    def second_hop_rules(self, chain: str, interface: str, vip: ipaddress.IPv4Address) -> list[Json]:
-        verdicts = _Verdicts(interface)
+    def second_hop_rules(self, family: _Family, chain: str, interface: str, vip: IPAddress) -> list[Json]:
+        verdicts = _Verdicts(interface, family)
         commands: list[Json] = []
-        not_last = _match(_payload("ip", "ttl"), LAST_HOP_TTL, op="!=")
+        not_last = _match(family.ttl(), LAST_HOP_TTL, op="!=")
         for traffic, group, match in self._tcp_traffic(vip):
             row = [self.plan.target(group, b) for b in range(BUCKETS)]
             onward = [
                 (b, verdicts.second_hop(row[b], self.plan.previous_owner((group, b)))) for b in range(BUCKETS)
             ]
-            commands.append(
-                self.rule(chain, *match, not_last, _target_vmap(_hash_key(traffic), self.spec.seed, onward))
-            )
+            key = _hash_key(traffic, family.name)
+            commands.append(self.rule(chain, *match, not_last, _target_vmap(key, self.spec.seed, onward)))
         return commands
 
-    def vip_rules(self, base: str, interface: str, vip: ipaddress.IPv4Address) -> list[Json]:
+    def vip_rules(self, family: _Family, base: str, interface: str, vip: IPAddress) -> list[Json]:
         tcp = _l4("tcp")
         to_vip = _daddr(vip)
+        mine = family.mine()
         commands = [
-            self.rule(base, to_vip, _relayed_flag(), _goto(f"relayed_{_safe(interface)}")),
+            self.rule(base, to_vip, family.relayed(), _goto(f"relayed{family.suffix}_{_safe(interface)}")),
             self.rule(base, to_vip, {"counter": CLIENTS_COUNTER}),
             # Flow tables steer the packets of a connection, never its SYN (the buckets do).
-            self.rule(base, to_vip, tcp, _closing(), _in_set("mine"), _forget("mine"), _accept()),
-            self.rule(base, to_vip, tcp, _not_syn(), _in_set("mine"), _update("mine"), _accept()),
+            self.rule(base, to_vip, tcp, _closing(), family.in_set(mine), family.forget(mine), _accept()),
+            self.rule(base, to_vip, tcp, _not_syn(), family.in_set(mine), family.update(mine), _accept()),
         ]
         for peer in self.peers:
-            flows = _flows_set(peer)
-            relay = _goto(_chain_name("pass", peer, interface))
-            commands.append(self.rule(base, to_vip, tcp, _closing(), _in_set(flows), _forget(flows), relay))
-            commands.append(self.rule(base, to_vip, tcp, _not_syn(), _in_set(flows), _update(flows), relay))
-        verdicts = _Verdicts(interface)
+            flows = family.flows(peer)
+            relay = _goto(family.chain("pass", peer, interface))
+            commands.append(
+                self.rule(base, to_vip, tcp, _closing(), family.in_set(flows), family.forget(flows), relay)
+            )
+            commands.append(
+                self.rule(base, to_vip, tcp, _not_syn(), family.in_set(flows), family.update(flows), relay)
+            )
+        if family.v6:
+            # Neighbour discovery to the VIP (a unicast solicitation, an advertisement) reaches the
+            # stack: the `ip6` input rules decide which node answers.
+            commands.append(self.rule(base, to_vip, _l4("ipv6-icmp"), _nd_types(), _accept()))
+        verdicts = _Verdicts(interface, family)
         seed = self.spec.seed
         for traffic in [*_rules_for(self.spec, vip), None]:
             group = self.spec.default_group if traffic is None else traffic.group
@@ -454,7 +554,7 @@ class _Netdev:
             match = [to_vip, _l4(proto)]
             if traffic is not None and traffic.port is not None:
                 match.append(_match(_payload(proto, "dport"), traffic.port))
-            key = _hash_key(traffic)
+            key = _hash_key(traffic, family.name)
             row = [self.plan.target(group, b) for b in range(BUCKETS)]
             if proto == "tcp":
                 syn = [(b, verdicts.syn(row[b])) for b in range(BUCKETS)]
@@ -480,9 +580,7 @@ def _arp_commands(spec: FarmRules, the_plan: DirectedPlan) -> list[Json]:
     commands = _replace_table("arp", t)
     chain = {"family": "arp", "table": t, "name": "in", "type": "filter", "hook": "input", "prio": 0}
     commands.append({"add": {"chain": {**chain, "policy": "accept"}}})
-    answered = the_plan.arp_owned(spec.default_group)
-    verdicts = [(b, _accept() if b in answered else _drop()) for b in range(BUCKETS)]
-    for address in spec.addresses:
+    for address in spec.of_family("ip"):
         commands.append(
             _rule(
                 "arp",
@@ -490,26 +588,47 @@ def _arp_commands(spec: FarmRules, the_plan: DirectedPlan) -> list[Json]:
                 "in",
                 _match(_payload("arp", "operation"), "request"),
                 _match(_payload("arp", "daddr ip"), str(address.vip)),
-                _target_vmap(_payload("arp", "saddr ip"), spec.seed, verdicts),
+                _target_vmap(_payload("arp", "saddr ip"), spec.seed, _answered(spec, the_plan)),
             )
         )
     return commands
 
 
-def _ip_commands(spec: FarmRules) -> list[Json]:
+def _answered(spec: FarmRules, the_plan: DirectedPlan) -> list[tuple[int, Json]]:
+    answered = the_plan.arp_owned(spec.default_group)
+    return [(b, _accept() if b in answered else _drop()) for b in range(BUCKETS)]
+
+
+def _nd_commands(spec: FarmRules, the_plan: DirectedPlan) -> list[Json]:
+    """IPv6 VIPs (in the `ip6` table `_ip_commands` made): a neighbour solicitation for a VIP is
+    answered only for the clients whose (first group) bucket this node serves - `jhash ip6 saddr`,
+    the hash of the client's traffic - and solicitations this node sends leave from its own address
+    (`nft.nd_rewrites`)."""
+    t = spec.table
+    chain = {"family": "ip6", "table": t, "name": "nd_in", "type": "filter", "hook": "input", "prio": 0}
+    commands: list[Json] = [{"add": {"chain": {**chain, "policy": "accept"}}}]
+    solicit = _match(_payload("icmpv6", "type"), "nd-neighbor-solicit")
+    for address in spec.of_family("ip6"):
+        target = _match(ND_TARGET, "0x" + address.vip.packed.hex())
+        vmap = _target_vmap(_payload("ip6", "saddr"), spec.seed, _answered(spec, the_plan))
+        commands.append(_rule("ip6", t, "nd_in", solicit, target, {"counter": None}, vmap))
+    return commands + nd_rewrites(spec, mode="vmac_directed")
+
+
+def _ip_commands(spec: FarmRules, family: str) -> list[Json]:
     """After conntrack: TCP to a VIP that is neither a known connection nor a SYN is dropped, never
     answered with a reset."""
     t = spec.table
-    commands = _replace_table("ip", t)
-    chain = {"family": "ip", "table": t, "name": "connections", "type": "filter", "hook": "prerouting"}
+    commands = _replace_table(family, t)
+    chain = {"family": family, "table": t, "name": "connections", "type": "filter", "hook": "prerouting"}
     commands.append({"add": {"chain": {**chain, "prio": FILTER_PRIORITY, "policy": "accept"}}})
     tcp = _l4("tcp")
     established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
-    for address in spec.addresses:
+    for address in spec.of_family(family):
         vip = address.vip
-        commands.append(_rule("ip", t, "connections", _daddr(vip), tcp, established, _accept()))
-        commands.append(_rule("ip", t, "connections", _daddr(vip), tcp, _syn_only(), _accept()))
-        commands.append(_rule("ip", t, "connections", _daddr(vip), tcp, {"counter": None}, _drop()))
+        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, established, _accept()))
+        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, _syn_only(), _accept()))
+        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, {"counter": None}, _drop()))
     return commands
 
 

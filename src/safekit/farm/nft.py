@@ -19,6 +19,14 @@ address (see docs/farm.md and the ADR for why):
    connection, or one this node held before the buckets moved - is dropped, never reset. With
    `nf_conntrack_tcp_loose=0`, moving buckets (a node returns) keeps every live connection where
    it is: only new connections follow the new map.
+
+IPv6 VIPs get the same rules in an `ip6` table (`jhash ip6 saddr`), and neighbour discovery takes
+ARP's place (`ip6` output, `nd_out`): a neighbour advertisement this node's kernel sends for the VIP
+names the virtual MAC instead of the interface's (the option's bytes are rewritten in place, and
+the reserved half-word of the advertisement is set so that the ICMPv6 checksum stays right: nft
+does not update checksums for raw payload writes), and a neighbour solicitation this node sends
+from the VIP leaves from the node's own address (IPv6's `arp_announce=2`: its source link-layer
+option would otherwise teach the client this node's real MAC for the VIP).
 """
 
 from __future__ import annotations
@@ -39,16 +47,18 @@ FILTER_PRIORITY = -150  # after conntrack (-200), before the usual filter chains
 _SYN_MASK = ["fin", "syn", "rst", "ack"]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Proto = Literal["tcp", "udp"]
 Filter = Literal["on_addr", "on_port", "on_ipid"]
 Json = dict[str, Any]
+FAMILIES = ("ip", "ip6")
 
 
 @dataclass(frozen=True, slots=True)
 class BalancedAddress:
     """A virtual address shared by every node, on one interface, behind one virtual MAC."""
 
-    vip: ipaddress.IPv4Address
+    vip: IPAddress
     interface: str
     vmac: str
 
@@ -67,8 +77,17 @@ class TrafficRule:
     proto: Proto
     filter: Filter
     port: int | None = None
-    vip: ipaddress.IPv4Address | None = None
+    vip: IPAddress | None = None
     group: str = DEFAULT_GROUP
+
+
+@dataclass(frozen=True, slots=True)
+class NdLink:
+    """A VIP interface as neighbour discovery rules need it: its MAC, and an IPv6 address of this
+    node on it other than a VIP (the source of the solicitations it sends for the VIP)."""
+
+    mac: str
+    own: ipaddress.IPv6Address | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +98,15 @@ class FarmRules:
     seed: int
     default_group: str = DEFAULT_GROUP
     """The group whose map deals the traffic to a VIP that no rule names (the first `<group>`)."""
+    links: tuple[tuple[str, NdLink], ...] = ()
+    """IPv6 VIPs: what neighbour discovery needs of each VIP interface (its MAC, an own address)."""
+
+    def link(self, interface: str) -> NdLink | None:
+        return dict(self.links).get(interface)
+
+    def of_family(self, family: str) -> tuple[BalancedAddress, ...]:
+        """The addresses of an nftables family: `ip` (IPv4) or `ip6`."""
+        return tuple(a for a in self.addresses if family_of(a.vip) == family)
 
 
 def table_name(module: str) -> str:
@@ -93,10 +121,16 @@ def seed_for(module: str) -> int:
     return int.from_bytes(hashlib.sha256(f"safekit-farm-seed:{module}".encode()).digest()[:4], "big")
 
 
-def vmac_for(vip: ipaddress.IPv4Address) -> str:
-    """A locally administered unicast MAC that no node ever uses as a source: `02:5a:fe:` + VIP[1:]."""
-    b = vip.packed
-    return f"02:5a:fe:{b[1]:02x}:{b[2]:02x}:{b[3]:02x}"
+def vmac_for(vip: IPAddress) -> str:
+    """A locally administered unicast MAC that no node ever uses as a source: `02:5a:fe:` + the
+    VIP's last three bytes."""
+    b = vip.packed[-3:]
+    return f"02:5a:fe:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
+
+
+def family_of(address: IPAddress) -> str:
+    """The nftables family (and payload protocol) of an address: `ip` or `ip6`."""
+    return "ip6" if address.version == 6 else "ip"
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -108,8 +142,8 @@ def _payload(protocol: str, field: str) -> Json:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _daddr(vip: ipaddress.IPv4Address) -> Json:
-    return _match(_payload("ip", "daddr"), str(vip))
+def _daddr(vip: IPAddress) -> Json:
+    return _match(_payload(family_of(vip), "daddr"), str(vip))
 
 
 def _syn_only() -> Json:
@@ -120,12 +154,13 @@ def _l4(proto: str) -> Json:
     return _match({"meta": {"key": "l4proto"}}, proto)
 
 
-def _hash_key(rule: TrafficRule | None) -> Json:
-    saddr = _payload("ip", "saddr")
+def _hash_key(rule: TrafficRule | None, family: str = "ip") -> Json:
+    saddr = _payload(family, "saddr")
     if rule is None or rule.filter == "on_addr":
         return saddr
-    if rule.filter == "on_ipid" and rule.proto == "udp":
+    if rule.filter == "on_ipid" and rule.proto == "udp" and family == "ip":
         return {"concat": [saddr, _payload("ip", "id")]}
+    # IPv6 has no identification field outside fragments: on_ipid hashes as on_port there.
     # on_port, and on_ipid for TCP: a SYN retransmitted carries another IP id (Linux counts ids per
     # socket) and could be judged by another node; the source port spreads connections the same
     # way and keeps a connection's SYNs together.
@@ -140,8 +175,8 @@ def _verdicts(owned: Collection[int]) -> list[list[Any]]:
     return [[a if a == b else {"range": [a, b]}, {verdict: None}] for a, b, verdict in sorted(entries)]
 
 
-def _bucket_vmap(rule: TrafficRule | None, seed: int, owned: Collection[int]) -> Json:
-    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": _hash_key(rule)}}
+def _bucket_vmap(rule: TrafficRule | None, seed: int, owned: Collection[int], family: str = "ip") -> Json:
+    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": _hash_key(rule, family)}}
     return {"vmap": {"key": jhash, "data": {"set": _verdicts(owned)}}}
 
 
@@ -181,7 +216,7 @@ def _rule(family: str, table: str, chain: str, *expr: Json) -> Json:
     return {"add": {"rule": {"family": family, "table": table, "chain": chain, "expr": list(expr)}}}
 
 
-def _rules_for(spec: FarmRules, vip: ipaddress.IPv4Address) -> list[TrafficRule]:
+def _rules_for(spec: FarmRules, vip: IPAddress) -> list[TrafficRule]:
     """The rules that apply to `vip`, the most specific first (a port before every port, an address
     before `*`; otherwise in the file's order): the first that matches a packet decides."""
     rules = [r for r in spec.rules if r.vip is None or r.vip == vip]
@@ -222,7 +257,7 @@ def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
             )
     commands += _replace_table("arp", t)
     commands.append(_chain("arp", t, "out", "output", 0))
-    for address in spec.addresses:
+    for address in spec.of_family("ip"):
         commands.append(
             _rule(
                 "arp",
@@ -232,10 +267,23 @@ def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
                 {"mangle": {"key": _payload("arp", "saddr ether"), "value": address.vmac}},
             )
         )
-    commands += _replace_table("ip", t)
-    commands.append(_chain("ip", t, "buckets", "prerouting", RAW_PRIORITY))
-    commands.append(_chain("ip", t, "connections", "prerouting", FILTER_PRIORITY))
-    for address in spec.addresses:
+    for family in FAMILIES:
+        addresses = spec.of_family(family)
+        if family == "ip" or addresses:
+            commands += _bucket_tables(spec, family, addresses, owned)
+    commands += nd_rewrites(spec, mode="vmac_invisible")
+    return {"nftables": commands}
+
+
+def _bucket_tables(
+    spec: FarmRules, family: str, addresses: Collection[BalancedAddress], owned: Mapping[str, Collection[int]]
+) -> list[Json]:
+    """The `ip` (or `ip6`) table: the buckets before conntrack, the connections after it."""
+    t = spec.table
+    commands = _replace_table(family, t)
+    commands.append(_chain(family, t, "buckets", "prerouting", RAW_PRIORITY))
+    commands.append(_chain(family, t, "connections", "prerouting", FILTER_PRIORITY))
+    for address in addresses:
         vip = address.vip
         for rule in _rules_for(spec, vip):
             match = [_daddr(vip), _l4(rule.proto)]
@@ -244,34 +292,121 @@ def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
             if rule.proto == "tcp":
                 match.append(_syn_only())
             mine = owned.get(rule.group, ())
-            commands.append(_rule("ip", t, "buckets", *match, _bucket_vmap(rule, spec.seed, mine)))
+            vmap = _bucket_vmap(rule, spec.seed, mine, family)
+            commands.append(_rule(family, t, "buckets", *match, vmap))
         # Traffic no <rule> names (other ports, ICMP, fragments): by source address, with the
         # first group's map, so that exactly one node answers it too.
-        default = owned.get(spec.default_group, ())
+        default = _bucket_vmap(None, spec.seed, owned.get(spec.default_group, ()), family)
+        commands.append(_rule(family, t, "buckets", _daddr(vip), _l4("tcp"), _syn_only(), default))
+        commands.append(_rule(family, t, "buckets", _daddr(vip), _l4("tcp"), _accept()))
+        if family == "ip6":
+            # Neighbour discovery (and other ICMPv6 control messages) to the VIP is every node's.
+            nd_to_vip = [_daddr(vip), _l4("ipv6-icmp"), _nd_types()]
+            commands.append(_rule(family, t, "buckets", *nd_to_vip, _accept()))
+        commands.append(_rule(family, t, "buckets", _daddr(vip), default))
+        established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
+        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), established, _accept()))
+        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), _syn_only(), _accept()))
+        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), _drop()))
+    return commands
+
+
+# ----------------------------------------------------------------------------- neighbour discovery
+ND_TYPES = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert", "nd-redirect"]
+
+
+def _nd_types() -> Json:
+    return _match(_payload("icmpv6", "type"), {"set": ND_TYPES}, op="==")
+
+
+def _raw(offset: int, length: int) -> Json:
+    """Bits `offset` to `offset + length` of the transport header (the ICMPv6 message)."""
+    return {"payload": {"base": "th", "offset": offset, "len": length}}
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+ND_TARGET = _raw(64, 128)
+"""The target address of a neighbour solicitation or advertisement."""
+ND_RESERVED_LOW = _raw(48, 16)
+"""The low half of an advertisement's flags word: reserved (sent as 0, ignored by receivers)."""
+ND_FIRST_OPTION = _raw(192, 64)
+"""The first option after the target: type, length (in 8 bytes), and for a link-layer address
+option the MAC."""
+ND_OPTION_MAC = _raw(208, 48)
+TARGET_LL_OPTION = 2
+
+
+def _ones_sum(words: Collection[int]) -> int:
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def checksum_neutral(old: bytes, new: bytes) -> int:
+    """The 16-bit word that, written where a zero word was, keeps a one's-complement checksum the
+    same when the bytes `old` (even length) of the message become `new`: sum(old) - sum(new)."""
+    words = [int.from_bytes(b[i : i + 2], "big") for b in (old, new) for i in range(0, len(b), 2)]
+    half = len(words) // 2
+    return _ones_sum([*words[:half], *(0xFFFF ^ w for w in words[half:])])
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def nd_rewrites(spec: FarmRules, mode: str) -> list[Json]:
+    """`ip6` output (`nd_out`): what this node's kernel sends about an IPv6 VIP.
+
+    - a neighbour solicitation from the VIP leaves from this node's own address (`links`): its
+      source link-layer option must not teach the client this node's MAC for the VIP;
+    - `vmac_invisible`: a neighbour advertisement for the VIP names the virtual MAC (the target
+      link-layer option rewritten, the checksum kept by the reserved half-word).
+    An empty list without IPv6 VIPs.
+    """
+    addresses = spec.of_family("ip6")
+    if not addresses:
+        return []
+    t = spec.table
+    commands = [_chain("ip6", t, "nd_out", "output", 0)]
+    solicit = _match(_payload("icmpv6", "type"), "nd-neighbor-solicit")
+    advert = _match(_payload("icmpv6", "type"), "nd-neighbor-advert")
+    for address in addresses:
+        link = spec.link(address.interface)
+        if link is None:
+            raise ValueError(f"no link information for {address.interface} (IPv6 VIP {address.vip})")
+        if link.own is not None:
+            own = {"mangle": {"key": _payload("ip6", "saddr"), "value": str(link.own)}}
+            vip_source = _match(_payload("ip6", "saddr"), str(address.vip))
+            commands.append(_rule("ip6", t, "nd_out", solicit, vip_source, {"counter": None}, own))
+        if mode != "vmac_invisible":
+            continue
+        real, virtual = mac_to_bytes(link.mac), mac_to_bytes(address.vmac)
+        option = bytes([TARGET_LL_OPTION, 1])
         commands.append(
             _rule(
-                "ip",
+                "ip6",
                 t,
-                "buckets",
-                _daddr(vip),
-                _l4("tcp"),
-                _syn_only(),
-                _bucket_vmap(None, spec.seed, default),
+                "nd_out",
+                advert,
+                _match(ND_TARGET, _hex(address.vip.packed)),
+                _match(ND_FIRST_OPTION, _hex(option + real)),
+                _match(ND_RESERVED_LOW, 0),
+                {"counter": None},
+                {"mangle": {"key": ND_OPTION_MAC, "value": _hex(virtual)}},
+                {"mangle": {"key": ND_RESERVED_LOW, "value": checksum_neutral(real, virtual)}},
             )
         )
-        commands.append(_rule("ip", t, "buckets", _daddr(vip), _l4("tcp"), _accept()))
-        commands.append(_rule("ip", t, "buckets", _daddr(vip), _bucket_vmap(None, spec.seed, default)))
-        established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
-        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), established, _accept()))
-        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), _syn_only(), _accept()))
-        commands.append(_rule("ip", t, "connections", _daddr(vip), _l4("tcp"), _drop()))
-    return {"nftables": commands}
+    return commands
 
 
 def removal(spec: FarmRules) -> Json:
     """Remove the farm's tables (whether they exist or not)."""
     commands: list[Json] = []
-    for family in ("netdev", "arp", "ip"):
+    for family in ("netdev", "arp", "ip", "ip6"):
         ref = {"family": family, "name": spec.table}
         commands += [{"add": {"table": ref}}, {"delete": {"table": ref}}]
     return {"nftables": commands}

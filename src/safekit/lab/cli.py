@@ -35,6 +35,11 @@ def add_parser(subparsers: Any) -> None:
     )
     up.add_argument("--client", action="store_true", help="add a client host (load and failover probes)")
     up.add_argument(
+        "--ipv6",
+        action="store_true",
+        help="also give every host an IPv6 address (fd00:5afe:0:N::/64 per LAN)",
+    )
+    up.add_argument(
         "--lans", type=int, default=1, help=f"LANs, each its own bridge (1-{MAX_LANS}, default 1)"
     )
     up.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -86,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _up(lab: Lab, args: argparse.Namespace) -> int:
-    plan, created = lab.up(nodes=args.nodes, lans=args.lans, witness=args.witness, client=args.client)
+    plan, created = lab.up(
+        nodes=args.nodes, lans=args.lans, witness=args.witness, client=args.client, ipv6=args.ipv6
+    )
     if args.json:
         _print_json({"name": plan.name, "created": created, "inventory": str(lab.inventory_path)})
     elif created:

@@ -63,6 +63,7 @@ class LabState:
     witness: bool
     client: bool
     status: str = "creating"
+    ipv6: bool = False
     faults: FaultState = field(default_factory=FaultState)
     created_mountpoints: list[str] = field(default_factory=list)
 
@@ -85,6 +86,7 @@ class LabState:
             "lans": self.lans,
             "witness": self.witness,
             "client": self.client,
+            "ipv6": self.ipv6,
             "status": self.status,
             "faults": self.faults.to_json(),
             "created_mountpoints": self.created_mountpoints,
@@ -99,6 +101,7 @@ class LabState:
             lans=int(data["lans"]),
             witness=bool(data["witness"]),
             client=bool(data["client"]),
+            ipv6=bool(data.get("ipv6", False)),
             status=str(data.get("status", "creating")),
             faults=FaultState.from_json(data.get("faults", {})),
             created_mountpoints=[str(p) for p in data.get("created_mountpoints", [])],
@@ -203,7 +206,13 @@ class Lab:
 
     # ----------------------------------------------------------------- up
     def up(
-        self, *, nodes: int = 2, lans: int = 1, witness: bool = False, client: bool = False
+        self,
+        *,
+        nodes: int = 2,
+        lans: int = 1,
+        witness: bool = False,
+        client: bool = False,
+        ipv6: bool = False,
     ) -> tuple[LabPlan, bool]:
         """Build the lab. Returns (plan, created); an existing lab is left as it is (created=False)."""
         system.preflight()
@@ -221,6 +230,7 @@ class Lab:
                 lans=lans,
                 witness=witness,
                 client=client,
+                ipv6=ipv6,
             )
             plan = state.plan()  # validates the parameters before anything is created
             self._save_state(state)
@@ -239,7 +249,7 @@ class Lab:
         self._build_switch(plan)
         self._make_keys(plan)
         for host in plan.hosts:
-            self._build_host(plan, host)
+            self._build_host(plan, host, ipv6=state.ipv6)
         self._apply_wiring(plan, state.faults)
         for host in plan.hosts:
             self._start_sshd(host)
@@ -328,7 +338,7 @@ class Lab:
         etc_hosts.append(f"{plan.controller_address.ip}\tcontroller")
         (self.dir / "etc-hosts").write_text("\n".join(etc_hosts) + "\n", encoding="utf-8")
 
-    def _build_host(self, plan: LabPlan, host: Host) -> None:
+    def _build_host(self, plan: LabPlan, host: Host, *, ipv6: bool = False) -> None:
         """Create the host's namespaces from nothing: this is also how a killed host boots again."""
         ns = host.netns
         system.run(["ip", "netns", "add", ns])
@@ -350,9 +360,16 @@ class Lab:
                 f"link add {port} type veth peer name {iface} netns {ns} address {host.mac(lan)}",
                 f"link set {port} master {lan.bridge}",
             ]
-            host_cmds += [f"addr add {host.addresses[lan.name]} dev {iface}", f"link set {iface} up"]
+            host_cmds += [f"addr add {host.addresses[lan.name]} dev {iface}"]
             settings[f"net.ipv4.conf.{iface}.arp_accept"] = "1"
-            settings[f"net.ipv6.conf.{iface}.disable_ipv6"] = "1"
+            settings[f"net.ipv6.conf.{iface}.disable_ipv6"] = "0" if ipv6 else "1"
+            if ipv6:
+                # The lab's unique-local /64 per LAN, no duplicate address detection (a lab host's
+                # address is its own by construction; DAD would only delay it).
+                settings[f"net.ipv6.conf.{iface}.accept_dad"] = "0"
+                host_number = int(host.addresses[lan.name].ip) - int(lan.network.network_address)
+                host_cmds.append(f"addr add {lan.address6(host_number)} dev {iface} nodad")
+            host_cmds.append(f"link set {iface} up")
         system.ip_batch(plan.switch_netns, cables)
         self._sysctl(ns, settings)
         system.ip_batch(ns, host_cmds)
@@ -588,7 +605,7 @@ class Lab:
             for lan in plan.host_lans(h):
                 system.run(["ip", "-n", plan.switch_netns, "link", "delete", h.switch_port(lan)], check=False)
             system.run(["ip", "netns", "delete", h.netns], check=False)
-            self._build_host(plan, h)
+            self._build_host(plan, h, ipv6=state.ipv6)
             state.faults.killed.discard(host)
             self._save_state(state)
             self._apply_wiring(plan, state.faults)

@@ -13,6 +13,10 @@ labs can exist side by side. In LAN k of slot s the network is the (4*s + k)-th 
     .200 - .239   free, for virtual IPs (`vips`)
     .253          the controller (this machine's root namespace, LAN 0 only)
     .254          witness, the "router" a split-brain checker pings (LAN 0 only)
+
+IPv6 (`up --ipv6`, off by default): the hosts' interfaces also get an address of a unique-local /64
+per LAN, fd00:5afe:0:N::/64 with N the LAN's /24 index in the IPv4 range (never routed outside:
+the lab has no route out), host part the same number as in IPv4 (node1 `::1`, VIPs `::c8`...).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ PREFIX = "sklab"
 """Every namespace, interface and nftables table the lab creates starts with this prefix."""
 
 LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_RANGE6 = ipaddress.IPv6Network("fd00:5afe::/48")
 LANS_PER_SLOT = 4
 SLOTS = LAB_RANGE.num_addresses // 256 // LANS_PER_SLOT
 MAX_NODES = 32
@@ -69,6 +74,15 @@ class Lan:
 
     def address(self, host: int) -> ipaddress.IPv4Interface:
         return ipaddress.IPv4Interface(f"{self.network[host]}/{self.network.prefixlen}")
+
+    @property
+    def network6(self) -> ipaddress.IPv6Network:
+        """The LAN's IPv6 network (labs built with `--ipv6`): a /64 of fd00:5afe::/48."""
+        index = (int(self.network.network_address) - int(LAB_RANGE.network_address)) >> 8
+        return ipaddress.IPv6Network((int(LAB_RANGE6.network_address) + (index << 64), 64))
+
+    def address6(self, host: int) -> ipaddress.IPv6Interface:
+        return ipaddress.IPv6Interface(f"{self.network6[host]}/64")
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,11 @@ class LabPlan:
     def vips(self) -> list[ipaddress.IPv4Address]:
         """Addresses of LAN 0 that no lab host uses, free for virtual IPs."""
         return [self.lans[0].network[h] for h in VIP_HOSTS]
+
+    @property
+    def vips6(self) -> list[ipaddress.IPv6Address]:
+        """IPv6 addresses of LAN 0 free for virtual IPs (labs built with `--ipv6`)."""
+        return [self.lans[0].network6[h] for h in VIP_HOSTS]
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

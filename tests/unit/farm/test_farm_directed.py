@@ -157,3 +157,26 @@ def test_relay_counters_are_read_from_the_listing() -> None:
         ]
     }
     assert directed.relay_counters(listed) == (90, 60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    powers=st.lists(st.integers(min_value=1, max_value=4), min_size=2, max_size=5),
+    local_index=st.integers(min_value=0, max_value=4),
+)
+def test_a_prepared_takeover_moves_only_the_leavers_buckets(powers: list[int], local_index: int) -> None:
+    """The ruleset a node prepares for "member X is lost": X's buckets are served (here, at once:
+    not a gap) or relayed to a survivor, and every other bucket keeps the target it has now."""
+    nodes = [f"n{i}" for i in range(len(powers))]
+    local = nodes[local_index % len(nodes)]
+    groups = (group("g", dict(zip(nodes, powers, strict=True))),)
+    views = group_maps(groups, set(nodes))
+    now = directed.plan(local, views, slots_of(views, local), group_maps(groups, set(nodes) - {local}))
+    prepared = directed.takeover_plans(local, groups, nodes)
+    assert set(prepared) == set(nodes) - {local}
+    for leaver, after in prepared.items():
+        for bucket in range(BUCKETS):
+            before_target, after_target = now.target("g", bucket), after.target("g", bucket)
+            assert after_target not in (leaver, directed.GAP)
+            if before_target != leaver:
+                assert after_target == before_target, (leaver, bucket)
