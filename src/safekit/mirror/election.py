@@ -120,10 +120,12 @@ def _tie_break(first: NodeStatus, second: NodeStatus, defaultprim: str) -> Verdi
 def conflict_winner(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
     """Both nodes are primary while their heartbeats work (a healed split without witness).
 
-    Both are treated as competing and eligible by generation only; the same order as `elect`.
+    Both copies took writes the other lacks since the split, so neither is newer: the generations
+    say only how each side counted (a node that took over counts up two, the old primary one: ADR
+    0034), not which writes matter. The operator's preference decides, in `elect`'s order: an
+    operator's prim, defaultprim, the agreed last primary, the node name. The loser saves what it
+    wrote since the split aside before it resynchronises (rule 4).
     """
     first, second = sorted((a, b), key=lambda s: s.node)
-    if first.generation != second.generation:
-        newer = first if first.generation > second.generation else second
-        return Verdict(newer.node, f"both primary; {newer.node} has the newer replica generation")
-    return _tie_break(first, second, defaultprim)
+    v = _tie_break(first, second, defaultprim)
+    return Verdict(v.winner, v.reason.replace("both eligible", "both primary", 1))

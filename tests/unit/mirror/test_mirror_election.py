@@ -68,11 +68,16 @@ def test_elect(a: NodeStatus, b: NodeStatus, defaultprim: str, winner: str | Non
     assert elect(b, a, defaultprim) == v  # both nodes reach the same verdict
 
 
-def test_conflict_prefers_the_newer_generation_then_the_usual_order() -> None:
+def test_conflict_follows_the_preference_not_the_generation() -> None:
+    """A healed split: both copies took writes; the taker's generation is higher by construction
+    (two up, ADR 0034), which says nothing about whose writes to keep."""
     a = cand("n1", gen=4, role=Role.PRIMARY)
     b = cand("n2", gen=5, role=Role.PRIMARY)
-    assert conflict_winner(a, b, "n1").winner == "n2"
-    assert conflict_winner(a, cand("n2", gen=4), "n2").winner == "n2"
+    assert conflict_winner(a, b, "n1").winner == "n1"
+    assert "defaultprim=n1" in conflict_winner(a, b, "n1").reason
+    assert conflict_winner(a, b, "n2").winner == "n2"
+    assert conflict_winner(a, b, "alone").winner == "n1"  # no preference: the name
+    assert conflict_winner(b, a, "alone") == conflict_winner(a, b, "alone")  # the same on both nodes
 
 
 def test_prim_refusal() -> None:
