@@ -258,6 +258,7 @@ def console_session(api_lab: ApiLab, node: str) -> None:
                 pass
         finally:
             events.close()
+        conn.close()  # idle while the stream ran: the server may have ended it (5 s keep-alive)
         conn.request("DELETE", "/api/v1/session", headers=headers)
         response = conn.getresponse()
         response.read()
