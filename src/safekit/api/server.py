@@ -26,6 +26,7 @@ from safekit.api.client import ApiClient, client_context, cluster_token_source, 
 from safekit.api.files import DEFAULT_PORT, ApiFiles
 from safekit.api.history import History
 from safekit.config import load_cluster
+from safekit.daemon import allocator
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
@@ -72,6 +73,10 @@ class ApiServer:
         except Exception as exc:
             raise ApiServerError(f"API not started: {exc}") from exc
         own = nodes[name].addresses if name in nodes else ()
+        # Logins hash with scrypt (16 MiB each, in worker threads): keep those blocks out of the
+        # threads' heaps, or each thread keeps 16 MiB resident for good (docs/api.md, "Memory").
+        if not allocator.fix_mmap_threshold():
+            log.info("mallopt is not available (not glibc): logins may leave memory in the heaps")
         if self.settings.tls:
             await self._ensure_certificates(name, own)
         peers = {}

@@ -26,6 +26,10 @@ log = logging.getLogger("safekit.daemon.allocator")
 
 ENV = "PYTHONMALLOC"
 TRIM_INTERVAL = 60.0
+M_MMAP_THRESHOLD = -3
+"""mallopt's parameter number (malloc.h)."""
+MMAP_THRESHOLD = 128 * 1024
+"""glibc's default, made fixed: larger blocks are mapped on their own and unmapped when freed."""
 
 
 def ensure_system_allocator(argv: Sequence[str]) -> None:
@@ -78,7 +82,25 @@ def glibc() -> ctypes.CDLL | None:
         return None
     if hasattr(libc, "mallinfo2"):
         libc.mallinfo2.restype = Mallinfo2
+    if hasattr(libc, "mallopt"):
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
     return libc
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Keep blocks of `threshold` bytes and more out of the heaps, for good (True when set).
+
+    glibc raises its mmap threshold to the size of the largest mapped block freed (up to 32 MiB),
+    and its trim threshold to twice that: after the API's first login freed scrypt's 16 MiB, the
+    next logins' 16 MiB came from the heap of the worker thread that ran them and stayed resident
+    there (malloc_trim returns only free chunks inside a thread's heap, not its top): 16 MiB more
+    per worker thread that ever ran a login (docs/api.md, "Memory"). Setting the threshold
+    explicitly turns that adjustment off."""
+    libc = glibc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 async def trim_loop(interval: float = TRIM_INTERVAL) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,3 +213,63 @@ def chromium(pins: list[str]) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def rss_kib(api_lab: ApiLab, node: str) -> int:
+    """safekitd's resident memory on `node`."""
+    pid = api_lab.cluster.daemon_pid(node)
+    status = api_lab.lab.exec(node, ["cat", f"/proc/{pid}/status"]).stdout
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def console_session(api_lab: ApiLab, node: str) -> None:
+    """One console visit without a browser: log in (alice), the requests the console makes, its
+    event stream until the first view, log out."""
+    conn = http.client.HTTPSConnection(api_lab.address(node), 9453, context=api_lab.context(), timeout=20)
+    try:
+        body = json.dumps({"user": "alice", "password": PASSWORD})
+        conn.request("POST", "/api/v1/session", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200, answer
+        cookie = response.getheader("set-cookie", "").split(";", 1)[0]
+        headers = {"Cookie": cookie, "X-CSRF-Token": answer["csrf"]}
+        for path in (
+            "/api/v1/session",
+            "/api/v1/node",
+            "/api/v1/cluster",
+            f"/api/v1/modules/{MODULE}/monitoring?node={node}",
+            f"/api/v1/modules/{MODULE}/history?node={node}&since={time.time() - 600:.0f}&step=0",
+            f"/api/v1/modules/{MODULE}/report?node={node}&last=5",
+            f"/api/v1/modules/{MODULE}/log?node={node}&lines=20",
+        ):
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status in (200, 404), (path, response.status)
+        events = http.client.HTTPSConnection(
+            api_lab.address(node), 9453, context=api_lab.context(), timeout=20
+        )
+        try:
+            events.request("GET", "/api/v1/events", headers=headers)
+            stream = events.getresponse()
+            assert stream.status == 200
+            while b"event: state" not in stream.readline():
+                pass
+        finally:
+            events.close()
+        conn.close()  # idle while the stream ran: the server may have ended it (5 s keep-alive)
+        conn.request("DELETE", "/api/v1/session", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        conn.close()
+
+
+def console_sessions(api_lab: ApiLab, node: str, count: int, parallel: int = 4) -> None:
+    """`count` console visits, `parallel` at a time (a browser opens several connections at once,
+    so several of the API's worker threads take part)."""
+    with ThreadPoolExecutor(parallel) as pool:
+        for done in pool.map(lambda _: console_session(api_lab, node), range(count)):
+            assert done is None
