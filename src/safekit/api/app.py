@@ -748,9 +748,12 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
-    from safekit.api import config_forms  # noqa: PLC0415 - it builds on this module's Api
+RouteSet = Callable[["Api", Any], list[Route]]
+"""More routes built on the Api and `_guarded` (the forms: api/config_forms.py, which imports this
+module, so the caller passes them in: no import circle)."""
 
+
+def create_app(ctx: ApiContext, *more: RouteSet) -> tuple[ASGIApp, Api]:
     api = Api(ctx)
     assets = _console_assets()
     document = openapi.document(__version__)
@@ -789,7 +792,7 @@ def create_app(ctx: ApiContext) -> tuple[ASGIApp, Api]:
         Route(f"{v1}/config/validate", _guarded(api, m, api.validate), methods=["POST"]),
         Route(f"{v1}/control", _guarded(api, m, api.control), methods=["POST"]),
         Route(f"{v1}/audit", _guarded(api, a, api.audit), methods=["GET"]),
-        *config_forms.routes(api, _guarded),
+        *(route for routes_of in more for route in routes_of(api, _guarded)),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from safekit.api import config_forms
 from safekit.api.app import Api, ApiContext, NodeControl, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore
@@ -26,7 +27,6 @@ from safekit.api.client import ApiClient, client_context, cluster_token_source, 
 from safekit.api.files import DEFAULT_PORT, ApiFiles
 from safekit.api.history import History
 from safekit.config import load_cluster
-from safekit.daemon import allocator
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
@@ -73,10 +73,6 @@ class ApiServer:
         except Exception as exc:
             raise ApiServerError(f"API not started: {exc}") from exc
         own = nodes[name].addresses if name in nodes else ()
-        # Logins hash with scrypt (16 MiB each, in worker threads): keep those blocks out of the
-        # threads' heaps, or each thread keeps 16 MiB resident for good (docs/api.md, "Memory").
-        if not allocator.fix_mmap_threshold():
-            log.info("mallopt is not available (not glibc): logins may leave memory in the heaps")
         if self.settings.tls:
             await self._ensure_certificates(name, own)
         peers = {}
@@ -102,7 +98,7 @@ class ApiServer:
             peers=peers,
             cookie_secure=self.settings.tls,
         )
-        app, self._api = create_app(ctx)
+        app, self._api = create_app(ctx, config_forms.routes)
         sock = self._bind()
         config = uvicorn.Config(
             app,

@@ -130,6 +130,11 @@ async def _run(paths: Paths, args: argparse.Namespace, notifier: Notifier) -> in
         await node.stop()
         await notifier.stop_watchdog(watchdog)
         return 78  # EX_CONFIG
+    # The API's logins hash with scrypt (16 MiB each, in worker threads): keep blocks that large
+    # out of the threads' heaps, or each thread keeps 16 MiB resident for good (docs/api.md,
+    # "Memory"; ADR 0039). Set before the API starts, so no login runs with the dynamic threshold.
+    if not allocator.fix_mmap_threshold():
+        log.info("mallopt is not available (not glibc): logins may leave memory in the heaps")
     api = await start_api(node, paths, args.api_address, args.api_port)
     log.info("safekitd %s running (pid %d)", __version__, os.getpid())
     notifier.ready(f"running, node {node.node_name}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from safekit.api import config_forms
 from safekit.api.app import Api, ApiContext, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, Role
@@ -187,6 +188,6 @@ def make_env(tmp_path: Path) -> Iterator[Env]:
         cluster_tokens=ClusterTokens(key),
         cookie_secure=False,  # the test client speaks http://testserver
     )
-    app, api = create_app(ctx)
+    app, api = create_app(ctx, config_forms.routes)
     with TestClient(app, base_url="http://testserver") as client:
         yield Env(client, node, api, ctx, paths, admin, monitor, key)
