@@ -48,6 +48,7 @@ ANSIBLE_LONG_SINGLE := \
 # upgrade to a newer package, and remove.yml
 DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
 	tests/integration/deb/test_deploy_mirror_from_deb.py::test_rolling_upgrade_to_a_newer_package_keeps_the_vip_serving \
+	tests/integration/deb/test_deploy_mirror_from_deb.py::test_the_arbiter_role_installs_the_package_on_a_debian_witness \
 	tests/integration/deb/test_deploy_mirror_from_deb.py::test_remove_takes_the_package_away
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):

@@ -23,7 +23,8 @@ secondary and, after a swap, served by the former secondary through the VIP; a s
 playbook changes nothing.
 Then playbooks/upgrade.yml, a rolling upgrade to a newer package (the same tree built with a higher
 version, build_deb.py --version): the secondary first, a swap, the other node, a swap back, while
-the client probes the VIP ten times a second; a second run changes nothing.
+the client probes the VIP ten times a second; a second run changes nothing. And the arbiter role
+(the first play of deploy-mirror.yml) on a third Debian host (NAME-w): the package there too.
 `make test` runs the first test (about a minute once the package and the root are cached);
 `make test-deb-deploy` runs them all (the second run of the playbook, the rolling upgrade, and
 playbooks/remove.yml, which removes the package with apt-get: about 5 minutes).
@@ -69,6 +70,8 @@ SSH_ROOT = Path(os.environ.get("SAFEKIT_DEB_SSH_ROOT", f"/var/tmp/safekit-system
 NET = "198.18.244"
 NODES = {f"{NAME}-n1": f"{NET}.1", f"{NAME}-n2": f"{NET}.2"}
 CLIENT = f"{NAME}-cl"
+WITNESS = f"{NAME}-w"
+WITNESS_ADDRESS = f"{NET}.3"
 CLIENT_ADDRESS = f"{NET}.250"
 SWITCH = f"{NAME}-sw"
 VIP = f"{NET}.100"
@@ -263,14 +266,7 @@ def lab(deb: Path) -> Iterator[DebLab]:
             ip("link", "add", "br0", "type", "bridge", "stp_state", "0", netns=SWITCH)
             ip("link", "set", "br0", "up", netns=SWITCH)
             cable(CLIENT, CLIENT_ADDRESS)
-            known = []
-            for name, host in nodes.items():
-                cable(name, NODES[name])
-                host.sh(f"echo {name} > /etc/hostname && hostname {name}")  # the root's is debootstrap's
-                host.write("/root/.ssh/authorized_keys", key.with_suffix(".pub").read_text(), 0o600)
-                host.sh("ssh-keygen -A && systemctl start ssh.service")
-                kind, public = host.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
-                known.append(f"{NODES[name]} {kind} {public}\n")
+            known = [ssh_host(name, host, NODES[name], key) for name, host in nodes.items()]
             (workdir / "known_hosts").write_text("".join(known))
             (workdir / "inventory.yml").write_text(inventory(workdir, key, deb))
             yield DebLab(nodes, workdir, deb)
@@ -279,7 +275,17 @@ def lab(deb: Path) -> Iterator[DebLab]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def inventory(workdir: Path, key: Path, deb: Path) -> str:
+def ssh_host(name: str, host: SystemdHost, address: str, key: Path) -> str:
+    """HOST on the lab's bridge at ADDRESS, its sshd started with KEY authorized; its known_hosts line."""
+    cable(name, address)
+    host.sh(f"echo {name} > /etc/hostname && hostname {name}")  # the root's is debootstrap's
+    host.write("/root/.ssh/authorized_keys", key.with_suffix(".pub").read_text(), 0o600)
+    host.sh("ssh-keygen -A && systemctl start ssh.service")
+    kind, public = host.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    return f"{address} {kind} {public}\n"
+
+
+def inventory(workdir: Path, key: Path, deb: Path, witness: str | None = None) -> str:
     ssh_args = (
         f"-o UserKnownHostsFile={workdir / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
     )
@@ -305,7 +311,14 @@ def inventory(workdir: Path, key: Path, deb: Path) -> str:
             "safekit_replication": {"dirs": [{"path": "/srv/www"}]},
         },
     }
-    return json.dumps({"safekit_nodes": group}, indent=2)
+    groups: dict[str, object] = {"safekit_nodes": group}
+    if witness is not None:  # the arbiter's host (safekit_arbiter, the first play of deploy-mirror.yml)
+        host = {k: v for k, v in hosts[next(iter(NODES))].items() if k != "safekit_addresses"}
+        groups["safekit_witness"] = {
+            "hosts": {witness: {**host, "ansible_host": WITNESS_ADDRESS}},
+            "vars": group["vars"],  # the cluster's key file and name, the package directory
+        }
+    return json.dumps(groups, indent=2)
 
 
 def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> None:
@@ -488,6 +501,50 @@ def test_rolling_upgrade_to_a_newer_package_keeps_the_vip_serving(lab: DebLab) -
     assert {node: host.show("safekitd", "MainPID")["MainPID"] for node, host in lab.nodes.items()} == pids
     assert lab.state(primary) == ("PRIM", "Ready")
     print(f"upgrade with nothing to do: {again_seconds:.1f} s")
+
+
+def test_the_arbiter_role_installs_the_package_on_a_debian_witness(lab: DebLab) -> None:
+    """The first play of deploy-mirror.yml (safekit_arbiter) on a third Debian host booting systemd
+    (make test-deb-deploy only): `auto` chooses the package there too, apt-get installs it, the
+    arbiter runs from the package's engine as its own unit, the package's safekitd stays disabled
+    and stopped; a second run changes nothing."""
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    key = lab.workdir / "id_ed25519"
+    with booted(WITNESS, build_ssh_root(), []) as witness:
+        known = (lab.workdir / "known_hosts").read_text()
+        (lab.workdir / "known_hosts").write_text(known + ssh_host(WITNESS, witness, WITNESS_ADDRESS, key))
+        (lab.workdir / "inventory.yml").write_text(inventory(lab.workdir, key, lab.deb, WITNESS))
+        try:
+            first, recap, first_seconds = lab.playbook("deploy-mirror.yml", "--limit", "safekit_witness")
+            assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
+            assert f"{WITNESS}: the engine from deb (auto, {lab.deb.name})" in first.stdout
+            assert recap[WITNESS]["changed"] > 0, recap
+            version = lab.deb.name.split("_")[1]
+            assert (
+                witness.sh("dpkg-query -W -f='${Status} ${Version}' safekit")
+                == f"install ok installed {version}"
+            )
+            deadline = time.monotonic() + 30
+            while witness.show("safekit-arbiter", "ActiveState")["ActiveState"] != "active":
+                status = witness.sh(
+                    "systemctl status safekit-arbiter; journalctl -u safekit-arbiter", check=False
+                )
+                assert time.monotonic() < deadline, status
+                time.sleep(1)
+            command = witness.sh(
+                "cat /proc/$(systemctl show -P MainPID safekit-arbiter)/cmdline | tr '\\0' ' '"
+            )
+            assert command.startswith("/opt/safekit/venv/bin/python"), command
+            assert witness.show("safekitd", "ActiveState", "UnitFileState") == {
+                "ActiveState": "inactive",
+                "UnitFileState": "disabled",
+            }
+            again, recap, again_seconds = lab.playbook("deploy-mirror.yml", "--limit", "safekit_witness")
+            assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
+            assert recap[WITNESS]["changed"] == 0, recap
+            print(f"arbiter from the package: first run {first_seconds:.0f} s, second {again_seconds:.0f} s")
+        finally:
+            (lab.workdir / "inventory.yml").write_text(inventory(lab.workdir, key, lab.deb))
 
 
 def test_remove_takes_the_package_away(lab: DebLab) -> None:
