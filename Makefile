@@ -44,8 +44,11 @@ ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 	tests/integration/ansible/test_inventory_example_playbook.py
 ANSIBLE_LONG_SINGLE := \
 	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing
-# make test-deb-deploy: the second run of the playbook deployed from the Debian package, and remove.yml
+# make test-deb-deploy: the second run of the playbook deployed from the Debian package, the rolling
+# upgrade to a newer package, and remove.yml
 DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
+	tests/integration/deb/test_deploy_mirror_from_deb.py::test_rolling_upgrade_to_a_newer_package_keeps_the_vip_serving \
+	tests/integration/deb/test_deploy_mirror_from_deb.py::test_the_arbiter_role_installs_the_package_on_a_debian_witness \
 	tests/integration/deb/test_deploy_mirror_from_deb.py::test_remove_takes_the_package_away
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
@@ -197,8 +200,9 @@ deb-test: deps test-deps venv
 
 ## test-deb-deploy: playbooks/deploy-mirror.yml from the Debian package (the roles' default source)
 ## onto two Debian 12 lab hosts booting systemd (DEB_SUITE=trixie: Debian 13), over ssh, with a
-## replicated directory: VIP, swap, a second run changes nothing, remove.yml removes the package
-## (about 3 minutes; lab name h44deb; `make test` runs only the first part on Debian 12, about a
+## replicated directory: VIP, swap, a second run changes nothing, a rolling upgrade (upgrade.yml) to
+## a newer package with the VIP serving, remove.yml removes the package
+## (about 6 minutes; lab name h44deb; `make test` runs only the first part on Debian 12, about a
 ## minute). tests/integration/deb
 .PHONY: test-deb-deploy
 test-deb-deploy: deps test-deps venv

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the self-contained Debian package of the engine: build/deb/safekit_VERSION_ARCH.deb.
 
-    python3 packaging/build_deb.py [--suite bookworm|trixie] [--out build/deb] [--force]
+    python3 packaging/build_deb.py [--suite bookworm|trixie] [--out build/deb] [--force] [--version V]
 
 Run as root (debootstrap, mounts, chroot). The layout and why: docs/adr/0027-debian-package-layout.md;
 installing it: docs/install.md. In short:
@@ -141,6 +141,15 @@ def dependencies() -> list[str]:
 def upstream_version() -> str:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     return str(project["version"])
+
+
+def set_version(pyproject: str, version: str) -> str:
+    """PYPROJECT (pyproject.toml's text) with [project] version VERSION (--version: a package of
+    another version from the same tree, such as the newer one a rolling-upgrade test installs)."""
+    text, count = re.subn(r'(?m)^version = "[^"]*"$', f'version = "{version}"', pyproject, count=1)
+    if count != 1 or tomllib.loads(text)["project"]["version"] != version:
+        raise BuildError(f"cannot set the version {version!r} in pyproject.toml")
+    return text
 
 
 def debian_version(upstream: str, suite: Suite) -> str:
@@ -292,10 +301,12 @@ def native_programs(root: Path, suite: Suite, epoch: int) -> Path | None:
         return out
 
 
-def package_key(suite: Suite, deps: Path, native: Path | None) -> str:
+def package_key(suite: Suite, deps: Path, native: Path | None, version: str | None = None) -> str:
     files = [*tree_files(REPO / "src"), *tree_files(PACKAGING)]
     files += [REPO / f for f in SOURCE_FILES if (REPO / f).exists()]
-    digest = hashlib.sha256(f"{suite.name}\n{deps.name}\n{native.name if native else '-'}\n".encode())
+    digest = hashlib.sha256(
+        f"{suite.name}\n{deps.name}\n{native.name if native else '-'}\n{version or '-'}\n".encode()
+    )
     digest.update(sha256_files(files, REPO).encode())
     return digest.hexdigest()
 
@@ -380,20 +391,34 @@ def write_doc(doc: Path, suite: Suite, version: str, freeze: list[str], epoch: i
         gz.write(changelog.encode())
 
 
+def copy_source(dest: Path, upstream: str | None) -> None:
+    """The engine's source tree into DEST, of version UPSTREAM if given (in the copy only)."""
+    shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, dest / name)
+    if upstream is not None:
+        pyproject = dest / "pyproject.toml"
+        pyproject.write_text(set_version(pyproject.read_text(), upstream))
+
+
 def stage_package(
-    suite: Suite, root: Path, *, deps: Path, native: Path | None, stage: Path, epoch: int
+    suite: Suite,
+    root: Path,
+    *,
+    deps: Path,
+    native: Path | None,
+    stage: Path,
+    epoch: int,
+    upstream: str | None = None,
 ) -> str:
-    """Fill STAGE with the package's tree; returns the Debian version."""
+    """Fill STAGE with the package's tree, of version UPSTREAM (PEP 440; default pyproject.toml's);
+    returns the Debian version."""
     venv = stage / VENV.lstrip("/")
     venv.parent.mkdir(parents=True)
     subprocess.run(["cp", "-a", str(deps), str(venv)], check=True)
     (venv / READY_MARK).unlink()
     with tempfile.TemporaryDirectory(prefix="safekit-deb-src-", dir=CACHE) as src:
-        shutil.copytree(
-            REPO / "src", Path(src) / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
-            shutil.copy2(REPO / name, Path(src) / name)
+        copy_source(Path(src), upstream)
         say("engine: pip install into a copy of the dependencies")
         out = in_root(
             root,
@@ -408,7 +433,7 @@ def stage_package(
         say(f"engine: {out.strip()}")
         freeze = (Path(src) / "freeze.txt").read_text().split()
         arch = (Path(src) / "arch").read_text().strip()
-    version = debian_version(upstream_version(), suite)
+    version = debian_version(upstream or upstream_version(), suite)
     write_doc(stage / "usr/share/doc/safekit", suite, version, freeze, epoch)
     if native is not None:
         libexec = stage / LIBEXEC.lstrip("/")
@@ -458,13 +483,13 @@ def stage_package(
     return version + " " + arch
 
 
-def build(suite: Suite, out_dir: Path, force: bool) -> Path:
+def build(suite: Suite, out_dir: Path, force: bool, upstream: str | None = None) -> Path:
     started = time.monotonic()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))
     root = build_root(suite)
     deps = deps_venv(root, suite, epoch)
     native = native_programs(root, suite, epoch)
-    key = package_key(suite, deps, native)
+    key = package_key(suite, deps, native, upstream)
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / f".safekit-{suite.name}.key"
     with locked(out_dir / f".safekit-{suite.name}.lock"):
@@ -478,7 +503,7 @@ def build(suite: Suite, out_dir: Path, force: bool) -> Path:
             stage = Path(tmp) / "stage"
             stage.mkdir()
             version, arch = stage_package(
-                suite, root, deps=deps, native=native, stage=stage, epoch=epoch
+                suite, root, deps=deps, native=native, stage=stage, epoch=epoch, upstream=upstream
             ).split()
             deb = out_dir / f"safekit_{version}_{arch}.deb"
             say(f"dpkg-deb --build {deb.name}")
@@ -500,12 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=sorted(SUITES), default="bookworm")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "deb")
     parser.add_argument("--force", action="store_true", help="rebuild the package even if cached")
+    parser.add_argument(
+        "--version",
+        help="the engine's version in the package (PEP 440; default pyproject.toml's, which is not changed)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("build_deb: run as root (debootstrap, mounts, chroot)", file=sys.stderr)
         return 1
     try:
-        deb = build(SUITES[args.suite], args.out, args.force)
+        deb = build(SUITES[args.suite], args.out, args.force, args.version)
     except (BuildError, subprocess.CalledProcessError) as e:
         print(f"build_deb: {e}", file=sys.stderr)
         return 1

@@ -21,23 +21,30 @@ safekit_deb_auto_releases when it is in safekit_deb_dir) and `safekit_replicatio
 reads the page through the VIP; a file written into the primary's replicated directory is on the
 secondary and, after a swap, served by the former secondary through the VIP; a second run of the
 playbook changes nothing.
+Then playbooks/upgrade.yml, a rolling upgrade to a newer package (the same tree built with a higher
+version, build_deb.py --version): the secondary first, a swap, the other node, a swap back, while
+the client probes the VIP ten times a second; a second run changes nothing. And the arbiter role
+(the first play of deploy-mirror.yml) on a third Debian host (NAME-w): the package there too.
 `make test` runs the first test (about a minute once the package and the root are cached);
-`make test-deb-deploy` runs all three (the second run of the playbook, and playbooks/remove.yml,
-which removes the package with apt-get: about 3 minutes).
+`make test-deb-deploy` runs them all (the second run of the playbook, the rolling upgrade, and
+playbooks/remove.yml, which removes the package with apt-get: about 5 minutes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +70,33 @@ SSH_ROOT = Path(os.environ.get("SAFEKIT_DEB_SSH_ROOT", f"/var/tmp/safekit-system
 NET = "198.18.244"
 NODES = {f"{NAME}-n1": f"{NET}.1", f"{NAME}-n2": f"{NET}.2"}
 CLIENT = f"{NAME}-cl"
+WITNESS = f"{NAME}-w"
+WITNESS_ADDRESS = f"{NET}.3"
 CLIENT_ADDRESS = f"{NET}.250"
 SWITCH = f"{NAME}-sw"
 VIP = f"{NET}.100"
 MODULE = "webmirror"
 ENGINE = "/opt/safekit/venv/bin/safekit"
 LIBEXEC = "/opt/safekit/libexec"
+
+# Every 100 ms, one HTTP GET of the VIP from the client (a new connection each time, 1 s time-out):
+# a line "MONOTONIC ok PAGE" or "MONOTONIC fail ERROR" (as tests/integration/ansible/test_ops_playbooks.py).
+PROBE = """
+import sys, time, urllib.request
+url = sys.argv[1]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+while True:
+    started = time.monotonic()
+    try:
+        page = opener.open(url, timeout=1).read().decode().strip()
+        print(f"{started:.3f} ok {page}", flush=True)
+    except Exception as exc:
+        print(f"{started:.3f} fail {type(exc).__name__}", flush=True)
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+"""
+# A swap moves the service in about a second on lab hosts; 5 s leaves room for a loaded machine and
+# is still far below a restart of the primary's safekitd (its stop, then the takeover).
+MAX_GAP_SECONDS = 5.0
 
 
 def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE) -> Path:
@@ -142,7 +170,7 @@ class DebLab:
         return result.stdout
 
     def playbook(
-        self, name: str = "deploy-mirror.yml"
+        self, name: str = "deploy-mirror.yml", *extra: str
     ) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, int]], float]:
         env = {
             **os.environ,
@@ -158,6 +186,7 @@ class DebLab:
                 "-i",
                 str(self.workdir / "inventory.yml"),
                 f"playbooks/{name}",
+                *extra,
             ],
             cwd=REPO,
             env=env,
@@ -237,14 +266,7 @@ def lab(deb: Path) -> Iterator[DebLab]:
             ip("link", "add", "br0", "type", "bridge", "stp_state", "0", netns=SWITCH)
             ip("link", "set", "br0", "up", netns=SWITCH)
             cable(CLIENT, CLIENT_ADDRESS)
-            known = []
-            for name, host in nodes.items():
-                cable(name, NODES[name])
-                host.sh(f"echo {name} > /etc/hostname && hostname {name}")  # the root's is debootstrap's
-                host.write("/root/.ssh/authorized_keys", key.with_suffix(".pub").read_text(), 0o600)
-                host.sh("ssh-keygen -A && systemctl start ssh.service")
-                kind, public = host.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
-                known.append(f"{NODES[name]} {kind} {public}\n")
+            known = [ssh_host(name, host, NODES[name], key) for name, host in nodes.items()]
             (workdir / "known_hosts").write_text("".join(known))
             (workdir / "inventory.yml").write_text(inventory(workdir, key, deb))
             yield DebLab(nodes, workdir, deb)
@@ -253,7 +275,17 @@ def lab(deb: Path) -> Iterator[DebLab]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def inventory(workdir: Path, key: Path, deb: Path) -> str:
+def ssh_host(name: str, host: SystemdHost, address: str, key: Path) -> str:
+    """HOST on the lab's bridge at ADDRESS, its sshd started with KEY authorized; its known_hosts line."""
+    cable(name, address)
+    host.sh(f"echo {name} > /etc/hostname && hostname {name}")  # the root's is debootstrap's
+    host.write("/root/.ssh/authorized_keys", key.with_suffix(".pub").read_text(), 0o600)
+    host.sh("ssh-keygen -A && systemctl start ssh.service")
+    kind, public = host.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    return f"{address} {kind} {public}\n"
+
+
+def inventory(workdir: Path, key: Path, deb: Path, witness: str | None = None) -> str:
     ssh_args = (
         f"-o UserKnownHostsFile={workdir / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
     )
@@ -279,7 +311,14 @@ def inventory(workdir: Path, key: Path, deb: Path) -> str:
             "safekit_replication": {"dirs": [{"path": "/srv/www"}]},
         },
     }
-    return json.dumps({"safekit_nodes": group}, indent=2)
+    groups: dict[str, object] = {"safekit_nodes": group}
+    if witness is not None:  # the arbiter's host (safekit_arbiter, the first play of deploy-mirror.yml)
+        host = {k: v for k, v in hosts[next(iter(NODES))].items() if k != "safekit_addresses"}
+        groups["safekit_witness"] = {
+            "hosts": {witness: {**host, "ansible_host": WITNESS_ADDRESS}},
+            "vars": group["vars"],  # the cluster's key file and name, the package directory
+        }
+    return json.dumps(groups, indent=2)
 
 
 def test_deploy_from_the_package_serves_replicates_and_swaps(lab: DebLab) -> None:
@@ -343,6 +382,169 @@ def test_a_second_run_changes_nothing(lab: DebLab) -> None:
     assert lab.state(n2) == ("PRIM", "Ready"), "a second run moves nothing"
     size = lab.deb.stat().st_size / 1e6
     print(f"first deploy {lab.first_seconds:.0f} s, second run {again_seconds:.0f} s, package {size:.1f} MB")
+
+
+def bumped(version: str) -> str:
+    """VERSION with its last number one higher (0.2.0.dev0: 0.2.0.dev1; 0.2.0: 0.2.1)."""
+    head, number = re.fullmatch(r"(.*?)(\d+)", version).groups()  # type: ignore[union-attr]
+    return f"{head}{int(number) + 1}"
+
+
+def outages(lines: list[str]) -> list[tuple[float, int]]:
+    """(seconds without an answer, failed probes) for each run of failures between two answers."""
+    windows: list[tuple[float, int]] = []
+    last_ok: float | None = None
+    failed = 0
+    for line in lines:
+        stamp, outcome = line.split()[:2]
+        if outcome == "ok":
+            if failed and last_ok is not None:
+                windows.append((float(stamp) - last_ok, failed))
+            last_ok, failed = float(stamp), 0
+        else:
+            failed += 1
+    if failed:
+        windows.append((float("inf"), failed))  # still down at the end
+    return windows
+
+
+def test_bumped_versions_sort_after() -> None:
+    assert bumped("0.2.0.dev0") == "0.2.0.dev1"
+    assert bumped("0.2.0") == "0.2.1"
+    assert bumped("1.0rc9") == "1.0rc10"
+
+
+def test_rolling_upgrade_to_a_newer_package_keeps_the_vip_serving(lab: DebLab) -> None:
+    """playbooks/upgrade.yml on nodes installed from the package, to a newer package (make
+    test-deb-deploy only): apt-get installs it on the secondary, whose safekitd restarts, a swap, the
+    same on the other node, a swap back; the VIP serves throughout but for the two swaps. A second
+    run changes nothing and restarts nothing."""
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    newer = bumped(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+    started = time.monotonic()
+    build = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "packaging" / "build_deb.py"),
+            "--suite",
+            SUITE,
+            "--out",
+            str(lab.workdir / "deb-newer"),
+            "--version",
+            newer,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    deb = Path(build.stdout.strip().splitlines()[-1])
+    print(f"package {deb.name} built in {time.monotonic() - started:.0f} s")
+    states = {node: lab.state(node) for node in NODES}
+    primary = next(node for node, (state, _) in states.items() if state == "PRIM")
+    secondary = next(node for node in NODES if node != primary)
+    assert states == {primary: ("PRIM", "Ready"), secondary: ("SECOND", "Ready")}, states
+    pids = {node: host.show("safekitd", "MainPID")["MainPID"] for node, host in lab.nodes.items()}
+
+    probe = subprocess.Popen(
+        ["ip", "netns", "exec", CLIENT, "python3", "-u", "-c", PROBE, f"http://{VIP}:8080/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        result, recap, elapsed = lab.playbook("upgrade.yml", "-e", f"safekit_deb_dir={deb.parent}")
+        time.sleep(1)
+    finally:
+        probe.send_signal(signal.SIGTERM)
+        out, _ = probe.communicate(timeout=10)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    lines = out.splitlines()
+    assert len(lines) > elapsed * 5, f"the probe ran: {len(lines)} probes in {elapsed:.0f} s"
+    windows = outages(lines)
+    servers = [line.split()[2:] for line in lines if line.split()[1] == "ok"]
+    moves = [b for a, b in itertools.pairwise(servers) if a != b]
+    failed = sum(n for _, n in windows)
+    print(
+        f"rolling upgrade to {newer}: {elapsed:.1f} s, {len(lines)} probes, {failed} failed, "
+        f"outages {', '.join(f'{gap:.2f} s' for gap, _ in windows) or 'none'}, served by {moves}"
+    )
+    # apt-get installed the newer package on both nodes, and both daemons run it
+    for node, host in lab.nodes.items():
+        version = deb.name.split("_")[1]
+        assert host.sh("dpkg-query -W -f='${Status} ${Version}' safekit") == f"install ok installed {version}"
+        assert host.run([ENGINE, "--version"]).stdout.split()[-1] == newer
+        assert recap[node]["changed"] > 0 and recap[node]["failed"] == 0, recap
+        assert host.show("safekitd", "ActiveState")["ActiveState"] == "active"
+        assert host.show("safekitd", "MainPID")["MainPID"] != pids[node], f"safekitd restarted on {node}"
+        started_as = host.sh(
+            f"grep -o 'safekitd [^ ]* running (pid {host.show('safekitd', 'MainPID')['MainPID']})' "
+            "/var/log/safekit/safekitd.log | tail -n 1"
+        )
+        assert started_as.split()[1] == newer, started_as
+    # One node at a time, each while it was the secondary: the service moved to the upgraded
+    # secondary and back, unavailable only during those two swaps.
+    assert moves == [["served", "by", secondary], ["served", "by", primary]], moves
+    assert len(windows) <= 2, windows
+    assert all(gap <= MAX_GAP_SECONDS for gap, _ in windows), windows
+    assert lab.state(primary) == ("PRIM", "Ready")
+    assert lab.state(secondary) == ("SECOND", "Ready")
+    assert lab.get("probe.txt") == "written on the primary\n", "the replicated data survived"
+
+    # The same package again: nothing changes, nothing restarts.
+    pids = {node: host.show("safekitd", "MainPID")["MainPID"] for node, host in lab.nodes.items()}
+    again, recap, again_seconds = lab.playbook("upgrade.yml", "-e", f"safekit_deb_dir={deb.parent}")
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
+    assert all(host["changed"] == 0 and host["failed"] == 0 for host in recap.values()), recap
+    assert {node: host.show("safekitd", "MainPID")["MainPID"] for node, host in lab.nodes.items()} == pids
+    assert lab.state(primary) == ("PRIM", "Ready")
+    print(f"upgrade with nothing to do: {again_seconds:.1f} s")
+
+
+def test_the_arbiter_role_installs_the_package_on_a_debian_witness(lab: DebLab) -> None:
+    """The first play of deploy-mirror.yml (safekit_arbiter) on a third Debian host booting systemd
+    (make test-deb-deploy only): `auto` chooses the package there too, apt-get installs it, the
+    arbiter runs from the package's engine as its own unit, the package's safekitd stays disabled
+    and stopped; a second run changes nothing."""
+    assert lab.first_seconds is not None, "runs after the deploy test above"
+    key = lab.workdir / "id_ed25519"
+    with booted(WITNESS, build_ssh_root(), []) as witness:
+        known = (lab.workdir / "known_hosts").read_text()
+        (lab.workdir / "known_hosts").write_text(known + ssh_host(WITNESS, witness, WITNESS_ADDRESS, key))
+        (lab.workdir / "inventory.yml").write_text(inventory(lab.workdir, key, lab.deb, WITNESS))
+        try:
+            first, recap, first_seconds = lab.playbook("deploy-mirror.yml", "--limit", "safekit_witness")
+            assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
+            assert f"{WITNESS}: the engine from deb (auto, {lab.deb.name})" in first.stdout
+            assert recap[WITNESS]["changed"] > 0, recap
+            version = lab.deb.name.split("_")[1]
+            assert (
+                witness.sh("dpkg-query -W -f='${Status} ${Version}' safekit")
+                == f"install ok installed {version}"
+            )
+            deadline = time.monotonic() + 30
+            while witness.show("safekit-arbiter", "ActiveState")["ActiveState"] != "active":
+                status = witness.sh(
+                    "systemctl status safekit-arbiter; journalctl -u safekit-arbiter", check=False
+                )
+                assert time.monotonic() < deadline, status
+                time.sleep(1)
+            command = witness.sh(
+                "cat /proc/$(systemctl show -P MainPID safekit-arbiter)/cmdline | tr '\\0' ' '"
+            )
+            assert command.startswith("/opt/safekit/venv/bin/python"), command
+            assert witness.show("safekitd", "ActiveState", "UnitFileState") == {
+                "ActiveState": "inactive",
+                "UnitFileState": "disabled",
+            }
+            again, recap, again_seconds = lab.playbook("deploy-mirror.yml", "--limit", "safekit_witness")
+            assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
+            assert recap[WITNESS]["changed"] == 0, recap
+            print(f"arbiter from the package: first run {first_seconds:.0f} s, second {again_seconds:.0f} s")
+        finally:
+            (lab.workdir / "inventory.yml").write_text(inventory(lab.workdir, key, lab.deb))
 
 
 def test_remove_takes_the_package_away(lab: DebLab) -> None:

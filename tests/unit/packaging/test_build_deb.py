@@ -131,3 +131,15 @@ def test_upgrade_keeps_the_venv_and_remove_takes_what_python_left() -> None:
     assert "rm" not in upgrade_branch
     purge = postrm.split('if [ "$1" = purge ]')[1]
     assert "/etc/safekit" in purge and "/opt/safekit/modules" not in purge.split("rm -rf")[1].split("\n")[0]
+
+
+def test_a_version_override_changes_the_project_version_only() -> None:
+    """--version builds a package of another version from the same tree (pyproject.toml unchanged)."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    changed = build_deb.set_version(pyproject, "9.8.7.dev6")
+    assert build_deb.tomllib.loads(changed)["project"]["version"] == "9.8.7.dev6"
+    assert [a for a in pyproject.splitlines() if a not in changed.splitlines()] == [
+        f'version = "{build_deb.upstream_version()}"'
+    ]
+    with pytest.raises(build_deb.BuildError):
+        build_deb.set_version("[project]\nname = 'x'\n", "1.0")
