@@ -37,13 +37,20 @@ demo-farm: deps venv
 test: deps test-deps venv checkov-venv lint native-test
 	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t)) \
 		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG),--deselect=$(t))
-	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory molecule-mirror
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
 	tests/integration/arbiter/test_arbiter_role.py \
 	tests/integration/ansible/test_inventory_example_playbook.py
+# make test keeps one deployment, its second run and one check mode per playbook; the rest of those
+# files runs in make test-ansible-long (make test went over 45 minutes: 40 min of pytest, then
+# Molecule)
 ANSIBLE_LONG_SINGLE := \
-	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing
+	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing \
+	tests/integration/ansible/test_deploy_farm_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing \
+	tests/integration/ansible/test_deploy_farm_playbook.py::test_input_the_engine_refuses_changes_no_node \
+	tests/integration/ansible/test_deploy_farm_playbook.py::test_the_cloud_role_installs_the_sdk_and_writes_the_provider \
+	tests/integration/ansible/test_ops_playbooks.py::test_rolling_upgrade_keeps_the_vip_serving_then_changes_nothing
 # make test-deb-deploy: the second run of the playbook deployed from the Debian package, the rolling
 # upgrade to a newer package, and remove.yml
 DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
@@ -53,8 +60,9 @@ DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
 ## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
-## its own, the onprem inventory example (structured replication round trip), the mirror playbook's
-## file whole (its check-mode test needs the deployment its first test makes)
+## its own, the onprem inventory example (structured replication round trip), the mirror and farm
+## playbooks' and the ops playbooks' files whole (a check-mode test needs the deployment the file's
+## first test makes; the farm's cloud role; the wheelhouse rolling upgrade)
 .PHONY: test-ansible-long
 test-ansible-long: deps test-deps venv
 	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS) $(sort $(foreach t,$(ANSIBLE_LONG_SINGLE),$(firstword $(subst ::, ,$(t)))))
@@ -109,9 +117,14 @@ integration: deps test-deps venv
 
 ## molecule: the Molecule scenarios (create/destroy through safekit lab); molecule.yml points
 ## Ansible at the checkout's collections/ and roles/, and installs nothing
-molecule: deps venv
-	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
+## (make test runs the mirror scenario; the farm playbook's deployment and second run are in its
+## tests/integration/ansible file)
+.PHONY: molecule-mirror
+molecule: molecule-mirror
 	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s farm
+
+molecule-mirror: deps venv
+	cd molecule/.. && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s mirror
 
 ## chaos: the fault-injection suite, 100 rounds from a recorded seed (docs/chaos.md); bench/results/chaos.json
 .PHONY: chaos soak fuzz

@@ -423,6 +423,11 @@ class Cluster:
                 node.killed.add(action.run_id)
             case AcquireVip():
                 self._check_stale_promotion(node, before)
+                if node.override:
+                    # prim/primforce: the operator made this copy the reference, accepting the
+                    # loss of what the other node acknowledged alone (the machine logs it); later
+                    # epochs of this node start from it
+                    node.holds_acked = True
                 node.override = False
                 node.vip = True
             case ReleaseVip():
