@@ -103,18 +103,19 @@ def elect(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
     return _tie_break(first, second, defaultprim)
 
 
-def _tie_break(first: NodeStatus, second: NodeStatus, defaultprim: str) -> Verdict:
+def _tie_break(
+    first: NodeStatus, second: NodeStatus, defaultprim: str, both: str = "both eligible"
+) -> Verdict:
+    """The operator's preference between two nodes; `both` opens the reason (what they share)."""
     forced = [c for c in (first, second) if c.intent in (Intent.PRIM, Intent.PRIMFORCE)]
     if len(forced) == 1:
         chosen = forced[0]
-        return Verdict(chosen.node, f"both eligible; the operator ran {chosen.intent} on {chosen.node}")
+        return Verdict(chosen.node, f"{both}; the operator ran {chosen.intent} on {chosen.node}")
     if defaultprim in (first.node, second.node):
-        return Verdict(defaultprim, f"both eligible; defaultprim={defaultprim}")
+        return Verdict(defaultprim, f"{both}; defaultprim={defaultprim}")
     if first.last_primary == second.last_primary and first.last_primary in (first.node, second.node):
-        return Verdict(first.last_primary, f"both eligible; {first.last_primary} was the last primary")
-    return Verdict(
-        first.node, f"both eligible; no defaultprim or agreed last primary: {first.node} sorts first"
-    )
+        return Verdict(first.last_primary, f"{both}; {first.last_primary} was the last primary")
+    return Verdict(first.node, f"{both}; no defaultprim or agreed last primary: {first.node} sorts first")
 
 
 def conflict_winner(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
@@ -127,5 +128,4 @@ def conflict_winner(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
     wrote since the split aside before it resynchronises (rule 4).
     """
     first, second = sorted((a, b), key=lambda s: s.node)
-    v = _tie_break(first, second, defaultprim)
-    return Verdict(v.winner, v.reason.replace("both eligible", "both primary", 1))
+    return _tie_break(first, second, defaultprim, both="both primary")
