@@ -553,6 +553,11 @@ def _record_json(record: PersistedRecord) -> dict[str, Any]:
     return data
 
 
+def _optional_int(value: Any) -> int | None:
+    """A field records written before it lack (ADR 0045): None, and the machine knows what it stood for."""
+    return None if value is None else int(value)
+
+
 def _load_record(path: Any) -> PersistedRecord | None:
     try:
         data = persist.read_json(path)
@@ -567,6 +572,8 @@ def _load_record(path: Any) -> PersistedRecord | None:
             generation=int(data["generation"]),
             uptodate=bool(data["uptodate"]),
             peer_generation_seen=int(data.get("peer_generation_seen", 0)),
+            generation_confirmed=_optional_int(data.get("generation_confirmed")),
+            peer_confirmed_seen=_optional_int(data.get("peer_confirmed_seen")),
         )
     except (KeyError, ValueError, TypeError):
         return None

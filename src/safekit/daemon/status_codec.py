@@ -4,7 +4,9 @@ The fixed heartbeat fields carry what any peer or tool understands (state, sub-s
 generation, up-to-date flag, a coarse role intent); the mirror election needs a little more (the
 exact role, the operator's intent, the last primary, and who this node thinks should be primary).
 That travels in one *critical* extension: a node that does not understand it must not take part
-in the election, so it drops the packet instead of deciding on half the facts.
+in the election, so it drops the packet instead of deciding on half the facts. The generation at
+which the copy holds every acknowledged write travels in an *optional* one (ADR 0045): a node that
+does not know it reads the fixed generation for it, as every node did before.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from __future__ import annotations
 import struct
 
 from safekit.lifecycle import Readiness
-from safekit.membership.wire import EXTENSION_MIRROR_STATUS, Extension, Heartbeat, RoleIntent, SubState
+from safekit.membership.wire import (
+    EXTENSION_MIRROR_STATUS,
+    EXTENSION_REPLICA_CONFIRMED,
+    Extension,
+    Heartbeat,
+    RoleIntent,
+    SubState,
+)
 from safekit.membership.wire import ModuleState as WireState
 from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
 
 MIRROR_STATUS_EXTENSION = EXTENSION_MIRROR_STATUS
 _VERSION = 1
+_CONFIRMED = struct.Struct(">Q")
 
 _STATES = {state: WireState[state.value] for state in ModuleState}
 _READINESS = {
@@ -42,8 +52,16 @@ def wire_fields(status: NodeStatus) -> dict[str, object]:
         "replica_generation": status.generation,
         "up_to_date": status.uptodate,
         "role_intent": coarse.get(status.role, RoleIntent.NONE),
-        "extensions": (Extension(MIRROR_STATUS_EXTENSION, _encode_extension(status)),),
+        "extensions": _extensions(status),
     }
+
+
+def _extensions(status: NodeStatus) -> tuple[Extension, ...]:
+    exts = [Extension(MIRROR_STATUS_EXTENSION, _encode_extension(status))]
+    if status.confirmed is not None and status.confirmed != status.generation:
+        # Only when it says more than the fixed field: most heartbeats stay as they were.
+        exts.append(Extension(EXTENSION_REPLICA_CONFIRMED, _CONFIRMED.pack(status.confirmed)))
+    return tuple(exts)
 
 
 def _name(value: str | None) -> bytes:
@@ -79,6 +97,7 @@ def status_from(hb: Heartbeat) -> NodeStatus:
             offset += 1 + size
         if offset != len(data):
             raise StatusDecodeError(f"heartbeat from {sender}: trailing bytes in mirror status")
+        confirmed = _confirmed(hb)
         module_state = next(s for s, w in _STATES.items() if w == hb.state)
         readiness = next(r for r, w in _READINESS.items() if w == hb.substate)
         return NodeStatus(
@@ -91,6 +110,24 @@ def status_from(hb: Heartbeat) -> NodeStatus:
             intent=_INTENTS[intent_i],
             last_primary=names[0],
             verdict=names[1],
+            confirmed=confirmed,
         )
     except (struct.error, IndexError, UnicodeDecodeError, StopIteration) as exc:
         raise StatusDecodeError(f"heartbeat from {sender}: unreadable mirror status ({exc})") from exc
+
+
+def _confirmed(hb: Heartbeat) -> int | None:
+    """The sender's confirmed generation when it differs from its generation (the optional
+    extension), else None."""
+    ext = next((e for e in hb.extensions if e.type == EXTENSION_REPLICA_CONFIRMED), None)
+    if ext is None:
+        return None
+    if len(ext.value) != _CONFIRMED.size:
+        raise StatusDecodeError(f"heartbeat from {hb.sender}: confirmed generation of {len(ext.value)} bytes")
+    (confirmed,) = _CONFIRMED.unpack(ext.value)
+    if confirmed > hb.replica_generation:
+        raise StatusDecodeError(
+            f"heartbeat from {hb.sender}: confirmed generation {confirmed} above its generation "
+            f"{hb.replica_generation}"
+        )
+    return int(confirmed)

@@ -58,6 +58,11 @@ Critical: a node that cannot read it must not take part in a mirror election. It
 defined in docs/heartbeat-protocol.md and encoded by `safekit.daemon.status_codec`."""
 KNOWN_CRITICAL_EXTENSIONS = frozenset({EXTENSION_MIRROR_STATUS})
 
+EXTENSION_REPLICA_CONFIRMED = 0x0001
+"""The newest replica generation at which the sender's copy holds every acknowledged write (8 bytes,
+big-endian; ADR 0045). Optional: a receiver that skips it (an older node) takes the fixed
+`replica_generation` for it, which is what every node compared before."""
+
 _HEADER = struct.Struct(">4sBBHQQQQIQBBBB")
 _EXTENSION_HEADER = struct.Struct(">HH")
 HEADER_SIZE = _HEADER.size

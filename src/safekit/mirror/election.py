@@ -6,7 +6,8 @@ announces the same verdict (handshake) before it starts, so a stale heartbeat ca
 start. Order of the rules, once each node's eligibility is known:
 
 1. eligibility: a node competes (CANDIDATE or SECONDARY, not asked to be `second`), has the
-   highest replica generation of the two and `rfs.uptodate` - unless the operator ran `prim`
+   newest copy of the two (`ReplicaRank`: acknowledged writes at the newest generation, then the
+   highest generation number) and `rfs.uptodate` - unless the operator ran `prim`
    on a never-synchronised replica (generation 0) or `primforce`;
 2. an operator's `prim` / `primforce` on exactly one node;
 3. defaultprim naming a node;
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safekit.mirror.states import Intent, NodeStatus, Role
+from safekit.mirror.states import Intent, NodeStatus, ReplicaRank, Role
 
 
 @dataclass(frozen=True)
@@ -40,30 +41,41 @@ class Verdict:
 
 
 def replica_eligibility(
-    node: str, uptodate: bool, generation: int, top_generation: int, intent: Intent
+    node: str, uptodate: bool, rank: ReplicaRank, top: ReplicaRank, intent: Intent
 ) -> Eligibility:
-    """Whether a node's replica allows it to be primary (rule 1), and why."""
+    """Whether a node's replica allows it to be primary (rule 1), and why.
+
+    `top` is the newest copy known elsewhere (`ReplicaRank`: the acknowledged writes first, then
+    the generation number)."""
     if intent is Intent.PRIMFORCE:
         return Eligibility(True, f"{node}: primforce overrides the replica checks")
-    if generation < top_generation:
-        return Eligibility(
-            False, f"{node}: replica generation {generation} is older than generation {top_generation}"
-        )
+    if rank < top:
+        return Eligibility(False, f"{node}: replica {_older(rank, top)}")
     if uptodate:
-        return Eligibility(True, f"{node}: replica up to date (generation {generation})")
-    if intent is Intent.PRIM and generation == 0:
+        return Eligibility(True, f"{node}: replica up to date ({rank.describe()})")
+    if intent is Intent.PRIM and rank.generation == 0:
         return Eligibility(True, f"{node}: prim on a replica that was never synchronised")
     return Eligibility(False, f"{node}: replica not up to date (rfs.uptodate=false)")
 
 
-def prim_refusal(uptodate: bool, generation: int, peer_generation_seen: int) -> str | None:
-    """Why `prim` is refused on this node (SafeKit's prim fails on a stale node), or None."""
-    if generation < peer_generation_seen:
+def _older(rank: ReplicaRank, top: ReplicaRank) -> str:
+    plain = rank.confirmed == rank.generation and top.confirmed == top.generation
+    if rank.confirmed < top.confirmed and not plain:
         return (
-            f"local replica generation {generation} is older than the peer's {peer_generation_seen}: "
+            f"{rank.describe()} lacks writes acknowledged at generation {top.confirmed} "
+            f"(the newest copy is at {top.describe()})"
+        )
+    return f"{rank.describe()} is older than {top.describe()}"
+
+
+def prim_refusal(uptodate: bool, rank: ReplicaRank, peer_seen: ReplicaRank) -> str | None:
+    """Why `prim` is refused on this node (SafeKit's prim fails on a stale node), or None."""
+    if rank < peer_seen:
+        return (
+            f"local replica {_older(rank, peer_seen)}, the peer's: "
             "use primforce to accept losing the peer's newer data"
         )
-    if not uptodate and generation > 0:
+    if not uptodate and rank.generation > 0:
         return (
             "local replica is not up to date (a resynchronisation did not finish): "
             "use primforce to accept losing the data the peer has"
@@ -82,17 +94,17 @@ def consents_to(status: NodeStatus, other: str) -> bool:
     return not status.competing or status.verdict == other
 
 
-def _eligibility(c: NodeStatus, top: int) -> Eligibility:
+def _eligibility(c: NodeStatus, top: ReplicaRank) -> Eligibility:
     if not c.competing:
         why = "asked to be secondary" if c.intent is Intent.SECOND else f"role {c.role}"
         return Eligibility(False, f"{c.node} does not compete ({why})")
-    return replica_eligibility(c.node, c.uptodate, c.generation, top, c.intent)
+    return replica_eligibility(c.node, c.uptodate, c.rank, top, c.intent)
 
 
 def elect(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
     """The node that should be primary among two non-primary nodes, with the rule that decided."""
     first, second = sorted((a, b), key=lambda s: s.node)  # same order on both nodes
-    top = max(a.generation, b.generation)
+    top = max(a.rank, b.rank)
     e1, e2 = _eligibility(first, top), _eligibility(second, top)
     if not e1.ok and not e2.ok:
         return Verdict(None, f"no node may be primary: {e1.reason}; {e2.reason}")

@@ -103,9 +103,16 @@ def initial_state(settings: MirrorSettings, persisted: PersistedRecord | None = 
         reason=f"module loaded; it was {persisted.state} when the daemon last persisted its state",
         last_primary=persisted.last_primary,
         generation=persisted.generation,
+        generation_confirmed=_or(persisted.generation_confirmed, persisted.generation),
         uptodate=persisted.uptodate,
         peer_generation_seen=persisted.peer_generation_seen,
+        peer_confirmed_seen=_or(persisted.peer_confirmed_seen, persisted.peer_generation_seen),
     )
+
+
+def _or(value: int | None, default: int) -> int:
+    """A field of the persisted record, or what a record written before it stands for."""
+    return default if value is None else value
 
 
 def announced_status(settings: MirrorSettings, state: MirrorState) -> NodeStatus:
@@ -300,13 +307,18 @@ def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
         )
     elif (prev.state, prev.readiness, prev.role) != (st.state, st.readiness, st.role):
         ctx.log(f"peer {st.node} is now {st.state} ({st.readiness}), role {st.role}")
-    ctx.set(peer=st, peer_absent_since=None, peer_generation_seen=max(s.peer_generation_seen, st.generation))
-    if st.serving and s.role is not Role.PRIMARY and s.uptodate and st.generation > s.generation:
+    ctx.set(
+        peer=st,
+        peer_absent_since=None,
+        peer_generation_seen=max(s.peer_generation_seen, st.generation),
+        peer_confirmed_seen=max(s.peer_confirmed_seen, st.rank.confirmed),
+    )
+    if st.serving and s.role is not Role.PRIMARY and s.uptodate and st.rank > s.rank:
         # The primary went on in a newer generation without this copy: it is stale, and this node
         # says so in its heartbeats (what a primary that lost its secondary waits for).
         ctx.set(uptodate=False)
         ctx.log(
-            f"{st.node} serves replica generation {st.generation}, this copy is at {s.generation}: "
+            f"{st.node} serves replica {st.rank.describe()}, this copy is at {s.rank.describe()}: "
             "not up to date",
             LogLevel.WARNING,
         )
@@ -367,24 +379,29 @@ def _count_up_alone(ctx: _Ctx, why: str, level: LogLevel = LogLevel.INFO) -> Non
     s = ctx.s
     if s.generation_unconfirmed:
         ctx.log(
-            f"{why}: replica generation stays {s.generation} (already counted up, not yet confirmed)", level
+            f"{why}: replica generation stays {s.generation} (no write acknowledged at it yet: "
+            f"the peer's copy, at most at {s.generation_confirmed}, already reads as older)",
+            level,
         )
         return
     gen = max(s.generation, s.peer_generation_seen) + 1
-    ctx.set(generation=gen, generation_unconfirmed=True)
+    ctx.set(generation=gen)
     ctx.log(f"{why}: replica generation {gen} (the peer's copy is older)", level)
 
 
 def _confirm_generation(ctx: _Ctx) -> None:
-    """A claimed generation holds once this primary may acknowledge writes alone at it, or once
-    the peer is in sync at it: from then on the next loss claims a new one."""
+    """A primary's generation (a new epoch, or a claim) holds writes acknowledged at it once this
+    primary may acknowledge writes alone at it, or once the peer is in sync at it: from then on it
+    ranks above the copies it left behind (rule 1), and the next loss claims a new one. This runs
+    after every step, so the replication is never allowed to acknowledge alone at a generation
+    that is not confirmed yet."""
     s = ctx.s
-    if not s.generation_unconfirmed:
+    if s.role is not Role.PRIMARY or not s.generation_unconfirmed:
         return
     peer = s.peer
     in_sync = peer is not None and peer.uptodate and peer.generation == s.generation
-    if in_sync or (s.role is Role.PRIMARY and may_acknowledge_alone(ctx.cfg, s)[0]):
-        ctx.set(generation_unconfirmed=False)
+    if in_sync or may_acknowledge_alone(ctx.cfg, s)[0]:
+        ctx.set(generation_confirmed=s.generation)
 
 
 def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
@@ -451,9 +468,13 @@ def _on_known_generation(ctx: _Ctx, known: int) -> None:
             f"{s.generation}: its record predates this module; now generation {gen}",
             LogLevel.WARNING,
         )
-    elif known > s.peer_generation_seen:
-        # The arbitrator granted a lease to a newer copy than ours: ours is stale (rule 1).
-        ctx.set(peer_generation_seen=known)
+    elif known > s.peer_generation_seen or known > s.peer_confirmed_seen:
+        # The arbitrator granted a lease to a newer copy than ours, which may have acknowledged
+        # writes alone at it: ours is stale (rule 1).
+        ctx.set(
+            peer_generation_seen=max(known, s.peer_generation_seen),
+            peer_confirmed_seen=max(known, s.peer_confirmed_seen),
+        )
         ctx.log(
             f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
             "not up to date (rule 1)",
@@ -485,6 +506,9 @@ def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
     if (ev.uptodate, gen) != (s.uptodate, s.generation):
         ctx.log(f"replica: rfs.uptodate={ev.uptodate}, generation {gen}")
         ctx.set(uptodate=ev.uptodate, generation=gen)
+    if ev.uptodate and gen > s.generation_confirmed:
+        # In sync with the primary at `gen`: this copy holds every write acknowledged at it.
+        ctx.set(generation_confirmed=gen)
 
 
 def _on_replication_exited(ctx: _Ctx, ev: ReplicationExited) -> None:
@@ -668,15 +692,15 @@ def _cmd_prim(ctx: _Ctx, kind: CommandKind) -> None:
         _refuse(ctx, kind, f"{ctx.peer_name} is {s.peer.state}: two primaries are never allowed; use swap")
         return
     if kind is CommandKind.PRIM:
-        why = prim_refusal(s.uptodate, s.generation, s.peer_generation_seen)
+        why = prim_refusal(s.uptodate, s.rank, s.peer_rank_seen)
         if why is not None:
             _refuse(ctx, kind, why)
             return
     intent = Intent.PRIM if kind is CommandKind.PRIM else Intent.PRIMFORCE
-    if kind is CommandKind.PRIMFORCE and (not s.uptodate or s.generation < s.peer_generation_seen):
+    if kind is CommandKind.PRIMFORCE and (not s.uptodate or s.rank < s.peer_rank_seen):
         ctx.log(
-            f"primforce on a replica that is not up to date (generation {s.generation}, "
-            f"peer seen at {s.peer_generation_seen}): what only {ctx.peer_name} has will be discarded "
+            f"primforce on a replica that is not up to date ({s.rank.describe()}, "
+            f"peer seen at {s.peer_rank_seen.describe()}): what only {ctx.peer_name} has will be discarded "
             "when it resynchronises from this node",
             LogLevel.WARNING,
         )
@@ -1018,7 +1042,7 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
         # Last check before the VIP: the peer became primary while our scripts ran.
         _enter_electing(ctx, f"not starting the primary role: {ctx.peer_name} is {s.peer.state}")
         return
-    eligible = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    eligible = replica_eligibility(ctx.me, s.uptodate, s.rank, s.peer_rank_seen, s.intent)
     if not eligible.ok:
         # The peer was heard with a newer copy while our scripts ran: ours must not become the
         # reference (rule 1), the peer's must not be overwritten with it (rule 4).
@@ -1029,6 +1053,10 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     # Two up: an old primary cut from this node may have claimed one up without it
     # (`_count_up_alone`), and that copy must be older than this one.
     gen = max(s.generation, s.peer_generation_seen) + 2
+    # The operator's primforce makes this copy the reference, whatever the peer acknowledged: it
+    # ranks above every other copy at once. Otherwise the new epoch holds no write until one is
+    # acknowledged at it (`_confirm_generation`).
+    confirmed = gen if s.intent is Intent.PRIMFORCE else s.generation_confirmed
     current = s.module_state
     if s.replication is not ReplicationRole.PRIMARY or s.fenced:
         if s.replication is not ReplicationRole.NONE:
@@ -1038,7 +1066,7 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     ctx.emit(AcquireVip())
     ctx.set(
         generation=gen,
-        generation_unconfirmed=False,
+        generation_confirmed=confirmed,
         uptodate=True,
         last_primary=ctx.me,
         intent=Intent.AUTO,
@@ -1180,7 +1208,7 @@ def _reconcile_secondary(ctx: _Ctx) -> None:
 
 def _secondary_without_peer(ctx: _Ctx) -> None:
     s, cfg = ctx.s, ctx.cfg
-    e = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    e = replica_eligibility(ctx.me, s.uptodate, s.rank, s.peer_rank_seen, s.intent)
     if not cfg.failover:
         reason = "peer lost and failover is off: not taking over (run prim to do it)"
         _leave_role(ctx, ScriptAction.STOPWAIT, Next.WAIT, reason, cause=WaitCause.FAILOVER_OFF)
@@ -1234,10 +1262,14 @@ def _peer_serves_without_us(ctx: _Ctx, evidence: str) -> None:
     """The lost peer still serves: it goes on alone, so this copy no longer follows it (rule 1)."""
     s = ctx.s
     newer = s.generation + 1
-    if s.peer_generation_seen < newer:
-        # The primary starts a new generation when it loses its secondary: record that ours is
-        # older now, so that this node never takes over with it, even once the peer is gone.
-        ctx.set(peer_generation_seen=newer)
+    if s.peer_rank_seen < (newer, newer):
+        # The primary starts a new generation when it loses its secondary and acknowledges writes
+        # alone at it: record that ours is older now, so that this node never takes over with it,
+        # even once the peer is gone.
+        ctx.set(
+            peer_generation_seen=max(newer, s.peer_generation_seen),
+            peer_confirmed_seen=max(newer, s.peer_confirmed_seen),
+        )
     reason = (
         f"peer absent but {evidence}: {ctx.peer_name} serves without {ctx.me}, whose copy no longer "
         f"follows it; not taking over (rules 1 and 2), waiting for {ctx.peer_name}"
@@ -1299,7 +1331,7 @@ def _candidate_without_peer(ctx: _Ctx) -> None:
         return
     if s.phase is Phase.WAITING and s.wait_cause is WaitCause.FAILOVER_OFF and s.intent is Intent.AUTO:
         return
-    e = replica_eligibility(ctx.me, s.uptodate, s.generation, s.peer_generation_seen, s.intent)
+    e = replica_eligibility(ctx.me, s.uptodate, s.rank, s.peer_rank_seen, s.intent)
     if not e.ok:
         reason = f"{ctx.peer_name} not seen; {e.reason}: waiting for the peer, or prim/primforce (rule 1)"
         ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=reason)

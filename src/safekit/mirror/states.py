@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from safekit.lifecycle import Readiness, Script, ScriptAction
 from safekit.mirror.witness import WitnessView
@@ -130,6 +131,27 @@ class Running:
     then: Next | None = None  # only for stop scripts
 
 
+class ReplicaRank(NamedTuple):
+    """How recent a copy is, compared field by field (rule 1).
+
+    `confirmed` first: the newest generation at which the copy holds every acknowledged write. A
+    generation is only a number its primary picked; until writes were acknowledged at it (alone,
+    or with the peer in sync), the copy holds nothing its base did not hold. Two copies that went
+    apart before either heard of the other's epoch can carry numbers in any order, so the number
+    alone cannot say which one holds the acknowledged writes; the confirmed generation can (the
+    witness lets only one side acknowledge alone). Then `generation`: between copies confirmed at
+    the same generation, the higher number is the newer epoch (a takeover, a claim).
+    """
+
+    confirmed: int
+    generation: int
+
+    def describe(self) -> str:
+        if self.confirmed == self.generation:
+            return f"generation {self.generation}"
+        return f"generation {self.generation} (acknowledged writes up to generation {self.confirmed})"
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     """What a node announces in its heartbeats, and what the peer's machine reads."""
@@ -144,6 +166,15 @@ class NodeStatus:
     last_primary: str | None = None
     # Who this node thinks should be primary now (election handshake), or None.
     verdict: str | None = None
+    # The newest generation at which this node's copy holds every acknowledged write (see
+    # MirrorState.generation_confirmed); None when it is the generation itself (also from a node
+    # that does not announce it, before ADR 0045).
+    confirmed: int | None = None
+
+    @property
+    def rank(self) -> ReplicaRank:
+        """How recent this node's copy is (what rule 1 compares)."""
+        return ReplicaRank(self.generation if self.confirmed is None else self.confirmed, self.generation)
 
     @property
     def competing(self) -> bool:
@@ -165,6 +196,10 @@ class PersistedRecord:
     generation: int
     uptodate: bool
     peer_generation_seen: int
+    # Absent from records written before ADR 0045 (None): the generation stands for the confirmed
+    # one, as it did then.
+    generation_confirmed: int | None = None
+    peer_confirmed_seen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +217,16 @@ class MirrorState:
     replication: ReplicationRole = ReplicationRole.NONE
     uptodate: bool = False
     generation: int = 0
+    # The newest generation at which this copy holds every acknowledged write: a primary's
+    # generation once it may acknowledge writes alone at it or sees the peer in sync at it, a
+    # secondary's once its copy is up to date at it. A primary's generation above it is a claim
+    # (a new epoch, or the count-up when the peer stopped following) with no write acknowledged
+    # yet: the copy holds nothing beyond what it held at the confirmed one (ADR 0045).
+    generation_confirmed: int = 0
     peer_generation_seen: int = 0
+    # The highest confirmed generation the peer announced (or evidence that it acknowledges
+    # writes alone at a generation: the witness, the arbitrator).
+    peer_confirmed_seen: int = 0
     last_primary: str | None = None
     peer: NodeStatus | None = None  # None: no heartbeat from the peer (lost or never seen)
     peer_absent_since: float | None = None
@@ -198,16 +242,25 @@ class MirrorState:
     # The primary's replication was told to fail held fsync calls (FenceReplication) and has not
     # been stopped or started again since.
     fenced: bool = False
-    # This primary counted its replica generation up when its peer stopped following (the peer
-    # lost, or the replication link lost) and has not acknowledged a write alone at it yet, nor
-    # seen the peer in sync at it: the number is a claim only, made on one side of what may be a
-    # split. It counts up once per such claim (see machine._count_up_alone), and a node that
-    # starts the primary role counts up two: it never lands on the number an old primary on the
-    # other side of a split may have claimed.
-    generation_unconfirmed: bool = False
     errors: tuple[float, ...] = ()
     next_run_id: int = 1
     now: float = 0.0
+
+    @property
+    def rank(self) -> ReplicaRank:
+        return ReplicaRank(self.generation_confirmed, self.generation)
+
+    @property
+    def peer_rank_seen(self) -> ReplicaRank:
+        """The newest the peer's copy was heard to be (or the arbitrator says a copy is)."""
+        return ReplicaRank(self.peer_confirmed_seen, self.peer_generation_seen)
+
+    @property
+    def generation_unconfirmed(self) -> bool:
+        """This node's generation is a claim: no write acknowledged at it yet (a new epoch, or the
+        count-up of a primary whose peer stopped following). It counts up again only once
+        confirmed (machine._count_up_alone)."""
+        return self.generation > self.generation_confirmed
 
     @property
     def then(self) -> Next | None:
@@ -288,6 +341,8 @@ class MirrorState:
             generation=self.generation,
             uptodate=self.uptodate,
             peer_generation_seen=self.peer_generation_seen,
+            generation_confirmed=self.generation_confirmed,
+            peer_confirmed_seen=self.peer_confirmed_seen,
         )
 
     def status(self, node: str, verdict: str | None = None) -> NodeStatus:
@@ -301,4 +356,6 @@ class MirrorState:
             intent=self.intent,
             last_primary=self.last_primary,
             verdict=verdict,
+            # Said only when it differs (what the heartbeat's optional extension carries).
+            confirmed=None if self.generation_confirmed == self.generation else self.generation_confirmed,
         )

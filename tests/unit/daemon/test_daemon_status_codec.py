@@ -155,7 +155,7 @@ def test_other_extensions_alone_are_not_a_status() -> None:
 
 
 def test_a_non_critical_extension_beside_the_status_is_ignored() -> None:
-    extensions = (Extension(0x0001, b"hint"), status_extension(SAMPLE))
+    extensions = (Extension(0x0123, b"hint"), status_extension(SAMPLE))
     hb = over_the_wire(heartbeat_of(SAMPLE, extensions=extensions))
     assert status_from(hb) == SAMPLE
 
@@ -201,3 +201,46 @@ def test_farm_up_state_is_not_a_mirror_status() -> None:
 def test_decode_error_is_a_value_error() -> None:
     """Callers that drop unreadable peers with `except ValueError` keep working."""
     assert issubclass(StatusDecodeError, ValueError)
+
+
+# --- the confirmed generation (ADR 0045) ---------------------------------------------------------
+
+
+@given(
+    st.integers(min_value=1, max_value=2**64 - 1).flatmap(
+        lambda gen: st.tuples(st.just(gen), st.integers(min_value=0, max_value=gen - 1))
+    )
+)
+def test_a_confirmed_generation_below_the_generation_round_trips(numbers: tuple[int, int]) -> None:
+    gen, confirmed = numbers
+    status = dataclasses.replace(SAMPLE, generation=gen, confirmed=confirmed)
+    assert status_from(over_the_wire(heartbeat_of(status))) == status
+
+
+def test_the_confirmed_generation_travels_only_when_it_says_more() -> None:
+    assert len(heartbeat_of(SAMPLE).extensions) == 1
+    hb = heartbeat_of(dataclasses.replace(SAMPLE, confirmed=9))
+    (extra,) = [e for e in hb.extensions if e.type == wire.EXTENSION_REPLICA_CONFIRMED]
+    # Optional: a node of an older version skips it and compares the fixed generation, as before.
+    assert not extra.critical
+    assert extra.value == (9).to_bytes(8, "big")
+
+
+def test_a_peer_that_does_not_announce_it_ranks_by_its_generation() -> None:
+    status = status_from(over_the_wire(heartbeat_of(SAMPLE)))
+    assert status.confirmed is None
+    assert status.rank == (12, 12)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (b"\x00" * 7, "of 7 bytes"),
+        (b"\x00" * 9, "of 9 bytes"),
+        ((13).to_bytes(8, "big"), "above its generation"),
+    ],
+)
+def test_a_broken_confirmed_generation_is_refused(value: bytes, words: str) -> None:
+    extensions = (status_extension(SAMPLE), Extension(wire.EXTENSION_REPLICA_CONFIRMED, value))
+    with pytest.raises(StatusDecodeError, match=words):
+        status_from(over_the_wire(heartbeat_of(SAMPLE, extensions=extensions)))

@@ -70,9 +70,11 @@ from safekit.mirror import (
 )
 from safekit.mirror.actions import KillScript
 from safekit.mirror.machine import may_acknowledge_alone, witness_wanted
+from safekit.mirror.states import ReplicaRank
 from safekit.mirror.witness import WitnessMode
 
 NODES = ("n1", "n2")
+NO_RANK = ReplicaRank(0, 0)
 PULSE = 1.0
 HB_TIMEOUT = 3.0
 JITTER = 1.5  # per-node extra detection delay: the skew between the nodes stays < SKEW
@@ -127,7 +129,7 @@ class SimNode:
     sync_since: float | None = None
     last_hb: float | None = None  # membership: last heartbeat received
     lost_at: float | None = None  # when PeerLost was delivered (None while heartbeats flow)
-    max_peer_gen: int = 0
+    max_peer_rank: ReplicaRank = NO_RANK
     # whether this node's copy holds the writes of `Cluster.acked_alone` (its own, or resynced
     # from the node that acknowledged them): a generation number alone cannot tell two histories
     # apart when both sides of a split counted up to the same number
@@ -158,7 +160,6 @@ class Cluster:
         self.arbiter_generation = 0
         # (d) the highest generation whose writes a node acknowledged without its peer, and who
         self.acked_alone: tuple[int, str] | None = None
-        self.strict_history = False  # see _check_stale_promotion
         self.witness_sides: set[str] = set()
         self.fail_rate = fail_rate
         self.now = 0.0
@@ -301,7 +302,7 @@ class Cluster:
         node = self.nodes[name]
         node.last_hb = self.now
         node.lost_at = None
-        node.max_peer_gen = max(node.max_peer_gen, status.generation)
+        node.max_peer_rank = max(node.max_peer_rank, status.rank)
         self.feed(name, PeerHeartbeat(status, self.now))
         self._at(self.now + HB_TIMEOUT + node.jitter, "lostcheck", (name, self.now))
 
@@ -475,29 +476,19 @@ class Cluster:
         # first acknowledged alone: the second cannot know of it (documented limit of the ping
         # witness, docs/mirror.md). The arbitrator can: it refuses the older copy.
         ping_turned = self.kind != "arbitrator" and len(self.witness_sides) > 1
-        # Which copy holds the writes acknowledged alone is tracked (`holds_acked`), but a promotion
-        # is flagged only when its generation does not exceed theirs (`strict_history` flags every
-        # one): a copy can still reach a higher number without them - an epoch started on a stale
-        # view just as the link was cut, then claimed one up at the loss - a known hole, pinned by
-        # test_mirror_regressions.py's xfail replay until it is fixed.
-        newer = before.generation > acked[0] if acked is not None else False
-        if (
-            self.witness
-            and acked is not None
-            and not node.holds_acked
-            and (self.strict_history or not newer)
-            and not ping_turned
-        ):
+        # Which copy holds the writes acknowledged alone is tracked (`holds_acked`), whatever the
+        # generation numbers say: a copy can reach a higher number without them (an epoch started
+        # on a stale view just as the link was cut, then claimed one up at the loss; ADR 0045).
+        if self.witness and acked is not None and not node.holds_acked and not ping_turned:
             self._violation(
                 f"{node.name} became primary with generation {before.generation}: {acked[1]} acknowledged "
                 f"writes alone at generation {acked[0]} (lost)"
             )
         if not before.uptodate:
             self._violation(f"{node.name} became primary with rfs.uptodate=false")
-        if before.generation < node.max_peer_gen:
+        if before.rank < node.max_peer_rank:
             self._violation(
-                f"{node.name} became primary at generation {before.generation} "
-                f"after seeing the peer at {node.max_peer_gen}"
+                f"{node.name} became primary at {before.rank} after seeing the peer at {node.max_peer_rank}"
             )
 
     def _check_fence_bound(self) -> None:

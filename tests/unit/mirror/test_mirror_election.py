@@ -7,6 +7,7 @@ from mirror_driver import Driver, peer_status, record
 
 from safekit.mirror import CommandKind, Intent, ModuleState, NodeStatus, Readiness, Role, next_deadline
 from safekit.mirror.election import conflict_winner, elect, prim_refusal
+from safekit.mirror.states import ReplicaRank
 from safekit.mirror.witness import (
     WitnessMode,
     WitnessRules,
@@ -81,10 +82,37 @@ def test_conflict_follows_the_preference_not_the_generation() -> None:
 
 
 def test_prim_refusal() -> None:
-    assert prim_refusal(uptodate=False, generation=0, peer_generation_seen=0) is None
-    assert prim_refusal(uptodate=True, generation=3, peer_generation_seen=3) is None
-    assert "older" in (prim_refusal(uptodate=True, generation=2, peer_generation_seen=3) or "")
-    assert "did not finish" in (prim_refusal(uptodate=False, generation=2, peer_generation_seen=2) or "")
+    assert prim_refusal(uptodate=False, rank=ReplicaRank(0, 0), peer_seen=ReplicaRank(0, 0)) is None
+    assert prim_refusal(uptodate=True, rank=ReplicaRank(3, 3), peer_seen=ReplicaRank(3, 3)) is None
+    assert "older" in (prim_refusal(uptodate=True, rank=ReplicaRank(2, 2), peer_seen=ReplicaRank(3, 3)) or "")
+    assert "did not finish" in (
+        prim_refusal(uptodate=False, rank=ReplicaRank(2, 2), peer_seen=ReplicaRank(2, 2)) or ""
+    )
+    # A higher number that no write was acknowledged at does not outrank the peer's acknowledged
+    # writes (ADR 0045).
+    why = prim_refusal(uptodate=True, rank=ReplicaRank(3, 6), peer_seen=ReplicaRank(5, 5))
+    assert "lacks writes acknowledged at generation 5" in (why or "")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "winner"),
+    [
+        # n1 began an epoch (5, then claimed 6) on a view that was already stale and never
+        # acknowledged a write at it; n2 took over at 5 and acknowledged writes alone.
+        (cand("n1", gen=6, confirmed=3), cand("n2", gen=5), "n2"),
+        # Both claimed without acknowledging anything: the higher number is the newer epoch.
+        (cand("n1", gen=6, confirmed=5), cand("n2", gen=7, confirmed=5), "n2"),
+        # Confirmed at the same generation, the same number: the usual tie-break (name).
+        (cand("n1", gen=5), cand("n2", gen=5), "n1"),
+        # A peer that does not announce its confirmed generation (older version): its number.
+        (cand("n1", gen=4, confirmed=None), cand("n2", gen=5, confirmed=3), "n1"),
+    ],
+)
+def test_the_copy_with_the_newest_acknowledged_writes_is_eligible(
+    a: NodeStatus, b: NodeStatus, winner: str
+) -> None:
+    for first, second in ((a, b), (b, a)):  # the same verdict on both nodes
+        assert elect(first, second, "alone").winner == winner
 
 
 def test_witness_lease_and_streak() -> None:

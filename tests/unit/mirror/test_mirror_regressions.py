@@ -7,7 +7,6 @@ it on one machine, independent of the simulator's timing.
 
 from __future__ import annotations
 
-import pytest
 from mirror_driver import Driver, peer_status, prim, record, second, settings
 from mirror_sim import Cluster, Op, persisted_for, play
 
@@ -22,6 +21,7 @@ from safekit.mirror import (
     may_acknowledge_alone,
     next_deadline,
 )
+from safekit.mirror.states import WaitCause
 
 # --- a consent heard before this node started competing again ----------------------------------
 #
@@ -183,18 +183,16 @@ def test_a_secondary_takes_over_above_what_the_old_primary_may_have_claimed() ->
 
 
 # A hole found by the stricter check above, older than it (the generations before ADR 0034 lost
-# the same way): both nodes start with a ping witness; the LAN is cut 3 s in and the witness
-# answers n2 only. n1, acting on n2's consent heard before the cut, starts the primary role at
-# 7.00 (generation 5) on a view that is already stale, loses the peer at 7.35, claims 6 and fences
-# (the witness does not answer it): it never acknowledged a write. n2, which never heard of
-# generation 5, takes over at 13.36 two up from its 3: 5, and acknowledges writes alone. It is then
-# stopped and the LAN heals: n1's copy at 6 reads as newer than n2's 5, n1 becomes primary and n2's
-# acknowledged writes are gone (n2 is marked stale). A number cannot order two histories that went
-# apart before one of them was announced; the fix needs the (number, node) identity of ADR 0034's
-# rejected option, or an unconfirmed epoch that does not count as newer.
+# the same way), closed by ADR 0045: both nodes start with a ping witness; the LAN is cut 3 s in
+# and the witness answers n2 only. n1, acting on n2's consent heard before the cut, starts the
+# primary role at 7.00 (generation 5) on a view that is already stale, loses the peer at 7.35 and
+# fences (the witness does not answer it): it never acknowledged a write. n2, which never heard of
+# generation 5, takes over at 13.36 two up from its 3 (5) and acknowledges writes alone. It is then
+# stopped and the LAN heals. Before ADR 0045, n1 had claimed 6 at the loss, its 6 read as newer than
+# n2's 5, n1 became primary and n2's acknowledged writes were gone. Now n1's copy ranks as confirmed
+# at 3 only, below n2's 5: n1 waits for n2.
 
 
-@pytest.mark.xfail(strict=True, reason="known hole: an epoch begun on a stale view, then claimed (ADR 0034)")
 def test_replay_an_epoch_started_on_a_stale_view_does_not_outrank_the_taker() -> None:
     sequence = [
         Op(3.0, "cut", "n2"),
@@ -202,6 +200,10 @@ def test_replay_an_epoch_started_on_a_stale_view_does_not_outrank_the_taker() ->
         Op(0.0, "heal"),
     ]
     cluster = Cluster(witness=True, seed=0, persisted=persisted_for("synced"))
-    cluster.strict_history = True
     play(cluster, sequence)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+    n1, n2 = cluster.nodes["n1"].state, cluster.nodes["n2"].state
+    assert (n1.generation_confirmed, n2.generation_confirmed) == (3, 5)
+    assert n1.generation >= n2.generation  # the numbers alone would not have ruled n1 out
+    assert n1.module_state is ModuleState.WAIT and n1.wait_cause is WaitCause.STALE, n1.reason
+    assert "lacks writes acknowledged at generation 5" in n1.reason
