@@ -207,3 +207,36 @@ def test_replay_an_epoch_started_on_a_stale_view_does_not_outrank_the_taker() ->
     assert n1.generation >= n2.generation  # the numbers alone would not have ruled n1 out
     assert n1.module_state is ModuleState.WAIT and n1.wait_cause is WaitCause.STALE, n1.reason
     assert "lacks writes acknowledged at generation 5" in n1.reason
+
+
+def test_a_new_epoch_holds_no_write_until_one_may_be_acknowledged_at_it() -> None:
+    """Elected with the peer's copy up to date (a candidate): the epoch is a number only until the
+    peer is in sync at it; a loss meanwhile claims nothing more (the peer is below it already)."""
+    d = Driver(settings(witness_configured=True), record(generation=3))
+    d.cmd(CommandKind.START)
+    d.settle()
+    d.peer(peer_status(ModuleState.WAIT, Readiness.TRANSIENT, generation=3, verdict="n1"))
+    d.tick(20.0)
+    assert d.state.running is not None and d.running().script is Script.START_PRIM, d.state.reason
+    assert (d.state.generation, d.state.generation_confirmed) == (5, 3)
+    assert not may_acknowledge_alone(d.cfg, d.state)[0]
+    d.lost()
+    assert (d.state.generation, d.state.generation_confirmed) == (5, 3)
+
+
+def test_a_secondary_confirms_the_generation_its_copy_is_up_to_date_at() -> None:
+    d = second(synced=False)
+    assert d.state.generation_confirmed == 1
+    d.replica(True, 2)
+    assert (d.state.generation, d.state.generation_confirmed) == (2, 2)
+
+
+def test_primforce_makes_the_new_epoch_the_reference_at_once() -> None:
+    d = Driver(settings(), record(generation=3, uptodate=False))
+    d.peer(peer_status(ModuleState.STOP, generation=5))
+    d.cmd(CommandKind.PRIMFORCE)
+    d.settle()
+    d.tick(10.0)  # the handshake delay after it started competing
+    d.settle()
+    assert d.state.generation == 7, d.state.reason
+    assert d.state.generation_confirmed == 7
