@@ -399,7 +399,16 @@ def _confirm_generation(ctx: _Ctx) -> None:
     if s.role is not Role.PRIMARY or not s.generation_unconfirmed:
         return
     peer = s.peer
-    in_sync = peer is not None and peer.uptodate and peer.generation == s.generation
+    # In sync means this node's own secondary, resynchronised from this copy (SECOND Ready comes
+    # only from the replication process once it follows this primary): a peer announcing the same
+    # number from another history (a primary on the other side of a healed split, a node still
+    # starting its secondary role on its old copy) confirms nothing.
+    in_sync = (
+        peer is not None
+        and peer.state is ModuleState.SECOND
+        and peer.readiness is Readiness.READY
+        and peer.generation == s.generation
+    )
     if in_sync or may_acknowledge_alone(ctx.cfg, s)[0]:
         ctx.set(generation_confirmed=s.generation)
 

@@ -240,3 +240,21 @@ def test_primforce_makes_the_new_epoch_the_reference_at_once() -> None:
     d.settle()
     assert d.state.generation == 7, d.state.reason
     assert d.state.generation_confirmed == 7
+
+
+def test_replay_a_peer_at_the_same_number_from_another_history_confirms_nothing() -> None:
+    """The arbitrator's variant: n1 starts the primary role at 5 on a stale view and fences when
+    the lease runs out, unconfirmed (3, 5); n2 takes over at 5 with the lease, acknowledges writes
+    alone (5, 5) and is stopped. After the heal n1 heard n2 "up to date at 5" while n1's stop_prim
+    still ran (role primary): taking that for its secondary in sync confirmed n1's own, different
+    5, and n1 became primary without n2's writes. Only this node's secondary, SECOND Ready at its
+    generation, confirms it."""
+    sequence = [
+        Op(3.0, "cut", "n2"),
+        Op(6.0, "cmd", "n2", CommandKind.STOP),
+        Op(0.0, "heal"),
+    ]
+    cluster = Cluster(witness=True, seed=22, persisted=persisted_for("synced"), witness_kind="arbitrator")
+    play(cluster, sequence)
+    assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
+    assert cluster.nodes["n1"].state.generation_confirmed == 3
