@@ -160,6 +160,12 @@ class Cluster:
         self.arbiter_generation = 0
         # (d) the highest generation whose writes a node acknowledged without its peer, and who
         self.acked_alone: tuple[int, str] | None = None
+        # An operator's prim/primforce promoted a copy on what this node knew: the other node may
+        # hold writes it acknowledged that this copy lacks (even while this node was present but
+        # stale), and from then on this copy's writes are acknowledged too. Two histories exist
+        # until one node resynchronises from the other (an operator-made split brain; whichever
+        # copy serves later, one history is lost: docs/mirror.md, primforce).
+        self.operator_split = False
         self.witness_sides: set[str] = set()
         self.fail_rate = fail_rate
         self.now = 0.0
@@ -328,6 +334,7 @@ class Cluster:
             in_sync = node.state.uptodate and node.state.generation == peer.state.generation
             if not in_sync and self.now - node.sync_since >= RESYNC:
                 node.holds_acked = peer.holds_acked  # resynchronised from the primary's copy
+                self.operator_split = False  # one history again
                 self.feed(n, ReplicaStatus(True, self.now, peer.state.generation))
 
     def cut(self, witness_side: str | None = None) -> None:
@@ -429,6 +436,7 @@ class Cluster:
                     # prim/primforce: the operator made this copy the reference, accepting the
                     # loss of what the other node acknowledged alone (the machine logs it); later
                     # epochs of this node start from it
+                    self.operator_split = True
                     node.holds_acked = True
                 node.override = False
                 node.vip = True
@@ -479,7 +487,13 @@ class Cluster:
         # Which copy holds the writes acknowledged alone is tracked (`holds_acked`), whatever the
         # generation numbers say: a copy can reach a higher number without them (an epoch started
         # on a stale view just as the link was cut, then claimed one up at the loss; ADR 0045).
-        if self.witness and acked is not None and not node.holds_acked and not ping_turned:
+        if (
+            self.witness
+            and acked is not None
+            and not node.holds_acked
+            and not ping_turned
+            and not self.operator_split
+        ):
             self._violation(
                 f"{node.name} became primary with generation {before.generation}: {acked[1]} acknowledged "
                 f"writes alone at generation {acked[0]} (lost)"
