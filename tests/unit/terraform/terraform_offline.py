@@ -34,7 +34,7 @@ def module_dir(cloud: str) -> Path:
 
 def module_dirs() -> list[Path]:
     """Every reusable module: the three stacks' safekit_cluster and the shared ones."""
-    return sorted(p.parent.parent for p in TERRAFORM.glob("*/modules/*/variables.tf"))
+    return sorted(p.parent for p in TERRAFORM.glob("*/modules/*/variables.tf"))
 
 
 def tf_files(root: Path = TERRAFORM) -> list[Path]:
