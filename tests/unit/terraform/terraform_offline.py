@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[3]
 TERRAFORM = ROOT / "terraform"
 CLOUDS = ("aws", "azure", "gcp")
 EXAMPLES = ("mirror", "farm")
+# The provider-free module the three stacks share (docs/adr/0040-shared-handoff-module.md).
+HANDOFF = TERRAFORM / "shared" / "modules" / "safekit_handoff"
 # Terraform may check for updates (checkpoint): never, here.
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
@@ -30,12 +32,18 @@ def module_dir(cloud: str) -> Path:
     return TERRAFORM / cloud / "modules" / "safekit_cluster"
 
 
+def module_dirs() -> list[Path]:
+    """Every reusable module: the three stacks' safekit_cluster and the shared ones."""
+    return sorted(p.parent for p in TERRAFORM.glob("*/modules/*/variables.tf"))
+
+
 def tf_files(root: Path = TERRAFORM) -> list[Path]:
     return sorted(root.rglob("*.tf"))
 
 
 def parse(path: Path) -> dict[str, Any]:
-    return json.loads(_parse_text(path, path.stat().st_mtime_ns))  # a fresh copy for each caller
+    parsed: dict[str, Any] = json.loads(_parse_text(path, path.stat().st_mtime_ns))
+    return parsed  # a fresh copy for each caller
 
 
 @lru_cache(maxsize=256)
@@ -135,34 +143,72 @@ def render(template: Path, variables: dict[str, Any]) -> str:
             f'  value = templatefile("{template}", jsondecode(file("${{path.module}}/vars.json")))\n'
             "}\n"
         )
-        for args in (
-            ["init", "-input=false", "-no-color", "-backend=false"],
-            [
-                "apply",
-                "-input=false",
-                "-no-color",
-                "-auto-approve",
-                "-lock=false",
-                f"-state={work}/s.tfstate",
-            ],
-        ):
-            code, out, err = terraform(args, work)
-            if code != 0:
-                raise AssertionError(f"terraform {args[0]} failed: {out}\n{err}")
-        code, out, err = terraform(["output", "-json", f"-state={work}/s.tfstate"], work)
+        return str(apply_root(work)["rendered"])
+
+
+def apply_module(source: Path, inputs: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+    """Call a provider-free module from a throw-away root module with these inputs (JSON values),
+    apply it offline, and return the named outputs' values."""
+    with tempfile.TemporaryDirectory(prefix="safekit-tf-") as tmp:
+        work = Path(tmp)
+        (work / "inputs.json").write_text(json.dumps(inputs))
+        arguments = "".join(f"  {name} = local.inputs.{name}\n" for name in inputs)
+        values = "".join(f'output "{name}" {{\n  value = module.m.{name}\n}}\n' for name in outputs)
+        (work / "main.tf").write_text(
+            'locals {\n  inputs = jsondecode(file("${path.module}/inputs.json"))\n}\n'
+            f'module "m" {{\n  source = "{os.path.relpath(source, work)}"\n{arguments}}}\n{values}'
+        )
+        return apply_root(work)
+
+
+def apply_root(work: Path) -> dict[str, Any]:
+    """init and apply the root module in `work` (no provider but Terraform's built-in one) to a
+    local state; the outputs' values. Raises TerraformFailed with Terraform's diagnostics."""
+    for args in (
+        ["init", "-input=false", "-no-color", "-backend=false"],
+        ["apply", "-input=false", "-no-color", "-auto-approve", "-lock=false", f"-state={work}/s.tfstate"],
+    ):
+        code, out, err = terraform(args, work)
         if code != 0:
-            raise AssertionError(f"terraform output failed: {err}")
-        return str(json.loads(out)["rendered"]["value"])
+            raise TerraformFailed(f"terraform {args[0]} failed: {out}\n{err}")
+    code, out, err = terraform(["output", "-json", f"-state={work}/s.tfstate"], work)
+    if code != 0:
+        raise TerraformFailed(f"terraform output failed: {err}")
+    return {name: value["value"] for name, value in json.loads(out).items()}
 
 
-def inventory_inputs(cloud: str, kind: str, outputs: dict[str, Any]) -> dict[str, Any]:
-    """The templatefile() arguments outputs.tf passes, rebuilt from `terraform output -json`."""
-    inventory_vars = outputs["inventory_vars"]["value"]
-    return {
-        "cloud": cloud,
-        "cluster": inventory_vars["safekit_cluster_name"],
-        "kind": kind,
-        "group": "safekit_nodes",
-        "nodes": outputs["nodes"]["value"],
-        "vars": inventory_vars,
+class TerraformFailed(AssertionError):
+    """terraform init/apply refused the configuration (its diagnostics are the message)."""
+
+
+# The group variables the shared module writes itself; the rest are the stack's cloud_vars.
+COMMON_GROUP_VARS = {
+    "ansible_user": "ssh_user",
+    "safekit_cluster_name": "name",
+    "safekit_module_name": "module_name",
+    "safekit_module_kind": "kind",
+    "safekit_heartbeat_port": "heartbeat_port",
+    "safekit_health_port": "health_port",
+    "safekit_app_port": "app_port",
+    "safekit_vip": "vip",
+    "safekit_vip_provider": "vip_provider",
+    "safekit_vip_options": "vip_options",
+    "safekit_cloud": "cloud",
+    "safekit_witness": "witness_address",
+}
+
+
+def handoff_inputs(outputs: dict[str, Any], ssh_public_key: str) -> dict[str, Any]:
+    """The shared module's inputs that give back a recorded `terraform output -json` of a stack
+    (its group variables and nodes); the key is not in the inventory, so it is the caller's."""
+    group_vars = outputs["inventory_vars"]["value"]
+    nodes = outputs["nodes"]["value"]
+    inputs: dict[str, Any] = {
+        argument: group_vars[key] for key, argument in COMMON_GROUP_VARS.items() if key in group_vars
     }
+    inputs["replication_port"] = group_vars.get("safekit_replication_port", inputs["heartbeat_port"] + 1)
+    inputs["cloud_vars"] = {k: v for k, v in group_vars.items() if k.startswith("safekit_cloud_")}
+    inputs["nodes"] = nodes
+    inputs["hostnames"] = [node["name"] for node in nodes]
+    inputs["ssh_public_key"] = ssh_public_key
+    return inputs

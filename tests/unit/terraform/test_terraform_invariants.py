@@ -1,8 +1,9 @@
 """Invariants that tie terraform/ to the engine: the health check is the engine's (port and path),
 the identities grant exactly what the VIP providers call (safekit.vip.cloud.permissions, the one
 list), heartbeat and replication ports are open between the nodes only, what the cluster moves at
-runtime is ignored by Terraform, and the inventory renders from a recorded `terraform output
--json`. Each check is a function that returns problems, tested on a bad sample too."""
+runtime is ignored by Terraform, and the inventory the shared module renders is the recorded
+`terraform output -json` of each cloud. Each check is a function that returns problems, tested on
+a bad sample too."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import pytest
 import yaml
 from terraform_offline import (
     CLOUDS,
+    HANDOFF,
     ROOT,
     TERRAFORM,
     Block,
+    apply_module,
     blocks,
-    inventory_inputs,
+    handoff_inputs,
     locals_of,
     module_dir,
-    render,
     tf_files,
     variables_of,
 )
@@ -270,11 +272,6 @@ def _provider_classes() -> dict[str, Any]:
 FIXTURE_FILES = sorted(FIXTURES.glob("*-output.json"))
 
 
-def test_the_three_inventory_templates_are_one() -> None:
-    texts = {(module_dir(c) / "templates" / "inventory.yml.tftpl").read_text() for c in CLOUDS}
-    assert len(texts) == 1
-
-
 def test_fixtures_cover_every_cloud_and_both_kinds() -> None:
     names = [p.name.split("-")[:2] for p in FIXTURE_FILES]
     assert {c for c, _ in names} == set(CLOUDS)
@@ -285,10 +282,14 @@ def test_fixtures_cover_every_cloud_and_both_kinds() -> None:
 def test_inventory_template_renders_from_recorded_output(fixture: Path) -> None:
     cloud, kind = fixture.name.split("-")[:2]
     outputs = json.loads(fixture.read_text())
-    template = module_dir(cloud) / "templates" / "inventory.yml.tftpl"
-    rendered = render(template, inventory_inputs(cloud, kind, outputs))
-    # the recorded ansible_inventory is what this template renders (golden)
+    inputs = handoff_inputs(outputs, "ssh-ed25519 AAAAC3Nza test@x")
+    assert (inputs["cloud"], inputs["kind"]) == (cloud, kind)
+    applied = apply_module(HANDOFF, inputs, ["ansible_inventory", "inventory_vars"])
+    rendered = applied["ansible_inventory"]
+    # the recorded ansible_inventory, which the stacks' own templates rendered before the shared
+    # module (ADR 0040), is what the shared module renders: the same bytes, the same variables
     assert rendered == outputs["ansible_inventory"]["value"]
+    assert applied["inventory_vars"] == outputs["inventory_vars"]["value"]
     # and it is what the driver accepts and the playbooks read
     assert cloud_driver.inventory_from_outputs({"ansible_inventory": {"value": rendered}}) == rendered
     inventory = yaml.safe_load(rendered)
@@ -325,13 +326,17 @@ def test_module_inventory_vars_name_a_provider_option_set_the_provider_knows(clo
 
 
 def test_cloud_init_renders_to_cloud_config() -> None:
-    for cloud in ("aws", "azure"):
-        text = render(
-            module_dir(cloud) / "templates" / "cloud-init.yaml.tftpl",
-            {"hostname": "sk-node1", "ssh_user": "safekit", "ssh_public_key": "ssh-ed25519 AAAAC3Nza test@x"},
-        )
+    golden = json.loads((FIXTURES / "cloud-init-golden.json").read_text())
+    inputs = handoff_inputs(json.loads(FIXTURE_FILES[0].read_text()), golden["inputs"]["ssh_public_key"])
+    inputs["hostnames"] = golden["inputs"]["hostnames"]
+    documents = apply_module(HANDOFF, inputs, ["cloud_init"])["cloud_init"]
+    # what the AWS and Azure stacks' own template rendered before the shared module (ADR 0040)
+    assert documents == golden["cloud_init"]
+    for hostname, text in zip(golden["inputs"]["hostnames"], documents, strict=True):
         assert text.startswith("#cloud-config\n")
         config = yaml.safe_load(text)
-        assert config["users"][0]["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3Nza test@x"]
+        assert config["hostname"] == hostname
+        assert config["users"][0]["name"] == inputs["ssh_user"]
+        assert config["users"][0]["ssh_authorized_keys"] == [golden["inputs"]["ssh_public_key"].strip()]
         assert {"python3", "python3-venv"} <= set(config["packages"])
         assert config["ssh_pwauth"] is False

@@ -28,11 +28,7 @@ resource "aws_instance" "node" {
   source_dest_check = var.vip_mode != "route"
   monitoring        = true
   ebs_optimized     = true
-  user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    hostname       = "${var.name}-node${count.index + 1}"
-    ssh_user       = var.ssh_user
-    ssh_public_key = trimspace(var.ssh_public_key)
-  })
+  user_data         = module.handoff.cloud_init[count.index]
 
   metadata_options {
     http_endpoint               = "enabled"

@@ -1,5 +1,7 @@
 # The hand-off to Ansible: the inventory the playbooks take, with what the safekit_cloud role
-# needs to configure the VIP provider (its name and options) and the cloud's identifiers.
+# needs to configure the VIP provider (its name and options) and the cloud's identifiers. The
+# inventory, its common variables and the nodes' first-boot script are rendered by the shared,
+# provider-free module (terraform/shared/modules/safekit_handoff, docs/adr/0040).
 
 locals {
   inventory_nodes = [
@@ -20,27 +22,33 @@ locals {
     aws_lb    = {}
   }
 
-  inventory_vars = merge(
-    {
-      ansible_user                   = var.ssh_user
-      ansible_python_interpreter     = "/usr/bin/python3"
-      safekit_cluster_name           = var.name
-      safekit_module_name            = var.module_name
-      safekit_module_kind            = var.kind
-      safekit_heartbeat_port         = local.heartbeat_port
-      safekit_health_port            = local.health_port
-      safekit_app_port               = var.app_port
-      safekit_vip                    = var.vip_mode == "route" ? var.vip_address : one(aws_lb.this[*].dns_name)
-      safekit_vip_provider           = local.vip_provider
-      safekit_vip_options            = local.vip_options[local.vip_provider]
-      safekit_cloud                  = "aws"
-      safekit_cloud_region           = data.aws_region.current.name
-      safekit_cloud_vpc_id           = local.vpc_id
-      safekit_cloud_route_table_ids  = local.route_table_ids
-      safekit_cloud_security_group   = aws_security_group.nodes.id
-      safekit_cloud_instance_profile = aws_iam_instance_profile.node.name
-    },
-    var.kind == "mirror" ? { safekit_replication_port = local.replication_port } : {},
-    var.witness_address == null ? {} : { safekit_witness = var.witness_address },
-  )
+  vip = var.vip_mode == "route" ? var.vip_address : one(aws_lb.this[*].dns_name)
+}
+
+module "handoff" {
+  source = "../../../shared/modules/safekit_handoff"
+
+  cloud            = "aws"
+  name             = var.name
+  kind             = var.kind
+  module_name      = var.module_name
+  ssh_user         = var.ssh_user
+  ssh_public_key   = var.ssh_public_key
+  hostnames        = [for i in range(var.node_count) : "${var.name}-node${i + 1}"]
+  nodes            = local.inventory_nodes
+  heartbeat_port   = local.heartbeat_port
+  replication_port = local.replication_port
+  health_port      = local.health_port
+  app_port         = var.app_port
+  vip              = local.vip
+  vip_provider     = local.vip_provider
+  vip_options      = local.vip_options[local.vip_provider]
+  witness_address  = var.witness_address
+  cloud_vars = {
+    safekit_cloud_region           = data.aws_region.current.name
+    safekit_cloud_vpc_id           = local.vpc_id
+    safekit_cloud_route_table_ids  = local.route_table_ids
+    safekit_cloud_security_group   = aws_security_group.nodes.id
+    safekit_cloud_instance_profile = aws_iam_instance_profile.node.name
+  }
 }

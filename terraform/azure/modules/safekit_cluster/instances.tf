@@ -54,12 +54,8 @@ resource "azurerm_linux_virtual_machine" "node" {
   disable_password_authentication = true
   network_interface_ids           = [azurerm_network_interface.node[count.index].id]
   allow_extension_operations      = false
-  custom_data = base64encode(templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    hostname       = local.node_names[count.index]
-    ssh_user       = var.ssh_user
-    ssh_public_key = trimspace(var.ssh_public_key)
-  }))
-  tags = local.tags
+  custom_data                     = base64encode(module.handoff.cloud_init[count.index])
+  tags                            = local.tags
 
   admin_ssh_key {
     username   = var.ssh_user

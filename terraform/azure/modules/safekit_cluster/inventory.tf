@@ -1,5 +1,7 @@
 # The hand-off to Ansible: the inventory the playbooks take, with what the safekit_cloud role
-# needs to configure the VIP provider (its name and options) and the cloud's identifiers.
+# needs to configure the VIP provider (its name and options) and the cloud's identifiers. The
+# inventory, its common variables and the nodes' first-boot script are rendered by the shared,
+# provider-free module (terraform/shared/modules/safekit_handoff, docs/adr/0040).
 
 locals {
   inventory_nodes = [
@@ -25,26 +27,32 @@ locals {
     azure_lb = {}
   }
 
-  inventory_vars = merge(
-    {
-      ansible_user                     = var.ssh_user
-      ansible_python_interpreter       = "/usr/bin/python3"
-      safekit_cluster_name             = var.name
-      safekit_module_name              = var.module_name
-      safekit_module_kind              = var.kind
-      safekit_heartbeat_port           = local.heartbeat_port
-      safekit_health_port              = local.health_port
-      safekit_app_port                 = var.app_port
-      safekit_vip                      = var.vip_mode == "route" ? var.vip_address : try(coalesce(one(azurerm_lb.this[*].frontend_ip_configuration[0].private_ip_address), one(azurerm_public_ip.lb[*].ip_address)), "")
-      safekit_vip_provider             = local.vip_provider
-      safekit_vip_options              = local.vip_options[local.vip_provider]
-      safekit_cloud                    = "azure"
-      safekit_cloud_subscription_id    = data.azurerm_client_config.current.subscription_id
-      safekit_cloud_resource_group     = azurerm_resource_group.this.name
-      safekit_cloud_location           = var.location
-      safekit_cloud_identity_client_id = azurerm_user_assigned_identity.nodes.client_id
-    },
-    var.kind == "mirror" ? { safekit_replication_port = local.replication_port } : {},
-    var.witness_address == null ? {} : { safekit_witness = var.witness_address },
-  )
+  vip = var.vip_mode == "route" ? var.vip_address : try(coalesce(one(azurerm_lb.this[*].frontend_ip_configuration[0].private_ip_address), one(azurerm_public_ip.lb[*].ip_address)), "")
+}
+
+module "handoff" {
+  source = "../../../shared/modules/safekit_handoff"
+
+  cloud            = "azure"
+  name             = var.name
+  kind             = var.kind
+  module_name      = var.module_name
+  ssh_user         = var.ssh_user
+  ssh_public_key   = var.ssh_public_key
+  hostnames        = local.node_names
+  nodes            = local.inventory_nodes
+  heartbeat_port   = local.heartbeat_port
+  replication_port = local.replication_port
+  health_port      = local.health_port
+  app_port         = var.app_port
+  vip              = local.vip
+  vip_provider     = local.vip_provider
+  vip_options      = local.vip_options[local.vip_provider]
+  witness_address  = var.witness_address
+  cloud_vars = {
+    safekit_cloud_subscription_id    = data.azurerm_client_config.current.subscription_id
+    safekit_cloud_resource_group     = azurerm_resource_group.this.name
+    safekit_cloud_location           = var.location
+    safekit_cloud_identity_client_id = azurerm_user_assigned_identity.nodes.client_id
+  }
 }

@@ -43,7 +43,7 @@ resource "google_compute_instance" "node" {
     ssh-keys               = "${var.ssh_user}:${trimspace(var.ssh_public_key)}"
     block-project-ssh-keys = "true"
     serial-port-enable     = "false"
-    startup-script         = file("${path.module}/templates/startup.sh.tftpl")
+    startup-script         = module.handoff.startup_script
   }
 
   lifecycle {

@@ -1,18 +1,11 @@
 output "ansible_inventory" {
   description = "The Ansible inventory (YAML) of the cluster: write it to a file and run the playbooks with it (safekit cloud up does)."
-  value = templatefile("${path.module}/templates/inventory.yml.tftpl", {
-    cloud   = "gcp"
-    cluster = var.name
-    kind    = var.kind
-    group   = "safekit_nodes"
-    nodes   = local.inventory_nodes
-    vars    = local.inventory_vars
-  })
+  value       = module.handoff.ansible_inventory
 }
 
 output "inventory_vars" {
   description = "The group variables of the inventory, as an object (for another inventory format)."
-  value       = local.inventory_vars
+  value       = module.handoff.inventory_vars
 }
 
 output "nodes" {
@@ -22,7 +15,7 @@ output "nodes" {
 
 output "vip" {
   description = "What clients connect to: the VIP (route mode) or the forwarding rule's address (lb mode)."
-  value       = local.inventory_vars.safekit_vip
+  value       = local.vip
 }
 
 output "network" {
