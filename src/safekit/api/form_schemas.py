@@ -125,6 +125,12 @@ SCHEMAS: dict[str, Any] = json.loads(
     ],
     "title": "Nodes",
     "type": "string"
+   },
+   "reload": {
+    "default": true,
+    "description": "then each safekitd takes it live where it can: on every node or none",
+    "title": "Reload",
+    "type": "boolean"
    }
   },
   "required": [
@@ -163,6 +169,28 @@ SCHEMAS: dict[str, Any] = json.loads(
    "lans"
   ],
   "title": "ClusterForm",
+  "type": "object"
+ },
+ "ClusterReload": {
+  "additionalProperties": false,
+  "description": "`POST /api/v1/cluster/reload`: each safekitd takes its cluster.xml live if it can.",
+  "properties": {
+   "dry_run": {
+    "default": false,
+    "title": "Dry Run",
+    "type": "boolean"
+   },
+   "nodes": {
+    "default": "all",
+    "enum": [
+     "all",
+     "local"
+    ],
+    "title": "Nodes",
+    "type": "string"
+   }
+  },
+  "title": "ClusterReload",
   "type": "object"
  },
  "LanForm": {

@@ -484,6 +484,17 @@ class ClusterApply(_Form):
     form: ClusterForm
     nodes: Literal["all", "local"] = "all"
     dry_run: bool = False
+    reload: bool = Field(
+        default=True,
+        description="then each safekitd takes it live where it can: on every node or none",
+    )
+
+
+class ClusterReload(_Form):
+    """`POST /api/v1/cluster/reload`: each safekitd takes its cluster.xml live if it can."""
+
+    nodes: Literal["all", "local"] = "all"
+    dry_run: bool = False
 
 
 class ModuleInstall(_Form):
@@ -516,7 +527,7 @@ SCHEMAS: dict[str, Any] = '''
 def schemas() -> dict[str, Any]:
     """The JSON schemas of the forms, as OpenAPI components (`form_schemas.py` holds a copy)."""
     found: dict[str, Any] = {}
-    for model in (ClusterForm, ModuleRequest, ClusterApply, ModuleInstall):
+    for model in (ClusterForm, ModuleRequest, ClusterApply, ClusterReload, ModuleInstall):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema

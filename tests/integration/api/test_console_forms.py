@@ -80,8 +80,11 @@ def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browse
         page.click("#cluster-apply")
         page.click("#confirm-ok")
         result = page.locator("#cluster-result")
-        expect(result).to_contain_text("node1 ok", timeout=20_000)
-        expect(result).to_contain_text("node2 ok")
+        # the same cluster: written on both nodes, and nothing for safekitd to take live (ADR 0043)
+        for node in api_lab.cluster.nodes:
+            row = result.locator(f'li[data-node="{node}"]')
+            expect(row).to_contain_text("written", timeout=20_000)
+            expect(row).to_have_attribute("data-live", "true")
         page.screenshot(path=str(SHOTS / "14-cluster-applied.png"), full_page=True)
         shown = page.locator("#cluster-xml").text_content() or ""
         for node in api_lab.cluster.nodes:

@@ -756,11 +756,20 @@ function drawCluster(form) {
   $("cluster-lans").replaceChildren(...form.lans.map((lan, i) => lanBlock(i, lan)));
 }
 
+function clusterInfoText(d) {
+  return `${d.path} · sha256 ${d.sha256.slice(0, 12)}… · key fingerprint ${d.key_fingerprint || "?"}` +
+    (d.differs ? " · safekitd runs another version until it restarts (or a cluster reload)" : " · safekitd runs this file");
+}
+
+async function loadClusterInfo() {
+  const r = await api("GET", "/api/v1/cluster/config");
+  if (r.status === 200) $("cluster-info").textContent = clusterInfoText(r.data);
+}
+
 async function loadCluster() {
   const r = await api("GET", "/api/v1/cluster/config");
   if (r.status !== 200) { $("cluster-info").textContent = r.data.error; return; }
-  $("cluster-info").textContent = `${r.data.path} · sha256 ${r.data.sha256.slice(0, 12)}… · key fingerprint ${r.data.key_fingerprint || "?"}` +
-    (r.data.differs ? " · safekitd runs another version until it restarts" : "");
+  $("cluster-info").textContent = clusterInfoText(r.data);
   drawCluster(r.data.form || { port: null, lans: [] });
   renderClusterForm();
 }
@@ -801,12 +810,18 @@ $("cluster-add-lan").addEventListener("click", () => {
   renderClusterForm();
 });
 $("cluster-apply").addEventListener("click", async () => {
-  if (!(await confirmAction("Install this cluster.xml on every node? Each node checks it first; safekitd uses it from its next start."))) return;
+  if (!(await confirmAction("Install this cluster.xml on every node? Each node checks it first; every safekitd then takes it live if all of them can (else from their next start)."))) return;
   const form = collect($("cluster-form"), false);
   const r = await api("PUT", "/api/v1/cluster/config", { form, nodes: "all" });
-  if (r.status === 200) {
-    $("cluster-result").textContent = "applied: " + Object.entries(r.data.nodes).map(([n, x]) =>
-      `${n} ${x.ok ? "ok" : x.error}${x.restart_needed ? " (restart safekitd to use it)" : ""}`).join(", ");
+  if (r.status === 200 || (r.status === 409 && r.data.nodes)) {
+    // one line per node: written, and taken live (✓) or not (✗ and why: restart safekitd to use it)
+    const rows = Object.entries(r.data.nodes).map(([n, x]) => {
+      const live = x.reload ? x.reload.applied === true || (x.reload.ok && !(x.reload.changes || []).length) : false;
+      const text = x.ok ? `${live ? "✓ live" : "✗ not live"}: ${x.message}${x.restart_needed ? " (restart safekitd to use it)" : ""}` : `✗ ${x.error}`;
+      return el("li", { "data-node": n, "data-live": String(live) }, el("strong", {}, n), " ", text);
+    });
+    $("cluster-result").replaceChildren(el("ul", { class: "node-results" }, ...rows));
+    loadClusterInfo();
   } else if (r.status === 422) {
     showProblems($("cluster-form"), $("cluster-errors"), $("cluster-xml"), r.data, "");
     $("cluster-result").textContent = "refused: the form has errors";
