@@ -22,6 +22,7 @@ CONTROL = [
     *SWITCHES,
     "set",
     "config",
+    "cluster_reload",
 ]
 
 
@@ -232,6 +233,7 @@ def _schemas() -> dict[str, Any]:
                 "ident": {"type": "string", "maxLength": 256},
                 "verbose": {"type": "boolean"},
                 "all": {"type": "boolean"},
+                "dry_run": {"type": "boolean", "description": "cluster_reload: only say what it would do"},
             },
         },
         "ControlAnswer": {"type": obj, "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},

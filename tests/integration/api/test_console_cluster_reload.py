@@ -262,6 +262,8 @@ def test_heartbeat_networks_added_and_moved_live_and_a_replication_network_refus
     )
     assert status == 200, answer
     assert "nothing to apply" in cluster.safekit("node1", "cluster", "reload").stdout
+    everywhere = cluster.safekit("node1", "-H", "*", "cluster", "reload").stdout  # through each API
+    assert everywhere.count("nothing to apply") == 2, everywhere
     lab.exec("node2", ["sh", "-c", "kill -HUP $(cat /run/safekitd.pid)"], check=True)
     wait_for(
         "node2: the SIGHUP reload logged",

@@ -108,3 +108,20 @@ def test_the_api_calls_its_peers_at_their_new_addresses_after_a_reload() -> None
     follow_cluster(peers, new, own="n1", context=context, token=token, port=9453)
     assert peers["n2"].node.addresses == ("198.18.0.2", "198.18.2.102")
     assert sorted(peers) == ["n2", "n3"] and peers["n3"].node.addresses == ("198.18.0.3",)
+
+
+def test_safekit_dash_h_reaches_the_reload_through_the_control_endpoint(env: Env) -> None:
+    """`safekit -H "*" cluster reload` sends {"cmd": "cluster_reload"} to each node's
+    /api/v1/control: a change, so admin only, and audited."""
+    body = {"cmd": "cluster_reload", "dry_run": True}
+    refused = env.client.post("/api/v1/control", json=body, headers=env.headers(env.monitor))
+    assert refused.status_code == 403
+    assert reload_requests(env) == []
+    answer = env.client.post("/api/v1/control", json=body, headers=env.headers(env.admin))
+    assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert reload_requests(env) == [{"cmd": "cluster_reload", "dry_run": True}]
+    assert any(e["what"] == "control cluster_reload" for e in env.audit())
+    bad = env.client.post(
+        "/api/v1/control", json={**body, "xml": "<cluster/>"}, headers=env.headers(env.admin)
+    )
+    assert bad.status_code == 400  # the text to judge is the console's apply's, not -H's
