@@ -185,6 +185,12 @@ test-farm-directed: deps test-deps venv
 	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py \
 		tests/integration/farm/test_farm_ipv6_lab.py
 
+## test-console-reload: cluster.xml changed through the API and taken live by the running daemons
+## (its own lab console1, about a minute: SAFEKIT_CONSOLE_RELOAD=1; make test skips it)
+.PHONY: test-console-reload
+test-console-reload: deps test-deps venv
+	SAFEKIT_CONSOLE_RELOAD=1 $(BIN)/pytest tests/integration/api/test_console_cluster_reload.py
+
 ## bench-modules: PostgreSQL on a mirror module against a local one (pgbench TPC-B, 4 clients, 60 s,
 ## same run; the module on the native data path) with the replication
 ## processes' CPU, RSS and files and the WAL's sync time, and a power cut under load seen by the

@@ -157,6 +157,19 @@ def _add_cluster_parsers(commands: Any) -> None:
     )
     cluster_config.add_argument("file", metavar="FILE", help="the new cluster.xml")
     _json_arg(cluster_config)
+    cluster_reload = cluster_cmds.add_parser(
+        "reload",
+        help="make the running safekitd use cluster.xml without a restart, where that is safe",
+        description="safekitd takes the cluster.xml on disk live when no running module depends on "
+        "what changed: heartbeat networks added, removed or readdressed (not the one carrying a "
+        "running mirror's replication, not every network of a running module at once). Otherwise it "
+        "refuses with the reason and keeps running the cluster it runs. SIGHUP does the same. Run it "
+        "on every node (or apply the cluster from the console, which does).",
+    )
+    cluster_reload.add_argument(
+        "--dry-run", action="store_true", help="only say what would be applied or why not"
+    )
+    _json_arg(cluster_reload)
 
 
 def _add_switch_parsers(commands: Any) -> None:
@@ -798,8 +811,19 @@ def _cluster_config(args: argparse.Namespace) -> int:
         args,
         info,
         f"{source} installed as {target} (sha256 {info['sha256'][:16]}...): restart safekitd to apply it, "
-        "and install the same file on every node",
+        "or 'safekit cluster reload' applies it live where it can; install the same file on every node",
     )
+    return 0
+
+
+def _cluster_reload(args: argparse.Namespace) -> int:
+    answer = _ask({"cmd": "cluster_reload", "dry_run": bool(args.dry_run)})
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    elif answer.get("ok"):
+        print(answer.get("message", ""))
+    if not answer.get("ok"):
+        raise CommandError(answer.get("error") or "refused")
     return 0
 
 
@@ -1046,6 +1070,8 @@ def _cluster_command(args: argparse.Namespace) -> int:
         return _cluster_confinfo(args)
     if args.cluster_command == "config":
         return _cluster_config(args)
+    if args.cluster_command == "reload":
+        return _cluster_reload(args)
     return _cluster(args)
 
 

@@ -60,7 +60,7 @@ MODULE_COMMANDS = (
 )
 SWITCHES = ("errd", "checker", "failover")
 READ_CONTROL = ("state", "get", "log", "getports", "confinfo", "module_list", "cluster_confinfo")
-WRITE_CONTROL = (*MODULE_COMMANDS, *SWITCHES, "set", "config")
+WRITE_CONTROL = (*MODULE_COMMANDS, *SWITCHES, "set", "config", "cluster_reload")
 LOG_KINDS = ("module", "script", "daemon")
 PEER_TIMEOUT = 2.0
 
@@ -284,14 +284,14 @@ class Api:
     async def control(self, request: Request, who: Principal) -> Response:
         """`safekit -H`: a control-socket request, as the local CLI would send it."""
         body = await _json_body(request)
-        _only(body, {"cmd", "module", "value", "mode", "resource", "ident", "verbose", "all"})
+        _only(body, {"cmd", "module", "value", "mode", "resource", "ident", "verbose", "all", "dry_run"})
         cmd = body.get("cmd")
         if cmd not in (*READ_CONTROL, *WRITE_CONTROL):
             raise HttpError(400, f"cmd must be one of {', '.join((*READ_CONTROL, *WRITE_CONTROL))}")
         for key in ("module", "value", "mode", "resource", "ident"):
             if key in body and not (isinstance(body[key], str) and len(body[key]) <= 256):
                 raise HttpError(400, f"{key} must be a string of at most 256 characters")
-        for key in ("verbose", "all"):
+        for key in ("verbose", "all", "dry_run"):
             if key in body and not isinstance(body[key], bool):
                 raise HttpError(400, f"{key} must be true or false")
         if cmd in WRITE_CONTROL and not who.role.allows(Role.ADMIN):

@@ -38,6 +38,7 @@ REMOTE_COMMANDS = {
     "waitstart",
     "waitstop",
     "config",
+    "cluster",  # `cluster reload` only (the others act on this node's files)
 }
 
 
@@ -164,7 +165,11 @@ def _cert(paths: Paths) -> int:
 
 def run_remote(args: argparse.Namespace, port: int = DEFAULT_PORT) -> int:
     """Run the command on each node of `-H` through its API; exit code: the worst of them."""
-    if args.command not in REMOTE_COMMANDS or (args.command == "config" and args.config_command):
+    if (
+        args.command not in REMOTE_COMMANDS
+        or (args.command == "config" and args.config_command)
+        or (args.command == "cluster" and args.cluster_command != "reload")
+    ):
         raise commands.CommandError(f"'{args.command}' is not available with -H (run it on the node)")
     paths = Paths.from_env()
     try:

@@ -102,8 +102,11 @@ class FormsApi:
 
     async def put_cluster(self, request: Request, who: Principal) -> Response:
         body = await _json_body(request)
-        _only(body, {"form", "nodes", "dry_run"})
+        _only(body, {"form", "nodes", "dry_run", "reload"})
         scope, dry_run = _scope(body)
+        reload = body.get("reload", True)
+        if not isinstance(reload, bool):
+            raise HttpError(400, "reload must be true or false")
         result = await self._ask("render_cluster", body.get("form"))
         what = f"cluster config apply ({scope}){' dry run' if dry_run else ''}"
         if not result.get("valid"):
@@ -114,14 +117,18 @@ class FormsApi:
             message = f"{self.api.node_name}: " + "; ".join(problems)
             self.api._audit(request, who, what, {"ok": False, "error": message})
             raise HttpError(409, message)
+        me = self.api.node_name
+        # Would safekitd here take the new file live (daemon/cluster_reload.py)? Asked of every node
+        # before anything is written; the reload happens everywhere or nowhere.
+        live = await self._live_check(result["xml"]) if reload and (dry_run or scope == "all") else None
         if scope == "local":
             if dry_run:
                 return JSONResponse(
-                    {"ok": True, "nodes": {self.api.node_name: {"ok": True, "message": "checked"}}}
+                    {"ok": True, "nodes": {me: {"ok": True, "message": "checked", "live": live}}}
                 )
-            outcome = await self._write_cluster(result["xml"])
+            outcome = await self._write_cluster(result["xml"], reload=reload)
             self.api._audit(request, who, what, outcome)
-            return JSONResponse({"ok": outcome["ok"], "nodes": {self.api.node_name: outcome}})
+            return JSONResponse({"ok": outcome["ok"], "nodes": {me: outcome}})
         peers = list(self.ctx.peers)
         # Phase 1: every node checks the file against its own modules before any file is replaced.
         local = {**body, "nodes": "local"}
@@ -133,16 +140,64 @@ class FormsApi:
             message = "; ".join(f"{n}: {c.get('error')}" for n, c in refused.items())
             self.api._audit(request, who, what, {"ok": False, "error": message})
             raise HttpError(409, f"not applied anywhere: {message}")
+        lives: dict[str, Any] = {me: live}
+        for node, check in zip(peers, checks, strict=True):
+            lives[node] = (check.get("nodes", {}).get(node) or {}).get("live")
         if dry_run:
-            checked = {n: {"ok": True, "message": "checked"} for n in [self.api.node_name, *peers]}
+            checked = {n: {"ok": True, "message": "checked", "live": lives[n]} for n in [me, *peers]}
             return JSONResponse({"ok": True, "nodes": checked})
-        results: dict[str, Any] = {self.api.node_name: await self._write_cluster(result["xml"])}
+        # Phase 2: written on every node; reloaded live on every node only if every node accepts.
+        refusing = {n: v for n, v in lives.items() if reload and not (v or {}).get("ok")}
+        reload_now = reload and not refusing
+        results: dict[str, Any] = {me: await self._write_cluster(result["xml"], reload=reload_now)}
         for node in peers:
-            answer = await self._peer(node, "PUT", "/api/v1/cluster/config", local)
+            answer = await self._peer(
+                node,
+                "PUT",
+                "/api/v1/cluster/config",
+                {**local, "reload": reload_now},
+            )
             results[node] = answer.get("nodes", {}).get(node) or answer
+        if refusing:
+            why = "; ".join(
+                (v or {}).get("error") or f"{n}: {(v or {}).get('message') or 'did not answer'}"
+                for n, v in refusing.items()
+            )
+            for outcome in results.values():
+                if outcome.get("ok"):
+                    outcome["reload"] = {"ok": False, "applied": False, "error": why}
+                    outcome["message"] += f"; not applied live on any node ({why})"
         ok = all(r.get("ok") for r in results.values())
         self.api._audit(request, who, what, {"ok": ok}, nodes=results)
         return JSONResponse({"ok": ok, "nodes": results}, status_code=200 if ok else 409)
+
+    async def _live_check(self, xml: str) -> dict[str, Any]:
+        answer = await self.ctx.node.handle({"cmd": "cluster_reload", "dry_run": True, "xml": xml})
+        keep = ("ok", "changes", "refusals", "error", "message")
+        return {k: answer[k] for k in keep if k in answer}
+
+    async def reload_cluster(self, request: Request, who: Principal) -> Response:
+        """`POST /api/v1/cluster/reload`: each node takes its cluster.xml live where it can (as
+        `safekit cluster reload` on it); `dry_run` only says what would happen."""
+        body = await _json_body(request)
+        _only(body, {"nodes", "dry_run"})
+        scope, dry_run = _scope(body)
+        what = f"cluster reload ({scope}){' dry run' if dry_run else ''}"
+        results: dict[str, Any] = {
+            self.api.node_name: await self.ctx.node.handle({"cmd": "cluster_reload", "dry_run": dry_run})
+        }
+        if scope == "all":
+            peers = list(self.ctx.peers)
+            local = {"nodes": "local", "dry_run": dry_run}
+            answers = await asyncio.gather(
+                *(self._peer(n, "POST", "/api/v1/cluster/reload", local) for n in peers)
+            )
+            for node, answer in zip(peers, answers, strict=True):
+                results[node] = answer.get("nodes", {}).get(node) or answer
+        ok = all(r.get("ok") for r in results.values())
+        refused = "; ".join(str(r.get("error")) for r in results.values() if not r.get("ok"))
+        self.api._audit(request, who, what, {"ok": ok, "error": refused}, nodes=results)
+        return JSONResponse({"ok": ok, "nodes": results})
 
     def _cluster_problems(self, new: ClusterConfig) -> list[str]:
         """Why this node cannot take the new cluster.xml: it is not in it, or a module installed
@@ -163,24 +218,30 @@ class FormsApi:
                 problems.append(f"module {directory.name}: {error.message}")
         return problems
 
-    async def _write_cluster(self, xml: str) -> dict[str, Any]:
+    async def _write_cluster(self, xml: str, *, reload: bool = False) -> dict[str, Any]:
         path = self.ctx.paths.cluster_xml
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
         await asyncio.to_thread(persist.write_bytes, path, xml.encode(), mode)
+        live = await self.ctx.node.handle({"cmd": "cluster_reload"}) if reload else None
         info = await self.ctx.node.handle({"cmd": "cluster_confinfo"})
         digest = sha256_file(path)
         loaded = info.get("cluster_sha256") if info.get("ok") else None
         restart = loaded != digest
-        message = f"{path} written" + (
-            "; safekitd runs the previous one until it restarts" if restart else ""
-        )
-        return {
+        message = f"{path} written"
+        if live is not None:
+            message += f"; {_live_words(live)}"
+        if restart:
+            message += "; safekitd runs the previous one until it restarts"
+        outcome: dict[str, Any] = {
             "ok": True,
             "sha256": digest,
             "loaded_sha256": loaded,
             "restart_needed": restart,
             "message": message,
         }
+        if live is not None:
+            outcome["reload"] = live
+        return outcome
 
     async def _peer(self, node: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, data = await self.api._forward(node, method, path, body)
@@ -291,6 +352,15 @@ class FormsApi:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _live_words(answer: dict[str, Any]) -> str:
+    """A node's cluster_reload answer in a few words: what was applied live, or why not."""
+    if answer.get("applied") or (answer.get("ok") and not answer.get("changes")):
+        changes = answer.get("changes") or []
+        return "applied live: " + "; ".join(changes) if changes else "nothing to apply live"
+    why = answer.get("refusals") or [answer.get("error") or "refused"]
+    return "not applied live: " + "; ".join(str(w) for w in why)
+
+
 def _write_package(package: list[dict[str, Any]], root: Path) -> None:
     """The module's files from the renderer's answer (relative paths only)."""
     for item in package:
@@ -310,6 +380,7 @@ def routes(api: Api, guarded: Any) -> list[Route]:
     return [
         Route(f"{v1}/cluster/config", guarded(api, m, forms.get_cluster), methods=["GET"]),
         Route(f"{v1}/cluster/config", guarded(api, a, forms.put_cluster), methods=["PUT"]),
+        Route(f"{v1}/cluster/reload", guarded(api, a, forms.reload_cluster), methods=["POST"]),
         Route(f"{v1}/forms/cluster", guarded(api, m, forms.render_cluster), methods=["POST"]),
         Route(f"{v1}/forms/module", guarded(api, m, forms.render_module), methods=["POST"]),
         Route(f"{v1}/templates", guarded(api, m, forms.list_templates), methods=["GET"]),

@@ -125,6 +125,12 @@ SCHEMAS: dict[str, Any] = json.loads(
     ],
     "title": "Nodes",
     "type": "string"
+   },
+   "reload": {
+    "default": true,
+    "description": "then each safekitd takes it live where it can: on every node or none",
+    "title": "Reload",
+    "type": "boolean"
    }
   },
   "required": [
@@ -165,6 +171,82 @@ SCHEMAS: dict[str, Any] = json.loads(
   "title": "ClusterForm",
   "type": "object"
  },
+ "ClusterReload": {
+  "additionalProperties": false,
+  "description": "`POST /api/v1/cluster/reload`: each safekitd takes its cluster.xml live if it can.",
+  "properties": {
+   "dry_run": {
+    "default": false,
+    "title": "Dry Run",
+    "type": "boolean"
+   },
+   "nodes": {
+    "default": "all",
+    "enum": [
+     "all",
+     "local"
+    ],
+    "title": "Nodes",
+    "type": "string"
+   }
+  },
+  "title": "ClusterReload",
+  "type": "object"
+ },
+ "GroupForm": {
+  "additionalProperties": false,
+  "description": "A farm's balancing group: its nodes (none: every node of the farm) and its rules.",
+  "properties": {
+   "hosts": {
+    "items": {
+     "$ref": "#/components/schemas/HostForm"
+    },
+    "maxItems": 64,
+    "title": "Hosts",
+    "type": "array"
+   },
+   "name": {
+    "maxLength": 64,
+    "title": "Name",
+    "type": "string"
+   },
+   "rules": {
+    "items": {
+     "$ref": "#/components/schemas/RuleForm"
+    },
+    "maxItems": 16,
+    "title": "Rules",
+    "type": "array"
+   }
+  },
+  "required": [
+   "name"
+  ],
+  "title": "GroupForm",
+  "type": "object"
+ },
+ "HostForm": {
+  "additionalProperties": false,
+  "properties": {
+   "name": {
+    "description": "a node of the farm",
+    "maxLength": 64,
+    "title": "Name",
+    "type": "string"
+   },
+   "power": {
+    "default": 1,
+    "description": "its share of the clients (weight)",
+    "title": "Power",
+    "type": "integer"
+   }
+  },
+  "required": [
+   "name"
+  ],
+  "title": "HostForm",
+  "type": "object"
+ },
  "LanForm": {
   "additionalProperties": false,
   "properties": {
@@ -198,7 +280,7 @@ SCHEMAS: dict[str, Any] = json.loads(
  },
  "ModuleForm": {
   "additionalProperties": false,
-  "description": "A mirror module from scratch.",
+  "description": "A module from scratch: a mirror (the default) or a farm.",
   "properties": {
    "checkers": {
     "items": {
@@ -226,6 +308,15 @@ SCHEMAS: dict[str, Any] = json.loads(
     "title": "Failover Rules",
     "type": "string"
    },
+   "groups": {
+    "description": "farm: the balancing groups (none: every node, by address)",
+    "items": {
+     "$ref": "#/components/schemas/GroupForm"
+    },
+    "maxItems": 8,
+    "title": "Groups",
+    "type": "array"
+   },
    "heartbeat_port": {
     "anyOf": [
      {
@@ -240,13 +331,23 @@ SCHEMAS: dict[str, Any] = json.loads(
     "title": "Heartbeat Port"
    },
    "heartbeats": {
-    "description": "LANs of cluster.xml",
+    "description": "LANs of cluster.xml (a farm's membership networks)",
     "items": {
      "type": "string"
     },
     "maxItems": 4,
     "title": "Heartbeats",
     "type": "array"
+   },
+   "mode": {
+    "default": "mirror",
+    "description": "mirror (primary and secondary) or farm (every node serves)",
+    "enum": [
+     "mirror",
+     "farm"
+    ],
+    "title": "Mode",
+    "type": "string"
    },
    "replicated": {
     "items": {
@@ -268,6 +369,8 @@ SCHEMAS: dict[str, Any] = json.loads(
       "stop_prim",
       "start_second",
       "stop_second",
+      "start_both",
+      "stop_both",
       "poststop"
      ]
     },
@@ -280,7 +383,8 @@ SCHEMAS: dict[str, Any] = json.loads(
      "addr": "",
      "kind": "none",
      "options": {},
-     "provider": ""
+     "provider": "",
+     "type": "vmac_invisible"
     }
    },
    "witness": {
@@ -443,6 +547,53 @@ SCHEMAS: dict[str, Any] = json.loads(
   "title": "ReplicatedForm",
   "type": "object"
  },
+ "RuleForm": {
+  "additionalProperties": false,
+  "properties": {
+   "filter": {
+    "default": "on_addr",
+    "description": "what chooses the node: the client's address, its port, ...",
+    "enum": [
+     "on_addr",
+     "on_port",
+     "on_ipid"
+    ],
+    "title": "Filter",
+    "type": "string"
+   },
+   "port": {
+    "anyOf": [
+     {
+      "type": "integer"
+     },
+     {
+      "type": "null"
+     }
+    ],
+    "default": null,
+    "description": "the port balanced (empty: every port)",
+    "title": "Port"
+   },
+   "proto": {
+    "default": "tcp",
+    "enum": [
+     "tcp",
+     "udp"
+    ],
+    "title": "Proto",
+    "type": "string"
+   },
+   "virtual_addr": {
+    "default": "*",
+    "description": "the virtual IP (*: every one)",
+    "maxLength": 64,
+    "title": "Virtual Addr",
+    "type": "string"
+   }
+  },
+  "title": "RuleForm",
+  "type": "object"
+ },
  "VipForm": {
   "additionalProperties": false,
   "properties": {
@@ -477,6 +628,16 @@ SCHEMAS: dict[str, Any] = json.loads(
     "description": "the cloud provider (aws_route, azure_lb, ...)",
     "maxLength": 32,
     "title": "Provider",
+    "type": "string"
+   },
+   "type": {
+    "default": "vmac_invisible",
+    "description": "farm: how every node holds the address (vmac_invisible, or vmac_directed)",
+    "enum": [
+     "vmac_invisible",
+     "vmac_directed"
+    ],
+    "title": "Type",
     "type": "string"
    }
   },

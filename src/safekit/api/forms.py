@@ -28,8 +28,18 @@ from safekit.config.module_parser import parse_module
 from safekit.config.validation import validate_module_against_cluster
 from safekit.module_templates import USERCONFIG, PackageFile, Template, TemplateError
 
-Script = Literal["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"]
-"""The scripts a module from scratch may have (docs/modules.md); each is optional."""
+Script = Literal[
+    "prestart",
+    "start_prim",
+    "stop_prim",
+    "start_second",
+    "stop_second",
+    "start_both",
+    "stop_both",
+    "poststop",
+]
+"""The scripts a module from scratch may have (docs/modules.md); each is optional. A farm runs
+start_both/stop_both, a mirror start_prim/stop_prim and start_second/stop_second."""
 _ATTRIBUTE = re.compile(r"attribute '([A-Za-z_]+)'")
 _FIRST_WORD = re.compile(r"([a-z_]+) ")
 _MACRO_USE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
@@ -88,6 +98,10 @@ class VipForm(_Form):
         default="", max_length=32, description="the cloud provider (aws_route, azure_lb, ...)"
     )
     options: dict[str, str] = Field(default_factory=dict, description="the provider's options (name: value)")
+    type: Literal["vmac_invisible", "vmac_directed"] = Field(
+        default="vmac_invisible",
+        description="farm: how every node holds the address (vmac_invisible, or vmac_directed)",
+    )
 
 
 class ReplicatedForm(_Form):
@@ -119,11 +133,38 @@ class WitnessForm(_Form):
     )
 
 
-class ModuleForm(_Form):
-    """A mirror module from scratch."""
+class HostForm(_Form):
+    name: str = Field(max_length=64, description="a node of the farm")
+    power: int = Field(default=1, description="its share of the clients (weight)")
 
+
+class RuleForm(_Form):
+    virtual_addr: str = Field(default="*", max_length=64, description="the virtual IP (*: every one)")
+    port: int | None = Field(default=None, description="the port balanced (empty: every port)")
+    proto: Literal["tcp", "udp"] = "tcp"
+    filter: Literal["on_addr", "on_port", "on_ipid"] = Field(
+        default="on_addr", description="what chooses the node: the client's address, its port, ..."
+    )
+
+
+class GroupForm(_Form):
+    """A farm's balancing group: its nodes (none: every node of the farm) and its rules."""
+
+    name: str = Field(max_length=64)
+    hosts: list[HostForm] = Field(default_factory=list, max_length=64)
+    rules: list[RuleForm] = Field(default_factory=lambda: [RuleForm()], max_length=16)
+
+
+class ModuleForm(_Form):
+    """A module from scratch: a mirror (the default) or a farm."""
+
+    mode: Literal["mirror", "farm"] = Field(
+        default="mirror", description="mirror (primary and secondary) or farm (every node serves)"
+    )
     heartbeats: list[str] = Field(
-        default_factory=lambda: ["default"], max_length=4, description="LANs of cluster.xml"
+        default_factory=lambda: ["default"],
+        max_length=4,
+        description="LANs of cluster.xml (a farm's membership networks)",
     )
     heartbeat_port: int | None = Field(
         None, description="UDP port of the module's heartbeats (empty: the cluster's)"
@@ -139,6 +180,11 @@ class ModuleForm(_Form):
     )
     scripts: dict[Script, str] = Field(
         default_factory=dict, description="script name: its text (a shell script without #! gets #!/bin/sh)"
+    )
+    groups: list[GroupForm] = Field(
+        default_factory=list,
+        max_length=8,
+        description="farm: the balancing groups (none: every node, by address)",
     )
 
 
@@ -368,7 +414,61 @@ def _template_error(template: Template, message: str) -> FieldError:
 # ---------------------------------------------------------------------- from scratch
 
 
+def _farm_misfits(form: ModuleForm) -> list[FieldError]:
+    """What a farm from scratch cannot have (a mirror's fields), each on its field."""
+    errors = []
+    if form.replicated:
+        errors.append(
+            FieldError("replicated", "a farm replicates nothing: every node serves with its own data")
+        )
+    if form.witness.kind != "none":
+        errors.append(FieldError("witness.kind", "a farm has no primary to protect: no split-brain witness"))
+    for script in ("start_prim", "stop_prim", "start_second", "stop_second"):
+        if script in form.scripts:
+            errors.append(FieldError(f"scripts.{script}", f"a farm runs start_both/stop_both, not {script}"))
+    return errors
+
+
+def _farm_vip(doc: _Doc, form: ModuleForm) -> None:
+    """A farm's virtual IP, held by every serving node, and its balancing groups."""
+    doc.line("  <vip>", "vip")
+    doc.line("    <interface_list>", "vip")
+    doc.line('      <interface check="on">', "vip")
+    doc.element(4, "virtual_interface", [("type", form.vip.type, "type")], "vip", close=False)
+    doc.element(5, "virtual_addr", [("addr", form.vip.addr, "addr"), ("where", "alias", None)], "vip")
+    doc.line("        </virtual_interface>", "vip")
+    doc.line("      </interface>", "vip")
+    doc.line("    </interface_list>", "vip")
+    if form.groups:
+        doc.line("    <loadbalancing_list>", "groups")
+        for i, group in enumerate(form.groups):
+            where = f"groups.{i}"
+            doc.element(3, "group", [("name", group.name, "name")], where, close=False)
+            if group.hosts:
+                doc.line("        <cluster>", where)
+                for j, host in enumerate(group.hosts):
+                    attrs = [("name", host.name, "name"), ("power", host.power, "power")]
+                    doc.element(5, "host", attrs, f"{where}.hosts.{j}")
+                    # the cluster check names the host, not the attribute: its name field
+                    doc.fields[len(doc.lines)] = (f"{where}.hosts.{j}.name", doc.fields[len(doc.lines)][1])
+                doc.line("        </cluster>", where)
+            for j, rule in enumerate(group.rules):
+                attrs = [
+                    ("virtual_addr", rule.virtual_addr, "virtual_addr"),
+                    ("port", rule.port, "port"),
+                    ("proto", rule.proto, "proto"),
+                    ("filter", rule.filter, "filter"),
+                ]
+                doc.element(4, "rule", attrs, f"{where}.rules.{j}")
+            doc.line("      </group>", where)
+        doc.line("    </loadbalancing_list>", "groups")
+    doc.line("  </vip>", "vip")
+
+
 def _from_form(name: str, form: ModuleForm) -> tuple[Rendered, Any]:  # noqa: PLR0912, PLR0915
+    farm = form.mode == "farm"
+    if farm and (misfits := _farm_misfits(form)):
+        return Rendered("", misfits), None
     doc = _Doc()
     doc.line("<!DOCTYPE safe>")
     doc.line(f"<!-- module {name}: made with the console's guided form -->")
@@ -377,18 +477,34 @@ def _from_form(name: str, form: ModuleForm) -> tuple[Rendered, Any]:  # noqa: PL
         0,
         "service",
         [
-            ("mode", "mirror", None),
-            ("defaultprim", form.defaultprim, "defaultprim"),
-            ("failover", form.failover, "failover"),
+            ("mode", form.mode, "mode"),
+            ("defaultprim", None if farm else form.defaultprim, "defaultprim"),
+            ("failover", None if farm else form.failover, "failover"),
         ],
         close=False,
     )
-    doc.element(1, "heart", [("port", form.heartbeat_port, "heartbeat_port")], close=False)
+    outer, inner = ("farm", "lan") if farm else ("heart", "heartbeat")
+    doc.element(1, outer, [("port", form.heartbeat_port, "heartbeat_port")], close=False)
     for i, lan in enumerate(form.heartbeats):
-        doc.element(2, "heartbeat", [("name", lan, "")], f"heartbeats.{i}")
+        doc.element(2, inner, [("name", lan, "")], f"heartbeats.{i}")
         doc.fields[len(doc.lines)] = (f"heartbeats.{i}", {"name": f"heartbeats.{i}"})
-    doc.line("  </heart>")
-    if form.vip.kind != "none":
+    doc.line(f"  </{outer}>")
+    if farm and form.vip.kind == "cloud":
+        return Rendered(
+            "",
+            [
+                FieldError(
+                    "vip.kind",
+                    "a farm from scratch holds its virtual IP on every node "
+                    "(arp); a cloud farm comes from the cloud_lb_farm template",
+                )
+            ],
+        ), None
+    if farm and form.vip.kind != "none":
+        _farm_vip(doc, form)
+    elif farm and form.groups:
+        return Rendered("", [FieldError("groups", "balancing groups need a virtual IP")]), None
+    elif form.vip.kind != "none":
         doc.line("  <vip>", "vip")
         doc.line("    <interface_list>", "vip")
         doc.line('      <interface check="on">', "vip")
@@ -484,6 +600,17 @@ class ClusterApply(_Form):
     form: ClusterForm
     nodes: Literal["all", "local"] = "all"
     dry_run: bool = False
+    reload: bool = Field(
+        default=True,
+        description="then each safekitd takes it live where it can: on every node or none",
+    )
+
+
+class ClusterReload(_Form):
+    """`POST /api/v1/cluster/reload`: each safekitd takes its cluster.xml live if it can."""
+
+    nodes: Literal["all", "local"] = "all"
+    dry_run: bool = False
 
 
 class ModuleInstall(_Form):
@@ -516,7 +643,7 @@ SCHEMAS: dict[str, Any] = '''
 def schemas() -> dict[str, Any]:
     """The JSON schemas of the forms, as OpenAPI components (`form_schemas.py` holds a copy)."""
     found: dict[str, Any] = {}
-    for model in (ClusterForm, ModuleRequest, ClusterApply, ModuleInstall):
+    for model in (ClusterForm, ModuleRequest, ClusterApply, ClusterReload, ModuleInstall):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema

@@ -22,6 +22,7 @@ CONTROL = [
     *SWITCHES,
     "set",
     "config",
+    "cluster_reload",
 ]
 
 
@@ -232,6 +233,7 @@ def _schemas() -> dict[str, Any]:
                 "ident": {"type": "string", "maxLength": 256},
                 "verbose": {"type": "boolean"},
                 "all": {"type": "boolean"},
+                "dry_run": {"type": "boolean", "description": "cluster_reload: only say what it would do"},
             },
         },
         "ControlAnswer": {"type": obj, "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
@@ -601,7 +603,11 @@ def document(version: str) -> dict[str, Any]:
             "put": _op(
                 "install a cluster.xml made from the form on this node or every node (each checks first)",
                 a,
-                _json(_ref("ApplyResult"), "written on every node (safekitd uses it from its next start)"),
+                _json(
+                    _ref("ApplyResult"),
+                    "written on every node, and taken live by every safekitd (`reload`) when every "
+                    "node accepts it, else from their next start (each node's `reload` says why)",
+                ),
                 body="ClusterApply",
                 more={
                     **_RENDERER,
@@ -609,6 +615,15 @@ def document(version: str) -> dict[str, Any]:
                     "422": _json(_ref("FormResult"), "not valid (errors by field)"),
                 },
             ),
+        },
+        "/api/v1/cluster/reload": {
+            "post": _op(
+                "each node's safekitd takes its cluster.xml live where no running module depends on "
+                "the change (`safekit cluster reload`); refused ones say why",
+                a,
+                _json(_ref("ApplyResult"), "each node's answer: applied, changes, refusals"),
+                body="ClusterReload",
+            )
         },
         "/api/v1/forms/cluster": {
             "post": _op(

@@ -13,7 +13,7 @@ import logging
 import socket
 import ssl
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,16 @@ from safekit.api import config_forms
 from safekit.api.app import Api, ApiContext, NodeControl, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore
-from safekit.api.client import ApiClient, client_context, cluster_token_source, node_addresses
+from safekit.api.client import (
+    ApiClient,
+    NodeAddress,
+    client_context,
+    cluster_token_source,
+    node_addresses,
+)
 from safekit.api.files import DEFAULT_PORT, ApiFiles
 from safekit.api.history import History
-from safekit.config import load_cluster
+from safekit.config import ClusterConfig, load_cluster
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
@@ -75,15 +81,24 @@ class ApiServer:
         own = nodes[name].addresses if name in nodes else ()
         if self.settings.tls:
             await self._ensure_certificates(name, own)
-        peers = {}
+        peers: dict[str, ApiClient] = {}
+        context: ssl.SSLContext | None = None
+        token = cluster_token_source(key, name)
         if self.files.trust.is_file():
             context = client_context(self.files.trust)
-            token = cluster_token_source(key, name)
             peers = {
                 n: ApiClient(addr, context, token, self.settings.port)
                 for n, addr in nodes.items()
                 if n != name
             }
+        listeners = getattr(self.node, "cluster_listeners", None)  # safekitd's Node: live reloads
+        if isinstance(listeners, list):
+            port = self.settings.port
+            listeners.append(
+                lambda cluster: follow_cluster(
+                    peers, cluster, own=name, context=context, token=token, port=port
+                )
+            )
         metrics = getattr(self.node, "metrics", None)  # safekitd's Node (tests may give a bare control)
         monitor = metrics.monitoring if metrics is not None else None
         self.history = History(self.paths.module_var, self._local_modules, monitor or _nothing)
@@ -209,6 +224,34 @@ async def start_api(node: NodeControl, paths: Paths, address: str, port: int) ->
         log.error("%s", exc)
         return None
     return server
+
+
+def follow_cluster(
+    peers: dict[str, ApiClient],
+    cluster: ClusterConfig,
+    *,
+    own: str,
+    context: ssl.SSLContext | None,
+    token: Callable[[], str],
+    port: int,
+) -> None:
+    """After a live cluster.xml reload (daemon/cluster_reload.py): each peer is called at its
+    addresses of the new file, those it had before first (the peers' certificates name the
+    addresses they started with: a new one is in them from their next start), and a node added to
+    the file becomes a peer (forwarding and apply reach it; the live view watches it from the next
+    start). A node gone from the file stays a peer until then (shown unreachable)."""
+    nodes = node_addresses(cluster)
+    for name, client in peers.items():
+        if name in nodes:
+            before = client.node.addresses
+            fresh = nodes[name].addresses
+            ordered = tuple(a for a in before if a in fresh) + tuple(a for a in fresh if a not in before)
+            client.node = NodeAddress(name, ordered)
+    if context is None:
+        return
+    for name, address in nodes.items():
+        if name not in peers and name != own:
+            peers[name] = ApiClient(address, context, token, port)
 
 
 def _nothing(module: str) -> dict[str, Any] | None:

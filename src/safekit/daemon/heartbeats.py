@@ -155,6 +155,43 @@ class HeartbeatLink(Generic[S]):
         self._wake()
         self._schedule_pulse()
 
+    async def relink(self, lans: Sequence[HeartbeatLan]) -> None:
+        """Move networks of this link to new addresses (a cluster.xml reload, daemon/cluster_reload.py):
+        the same names and peers, another local or peer address. Each new socket is bound before
+        any old one is closed, so a bind that fails (an address not configured here) changes
+        nothing. Liveness, replay state and counters stay: a peer heard on the old address is heard
+        on the new one once it has moved too."""
+        for lan in lans:
+            old = self.lans.get(lan.name)
+            if old is None or sorted(p for p, _ in old.peers) != sorted(p for p, _ in lan.peers):
+                raise ValueError(f"heartbeat network {lan.name}: not the same network of this link")
+        bound: dict[str, asyncio.DatagramTransport] = {}
+        if self._loop is not None:
+            try:
+                for lan in lans:
+                    old = self.lans[lan.name]
+                    if (old.local_address, old.port) == (lan.local_address, lan.port):
+                        continue
+                    transport, _ = await self._loop.create_datagram_endpoint(
+                        lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
+                        local_addr=(lan.local_address, lan.port),
+                        family=socket.AF_INET,
+                        reuse_port=False,
+                    )
+                    bound[lan.name] = transport
+            except OSError:
+                for transport in bound.values():
+                    transport.close()
+                raise
+        for lan in lans:
+            self.lans[lan.name] = lan
+            if lan.name in bound:
+                previous = self._transports.get(lan.name)
+                self._transports[lan.name] = bound[lan.name]
+                if previous is not None:
+                    previous.close()
+        self._wake()  # the peers hear us at the new addresses now, not a pulse later
+
     async def close(self) -> None:
         for handle in (self._pulse_timer, self._deadline_timer, self._send_soon):
             if handle is not None:

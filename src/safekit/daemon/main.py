@@ -5,6 +5,7 @@ sdnotify.py and packaging/systemd/safekitd.service) or as a plain supervised pro
 `--daemon` and `--pidfile` on hosts without systemd, such as lab hosts.
 SIGTERM or SIGINT (or `safekit shutdown`) stop it gracefully: every module is stopped (stop scripts,
 VIP released) first. SIGUSR1 writes every task's and thread's stack to the log (daemon/diagnostics.py).
+SIGHUP reloads cluster.xml where it can be applied live (`safekit cluster reload`; daemon/cluster_reload.py).
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ async def _run(paths: Paths, args: argparse.Namespace, notifier: Notifier) -> in
     # "Memory"; ADR 0039). Set before the API starts, so no login runs with the dynamic threshold.
     if not allocator.fix_mmap_threshold():
         log.info("mallopt is not available (not glibc): logins may leave memory in the heaps")
+    reloads: set[asyncio.Task[dict[str, object]]] = set()
+
+    def reload_cluster() -> None:  # SIGHUP: `safekit cluster reload` (its answer goes to the log)
+        task = asyncio.create_task(node.reload_cluster())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_cluster)
     api = await start_api(node, paths, args.api_address, args.api_port)
     log.info("safekitd %s running (pid %d)", __version__, os.getpid())
     notifier.ready(f"running, node {node.node_name}")

@@ -441,6 +441,21 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             data["controls"] = self.controls()
         return data
 
+    async def relink(self, cluster: ClusterConfig, lans: Sequence[str]) -> None:
+        """A cluster.xml reload moved heartbeat networks of this running module (none that carries
+        its replication: daemon/cluster_reload.py decides): its link binds them again at the new
+        addresses; its state, peer and replication are untouched."""
+        _, moved = _heartbeat_lans(self.name, self.config, cluster, self.local_node)
+        chosen = [lan for lan in moved if lan.name in lans]
+        await self.link.relink(chosen)
+        for lan in chosen:
+            self.log.info(
+                "cluster.xml reloaded: heartbeats on %s now from %s to %s (no restart)",
+                lan.name,
+                lan.local_address,
+                lan.peer_address,
+            )
+
     def _heartbeat_metrics(self) -> Iterable[tuple[str, str, str, Counters, RttStats | None]]:
         for lan in self.link.lans:
             yield (

@@ -9,6 +9,7 @@ the mounts, removed without looking through them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 from safekit.config import ModuleConfig
 from safekit.daemon.module_executor import LOG_LEVELS
-from safekit.daemon.rfs_figures import POLL_INTERVAL, ReplicationFigures
+from safekit.daemon.rfs_figures import ReplicationFigures
 from safekit.daemon.rfs_supervisor import RfsError, RfsProcess, forget_process, recorded_process
 from safekit.daemon.rfs_supervisor import Role as RfsRole
 from safekit.host import mounts, persist, processes
@@ -101,6 +102,7 @@ class ModuleReplication:
         self.figures = ReplicationFigures()
         self._last_shown: channel.Event | None = None  # the last event but status answers
         self._poll: asyncio.Task[None] | None = None
+        self._poll_now = asyncio.Event()  # a resynchronisation began: ask how far at once
         if spec is not None:
             resources["rfs.uptodate"] = "init"
             resources["rfs.degraded"] = "init"
@@ -196,10 +198,14 @@ class ModuleReplication:
             self.resources["rfs.degraded"] = "init"
 
     async def _poll_status(self, process: RfsProcess) -> None:
-        """The primary's counters every POLL_INTERVAL seconds (answered by a `status` event)."""
+        """The primary's counters every POLL_INTERVAL seconds (answered by a `status` event), every
+        RESYNC_POLL_INTERVAL while a resynchronisation runs, and at once when one begins: the
+        console showed a resync as "how far: not known yet" at 0 B/s until the next poll."""
         while self.process is process:
+            self._poll_now.clear()
             process.command(channel.QueryStatus())
-            await asyncio.sleep(POLL_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), self.figures.poll_interval())
 
     # ------------------------------------------------------------------ the process's events
     def _on_event(self, event: channel.Event) -> None:
@@ -209,6 +215,8 @@ class ModuleReplication:
         self.figures.on_event(event, time.monotonic())
         if isinstance(event, channel.StatusReport):
             return  # figures only: the state machine has nothing to learn from it
+        if isinstance(event, channel.Resyncing) and process.role == "primary":
+            self._poll_now.set()
         self._last_shown = event
         if isinstance(event, channel.InSync) and process.role == "secondary":
             self.restarts = 0

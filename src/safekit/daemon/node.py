@@ -17,7 +17,10 @@ from typing import Any
 from safekit.checkers.icmp import Pinger
 from safekit.checkers.probes import address_present
 from safekit.config import ClusterConfig, ConfigError, NotANode, load_cluster, load_module
+from safekit.config.cluster_parser import parse_cluster
+from safekit.config.validation import validate_module_against_cluster
 from safekit.daemon import control, health
+from safekit.daemon.cluster_reload import ModuleUse, ReloadDecision, decide_reload
 from safekit.daemon.farm_module import FarmModule
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.mirror_module import MirrorModule
@@ -34,7 +37,15 @@ Module = ModuleRuntime
 """Any loaded module, as the node uses it; kind-specific commands check the kind."""
 
 MODULE_COMMANDS = {kind.value: kind for kind in CommandKind}
-NODE_COMMANDS = ("config", "module_list", "module_unload", "state", "shutdown", "cluster_confinfo")
+NODE_COMMANDS = (
+    "config",
+    "module_list",
+    "module_unload",
+    "state",
+    "shutdown",
+    "cluster_confinfo",
+    "cluster_reload",
+)
 MODULE_MODES: dict[str, type[MirrorModule | FarmModule]] = {"mirror": MirrorModule, "farm": FarmModule}
 
 
@@ -78,6 +89,9 @@ class Node:
         # sha256 of each configuration as it was loaded (`safekit confinfo`: does the file differ?)
         self.loaded_sha256: dict[str, str] = {}
         self.cluster_sha256: str | None = None
+        # called with the new cluster after a live reload (the API's peers follow the addresses)
+        self.cluster_listeners: list[Callable[[ClusterConfig], None]] = []
+        self._reloading = asyncio.Lock()
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
@@ -195,6 +209,127 @@ class Node:
         await module.start(boot=False)
         return {"ok": True, "message": f"{name}: configuration applied (module stopped; start it when ready)"}
 
+    # ------------------------------------------------------------------ cluster.xml reload
+    async def reload_cluster(self, *, dry_run: bool = False, xml: str | None = None) -> dict[str, Any]:
+        """`safekit cluster reload`, SIGHUP, the console's apply: take cluster.xml (or, for a dry
+        run, the text `xml`) without a restart where no running module depends on what changed
+        (daemon/cluster_reload.py decides; ADR 0043). The decision is logged; a refused reload
+        changes nothing (safekitd keeps the cluster it runs until it restarts)."""
+        async with self._reloading:
+            path = self.paths.cluster_xml
+            try:
+                if xml is None:
+                    digest = sha256_file(path)
+                    new = load_cluster(path)
+                else:
+                    digest = None
+                    new = parse_cluster(xml, str(path))
+                key = clusterkey.load_key(self.paths.cluster_key)
+            except (OSError, ConfigError, clusterkey.ClusterKeyError) as exc:
+                return self._reload_answer(None, dry_run, error=f"cluster.xml not reloaded: {exc}")
+            decision = await self._reload_decision(new, key)
+            if dry_run or not decision.accepted or not decision.changes:
+                if not dry_run:
+                    self._log_reload(decision)
+                    if decision.accepted and digest is not None:
+                        self.cluster_sha256 = digest  # the same cluster: the file is the one run
+                return self._reload_answer(decision, dry_run)
+            try:
+                await self._apply_reload(new, decision)
+            except (OSError, ModuleError, ValueError) as exc:
+                log.error("cluster.xml not reloaded: %s (safekitd keeps the cluster it runs)", exc)
+                return self._reload_answer(decision, dry_run, error=f"cluster.xml not reloaded: {exc}")
+            self.cluster_sha256 = digest
+            self._log_reload(decision)
+            return self._reload_answer(decision, dry_run)
+
+    async def _reload_decision(self, new: ClusterConfig, key: bytes) -> ReloadDecision:
+        assert self.node_name is not None
+        uses = [_module_use(module) for module in self.modules.values()]
+        decision = decide_reload(
+            self._cluster,
+            new,
+            local_node=self.node_name,
+            modules=uses,
+            key_changed=key != self._key,
+            broken=sorted(self.broken),
+        )
+        if not decision.accepted:
+            return decision
+        # What the parser checks too (a node on each network, two nodes for a mirror...), and the
+        # new addresses of this node, which must be configured here before a socket binds them.
+        refusals = []
+        for name in (*decision.relink, *decision.reload_modules):
+            for error in validate_module_against_cluster(self.modules[name].config, new):
+                refusals.append(f"module {name}: {error.message}")
+        for name, lans in decision.relink.items():
+            for lan_name in lans:
+                lan = new.lan(lan_name)
+                me = lan.node(self.node_name) if lan is not None else None
+                # netlink (pyroute2's synchronous API) refuses to run inside the event loop
+                if me is not None and not await asyncio.to_thread(address_present, me.addr):
+                    refusals.append(
+                        f"{me.addr} ({lan_name}, module {name}) is not configured on this host: add it "
+                        "first, then reload"
+                    )
+        if refusals:
+            return ReloadDecision(False, decision.changes, tuple(refusals))
+        return decision
+
+    async def _apply_reload(self, new: ClusterConfig, decision: ReloadDecision) -> None:
+        for name, lans in decision.relink.items():
+            module = self.modules[name]
+            assert isinstance(module, MirrorModule)  # decide_reload relinks running mirrors only
+            await module.relink(new, lans)
+        self._cluster = new
+        for name in decision.reload_modules:
+            current = self.modules.pop(name)
+            await current.shutdown()
+            self.metrics.remove_module(name)
+            loaded = self._try_load(name, new, self._key)
+            if loaded is not None:
+                await loaded.start(boot=False)
+        for name in decision.retry_broken:
+            loaded = self._try_load(name, new, self._key)
+            if loaded is not None:
+                await loaded.start(boot=False)
+        for listener in self.cluster_listeners:
+            listener(new)
+
+    def _log_reload(self, decision: ReloadDecision) -> None:
+        if decision.accepted:
+            log.info("cluster.xml reload: %s", decision.summary())
+        else:
+            log.warning(
+                "cluster.xml reload refused: %s; safekitd keeps the cluster it runs", decision.summary()
+            )
+
+    def _reload_answer(
+        self, decision: ReloadDecision | None, dry_run: bool, error: str | None = None
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "ok": error is None and decision is not None and decision.accepted,
+            "node": self.node_name,
+            "dry_run": dry_run,
+            "applied": error is None and decision is not None and decision.accepted and not dry_run,
+            "changes": [] if decision is None else list(decision.changes),
+            "refusals": [] if decision is None else list(decision.refusals),
+            "cluster_sha256": self.cluster_sha256,
+        }
+        if decision is not None:
+            answer["relinked"] = {name: list(lans) for name, lans in decision.relink.items()}
+            answer["reloaded_modules"] = list(decision.reload_modules)
+            answer["broken"] = sorted(self.broken)
+        if error is not None:
+            answer["error"] = error
+        elif decision is not None and not decision.accepted:
+            answer["error"] = f"{self.node_name}: {decision.summary()}"
+        else:
+            assert decision is not None
+            prefix = "would be " if dry_run and decision.changes else ""
+            answer["message"] = f"{self.node_name}: {prefix}{decision.summary()}"
+        return answer
+
     def _check_ports(self, module: Module) -> None:
         for other in self.modules.values():
             if other.link.port == module.link.port:
@@ -252,7 +387,7 @@ class Node:
         key = "message" if reply.accepted else "error"
         return {"ok": reply.accepted, key: f"{module.name}: {reply.reason}"}
 
-    async def _node_command(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def _node_command(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911 - one return per command
         """Commands about the node's set of modules rather than one running module."""
         if cmd == "config":
             return await self.apply_module_config(str(request.get("module") or ""))
@@ -262,6 +397,11 @@ class Node:
             return await self.unload_module(str(request.get("module") or ""))
         if cmd == "shutdown":
             return self._shutdown()
+        if cmd == "cluster_reload":
+            xml = request.get("xml")
+            return await self.reload_cluster(
+                dry_run=bool(request.get("dry_run")), xml=xml if isinstance(xml, str) else None
+            )
         if cmd == "cluster_confinfo":
             return {
                 "ok": True,
@@ -396,6 +536,27 @@ class Node:
         except FileNotFoundError:
             return []
         return [line.rstrip("\n") for line in lines]
+
+
+def _module_use(module: Module) -> ModuleUse:
+    """What a loaded module takes from cluster.xml (daemon/cluster_reload.py)."""
+    config = module.config
+    if isinstance(module, MirrorModule) and config.heart is not None:
+        lans = tuple(hb.name for hb in config.heart.heartbeats)
+        replication = lans[0] if config.rfs is not None and lans else None
+        own_port = config.heart.port
+    else:
+        lans = tuple(lan.name for lan in config.farm.lans) if config.farm is not None else ()
+        replication = None
+        own_port = config.farm.port if config.farm is not None else None
+    return ModuleUse(
+        name=module.name,
+        kind=module.kind,
+        running=not module.stopped,
+        lans=lans,
+        replication_lan=replication,
+        port_from_cluster=own_port is None,
+    )
 
 
 def _boots(module: Module) -> bool:

@@ -39,6 +39,9 @@ from safekit.rfs import channel
 
 POLL_INTERVAL = 2.0
 """Seconds between two `QueryStatus` to a primary replication process (bounded: 0.5 a second)."""
+RESYNC_POLL_INTERVAL = 0.5
+"""The same while a resynchronisation runs (2 a second: it lasts seconds to hours and an operator
+watches its progress; the first answer is asked for as soon as it begins)."""
 RATE_WINDOW = 20.0
 """Seconds over which throughput and resynchronisation speed are measured."""
 
@@ -219,6 +222,7 @@ class ReplicationFigures:
             if value is not None:
                 counters[ours] = value
         self.counters = counters
+        self._resync_status(report, now)  # first: a resync that begins here restarts the throughput
         sent = counters.get("sent_bytes", counters.get("streamed_bytes"))
         if sent is not None:
             if self._sent and sent < self._sent[-1][1]:
@@ -232,7 +236,6 @@ class ReplicationFigures:
         self.ack_latency = latency
         if latency is not None:
             self._latencies.append((now, latency))
-        self._resync_status(report, now)
 
     def _resync_status(self, report: channel.StatusReport, now: float) -> None:
         stats = report.stats
@@ -260,6 +263,9 @@ class ReplicationFigures:
         self.resync_percent = None  # until the process says how far
         self._progress.clear()
         self._resync_sent.clear()
+        # The counters reported before the resynchronisation (an idle link, often for the whole
+        # window) would average its speed away: the throughput is measured from its first report.
+        self._sent.clear()
 
     def _resync_ended(self) -> None:
         self.resync_mode = ""
@@ -270,6 +276,10 @@ class ReplicationFigures:
         self._resync_sent.clear()
 
     # ------------------------------------------------------------------ derived
+    def poll_interval(self) -> float:
+        """Seconds until safekitd asks the primary process for its status again."""
+        return RESYNC_POLL_INTERVAL if self.resync_mode else POLL_INTERVAL
+
     def throughput(self, now: float) -> float | None:
         """Bytes a second sent to the secondary over the last RATE_WINDOW seconds (primary)."""
         return _rate(self._sent, now)

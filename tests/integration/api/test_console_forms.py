@@ -80,8 +80,11 @@ def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browse
         page.click("#cluster-apply")
         page.click("#confirm-ok")
         result = page.locator("#cluster-result")
-        expect(result).to_contain_text("node1 ok", timeout=20_000)
-        expect(result).to_contain_text("node2 ok")
+        # the same cluster: written on both nodes, and nothing for safekitd to take live (ADR 0043)
+        for node in api_lab.cluster.nodes:
+            row = result.locator(f'li[data-node="{node}"]')
+            expect(row).to_contain_text("written", timeout=20_000)
+            expect(row).to_have_attribute("data-live", "true")
         page.screenshot(path=str(SHOTS / "14-cluster-applied.png"), full_page=True)
         shown = page.locator("#cluster-xml").text_content() or ""
         for node in api_lab.cluster.nodes:
@@ -170,3 +173,56 @@ def test_guided_module_from_the_mirror_template_installed_and_started(
             api_lab.lab.exec(node, [str(BIN / "safekit"), "stop", "-m", NEW], timeout=90)
         for node in api_lab.cluster.nodes:
             api_lab.lab.exec(node, [str(BIN / "safekit"), "module", "uninstall", "-m", NEW], timeout=90)
+
+
+FARM = "gf"
+
+
+def test_guided_farm_from_scratch_installed_and_started(api_lab: ApiLab, browser: Browser) -> None:
+    """The guided form's farm from scratch: the userconfig.xml the node renders beside the form (a
+    virtual IP on every node, a balancing group, checked by the engine's loader and against
+    cluster.xml: an unknown node under its field), installed on both nodes and started, UP on both."""
+    plan = api_lab.lab.plan()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        login(page, api_lab)
+        page.click('#tabs button[data-tab="newmodule"]')
+        page.fill("#nm-name", FARM)
+        page.select_option('select[data-field="mode"]', "farm")
+        xml = page.locator("#nm-xml")
+        page.fill('[data-field="heartbeat_port"]', "4860")
+        page.fill('[data-field="vip.addr"]', str(plan.vips[2]))
+        page.fill('[data-field="groups.0.name"]', "web")
+        page.fill('[data-field="groups.0.hosts"]', "node1:2, node9")
+        expect(page.locator('.field-error[data-for="groups.0.hosts.1.name"]')).to_contain_text("node9")
+        expect(page.locator("#nm-install")).to_be_disabled()
+        page.fill('[data-field="groups.0.hosts"]', "node1:2, node2")
+        page.fill('[data-field="groups.0.rules.0.port"]', "80")
+        expect(page.locator(".field-error")).to_have_count(0)
+        expect(xml).to_contain_text('<service mode="farm">')
+        expect(xml).to_contain_text('<host name="node1" power="2"/>')
+        expect(xml).to_contain_text(f'<virtual_addr addr="{plan.vips[2]}" where="alias"/>')
+        expect(page.locator("#nm-install")).to_be_enabled()
+        page.screenshot(path=str(SHOTS / "18-guided-farm.png"), full_page=True)
+
+        page.click("#nm-install")
+        page.click("#confirm-ok")
+        expect(page.locator("#nm-result")).to_contain_text("installed: node1 ok, node2 ok", timeout=30_000)
+        for node in api_lab.cluster.nodes:
+            assert (
+                cat(api_lab, node, f"/opt/safekit/modules/{FARM}/conf/userconfig.xml") == xml.text_content()
+            )
+        page.click("#nm-start")
+        page.click("#confirm-ok")
+        expect(page.locator("#nm-result")).to_contain_text("UP on every node", timeout=60_000)
+        for node in api_lab.cluster.nodes:
+            assert api_lab.cluster.state(node, FARM)["state"] == "UP"
+        assert not errors, errors
+    finally:
+        page.close()
+        for node in api_lab.cluster.nodes:
+            api_lab.lab.exec(node, [str(BIN / "safekit"), "stop", "-m", FARM], timeout=90)
+        for node in api_lab.cluster.nodes:
+            api_lab.lab.exec(node, [str(BIN / "safekit"), "module", "uninstall", "-m", FARM], timeout=90)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,11 +77,17 @@ class FakeNode:
     modules_dir: Path | None = None
     """Where `config` finds a newly installed module (loaded stopped, as safekitd does)."""
     cluster_sha256: str = "f" * 64
+    cluster_xml: Path | None = None
+    """Where `cluster_reload` reads the file it then runs (its sha256 becomes cluster_sha256)."""
+    reload_refusal: str | None = None
+    """Why `cluster_reload` refuses (None: it accepts)."""
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911
         self.requests.append(request)
         cmd = request.get("cmd")
         module = request.get("module")
+        if cmd == "cluster_reload":
+            return self._reload(bool(request.get("dry_run")))
         if cmd == "cluster_confinfo":
             return {"ok": True, "cluster_sha256": self.cluster_sha256, "key_fingerprint": "fp-of-the-key"}
         new = self.modules_dir is not None and module not in self.states
@@ -117,6 +124,28 @@ class FakeNode:
         if cmd == "stop":
             self.states[module] = "STOP"
         return {"ok": True, "message": f"{module}: {cmd}"}
+
+    def _reload(self, dry_run: bool) -> dict[str, Any]:
+        """As Node.reload_cluster answers (daemon/node.py)."""
+        changes = ["heartbeat network second added"]
+        if self.reload_refusal is not None:
+            return {
+                "ok": False,
+                "applied": False,
+                "changes": changes,
+                "refusals": [self.reload_refusal],
+                "error": f"{self.node_name}: not applied live: {self.reload_refusal}",
+            }
+        if not dry_run and self.cluster_xml is not None:
+            self.cluster_sha256 = hashlib.sha256(self.cluster_xml.read_bytes()).hexdigest()
+        prefix = "would be " if dry_run else ""
+        return {
+            "ok": True,
+            "applied": not dry_run,
+            "changes": changes,
+            "refusals": [],
+            "message": f"{self.node_name}: {prefix}applied live: {changes[0]}",
+        }
 
     def _status(self, name: str) -> dict[str, Any]:
         return {
@@ -166,7 +195,7 @@ def make_env(tmp_path: Path) -> Iterator[Env]:
     key = clusterkey.generate_key()
     paths.cluster_xml.write_text(CLUSTER_XML)
     paths.cluster_key.write_text(clusterkey.encode_key_file(key))
-    node = FakeNode(modules_dir=paths.modules)
+    node = FakeNode(modules_dir=paths.modules, cluster_xml=paths.cluster_xml)
 
     def monitoring_of(module: str) -> dict[str, Any] | None:
         return MONITORING if module in node.states else None

@@ -210,3 +210,59 @@ def test_the_worker_answers_and_is_replaced_when_it_dies() -> None:
         assert worker._process is None
 
     asyncio.run(scenario())
+
+
+FARM: dict[str, Any] = {
+    "name": "lb",
+    "form": {
+        "mode": "farm",
+        "heartbeats": ["default", "backup"],
+        "heartbeat_port": 4850,
+        "vip": {"kind": "arp", "addr": "198.18.0.220", "type": "vmac_directed"},
+        "groups": [
+            {
+                "name": "web",
+                "hosts": [{"name": "n1", "power": 2}, {"name": "n2"}],
+                "rules": [{"virtual_addr": "198.18.0.220", "port": 80, "filter": "on_port"}],
+            }
+        ],
+        "checkers": [{"kind": "tcp", "ident": "web", "addr": "127.0.0.1", "port": 80}],
+        "scripts": {"start_both": "exec /opt/web/run &", "stop_both": "pkill -f /opt/web/run"},
+    },
+}
+
+
+def test_a_farm_from_scratch_round_trips_through_the_engines_loader() -> None:
+    """The guided form's farm (virtual IP on every node, a group with its hosts and rule), read back
+    by the parser safekitd loads modules with, and checked against cluster.xml."""
+    result = render_module(FARM, parse_cluster(render_cluster(CLUSTER).xml))
+    assert result.valid, result.errors
+    config = parse_module(result.xml, "userconfig.xml", env={}).config
+    assert config.mode == "farm" and config.heart is None and config.rfs is None
+    assert config.farm is not None and config.farm.port == 4850
+    assert [lan.name for lan in config.farm.lans] == ["default", "backup"]
+    assert 'type="vmac_directed"' in result.xml and 'where="alias"' in result.xml
+    assert '<host name="n1" power="2"/>' in result.xml
+    assert '<rule virtual_addr="198.18.0.220" port="80" proto="tcp" filter="on_port"/>' in result.xml
+    assert sorted(result.files) == ["bin/start_both", "bin/stop_both", "conf/userconfig.xml"]
+    assert "defaultprim" not in result.xml  # a mirror's attribute
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"vip": {"kind": "arp", "addr": "198.18.0.999"}}, "vip.addr"),
+        ({"groups": [{"name": "web", "hosts": [{"name": "n9"}]}]}, "groups.0.hosts.0.name"),
+        ({"groups": [{"name": "web", "rules": [{"port": 70000}]}]}, "groups.0.rules.0.port"),
+        ({"heartbeats": ["nolan"]}, "heartbeats.0"),
+        ({"replicated": [{"dir": "/srv/a"}]}, "replicated"),
+        ({"witness": {"kind": "ping", "arg": "198.18.0.254"}}, "witness.kind"),
+        ({"scripts": {"start_prim": "x"}}, "scripts.start_prim"),
+        ({"vip": {"kind": "cloud", "addr": "198.18.0.220", "provider": "aws_route"}}, "vip.kind"),
+        ({"vip": {"kind": "none"}}, "groups"),
+    ],
+)
+def test_a_bad_farm_value_is_an_error_of_its_field(change: dict[str, Any], field: str) -> None:
+    request = {**FARM, "form": {**FARM["form"], **change}}
+    result = render_module(request, parse_cluster(render_cluster(CLUSTER).xml))
+    assert field in fields(result), result.errors

@@ -8,7 +8,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from safekit.daemon.metrics import RFS_FAMILIES, Metrics, rfs_samples
-from safekit.daemon.rfs_figures import RATE_WINDOW, LatencyHistogram, ReplicationFigures
+from safekit.daemon.rfs_figures import (
+    POLL_INTERVAL,
+    RATE_WINDOW,
+    RESYNC_POLL_INTERVAL,
+    LatencyHistogram,
+    ReplicationFigures,
+)
 from safekit.daemon.witness_probes import WitnessView
 from safekit.membership.counters import Counters, RttStats
 from safekit.mirror import WitnessMode
@@ -398,3 +404,30 @@ def test_an_in_sync_session_that_began_with_a_resync_shows_no_resync() -> None:
     f.on_status(in_sync, now=2.0)
     assert f.view(2.0)["resync"] is None
     assert not any(name.startswith("safekit_rfs_resync_") for name, _l, _v in rfs_samples(f, 2.0))
+
+
+def test_a_resync_after_an_idle_link_shows_its_own_throughput() -> None:
+    """The console showed a primary's resync at "0 B/s": the throughput was measured over the
+    window's reports, all but the newest made while the link was idle (ALONE, then a secondary
+    joins). A resync's throughput is measured from its own reports."""
+    f = ReplicationFigures()
+    f.started("primary")
+    for t in range(0, 20, 2):  # ALONE for 20 s: nothing sent
+        f.on_event(native_status("degraded", sent=4096), now=float(t))
+    f.on_event(channel.Resyncing("checksum"), now=20.0)
+    f.on_event(native_status("resync", sent=4096 + 50_000, done=1, total=48), now=20.1)
+    assert f.view(20.1)["resync"]["percent"] == 2.1  # known from the first report of the resync
+    f.on_event(native_status("resync", sent=4096 + 50_000 + 3_000_000, done=13, total=48), now=20.6)
+    assert f.throughput(20.6) == pytest.approx(6_000_000.0)  # 3 MB in 0.5 s, not 3 MB over 20 s
+    assert f.poll_interval() == RESYNC_POLL_INTERVAL
+    f.on_event(channel.InSync(None, "checksum", 1.0, 3_050_000), now=21.0)
+    assert f.poll_interval() == POLL_INTERVAL
+
+
+def test_a_resync_that_a_status_reveals_keeps_that_status_as_its_first_point() -> None:
+    f = ReplicationFigures()
+    f.started("primary")
+    f.on_status(native_status("degraded", sent=0), now=0.0)
+    f.on_status(native_status("resync", sent=1_000_000, done=1, total=10), now=2.0)  # no event seen
+    f.on_status(native_status("resync", sent=2_000_000, done=2, total=10), now=2.5)
+    assert f.throughput(2.5) == pytest.approx(2_000_000.0)

@@ -680,6 +680,12 @@ function fieldValue(input) {
   const text = input.value;
   if (kind === "int") return text.trim() === "" ? null : (/^\d+$/.test(text.trim()) ? Number(text.trim()) : text);
   if (kind === "list") return text.split(",").map((s) => s.trim()).filter((s) => s);
+  if (kind === "hosts") {  // "n1:2, n2" -> [{name: "n1", power: 2}, {name: "n2"}]
+    return text.split(",").map((s) => s.trim()).filter((s) => s).map((s) => {
+      const [name, power] = s.split(":").map((x) => x.trim());
+      return power === undefined ? { name } : { name, power: /^\d+$/.test(power) ? Number(power) : power };
+    });
+  }
   if (kind === "kv") {
     const out = {};
     for (const line of text.split("\n")) {
@@ -756,11 +762,20 @@ function drawCluster(form) {
   $("cluster-lans").replaceChildren(...form.lans.map((lan, i) => lanBlock(i, lan)));
 }
 
+function clusterInfoText(d) {
+  return `${d.path} · sha256 ${d.sha256.slice(0, 12)}… · key fingerprint ${d.key_fingerprint || "?"}` +
+    (d.differs ? " · safekitd runs another version until it restarts (or a cluster reload)" : " · safekitd runs this file");
+}
+
+async function loadClusterInfo() {
+  const r = await api("GET", "/api/v1/cluster/config");
+  if (r.status === 200) $("cluster-info").textContent = clusterInfoText(r.data);
+}
+
 async function loadCluster() {
   const r = await api("GET", "/api/v1/cluster/config");
   if (r.status !== 200) { $("cluster-info").textContent = r.data.error; return; }
-  $("cluster-info").textContent = `${r.data.path} · sha256 ${r.data.sha256.slice(0, 12)}… · key fingerprint ${r.data.key_fingerprint || "?"}` +
-    (r.data.differs ? " · safekitd runs another version until it restarts" : "");
+  $("cluster-info").textContent = clusterInfoText(r.data);
   drawCluster(r.data.form || { port: null, lans: [] });
   renderClusterForm();
 }
@@ -801,12 +816,18 @@ $("cluster-add-lan").addEventListener("click", () => {
   renderClusterForm();
 });
 $("cluster-apply").addEventListener("click", async () => {
-  if (!(await confirmAction("Install this cluster.xml on every node? Each node checks it first; safekitd uses it from its next start."))) return;
+  if (!(await confirmAction("Install this cluster.xml on every node? Each node checks it first; every safekitd then takes it live if all of them can (else from their next start)."))) return;
   const form = collect($("cluster-form"), false);
   const r = await api("PUT", "/api/v1/cluster/config", { form, nodes: "all" });
-  if (r.status === 200) {
-    $("cluster-result").textContent = "applied: " + Object.entries(r.data.nodes).map(([n, x]) =>
-      `${n} ${x.ok ? "ok" : x.error}${x.restart_needed ? " (restart safekitd to use it)" : ""}`).join(", ");
+  if (r.status === 200 || (r.status === 409 && r.data.nodes)) {
+    // one line per node: written, and taken live (✓) or not (✗ and why: restart safekitd to use it)
+    const rows = Object.entries(r.data.nodes).map(([n, x]) => {
+      const live = x.reload ? x.reload.applied === true || (x.reload.ok && !(x.reload.changes || []).length) : false;
+      const text = x.ok ? `${live ? "✓ live" : "✗ not live"}: ${x.message}${x.restart_needed ? " (restart safekitd to use it)" : ""}` : `✗ ${x.error}`;
+      return el("li", { "data-node": n, "data-live": String(live) }, el("strong", {}, n), " ", text);
+    });
+    $("cluster-result").replaceChildren(el("ul", { class: "node-results" }, ...rows));
+    loadClusterInfo();
   } else if (r.status === 422) {
     showProblems($("cluster-form"), $("cluster-errors"), $("cluster-xml"), r.data, "");
     $("cluster-result").textContent = "refused: the form has errors";
@@ -856,11 +877,52 @@ function checkerRow(i) {
 }
 
 const SCRIPT_NAMES = ["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"];
+const FARM_SCRIPT_NAMES = ["prestart", "start_both", "stop_both", "poststop"];
 
-function scratchFields() {
-  const scripts = SCRIPT_NAMES.map((s) => el("label", {}, `bin/${s}`,
+function modeChoice(mode) {
+  return el("fieldset", { "data-field": "mode" }, el("legend", {}, "Kind of module"),
+    choice("mode", "Kind", [["mirror", "mirror: a primary, its data replicated to a secondary"], ["farm", "farm: every node serves, the load spread over them"]], mode));
+}
+
+function scriptFields(names) {
+  return names.map((s) => el("label", {}, `bin/${s}`,
     el("textarea", { class: "script", "data-field": `scripts.${s}`, "data-optional": "1", spellcheck: false })));
+}
+
+// A farm from scratch: its networks, the virtual IP every serving node holds, one balancing group
+// (its nodes with their power - none: every node - and one rule), checkers and scripts.
+function farmFields() {
   return [
+    modeChoice("farm"),
+    el("fieldset", { "data-field": "heartbeats" }, el("legend", {}, "Farm networks"),
+      el("div", { class: "rowset" },
+        input("heartbeats", "Networks of cluster.xml (comma separated)", "default", { "data-kind": "list" }),
+        input("heartbeat_port", "UDP port (empty: the cluster's)", "", { "data-kind": "int" }))),
+    el("fieldset", { "data-field": "vip" }, el("legend", {}, "Virtual IP (held by every serving node)"),
+      el("div", { class: "rowset" },
+        choice("vip.kind", "Kind", [["none", "none"], ["arp", "virtual IP on the LAN"]], "arp"),
+        input("vip.addr", "Address", ""),
+        choice("vip.type", "How", [["vmac_invisible", "vmac_invisible (every node answers its share)"], ["vmac_directed", "vmac_directed (one node relays)"]], "vmac_invisible"))),
+    el("fieldset", { "data-field": "groups" }, el("legend", {}, "Load balancing (empty name: every node, by client address)"),
+      el("div", { class: "rowset", "data-field": "groups.0" },
+        input("groups.0.name", "Group name", ""),
+        input("groups.0.hosts", "Nodes and power (n1:2, n2; empty: every node)", "", { "data-kind": "hosts" })),
+      el("div", { class: "rowset", "data-field": "groups.0.rules.0" },
+        input("groups.0.rules.0.virtual_addr", "Rule: virtual IP (* every one)", "*"),
+        input("groups.0.rules.0.port", "Port (empty: every port)", "", { "data-kind": "int" }),
+        choice("groups.0.rules.0.proto", "Protocol", [["tcp", "tcp"], ["udp", "udp"]], "tcp"),
+        choice("groups.0.rules.0.filter", "Spread by", [["on_addr", "client address"], ["on_port", "client port"], ["on_ipid", "packet (on_ipid)"]], "on_addr"))),
+    el("fieldset", { "data-field": "checkers", id: "nm-checkers" }, el("legend", {}, "Checkers"),
+      el("p", {}, el("button", { type: "button", id: "nm-add-checker" }, "Add a checker"))),
+    el("details", {}, el("summary", {}, "Scripts"), el("fieldset", { "data-field": "scripts" }, ...scriptFields(FARM_SCRIPT_NAMES))),
+  ];
+}
+
+function scratchFields(mode) {
+  if (mode === "farm") return farmFields();
+  const scripts = scriptFields(SCRIPT_NAMES);
+  return [
+    modeChoice("mirror"),
     el("fieldset", { "data-field": "heartbeats" }, el("legend", {}, "Heartbeats"),
       el("div", { class: "rowset" },
         input("heartbeats", "Networks of cluster.xml (comma separated)", "default", { "data-kind": "list" }),
@@ -895,11 +957,14 @@ async function openNewModule() {
   }
 }
 
-function drawNewModule() {
+function drawNewModule(mode_) {
   const name = $("nm-source").value;
   const t = (templatesList || []).find((x) => x.name === name);
-  $("nm-description").textContent = t ? t.description : "A mirror module: an application on the primary, its data replicated to the secondary.";
-  $("nm-fields").replaceChildren(...(t ? templateFields(t) : scratchFields()));
+  const mode = mode_ || "mirror";
+  $("nm-description").textContent = t ? t.description : mode === "farm"
+    ? "A farm module: the same application on every node, the clients of its virtual IP spread over the serving nodes."
+    : "A mirror module: an application on the primary, its data replicated to the secondary.";
+  $("nm-fields").replaceChildren(...(t ? templateFields(t) : scratchFields(mode)));
   renderModuleForm();
 }
 
@@ -909,6 +974,7 @@ function moduleBody() {
   const name = all.name || "";
   delete all.name;
   if (template) return { name, template, values: all.values || {} };
+  if (all.mode === "farm" && all.groups && !(all.groups[0] && all.groups[0].name)) delete all.groups;
   return { name, form: all };
 }
 
@@ -919,7 +985,10 @@ async function renderModuleForm() {
   $("nm-install").disabled = !r.data.valid || role !== "admin";
 }
 
-$("nm-source").addEventListener("change", drawNewModule);
+$("nm-source").addEventListener("change", () => drawNewModule());
+$("nm-form").addEventListener("change", (ev) => {
+  if (ev.target.dataset && ev.target.dataset.field === "mode") drawNewModule(ev.target.value);
+});
 $("nm-form").addEventListener("input", () => later("module", renderModuleForm));
 $("nm-form").addEventListener("click", (ev) => {
   const b = ev.target.closest("button");
@@ -944,6 +1013,7 @@ $("nm-install").addEventListener("click", async () => {
     $("nm-result").textContent = "installed: " + Object.entries(r.data.nodes).map(([n, x]) => `${n} ${x.ok ? "ok" : x.error}`).join(", ");
     $("nm-start").disabled = role !== "admin";
     $("nm-start").dataset.module = name;
+    $("nm-start").dataset.farm = String(Boolean(body.form && body.form.mode === "farm"));
   } else if (r.status === 422) {
     showProblems($("nm-form"), $("nm-errors"), $("nm-xml"), r.data, body.template ? "" : "form.");
     $("nm-result").textContent = "refused: the form has errors";
@@ -963,6 +1033,7 @@ async function waitState(module, node, wanted, seconds) {
 
 $("nm-start").addEventListener("click", async () => {
   const module = $("nm-start").dataset.module;
+  if ($("nm-start").dataset.farm === "true") return startFarm(module);
   const [first, ...others] = clusterNodes;
   if (!(await confirmAction(`Start ${module}: primary on ${first} (its data is the reference), then secondary on ${others.join(", ")}?`))) return;
   const command = (node, cmd) => api("POST", `/api/v1/modules/${encodeURIComponent(module)}/commands?node=${encodeURIComponent(node)}`, { command: cmd });
@@ -977,3 +1048,18 @@ $("nm-start").addEventListener("click", async () => {
   $("nm-result").textContent = `${module}: started (see Monitoring)`;
   $("nm-start").disabled = true;
 });
+
+// A farm has no primary: `start` on every node; each joins the farm (UP) on its own.
+async function startFarm(module) {
+  if (!(await confirmAction(`Start ${module} on every node (${clusterNodes.join(", ")})?`))) return;
+  for (const node of clusterNodes) {
+    const r = await api("POST", `/api/v1/modules/${encodeURIComponent(module)}/commands?node=${encodeURIComponent(node)}`, { command: "start" });
+    if (r.status !== 200) { $("nm-result").textContent = `${node}: ${r.data.error}`; return; }
+  }
+  $("nm-result").textContent = `${module}: starting on every node…`;
+  for (const node of clusterNodes) {
+    if (!(await waitState(module, node, ["UP"], 30))) { $("nm-result").textContent = `${module} is not UP on ${node}`; return; }
+  }
+  $("nm-result").textContent = `${module}: started, UP on every node (see Monitoring)`;
+  $("nm-start").disabled = true;
+}
