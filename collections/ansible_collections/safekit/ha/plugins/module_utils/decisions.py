@@ -51,6 +51,9 @@ Wants=network-online.target
 Type=notify
 NotifyAccess=main
 ExecStart={venv}/bin/safekitd
+# systemctl reload: cluster.xml taken live where no running module depends on the change
+# (ADR 0043; what cannot be applied is refused and logged, as `safekit cluster reload` says).
+ExecReload=/bin/kill -HUP $MAINPID
 # A hung event loop (no WATCHDOG=1 for this long) is aborted and restarted.
 WatchdogSec=30s
 # Stop and restart signal safekitd only: it stops every module through its stop scripts (the
