@@ -25,6 +25,7 @@
 #include "events.h"
 #include "sk_frame.h"
 #include "sk_hello.h"
+#include "sk_mem.h"
 #include "sk_ops.h"
 #include "sk_wire.h"
 #include "window.h"
@@ -35,6 +36,9 @@
 #define BATCH_BYTES (1u << 20)
 #define OUT_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD + BATCH_BYTES)
 #define IN_CAP (SK_FRAME_OVERHEAD + SK_MAX_PAYLOAD)
+/* The receive buffer keeps this much resident; the pages a larger frame (the secondary's MANIFEST
+ * chunks, up to 3 MiB) filled beyond it are given back once it is consumed (ADR 0044). */
+#define IN_KEEP (256u << 10)
 #define HELD_LOG_EVERY 5.0
 
 static const char *mode_name(int mode)
@@ -825,6 +829,10 @@ static void *receiver_main(void *arg)
         if (!stop) {
             memmove(l->in, l->in + off, l->in_len - off);
             l->in_len -= off;
+            if (l->in_high > IN_KEEP && l->in_len <= IN_KEEP) {
+                sk_pages_release(l->in, IN_KEEP, l->in_high);
+                l->in_high = l->in_len;
+            }
             size_t want = IN_CAP - l->in_len;
             if (want > (256u << 10))
                 want = 256u << 10;
@@ -833,6 +841,8 @@ static void *receiver_main(void *arg)
                 continue;
             if (n > 0) {
                 l->in_len += (size_t)n;
+                if (l->in_len > l->in_high)
+                    l->in_high = l->in_len;
                 continue;
             }
             if (n == 0)

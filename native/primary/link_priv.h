@@ -126,6 +126,7 @@ struct skp_link {
     sk_rx rx;
     uint8_t *out, *in;
     size_t in_len;
+    size_t in_high; /* how far `in` was filled since its pages were last given back */
 };
 
 /* A barrier waiting for its ticket (on its waiter's stack, in l->bwaiters while it waits). */
