@@ -1,7 +1,7 @@
 """Replication (rfs) on the native data path, every figure of issue 15's "Must show" table beside
 the same operation on the local disk and on the FUSE front alone, in one run.
 
-On a 2-node lab (`bnrfs`) two mirror modules run this checkout's native programs (native/build,
+On a 2-node lab (`bnrfs`, or --lab NAME) two mirror modules run this checkout's native programs (native/build,
 through SAFEKIT_RFS_NATIVE_DIR): `bench` replicates /srv/bench with async="second", `bnone`
 /srv/bnone with async="none". On the primary (node1), beside them:
 - local: /srv/local, the same disk without FUSE or replication;
@@ -355,8 +355,16 @@ def ratio(num: float, den: float) -> float:
 def main() -> int:  # noqa: PLR0912, PLR0915
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
+    parser.add_argument("--lab", default="bnrfs", help="the lab's name (default bnrfs)")
+    parser.add_argument(
+        "--native-dir", type=Path, help="the programs' directory (default native/build; e.g. a frozen copy)"
+    )
     args = parser.parse_args()
     q = args.quick
+    global BUILD, FRONT  # noqa: PLW0603 - the programs of this run
+    if args.native_dir:
+        BUILD = args.native_dir.resolve()
+        FRONT = BUILD / "front" / "safekit-front"
     sizes = {
         "seq_mib": 256 if q else 1024,
         "fsync_ops": 500 if q else 3000,
@@ -371,11 +379,11 @@ def main() -> int:  # noqa: PLR0912, PLR0915
     # lab hosts inherit this environment (nsenter): safekitd runs this checkout's native programs
     os.environ[native.NATIVE_DIR_ENV] = str(BUILD)
     # this checkout's programs, built when missing (`make -C native all` leaves out the front alone)
-    if not all((BUILD / p).is_file() for p in native.PROGRAMS.values()):
+    if not args.native_dir and not all((BUILD / p).is_file() for p in native.PROGRAMS.values()):
         subprocess.run(["make", "-C", str(REPO / "native"), "all"], check=True)
-    if not FRONT.is_file():
+    if not args.native_dir and not FRONT.is_file():
         subprocess.run(["make", "-C", str(REPO / "native" / "front")], check=True)
-    lab = Lab("bnrfs")
+    lab = Lab(args.lab)
     lab.down()
     load_start = [round(x, 2) for x in os.getloadavg()]
     lab.up(nodes=2, lans=1)

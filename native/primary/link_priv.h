@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "journal.h"
@@ -13,7 +14,9 @@
 #include "sk_frame.h"
 #include "window.h"
 
-/* One frame waiting to be sealed and sent: its payload in clear. */
+/* One frame waiting to be sealed and sent: its payload in clear, with room around it for the
+ * frame's header (frame_head, right before the payload) and its tag (SK_TAG_SIZE bytes after the
+ * buffer's capacity), so that a large one is sealed where it is and sent from there (ADR 0044). */
 struct item {
     struct item *next;
     int cls; /* pool class, -1: plain malloc */
@@ -22,8 +25,11 @@ struct item {
     uint16_t flags;
     uint32_t dir;
     size_t len;
+    uint8_t frame_head[SK_HEADER_SIZE];
     uint8_t payload[];
 };
+_Static_assert(offsetof(struct item, payload) == offsetof(struct item, frame_head) + SK_HEADER_SIZE,
+               "an item's header room lies right before its payload");
 
 
 /* The journal marks of an operation streamed and not yet applied by the secondary: they return
@@ -126,6 +132,7 @@ struct skp_link {
     sk_rx rx;
     uint8_t *out, *in;
     size_t in_len;
+    size_t in_high; /* how far `in` was filled since its pages were last given back */
 };
 
 /* A barrier waiting for its ticket (on its waiter's stack, in l->bwaiters while it waits). */

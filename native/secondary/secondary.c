@@ -50,6 +50,12 @@ extern char **environ;
 #define REASON_MAX 1200
 #define STEP_OUT_MAX (64u << 10)
 #define STEP_STOP_SECONDS 10
+/* Frames this side sends: ACK and ERROR through the session's send buffer (TX_CAP, kept), MANIFEST
+ * chunks (up to 3 MiB) through a buffer made for each MANIFEST_REQ and freed after it: a `verify` or
+ * a checksum pass leaves nothing of its size resident (ADR 0044). */
+#define TX_CAP (SK_FRAME_OVERHEAD + SK_ERROR_REASON_MAX + 4096)
+#define MANIFEST_FRAME_CAP \
+    (SK_FRAME_OVERHEAD + SKS_MANIFEST_CHUNK + (size_t)SKS_SUMS_PER_ENTRY * SK_SUM_SIZE + 3 * 4096 + 64)
 
 typedef struct candidate {
     int fd;
@@ -88,7 +94,7 @@ typedef struct secondary {
     session sess;
     uint8_t *rbuf; /* the session's receive buffer, RECV_CAP bytes */
     size_t rlen;
-    uint8_t *tbuf; /* frames this side sends (ACK, ERROR, MANIFEST) */
+    uint8_t *tbuf; /* ACK and ERROR frames this side sends (TX_CAP) */
     size_t tcap;
     /* the mounts over the directories: state.mounts as read, then the read-only binds made */
     sks_mkey *recorded, *made;
@@ -158,27 +164,35 @@ static int send_all(int fd, const uint8_t *p, size_t n)
 }
 
 /* Seal and send one frame of this side. */
-static int send_frame(secondary *s, uint8_t type, uint16_t flags, uint32_t dir, const uint8_t *payload, size_t len,
-                      char *why, size_t wcap)
+/* Seals a frame into `buf` (cap bytes) and sends it. */
+static int seal_and_send(secondary *s, uint8_t *buf, size_t cap, uint8_t type, uint16_t flags, uint32_t dir,
+                         const uint8_t *payload, size_t len, char *why, size_t wcap)
 {
     sk_err e = {0, ""};
     sk_iov iov = {payload, len};
     size_t flen;
-    if (sk_frame_size(len) > s->tcap) {
+    if (sk_frame_size(len) > cap) {
         snprintf(why, wcap, "internal error: a %zu-byte frame does not fit the send buffer", len);
         return -1;
     }
-    int rc = sk_tx_seal(&s->sess.tx, type, flags, dir, &iov, 1, s->tbuf, s->tcap, &flen, NULL, &e);
+    int rc = sk_tx_seal(&s->sess.tx, type, flags, dir, &iov, 1, buf, cap, &flen, NULL, &e);
     if (rc != SK_OK) {
         snprintf(why, wcap, "could not seal %s: %s", sk_type_name(type), e.reason);
         return -1;
     }
-    rc = send_all(s->sess.fd, s->tbuf, flen);
+    rc = send_all(s->sess.fd, buf, flen);
     if (rc < 0) {
         snprintf(why, wcap, "connection lost: %s", strerror(-rc));
         return -1;
     }
     return 0;
+}
+
+/* ACK and ERROR, through the session's small send buffer. */
+static int send_frame(secondary *s, uint8_t type, uint16_t flags, uint32_t dir, const uint8_t *payload, size_t len,
+                      char *why, size_t wcap)
+{
+    return seal_and_send(s, s->tbuf, s->tcap, type, flags, dir, payload, len, why, wcap);
 }
 
 static int send_ack(secondary *s, char *why, size_t wcap)
@@ -263,6 +277,7 @@ static void apply_failed(secondary *s, const sk_header *h, const sk_op *op, int 
 typedef struct manifest_ctx {
     secondary *s;
     uint32_t dir;
+    uint8_t *frame; /* the MANIFEST frames' buffer, MANIFEST_FRAME_CAP bytes, for this request only */
     char *why;
     size_t wcap;
 } manifest_ctx;
@@ -270,7 +285,10 @@ typedef struct manifest_ctx {
 static int manifest_chunk(void *ctx, const uint8_t *payload, size_t len, bool last)
 {
     manifest_ctx *m = ctx;
-    return send_frame(m->s, SK_T_MANIFEST, last ? SK_F_LAST : 0, m->dir, payload, len, m->why, m->wcap) ? 1 : 0;
+    return seal_and_send(m->s, m->frame, MANIFEST_FRAME_CAP, SK_T_MANIFEST, last ? SK_F_LAST : 0, m->dir, payload,
+                         len, m->why, m->wcap)
+               ? 1
+               : 0;
 }
 
 static void start_annotate(secondary *s);
@@ -371,11 +389,16 @@ static int handle_frame(secondary *s, const sk_header *h, const uint8_t *payload
         sk_manifest_req req;
         if (sk_manifest_req_decode(payload, h->length, &req, &e) != SK_OK)
             goto malformed;
-        manifest_ctx m = {s, h->dir, why, wcap};
+        manifest_ctx m = {s, h->dir, malloc(MANIFEST_FRAME_CAP), why, wcap};
+        if (!m.frame) {
+            snprintf(why, wcap, "out of memory for the manifest of directory #%u", h->dir);
+            return -1;
+        }
         uint64_t entries = 0;
         double began = now();
         int rc = sks_manifest(s->dir_fds[h->dir], s->rep.walk_only, &s->excl[h->dir], &req, 0, manifest_chunk, &m,
                               &entries);
+        free(m.frame); /* mapped for the request, unmapped now (main.c's fixed mmap threshold) */
         if (rc > 0)
             return -1; /* sending failed: why is set */
         if (rc < 0) {
@@ -1198,7 +1221,7 @@ int sks_main(const char *spec_path)
         return 1;
     }
     sks_log_set_debug(s->spec.debug);
-    s->tcap = SK_FRAME_OVERHEAD + SKS_MANIFEST_CHUNK + (size_t)SKS_SUMS_PER_ENTRY * SK_SUM_SIZE + 3 * 4096 + 64;
+    s->tcap = TX_CAP;
     s->rbuf = malloc(RECV_CAP);
     s->tbuf = malloc(s->tcap);
     s->stdin_buf = malloc(STDIN_MAX + 1);

@@ -3,6 +3,7 @@ installed on its nodes, and the module logs kept for a post-mortem of a failed r
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -17,8 +18,10 @@ from safekit.rfs import native
 
 def lab_up(name: str, **hosts: Any) -> Iterator[Lab]:
     """A module fixture's body: the lab `name` (leftovers of an interrupted run removed first) with
-    `hosts` (Lab.up's nodes, lans, witness, client), down again after the file's tests."""
-    lab = Lab(name)
+    `hosts` (Lab.up's nodes, lans, witness, client), down again after the file's tests.
+    SAFEKIT_RFS_LAB names the lab instead (another run of the same file side by side on one
+    machine; one test file at a time with it)."""
+    lab = Lab(os.environ.get("SAFEKIT_RFS_LAB") or name)
     lab.down()
     lab.up(**hosts)
     try:
