@@ -35,7 +35,7 @@ demo-farm: deps venv
 ## `safekit deploy`'s wrapper, the arbiter role alone, the inventory example, the mirror playbook's
 ## check mode (the farm playbook's runs here) - run in test-ansible-long)
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS),--ignore=$(t)) \
+	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(COLLECTION_DEPLOY_TEST),--ignore=$(t)) \
 		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule-mirror
 
@@ -67,6 +67,16 @@ DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_
 test-ansible-long: deps test-deps venv
 	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS) $(sort $(foreach t,$(ANSIBLE_LONG_SINGLE),$(firstword $(subst ::, ,$(t)))))
 
+## test-collection-deploy: the collection as users install it (ADR 0041): ansible-galaxy collection
+## build, install of the tarball into an empty path, then a playbook of FQCNs only
+## (safekit.ha.deploy_mirror) deploys the demo mirror module to a fresh lab (lab collroles; 2 to 6
+## minutes). make test builds and installs it too and checks its playbooks, roles and modules
+## (tests/unit/ansible/test_ansible_collection_package.py, 30 s) without deploying.
+.PHONY: test-collection-deploy
+COLLECTION_DEPLOY_TEST := tests/integration/ansible/test_installed_collection_deploy.py
+test-collection-deploy: deps test-deps venv
+	$(BIN)/pytest --durations=0 $(COLLECTION_DEPLOY_TEST)
+
 ## lint: ruff, mypy, one version everywhere (scripts/set_version.py), ansible-lint's production
 ## profile on the playbooks, roles and the collection, antsibull-changelog lint, and make sanity
 ## (ansible-test sanity; 20 s once its virtualenvs are cached, about a minute the first time)
@@ -75,7 +85,7 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench examples collections packaging scripts
 	$(BIN)/mypy
 	$(BIN)/python scripts/set_version.py
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks roles $(COLLECTION)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint playbooks $(COLLECTION)
 	cd $(COLLECTION) && $(abspath $(BIN))/antsibull-changelog lint
 	$(ansible_test_sanity)
 
@@ -116,7 +126,8 @@ integration: deps test-deps venv
 	$(BIN)/pytest tests/integration
 
 ## molecule: the Molecule scenarios (create/destroy through safekit lab); molecule.yml points
-## Ansible at the checkout's collections/ and roles/, and installs nothing
+## Ansible at the checkout's collections/ (the roles and playbooks of safekit.ha), and installs
+## nothing
 ## (make test runs the mirror scenario; the farm playbook's deployment and second run are in its
 ## tests/integration/ansible file)
 .PHONY: molecule-mirror

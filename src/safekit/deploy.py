@@ -103,7 +103,9 @@ def _play(progress: Progress, event: Mapping[str, Any], data: Mapping[str, Any])
 
 def _task(progress: Progress, event: Mapping[str, Any], data: Mapping[str, Any]) -> _Step:
     name = data.get("task") or data.get("task_action") or "?"
-    role = data.get("role")
+    # A collection's role by its FQCN (safekit.ha.node), as ansible-playbook shows it; ansible-runner
+    # gives the short name in `role` and the FQCN in `resolved_role` when they differ.
+    role = data.get("resolved_role") or data.get("role")
     label = "HANDLER" if event.get("event") == "playbook_on_handler_task_start" else "TASK"
     return progress, [f"{label} {role} : {name}" if role else f"{label} {name}"]
 

@@ -27,7 +27,10 @@ def test_a_task_is_one_line_when_it_starts_and_each_host_result_one_line() -> No
     progress, lines = feed(
         event("playbook_on_start"),
         event("playbook_on_play_start", play="Deploy the mirror cluster"),
-        event("playbook_on_task_start", task="Install the engine", role="safekit_node"),
+        # ansible-runner: the role's short name, and its FQCN when the role is a collection's
+        event(
+            "playbook_on_task_start", task="Install the engine", role="node", resolved_role="safekit.ha.node"
+        ),
         event("runner_on_start", host="node1"),
         event("runner_on_ok", host="node1", res={"changed": True}),
         event("runner_on_ok", host="node2", res={"changed": False}),
@@ -36,7 +39,7 @@ def test_a_task_is_one_line_when_it_starts_and_each_host_result_one_line() -> No
     )
     assert lines == [
         "PLAY Deploy the mirror cluster",
-        "TASK safekit_node : Install the engine",
+        "TASK safekit.ha.node : Install the engine",
         "  node1: changed",
         "  node2: ok",
         "TASK Check",

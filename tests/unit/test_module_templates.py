@@ -599,10 +599,11 @@ def test_the_package_data_ships_every_template_file() -> None:
             assert any(relative.match(glob) for glob in globs), f"{relative} is not in the wheel"
 
 
-@pytest.mark.parametrize(("role", "mode"), [("safekit_mirror", "mirror"), ("safekit_farm", "farm")])
+@pytest.mark.parametrize(("role", "mode"), [("mirror", "mirror"), ("farm", "farm")])
 def test_the_roles_argument_specs_know_every_site_value(role: str, mode: str) -> None:
     root = Path(templates.__file__).parents[3]
-    specs = yaml.safe_load((root / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    roles = root / "collections" / "ansible_collections" / "safekit" / "ha" / "roles"
+    specs = yaml.safe_load((roles / role / "meta" / "argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
     names = {t.name for t in LIBRARY.values() if t.mode == mode}
     assert set(options["safekit_module_template"]["choices"]) == {"", *names}

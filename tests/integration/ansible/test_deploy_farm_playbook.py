@@ -103,7 +103,7 @@ def frozen_source(directory: Path) -> tuple[str, ...]:
     # build, times kept, so that `make` finds it up to date and the wheel is built without compiling
     # (the sanitizer and fuzzer builds are not the wheel's).
     shutil.copytree(ROOT / "native", source / "native", ignore=native_ignored, symlinks=True)
-    # The controller's cluster key and wheelhouse, made here as safekit_node makes them: in check
+    # The controller's cluster key and wheelhouse, made here as safekit.ha.node makes them: in check
     # mode its commands that make them do not run, and a check run on new nodes needs both.
     key = directory / "cluster.key"
     subprocess.run([str(BIN / "safekit"), "cluster", "genkey", str(key)], check=True, capture_output=True)
@@ -224,7 +224,7 @@ def test_input_the_engine_refuses_changes_no_node(lab: Lab, playbook: Deploy) ->
 
 
 def test_the_cloud_role_installs_the_sdk_and_writes_the_provider(lab: Lab, playbook: Deploy) -> None:
-    """roles/safekit_cloud through deploy-farm.yml: the aws extra (boto3) installed into each node's
+    """The role safekit.ha.cloud through deploy-farm.yml: the aws extra (boto3) installed into each node's
     engine from wheels built on the controller, provider and options written on the farm's VIP and
     validated by the engine; the running farm is left alone (restart_required), and a second run
     changes nothing. (This engine's farm modules do not call VIP providers: nothing is acquired.)"""

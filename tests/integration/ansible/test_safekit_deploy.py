@@ -51,7 +51,7 @@ def test_deploy_mirror_shows_progress_and_a_summary_and_builds_the_cluster(lab: 
     result = deploy(lab)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert "TASK safekit_node : Install the engine (from the wheelhouse), and its service" in lines
+    assert "TASK safekit.ha.node : Install the engine (from the wheelhouse), and its service" in lines
     assert "  node1: changed" in lines and "  node2: ok" in lines
     assert "SUMMARY" in lines
     recap = summary(result.stdout)

@@ -1,4 +1,4 @@
-"""The role safekit_arbiter through playbooks/deploy-mirror.yml, on the lab's witness host.
+"""The role safekit.ha.arbiter through playbooks/deploy-mirror.yml, on the lab's witness host.
 
 It installs the engine on the witness, writes the derived key, runs the service as a supervised
 process (lab hosts have no systemd), changes nothing on a second run, and the service grants a
@@ -72,7 +72,7 @@ def changed_tasks(output: str) -> list[str]:
 
 def test_role_deploys_a_working_arbiter_idempotently(arb_lab: Lab) -> None:
     first = deploy_witness(arb_lab)
-    assert any(t.startswith("safekit_arbiter : Start the arbiter") for t in changed_tasks(first))
+    assert any(t.startswith("safekit.ha.arbiter : Start the arbiter") for t in changed_tasks(first))
     # only a derived key reaches the witness, readable by root alone
     key_path = f"/etc/safekit/arbiter/{LAB_NAME}.key"
     listing = arb_lab.exec("witness", ["stat", "-c", "%a %U", key_path], check=True)
@@ -81,7 +81,7 @@ def test_role_deploys_a_working_arbiter_idempotently(arb_lab: Lab) -> None:
     assert text.startswith(keys.ARBITER_KEY_PREFIX)
 
     second = deploy_witness(arb_lab)
-    assert [t for t in changed_tasks(second) if t.startswith("safekit_arbiter")] == []
+    assert [t for t in changed_tasks(second) if t.startswith("safekit.ha.arbiter")] == []
 
     # the replica generations are kept in the witness's private state directory, mode 0700
     state = arb_lab.exec("witness", ["stat", "-c", "%a %U", "/var/safekit/arbiter"], check=True)

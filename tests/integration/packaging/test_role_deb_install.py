@@ -1,4 +1,4 @@
-"""The safekit_node role with `safekit_install_source: deb` on a clean Debian 12 host whose PID 1
+"""The safekit.ha.node role with `safekit_install_source: deb` on a clean Debian 12 host whose PID 1
 is systemd: the pre-flight passes, the package for the host's release and architecture is copied
 and installed with apt-get (no python3-apt, no compiler, no route out), safekit.ha.install enables
 the package's unit without writing its own, cluster.xml is written by the packaged engine, and a
@@ -34,7 +34,7 @@ PLAY = """
   hosts: safekit_nodes
   gather_facts: false
   roles:
-    - safekit_node
+    - safekit.ha.node
 """
 INVENTORY = f"""
 safekit_nodes:

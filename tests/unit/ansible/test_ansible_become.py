@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-YAML_DIRS = ("roles", "playbooks", "molecule")
+COLLECTION = "collections/ansible_collections/safekit/ha"
+# The collection's roles and playbooks, the top-level playbooks (pointers to them, and the
+# examples) and the Molecule scenarios; the top-level roles/ are links to the collection's.
+YAML_DIRS = (f"{COLLECTION}/roles", f"{COLLECTION}/playbooks", "playbooks", "molecule")
 NESTED = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
 NODE_BECOME = "{{ safekit_become | default((ansible_user | default('root')) != 'root') }}"
 

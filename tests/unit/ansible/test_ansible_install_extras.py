@@ -1,4 +1,4 @@
-"""safekit.ha.install with `extras` (what the safekit_cloud role relies on): an extra added to an
+"""safekit.ha.install with `extras` (what the safekit.ha.cloud role relies on): an extra added to an
 engine already installed at the wanted version is installed, once; and a play in check mode on a
 new node, before the wheelhouse was copied, reports the install instead of failing."""
 

@@ -1,5 +1,5 @@
-"""The safekit_node role's pre-flight (roles/safekit_node/tasks/preflight.yml), run by
-ansible-playbook against this machine as the node (read-only: it changes nothing): it picks the
+"""The safekit.ha.node role's pre-flight (tasks/preflight.yml of the collection's roles/node), run
+by ansible-playbook against this machine as the node (read-only: it changes nothing): it picks the
 Debian package for the node's release and architecture, chooses the install source (auto), and fails
 in one line that says what is wrong when the install source cannot work on the node."""
 
@@ -17,7 +17,7 @@ PLAY = """
   gather_facts: false
   tasks:
     - ansible.builtin.include_role:
-        name: safekit_node
+        name: safekit.ha.node
         tasks_from: preflight
     - ansible.builtin.copy:
         content: >-
@@ -46,7 +46,6 @@ def preflight(
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
         "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_NOCOLOR": "1",

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 
 import yaml
-from safekit_collection import REPO
+from safekit_collection import COLLECTION
 
 # isort: split
 from ansible_collections.safekit.ha.plugins.module_utils.userconfig import FARM_ONLY, MIRROR_ONLY
 from ansible_collections.safekit.ha.plugins.modules import module as module_plugin
 
-TASKS = REPO / "roles" / "safekit_mirror" / "tasks" / "main.yml"
+TASKS = COLLECTION / "roles" / "mirror" / "tasks" / "main.yml"
 
 
 def tasks(path: Path) -> list[dict[str, object]]:
@@ -35,7 +35,7 @@ def test_every_mirror_parameter_is_passed_and_only_those_are_accepted() -> None:
 
 def test_the_farm_role_passes_every_farm_parameter() -> None:
     farm_params = set(module_plugin.STRUCTURED) - set(MIRROR_ONLY) | {"userconfig"}
-    path = REPO / "roles" / "safekit_farm" / "tasks" / "main.yml"
+    path = COLLECTION / "roles" / "farm" / "tasks" / "main.yml"
     args = next(t for t in tasks(path) if "safekit.ha.module" in t)["safekit.ha.module"]
     assert isinstance(args, dict)
     assert {key for key, value in args.items() if f"safekit_farm_params.{key} " in str(value)} == farm_params
