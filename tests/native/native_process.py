@@ -1,14 +1,47 @@
-"""What the native processes' tests share: a process whose control-channel events (JSON lines on
-its stdout) are read as they come, and waited for by name."""
+"""What the native processes' tests share: where the programs are (and building them), the mark
+that needs FUSE, and a process whose control-channel events (JSON lines on its stdout) are read as
+they come, waited for by name, and which takes commands on its stdin."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from safekit.rfs import channel
+
+REPO = Path(__file__).resolve().parents[2]
+SANITIZE = os.environ.get("SAFEKIT_NATIVE_SANITIZE") == "1"
+# SAFEKIT_NATIVE_BUILD: programs built elsewhere (another commit's, for a before/after figure)
+BUILD = Path(
+    os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else "")
+)
+
+NEEDS_FUSE = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
+    reason="needs root, /dev/fuse and fusermount3",
+)
+
+
+def build_programs() -> None:
+    """Build the programs the tests run (the sanitizer build with SAFEKIT_NATIVE_SANITIZE=1),
+    unless SAFEKIT_NATIVE_BUILD names programs built elsewhere."""
+    if os.environ.get("SAFEKIT_NATIVE_BUILD"):
+        return
+    result = subprocess.run(
+        ["make", "-C", str(REPO / "native"), "asan" if SANITIZE else "all"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 class EventProcess:
@@ -51,3 +84,15 @@ class EventProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class CommandedProcess(EventProcess):
+    """An event process that takes control-channel commands on its stdin."""
+
+    def command(self, name: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(channel.encode_command(channel.decode_command(json.dumps({"cmd": name}))))
+        self.proc.stdin.flush()
+
+    def count(self, name: str) -> int:
+        return self.names().count(name)

@@ -19,26 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_resync import MIB, REPO, SANITIZE, Cluster, beneath_the_bind, walk
+from native_process import NEEDS_FUSE, build_programs
+from test_resync import MIB, Cluster, beneath_the_bind, walk
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
-    reason="needs root, /dev/fuse and fusermount3",
-)
+pytestmark = NEEDS_FUSE
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
     """The programs test_resync.Cluster runs (the sanitizer build with SAFEKIT_NATIVE_SANITIZE=1)."""
-    if os.environ.get("SAFEKIT_NATIVE_BUILD"):
-        return
-    result = subprocess.run(
-        ["make", "-C", str(REPO / "native"), "asan" if SANITIZE else "all"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    build_programs()
 
 
 @pytest.fixture

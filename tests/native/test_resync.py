@@ -30,50 +30,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from native_process import EventProcess
+from native_process import BUILD, NEEDS_FUSE, SANITIZE, CommandedProcess, build_programs
 
 from safekit.rfs import channel
 from safekit.rfs.journal import Journal
 
-REPO = Path(__file__).resolve().parents[2]
-SANITIZE = os.environ.get("SAFEKIT_NATIVE_SANITIZE") == "1"
-# SAFEKIT_NATIVE_BUILD: programs built elsewhere (another commit's, for a before/after figure)
-BUILD = Path(
-    os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else "")
-)
 PRIMARY = BUILD / "safekit-rfs-primary"
 SECONDARY = BUILD / "safekit-rfs-secondary"
 MODULE, P_NODE, S_NODE = "pgsql", "node1", "node2"
 MIB = 1 << 20
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
-    reason="needs root, /dev/fuse and fusermount3",
-)
+pytestmark = NEEDS_FUSE
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
-    if os.environ.get("SAFEKIT_NATIVE_BUILD"):
-        return
-    result = subprocess.run(
-        ["make", "-C", str(REPO / "native"), "asan" if SANITIZE else "all"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    build_programs()
 
 
-class Proc(EventProcess):
-    def command(self, name: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(channel.encode_command(channel.decode_command(json.dumps({"cmd": name}))))
-        self.proc.stdin.flush()
-
-    def count(self, name: str) -> int:
-        return self.names().count(name)
-
+class Proc(CommandedProcess):
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:

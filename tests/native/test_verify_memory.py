@@ -15,7 +15,6 @@ under a temporary directory in /tmp, always unmounted.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import subprocess
@@ -25,48 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from native_process import EventProcess
+from native_process import BUILD, NEEDS_FUSE, SANITIZE, CommandedProcess, build_programs
 from test_primary import detach_all_under, spec
 
-from safekit.rfs import channel
-
-REPO = Path(__file__).resolve().parents[2]
-SANITIZE = os.environ.get("SAFEKIT_NATIVE_SANITIZE") == "1"
-BUILD = Path(
-    os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else "")
-)
 ROUNDS = 5
 GROWTH_KIB = 1024  # after any round, against before the first
 BUDGET_KIB = 40 << 10  # issue 15's RSS of each process
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
-    reason="needs root, /dev/fuse and fusermount3",
-)
+pytestmark = NEEDS_FUSE
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
-    if os.environ.get("SAFEKIT_NATIVE_BUILD"):
-        return
-    result = subprocess.run(
-        ["make", "-C", str(REPO / "native"), "asan" if SANITIZE else "all"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    build_programs()
 
 
-class Proc(EventProcess):
-    def command(self, name: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(channel.encode_command(channel.decode_command(json.dumps({"cmd": name}))))
-        self.proc.stdin.flush()
-
-    def count(self, name: str) -> int:
-        return self.names().count(name)
-
+class Proc(CommandedProcess):
     def status_kib(self, key: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
