@@ -44,12 +44,14 @@ and the idle budgets only, printed; `--directed-only`: the vmac_directed phase o
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import itertools
 import json
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,10 +64,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration" / "farm"))
 import directed_lab
+import farm_lab
 
 from common import summary, write_result
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.system import netns_pids
 from safekit.membership import clusterkey
 
 LAB = "bnfarm"
@@ -194,71 +198,8 @@ for sport in range(first, last):
 print(json.dumps(who))
 """
 
-# On the client: every 20 ms, one new connection per stream (victim ports, control ports, and a
-# kernel-chosen port), each with a 200 ms connect timeout and 1 s for the answer; a port still in
-# use by an earlier attempt is skipped. Prints "ready", then every attempt as JSON.
-PROBE = r"""
-import asyncio, itertools, json, socket, sys, time
-vip, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-duration, interval = float(sys.argv[4]), float(sys.argv[5])
-pools = {"victim": [int(p) for p in sys.argv[6].split(",")]}
-pools["control"] = [int(p) for p in sys.argv[7].split(",")]
-busy, log, tasks = set(), [], set()
-
-async def attempt(stream, sport):
-    loop = asyncio.get_running_loop()
-    t = time.monotonic()
-    s = socket.socket()
-    s.setblocking(False)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ok, who = False, ""
-    try:
-        s.bind((src, sport))
-        await asyncio.wait_for(loop.sock_connect(s, (vip, port)), 0.2)
-        await loop.sock_sendall(s, b"GET / HTTP/1.0\r\n\r\n")
-        async def read():
-            data = b""
-            while chunk := await loop.sock_recv(s, 4096):
-                data += chunk
-            return data
-        data = await asyncio.wait_for(read(), 1.0)
-        who = data.split(b"\r\n\r\n", 1)[1].decode().strip()
-        ok = True
-    except (OSError, asyncio.TimeoutError, IndexError):
-        pass
-    finally:
-        s.close()
-        busy.discard(sport)
-    log.append([round(t, 4), stream, ok, who])
-
-def launch(stream, sport):
-    if sport:
-        busy.add(sport)
-    task = asyncio.ensure_future(attempt(stream, sport))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-async def main():
-    cycles = {name: itertools.cycle(ports) for name, ports in pools.items()}
-    print("ready", flush=True)
-    start = time.monotonic()
-    tick = start
-    while tick < start + duration:
-        for name, ports in pools.items():
-            for _ in range(len(ports)):
-                sport = next(cycles[name])
-                if sport not in busy:
-                    launch(name, sport)
-                    break
-        launch("random", 0)
-        tick += interval
-        await asyncio.sleep(max(0.0, tick - time.monotonic()))
-    if tasks:
-        await asyncio.wait(set(tasks), timeout=2.0)
-    print(json.dumps(sorted(log)), flush=True)
-
-asyncio.run(main())
-"""
+# On the client: the failover probe (a new connection every 20 ms per stream): farm_lab.PROBE_STREAMS.
+PROBE = farm_lab.PROBE_STREAMS
 
 # On node1: kernel receive timestamps (SO_TIMESTAMPNS) of the farm heartbeats node3 sends it, until
 # stdin closes. A classic BPF filter keeps only IPv4 UDP to the farm port, so the load's packets
@@ -405,8 +346,28 @@ class FarmBench:
         else:
             host = self.vip if target == "vip" else self.address["node1"]
             argv.append(f"http://{host}:{PORT}/")
-        out = self.lab.exec("client", argv, timeout=seconds + 60, check=True).stdout
-        return parse_wrk(out)
+        # wrk's CPU (waited-for descendants: nsenter, then wrk), with the kernel's work on the
+        # packets it sends: on veths the receiving side's softirq runs in the sender's context, so
+        # this counts the bridge's and the nodes' receive path too.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = parse_wrk(self.lab.exec("client", argv, timeout=seconds + 60, check=True).stdout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run["wrk_cpu_s"] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        run["requests"] = run["requests_per_s"] * seconds
+        return run
+
+    def nginx_cpu_s(self) -> float:
+        """CPU seconds used so far by every nginx process of the three nodes (user + system)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        plan = self.lab.plan()
+        for node in NODES:
+            for pid in netns_pids(plan.host(node).netns):
+                with contextlib.suppress(OSError, IndexError):
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx":
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                        total += int(fields[11]) + int(fields[12])
+        return total / ticks
 
     def served(self) -> dict[str, int]:
         counts = {}
@@ -436,7 +397,9 @@ class FarmBench:
                 for target in ("direct1", "direct3", "vip"):
                     label = f"{target}_keepalive_{'on' if keepalive else 'off'}"
                     before, rst = self.served(), {h: self.out_resets(h) for h in HOSTS}
+                    nginx_before = self.nginx_cpu_s()
                     run = self.wrk(target, keepalive, seconds, 30)
+                    run["nginx_cpu_s"] = self.nginx_cpu_s() - nginx_before
                     after = self.served()
                     sent = resets.setdefault(label, dict.fromkeys(HOSTS, 0))
                     for h in HOSTS:
@@ -447,7 +410,8 @@ class FarmBench:
                     runs.setdefault(label, []).append(run)
                     print(
                         f"{label}: {run['requests_per_s']:.0f} req/s, p50 {run['latency_p50_ms']} ms, "
-                        f"p99 {run['latency_p99_ms']} ms, errors {run['errors']}",
+                        f"p99 {run['latency_p99_ms']} ms, errors {run['errors']}, load "
+                        f"{os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
         result: dict[str, Any] = {
@@ -463,6 +427,13 @@ class FarmBench:
                 "latency_p99_ms": round(statistics.median(r["latency_p99_ms"] for r in samples), 3),
                 "errors": sum(r["errors"] for r in samples),
                 "samples_requests_per_s": [round(r["requests_per_s"]) for r in samples],
+                # CPU per request (median over rounds): the cost of a request whatever the rate
+                "wrk_cpu_us_per_request": round(
+                    statistics.median(1e6 * r["wrk_cpu_s"] / max(r["requests"], 1) for r in samples), 1
+                ),
+                "nginx_cpu_us_per_request": round(
+                    statistics.median(1e6 * r["nginx_cpu_s"] / max(r["requests"], 1) for r in samples), 1
+                ),
             }
         # The ratios: median over rounds of VIP / direct measured back to back in the same round
         # (the machine is shared: its load drifts between rounds more than within one).
@@ -666,6 +637,8 @@ def outage(log: list[tuple[float, str, bool, str]], since: float, good: Any) -> 
     else:
         after_bad = first_good
     failed = [a[0] for a in victim if not a[2]]
+    # Failures after the first good answer (the issue's "re-failures"), with what the client saw.
+    again = [a for a in victim if not a[2] and first_good is not None and a[0] > first_good]
     random_after = [a for a in log if a[1] == "random" and a[0] >= since]
     control_after = [a for a in log if a[1] == "control" and a[0] >= since]
     return {
@@ -679,6 +652,11 @@ def outage(log: list[tuple[float, str, bool, str]], since: float, good: Any) -> 
         "random_port_probes": len(random_after),
         "failed_control_port_probes": sum(1 for a in control_after if not a[2]),
         "control_port_probes": len(control_after),
+        "failures_after_first_good": [[round(a[0] - since, 3), a[3]] for a in again],
+        # ports the client's own kernel still held (a LAST-ACK socket of a connection the victim
+        # closed as it died): no SYN was sent, not counted as failures (farm_lab.PROBE_STREAMS)
+        "victim_ports_held_by_the_client": sum(1 for a in log if a[1] == "victim-held" and a[0] >= since),
+        "failure_kinds": dict(collections.Counter(a[3] for a in victim if not a[2])),
     }
 
 
@@ -883,6 +861,7 @@ def main() -> int:  # noqa: PLR0915
     lab.up(nodes=3, client=True)
     staging = Path(tempfile.mkdtemp(prefix="safekit-bnfarm-", dir="/var/tmp"))
     result: dict[str, Any] = {"anchors": ANCHORS, "targets": TARGETS, "quick": q}
+    result["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     bench = FarmBench(lab, staging)
     try:
         bench.install()

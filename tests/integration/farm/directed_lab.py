@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from farm_lab import jhash_bucket
+from farm_lab import farm_map as shared_farm_map
+from farm_lab import jhash_bucket, module_dir
+from farm_lab import wait_members as shared_wait_members
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -237,36 +236,16 @@ def flooding_is_off(lab: Lab) -> bool:
 
 
 def make_module(lab: Lab, vmac: str = "vmac_directed") -> Path:
-    root = Path(tempfile.mkdtemp(prefix="safekit-h24-", dir="/var/tmp"))
-    path = root / MODULE
-    (path / "conf").mkdir(parents=True)
-    (path / "bin").mkdir()
-    (path / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=vip(lab), port=PORT, vmac=vmac))
-    for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH)):
-        (path / "bin" / name).write_text(body)
-        (path / "bin" / name).chmod(0o755)
-    root.chmod(0o755)
-    return path
-
-
-def remove_module(path: Path) -> None:
-    shutil.rmtree(path.parent, ignore_errors=True)
+    userconfig = USERCONFIG.format(vip=vip(lab), port=PORT, vmac=vmac)
+    return module_dir(userconfig, {"start_both": START_BOTH, "stop_both": STOP_BOTH}, MODULE)
 
 
 def farm_map(cluster: LabCluster, node: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(cluster.safekit(node, "farm", "map", "-m", MODULE, "--json").stdout)
-    return data
+    return shared_farm_map(cluster, node, MODULE)
 
 
 def wait_members(cluster: LabCluster, nodes: list[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        seen = {n: farm_map(cluster, n) for n in nodes}
-        if all(m["members"] == nodes and not m["pending_here"] for m in seen.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"balancing set is not {nodes}: { {n: m['members'] for n, m in seen.items()} }")
+    shared_wait_members(cluster, nodes, nodes, timeout, MODULE)
 
 
 def address_bucket(address: str, seed: int) -> int:

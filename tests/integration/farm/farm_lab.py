@@ -6,15 +6,21 @@ and logs every request it answers, so a test can count, per node, the connection
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
+import os
 import shutil
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.membership import clusterkey
 
 MODULE = "farm"
 PORT = 8080
@@ -120,15 +126,115 @@ print(json.dumps({"answers": answers, "failures": failures}))
 """
 
 
-def make_module(lab: Lab, nodes: tuple[str, ...] = NODES, powers: dict[str, int] | None = None) -> Path:
-    """The module directory, staged where every lab host sees it (lab hosts have a private /run)."""
-    root = Path(tempfile.mkdtemp(prefix="safekit-farm-", dir="/var/tmp"))
-    path = root / MODULE
+# On the client, the failover probe (bench/farm.py and the kill tests): every 20 ms, one new
+# connection per stream (victim ports, control ports, and a kernel-chosen port), each with a 200 ms
+# connect timeout and 1 s for the answer; a port still in use by an earlier attempt is skipped.
+# Prints "ready", then every attempt as JSON: [start (monotonic), stream, answered, who answered or
+# what failed]; a port the client's kernel still holds (EADDRNOTAVAIL) is no attempt: stream
+# "victim-held" (or "control-held"). Arguments: VIP PORT SOURCE DURATION INTERVAL VICTIM_PORTS
+# CONTROL_PORTS [PATH] (the page that names the node: / by default).
+PROBE_STREAMS = r"""
+import asyncio, errno, itertools, json, socket, sys, time
+vip, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+duration, interval = float(sys.argv[4]), float(sys.argv[5])
+pools = {"victim": [int(p) for p in sys.argv[6].split(",")]}
+pools["control"] = [int(p) for p in sys.argv[7].split(",")]
+path = (sys.argv[8] if len(sys.argv) > 8 else "/").encode()
+busy, log, tasks = set(), [], set()
+
+async def attempt(stream, sport):
+    loop = asyncio.get_running_loop()
+    t = time.monotonic()
+    s = socket.socket()
+    s.setblocking(False)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ok, who = False, ""
+    try:
+        s.bind((src, sport))
+        await asyncio.wait_for(loop.sock_connect(s, (vip, port)), 0.2)
+        await loop.sock_sendall(s, b"GET " + path + b" HTTP/1.0\r\n\r\n")
+        async def read():
+            data = b""
+            while chunk := await loop.sock_recv(s, 4096):
+                data += chunk
+            return data
+        data = await asyncio.wait_for(read(), 1.0)
+        who = data.split(b"\r\n\r\n", 1)[1].decode().strip()
+        ok = True
+    except (asyncio.TimeoutError, IndexError) as exc:
+        who = type(exc).__name__
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            # The client's own kernel still holds a connection from this port to the VIP (one whose
+            # server died while it closed: LAST-ACK, retransmitting its FIN for minutes). Nothing
+            # was sent; a client that lets the kernel choose its port never meets this. Not an
+            # attempt: logged under "STREAM-held".
+            stream = stream + "-held"
+        who = f"{type(exc).__name__} errno {exc.errno}"
+    finally:
+        s.close()
+        busy.discard(sport)
+    log.append([round(t, 4), stream, ok, who])
+
+def launch(stream, sport):
+    if sport:
+        busy.add(sport)
+    task = asyncio.ensure_future(attempt(stream, sport))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+async def main():
+    cycles = {name: itertools.cycle(ports) for name, ports in pools.items()}
+    print("ready", flush=True)
+    start = time.monotonic()
+    tick = start
+    while tick < start + duration:
+        for name, ports in pools.items():
+            for _ in range(len(ports)):
+                sport = next(cycles[name])
+                if sport not in busy:
+                    launch(name, sport)
+                    break
+        launch("random", 0)
+        tick += interval
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=2.0)
+    print(json.dumps(sorted(log)), flush=True)
+
+asyncio.run(main())
+"""
+
+
+# ----------------------------------------------------------------------------- the farm lab skeleton
+# Shared by every farm lab test (and bench/farm.py): the lab, the module directory, the cluster.
+def lab_name(default: str) -> str:
+    """The lab of a farm lab test: its own name, or SAFEKIT_FARM_LAB (one name for every file: each
+    file's lab is taken down before the next file's is built)."""
+    return os.environ.get("SAFEKIT_FARM_LAB") or default
+
+
+@contextlib.contextmanager
+def lab_up(default: str, *, ipv6: bool = False) -> Iterator[Lab]:
+    """Three nodes and a client (`lab_name(default)`), taken down afterwards, also on failure."""
+    lab = Lab(lab_name(default))
+    lab.down()
+    lab.up(nodes=3, client=True, ipv6=ipv6)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def module_dir(userconfig: str, scripts: Mapping[str, str], module: str = MODULE) -> Path:
+    """A module directory `module` (conf/userconfig.xml, executable bin/ scripts), staged where every
+    lab host sees it (lab hosts have a private /run); `remove_module` removes it."""
+    root = Path(tempfile.mkdtemp(prefix=f"safekit-{module}-", dir="/var/tmp"))
+    path = root / module
     (path / "conf").mkdir(parents=True)
     (path / "bin").mkdir()
-    hosts = "\n".join(f'          <host name="{n}" power="{(powers or {}).get(n, 1)}"/>' for n in nodes)
-    (path / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=vip(lab), port=PORT, hosts=hosts))
-    for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH), ("appcheck", APPCHECK)):
+    (path / "conf" / "userconfig.xml").write_text(userconfig)
+    for name, body in scripts.items():
         (path / "bin" / name).write_text(body)
         (path / "bin" / name).chmod(0o755)
     root.chmod(0o755)
@@ -137,6 +243,28 @@ def make_module(lab: Lab, nodes: tuple[str, ...] = NODES, powers: dict[str, int]
 
 def remove_module(path: Path) -> None:
     shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def installed(lab: Lab, path: Path, nodes: Sequence[str] = NODES) -> Iterator[LabCluster]:
+    """The module at `path` installed on `nodes` with a new cluster key, their daemons running;
+    afterwards the daemons are stopped and the staged directory removed."""
+    cluster = LabCluster(lab, tuple(nodes))
+    try:
+        cluster.install(path, key=clusterkey.generate_key())
+        for node in nodes:
+            cluster.start_daemon(node)
+        yield cluster
+    finally:
+        cluster.stop_daemons()
+        remove_module(path)
+
+
+def make_module(lab: Lab, nodes: tuple[str, ...] = NODES, powers: dict[str, int] | None = None) -> Path:
+    """This file's web farm module (vmac_invisible, one group of `nodes` with `powers`)."""
+    hosts = "\n".join(f'          <host name="{n}" power="{(powers or {}).get(n, 1)}"/>' for n in nodes)
+    userconfig = USERCONFIG.format(vip=vip(lab), port=PORT, hosts=hosts)
+    return module_dir(userconfig, {"start_both": START_BOTH, "stop_both": STOP_BOTH, "appcheck": APPCHECK})
 
 
 def vip(lab: Lab) -> str:
@@ -177,17 +305,20 @@ def served_count(lab: Lab, host: str) -> int:
     return int(out.strip() or 0)
 
 
-def farm_map(cluster: LabCluster, node: str) -> dict[str, Any]:
-    out = cluster.safekit(node, "farm", "map", "-m", MODULE, "--json").stdout
+def farm_map(cluster: LabCluster, node: str, module: str = MODULE) -> dict[str, Any]:
+    out = cluster.safekit(node, "farm", "map", "-m", module, "--json").stdout
     data: dict[str, Any] = json.loads(out)
     return data
 
 
-def wait_members(cluster: LabCluster, nodes: list[str], members: list[str], timeout: float = 20.0) -> None:
+def wait_members(
+    cluster: LabCluster, nodes: list[str], members: list[str], timeout: float = 20.0, module: str = MODULE
+) -> None:
+    """Until every node of `nodes` sees the balancing set `members` with no bucket pending."""
     deadline = time.monotonic() + timeout
     seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        seen = {n: farm_map(cluster, n) for n in nodes}
+        seen = {n: farm_map(cluster, n, module) for n in nodes}
         if all(m["members"] == members and not m["pending_here"] for m in seen.values()):
             return
         time.sleep(0.1)
@@ -223,3 +354,88 @@ def jhash_bucket(key: bytes, seed: int, buckets: int = 256) -> int:
     c ^= b
     c = (c - _rol(b, 24)) & m
     return (c * buckets) >> 32
+
+
+PROBE_PORTS = range(20000, 20240)  # below the ephemeral range: no clash with kernel-chosen ports
+PROBE_INTERVAL_S = 0.02
+
+
+def client_ports(lab: Lab, fmap: dict[str, Any], owners: set[str], count: int = 40) -> list[int]:
+    """Source ports of PROBE_PORTS whose connections from the client (`on_port`: the client's address
+    and the port) fall into a bucket of `owners` in the map `fmap` (`farm map --json`)."""
+    key = ipaddress.IPv4Address(str(lab.plan().host("client").address)).packed
+    return [
+        p
+        for p in PROBE_PORTS
+        if fmap["owners"][jhash_bucket(key + p.to_bytes(2, "big") + b"\0\0", fmap["seed"])] in owners
+    ][:count]
+
+
+Attempt = tuple[float, str, bool, str]
+
+
+class StreamProbe:
+    """PROBE_STREAMS running on the client for `duration` seconds (started when built)."""
+
+    def __init__(self, lab: Lab, victim_ports: list[int], control_ports: list[int], duration: float) -> None:
+        client = str(lab.plan().host("client").address)
+        argv = ["python3", "-c", PROBE_STREAMS, vip(lab), str(PORT), client, str(duration)]
+        argv += [str(PROBE_INTERVAL_S), ",".join(map(str, victim_ports)), ",".join(map(str, control_ports))]
+        argv.append("/who")  # this file's web server names the node there
+        self.proc = subprocess.Popen(lab.exec_argv("client", argv), stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            raise AssertionError("the client probe did not start")
+
+    def attempts(self) -> list[Attempt]:
+        out, _ = self.proc.communicate(timeout=120)
+        return [
+            (float(a[0]), str(a[1]), bool(a[2]), str(a[3])) for a in json.loads(out.strip().splitlines()[-1])
+        ]
+
+
+# On the client: one connection from the first given source port it can use, answered to the end
+# (the server has closed its side), kept open until a line comes on stdin, then closed. If the server died
+# meanwhile, the client's socket stays in LAST-ACK (its FIN is never acknowledged: the survivors
+# drop what belongs to no connection of theirs, they never reset it) and holds the port for minutes.
+HALF_CLOSED = r"""
+import errno, socket, sys
+vip, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for sport in map(int, sys.argv[4].split(",")):  # the first port the client does not hold already
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((src, sport))
+    try:
+        s.connect((vip, port))
+        break
+    except OSError as exc:
+        s.close()
+        if exc.errno != errno.EADDRNOTAVAIL:
+            raise
+s.sendall(b"GET /who HTTP/1.0\r\n\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(sport, data.split(b"\r\n\r\n", 1)[1].decode().strip(), flush=True)
+sys.stdin.readline()
+s.close()
+"""
+
+
+class HalfClosed:
+    """HALF_CLOSED on the client from the first of `ports` it does not hold yet (`port`), answered
+    by `who`; `close()` closes the client's side."""
+
+    def __init__(self, lab: Lab, ports: list[int]) -> None:
+        client = str(lab.plan().host("client").address)
+        argv = ["python3", "-c", HALF_CLOSED, vip(lab), str(PORT), client, ",".join(map(str, ports))]
+        self.proc = subprocess.Popen(
+            lab.exec_argv("client", argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        port, _, self.who = self.proc.stdout.readline().strip().partition(" ")
+        self.port = int(port)
+
+    def close(self) -> None:
+        self.proc.communicate("close\n", timeout=30)

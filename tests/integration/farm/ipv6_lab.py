@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from directed_lab import UNTIL_SERVED_FINE
+from farm_lab import farm_map as shared_farm_map
+from farm_lab import module_dir
+from farm_lab import wait_members as shared_wait_members
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
@@ -237,20 +237,8 @@ def vip6(lab: Lab) -> str:
 
 
 def make_module(lab: Lab, vmac: str) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="safekit-h43-", dir="/var/tmp"))
-    path = root / MODULE
-    (path / "conf").mkdir(parents=True)
-    (path / "bin").mkdir()
-    (path / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=vip6(lab), port=PORT, vmac=vmac))
-    for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH)):
-        (path / "bin" / name).write_text(body)
-        (path / "bin" / name).chmod(0o755)
-    root.chmod(0o755)
-    return path
-
-
-def remove_module(path: Path) -> None:
-    shutil.rmtree(path.parent, ignore_errors=True)
+    userconfig = USERCONFIG.format(vip=vip6(lab), port=PORT, vmac=vmac)
+    return module_dir(userconfig, {"start_both": START_BOTH, "stop_both": STOP_BOTH}, MODULE)
 
 
 def set_flooding(lab: Lab, on: bool) -> None:
@@ -378,19 +366,11 @@ def close_holder(holder: subprocess.Popen[str]) -> None:
 
 
 def farm_map(cluster: LabCluster, node: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(cluster.safekit(node, "farm", "map", "-m", MODULE, "--json").stdout)
-    return data
+    return shared_farm_map(cluster, node, MODULE)
 
 
 def wait_members(cluster: LabCluster, nodes: list[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        seen = {n: farm_map(cluster, n) for n in nodes}
-        if all(m["members"] == nodes and not m["pending_here"] for m in seen.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"balancing set is not {nodes}: { {n: m['members'] for n, m in seen.items()} }")
+    shared_wait_members(cluster, nodes, nodes, timeout, MODULE)
 
 
 def relay_counters(lab: Lab, node: str) -> tuple[int, int]:

@@ -16,11 +16,15 @@ import pytest
 from farm_lab import (
     MODULE,
     NODES,
+    HalfClosed,
+    StreamProbe,
+    client_ports,
     client_sources,
     farm_map,
+    installed,
+    lab_up,
     make_module,
     probe,
-    remove_module,
     served_count,
     tcp_out_resets,
     vip,
@@ -29,34 +33,20 @@ from farm_lab import (
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 CONNECTIONS = 240
 
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("farmit")
-    lab.down()
-    lab.up(nodes=3, client=True)
-    try:
+    with lab_up("farmit") as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    path = make_module(lab)
-    cluster = LabCluster(lab, NODES)
-    try:
-        cluster.install(path, key=clusterkey.generate_key())
-        for node in NODES:
-            cluster.start_daemon(node)
+    with installed(lab, make_module(lab), NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop_daemons()
-        remove_module(path)
 
 
 def health(lab: Lab, node: str) -> int:
@@ -127,9 +117,50 @@ def _log_time(line: str) -> float:
     return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+def kill_under_probe(lab: Lab, cluster: LabCluster, victim: str) -> float:
+    """Kill `victim` while the client opens a new connection every 20 ms from source ports of the
+    victim's buckets and from ports of the other nodes' buckets, until 6 s after the kill: the
+    other nodes' connections never fail; the victim's are served again by the survivors and, once
+    served again, never fail again. Returns the wall time of the kill.
+
+    Issue 20's "re-failures about 4 s after a kill" were the probe's own: a connection from one of
+    its fixed ports that the victim had answered and closed just before the kill stays in LAST-ACK
+    on the client (its FIN is never acknowledged), and every later connect from that port failed
+    with EADDRNOTAVAIL, counted as a farm failure, until the probe ended (4-5 s after the kill in
+    bench/farm.py). Such a connection is made on purpose here (`HalfClosed`); the probe must log
+    that port as held by the client, not as a failure."""
+    fmap = farm_map(cluster, "node1")
+    others = {n for n in fmap["members"] if n != victim}
+    victim_ports = client_ports(lab, fmap, {victim})
+    control_ports = client_ports(lab, fmap, others)
+    assert len(victim_ports) >= 10 and len(control_ports) >= 10, (victim_ports, control_ports)
+    half_closed = HalfClosed(lab, victim_ports)
+    assert half_closed.who == victim, half_closed.who
+    probe = StreamProbe(lab, victim_ports, control_ports, duration=7.0)
+    time.sleep(1.0)
+    killed_at, killed = time.time(), time.monotonic()
+    lab.kill(victim)
+    half_closed.close()
+    attempts = [a for a in probe.attempts() if a[0] >= killed]
+    control = [a for a in attempts if a[1] == "control"]
+    assert control and all(a[2] for a in control), [a for a in control if not a[2]][:5]
+    served = [a for a in attempts if a[1] == "victim"]
+    assert served and served[-1][0] - killed > 5.5, "the probe did not run until 5.5 s after the kill"
+    first = next((a[0] for a in served if a[2] and a[3] != victim), None)
+    timeline = [(round(a[0] - killed, 3), a[2], a[3][:20]) for a in served[:40]]
+    assert first is not None, "the victim's clients were never served again"
+    print(f"{victim}'s clients served again {first - killed:.3f} s after the kill")
+    assert first - killed < 3.0, f"{victim}'s clients served again only {first - killed:.2f} s after the kill"
+    again = [(round(a[0] - killed, 3), a[3]) for a in served if a[0] > first and not a[2]]
+    assert again == [], f"{victim}'s clients failed again after they were served: {again[:10]}; {timeline}"
+    # The condition of the old re-failures did occur: the client's LAST-ACK socket held its port.
+    held = [a for a in attempts if a[1] == "victim-held" and a[0] > first]  # this port, or earlier kills
+    assert held, "the half-closed connection did not hold its port after the takeover"
+    return killed_at
+
+
 def test_a_killed_nodes_share_moves_within_a_second(lab: Lab, cluster: LabCluster) -> None:
-    killed_at = time.time()
-    lab.kill("node2")
+    killed_at = kill_under_probe(lab, cluster, "node2")
     survivors = ["node1", "node3"]
     wait_members(cluster, survivors, survivors, timeout=10)
     for node in survivors:
@@ -157,6 +188,20 @@ def test_the_node_returns_and_the_map_rebalances(lab: Lab, cluster: LabCluster) 
     assert len({tuple(m["owners"]) for m in maps.values()}) == 1
     assert sorted(maps["node1"]["shares"].values()) == [85, 85, 86]
     check_spread(lab, cluster, list(NODES))
+
+
+def test_a_second_kill_after_the_return_keeps_the_victims_clients_served(
+    lab: Lab, cluster: LabCluster
+) -> None:
+    """The failover again, after the victim's return: the survivors served its ports before (their
+    TIME_WAIT sockets and conntrack entries of those connections may still be there)."""
+    kill_under_probe(lab, cluster, "node2")
+    wait_members(cluster, ["node1", "node3"], ["node1", "node3"], timeout=10)
+    lab.start("node2")
+    cluster.start_daemon("node2")
+    cluster.safekit("node2", "start", "-m", MODULE)
+    cluster.wait_state("node2", MODULE, "UP")
+    wait_members(cluster, list(NODES), list(NODES))
 
 
 def test_a_failing_checker_takes_only_that_node_out(lab: Lab, cluster: LabCluster) -> None:

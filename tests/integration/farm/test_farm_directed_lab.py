@@ -32,15 +32,13 @@ from directed_lab import (
     no_flooding,
     node_mac,
     relay_counters,
-    remove_module,
     vip,
     wait_members,
 )
-from farm_lab import tcp_out_resets
+from farm_lab import installed, lab_up, tcp_out_resets
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 LONG = os.environ.get("SAFEKIT_FARM_LONG") == "1"
 CONNECTIONS = 90 if LONG else 30  # new connections per client and probe
@@ -50,28 +48,15 @@ ROUNDS = 3 if LONG else 1  # kill / return rounds
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("h24a")
-    lab.down()
-    lab.up(nodes=3, client=True)
-    try:
+    with lab_up("h24a") as lab:
         no_flooding(lab)
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    path = make_module(lab)
-    cluster = LabCluster(lab, NODES)
-    try:
-        cluster.install(path, key=clusterkey.generate_key())
-        for node in NODES:
-            cluster.start_daemon(node)
+    with installed(lab, make_module(lab), NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop_daemons()
-        remove_module(path)
 
 
 @pytest.fixture(scope="module")

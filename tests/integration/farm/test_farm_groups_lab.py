@@ -14,20 +14,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_lab import client_sources, jhash_bucket, tcp_out_resets
+from farm_lab import (
+    client_sources,
+    installed,
+    jhash_bucket,
+    lab_up,
+    module_dir,
+    tcp_out_resets,
+)
+from farm_lab import farm_map as shared_farm_map
+from farm_lab import wait_members as shared_wait_members
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 MODULE = "shape"
 NODES = ("node1", "node2", "node3")
@@ -180,13 +184,8 @@ for line in sys.stdin:
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("h20a")
-    lab.down()
-    lab.up(nodes=3, client=True)
-    try:
+    with lab_up("h20a") as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def vip(lab: Lab) -> str:
@@ -195,29 +194,17 @@ def vip(lab: Lab) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[LabCluster]:
-    root = Path(tempfile.mkdtemp(prefix="safekit-h20-", dir="/var/tmp"))
-    path = root / MODULE
-    (path / "conf").mkdir(parents=True)
-    (path / "bin").mkdir()
-    (path / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=vip(lab), web=WEB, api=API))
-    for name, body in (("start_both", START_BOTH), ("stop_both", STOP_BOTH)):
-        (path / "bin" / name).write_text(body)
-        (path / "bin" / name).chmod(0o755)
-    root.chmod(0o755)
-    cluster = LabCluster(lab, NODES)
-    try:
-        cluster.install(path, key=clusterkey.generate_key())
-        for node in NODES:
-            cluster.start_daemon(node)
+    path = module_dir(
+        USERCONFIG.format(vip=vip(lab), web=WEB, api=API),
+        {"start_both": START_BOTH, "stop_both": STOP_BOTH},
+        MODULE,
+    )
+    with installed(lab, path, NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop_daemons()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def farm_map(cluster: LabCluster, node: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(cluster.safekit(node, "farm", "map", "-m", MODULE, "--json").stdout)
-    return data
+    return shared_farm_map(cluster, node, MODULE)
 
 
 def groups_of(cluster: LabCluster, node: str) -> dict[str, dict[str, Any]]:
@@ -225,14 +212,7 @@ def groups_of(cluster: LabCluster, node: str) -> dict[str, dict[str, Any]]:
 
 
 def wait_members(cluster: LabCluster, nodes: list[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        seen = {n: farm_map(cluster, n) for n in nodes}
-        if all(m["members"] == nodes and not m["pending_here"] for m in seen.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"balancing set is not {nodes}: { {n: m['members'] for n, m in seen.items()} }")
+    shared_wait_members(cluster, nodes, nodes, timeout, MODULE)
 
 
 def bucket_of(source: str, sport: int, seed: int) -> int:

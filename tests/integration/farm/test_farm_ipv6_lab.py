@@ -16,12 +16,14 @@ three IPv6 client hosts, on the lab's unique-local fd00:5afe:0:N::/64 (`lab up -
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
 from collections.abc import Iterator
 
 import pytest
+from farm_lab import installed, lab_up
 from ipv6_lab import (
     MODULE,
     NODES,
@@ -32,7 +34,6 @@ from ipv6_lab import (
     farm_map,
     make_module,
     relay_counters,
-    remove_module,
     set_flooding,
     vip6,
     wait_members,
@@ -40,8 +41,6 @@ from ipv6_lab import (
 
 from safekit.farm.nft import vmac_for
 from safekit.lab import Lab
-from safekit.lab.cluster import LabCluster
-from safekit.membership import clusterkey
 
 LONG = os.environ.get("SAFEKIT_FARM_LONG") == "1"
 CONNECTIONS = 60 if LONG else 30
@@ -50,13 +49,8 @@ HELD = 16 if LONG else 8
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("h43v6")
-    lab.down()
-    lab.up(nodes=3, client=True, ipv6=True)
-    try:
+    with lab_up("h43v6", ipv6=True) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 class Farm:
@@ -65,14 +59,8 @@ class Farm:
     def __init__(self, lab: Lab, vmac: str, *, flood: bool) -> None:
         self.lab = lab
         set_flooding(lab, flood)
-        path = make_module(lab, vmac)
-        self.cluster = LabCluster(lab, NODES)
-        try:
-            self.cluster.install(path, key=clusterkey.generate_key())
-        finally:
-            remove_module(path)
-        for node in NODES:
-            self.cluster.start_daemon(node)
+        self._stack = contextlib.ExitStack()
+        self.cluster = self._stack.enter_context(installed(lab, make_module(lab, vmac), NODES))
         for node in NODES:
             self.cluster.safekit(node, "start", "-m", MODULE)
         for node in NODES:
@@ -84,7 +72,7 @@ class Farm:
 
     def close(self) -> None:
         self.clients.down()
-        self.cluster.stop_daemons()
+        self._stack.close()
 
     def check_new_connections(self, serving: list[str]) -> None:
         """From every client, new connections: all answered, each by the owner of its bucket."""

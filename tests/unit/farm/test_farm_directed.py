@@ -79,6 +79,7 @@ def test_a_connection_is_sent_on_at_most_twice_and_never_back(powers: list[int],
     }
     for bucket in range(BUCKETS):
         owner = views[0][1].owners[bucket]
+        assert owner is not None  # every bucket has an owner while a member is left
         previous = plans[owner].previous_owner(("g", bucket))
         for node, plan in plans.items():
             assert plan.target("g", bucket) == (directed.HERE if node == owner else owner)

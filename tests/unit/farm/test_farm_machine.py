@@ -178,7 +178,7 @@ def test_rules_failing_to_load_make_the_node_wait() -> None:
         max_size=25,
     )
 )
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)  # a property, not a speed (loaded machines)
 def test_no_bucket_is_ever_served_by_two_nodes(changes: list[tuple[str, str]]) -> None:
     """Three machines, membership news delivered to all at once; ticks between changes."""
     nodes = {name: Node(name) for name in POWERS}
