@@ -13,7 +13,7 @@ cluster.xml lacks, so it is not loaded. Then, with the same two safekitd process
    SIGHUP find nothing to apply.
 
 About a minute (the lab, two modules, a resync): run with SAFEKIT_CONSOLE_RELOAD=1
-(`make test-console-reload`); `make test` skips it.
+(`make test-console-reload`); `make test` leaves it out.
 """
 
 from __future__ import annotations
