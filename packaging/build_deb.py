@@ -76,8 +76,10 @@ class Suite:
 
 
 SUITES = {
-    "bookworm": Suite("bookworm", "12", "3.11", "lib/systemd/system"),
-    # libfuse3-dev depends on the virtual libselinux-dev
+    # In both suites libfuse3-dev depends on the virtual libselinux-dev: without the real package
+    # named, debootstrap leaves libfuse3-dev unconfigured and fails (a machine without the cached
+    # build root found it for bookworm).
+    "bookworm": Suite("bookworm", "12", "3.11", "lib/systemd/system", ",libselinux1-dev"),
     "trixie": Suite("trixie", "13", "3.13", "usr/lib/systemd/system", ",libselinux1-dev"),
 }
 
