@@ -113,7 +113,7 @@ variable "lb_internal" {
 }
 
 variable "ssh_user" {
-  description = "Admin user that cloud-init creates with ssh_public_key and passwordless sudo; Ansible logs in as it."
+  description = "Admin user that the guest agent creates from the ssh-keys metadata (ssh_public_key), with sudo; Ansible logs in as it."
   type        = string
   default     = "safekit"
 
