@@ -477,18 +477,28 @@ def _on_known_generation(ctx: _Ctx, known: int) -> None:
             f"{s.generation}: its record predates this module; now generation {gen}",
             LogLevel.WARNING,
         )
-    elif known > s.peer_generation_seen or known > s.peer_confirmed_seen:
+    elif _peer_copy_reaches(ctx, known):
         # The arbitrator granted a lease to a newer copy than ours, which may have acknowledged
         # writes alone at it: ours is stale (rule 1).
-        ctx.set(
-            peer_generation_seen=max(known, s.peer_generation_seen),
-            peer_confirmed_seen=max(known, s.peer_confirmed_seen),
-        )
         ctx.log(
             f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
             "not up to date (rule 1)",
             LogLevel.WARNING,
         )
+
+
+def _peer_copy_reaches(ctx: _Ctx, generation: int) -> bool:
+    """Evidence that another copy may hold writes acknowledged at `generation` (the arbitrator
+    granted it, or the lost peer goes on alone): the peer's copy is seen at least there, confirmed
+    as well. Whether that raised what was seen."""
+    s = ctx.s
+    if s.peer_rank_seen >= (generation, generation):
+        return False
+    ctx.set(
+        peer_generation_seen=max(generation, s.peer_generation_seen),
+        peer_confirmed_seen=max(generation, s.peer_confirmed_seen),
+    )
+    return True
 
 
 def _recent_other(before: WitnessView, after: WitnessView) -> bool:
@@ -1270,15 +1280,10 @@ def _by_witness(ctx: _Ctx, eligible_reason: str, start: _Starter) -> None:
 def _peer_serves_without_us(ctx: _Ctx, evidence: str) -> None:
     """The lost peer still serves: it goes on alone, so this copy no longer follows it (rule 1)."""
     s = ctx.s
-    newer = s.generation + 1
-    if s.peer_rank_seen < (newer, newer):
-        # The primary starts a new generation when it loses its secondary and acknowledges writes
-        # alone at it: record that ours is older now, so that this node never takes over with it,
-        # even once the peer is gone.
-        ctx.set(
-            peer_generation_seen=max(newer, s.peer_generation_seen),
-            peer_confirmed_seen=max(newer, s.peer_confirmed_seen),
-        )
+    # The primary starts a new generation when it loses its secondary and acknowledges writes
+    # alone at it: record that ours is older now, so that this node never takes over with it,
+    # even once the peer is gone.
+    _peer_copy_reaches(ctx, s.generation + 1)
     reason = (
         f"peer absent but {evidence}: {ctx.peer_name} serves without {ctx.me}, whose copy no longer "
         f"follows it; not taking over (rules 1 and 2), waiting for {ctx.peer_name}"
