@@ -23,6 +23,7 @@ from safekit.arbiter.client import ArbiterClient, LeaseAnswer
 from safekit.arbiter.generations import DEFAULT_STATE_DIR, GenerationStateError, GenerationStore
 from safekit.host.supervised import daemonize, running_pid
 from safekit.membership.clusterkey import ClusterKeyError, load_key
+from safekit.mirror.states import ReplicaRank
 
 EXIT_ERROR = 1
 EXIT_REFUSED = 3
@@ -106,8 +107,16 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="the replica generation of this node's copy (default 0); refused as outdated when below "
-        "the highest the arbiter granted",
+        help="the replica generation of this node's copy (default 0); refused as outdated when its rank "
+        "(confirmed, generation) is below the highest the arbiter granted",
+    )
+    request.add_argument(
+        "--confirmed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the newest generation at which this copy holds every acknowledged write (default: the "
+        "generation)",
     )
     request.add_argument(
         "--hold",
@@ -227,6 +236,8 @@ def _status(args: argparse.Namespace) -> int:
             "holder": e.holder or None,
             "remaining": e.remaining_ms / 1000,
             "generation": e.generation,
+            "confirmed": e.confirmed,
+            "rank": ReplicaRank(e.confirmed, e.generation).describe(),
         }
         for e in answer.entries
     ]
@@ -246,7 +257,7 @@ def _status(args: argparse.Namespace) -> int:
         print("no lease held and no generation known" + (f" for module {args.module}" if args.module else ""))
     for lease in leases:
         held = f"held by {lease['holder']} for {lease['remaining']:.1f}s" if lease["holder"] else "no holder"
-        print(f"{lease['module']}: {held}, replica generation {lease['generation']}")
+        print(f"{lease['module']}: {held}, highest copy {lease['rank']}")
     if answer.truncated:
         print("(more leases than fit in one answer: ask with --module)")
     return 0
@@ -264,6 +275,7 @@ def _print_lease(answer: LeaseAnswer, module: str, as_json: bool) -> None:
                     "detail": answer.detail,
                     "outdated": answer.outdated,
                     "generation": answer.generation,
+                    "confirmed": answer.confirmed,
                 }
             ),
             flush=True,
@@ -276,13 +288,17 @@ def _request(args: argparse.Namespace) -> int:
     _check_module(args.module)
     if not 0 <= args.generation < 2**64:
         raise ArbiterCliError(f"--generation {args.generation}: a replica generation is in 0..2^64-1")
+    if args.confirmed is not None and not 0 <= args.confirmed <= args.generation:
+        raise ArbiterCliError(f"--confirmed {args.confirmed}: at most the generation ({args.generation})")
     client = _client(args, args.node)
 
     async def ask() -> int:
         try:
             end = time.monotonic() + args.hold
             while True:
-                answer = await client.request(args.module, args.duration, args.timeout, args.generation)
+                answer = await client.request(
+                    args.module, args.duration, args.timeout, args.generation, args.confirmed
+                )
                 if answer is None:
                     print(f"{args.module}: no answer within {args.timeout:g}s", flush=True)
                     status = EXIT_NO_ANSWER
@@ -356,7 +372,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _load_generations(
     state_dir: Path, *, reset: bool
-) -> tuple[GenerationStore, dict[tuple[bytes, str], int], str | None]:
+) -> tuple[GenerationStore, dict[tuple[bytes, str], ReplicaRank], str | None]:
     """The store, the generations to start with, and what a reset forgot (None: no reset)."""
     store = GenerationStore(state_dir)
     store.prepare()

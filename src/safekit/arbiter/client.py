@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from safekit.arbiter import wire
 from safekit.arbiter.keys import cluster_id, derive_arbiter_key
 from safekit.arbiter.leases import Reason
+from safekit.mirror.states import ReplicaRank
 
 log = logging.getLogger("safekit.arbiter.client")
 
@@ -54,7 +55,9 @@ class LeaseAnswer:
     outdated: bool = False
     """Refused because this node's replica generation is below the highest the arbiter granted."""
     generation: int = 0
-    """The highest replica generation the arbiter knows for the module (after this answer)."""
+    """The generation of the highest copy rank the arbiter knows for the module (after this answer)."""
+    confirmed: int = 0
+    """The confirmed generation of that rank."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -103,10 +106,11 @@ class ArbiterClient:
         self.arbiter_boot_id: bytes | None = None
 
     async def request(
-        self, module: str, duration: float, timeout: float, generation: int = 0
+        self, module: str, duration: float, timeout: float, generation: int = 0, confirmed: int | None = None
     ) -> LeaseAnswer | None:
         """Ask for (or renew) the lease of `module` for `duration` seconds, for a node whose copy
-        of the module's data is at replica `generation`.
+        of the module's data is at replica `generation` and holds every write acknowledged up to
+        generation `confirmed` (default: `generation`).
 
         Returns None when no valid answer came within `timeout` seconds (one retransmission at half
         of it): the node must then act as if it holds no lease beyond what it held already.
@@ -117,8 +121,12 @@ class ArbiterClient:
             raise ValueError(f"a lease duration must be at least 1 ms, got {duration!r}")
         if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**64:
             raise ValueError(f"a replica generation is an integer in 0..2^64-1, got {generation!r}")
+        if confirmed is None:
+            confirmed = generation
+        if not isinstance(confirmed, int) or isinstance(confirmed, bool) or not 0 <= confirmed <= generation:
+            raise ValueError(f"a confirmed generation is an integer in 0..{generation}, got {confirmed!r}")
         sent_at = time.monotonic()
-        answer = await self._exchange(wire.Kind.REQUEST, module, duration_ms, timeout, generation)
+        answer = await self._exchange(wire.Kind.REQUEST, module, duration_ms, timeout, generation, confirmed)
         if answer is None:
             return None
         remaining = answer.remaining_ms / 1000
@@ -127,9 +135,16 @@ class ArbiterClient:
             holder=answer.holder or None,
             remaining=remaining,
             sent_at=sent_at,
-            detail=_detail(answer.reason, answer.holder, remaining, generation, answer.generation),
+            detail=_detail(
+                answer.reason,
+                answer.holder,
+                remaining,
+                ReplicaRank(confirmed, generation),
+                ReplicaRank(answer.confirmed, answer.generation),
+            ),
             outdated=answer.reason is Reason.OUTDATED,
             generation=answer.generation,
+            confirmed=answer.confirmed,
         )
 
     async def release(self, module: str, timeout: float) -> bool:
@@ -171,8 +186,14 @@ class ArbiterClient:
                 self._transport = transport
             return self._transport
 
-    async def _exchange(
-        self, kind: wire.Kind, module: str, duration_ms: int, timeout: float, generation: int = 0
+    async def _exchange(  # noqa: PLR0917 - the request's fields, in wire order
+        self,
+        kind: wire.Kind,
+        module: str,
+        duration_ms: int,
+        timeout: float,
+        generation: int = 0,
+        confirmed: int = 0,
     ) -> wire.Answer | None:
         transport = await self._transport_ready()
         nonce = secrets.token_bytes(wire.NONCE_SIZE)
@@ -193,6 +214,7 @@ class ArbiterClient:
                         sequence=next(self._sequence),
                         duration_ms=duration_ms,
                         generation=generation,
+                        confirmed=confirmed,
                     ),
                     self._key,
                 )
@@ -222,9 +244,18 @@ class ArbiterClient:
         future.set_result(answer)
 
 
-def _detail(reason: Reason, holder: str, remaining: float, generation: int = 0, known: int = 0) -> str:
+_NO_RANK = ReplicaRank(0, 0)
+
+
+def _detail(
+    reason: Reason,
+    holder: str,
+    remaining: float,
+    rank: ReplicaRank = _NO_RANK,
+    known: ReplicaRank = _NO_RANK,
+) -> str:
     if reason is Reason.OUTDATED:
-        return f"outdated: this copy is at generation {generation}, the arbiter knows generation {known}"
+        return f"outdated: this copy is at {rank.describe()}, the arbiter knows {known.describe()}"
     if reason is Reason.GRANTED:
         return "granted"
     if reason is Reason.RENEWED:

@@ -1,12 +1,17 @@
-"""The arbiter's one durable memory: the highest replica generation granted per (cluster, module).
+"""The arbiter's one durable memory: the highest copy rank granted per (cluster, module).
 
-Leases live in memory only (a restart's grace period covers them), but the generations must
-survive a restart: a restarted arbiter that forgot them would lease a module to a node whose copy
-is older than the one a node served alone with (lost acknowledged writes). This module owns the
-state file `generations.json` in the state directory (default /var/lib/safekit-arbiter, mode 0700):
+Leases live in memory only (a restart's grace period covers them), but the ranks must survive a
+restart: a restarted arbiter that forgot them would lease a module to a node whose copy is older
+than the one a node served alone with (lost acknowledged writes). This module owns the state file
+`generations.json` in the state directory (default /var/lib/safekit-arbiter, mode 0700):
 
-    {"format": "safekit-arbiter-generations", "version": 1,
-     "clusters": {"<cluster id, 16 hex digits>": {"<module>": <generation>, ...}, ...}}
+    {"format": "safekit-arbiter-generations", "version": 2,
+     "clusters": {"<cluster id, 16 hex digits>":
+                  {"<module>": {"generation": <g>, "confirmed": <c>}, ...}, ...}}
+
+A rank is (confirmed, generation), docs/adr/0046. Version 1 files (written before confirmed
+generations: `"<module>": <generation>`) are read as (generation, generation), what the arbiter
+then compared; the next write is version 2.
 
 It is written with write-to-temp + fsync + rename + fsync of the directory, only when a generation
 rises (once per failover or split). A file that cannot be read or parsed is an operator decision:
@@ -25,17 +30,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from safekit.arbiter.keys import CLUSTER_ID_SIZE
-from safekit.arbiter.leases import GENERATION_MAX
+from safekit.arbiter.leases import check_rank
 from safekit.config.attributes import NAME_PATTERN
 from safekit.membership.wire import MAX_NAME_BYTES
+from safekit.mirror.states import ReplicaRank
 
 DEFAULT_STATE_DIR = Path("/var/lib/safekit-arbiter")
 STATE_FILE = "generations.json"
 _FORMAT = "safekit-arbiter-generations"
-_VERSION = 1
+_VERSION = 2
+_READS = (1, 2)
 _CLUSTER_HEX = re.compile(rf"[0-9a-f]{{{2 * CLUSTER_ID_SIZE}}}")
 
-Generations = Mapping[tuple[bytes, str], int]
+Generations = Mapping[tuple[bytes, str], ReplicaRank]
 
 
 class GenerationStateError(Exception):
@@ -60,7 +67,7 @@ class GenerationStore:
         if not self.state_dir.is_dir():
             raise GenerationStateError(f"{self.state_dir}: not a directory (--state-dir)")
 
-    def load(self) -> dict[tuple[bytes, str], int]:
+    def load(self) -> dict[tuple[bytes, str], ReplicaRank]:
         """The generations recorded; empty when the file does not exist yet (a first start)."""
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -107,28 +114,30 @@ class GenerationStore:
 
 
 def render(generations: Generations) -> str:
-    clusters: dict[str, dict[str, int]] = {}
-    for (cluster, module), generation in sorted(generations.items()):
-        if generation > 0:
-            clusters.setdefault(cluster.hex(), {})[module] = generation
+    clusters: dict[str, dict[str, dict[str, int]]] = {}
+    for (cluster, module), rank in sorted(generations.items()):
+        if rank.generation > 0:
+            entry = {"generation": rank.generation, "confirmed": rank.confirmed}
+            clusters.setdefault(cluster.hex(), {})[module] = entry
     document = {"format": _FORMAT, "version": _VERSION, "clusters": clusters}
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
-def parse(text: str) -> dict[tuple[bytes, str], int]:
-    """The generations in a state file's text; ValueError saying what is wrong."""
+def parse(text: str) -> dict[tuple[bytes, str], ReplicaRank]:
+    """The ranks in a state file's text; ValueError saying what is wrong."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise ValueError(f"not a {_FORMAT} document")
-    if document.get("version") != _VERSION:
-        raise ValueError(f"format version {document.get('version')!r}; this arbiter reads version {_VERSION}")
+    version = document.get("version")
+    if version not in _READS:
+        raise ValueError(f"format version {version!r}; this arbiter reads versions 1 and {_VERSION}")
     clusters = document.get("clusters")
     if not isinstance(clusters, dict):
         raise ValueError("'clusters' is not an object")
-    result: dict[tuple[bytes, str], int] = {}
+    result: dict[tuple[bytes, str], ReplicaRank] = {}
     for cluster_hex, modules in clusters.items():
         if not _CLUSTER_HEX.fullmatch(cluster_hex):
             raise ValueError(f"{cluster_hex[:40]!r} is not a cluster id")
@@ -139,13 +148,27 @@ def parse(text: str) -> dict[tuple[bytes, str], int]:
                 1 <= len(module) <= MAX_NAME_BYTES and module.isascii() and NAME_PATTERN.fullmatch(module)
             ):
                 raise ValueError(f"cluster {cluster_hex}: {module[:40]!r} is not a module name")
-            if (
-                not isinstance(generation, int)
-                or isinstance(generation, bool)
-                or not 0 <= generation <= GENERATION_MAX
-            ):
+            rank = _rank(generation, version)
+            if rank is None:
                 raise ValueError(
                     f"cluster {cluster_hex} module {module}: generation {generation!r} out of range"
                 )
-            result[(bytes.fromhex(cluster_hex), module)] = generation
+            result[(bytes.fromhex(cluster_hex), module)] = rank
     return result
+
+
+def _rank(entry: object, version: object) -> ReplicaRank | None:
+    """A module's entry as a rank (a bare number in version 1), or None if it is not one."""
+    if version == 1:
+        pair: tuple[object, object] = (entry, entry)
+    elif isinstance(entry, dict) and set(entry) == {"generation", "confirmed"}:
+        pair = (entry["confirmed"], entry["generation"])
+    else:
+        return None
+    try:
+        check_rank(pair)
+    except ValueError:
+        return None
+    confirmed, generation = pair
+    assert isinstance(confirmed, int) and isinstance(generation, int)
+    return ReplicaRank(confirmed, generation)

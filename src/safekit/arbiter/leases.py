@@ -10,14 +10,20 @@ This module owns the rules of the arbitrating witness (docs/arbiter.md). A lease
 - `release` gives the lease up before it expires (a clean stop), so the other node need not wait.
   Only the holder, from the same client session that last obtained it, can release it; anyone else
   changes nothing.
-- Generations: every request carries the requester's replica generation (how far its copy of the
-  module's data has gone: a primary alone starts a new one). The table keeps the highest generation
-  of any *granted* request per (cluster, module), and refuses (OUTDATED) a request whose generation
-  is lower, whoever holds the lease, even nobody, and without touching the lease: a node whose copy
-  is older than one that served alone must never serve (DRBD's "outdate peer"). Only grants raise
-  it: a refused request says nothing trustworthy about the copy the module serves from. The known
-  generations are the one thing the server persists (`generations.py`); `Decision.raised` tells it
-  when to write them.
+- Generations: every request carries the rank of the requester's copy of the module's data,
+  `ReplicaRank(confirmed, generation)` (docs/adr/0045, 0046): its replica generation (a primary
+  alone starts a new one) and its confirmed generation (the newest at which it holds every write
+  acknowledged). Ranks compare confirmed first. The table keeps the highest rank of any *granted*
+  request per (cluster, module), and refuses (OUTDATED) a request whose rank is lower, whoever
+  holds the lease, even nobody, and without touching the lease: a node whose copy is older than
+  one that served alone must never serve (DRBD's "outdate peer"). Confirmed first, because two
+  copies that went apart before either heard of the other can carry their numbers in any order:
+  a stale epoch at 5 that acknowledged nothing ranks (3, 5), below a taker's (5, 5) that
+  acknowledged writes alone. A node acknowledges alone only once a grant recorded its
+  confirmation (the mirror machine's rule). A request of wire version 2 carries a number only:
+  it ranks (generation, generation), as before. Only grants raise the rank: a refused request
+  says nothing trustworthy about the copy the module serves from. The known ranks are the one
+  thing the server persists (`generations.py`); `Decision.raised` tells it when to write them.
 - Grace: the lease table lives in memory only. A restarted arbiter does not know who held what, and a
   node may still believe it holds a lease granted by the previous process. So for
   `grace` (MAX_LEASE) seconds after `started_at` the table grants nothing: every lease granted
@@ -35,6 +41,8 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from safekit.mirror.states import ReplicaRank
 
 MAX_LEASE = 10.0
 """Seconds: the longest lease granted, whatever a node asks; also the grace after a restart."""
@@ -58,7 +66,7 @@ class Reason(enum.IntEnum):
     STATUS = 6
     """An answer to a status query."""
     OUTDATED = 7
-    """Refused: the requester's replica generation is below the highest one granted for the module."""
+    """Refused: the requester's copy ranks below the highest one granted for the module."""
 
     @property
     def granted(self) -> bool:
@@ -71,7 +79,7 @@ class Decision:
 
     `holder` is who holds the lease after the decision (None: nobody); `remaining` how long that
     lease still runs, in seconds (for GRACE: how long the grace period still runs); `generation`
-    the highest replica generation known for the module after the decision (0: none).
+    and `confirmed` the highest rank known for the module after the decision (0: none).
     """
 
     reason: Reason
@@ -80,9 +88,14 @@ class Decision:
     log: str | None = None
     """What to log about this decision (None: nothing worth a line, e.g. a routine renewal)."""
     generation: int = 0
-    raised_from: int | None = None
-    """The known generation before this decision raised it (None: not raised). Persist the new
-    one before answering."""
+    confirmed: int = 0
+    raised_from: ReplicaRank | None = None
+    """The known rank before this decision raised it (None: not raised). Persist the new one
+    before answering."""
+
+    @property
+    def known(self) -> ReplicaRank:
+        return ReplicaRank(self.confirmed, self.generation)
 
     @property
     def raised(self) -> bool:
@@ -95,12 +108,13 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class LeaseView:
-    """One module as a status query shows it: its lease (holder "" when none) and known generation."""
+    """One module as a status query shows it: its lease (holder "" when none) and known rank."""
 
     module: str
     holder: str
     remaining: float
     generation: int = 0
+    confirmed: int = 0
 
 
 @dataclass(slots=True)
@@ -120,30 +134,36 @@ class LeaseTable:
         *,
         max_lease: float = MAX_LEASE,
         grace: float | None = None,
-        generations: Mapping[tuple[bytes, str], int] | None = None,
+        generations: Mapping[tuple[bytes, str], ReplicaRank | int] | None = None,
     ) -> None:
-        """`generations`: the highest generation known per (cluster, module), as persisted."""
+        """`generations`: the highest rank known per (cluster, module), as persisted (a bare
+        number: a rank recorded before confirmed generations, (number, number))."""
         if not math.isfinite(max_lease) or max_lease <= 0:
             raise ValueError(f"max_lease must be a positive number of seconds, got {max_lease!r}")
         self.max_lease = max_lease
         self.grace_until = started_at + (max_lease if grace is None else grace)
         self._leases: dict[tuple[bytes, str], _Lease] = {}
         self._grace_refusals_logged: set[tuple[bytes, str, str]] = set()
-        self._generations: dict[tuple[bytes, str], int] = {}
-        for key, generation in (generations or {}).items():
-            _check_generation(generation)
-            if generation > 0:
-                self._generations[key] = generation
-        self._outdated_logged: set[tuple[bytes, str, str, int]] = set()
-        self._last_raise: tuple[tuple[bytes, str], _Lease | None, int] | None = None
-        """(key, lease before, generation before) of the last decision that raised a generation."""
+        self._generations: dict[tuple[bytes, str], ReplicaRank] = {}
+        for key, known in (generations or {}).items():
+            rank = ReplicaRank(known, known) if isinstance(known, int) else known
+            check_rank(rank)
+            if rank > _NONE:
+                self._generations[key] = ReplicaRank(*rank)
+        self._outdated_logged: set[tuple[bytes, str, str, ReplicaRank]] = set()
+        self._last_raise: tuple[tuple[bytes, str], _Lease | None, ReplicaRank] | None = None
+        """(key, lease before, rank before) of the last decision that raised a rank."""
 
     def generation(self, cluster: bytes, module: str) -> int:
-        """The highest replica generation granted for `module` (0: none known)."""
-        return self._generations.get((cluster, module), 0)
+        """The replica generation of the highest rank granted for `module` (0: none known)."""
+        return self.rank(cluster, module).generation
 
-    def generations(self) -> dict[tuple[bytes, str], int]:
-        """A copy of every known generation: what the server persists."""
+    def rank(self, cluster: bytes, module: str) -> ReplicaRank:
+        """The highest rank granted for `module` ((0, 0): none known)."""
+        return self._generations.get((cluster, module), _NONE)
+
+    def generations(self) -> dict[tuple[bytes, str], ReplicaRank]:
+        """A copy of every known rank: what the server persists."""
         return dict(self._generations)
 
     def in_grace(self, now: float) -> bool:
@@ -159,31 +179,35 @@ class LeaseTable:
         now: float,
         *,
         session: bytes = b"",
+        confirmed: int | None = None,
     ) -> Decision:
-        """Grant or refuse `node`, whose copy is at replica `generation`, the lease of `module` for
-        `duration` seconds (at most MAX_LEASE)."""
+        """Grant or refuse `node`, whose copy is at replica `generation` and holds every write
+        acknowledged up to generation `confirmed` (None: a request that carries no confirmed
+        generation, ranked (generation, generation)), the lease of `module` for `duration`
+        seconds (at most MAX_LEASE)."""
         if not math.isfinite(duration) or duration <= 0:
             raise ValueError(f"a lease duration must be a positive number of seconds, got {duration!r}")
-        _check_generation(generation)
+        rank = ReplicaRank(generation if confirmed is None else confirmed, generation)
+        check_rank(rank)
         key = (cluster, module)
-        known = self._generations.get(key, 0)
-        if generation < known:
-            return self._outdated(key, node, generation, known, now)
+        known = self._generations.get(key, _NONE)
+        if rank < known:
+            return self._outdated(key, node, rank, known, now)
         before = self._leases.get(key)
         before = dataclasses.replace(before, refusals_logged=set(before.refusals_logged)) if before else None
         decision = self._lease_rules(key, node, duration, now, session)
         if not decision.granted:
-            return dataclasses.replace(decision, generation=known)
-        if generation > known:
-            self._generations[key] = generation
+            return _with_known(decision, known)
+        if rank > known:
+            self._generations[key] = rank
             self._last_raise = (key, before, known)
-            raised = f"highest replica generation now {generation} (was {known}), from {node}"
+            raised = f"highest copy now {rank.describe()} (was {known.describe()}), from {node}"
             log = f"{decision.log}; {raised}" if decision.log is not None else f"{_name(*key)}: {raised}"
-            return dataclasses.replace(decision, generation=generation, raised_from=known, log=log)
-        return dataclasses.replace(decision, generation=known)
+            return dataclasses.replace(_with_known(decision, rank), raised_from=known, log=log)
+        return _with_known(decision, known)
 
     def _outdated(
-        self, key: tuple[bytes, str], node: str, generation: int, known: int, now: float
+        self, key: tuple[bytes, str], node: str, rank: ReplicaRank, known: ReplicaRank, now: float
     ) -> Decision:
         cluster, module = key
         lease = self._leases.get(key)
@@ -194,10 +218,11 @@ class LeaseTable:
         if (cluster, module, node, known) not in self._outdated_logged:
             self._outdated_logged.add((cluster, module, node, known))
             log = (
-                f"{_name(cluster, module)}: refused to {node}: outdated, its copy is at generation "
-                f"{generation} and generation {known} was granted (a node served with a newer copy)"
+                f"{_name(cluster, module)}: refused to {node}: outdated, its copy is at "
+                f"{rank.describe()} and a copy at {known.describe()} was granted (a node served "
+                "with a newer copy)"
             )
-        return Decision(Reason.OUTDATED, holder, left, log, generation=known)
+        return _with_known(Decision(Reason.OUTDATED, holder, left, log), known)
 
     def _lease_rules(
         self, key: tuple[bytes, str], node: str, duration: float, now: float, session: bytes
@@ -248,26 +273,30 @@ class LeaseTable:
         given: a release recorded from an earlier run of the node's daemon cannot end the current one.
         """
         key = (cluster, module)
-        known = self._generations.get(key, 0)
+        known = self._generations.get(key, _NONE)
         lease = self._leases.get(key)
         if lease is None or now >= lease.expires_at:
-            return Decision(Reason.NOT_HOLDER, None, 0.0, generation=known)
+            return _with_known(Decision(Reason.NOT_HOLDER, None, 0.0), known)
         if lease.holder != node or (session is not None and session != lease.session):
             who = "another session of " + node if lease.holder == node else node
-            return Decision(
-                Reason.NOT_HOLDER,
-                lease.holder,
-                lease.expires_at - now,
-                f"{_name(cluster, module)}: release by {who} ignored: held by {lease.holder}",
-                generation=known,
+            return _with_known(
+                Decision(
+                    Reason.NOT_HOLDER,
+                    lease.holder,
+                    lease.expires_at - now,
+                    f"{_name(cluster, module)}: release by {who} ignored: held by {lease.holder}",
+                ),
+                known,
             )
         del self._leases[key]
-        return Decision(
-            Reason.RELEASED,
-            None,
-            0.0,
-            f"{_name(cluster, module)}: released by {node} ({lease.expires_at - now:.1f}s before expiry)",
-            generation=known,
+        return _with_known(
+            Decision(
+                Reason.RELEASED,
+                None,
+                0.0,
+                f"{_name(cluster, module)}: released by {node} ({lease.expires_at - now:.1f}s before expiry)",
+            ),
+            known,
         )
 
     def withdraw(self, cluster: bytes, module: str) -> None:
@@ -278,14 +307,14 @@ class LeaseTable:
         grant's strength, and the next grant at that generation tries to persist it again."""
         if self._last_raise is None or self._last_raise[0] != (cluster, module):
             raise ValueError(f"{_name(cluster, module)}: no grant to withdraw")
-        key, before, generation = self._last_raise
+        key, before, rank = self._last_raise
         self._last_raise = None
         if before is None:
             self._leases.pop(key, None)
         else:
             self._leases[key] = before
-        if generation > 0:
-            self._generations[key] = generation
+        if rank > _NONE:
+            self._generations[key] = rank
         else:
             self._generations.pop(key, None)
 
@@ -300,13 +329,14 @@ class LeaseTable:
         """The modules of `cluster` (one module if given) with an unexpired lease or a known
         generation, sorted by module; holder "" and remaining 0 where nobody holds the lease."""
         views: dict[str, LeaseView] = {
-            m: LeaseView(m, "", 0.0, generation)
-            for (c, m), generation in self._generations.items()
+            m: LeaseView(m, "", 0.0, rank.generation, rank.confirmed)
+            for (c, m), rank in self._generations.items()
             if c == cluster and (module is None or m == module)
         }
         for (c, m), lease in self._leases.items():
             if c == cluster and (module is None or m == module) and now < lease.expires_at:
-                views[m] = LeaseView(m, lease.holder, lease.expires_at - now, self.generation(c, m))
+                rank = self.rank(c, m)
+                views[m] = LeaseView(m, lease.holder, lease.expires_at - now, rank.generation, rank.confirmed)
         return [views[m] for m in sorted(views)]
 
     def sessions_holding(self, now: float) -> set[tuple[bytes, str, bytes]]:
@@ -339,6 +369,8 @@ _MAX_LOGGED_REFUSALS = 4096
 GENERATION_MAX = 2**64 - 1
 """Replica generations travel as unsigned 64-bit integers."""
 
+_NONE = ReplicaRank(0, 0)
+
 
 def _check_generation(generation: object) -> None:
     if (
@@ -347,6 +379,21 @@ def _check_generation(generation: object) -> None:
         or not 0 <= generation <= GENERATION_MAX
     ):
         raise ValueError(f"a replica generation is an integer in 0..2^64-1, got {generation!r}")
+
+
+def check_rank(rank: object) -> None:
+    """A rank is two generations, the confirmed one never above the other."""
+    if not isinstance(rank, tuple) or len(rank) != 2:
+        raise ValueError(f"a copy's rank is (confirmed, generation), got {rank!r}")
+    confirmed, generation = rank
+    _check_generation(confirmed)
+    _check_generation(generation)
+    if confirmed > generation:
+        raise ValueError(f"a confirmed generation ({confirmed}) above the generation ({generation})")
+
+
+def _with_known(decision: Decision, known: ReplicaRank) -> Decision:
+    return dataclasses.replace(decision, generation=known.generation, confirmed=known.confirmed)
 
 
 def _name(cluster: bytes, module: str) -> str:

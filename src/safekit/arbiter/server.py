@@ -32,6 +32,7 @@ from safekit.arbiter.generations import Generations, GenerationStateError, Gener
 from safekit.arbiter.keys import cluster_id
 from safekit.arbiter.leases import MAX_LEASE, LeaseTable, Reason
 from safekit.arbiter.replay import SequenceGuard
+from safekit.mirror.states import ReplicaRank
 
 log = logging.getLogger("safekit.arbiter")
 
@@ -50,7 +51,7 @@ class Outcome:
 
     reply: bytes | None
     messages: list[tuple[int, str]] = field(default_factory=list)
-    persist: dict[tuple[bytes, str], int] | None = None
+    persist: dict[tuple[bytes, str], ReplicaRank] | None = None
     undo: tuple[bytes, str] | None = None
 
 
@@ -103,6 +104,7 @@ class Arbiter:
         key = self._keys[request.cluster]
         if request.kind is wire.Kind.STATUS:
             views = self.table.leases(request.cluster, now, request.module or None)
+            known = self.table.rank(request.cluster, request.module) if request.module else None
             answer = wire.Answer(
                 kind=request.kind,
                 cluster=request.cluster,
@@ -110,10 +112,13 @@ class Arbiter:
                 arbiter_boot_id=self.boot_id,
                 reason=Reason.STATUS,
                 remaining_ms=wire.to_ms(max(0.0, self.table.grace_until - now)),
-                generation=self.table.generation(request.cluster, request.module) if request.module else 0,
+                generation=known.generation if known else 0,
+                confirmed=known.confirmed if known else 0,
                 entries=tuple(
-                    wire.LeaseEntry(v.module, v.holder, wire.to_ms(v.remaining), v.generation) for v in views
+                    wire.LeaseEntry(v.module, v.holder, wire.to_ms(v.remaining), v.generation, v.confirmed)
+                    for v in views
                 ),
+                version=request.version,
             )
             outcome.reply = wire.encode_answer(answer, key)
             return outcome
@@ -126,6 +131,7 @@ class Arbiter:
                 request.generation,
                 now,
                 session=request.boot_id,
+                confirmed=request.confirmed,
             )
         else:
             decision = self.table.release(
@@ -141,7 +147,9 @@ class Arbiter:
             reason=decision.reason,
             remaining_ms=wire.to_ms(decision.remaining),
             generation=decision.generation,
+            confirmed=decision.confirmed,
             holder=decision.holder or "",
+            version=request.version,
         )
         outcome.reply = wire.encode_answer(answer, key)
         if decision.raised_from is not None:
@@ -261,7 +269,7 @@ async def serve(
     for source, key in keys.items():
         cid = cluster_id(key)
         known = {m: g for (c, m), g in generations.items() if c == cid}
-        described = ", ".join(f"{m} {g}" for m, g in sorted(known.items())) or "none yet"
+        described = ", ".join(f"{m} {g.describe()}" for m, g in sorted(known.items())) or "none yet"
         log.info("serving cluster %s (key %s); replica generations known: %s", cid.hex(), source, described)
     log.info("replica generations kept in %s", store.path)
     log.info(

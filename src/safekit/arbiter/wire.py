@@ -1,4 +1,5 @@
-"""Arbiter wire format (version 2): the UDP datagrams between nodes and the arbitrating witness.
+"""Arbiter wire format (version 3, and version 2 read and answered): the UDP datagrams between
+nodes and the arbitrating witness.
 
 This module owns the byte layout of requests and answers, their authentication with the arbiter
 key (keys.py) and the strict, bounded parsers. It is pure: bytes in, a `Request` or `Answer` out,
@@ -10,7 +11,7 @@ Request, all integers big-endian::
 
     off  size  field
       0     4  magic "SKAR"
-      4     1  version (2)
+      4     1  version (3; 2 without the confirmed generation)
       5     1  kind: 1 REQUEST, 2 RELEASE, 3 STATUS
       6     2  total datagram length, tag included
       8     8  cluster id (keys.cluster_id of the arbiter key)
@@ -19,14 +20,17 @@ Request, all integers big-endian::
      48     8  sequence (grows by one per datagram sent by that client)
      56     4  duration in ms (REQUEST: 1 .. 2^32-1; others: 0)
      60     8  replica generation of the requester's copy (REQUEST; others: 0)
-     68     .  node, module: each u8 length + ASCII name (module may be empty in STATUS only)
+     68     8  version 3: confirmed generation of the requester's copy, at most the generation
+               (REQUEST; others: 0). Version 2 has no such field: its copy ranks (generation,
+               generation)
+  68/76     .  node, module: each u8 length + ASCII name (module may be empty in STATUS only)
     L-32   32  HMAC-SHA256(arbiter key, bytes 0 .. L-33)
 
-Answer::
+Answer (in the request's version)::
 
     off  size  field
       0     4  magic "SKAR"
-      4     1  version (2)
+      4     1  version (3 or 2)
       5     1  kind: the request's kind + 0x80
       6     2  total datagram length, tag included
       8     8  cluster id
@@ -35,14 +39,16 @@ Answer::
      48     1  reason (leases.Reason)
      49     1  flags: bit 0 granted, bit 1 status list truncated; other bits 0
      50     4  remaining ms (of the holder's lease, or of the grace period)
-     54     8  highest replica generation the arbiter knows for the module (0: none, or a
-               STATUS of every module)
-     62     .  holder: u8 length + ASCII name (0: no holder)
+     54     8  generation of the highest copy rank the arbiter knows for the module (0: none, or
+               a STATUS of every module)
+     62     8  version 3: confirmed generation of that rank
+  62/70     .  holder: u8 length + ASCII name (0: no holder)
       .     .  STATUS answers only: u16 count, then per module: module (u8 length + name),
-               holder (u8 length + name, 0: no holder), remaining ms (u32), generation (u64)
+               holder (u8 length + name, 0: no holder), remaining ms (u32), generation (u64),
+               version 3: confirmed generation (u64)
+    L-32   32  HMAC-SHA256(arbiter key, bytes 0 .. L-33)
 
 Version 1 (no generations) is refused as UnsupportedVersion: its fields would be misread.
-    L-32   32  HMAC-SHA256(arbiter key, bytes 0 .. L-33)
 """
 
 from __future__ import annotations
@@ -61,8 +67,11 @@ from safekit.membership.clusterkey import check_key
 from safekit.membership.wire import MAX_NAME_BYTES
 
 MAGIC = b"SKAR"
-VERSION = 2
-"""2: generations in requests, answers and status entries. Nodes and arbiter are upgraded together."""
+VERSION = 3
+"""3: the requester's confirmed generation beside its generation (docs/adr/0046). 2: generations
+in requests, answers and status entries; still read and answered in kind, so an arbiter upgraded
+first serves nodes of both versions (an arbiter of version 2 drops a node's version 3)."""
+VERSIONS = (2, 3)
 DEFAULT_PORT = 9455
 TAG_SIZE = 32
 NONCE_SIZE = 16
@@ -78,9 +87,14 @@ _U64_MAX = 2**64 - 1
 _REQUEST = struct.Struct(">4sBBH8s16s16sQIQ")
 _ANSWER = struct.Struct(">4sBBH8s16s16sBBIQ")
 _ENTRY_TAIL = struct.Struct(">IQ")
+_CONFIRMED = struct.Struct(">Q")
 _COUNT = struct.Struct(">H")
-MIN_REQUEST_SIZE = _REQUEST.size + 2 + 1 + TAG_SIZE
-MIN_ANSWER_SIZE = _ANSWER.size + 1 + TAG_SIZE
+MIN_REQUEST_SIZE = _REQUEST.size + _CONFIRMED.size + 2 + 1 + TAG_SIZE
+MIN_ANSWER_SIZE = _ANSWER.size + _CONFIRMED.size + 1 + TAG_SIZE
+_MIN_SIZES = {
+    2: (_REQUEST.size + 2 + 1 + TAG_SIZE, _ANSWER.size + 1 + TAG_SIZE),
+    3: (MIN_REQUEST_SIZE, MIN_ANSWER_SIZE),
+}
 
 
 class Kind(enum.IntEnum):
@@ -135,6 +149,12 @@ class Request:
     duration_ms: int = 0
     generation: int = 0
     """The requester's replica generation (REQUEST only)."""
+    confirmed: int | None = None
+    """The requester's confirmed generation (REQUEST only; None: not on the wire, version 2)."""
+
+    @property
+    def version(self) -> int:
+        return 2 if self.confirmed is None else VERSION
 
     def __post_init__(self) -> None:
         _check_kind(self.kind)
@@ -155,16 +175,25 @@ class Request:
             raise ValueError(f"a {self.kind.name} carries no duration, got {self.duration_ms} ms")
         if self.kind is not Kind.REQUEST and self.generation != 0:
             raise ValueError(f"a {self.kind.name} carries no generation, got {self.generation}")
+        if self.confirmed is not None:
+            _check_int("confirmed", self.confirmed, _U64_MAX)
+            if self.kind is not Kind.REQUEST and self.confirmed != 0:
+                raise ValueError(f"a {self.kind.name} carries no confirmed generation, got {self.confirmed}")
+            if self.confirmed > self.generation:
+                raise ValueError(
+                    f"confirmed generation {self.confirmed} above the generation {self.generation}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseEntry:
-    """One module in a status answer: its lease (holder "" when none) and known generation."""
+    """One module in a status answer: its lease (holder "" when none) and known rank."""
 
     module: str
     holder: str
     remaining_ms: int
     generation: int = 0
+    confirmed: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,10 +207,14 @@ class Answer:
     reason: Reason
     remaining_ms: int = 0
     generation: int = 0
-    """The highest replica generation the arbiter knows for the module (0: none)."""
+    """The generation of the highest copy rank the arbiter knows for the module (0: none)."""
+    confirmed: int = 0
+    """The confirmed generation of that rank."""
     holder: str = ""
     entries: tuple[LeaseEntry, ...] = ()
     truncated: bool = False
+    version: int = VERSION
+    """The request's version: a version 2 answer carries no confirmed generations."""
 
     def __post_init__(self) -> None:
         _check_kind(self.kind)
@@ -192,6 +225,9 @@ class Answer:
             raise ValueError(f"reason must be a Reason, got {self.reason!r}")
         _check_int("remaining_ms", self.remaining_ms, _U32_MAX)
         _check_int("generation", self.generation, _U64_MAX)
+        _check_int("confirmed", self.confirmed, _U64_MAX)
+        if self.version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {self.version!r}")
         if self.holder:
             check_name("holder", self.holder)
         if self.kind is not Kind.STATUS and (self.entries or self.truncated):
@@ -202,6 +238,7 @@ class Answer:
                 check_name("holder", entry.holder)
             _check_int("remaining_ms", entry.remaining_ms, _U32_MAX)
             _check_int("generation", entry.generation, _U64_MAX)
+            _check_int("confirmed", entry.confirmed, _U64_MAX)
 
     @property
     def granted(self) -> bool:
@@ -260,7 +297,7 @@ def encode_request(request: Request, key: bytes) -> bytes:
     check_key(key)
     header = _REQUEST.pack(
         MAGIC,
-        VERSION,
+        request.version,
         request.kind,
         0,
         request.cluster,
@@ -270,22 +307,26 @@ def encode_request(request: Request, key: bytes) -> bytes:
         request.duration_ms,
         request.generation,
     )
+    if request.confirmed is not None:
+        header += _CONFIRMED.pack(request.confirmed)
     return _seal(header, _name_bytes(request.node) + _name_bytes(request.module), key)
 
 
 def encode_answer(answer: Answer, key: bytes) -> bytes:
     """Serialise and sign `answer`. A STATUS list too long for one datagram is cut and flagged truncated."""
     check_key(key)
+    v3 = answer.version >= 3
     rest = _name_bytes(answer.holder)
     truncated = answer.truncated
     if answer.kind is Kind.STATUS:
-        room = MAX_DATAGRAM - _ANSWER.size - len(rest) - _COUNT.size - TAG_SIZE
+        room = MAX_DATAGRAM - _ANSWER.size - _CONFIRMED.size * v3 - len(rest) - _COUNT.size - TAG_SIZE
         entries: list[bytes] = []
         for entry in answer.entries:
             raw = (
                 _name_bytes(entry.module)
                 + _name_bytes(entry.holder)
                 + _ENTRY_TAIL.pack(entry.remaining_ms, entry.generation)
+                + (_CONFIRMED.pack(entry.confirmed) if v3 else b"")
             )
             if len(raw) > room or len(entries) == 0xFFFF:
                 truncated = True
@@ -296,7 +337,7 @@ def encode_answer(answer: Answer, key: bytes) -> bytes:
     flags = (FLAG_GRANTED if answer.granted else 0) | (FLAG_TRUNCATED if truncated else 0)
     header = _ANSWER.pack(
         MAGIC,
-        VERSION,
+        answer.version,
         answer.kind | ANSWER_BIT,
         0,
         answer.cluster,
@@ -307,10 +348,12 @@ def encode_answer(answer: Answer, key: bytes) -> bytes:
         answer.remaining_ms,
         answer.generation,
     )
+    if v3:
+        header += _CONFIRMED.pack(answer.confirmed)
     return _seal(header, rest, key)
 
 
-def _frame(data: bytes, minimum: int) -> bytes:
+def _frame(data: bytes, answer: bool) -> bytes:
     """Size and framing checks common to both directions; returns the data as bytes."""
     data = bytes(data)
     if len(data) > MAX_DATAGRAM:
@@ -318,11 +361,12 @@ def _frame(data: bytes, minimum: int) -> bytes:
     if data[: len(MAGIC)] != MAGIC[: len(data)]:
         raise BadMagic(f"starts with {data[: len(MAGIC)]!r}, not {MAGIC!r}")
     # The version before the length: an older, shorter layout is named as such, not "truncated".
-    if len(data) > len(MAGIC) and data[len(MAGIC)] != VERSION:
+    if len(data) > len(MAGIC) and data[len(MAGIC)] not in VERSIONS:
         raise UnsupportedVersion(
-            f"format version {data[len(MAGIC)]}; this side speaks version {VERSION} "
-            "(upgrade the nodes and the arbiter together)"
+            f"format version {data[len(MAGIC)]}; this side speaks versions 2 and {VERSION} "
+            "(upgrade the arbiter first, then the nodes)"
         )
+    minimum = _MIN_SIZES[data[len(MAGIC)] if len(data) > len(MAGIC) else VERSION][answer]
     if len(data) < minimum:
         raise Truncated(f"{len(data)} bytes, an arbiter datagram of this kind is at least {minimum}")
     (declared,) = struct.unpack_from(">H", data, 6)
@@ -384,8 +428,8 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
 
     Raises an `ArbiterWireError` subclass for anything not acceptable, and nothing else.
     """
-    data = _frame(data, MIN_REQUEST_SIZE)
-    (_magic, _version, kind, _length, cluster, nonce, boot_id, sequence, duration_ms, generation) = (
+    data = _frame(data, answer=False)
+    (_magic, version, kind, _length, cluster, nonce, boot_id, sequence, duration_ms, generation) = (
         _REQUEST.unpack_from(data)
     )
     if kind & ANSWER_BIT:
@@ -399,6 +443,7 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
     except ValueError:
         raise Malformed(f"unknown request kind {kind}") from None
     reader = _Reader(body, _REQUEST.size)
+    confirmed = reader.unpack(_CONFIRMED, "confirmed generation")[0] if version >= 3 else None
     node = reader.name("node")
     module = reader.name("module", allow_empty=request_kind is Kind.STATUS)
     reader.end()
@@ -413,6 +458,7 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
             sequence=sequence,
             duration_ms=duration_ms,
             generation=generation,
+            confirmed=confirmed,
         )
     except ValueError as exc:
         raise Malformed(str(exc)) from None
@@ -421,9 +467,9 @@ def decode_request(data: bytes, key_for: Callable[[bytes], bytes | None]) -> Req
 def decode_answer(data: bytes, key: bytes) -> Answer:
     """Verify and parse an answer with the arbiter `key`. Raises only `ArbiterWireError` subclasses."""
     check_key(key)
-    data = _frame(data, MIN_ANSWER_SIZE)
+    data = _frame(data, answer=True)
     body = _verify(data, key)
-    (_m, _v, kind, _l, cluster, nonce, boot_id, reason, flags, remaining_ms, generation) = (
+    (_m, version, kind, _l, cluster, nonce, boot_id, reason, flags, remaining_ms, generation) = (
         _ANSWER.unpack_from(body)
     )
     if not kind & ANSWER_BIT:
@@ -438,6 +484,8 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
     if bool(flags & FLAG_GRANTED) != answer_reason.granted:
         raise Malformed(f"granted flag contradicts reason {answer_reason.name}")
     reader = _Reader(body, _ANSWER.size)
+    v3 = version >= 3
+    confirmed = reader.unpack(_CONFIRMED, "confirmed generation")[0] if v3 else generation
     holder = reader.name("holder", allow_empty=True)
     entries: list[LeaseEntry] = []
     if answer_kind is Kind.STATUS:
@@ -446,7 +494,8 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
             module = reader.name("module")
             entry_holder = reader.name("holder", allow_empty=True)
             entry_ms, entry_generation = reader.unpack(_ENTRY_TAIL, "remaining time and generation")
-            entries.append(LeaseEntry(module, entry_holder, entry_ms, entry_generation))
+            entry_confirmed = reader.unpack(_CONFIRMED, "confirmed generation")[0] if v3 else entry_generation
+            entries.append(LeaseEntry(module, entry_holder, entry_ms, entry_generation, entry_confirmed))
     elif flags & FLAG_TRUNCATED:
         raise Malformed("truncated flag on an answer without a lease list")
     reader.end()
@@ -459,9 +508,11 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
             reason=answer_reason,
             remaining_ms=remaining_ms,
             generation=generation,
+            confirmed=confirmed,
             holder=holder,
             entries=tuple(entries),
             truncated=bool(flags & FLAG_TRUNCATED),
+            version=version,
         )
     except ValueError as exc:
         raise Malformed(str(exc)) from None

@@ -40,6 +40,7 @@ from safekit.mirror import (
     WitnessResult,
     witness_wanted,
 )
+from safekit.mirror.states import ReplicaRank
 
 
 @dataclass
@@ -128,19 +129,28 @@ def arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient
     return ArbiterClient(splitbrain.witnesses[0], splitbrain.port, key, node)
 
 
-def lease_result(answer: LeaseAnswer, generation: int, now: float) -> WitnessResult:
-    """What an arbitrator's answer to a lease request for `generation` tells the state machine."""
-    known = answer.generation
+def lease_result(
+    answer: LeaseAnswer, generation: int, now: float, confirmed: int | None = None
+) -> WitnessResult:
+    """What an arbitrator's answer to a lease request for a copy at `generation`, confirmed up to
+    `confirmed` (None: the same), tells the state machine."""
+    result = WitnessResult(
+        False,
+        now,
+        sent_at=answer.sent_at,
+        known_generation=answer.generation,
+        known_confirmed=answer.confirmed,
+    )
     if answer.outdated:
         # a newer copy than ours was granted: whoever holds the lease, we are not it
-        other = answer.holder or f"a copy at generation {known}"
-        return WitnessResult(False, now, sent_at=answer.sent_at, other=other, known_generation=known)
+        rank = ReplicaRank(answer.confirmed, answer.generation)
+        return dataclasses.replace(result, other=answer.holder or f"a copy at {rank.describe()}")
     if not answer.granted and not answer.holder:
         # refused with no holder: the arbitrator's grace period after its restart (no answer yet)
-        return WitnessResult(False, now, sent_at=answer.sent_at, known_generation=known)
+        return result
     if not answer.granted:
-        return WitnessResult(False, now, sent_at=answer.sent_at, other=answer.holder, known_generation=known)
-    return WitnessResult(True, now, sent_at=answer.sent_at, generation=generation, known_generation=known)
+        return dataclasses.replace(result, other=answer.holder)
+    return dataclasses.replace(result, reachable=True, generation=generation, confirmed=confirmed)
 
 
 class WitnessProber:
@@ -262,13 +272,14 @@ class WitnessProber:
         acknowledge writes without its peer, `may_acknowledge_alone`)."""
         assert self.arbiter is not None
         sent_at = time.monotonic()
-        generation = self.state().generation
+        confirmed, generation = self.state().rank
         try:
             answer = await self.arbiter.request(
                 self.module,
                 self.settings.lease_duration,
                 timeout=self.settings.lease_duration,
                 generation=generation,
+                confirmed=confirmed,
             )
         except OSError as exc:
             self.log.warning("split-brain arbitrator: request failed: %s", exc)
@@ -285,7 +296,7 @@ class WitnessProber:
             self.submit(WitnessResult(False, time.monotonic(), sent_at=sent_at))
             return
         self.resources[self.resource] = "up"
-        result = lease_result(answer, generation, time.monotonic())
+        result = lease_result(answer, generation, time.monotonic(), confirmed)
         state = self.state()
         if result.reachable and state.peer is None and not state.claims_primary:
             # About to take over: the lease proves the peer stopped renewing, not that it stopped

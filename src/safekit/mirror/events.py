@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from safekit.lifecycle import CheckerVerdict, ResourceUp, ScriptDone, Tick
 from safekit.mirror.actions import Action
-from safekit.mirror.states import NodeStatus, ReplicationRole
+from safekit.mirror.states import NodeStatus, ReplicaRank, ReplicationRole
 
 
 class CommandKind(StrEnum):
@@ -68,10 +68,21 @@ class WitnessResult:
     other: str | None = None
     vip_checked: bool = False
     vip_owner: str | None = None
-    # arbitrator: the replica generation the request carried, and the highest generation the
-    # arbitrator knows for the module (it grants nothing to an older copy)
+    # arbitrator: the replica generation (and confirmed generation, None: the same) the request
+    # carried, and the highest copy rank the arbitrator knows for the module (it grants nothing
+    # to an older copy; known_confirmed None: the same as known_generation)
     generation: int | None = None
     known_generation: int | None = None
+    confirmed: int | None = None
+    known_confirmed: int | None = None
+
+    @property
+    def known(self) -> ReplicaRank | None:
+        """The highest copy rank the arbitrator knows for the module (None: not said)."""
+        if self.known_generation is None:
+            return None
+        confirmed = self.known_generation if self.known_confirmed is None else self.known_confirmed
+        return ReplicaRank(confirmed, self.known_generation)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ from safekit.mirror.states import (
     Pending,
     PersistedRecord,
     Phase,
+    ReplicaRank,
     ReplicationRole,
     Role,
     Running,
@@ -160,12 +161,16 @@ def witness_wanted(settings: MirrorSettings, state: MirrorState) -> bool:
     return state.peer is None and state.phase not in (Phase.STOPPED, Phase.POSTSTOP)
 
 
-def may_acknowledge_alone(settings: MirrorSettings, state: MirrorState) -> tuple[bool, str]:
+def may_acknowledge_alone(
+    settings: MirrorSettings, state: MirrorState, *, confirming: bool = False
+) -> tuple[bool, str]:
     """Whether the primary's replication may acknowledge writes without the secondary, and why.
 
     Only once the secondary cannot take over with its older copy: it says its copy is not up to
     date, or it is lost and the witness rules exclude it (`witness.may_acknowledge_alone`);
     without a witness, a lost peer is enough (a split then gives two primaries, documented).
+    `confirming`: whether the primary may confirm its generation, the step before (with the
+    arbitrator: a grant of the number, before the grant of the confirmed rank).
     """
     peer = state.peer
     if peer is not None:
@@ -178,7 +183,7 @@ def may_acknowledge_alone(settings: MirrorSettings, state: MirrorState) -> tuple
     if not settings.witness_configured:
         return True, f"{settings.peer_node} is lost (no split-brain witness configured)"
     why = witness.may_acknowledge_alone(
-        settings.witness_rules, state.witness, state.now, absent, state.generation
+        settings.witness_rules, state.witness, state.now, absent, state.generation, confirming=confirming
     )
     if why is None:
         return False, f"{settings.peer_node} is lost: waiting for the witness to rule it out"
@@ -384,9 +389,24 @@ def _count_up_alone(ctx: _Ctx, why: str, level: LogLevel = LogLevel.INFO) -> Non
             level,
         )
         return
-    gen = max(s.generation, s.peer_generation_seen) + 1
+    gen = _new_generation(ctx, max(s.generation, s.peer_generation_seen))
     ctx.set(generation=gen)
     ctx.log(f"{why}: replica generation {gen} (the peer's copy is older)", level)
+
+
+def _new_generation(ctx: _Ctx, above: int) -> int:
+    """The smallest generation above `above` that this node may create (docs/adr/0046).
+
+    Each node creates only numbers of its own residue: the node whose name sorts first the even
+    ones, the other the odd ones. A number then names the node that created it, and so one
+    history: two copies at generation g hold the same writes, even where both nodes picked a
+    number without hearing of the other (a stale epoch and a takeover). Without this, both could
+    confirm "g" on different writes, and a copy that acknowledged nothing at g would rank with
+    one that did.
+    """
+    residue = 0 if ctx.me < ctx.peer_name else 1
+    gen = above + 1
+    return gen if gen % 2 == residue else gen + 1
 
 
 def _confirm_generation(ctx: _Ctx) -> None:
@@ -409,8 +429,12 @@ def _confirm_generation(ctx: _Ctx) -> None:
         and peer.readiness is Readiness.READY
         and peer.generation == s.generation
     )
-    if in_sync or may_acknowledge_alone(ctx.cfg, s)[0]:
+    if in_sync or may_acknowledge_alone(ctx.cfg, s, confirming=True)[0]:
         ctx.set(generation_confirmed=s.generation)
+        if ctx.cfg.witness_mode is WitnessMode.ARBITRATOR and peer is None and ctx.cfg.witness_configured:
+            # The grant of the number let this node confirm it; the grant of the confirmed rank
+            # lets it acknowledge alone (`witness.may_acknowledge_alone`): ask at once.
+            ctx.emit(QueryWitness())
 
 
 def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
@@ -429,10 +453,11 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
         vip_checked=ev.vip_checked,
         vip_owner=ev.vip_owner,
         generation=ev.generation,
+        confirmed=ev.confirmed,
     )
     ctx.set(witness=after)
-    if ev.known_generation is not None:
-        _on_known_generation(ctx, ev.known_generation)
+    if ev.known is not None:
+        _on_known_generation(ctx, ev.known)
     owner_is_news = before.vip_owner_at is None or (
         before.vip_clear_at is not None and before.vip_clear_at > before.vip_owner_at
     )
@@ -460,43 +485,46 @@ def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
         ctx.log(f"split-brain witness {word}", level)
 
 
-def _on_known_generation(ctx: _Ctx, known: int) -> None:
-    """The highest replica generation the arbitrator granted for this module."""
+def _on_known_generation(ctx: _Ctx, known: ReplicaRank) -> None:
+    """The highest copy rank the arbitrator granted for this module.
+
+    Never this node's own past request when it ranks above this copy: a copy's rank only rises
+    (a node persists a confirmation before a request carries it)."""
     s = ctx.s
-    if known <= s.generation:
+    if known <= s.rank:
         return
     if s.claims_primary and s.peer is not None and s.peer.role is Role.SECONDARY:
-        # Serving with its secondary, yet the arbitrator knows a newer generation: its record
-        # predates this module's (a module reinstalled under the same name, an arbitrator state
-        # restored). Start a newer generation, or no lease would ever be granted to this copy
-        # (the secondary then resynchronises to it once).
-        gen = known + 1
+        # Serving with its secondary, yet the arbitrator knows a newer copy: its record predates
+        # this module's (a module reinstalled under the same name, an arbitrator state restored).
+        # Start a newer generation, or no lease would ever be granted to this copy (the
+        # secondary then resynchronises to it once, which confirms it).
+        gen = _new_generation(ctx, max(known.generation, s.generation))
         ctx.set(generation=gen)
         ctx.log(
-            f"the arbitrator knows replica generation {known}, newer than this primary's "
-            f"{s.generation}: its record predates this module; now generation {gen}",
+            f"the arbitrator knows a copy at {known.describe()}, newer than this primary's "
+            f"{s.rank.describe()}: its record predates this module; now generation {gen}",
             LogLevel.WARNING,
         )
     elif _peer_copy_reaches(ctx, known):
         # The arbitrator granted a lease to a newer copy than ours, which may have acknowledged
         # writes alone at it: ours is stale (rule 1).
         ctx.log(
-            f"the arbitrator knows replica generation {known}, this copy is at {s.generation}: "
-            "not up to date (rule 1)",
+            f"the arbitrator knows a copy at {known.describe()}, this copy is at "
+            f"{s.rank.describe()}: not up to date (rule 1)",
             LogLevel.WARNING,
         )
 
 
-def _peer_copy_reaches(ctx: _Ctx, generation: int) -> bool:
-    """Evidence that another copy may hold writes acknowledged at `generation` (the arbitrator
-    granted it, or the lost peer goes on alone): the peer's copy is seen at least there, confirmed
-    as well. Whether that raised what was seen."""
+def _peer_copy_reaches(ctx: _Ctx, rank: ReplicaRank) -> bool:
+    """Evidence that another copy may hold writes acknowledged up to `rank` (the arbitrator
+    granted it, or the lost peer goes on alone): the peer's copy is seen at least there, each
+    number never lowered. Whether that raised what was seen."""
     s = ctx.s
-    if s.peer_rank_seen >= (generation, generation):
+    if s.peer_rank_seen >= rank:
         return False
     ctx.set(
-        peer_generation_seen=max(generation, s.peer_generation_seen),
-        peer_confirmed_seen=max(generation, s.peer_confirmed_seen),
+        peer_generation_seen=max(rank.generation, s.peer_generation_seen),
+        peer_confirmed_seen=max(rank.confirmed, s.peer_confirmed_seen),
     )
     return True
 
@@ -1069,9 +1097,10 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
         return
     # Every primary epoch gets a new generation: a copy that does not follow this one (peer
     # down, stopped, or failing to become secondary) is recognisably older later on (rule 1).
-    # Two up: an old primary cut from this node may have claimed one up without it
-    # (`_count_up_alone`), and that copy must be older than this one.
-    gen = max(s.generation, s.peer_generation_seen) + 2
+    # At least two up: an old primary cut from this node may have claimed the next number of its
+    # own residue without it (`_count_up_alone`: one or two up), and that copy must be older than
+    # this one (this node's residue differs: at two up when the old primary's claim is one up).
+    gen = _new_generation(ctx, max(s.generation, s.peer_generation_seen) + 1)
     # The operator's primforce makes this copy the reference, whatever the peer acknowledged: it
     # ranks above every other copy at once. Otherwise the new epoch holds no write until one is
     # acknowledged at it (`_confirm_generation`).
@@ -1283,7 +1312,7 @@ def _peer_serves_without_us(ctx: _Ctx, evidence: str) -> None:
     # The primary starts a new generation when it loses its secondary and acknowledges writes
     # alone at it: record that ours is older now, so that this node never takes over with it,
     # even once the peer is gone.
-    _peer_copy_reaches(ctx, s.generation + 1)
+    _peer_copy_reaches(ctx, ReplicaRank(s.generation + 1, s.generation + 1))
     reason = (
         f"peer absent but {evidence}: {ctx.peer_name} serves without {ctx.me}, whose copy no longer "
         f"follows it; not taking over (rules 1 and 2), waiting for {ctx.peer_name}"

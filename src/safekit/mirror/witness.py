@@ -34,9 +34,11 @@ one node at a time, like corosync-qnetd grants its vote. The primary renews it a
   probe made after the loss saw no other owner (a node whose safekitd died keeps its VIP: the
   lease alone cannot tell that a node no longer serves, only that it no longer renews);
 - the peer went on alone: it acknowledges writes alone only once the arbitrator granted its new
-  replica generation, and the arbitrator then refuses this node's older copy as outdated, saying
-  which generation it knows (a lease merely held by the peer proves nothing: a candidate waiting
-  to take over holds it too).
+  replica generation *confirmed* (docs/adr/0046: a grant of the new number lets the primary
+  confirm it; its next request carries the confirmed rank, and the grant of that one lets it
+  acknowledge), and the arbitrator then refuses this node's lower-ranked copy as outdated, saying
+  which rank it knows (a lease merely held by the peer proves nothing: a candidate waiting to
+  take over holds it too).
 
 Both kinds: a node that learns that the peer serves without it (the VIP answered by another MAC,
 or the lease renewed by the peer) must not take over later with its copy, which no longer follows
@@ -73,8 +75,11 @@ class WitnessView:
     vip_owner_at: float | None = None
     vip_clear_at: float | None = None
     # arbitrator: the replica generation the latest granted request carried (the arbitrator
-    # then refuses any copy older than that: what lets a primary acknowledge writes alone)
+    # then refuses any copy older than that: what lets a primary confirm its generation), and the
+    # confirmed generation it carried (what lets it acknowledge writes alone: every copy that
+    # acknowledged nothing at that generation then ranks below it)
     grant_generation: int | None = None
+    grant_confirmed: int | None = None
 
     def record(
         self,
@@ -87,6 +92,7 @@ class WitnessView:
         vip_checked: bool = False,
         vip_owner: str | None = None,
         generation: int | None = None,
+        confirmed: int | None = None,
     ) -> WitnessView:
         """One answer. `reachable` with arbitrator = the lease was granted to this node.
 
@@ -96,7 +102,11 @@ class WitnessView:
         at = now if sent_at is None else min(sent_at, now)
         view = self._record_vip(at, vip_owner) if vip_checked else self
         if reachable and other is None and (view.last_grant_at is None or at >= view.last_grant_at):
-            view = replace(view, grant_generation=generation)
+            view = replace(
+                view,
+                grant_generation=generation,
+                grant_confirmed=generation if confirmed is None else confirmed,
+            )
         return view._record_answer(reachable, at, bound, other)
 
     def _record_vip(self, at: float, owner: str | None) -> WitnessView:
@@ -256,16 +266,26 @@ def _describe_lease(rules: WitnessRules, view: WitnessView, now: float) -> str:
     return "no arbitrator lease yet"
 
 
-def may_acknowledge_alone(
-    rules: WitnessRules, view: WitnessView, now: float, absent_since: float, generation: int
+def may_acknowledge_alone(  # noqa: PLR0911 - one return per rule, each with its reason
+    rules: WitnessRules,
+    view: WitnessView,
+    now: float,
+    absent_since: float,
+    generation: int,
+    *,
+    confirming: bool = False,
 ) -> str | None:
     """Why a primary that lost its peer may acknowledge writes without it, or None (not yet).
 
     It may once the peer can no longer take over with its copy: ping - the witness answered a
     probe sent after the loss (it answers one side of a split: the peer does not reach it);
     arbitrator - a lease was granted to a request sent after the loss that carried this node's
-    new generation (the arbitrator refuses the peer's older copy from then on, whoever holds the
-    lease later). And only while the node may keep serving.
+    new generation as confirmed (the arbitrator refuses the peer's lower-ranked copy from then on,
+    whoever holds the lease later). And only while the node may keep serving.
+
+    `confirming`: whether the primary may *confirm* its generation (the step before): with the
+    arbitrator, a grant of the number is enough (no other copy can then be granted at that
+    number or below); with ping, the same answer as for acknowledging.
     """
     if not may_keep_serving(rules, view, now, absent_since):
         return None
@@ -273,7 +293,11 @@ def may_acknowledge_alone(
         grant, carried = view.last_grant_at, view.grant_generation
         if grant is None or grant < absent_since or carried is None or carried < generation:
             return None
-        return f"the arbitrator granted the lease to replica generation {carried} after the loss"
+        if confirming:
+            return f"the arbitrator granted the lease to replica generation {carried} after the loss"
+        if view.grant_confirmed is None or view.grant_confirmed < generation:
+            return None
+        return f"the arbitrator granted the lease to replica generation {carried}, confirmed, after the loss"
     if view.last_reachable_at is None or view.last_reachable_at < absent_since:
         return None
     return "the witness answered after the loss (the peer is on the other side of the split)"

@@ -18,10 +18,17 @@ from safekit.arbiter.cli import _load_generations
 from safekit.arbiter.client import ArbiterClient
 from safekit.arbiter.generations import STATE_FILE, Generations, GenerationStateError, GenerationStore
 from safekit.arbiter.keys import cluster_id, derive_arbiter_key
+from safekit.mirror.states import ReplicaRank
 
 CLUSTER_KEY = b"c" * 32
 ARBITER_KEY = derive_arbiter_key(CLUSTER_KEY)
 CID = cluster_id(ARBITER_KEY)
+
+
+def R(generation: int, confirmed: int | None = None) -> ReplicaRank:
+    return ReplicaRank(generation if confirmed is None else confirmed, generation)
+
+
 TIMEOUT = 2.0  # generous: the machine is shared and loaded
 
 
@@ -66,14 +73,18 @@ def test_store_round_trip_private_directory_and_file(tmp_path: Path) -> None:
     store.prepare()
     assert stat.S_IMODE(store.state_dir.stat().st_mode) == 0o700
     assert store.load() == {}  # a first start: no file yet
-    generations = {(CID, "am"): 6, (CID, "db"): 2**64 - 1, (b"\x02" * 8, "am"): 1}
+    generations = {(CID, "am"): R(6), (CID, "db"): R(2**64 - 1), (b"\x02" * 8, "am"): R(3, 1)}
     store.save(generations)
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert store.load() == generations
     assert GenerationStore(store.state_dir).load() == generations  # another process reads the same
     assert [p.name for p in store.state_dir.iterdir()] == [STATE_FILE]  # no temporary file left
     document = json.loads(store.path.read_text())
-    assert document["clusters"][CID.hex()] == {"am": 6, "db": 2**64 - 1}
+    assert document["version"] == 2
+    assert document["clusters"][CID.hex()] == {
+        "am": {"generation": 6, "confirmed": 6},
+        "db": {"generation": 2**64 - 1, "confirmed": 2**64 - 1},
+    }
 
 
 @pytest.mark.parametrize(
@@ -134,9 +145,9 @@ def test_serve_refuses_to_start_on_a_corrupt_state_file(
 
 def test_reset_generations_forgets_them_and_replaces_a_corrupt_file(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path)
-    store.save({(CID, "am"): 6})
+    store.save({(CID, "am"): R(6)})
     _store, generations, note = _load_generations(tmp_path, reset=False)
-    assert generations == {(CID, "am"): 6} and note is None
+    assert generations == {(CID, "am"): R(6)} and note is None
     _store, generations, note = _load_generations(tmp_path, reset=True)
     assert generations == {} and note is not None and "1 recorded replica generation" in note
     assert store.load() == {}
@@ -180,7 +191,7 @@ def test_outdated_node_is_refused_also_after_an_arbiter_restart(tmp_path: Path) 
 
     run(store, first_life)
     assert store.saves == 1
-    assert store.load() == {(CID, "am"): 6}
+    assert store.load() == {(CID, "am"): R(6)}
 
     async def second_life(running: server.RunningArbiter) -> None:
         node2 = client(running, "node2")
@@ -216,12 +227,12 @@ def test_a_grant_whose_generation_cannot_be_persisted_is_withdrawn_and_not_answe
             node2.close()
 
     run(store, scenario)
-    assert store.load() == {(CID, "am"): 3}
+    assert store.load() == {(CID, "am"): R(3)}
 
 
 def test_status_and_release_answers_carry_the_generation(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path)
-    store.save({(CID, "old"): 4})
+    store.save({(CID, "old"): R(4)})
 
     async def scenario(running: server.RunningArbiter) -> None:
         node1 = client(running, "node1")
@@ -277,10 +288,14 @@ def test_cli_request_and_status_show_generations(tmp_path: Path, capsys: pytest.
         refused = json.loads(out[1])
         assert refused["outdated"] is True and refused["generation"] == 6
         assert cli.main(["arbiter", "status", *base]) == 0
-        assert "am: held by node1 for" in (text := capsys.readouterr().out) and "replica generation 6" in text
+        assert "am: held by node1 for" in (text := capsys.readouterr().out) and "highest copy generation 6" in text
         assert cli.main(["arbiter", "status", *base, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["leases"][0]["generation"] == 6
         assert cli.main([*ask, "--node", "node2", "--generation", "-1"]) == 1
+        # the same number holding fewer acknowledged writes is outdated too (ADR 0046)
+        assert cli.main([*ask, "--node", "node2", "--generation", "6", "--confirmed", "3"]) == 3
+        assert "acknowledged writes up to generation 3" in capsys.readouterr().out
+        assert cli.main([*ask, "--node", "node2", "--generation", "6", "--confirmed", "7"]) == 1
     finally:
         assert stop is not None
         loop.call_soon_threadsafe(stop.set)
@@ -296,5 +311,38 @@ def test_state_dir_is_created_private(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(store.state_dir.stat().st_mode) == 0o700
-    store.save({(CID, "am"): 1})
+    store.save({(CID, "am"): R(1)})
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_a_version_1_file_reads_each_number_as_confirmed_and_the_next_write_is_version_2(
+    tmp_path: Path,
+) -> None:
+    store = GenerationStore(tmp_path)
+    store.prepare()
+    store.path.write_text(
+        json.dumps(
+            {"format": "safekit-arbiter-generations", "version": 1, "clusters": {CID.hex(): {"am": 6}}}
+        )
+    )
+    assert store.load() == {(CID, "am"): R(6)}
+    store.save({(CID, "am"): R(9, 6)})
+    document = json.loads(store.path.read_text())
+    assert document["version"] == 2
+    assert document["clusters"][CID.hex()] == {"am": {"generation": 9, "confirmed": 6}}
+    assert store.load() == {(CID, "am"): (6, 9)}
+
+
+@pytest.mark.parametrize(
+    "entry", [{"generation": 5, "confirmed": 6}, {"generation": 5}, 5, {"generation": 5, "confirmed": "5"}]
+)
+def test_a_version_2_entry_that_is_not_a_rank_is_refused(tmp_path: Path, entry: object) -> None:
+    store = GenerationStore(tmp_path)
+    store.prepare()
+    store.path.write_text(
+        json.dumps(
+            {"format": "safekit-arbiter-generations", "version": 2, "clusters": {CID.hex(): {"am": entry}}}
+        )
+    )
+    with pytest.raises(GenerationStateError, match="module am"):
+        store.load()

@@ -175,7 +175,11 @@ def test_a_grant_records_the_highest_generation_and_says_so() -> None:
     table = ready_table()
     d = table.request(C, "am", "node1", 3.0, 6, now=0.0)
     assert d.granted and d.generation == 6 and d.raised
-    assert d.log is not None and "granted to node1" in d.log and "generation now 6 (was 0)" in d.log
+    assert (
+        d.log is not None
+        and "granted to node1" in d.log
+        and "highest copy now generation 6 (was generation 0)" in d.log
+    )
     assert table.generation(C, "am") == 6
     renewed = table.request(C, "am", "node1", 3.0, 6, now=1.0)
     assert renewed.reason is Reason.RENEWED and renewed.generation == 6 and not renewed.raised
@@ -197,7 +201,7 @@ def test_an_older_copy_is_refused_outdated_even_after_the_holder_expired() -> No
         after = table.request(C, "am", "node2", 2.0, 5, now=t)
         assert after.reason is Reason.OUTDATED and after.holder is None and after.generation == 6
         assert after.log is None  # logged once, not at every retry
-    assert table.leases(C, now=1000.0) == [LeaseView("am", "", 0.0, 6)]
+    assert table.leases(C, now=1000.0) == [LeaseView("am", "", 0.0, 6, 6)]
     # node2 resynchronised from node1 (now at generation 6): it may hold the lease again
     assert table.request(C, "am", "node2", 2.0, 6, now=1001.0).granted
 
@@ -241,7 +245,7 @@ def test_generations_are_per_cluster_and_module_and_survive_release_and_sweep() 
     table.sweep(now=5.0)
     assert table.generation(C, "am") == 4
     assert table.request(C, "am", "node2", 1.0, 3, now=5.0).reason is Reason.OUTDATED
-    assert table.generations() == {(C, "am"): 4}
+    assert table.generations() == {(C, "am"): (4, 4)}
 
 
 def test_generation_out_of_range_is_a_programming_error() -> None:
@@ -295,7 +299,7 @@ def test_withdrawing_an_unanswered_grant_restores_the_lease_and_generation_befor
     table = ready_table()
     table.request(C, "am", "node1", 2.0, 3, now=0.0, session=b"s1")
     renewal = table.request(C, "am", "node1", 5.0, 4, now=1.0, session=b"s2")
-    assert renewal.raised and renewal.raised_from == 3
+    assert renewal.raised and renewal.raised_from == (3, 3)
     table.withdraw(C, "am")
     assert table.generation(C, "am") == 3
     assert table.holder_session(C, "am", now=1.5) == ("node1", b"s1")
@@ -306,3 +310,49 @@ def test_withdrawing_an_unanswered_grant_restores_the_lease_and_generation_befor
     assert table.holder_session(C, "am", now=2.0) is None and table.generation(C, "am") == 3
     with pytest.raises(ValueError, match="no grant to withdraw"):
         table.withdraw(C, "am")
+
+
+# ------------------------------------------------------------------ copy ranks (ADR 0046)
+
+
+def test_a_stale_epoch_at_the_takers_number_is_refused_once_the_taker_confirmed_it() -> None:
+    """The hole ADR 0046 closes: node2 took over at 5 and the arbitrator recorded it confirmed
+    (it acknowledged writes alone then); node1 started an epoch at 5 too, on a stale view, and
+    holds writes up to 3 only. Once node2 is gone, node1 must never get the lease with that copy,
+    although its number is the same."""
+    table = ready_table()
+    assert table.request(C, "am", "node2", 2.0, 5, now=0.0, confirmed=3).granted  # the takeover
+    confirmed = table.request(C, "am", "node2", 2.0, 5, now=0.5, confirmed=5)  # its confirmation
+    assert confirmed.reason is Reason.RENEWED and confirmed.raised and confirmed.known == (5, 5)
+    for t in (1.0, 10.0, 1000.0):
+        stale = table.request(C, "am", "node1", 2.0, 5, now=t, confirmed=3)
+        assert stale.reason is Reason.OUTDATED and stale.known == (5, 5)
+    assert stale.log is None  # logged once
+    assert table.rank(C, "am") == (5, 5)
+
+
+def test_ranks_compare_confirmed_first() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 2.0, 7, now=0.0, confirmed=3)
+    # a higher confirmed generation outranks a higher number that acknowledged nothing at it
+    d = table.request(C, "am", "node2", 2.0, 6, now=5.0, confirmed=6)
+    assert d.granted and d.known == (6, 6) and d.raised_from == (3, 7)
+    assert table.request(C, "am", "node1", 2.0, 7, now=10.0, confirmed=3).reason is Reason.OUTDATED
+    # a request without a confirmed generation (wire version 2) ranks (generation, generation)
+    assert table.request(C, "am", "node1", 2.0, 6, now=15.0).granted
+    assert table.request(C, "am", "node1", 2.0, 7, now=16.0).known == (7, 7)
+
+
+def test_a_confirmed_generation_above_the_generation_is_a_caller_bug() -> None:
+    with pytest.raises(ValueError, match="confirmed generation"):
+        ready_table().request(C, "am", "node1", 2.0, 5, now=0.0, confirmed=6)
+
+
+def test_ranks_survive_a_restart_and_bare_numbers_read_as_confirmed() -> None:
+    table = ready_table()
+    table.request(C, "am", "node1", 2.0, 9, now=0.0, confirmed=4)
+    again = LeaseTable(started_at=-100.0, generations=table.generations())
+    assert again.rank(C, "am") == (4, 9)
+    legacy = LeaseTable(started_at=-100.0, generations={(C, "am"): 6})
+    assert legacy.rank(C, "am") == (6, 6)
+    assert legacy.request(C, "am", "node1", 2.0, 6, now=0.0, confirmed=5).reason is Reason.OUTDATED

@@ -208,3 +208,50 @@ def test_answer_to_garbage_is_silence_and_the_service_keeps_serving() -> None:
         assert sum(running.arbiter.dropped.values()) == 4
 
     run(scenario)
+
+
+def _v2_request(node: str, generation: int, sequence: int) -> bytes:
+    return wire.encode_request(
+        wire.Request(
+            kind=wire.Kind.REQUEST,
+            cluster=cluster_id(ARBITER_KEY),
+            node=node,
+            module="am",
+            nonce=os.urandom(16),
+            boot_id=b"v" * 16,
+            sequence=sequence,
+            duration_ms=2000,
+            generation=generation,
+        ),
+        ARBITER_KEY,
+    )
+
+
+def test_an_arbiter_answers_version_2_nodes_in_kind_and_ranks_their_number_as_confirmed() -> None:
+    """ADR 0046's upgrade order: the arbiter first. A node of the previous version keeps working
+    (its number ranks (number, number), what the arbiter compared before), and a node of this
+    version whose copy ranks lower at the same number is refused."""
+    arbiter = server.Arbiter([ARBITER_KEY], started_at=-100.0, grace=0.0)
+    outcome = arbiter.handle(_v2_request("node1", 5, 1), "test", now=0.0)
+    assert outcome.reply is not None and outcome.reply[4] == 2
+    got = wire.decode_answer(outcome.reply, ARBITER_KEY)
+    assert got.granted and (got.confirmed, got.generation) == (5, 5)
+    assert arbiter.table.rank(cluster_id(ARBITER_KEY), "am") == (5, 5)
+
+    async def scenario(running: server.RunningArbiter) -> None:
+        node2 = client(running, "node2")
+        try:
+            a = await node2.request("am", 2.0, TIMEOUT, generation=5, confirmed=3)
+            assert a is not None and a.granted and (a.confirmed, a.generation) == (3, 5)
+            b = await node2.request("am", 2.0, TIMEOUT, generation=5, confirmed=5)
+            assert b is not None and b.granted and (b.confirmed, b.generation) == (5, 5)
+            node1 = client(running, "node1")
+            try:
+                c = await node1.request("am", 2.0, TIMEOUT, generation=5, confirmed=3)
+                assert c is not None and c.outdated and "generation 5 (acknowledged writes up to" in c.detail
+            finally:
+                node1.close()
+        finally:
+            node2.close()
+
+    run(scenario)

@@ -171,7 +171,7 @@ def version1_answer() -> bytes:
 def test_version_1_datagrams_are_refused_by_name_not_misread() -> None:
     """An old node's request, or an old arbiter's answer, is refused as an old version (never parsed
     with the new layout, which would read its names as a generation)."""
-    with pytest.raises(wire.UnsupportedVersion, match="version 1; this side speaks version 2"):
+    with pytest.raises(wire.UnsupportedVersion, match="version 1; this side speaks versions 2 and 3"):
         wire.decode_request(version1_request(), keys_for)
     with pytest.raises(wire.UnsupportedVersion, match="version 1"):
         wire.decode_answer(version1_answer(), KEY)
@@ -276,3 +276,37 @@ def test_decoders_never_crash_on_authentic_garbage(tail: bytes, kind: int, flags
     )
     with contextlib.suppress(wire.ArbiterWireError):
         wire.decode_answer(resign(ans + b"\0" * 32), KEY)
+
+
+# ------------------------------------------------------------------ version 3: confirmed generations
+
+
+def test_version_3_requests_carry_the_confirmed_generation() -> None:
+    v3 = request(generation=9, confirmed=4)
+    v2 = request(generation=9)
+    assert (v3.version, v2.version) == (3, 2)
+    data3, data2 = wire.encode_request(v3, KEY), wire.encode_request(v2, KEY)
+    assert (data3[4], data2[4]) == (3, 2) and len(data3) == len(data2) + 8
+    assert wire.decode_request(data3, keys_for) == v3
+    assert wire.decode_request(data2, keys_for).confirmed is None  # ranks (9, 9) at the arbiter
+
+
+def test_a_confirmed_generation_above_the_generation_is_malformed() -> None:
+    good = wire.encode_request(request(generation=5, confirmed=5), KEY)
+    body = bytearray(good[: -wire.TAG_SIZE])
+    struct.pack_into(">Q", body, 68, 6)  # confirmed 6 > generation 5, correctly signed
+    with pytest.raises(wire.Malformed, match="confirmed generation 6 above the generation 5"):
+        wire.decode_request(resign(bytes(body) + bytes(wire.TAG_SIZE)), keys_for)
+
+
+def test_answers_in_both_versions() -> None:
+    entries = (wire.LeaseEntry("am1", "node1", 900, 6, 4), wire.LeaseEntry("am2", "", 0, 8, 8))
+    v3 = answer(
+        kind=wire.Kind.STATUS, reason=Reason.STATUS, holder="", generation=6, confirmed=4, entries=entries
+    )
+    assert wire.decode_answer(wire.encode_answer(v3, KEY), KEY) == v3
+    # version 2 (the answer to a version 2 request): no confirmed generations, read as equal
+    v2 = answer(reason=Reason.OUTDATED, generation=6, confirmed=4, version=2)
+    data = wire.encode_answer(v2, KEY)
+    got = wire.decode_answer(data, KEY)
+    assert data[4] == 2 and got.version == 2 and (got.generation, got.confirmed) == (6, 6)

@@ -22,8 +22,15 @@ def answer(**kw: object) -> LeaseAnswer:
 
 
 def test_a_grant_is_reachable_for_the_generation_asked_as_of_when_the_request_left() -> None:
-    got = lease_result(answer(granted=True, holder="n1", generation=4), generation=4, now=10.3)
-    assert got == WitnessResult(True, 10.3, sent_at=10.0, generation=4, known_generation=4)
+    got = lease_result(answer(granted=True, holder="n1", generation=4, confirmed=4), generation=4, now=10.3)
+    assert got == WitnessResult(True, 10.3, sent_at=10.0, generation=4, known_generation=4, known_confirmed=4)
+
+
+def test_a_grant_carries_the_rank_asked_and_the_rank_known() -> None:
+    # the request carried generation 7 confirmed up to 5; the arbitrator knows that same rank now
+    got = lease_result(answer(granted=True, holder="n1", generation=7, confirmed=5), 7, 10.3, confirmed=5)
+    assert (got.generation, got.confirmed) == (7, 5)
+    assert got.known == (5, 7)
 
 
 def test_a_refusal_names_the_holder() -> None:
@@ -37,8 +44,11 @@ def test_the_grace_after_an_arbitrator_restart_is_no_answer_and_no_holder() -> N
 
 
 def test_an_outdated_copy_is_told_who_has_the_newer_one() -> None:
-    got = lease_result(answer(outdated=True, generation=6), generation=4, now=10.3)
+    got = lease_result(answer(outdated=True, generation=6, confirmed=6), generation=4, now=10.3)
     assert not got.reachable
-    assert got.other == "a copy at generation 6" and got.known_generation == 6
+    assert got.other == "a copy at generation 6" and got.known == (6, 6)
+    # a copy at the same number that acknowledged nothing at it is outdated too, and says why
+    got = lease_result(answer(outdated=True, generation=5, confirmed=5), 5, 10.3, confirmed=3)
+    assert got.other == "a copy at generation 5" and got.known == (5, 5)
     got = lease_result(answer(outdated=True, holder="n2", generation=6), generation=4, now=10.3)
     assert got.other == "n2"

@@ -51,6 +51,13 @@ def settings(**kw: object) -> MirrorSettings:
     return MirrorSettings(**base)  # type: ignore[arg-type]
 
 
+def own_above(above: int, node: str = ME) -> int:
+    """The smallest generation above `above` that `node` creates (ADR 0046: the node whose name
+    sorts first creates the even numbers, the other the odd ones)."""
+    residue = 0 if node == min(ME, PEER) else 1
+    return above + 1 if (above + 1) % 2 == residue else above + 2
+
+
 def record(generation: int = 1, uptodate: bool = True, last_primary: str | None = ME) -> PersistedRecord:
     return PersistedRecord(ModuleState.STOP, last_primary, generation, uptodate, generation)
 

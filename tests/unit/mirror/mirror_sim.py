@@ -34,6 +34,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from safekit.arbiter.leases import LeaseTable, Reason
 from safekit.mirror import (
     AcquireVip,
     Action,
@@ -87,6 +88,8 @@ SERVING = (ModuleState.ALONE, ModuleState.PRIM)
 ARB_LEASE = 2.0  # < HB_TIMEOUT - SKEW: a dead primary's lease has run out when its peer notices
 ARB_POLL = 0.5
 ARB_RTT = 0.3
+ARB_CLUSTER = b"\x5a" * 8
+ARB_MODULE = "mirror"
 
 
 def other(node: str) -> str:
@@ -155,9 +158,8 @@ class Cluster:
         self.witness = witness
         self.kind = witness_kind
         self.vip_visible = True  # ping_vip: the nodes still share the VIP's LAN during a split
-        self.arbiter_holder: str | None = None
-        self.arbiter_expires = -math.inf
-        self.arbiter_generation = 0
+        # the arbitrator: the product's own lease table (its rules, not a copy of them)
+        self.arbiter = LeaseTable(started_at=0.0, max_lease=ARB_LEASE, grace=0.0)
         # (d) the highest generation whose writes a node acknowledged without its peer, and who
         self.acked_alone: tuple[int, str] | None = None
         # An operator's prim/primforce promoted a copy on what this node knew: the other node may
@@ -237,8 +239,8 @@ class Cluster:
         if self.kind == "arbitrator":
             rtt = self.rng.uniform(0, ARB_RTT)
             if name in self.witness_set:
-                generation = self.nodes[name].state.generation
-                self._at(self.now + rtt / 2, "arbiter", (name, self.now, generation))
+                rank = self.nodes[name].state.rank
+                self._at(self.now + rtt / 2, "arbiter", (name, self.now, rank))
             else:
                 timeout = WitnessResult(False, self.now + ARB_RTT, sent_at=self.now)
                 self._at(self.now + ARB_RTT, "event", (name, timeout))
@@ -256,41 +258,31 @@ class Cluster:
             self.now, "event", (name, WitnessResult(name in self.witness_set, self.now, other=other_vip))
         )
 
-    def _arbiter_decides(self, name: str, sent_at: float, generation: int) -> None:
-        free = self.arbiter_holder is None or self.arbiter_holder == name or self.now >= self.arbiter_expires
-        if generation < self.arbiter_generation:  # an older copy than one it granted: outdated
-            answer = WitnessResult(
-                False,
-                self.now,
-                sent_at=sent_at,
-                other="a newer copy",
-                known_generation=self.arbiter_generation,
-            )
-        elif free:
-            self.arbiter_generation = max(self.arbiter_generation, generation)
-            if self.arbiter_holder != name:
-                self.trace.append(f"{self.now:8.2f} arbiter: lease to {name}")
-            self.arbiter_holder, self.arbiter_expires = name, self.now + ARB_LEASE
-            answer = WitnessResult(
-                True,
-                self.now,
-                sent_at=sent_at,
-                generation=generation,
-                known_generation=self.arbiter_generation,
-            )
+    def _arbiter_decides(self, name: str, sent_at: float, rank: ReplicaRank) -> None:
+        before = self.arbiter.holder_session(ARB_CLUSTER, ARB_MODULE, self.now)
+        decision = self.arbiter.request(
+            ARB_CLUSTER, ARB_MODULE, name, ARB_LEASE, rank.generation, self.now, confirmed=rank.confirmed
+        )
+        answer = WitnessResult(
+            False,
+            self.now,
+            sent_at=sent_at,
+            known_generation=decision.generation,
+            known_confirmed=decision.confirmed,
+        )
+        if decision.reason is Reason.OUTDATED:  # an older copy than one it granted
+            answer = replace(answer, other="a newer copy")
+        elif decision.granted:
+            if before is None or before[0] != name:
+                self.trace.append(f"{self.now:8.2f} arbiter: lease to {name} at {rank}")
+            answer = replace(answer, reachable=True, generation=rank.generation, confirmed=rank.confirmed)
             node, peer = self.nodes[name], self.nodes[other(name)]
             if node.state.peer is None and not node.state.claims_primary:
                 # the daemon's VIP owner probe comes with the answer (what the clients' LAN shows)
                 owner = f"mac-of-{peer.name}" if peer.vip and self.vip_visible else None
                 answer = replace(answer, vip_checked=True, vip_owner=owner)
         else:
-            answer = WitnessResult(
-                False,
-                self.now,
-                sent_at=sent_at,
-                other=self.arbiter_holder,
-                known_generation=self.arbiter_generation,
-            )
+            answer = replace(answer, other=decision.holder)
         back = self.now + self.rng.uniform(0, ARB_RTT / 2)
         self._at(back, "event", (name, replace(answer, now=back)))
 

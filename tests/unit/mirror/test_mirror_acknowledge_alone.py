@@ -7,7 +7,7 @@ from its peer and from the witness would acknowledge writes the peer then takes 
 
 from __future__ import annotations
 
-from mirror_driver import Driver, peer_status, prim, second, settings
+from mirror_driver import Driver, own_above, peer_status, prim, second, settings
 
 from safekit.mirror import ModuleState, WitnessMode, WitnessResult, may_acknowledge_alone
 
@@ -56,7 +56,7 @@ def test_arbitrator_only_a_lease_granted_to_the_new_generation_after_the_loss() 
     old = d.state.generation
     d.feed(WitnessResult(True, d.later(0.2), sent_at=d.now - 0.01, generation=old))
     new = lost(d, 0.2)
-    assert new == old + 1
+    assert new == own_above(old)
     assert not allowed(d)  # the lease it holds was granted to the old generation
     d.feed(WitnessResult(True, d.later(0.1), sent_at=d.now - 0.01, generation=old))
     assert not allowed(d)  # a late answer to a request that still carried the old one
@@ -127,6 +127,56 @@ def test_a_primary_with_its_secondary_starts_above_an_older_arbitrator_record() 
     d = prim(ARBITRATOR)
     old = d.state.generation
     d.feed(WitnessResult(False, d.later(0.2), sent_at=d.now, other="n1 (old)", known_generation=old + 6))
-    assert d.state.generation == old + 7
+    assert d.state.generation == own_above(old + 6)
     assert d.shown == (ModuleState.PRIM, d.state.readiness)
     assert d.state.vip_held
+
+
+def test_arbitrator_the_new_number_granted_confirms_it_the_confirmed_rank_granted_acknowledges() -> None:
+    """ADR 0046: a grant of the claimed number lets the primary confirm it (no other copy can
+    then be granted at that number or below), but writes are acknowledged alone only once the
+    arbitrator recorded the confirmation: before that, a copy at the same number that holds none
+    of these writes (a stale epoch on the other side) would still rank as high at the arbitrator."""
+    d = prim(ARBITRATOR)
+    before = d.state.rank
+    new = lost(d, 0.2)
+    assert d.state.rank == (before.confirmed, new)  # claimed, unconfirmed
+    acts = d.feed(
+        WitnessResult(True, d.later(0.1), sent_at=d.now - 0.01, generation=new, confirmed=before.confirmed)
+    )
+    assert d.state.rank == (new, new)  # confirmed by the grant of its number...
+    assert not allowed(d)  # ...but the arbitrator still records the unconfirmed rank
+    assert any(type(a).__name__ == "QueryWitness" for a in acts)  # so it asks again at once
+    d.feed(WitnessResult(True, d.later(0.1), sent_at=d.now - 0.01, generation=new, confirmed=new))
+    ok, why = may_acknowledge_alone(d.cfg, d.state)
+    assert ok and "confirmed" in why
+
+
+def test_arbitrator_a_known_rank_above_this_copy_at_the_same_number_makes_it_stale() -> None:
+    """The hole ADR 0046 closes: the arbitrator knows a copy confirmed at 5 while this node, a
+    stale epoch at the same number, holds writes up to 3 only: its copy is older, although the
+    numbers are equal."""
+    d = second(ARBITRATOR)
+    lost(d)
+    gen = d.state.generation
+    d.feed(
+        WitnessResult(
+            False, d.later(0.2), sent_at=d.now, other="n2", known_generation=gen + 1, known_confirmed=gen + 1
+        )
+    )
+    assert d.state.peer_rank_seen == (gen + 1, gen + 1)
+    d.settle()
+    d.tick(10.0)
+    assert not d.state.vip_held and d.state.module_state is ModuleState.WAIT
+
+
+def test_each_node_creates_numbers_of_its_own_residue() -> None:
+    """Two histories never carry the same number: n1 (first by name) creates even numbers, n2 odd
+    ones, whatever each knew when it picked."""
+    d = prim(PING)
+    for _ in range(3):
+        old = d.state.generation
+        d.later(0.5)
+        d.replica(False)
+        assert d.state.generation in (old + 1, old + 2) and d.state.generation % 2 == 0
+        d.peer(peer_status(ModuleState.SECOND, generation=d.state.generation))
