@@ -91,12 +91,20 @@ def wait_for_grace_end(lab: Lab, arbiter: tuple[str, Path]) -> None:
 
 
 def cli_request(
-    lab: Lab, node: str, arbiter: tuple[str, Path], *, module: str, generation: int
+    lab: Lab,
+    node: str,
+    arbiter: tuple[str, Path],
+    *,
+    module: str,
+    generation: int,
+    confirmed: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """`safekit arbiter request --generation N` on `node`: (exit code, the JSON answer)."""
+    """`safekit arbiter request --generation N [--confirmed C]` on `node`: (exit code, the JSON answer)."""
     address, key_file = arbiter
     argv = [str(BIN / "safekit"), "arbiter", "request", "--address", address, "--cluster-key", str(key_file)]
     argv += ["--node", node, "--module", module, "--duration", str(LEASE), "--generation", str(generation)]
+    if confirmed is not None:
+        argv += ["--confirmed", str(confirmed)]
     out = lab.exec(node, [*argv, "--json"])
     if out.returncode == 4:  # EXIT_NO_ANSWER
         return out.returncode, {"detail": "no answer"}
@@ -225,6 +233,9 @@ def test_older_copy_is_refused_after_expiry_and_after_an_arbiter_restart(
     wait_for_grace_end(arb_lab, arbiter)
     code, later = cli_request(arb_lab, "node2", arbiter, module="am3", generation=5)
     assert code == 3 and later["outdated"] is True and later["generation"] == 6
+    # ADR 0046: the same number, holding writes acknowledged up to 4 only, is outdated too
+    code, same = cli_request(arb_lab, "node2", arbiter, module="am3", generation=6, confirmed=4)
+    assert code == 3 and same["outdated"] is True and (same["confirmed"], same["generation"]) == (6, 6)
     status = arb_lab.exec(
         "node2",
         [
@@ -242,10 +253,17 @@ def test_older_copy_is_refused_after_expiry_and_after_an_arbiter_restart(
         check=True,
     )
     assert json.loads(status.stdout)["leases"] == [
-        {"module": "am3", "holder": None, "remaining": 0.0, "generation": 6}
+        {
+            "module": "am3",
+            "holder": None,
+            "remaining": 0.0,
+            "generation": 6,
+            "confirmed": 6,
+            "rank": "generation 6",
+        }
     ]
     # the node with the newest copy still gets the lease (liveness)
     code, back = cli_request(arb_lab, "node1", arbiter, module="am3", generation=6)
     assert code == 0 and back["granted"] is True
     log = arb_lab.exec("witness", ["cat", LOG], check=True).stdout
-    assert "refused to node2: outdated" in log and "replica generations known: am3 6" in log
+    assert "refused to node2: outdated" in log and "replica generations known: am3 generation 6" in log
