@@ -4,13 +4,15 @@ of any other origin; a module's state change on this node and on its peer is on 
 1 s of the transition safekitd wrote in its journal (the same clock: lab hosts share the kernel's);
 the console is driven with the keyboard alone and fits a phone's width without scrolling sideways.
 
-The state change is module web2 (installed, stopped) started then stopped again on one node: the
+The state change is module web2 (installed, stopped) started then stopped again on one node, twice
+per node (SAFEKIT_CONSOLE_ROUNDS=N for more; the test takes about 25 s with 2, on the shared lab): the
 lab is left as it was found (web2 stopped on both nodes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -23,7 +25,7 @@ SHOTS = ARTIFACTS / "console"
 MODULE = "web2"
 FIRST_LOAD_MAX = 200 * 1024
 UPDATE_MAX = 1.0
-ROUNDS = 3
+ROUNDS = int(os.environ.get("SAFEKIT_CONSOLE_ROUNDS", "2"))  # changes measured per node
 
 WATCH = """() => {
   window.__seen = {};
@@ -112,7 +114,6 @@ def test_first_load_is_light_local_and_changes_show_within_a_second(
                 seen = float(page.evaluate(f"window.__seen[{json.dumps(key)}]"))
                 shown[node].append(seen - changed)
                 api_lab.cluster.safekit(node, "stop", "-m", MODULE)
-                api_lab.cluster.wait_state(node, MODULE, "STOP", ready=False, timeout=30)
                 expect(cell(page, node)).to_have_text("STOP", timeout=15_000)
     finally:
         for node in api_lab.cluster.nodes:
