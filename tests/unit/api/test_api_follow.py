@@ -107,7 +107,11 @@ def test_the_live_view_watches_a_node_added_and_forgets_one_removed() -> None:
         queue = await watcher.subscribe()
         await asyncio.sleep(0.1)
         watcher.follow(["n2", "n3"], [{"name": "default"}, {"name": "second"}])
-        await asyncio.sleep(0.1)
+        for _ in range(200):  # a loaded machine: until n3 is polled (its first round is at once)
+            if watcher.snapshot()["nodes"][2]["reachable"]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the push loop's turn
         seen = watcher.snapshot()
         while not queue.empty():
             last = queue.get_nowait()
