@@ -87,6 +87,8 @@ class ApiContext:
     monitor: Callable[[str], dict[str, Any] | None] | None = None
     """Metrics.monitoring: a module's heartbeat networks and replication figures on this node."""
     history: History | None = None
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    """cluster.xml's heartbeat networks, each node's address on each (api/follow.py)."""
 
 
 class HttpError(Exception):
@@ -112,7 +114,14 @@ class Api:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         name = ctx.node.node_name or "node"
-        self.watcher = ClusterWatcher(name, list(ctx.peers), self._local_modules, self._peer_state)
+        self.watcher = ClusterWatcher(
+            name, list(ctx.peers), self._local_modules, self._peer_state, networks=ctx.networks
+        )
+
+    def follow(self, peers: list[str], networks: list[dict[str, Any]]) -> None:
+        """A live cluster.xml reload changed the nodes or networks (api/server.py follows it)."""
+        self.ctx.networks = networks
+        self.watcher.follow(peers, networks)
 
     @property
     def node_name(self) -> str:
@@ -208,6 +217,7 @@ class Api:
                 "node": self.node_name,
                 "time": time.time(),
                 "nodes": [local, *peers],
+                "networks": self.ctx.networks,
                 "timeline": list(self.watcher.timeline),
             }
         )

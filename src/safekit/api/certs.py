@@ -8,7 +8,8 @@ and its cluster.xml addresses as subject alternative names). An operator who wan
 puts `tls.crt`/`tls.key` (and `trust.pem` for `safekit -H`) in /etc/safekit/api instead.
 
 This module imports `cryptography`, which costs safekitd about 8 MiB resident: the daemon runs it
-as a child process (`python -m safekit.api.certs`) at start, never in-process.
+as a child process (`python -m safekit.api.certs`) at start and after a reload that changes the
+node's addresses (the running server then loads the new pair, ADR 0050), never in-process.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def node_certificate(
 
 
 def _current_is_good(files: ApiFiles, cluster_key: bytes, node: str, addresses: Sequence[str]) -> bool:
-    """node.crt exists, is signed by this cluster's CA, names this node and its addresses, is not expiring."""
+    """node.crt exists, is signed by this cluster's CA, names this node and exactly its addresses
+    (those of cluster.xml: a reload that moves one issues it again, ADR 0050), is not expiring."""
     try:
         cert = x509.load_pem_x509_certificate(files.node_cert.read_bytes())
         key = serialization.load_pem_private_key(files.node_key.read_bytes(), password=None)
@@ -149,7 +151,9 @@ def _current_is_good(files: ApiFiles, cluster_key: bytes, node: str, addresses: 
         return False
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     have = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    return node in san.get_values_for_type(x509.DNSName) and set(addresses) <= have
+    # exactly this node's addresses (and the loopback): an address the node left is not kept
+    wanted = {str(ipaddress.ip_address(a)) for a in [*addresses, "127.0.0.1"]}
+    return node in san.get_values_for_type(x509.DNSName) and have == wanted
 
 
 def ensure(files: ApiFiles, cluster_key: bytes, node: str, addresses: Sequence[str]) -> bool:
@@ -189,7 +193,8 @@ def _same_ca(pem: bytes, cluster_key: bytes) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m safekit.api.certs --node NAME [ADDRESS...]`: what safekitd runs at start."""
+    """`python -m safekit.api.certs --node NAME [ADDRESS...]`: what safekitd runs at start and
+    after a cluster.xml reload that changes this node's addresses."""
     parser = argparse.ArgumentParser(prog="safekit.api.certs")
     parser.add_argument("--node", required=True)
     parser.add_argument("addresses", nargs="*")

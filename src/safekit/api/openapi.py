@@ -182,6 +182,26 @@ def _schemas() -> dict[str, Any]:
                 "node": {"type": "string"},
                 "time": {"type": "number"},
                 "nodes": {"type": "array", "items": node_view},
+                "networks": {
+                    "type": "array",
+                    "description": "cluster.xml's heartbeat networks as safekitd runs them",
+                    "items": {
+                        "type": obj,
+                        "required": ["name", "command", "nodes"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "command": {"type": "boolean"},
+                            "nodes": {
+                                "type": "array",
+                                "items": {
+                                    "type": obj,
+                                    "required": ["name", "addr"],
+                                    "properties": {"name": {"type": "string"}, "addr": {"type": "string"}},
+                                },
+                            },
+                        },
+                    },
+                },
                 "timeline": {"type": "array", "items": {"type": obj}},
             },
         },

@@ -23,14 +23,9 @@ from safekit.api import config_forms
 from safekit.api.app import Api, ApiContext, NodeControl, create_app
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore
-from safekit.api.client import (
-    ApiClient,
-    NodeAddress,
-    client_context,
-    cluster_token_source,
-    node_addresses,
-)
+from safekit.api.client import ApiClient, NodeAddress, client_context, cluster_token_source
 from safekit.api.files import DEFAULT_PORT, ApiFiles
+from safekit.api.follow import ApiView, FollowPlan, derive, plan_follow
 from safekit.api.history import History
 from safekit.config import ClusterConfig, load_cluster
 from safekit.host.paths import Paths
@@ -70,35 +65,29 @@ class ApiServer:
         self._task: asyncio.Task[None] | None = None
         self._api: Api | None = None
         self.history: History | None = None
+        self._view: ApiView | None = None
+        self._peers: dict[str, ApiClient] = {}
+        self._context: ssl.SSLContext | None = None
+        self._token: Callable[[], str] = str
 
     async def start(self) -> None:
         name = self.node.node_name or ""
         try:
             key = clusterkey.load_key(self.paths.cluster_key)
-            nodes = node_addresses(load_cluster(self.paths.cluster_xml))
+            view = self._view = derive(load_cluster(self.paths.cluster_xml), name)
         except Exception as exc:
             raise ApiServerError(f"API not started: {exc}") from exc
-        own = nodes[name].addresses if name in nodes else ()
-        if self.settings.tls:
-            await self._ensure_certificates(name, own)
-        peers: dict[str, ApiClient] = {}
-        context: ssl.SSLContext | None = None
-        token = cluster_token_source(key, name)
+        if self.settings.tls and not self._operator_certificate():
+            await self._issue_certificate(name, view.addresses)
+        peers = self._peers
+        token = self._token = cluster_token_source(key, name)
         if self.files.trust.is_file():
-            context = client_context(self.files.trust)
-            peers = {
-                n: ApiClient(addr, context, token, self.settings.port)
-                for n, addr in nodes.items()
-                if n != name
-            }
+            context = self._context = client_context(self.files.trust)
+            for n, addresses in view.peers.items():
+                peers[n] = ApiClient(NodeAddress(n, addresses), context, token, self.settings.port)
         listeners = getattr(self.node, "cluster_listeners", None)  # safekitd's Node: live reloads
         if isinstance(listeners, list):
-            port = self.settings.port
-            listeners.append(
-                lambda cluster: follow_cluster(
-                    peers, cluster, own=name, context=context, token=token, port=port
-                )
-            )
+            listeners.append(self.follow)
         metrics = getattr(self.node, "metrics", None)  # safekitd's Node (tests may give a bare control)
         monitor = metrics.monitoring if metrics is not None else None
         self.history = History(self.paths.module_var, self._local_modules, monitor or _nothing)
@@ -112,6 +101,7 @@ class ApiServer:
             cluster_tokens=ClusterTokens(key),
             peers=peers,
             cookie_secure=self.settings.tls,
+            networks=[n.to_json() for n in view.networks],
         )
         app, self._api = create_app(ctx, config_forms.routes)
         sock = self._bind()
@@ -178,10 +168,59 @@ class ApiServer:
         sock.setblocking(False)
         return sock
 
-    async def _ensure_certificates(self, name: str, addresses: tuple[str, ...]) -> None:
-        """ca.crt, node.crt and node.key, made by a child process (cryptography stays out of safekitd)."""
-        if self.files.user_cert.is_file() and self.files.user_key.is_file():
+    async def follow(self, cluster: ClusterConfig) -> None:
+        """safekitd took a new cluster.xml live (daemon/cluster_reload.py, ADR 0043): the API
+        follows it (ADR 0050). Peers are called at their new addresses, a node added becomes a peer
+        and one removed is dropped, the live view watches the new set of nodes and shows the new
+        networks; when this node's own addresses changed its certificate is issued again and the
+        running server serves it to every new connection (connections open keep the old one)."""
+        if self._view is None:
             return
+        name = self._view.node
+        new = derive(cluster, name)
+        plan = plan_follow(self._view, new)
+        self._view = new
+        if not plan.changes:
+            return
+        follow_peers(self._peers, plan, context=self._context, token=self._token, port=self.settings.port)
+        if self._api is not None:
+            self._api.follow(list(self._peers), [n.to_json() for n in new.networks])
+        log.info("API after the cluster.xml reload: %s", plan.summary())
+        if plan.certificate and self.settings.tls:
+            await self._renew_certificate(name, new.addresses)
+
+    def _operator_certificate(self) -> bool:
+        return self.files.user_cert.is_file() and self.files.user_key.is_file()
+
+    async def _renew_certificate(self, name: str, addresses: tuple[str, ...]) -> None:
+        if self._operator_certificate():
+            log.warning(
+                "API certificate: %s is the operator's, kept as it is: it must name this node's "
+                "addresses (%s) for peers and clients that verify them",
+                self.files.user_cert,
+                ", ".join(addresses),
+            )
+            return
+        try:
+            written = await self._issue_certificate(name, addresses)
+        except ApiServerError as exc:
+            log.error("%s; the server keeps serving the certificate it has", exc)
+            return
+        context = self._server.config.ssl if self._server is not None else None
+        if not written or context is None:
+            return
+        cert, key = self.files.server_pair()
+        try:
+            # the live SSL context: every handshake from now on presents the new pair
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            log.error("API certificate %s not loaded: %s (served from the next start)", cert, exc)
+            return
+        log.info("API certificate for %s issued again for %s and served", name, ", ".join(addresses))
+
+    async def _issue_certificate(self, name: str, addresses: tuple[str, ...]) -> bool:
+        """ca.crt, node.crt and node.key, made by a child process (cryptography stays out of
+        safekitd) when missing or not naming exactly `addresses`; True when written."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -195,8 +234,10 @@ class ApiServer:
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise ApiServerError(f"API not started: certificates: {err.decode(errors='replace').strip()}")
-        if out.strip() == b"written":
-            log.info("API certificate for %s written in %s (cluster CA)", name, self.files.directory)
+        if out.strip() != b"written":
+            return False
+        log.info("API certificate for %s written in %s (cluster CA)", name, self.files.directory)
+        return True
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:
@@ -226,32 +267,26 @@ async def start_api(node: NodeControl, paths: Paths, address: str, port: int) ->
     return server
 
 
-def follow_cluster(
+def follow_peers(
     peers: dict[str, ApiClient],
-    cluster: ClusterConfig,
+    plan: FollowPlan,
     *,
-    own: str,
     context: ssl.SSLContext | None,
     token: Callable[[], str],
     port: int,
 ) -> None:
-    """After a live cluster.xml reload (daemon/cluster_reload.py): each peer is called at its
-    addresses of the new file, those it had before first (the peers' certificates name the
-    addresses they started with: a new one is in them from their next start), and a node added to
-    the file becomes a peer (forwarding and apply reach it; the live view watches it from the next
-    start). A node gone from the file stays a peer until then (shown unreachable)."""
-    nodes = node_addresses(cluster)
-    for name, client in peers.items():
-        if name in nodes:
-            before = client.node.addresses
-            fresh = nodes[name].addresses
-            ordered = tuple(a for a in before if a in fresh) + tuple(a for a in fresh if a not in before)
-            client.node = NodeAddress(name, ordered)
-    if context is None:
+    """Apply a reload's plan (api/follow.py) to the API's peers: a readdressed peer is called at the
+    addresses it kept first, then at its new ones (a peer that has not reloaded yet still listens
+    there); a node added becomes a peer (forwarding, apply, the live view); one gone is dropped."""
+    for name, addresses in plan.readdressed.items():
+        if name in peers:
+            peers[name].node = NodeAddress(name, addresses)
+    for name in plan.dropped:
+        peers.pop(name, None)
+    if context is None:  # no CA to verify peers with: no peers at all (as at start)
         return
-    for name, address in nodes.items():
-        if name not in peers and name != own:
-            peers[name] = ApiClient(address, context, token, port)
+    for name, addresses in plan.added.items():
+        peers[name] = ApiClient(NodeAddress(name, addresses), context, token, port)
 
 
 def _nothing(module: str) -> dict[str, Any] | None:

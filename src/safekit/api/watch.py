@@ -1,6 +1,8 @@
 """Live cluster view for the console: this node's modules (from the node, every 0.5 s) and its
-peers' (from their APIs, every second), pushed to Server-Sent-Events subscribers when it changes,
-with a timeline of the state changes seen. It runs only while a console is watching."""
+peers' (from their APIs, a round starting every 0.5 s), pushed to Server-Sent-Events subscribers
+when it changes, with a timeline of the state changes seen. It runs only while a console is
+watching. A change anywhere in a 2-node cluster reaches the console within one period, a peer's
+request and the push: under 1 s (tests/integration/api/test_console_light_and_live.py)."""
 
 from __future__ import annotations
 
@@ -20,18 +22,27 @@ PeerSource = Callable[[str], Awaitable[dict[str, Any]]]
 """node name -> {"reachable": bool, "modules": [...], "error": str}"""
 
 LOCAL_PERIOD = 0.5
-PEER_PERIOD = 1.0
+PEER_PERIOD = 0.5
 TIMELINE = 200
 
 
 class ClusterWatcher:
-    def __init__(self, node: str, peers: list[str], local: LocalSource, peer: PeerSource) -> None:
+    def __init__(
+        self,
+        node: str,
+        peers: list[str],
+        local: LocalSource,
+        peer: PeerSource,
+        networks: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.node = node
         self.peers = peers
+        self.networks = networks or []
         self._local = local
         self._peer = peer
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._peer_tasks: dict[str, asyncio.Task[None]] = {}
         self._nodes: dict[str, dict[str, Any]] = {}
         self._last_states: dict[tuple[str, str], str] = {}
         self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
@@ -41,16 +52,40 @@ class ClusterWatcher:
     def snapshot(self) -> dict[str, Any]:
         order = [self.node, *self.peers]
         nodes = [self._nodes.get(n, {"name": n, "reachable": None, "modules": []}) for n in order]
-        return {"node": self.node, "time": time.time(), "nodes": nodes, "timeline": list(self.timeline)}
+        return {
+            "node": self.node,
+            "time": time.time(),
+            "nodes": nodes,
+            "networks": self.networks,
+            "timeline": list(self.timeline),
+        }
+
+    def follow(self, peers: list[str], networks: list[dict[str, Any]]) -> None:
+        """A cluster.xml reload (api/server.py): watch the new set of peers (a node added is
+        polled from now on, one removed no longer shown) and show the new networks, at once."""
+        added = [p for p in peers if p not in self.peers]
+        dropped = [p for p in self.peers if p not in peers]
+        self.peers = list(peers)
+        self.networks = networks
+        for name in dropped:
+            self._nodes.pop(name, None)
+            for key in [k for k in self._last_states if k[0] == name]:
+                del self._last_states[key]
+            task = self._peer_tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+        if self._tasks:  # watching: poll the new peers too
+            for name in added:
+                self._peer_tasks[name] = asyncio.create_task(self._peer_loop(name))
+        self._changed.set()
 
     async def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=4)
         self._subscribers.add(queue)
         if not self._tasks:
             await self._refresh_local()
-            self._tasks = [asyncio.create_task(self._local_loop())]
-            self._tasks += [asyncio.create_task(self._peer_loop(p)) for p in self.peers]
-            self._tasks.append(asyncio.create_task(self._push_loop()))
+            self._tasks = [asyncio.create_task(self._local_loop()), asyncio.create_task(self._push_loop())]
+            self._peer_tasks = {p: asyncio.create_task(self._peer_loop(p)) for p in self.peers}
         queue.put_nowait(self.snapshot())
         return queue
 
@@ -60,7 +95,8 @@ class ClusterWatcher:
             await self.stop()
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._peer_tasks.values()], []
+        self._peer_tasks = {}
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -114,12 +150,14 @@ class ClusterWatcher:
             await self._refresh_local()
 
     async def _peer_loop(self, peer: str) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             try:
                 self._update(peer, await self._peer(peer))
             except Exception as exc:
                 self._update(peer, {"reachable": False, "modules": [], "error": str(exc)})
-            await asyncio.sleep(PEER_PERIOD)
+            await asyncio.sleep(next_round_in(PEER_PERIOD, loop.time() - began))
 
     async def _push_loop(self) -> None:
         while True:
@@ -136,3 +174,9 @@ class ClusterWatcher:
                     with contextlib.suppress(asyncio.QueueEmpty):
                         queue.get_nowait()
                 queue.put_nowait(snap)
+
+
+def next_round_in(period: float, took: float) -> float:
+    """Rounds start every `period` (a slow answer does not add its time to the wait), and a round
+    that took longer than the period is followed at once by the next."""
+    return max(0.0, period - took)

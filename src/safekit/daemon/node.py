@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safekit.checkers.icmp import Pinger
@@ -89,8 +89,9 @@ class Node:
         # sha256 of each configuration as it was loaded (`safekit confinfo`: does the file differ?)
         self.loaded_sha256: dict[str, str] = {}
         self.cluster_sha256: str | None = None
-        # called with the new cluster after a live reload (the API's peers follow the addresses)
-        self.cluster_listeners: list[Callable[[ClusterConfig], None]] = []
+        # called with the new cluster after a live reload, and awaited when they return an awaitable
+        # (the API follows: its peers, live view and certificate, api/server.py, ADR 0050)
+        self.cluster_listeners: list[Callable[[ClusterConfig], Awaitable[None] | None]] = []
         self._reloading = asyncio.Lock()
 
     # ------------------------------------------------------------------ start / stop
@@ -294,7 +295,12 @@ class Node:
             if loaded is not None:
                 await loaded.start(boot=False)
         for listener in self.cluster_listeners:
-            listener(new)
+            try:
+                followed = listener(new)
+                if followed is not None:
+                    await followed
+            except Exception:  # the reload is applied: what follows it must not undo nor fail it
+                log.exception("cluster.xml reload: a listener failed")
 
     def _log_reload(self, decision: ReloadDecision) -> None:
         if decision.accepted:

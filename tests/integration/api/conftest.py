@@ -30,7 +30,7 @@ from safekit.lab import Lab
 from safekit.lab.cluster import BIN, LabCluster
 from safekit.membership import clusterkey
 
-LAB = "api1"
+LAB = os.environ.get("SAFEKIT_API_LAB", "api1")  # another name: runs beside an api1
 MODULE = "web"
 PASSWORD = "console-password-1"
 CHROMIUM = "/usr/bin/chromium"

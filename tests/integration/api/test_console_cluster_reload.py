@@ -5,9 +5,12 @@ The cluster starts with two heartbeat networks (default, lan1). Module `rl` (mir
 directory, heartbeats on default and lan1) runs PRIM/SECOND; module `rl2` names lan2, which
 cluster.xml lacks, so it is not loaded. Then, with the same two safekitd processes throughout:
 1. lan2 is added with `PUT /api/v1/cluster/config`: both nodes take it live, `rl2` loads, is
-   started, and its heartbeats run on lan2 (up, packets counted on both nodes);
+   started, and its heartbeats run on lan2 (up, packets counted on both nodes); the API follows
+   (ADR 0050): the certificate node1's running server presents names its lan2 address (it did not
+   before), and the cluster status lists lan2;
 2. lan1 is readdressed (new addresses put on the hosts first): `rl`'s heartbeats move to them while
-   it stays PRIM/SECOND, its generation unchanged;
+   it stays PRIM/SECOND, its generation unchanged; each node's certificate names its new address
+   and not the one it left;
 3. the network carrying `rl`'s replication (default) is readdressed: refused on both nodes with the
    reason, nothing reloaded, safekitd.log says so; the file put back, `safekit cluster reload` and
    SIGHUP find nothing to apply.
@@ -38,7 +41,7 @@ from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster, cluster_xml
 from safekit.membership import clusterkey
 
-LAB = "console1"
+LAB = os.environ.get("SAFEKIT_CONSOLE_RELOAD_LAB", "console1")  # another name: runs beside a console1
 pytestmark = pytest.mark.skipif(
     os.environ.get("SAFEKIT_CONSOLE_RELOAD") != "1",
     reason="about a minute: SAFEKIT_CONSOLE_RELOAD=1 (make test-console-reload)",
@@ -112,6 +115,23 @@ class ReloadLab:
         assert status == 200, data
         return {h["lan"]: h for h in data["heartbeats"]}
 
+    def certificate(self, client: str, server: str, address: str) -> tuple[bool, str]:
+        """From `client`, the TLS handshake with `server`'s API at `address`: whether the certificate
+        it presents verifies for that address (cluster CA, IP checked), and its subject alt names."""
+        script = (
+            f"out=$(openssl s_client -connect {address}:9453 -CAfile /etc/safekit/api/ca.crt "
+            f"-verify_ip {address} -verify_return_error </dev/null 2>&1); rc=$?; "
+            'printf "%s" "$out" | openssl x509 -noout -ext subjectAltName; exit $rc'
+        )
+        result = self.lab.exec(client, ["sh", "-c", script], timeout=30)
+        return result.returncode == 0, result.stdout
+
+    def networks(self) -> dict[str, dict[str, str]]:
+        """The networks node1's API shows (the console's live view has the same list)."""
+        status, data = self.call("node1", "GET", "/api/v1/cluster")
+        assert status == 200, data
+        return {n["name"]: {m["name"]: m["addr"] for m in n["nodes"]} for n in data["networks"]}
+
     def daemon_log(self, node: str) -> str:
         return self.lab.exec(node, ["cat", "/var/log/safekit/safekitd.log"]).stdout
 
@@ -168,6 +188,10 @@ def test_heartbeat_networks_added_and_moved_live_and_a_replication_network_refus
     generation = {n: cluster.state(n, "rl")["generation"] for n in cluster.nodes}
     listed = json.loads(cluster.safekit("node1", "module", "list", "--json").stdout)
     assert "lan2" in str(listed), listed  # rl2 not loaded: its network is missing
+    lan2 = reload_lab.address("node1", "lan2")
+    verified, names = reload_lab.certificate("node2", "node1", lan2)
+    assert not verified and lan2 not in names, names  # the API listens there, not certified for it
+    assert sorted(reload_lab.networks()) == ["default", "lan1"]
 
     # 1. lan2 added through the API: taken live on both nodes, rl2 loads and runs on it.
     status, answer = reload_lab.call(
@@ -179,6 +203,12 @@ def test_heartbeat_networks_added_and_moved_live_and_a_replication_network_refus
         assert result["reload"]["applied"] is True, result
         assert "heartbeat network lan2 added" in result["message"]
         assert result["restart_needed"] is False
+    # the API follows (ADR 0050): node1's certificate names its lan2 address, served by the same
+    # server; the cluster status (and the console's live view) lists lan2
+    verified, names = reload_lab.certificate("node2", "node1", lan2)
+    assert verified and lan2 in names, names
+    assert reload_lab.networks()["lan2"] == {n: reload_lab.address(n, "lan2") for n in cluster.nodes}
+    assert "API certificate for node1 issued again" in reload_lab.daemon_log("node1")
     cluster.safekit("node1", "prim", "-m", "rl2")
     cluster.wait_state("node1", "rl2", "ALONE", timeout=30)
     cluster.safekit("node2", "start", "-m", "rl2")
@@ -217,6 +247,15 @@ def test_heartbeat_networks_added_and_moved_live_and_a_replication_network_refus
         assert result["reload"]["relinked"] == {"rl": ["lan1"]}
         ports = json.loads(cluster.safekit(node, "module", "getports", "-m", "rl", "--json").stdout)
         assert ports["lans"]["lan1"].startswith(moved["lan1"][node]), ports
+    # each node's certificate now names its new lan1 address and no longer the one it left (still
+    # configured on the host: the API answers there, with a certificate that does not verify)
+    for client, server in (("node2", "node1"), ("node1", "node2")):
+        verified, names = reload_lab.certificate(client, server, moved["lan1"][server])
+        assert verified, names
+        left = reload_lab.address(server, "lan1")
+        verified, names = reload_lab.certificate(client, server, left)
+        assert not verified and left not in names, names
+    assert reload_lab.networks()["lan1"] == moved["lan1"]
     for node in cluster.nodes:
         wait_for(
             f"{node}: rl's heartbeats on lan1 at the new addresses",

@@ -11,7 +11,8 @@ from api_env import Env
 from test_api_forms import NEW_CLUSTER
 
 from safekit.api.client import ApiClient, NodeAddress
-from safekit.api.server import follow_cluster
+from safekit.api.follow import derive, plan_follow
+from safekit.api.server import follow_peers
 from safekit.config.cluster_parser import parse_cluster
 
 
@@ -93,11 +94,17 @@ def test_the_reload_endpoint_is_for_admins_and_answers_per_node(env: Env) -> Non
 
 
 def test_the_api_calls_its_peers_at_their_new_addresses_after_a_reload() -> None:
-    """server.follow_cluster: the addresses the peer's certificate names first, new ones after; a
-    node added to the file becomes a peer."""
+    """server.follow_peers: the addresses the peer had first (it may not have reloaded yet), new
+    ones after; a node added to the file becomes a peer, one removed is dropped."""
     token = lambda: "t"  # noqa: E731
     context = ssl.create_default_context()
-    peers = {"n2": ApiClient(NodeAddress("n2", ("198.18.0.2", "198.18.2.2")), context, token)}
+    old = parse_cluster(
+        "<cluster><lans>"
+        '<lan name="default"><node name="n1" addr="198.18.0.1"/><node name="n2" addr="198.18.0.2"/>'
+        '<node name="n4" addr="198.18.0.4"/></lan>'
+        '<lan name="second"><node name="n1" addr="198.18.2.1"/><node name="n2" addr="198.18.2.2"/></lan>'
+        "</lans></cluster>"
+    )
     new = parse_cluster(
         "<cluster><lans>"
         '<lan name="default"><node name="n1" addr="198.18.0.1"/><node name="n2" addr="198.18.0.2"/>'
@@ -105,7 +112,12 @@ def test_the_api_calls_its_peers_at_their_new_addresses_after_a_reload() -> None
         '<lan name="second"><node name="n1" addr="198.18.2.101"/><node name="n2" addr="198.18.2.102"/></lan>'
         "</lans></cluster>"
     )
-    follow_cluster(peers, new, own="n1", context=context, token=token, port=9453)
+    peers = {
+        "n2": ApiClient(NodeAddress("n2", ("198.18.0.2", "198.18.2.2")), context, token),
+        "n4": ApiClient(NodeAddress("n4", ("198.18.0.4",)), context, token),
+    }
+    plan = plan_follow(derive(old, "n1"), derive(new, "n1"))
+    follow_peers(peers, plan, context=context, token=token, port=9453)
     assert peers["n2"].node.addresses == ("198.18.0.2", "198.18.2.102")
     assert sorted(peers) == ["n2", "n3"] and peers["n3"].node.addresses == ("198.18.0.3",)
 

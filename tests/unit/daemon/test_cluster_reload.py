@@ -188,3 +188,38 @@ def test_the_node_applies_an_accepted_reload_and_keeps_its_cluster_on_a_refusal(
     assert node._cluster.lan("lan2") is not None and len(heard) == 1  # still the cluster it ran
     assert node.cluster_sha256 != sha256_file(paths.cluster_xml)
     assert "cluster.xml reload refused: not applied live: this node (n1)" in caplog.text
+
+
+def test_an_async_listener_is_awaited_and_a_failing_one_does_not_undo_the_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API's listener (certificate issued again, api/server.py) is awaited before the reload
+    answers; one that fails is logged, and the reload stays applied."""
+    paths = Paths(
+        safe=tmp_path / "opt",
+        conf=tmp_path / "etc",
+        var=tmp_path / "var",
+        log=tmp_path / "log",
+        run=tmp_path / "run",
+    )
+    paths.conf.mkdir(parents=True)
+    paths.cluster_xml.write_text(_text(DEFAULT))
+    key = clusterkey.generate_key()
+    clusterkey.save_key(paths.cluster_key, key)
+    node = Node(paths, node_name="n1")
+    node._cluster, node._key = load_cluster(paths.cluster_xml), key
+    followed: list[str] = []
+
+    async def follows(cluster: ClusterConfig) -> None:
+        await asyncio.sleep(0.01)
+        followed.append(",".join(lan.name for lan in cluster.lans))
+
+    def fails(cluster: ClusterConfig) -> None:
+        raise RuntimeError("no certificate")
+
+    node.cluster_listeners += [fails, follows]
+    paths.cluster_xml.write_text(_text(DEFAULT, LAN2))
+    answer = asyncio.run(node.reload_cluster())
+    assert answer["applied"] and followed == ["default,lan2"]  # awaited before the answer
+    assert node._cluster.lan("lan2") is not None
+    assert "a listener failed" in caplog.text

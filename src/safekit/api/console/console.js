@@ -135,11 +135,22 @@ function render(state) {
   $("grid-body").replaceChildren(...rows);
   $("timeline").replaceChildren(...state.timeline.slice().reverse().map((t) =>
     el("li", {}, `${new Date(t.time * 1000).toLocaleTimeString()}  ${t.node} ${t.module}  ${t.from || "-"} → ${t.to}  ${t.reason || ""}`)));
+  renderNetworks(state);
   renderControl(state, modules);
   fillSelect($("log-module"), modules);
   fillSelect($("config-module"), modules);
   fillSelect($("mon-module"), modules);
   fillSelect($("log-node"), state.nodes.map((n) => n.name));
+}
+
+// The heartbeat networks of cluster.xml as safekitd runs it: each node's address on each.
+function renderNetworks(state) {
+  const nets = state.networks || [];
+  const names = state.nodes.map((n) => n.name);
+  $("networks-head").replaceChildren(el("th", {}, "network"), ...names.map((n) => el("th", {}, n)), el("th", {}, "commands"));
+  $("networks-body").replaceChildren(...nets.map((net) => el("tr", { "data-lan": net.name }, el("th", {}, net.name),
+    ...names.map((n) => el("td", { "data-node": n }, (net.nodes.find((x) => x.name === n) || { addr: "-" }).addr)),
+    el("td", {}, net.command ? "yes" : "no"))));
 }
 
 function fillSelect(select, values) {
