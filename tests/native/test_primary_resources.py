@@ -257,7 +257,7 @@ def test_workers_and_descriptors_are_flat_after_the_first_read(make_pair: Callab
         after.append((pair.threads(), dict(pair.fd_kinds())))
     pipes = [kinds["pipe"] for _, kinds in after]
     report = {"threads": threads_at_start, "start": dict(kinds_at_start), "warm": dict(warm), "after": after}
-    assert all(n == threads_at_start for n, _ in after), report
+    assert all(n <= threads_at_start for n, _ in after), report  # none started later
     assert all(p == warm["pipe"] for p in pipes), report
     assert all(sum(kinds.values()) <= sum(warm.values()) + 2 for _, kinds in after), report
     assert warm["pipe"] <= kinds_at_start["pipe"] + 2 * FUSE_WORKERS, report
