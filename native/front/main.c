@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "front.h"
+#include "loop.h"
 
 #define MAX_EXCLUDES 64
 
@@ -421,7 +422,12 @@ int main(int argc, char **argv)
 	if (!watching)
 		fprintf(stderr, "safekit-front: %s not found in /proc/self/mountinfo: its unmount is seen "
 				"only when no copy of it is left in any mount namespace\n", mountpoint);
-	ret = fuse_session_loop_mt(se, config) == 0 ? 0 : 1;
+	/* the primary's loop (every worker from the start), unless asked for libfuse's own: workers
+	 * that end when idle, or a /dev/fuse descriptor per worker */
+	if (clone_fd || (idle > 0 && idle < threads))
+		ret = fuse_session_loop_mt(se, config) == 0 ? 0 : 1;
+	else
+		ret = sk_front_loop(se, (unsigned)threads) == 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(config);
 	if (watching) {
 		watch_stop(&watch);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "front.h"
+#include "loop.h"
 #include "channel.h"
 #include "config.h"
 #include "events.h"
@@ -615,13 +616,12 @@ int main(int argc, char **argv)
     if (pthread_create(&start_thread, NULL, start_main, NULL) == 0)
         pthread_detach(start_thread);
 
-    struct fuse_loop_config *config = fuse_loop_cfg_create();
-    if (config) {
-        fuse_loop_cfg_set_max_threads(config, (unsigned)threads);
-        fuse_loop_cfg_set_idle_threads(config, (unsigned)threads);
-        ret = fuse_session_loop_mt(g.se, config) == 0 ? 0 : 1;
-        fuse_loop_cfg_destroy(config);
-    }
+    /* every worker (and, after its first read answered by splice, its pipe) from the start: the
+     * process's threads and descriptors do not grow with the run's bursts (sk_front_loop) */
+    int loop_err = sk_front_loop(g.se, (unsigned)threads);
+    if (loop_err < 0)
+        skp_log(SKP_ERROR, "FUSE loop: %s", strerror(-loop_err));
+    ret = loop_err == 0 ? 0 : 1;
     atomic_store(&g.loop_done, true);
     if (atomic_load(&g.failed))
         ret = 1;

@@ -1,6 +1,7 @@
 """The native primary's resources (issue 15's "RSS <= 40 MiB, open files and memory flat"):
-descriptors do not follow the number of files the kernel caches, and resident memory stays flat
-over rounds of the benchmark's workloads (large writes, reads, files created and deleted).
+descriptors do not follow the number of files the kernel caches, resident memory stays flat
+over rounds of the benchmark's workloads (large writes, reads, files created and deleted), and
+its FUSE workers and their splice pipes do not grow with the run's bursts (ADR 0051).
 
 `SAFEKIT_TEST_PRIMARY` runs another build of safekit-rfs-primary (to show these fail on an older
 one). Mounts only under temporary directories in /tmp, always unmounts.
@@ -13,6 +14,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROGRAM = Path(os.environ.get("SAFEKIT_TEST_PRIMARY", str(PRIMARY)))
+FUSE_WORKERS = 16  # safekit-rfs-primary's --threads default
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,6 +66,20 @@ class LimitedPair:
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def fd_kinds(self) -> Counter[str]:
+        """The primary's descriptors by kind: pipe, socket, anon_inode, file (a path)."""
+        kinds: Counter[str] = Counter()
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            kinds[target.split(":")[0] if not target.startswith("/") else "file"] += 1
+        return kinds
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/task"))
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -175,4 +193,72 @@ def test_memory_stays_flat_and_small_over_rounds(make_pair: Callable[..., Limite
     rss = rounds_of_workloads(pair, 6)
     assert rss[-1] <= rss[1] + 3.0, rss
     assert max(rss) <= 30.0, rss
+    assert tree(pair.replica) == tree(pair.backing)
+
+
+def bursts(pair: LimitedPair, readers: int, syncers: int) -> None:
+    """`readers` threads reading files of 8 MiB at once (each open drops the kernel's cached pages:
+    the reads reach the primary, answered by splice) beside `syncers` threads writing 4 KiB and
+    fsyncing (each fsync holds a FUSE worker until the secondary's ack): the most requests in the
+    primary at once that an application makes here."""
+    files = [pair.mnt / f"burst{i}.bin" for i in range(readers)]
+    for f in files:
+        if not f.exists():
+            f.write_bytes(os.urandom(1 << 20) * 8)
+    start = threading.Barrier(readers + syncers)
+    failed: list[BaseException] = []
+
+    def read(path: Path) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                with open(path, "rb") as f:
+                    while f.read(1 << 20):
+                        pass
+        except BaseException as e:  # reported by the test
+            failed.append(e)
+
+    def sync(i: int) -> None:
+        try:
+            start.wait()
+            with open(pair.mnt / f"sync{i}.log", "ab") as f:
+                for _ in range(40):
+                    f.write(b"s" * 4096)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException as e:
+            failed.append(e)
+
+    workers = [threading.Thread(target=read, args=(f,)) for f in files]
+    workers += [threading.Thread(target=sync, args=(i,)) for i in range(syncers)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not failed, failed
+
+
+def test_workers_and_descriptors_are_flat_after_the_first_read(make_pair: Callable[..., LimitedPair]) -> None:
+    """The primary's FUSE workers all exist once it is mounted; after the first workload (one
+    reader) its descriptors stay where they are through four rounds of 12 readers and 6 fsyncing
+    writers at once, and its splice pipes (libfuse gives a worker one at its first read answered
+    by splice) never exceed two per worker: a bound known at start. The old primary started a
+    worker only when every other one was busy, so each new burst added threads and pipes (8 to 40
+    descriptors over bench/replication.py's three rounds)."""
+    pair = make_pair()
+    threads_at_start, kinds_at_start = pair.threads(), pair.fd_kinds()
+    rounds_of_workloads(pair, 1)  # the warm-up: one writer, one reader, small files
+    pair.settle()
+    warm = pair.fd_kinds()
+    after: list[tuple[int, dict[str, int]]] = []
+    for _ in range(4):
+        bursts(pair, readers=12, syncers=6)
+        pair.settle()
+        after.append((pair.threads(), dict(pair.fd_kinds())))
+    pipes = [kinds["pipe"] for _, kinds in after]
+    report = {"threads": threads_at_start, "start": dict(kinds_at_start), "warm": dict(warm), "after": after}
+    assert all(n <= threads_at_start for n, _ in after), report  # none started later
+    assert all(p == warm["pipe"] for p in pipes), report
+    assert all(sum(kinds.values()) <= sum(warm.values()) + 2 for _, kinds in after), report
+    assert warm["pipe"] <= kinds_at_start["pipe"] + 2 * FUSE_WORKERS, report
     assert tree(pair.replica) == tree(pair.backing)
