@@ -49,8 +49,13 @@ def _proc(element: XmlElement, ctx: ReadContext) -> ProcCheck:
         ("name", "nameregex", "argregex", "service", "atleast", "atmax", "action", "class", "start_after"),
     )
     ctx.children(element, ())
-    if reader.has("name") == reader.has("nameregex"):
-        reader.error("give exactly one of 'name' (process or service name) or 'nameregex'")
+    # Both may be given (SafeKit's own templates do): nameregex then matches the processes and
+    # name only names the check (proc.NAME in `state -v`, the log and failover rules).
+    if not reader.has("name") and not reader.has("nameregex"):
+        reader.error(
+            "give 'name' (the process or service name) or 'nameregex' (a regular expression on it), "
+            "or both: with both, nameregex matches and name names the check"
+        )
     atleast = reader.integer("atleast", 1, 0)
     atmax = reader.integer("atmax", -1, -1)
     if atmax != -1 and atmax < atleast:

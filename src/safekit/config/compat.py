@@ -21,6 +21,9 @@ IGNORED_ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
     "rfs": {
         "acl": "not used: what metadata is replicated is fixed by the replication engine",
         "nbremconn": "not used: the replication engine chooses its connections",
+        "mountover": (
+            "not used: the replication engine always serves the directory through its own mount over it"
+        ),
     },
     "user": {
         "userlogsize": "not used: user log rotation is a daemon setting",

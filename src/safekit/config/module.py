@@ -222,7 +222,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class ProcCheck:
-    """`<proc>` of `<errd>`: a process (or service) to watch; `atmax=-1` means no upper bound."""
+    """`<proc>` of `<errd>`: a process (or service) to watch; `atmax=-1` means no upper bound.
+    With both `name` and `nameregex`, `nameregex` matches and `name` is the check's ident."""
 
     action: Literal["restart", "stopstart", "stop", "noaction"]
     process_class: Literal["prim", "both", "pre", "second", "sec"]
@@ -234,6 +235,17 @@ class ProcCheck:
     atmax: int = -1
     start_after: int | None = None
     line: int = field(default=0, compare=False)
+
+    @property
+    def ident(self) -> str:
+        """What the check is called (resource proc.IDENT): its name, else its nameregex."""
+        return self.name or self.nameregex or "proc"
+
+    @property
+    def matched_name(self) -> str | None:
+        """The exact process name to match: none when nameregex is given (then name is only the
+        check's ident, as in SafeKit's templates that give both)."""
+        return None if self.nameregex is not None else self.name
 
 
 @dataclass(frozen=True, slots=True)

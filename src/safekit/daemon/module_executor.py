@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
-from safekit.config import ClusterConfig, CustomCheck, ModuleConfig
+from safekit.config import ClusterConfig, CustomCheck, ModuleConfig, ProcCheck
 from safekit.daemon import diagnostics
 from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
@@ -510,18 +510,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     async def _errd_loop(self) -> None:
         errd_cfg = self.config.errd
         assert errd_cfg is not None
-        rules = [
-            errd.ProcessRule(
-                ident=p.name or p.nameregex or "proc",
-                name=p.name,
-                nameregex=p.nameregex,
-                argregex=p.argregex,
-                atleast=p.atleast,
-                atmax=p.atmax,
-                action=p.action,
-            )
-            for p in errd_cfg.procs
-        ]
+        rules = [process_rule(p) for p in errd_cfg.procs]
         classes = [p.process_class for p in errd_cfg.procs]
         while True:
             await asyncio.sleep(errd_cfg.polltimer)
@@ -558,6 +547,20 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
 
 
 # ----------------------------------------------------------------------------- building blocks
+def process_rule(proc: ProcCheck) -> errd.ProcessRule:
+    """The errd rule of one `<proc>`: with both name and nameregex (as SafeKit's own templates
+    write them), the regex matches and the name is the check's ident (resource proc.NAME)."""
+    return errd.ProcessRule(
+        ident=proc.ident,
+        name=proc.matched_name,
+        nameregex=proc.nameregex,
+        argregex=proc.argregex,
+        atleast=proc.atleast,
+        atmax=proc.atmax,
+        action=proc.action,
+    )
+
+
 def _verdict(action: str, resource: str, now: float) -> CheckerVerdict:
     return CheckerVerdict(CheckerAction(action), resource, now, "checker reports down")
 

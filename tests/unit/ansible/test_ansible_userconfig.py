@@ -107,6 +107,8 @@ procs = st.lists(
     st.one_of(
         st.fixed_dictionaries({"name": names}),
         st.fixed_dictionaries({"nameregex": st.sampled_from(["python3?", "java", r"app-\d+"])}),
+        # both: nameregex matches, name names the check (SafeKit's own templates do this)
+        st.fixed_dictionaries({"name": names, "nameregex": st.just(r"ora_pmon_\w+")}),
     ).flatmap(
         lambda who: st.fixed_dictionaries(
             {

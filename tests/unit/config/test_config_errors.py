@@ -142,7 +142,7 @@ def test_service_values_are_checked(replacement: str, expected: str) -> None:
             "is not a regular expression",
         ),
         ('<errd><proc name="x" action="restart"/></errd>', "missing required attribute 'class'"),
-        ('<errd><proc action="restart" class="prim"/></errd>', "exactly one of 'name'"),
+        ('<errd><proc action="restart" class="prim"/></errd>', "give 'name' (the process or service name)"),
         (
             '<errd><proc name="x" action="restart" class="prim" atleast="3" atmax="1"/></errd>',
             "atmax (1) is smaller",

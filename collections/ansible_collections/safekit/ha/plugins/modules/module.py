@@ -280,10 +280,13 @@ options:
         elements: dict
         suboptions:
           name:
-            description: Process name (or give O(errd.procs[].nameregex)).
+            description:
+              - Process name (or give O(errd.procs[].nameregex), or both).
+              - With O(errd.procs[].nameregex) too, only names the check (resource C(proc.NAME)), as in
+                SafeKit's own module templates.
             type: str
           nameregex:
-            description: Regular expression on the process name.
+            description: Regular expression on the process name; when given, it is what matches.
             type: str
           argregex:
             description: Regular expression on the arguments.
@@ -625,7 +628,6 @@ STRUCTURED = {
                 "type": "list",
                 "elements": "dict",
                 "options": PROC,
-                "mutually_exclusive": [["name", "nameregex"]],
                 "required_one_of": [["name", "nameregex"]],
             },
         },
