@@ -169,3 +169,65 @@ def test_the_playbooks_files_are_inside_the_collection() -> None:
             seen += 1
         assert "playbook_dir" not in text, path.name  # the checkout is not there once installed
     assert seen >= 11
+
+
+def run_installed_deploy(installed: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+    """safekit.ha.deploy_mirror from the installed copy, one node: this machine (no ssh, no sudo),
+    as far as the pre-flight; the extra vars as -e."""
+    cwd = Path(installed["SAFEKIT_TEST_CWD"])
+    inventory = cwd / "inventory.yml"
+    node = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "safekit_addresses": {"default": "198.18.255.1"},
+    }
+    inventory.write_text(yaml.safe_dump({"safekit_nodes": {"hosts": {"tk-node": node}}}))
+    argv = ["ansible-playbook", "-i", str(inventory), "safekit.ha.deploy_mirror"]
+    for name, value in extra.items():
+        argv += ["-e", f"{name}={value}"]
+    return ansible(installed, *argv)
+
+
+def refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line of the failed assertion (Ansible prints its msg as JSON)."""
+    messages = re.findall(r'"msg": "((?:[^"\\]|\\.)*)"', result.stdout)
+    assert result.returncode != 0 and messages, result.stdout + result.stderr
+    return str(messages[-1])
+
+
+def installed_collection(installed: dict[str, str]) -> Path:
+    return Path(installed["SAFEKIT_TEST_COLLECTIONS"]) / "ansible_collections" / "safekit" / "ha"
+
+
+def test_the_installed_copy_refuses_a_cluster_key_inside_itself(
+    installed: dict[str, str], tmp_path: Path
+) -> None:
+    """Without safekit_key_file the key would be generated in the installed collection (the next
+    install would wipe it, ADR 0041): the pre-flight says what to set, before any change."""
+    collection = installed_collection(installed)
+    before = sorted(collection.rglob("*"))
+    # the package from an empty directory: whatever happened after the pre-flight, nothing installs here
+    result = run_installed_deploy(installed, safekit_install_source="deb", safekit_deb_dir=str(tmp_path))
+    line = refusal(result)
+    assert "safekit_key_file would be kept inside the collection safekit.ha" in line, line
+    assert f"({collection})" in line and "set safekit_key_file to a path of your own" in line, line
+    assert "\\n" not in line, line  # one line
+    assert sorted(collection.rglob("*")) == before  # no .safekit/, no key, nothing else
+    assert "Generate the cluster key" not in result.stdout
+
+
+def test_the_installed_copy_refuses_a_wheelhouse_without_the_engines_source(
+    installed: dict[str, str], tmp_path: Path
+) -> None:
+    """With the key given and the engine from a wheelhouse, the source tree is the checkout's, which an
+    installed copy does not have: refused with what to set, before the build and before the key."""
+    collection = installed_collection(installed)
+    before = sorted(collection.rglob("*"))
+    key = tmp_path / "keys" / "cluster.key"
+    result = run_installed_deploy(installed, safekit_key_file=str(key), safekit_install_source="wheelhouse")
+    line = refusal(result)
+    assert f"safekit_project_root ({collection}) has no pyproject.toml" in line, line
+    assert "set safekit_project_root to a safekit checkout, or safekit_deb_dir" in line, line
+    assert "Pre-flight - the node's Python" not in result.stdout  # stopped at the first controller check
+    assert not key.exists() and not key.parent.exists()
+    assert sorted(collection.rglob("*")) == before

@@ -51,7 +51,8 @@ def preflight(
         "ANSIBLE_NOCOLOR": "1",
         **({"PATH": path} if path is not None else {}),
     }
-    variables = {"out": str(out), **extra}
+    # the engine's source a wheelhouse is built from: this checkout (the play is in tmp, beside none)
+    variables = {"out": str(out), "safekit_project_root": str(REPO), **extra}
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),

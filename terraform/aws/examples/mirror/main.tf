@@ -3,6 +3,7 @@
 #   terraform init && terraform apply -var 'admin_cidrs=["203.0.113.7/32"]'
 #   terraform output -raw ansible_inventory > inventory.yml
 #   ansible-playbook -i inventory.yml ../../../../playbooks/deploy-mirror.yml
+#   (with the collection installed: ansible-playbook -i inventory.yml safekit.ha.deploy_mirror)
 # or all of it: safekit cloud up --cloud aws --example mirror
 
 provider "aws" {

@@ -3,7 +3,7 @@
 # safekit_cloud_*.
 
 locals {
-  # The group the playbooks run on (playbooks/deploy-*.yml: hosts: safekit_nodes).
+  # The group the playbooks run on (safekit.ha.deploy_*: hosts: safekit_nodes).
   group = "safekit_nodes"
 
   inventory_vars = merge(

@@ -1,5 +1,5 @@
 output "ansible_inventory" {
-  description = "The Ansible inventory (YAML) of the cluster, for playbooks/deploy-*.yml."
+  description = "The Ansible inventory (YAML) of the cluster, for safekit.ha.deploy_mirror / safekit.ha.deploy_farm (playbooks/deploy-*.yml in a checkout)."
   value = templatefile("${path.module}/templates/inventory.yml.tftpl", {
     cloud   = var.cloud
     cluster = var.name
