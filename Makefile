@@ -224,6 +224,14 @@ bench-modules: deps test-deps venv native-deps
 	$(MAKE) -C native all
 	$(BIN)/python bench/modules.py $(if $(QUICK),--quick)
 
+## bench-deploy-deb: playbooks/deploy-mirror.yml from the Debian package on a Debian 12 and a Debian 13
+## lab pair booting systemd (tests/integration/deb's deploy and rerun, lab name benchdeb): first run,
+## rerun (changed=0), package size, apt-get install time -> bench/results/deploy_deb.json (about 15 minutes)
+.PHONY: bench-deploy-deb
+bench-deploy-deb: deps test-deps venv
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="debootstrap"
+	$(BIN)/python bench/deploy_deb.py
+
 ## deb: the self-contained Debian package of the engine, build/deb/safekit_VERSION_ARCH.deb, built in a
 ## Debian root of DEB_SUITE (bookworm: Debian 12, default; trixie: Debian 13) with its own Python;
 ## cached by its inputs (seconds when nothing changed). docs/install.md, packaging/build_deb.py

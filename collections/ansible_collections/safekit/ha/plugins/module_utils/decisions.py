@@ -165,3 +165,33 @@ def service_kind(requested: str, systemd_booted: bool) -> str:
 
 def systemd_unit(venv: str) -> str:
     return SYSTEMD_UNIT.format(venv=venv.rstrip("/"))
+
+
+def dpkg_owners(search_output: str) -> list[str]:
+    """The packages that `dpkg-query -S PATH...` names as owning the paths (sorted, no architecture).
+
+    Its lines are `pkg[:arch][, pkg2...]: /path`; `diversion by PKG from|to: /path` lines say who
+    diverted a file, not who owns it, and its errors go to stderr."""
+    owners: set[str] = set()
+    for line in search_output.splitlines():
+        names, sep, _path = line.partition(": ")
+        if not sep or names.startswith("diversion by "):
+            continue
+        owners.update(name.strip().split(":")[0] for name in names.split(",") if name.strip())
+    return sorted(owners)
+
+
+def packaged_engine_refusal(venv: str, owners: Iterable[str], action: str) -> str | None:
+    """One line refusing `action` on a virtualenv that a Debian package owns (None when none does).
+
+    dpkg keeps the list of the package's files: deleting or overwriting them behind its back leaves a
+    package that dpkg believes installed, whose removal and upgrades then fail or undo the change."""
+    packages = sorted(set(owners))
+    if not packages:
+        return None
+    named = ", ".join(packages)
+    return (
+        f"{venv} belongs to the Debian package {named}: safekit.ha.install will not {action} it; "
+        f"use playbooks/remove.yml (or apt-get remove {named}) to remove it, "
+        "playbooks/upgrade.yml with a newer package to upgrade it"
+    )

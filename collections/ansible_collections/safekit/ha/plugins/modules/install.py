@@ -43,6 +43,9 @@ options:
       - V(latest) installs the newest version of the wheelhouse (or of the index); it needs one of them.
       - V(absent) stops the daemon, removes the service and the virtualenv. Configuration
         (C(/etc/safekit), C(/opt/safekit/modules)) and state (C(/var/safekit)) are kept.
+      - V(absent) fails, changing nothing, when the virtualenv belongs to a Debian package
+        (C(dpkg-query -S)) - that engine is removed with the package, by C(playbooks/remove.yml) or
+        C(apt-get remove safekit). A wheelhouse or index install over it fails the same way.
     type: str
     choices: [present, latest, absent]
     default: present
@@ -161,6 +164,8 @@ import signal
 import time
 
 from ansible_collections.safekit.ha.plugins.module_utils.decisions import (
+    dpkg_owners,
+    packaged_engine_refusal,
     service_kind,
     systemd_unit,
     version_key,
@@ -233,6 +238,24 @@ class Engine:
             return list(json.loads(out))
         except ValueError:
             return []
+
+    def package_owners(self) -> list[str]:
+        """The Debian packages that own the virtualenv (dpkg-query -S), none without dpkg or venv."""
+        venv = self.p["venv"].rstrip("/") or "/"
+        dpkg_query = self.task.module.get_bin_path("dpkg-query")
+        if not dpkg_query or not os.path.lexists(venv):
+            return []
+        # rc 1 when a path is no package's: the owners of the others are still on stdout
+        _rc, out, _err = self.task.module.run_command(
+            [dpkg_query, "--search", venv, os.path.join(venv, "bin", "safekitd")],
+            environ_update={"LC_ALL": "C"},
+        )
+        return dpkg_owners(str(out))
+
+    def refuse_if_packaged(self, action: str) -> None:
+        refusal = packaged_engine_refusal(self.p["venv"], self.package_owners(), action)
+        if refusal:
+            self.task.fail(refusal)
 
     def spec(self, version: str | None) -> str:
         extras = "[{}]".format(",".join(self.p["extras"])) if self.p["extras"] else ""
@@ -428,6 +451,7 @@ def main() -> None:
     engine = Engine(task)
     before = engine.version()
     if task.params["state"] == "absent":
+        engine.refuse_if_packaged("remove")  # before the daemon is stopped: nothing changes
         changed = engine.remove()
         task.exit(
             changed=changed,
@@ -442,6 +466,8 @@ def main() -> None:
     if extras_added:
         target = before  # the same version, with what its extras need
     if target is not None:
+        if not engine.packaged:
+            engine.refuse_if_packaged("overwrite")  # pip over the package's files
         engine.install(target)
     if task.check_mode:
         after = before if target in (None, "?") else target
