@@ -288,7 +288,8 @@ def test_cli_request_and_status_show_generations(tmp_path: Path, capsys: pytest.
         refused = json.loads(out[1])
         assert refused["outdated"] is True and refused["generation"] == 6
         assert cli.main(["arbiter", "status", *base]) == 0
-        assert "am: held by node1 for" in (text := capsys.readouterr().out) and "highest copy generation 6" in text
+        text = capsys.readouterr().out
+        assert "am: held by node1 for" in text and "highest copy generation 6" in text
         assert cli.main(["arbiter", "status", *base, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["leases"][0]["generation"] == 6
         assert cli.main([*ask, "--node", "node2", "--generation", "-1"]) == 1
