@@ -751,7 +751,20 @@ def _cmd_prim(ctx: _Ctx, kind: CommandKind) -> None:
             "when it resynchronises from this node",
             LogLevel.WARNING,
         )
-    _accept(ctx, kind, "this node will be primary (the witness rule still applies)")
+    accepted = "this node will be primary (the witness rule still applies)"
+    if s.peer is None:
+        # Nothing can tell what the unreachable peer did since this node last heard it: it may
+        # have taken over and acknowledged writes alone. Those are overwritten, not saved aside,
+        # when it resynchronises from this node (docs/mirror.md, prim and primforce).
+        unseen = (
+            f"{ctx.peer_name} is not reachable: writes it may have acknowledged since this node "
+            f"last heard it (at {s.peer_rank_seen.describe()}) will be overwritten, not saved aside, "
+            f"when it resynchronises from this node; use {kind} without the peer only if "
+            f"{ctx.peer_name} is gone for good or known to be stopped since"
+        )
+        ctx.log(f"{kind} while {unseen}", LogLevel.WARNING)
+        accepted = f"{accepted}; warning: {unseen}"
+    _accept(ctx, kind, accepted)
     if s.phase is Phase.STOPPED:
         ctx.set(errors=())
         _begin_start(ctx, intent, f"{kind} command: prestart runs")

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from mirror_driver import Driver, alone, of_type, prim, second, starting_primary, stopped, waiting_stale
+from mirror_driver import (
+    Driver,
+    alone,
+    of_type,
+    peer_status,
+    prim,
+    second,
+    starting_primary,
+    stopped,
+    waiting_stale,
+)
 
 from safekit.mirror import (
     AcquireVip,
     CommandKind,
     KillScript,
     Log,
+    LogLevel,
     ModuleState,
     Readiness,
     ReleaseVip,
@@ -181,3 +192,22 @@ def test_stop_from_wait_runs_poststop_only() -> None:
     assert scripts[-1] is Script.POSTSTOP
     assert Script.STOP_PRIM not in scripts
     assert d.shown == (STOP, NR)
+
+
+@pytest.mark.parametrize("kind", [C.PRIM, C.PRIMFORCE])
+def test_prim_without_the_peer_warns_that_its_writes_would_be_overwritten(kind: CommandKind) -> None:
+    """An operator-made split brain (ADR 0045): the unreachable peer may have taken over and
+    acknowledged writes alone; the reply and the log say they are overwritten, not saved aside."""
+    d = waiting_stale() if kind is C.PRIMFORCE else stopped()
+    assert d.state.peer is None
+    reply = d.cmd(kind)
+    assert reply.accepted
+    assert "n2 is not reachable" in reply.reason and "not saved aside" in reply.reason
+    assert any("not saved aside" in a.reason and a.level is LogLevel.WARNING for a in of_type(d.history, Log))
+
+
+def test_prim_with_the_peer_present_does_not_warn() -> None:
+    d = stopped()
+    d.peer(peer_status(STOP, generation=d.state.generation))
+    reply = d.cmd(C.PRIM)
+    assert reply.accepted and "warning" not in reply.reason
