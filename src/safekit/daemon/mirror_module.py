@@ -589,6 +589,7 @@ def _load_record(path: Any) -> PersistedRecord | None:
             peer_generation_seen=int(data.get("peer_generation_seen", 0)),
             generation_confirmed=_optional_int(data.get("generation_confirmed")),
             peer_confirmed_seen=_optional_int(data.get("peer_confirmed_seen")),
+            forced_base=_optional_int(data.get("forced_base")),
         )
     except (KeyError, ValueError, TypeError):
         return None

@@ -15,6 +15,7 @@ import struct
 
 from safekit.lifecycle import Readiness
 from safekit.membership.wire import (
+    EXTENSION_FORCED_BASE,
     EXTENSION_MIRROR_STATUS,
     EXTENSION_REPLICA_CONFIRMED,
     Extension,
@@ -61,6 +62,8 @@ def _extensions(status: NodeStatus) -> tuple[Extension, ...]:
     if status.confirmed is not None and status.confirmed != status.generation:
         # Only when it says more than the fixed field: most heartbeats stay as they were.
         exts.append(Extension(EXTENSION_REPLICA_CONFIRMED, _CONFIRMED.pack(status.confirmed)))
+    if status.forced_base is not None:
+        exts.append(Extension(EXTENSION_FORCED_BASE, _CONFIRMED.pack(status.forced_base)))
     return tuple(exts)
 
 
@@ -98,6 +101,7 @@ def status_from(hb: Heartbeat) -> NodeStatus:
         if offset != len(data):
             raise StatusDecodeError(f"heartbeat from {sender}: trailing bytes in mirror status")
         confirmed = _confirmed(hb)
+        forced_base = _generation_extension(hb, EXTENSION_FORCED_BASE, "forced base generation")
         module_state = next(s for s, w in _STATES.items() if w == hb.state)
         readiness = next(r for r, w in _READINESS.items() if w == hb.substate)
         return NodeStatus(
@@ -111,9 +115,21 @@ def status_from(hb: Heartbeat) -> NodeStatus:
             last_primary=names[0],
             verdict=names[1],
             confirmed=confirmed,
+            forced_base=forced_base,
         )
     except (struct.error, IndexError, UnicodeDecodeError, StopIteration) as exc:
         raise StatusDecodeError(f"heartbeat from {sender}: unreadable mirror status ({exc})") from exc
+
+
+def _generation_extension(hb: Heartbeat, kind: int, what: str) -> int | None:
+    """An optional extension that carries one generation (8 bytes), or None when absent."""
+    ext = next((e for e in hb.extensions if e.type == kind), None)
+    if ext is None:
+        return None
+    if len(ext.value) != _CONFIRMED.size:
+        raise StatusDecodeError(f"heartbeat from {hb.sender}: {what} of {len(ext.value)} bytes")
+    (value,) = _CONFIRMED.unpack(ext.value)
+    return int(value)
 
 
 def _confirmed(hb: Heartbeat) -> int | None:

@@ -63,6 +63,11 @@ EXTENSION_REPLICA_CONFIRMED = 0x0001
 big-endian; ADR 0045). Optional: a receiver that skips it (an older node) takes the fixed
 `replica_generation` for it, which is what every node compared before."""
 
+EXTENSION_FORCED_BASE = 0x0002
+"""A primary made by `primforce`: the confirmed generation its copy had before the force (8 bytes,
+big-endian; ADR 0047), until its secondary is in sync. Optional: a receiver that skips it (an older
+node) resynchronises without saving its own acknowledged writes aside, as before."""
+
 _HEADER = struct.Struct(">4sBBHQQQQIQBBBB")
 _EXTENSION_HEADER = struct.Struct(">HH")
 HEADER_SIZE = _HEADER.size

@@ -108,6 +108,7 @@ def initial_state(settings: MirrorSettings, persisted: PersistedRecord | None = 
         uptodate=persisted.uptodate,
         peer_generation_seen=persisted.peer_generation_seen,
         peer_confirmed_seen=_or(persisted.peer_confirmed_seen, persisted.peer_generation_seen),
+        forced_base=persisted.forced_base,
     )
 
 
@@ -414,9 +415,10 @@ def _confirm_generation(ctx: _Ctx) -> None:
     primary may acknowledge writes alone at it, or once the peer is in sync at it: from then on it
     ranks above the copies it left behind (rule 1), and the next loss claims a new one. This runs
     after every step, so the replication is never allowed to acknowledge alone at a generation
-    that is not confirmed yet."""
+    that is not confirmed yet. A primary made by primforce forgets its base (ADR 0047) once its
+    secondary is in sync."""
     s = ctx.s
-    if s.role is not Role.PRIMARY or not s.generation_unconfirmed:
+    if s.role is not Role.PRIMARY:
         return
     peer = s.peer
     # In sync means this node's own secondary, resynchronised from this copy (SECOND Ready comes
@@ -429,6 +431,10 @@ def _confirm_generation(ctx: _Ctx) -> None:
         and peer.readiness is Readiness.READY
         and peer.generation == s.generation
     )
+    if in_sync and s.forced_base is not None:
+        ctx.set(forced_base=None)  # the peer resynchronised from the forced copy: nothing to save now
+    if not s.generation_unconfirmed:
+        return
     if in_sync or may_acknowledge_alone(ctx.cfg, s, confirming=True)[0]:
         ctx.set(generation_confirmed=s.generation)
         if ctx.cfg.witness_mode is WitnessMode.ARBITRATOR and peer is None and ctx.cfg.witness_configured:
@@ -951,7 +957,9 @@ def _role_started(ctx: _Ctx, script: Script, outcome: ScriptOutcome, pending: Pe
     ctx.set(phase=Phase.PRIMARY if primary else Phase.SECONDARY)
     if outcome is ScriptOutcome.OK:
         if not primary and ctx.s.replication is not ReplicationRole.SECONDARY:
-            ctx.emit(StartReplication(ReplicationRole.SECONDARY, diverged=ctx.s.diverged))
+            diverged = ctx.s.diverged or _forced_peer_lacks_our_writes(ctx)
+            ctx.emit(StartReplication(ReplicationRole.SECONDARY, diverged=diverged))
+            ctx.set(forced_base=None)  # this copy follows the primary's from now on
             # A new secondary is stale until the replication process says otherwise: it may
             # hold changes the primary never saw (rule 4) or lack the primary's latest ones.
             ctx.set(replication=ReplicationRole.SECONDARY, uptodate=False, diverged=False)
@@ -1118,6 +1126,9 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     # ranks above every other copy at once. Otherwise the new epoch holds no write until one is
     # acknowledged at it (`_confirm_generation`).
     confirmed = gen if s.intent is Intent.PRIMFORCE else s.generation_confirmed
+    # What the forced copy holds: a peer whose copy holds writes acknowledged above it saves them
+    # aside before it resynchronises from this one (ADR 0047).
+    forced_base = s.generation_confirmed if s.intent is Intent.PRIMFORCE else s.forced_base
     current = s.module_state
     if s.replication is not ReplicationRole.PRIMARY or s.fenced:
         if s.replication is not ReplicationRole.NONE:
@@ -1128,6 +1139,7 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     ctx.set(
         generation=gen,
         generation_confirmed=confirmed,
+        forced_base=forced_base,
         uptodate=True,
         last_primary=ctx.me,
         intent=Intent.AUTO,
@@ -1141,6 +1153,29 @@ def _launch_primary(ctx: _Ctx, reason: str) -> None:
     target = replace(ctx.s, phase=Phase.STARTING_PRIMARY).module_state
     ctx.run(Script.START_PRIM, ScriptAction.START, current, target)
     ctx.set(phase=Phase.STARTING_PRIMARY, reason=f"{reason} (replica generation {gen})")
+
+
+def _forced_peer_lacks_our_writes(ctx: _Ctx) -> bool:
+    """The primary was made by primforce over a copy that lacks writes this copy acknowledged
+    (an operator-made split brain, ADR 0047): save them aside before the resynchronisation
+    overwrites them (rule 4), as the loser of two primaries does.
+
+    Its copy holds the writes acknowledged up to its `forced_base`; this copy's confirmed
+    generation above it names writes it lacks, unless this copy already follows the forced one
+    (the same generation: it resynchronised from it, a number names one history)."""
+    s, peer = ctx.s, ctx.s.peer
+    if peer is None or peer.role is not Role.PRIMARY or peer.forced_base is None:
+        return False
+    if s.generation_confirmed <= peer.forced_base or s.generation == peer.generation:
+        return False
+    ctx.log(
+        f"{ctx.peer_name} was made primary by primforce over a copy with acknowledged writes up to "
+        f"generation {peer.forced_base}; this copy holds writes acknowledged at generation "
+        f"{s.generation_confirmed} that it lacks: they are saved aside before the resynchronisation "
+        "(rule 4)",
+        LogLevel.WARNING,
+    )
+    return True
 
 
 def _launch_secondary(ctx: _Ctx, reason: str) -> None:

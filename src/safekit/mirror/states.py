@@ -170,6 +170,10 @@ class NodeStatus:
     # MirrorState.generation_confirmed); None when it is the generation itself (also from a node
     # that does not announce it, before ADR 0045).
     confirmed: int | None = None
+    # A primary made by primforce: the confirmed generation its copy had before the force (the
+    # writes it holds), until its secondary is in sync. A peer whose copy holds writes
+    # acknowledged above it saves them aside before resynchronising (ADR 0047). None: not forced.
+    forced_base: int | None = None
 
     @property
     def rank(self) -> ReplicaRank:
@@ -200,6 +204,8 @@ class PersistedRecord:
     # one, as it did then.
     generation_confirmed: int | None = None
     peer_confirmed_seen: int | None = None
+    # Absent (None) from records written before ADR 0047, and whenever the copy is not forced.
+    forced_base: int | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,9 @@ class MirrorState:
     # The highest confirmed generation the peer announced (or evidence that it acknowledges
     # writes alone at a generation: the witness, the arbitrator).
     peer_confirmed_seen: int = 0
+    # primforce made this copy the reference: the confirmed generation it had before (ADR 0047);
+    # cleared once its secondary is in sync, or when it becomes a secondary itself.
+    forced_base: int | None = None
     last_primary: str | None = None
     peer: NodeStatus | None = None  # None: no heartbeat from the peer (lost or never seen)
     peer_absent_since: float | None = None
@@ -343,6 +352,7 @@ class MirrorState:
             peer_generation_seen=self.peer_generation_seen,
             generation_confirmed=self.generation_confirmed,
             peer_confirmed_seen=self.peer_confirmed_seen,
+            forced_base=self.forced_base,
         )
 
     def status(self, node: str, verdict: str | None = None) -> NodeStatus:
@@ -358,4 +368,5 @@ class MirrorState:
             verdict=verdict,
             # Said only when it differs (what the heartbeat's optional extension carries).
             confirmed=None if self.generation_confirmed == self.generation else self.generation_confirmed,
+            forced_base=self.forced_base if self.role is Role.PRIMARY else None,
         )

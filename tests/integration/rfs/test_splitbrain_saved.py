@@ -177,3 +177,51 @@ def test_the_node_that_steps_down_keeps_what_it_wrote_since_the_split(lab: Lab, 
     cluster.safekit(loser, "splitbrain", "remove", "-m", MODULE, name)
     assert lab.exec(loser, ["test", "-e", path]).returncode != 0
     assert json.loads(cluster.safekit(loser, "splitbrain", "list", "--json").stdout) == []
+
+
+def test_primforce_on_the_stale_node_saves_the_peers_writes_aside_on_the_peer(
+    lab: Lab, cluster: LabCluster
+) -> None:
+    """An operator-made split brain (ADR 0047). The primary is stopped, the secondary takes over and
+    writes, then it is stopped too; the operator starts the old primary, which waits (its copy is
+    older), and forces it with primforce. When the other node comes back as its secondary, what it
+    had acknowledged is saved aside before the resynchronisation overwrites it."""
+    if sorted(roles(cluster).values()) == ["STOP", "STOP"]:  # run on its own (-k)
+        cluster.safekit("node1", "prim", "-m", MODULE)
+        cluster.wait_state("node1", MODULE, "ALONE", timeout=30)
+        cluster.safekit("node2", "second", "-m", MODULE)
+    wait_until(
+        "one primary and one secondary",
+        lambda: sorted(roles(cluster).values()) == ["PRIM", "SECOND"],
+        120,
+    )
+    forced = next(n for n, state in roles(cluster).items() if state == "PRIM")
+    taker = next(n for n in cluster.nodes if n != forced)
+    cluster.wait_state(taker, MODULE, "SECOND", timeout=120)
+    cluster.safekit(forced, "stop", "-m", MODULE)
+    cluster.wait_state(taker, MODULE, "ALONE", timeout=60)
+    sh(lab, taker, f"cd {DATA} && echo 'acknowledged by {taker} alone' > taker-only.txt && sync")
+    written = hashes(lab, taker, DATA)["taker-only.txt"]
+    cluster.safekit(taker, "stop", "-m", MODULE)
+    cluster.wait_state(taker, MODULE, "STOP", ready=False, timeout=60)
+
+    cluster.safekit(forced, "start", "-m", MODULE)
+    cluster.wait_state(forced, MODULE, "WAIT", ready=False, timeout=60)  # its copy is older
+    reply = cluster.safekit(forced, "primforce", "-m", MODULE).stdout
+    assert "not saved aside" in reply or "not reachable" in cluster.log(forced, MODULE), reply
+    cluster.wait_state(forced, MODULE, "ALONE", timeout=60)
+    sh(lab, forced, f"cd {DATA} && echo 'forced' > forced-only.txt && sync")
+
+    cluster.safekit(taker, "start", "-m", MODULE)
+    cluster.wait_state(taker, MODULE, "SECOND", timeout=120)
+    log = cluster.log(taker, MODULE)
+    assert "made primary by primforce" in log, log[-3000:]
+    found = [m for m in SAVED.finditer(log)]
+    assert found, log[-3000:]
+    *_, path, peer = found[-1].groups()
+    assert peer == forced
+    saved = hashes(lab, taker, f"{path}/{DATA.strip('/')}")
+    assert saved.get("taker-only.txt") == written, saved
+    # and the copy is the forced one's
+    assert hashes(lab, taker, DATA) == hashes(lab, forced, DATA)
+    assert "taker-only.txt" not in hashes(lab, forced, DATA)

@@ -244,3 +244,19 @@ def test_a_broken_confirmed_generation_is_refused(value: bytes, words: str) -> N
     extensions = (status_extension(SAMPLE), Extension(wire.EXTENSION_REPLICA_CONFIRMED, value))
     with pytest.raises(StatusDecodeError, match=words):
         status_from(over_the_wire(heartbeat_of(SAMPLE, extensions=extensions)))
+
+
+def test_a_forced_primarys_base_travels_optional_and_round_trips() -> None:
+    """ADR 0047: a primary made by primforce says what its copy held before the force."""
+    status = dataclasses.replace(SAMPLE, forced_base=7)
+    hb = heartbeat_of(status)
+    (extra,) = [e for e in hb.extensions if e.type == wire.EXTENSION_FORCED_BASE]
+    assert not extra.critical and extra.value == (7).to_bytes(8, "big")
+    assert status_from(over_the_wire(hb)) == status
+    assert status_from(over_the_wire(heartbeat_of(SAMPLE))).forced_base is None
+
+
+def test_a_broken_forced_base_is_refused() -> None:
+    extensions = (status_extension(SAMPLE), Extension(wire.EXTENSION_FORCED_BASE, b"\x00" * 5))
+    with pytest.raises(StatusDecodeError, match="forced base generation of 5 bytes"):
+        status_from(over_the_wire(heartbeat_of(SAMPLE, extensions=extensions)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,9 @@ from mirror_driver import (
     of_type,
     peer_status,
     prim,
+    record,
     second,
+    settings,
     starting_primary,
     stopped,
     waiting_stale,
@@ -19,6 +22,7 @@ from mirror_driver import (
 
 from safekit.mirror import (
     AcquireVip,
+    Announce,
     CommandKind,
     KillScript,
     Log,
@@ -28,7 +32,9 @@ from safekit.mirror import (
     ReleaseVip,
     RunScript,
     Script,
+    StartReplication,
 )
+from safekit.mirror.states import NodeStatus
 
 STOP, WAIT, ALONE, PRIM, SECOND = (
     ModuleState.STOP,
@@ -211,3 +217,52 @@ def test_prim_with_the_peer_present_does_not_warn() -> None:
     d.peer(peer_status(STOP, generation=d.state.generation))
     reply = d.cmd(C.PRIM)
     assert reply.accepted and "warning" not in reply.reason
+
+
+# --- primforce over an unreachable peer: what the forced copy lacks is saved aside (ADR 0047) ----
+
+
+def _forced_primary(base: int, generation: int) -> NodeStatus:
+    return dataclasses.replace(peer_status(ALONE, generation=generation), forced_base=base)
+
+
+def test_primforce_announces_the_base_of_the_forced_copy_until_its_secondary_is_in_sync() -> None:
+    d = waiting_stale()
+    base = d.state.generation_confirmed
+    d.cmd(C.PRIMFORCE)
+    d.settle()
+    assert d.shown == (ALONE, RD)
+    assert d.state.forced_base == base and d.state.persisted().forced_base == base
+    announced = [a for a in d.history if isinstance(a, Announce)][-1]
+    assert announced.status.forced_base == base
+    d.peer(peer_status(SECOND, TR, generation=1, uptodate=False))
+    assert d.state.forced_base == base  # not in sync yet: the peer may still save aside
+    d.peer(peer_status(SECOND, RD, generation=d.state.generation))
+    assert d.state.forced_base is None
+
+
+def test_a_copy_with_writes_the_forced_primary_lacks_saves_them_aside_before_the_resync() -> None:
+    d = Driver(settings(), record(generation=7))  # this copy: writes acknowledged up to 7
+    d.cmd(C.START)
+    d.settle()
+    d.peer(_forced_primary(base=3, generation=10))  # n2 forced from a copy holding writes up to 3
+    d.settle()
+    starts = [a for a in d.history if isinstance(a, StartReplication)]
+    assert starts and starts[-1].diverged, d.state.reason
+    assert "saved aside" in "\n".join(a.reason for a in of_type(d.history, Log))
+    assert d.state.forced_base is None
+
+
+@pytest.mark.parametrize(("confirmed", "peer_generation"), [(3, 10), (2, 10), (10, 10)])
+def test_nothing_is_saved_aside_when_the_forced_copy_holds_this_copys_writes(
+    confirmed: int, peer_generation: int
+) -> None:
+    """At or below the base the forced copy holds them; at the forced primary's own generation this
+    copy already resynchronised from it."""
+    d = Driver(settings(), record(generation=confirmed))
+    d.cmd(C.START)
+    d.settle()
+    d.peer(_forced_primary(base=3, generation=peer_generation))
+    d.settle()
+    starts = [a for a in d.history if isinstance(a, StartReplication)]
+    assert starts and not starts[-1].diverged, d.state.reason
