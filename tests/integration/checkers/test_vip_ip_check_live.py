@@ -18,6 +18,11 @@ CONFIG = '''<safe><service mode="mirror"><heart><heartbeat name="default"/></hea
   <virtual_addr addr="198.18.77.11" where="one_side_alias" check="off"/>
 </real_interface></interface></interface_list></vip></service></safe>'''
 
+FARM = '''<safe><service mode="farm"><farm><lan name="default"/></farm>
+<vip><interface_list><interface><virtual_interface>
+  <virtual_addr addr="fd00:5afe:0:77:0::10"/>
+</virtual_interface></interface></interface_list></vip></service></safe>'''
+
 def ip(*args):
     subprocess.run(["ip", *args], check=True)
 
@@ -33,6 +38,12 @@ async def main():
     seen.append(await spec.probe())
     ip("addr", "add", "198.18.77.10/32", "dev", "vip0")
     seen.append(await spec.probe())
+    # a farm's IPv6 VIP, added as the farm adds it (/128 nodad)
+    farm, _ = parse_module(FARM, env={})
+    [spec6] = checker_specs(farm.check, Pinger())
+    seen += [spec6.resource, await spec6.probe()]
+    ip("-6", "addr", "add", "fd00:5afe:0:77::10/128", "dev", "vip0", "nodad")
+    seen.append(await spec6.probe())
     print(seen)
 
 asyncio.run(main())
@@ -48,5 +59,7 @@ def test_vip_checker_follows_the_address_on_a_real_interface(root_required: None
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    # absent, present, removed (the module would stopstart), back
-    assert result.stdout.strip() == "['ip.198.18.77.10', False, True, False, True]"
+    # absent, present, removed (the module would stopstart), back; the IPv6 one absent, present
+    assert result.stdout.strip() == (
+        "['ip.198.18.77.10', False, True, False, True, 'ip.fd00:5afe:0:77::10', False, True]"
+    )
