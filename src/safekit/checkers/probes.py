@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -67,7 +68,23 @@ def interface_up(name: str, sys_class_net: Path = Path("/sys/class/net")) -> boo
 
 
 def address_present(address: str) -> bool:
-    """Up when `address` is configured on an interface of this host (netlink)."""
-    wanted = str(ipaddress.ip_address(address))
+    """Up when `address` (an IP address, or a host name as SafeKit's `<ip><to addr>` allows: any
+    of its addresses) is configured on an interface of this host (netlink). A name that does not
+    resolve is down, not an error that would end the checker."""
+    wanted = _addresses(address)
+    if not wanted:
+        return False
     with IPRoute() as ipr:
-        return any(msg.get_attr("IFA_ADDRESS") == wanted for msg in ipr.get_addr())
+        return any(msg.get_attr("IFA_ADDRESS") in wanted for msg in ipr.get_addr())
+
+
+def _addresses(address: str) -> set[str]:
+    try:
+        return {str(ipaddress.ip_address(address))}
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(ipaddress.ip_address(str(info[4][0]).partition("%")[0])) for info in found}

@@ -3,6 +3,7 @@ split-brain checkers)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Final, Literal, TypeVar, cast
 
@@ -23,6 +24,7 @@ from safekit.config.module import (
     ProcCheck,
     SplitBrain,
     TcpCheck,
+    Vip,
     When,
 )
 from safekit.config.xmlread import XmlElement
@@ -177,6 +179,35 @@ def _intf(element: XmlElement, ctx: ReadContext) -> IntfCheck:
 def _ip(element: XmlElement, ctx: ReadContext) -> IpCheck:
     _, ident, when, action = _common(element, ctx, (), "stopstart")
     return IpCheck(ident, _targets(element, ctx), when, action, element.line)
+
+
+def with_vip_checks(check: Check, vip: Vip | None, mode: str) -> Check:
+    """`check` plus the `<ip>` checker SafeKit generates for each `<virtual_addr check="on">`.
+
+    Each one is named after its address (resource `ip.192.168.1.10`), probes every
+    DEFAULT_CHECK_INTERVAL that the address is on a local interface, and has the `<ip>` defaults:
+    action `stopstart`, `when` prim (mirror) or both (farm). None is added for an address an `<ip>`
+    of the user's already checks (or whose ident is that address), nor for a cloud provider's
+    address (`provider` other than arp: `safekit vip check` tests those, the address need not be
+    on a local interface).
+    """
+    if vip is None:
+        return check
+    checked = {c.ident for c in check.ip} | {t.addr for c in check.ip for t in c.targets if t.addr}
+    when: When = "both" if mode == "farm" else "prim"
+    added: list[IpCheck] = []
+    for interface in vip.interfaces:
+        for address in interface.addresses:
+            if not address.check or address.provider != "arp" or not address.addr:
+                continue
+            if address.addr in checked:
+                continue
+            checked.add(address.addr)
+            target = CheckTarget(addr=address.addr, line=address.line)
+            added.append(IpCheck(address.addr, (target,), when, "stopstart", address.line, vip=True))
+    if not added:
+        return check
+    return dataclasses.replace(check, ip=(*check.ip, *added))
 
 
 def _module(element: XmlElement, ctx: ReadContext) -> ModuleCheck:

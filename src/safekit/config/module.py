@@ -296,11 +296,16 @@ class IntfCheck:
 
 @dataclass(frozen=True, slots=True)
 class IpCheck:
+    """`<ip ident>`: the address must be configured on a local interface. `vip=True`: not written by
+    the user but added for a `<virtual_addr check="on">` (SafeKit does the same): it acts only while
+    the module holds its virtual IPs."""
+
     ident: str
     targets: tuple[CheckTarget, ...]
     when: When
     action: CheckerAction = "stopstart"
     line: int = field(default=0, compare=False)
+    vip: bool = False
 
 
 @dataclass(frozen=True, slots=True)

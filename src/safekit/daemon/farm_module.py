@@ -136,6 +136,9 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     def _errd_classes(self) -> frozenset[str]:
         return fm.errd_classes(self.state)
 
+    def _holds_vips(self) -> bool:
+        return self.state.vip_held
+
     @property
     def ready(self) -> bool:
         """UP and Ready: in the balancing set (what the health endpoint answers 200 for)."""

@@ -296,6 +296,9 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
     def _errd_classes(self) -> frozenset[str]:
         return mirror.errd_classes(self.state)
 
+    def _holds_vips(self) -> bool:
+        return self.state.vip_held
+
     @property
     def ready(self) -> bool:
         """Serving as the primary and ready: what the health endpoint answers 200 for."""

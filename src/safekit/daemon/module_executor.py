@@ -192,6 +192,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self.scripts: ScriptRunner | None = script_runner(name, config, paths)
         self._checker_specs = checker_specs(config.check, pinger)
         self._checks: dict[str, tuple[str, str]] = check_actions(config, self._checker_specs)
+        # <virtual_addr check="on">'s checkers: a "down" counts only while the module holds its VIPs
+        self._vip_checks = frozenset(f"ip.{ip.ident}" for ip in config.check.ip if ip.vip)
+        for resource in sorted(self._vip_checks):
+            self.log.info('virtual IP checked by %s (<virtual_addr check="on">)', resource)
         self._queue: asyncio.Queue[Queued[EventT | Shared]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
@@ -223,6 +227,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     @abc.abstractmethod
     def _checker_applies(self, when: str) -> bool:
         """The machine's gate: whether a checker of `when` acts on a "down" now."""
+
+    def _holds_vips(self) -> bool:
+        """Whether the module holds its virtual IPs now (a kind with VIPs says when)."""
+        return True
 
     @abc.abstractmethod
     def _errd_classes(self) -> frozenset[str]:
@@ -403,6 +411,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         now = time.monotonic()
         if value == "up":
             self.submit(ResourceUp(resource, now))
+        elif value == "down" and resource in self._vip_checks and not self._holds_vips():
+            return  # the VIP is not placed here now: its absence is expected
         elif value == "down" and self._checker_applies(when):
             if not self.checkers_enabled:
                 self.log.warning("checker off: %s down, action %s not taken", resource, action)

@@ -24,6 +24,13 @@ def test_loopback_interface_and_address() -> None:
     assert not probes.address_present("198.18.255.254")
 
 
+def test_ip_checker_target_may_be_a_host_name() -> None:
+    """SafeKit's `<ip><to addr>` takes an address or a name: the name's addresses are looked for,
+    and a name that does not resolve is down (it used to raise and end the checker)."""
+    assert probes.address_present("localhost")
+    assert not probes.address_present("no-such-host.invalid")
+
+
 def test_ping_loopback() -> None:
     assert asyncio.run(probes.ping("127.0.0.1", timeout=1))
     assert asyncio.run(probes.ping_any(["127.0.0.1"], timeout=1))
