@@ -86,4 +86,5 @@ def test_another_state_copies_and_installs_the_package(tmp_path: Path, dpkg_says
     assert result.returncode == 0, result.stdout + result.stderr
     assert changed(result) >= 2  # the copy and apt-get
     assert (cache / PACKAGE).read_bytes() == b"the package"
-    assert apt_log.read_text().split() == ["install", "--yes", "--no-install-recommends", str(cache / PACKAGE)]
+    apt_get = ["install", "--yes", "--no-install-recommends", str(cache / PACKAGE)]
+    assert apt_log.read_text().split() == apt_get
