@@ -10,7 +10,9 @@ module: info
 short_description: Engine version, daemon and module states and module configurations of a safekit node
 version_added: 0.1.0
 description:
-  - Returns the engine's version (C(safekit --version)), whether C(safekitd) runs, and for each
+  - Returns the engine's version (the C(__version__) that C(safekit --version) prints, read by the
+    engine's own Python named in the C(safekit) script's first line, which does not load every
+    command; C(safekit --version) when that line names no Python), whether C(safekitd) runs, and for each
     module its state, readiness, reason and resources (C(safekit state -v --json)) and its
     C(userconfig.xml).
   - For a module whose C(userconfig.xml) the structured parameters of M(safekit.ha.module) can
@@ -108,6 +110,8 @@ from ansible_collections.safekit.ha.plugins.module_utils.safekit import SafekitM
 from ansible_collections.safekit.ha.plugins.module_utils.userconfig import NotStructured, parse_userconfig
 
 ARGUMENT_SPEC = {"name": {"type": "str"}}
+# What `safekit --version` prints after "safekit " (safekit/cli.py), without loading the commands.
+VERSION_PROBE = "import safekit; print(safekit.__version__)"
 
 
 def on_disk(modules_dir: str) -> dict[str, str]:
@@ -143,10 +147,39 @@ def describe(name: str, status: dict[str, Any], xml: str | None) -> dict[str, An
     return entry
 
 
+def engine_python(script: str) -> str | None:
+    """The Python of the engine's `safekit` script (its `#!` line), None when it names none."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    interpreter = words[0] if len(words) == 1 else ""
+    if os.path.basename(interpreter).startswith("python") and os.access(interpreter, os.X_OK):
+        return interpreter
+    return None
+
+
+def engine_version(task: SafekitModule) -> str | None:
+    """`safekit --version`'s version, from its Python importing only the package (-P: never from the
+    working directory): the whole command line takes about a second to load on a small node, on
+    every run of the roles. The command line itself when the script names no Python."""
+    python = engine_python(task.engine_path) if task.engine_installed() else None
+    if python:
+        probe = [python, "-P", "-c", VERSION_PROBE]
+        rc, out, _err = task.module.run_command(probe, environ_update={"LC_ALL": "C"})
+        if rc == 0 and out.strip():
+            return str(out.strip().splitlines()[-1])
+    rc, out, _err = task.run_engine("--version")
+    return str(out.strip().split()[-1]) if rc == 0 and out.strip() else None
+
+
 def main() -> None:
     task = SafekitModule(ARGUMENT_SPEC, supports_check_mode=True)
-    rc, out, _err = task.run_engine("--version")
-    version = out.strip().split()[-1] if rc == 0 and out.strip() else None
+    version = engine_version(task)
     states = task.states(verbose=True)
     status = {m["name"]: m for m in states or []}
     files = on_disk(os.path.join(task.safe_dir, "modules"))
