@@ -45,5 +45,8 @@ def _growth_mib(mode: str) -> int:
 
 @pytest.mark.skipif(allocator.glibc() is None, reason="glibc's allocator only")
 def test_logins_in_worker_threads_leave_no_memory_resident() -> None:
-    assert _growth_mib("default") >= 16  # the probe sees the problem: glibc's dynamic threshold
+    # The probe sees the problem with glibc's dynamic threshold. Not on every run: a thread may be
+    # given an arena whose top was trimmed (seen once in 3,000 unit tests at load 8), so up to 3.
+    growth = [_growth_mib("default") for _ in range(3)]
+    assert max(growth) >= 16, growth
     assert _growth_mib("fixed") < 8
