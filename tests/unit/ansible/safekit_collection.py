@@ -50,3 +50,29 @@ def run_module(
         return json.loads(done.stdout)  # type: ignore[no-any-return]
     except ValueError as exc:
         raise AssertionError(f"{name}: no JSON result: {done.stdout!r} {done.stderr!r}") from exc
+
+
+def run_local_play(
+    play: str, tmp: Path, variables: dict[str, Any], *, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook of `play` (YAML text) against this machine as the node `node1` (local
+    connection, this interpreter), with `variables` as extra vars; `path`: the PATH the play sees
+    (fakes first; this machine's if None)."""
+    (tmp / "play.yml").write_text(play)
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+        **({"PATH": path} if path is not None else {}),
+    }
+    playbook = [str(ENGINE_BIN / "ansible-playbook"), "-i", "node1,", "-c", "local"]
+    return subprocess.run(
+        [*playbook, "-e", json.dumps(variables), str(tmp / "play.yml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )

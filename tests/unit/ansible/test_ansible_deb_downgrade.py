@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from safekit_collection import run_local_play
 
-REPO = Path(__file__).resolve().parents[3]
 PLAY = """
 - hosts: all
   gather_facts: false
@@ -40,7 +39,6 @@ def plan(tmp: Path, package: str) -> tuple[subprocess.CompletedProcess[str], dic
     (venv / "bin" / "safekit").write_text("#!/bin/sh\necho 'safekit 0.2.0.dev1'\n")
     for script in (fake_bin / "dpkg-query", venv / "bin" / "safekit"):
         script.chmod(0o755)
-    (tmp / "play.yml").write_text(PLAY)
     out = tmp / "out.json"
     variables = {
         "out": str(out),
@@ -48,23 +46,7 @@ def plan(tmp: Path, package: str) -> tuple[subprocess.CompletedProcess[str], dic
         "_safekit_deb_file": str(tmp / package),
         "_safekit_node": {"release": "12", "arch": "amd64"},
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-        "PATH": f"{fake_bin}:{os.environ['PATH']}",
-    }
-    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "node1,", "-c", "local"]
-    result = subprocess.run(
-        [*playbook, "-e", json.dumps(variables), str(tmp / "play.yml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_local_play(PLAY, tmp, variables, path=f"{fake_bin}:{os.environ['PATH']}")
     return result, (json.loads(out.read_text()) if out.exists() else {})
 
 

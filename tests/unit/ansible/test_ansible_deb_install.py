@@ -6,15 +6,13 @@ any other version (or none) is copied and given to apt-get. The installed packag
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from safekit_collection import run_local_play
 
-REPO = Path(__file__).resolve().parents[3]
 PLAY = """
 - hosts: all
   gather_facts: false
@@ -37,25 +35,8 @@ def deploy(tmp: Path, dpkg_says: str) -> tuple[subprocess.CompletedProcess[str],
     package = tmp / "deb" / PACKAGE
     package.parent.mkdir()
     package.write_bytes(b"the package")
-    (tmp / "play.yml").write_text(PLAY)
     variables = {"safekit_deb_cache": str(cache), "_safekit_deb_file": str(package)}
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-        "PATH": f"{fake_bin}:{os.environ['PATH']}",
-    }
-    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "node1,", "-c", "local"]
-    result = subprocess.run(
-        [*playbook, "-e", json.dumps(variables), str(tmp / "play.yml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_local_play(PLAY, tmp, variables, path=f"{fake_bin}:{os.environ['PATH']}")
     return result, cache, apt_log
 
 

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from safekit_collection import REPO, run_local_play
+
 PLAY = """
 - hosts: all
   gather_facts: false
@@ -40,36 +41,11 @@ def preflight(
     tmp: Path, path: str | None = None, **extra: object
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     """The pre-flight with these variables; `path`: the controller's PATH (this machine's if None)."""
-    (tmp / "play.yml").write_text(PLAY)
     out = tmp / "out.json"
     out.unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-        **({"PATH": path} if path is not None else {}),
-    }
     # the engine's source a wheelhouse is built from: this checkout (the play is in tmp, beside none)
     variables = {"out": str(out), "safekit_project_root": str(REPO), **extra}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "node1,",
-            "-c",
-            "local",
-            "-e",
-            json.dumps(variables),
-            str(tmp / "play.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_local_play(PLAY, tmp, variables, path=path)
     return result, (json.loads(out.read_text()) if out.exists() else {})
 
 
