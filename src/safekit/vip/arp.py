@@ -241,6 +241,11 @@ async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
                 carrier=bool(carrier) if carrier is not None else bool(flags & IFF_LOWER_UP),
             )
         )
+    return links, await _address_dump(ipr)
+
+
+async def _address_dump(ipr: Any) -> list[Address]:
+    """This host's IPv4 addresses (one netlink dump)."""
     addresses: list[Address] = []
     async for msg in await ipr.addr("dump", family=socket.AF_INET):
         ip = msg.get("local") or msg.get("address")
@@ -256,7 +261,7 @@ async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
                 valid_lft=None if valid == FOREVER else valid,
             )
         )
-    return links, addresses
+    return addresses
 
 
 def _networks(
@@ -275,6 +280,8 @@ class ArpProvider(VipProvider):
         super().__init__(spec)
         self.garp_form = garp_form_option(spec.options)
         self.lifetime = lifetime_option(spec.options)
+        self._held_index: int | None = None
+        """The interface index acquire put (or found) the address on: what renew looks at."""
         self._burst: asyncio.Task[None] | None = None
 
     # Resolution happens at each call, not at construction: interfaces and their addresses may
@@ -316,8 +323,9 @@ class ArpProvider(VipProvider):
             link, prefixlen = self._place(links, addresses)
             changed = False
             present = [a for a in addresses if a.index == link.index and a.interface.ip == address]
+            self._held_index = link.index
             if present and self.lifetime is not None:
-                await self._refresh(ipr, link, present[0])
+                await self._refresh(ipr, link.index, link.name, present[0])
             if not present:
                 network = ipaddress.IPv4Interface(f"{address}/{prefixlen}").network
                 extra = {"broadcast": str(network.broadcast_address)} if prefixlen < 31 else {}
@@ -346,20 +354,18 @@ class ArpProvider(VipProvider):
         await self._announce(link.name, mac_bytes(link.mac))
         return changed
 
-    async def _refresh(self, ipr: Any, link: Link, entry: Address) -> None:
+    async def _refresh(self, ipr: Any, index: int, name: str, entry: Address) -> None:
         """Set a held address's lifetime back to full (RTM_NEWADDR with NLM_F_REPLACE)."""
         try:
             await ipr.addr(
                 "replace",
-                index=link.index,
+                index=index,
                 address=str(entry.interface.ip),
                 prefixlen=entry.interface.network.prefixlen,
                 **lifetime_arguments(self.lifetime),
             )
         except NetlinkError as exc:
-            raise VipError(
-                f"arp {self.spec.address}: renewing its lifetime on {link.name} failed: {exc}"
-            ) from exc
+            raise VipError(f"arp {self.spec.address}: renewing its lifetime on {name} failed: {exc}") from exc
 
     async def renew(self, timeout: float = DEFAULT_RENEW_TIMEOUT) -> bool:
         """Keep a held VIP alive: set its lifetime back to full. True when held (and renewed).
@@ -376,13 +382,20 @@ class ArpProvider(VipProvider):
     async def _renew(self) -> bool:
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
-            link, _ = self._place(links, addresses)
-            present = [a for a in addresses if a.index == link.index and a.interface.ip == address]
+            if self._held_index is None:  # not acquired by this process: where it would be
+                links, addresses = await _snapshot(ipr)
+                link, _ = self._place(links, addresses)
+                index, name = link.index, link.name
+            else:
+                # Where acquire put it: the addresses alone (the renew runs every second, and the
+                # renew was a third of the samples of an idle safekitd holding a VIP).
+                index, name = self._held_index, f"interface index {self._held_index}"
+                addresses = await _address_dump(ipr)
+            present = [a for a in addresses if a.index == index and a.interface.ip == address]
             if not present:
                 return False
             if self.lifetime is not None:
-                await self._refresh(ipr, link, present[0])
+                await self._refresh(ipr, index, name, present[0])
         return True
 
     async def _announce(self, interface: str, mac: bytes) -> None:
@@ -427,6 +440,7 @@ class ArpProvider(VipProvider):
 
     async def _release(self) -> bool:
         self._stop_burst()  # never announce an address this node no longer holds
+        self._held_index = None
         address = self.spec.address
         changed = False
         async with AsyncIPRoute() as ipr:

@@ -236,7 +236,7 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
         return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
     began, used = time.monotonic(), cpu_seconds()
-    time.sleep(10)
+    time.sleep(20)  # 10 s gave 0.9-1.1 % on the same build, quiet: too short a window to judge 1 %
     share = (cpu_seconds() - used) / (time.monotonic() - began)
     status = lab.exec("node1", ["cat", f"/proc/{pid}/status"], check=True).stdout
     rss_mib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
