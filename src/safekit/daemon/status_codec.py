@@ -135,15 +135,12 @@ def _generation_extension(hb: Heartbeat, kind: int, what: str) -> int | None:
 def _confirmed(hb: Heartbeat) -> int | None:
     """The sender's confirmed generation when it differs from its generation (the optional
     extension), else None."""
-    ext = next((e for e in hb.extensions if e.type == EXTENSION_REPLICA_CONFIRMED), None)
-    if ext is None:
+    confirmed = _generation_extension(hb, EXTENSION_REPLICA_CONFIRMED, "confirmed generation")
+    if confirmed is None:
         return None
-    if len(ext.value) != _CONFIRMED.size:
-        raise StatusDecodeError(f"heartbeat from {hb.sender}: confirmed generation of {len(ext.value)} bytes")
-    (confirmed,) = _CONFIRMED.unpack(ext.value)
     if confirmed > hb.replica_generation:
         raise StatusDecodeError(
             f"heartbeat from {hb.sender}: confirmed generation {confirmed} above its generation "
             f"{hb.replica_generation}"
         )
-    return int(confirmed)
+    return confirmed
