@@ -132,6 +132,8 @@ def next_deadline(settings: MirrorSettings, state: MirrorState) -> float | None:
         times.append(state.election_deadline)
     if state.handshake_not_before is not None and state.peer is not None:
         times.append(state.handshake_not_before)
+    if state.yield_until is not None:
+        times.append(state.yield_until)
     absent = state.peer_absent_since
     if settings.witness_configured and state.peer is None and absent is not None:
         rules = settings.witness_rules
@@ -919,7 +921,57 @@ def _after_stop(ctx: _Ctx, then: Next) -> None:
     elif then is Next.RESTART:
         _restart_role(ctx)
     else:
+        if ctx.s.phase is Phase.STOPPING_PRIMARY:
+            _hand_over(ctx)
         _begin_start(ctx, Intent.AUTO, "stopstart: prestart runs")
+
+
+def _peer_can_take_over(ctx: _Ctx, peer: NodeStatus | None) -> str | None:
+    """Why the peer cannot take the primary role over from this node now, or None if it can."""
+    if not ctx.cfg.failover:
+        return "failover is off"
+    if peer is None:
+        return f"{ctx.peer_name} is not seen"
+    if peer.role is not Role.SECONDARY or not peer.competing:
+        return f"{ctx.peer_name} is {peer.state}, role {peer.role}, not a secondary ready to take over"
+    if not peer.uptodate or peer.rank < ctx.s.rank:
+        return f"{ctx.peer_name}'s copy is not up to date ({peer.rank.describe()})"
+    return None
+
+
+def _hand_over(ctx: _Ctx) -> None:
+    """A stopstart left the primary role: let an up-to-date secondary take over (SafeKit's
+    stopstart fails over), instead of winning the election again as the last primary."""
+    why_not = _peer_can_take_over(ctx, ctx.s.peer)
+    if why_not is not None:
+        ctx.log(f"{ctx.me} stopstarted the primary role and starts again here: {why_not}")
+        return
+    until = ctx.now + ctx.cfg.peer_timeout + ctx.cfg.detection_skew
+    ctx.set(yield_until=until)
+    ctx.log(
+        f"{ctx.me} stopstarted the primary role: {ctx.peer_name} is an up-to-date secondary and takes "
+        f"over; {ctx.me} does not compete for the primary role until {until:.3f}"
+    )
+
+
+def _end_hand_over(ctx: _Ctx) -> None:
+    """Stop yielding once the peer took over, cannot, or did not within the time."""
+    s = ctx.s
+    if s.yield_until is None:
+        return
+    if s.phase not in (Phase.STARTING, Phase.ELECTING):
+        ctx.set(yield_until=None)
+        return
+    peer = s.peer
+    if peer is not None and peer.role is Role.PRIMARY:
+        return  # taking over: this node becomes its secondary once it serves
+    why_not = _peer_can_take_over(ctx, peer)
+    if why_not is None and ctx.now < s.yield_until:
+        return
+    if why_not is None:
+        why_not = f"{ctx.peer_name} did not take over by {s.yield_until:.3f}"
+    ctx.set(yield_until=None)
+    ctx.log(f"{why_not}: {ctx.me} competes for the primary role again", LogLevel.WARNING)
 
 
 def _restart_role(ctx: _Ctx) -> None:
@@ -1232,6 +1284,7 @@ def _note_withdrawn_consent(ctx: _Ctx, old: MirrorState) -> None:
 
 
 def _reconcile(ctx: _Ctx) -> None:
+    _end_hand_over(ctx)
     s = ctx.s
     if s.running is not None:
         return

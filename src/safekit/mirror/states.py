@@ -245,6 +245,10 @@ class MirrorState:
     # election.consents_to): until then, a consent heard from the peer may predate the
     # withdrawal, and the peer may be acting on ours, so it does not start the primary role on it.
     handshake_not_before: float | None = None
+    # Left the primary role by a stopstart while the peer was an up-to-date secondary: until this
+    # time (or until the peer takes over, or can no longer), this node announces it does not
+    # compete, so the peer takes the primary role over, as SafeKit's stopstart does.
+    yield_until: float | None = None
     # Left the primary role after a split brain this node lost: its copy holds what it wrote since
     # the split until the secondary role starts (which saves it aside first, rule 4).
     diverged: bool = False
@@ -328,6 +332,8 @@ class MirrorState:
             return {Next.PRIMARY: Role.PRIMARY, Next.RESTART: Role.SECONDARY}.get(
                 then or Next.STOP, Role.NONE
             )
+        if self.yield_until is not None and phase in (Phase.STARTING, Phase.ELECTING):
+            return Role.NONE  # handing the primary role over after a stopstart
         if phase is Phase.WAITING:
             return Role.NONE if self.wait_cause is WaitCause.RESOURCE else Role.CANDIDATE
         return _PHASE_ROLE[phase]

@@ -242,6 +242,22 @@ def test_restart_runs_the_scripts_again_without_failover(lab: Lab, cluster: LabC
     wait_served_by(lab, "node1")
 
 
+def test_stopstart_of_the_primary_hands_over_to_the_secondary(lab: Lab, cluster: LabCluster) -> None:
+    # SafeKit's stopstart on the primary fails over: the in-sync secondary takes over while the
+    # primary stops, and the restarted node becomes its secondary (it is not elected again as
+    # the last primary). The client sees the VIP answered by node2.
+    cluster.safekit("node1", "stopstart", "-m", MODULE)
+    cluster.wait_state("node2", MODULE, "PRIM")
+    cluster.wait_state("node1", MODULE, "SECOND")
+    wait_served_by(lab, "node2")
+    assert holds_vip(lab, "node2") and not holds_vip(lab, "node1")
+    assert "stopstarted the primary role: node2 is an up-to-date secondary" in cluster.log("node1", MODULE)
+    cluster.safekit("node2", "swap", "-m", MODULE)  # back to node1 for the tests below
+    cluster.wait_state("node1", MODULE, "PRIM")
+    cluster.wait_state("node2", MODULE, "SECOND")
+    wait_served_by(lab, "node1")
+
+
 def test_errd_restarts_an_application_that_died(lab: Lab, cluster: LabCluster) -> None:
     lab.exec("node1", ["sh", "-c", "kill -9 $(cat /run/webmirror.pid)"], check=True)
     deadline = time.monotonic() + 15
