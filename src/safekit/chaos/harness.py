@@ -666,6 +666,15 @@ def _disk_full(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, 
     chaos.sh(secondary, f"rm -f {FILLER} {FILLER}.2")
 
 
+def _stopstart(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
+    result = chaos.cluster.safekit(primary, "stopstart", "-m", MODULE, check=False, timeout=60)
+    notes["stopstart_exit"] = result.returncode
+    if result.returncode != 0:
+        raise LabError(f"{primary}: stopstart refused: {(result.stdout + result.stderr).strip()[-300:]}")
+    notes["heal_at"] = time.monotonic()  # nothing to heal: the secondary takes over by itself
+    time.sleep(fault.hold)
+
+
 INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], None]] = {
     FaultKind.POWER_CUT_PRIMARY: _power_cut,
     FaultKind.POWER_CUT_SECONDARY: _power_cut,
@@ -680,6 +689,7 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.CLEAN_RESTART_PRIMARY: _clean_restart,
     FaultKind.CLEAN_RESTART_SECONDARY: _clean_restart,
     FaultKind.DISK_FULL_SECONDARY: _disk_full,
+    FaultKind.STOPSTART_PRIMARY: _stopstart,
 }
 
 

@@ -37,6 +37,9 @@ class FaultKind(StrEnum):
     CLEAN_RESTART_SECONDARY = "clean_restart_secondary"
     DISK_FULL_SECONDARY = "disk_full_secondary"
     """the file system under the secondary's replicated directory filled"""
+    STOPSTART_PRIMARY = "stopstart_primary"
+    """`safekit stopstart` on the primary, what a checker's stopstart action does: the in-sync
+    secondary takes over while the primary stops (ADR 0060)"""
 
 
 ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)

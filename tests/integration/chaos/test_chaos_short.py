@@ -17,7 +17,7 @@ import pytest
 from safekit.chaos.harness import log_dir, run_suite
 
 ROUNDS = 10
-SEED = 35  # 10 kinds: all four partitions, safekitd and rfs kills, disk full, reboots, power cut
+SEED = 1692  # all four partitions, safekitd and rfs kills, disk full, a reboot, power cut, stopstart
 
 
 @pytest.mark.timeout(900)
