@@ -1598,6 +1598,14 @@ static void fr_init(void *userdata, struct fuse_conn_info *conn)
 	/* Writes here are made as root, which keeps set-user-ID bits: let the kernel clear them
 	 * (a setattr of the mode, replicated like any other). */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	/* The page cache of a file is not thrown away when its mtime moves (ADR 0054): every change
+	 * to the backing files while the mount is up comes through this mount, and the kernel keeps
+	 * its pages true for each (a write-through write updates the cached pages it covers, a
+	 * truncate, punch hole or direct write drops what it changes). With libfuse's default
+	 * (auto_inval_data) the first stat or read after the attribute timeout that follows any
+	 * write dropped the whole file's cached pages: a database reread what it had just read. A
+	 * size the kernel did not expect still trims the cache (the kernel does that in any mode). */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (f->splice) {
 		/* reads answered by splice from the backing file; writes taken by splice from
 		 * /dev/fuse only when their bytes need not be in memory (replication off) */
