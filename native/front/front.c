@@ -1009,6 +1009,12 @@ static int backing_flags(struct sk_front *f, int flags)
 	 * asking us; passed on, it would fail the reopen through /proc/self/fd/N (a magic link)
 	 * with ELOOP for every caller that opens with it (MariaDB's Aria tables do). */
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
+	/* O_DIRECT: the kernel already bypasses the mount's page cache for such an open (its writes
+	 * reach the front at once, and it drops the cached pages they cover); on the backing fd it
+	 * would fail every write whose bytes are not block-aligned in memory, as they never are in
+	 * libfuse's request buffer (EINVAL for InnoDB's O_DIRECT data files). Durability is the
+	 * fsync's, with or without it. */
+	flags &= ~O_DIRECT;
 	if (f->writeback) {
 		/* the kernel reads pages of files open for writing, and places appends itself */
 		if ((flags & O_ACCMODE) == O_WRONLY)

@@ -37,6 +37,7 @@ NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # one another user may run (the venv lives under /root)
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_ZERO_RANGE = 0x10
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
@@ -1098,7 +1099,8 @@ def test_cached_pages_outlive_writes_and_attribute_timeouts(program: Path, optio
 @pytest.mark.parametrize("options", CACHE_MODES)
 def test_cached_pages_follow_every_change_through_the_mount(program: Path, options: tuple[str, ...]) -> None:
     """What a reader holding a file's cached pages reads after each change made through the
-    mount (another descriptor's write, shared mmap, truncate down and up, punch hole, O_TRUNC)
+    mount (another descriptor's write, shared mmap, truncate down and up, punch hole, zero
+    range, an O_DIRECT write, O_TRUNC)
     is the file as it is now, here and in the backing file (the cache is never invalidated by
     time or mtime: ADR 0054)."""
     with mounted(program, *options) as front:
@@ -1134,6 +1136,18 @@ def test_cached_pages_follow_every_change_through_the_mount(program: Path, optio
         mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
         assert libc.fallocate(writer, mode, 8192, 65536) == 0, os.strerror(ctypes.get_errno())
         data[8192 : 8192 + 65536] = bytearray(65536)
+        check()
+        assert libc.fallocate(writer, FALLOC_FL_ZERO_RANGE, 90_000, 4096) == 0, os.strerror(
+            ctypes.get_errno()
+        )
+        data[90_000:94_096] = bytearray(4096)
+        check()
+        direct = os.open(path, os.O_RDWR | os.O_DIRECT)  # InnoDB's data files
+        with mmap.mmap(-1, 8192) as aligned:  # O_DIRECT wants an aligned buffer
+            aligned.write(b"d" * 8192)
+            assert os.pwritev(direct, [aligned], 16384) == 8192
+        os.close(direct)
+        data[16384:24576] = b"d" * 8192
         check()
         os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
         data = bytearray()
