@@ -1009,6 +1009,12 @@ static int backing_flags(struct sk_front *f, int flags)
 	 * asking us; passed on, it would fail the reopen through /proc/self/fd/N (a magic link)
 	 * with ELOOP for every caller that opens with it (MariaDB's Aria tables do). */
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
+	/* O_DIRECT: the kernel already bypasses the mount's page cache for such an open (its writes
+	 * reach the front at once, and it drops the cached pages they cover); on the backing fd it
+	 * would fail every write whose bytes are not block-aligned in memory, as they never are in
+	 * libfuse's request buffer (EINVAL for InnoDB's O_DIRECT data files). Durability is the
+	 * fsync's, with or without it. */
+	flags &= ~O_DIRECT;
 	if (f->writeback) {
 		/* the kernel reads pages of files open for writing, and places appends itself */
 		if ((flags & O_ACCMODE) == O_WRONLY)
@@ -1598,6 +1604,14 @@ static void fr_init(void *userdata, struct fuse_conn_info *conn)
 	/* Writes here are made as root, which keeps set-user-ID bits: let the kernel clear them
 	 * (a setattr of the mode, replicated like any other). */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	/* The page cache of a file is not thrown away when its mtime moves (ADR 0054): every change
+	 * to the backing files while the mount is up comes through this mount, and the kernel keeps
+	 * its pages true for each (a write-through write updates the cached pages it covers, a
+	 * truncate, punch hole or direct write drops what it changes). With libfuse's default
+	 * (auto_inval_data) the first stat or read after the attribute timeout that follows any
+	 * write dropped the whole file's cached pages: a database reread what it had just read. A
+	 * size the kernel did not expect still trims the cache (the kernel does that in any mode). */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (f->splice) {
 		/* reads answered by splice from the backing file; writes taken by splice from
 		 * /dev/fuse only when their bytes need not be in memory (replication off) */

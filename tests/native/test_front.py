@@ -37,6 +37,7 @@ NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # one another user may run (the venv lives under /root)
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_ZERO_RANGE = 0x10
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
@@ -92,6 +93,12 @@ class Front:
     backing: Path
     mnt: Path
     record: Path | None
+    log: Path | None = None  # its stderr, with --debug: one line per FUSE request
+
+    def reads(self) -> int:
+        """The FUSE READ requests the front has answered so far (from its --debug log)."""
+        assert self.log is not None
+        return self.log.read_text(errors="replace").count("opcode: READ (")
 
     def ops(self) -> list[Op]:
         assert self.record is not None
@@ -205,7 +212,9 @@ def stuck_report(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def mounted(program: Path, *options: str, sink: str = "record") -> Iterator[Front]:
+def mounted(program: Path, *options: str, sink: str = "record", log: bool = False) -> Iterator[Front]:
+    """The front at a fresh mount; log: with --debug, its stderr going to a file (Front.log):
+    one line per request, which would fill a pipe."""
     root = Path(tempfile.mkdtemp(prefix="skfront-test-", dir="/tmp"))
     os.chmod(root, 0o755)  # other users reach the mount (allow_other) through it
     backing, mnt = root / "backing", root / "mnt"
@@ -213,19 +222,22 @@ def mounted(program: Path, *options: str, sink: str = "record") -> Iterator[Fron
     mnt.mkdir()
     record = root / "ops.log" if sink.startswith("record") else None
     spec = f"{sink}:{record}" if record is not None else sink
+    log_path = root / "front.log" if log else None
+    log_file = open(log_path, "wb") if log_path is not None else None  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(program), f"--sink={spec}", *options, str(backing), str(mnt)],
+        [str(program), f"--sink={spec}", *options, *(["--debug"] if log else []), str(backing), str(mnt)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log_file if log_file is not None else subprocess.PIPE,
     )
     problems: list[str] = []
+    errors = ""
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         line = proc.stdout.readline() if ready else b""
         assert line.startswith(b"mounted"), f"front did not mount: {line!r} {proc.poll()}"
         assert is_mounted(mnt)
-        yield Front(proc, backing, mnt, record)
+        yield Front(proc, backing, mnt, record, log_path)
     finally:
         if proc.poll() is None:
             if why := unmount(mnt):
@@ -242,9 +254,17 @@ def mounted(program: Path, *options: str, sink: str = "record") -> Iterator[Fron
                 proc.wait()
         if is_mounted(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
+        if log_file is not None and log_path is not None:
+            log_file.close()
+            # the request lines are not errors: only what else the front wrote
+            errors = "\n".join(
+                line
+                for line in log_path.read_text(errors="replace").splitlines()
+                if "Sanitizer" in line or "runtime error" in line or "safekit-front:" in line
+            )
         shutil.rmtree(root, ignore_errors=True)
-    assert proc.stderr is not None
-    errors = proc.stderr.read().decode(errors="replace")
+    if proc.stderr is not None:
+        errors = proc.stderr.read().decode(errors="replace")
     assert not problems, "\n".join(problems) + "\n" + errors
     assert proc.returncode == 0, errors
     assert "Sanitizer" not in errors and "runtime error" not in errors, errors
@@ -1038,3 +1058,99 @@ def test_dirty_pages_of_an_unlinked_file_are_not_sent(program: Path, options: tu
         ops = front.ops()
         gone = ops.index(Op("UNLINK", "doomed"))
         assert not [op for op in ops[gone + 1 :] if op.path == "doomed"], ops[gone:]
+
+
+def read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+def test_cached_pages_outlive_writes_and_attribute_timeouts(program: Path, options: tuple[str, ...]) -> None:
+    """A file's pages stay in the kernel's cache across a write to it, the attribute timeout
+    (1 s), a stat and a reopen (ADR 0054): rereading it asks the front for nothing, and reads
+    what was written. With libfuse's default (auto_inval_data) the stat after the timeout saw the
+    new mtime and dropped the whole file's pages: the reread came back through FUSE READs."""
+    with mounted(program, *options, log=True) as front:
+        path = front.mnt / "db"
+        data = bytearray(os.urandom(4 << 20))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+        assert read_all(fd) == data
+        before = front.reads()
+        os.pwrite(fd, b"w" * 4096, 8192)
+        data[8192:12288] = b"w" * 4096
+        time.sleep(1.3)  # past the attribute and entry timeout
+        os.fstat(fd)
+        os.stat(path)
+        assert read_all(fd) == data
+        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)  # keep_cache: a new open keeps the pages too
+        assert read_all(fd) == data
+        os.close(fd)
+        assert front.reads() == before, "the reread went through FUSE: the page cache was dropped"
+        assert (front.backing / "db").read_bytes() == data
+
+
+@pytest.mark.parametrize("options", CACHE_MODES)
+def test_cached_pages_follow_every_change_through_the_mount(program: Path, options: tuple[str, ...]) -> None:
+    """What a reader holding a file's cached pages reads after each change made through the
+    mount (another descriptor's write, shared mmap, truncate down and up, punch hole, zero
+    range, an O_DIRECT write, O_TRUNC)
+    is the file as it is now, here and in the backing file (the cache is never invalidated by
+    time or mtime: ADR 0054)."""
+    with mounted(program, *options) as front:
+        path = front.mnt / "f"
+        size = 1 << 20
+        data = bytearray(os.urandom(size))
+        path.write_bytes(data)
+        reader = os.open(path, os.O_RDONLY)
+
+        def check() -> None:
+            time.sleep(1.1)  # past the attribute timeout: a stale size or page would show
+            os.fstat(reader)
+            assert read_all(reader) == data
+            os.fsync(reader)  # with the writeback cache, the backing file has it once written back
+            assert (front.backing / "f").read_bytes() == data
+
+        assert read_all(reader) == data  # cached
+        writer = os.open(path, os.O_RDWR)
+        os.pwrite(writer, b"a" * 5000, 3000)
+        data[3000:8000] = b"a" * 5000
+        check()
+        with mmap.mmap(writer, size) as m:
+            m[100_000:100_010] = b"b" * 10
+            m.flush()
+        data[100_000:100_010] = b"b" * 10
+        check()
+        os.ftruncate(writer, 200_000)
+        os.ftruncate(writer, 300_000)
+        data = data[:200_000] + bytearray(100_000)
+        check()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+        mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        assert libc.fallocate(writer, mode, 8192, 65536) == 0, os.strerror(ctypes.get_errno())
+        data[8192 : 8192 + 65536] = bytearray(65536)
+        check()
+        assert libc.fallocate(writer, FALLOC_FL_ZERO_RANGE, 90_000, 4096) == 0, os.strerror(
+            ctypes.get_errno()
+        )
+        data[90_000:94_096] = bytearray(4096)
+        check()
+        direct = os.open(path, os.O_RDWR | os.O_DIRECT)  # InnoDB's data files
+        with mmap.mmap(-1, 8192) as aligned:  # O_DIRECT wants an aligned buffer
+            aligned.write(b"d" * 8192)
+            assert os.pwritev(direct, [aligned], 16384) == 8192
+        os.close(direct)
+        data[16384:24576] = b"d" * 8192
+        check()
+        os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
+        data = bytearray()
+        check()
+        os.close(writer)
+        os.close(reader)
