@@ -1,4 +1,5 @@
-"""Bounded-time probes. Each answers True (up) or False (down) and never raises for a failed probe."""
+"""Bounded-time probes. Each answers True (up) or False (down); an unexpected error raises, and
+the checker counts it as a failed probe (down), logged once (checker_tasks.run_checker)."""
 
 from __future__ import annotations
 
