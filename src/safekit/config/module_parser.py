@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple, cast
 
 from safekit.config.attributes import ElementReader, ReadContext, children, first_child
-from safekit.config.check_parser import parse_check, parse_errd, with_vip_checks
+from safekit.config.check_parser import parse_check, parse_errd, with_interface_checks, with_vip_checks
 from safekit.config.compat import IGNORED_ATTRIBUTES
 from safekit.config.errors import ConfigError, ConfigWarning, Diagnostics
 from safekit.config.failover_rules import WILDCARD, parse_failover_rules, resources_in
@@ -109,6 +109,8 @@ def module_from_element(root: XmlElement, diag: Diagnostics, env: Mapping[str, s
     )
     # SafeKit adds an <ip> checker for each <virtual_addr check="on">; rules may name it.
     config = dataclasses.replace(config, check=with_vip_checks(config.check, config.vip, ctx.mode))
+    # ... and an <intf> checker for each <interface check="on">.
+    config = dataclasses.replace(config, check=with_interface_checks(config.check, config.vip, ctx.mode))
     _check_mode(config, service_element, ctx)
     _check_rule_resources(config, diag)
     return config

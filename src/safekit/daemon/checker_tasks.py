@@ -50,7 +50,10 @@ def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
             specs.append(CheckerSpec(f"ping.{ping.ident}", ping.when, ping.action, t.interval, probe))
     for intf in check.intf:
         for t in intf.targets:
-            probe = partial(_sync, probes.interface_up, t.interface or "")
+            if t.interface is None:  # <interface check="on"> without a name: the VIP's interface
+                probe = partial(_sync, probes.interface_carrying_up, t.addr or "")
+            else:
+                probe = partial(_sync, probes.interface_up, t.interface)
             specs.append(CheckerSpec(f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe))
     for ip in check.ip:
         for t in ip.targets:

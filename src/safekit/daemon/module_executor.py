@@ -196,6 +196,9 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self._vip_checks = frozenset(f"ip.{ip.ident}" for ip in config.check.ip if ip.vip)
         for resource in sorted(self._vip_checks):
             self.log.info('virtual IP checked by %s (<virtual_addr check="on">)', resource)
+        for intf in config.check.intf:
+            if intf.vip:
+                self.log.info('VIP interface checked by intf.%s (<interface check="on">)', intf.ident)
         self._verdicts = CheckerVerdicts()
         self._queue: asyncio.Queue[Queued[EventT | Shared]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
