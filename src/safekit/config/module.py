@@ -54,6 +54,9 @@ class Heartbeat:
     timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
     ident: str | None = None
     line: int = field(default=0, compare=False)
+    servers: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    """SafeKit's `<server addr>` children, (address, line): not used to send (cluster.xml's LAN
+    gives the addresses), only checked against it (ADR 0055)."""
 
     @property
     def carries_replication(self) -> bool:
