@@ -1,4 +1,5 @@
-"""Bounded-time probes. Each answers True (up) or False (down) and never raises for a failed probe."""
+"""Bounded-time probes. Each answers True (up) or False (down); an unexpected error raises, and
+the checker counts it as a failed probe (down), logged once (checker_tasks.run_checker)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 from pathlib import Path
 
 from pyroute2 import IPRoute
+
+from safekit.vip.arp import choose_interface
 
 
 async def tcp(address: str, port: int, timeout: float) -> bool:
@@ -65,6 +68,25 @@ def interface_up(name: str, sys_class_net: Path = Path("/sys/class/net")) -> boo
     except OSError:  # missing interface, or carrier unreadable while the link is down
         return False
     return carrier == "1" and operstate in ("up", "unknown")
+
+
+def interface_carrying_up(address: str) -> bool:
+    """Up when the interface whose connected network contains `address` (IPv4; the one a VIP with
+    no interface name is placed on) is up with carrier. No such interface, or several, raises
+    VipError with what was found (the checker logs it and counts it down)."""
+    with IPRoute() as ipr:
+        links = {int(msg["index"]): msg for msg in ipr.get_links()}
+        names = {index: str(msg.get_attr("IFLA_IFNAME")) for index, msg in links.items()}
+        networks = [
+            (names[int(msg["index"])], ipaddress.IPv4Interface(f"{ip}/{int(msg['prefixlen'])}"))
+            for msg in ipr.get_addr(family=socket.AF_INET)
+            if int(msg["index"]) in names
+            and (ip := msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")) is not None
+        ]
+    name, _ = choose_interface(ipaddress.IPv4Address(address), networks)
+    link = next(msg for index, msg in links.items() if names[index] == name)
+    # the link's state from the same netlink dump (as /sys/class/net shows it: operstate, carrier)
+    return link.get_attr("IFLA_CARRIER") == 1 and link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN")
 
 
 def address_present(address: str) -> bool:

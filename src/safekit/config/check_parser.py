@@ -210,6 +210,45 @@ def with_vip_checks(check: Check, vip: Vip | None, mode: str) -> Check:
     return dataclasses.replace(check, ip=(*check.ip, *added))
 
 
+def with_interface_checks(check: Check, vip: Vip | None, mode: str) -> Check:
+    """`check` plus an `<intf>` checker for each `<interface check="on">` of `<vip>`, as SafeKit adds
+    one: the link carrying the VIP going down makes the module react.
+
+    Resource `intf.NAME` when the `<interface>` names its network interface; without a name (the
+    interface is found from the address, as the VIP is placed), `intf.ADDRESS` after its first
+    virtual address, and the probe looks for the interface whose connected network contains it
+    (IPv4; an IPv6 farm address needs the name). The `<intf>` defaults: action `wait` (the module
+    waits, its VIP elsewhere, until the link is up again), `when` prim (mirror) or both (farm),
+    every DEFAULT_CHECK_INTERVAL. None for `check="off"` (the default), for an interface an `<intf>`
+    of the user's already checks (by ident or target name: the user's one wins), nor for an
+    interface whose addresses are all a cloud provider's.
+    """
+    if vip is None:
+        return check
+    checked = {c.ident for c in check.intf} | {
+        t.interface for c in check.intf for t in c.targets if t.interface
+    }
+    when: When = "both" if mode == "farm" else "prim"
+    added: list[IntfCheck] = []
+    for interface in vip.interfaces:
+        local = [a for a in interface.addresses if a.provider == "arp" and a.addr]
+        if not interface.check or not local:
+            continue
+        if interface.name is not None:
+            ident, target = interface.name, CheckTarget(interface=interface.name, line=interface.line)
+        elif ":" not in local[0].addr:
+            ident, target = local[0].addr, CheckTarget(addr=local[0].addr, line=interface.line)
+        else:
+            continue
+        if ident in checked:
+            continue
+        checked.add(ident)
+        added.append(IntfCheck(ident, (target,), when, "wait", interface.line, vip=True))
+    if not added:
+        return check
+    return dataclasses.replace(check, intf=(*check.intf, *added))
+
+
 def _module(element: XmlElement, ctx: ReadContext) -> ModuleCheck:
     reader = ctx.reader(element, ("name", "when", "action"))
     name = reader.name("name", required=True) or ""

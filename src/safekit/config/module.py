@@ -54,6 +54,9 @@ class Heartbeat:
     timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
     ident: str | None = None
     line: int = field(default=0, compare=False)
+    servers: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    """SafeKit's `<server addr>` children, (address, line): not used to send (cluster.xml's LAN
+    gives the addresses), only checked against it (ADR 0055)."""
 
     @property
     def carries_replication(self) -> bool:
@@ -113,7 +116,7 @@ class VipInterface:
     addresses: tuple[VirtualAddress, ...]
     kind: Literal["real", "virtual"]
     name: str | None = None
-    check: bool = True
+    check: bool = False
     arpinterval: float = 60.0
     vmac_type: Literal["vmac_directed", "vmac_invisible"] | None = None
     line: int = field(default=0, compare=False)
@@ -287,11 +290,16 @@ class PingCheck:
 
 @dataclass(frozen=True, slots=True)
 class IntfCheck:
+    """`<intf ident>`: the network interface must be up with carrier. `vip=True`: not written by the
+    user but added for an `<interface check="on">` of `<vip>`; a target without an interface name
+    then stands for the interface that carries its `addr` (the VIP's network)."""
+
     ident: str
     targets: tuple[CheckTarget, ...]
     when: When
     action: CheckerAction = "wait"
     line: int = field(default=0, compare=False)
+    vip: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple, cast
 
 from safekit.config.attributes import ElementReader, ReadContext, children, first_child
-from safekit.config.check_parser import parse_check, parse_errd, with_vip_checks
+from safekit.config.check_parser import parse_check, parse_errd, with_interface_checks, with_vip_checks
 from safekit.config.compat import IGNORED_ATTRIBUTES
 from safekit.config.errors import ConfigError, ConfigWarning, Diagnostics
 from safekit.config.failover_rules import WILDCARD, parse_failover_rules, resources_in
@@ -46,6 +46,13 @@ from safekit.config.vip_parser import parse_vip
 from safekit.config.xmlread import XmlElement, read_xml
 
 SECTIONS: Final = ("heart", "farm", "vip", "rfs", "user", "errd", "check", "failover")
+VHOST_REFUSAL: Final = (
+    "SafeKit's virtual hostname is not supported: safekit does not change the host name the "
+    "application sees (ADR 0055). Remove <vhost> and the scripts' use of its environment file; "
+    "clients reach the service by the virtual IP (give it a DNS name), and an application that "
+    "must report a fixed host name can be started by start_prim in its own UTS namespace "
+    "(unshare --uts sh -c 'hostname NAME && exec APP') or be configured with the name"
+)
 _MACRO_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Resource classes a failover rule may test; the ident-bearing ones are checked against the module.
 RESOURCE_CLASSES: Final = (
@@ -92,7 +99,11 @@ def module_from_element(root: XmlElement, diag: Diagnostics, env: Mapping[str, s
     service, mode_is_valid = _service(service_element, ctx)
     # An invalid mode is reported once; checks that depend on the mode are then skipped.
     ctx.mode = service.mode if mode_is_valid else ""
-    ctx.children(service_element, SECTIONS, once=SECTIONS)
+    # <vhost> is SafeKit's, refused with its own reason rather than as an unknown element.
+    for vhost in children(service_element, "vhost"):
+        diag.error(vhost.line, "vhost", VHOST_REFUSAL)
+    sections = tuple(child for child in service_element.children if child.tag != "vhost")
+    ctx.children(dataclasses.replace(service_element, children=sections), SECTIONS, once=SECTIONS)
     section = {tag: first_child(service_element, tag) for tag in SECTIONS}
     config = ModuleConfig(
         service=service,
@@ -109,6 +120,8 @@ def module_from_element(root: XmlElement, diag: Diagnostics, env: Mapping[str, s
     )
     # SafeKit adds an <ip> checker for each <virtual_addr check="on">; rules may name it.
     config = dataclasses.replace(config, check=with_vip_checks(config.check, config.vip, ctx.mode))
+    # ... and an <intf> checker for each <interface check="on">.
+    config = dataclasses.replace(config, check=with_interface_checks(config.check, config.vip, ctx.mode))
     _check_mode(config, service_element, ctx)
     _check_rule_resources(config, diag)
     return config
@@ -161,6 +174,7 @@ def _heart(element: XmlElement, ctx: ReadContext) -> Heart:
     for child in children(element, "heartbeat"):
         hb = ctx.reader(child, ("name", "ident", "pulse", "timeout"))
         name = hb.name("name", "default") or ""
+        servers = _heartbeat_servers(child, name, ctx)
         own_pulse = hb.duration("pulse", "ms", pulse)
         own_timeout = hb.duration("timeout", "ms", timeout)
         if own_timeout <= own_pulse:
@@ -170,12 +184,33 @@ def _heart(element: XmlElement, ctx: ReadContext) -> Heart:
             )
         if any(other.name == name for other in heartbeats):
             hb.error(f"heartbeat {name!r} is declared twice")
-        heartbeats.append(Heartbeat(name, own_pulse, own_timeout, hb.name("ident"), child.line))
+        heartbeats.append(Heartbeat(name, own_pulse, own_timeout, hb.name("ident"), child.line, servers))
     if not heartbeats:
         reader.error('no <heartbeat> (add <heartbeat name="default"/>, named after a <lan> of cluster.xml)')
     if sum(hb.carries_replication for hb in heartbeats) > 1:
         reader.error('only one heartbeat may carry replication (ident="flow")')
     return Heart(tuple(heartbeats), reader.port("port"), pulse, timeout, element.line)
+
+
+def _heartbeat_servers(element: XmlElement, lan: str, ctx: ReadContext) -> tuple[tuple[str, int], ...]:
+    """SafeKit's `<heartbeat><server addr="..."/>`: accepted with a warning, since the addresses
+    the heartbeat uses are cluster.xml's; `validate_module_against_cluster` refuses an address that
+    is not a node's on that LAN (ADR 0055)."""
+    ctx.children(element, ("server",))
+    servers: list[tuple[str, int]] = []
+    for child in children(element, "server"):
+        addr = ctx.reader(child, ("addr",)).ipv4("addr")
+        if addr is not None:
+            servers.append((addr, child.line))
+    if servers:
+        ctx.diag.warn(
+            servers[0][1],
+            "server",
+            f"accepted for SafeKit compatibility and not used: the heartbeat {lan!r} goes to the "
+            f'addresses of <lan name="{lan}"> in cluster.xml; each <server addr> must be one of them '
+            "(checked against cluster.xml)",
+        )
+    return tuple(servers)
 
 
 def _farm(element: XmlElement, ctx: ReadContext) -> Farm:

@@ -36,6 +36,7 @@ def validate_module_against_cluster(module: ModuleConfig, cluster: ClusterConfig
                     "heartbeat",
                     f"LAN {lan.name!r} of {cluster.filename} has {len(lan.nodes)} node(s); a mirror needs 2",
                 )
+    errors += heartbeat_server_errors(module, cluster)
     if module.farm is not None:
         for farm_lan in module.farm.lans:
             if cluster.lan(farm_lan.name) is None:
@@ -62,3 +63,28 @@ def validate_module_against_cluster(module: ModuleConfig, cluster: ClusterConfig
                         f"{host.name!r} is not a node of {cluster.filename} (nodes: {', '.join(nodes)})",
                     )
     return sorted(errors, key=lambda e: e.line)
+
+
+def heartbeat_server_errors(module: ModuleConfig, cluster: ClusterConfig) -> list[ConfigError]:
+    """SafeKit's `<heartbeat><server addr>` that are not addresses of the nodes on the heartbeat's
+    LAN in cluster.xml: the module would heartbeat elsewhere than its file says (ADR 0055). Also
+    checked when safekitd loads the module."""
+    errors: list[ConfigError] = []
+    for heartbeat in module.heart.heartbeats if module.heart is not None else ():
+        lan = cluster.lan(heartbeat.name)
+        if lan is None:
+            continue  # reported as an unknown LAN
+        known = {node.addr for node in lan.nodes}
+        have = ", ".join(f"{node.name} {node.addr}" for node in lan.nodes) or "none"
+        errors += [
+            ConfigError(
+                module.filename,
+                line,
+                "server",
+                f"{addr} is not the address of a node on LAN {lan.name!r} of {cluster.filename} ({have}): "
+                "heartbeats go to cluster.xml's addresses; correct cluster.xml or remove the <server>",
+            )
+            for addr, line in heartbeat.servers
+            if addr not in known
+        ]
+    return errors

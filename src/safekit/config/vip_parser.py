@@ -83,7 +83,7 @@ def _interface(element: XmlElement, ctx: ReadContext) -> VipInterface:
         addresses=tuple(addresses),
         kind=kind,
         name=reader.name("name"),
-        check=reader.flag("check", True),
+        check=reader.flag("check", False),
         arpinterval=reader.duration("arpinterval", "s", 60.0),
         vmac_type=vmac_type,
         line=element.line,

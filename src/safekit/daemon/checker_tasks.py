@@ -50,7 +50,10 @@ def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
             specs.append(CheckerSpec(f"ping.{ping.ident}", ping.when, ping.action, t.interval, probe))
     for intf in check.intf:
         for t in intf.targets:
-            probe = partial(_sync, probes.interface_up, t.interface or "")
+            if t.interface is None:  # <interface check="on"> without a name: the VIP's interface
+                probe = partial(_sync, probes.interface_carrying_up, t.addr or "")
+            else:
+                probe = partial(_sync, probes.interface_up, t.interface)
             specs.append(CheckerSpec(f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe))
     for ip in check.ip:
         for t in ip.targets:
@@ -79,11 +82,65 @@ async def _http_ok(url: str, timeout: float) -> bool:
     return await asyncio.to_thread(get)
 
 
-async def run_checker(spec: CheckerSpec, report: Report) -> None:
+async def run_checker(spec: CheckerSpec, report: Report, log: logging.Logger) -> None:
+    """Probe every `spec.interval` and report the resource, for as long as the module runs.
+
+    A probe that raises is a failed probe: the resource is reported down and the checker goes on
+    (an unexpected error - a name that no longer resolves, a netlink error - must not end the
+    checker and leave the resource at its last value for good). The error is logged when it
+    appears or changes, and once when the probe answers again, not at every round.
+    """
+    failing: str | None = None
     while True:
-        up = await spec.probe()
+        try:
+            up = await spec.probe()
+        except Exception as exc:  # any error of a probe is a failed probe
+            why = f"{type(exc).__name__}: {exc}"
+            if why != failing:
+                log.warning("checker %s: the probe failed (%s): counted as down", spec.resource, why)
+            failing, up = why, False
+        else:
+            if failing is not None:
+                log.info("checker %s: the probe answers again (it failed with %s)", spec.resource, failing)
+                failing = None
         report(spec.resource, "up" if up else "down")
         await asyncio.sleep(spec.interval)
+
+
+class CheckerVerdicts:
+    """Which checker "down"s have been given their verdict (the checker's action) - pure logic.
+
+    A checker reports every round; its action is asked once per down, not at every round. It is
+    asked again for a resource still down once the module has moved on from the verdict: a script
+    ran (the stopstart or restart it asked for, or another that made the machine ignore it), or
+    the checker stopped counting for a while (`when`, the VIP not held, the module in WAIT). That
+    is SafeKit's behaviour, whose checkers restart with the role: a VIP that did not come back
+    after a stopstart, or an application still not answering after a restart, gets another
+    reaction, and maxloop bounds the repetitions.
+    """
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+
+    def on_report(self, resource: str, value: str, counts: bool) -> bool:
+        """Whether `resource`'s report of `value` asks for the checker's action now. `counts`:
+        whether a down of this checker counts in the module's current state."""
+        if value != "down":
+            self._given.discard(resource)
+            return False
+        if not counts or resource in self._given:
+            return False
+        self._given.add(resource)
+        return True
+
+    def given(self, resource: str) -> None:
+        """The action was asked for `resource` by other means (`safekit checker on`)."""
+        self._given.add(resource)
+
+    def rearm(self, keeps: Callable[[str], bool]) -> None:
+        """After a step of the module: a verdict stays given only for the resources `keeps`
+        (no script runs and the checker still counts); the others act on their next down."""
+        self._given = {resource for resource in self._given if keeps(resource)}
 
 
 async def run_custom(

@@ -139,6 +139,9 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
     def _holds_vips(self) -> bool:
         return self.state.vip_held
 
+    def _script_running(self) -> bool:
+        return self.state.running is not None
+
     @property
     def ready(self) -> bool:
         """UP and Ready: in the balancing set (what the health endpoint answers 200 for)."""

@@ -299,6 +299,9 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
     def _holds_vips(self) -> bool:
         return self.state.vip_held
 
+    def _script_running(self) -> bool:
+        return self.state.running is not None
+
     @property
     def ready(self) -> bool:
         """Serving as the primary and ready: what the health endpoint answers 200 for."""

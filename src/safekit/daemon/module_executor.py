@@ -38,7 +38,7 @@ from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig, ProcCheck
 from safekit.daemon import diagnostics
-from safekit.daemon.checker_tasks import CheckerSpec, checker_specs, run_checker, run_custom
+from safekit.daemon.checker_tasks import CheckerSpec, CheckerVerdicts, checker_specs, run_checker, run_custom
 from safekit.daemon.heartbeats import HeartbeatLink
 from safekit.daemon.metrics import Metrics
 from safekit.daemon.module_journal import ModuleJournal
@@ -196,6 +196,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self._vip_checks = frozenset(f"ip.{ip.ident}" for ip in config.check.ip if ip.vip)
         for resource in sorted(self._vip_checks):
             self.log.info('virtual IP checked by %s (<virtual_addr check="on">)', resource)
+        for intf in config.check.intf:
+            if intf.vip:
+                self.log.info('VIP interface checked by intf.%s (<interface check="on">)', intf.ident)
+        self._verdicts = CheckerVerdicts()
         self._queue: asyncio.Queue[Queued[EventT | Shared]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._script_tasks: dict[int, asyncio.Task[None]] = {}
@@ -231,6 +235,10 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
     def _holds_vips(self) -> bool:
         """Whether the module holds its virtual IPs now (a kind with VIPs says when)."""
         return True
+
+    def _script_running(self) -> bool:
+        """Whether one of the module's scripts runs now (a kind with scripts says when)."""
+        return False
 
     @abc.abstractmethod
     def _errd_classes(self) -> frozenset[str]:
@@ -283,7 +291,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         """The event loop, the checkers and errd: what every started module runs."""
         self._spawn(self._event_loop(), "events")
         for spec in self._checker_specs:
-            self._tasks.append(asyncio.create_task(run_checker(spec, self.set_resource), name=spec.resource))
+            checker = run_checker(spec, self.set_resource, self.log)
+            self._tasks.append(asyncio.create_task(checker, name=spec.resource))
         for custom in self.config.check.custom:
             self._spawn(self._custom_checker(custom), f"custom.{custom.ident}")
         if self.config.errd is not None and self.config.errd.procs:
@@ -371,7 +380,8 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         if on and not before:
             now = time.monotonic()
             for resource, (when, action) in self._checks.items():
-                if self.resources.get(resource) == "down" and self._checker_applies(when):
+                if self.resources.get(resource) == "down" and self._check_counts(resource, when):
+                    self._verdicts.given(resource)
                     self.submit(_verdict(action, resource, now))
         return self._switched("checker", before, on, "checkers and failover rules")
 
@@ -401,23 +411,43 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         """A checker reports a resource state (probes here, custom checkers through `safekit set`)."""
         before = self.resources.get(resource)
         self.resources[resource] = value
-        if before == value:
-            return
-        self.log.info("resource %s: %s -> %s", resource, before or "unknown", value)
+        changed = before != value
+        if changed:
+            self.log.info("resource %s: %s -> %s", resource, before or "unknown", value)
         check = self._checks.get(resource)
         if check is None:
             return
         when, action = check
         now = time.monotonic()
-        if value == "up":
+        if value == "up" and changed:
             self.submit(ResourceUp(resource, now))
-        elif value == "down" and resource in self._vip_checks and not self._holds_vips():
-            return  # the VIP is not placed here now: its absence is expected
-        elif value == "down" and self._checker_applies(when):
-            if not self.checkers_enabled:
+        counts = value == "down" and self._check_counts(resource, when)
+        if counts and not self.checkers_enabled:
+            if changed:
                 self.log.warning("checker off: %s down, action %s not taken", resource, action)
-                return
+            return
+        if self._verdicts.on_report(resource, value, counts):
+            if not changed:
+                self.log.warning(
+                    "resource %s still down after the module's reaction: %s again", resource, action
+                )
             self.submit(_verdict(action, resource, now))
+
+    def _check_counts(self, resource: str, when: str) -> bool:
+        """Whether a "down" of this checker counts now: its `when` applies in the machine's state,
+        and for a `<virtual_addr check="on">` checker, the VIP is placed here (elsewhere its
+        absence is expected)."""
+        if resource in self._vip_checks and not self._holds_vips():
+            return False
+        return self._checker_applies(when)
+
+    def _rearm_checkers(self) -> None:
+        """After each step: a checker whose verdict was given acts again on its next "down" once a
+        script ran or it stopped counting (CheckerVerdicts)."""
+        running = self._script_running()
+        self._verdicts.rearm(
+            lambda r: not running and r in self._checks and self._check_counts(r, self._checks[r][0])
+        )
 
     # ------------------------------------------------------------------ the loop
     async def _event_loop(self) -> None:
@@ -454,6 +484,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     finally:
                         self.journal.step(type(action).__name__, began, ok=ok)
         self._after_actions()
+        self._rearm_checkers()
         if item.reply is not None and not item.reply.done():
             reply = replies[0] if replies else CommandReply(str(item.event), True, self.reason)
             item.reply.set_result(reply)

@@ -18,7 +18,7 @@ from safekit.checkers.icmp import Pinger
 from safekit.checkers.probes import address_present
 from safekit.config import ClusterConfig, ConfigError, NotANode, load_cluster, load_module
 from safekit.config.cluster_parser import parse_cluster
-from safekit.config.validation import validate_module_against_cluster
+from safekit.config.validation import heartbeat_server_errors, validate_module_against_cluster
 from safekit.daemon import control, health
 from safekit.daemon.cluster_reload import ModuleUse, ReloadDecision, decide_reload
 from safekit.daemon.farm_module import FarmModule
@@ -160,6 +160,9 @@ class Node:
             result = load_module(self.paths.module_dir(name))
             for warning in result.warnings:
                 log.warning("module %s: %s", name, warning)
+            foreign = heartbeat_server_errors(result.config, cluster)
+            if foreign:  # SafeKit's <server addr> that cluster.xml does not have (ADR 0055)
+                raise foreign[0]
             module_class = MODULE_MODES.get(result.config.mode)
             if module_class is None:
                 raise ModuleError(

@@ -53,10 +53,10 @@ def test_every_problem_of_the_file_is_reported_in_one_pass() -> None:
 
 
 def test_unknown_element_is_an_error_listing_what_is_allowed() -> None:
-    text = MINIMAL.replace("</heart>", "</heart>\n  <vhost/>")
+    text = MINIMAL.replace("</heart>", "</heart>\n  <vhosts/>")
     (message,) = errors_of(text)
     assert message.startswith(
-        "userconfig.xml:7: <service>: unknown element <vhost> (allowed here: <heart>, <farm>"
+        "userconfig.xml:7: <service>: unknown element <vhosts> (allowed here: <heart>, <farm>"
     )
 
 

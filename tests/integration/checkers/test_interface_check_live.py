@@ -1,0 +1,98 @@
+"""The `<intf>` checker an `<interface check="on">` adds, probing a real kernel: a veth pair in a
+throw-away network namespace carries the VIP's network; its link is set down (and its peer down: no
+carrier), then up again. The named interface and the unnamed one (found from the VIP's network)
+follow it; with no interface on the VIP's network the checker reports down and says why once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+PROBE = """
+import asyncio, logging, subprocess
+from safekit.checkers.icmp import Pinger
+from safekit.config import parse_module
+from safekit.daemon.checker_tasks import checker_specs, run_checker
+
+def config(interface):
+    return f'''<safe><service mode="mirror"><heart><heartbeat name="default"/></heart>
+<vip><interface_list>{interface}<real_interface>
+  <virtual_addr addr="198.18.78.10" where="one_side_alias"/>
+</real_interface></interface></interface_list></vip></service></safe>'''
+
+def spec(interface):
+    parsed, _ = parse_module(config(interface), env={})
+    [found] = [s for s in checker_specs(parsed.check, Pinger()) if s.resource.startswith("intf.")]
+    return found
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+
+async def main():
+    named, unnamed = spec('<interface name="vif0" check="on">'), spec('<interface check="on">')
+    seen = [named.resource, unnamed.resource]
+    # no interface on 198.18.78.0/24 yet: the unnamed probe raises, the checker reports down
+    reports, lines = [], []
+    class Lines(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+    log = logging.getLogger("probe")
+    log.addHandler(Lines())
+    task = asyncio.create_task(run_checker(unnamed, lambda _, v: reports.append(v), log))
+    while len(reports) < 1:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    seen += [reports[0], len(lines), "no interface has a network that contains 198.18.78.10" in lines[0]]
+    ip("link", "add", "vif0", "type", "veth", "peer", "name", "vif1")
+    ip("addr", "add", "198.18.78.1/24", "dev", "vif0")
+    ip("link", "set", "vif1", "up")
+    ip("link", "set", "vif0", "up")
+    for _ in range(100):  # carrier comes a moment after both ends are up
+        if await named.probe():
+            break
+        await asyncio.sleep(0.02)
+    seen += [await named.probe(), await unnamed.probe()]
+    ip("link", "set", "vif0", "down")        # the link carrying the VIP is down
+    seen += [await named.probe(), await unnamed.probe()]
+    ip("link", "set", "vif0", "up")
+    ip("link", "set", "vif1", "down")        # up, but no carrier (the cable, the switch port)
+    seen += [await named.probe(), await unnamed.probe()]
+    ip("link", "set", "vif1", "up")
+    for _ in range(100):
+        if await named.probe():
+            break
+        await asyncio.sleep(0.02)
+    seen += [await named.probe(), await unnamed.probe()]
+    print(seen)
+
+asyncio.run(main())
+"""
+
+
+def test_interface_checker_follows_the_link_on_a_real_interface(root_required: None) -> None:
+    began = time.monotonic()
+    result = subprocess.run(
+        # its own sysfs too: the named probe reads /sys/class/net, which shows the mounting namespace
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "sh",
+            "-c",
+            'mount -t sysfs sysfs /sys && ip link set lo up && exec "$0" -c "$1"',
+            sys.executable,
+            PROBE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # names; no interface yet: down, said once; up; link down; no carrier; up again
+    assert result.stdout.strip() == (
+        "['intf.vif0', 'intf.198.18.78.10', 'down', 1, True, "
+        "True, True, False, False, False, False, True, True]"
+    )
+    assert time.monotonic() - began < 30
