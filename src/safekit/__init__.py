@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import tomllib
 from pathlib import Path
 
@@ -24,10 +23,20 @@ def _version() -> str:
             project = {}
         if project.get("name") == "safekit" and isinstance(project.get("version"), str):
             return str(project["version"])
+    import importlib.metadata  # noqa: PLC0415 - costs tens of milliseconds; only an installed engine needs it
+
     try:
         return importlib.metadata.version("safekit")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-__version__ = _version()
+__version__: str
+"""Read on first use (module `__getattr__`): a command that does not print it does not pay for it."""
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        version = globals()["__version__"] = _version()
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

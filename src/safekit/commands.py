@@ -20,19 +20,17 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from safekit import report_cli, splitbrain_cli, templates
-from safekit.config import ConfigError, check_file, load_cluster, load_module, parse_module
+from safekit import report_cli, splitbrain_cli
 from safekit.host import control_client, persist
 from safekit.host.module_packages import AdminError, boot_status, check_module_name, extract_safe, file_info
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
-from safekit.module_templates import USERCONFIG, TemplateError, describe, parse_assignments, render
 from safekit.vip.cli import add_owner_parser, run_owner
-from safekit.vip.cloud.check import VipTarget, check_vips
+
+if TYPE_CHECKING:
+    from safekit.config import ConfigError
 
 STATE_UNKNOWN = 5
 """`state -m AM -lq` when safekitd does not answer (SafeKit's codes stop at 4)."""
@@ -722,6 +720,8 @@ def _boot(args: argparse.Namespace) -> int:
         saved = bool((persist.read_json(paths.boot_file(args.module)) or {}).get("start_at_boot"))
     except (ValueError, AttributeError):
         saved = False  # what safekitd does with an unreadable boot.json
+    from safekit.config import ConfigError, load_module  # noqa: PLC0415 - only commands reading a configuration
+
     try:
         config_boot = load_module(config_file).config.service.boot
     except ConfigError as exc:
@@ -794,6 +794,8 @@ def _cluster_confinfo(args: argparse.Namespace) -> int:
 
 
 def _cluster_config(args: argparse.Namespace) -> int:
+    from safekit.config import ConfigError, load_cluster  # noqa: PLC0415 - only commands reading a configuration
+
     paths = Paths.from_env()
     source = Path(args.file)
     try:
@@ -886,6 +888,8 @@ def _daemon_module(name: str) -> dict[str, Any] | None:
 
 
 def _module_install(args: argparse.Namespace) -> int:
+    from safekit.config import ConfigError, check_file  # noqa: PLC0415 - only commands reading a configuration
+
     paths = Paths.from_env()
     name = check_module_name(args.module)
     archive = Path(args.file)
@@ -985,6 +989,9 @@ def _module_getports(args: argparse.Namespace) -> int:
 
 
 def _module_templates(args: argparse.Namespace) -> int:
+    from safekit import templates  # noqa: PLC0415 - only the template commands
+    from safekit.module_templates import TemplateError, describe  # noqa: PLC0415 - only the template commands
+
     try:
         found = [templates.get(args.name)] if args.name else list(templates.library().values())
     except TemplateError as exc:
@@ -998,6 +1005,10 @@ def _module_templates(args: argparse.Namespace) -> int:
 
 
 def _module_new(args: argparse.Namespace) -> int:
+    from safekit import templates  # noqa: PLC0415 - only the template commands
+    from safekit.config import ConfigError, parse_module  # noqa: PLC0415 - only commands reading a configuration
+    from safekit.module_templates import USERCONFIG, TemplateError, parse_assignments, render  # noqa: PLC0415 - only the template commands
+
     name = check_module_name(args.name)
     try:
         template = templates.get(args.template)
@@ -1052,6 +1063,10 @@ def _module_new(args: argparse.Namespace) -> int:
 
 
 def _values_file(name: str) -> dict[str, str]:
+    import yaml  # noqa: PLC0415 - only --values reads YAML
+
+    from safekit.module_templates import TemplateError  # noqa: PLC0415 - only the template commands
+
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     except OSError as exc:
@@ -1175,6 +1190,9 @@ def _add_vip_parsers(commands: Any) -> None:
 def _vip(args: argparse.Namespace) -> int:
     if args.vip_command == "owner":
         return run_owner(args)
+    from safekit.config import ConfigError, load_module  # noqa: PLC0415 - only commands reading a configuration
+    from safekit.vip.cloud.check import VipTarget, check_vips  # noqa: PLC0415 - the providers' clients
+
     config_file = args.file or _module_config_file(Paths.from_env(), args.module)
     try:
         config = load_module(config_file).config

@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safekit.host.paths import Paths
-from safekit.rfs import splitbrain
+
+if TYPE_CHECKING:
+    from safekit.rfs import splitbrain
 
 
 class SplitBrainError(Exception):
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace, paths: Paths | None = None) -> int:
 
 
 def _list(args: argparse.Namespace, paths: Paths) -> int:
+    from safekit.rfs import splitbrain  # noqa: PLC0415 - loaded when a save is read, not for every safekit call
+
     found = splitbrain.saves(paths.var, args.module)
     if args.json:
         print(json.dumps([s.to_json() for s in found], indent=2))
@@ -65,6 +69,8 @@ def _list(args: argparse.Namespace, paths: Paths) -> int:
 
 def describe(saved: splitbrain.Saved) -> str:
     """One save in a few lines: when, what, where."""
+    from safekit.rfs import splitbrain  # noqa: PLC0415 - loaded when a save is read, not for every safekit call
+
     m = saved.manifest
     if m is None:
         why = "incomplete (no manifest: a save is running or was interrupted)"
@@ -89,6 +95,8 @@ def describe(saved: splitbrain.Saved) -> str:
 
 
 def _remove(args: argparse.Namespace, paths: Paths) -> int:
+    from safekit.rfs import splitbrain  # noqa: PLC0415 - loaded when a save is read, not for every safekit call
+
     if args.all:
         names = [s.name for s in splitbrain.saves(paths.var, args.module)]
         if not names:

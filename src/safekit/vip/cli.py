@@ -20,7 +20,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from safekit.vip.arp import ArpProvider
 from safekit.vip.owner import (
     DEFAULT_ATTEMPTS,
     DEFAULT_INTERVAL,
@@ -186,6 +185,8 @@ def timing_figures(elapsed: Sequence[float]) -> dict[str, float]:
 
 
 async def _interface_for(address: ipaddress.IPv4Address) -> str:
+    from safekit.vip.arp import ArpProvider  # noqa: PLC0415 - pyroute2 is loaded only to probe
+
     return (await ArpProvider(VipSpec(address=address)).interface()).name
 
 

@@ -25,9 +25,11 @@ import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "safekit.vip"
 DEFAULT_PROVIDER = "arp"
@@ -297,14 +299,22 @@ class VipProvider(abc.ABC):
             raise VipError(f"{self._where()}: {operation} failed: {exc}") from exc
 
 
+def _registered() -> list[EntryPoint]:
+    """The entry points of the group `safekit.vip` (importlib.metadata is loaded here, on first need:
+    the `safekit` command line imports this module for its constants)."""
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
 def available_providers() -> list[str]:
     """Names registered in the entry point group `safekit.vip`, sorted."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted({ep.name for ep in _registered()})
 
 
 def load_provider(name: str) -> type[VipProvider]:
     """The provider class registered under `name` in the entry point group `safekit.vip`."""
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    matches = [ep for ep in _registered() if ep.name == name]
     if not matches:
         known = ", ".join(available_providers()) or "none (is safekit installed?)"
         raise VipError(

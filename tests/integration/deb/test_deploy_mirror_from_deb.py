@@ -99,8 +99,9 @@ while True:
 MAX_GAP_SECONDS = 5.0
 
 
-def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE) -> Path:
-    """The systemd lab's Debian root plus openssh-server: made once (debootstrap), then reused."""
+def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE, extra: tuple[str, ...] = ()) -> Path:
+    """The systemd lab's Debian root plus openssh-server (and EXTRA packages): made once
+    (debootstrap), then reused."""
     root.parent.mkdir(parents=True, exist_ok=True)
     with (root.parent / f".{root.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -114,7 +115,7 @@ def build_ssh_root(root: Path = SSH_ROOT, suite: str = SUITE) -> Path:
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={packages},openssh-server",
+                f"--include={packages},openssh-server{''.join(',' + p for p in extra)}",
                 suite,
                 str(root),
                 systemd_host.MIRROR,
@@ -252,7 +253,11 @@ def deb(root_required: None) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(deb: Path) -> Iterator[DebLab]:
-    base = build_ssh_root()
+    yield from running_lab(deb, build_ssh_root())
+
+
+def running_lab(deb: Path, base: Path) -> Iterator[DebLab]:
+    """The lab on hosts booted from overlays of the root BASE, removed afterwards."""
     remove_netns()  # leftovers of an interrupted run
     workdir = Path(tempfile.mkdtemp(prefix=f"safekit-{NAME}-"))
     (workdir / "cp").mkdir()

@@ -120,7 +120,7 @@ def test_an_entry_point_that_is_not_a_provider_is_refused(monkeypatch: pytest.Mo
         EntryPoint("broken", "safekit.vip.nonexistent:Nothing", "safekit.vip"),
         EntryPoint("wrong", "safekit.vip.provider:VipSpec", "safekit.vip"),
     ]
-    monkeypatch.setattr(provider_module, "entry_points", lambda group: fake)
+    monkeypatch.setattr(provider_module, "_registered", lambda: fake)
     assert available_providers() == ["broken", "wrong"]
     with pytest.raises(VipError, match=r"'broken' .* cannot be loaded"):
         load_provider("broken")
