@@ -1,6 +1,6 @@
 """playbooks/deploy-farm.yml on fresh lab hosts (3 nodes, a client): a farm whose every node answers
 clients of the VIP, a second run that changes nothing, check mode that changes nothing, and
-safekit.ha.info's parameters given back to safekit.ha.module changing nothing (round trip)."""
+safekit.ha.node_info's parameters given back to safekit.ha.app_module changing nothing (round trip)."""
 
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ ROUND_TRIP = """
   gather_facts: false
   tasks:
     - name: Read the module
-      safekit.ha.info:
+      safekit.ha.node_info:
         name: webfarm
       register: node
 
     - name: Give its parameters back
-      safekit.ha.module:
+      safekit.ha.app_module:
         name: webfarm
         mode: "{{ p.mode | default(omit) }}"
         boot: "{{ p.boot | default(omit) }}"

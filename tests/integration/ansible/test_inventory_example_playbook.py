@@ -1,6 +1,6 @@
 """The inventory-driven example (playbooks/examples/site.yml with playbooks/examples/onprem's
 group_vars) on fresh lab hosts: its module, with structured replication parameters, is deployed and
-replicates; safekit.ha.info returns those parameters in the shape the example gave them; a second run
+replicates; safekit.ha.node_info returns those parameters in the shape the example gave them; a second run
 changes nothing.
 
 The example's values are used as they are, except what names the on-premises network (LANs, VIP,
@@ -65,7 +65,7 @@ def site(lab: Lab, tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess[
 
 
 def info(lab: Lab, node: str) -> dict[str, Any]:
-    """safekit.ha.info of the module on `node`, run by Ansible as a user would."""
+    """safekit.ha.node_info of the module on `node`, run by Ansible as a user would."""
     result = subprocess.run(
         [
             str(BIN / "ansible"),
@@ -73,7 +73,7 @@ def info(lab: Lab, node: str) -> dict[str, Any]:
             str(lab.inventory_path),
             node,
             "-m",
-            "safekit.ha.info",
+            "safekit.ha.node_info",
             "-a",
             json.dumps({"name": MODULE}),
             "-o",
@@ -99,7 +99,7 @@ def test_the_example_deploys_replicates_and_round_trips(lab: Lab, tmp_path: Path
     assert '<rfs async="second" sendtimeout="30s">' in xml
     assert '<notreplicated path="cache"/>' in xml
 
-    # info gives back the example's replication parameters, in the shape safekit.ha.module takes
+    # info gives back the example's replication parameters, in the shape safekit.ha.app_module takes
     given = yaml.safe_load(GROUP_VARS.read_text())["safekit_module"]["replication"]
     for node in ("node1", "node2"):
         module = info(lab, node)["modules"][0]

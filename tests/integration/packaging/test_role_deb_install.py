@@ -1,6 +1,6 @@
 """The safekit.ha.node role with `safekit_install_source: deb` on a clean Debian 12 host whose PID 1
 is systemd: the pre-flight passes, the package for the host's release and architecture is copied
-and installed with apt-get (no python3-apt, no compiler, no route out), safekit.ha.install enables
+and installed with apt-get (no python3-apt, no compiler, no route out), safekit.ha.engine enables
 the package's unit without writing its own, cluster.xml is written by the packaged engine, and a
 second run changes nothing.
 
@@ -102,7 +102,7 @@ def test_the_role_installs_the_package_and_a_second_run_changes_nothing(host: Sy
     assert "Install the Debian package" in out
     version = deb.name.split("_")[1]
     assert host.sh("dpkg-query -W -f='${Status} ${Version}' safekit") == f"install ok installed {version}"
-    # the package's unit, enabled by safekit.ha.install, none written by the module
+    # the package's unit, enabled by safekit.ha.engine, none written by the module
     unit = host.show("safekitd", "FragmentPath", "UnitFileState", "ActiveState")
     assert unit["FragmentPath"] == "/lib/systemd/system/safekitd.service"
     assert unit["UnitFileState"] == "enabled"

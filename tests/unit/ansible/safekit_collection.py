@@ -18,7 +18,15 @@ COLLECTIONS = REPO / "collections"
 COLLECTION = COLLECTIONS / "ansible_collections" / "safekit" / "ha"
 MODULES = COLLECTION / "plugins" / "modules"
 ENGINE_BIN = Path(sys.executable).parent
-MODULE_NAMES = ("install", "cluster", "cluster_key", "module", "command", "info", "wheelhouse")
+MODULE_NAMES = (
+    "engine",
+    "cluster",
+    "cluster_key",
+    "app_module",
+    "app_module_command",
+    "node_info",
+    "wheelhouse",
+)
 
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))

@@ -29,7 +29,7 @@ def test_the_group_is_every_module_that_takes_engine_bin() -> None:
             assert documented["engine_bin"]["default"] == ENGINE_ARGUMENT_SPEC["engine_bin"]["default"]
             takes_engine_bin.add(name)
     assert set(RUNTIME["action_groups"]["safekit"]) == takes_engine_bin
-    assert takes_engine_bin == {"cluster", "module", "command", "info"}
+    assert takes_engine_bin == {"cluster", "app_module", "app_module_command", "node_info"}
 
 
 def test_module_defaults_of_the_group_reach_the_modules(tmp_path: Path) -> None:
@@ -43,10 +43,10 @@ def test_module_defaults_of_the_group_reach_the_modules(tmp_path: Path) -> None:
                     "gather_facts": False,
                     "module_defaults": {"group/safekit.ha.safekit": {"engine_bin": str(ENGINE_BIN)}},
                     "tasks": [
-                        {"name": "from the group", "safekit.ha.info": {}, "register": "grouped"},
+                        {"name": "from the group", "safekit.ha.node_info": {}, "register": "grouped"},
                         {
                             "name": "overridden by the task",
-                            "safekit.ha.info": {"engine_bin": str(tmp_path / "none")},
+                            "safekit.ha.node_info": {"engine_bin": str(tmp_path / "none")},
                             "register": "overridden",
                         },
                         {

@@ -22,7 +22,7 @@ def plugin(name: str) -> ModuleType:
 
 
 # Modules that run without the engine (cluster_key: on the controller; wheelhouse: either side).
-ENGINE_FREE = {"install", "cluster_key", "wheelhouse"}
+ENGINE_FREE = {"engine", "cluster_key", "wheelhouse"}
 
 
 def full_spec(module: ModuleType, name: str) -> dict[str, Any]:
@@ -72,5 +72,5 @@ def test_examples_use_documented_options_and_return_is_documented(name: str) -> 
         if args is not None:
             assert set(args) <= options, task["name"]
     returned = yaml.safe_load(module.RETURN)
-    assert "changed" in returned or name == "info"
+    assert "changed" in returned or name == "node_info"
     assert all(value["description"] and value["returned"] for value in returned.values())

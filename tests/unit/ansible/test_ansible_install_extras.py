@@ -1,4 +1,4 @@
-"""safekit.ha.install with `extras` (what the safekit.ha.cloud role relies on): an extra added to an
+"""safekit.ha.engine with `extras` (what the safekit.ha.cloud role relies on): an extra added to an
 engine already installed at the wanted version is installed, once; and a play in check mode on a
 new node, before the wheelhouse was copied, reports the install instead of failing."""
 
@@ -29,7 +29,7 @@ def wheel(directory: Path, name: str, version: str, metadata: str = "") -> None:
 
 def install(tmp_path: Path, args: dict[str, Any], check: bool = False) -> dict[str, Any]:
     return run_module(
-        "install", {"service": "none", **args}, tmp_path, {"SAFE": str(tmp_path / "opt")}, check=check
+        "engine", {"service": "none", **args}, tmp_path, {"SAFE": str(tmp_path / "opt")}, check=check
     )
 
 

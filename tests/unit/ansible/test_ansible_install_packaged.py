@@ -1,4 +1,4 @@
-"""safekit.ha.install never deletes or overwrites an engine that a Debian package owns (make deb's
+"""safekit.ha.engine never deletes or overwrites an engine that a Debian package owns (make deb's
 /opt/safekit/venv): state=absent and a wheelhouse install fail in one line, naming the package and
 the way that removes or upgrades it, and change nothing. dpkg is a fake `dpkg-query` first in PATH
 that answers `--search` for the paths it is given as the package's."""
@@ -104,7 +104,7 @@ def daemon() -> Iterator[int]:
 
 
 def install(tmp_path: Path, env: dict[str, str], args: dict[str, Any], check: bool = False) -> dict[str, Any]:
-    return run_module("install", args, tmp_path, env, check=check)
+    return run_module("engine", args, tmp_path, env, check=check)
 
 
 @pytest.mark.parametrize("check", [False, True])

@@ -52,7 +52,7 @@ def node(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def run(name: str, args: dict[str, Any], node: tuple[Path, dict[str, str]], **flags: bool) -> dict[str, Any]:
     tmp, env = node
-    engine = {} if name == "install" else {"engine_bin": str(ENGINE_BIN)}
+    engine = {} if name == "engine" else {"engine_bin": str(ENGINE_BIN)}
     return run_module(name, {**engine, **args}, tmp, env, **flags)
 
 
@@ -90,25 +90,27 @@ def test_module_is_validated_written_once_with_scripts_and_read_back_by_info(
 ) -> None:
     module_dir = node[0] / "opt" / "modules" / "web"
     args = {"name": "web", **WEB, "scripts": {"start_prim": "#!/bin/sh\necho start\n"}}
-    first = run("module", args, node, diff=True)
+    first = run("app_module", args, node, diff=True)
     assert first["changed"] and not first["restart_required"] and not first["applied"], first
     assert (module_dir / "conf" / "userconfig.xml").read_text() == first["userconfig"]
     assert "<user/>" in first["userconfig"]  # without <user> no script would run
     assert stat.S_IMODE((module_dir / "bin" / "start_prim").stat().st_mode) == 0o755
     assert len(first["diff"]) == 2
-    assert not run("module", args, node)["changed"]
-    info = run("info", {}, node)
+    assert not run("app_module", args, node)["changed"]
+    info = run("node_info", {}, node)
     assert info["daemon_running"] is False and info["version"]
     (web,) = info["modules"]
     assert web["name"] == "web" and web["state"] is None
     assert web["params"] == canonical_params({**WEB, "user": {}}) and web["userconfig"] == first["userconfig"]
-    # Fed back to safekit.ha.module, info's params change nothing: the round trip.
-    assert not run("module", {"name": "web", **web["params"], "scripts": args["scripts"]}, node)["changed"]
+    # Fed back to safekit.ha.app_module, node_info's params change nothing: the round trip.
+    assert not run("app_module", {"name": "web", **web["params"], "scripts": args["scripts"]}, node)[
+        "changed"
+    ]
 
 
 def test_module_refused_by_the_engine_writes_nothing(node: tuple[Path, dict[str, str]]) -> None:
     bad = {"name": "web", "heartbeats": [{"name": "default", "pulse": "2s", "timeout": "1s"}]}
-    refused = run("module", bad, node)
+    refused = run("app_module", bad, node)
     assert refused["failed"] and "userconfig.xml:" in refused["msg"] and "pulse" in refused["msg"], refused
     assert not (node[0] / "opt").exists()
 
@@ -121,24 +123,24 @@ def test_module_from_raw_xml_then_removed(node: tuple[Path, dict[str, str]], tmp
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "stop_prim").write_text("#!/bin/sh\n")
-    first = run("module", {"name": "legacy", "userconfig": xml, "scripts_dir": str(scripts)}, node)
+    first = run("app_module", {"name": "legacy", "userconfig": xml, "scripts_dir": str(scripts)}, node)
     assert first["changed"] and first["userconfig"] == xml
     assert (node[0] / "opt" / "modules" / "legacy" / "bin" / "stop_prim").is_file()
-    (legacy,) = run("info", {"name": "legacy"}, node)["modules"]
+    (legacy,) = run("node_info", {"name": "legacy"}, node)["modules"]
     assert legacy["params"] is None and "macro" in legacy["params_note"]
-    assert run("module", {"name": "legacy", "state": "absent"}, node, check=True)["changed"]
+    assert run("app_module", {"name": "legacy", "state": "absent"}, node, check=True)["changed"]
     assert (node[0] / "opt" / "modules" / "legacy").exists()
-    assert run("module", {"name": "legacy", "state": "absent"}, node)["changed"]
+    assert run("app_module", {"name": "legacy", "state": "absent"}, node)["changed"]
     assert not (node[0] / "opt" / "modules" / "legacy").exists()
-    assert not run("module", {"name": "legacy", "state": "absent"}, node)["changed"]
+    assert not run("app_module", {"name": "legacy", "state": "absent"}, node)["changed"]
 
 
 def test_command_reports_the_engines_error_when_safekitd_is_not_running(
     node: tuple[Path, dict[str, str]],
 ) -> None:
-    answer = run("command", {"name": "web", "command": "prim"}, node)
+    answer = run("app_module_command", {"name": "web", "command": "prim"}, node)
     assert answer["failed"] and "safekitd is not running" in answer["msg"], answer
-    bad_state = run("command", {"name": "web", "command": "prim", "wait_for": "PRIME"}, node)
+    bad_state = run("app_module_command", {"name": "web", "command": "prim", "wait_for": "PRIME"}, node)
     assert bad_state["failed"] and "unknown state PRIME" in bad_state["msg"]
 
 
@@ -165,23 +167,23 @@ def test_install_from_a_wheelhouse_is_idempotent_upgrades_and_removes(
     fake_wheel(wheelhouse, "9.1.0")
     venv = tmp_path / "venv"
     args = {"wheelhouse": str(wheelhouse), "venv": str(venv), "service": "none"}
-    assert run("install", args, node, check=True)["version_after"] == "9.1.0"
+    assert run("engine", args, node, check=True)["version_after"] == "9.1.0"
     assert not venv.exists()
-    first = run("install", args, node)
+    first = run("engine", args, node)
     assert first["changed"] and (first["version_before"], first["version_after"]) == (None, "9.1.0"), first
-    assert not run("install", args, node)["changed"]
+    assert not run("engine", args, node)["changed"]
     fake_wheel(wheelhouse, "9.2.0")
-    assert not run("install", args, node)["changed"]  # present: some version is there
-    pinned = run("install", {**args, "version": "9.3"}, node)
+    assert not run("engine", args, node)["changed"]  # present: some version is there
+    pinned = run("engine", {**args, "version": "9.3"}, node)
     assert pinned["failed"] and "9.2.0, 9.1.0" in pinned["msg"]
-    predicted = run("install", {**args, "state": "latest"}, node, check=True)
+    predicted = run("engine", {**args, "state": "latest"}, node, check=True)
     assert predicted["changed"] and predicted["version_after"] == "9.2.0"
-    upgraded = run("install", {**args, "state": "latest"}, node)
+    upgraded = run("engine", {**args, "state": "latest"}, node)
     assert (upgraded["version_before"], upgraded["version_after"]) == ("9.1.0", "9.2.0") and upgraded[
         "changed"
     ]
-    assert not run("install", {**args, "version": "9.2.0"}, node)["changed"]
-    removed = run("install", {"venv": str(venv), "service": "none", "state": "absent"}, node)
+    assert not run("engine", {**args, "version": "9.2.0"}, node)["changed"]
+    removed = run("engine", {"venv": str(venv), "service": "none", "state": "absent"}, node)
     assert removed["changed"] and not venv.exists()
 
 
@@ -190,7 +192,7 @@ def test_install_names_the_debian_package_when_venv_is_missing(
 ) -> None:
     fake_wheel(tmp_path, "9.1.0")
     answer = run(
-        "install", {"wheelhouse": str(tmp_path), "venv": str(tmp_path / "v"), "python": "/bin/false"}, node
+        "engine", {"wheelhouse": str(tmp_path), "venv": str(tmp_path / "v"), "python": "/bin/false"}, node
     )
     assert answer["failed"] and "python3-venv" in answer["msg"], answer
 
@@ -201,17 +203,15 @@ def test_install_without_a_source_uses_the_engine_already_there(
     """safekit_install_source: deb - the Debian package installed the engine; the module only
     sets up the service, and says in one line what is missing when the package is not there."""
     venv = tmp_path / "venv"
-    missing = run("install", {"venv": str(venv), "service": "none"}, node)
+    missing = run("engine", {"venv": str(venv), "service": "none"}, node)
     assert missing["failed"] and "install the Debian package first" in missing["msg"], missing
     fake_wheel(tmp_path, "9.1.0")
-    assert run("install", {"wheelhouse": str(tmp_path), "venv": str(venv), "service": "none"}, node)[
-        "changed"
-    ]
-    there = run("install", {"venv": str(venv), "service": "none"}, node)
+    assert run("engine", {"wheelhouse": str(tmp_path), "venv": str(venv), "service": "none"}, node)["changed"]
+    there = run("engine", {"venv": str(venv), "service": "none"}, node)
     assert not there["changed"] and there["version_after"] == "9.1.0", there
-    other = run("install", {"venv": str(venv), "service": "none", "version": "9.2.0"}, node)
+    other = run("engine", {"venv": str(venv), "service": "none", "version": "9.2.0"}, node)
     assert other["failed"] and "9.1.0 is installed, not 9.2.0" in other["msg"], other
-    latest = run("install", {"venv": str(venv), "service": "none", "state": "latest"}, node)
+    latest = run("engine", {"venv": str(venv), "service": "none", "state": "latest"}, node)
     assert latest["failed"], latest
 
 
@@ -226,8 +226,8 @@ def test_supervised_daemon_is_started_only_when_asked(
         "service": "supervised",
         "pidfile": str(pidfile),
     }
-    first = run("install", args, node)
+    first = run("engine", args, node)
     assert first["service"] == "supervised" and first["changed"] and not pidfile.exists()
     pidfile.write_text(f"{os.getpid()}\n")  # a live process: the daemon counts as running
-    started = run("install", {**args, "started": True}, node)
+    started = run("engine", {**args, "started": True}, node)
     assert not started["changed"], started

@@ -1,6 +1,6 @@
 """The collection's userconfig.xml renderer and parser: what it renders passes the engine's own
-validator, and parameters -> XML -> parameters is the identity (what safekit.ha.info returns is what
-safekit.ha.module accepts)."""
+validator, and parameters -> XML -> parameters is the identity (what safekit.ha.node_info returns is what
+safekit.ha.app_module accepts)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ansible_collections.safekit.ha.plugins.module_utils.userconfig import (
     render_cluster,
     render_userconfig,
 )
-from ansible_collections.safekit.ha.plugins.modules import module as module_plugin
+from ansible_collections.safekit.ha.plugins.modules import app_module as module_plugin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,7 +242,7 @@ def test_rendered_userconfig_passes_the_engine_validator_and_parses_back(params:
     back = parse_userconfig(xml)
     assert back == canonical_params(params)
     assert render_userconfig(back) == xml
-    # What info returns is accepted as it is by safekit.ha.module.
+    # What node_info returns is accepted as it is by safekit.ha.app_module.
     assert as_ansible_gives_them(back) is not None
 
 
@@ -292,7 +292,7 @@ def test_scripts_need_a_user_section_and_an_empty_one_is_written() -> None:
 
 
 def test_the_documented_example_renders_a_valid_module() -> None:
-    example = yaml.safe_load(module_plugin.EXAMPLES)[0]["safekit.ha.module"]
+    example = yaml.safe_load(module_plugin.EXAMPLES)[0]["safekit.ha.app_module"]
     structured = {k: v for k, v in example.items() if k in module_plugin.STRUCTURED}
     xml = render_userconfig(as_ansible_gives_them(structured))
     config = engine_accepts(xml)

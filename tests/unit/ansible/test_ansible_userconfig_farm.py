@@ -1,7 +1,7 @@
 """Farm modules and cloud VIP providers in the collection's userconfig.xml renderer and parser: what
-safekit.ha.module renders for `mode: farm` (membership, shared VIPs, load balancing) and for a VIP
+safekit.ha.app_module renders for `mode: farm` (membership, shared VIPs, load balancing) and for a VIP
 with a cloud provider passes the engine's validator, the engine reads the values that were given,
-and safekit.ha.info gives back the same parameters (round trip)."""
+and safekit.ha.node_info gives back the same parameters (round trip)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ansible_collections.safekit.ha.plugins.module_utils.userconfig import (
     parse_userconfig,
     render_userconfig,
 )
-from ansible_collections.safekit.ha.plugins.modules import module as module_plugin
+from ansible_collections.safekit.ha.plugins.modules import app_module as module_plugin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,9 +176,9 @@ def test_a_farm_renders_valid_xml_that_parses_back_to_the_same_parameters(params
 
 def test_the_documented_farm_example_renders_a_valid_farm() -> None:
     example = next(
-        task["safekit.ha.module"]
+        task["safekit.ha.app_module"]
         for task in yaml.safe_load(module_plugin.EXAMPLES)
-        if task["safekit.ha.module"].get("mode") == "farm"
+        if task["safekit.ha.app_module"].get("mode") == "farm"
     )
     structured = {k: v for k, v in example.items() if k in module_plugin.STRUCTURED}
     xml = render_userconfig(as_ansible_gives_them(structured))
@@ -280,4 +280,4 @@ def test_the_module_documents_farm_and_cloud_options() -> None:
     assert doc["mode"]["choices"] == ["mirror", "farm"]
     assert {"farm", "loadbalancing", "boot"} <= set(doc)
     assert {"type", "provider", "options"} <= set(doc["vip"]["suboptions"])
-    assert (MODULES / "module.py").is_file()
+    assert (MODULES / "app_module.py").is_file()

@@ -191,7 +191,7 @@ def packaged_engine_refusal(venv: str, owners: Iterable[str], action: str) -> st
         return None
     named = ", ".join(packages)
     return (
-        f"{venv} belongs to the Debian package {named}: safekit.ha.install will not {action} it; "
+        f"{venv} belongs to the Debian package {named}: safekit.ha.engine will not {action} it; "
         f"use playbooks/remove.yml (or apt-get remove {named}) to remove it, "
         "playbooks/upgrade.yml with a newer package to upgrade it"
     )

@@ -51,7 +51,7 @@ class SafekitModule:
             return (
                 127,
                 "",
-                f"the engine is not installed: no {self.engine_path} (run safekit.ha.install first)",
+                f"the engine is not installed: no {self.engine_path} (run safekit.ha.engine first)",
             )
         rc, out, err = self.module.run_command([self.engine_path, *args], environ_update={"LC_ALL": "C"})
         return rc, out, err

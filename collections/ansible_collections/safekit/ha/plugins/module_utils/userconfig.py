@@ -2,8 +2,8 @@
 # Apache License 2.0 (see LICENSE in the repository)
 """The structured form of a module's userconfig.xml and of cluster.xml, both ways, without I/O.
 
-`render_userconfig(params)` writes the XML that `safekit.ha.module` installs; `parse_userconfig(xml)`
-reads such a file back into the same parameters (what `safekit.ha.info` returns), so that
+`render_userconfig(params)` writes the XML that `safekit.ha.app_module` installs; `parse_userconfig(xml)`
+reads such a file back into the same parameters (what `safekit.ha.node_info` returns), so that
 `parse_userconfig(render_userconfig(p)) == canonical_params(p)`. A file that holds something the
 structured form cannot express (macros, several `<to>` per checker, `<rfs packetsize>`, ...) is refused with
 `NotStructured`; its raw XML stays the source of truth. Only the standard library is used: this
@@ -22,6 +22,9 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
 
+# The module's former name stays in the files it writes (ADR 0057): a new header would rewrite the
+# userconfig.xml of every deployed module on the first run after an upgrade of the collection
+# (changed, and restart_required on each running module) for a comment.
 HEADER = (
     "<!DOCTYPE safe>\n<!-- Managed by Ansible (safekit.ha.module): changes made here are overwritten. -->\n"
 )

@@ -77,8 +77,8 @@ notes:
     node. O(key) is C(no_log), so the task needs no C(no_log).
 seealso:
   - module: safekit.ha.cluster_key
-  - module: safekit.ha.install
-  - module: safekit.ha.module
+  - module: safekit.ha.engine
+  - module: safekit.ha.app_module
 """
 
 EXAMPLES = r"""

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 # Copyright (c) safekit contributors
 # Apache License 2.0 (see LICENSE in the repository)
-"""safekit.ha.command: an operator command on a module, and waiting for a state."""
+"""safekit.ha.app_module_command: an operator command on a module, and waiting for a state."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: command
+module: app_module_command
 short_description: Run a safekit module command (start, stop, prim, second, swap, ...) and wait for a state
 version_added: 0.1.0
 description:
@@ -63,19 +63,19 @@ options:
 notes:
   - V(primforce) discards what only the peer had, so it is an explicit operator decision.
 seealso:
-  - module: safekit.ha.info
+  - module: safekit.ha.node_info
 """
 
 EXAMPLES = r"""
 - name: First start - prim on the node that has the data
-  safekit.ha.command:
+  safekit.ha.app_module_command:
     name: web
     command: prim
     wait_for: [PRIM, ALONE]
   when: inventory_hostname == groups['safekit_nodes'][0]
 
 - name: First start - second on the other node
-  safekit.ha.command:
+  safekit.ha.app_module_command:
     name: web
     command: second
     wait_for: SECOND
@@ -83,7 +83,7 @@ EXAMPLES = r"""
   when: inventory_hostname != groups['safekit_nodes'][0]
 
 - name: Start a farm module on every node and wait until each serves its share (UP, Ready)
-  safekit.ha.command:
+  safekit.ha.app_module_command:
     name: webfarm
     command: start
     wait_for: UP

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 # Copyright (c) safekit contributors
 # Apache License 2.0 (see LICENSE in the repository)
-"""safekit.ha.module: an application module's userconfig.xml and scripts on a node."""
+"""safekit.ha.app_module: an application module's userconfig.xml and scripts on a node."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: module
+module: app_module
 short_description: Configure a safekit application module (userconfig.xml and restart scripts) on a node
 version_added: 0.1.0
 description:
@@ -18,7 +18,7 @@ description:
     not know yet) takes it at once (C(safekit config -m NAME)). A running module is left alone and
     RV(restart_required) is returned; the caller decides when to stop and start it.
   - The modules directory follows the engine's E(SAFE) environment variable (default C(/opt/safekit)).
-  - M(safekit.ha.info) returns the structured parameters of a module written by this module, in the
+  - M(safekit.ha.node_info) returns the structured parameters of a module written by this module, in the
     same shape (round trip).
   - A mirror module (two nodes, one primary) has O(heartbeats), its O(vip) follows the primary and
     O(replication) keeps its data on both nodes; a
@@ -383,13 +383,13 @@ notes:
   - Scripts that are in C(bin/) but not in O(scripts) or O(scripts_dir) are left in place.
   - Scripts are read by the engine each time it calls them; changing one needs no restart.
 seealso:
-  - module: safekit.ha.info
-  - module: safekit.ha.command
+  - module: safekit.ha.node_info
+  - module: safekit.ha.app_module_command
 """
 
 EXAMPLES = r"""
 - name: A web service that follows a virtual IP, with a witness against split brain
-  safekit.ha.module:
+  safekit.ha.app_module:
     name: web
     heartbeats:
       - name: default
@@ -430,7 +430,7 @@ EXAMPLES = r"""
   register: web
 
 - name: A web farm - every node serves, each its share of the clients of one virtual IP
-  safekit.ha.module:
+  safekit.ha.app_module:
     name: webfarm
     mode: farm
     boot: auto
@@ -457,7 +457,7 @@ EXAMPLES = r"""
       stop_both: "{{ lookup('ansible.builtin.file', 'stop_both') }}"
 
 - name: A mirror in AWS - the VIP follows the primary through a route table
-  safekit.ha.module:
+  safekit.ha.app_module:
     name: db
     vip:
       - addr: 10.99.0.10
@@ -466,13 +466,13 @@ EXAMPLES = r"""
           route_tables: [rtb-0a1b2c3d, rtb-4e5f6a7b]
 
 - name: A module from a SafeKit userconfig.xml and its scripts already on the node
-  safekit.ha.module:
+  safekit.ha.app_module:
     name: legacy
     userconfig: "{{ lookup('ansible.builtin.file', 'legacy/conf/userconfig.xml') }}"
     scripts_dir: /tmp/legacy/bin
 
 - name: Remove a stopped module
-  safekit.ha.module:
+  safekit.ha.app_module:
     name: legacy
     state: absent
 """
@@ -692,7 +692,9 @@ def absent(task: SafekitModule, name: str, directory: str) -> None:
     running, entry = task.module_state(name)
     if entry is not None and entry.get("state") != "STOP":
         task.fail(
-            "{} is {}: stop it before removing it (safekit.ha.command: stop)".format(name, entry.get("state"))
+            "{} is {}: stop it before removing it (safekit.ha.app_module_command: stop)".format(
+                name, entry.get("state")
+            )
         )
     changed = task.remove_tree(directory)
     known = changed and running and entry is not None

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 # Copyright (c) safekit contributors
 # Apache License 2.0 (see LICENSE in the repository)
-"""safekit.ha.install: the engine in a virtualenv on a node, and the service that runs safekitd."""
+"""safekit.ha.engine: the engine in a virtualenv on a node, and the service that runs safekitd."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: install
+module: engine
 short_description: Install, upgrade or remove the safekit engine and its service on a node
 version_added: 0.1.0
 description:
@@ -115,23 +115,23 @@ EXAMPLES = r"""
     mode: "0644"
 
 - name: Install the engine (enabled, not started)
-  safekit.ha.install:
+  safekit.ha.engine:
     wheelhouse: /var/cache/safekit/wheelhouse
     version: 0.1.0
   register: engine
 
 - name: Upgrade to the newest wheel of the wheelhouse
-  safekit.ha.install:
+  safekit.ha.engine:
     wheelhouse: /var/cache/safekit/wheelhouse
     state: latest
 
 - name: Start the daemon once everything is configured
-  safekit.ha.install:
+  safekit.ha.engine:
     wheelhouse: /var/cache/safekit/wheelhouse
     started: true
 
 - name: Remove the engine
-  safekit.ha.install:
+  safekit.ha.engine:
     state: absent
 """
 

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 # Copyright (c) safekit contributors
 # Apache License 2.0 (see LICENSE in the repository)
-"""safekit.ha.info: the engine and its modules on a node, in the shape the other modules accept."""
+"""safekit.ha.node_info: the engine and its modules on a node, in the shape the other modules accept."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: info
+module: node_info
 short_description: Engine version, daemon and module states and module configurations of a safekit node
 version_added: 0.1.0
 description:
@@ -15,9 +15,9 @@ description:
     command; C(safekit --version) when that line names no Python), whether C(safekitd) runs, and for each
     module its state, readiness, reason and resources (C(safekit state -v --json)) and its
     C(userconfig.xml).
-  - For a module whose C(userconfig.xml) the structured parameters of M(safekit.ha.module) can
+  - For a module whose C(userconfig.xml) the structured parameters of M(safekit.ha.app_module) can
     express (as they can every file that module renders from them), RV(modules[].params) holds
-    those parameters, in the shape M(safekit.ha.module) accepts (round trip).
+    those parameters, in the shape M(safekit.ha.app_module) accepts (round trip).
   - Never fails because the engine is missing or the daemon is down; it says so.
 author: safekit contributors (@safekit)
 attributes:
@@ -39,12 +39,12 @@ options:
     type: path
     default: /opt/safekit/venv/bin
 seealso:
-  - module: safekit.ha.module
+  - module: safekit.ha.app_module
 """
 
 EXAMPLES = r"""
 - name: Read the node
-  safekit.ha.info:
+  safekit.ha.node_info:
   register: node
 
 - name: Both nodes run module web with the same configuration
@@ -95,7 +95,7 @@ modules:
       type: str
     params:
       description:
-        - The structured parameters of M(safekit.ha.module) that render this userconfig.xml; null when
+        - The structured parameters of M(safekit.ha.app_module) that render this userconfig.xml; null when
           the file holds something they cannot express (see RV(modules[].params_note)).
       type: dict
     params_note:
