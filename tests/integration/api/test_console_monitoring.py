@@ -11,6 +11,7 @@ and that what it shows never goes back."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -27,7 +28,7 @@ from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 
-LAB = "h26a"
+LAB = os.environ.get("SAFEKIT_CONSOLE_MONITORING_LAB", "h26a")  # another name: runs beside an h26a
 MODULE = "mon"
 DATA = "/srv/mon"
 REPLICATION_PORT = 4911  # the heartbeat port + 1
