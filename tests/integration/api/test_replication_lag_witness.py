@@ -82,7 +82,7 @@ class LagLab:
 @pytest.fixture(scope="module")
 def lag_lab(root_required: None) -> Iterator[LagLab]:
     for role in ("primary", "secondary"):  # make -C native
-        native.find_program(role, {})
+        native.find_program(role, os.environ)  # SAFEKIT_RFS_NATIVE_DIR, as the daemons find them
     lab = Lab(LAB)
     lab.down()
     lab.up(nodes=2, witness=True)
