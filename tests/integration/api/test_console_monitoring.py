@@ -301,6 +301,10 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     expect(episode).to_contain_text("failover", timeout=10_000)
     # its steps, each with its duration: what was detected, what decided, the VIP, the start script
     duration = re.compile(r"\d+\.\d{3} s")
+    detection = episode.locator("tr.detection")  # the silence: node1's last heartbeat -> declared lost
+    expect(detection).to_contain_text("no heartbeat from node1")
+    silence = float(re.findall(r"(\d+\.\d{3}) s", detection.inner_text())[-1])
+    assert 0.5 < silence < 15, silence
     expect(episode.locator("tr.transition").first).to_contain_text("detected")
     expect(episode.locator("tr.transition").last).to_contain_text("decided")
     expect(episode.locator("tr.step", has_text="AcquireVip")).to_contain_text(duration)

@@ -647,9 +647,10 @@ $("report-load").addEventListener("click", async () => {
 
 function episodeBlock(node, ep) {
   const took = ep.took === null ? "still going on" : `in ${ep.took.toFixed(2)} s`;
+  const first = ep.entries.findIndex((e) => e.kind === "transition");
   const rows = ep.entries.map((e, i) => el("tr", { class: e.kind },
-    el("td", {}, `+${e.offset.toFixed(3)} s`),
-    el("td", {}, e.kind === "transition" ? (i === 0 ? "detected" : "decided") : e.kind),
+    el("td", {}, `${e.offset < 0 ? "" : "+"}${e.offset.toFixed(3)} s`),
+    el("td", {}, e.kind === "transition" ? (i === first ? "detected" : "decided") : e.kind),
     el("td", {}, e.name),
     el("td", {}, e.duration === undefined ? "" : `${e.duration.toFixed(3)} s`),
     el("td", {}, e.outcome || "")));
