@@ -255,6 +255,10 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     page.select_option("#mon-range", "3600")  # redraws the charts now
     states = page.locator('#mon-charts figure[data-chart="state"] rect')
     expect(states.first).to_be_attached(timeout=15_000)
+    # the states are written on the chart, not only coloured (the runs wide enough for a name)
+    names = page.locator('#mon-charts figure[data-chart="state"] text.state-name')
+    expect(names.first).to_be_attached()
+    assert {"PRIM", "SECOND"} <= set(names.all_text_contents()), names.all_text_contents()
     expect(page.locator('#mon-charts figure[data-chart="Heartbeat round trip"] path').first).to_be_attached()
     page.screenshot(path=str(SHOTS / "08-history-charts.png"), full_page=True)
 
