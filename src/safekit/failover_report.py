@@ -8,10 +8,17 @@ failed resource, a command), the transitions after it are the decisions (the mac
 names the rule or the witness answer that decided), and between them the executor's timed steps
 (virtual IP, replication, persisted state) and the scripts with their outcome.
 
+A failure noticed after a silence (the peer's heartbeats) is journaled just before the transition it
+causes, as a *detection* from the last sign of life to the moment it was declared: it is the
+episode's first entry, at a negative offset, and the episode's duration still counts from the first
+transition.
+
 Journal records (`t` is the wall-clock time, seconds since the epoch):
 - `{"t", "kind": "transition", "from": "SECOND (Ready)", "to": "WAIT (Transient)", "reason"}`
 - `{"t", "kind": "step", "name": "AcquireVip", "duration", "ok"}` (t: when it began)
 - `{"t", "kind": "script", "name": "start_prim", "duration", "outcome"}` (t: when it began)
+- `{"t", "kind": "detection", "name": "no heartbeat from node1 on default", "duration"}` (t: the
+  last sign of life)
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SETTLED_STATE = "STOP"
+DETECTION_GAP = 2.0
+"""Seconds between a detection's end and an episode's first transition for it to belong to it."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ class Episode:
 
     @property
     def trigger(self) -> Entry:
-        return self.entries[0]
+        """The first transition: what was detected."""
+        return next(e for e in self.entries if e.kind == "transition")
 
     @property
     def took(self) -> float | None:
@@ -114,6 +124,8 @@ def _entry(record: dict[str, Any]) -> Entry | None:
     if kind == "script":
         outcome = str(record.get("outcome", ""))
         return Entry(float(record["t"]), "script", str(record.get("name", "?")), duration, outcome)
+    if kind == "detection":
+        return Entry(float(record["t"]), "detection", str(record.get("name", "?")), duration)
     return None
 
 
@@ -121,9 +133,13 @@ def episodes(records: Sequence[dict[str, Any]]) -> list[Episode]:
     """The episodes of a journal, oldest first; the last one may still be open (`ended` None)."""
     found: list[Episode] = []
     current: Episode | None = None
+    detection: Entry | None = None  # noticed while settled: the next episode's first step
     for record in sorted(records, key=lambda r: float(r["t"])):
         entry = _entry(record)
         if entry is None:
+            continue
+        if entry.kind == "detection" and current is None:
+            detection = entry
             continue
         if entry.kind == "transition":
             before, after = str(record.get("from", "")), str(record.get("to", ""))
@@ -132,6 +148,12 @@ def episodes(records: Sequence[dict[str, Any]]) -> list[Episode]:
                     continue  # a readiness-only change of a settled state, or a journal begun mid-way
                 current = Episode(began=entry.at, from_state=before)
                 found.append(current)
+                if (
+                    detection is not None
+                    and entry.at - detection.at - (detection.duration or 0) <= DETECTION_GAP
+                ):
+                    current.entries.append(detection)
+                detection = None
             current.entries.append(entry)
             current.to_state = after
             if settled(after):
@@ -148,7 +170,7 @@ def render(module: str, node: str, episode: Episode) -> list[str]:
     kind = "failover" if episode.failover else "change"
     lines = [f"{module} on {node}: {kind} {episode.from_state} -> {episode.to_state or '?'} {took}"]
     for entry in episode.entries:
-        offset = f"+{entry.at - episode.began:7.3f} s"
+        offset = f"{entry.at - episode.began:+8.3f} s"
         if entry.kind == "transition":
             label = "detected" if entry is episode.trigger else "decided"
             lines.append(f"  {offset}  {label:<9} {entry.name}: {entry.outcome}")

@@ -340,6 +340,10 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             self.resources[f"heartbeat.{event.lan}"] = "up"
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)
         elif isinstance(event, PeerLost):
+            heard = self.link.receiver.liveness.last_heard(event.peer)
+            if heard is not None:  # the failover report's detection step: last heartbeat -> now
+                lans = ", ".join(self.link.receiver.liveness.lans_of(event.peer))
+                self.journal.detection(f"no heartbeat from {event.peer} on {lans}", max(0.0, now - heard))
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self.submit(MachinePeerLost(now))
             self.replication.peer_lost()

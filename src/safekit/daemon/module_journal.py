@@ -38,6 +38,12 @@ class ModuleJournal:
             {"t": began, "kind": "script", "name": name, "duration": time.time() - began, "outcome": outcome}
         )
 
+    def detection(self, name: str, silent: float) -> None:
+        """A failure noticed now after `silent` seconds without a sign of life (a peer's heartbeats):
+        the detection step of the failover report that follows, from the last sign to now."""
+        now = time.time()
+        self._write({"t": now - silent, "kind": "detection", "name": name, "duration": silent})
+
     def _write(self, record: dict[str, Any]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

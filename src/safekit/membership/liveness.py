@@ -150,6 +150,13 @@ class Liveness:
             raise ValueError(f"unknown peer {peer!r}")
         return any(link.up for link in self._links[peer].values())
 
+    def last_heard(self, peer: str) -> float | None:
+        """When `peer` was last heard on any LAN (None: never)."""
+        if peer not in self._links:
+            raise ValueError(f"unknown peer {peer!r}")
+        heard = [link.last_heard for link in self._links[peer].values() if link.last_heard is not None]
+        return max(heard, default=None)
+
     def lan_is_up(self, peer: str, lan: str) -> bool:
         return self._link(peer, lan).up
 

@@ -93,6 +93,8 @@ def test_cluster_form_error_inline_then_applied(api_lab: ApiLab, browser: Browse
             assert parse_cluster(written) == parse_cluster(original[node])  # same cluster
             assert stat_mode(api_lab, node, "/etc/safekit/cluster.xml") == modes[node]  # its mode kept
         assert cat(api_lab, "node1", "/etc/safekit/cluster.key") == key_text
+        # the form was read and applied through the API: those answers are what is searched
+        assert any('"key_fingerprint"' in body for body in bodies), "no cluster config answer seen"
         page_text = page.content() + "".join(bodies)
         for leak in (key_text.strip(), key.hex(), key_text.split(":", 1)[-1].strip()):
             assert leak not in page_text
@@ -162,6 +164,9 @@ def test_guided_module_from_the_mirror_template_installed_and_started(
         cell = 'td[data-node="{}"][data-module="' + NEW + '"] .state'
         expect(page.locator("#grid " + cell.format("node1"))).to_have_text("PRIM", timeout=60_000)
         expect(page.locator("#grid " + cell.format("node2"))).to_have_text("SECOND", timeout=60_000)
+        # in sync: the secondary Ready (its copy up to date), in words and colour
+        expect(page.locator("#grid " + cell.format("node2"))).to_have_class("state green", timeout=60_000)
+        expect(page.locator("#grid " + cell.format("node2") + " + .reason")).to_contain_text("Ready")
         page.screenshot(path=str(SHOTS / "17-guided-module-prim-second.png"), full_page=True)
         assert not errors, errors
     finally:

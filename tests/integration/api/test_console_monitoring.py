@@ -11,6 +11,8 @@ and that what it shows never goes back."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,15 +24,18 @@ from pathlib import Path
 import pytest
 from conftest import ARTIFACTS, PASSWORD, add_console_user, chromium, node_pins, shape_port
 from playwright.sync_api import Browser, Page, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 
-LAB = "h26a"
+LAB = os.environ.get("SAFEKIT_CONSOLE_MONITORING_LAB", "h26a")  # another name: runs beside an h26a
 MODULE = "mon"
 DATA = "/srv/mon"
 REPLICATION_PORT = 4911  # the heartbeat port + 1
+SCRIPT_SECONDS = 0.3
+"""How long the module's start_prim and stop_prim take: a step the failover report times."""
 SHOTS = ARTIFACTS / "console"
 USERCONFIG = """<!DOCTYPE safe>
 <safe>
@@ -45,6 +50,7 @@ USERCONFIG = """<!DOCTYPE safe>
   <rfs sendtimeout="5s">
     <replicated dir="/srv/mon"/>
   </rfs>
+  <user/>
 </service>
 </safe>
 """
@@ -63,6 +69,15 @@ class MonLab:
         url = f"http://{self.lab.plan().host(node).address}:9010/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
             return str(answer.read().decode())
+
+
+def scrape(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, as Prometheus reads a /metrics answer."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
 
 
 def _shape(lab: Lab, node: str, rate: str | None) -> None:
@@ -84,6 +99,9 @@ def mon_lab(root_required: None) -> Iterator[MonLab]:
         (module / "conf").mkdir(parents=True)
         (module / "bin").mkdir()
         (module / "conf" / "userconfig.xml").write_text(USERCONFIG.format(vip=lab.plan().vips[0]))
+        for script in ("start_prim", "stop_prim"):  # timed steps of the failover report
+            (module / "bin" / script).write_text(f"#!/bin/sh\nsleep {SCRIPT_SECONDS}\n")
+            (module / "bin" / script).chmod(0o755)
         cluster.install(module, key=clusterkey.generate_key())
         add_console_user(lab, cluster.nodes)
         # node1 has the data; node2 an empty directory to fill
@@ -178,8 +196,8 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
         shown = [p for p in seen if p >= 0]
         print(f"resync percentages the console showed: {sorted(set(shown))}")
         assert shown == sorted(shown), f"the progress went back: {shown}"
-        if not shot:
-            print("the resync ended before a percentage arrived (see the docstring)")
+        moving = sorted({p for p in shown if 0 < p < 100})
+        assert len(moving) >= 2, f"the bar did not move while the resync ran: {shown}"
     finally:
         _shape(lab, "node1", None)
     cluster.wait_state("node2", MODULE, "SECOND", timeout=60)
@@ -194,6 +212,19 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     expect(card(page, "node1")).to_contain_text("ack latency")  # type: ignore[arg-type]
     assert 'safekit_rfs_in_sync{module="mon"} 1.0' in mon_lab.metrics("node1")
     page.screenshot(path=str(SHOTS / "06-in-sync.png"), full_page=True)
+    # What the daemons export, scraped: SECOND (Ready) is ready and not serving (issue 19's fix),
+    # the heartbeat round trip is a histogram only, and no series ends in _created.
+    primary, secondary = scrape(mon_lab.metrics("node1")), scrape(mon_lab.metrics("node2"))
+    assert secondary[("safekit_module_state", (("module", MODULE), ("state", "SECOND")))] == 1
+    assert secondary[("safekit_module_ready", (("module", MODULE),))] == 1
+    assert secondary[("safekit_module_serving", (("module", MODULE),))] == 0
+    assert primary[("safekit_module_ready", (("module", MODULE),))] == 1
+    for node, exposition in (("node1", primary), ("node2", secondary)):
+        peer = "node2" if node == "node1" else "node1"
+        rtt = (("lan", "lan1"), ("le", "+Inf"), ("module", MODULE), ("peer", peer))
+        assert exposition[("safekit_heartbeat_rtt_seconds_bucket", rtt)] > 0, node
+        assert "safekit_heartbeat_rtt_seconds" not in {name for name, _ in exposition}, node
+        assert [name for name, _ in exposition if name.endswith("_created")] == [], node
 
     # One heartbeat network cut on node2: its row says down on both nodes' cards, the other up.
     lab.cut("node2", "lan1")
@@ -204,6 +235,15 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
         up = page.locator('#mon-nodes article[data-node="node1"] tr.hb[data-lan="default"]')
         expect(up).to_have_attribute("data-up", "true")
         expect(up).to_contain_text("ms")  # the round trip
+        # colours are not the only signal: every coloured mark says in words what it means
+        marks = page.evaluate(
+            """() => [...document.querySelectorAll(
+                '#live, #grid .state, #mon-nodes .state, #mon-nodes .sync, #mon-nodes tr.hb td.up, '
+                + '#mon-nodes tr.hb td.down, #mon-nodes .witness .up, #mon-nodes .witness .down')]
+              .map((e) => [e.className, e.textContent.trim()])"""
+        )
+        assert any("down" in cls for cls, _ in marks) and any("sync" in cls for cls, _ in marks), marks
+        assert all(text for _, text in marks), f"a mark shown by its colour only: {marks}"
         page.screenshot(path=str(SHOTS / "07-heartbeat-network-down.png"), full_page=True)
     finally:
         lab.heal("node2")
@@ -215,6 +255,10 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     page.select_option("#mon-range", "3600")  # redraws the charts now
     states = page.locator('#mon-charts figure[data-chart="state"] rect')
     expect(states.first).to_be_attached(timeout=15_000)
+    # the states are written on the chart, not only coloured (the runs wide enough for a name)
+    names = page.locator('#mon-charts figure[data-chart="state"] text.state-name')
+    expect(names.first).to_be_attached()
+    assert {"PRIM", "SECOND"} <= set(names.all_text_contents()), names.all_text_contents()
     expect(page.locator('#mon-charts figure[data-chart="Heartbeat round trip"] path').first).to_be_attached()
     page.screenshot(path=str(SHOTS / "08-history-charts.png"), full_page=True)
 
@@ -259,7 +303,20 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     page.click("#report-load")
     episode = page.locator('#mon-reports details.episode[data-node="node2"]').first  # the newest
     expect(episode).to_contain_text("failover", timeout=10_000)
-    expect(episode).to_contain_text("detected")
+    # its steps, each with its duration: what was detected, what decided, the VIP, the start script
+    duration = re.compile(r"\d+\.\d{3} s")
+    detection = episode.locator("tr.detection")  # the silence: node1's last heartbeat -> declared lost
+    expect(detection).to_contain_text("no heartbeat from node1")
+    silence = float(re.findall(r"(\d+\.\d{3}) s", detection.inner_text())[-1])
+    assert 0.5 < silence < 15, silence
+    expect(episode.locator("tr.transition").first).to_contain_text("detected")
+    expect(episode.locator("tr.transition").last).to_contain_text("decided")
+    expect(episode.locator("tr.step", has_text="AcquireVip")).to_contain_text(duration)
+    script = episode.locator("tr.script", has_text="start_prim")
+    expect(script).to_contain_text(duration)
+    took = float(re.findall(r"(\d+\.\d{3}) s", script.inner_text())[-1])
+    assert SCRIPT_SECONDS <= took < SCRIPT_SECONDS + 2, took
     page.screenshot(path=str(SHOTS / "10-failover-report.png"), full_page=True)
+    print(cluster.safekit("node2", "report", "-m", MODULE, "--last", "1").stdout)
     assert not errors, errors
     page.close()

@@ -9,6 +9,7 @@ in test-artifacts/console/.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -29,7 +30,7 @@ from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
 from safekit.rfs import native
 
-LAB = "h34a"
+LAB = os.environ.get("SAFEKIT_CONSOLE_LAG_LAB", "h34a")  # another name: runs beside an h34a
 MODULE = "lag"
 DATA = "/srv/lag"
 HEART_PORT = 4940
@@ -81,7 +82,7 @@ class LagLab:
 @pytest.fixture(scope="module")
 def lag_lab(root_required: None) -> Iterator[LagLab]:
     for role in ("primary", "secondary"):  # make -C native
-        native.find_program(role, {})
+        native.find_program(role, os.environ)  # SAFEKIT_RFS_NATIVE_DIR, as the daemons find them
     lab = Lab(LAB)
     lab.down()
     lab.up(nodes=2, witness=True)

@@ -115,6 +115,28 @@ def test_module_from_scratch_round_trips_through_the_parser() -> None:
     assert result.files["bin/start_prim"].mode == 0o755
 
 
+def test_a_mirror_from_scratch_with_a_cloud_provider_vip() -> None:
+    """The guided form's other VIP kind: a cloud provider with its options, as the engine reads it."""
+    vip = {
+        "kind": "cloud",
+        "addr": "198.18.0.220",
+        "provider": "aws_route",
+        "options": {"route_table_ids": "rtb-1"},
+    }
+    result = render_module(
+        {**SCRATCH, "form": {**SCRATCH["form"], "vip": vip}}, parse_cluster(render_cluster(CLUSTER).xml)
+    )
+    assert result.valid, result.errors
+    config = parse_module(result.xml, "userconfig.xml", env={}).config
+    assert config.vip is not None
+    [address] = config.vip.interfaces[0].addresses
+    assert (address.addr, address.provider, address.options) == (
+        "198.18.0.220",
+        "aws_route",
+        (("route_table_ids", "rtb-1"),),
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

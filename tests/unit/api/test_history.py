@@ -14,6 +14,9 @@ from safekit.api.history import (
     BASE_FIELDS,
     FILE_NAME,
     HEADER_SIZE,
+    MAX_LANS,
+    PERIOD,
+    SLOTS,
     History,
     HistoryError,
     HistoryStore,
@@ -202,3 +205,53 @@ def test_reading_a_file_of_another_size_does_not_start_it_again(tmp_path: Path) 
     assert found["period"] == 5.0
     assert len(found["samples"]) == 1
     assert not math.isnan(found["samples"][0][0])
+
+
+def test_the_default_store_keeps_24_hours_in_under_1_mib_whatever_the_networks(tmp_path: Path) -> None:
+    """The bound as safekitd runs it (History's defaults): a module with six heartbeat networks
+    (the round trips of the first MAX_LANS kept) sampled every 10 s for 25 hours. The file has one
+    size from the first sample to the last, under 1 MiB; a 24-hour read gives every sample of the
+    last 24 hours and nothing older; the first hour is gone."""
+    six_lans: dict[str, Any] = {
+        "heartbeats": [{"lan": f"lan{i}", "peer": "n2", "up": True, "rtt": 0.001} for i in range(6)],
+        "replication": MONITORING["replication"],
+    }
+
+    async def state() -> list[dict[str, Any]]:
+        return [{"name": "AM", "state": "PRIM", "readiness": "Ready"}]
+
+    path = tmp_path / "modules" / "AM" / FILE_NAME
+    day = 24 * 3600
+    start = 1_780_000_000.0
+    count = int(25 * 3600 / PERIOD)
+    sizes = set()
+
+    async def run() -> dict[str, Any] | None:
+        history = History(lambda m: tmp_path / "modules" / m, state, lambda m: six_lans)
+        for i in range(count):
+            await history.sample(start + i * PERIOD)
+            if i % 600 == 0:
+                sizes.add(path.stat().st_size)
+        now = start + (count - 1) * PERIOD
+        found = history.read("AM", since=now - day)
+        await history.stop()
+        return found
+
+    found = asyncio.run(run())
+    assert found is not None
+    fields = len(BASE_FIELDS) + 2 * MAX_LANS
+    assert found["fields"][-2:] == [f"hb.lan{MAX_LANS - 1}", f"rtt.lan{MAX_LANS - 1}"]
+    assert len(found["fields"]) == fields
+    assert day == SLOTS * PERIOD
+    size = HEADER_SIZE + SLOTS * (8 + 8 + 4 * fields)
+    assert sizes | {path.stat().st_size} == {size}
+    assert size < 1024 * 1024, f"{size} bytes"
+    times = [s[0] for s in found["samples"]]
+    now = start + (count - 1) * PERIOD
+    assert len(times) == SLOTS
+    assert times == [now - day + PERIOD * (k + 1) for k in range(SLOTS)]  # every 10 s of the last day
+    assert min(times) > now - day and max(times) == now
+    assert all(s[1] == 3.0 for s in found["samples"])  # PRIM
+    kept = History(lambda m: tmp_path / "modules" / m, state, lambda m: six_lans).read("AM")
+    assert kept is not None  # read from the file: the first hour is gone from it
+    assert min(s[0] for s in kept["samples"]) == now - day + PERIOD

@@ -50,7 +50,18 @@ def test_peer_lost_only_when_all_lans_timed_out() -> None:
     assert live.tick(4.9) == []
     assert live.tick(5.0) == [LanDown("node2", "lan1"), PeerLost("node2")]
     assert not live.peer_is_up("node2")
+    assert live.last_heard("node2") == 2.0  # the failover report's detection: 3 s of silence
     assert live.tick(100.0) == []
+
+
+def test_last_heard_is_the_latest_packet_on_any_lan() -> None:
+    live = two_lan_peer()
+    assert live.last_heard("node2") is None
+    live.packet_received("node2", "lan2", 1.5)
+    live.packet_received("node2", "lan1", 1.0)
+    assert live.last_heard("node2") == 1.5
+    with pytest.raises(ValueError):
+        live.last_heard("node9")
 
 
 def test_simultaneous_timeouts_report_each_lan_then_the_peer() -> None:

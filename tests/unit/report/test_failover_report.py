@@ -90,3 +90,42 @@ def test_the_journal_written_by_the_daemon_is_read_back_by_safekit_report(
     empty = argparse.Namespace(module="other", last=None, json=False)
     assert report_cli.run(empty, paths) == 1
     assert "no episode recorded for module other" in capsys.readouterr().err
+
+
+def test_the_silence_before_a_takeover_is_its_detection_step() -> None:
+    """The daemon journals the peer's silence when it declares the peer lost (last heartbeat -> now,
+    3 s here): the episode it causes shows it first, at a negative offset, with its duration; a
+    detection too old for the next episode is left out of it."""
+    detection = t(
+        {"kind": "detection", "name": "no heartbeat from node1 on default, lan1", "duration": 3.0}, -3.0
+    )
+    stale = t({"kind": "detection", "name": "no heartbeat from node1 on default", "duration": 1.0}, -40.0)
+    found = failover_report.episodes([*TAKEOVER[:3], stale, detection, *TAKEOVER[3:]])
+    start, takeover = found
+    assert [e.kind for e in start.entries] == ["transition", "transition"]  # the stale one: in no episode
+    assert takeover.entries[0].kind == "detection" and takeover.entries[0].duration == 3.0
+    assert takeover.trigger.name == "SECOND (Ready) -> WAIT (Transient)"
+    assert takeover.took == pytest.approx(2.3)  # still from the first transition
+    assert takeover.to_json()["entries"][0]["offset"] == -3.0
+    text = "\n".join(failover_report.render("web", "node2", takeover))
+    assert "-3.000 s  detection no heartbeat from node1 on default, lan1 3.000 s" in text
+    assert "+0.000 s  detected  SECOND (Ready) -> WAIT (Transient): peer absent" in text
+    late = t({"kind": "detection", "name": "no heartbeat from node1 on default", "duration": 1.0}, -5.0)
+    [_, without] = failover_report.episodes([*TAKEOVER[:3], late, *TAKEOVER[3:]])
+    assert without.entries[0].kind == "transition"  # 4 s before the transition: another matter
+
+
+def test_the_daemon_journals_a_detection_that_safekit_report_shows(tmp_path: Path) -> None:
+    journal = ModuleJournal(tmp_path / "web.journal", logging.getLogger("test"))
+    journal.detection("no heartbeat from node1 on default", 2.5)
+    journal.transition("SECOND (Ready)", "ALONE (Transient)", "peer lost")
+    journal.transition("ALONE (Transient)", "ALONE (Ready)", "start_prim done")
+    records = failover_report.parse_lines((tmp_path / "web.journal").read_text().splitlines())
+    [episode] = failover_report.episodes(records)
+    first = episode.to_json()["entries"][0]
+    assert (first["kind"], first["name"], first["duration"]) == (
+        "detection",
+        "no heartbeat from node1 on default",
+        2.5,
+    )
+    assert -2.6 < first["offset"] <= -2.5

@@ -558,6 +558,7 @@ function stateChart(rows, from, to) {
   const body = [];
   rows.forEach(({ label, states, samples, step }, r) => {
     body.push(svg("text", { x: L - 4, y: r * ROW + 13, "text-anchor": "end", class: "axis" }, label));
+    const runs = [];  // consecutive samples of one state: its name is written on it when it fits
     for (const [t, v] of samples) {
       if (v === null) continue;
       const name = states[Math.round(v)] || "?";
@@ -565,11 +566,19 @@ function stateChart(rows, from, to) {
         x: x(t - step).toFixed(1), y: r * ROW + 2, width: Math.max(1, x(t) - x(t - step)).toFixed(1), height: ROW - 4,
         fill: STATE_COLOUR[name] || "#9a9a9a", "data-state": name,
       }, svg("title", {}, `${new Date(t * 1000).toLocaleTimeString()} ${name}`)));
+      const last = runs[runs.length - 1];
+      if (last && last.name === name && t - step <= last.to + 1) last.to = t;
+      else runs.push({ name, from: t - step, to: t });
+    }
+    for (const run of runs) {
+      if (x(run.to) - x(run.from) < 8 * run.name.length) continue;
+      body.push(svg("text", { x: ((x(run.from) + x(run.to)) / 2).toFixed(1), y: r * ROW + 13,
+        "text-anchor": "middle", class: "state-name" }, run.name));
     }
   });
   const H = rows.length * ROW + 4;
   return el("figure", { class: "chart", "data-chart": "state" },
-    el("figcaption", {}, "State (green: Ready roles, red: STOP/WAIT; hover for the state)"),
+    el("figcaption", {}, "State (written on it where it fits, else hover; green: Ready roles, red: STOP/WAIT)"),
     svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "state over time" }, ...body));
 }
 
@@ -647,9 +656,10 @@ $("report-load").addEventListener("click", async () => {
 
 function episodeBlock(node, ep) {
   const took = ep.took === null ? "still going on" : `in ${ep.took.toFixed(2)} s`;
+  const first = ep.entries.findIndex((e) => e.kind === "transition");
   const rows = ep.entries.map((e, i) => el("tr", { class: e.kind },
-    el("td", {}, `+${e.offset.toFixed(3)} s`),
-    el("td", {}, e.kind === "transition" ? (i === 0 ? "detected" : "decided") : e.kind),
+    el("td", {}, `${e.offset < 0 ? "" : "+"}${e.offset.toFixed(3)} s`),
+    el("td", {}, e.kind === "transition" ? (i === first ? "detected" : "decided") : e.kind),
     el("td", {}, e.name),
     el("td", {}, e.duration === undefined ? "" : `${e.duration.toFixed(3)} s`),
     el("td", {}, e.outcome || "")));
