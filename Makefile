@@ -208,6 +208,12 @@ test-farm-directed: deps test-deps venv
 	SAFEKIT_FARM_LONG=1 $(BIN)/pytest tests/integration/farm/test_farm_directed_lab.py \
 		tests/integration/farm/test_farm_ipv6_lab.py
 
+## test-vip-ipv6: a mirror module's IPv6 VIP on lab hosts whole (start, swap, power cut and rejoin,
+## a dead daemon's VIP; about a minute: SAFEKIT_VIP_IPV6_LONG=1); `make test` runs its short version
+.PHONY: test-vip-ipv6
+test-vip-ipv6: deps test-deps venv
+	SAFEKIT_VIP_IPV6_LONG=1 $(BIN)/pytest tests/integration/vip/test_vip_ipv6_lab.py
+
 ## test-console-reload: cluster.xml changed through the API and taken live by the running daemons
 ## (its own lab console1, about a minute: SAFEKIT_CONSOLE_RELOAD=1; make test leaves it out)
 CONSOLE_RELOAD_TEST := tests/integration/api/test_console_cluster_reload.py

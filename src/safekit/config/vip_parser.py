@@ -107,10 +107,11 @@ def _address(element: XmlElement, ctx: ReadContext, default_where: str, kind: st
         options.append((name, option.string("value", "") or ""))
     if options and provider == "arp":
         reader.error('<option> children need a cloud provider="..." (the arp provider has none here)')
+    addr = (_farm_address(reader, "addr") if kind == "virtual" else _mirror_address(reader, provider)) or ""
     return VirtualAddress(
-        addr=(_farm_address(reader, "addr") if kind == "virtual" else reader.ipv4("addr")) or "",
+        addr=addr,
         where=cast(Literal["one_side_alias", "alias"], where),
-        prefix_length=_prefix_length(reader),
+        prefix_length=_prefix_length(reader, ":" in addr),
         check=reader.flag("check", True),
         line=element.line,
         provider=provider,
@@ -131,11 +132,36 @@ def _farm_address(reader: ElementReader, name: str, value: str | None = None) ->
         return None
 
 
-def _prefix_length(reader: ElementReader) -> int | None:
+def _mirror_address(reader: ElementReader, provider: str) -> str | None:
+    """A mirror's VIP (`<real_interface>`): IPv4, or IPv6 with the arp provider (neighbour
+    discovery: docs/vip.md); the cloud providers hold IPv4 addresses only."""
+    text = reader.string("addr", required=True)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        reader.error(f"attribute 'addr': {text!r} is not an IP address (e.g. 192.168.1.10 or fd00::10)")
+        return None
+    if address.version == 6 and provider != "arp":
+        reader.error(
+            f"attribute 'addr': {address} is IPv6: the {provider} provider holds IPv4 addresses only "
+            "(an IPv6 VIP needs the arp provider, on a LAN)"
+        )
+        return None
+    return str(address)
+
+
+def _prefix_length(reader: ElementReader, ipv6: bool = False) -> int | None:
     value = reader.raw("netmask")
     if value is None:
         return None
     text = value.strip().lstrip("/")
+    if ipv6:
+        if text.isdigit() and 0 < int(text) <= 128:
+            return int(text)
+        reader.error(f"attribute 'netmask': {value!r} is not an IPv6 prefix length (1 to 128, e.g. 64)")
+        return None
     try:
         return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
     except ValueError:

@@ -264,6 +264,7 @@ class DirectedVip(ArpProvider):
     """
 
     name = "vmac_directed"
+    ipv6 = False  # a farm's IPv6 VIP is `Ipv6FarmVip`
 
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)

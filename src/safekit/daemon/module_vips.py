@@ -56,7 +56,7 @@ def providers_for(config: ModuleConfig, timing: Timing) -> list[VipProvider]:
                 # must not hold it forever; docs/vip.md): renewed every second by `renew_loop`.
                 options.setdefault("lifetime", str(vip_lifetime(timing)))
             spec = VipSpec(
-                address=ipaddress.IPv4Address(addr.addr),
+                address=ipaddress.ip_address(addr.addr),
                 prefixlen=addr.prefix_length,
                 interface=interface.name,
                 provider=addr.provider,
@@ -191,7 +191,8 @@ class ModuleVips:
                     self.report(ActionFailed(AcquireVip(), detail, time.monotonic()))
 
     async def other_owner(self) -> str | None:
-        """Another node answering for one of our VIPs, as clients would see it (ARP), or None."""
+        """Another node answering for one of our VIPs, as clients would see it (ARP, IPv6 neighbour
+        discovery), or None."""
         budget = owner_probe_budget(self.split_brain_bound)
         for provider in self.providers:
             try:

@@ -21,6 +21,15 @@ later, so a dead daemon's VIP does not linger next to the new primary's. Without
 address is permanent, as before.
 
 Who else holds the VIP (`other_owners`): an ARP probe on the interface acquire would use (owner.py).
+
+IPv6 (ADR 0059): the same provider holds an IPv6 VIP by neighbour discovery. The address is added
+without duplicate address detection (`nodad`: the takeover must not wait a second for DAD, and a
+holder still answering is the owner probe's question, asked before), *deprecated* (preferred
+lifetime 0: connections the node opens itself never take the VIP as their source, as an IPv4
+secondary address never does; clients' connections to it are served as usual), with no label (IPv6
+addresses have none); the announcement is an unsolicited neighbour advertisement to all nodes with
+the Override flag (`nd.advertisement_frame`), three rounds as for ARP; the owner probe is a
+neighbour solicitation (owner.py). `garp_form` is for ARP and refused on an IPv6 VIP.
 """
 
 from __future__ import annotations
@@ -37,9 +46,19 @@ from typing import Any, Literal
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from safekit.vip import nd
 from safekit.vip.frames import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, ZERO_MAC, arp_frame
 from safekit.vip.owner import probe_plan, probe_vip_owners
-from safekit.vip.provider import OwnerView, VipCheck, VipError, VipProvider, VipSpec, VipState
+from safekit.vip.provider import (
+    IPAddress,
+    OwnerView,
+    VipCheck,
+    VipError,
+    VipProvider,
+    VipSpec,
+    VipState,
+    max_prefix,
+)
 
 DEFAULT_RENEW_TIMEOUT = 0.5
 """Seconds a renew may take: it is called about every second, and one netlink round trip is enough."""
@@ -57,6 +76,7 @@ MIN_LIFETIME = 2
 MAX_LIFETIME = 86400
 FOREVER = 0xFFFFFFFF
 """IFA_CACHEINFO's "no lifetime" (`valid_lft forever`)."""
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -106,19 +126,18 @@ def alias_label(interface: str) -> str:
     return label if len(label) < IFNAMSIZ else interface
 
 
-def choose_interface(
-    address: ipaddress.IPv4Address, networks: Iterable[tuple[str, ipaddress.IPv4Interface]]
-) -> tuple[str, int]:
+def choose_interface(address: IPAddress, networks: Iterable[tuple[str, IPInterface]]) -> tuple[str, int]:
     """The interface whose connected network contains `address`, and that network's prefix length.
 
     `networks` are the node's (interface, address/prefix) pairs. The VIP's own entries are ignored,
-    so the choice is the same whether this node holds the VIP or not. Two interfaces on networks
-    that contain the address is ambiguous: the configuration must name one.
+    so the choice is the same whether this node holds the VIP or not, and so are the other
+    family's networks. Two interfaces on networks that contain the address is ambiguous: the
+    configuration must name one.
     """
     matches: dict[str, int] = {}
     seen: list[str] = []
     for name, iface in networks:
-        if iface.ip == address:
+        if iface.version != address.version or iface.ip == address:
             continue
         seen.append(f"{name} {iface.network}")
         if address in iface.network:
@@ -152,16 +171,16 @@ class Link:
 
 @dataclass(frozen=True)
 class Address:
-    """One IPv4 address configured on an interface."""
+    """One address configured on an interface (of the VIP's family)."""
 
     index: int
-    interface: ipaddress.IPv4Interface
+    interface: IPInterface
     label: str
     valid_lft: int | None = None
     """Seconds left before the kernel deletes it; None: forever (or not known)."""
 
 
-def assess(address: ipaddress.IPv4Address, interface: str, link: Link | None, present: bool) -> VipCheck:
+def assess(address: IPAddress, interface: str, link: Link | None, present: bool) -> VipCheck:
     """The verdict of `check` from what the kernel shows."""
     if link is None:
         return VipCheck(VipState.NOT_HELD, f"interface {interface} does not exist")
@@ -179,7 +198,10 @@ def assess(address: ipaddress.IPv4Address, interface: str, link: Link | None, pr
     return VipCheck(VipState.HELD, f"{address} on {interface}")
 
 
-async def _send_round(interface: str, frames: list[bytes]) -> None:
+async def _send_round(interface: str, frames: list[bytes], *, ipv6: bool = False) -> None:
+    if ipv6:
+        await nd.send_frames(interface, frames)
+        return
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
         sock.setblocking(False)
@@ -205,19 +227,31 @@ def lifetime_option(options: Mapping[str, str]) -> int | None:
     return seconds
 
 
-def lifetime_arguments(lifetime: int | None) -> dict[str, int]:
-    """The netlink arguments that give an address `lifetime` seconds (nothing: forever)."""
+def lifetime_arguments(lifetime: int | None, *, ipv6: bool = False) -> dict[str, int]:
+    """The netlink arguments that give an address `lifetime` seconds (nothing: forever).
+
+    IPv6: always a preferred lifetime of 0 (the address is deprecated: never chosen as the source
+    of what the node sends itself) and the flag that skips duplicate address detection."""
+    if ipv6:
+        valid = FOREVER if lifetime is None else lifetime
+        return {"valid_lft": valid, "preferred_lft": 0, "flags": nd.IFA_F_NODAD}
     if lifetime is None:
         return {}
     return {"valid_lft": lifetime, "preferred_lft": lifetime}
 
 
-def garp_form_option(options: Mapping[str, str]) -> GarpForm:
-    """The `garp_form` option, after refusing options the arp provider does not know."""
+def garp_form_option(options: Mapping[str, str], *, ipv6: bool = False) -> GarpForm:
+    """The `garp_form` option, after refusing options the arp provider does not know (and
+    `garp_form` on an IPv6 VIP, announced by neighbour advertisements)."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise VipError(
             f"arp provider: unknown option(s) {', '.join(unknown)}: known options are {', '.join(OPTIONS)}"
+        )
+    if ipv6 and "garp_form" in options:
+        raise VipError(
+            "arp provider: garp_form is for IPv4 (ARP): an IPv6 VIP is announced by unsolicited "
+            "neighbour advertisements"
         )
     form = options.get("garp_form", "request")
     if form not in GARP_FORMS:
@@ -226,7 +260,7 @@ def garp_form_option(options: Mapping[str, str]) -> GarpForm:
 
 
 # ----------------------------------------------------------------------------- netlink
-async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
+async def _snapshot(ipr: Any, family: int = socket.AF_INET) -> tuple[list[Link], list[Address]]:
     links: list[Link] = []
     async for msg in await ipr.link("dump"):
         flags = int(msg["flags"])
@@ -241,13 +275,17 @@ async def _snapshot(ipr: Any) -> tuple[list[Link], list[Address]]:
                 carrier=bool(carrier) if carrier is not None else bool(flags & IFF_LOWER_UP),
             )
         )
-    return links, await _address_dump(ipr)
+    return links, await _address_dump(ipr, family)
 
 
-async def _address_dump(ipr: Any) -> list[Address]:
-    """This host's IPv4 addresses (one netlink dump)."""
+def family_of(address: IPAddress) -> int:
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+async def _address_dump(ipr: Any, family: int = socket.AF_INET) -> list[Address]:
+    """This host's addresses of one family (one netlink dump)."""
     addresses: list[Address] = []
-    async for msg in await ipr.addr("dump", family=socket.AF_INET):
+    async for msg in await ipr.addr("dump", family=family):
         ip = msg.get("local") or msg.get("address")
         if ip is None:
             continue
@@ -256,7 +294,7 @@ async def _address_dump(ipr: Any) -> list[Address]:
         addresses.append(
             Address(
                 index=int(msg["index"]),
-                interface=ipaddress.IPv4Interface(f"{ip}/{int(msg['prefixlen'])}"),
+                interface=ipaddress.ip_interface(f"{ip}/{int(msg['prefixlen'])}"),
                 label=str(msg.get("label") or ""),
                 valid_lft=None if valid == FOREVER else valid,
             )
@@ -264,9 +302,7 @@ async def _address_dump(ipr: Any) -> list[Address]:
     return addresses
 
 
-def _networks(
-    links: Sequence[Link], addresses: Sequence[Address]
-) -> list[tuple[str, ipaddress.IPv4Interface]]:
+def _networks(links: Sequence[Link], addresses: Sequence[Address]) -> list[tuple[str, IPInterface]]:
     names = {link.index: link.name for link in links}
     return [(names[a.index], a.interface) for a in addresses if a.index in names]
 
@@ -275,10 +311,13 @@ class ArpProvider(VipProvider):
     """A VIP on a LAN: secondary address + gratuitous ARP. See the module docstring and docs/vip.md."""
 
     name = "arp"
+    ipv6 = True
 
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)
-        self.garp_form = garp_form_option(spec.options)
+        self.is_ipv6 = spec.address.version == 6
+        self.family = family_of(spec.address)
+        self.garp_form = garp_form_option(spec.options, ipv6=self.is_ipv6)
         self.lifetime = lifetime_option(spec.options)
         self._held_index: int | None = None
         """The interface index acquire put (or found) the address on: what renew looks at."""
@@ -302,7 +341,7 @@ class ArpProvider(VipProvider):
                 for a in addresses
                 if a.index == link.index and a.interface.ip != address and address in a.interface.network
             ]
-            prefixlen = max(connected, default=32)
+            prefixlen = max(connected, default=max_prefix(address))
         else:
             name, prefixlen = choose_interface(address, _networks(links, addresses))
             link = by_name[name]
@@ -313,13 +352,13 @@ class ArpProvider(VipProvider):
     async def interface(self) -> Link:
         """The interface acquire would hold the VIP on now (VipError when there is none)."""
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
+            links, addresses = await _snapshot(ipr, self.family)
         return self._place(links, addresses)[0]
 
     async def _acquire(self) -> bool:
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
+            links, addresses = await _snapshot(ipr, self.family)
             link, prefixlen = self._place(links, addresses)
             changed = False
             present = [a for a in addresses if a.index == link.index and a.interface.ip == address]
@@ -327,17 +366,13 @@ class ArpProvider(VipProvider):
             if present and self.lifetime is not None:
                 await self._refresh(ipr, link.index, link.name, present[0])
             if not present:
-                network = ipaddress.IPv4Interface(f"{address}/{prefixlen}").network
-                extra = {"broadcast": str(network.broadcast_address)} if prefixlen < 31 else {}
                 try:
                     await ipr.addr(
                         "add",
                         index=link.index,
                         address=str(address),
                         prefixlen=prefixlen,
-                        label=alias_label(link.name),
-                        **extra,
-                        **lifetime_arguments(self.lifetime),
+                        **self._add_arguments(link.name, prefixlen),
                     )
                     changed = True
                 except NetlinkError as exc:
@@ -354,6 +389,17 @@ class ArpProvider(VipProvider):
         await self._announce(link.name, mac_bytes(link.mac))
         return changed
 
+    def _add_arguments(self, interface: str, prefixlen: int) -> dict[str, Any]:
+        """What `acquire` adds the address with besides where: label and broadcast (IPv4), the
+        lifetime (and IPv6's flags)."""
+        extra: dict[str, Any] = lifetime_arguments(self.lifetime, ipv6=self.is_ipv6)
+        if not self.is_ipv6:
+            network = ipaddress.IPv4Interface(f"{self.spec.address}/{prefixlen}").network
+            extra["label"] = alias_label(interface)
+            if prefixlen < 31:
+                extra["broadcast"] = str(network.broadcast_address)
+        return extra
+
     async def _refresh(self, ipr: Any, index: int, name: str, entry: Address) -> None:
         """Set a held address's lifetime back to full (RTM_NEWADDR with NLM_F_REPLACE)."""
         try:
@@ -362,7 +408,7 @@ class ArpProvider(VipProvider):
                 index=index,
                 address=str(entry.interface.ip),
                 prefixlen=entry.interface.network.prefixlen,
-                **lifetime_arguments(self.lifetime),
+                **lifetime_arguments(self.lifetime, ipv6=self.is_ipv6),
             )
         except NetlinkError as exc:
             raise VipError(f"arp {self.spec.address}: renewing its lifetime on {name} failed: {exc}") from exc
@@ -383,14 +429,14 @@ class ArpProvider(VipProvider):
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
             if self._held_index is None:  # not acquired by this process: where it would be
-                links, addresses = await _snapshot(ipr)
+                links, addresses = await _snapshot(ipr, self.family)
                 link, _ = self._place(links, addresses)
                 index, name = link.index, link.name
             else:
                 # Where acquire put it: the addresses alone (the renew runs every second, and the
                 # renew was a third of the samples of an idle safekitd holding a VIP).
                 index, name = self._held_index, f"interface index {self._held_index}"
-                addresses = await _address_dump(ipr)
+                addresses = await _address_dump(ipr, self.family)
             present = [a for a in addresses if a.index == index and a.interface.ip == address]
             if not present:
                 return False
@@ -408,13 +454,16 @@ class ArpProvider(VipProvider):
         if self.spec.garp_count == 0:
             return
         frames = self._frames(mac)
-        await _send_round(interface, frames)
+        await _send_round(interface, frames, ipv6=self.is_ipv6)
         if self.spec.garp_count > 1:
             self._burst = asyncio.create_task(self._repeat(interface, frames, self.spec.garp_count - 1))
 
     def _frames(self, mac: bytes) -> list[bytes]:
         """One round of the burst, from the interface's MAC `mac`."""
-        return garp_frames(mac, self.spec.address, self.garp_form)
+        address = self.spec.address
+        if isinstance(address, ipaddress.IPv6Address):
+            return [nd.advertisement_frame(address, mac, mac, address)]
+        return garp_frames(mac, address, self.garp_form)
 
     def _gap(self, round_: int) -> float:
         """Seconds to wait before the repeat round `round_` (0: the first repeat)."""
@@ -424,7 +473,7 @@ class ArpProvider(VipProvider):
         for round_ in range(rounds):
             await asyncio.sleep(self._gap(round_))
             try:
-                await _send_round(interface, frames)
+                await _send_round(interface, frames, ipv6=self.is_ipv6)
             except OSError:  # the link went away: release or the next acquire says what to do
                 return
 
@@ -444,7 +493,7 @@ class ArpProvider(VipProvider):
         address = self.spec.address
         changed = False
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
+            links, addresses = await _snapshot(ipr, self.family)
             names = {link.index: link.name for link in links}
             # A named interface: remove it there only. Otherwise from wherever it is, since the
             # interface auto-choice may differ from when it was acquired.
@@ -470,14 +519,15 @@ class ArpProvider(VipProvider):
         return changed
 
     async def _other_owners(self, timeout: float) -> OwnerView:
-        """An ARP probe for the VIP on the interface acquire would hold it on (owner.py).
+        """An ARP probe (IPv6: a neighbour solicitation) for the VIP on the interface acquire would
+        hold it on (owner.py).
 
         Every MAC of this node is excluded, so a VIP this node itself still holds (on any of its
         interfaces) is not reported as another holder.
         """
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
+            links, addresses = await _snapshot(ipr, self.family)
         link, _ = self._place(links, addresses)
         if not link.up or not link.carrier:
             state = "is down" if not link.up else "has no carrier"
@@ -497,7 +547,7 @@ class ArpProvider(VipProvider):
     async def _check(self) -> VipCheck:
         address = self.spec.address
         async with AsyncIPRoute() as ipr:
-            links, addresses = await _snapshot(ipr)
+            links, addresses = await _snapshot(ipr, self.family)
         by_index = {link.index: link for link in links}
         holders = [by_index[a.index] for a in addresses if a.interface.ip == address and a.index in by_index]
         if self.spec.interface is not None:

@@ -5,8 +5,8 @@ Exit codes: 0 success (for `check`: held), 1 the operation failed, 2 usage error
 `renew`: not held, 4 `check`: degraded. Output is one line on stdout; an error is one line on stderr.
 
 `owner ADDR [--interface IF]` (also `safekit vip owner`, declared by `add_owner_parser`): who answers
-for an address on the LAN, by ARP probe (owner.py). Exit code 0 nobody answered, 1 another host
-answered, 2 the probe could not be made (or a usage error).
+for an address on the LAN, by ARP probe or (IPv6) neighbour solicitation (owner.py). Exit code 0
+nobody answered, 1 another host answered, 2 the probe could not be made (or a usage error).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from safekit.vip.provider import (
     DEFAULT_GARP_INTERVAL,
     DEFAULT_PROVIDER,
     DEFAULT_TIMEOUT,
+    IPAddress,
     VipError,
     VipProvider,
     VipSpec,
@@ -116,17 +117,19 @@ async def _run(action: str, provider: VipProvider, timeout: float) -> int:
 # ----------------------------------------------------------------------------- owner
 def add_owner_parser(commands: Any) -> argparse.ArgumentParser:
     """Declare `owner` in a sub-command group (`safekit vip owner`, `python -m safekit.vip owner`)."""
-    text = "who answers for an address on the LAN (ARP probe; changes no cache)"
+    text = "who answers for an address on the LAN (ARP probe, IPv6 neighbour solicitation; changes no cache)"
     owner: argparse.ArgumentParser = commands.add_parser(
         "owner",
         help=text,
         description="Send RFC 5227 ARP probes for ADDR (sender IP 0.0.0.0: no host learns anything from "
         "them) and list every other host that claims it: replies, gratuitous ARPs, requests sent from it. "
+        "An IPv6 ADDR: neighbour solicitations from this host's link-local address (answered to it "
+        "alone), and every advertisement for ADDR or solicitation from it counts. "
         "This node's own MAC addresses are not listed. Acts in the current network namespace; needs root.",
         epilog="Exit code 0: nobody answered; 1: another host answered; 2: the probe could not be made. "
         "A host cut off from this one at layer 2 cannot answer: 'nobody' means nobody reachable from here.",
     )
-    owner.add_argument("address", metavar="ADDR", help="the IPv4 address (a VIP) to look for")
+    owner.add_argument("address", metavar="ADDR", help="the IPv4 or IPv6 address (a VIP) to look for")
     owner.add_argument(
         "--interface", "-i", help="interface to probe on (default: the one whose network contains ADDR)"
     )
@@ -184,13 +187,13 @@ def timing_figures(elapsed: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def _interface_for(address: ipaddress.IPv4Address) -> str:
+async def _interface_for(address: IPAddress) -> str:
     from safekit.vip.arp import ArpProvider  # noqa: PLC0415 - pyroute2 is loaded only to probe
 
     return (await ArpProvider(VipSpec(address=address)).interface()).name
 
 
-async def _probe_owners(args: argparse.Namespace, address: ipaddress.IPv4Address) -> list[OwnerProbe]:
+async def _probe_owners(args: argparse.Namespace, address: IPAddress) -> list[OwnerProbe]:
     interface = args.interface or await _interface_for(address)
     return [
         await probe_vip_owners(
@@ -208,16 +211,17 @@ async def _probe_owners(args: argparse.Namespace, address: ipaddress.IPv4Address
 def run_owner(args: argparse.Namespace) -> int:
     """`owner`: probe, print one line per probe (or JSON), return the exit code."""
     try:
-        address = ipaddress.IPv4Address(args.address)
+        address = ipaddress.ip_address(args.address)
+    except ValueError:
+        print(f"safekit vip owner: {args.address!r} is not an IP address", file=sys.stderr)
+        return OWNER_ERROR
+    try:
         check_timing(args.attempts, args.interval, args.wait)
         for mac in args.exclude:
             normalise_mac(mac)
         if not 1 <= args.repeat <= MAX_OWNER_REPEAT:
             raise ProbeSetupError(f"--repeat must be 1 to {MAX_OWNER_REPEAT}, not {args.repeat}")
         probes = asyncio.run(_probe_owners(args, address))
-    except ipaddress.AddressValueError:
-        print(f"safekit vip owner: {args.address!r} is not an IPv4 address", file=sys.stderr)
-        return OWNER_ERROR
     except (ProbeSetupError, VipError) as exc:
         print(f"safekit vip owner: {exc}", file=sys.stderr)
         return OWNER_ERROR

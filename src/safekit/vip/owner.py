@@ -18,6 +18,11 @@ Owns:
   permission, link down) come back in `OwnerProbe.error`, never as an exception, so that the
   caller's decision sees "unknown" and can log why.
 
+IPv6 (`nd.py`): the same question by neighbour discovery. The probe is a neighbour solicitation for
+the VIP, from this node's link-local address (the holder answers it unicast, so no client hears the
+answer), and a holder is any advertisement for the VIP or a solicitation sent from it; a
+solicitation from `::` for the VIP is another host's duplicate address detection (a prober).
+
 What it cannot see: a holder cut off from this node at layer 2 (a failed switch, a partition)
 does not answer, exactly as it would not answer a client on this side. "Nobody answered" proves
 that no host *reachable from here* holds the address; that is why the arbitrating witness exists.
@@ -37,6 +42,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from safekit.vip import nd
 from safekit.vip.frames import (
     ARP_BODY,
     ARP_REPLY,
@@ -51,6 +57,8 @@ from safekit.vip.frames import (
 
 UNSPECIFIED = ipaddress.IPv4Address(0)
 """0.0.0.0, the sender IP of an ARP probe."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IF_INET6 = "/proc/net/if_inet6"
 PACKET_OUTGOING = 4
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
@@ -87,9 +95,9 @@ def normalise_mac(mac: str) -> str:
         raise ProbeSetupError(f"{mac!r} is not an Ethernet MAC address") from None
 
 
-def _check_probe_target(address: ipaddress.IPv4Address) -> None:
-    if not isinstance(address, ipaddress.IPv4Address):
-        raise ProbeSetupError(f"{address!r} is not an IPv4 address")
+def _check_probe_target(address: IPAddress) -> None:
+    if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        raise ProbeSetupError(f"{address!r} is not an IP address")
     if address.is_unspecified or address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
         raise ProbeSetupError(f"{address} cannot be probed: give a unicast address")
 
@@ -158,6 +166,31 @@ def claimed_owner(packet: ArpPacket, address: ipaddress.IPv4Address) -> str | No
     return packet.sender_mac
 
 
+def claimed_owner_nd(packet: nd.NdPacket, address: ipaddress.IPv6Address) -> str | None:
+    """The MAC that a neighbour discovery `packet` says holds `address`, or None.
+
+    An advertisement for `address` (the answer to the probe, an unsolicited announcement) names
+    the MAC of its target link-layer option, or its Ethernet source without one; a solicitation
+    sent *from* `address` (the holder resolving another host) names its sender. Zero, broadcast
+    and multicast MACs name no host.
+    """
+    answers = packet.kind == nd.ND_NEIGHBOR_ADVERT and packet.target == address
+    asks_from = packet.kind == nd.ND_NEIGHBOR_SOLICIT and packet.source == address
+    if not (answers or asks_from):
+        return None
+    mac = mac_text(packet.lladdr if packet.lladdr is not None else packet.ethernet_source)
+    return mac if _unicast_mac(mac) else None
+
+
+def conflicting_prober_nd(packet: nd.NdPacket, address: ipaddress.IPv6Address) -> str | None:
+    """The MAC of another host doing duplicate address detection for `address` (a solicitation
+    from `::`: a node about to take it as well), or None."""
+    if packet.kind == nd.ND_NEIGHBOR_SOLICIT and packet.source.is_unspecified and packet.target == address:
+        mac = mac_text(packet.ethernet_source)
+        return mac if _unicast_mac(mac) else None
+    return None
+
+
 def conflicting_prober(packet: ArpPacket, address: ipaddress.IPv4Address) -> str | None:
     """The MAC of another host probing for `address` too (RFC 5227 probe: sender IP 0), or None."""
     if (
@@ -178,12 +211,12 @@ class OwnerSightings:
     whatever the caller adds (other interfaces of this host on the same LAN).
     """
 
-    address: ipaddress.IPv4Address
+    address: IPAddress
     excluded: frozenset[str] = frozenset()
     owners: set[str] = field(default_factory=set)
     probers: set[str] = field(default_factory=set)
     frames: int = 0
-    """ARP frames received from other hosts (whatever they were about)."""
+    """ARP (IPv6: neighbour discovery) frames received from other hosts, whatever they were about."""
 
     def see(self, frame: bytes, pkttype: int = 0) -> bool:
         """Account for one received frame; True when it named a holder not seen before.
@@ -192,18 +225,27 @@ class OwnerSightings:
         """
         if pkttype == PACKET_OUTGOING:
             return False
-        packet = parse_arp_frame(frame)
-        if packet is None:
-            return False
-        self.frames += 1
-        prober = conflicting_prober(packet, self.address)
+        prober, owner = self._read(frame)
         if prober is not None and prober not in self.excluded:
             self.probers.add(prober)
-        owner = claimed_owner(packet, self.address)
         if owner is None or owner in self.excluded or owner in self.owners:
             return False
         self.owners.add(owner)
         return True
+
+    def _read(self, frame: bytes) -> tuple[str | None, str | None]:
+        """(another prober's MAC, a holder's MAC) in `frame`, counted when it is ARP (or ND)."""
+        if isinstance(self.address, ipaddress.IPv6Address):
+            nd_packet = nd.parse_nd_frame(frame)
+            if nd_packet is None:
+                return None, None
+            self.frames += 1
+            return conflicting_prober_nd(nd_packet, self.address), claimed_owner_nd(nd_packet, self.address)
+        packet = parse_arp_frame(frame)
+        if packet is None:
+            return None, None
+        self.frames += 1
+        return conflicting_prober(packet, self.address), claimed_owner(packet, self.address)
 
 
 # ----------------------------------------------------------------------------- result
@@ -216,7 +258,7 @@ class OwnerProbe:
     """
 
     interface: str
-    address: ipaddress.IPv4Address
+    address: IPAddress
     owners: frozenset[str] = frozenset()
     probers: frozenset[str] = frozenset()
     sent: int = 0
@@ -305,13 +347,15 @@ def probe_plan(budget: float) -> tuple[int, float, float]:
 
 
 # ----------------------------------------------------------------------------- I/O
-def _open(interface: str) -> socket.socket:
+def _open(interface: str, ipv6: bool = False) -> socket.socket:
     # Protocol 0 at creation: the socket receives nothing until it is bound to the interface, so
     # no frame of another interface slips in between socket() and bind().
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.setblocking(False)
-        sock.bind((interface, ETH_P_ARP))
+        if ipv6:
+            nd.attach_nd_filter(sock)
+        sock.bind((interface, nd.ETH_P_IPV6 if ipv6 else ETH_P_ARP))
     except BaseException:
         sock.close()
         raise
@@ -386,7 +430,7 @@ class _ProbeRun:
         finally:
             loop.remove_reader(self.sock.fileno())
 
-    def result(self, address: ipaddress.IPv4Address, local: str) -> OwnerProbe:
+    def result(self, address: IPAddress, local: str) -> OwnerProbe:
         return OwnerProbe(
             interface=self.interface,
             address=address,
@@ -401,9 +445,25 @@ class _ProbeRun:
         )
 
 
+def _if_inet6() -> str:
+    try:
+        with open(IF_INET6, encoding="ascii") as file:
+            return file.read()
+    except OSError:  # IPv6 disabled in this kernel: the duplicate address detection form
+        return ""
+
+
+def question(address: IPAddress, mac: bytes, interface: str, if_inet6: str = "") -> bytes:
+    """The probe frame: an ARP probe, or (IPv6) a neighbour solicitation from the link-local
+    address `if_inet6` (the text of /proc/net/if_inet6) gives `interface`."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return nd.solicitation_frame(address, mac, nd.link_local_source(if_inet6, interface))
+    return probe_frame(mac, address)
+
+
 async def probe_vip_owners(
     interface: str,
-    address: ipaddress.IPv4Address,
+    address: IPAddress,
     *,
     attempts: int = DEFAULT_ATTEMPTS,
     interval: float = DEFAULT_INTERVAL,
@@ -412,11 +472,12 @@ async def probe_vip_owners(
 ) -> OwnerProbe:
     """Ask the LAN of `interface` who has `address`, and return every other host that claimed it.
 
-    Sends `attempts` ARP probes `interval` seconds apart and listens until `wait` seconds after the
-    last one; every ARP frame received meanwhile counts (replies, gratuitous ARPs, requests from
-    the address). This host's interface MAC and `exclude_macs` are not reported. Acts in the
-    calling process's network namespace; needs CAP_NET_RAW. Socket failures are returned in
-    `OwnerProbe.error`; a nonsensical plan or address raises ProbeSetupError.
+    Sends `attempts` ARP probes (IPv6: neighbour solicitations) `interval` seconds apart and listens
+    until `wait` seconds after the last one; every ARP (neighbour discovery) frame received
+    meanwhile counts (replies, gratuitous ARPs, requests from the address; advertisements,
+    solicitations from the address). This host's interface MAC and `exclude_macs` are not
+    reported. Acts in the calling process's network namespace; needs CAP_NET_RAW. Socket failures
+    are returned in `OwnerProbe.error`; a nonsensical plan or address raises ProbeSetupError.
     """
     _check_probe_target(address)
     check_timing(attempts, interval, wait)
@@ -426,8 +487,9 @@ async def probe_vip_owners(
     def failed(error: str) -> OwnerProbe:
         return OwnerProbe(interface, address, elapsed=time.monotonic() - start, error=error)
 
+    ipv6 = isinstance(address, ipaddress.IPv6Address)
     try:
-        sock = _open(interface)
+        sock = _open(interface, ipv6)
     except OSError as exc:
         return failed(describe_socket_error(exc, interface))
     except (ValueError, TypeError) as exc:  # a name the kernel cannot even take (NUL, too long)
@@ -435,8 +497,10 @@ async def probe_vip_owners(
     with sock:
         _name, _proto, _pkttype, hatype, raw_mac = sock.getsockname()
         if hatype != ARPHRD_ETHER or len(raw_mac) != 6:
-            return failed(f"interface {interface} is not Ethernet: ARP cannot find an owner")
+            how = "neighbour discovery" if ipv6 else "ARP"
+            return failed(f"interface {interface} is not Ethernet: {how} cannot find an owner")
         local = mac_text(raw_mac)
         run = _ProbeRun(sock, interface, OwnerSightings(address, frozenset(excluded | {local})), start)
-        await run.run(probe_frame(raw_mac, address), attempts, interval, wait)
+        frame = question(address, raw_mac, interface, _if_inet6() if ipv6 else "")
+        await run.run(frame, attempts, interval, wait)
         return run.result(address, local)

@@ -48,6 +48,9 @@ LOOKING = "looking for other holders of the address"
 
 T = TypeVar("T")
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+"""A VIP: IPv4 (announced by ARP) or IPv6 (by neighbour discovery; the `arp` provider only)."""
+
 
 class VipError(Exception):
     """A VIP operation failed or was refused; the message is one line saying what, where and what to do."""
@@ -101,35 +104,45 @@ class VipCheck:
         return f"{self.state.value}: {self.reason}" if self.reason else self.state.value
 
 
-def parse_prefix(text: str) -> int:
-    """A prefix length from `24` or a netmask `255.255.255.0` (SafeKit's `netmask` attribute)."""
+def max_prefix(address: IPAddress) -> int:
+    """32 for an IPv4 address, 128 for an IPv6 one."""
+    return address.max_prefixlen
+
+
+def parse_prefix(text: str, bits: int = 32) -> int:
+    """A prefix length from `24` or a netmask `255.255.255.0` (SafeKit's `netmask` attribute);
+    `bits` 128: an IPv6 prefix length (IPv6 has no netmask form)."""
     text = text.strip()
     if text.isdigit():
         prefixlen = int(text)
-        if not 0 < prefixlen <= 32:
-            raise VipError(f"prefix length {text} is out of range: give 1 to 32")
+        if not 0 < prefixlen <= bits:
+            raise VipError(f"prefix length {text} is out of range: give 1 to {bits}")
         return prefixlen
+    if bits != 32:
+        raise VipError(f"{text!r} is not an IPv6 prefix length (1 to 128)")
     try:
         return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
     except ValueError:
         raise VipError(f"{text!r} is neither a prefix length (24) nor a netmask (255.255.255.0)") from None
 
 
-def parse_vip_address(text: str) -> tuple[ipaddress.IPv4Address, int | None]:
-    """`A`, `A/24` or `A/255.255.255.0` -> (address, prefix length or None)."""
+def parse_vip_address(text: str) -> tuple[IPAddress, int | None]:
+    """`A`, `A/24`, `A/255.255.255.0` or `fd00::10/64` -> (address, prefix length or None)."""
     address_text, _, prefix_text = text.strip().partition("/")
     try:
-        address = ipaddress.IPv4Address(address_text)
+        address: IPAddress = ipaddress.ip_address(address_text)
     except ValueError:
-        raise VipError(f"{address_text!r} is not an IPv4 address (virtual IPs are IPv4 for now)") from None
-    return address, parse_prefix(prefix_text) if prefix_text else None
+        raise VipError(f"{address_text!r} is not an IP address (e.g. 192.168.1.10 or fd00::10)") from None
+    return address, parse_prefix(prefix_text, max_prefix(address)) if prefix_text else None
 
 
-def _check_address(address: ipaddress.IPv4Address) -> None:
+def _check_address(address: IPAddress) -> None:
     if address.is_unspecified or address.is_loopback or address.is_multicast or address.is_link_local:
         raise VipError(f"{address} cannot be a virtual IP: give a unicast address of the node's network")
     if address == ipaddress.IPv4Address("255.255.255.255"):
         raise VipError(f"{address} cannot be a virtual IP: it is the broadcast address")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise VipError(f"{address} cannot be a virtual IP: give the IPv4 address itself")
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ class VipSpec:
     contains the address". `options` are the provider's own settings (strings, from the config).
     """
 
-    address: ipaddress.IPv4Address
+    address: IPAddress
     prefixlen: int | None = None
     interface: str | None = None
     provider: str = DEFAULT_PROVIDER
@@ -151,17 +164,18 @@ class VipSpec:
     """Seconds between two gratuitous ARP packets of one burst."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.address, ipaddress.IPv4Address):
-            raise VipError(
-                f"virtual IP {self.address!r} must be an IPv4 address (virtual IPs are IPv4 for now)"
-            )
+        if not isinstance(self.address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            raise VipError(f"virtual IP {self.address!r} must be an IPv4 or IPv6 address")
         _check_address(self.address)
+        bits = max_prefix(self.address)
         if self.prefixlen is not None and not (
             isinstance(self.prefixlen, int)
             and not isinstance(self.prefixlen, bool)
-            and 0 < self.prefixlen <= 32
+            and 0 < self.prefixlen <= bits
         ):
-            raise VipError(f"{self.address}: prefix length {self.prefixlen!r} is out of range: give 1 to 32")
+            raise VipError(
+                f"{self.address}: prefix length {self.prefixlen!r} is out of range: give 1 to {bits}"
+            )
         if self.interface is not None and (
             not _IFNAME_RE.match(self.interface) or self.interface in (".", "..")
         ):
@@ -226,8 +240,15 @@ class VipProvider(abc.ABC):
 
     name: ClassVar[str] = ""
     """The entry point name (`arp`, ...), used in messages."""
+    ipv6: ClassVar[bool] = False
+    """Whether the provider can hold an IPv6 VIP (the `arp` provider, by neighbour discovery)."""
 
     def __init__(self, spec: VipSpec) -> None:
+        if isinstance(spec.address, ipaddress.IPv6Address) and not self.ipv6:
+            raise VipError(
+                f"{self.name or type(self).__name__} {spec.address}: this provider holds IPv4 "
+                "virtual IPs only (IPv6 ones: the arp provider, by neighbour discovery)"
+            )
         self.spec = spec
         self._lock = asyncio.Lock()
 

@@ -33,6 +33,7 @@ class VmacProvider(ArpProvider):
     """A farm VIP on a LAN: a /32 and gratuitous ARP naming the shared virtual MAC."""
 
     name = "vmac"
+    ipv6 = False  # a farm's IPv6 VIP is `farm_kernel.Ipv6FarmVip`
 
     def __init__(self, spec: VipSpec, vmac: str) -> None:
         super().__init__(spec)
@@ -53,7 +54,9 @@ class VmacProvider(ArpProvider):
         return cls(spec, vmac)
 
     def _frames(self, mac: bytes) -> list[bytes]:
-        return [garp_frame(self._vmac, self.spec.address, ARP_REQUEST, ethernet_source=mac)]
+        address = self.spec.address
+        assert isinstance(address, ipaddress.IPv4Address)  # refused at construction (ipv6 False)
+        return [garp_frame(self._vmac, address, ARP_REQUEST, ethernet_source=mac)]
 
     def _gap(self, round_: int) -> float:
         return self.spec.garp_interval * (round_ + 1)

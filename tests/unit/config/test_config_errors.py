@@ -121,12 +121,12 @@ def test_service_values_are_checked(replacement: str, expected: str) -> None:
         (
             '<vip><interface_list><interface><real_interface><virtual_addr addr="10.0.0.300"/>'
             "</real_interface></interface></interface_list></vip>",
-            "'10.0.0.300' is not an IPv4 address",
+            "'10.0.0.300' is not an IP address",
         ),
         (
-            '<vip><interface_list><interface><real_interface><virtual_addr addr="2001:db8::10"/>'
-            "</real_interface></interface></interface_list></vip>",
-            "'2001:db8::10' is an IPv6 address: this version handles IPv4 only",
+            '<vip><interface_list><interface><real_interface><virtual_addr addr="2001:db8::10" '
+            'provider="aws_route"/></real_interface></interface></interface_list></vip>',
+            "2001:db8::10 is IPv6: the aws_route provider holds IPv4 addresses only",
         ),
         (
             '<check><tcp ident="t"><to addr="127.0.0.1" port="70000"/></tcp></check>',

@@ -73,7 +73,7 @@ class FakeIPRoute:
 def node(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {"addresses": [REAL], "calls": []}
 
-    async def snapshot(ipr: object) -> tuple[list[Link], list[Address]]:
+    async def snapshot(ipr: object, family: int = 2) -> tuple[list[Link], list[Address]]:
         return [ETH0], state["addresses"]
 
     monkeypatch.setattr(arp_module, "AsyncIPRoute", lambda: FakeIPRoute(state))

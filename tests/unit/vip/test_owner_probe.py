@@ -190,7 +190,7 @@ def netlink(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The arp provider's view of the node, and a record of the probes it makes."""
     node: dict[str, Any] = {"links": list(LINKS), "probes": [], "answer": None}
 
-    async def snapshot(ipr: object) -> tuple[list[Link], list[Address]]:
+    async def snapshot(ipr: object, family: int = 2) -> tuple[list[Link], list[Address]]:
         return node["links"], ADDRESSES
 
     async def probe(
@@ -289,7 +289,8 @@ def test_timing_figures() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["owner", "not-an-ip"], "is not an IPv4 address"),
+        (["owner", "not-an-ip"], "is not an IP address"),
+        (["owner", "ff02::1", "-i", "eth0"], "cannot be probed"),
         (["owner", "0.0.0.0", "-i", "eth0"], "cannot be probed"),
         (["owner", "198.18.0.200", "-i", "eth0", "--attempts", "0"], "attempts"),
         (["owner", "198.18.0.200", "-i", "eth0", "--exclude", "nope"], "not an Ethernet MAC"),

@@ -44,7 +44,7 @@ class VipCheckResult:
 
 def spec_of(target: VipTarget) -> VipSpec:
     return VipSpec(
-        address=ipaddress.IPv4Address(target.address),
+        address=ipaddress.ip_address(target.address),
         prefixlen=target.prefixlen,
         interface=target.interface,
         provider=target.provider,
