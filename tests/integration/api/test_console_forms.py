@@ -231,3 +231,36 @@ def test_guided_farm_from_scratch_installed_and_started(api_lab: ApiLab, browser
             api_lab.lab.exec(node, [str(BIN / "safekit"), "stop", "-m", FARM], timeout=90)
         for node in api_lab.cluster.nodes:
             api_lab.lab.exec(node, [str(BIN / "safekit"), "module", "uninstall", "-m", FARM], timeout=90)
+
+
+def test_the_raw_editor_stays_as_the_advanced_tab(api_lab: ApiLab, browser: Browser) -> None:
+    """The Advanced (XML) tab: web2's userconfig.xml (stopped on both nodes) loaded, an error typed
+    flagged on its line with Apply off, the text put back and applied to both nodes unchanged."""
+    path = "/opt/safekit/modules/web2/conf/userconfig.xml"
+    original = cat(api_lab, "node1", path)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        login(page, api_lab)
+        page.click('#tabs button[data-tab="config"]')
+        page.select_option("#config-module", "web2")
+        text = page.locator("#config-text")
+        expect(text).to_have_value(original, timeout=10_000)
+        expect(page.locator("#config-apply")).to_be_enabled()
+        line = next(i for i, row in enumerate(original.splitlines(), 1) if 'port="4820"' in row)
+        text.fill(original.replace('port="4820"', 'port="port"'))
+        flagged = page.locator("#config-errors li:not(.warning)")
+        expect(flagged.first).to_have_attribute("data-line", str(line), timeout=10_000)
+        expect(page.locator("#config-apply")).to_be_disabled()
+        text.fill(original)
+        expect(page.locator("#config-errors li:not(.warning)")).to_have_count(0, timeout=10_000)
+        expect(page.locator("#config-apply")).to_be_enabled()
+        page.click("#config-apply")
+        page.click("#confirm-ok")
+        expect(page.locator("#config-result")).to_contain_text("applied: node1 ok, node2 ok", timeout=20_000)
+        for node in api_lab.cluster.nodes:
+            assert cat(api_lab, node, path) == original
+        assert not errors, errors
+    finally:
+        page.close()

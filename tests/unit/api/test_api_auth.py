@@ -234,7 +234,12 @@ def test_logs_of_each_kind(env: Env) -> None:
 def test_security_headers_and_console(env: Env) -> None:
     page = env.client.get("/")
     assert page.status_code == 200 and "<title>safekit console</title>" in page.text
-    assert "script-src 'self'" in page.headers["content-security-policy"]
+    csp = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    # the console asks nothing of another origin (issue 19): every fetch kind is 'none' or 'self'
+    assert csp["default-src"] == "'none'"
+    for kind in ("script-src", "style-src", "connect-src", "form-action"):
+        assert csp[kind] == "'self'", kind
+    assert csp["img-src"] == "'self' data:"
     assert page.headers["x-frame-options"] == "DENY"
     assert env.client.get("/console/console.js").headers["content-type"].startswith("text/javascript")
     assert env.client.get("/console/../auth.py").status_code == 404
