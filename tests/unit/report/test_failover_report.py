@@ -129,3 +129,44 @@ def test_the_daemon_journals_a_detection_that_safekit_report_shows(tmp_path: Pat
         2.5,
     )
     assert -2.6 < first["offset"] <= -2.5
+
+
+# The primary's side of a stopstart that hands the module over (ADR 0060), as the executor
+# journals it: the VIP released first, stop_prim, then the node comes back as secondary.
+HANDOVER = [
+    t(
+        {
+            "kind": "transition",
+            "from": "PRIM (Ready)",
+            "to": "WAIT (Transient)",
+            "reason": "custom.app asks stopstart",
+        },
+        0,
+    ),
+    t({"kind": "step", "name": "ReleaseVip", "duration": 0.03, "ok": True}, 0.0),
+    t({"kind": "script", "name": "stop_prim", "duration": 2.5, "outcome": "ok"}, 0.03),
+    t({"kind": "step", "name": "StopReplication", "duration": 0.2, "ok": True}, 2.53),
+    t({"kind": "script", "name": "prestart", "duration": 0.1, "outcome": "ok"}, 2.75),
+    t(
+        {
+            "kind": "transition",
+            "from": "WAIT (Transient)",
+            "to": "SECOND (Transient)",
+            "reason": "node2 is ALONE",
+        },
+        4.1,
+    ),
+    t({"kind": "script", "name": "start_second", "duration": 0.4, "outcome": "ok"}, 4.1),
+    t({"kind": "transition", "from": "SECOND (Transient)", "to": "SECOND (Ready)", "reason": "in sync"}, 9.0),
+]
+
+
+def test_the_stop_script_of_a_hand_over_is_a_timed_step_of_its_report() -> None:
+    [episode] = failover_report.episodes(HANDOVER)
+    assert (episode.from_state, episode.to_state) == ("PRIM (Ready)", "SECOND (Ready)")
+    assert episode.trigger.outcome == "custom.app asks stopstart"
+    text = "\n".join(failover_report.render("web", "node1", episode))
+    assert "detected  PRIM (Ready) -> WAIT (Transient): custom.app asks stopstart" in text
+    assert "step      ReleaseVip 0.030 s ok" in text
+    assert "script    stop_prim 2.500 s ok" in text
+    assert text.index("ReleaseVip") < text.index("stop_prim") < text.index("start_second")
