@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -162,6 +163,7 @@ def main() -> int:
     finally:
         bench.cluster.stop_daemons()
         lab.down()
+        shutil.rmtree(staging, ignore_errors=True)
     result.update(compare(runs))
     result["rounds"] = args.rounds
     result["seconds_per_run"] = args.seconds
