@@ -184,7 +184,7 @@ class ElementReader:
         else:
             self.error(
                 f"attribute {name!r}: {value!r} is an IPv6 address: this version handles IPv4 only "
-                "(virtual IPs are announced by ARP and balanced by IPv4 rules; docs/config.md)"
+                "here (IPv6 is for virtual IPs; docs/config.md)"
             )
         return None
 

@@ -75,12 +75,16 @@ def test_an_ipv6_farm_vip_loads_with_its_rules() -> None:
     assert rules.addresses[0].vmac == "02:5a:fe:00:00:c8"
 
 
-def test_a_mirror_vip_stays_ipv4() -> None:
+def test_a_mirror_ipv6_vip_loads_with_the_arp_provider_only() -> None:
+    # ADR 0059: neighbour discovery with the arp provider; the cloud providers hold IPv4 only.
     text = """<safe><service mode="mirror"><heart><heartbeat name="default"/></heart>
-<vip><interface_list><interface><real_interface><virtual_addr addr="fd00:5afe::c8"/></real_interface>
-</interface></interface_list></vip></service></safe>"""
-    with pytest.raises(ConfigError, match="is an IPv6 address: this version handles IPv4 only"):
-        parse_module(text, "userconfig.xml", env={})
+<vip><interface_list><interface><real_interface>
+<virtual_addr addr="fd00:5afe::c8"{provider}/>
+</real_interface></interface></interface_list></vip></service></safe>"""
+    config, _ = parse_module(text.format(provider=""), "userconfig.xml", env={})
+    assert config.vip is not None and config.vip.addresses == ("fd00:5afe::c8",)
+    with pytest.raises(ConfigError, match="the gcp_route provider holds IPv4 addresses only"):
+        parse_module(text.format(provider=' provider="gcp_route"'), "userconfig.xml", env={})
 
 
 def test_a_farm_vip_that_is_no_address_is_refused() -> None:

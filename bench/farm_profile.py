@@ -1,0 +1,181 @@
+"""Farm, keep-alive off: where a new connection's CPU goes through the VIP against directly to node1,
+by kernel and user symbol (`perf record -a -g`), in the same run, alternate rounds.
+
+The lab and the module are bench/farm.py's (`FarmBench`: three nodes, nginx behind a
+`vmac_invisible` VIP, `filter="on_port"`, one client host). Each round runs wrk (-t3 -c30,
+`Connection: close`) against node1's own address and against the VIP, one after the other, each
+under a system-wide `perf record` of the same length. Samples are kept for the processes that do
+the work of a request on veths: `wrk` (its own sends, and the receive path of the bridge and the
+nodes, which runs in the sender's softirq) and `nginx`; other sessions' processes on this shared
+machine are left out. A symbol's cost is its samples per 1,000 requests (perf's frequency is
+fixed, so samples are CPU time); the result lists the symbols whose cost grows most through the
+VIP, and the totals.
+
+Writes bench/results/farm_profile.json. Usage: bench/farm_profile.py [--rounds N] [--seconds S]
+[--lab NAME] [--no-write].
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result
+from farm import FarmBench
+from safekit.lab import Lab
+
+COMMS = ("wrk", "nginx")
+FREQUENCY = 1999
+TOP = 25
+
+
+def perf_record(path: Path) -> subprocess.Popen[bytes]:
+    """A system-wide `perf record` until SIGINT (its start on a loaded host takes seconds: it
+    must cover the whole wrk run, so it is stopped after wrk rather than timed)."""
+    argv = ["perf", "record", "-a", "-g", "-F", str(FREQUENCY), "-o", str(path)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_recording(recorder: subprocess.Popen[bytes], path: Path, timeout: float = 30.0) -> None:
+    """Until perf has written its header (it samples from then on)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size > 0):
+        if recorder.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"perf record did not start: {recorder.stderr.read() if recorder.stderr else ''!r}"
+            )
+        time.sleep(0.1)
+    time.sleep(2.0)  # the header is written first, then the running tasks, then sampling begins
+
+
+def symbol_samples(path: Path) -> dict[str, int]:
+    """Samples per (comm, symbol) of the processes in COMMS (self time, no call graph)."""
+    out = subprocess.run(
+        [
+            *("perf", "report", "-i", str(path), "--stdio", "--no-children", "-g", "none"),
+            *("--comm", ",".join(COMMS), "--sort", "sym", "-F", "sample,sym", "-t", "\t"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found: dict[str, int] = collections.Counter()
+    for line in out.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.strip().split("\t")
+        if len(fields) < 2 or not fields[0].strip().isdigit():
+            continue
+        found[fields[-1].strip()] += int(fields[0])
+    return dict(found)
+
+
+def profiled_run(bench: FarmBench, target: str, seconds: int, workdir: Path, label: str) -> dict[str, Any]:
+    data = workdir / f"{label}.data"
+    data.unlink(missing_ok=True)
+    recorder = perf_record(data)
+    wait_recording(recorder, data)
+    result = bench.wrk(target, False, seconds, 30)
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(timeout=120)
+    samples = symbol_samples(data)
+    data.unlink(missing_ok=True)
+    requests = float(result["requests"])
+    return {
+        "requests_per_s": result["requests_per_s"],
+        "requests": requests,
+        "samples": sum(samples.values()),
+        "per_1000_requests": {s: n * 1000 / requests for s, n in samples.items()},
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per symbol, the median over a target's runs of its samples per 1,000 requests (a run whose
+    perf lost most of its samples under load does not drag the figures), VIP against direct."""
+
+    def median_costs(target: str) -> dict[str, float]:
+        symbols = {s for run in runs[target] for s in run["per_1000_requests"]}
+        per_run = runs[target]
+        return {s: statistics.median(r["per_1000_requests"].get(s, 0.0) for r in per_run) for s in symbols}
+
+    direct, vip = median_costs("direct1"), median_costs("vip")
+    delta = {s: vip.get(s, 0.0) - direct.get(s, 0.0) for s in set(direct) | set(vip)}
+    top = sorted(delta, key=lambda s: -delta[s])[:TOP]
+    samples_ms = 1000 / FREQUENCY  # one sample is 1/FREQUENCY s of CPU
+    return {
+        "samples_per_1000_requests": {
+            "direct1": round(sum(direct.values()), 1),
+            "vip": round(sum(vip.values()), 1),
+        },
+        "us_per_request": {
+            "direct1": round(sum(direct.values()) * samples_ms, 1),
+            "vip": round(sum(vip.values()) * samples_ms, 1),
+        },
+        "largest_increases_us_per_request": [
+            {
+                "symbol": s,
+                "vip": round(vip.get(s, 0.0) * samples_ms, 2),
+                "direct1": round(direct.get(s, 0.0) * samples_ms, 2),
+                "extra": round(delta[s] * samples_ms, 2),
+            }
+            for s in top
+        ],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--lab", default="fprof")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    lab = Lab(args.lab)
+    lab.down()
+    lab.up(nodes=3, client=True)
+    staging = Path(tempfile.mkdtemp(prefix="safekit-fprof-", dir="/var/tmp"))
+    bench = FarmBench(lab, staging)
+    runs: dict[str, list[dict[str, Any]]] = {"direct1": [], "vip": []}
+    result: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        bench.install()
+        time.sleep(2)
+        for index in range(args.rounds):
+            order = ("direct1", "vip") if index % 2 == 0 else ("vip", "direct1")
+            for target in order:
+                run = profiled_run(bench, target, args.seconds, staging, f"{target}{index}")
+                runs[target].append(run)
+                rate, samples = run["requests_per_s"], run["samples"]
+                print(f"{target}: {rate:.0f} req/s, {samples} samples, load {run['load']}", flush=True)
+    finally:
+        bench.cluster.stop_daemons()
+        lab.down()
+        shutil.rmtree(staging, ignore_errors=True)
+    result.update(compare(runs))
+    result["rounds"] = args.rounds
+    result["seconds_per_run"] = args.seconds
+    result["requests_per_s"] = {t: [round(r["requests_per_s"]) for r in rs] for t, rs in runs.items()}
+    result["samples_per_run"] = {t: [r["samples"] for r in rs] for t, rs in runs.items()}
+    result["loads"] = {t: [r["load"] for r in rs] for t, rs in runs.items()}
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2))
+    if not args.no_write:
+        write_result("farm_profile", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
