@@ -36,7 +36,7 @@ demo-farm: deps venv
 ## check mode (the farm playbook's runs here) - run in test-ansible-long)
 test: deps test-deps venv checkov-venv lint native-test
 	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(COLLECTION_DEPLOY_TEST) $(CONSOLE_RELOAD_TEST) $(TEMPLATE_PLAYBOOK_TEST) $(DEB_POSTGRESQL_TEST),--ignore=$(t)) \
-		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG),--deselect=$(t))
+		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG) $(VIP_IPV6_LONG),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule-mirror
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
@@ -53,6 +53,8 @@ ANSIBLE_LONG_SINGLE := \
 	tests/integration/ansible/test_ops_playbooks.py::test_rolling_upgrade_keeps_the_vip_serving_then_changes_nothing
 # make test-deb-deploy: the second run of the playbook deployed from the Debian package, the rolling
 # upgrade to a newer package, and remove.yml
+VIP_IPV6_LONG := tests/integration/vip/test_vip_ipv6_lab.py::test_a_swap_moves_the_client_by_neighbour_advertisement \
+	tests/integration/vip/test_vip_ipv6_lab.py::test_the_secondary_takes_the_vip_when_the_primary_is_powered_off
 DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_second_run_changes_nothing \
 	tests/integration/deb/test_deploy_mirror_from_deb.py::test_rolling_upgrade_to_a_newer_package_keeps_the_vip_serving \
 	tests/integration/deb/test_deploy_mirror_from_deb.py::test_the_arbiter_role_installs_the_package_on_a_debian_witness \
@@ -209,10 +211,10 @@ test-farm-directed: deps test-deps venv
 		tests/integration/farm/test_farm_ipv6_lab.py
 
 ## test-vip-ipv6: a mirror module's IPv6 VIP on lab hosts whole (start, swap, power cut and rejoin,
-## a dead daemon's VIP; about a minute: SAFEKIT_VIP_IPV6_LONG=1); `make test` runs its short version
+## a dead daemon's VIP; about a minute); `make test` runs its short version (VIP_IPV6_LONG deselected)
 .PHONY: test-vip-ipv6
 test-vip-ipv6: deps test-deps venv
-	SAFEKIT_VIP_IPV6_LONG=1 $(BIN)/pytest tests/integration/vip/test_vip_ipv6_lab.py
+	$(BIN)/pytest tests/integration/vip/test_vip_ipv6_lab.py
 
 ## test-console-reload: cluster.xml changed through the API and taken live by the running daemons
 ## (its own lab console1, about a minute: SAFEKIT_CONSOLE_RELOAD=1; make test leaves it out)
