@@ -1080,19 +1080,26 @@ def test_cached_pages_outlive_writes_and_attribute_timeouts(program: Path, optio
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         os.write(fd, data)
         os.fsync(fd)
-        assert read_all(fd) == data
-        before = front.reads()
-        os.pwrite(fd, b"w" * 4096, 8192)
-        data[8192:12288] = b"w" * 4096
-        time.sleep(1.3)  # past the attribute and entry timeout
-        os.fstat(fd)
-        os.stat(path)
-        assert read_all(fd) == data
+
+        def reread_is_cached(offset: int) -> bool:
+            assert read_all(fd) == data  # every page cached
+            before = front.reads()
+            os.pwrite(fd, b"w" * 4096, offset)
+            data[offset : offset + 4096] = b"w" * 4096
+            time.sleep(1.3)  # past the attribute and entry timeout
+            os.fstat(fd)
+            os.stat(path)
+            assert read_all(fd) == data
+            again = os.open(path, os.O_RDONLY)  # keep_cache: a new open keeps the pages too
+            assert read_all(again) == data
+            os.close(again)
+            return front.reads() == before
+
+        # a second try: someone else's drop_caches on this shared machine drops the pages too
+        # (the build with auto_inval_data fails both, every time)
+        assert reread_is_cached(8192) or reread_is_cached(65536), "the reread went through FUSE"
         os.close(fd)
-        fd = os.open(path, os.O_RDONLY)  # keep_cache: a new open keeps the pages too
-        assert read_all(fd) == data
-        os.close(fd)
-        assert front.reads() == before, "the reread went through FUSE: the page cache was dropped"
+        os.sync()
         assert (front.backing / "db").read_bytes() == data
 
 
