@@ -133,14 +133,21 @@ sys.exit(asyncio.run(main()))
 
 def power_cut_outage(lab: Lab, victim: str, survivor: str, vip: str, port: int) -> float:
     """Kill `victim` at a random moment while the client probes `vip`; seconds until `survivor` answers."""
-    outage, _ = power_cut_answer(lab, victim, ["python3", "-c", PROBE, vip, str(port), survivor, "60"])
-    return outage
+    outage, kill_s, _ = power_cut_answer(
+        lab, victim, ["python3", "-c", PROBE, vip, str(port), survivor, "60"]
+    )
+    return outage + kill_s
 
 
-def power_cut_answer(lab: Lab, victim: str, probe_argv: list[str], limit: float = 60) -> tuple[float, float]:
+def power_cut_answer(
+    lab: Lab, victim: str, probe_argv: list[str], limit: float = 60
+) -> tuple[float, float, float]:
     """Kill `victim` at a random moment while `probe_argv` (PROBE or COMMAND_PROBE on the client)
-    probes; (seconds from the kill to the first answer, the answer's wall-clock time). The probe
-    reads a line on its stdin once the victim is down (the probes that wait for it)."""
+    probes; (seconds from the end of `lab kill` - cables pulled, processes killed - to the first
+    answer, seconds `lab kill` took, the answer's wall-clock time). `lab kill` waits for the lock
+    of every lab of the machine: on a shared machine another session's `lab up` can hold it for a
+    minute while the victim still runs. The probe reads a line on its stdin once the victim is down
+    (the probes that wait for it)."""
     probe = subprocess.Popen(
         lab.exec_argv("client", probe_argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -150,6 +157,7 @@ def power_cut_answer(lab: Lab, victim: str, probe_argv: list[str], limit: float 
     time.sleep(random.uniform(0.5, 1.5))
     killed_at = time.monotonic()
     lab.kill(victim)
+    down_at = time.monotonic()
     with contextlib.suppress(BrokenPipeError):  # a probe that does not wait for it may be gone
         probe.stdin.write("cut\n")
         probe.stdin.close()
@@ -157,4 +165,4 @@ def power_cut_answer(lab: Lab, victim: str, probe_argv: list[str], limit: float 
     probe.wait(timeout=limit + 10)
     if not line or line[0] != "answered":
         raise RuntimeError(f"no answer through the VIP {limit:g} s after the power cut of {victim}")
-    return float(line[1]) - killed_at, float(line[2])
+    return float(line[1]) - down_at, down_at - killed_at, float(line[2])
