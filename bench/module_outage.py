@@ -278,6 +278,31 @@ def log_times(log: str, marker: str, after: float) -> list[float]:
     return found
 
 
+def markdown_table(section: Mapping[str, Any]) -> str:
+    """The figures of KEY as docs/modules.md shows them, in ORDER; skipped and failed modules named."""
+    lines = [
+        "| template | runs | outage p50 | outage max | start_prim -> answer p50 | load (1 min) | "
+        "safekitd RSS | safekitd idle CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    modules = section.get("modules", {})
+    for name in ORDER:
+        if name in modules:
+            row = modules[name]
+            loads = row["loadavg_1m_during_runs"]
+            to_answer = row["start_prim_to_answer_p50_s"]
+            budgets = row["budgets"]
+            lines.append(
+                f"| `{name}` | {row['runs']} | {row['outage_p50_s']:.2f} s | {row['outage_max_s']:.2f} s | "
+                f"{'-' if to_answer is None else f'{to_answer:.2f} s'} | {min(loads):.0f}-{max(loads):.0f} | "
+                f"{budgets['safekitd_rss_mib']} MiB | {budgets['safekitd_idle_cpu_percent']} % |"
+            )
+    for kind in ("skipped", "failed"):
+        for name, reason in section.get(kind, {}).items():
+            lines.append(f"| `{name}` | {kind}: {reason} | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------- the lab
 
 
@@ -439,7 +464,11 @@ def main() -> int:
         "--quick", action="store_true", help="2 runs per module (a quick look, not the figure)"
     )
     parser.add_argument("--only", default="", help="comma-separated templates (default: all)")
+    parser.add_argument("--table", action="store_true", help="print the results' table (Markdown) and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads((RESULTS / "modules.json").read_text(encoding="utf-8")).get(KEY, {})))
+        return 0
     runs = args.runs or (2 if args.quick else 5)
     wanted = [t for t in args.only.split(",") if t] or list(ORDER)
     unknown = set(wanted) - set(ORDER)

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from module_outage import KEY, log_times, merge_section, module_row, p50
+from module_outage import KEY, log_times, markdown_table, merge_section, module_row, p50
 
 
 def test_p50_is_the_median_of_the_runs() -> None:
@@ -69,3 +69,18 @@ def test_log_times_reads_the_marked_lines_after_the_cut() -> None:
     times = log_times(log, "running start_prim", cut)
     assert len(times) == 1
     assert times[0] - cut == pytest.approx(2.641)
+
+
+def test_the_table_lists_the_measured_modules_in_order_then_the_skipped() -> None:
+    row = {
+        **module_row([2.7, 2.6, 2.9], [0.3, 0.4, 0.2]),
+        "loadavg_1m_during_runs": [13.2, 15.9],
+        "budgets": {"safekitd_rss_mib": 48.1, "safekitd_idle_cpu_percent": 0.5},
+    }
+    table = markdown_table(
+        {"modules": {"nginx_farm": row, "mirror": row}, "skipped": {"cloud_lb_farm": "needs the cloud fake"}}
+    )
+    lines = table.splitlines()
+    assert lines[2] == "| `mirror` | 3 | 2.70 s | 2.90 s | 0.30 s | 13-16 | 48.1 MiB | 0.5 % |"
+    assert lines[3].startswith("| `nginx_farm` |")
+    assert lines[4] == "| `cloud_lb_farm` | skipped: needs the cloud fake | | | | | | |"
