@@ -331,7 +331,9 @@ class ModuleBench:
         else:
             self.cluster.safekit("node1", "prim", "-m", self.module)
             self.cluster.safekit("node2", "second", "-m", self.module)
-        self.settle(timeout=180)
+            # the first primary's application is started (initialised) before anything is measured
+            self.cluster.wait_state("node1", self.module, "PRIM", timeout=240)
+        self.settle(timeout=240)
 
     def members(self, node: str) -> list[str]:
         out = self.cluster.safekit(node, "farm", "map", "-m", self.module, "--json", check=False)
