@@ -232,6 +232,15 @@ bench-modules: deps test-deps venv native-deps
 	$(MAKE) -C native all
 	$(BIN)/python bench/modules.py $(if $(QUICK),--quick)
 
+## bench-module-outage: every template of `safekit module templates` on its own lab (bench/module_outage.py):
+## 5 power cuts of the serving node per module, the client-visible outage (p50, max) and start_prim ->
+## answer, into bench/results/modules.json's outage_after_power_cut (QUICK=1: 2 runs; ONLY=T,T: those
+## templates; cloud_lb_farm is skipped with its reason)
+.PHONY: bench-module-outage
+bench-module-outage: deps test-deps venv native-deps
+	$(MAKE) -C native all
+	$(BIN)/python bench/module_outage.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
+
 ## bench-deploy-deb: playbooks/deploy-mirror.yml from the Debian package on a Debian 12 and a Debian 13
 ## lab pair booting systemd (tests/integration/deb's deploy and rerun, lab name benchdeb): first run,
 ## rerun (changed=0), package size, apt-get install time -> bench/results/deploy_deb.json (about 15 minutes)
