@@ -1,7 +1,8 @@
-"""The modules' 0.1.0 names (install, module, command, info) are deprecated redirects in
-meta/runtime.yml for one release (ADR 0057): a play that still uses them runs the renamed modules
-and says, once per name, which name to use instead; no module is named like an ansible.builtin one,
-so a bare name under the `collections` keyword is the builtin."""
+"""The modules' 0.1.0 names (install, module, command, info) were deprecated redirects in 0.2.0 and
+are removed in 0.3.0 (ADR 0057): a task naming install, module or info fails at parse time with a
+message naming the module to use (a tombstone in meta/runtime.yml); `command` has no entry at all,
+so that a bare `command:` under the `collections` keyword is ansible.builtin.command; no module is
+named like an ansible.builtin one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import importlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -22,65 +22,24 @@ RENAMED = {
     "command": "app_module_command",
     "info": "node_info",
 }
-WEB = {
-    "heartbeats": [{"name": "default", "pulse": "50ms", "timeout": "200ms"}],
-    "vip": [{"addr": "198.18.0.100", "netmask": "24"}],
-}
-
-# Each former name, then its new one, with the same arguments; every result recorded.
-FORMER_AND_NEW = """
-- name: The modules' former names and their new ones
+# A task naming a former name, alone in its play (the play fails while it is parsed).
+FORMER = """
+- name: A former module name
   hosts: node1
   gather_facts: false
-  environment: "{{ node_env }}"
-  module_defaults:
-    group/safekit.ha.safekit:
-      engine_bin: "{{ engine_bin }}"
   tasks:
-    - name: Former install
-      safekit.ha.install: {venv: "{{ tmp }}/venv", service: none, state: absent}
-      register: old_install
-    - name: New engine
-      safekit.ha.engine: {venv: "{{ tmp }}/venv", service: none, state: absent}
-      register: new_install
-    - name: Former module writes the module
-      safekit.ha.module: "{{ web }}"
-      register: old_module
-    - name: New app_module finds it written
-      safekit.ha.app_module: "{{ web }}"
-      register: new_module
-    - name: Former info
-      safekit.ha.info: {name: web}
-      register: old_info
-    - name: New node_info
-      safekit.ha.node_info: {name: web}
-      register: new_info
-    - name: Former command
-      safekit.ha.command: {name: web, command: prim}
-      register: old_command
-      failed_when: false
-    - name: New app_module_command
-      safekit.ha.app_module_command: {name: web, command: prim}
-      register: new_command
-      failed_when: false
-    - name: Record
-      ansible.builtin.copy:
-        content: >-
-          {{ {'install': [old_install, new_install], 'module': [old_module, new_module],
-              'info': [old_info, new_info], 'command': [old_command, new_command]} | to_json }}
-        dest: "{{ tmp }}/results.json"
-        mode: "0600"
+    - name: Former {old}
+      safekit.ha.{old}: {{}}
 """
 
-# A play listing the collection: bare names are the builtins or the new modules; module_defaults
-# keyed by a former name reach a task that uses the new one.
+# A play listing the collection: bare names are the builtins or the new modules.
 BARE_NAMES = """
 - name: Bare names under the collections keyword
   hosts: node1
   gather_facts: false
   collections: [safekit.ha]
   module_defaults:
-    safekit.ha.info:
+    group/safekit.ha.safekit:
       engine_bin: "{{ engine_bin }}"
   tasks:
     - name: Bare command
@@ -111,52 +70,39 @@ def node_env(tmp: Path) -> dict[str, str]:
     return {variable: str(tmp / where) for variable, where in names.items()}
 
 
-def play(text: str, tmp: Path) -> tuple[str, dict[str, Any]]:
-    """Run it; its output (whitespace folded, as Ansible may wrap warnings) and recorded results."""
-    variables = {
-        "tmp": str(tmp),
-        "node_env": node_env(tmp),
-        "engine_bin": str(ENGINE_BIN),
-        "web": {"name": "web", **WEB},
-    }
+def run(text: str, tmp: Path) -> tuple[int, str]:
+    """Run it: its exit code and output (whitespace folded, as Ansible may wrap messages)."""
+    variables = {"tmp": str(tmp), "node_env": node_env(tmp), "engine_bin": str(ENGINE_BIN)}
     done = run_local_play(text, tmp, variables)
-    output = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    return output, json.loads((tmp / "results.json").read_text())
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
 
 
-def test_a_play_using_the_former_names_runs_the_renamed_modules_and_warns(tmp_path: Path) -> None:
-    output, results = play(FORMER_AND_NEW, tmp_path)
-    for old, new in RENAMED.items():
-        warning = f"[DEPRECATION WARNING]: safekit.ha.{old} has been deprecated. Use safekit.ha.{new} instead"
-        assert output.count(warning) == 1, (old, output[-3000:])
-        assert "removed from collection 'safekit.ha' version 0.3.0" in output
-    old_install, new_install = results["install"]
-    assert not old_install["changed"] and not new_install["changed"]
-    assert old_install["version_before"] is None and new_install["version_before"] is None
-    # the former name wrote the module, the new one finds it as written: the same module
-    old_module, new_module = results["module"]
-    assert old_module["changed"] and not new_module["changed"], (old_module, new_module)
-    assert (tmp_path / "opt" / "modules" / "web" / "conf" / "userconfig.xml").read_text() == old_module[
-        "userconfig"
+@pytest.mark.parametrize("old", ["install", "module", "info"])
+def test_a_removed_name_fails_the_play_naming_the_module_to_use(tmp_path: Path, old: str) -> None:
+    code, output = run(FORMER.format(old=old), tmp_path)
+    assert code != 0
+    new = RENAMED[old]
+    assert f"The 'safekit.ha.{old}' module has been removed. Use safekit.ha.{new} instead" in output, output[
+        -2000:
     ]
-    old_info, new_info = results["info"]
-    assert old_info["modules"] == new_info["modules"]
-    assert old_info["modules"][0]["params"]["vip"] == WEB["vip"]
-    old_command, new_command = results["command"]
-    assert "safekitd is not running" in old_command["msg"]
-    assert old_command["msg"] == new_command["msg"]
+    assert "removed from collection 'safekit.ha' version 0.3.0" in output
+
+
+def test_the_former_command_is_unknown(tmp_path: Path) -> None:
+    code, output = run(FORMER.format(old="command"), tmp_path)
+    assert code != 0
+    assert "couldn't resolve module/action 'safekit.ha.command'" in output, output[-2000:]
 
 
 def test_bare_names_under_the_collections_keyword(tmp_path: Path) -> None:
-    output, results = play(BARE_NAMES, tmp_path)
-    # ansible.builtin.command ran, not a module of the collection
+    code, output = run(BARE_NAMES, tmp_path)
+    assert code == 0, output[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    # ansible.builtin.command ran, not a module of the collection, and nothing warns of one
     assert results["command"]["stdout"] == "bare" and results["command"]["rc"] == 0
-    # node_info, with the engine_bin given to the former name in module_defaults
+    assert "safekit.ha.command" not in output
+    # node_info, with the group's engine_bin from module_defaults
     assert results["info"]["version"] and results["info"]["daemon_running"] is False
-    # Until 0.3.0 the former safekit.ha.command is still found for a bare 'command' (its warning
-    # says to name ansible.builtin.command); the new names warn of nothing.
-    assert "safekit.ha.node_info has been deprecated" not in output
 
 
 def builtin_modules() -> set[str]:
@@ -166,20 +112,21 @@ def builtin_modules() -> set[str]:
     return {path.stem for path in Path(where).glob("*.py") if path.stem != "__init__"}
 
 
-def test_no_module_is_named_like_a_builtin_and_each_former_name_redirects() -> None:
+def test_no_module_is_named_like_a_builtin_and_each_former_name_is_removed() -> None:
     builtins = builtin_modules()
     assert {"command", "copy", "service"} <= builtins
     assert set(MODULE_NAMES) == {path.stem for path in MODULES.glob("*.py")}
     assert not set(MODULE_NAMES) & builtins
     routing = RUNTIME["plugin_routing"]["modules"]
-    assert set(routing) == set(RENAMED)
+    assert set(routing) == set(RENAMED) - {"command"}  # a tombstone named command would catch a bare one
     for old, new in RENAMED.items():
         assert not (MODULES / f"{old}.py").exists()
-        assert routing[old]["redirect"] == f"safekit.ha.{new}" and new in MODULE_NAMES
-        deprecation = routing[old]["deprecation"]
-        assert f"Use safekit.ha.{new} instead" in deprecation["warning_text"]
-        assert deprecation["removal_version"] == "0.3.0"
-    # the group lists the modules; a task with a former name is resolved to one of them first
+        if old == "command":
+            continue
+        tombstone = routing[old]["tombstone"]
+        assert "redirect" not in routing[old] and new in MODULE_NAMES
+        assert f"Use safekit.ha.{new} instead" in tombstone["warning_text"]
+        assert tombstone["removal_version"] == "0.3.0"
     assert not set(RUNTIME["action_groups"]["safekit"]) & set(RENAMED)
 
 
