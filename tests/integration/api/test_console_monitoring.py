@@ -258,7 +258,11 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     # the states are written on the chart, not only coloured (the runs wide enough for a name)
     names = page.locator('#mon-charts figure[data-chart="state"] text.state-name')
     expect(names.first).to_be_attached()
-    assert {"PRIM", "SECOND"} <= set(names.all_text_contents()), names.all_text_contents()
+    # which runs are wide enough for their name depends on how long each state lasted (a CI run
+    # showed only ALONE and STOP): every name written is a state drawn, and some are written
+    drawn = set(states.evaluate_all("rects => rects.map((r) => r.getAttribute('data-state'))"))
+    written = set(names.all_text_contents())
+    assert written and written <= drawn, (written, drawn)
     expect(page.locator('#mon-charts figure[data-chart="Heartbeat round trip"] path').first).to_be_attached()
     page.screenshot(path=str(SHOTS / "08-history-charts.png"), full_page=True)
 
