@@ -4,17 +4,18 @@ checker goes on; a checker still down after the module's reaction acts again (Ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from safekit.checkers import probes
 from safekit.daemon.checker_tasks import CheckerSpec, CheckerVerdicts, run_checker
-from safekit.daemon.node import Node
+from safekit.daemon.node import Module, Node
 from safekit.host.paths import Paths
 from safekit.membership import clusterkey
 
@@ -165,6 +166,21 @@ async def _until(predicate: object, timeout: float) -> bool:
     return True
 
 
+@contextlib.asynccontextmanager
+async def alone(paths: Paths) -> AsyncIterator[Module]:
+    """A node started on `paths`, its module AM made primary by `prim` and ALONE (Ready); stopped
+    at the end."""
+    node = Node(paths, node_name="n1", health_address="127.0.0.1", health_port=0)
+    await node.start()
+    try:
+        module = node.modules["AM"]
+        assert (await module.command("prim")).accepted
+        assert await _until(lambda: (module.module_state, module.readiness) == ("ALONE", "Ready"), 10)
+        yield module
+    finally:
+        await node.stop()
+
+
 def test_a_raising_probe_takes_the_checkers_action_and_the_checker_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -173,12 +189,7 @@ def test_a_raising_probe_takes_the_checkers_action_and_the_checker_recovers(
     monkeypatch.setattr(probes, "tcp", probe)
 
     async def run() -> None:
-        node = Node(paths, node_name="n1", health_address="127.0.0.1", health_port=0)
-        await node.start()
-        try:
-            module = node.modules["AM"]
-            assert (await module.command("prim")).accepted
-            assert await _until(lambda: (module.module_state, module.readiness) == ("ALONE", "Ready"), 10)
+        async with alone(paths) as module:
             assert await _until(lambda: module.resources.get("tcp.app") == "up", 2)
             probe.failing = True
             # the first raising round is a down: the checker's action (stop) is taken
@@ -188,8 +199,6 @@ def test_a_raising_probe_takes_the_checkers_action_and_the_checker_recovers(
             assert await _until(lambda: probe.raised >= raised + 2, 2)  # the checker goes on
             probe.failing = False
             assert await _until(lambda: module.resources["tcp.app"] == "up", 2)
-        finally:
-            await node.stop()
 
     with caplog.at_level(logging.INFO, logger="safekit.module.AM"):
         asyncio.run(run())
@@ -210,16 +219,9 @@ def test_a_checker_still_down_after_a_stopstart_acts_again_until_maxloop(
     monkeypatch.setattr(probes, "tcp", probe)
 
     async def run() -> None:
-        node = Node(paths, node_name="n1", health_address="127.0.0.1", health_port=0)
-        await node.start()
-        try:
-            module = node.modules["AM"]
-            assert (await module.command("prim")).accepted
-            assert await _until(lambda: (module.module_state, module.readiness) == ("ALONE", "Ready"), 10)
+        async with alone(paths) as module:
             probe.failing = True
             assert await _until(lambda: module.module_state == "STOP", 20), module.reason
-        finally:
-            await node.stop()
 
     asyncio.run(run())
     log = paths.module_log("AM").read_text()
