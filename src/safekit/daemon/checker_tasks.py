@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from safekit.checkers import probes
+from safekit.checkers.bounded import BoundedProbe
 from safekit.checkers.icmp import Pinger
 from safekit.config import Check
 from safekit.host.priority import at_normal_priority
@@ -38,31 +39,34 @@ class CheckerSpec:
 
 
 def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
-    """One spec per probed target of `<tcp>`, `<ping>`, `<intf>`, `<ip>` and `<module>`."""
+    """One spec per probed target of `<tcp>`, `<ping>`, `<intf>`, `<ip>` and `<module>`, each probe
+    bounded by its target's timeout (checkers.bounded: a probe that hangs is a down round)."""
     specs: list[CheckerSpec] = []
     for tcp in check.tcp:
         for t in tcp.targets:
-            probe = partial(probes.tcp, t.addr or "127.0.0.1", t.port or 0, t.timeout)
+            probe = BoundedProbe(
+                partial(probes.tcp, t.addr or "127.0.0.1", t.port or 0, t.timeout), t.timeout
+            )
             specs.append(CheckerSpec(f"tcp.{tcp.ident}", tcp.when, tcp.action, t.interval, probe))
     for ping in check.ping:
         for t in ping.targets:
-            probe = partial(pinger.ping, t.addr or "", t.timeout)
+            probe = BoundedProbe(partial(pinger.ping, t.addr or "", t.timeout), t.timeout)
             specs.append(CheckerSpec(f"ping.{ping.ident}", ping.when, ping.action, t.interval, probe))
     for intf in check.intf:
         for t in intf.targets:
             if t.interface is None:  # <interface check="on"> without a name: the VIP's interface
-                probe = partial(_sync, probes.interface_carrying_up, t.addr or "")
+                probe = BoundedProbe(partial(_sync, probes.interface_carrying_up, t.addr or ""), t.timeout)
             else:
-                probe = partial(_sync, probes.interface_up, t.interface)
+                probe = BoundedProbe(partial(_sync, probes.interface_up, t.interface), t.timeout)
             specs.append(CheckerSpec(f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe))
     for ip in check.ip:
         for t in ip.targets:
-            probe = partial(_sync, probes.address_present, t.addr or "")
+            probe = BoundedProbe(partial(_sync, probes.address_present, t.addr or ""), t.timeout)
             specs.append(CheckerSpec(f"ip.{ip.ident}", ip.when, ip.action, t.interval, probe))
     for module in check.module:
         for t in module.targets:
             url = f"http://{t.addr}:{t.port or 9010}/var/modules/{module.name}/ready.txt"
-            probe = partial(_http_ok, url, t.timeout)
+            probe = BoundedProbe(partial(_http_ok, url, t.timeout), t.timeout)
             specs.append(CheckerSpec(f"module.{module.name}", module.when, module.action, t.interval, probe))
     return specs
 
