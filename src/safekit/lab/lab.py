@@ -128,16 +128,27 @@ class PowerCut:
 
 
 def lab_lock_file(name: str) -> Path:
-    """The lock of one lab. Kept outside the lab's directory: `down` removes that directory, and a
-    lock on a removed file excludes nobody."""
+    """The lock of one lab, outside the lab's directory (`down` removes that directory); `down`
+    removes the lock file too, while it holds it."""
     return LOCK_FILE.with_name(f"safekit-lab.{name}.lock")
 
 
 @contextlib.contextmanager
 def _flock(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`. A process that waited on a file removed meanwhile (by `down`) holds
+    a lock nobody else sees: it locks the file now at `path` instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
+    while True:
+        f = open(path, "a+b")  # noqa: SIM115 - closed below or by the `with`
         fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        f.close()
+    with f:
         try:
             yield
         finally:
@@ -499,6 +510,7 @@ class Lab:
             if state is None and not self._leftovers() and not self.dir.exists():
                 return False
             self._teardown(state)
+            lab_lock_file(self.name).unlink(missing_ok=True)  # one file per lab ever made is enough
             return True
 
     def _leftovers(self) -> bool:

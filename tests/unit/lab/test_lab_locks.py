@@ -135,3 +135,29 @@ def test_kill_says_when_the_cut_happened(fake_machine: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert out.startswith("node1: power cut at ")
     assert "(0 processes killed, cables pulled)" in out
+
+
+def test_down_removes_the_labs_lock_file(fake_machine: Path) -> None:
+    lab = lab_that_is_up("laba")
+    lab.power_cut("node1")
+    assert lab_lock_file("laba").exists()
+    assert lab.down() is True
+    assert not lab_lock_file("laba").exists()
+
+
+def test_a_waiter_on_a_removed_lock_file_locks_the_new_one(
+    fake_machine: Path, in_thread: Callable[..., Future[Any]]
+) -> None:
+    """Else a process that waited while `down` removed the file, and one that came after, would
+    both hold "the" lock of the lab."""
+    path = lab_lock_file("laba")
+
+    def hold() -> bool:
+        with _flock(path):
+            return path.exists()
+
+    with _flock(path):
+        waiter = in_thread(hold)
+        time.sleep(0.2)
+        path.unlink()  # what `down` does while it holds the lock
+    assert waiter.result(timeout=PATIENCE) is True
