@@ -287,6 +287,7 @@ class Lab:
                 self._save_state(state)
             except BaseException:
                 self._teardown(state)
+                lab_lock_file(self.name).unlink(missing_ok=True)
                 raise
             return plan, True
 
@@ -507,11 +508,11 @@ class Lab:
         system.preflight()
         with self._machine_lock():
             state = self.load_state()
-            if state is None and not self._leftovers() and not self.dir.exists():
-                return False
-            self._teardown(state)
-            lab_lock_file(self.name).unlink(missing_ok=True)  # one file per lab ever made is enough
-            return True
+            existed = state is not None or self._leftovers() or self.dir.exists()
+            if existed:
+                self._teardown(state)
+            lab_lock_file(self.name).unlink(missing_ok=True)  # no file left per lab name ever used
+            return existed
 
     def _leftovers(self) -> bool:
         return any(ns.startswith(f"{PREFIX}-{self.name}-") for ns in system.netns_list()) or (

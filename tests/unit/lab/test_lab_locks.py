@@ -161,3 +161,8 @@ def test_a_waiter_on_a_removed_lock_file_locks_the_new_one(
         time.sleep(0.2)
         path.unlink()  # what `down` does while it holds the lock
     assert waiter.result(timeout=PATIENCE) is True
+
+
+def test_down_of_a_lab_that_does_not_exist_leaves_no_lock_file(fake_machine: Path) -> None:
+    assert Lab("nolab").down() is False
+    assert not lab_lock_file("nolab").exists()
