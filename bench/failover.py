@@ -3,7 +3,8 @@
 On a 2-node lab with witness and client, a TCP responder runs on both nodes (so the figure measures
 the cluster, not an application's start) and the client opens a new TCP connection to the VIP every
 50 ms (200 ms connect timeout). At a random moment the primary is killed with `lab kill` (every
-process SIGKILLed, cables pulled); the outage is from the kill to the first answer from the new
+process SIGKILLed, cables pulled); the outage is from the cut (the moment `lab kill` pulled the
+primary's cables, as bench/module_outage.py counts it) to the first answer from the new
 primary. Profiles: the defaults (heartbeat 200 ms / 1.5 s) and the fast profile (50 ms / 200 ms),
 with the witness and up-to-date rules on, while a CPU hog keeps one core busy. Also measured: the
 outage when the service is started by start_prim, spurious transitions under load (must be 0),

@@ -7,9 +7,9 @@ tests/integration/modules/ do) on its own lab of two nodes, a witness (mirrors) 
 
 - the serving node loses power (`lab kill`): a mirror's primary; for a farm, the member that serves
   the client's address (the farm hashes client addresses: that node's clients are the ones cut off);
-- outage: from the kill (the end of `lab kill`: cables pulled, processes killed; `lab kill` itself
-  waits for the machine's lab lock, held up to a minute by other sessions' labs) to the first answer
-  through the VIP, measured on the client by a probe
+- outage: from the cut (the moment `lab kill` pulled the node's cables, which it reports; as
+  bench/failover.py counts it; `lab kill` waits only for its own lab's lock, ADR 0066) to the first
+  answer through the VIP, measured on the client by a probe
   started every 50 ms (HTTP: a 200 from the survivor; databases: their own client, psql / mariadb,
   running `SELECT 1` every 100 ms) - bench/powercut.py's probes;
 - start_prim -> answer: from the survivor's module log, the wall-clock time of `running start_prim`
@@ -314,7 +314,7 @@ class ModuleBench:
         self.cluster = LabCluster(self.lab)
         self.restarts: list[int] = []
         self.kill_s: list[float] = []
-        """Per run: how long `lab kill` took (the outage is counted from its end)."""
+        """Per run: how long `lab kill` took (the outage is counted from the cut, inside it)."""
         """Per run: the survivor's local restarts of the application (a checker asking restart) until
         the answer."""
 
@@ -479,13 +479,13 @@ def main() -> int:
     failed = 0
     for name in wanted:
         section: dict[str, Any] = {
-            "note": "outage: client-side, from the end of `lab kill` of the serving node (its cables "
-            "pulled and processes killed; lab_kill_took_s: how long lab kill waited for the machine's lab "
-            "lock and worked) to the first answer through the VIP; start_prim_to_answer: from the "
-            "survivor's log line (running start_prim; farms: the buckets line taking the lost share) to "
-            "that answer. One lab per module; the machine is shared and loaded (each module records its "
-            "load). Modules are measured one at a time: `modules` lists those measured so far, each with "
-            "its date and mode.",
+            "note": "outage: client-side, from the power cut of the serving node (the moment `lab kill` "
+            "pulled its cables, as bench/failover.py counts it; lab_kill_took_s: how long lab kill waited "
+            "for its lab's lock and worked) to the first answer through the VIP; start_prim_to_answer: "
+            "from the survivor's log line (running start_prim; farms: the buckets line taking the lost "
+            "share) to that answer. One lab per module; the machine is shared and loaded (each module "
+            "records its load). Modules are measured one at a time: `modules` lists those measured so "
+            "far, each with its date and mode.",
             "machine": machine(),
         }
         if name in SKIPPED or name not in TEMPLATES:

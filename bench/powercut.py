@@ -1,7 +1,9 @@
 """What the failover benchmark and its baselines share: the client probe, the responder, and one
 power cut measured from the client's side.
 
-The outage of one run is from `lab kill` of the serving node to the first answer, through the
+The outage of one run is from the power cut of the serving node (the moment `lab kill` pulled its
+cables, `Lab.power_cut`'s `cut_at`: not the start of `lab kill`, which may wait for the lab's lock,
+nor its end) to the first answer, through the
 VIP, from the node expected to take over (or, `expect` "*", from whoever answers: a mirror's survivor
 is the only one left). HTTP answers are read from their body; a probe by command (a database's own
 client, COMMAND_PROBE) counts a zero exit as the answer.
@@ -132,22 +134,21 @@ sys.exit(asyncio.run(main()))
 
 
 def power_cut_outage(lab: Lab, victim: str, survivor: str, vip: str, port: int) -> float:
-    """Kill `victim` at a random moment while the client probes `vip`; seconds until `survivor` answers."""
-    outage, kill_s, _ = power_cut_answer(
-        lab, victim, ["python3", "-c", PROBE, vip, str(port), survivor, "60"]
-    )
-    return outage + kill_s
+    """Kill `victim` at a random moment while the client probes `vip`; seconds from the cut (its cables
+    pulled) until `survivor` answers."""
+    outage, _, _ = power_cut_answer(lab, victim, ["python3", "-c", PROBE, vip, str(port), survivor, "60"])
+    return outage
 
 
 def power_cut_answer(
     lab: Lab, victim: str, probe_argv: list[str], limit: float = 60
 ) -> tuple[float, float, float]:
     """Kill `victim` at a random moment while `probe_argv` (PROBE or COMMAND_PROBE on the client)
-    probes; (seconds from the end of `lab kill` - cables pulled, processes killed - to the first
-    answer, seconds `lab kill` took, the answer's wall-clock time). `lab kill` waits for the lock
-    of every lab of the machine: on a shared machine another session's `lab up` can hold it for a
-    minute while the victim still runs. The probe reads a line on its stdin once the victim is down
-    (the probes that wait for it)."""
+    probes; (seconds from the cut - the moment `lab kill` pulled the victim's cables - to the first
+    answer, seconds `lab kill` took, the answer's wall-clock time). `lab kill` waits only for the
+    lock of its own lab (ADR 0066; before, another session's `lab up` could hold it for a minute while
+    the victim still ran); the cut's moment is taken inside it either way. The probe reads a line on
+    its stdin once the victim is down (the probes that wait for it)."""
     probe = subprocess.Popen(
         lab.exec_argv("client", probe_argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -155,8 +156,8 @@ def power_cut_answer(
     if probe.stdout.readline().strip() != "ready":
         raise RuntimeError("the client probe did not start")
     time.sleep(random.uniform(0.5, 1.5))
-    killed_at = time.monotonic()
-    lab.kill(victim)
+    asked_at = time.monotonic()
+    cut = lab.power_cut(victim)
     down_at = time.monotonic()
     with contextlib.suppress(BrokenPipeError):  # a probe that does not wait for it may be gone
         probe.stdin.write("cut\n")
@@ -165,4 +166,5 @@ def power_cut_answer(
     probe.wait(timeout=limit + 10)
     if not line or line[0] != "answered":
         raise RuntimeError(f"no answer through the VIP {limit:g} s after the power cut of {victim}")
-    return float(line[1]) - down_at, down_at - killed_at, float(line[2])
+    # The probe's clock is this one: CLOCK_MONOTONIC is the machine's, the lab has no time namespace.
+    return float(line[1]) - cut.cut_at, down_at - asked_at, float(line[2])

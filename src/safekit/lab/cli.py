@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -62,6 +63,9 @@ def add_parser(subparsers: Any) -> None:
 
     kill = command("kill", "power cut: SIGKILL every process of a host and pull its cables")
     kill.add_argument("host")
+    kill.add_argument(
+        "--json", action="store_true", help="print the result as JSON (cut_at: when the cables were pulled)"
+    )
     start = command("start", "boot a killed host again (fresh namespaces, cables in, sshd)")
     start.add_argument("host")
     cut = command("cut", "pull a host's cable on one LAN, or on all")
@@ -133,8 +137,20 @@ def _ssh(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _kill(lab: Lab, args: argparse.Namespace) -> int:
-    count = lab.kill(args.host)
-    print(f"{args.host}: power cut ({count} processes killed, cables pulled)")
+    cut = lab.power_cut(args.host)
+    if args.json:
+        _print_json(
+            {
+                "host": cut.host,
+                "processes": cut.processes,
+                "cut_at": round(cut.cut_at_wall, 6),
+                "waited_s": round(cut.waited_s, 3),
+            }
+        )
+        return 0
+    millis = int(cut.cut_at_wall % 1 * 1000)
+    at = time.strftime("%H:%M:%S", time.localtime(cut.cut_at_wall)) + f".{millis:03d}"
+    print(f"{args.host}: power cut at {at} ({cut.processes} processes killed, cables pulled)")
     return 0
 
 

@@ -44,6 +44,10 @@ from safekit.lab.wiring import FaultState, isolation_ruleset, port_states
 
 DEFAULT_ROOT = Path("/var/lib/safekit-lab")
 LOCK_FILE = Path("/run/lock/safekit-lab.lock")
+"""The machine's lab lock: held by `up` and `down`, which share state between labs (the slots, the
+mountpoints of `PRIVATE_DIRS`, the lab root). Each lab also has its own lock, next to it
+(`lab_lock_file`), held by everything that changes the lab; a fault (`kill`, `cut`...) takes only
+that one, so it never waits for another lab's `up` (ADR 0066)."""
 STATE_VERSION = 1
 SSHD_START_TIMEOUT = 10.0
 
@@ -109,6 +113,49 @@ class LabState:
 
 
 @dataclass(frozen=True)
+class PowerCut:
+    """What `Lab.power_cut` did, and when the host went silent."""
+
+    host: str
+    processes: int
+    """Processes SIGKILLed."""
+    cut_at: float
+    """`time.monotonic()` when the cables were pulled: from then on no frame of the host leaves it."""
+    cut_at_wall: float
+    """The same moment as `time.time()`."""
+    waited_s: float
+    """How long the power cut waited for the lab's lock (another operation on the same lab)."""
+
+
+def lab_lock_file(name: str) -> Path:
+    """The lock of one lab, outside the lab's directory (`down` removes that directory); `down`
+    removes the lock file too, while it holds it."""
+    return LOCK_FILE.with_name(f"safekit-lab.{name}.lock")
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`. A process that waited on a file removed meanwhile (by `down`) holds
+    a lock nobody else sees: it locks the file now at `path` instead."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+b")  # noqa: SIM115 - closed below or by the `with`
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        f.close()
+    with f:
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
 class HostStatus:
     name: str
     role: str
@@ -120,7 +167,8 @@ class HostStatus:
 
 
 class Lab:
-    """One lab, by name. Methods that change the lab take a machine-wide lock."""
+    """One lab, by name. Methods that change the lab take its lock; `up` and `down` also take the
+    machine's (they choose a slot and create or remove the shared mountpoints)."""
 
     def __init__(self, name: str = "lab", root: Path | None = None) -> None:
         self.name = validate_name(name)
@@ -185,14 +233,13 @@ class Lab:
         return self.require_state().plan()
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        with open(LOCK_FILE, "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _machine_lock(self) -> Iterator[None]:
+        """Both locks, the machine's first (the only order anyone takes both in: no deadlock)."""
+        with _flock(LOCK_FILE), _flock(lab_lock_file(self.name)):
+            yield
+
+    def _lab_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _flock(lab_lock_file(self.name))
 
     def _other_slots(self) -> set[int]:
         slots: set[int] = set()
@@ -216,7 +263,7 @@ class Lab:
     ) -> tuple[LabPlan, bool]:
         """Build the lab. Returns (plan, created); an existing lab is left as it is (created=False)."""
         system.preflight()
-        with self._lock():
+        with self._machine_lock():
             existing = self.load_state()
             if existing is not None and existing.status == "up":
                 return existing.plan(), False
@@ -240,6 +287,7 @@ class Lab:
                 self._save_state(state)
             except BaseException:
                 self._teardown(state)
+                lab_lock_file(self.name).unlink(missing_ok=True)
                 raise
             return plan, True
 
@@ -458,12 +506,13 @@ class Lab:
     def down(self) -> bool:
         """Remove the lab and everything it created. Returns False when there was nothing to remove."""
         system.preflight()
-        with self._lock():
+        with self._machine_lock():
             state = self.load_state()
-            if state is None and not self._leftovers() and not self.dir.exists():
-                return False
-            self._teardown(state)
-            return True
+            existed = state is not None or self._leftovers() or self.dir.exists()
+            if existed:
+                self._teardown(state)
+            lab_lock_file(self.name).unlink(missing_ok=True)  # no file left per lab name ever used
+            return existed
 
     def _leftovers(self) -> bool:
         return any(ns.startswith(f"{PREFIX}-{self.name}-") for ns in system.netns_list()) or (
@@ -565,7 +614,7 @@ class Lab:
     # ----------------------------------------------------------------- faults
     def _change_faults(self, change: Callable[[LabState], None]) -> LabState:
         system.preflight()
-        with self._lock():
+        with self._lab_lock():
             state = self.require_state()
             change(state)
             self._save_state(state)
@@ -574,10 +623,22 @@ class Lab:
 
     def kill(self, host: str) -> int:
         """Power cut: SIGKILL every process of the host and pull all its cables. Returns processes killed."""
-        plan = self.plan()
-        h = plan.host(host)
-        self._change_faults(lambda s: s.faults.killed.add(host))
-        return self._kill_processes(h.netns)
+        return self.power_cut(host).processes
+
+    def power_cut(self, host: str) -> PowerCut:
+        """`kill`, telling when the host went silent (its cables pulled) and how long that waited."""
+        h = self.plan().host(host)
+        system.preflight()
+        asked = time.monotonic()
+        with self._lab_lock():
+            waited = time.monotonic() - asked
+            state = self.require_state()
+            state.faults.killed.add(host)
+            self._save_state(state)
+            self._apply_wiring(state.plan(), state.faults)
+            cut_at, cut_at_wall = time.monotonic(), time.time()
+            processes = self._kill_processes(h.netns)
+        return PowerCut(host, processes, cut_at, cut_at_wall, waited)
 
     def start(self, host: str) -> bool:
         """Boot a host: fresh namespaces (no leftover addresses, firewall or mounts), cables in, sshd.
@@ -585,7 +646,7 @@ class Lab:
         Returns False when the host was already running.
         """
         system.preflight()
-        with self._lock():
+        with self._lab_lock():
             state = self.require_state()
             plan = state.plan()
             h = plan.host(host)

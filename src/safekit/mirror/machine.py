@@ -946,11 +946,11 @@ def _hand_over(ctx: _Ctx) -> None:
     if why_not is not None:
         ctx.log(f"{ctx.me} stopstarted the primary role and starts again here: {why_not}")
         return
-    until = ctx.now + ctx.cfg.peer_timeout + ctx.cfg.detection_skew
-    ctx.set(yield_until=until)
+    window = _handshake_window(ctx.cfg)
+    ctx.set(yield_until=ctx.now + window)
     ctx.log(
         f"{ctx.me} stopstarted the primary role: {ctx.peer_name} is an up-to-date secondary and takes "
-        f"over; {ctx.me} does not compete for the primary role until {until:.3f}"
+        f"over; {ctx.me} does not compete for the primary role for {window:.2f} s"
     )
 
 
@@ -969,7 +969,7 @@ def _end_hand_over(ctx: _Ctx) -> None:
     if why_not is None and ctx.now < s.yield_until:
         return
     if why_not is None:
-        why_not = f"{ctx.peer_name} did not take over by {s.yield_until:.3f}"
+        why_not = f"{ctx.peer_name} did not take over within {_handshake_window(ctx.cfg):.2f} s"
     ctx.set(yield_until=None)
     ctx.log(f"{why_not}: {ctx.me} competes for the primary role again", LogLevel.WARNING)
 
@@ -1280,7 +1280,7 @@ def _note_withdrawn_consent(ctx: _Ctx, old: MirrorState) -> None:
     cfg = ctx.cfg
     was = consents_to(announced_status(cfg, old), ctx.peer_name)
     if was and not consents_to(announced_status(cfg, ctx.s), ctx.peer_name):
-        ctx.set(handshake_not_before=ctx.now + cfg.peer_timeout + cfg.detection_skew)
+        ctx.set(handshake_not_before=ctx.now + _handshake_window(cfg))
 
 
 def _reconcile(ctx: _Ctx) -> None:
@@ -1344,7 +1344,7 @@ def _reconcile_secondary(ctx: _Ctx) -> None:
         if at is None:
             _takeover(ctx, f"{ctx.peer_name} is {peer.state} and not primary; {v.reason}: taking over")
         else:
-            ctx.set(reason=_unsettled(ctx, v.reason, at))
+            ctx.set(reason=_unsettled(ctx, v.reason))
     elif v.winner is None and peer.role is Role.NONE:
         _leave_role(
             ctx,
@@ -1397,7 +1397,7 @@ def _by_witness(ctx: _Ctx, eligible_reason: str, start: _Starter) -> None:
         return
     at = witness.takeover_time(rules, s.witness, absent)
     if at is not None:
-        when = f"not before {at:.3f}"
+        when = f"not before {at - absent:.2f} s after the loss"
     elif rules.mode is WitnessMode.ARBITRATOR:
         when = "until the arbitrator grants the lease"
     else:
@@ -1448,7 +1448,7 @@ def _candidate_with_peer(ctx: _Ctx, peer: NodeStatus) -> None:
         if not _peer_agrees(peer, ctx.me):
             _hold(ctx, f"elected ({v.reason}); waiting for {ctx.peer_name} to agree")
         elif at is not None:
-            _hold(ctx, _unsettled(ctx, v.reason, at))
+            _hold(ctx, _unsettled(ctx, v.reason))
         else:
             _launch_primary(ctx, f"elected primary: {v.reason}")
     elif v.winner == ctx.peer_name:
@@ -1457,11 +1457,19 @@ def _candidate_with_peer(ctx: _Ctx, peer: NodeStatus) -> None:
         ctx.set(phase=Phase.WAITING, wait_cause=WaitCause.STALE, reason=f"{v.reason} (rule 1)")
 
 
-def _unsettled(ctx: _Ctx, why: str, at: float) -> str:
+def _unsettled(ctx: _Ctx, why: str) -> str:
+    # Durations, not the deadline: the machine's clock is monotonic, meaningless to a reader (and a
+    # reason that counted down would change, and be logged, at every step).
     return (
         f"elected ({why}) and {ctx.peer_name} agrees, but its answer may predate {ctx.me} competing "
-        f"again: waiting until {at:.3f} for {ctx.peer_name}'s answer to the current status"
+        f"again: waiting for {ctx.peer_name}'s answer to the current status (at most "
+        f"{_handshake_window(ctx.cfg):.2f} s after competing again)"
     )
+
+
+def _handshake_window(cfg: MirrorSettings) -> float:
+    """How long the peer's answer to a new status may take: the heartbeat timeout plus the detection skew."""
+    return cfg.peer_timeout + cfg.detection_skew
 
 
 def _candidate_without_peer(ctx: _Ctx) -> None:
@@ -1471,7 +1479,7 @@ def _candidate_without_peer(ctx: _Ctx) -> None:
         return
     deadline = s.election_deadline
     if s.phase is Phase.ELECTING and s.intent is Intent.AUTO and deadline is not None and ctx.now < deadline:
-        ctx.set(reason=f"looking for {ctx.peer_name} until {deadline:.3f}")
+        ctx.set(reason=f"looking for {ctx.peer_name} for up to {ctx.cfg.peer_timeout:g} s")
         return
     if s.phase is Phase.WAITING and s.wait_cause is WaitCause.FAILOVER_OFF and s.intent is Intent.AUTO:
         return

@@ -309,8 +309,9 @@ def describe(rules: WitnessRules, view: WitnessView, now: float) -> str:
     if view.last_reachable_at is None and view.last_unreachable_at is None:
         return "no witness answer yet"
     if view.reachable_since is not None and view.last_reachable_at is not None:
+        # durations: `now` and the view's times are the daemon's monotonic clock
         return (
-            f"witness reachable since {view.reachable_since:.3f} "
-            f"(last answer {now - view.last_reachable_at:.1f}s ago)"
+            f"witness reachable for {now - view.reachable_since:.1f} s "
+            f"(last answer {now - view.last_reachable_at:.1f} s ago)"
         )
     return "witness unreachable"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -18,7 +19,7 @@ Recap = dict[str, dict[str, int]]
 
 def fresh_lab(name: str) -> Iterator[Lab]:
     """A 2-node lab with witness and client, removed afterwards (for a module-scoped fixture)."""
-    lab = Lab(name)
+    lab = Lab(run_lab_name(name))
     lab.down()
     lab.up(nodes=2, witness=True, client=True)
     try:

@@ -17,6 +17,7 @@ import pytest
 from ansible_lab_runs import BIN, ROOT, Recap, recap_of, run_playbook
 
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 
 NODES = ("node1", "node2", "node3")
 USERCONFIG = "/opt/safekit/modules/webfarm/conf/userconfig.xml"
@@ -66,7 +67,7 @@ ROUND_TRIP = """
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("ansitfarm")
+    lab = Lab(run_lab_name("ansitfarm"))
     lab.down()
     lab.up(nodes=len(NODES), client=True)
     try:

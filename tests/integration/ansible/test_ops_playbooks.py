@@ -21,6 +21,7 @@ import pytest
 from ansible_lab_runs import Recap, run_playbook
 
 from safekit.lab import Lab, system
+from safekit.lab.run_names import run_lab_name
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -52,7 +53,7 @@ MAX_GAP_SECONDS = 5.0
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itops")
+    lab = Lab(run_lab_name("itops"))
     lab.down()
     lab.up(nodes=2, witness=True, client=True)
     try:

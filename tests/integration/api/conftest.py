@@ -28,9 +28,10 @@ from playwright.sync_api import Browser, sync_playwright
 
 from safekit.lab import Lab
 from safekit.lab.cluster import BIN, LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
-LAB = os.environ.get("SAFEKIT_API_LAB", "api1")  # another name: runs beside an api1
+LAB = os.environ.get("SAFEKIT_API_LAB") or run_lab_name("api1")  # another name: runs beside an api1
 MODULE = "web"
 PASSWORD = "console-password-1"
 CHROMIUM = "/usr/bin/chromium"

@@ -39,9 +39,11 @@ from conftest import _wait_file
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster, cluster_xml
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
-LAB = os.environ.get("SAFEKIT_CONSOLE_RELOAD_LAB", "console1")  # another name: runs beside a console1
+# another name: runs beside a console1
+LAB = os.environ.get("SAFEKIT_CONSOLE_RELOAD_LAB") or run_lab_name("console1")
 pytestmark = pytest.mark.skipif(
     os.environ.get("SAFEKIT_CONSOLE_RELOAD") != "1",
     reason="about a minute: SAFEKIT_CONSOLE_RELOAD=1 (make test-console-reload)",

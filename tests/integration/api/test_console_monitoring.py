@@ -28,9 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
-LAB = os.environ.get("SAFEKIT_CONSOLE_MONITORING_LAB", "h26a")  # another name: runs beside an h26a
+# another name: runs beside an h26a
+LAB = os.environ.get("SAFEKIT_CONSOLE_MONITORING_LAB") or run_lab_name("h26a")
 MODULE = "mon"
 DATA = "/srv/mon"
 REPLICATION_PORT = 4911  # the heartbeat port + 1

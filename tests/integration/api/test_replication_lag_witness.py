@@ -27,10 +27,11 @@ from test_console_monitoring import SHOTS, card, login
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 from safekit.rfs import native
 
-LAB = os.environ.get("SAFEKIT_CONSOLE_LAG_LAB", "h34a")  # another name: runs beside an h34a
+LAB = os.environ.get("SAFEKIT_CONSOLE_LAG_LAB") or run_lab_name("h34a")  # another name: runs beside an h34a
 MODULE = "lag"
 DATA = "/srv/lag"
 HEART_PORT = 4940

@@ -25,6 +25,7 @@ import pytest
 
 from safekit.arbiter.wire import DEFAULT_PORT
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
 BIN = Path(sys.prefix) / "bin"
@@ -35,7 +36,7 @@ LOG = "/var/log/safekit/arbiter.log"
 STATE_DIR = "/var/safekit/arbiter"  # private to the witness host (/var/lib is shared by lab hosts)
 LEASE = 2.0
 DAEMON_ARGS = ("--daemon", "--pidfile", PIDFILE, "--log-file", LOG, "--state-dir", STATE_DIR)
-LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB", "arb")
+LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB") or run_lab_name("arb")
 
 
 @pytest.fixture(scope="module")

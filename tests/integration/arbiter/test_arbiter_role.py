@@ -20,11 +20,13 @@ import pytest
 
 from safekit.arbiter import keys
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 
 BIN = Path(sys.prefix) / "bin"
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = "playbooks/deploy-mirror.yml"
-LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB", "arb")  # also the cluster's name (safekit_lab_name)
+# also the cluster's name (safekit_lab_name)
+LAB_NAME = os.environ.get("SAFEKIT_ARBITER_LAB") or run_lab_name("arb")
 
 
 @pytest.fixture(scope="module")

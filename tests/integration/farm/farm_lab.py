@@ -20,6 +20,7 @@ from typing import Any
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
 MODULE = "farm"
@@ -211,7 +212,7 @@ asyncio.run(main())
 def lab_name(default: str) -> str:
     """The lab of a farm lab test: its own name, or SAFEKIT_FARM_LAB (one name for every file: each
     file's lab is taken down before the next file's is built)."""
-    return os.environ.get("SAFEKIT_FARM_LAB") or default
+    return os.environ.get("SAFEKIT_FARM_LAB") or run_lab_name(default)
 
 
 @contextlib.contextmanager

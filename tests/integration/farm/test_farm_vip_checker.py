@@ -15,6 +15,7 @@ import pytest
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 
 MODULE = "vipchk"
 
@@ -37,7 +38,7 @@ USERCONFIG = """<!DOCTYPE safe>
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("ip16")
+    lab = Lab(run_lab_name("ip16"))
     lab.down()
     lab.up(nodes=2)
     try:

@@ -12,6 +12,7 @@ import pytest
 
 from safekit.lab import Lab, LabError
 from safekit.lab.lab import lab_root
+from safekit.lab.run_names import run_lab_name
 from safekit.lab.topology import PREFIX, PRIVATE_DIRS
 
 VENV_BIN = Path(sys.executable).parent  # the tests run from the project's .venv
@@ -129,7 +130,7 @@ def test_isolate_cuts_only_the_pair(lab: Lab) -> None:
 
 
 def test_cut_one_lan_of_a_two_lan_lab(root_required: None) -> None:
-    lab = Lab("itest2")
+    lab = Lab(run_lab_name("itest2"))
     lab.down()
     lab.up(nodes=2, lans=2)
     try:
@@ -179,7 +180,7 @@ def test_kill_is_a_power_cut_and_start_boots_a_clean_host(lab: Lab) -> None:
 
 def test_up_on_an_existing_lab_changes_nothing(lab: Lab) -> None:
     result = subprocess.run(
-        [str(VENV_BIN / "safekit"), "lab", "up", "--name", "itest", "--nodes", "5"],
+        [str(VENV_BIN / "safekit"), "lab", "up", "--name", lab.name, "--nodes", "5"],
         capture_output=True,
         text=True,
         check=False,
@@ -191,7 +192,7 @@ def test_up_on_an_existing_lab_changes_nothing(lab: Lab) -> None:
 
 def test_status_json_and_unknown_host(lab: Lab) -> None:
     result = subprocess.run(
-        [str(VENV_BIN / "safekit"), "lab", "status", "--name", "itest", "--json"],
+        [str(VENV_BIN / "safekit"), "lab", "status", "--name", lab.name, "--json"],
         capture_output=True,
         text=True,
         check=True,
@@ -200,7 +201,7 @@ def test_status_json_and_unknown_host(lab: Lab) -> None:
     assert [h["name"] for h in data["hosts"]] == ["node1", "node2", "witness", "client"]
     assert all(h["power"] == "on" and h["sshd"] for h in data["hosts"])
     bad = subprocess.run(
-        [str(VENV_BIN / "safekit"), "lab", "exec", "--name", "itest", "node9", "--", "true"],
+        [str(VENV_BIN / "safekit"), "lab", "exec", "--name", lab.name, "node9", "--", "true"],
         capture_output=True,
         text=True,
         check=False,
@@ -241,22 +242,22 @@ def _processes_in_namespaces(prefix: str) -> list[str]:
 
 
 def test_down_leaves_nothing_behind_even_after_a_crash(root_required: None) -> None:
-    lab = Lab("itest3")
+    lab = Lab(run_lab_name("itest3"))
     lab.down()
     lab.up(nodes=2, witness=True)
     sleeper = subprocess.Popen(lab.exec_argv("node1", ["sleep", "600"]))
-    assert all(_lab_traces("itest3").values()), "the lab should exist before it is removed"
+    assert all(_lab_traces(lab.name).values()), "the lab should exist before it is removed"
     # A crash: the state file is gone, only the prefix can find what exists.
     (lab.dir / "state.json").unlink()
     assert lab.down() is True
     assert sleeper.wait(timeout=5) == -9
-    assert _lab_traces("itest3") == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
-    assert _processes_in_namespaces(f"{PREFIX}-itest3-") == []
+    assert _lab_traces(lab.name) == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
+    assert _processes_in_namespaces(f"{PREFIX}-{lab.name}-") == []
     assert lab.down() is False, "a second down has nothing to do"
 
 
 def test_a_failed_up_rolls_back_everything(root_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    lab = Lab("itest4")
+    lab = Lab(run_lab_name("itest4"))
     lab.down()
 
     def broken_sshd(self: Lab, hosts: object) -> None:
@@ -265,7 +266,7 @@ def test_a_failed_up_rolls_back_everything(root_required: None, monkeypatch: pyt
     monkeypatch.setattr(Lab, "_wait_sshd", broken_sshd)
     with pytest.raises(LabError, match="injected"):
         lab.up(nodes=2, witness=True, client=True)
-    assert _lab_traces("itest4") == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
+    assert _lab_traces(lab.name) == {"netns": [], "links": [], "tables": [], "mounts": [], "files": []}
 
 
 def test_kill_waits_for_nothing(lab: Lab) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 from safekit.membership.wire import Heartbeat, ModuleState, SubState, encode
 
@@ -82,7 +83,7 @@ done
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itmir")
+    lab = Lab(run_lab_name("itmir"))
     lab.down()
     lab.up(nodes=2, lans=2, witness=True, client=True)
     try:

@@ -21,6 +21,7 @@ import pytest
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "modules" / "webmirror"
@@ -109,7 +110,7 @@ class OwnerMonitor:
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("psafe")
+    lab = Lab(run_lab_name("psafe"))
     lab.down()
     lab.up(nodes=2, witness=True, client=True)
     try:

@@ -37,12 +37,13 @@ from tpl_lab import save_logs, wait_for
 from safekit.lab import Lab
 from safekit.lab.cluster import BIN, PIDFILE, LabCluster
 from safekit.lab.modules import install_modules
+from safekit.lab.run_names import run_lab_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the fakes package
 
 from fakes.metadata_fake import AwsImdsFake
 
-LAB = "h36lb"
+LAB = run_lab_name("h36lb")
 MODULE = "lbfarm"
 NODES = ("node1", "node2")
 REGION = "us-east-1"

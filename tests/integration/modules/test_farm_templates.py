@@ -16,6 +16,7 @@ from tpl_lab import client_sources, farm_members, probe, save_logs, wait_for
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.lab.modules import install_modules
+from safekit.lab.run_names import run_lab_name
 
 NGINX, APACHE = "tplweb", "tplhttpd"
 PORTS = {NGINX: 8080, APACHE: 8081}
@@ -24,7 +25,7 @@ REQUESTS = 48
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("tplfarm")
+    lab = Lab(run_lab_name("tplfarm"))
     lab.down()  # leftovers of an interrupted earlier run
     lab.up(nodes=2, client=True)
     try:

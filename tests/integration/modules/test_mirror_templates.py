@@ -23,6 +23,7 @@ from tpl_lab import save_logs, wait_for
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.lab.modules import install_modules
+from safekit.lab.run_names import run_lab_name
 from safekit.lab.writers import AckedWriter, mariadb_writer, postgresql_writer
 
 PG_PASSWORD = "tplpg"
@@ -34,7 +35,7 @@ PRIMARY_NODES = {"tplapp": ("node1", "node2"), "tplpg": ("node1", "node2"), "tpl
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("tplmirror")
+    lab = Lab(run_lab_name("tplmirror"))
     lab.down()  # leftovers of an interrupted earlier run
     lab.up(nodes=2, witness=True, client=True)
     try:

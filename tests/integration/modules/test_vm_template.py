@@ -35,8 +35,9 @@ from tpl_lab import save_logs, wait_for
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.lab.modules import install_modules
+from safekit.lab.run_names import run_lab_name
 
-LAB_NAME = "h16vm"
+LAB_NAME = run_lab_name("h16vm")
 MODULE = "tplvm"
 VM_NAME = "tinyvm"
 VM_DIR = "/srv/tplvm"

@@ -12,6 +12,7 @@ from typing import Any
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 from safekit.rfs import native
 
@@ -21,7 +22,7 @@ def lab_up(name: str, **hosts: Any) -> Iterator[Lab]:
     `hosts` (Lab.up's nodes, lans, witness, client), down again after the file's tests.
     SAFEKIT_RFS_LAB names the lab instead (another run of the same file side by side on one
     machine; one test file at a time with it)."""
-    lab = Lab(os.environ.get("SAFEKIT_RFS_LAB") or name)
+    lab = Lab(os.environ.get("SAFEKIT_RFS_LAB") or run_lab_name(name))
     lab.down()
     lab.up(**hosts)
     try:

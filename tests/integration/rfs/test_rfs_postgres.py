@@ -26,6 +26,7 @@ import pytest
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
 MODULE = "pgmirror"
@@ -93,7 +94,7 @@ def postmasters(lab: Lab, node: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab("itpg")
+    lab = Lab(run_lab_name("itpg"))
     lab.down()  # leftovers of an interrupted earlier run
     lab.up(nodes=2, witness=True, client=True)
     try:

@@ -40,13 +40,14 @@ from botocore.config import Config
 
 from safekit.lab import Lab
 from safekit.lab.cluster import BIN, PIDFILE, LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the fakes package
 
 from fakes.metadata_fake import AwsImdsFake
 
-LAB = "itcloud"
+LAB = run_lab_name("itcloud")
 MODULE = "cvip"
 REGION = "us-east-1"
 NODES = ("node1", "node2")

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 
-LAB = "itvip"
+LAB = run_lab_name("itvip")
 PORT = 18080
 # Each node answers every TCP connection with its hostname, so the client sees who holds the VIP.
 SERVER = """

@@ -33,9 +33,10 @@ import pytest
 
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.run_names import run_lab_name
 from safekit.membership import clusterkey
 
-LAB = "vipv6"
+LAB = run_lab_name("vipv6")
 MODULE = "web6"
 PORT = 8080
 

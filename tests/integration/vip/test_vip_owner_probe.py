@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from safekit.lab import Lab
+from safekit.lab.run_names import run_lab_name
 
-LAB = "vipown"
+LAB = run_lab_name("vipown")
 NOBODY, ANSWERED = 0, 1
 # A VIP with a lifetime, renewed every RENEW s for HOLD s (it must stay all along), then left alone:
 # prints how long after the last renewal the kernel deleted it, once per round.
