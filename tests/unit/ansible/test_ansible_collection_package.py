@@ -135,7 +135,7 @@ def test_a_playbook_of_fqcns_only_resolves_the_roles(installed: dict[str, str]) 
     )
     result = ansible(installed, "ansible-playbook", "--syntax-check", "-i", "localhost,", str(play))
     assert result.returncode == 0, result.stdout + result.stderr
-    # The former names are this checkout's links (roles/safekit_*), not part of the collection.
+    # The former role names (links in the checkout's roles/ until 0.2.0) resolve nowhere.
     play.write_text(play.read_text().replace("safekit.ha.node", "safekit_node"))
     refused = ansible(installed, "ansible-playbook", "--syntax-check", "-i", "localhost,", str(play))
     assert refused.returncode != 0 and "safekit_node" in refused.stdout + refused.stderr
