@@ -1,7 +1,7 @@
 """The collection as users get it: `ansible-galaxy collection build`, then `install` of the tarball
 into an empty path, and Ansible, seeing only that path, knows the roles, the playbooks and the
 modules by their FQCN (ADR 0041). The deployment of the demo module from such an installed copy is
-tests/integration/ansible/test_installed_collection_deploy.py (make test-collection-deploy)."""
+the first test of tests/integration/ansible/test_deploy_mirror_playbook.py (make test)."""
 
 from __future__ import annotations
 
