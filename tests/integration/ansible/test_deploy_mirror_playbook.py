@@ -17,7 +17,11 @@ make test runs the first run of each (one lab for both Must-show lines of issue 
 where a second run of the demo's was); the second runs and the check mode are in make
 test-ansible-long with the rest of this file (Molecule's mirror scenario, in make test, runs
 safekit.ha.deploy_mirror twice from the checkout; tests/unit/ansible/test_ansible_userconfig.py
-renders and parses back generated replication parameters).
+renders and parses back generated replication parameters). The whole file at load 13: lab and
+collection 22 s, deployment 294 s, its second run 226 s, check mode 113 s, the example's stop and
+deployment 92 s, its second run 106 s. make test's part (22 + 294 + 92 s; building and installing
+the collection is in the 22) replaced a deployment and a second run of the checkout's playbook on a
+lab of its own (about 294 + 226 s): about 2 minutes less at that load.
 """
 
 from __future__ import annotations
