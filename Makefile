@@ -32,21 +32,24 @@ demo-farm: deps venv
 
 ## test: lint, type check, unit tests, integration tests and Molecule scenarios on real lab hosts
 ## (within its 45-minute budget: the Ansible runs that repeat a deployment the suite already makes -
-## `safekit deploy`'s wrapper, the arbiter role alone, the inventory example, the mirror playbook's
-## check mode (the farm playbook's runs here) - run in test-ansible-long)
+## `safekit deploy`'s wrapper, the arbiter role alone, the mirror playbook's and the inventory
+## example's second runs, the check modes (the farm playbook's run here) - run in test-ansible-long;
+## one lab runs the installed collection's deployment, then the inventory example's:
+## test_deploy_mirror_playbook.py)
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(COLLECTION_DEPLOY_TEST) $(CONSOLE_RELOAD_TEST) $(TEMPLATE_PLAYBOOK_TEST) $(DEB_POSTGRESQL_TEST),--ignore=$(t)) \
+	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(CONSOLE_RELOAD_TEST) $(TEMPLATE_PLAYBOOK_TEST) $(DEB_POSTGRESQL_TEST),--ignore=$(t)) \
 		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG) $(VIP_IPV6_LONG),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule-mirror
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
-	tests/integration/arbiter/test_arbiter_role.py \
-	tests/integration/ansible/test_inventory_example_playbook.py
-# make test keeps one deployment, its second run and one check mode per playbook; the rest of those
-# files runs in make test-ansible-long (make test went over 45 minutes: 40 min of pytest, then
-# Molecule)
+	tests/integration/arbiter/test_arbiter_role.py
+# make test keeps one deployment per playbook and one second run (the farm's in its file;
+# safekit.ha.deploy_mirror's in Molecule's mirror scenario); the rest of those files runs in make
+# test-ansible-long (make test went over 45 minutes: 40 min of pytest, then Molecule)
 ANSIBLE_LONG_SINGLE := \
+	tests/integration/ansible/test_deploy_mirror_playbook.py::test_a_second_run_changes_nothing \
 	tests/integration/ansible/test_deploy_mirror_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing \
+	tests/integration/ansible/test_deploy_mirror_playbook.py::test_the_inventory_example_run_again_changes_nothing \
 	tests/integration/ansible/test_deploy_farm_playbook.py::test_check_mode_on_a_changed_input_reports_and_changes_nothing \
 	tests/integration/ansible/test_deploy_farm_playbook.py::test_input_the_engine_refuses_changes_no_node \
 	tests/integration/ansible/test_deploy_farm_playbook.py::test_the_cloud_role_installs_the_sdk_and_writes_the_provider \
@@ -62,9 +65,9 @@ DEB_DEPLOY_LONG := tests/integration/deb/test_deploy_mirror_from_deb.py::test_a_
 
 ## test-ansible-long: the deployments make test leaves out (about 15 minutes on lab hosts):
 ## `safekit deploy mirror` (progress, summary, check mode, an unreachable node), the arbiter role on
-## its own, the onprem inventory example (structured replication round trip), the mirror and farm
-## playbooks' and the ops playbooks' files whole (a check-mode test needs the deployment the file's
-## first test makes; the farm's cloud role; the wheelhouse rolling upgrade)
+## its own, the mirror and farm playbooks' and the ops playbooks' files whole (a check-mode test
+## needs the deployment the file's first test makes; the mirror playbook's second run from the
+## installed collection; the farm's cloud role; the wheelhouse rolling upgrade)
 .PHONY: test-ansible-long
 test-ansible-long: deps test-deps venv
 	$(BIN)/pytest --durations=0 $(ANSIBLE_LONG_TESTS) $(sort $(foreach t,$(ANSIBLE_LONG_SINGLE),$(firstword $(subst ::, ,$(t)))))
@@ -87,13 +90,14 @@ test-template-playbook: deps test-deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="wrk"
 	$(BIN)/pytest --durations=0 $(TEMPLATE_PLAYBOOK_TEST)
 
-## test-collection-deploy: the collection as users install it (ADR 0041): ansible-galaxy collection
-## build, install of the tarball into an empty path, then a playbook of FQCNs only
-## (safekit.ha.deploy_mirror) deploys the demo mirror module to a fresh lab (lab collroles; 2 to 6
-## minutes). make test builds and installs it too and checks its playbooks, roles and modules
-## (tests/unit/ansible/test_ansible_collection_package.py, 30 s) without deploying.
+## test-collection-deploy: the collection as users install it (ADR 0041), alone: ansible-galaxy
+## collection build, install of the tarball into an empty path, then a playbook of FQCNs only
+## (safekit.ha.deploy_mirror) deploys the demo mirror module to a fresh lab (lab itans; 2 to 6
+## minutes). make test runs it as the first test of test_deploy_mirror_playbook.py, whose lab the
+## inventory example then re-deploys with structured replication; it also checks the installed
+## copy's playbooks, roles and modules (tests/unit/ansible/test_ansible_collection_package.py, 30 s).
 .PHONY: test-collection-deploy
-COLLECTION_DEPLOY_TEST := tests/integration/ansible/test_installed_collection_deploy.py
+COLLECTION_DEPLOY_TEST := tests/integration/ansible/test_deploy_mirror_playbook.py::test_a_playbook_of_fqcns_deploys_the_demo_module_from_the_installed_collection
 test-collection-deploy: deps test-deps venv
 	$(BIN)/pytest --durations=0 $(COLLECTION_DEPLOY_TEST)
 

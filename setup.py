@@ -37,7 +37,7 @@ def with_native() -> bool:
 
 def missing_toolchain() -> list[str]:
     """The Debian packages that building the native programs needs and this machine lacks
-    (the same check as roles/safekit_node's pre-flight on the controller)."""
+    (the same check as the safekit.ha.node role's pre-flight on the controller)."""
     missing = [] if shutil.which("make") and shutil.which("gcc") else ["build-essential"]
     if not shutil.which("pkg-config"):
         return [*missing, "pkg-config", "libfuse3-dev", "libssl-dev"]

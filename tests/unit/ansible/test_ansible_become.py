@@ -20,7 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 COLLECTION = "collections/ansible_collections/safekit/ha"
 # The collection's roles and playbooks, the top-level playbooks (pointers to them, and the
-# examples) and the Molecule scenarios; the top-level roles/ are links to the collection's.
+# examples) and the Molecule scenarios.
 YAML_DIRS = (f"{COLLECTION}/roles", f"{COLLECTION}/playbooks", "playbooks", "molecule")
 NESTED = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
 NODE_BECOME = "{{ safekit_become | default((ansible_user | default('root')) != 'root') }}"
@@ -83,7 +83,9 @@ def test_no_inventory_becomes_root_for_every_host() -> None:
 
 
 def test_the_controller_needs_no_engine_for_the_keys() -> None:
-    for path in (REPO / "roles").rglob("*.yml"):
+    roles = list((REPO / COLLECTION / "roles").rglob("*.yml"))
+    assert len(roles) > 20, roles
+    for path in roles:
         text = path.read_text()
         assert "dirname }}/safekit" not in text, path
         assert "cluster genkey" not in text and "arbiter key --" not in text, path

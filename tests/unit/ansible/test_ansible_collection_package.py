@@ -1,7 +1,7 @@
 """The collection as users get it: `ansible-galaxy collection build`, then `install` of the tarball
 into an empty path, and Ansible, seeing only that path, knows the roles, the playbooks and the
 modules by their FQCN (ADR 0041). The deployment of the demo module from such an installed copy is
-tests/integration/ansible/test_installed_collection_deploy.py (make test-collection-deploy)."""
+the first test of tests/integration/ansible/test_deploy_mirror_playbook.py (make test)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_a_playbook_of_fqcns_only_resolves_the_roles(installed: dict[str, str]) 
     )
     result = ansible(installed, "ansible-playbook", "--syntax-check", "-i", "localhost,", str(play))
     assert result.returncode == 0, result.stdout + result.stderr
-    # The former names are this checkout's links (roles/safekit_*), not part of the collection.
+    # The former role names (links in the checkout's roles/ until 0.2.0) resolve nowhere.
     play.write_text(play.read_text().replace("safekit.ha.node", "safekit_node"))
     refused = ansible(installed, "ansible-playbook", "--syntax-check", "-i", "localhost,", str(play))
     assert refused.returncode != 0 and "safekit_node" in refused.stdout + refused.stderr
