@@ -40,7 +40,7 @@ def bases_in_the_integration_tests() -> set[str]:
 
 def test_the_integration_tests_name_their_labs_through_the_helper() -> None:
     bases = bases_in_the_integration_tests()
-    assert {"itest", "ip16", "itinv", "ansitfarm", "tplmirror", "h24a"} <= bases
+    assert {"itest", "ip16", "itans", "ansitfarm", "tplmirror", "h24a"} <= bases
     hard_coded = [
         f"{path.name}: {m.group(0)}"
         for path in INTEGRATION.rglob("*.py")
