@@ -277,9 +277,11 @@ def daemon_pid(lab: Lab, node: str) -> int:
     raise RuntimeError(f"no safekitd on {node}")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_user_sys(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -464,13 +466,17 @@ def main() -> int:  # noqa: PLR0912, PLR0915
             order = order[rnd % len(order) :] + order[: rnd % len(order)]
             # 1. sequential write, CPU per GiB of each process
             for label, where in order:
-                cpu0 = {role: cpu_seconds(pid) for role, pid in procs.items()}
+                cpu0 = {role: cpu_user_sys(pid) for role, pid in procs.items()}
                 out = measure("seq", where, sizes["seq_mib"])
-                cpu1 = {role: cpu_seconds(pid) for role, pid in procs.items()}
+                cpu1 = {role: cpu_user_sys(pid) for role, pid in procs.items()}
                 add(f"seq_write.{label}_mib_s", sizes["seq_mib"] / out["seconds"])
                 roles = {"fuse_only": ("fuse_only",), "replicated": ("primary", "secondary")}.get(label, ())
                 for role in roles:
-                    add(f"cpu_seconds_per_gib.{role}", (cpu1[role] - cpu0[role]) / gib)
+                    user, system = (cpu1[role][i] - cpu0[role][i] for i in (0, 1))
+                    add(f"cpu_seconds_per_gib.{role}", (user + system) / gib)
+                    # user (AEAD, the copies the program makes) against system (the kernel's copies)
+                    add(f"cpu_seconds_per_gib.{role}_user", user / gib)
+                    add(f"cpu_seconds_per_gib.{role}_sys", system / gib)
             # 2. 4 KiB write + fsync latency (async="second", and async="none" beside it)
             for label, where in (*order, ("replicated_none", "/srv/bnone")):
                 out = measure("fsync", where, sizes["fsync_ops"])

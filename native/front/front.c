@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -1195,23 +1194,10 @@ static void *write_buffer(size_t size)
 	return wb->data;
 }
 
-/* The whole pages of a large write's bytes in libfuse's request buffer go back to the system
- * once written and copied: each FUSE worker has a buffer of 1 MiB and 4 KiB, which a 1 MiB write
- * fills; 16 workers kept 16 MiB resident that way, more as more workers took large writes
- * (docs/replication.md, "Memory and descriptors"). The buffer stays mapped (the next request
- * is read into fresh zero pages); only whole pages strictly inside the write's bytes are given
- * back, never the request's header before them. */
-#define SK_RELEASE_ABOVE (256u << 10)
-static void release_pages(const char *data, size_t size)
-{
-	if (size < SK_RELEASE_ABOVE)
-		return;
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t lo = ((uintptr_t)data + page - 1) & ~(page - 1);
-	uintptr_t hi = ((uintptr_t)data + size) & ~(page - 1);
-	if (hi > lo)
-		madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
+/* libfuse's request buffer of each FUSE worker (1 MiB and 4 KiB) stays resident once a large
+ * write filled it: giving its pages back after each write of 256 KiB or more (ADR 0037) made the
+ * next request land in fresh zero pages, a page fault and a cleared page for every 4 KiB read from
+ * /dev/fuse, 35% of the primary's CPU in a sequential write (ADR 0061). 16 workers: at most 16 MiB. */
 
 static ssize_t pwrite_all(int fd, const char *data, size_t size, off_t off)
 {
@@ -1239,12 +1225,10 @@ static void fr_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct sk_node *n = h->node;
 	size_t size = fuse_buf_size(in);
 	const char *data = NULL;
-	bool in_request = false; /* data is in libfuse's request buffer (this worker's) */
 	if (f->sink->wants_data || h->append) {
 		if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
 			data = (const char *)in->buf[0].mem + in->off;
 			size = in->buf[0].size - in->off;
-			in_request = true;
 		} else {
 			char *mem = write_buffer(size);
 			if (!mem)
@@ -1297,8 +1281,6 @@ static void fr_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	order_unlock(f);
 	if (start_writeback) /* the disk starts now: the final fsync of a large write flushes little */
 		sync_file_range(h->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	if (in_request)
-		release_pages(data, size);
 	if (written < 0)
 		return (void)fuse_reply_err(req, (int)-written);
 	if (h->sync && ticket) {

@@ -206,12 +206,16 @@ static void slot_close(sks_open_file *f)
     f->path = NULL;
     f->fd = -1;
     f->unflushed = 0;
+    f->direct = 0;
 }
 
 void sks_replica_close(sks_replica *r)
 {
     for (int i = 0; i < SKS_OPEN_CACHE; i++)
         slot_close(&r->cache[i]);
+    free(r->abuf);
+    r->abuf = NULL;
+    r->abuf_cap = 0;
 }
 
 static sks_open_file *cache_find(sks_replica *r, uint32_t dir, const char *path)
@@ -253,6 +257,7 @@ static int cache_put(sks_replica *r, uint32_t dir, const char *path, int fd)
     slot->fd = fd;
     slot->used = ++r->tick;
     slot->unflushed = 0;
+    slot->direct = 0;
     return 0;
 }
 
@@ -414,15 +419,26 @@ static int file_fd(sks_replica *r, uint32_t dir, const char *path, sks_open_file
 
 /* ------------------------------------------------------------------ operations */
 
-static int op_write(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
+/* Set or clear O_DIRECT on a cached fd. false: not possible (its file system refuses it: the
+ * file is written through the page cache from then on). */
+static bool set_direct(sks_open_file *f, bool on)
 {
-    sks_open_file *f = NULL;
-    int fd = file_fd(r, dir, path, &f);
-    if (fd < 0)
-        return fd;
-    const uint8_t *p = op->data.ptr;
-    size_t left = op->data.len;
-    off_t off = (off_t)op->offset;
+    if (f->direct < 0)
+        return !on;
+    if (f->direct == (on ? 1 : 0))
+        return true;
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl < 0 || fcntl(f->fd, F_SETFL, on ? (fl | O_DIRECT) : (fl & ~O_DIRECT)) != 0) {
+        if (on)
+            f->direct = -1;
+        return !on;
+    }
+    f->direct = on ? 1 : 0;
+    return true;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t left, off_t off)
+{
     while (left > 0) {
         ssize_t n = pwrite(fd, p, left, off);
         if (n < 0 && errno == EINTR)
@@ -435,8 +451,78 @@ static int op_write(sks_replica *r, uint32_t dir, const char *path, const sk_op 
         left -= (size_t)n;
         off += n;
     }
+    return 0;
+}
+
+/* A large aligned write with O_DIRECT from the aligned buffer: 1 written, 0 not done (write it
+ * through the page cache), -errno. The kernel writes back and drops any cached page of the range
+ * first, so a reader of the copy sees these bytes either way. */
+static int write_direct(sks_replica *r, sks_open_file *f, const sk_op *op)
+{
+    size_t len = op->data.len;
+    if (len < SKS_DIRECT_MIN || len % SKS_DIRECT_ALIGN || op->offset % SKS_DIRECT_ALIGN || f->direct < 0)
+        return 0;
+    if (r->abuf_cap < len) {
+        void *fresh = NULL;
+        if (posix_memalign(&fresh, SKS_DIRECT_ALIGN, len) != 0)
+            return 0;
+        free(r->abuf);
+        r->abuf = fresh;
+        r->abuf_cap = len;
+    }
+    if (!set_direct(f, true))
+        return 0;
+    memcpy(r->abuf, op->data.ptr, len);
+    size_t done = 0;
+    bool refused = false;
+    while (done < len) {
+        ssize_t n = pwrite(f->fd, r->abuf + done, len - done, (off_t)(op->offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EINVAL) { /* an alignment this device wants beyond ours */
+            refused = true;
+            break;
+        }
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        done += (size_t)n;
+        if (done % SKS_DIRECT_ALIGN)
+            break; /* a short write off the alignment: the rest through the page cache */
+    }
+    if (done < len) {
+        if (!set_direct(f, false))
+            return -EIO;
+        if (refused)
+            f->direct = -1;
+        int rc = pwrite_all(f->fd, r->abuf + done, len - done, (off_t)(op->offset + done));
+        if (rc < 0)
+            return rc;
+        f->unflushed += len - done;
+    }
+    r->bytes_direct += done;
+    return 1;
+}
+
+static int op_write(sks_replica *r, uint32_t dir, const char *path, const sk_op *op)
+{
+    sks_open_file *f = NULL;
+    int fd = file_fd(r, dir, path, &f);
+    if (fd < 0)
+        return fd;
+    int d = write_direct(r, f, op);
+    if (d < 0)
+        return d;
+    if (d == 0) {
+        if (f->direct > 0 && !set_direct(f, false))
+            return -EIO;
+        int rc = pwrite_all(fd, op->data.ptr, op->data.len, (off_t)op->offset);
+        if (rc < 0)
+            return rc;
+        f->unflushed += op->data.len;
+    }
     r->bytes_written += op->data.len;
-    f->unflushed += op->data.len;
     if (f->unflushed >= SKS_WRITEBACK_EVERY) {
         /* start writing the file's dirty pages now, without waiting: a later fsync flushes little */
         sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);

@@ -22,6 +22,11 @@
 
 #define SKS_OPEN_CACHE 64
 #define SKS_WRITEBACK_EVERY (16u << 20) /* bytes written to a file between early writeback starts */
+/* A WRITE of at least SKS_DIRECT_MIN bytes whose offset and length are multiples of SKS_DIRECT_ALIGN
+ * goes to the disk with O_DIRECT (ADR 0061): no page cache copy, no dirty pages for the kernel to
+ * write back later, the copy's pages not cached a second time on a disk the primary shares. */
+#define SKS_DIRECT_MIN (256u << 10)
+#define SKS_DIRECT_ALIGN 4096u
 
 typedef struct sks_open_file {
     uint32_t dir;
@@ -29,6 +34,7 @@ typedef struct sks_open_file {
     int fd;     /* -1: free slot */
     uint64_t used;
     uint64_t unflushed;
+    int8_t direct; /* the fd's O_DIRECT: 0 off, 1 on, -1 its file system refuses it */
 } sks_open_file;
 
 typedef struct sks_replica {
@@ -39,6 +45,9 @@ typedef struct sks_replica {
     sks_open_file cache[SKS_OPEN_CACHE];
     uint64_t tick;
     uint64_t bytes_written;
+    uint64_t bytes_direct; /* of bytes_written, written with O_DIRECT */
+    uint8_t *abuf;         /* aligned buffer of direct writes (owned), abuf_cap bytes */
+    size_t abuf_cap;
 } sks_replica;
 
 void sks_replica_init(sks_replica *r, const int *dir_fds, int ndirs);

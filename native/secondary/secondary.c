@@ -491,8 +491,11 @@ static void session_readable(secondary *s)
         size_t want = RECV_STEP;
         sk_header h;
         size_t frame_len;
+        /* A large frame is read to its end and no further: it then ends the buffer, and drain()
+         * has no bytes of the next frame to move to the front (a 1 MiB WRITE read in steps of
+         * 1 MiB left most of the next one behind it: 1 MiB moved per frame, ADR 0061). */
         if (sk_frame_span(s->rbuf, s->rlen, &h, &frame_len, NULL) == SK_AGAIN && frame_len > s->rlen &&
-            frame_len - s->rlen > want)
+            (frame_len - s->rlen > want || frame_len >= RECV_STEP / 2))
             want = frame_len - s->rlen;
         if (want > RECV_CAP - s->rlen)
             want = RECV_CAP - s->rlen;
