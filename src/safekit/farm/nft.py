@@ -38,7 +38,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safekit.farm.buckets import BUCKETS, ranges
+from safekit.farm.buckets import BUCKETS
 from safekit.farm.groups import DEFAULT_GROUP
 
 INGRESS_PRIORITY = -500
@@ -169,19 +169,6 @@ def _hash_key(rule: TrafficRule | None, family: str = "ip") -> Json:
     # socket) and could be judged by another node; the source port spreads connections the same
     # way and keeps a connection's SYNs together.
     return {"concat": [saddr, _payload(rule.proto, "sport")]}
-
-
-def _verdicts(owned: Collection[int]) -> list[list[Any]]:
-    """Every bucket 0..255 to accept (owned) or drop, as intervals."""
-    others = set(range(BUCKETS)) - set(owned)
-    entries: list[tuple[int, int, str]] = [(a, b, "accept") for a, b in ranges(owned)]
-    entries += [(a, b, "drop") for a, b in ranges(others)]
-    return [[a if a == b else {"range": [a, b]}, {verdict: None}] for a, b, verdict in sorted(entries)]
-
-
-def _bucket_vmap(rule: TrafficRule | None, seed: int, owned: Collection[int], family: str = "ip") -> Json:
-    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": _hash_key(rule, family)}}
-    return {"vmap": {"key": jhash, "data": {"set": _verdicts(owned)}}}
 
 
 def _accept() -> Json:
@@ -333,27 +320,61 @@ def _bucket_tables(
                 rule_chains[rule] = f"rule_{len(rule_chains)}"
         vip_chains += _vip_chain(spec, family, vip_chain, deciding, rule_chains, owned)
     # Traffic no <rule> names (other ports, ICMP, fragments): by source address, with the first
-    # group's map, so that exactly one node answers it too.
-    # A TCP packet whose flags cannot be read (a fragment after the first) goes on to conntrack,
-    # as any TCP packet that is not a SYN: the bucket maps of TCP see SYNs only.
-    default = _bucket_vmap(None, spec.seed, owned.get(spec.default_group, ()), family)
-    commands.append(_plain_chain(family, t, "default"))
-    commands.append(_rule(family, t, "default", default))
-    commands.append(_plain_chain(family, t, "default_tcp"))
-    commands.append(_rule(family, t, "default_tcp", _syn_only(), default))
+    # group's buckets, so that exactly one node answers it too. `default_tcp`: TCP SYNs only (a TCP
+    # packet whose flags cannot be read, a fragment after the first, goes on to conntrack).
+    default_owned = owned.get(spec.default_group, ())
+    commands += _bucket_chain(family, t, "default", _hash_key(None, family), spec.seed, default_owned)
+    commands += _bucket_chain(
+        family, t, "default_tcp", _hash_key(None, family), spec.seed, default_owned, [_syn_only()]
+    )
     for rule, name in rule_chains.items():
-        commands.append(_plain_chain(family, t, name))
-        mine = owned.get(rule.group, ())
-        syn = [_syn_only()] if rule.proto == "tcp" else []
-        commands.append(_rule(family, t, name, *syn, _bucket_vmap(rule, spec.seed, mine, family)))
-        if rule.proto == "udp" and _payload("udp", "sport") in _hash_key(rule, family).get("concat", ()):
-            # A fragment after the first has no ports: the hash cannot be read, the default decides
-            commands.append(_rule(family, t, name, _goto("default")))
+        guard = [_syn_only()] if rule.proto == "tcp" else []
+        commands += _bucket_chain(
+            family, t, name, _hash_key(rule, family), spec.seed, owned.get(rule.group, ()), guard
+        )
     # The chains a verdict map names exist before it (one transaction, in order).
     commands += vip_chains
     commands.append(
         _rule(family, t, "buckets", {"vmap": {"key": _payload(family, "daddr"), "data": {"set": dispatch}}})
     )
+    return commands
+
+
+def _bucket_chain(  # noqa: PLR0917
+    family: str,
+    table: str,
+    name: str,
+    key: Json,
+    seed: int,
+    owned: Collection[int],
+    guard: list[Json] | None = None,
+) -> list[Json]:
+    """A chain that drops the packets (matching `guard`: a TCP SYN) whose bucket this node does not
+    own: `jhash KEY mod 256 seed S != { owned buckets } drop`; the others fall off its end and are
+    accepted. One rule, one hashed lookup: a set without intervals is a hash table in the kernel (a
+    map of bucket runs is a search among about 170 of them in a farm of three), and it holds the
+    owned buckets only.
+
+    A packet whose key cannot be read (a fragment after the first has no ports) matches no rule: a
+    TCP one goes on to conntrack, as any TCP packet that is not a SYN; a UDP one hashed with its
+    source port is decided by the `default` chain (its source address)."""
+    guard = guard or []
+    mine = sorted(set(owned))
+    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": key}}
+    by_port = isinstance(key.get("concat"), list) and _payload("udp", "sport") in key["concat"]
+    commands = [_plain_chain(family, table, name)]
+    if by_port:
+        if mine:
+            commands.append(_rule(family, table, name, *guard, _match(jhash, {"set": mine}), _accept()))
+        if len(mine) < BUCKETS:
+            # `<= 255` holds for every bucket: the rule only reads the key (it must be readable).
+            readable = _match(jhash, BUCKETS - 1, op="<=")
+            commands.append(_rule(family, table, name, *guard, readable, _drop()))
+        commands.append(_rule(family, table, name, _goto("default")))
+    elif not mine:
+        commands.append(_rule(family, table, name, *guard, _drop()))
+    elif len(mine) < BUCKETS:
+        commands.append(_rule(family, table, name, *guard, _match(jhash, {"set": mine}, op="!="), _drop()))
     return commands
 
 

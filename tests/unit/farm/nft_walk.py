@@ -33,15 +33,40 @@ def _is_l4(expr: Json, proto: str) -> bool:
     return bool(match.get("left") == {"meta": {"key": "l4proto"}} and match.get("right") == proto)
 
 
+def _jhash(expr: Json) -> Json | None:
+    left = expr.get("match", {}).get("left", {})
+    return left if "jhash" in left else None
+
+
+def bucket_decision(rules: list[list[Json]]) -> Json:
+    """What a bucket chain (`nft._bucket_chain`) decides: `key` (the hashed expression, None when
+    no rule hashes) and `accepted` (the buckets whose packets it lets through)."""
+    key: Json | None = None
+    accepted: set[int] | None = None
+    for expr in rules:
+        jhash = next((_jhash(e) for e in expr if _jhash(e) is not None), None)
+        if jhash is not None:
+            key = key or jhash["jhash"]["expr"]
+            match = next(e["match"] for e in expr if _jhash(e) is not None)
+            if isinstance(match["right"], dict) and accepted is None:
+                accepted = set(match["right"]["set"])  # `== {owned} accept` or `!= {owned} drop`
+        elif "drop" in expr[-1] and accepted is None:
+            accepted = set()
+    return {"key": key, "accepted": set(range(256)) if accepted is None else accepted}
+
+
 def new_flow_map(payload: Json, family: str, vip: str, proto: str, port: int | None) -> Json | None:
-    """The `jhash ... vmap` that decides a new flow (a TCP SYN, a datagram, `port` None: one whose
-    port no lookup names, as ICMP) to `vip`, or None when no rule of the table decides it."""
+    """What decides a new flow (a TCP SYN, a datagram; `port` None: one whose port no lookup
+    names, as ICMP) to `vip`: `bucket_decision` of the bucket chain it reaches, or None when it is
+    accepted before any (neighbour discovery)."""
     table = chains(payload, family)
     (dispatch,) = table["buckets"]
     chain = _vmap_target(dispatch[-1]["vmap"], vip)
     seen = 0
     while chain is not None and seen < 8:
         seen += 1
+        if chain in ("default", "default_tcp") or chain.startswith("rule_"):
+            return bucket_decision(table[chain])
         following = None
         for expr in table[chain]:
             last = expr[-1]
@@ -58,8 +83,6 @@ def new_flow_map(payload: Json, family: str, vip: str, proto: str, port: int | N
             if vmap is None:
                 continue
             key = vmap["key"]
-            if "jhash" in key:
-                return dict(vmap)
             if key == {"meta": {"key": "l4proto"}}:
                 following = _vmap_target(vmap, proto)
             elif "concat" in key and port is not None:
@@ -68,12 +91,3 @@ def new_flow_map(payload: Json, family: str, vip: str, proto: str, port: int | N
                 break
         chain = following
     return None
-
-
-def accepted_buckets(vmap: Json) -> set[int]:
-    accepted: set[int] = set()
-    for key, verdict in vmap["data"]["set"]:
-        low, high = key["range"] if isinstance(key, dict) else (key, key)
-        if "accept" in verdict:
-            accepted |= set(range(low, high + 1))
-    return accepted

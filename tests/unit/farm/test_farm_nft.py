@@ -11,7 +11,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from nft_walk import accepted_buckets, chains, new_flow_map
+from nft_walk import chains, new_flow_map
 
 from safekit.farm import nft
 
@@ -27,9 +27,9 @@ OWNED = {"web": frozenset(range(100)), "api": frozenset({3, 4})}
 
 
 def _decides(payload: dict[str, Any], proto: str, port: int | None) -> tuple[Any, set[int]]:
-    vmap = new_flow_map(payload, "ip", str(VIP), proto, port)
-    assert vmap is not None, (proto, port)
-    return vmap["key"]["jhash"]["expr"], accepted_buckets(vmap)
+    decision = new_flow_map(payload, "ip", str(VIP), proto, port)
+    assert decision is not None, (proto, port)
+    return decision["key"], decision["accepted"]
 
 
 def test_each_rule_uses_its_groups_buckets_the_specific_ports_first() -> None:
@@ -79,6 +79,35 @@ def test_a_packet_costs_few_rules() -> None:
     # After conntrack: a known connection leaves with the first rule.
     assert json.dumps(table["connections"][0]).startswith('[{"match": {"op": "in", "left": {"ct"')
     assert len(table["connections"]) == 2
+
+
+def test_a_new_flow_costs_one_hashed_lookup_among_the_owned_buckets() -> None:
+    payload = nft.ruleset(SPEC, OWNED)
+    table = chains(payload, "ip")
+    # No interval set (a search among bucket runs): each bucket chain is one rule whose set holds
+    # this node's buckets (a hash table in the kernel).
+    assert '"range"' not in json.dumps(table)
+    api = new_flow_map(payload, "ip", str(VIP), "tcp", 8081)
+    assert api is not None and api["accepted"] == {3, 4}
+    chain = next(
+        rules for name, rules in table.items() if name.startswith("rule_") and "[3, 4]" in json.dumps(rules)
+    )
+    (only,) = (json.dumps(rule) for rule in chain)
+    assert '"op": "!="' in only and only.endswith('{"drop": null}]')
+    # Owning every bucket of a group: its chains are empty (everything goes on).
+    everything = frozenset(range(256))
+    whole = chains(nft.ruleset(SPEC, {"web": everything, "api": everything}), "ip")
+    assert whole["default"] == [] and whole["default_tcp"] == []
+
+
+def test_a_udp_fragment_without_ports_falls_back_to_the_address() -> None:
+    by_port = nft.FarmRules("t", (ADDRESS,), (nft.TrafficRule("udp", "on_port", 53, None, "web"),), 1, "web")
+    table = chains(nft.ruleset(by_port, OWNED), "ip")
+    (name,) = [n for n in table if n.startswith("rule_")]
+    owned, readable, fallback = (json.dumps(r) for r in table[name])
+    assert '"sport"' in owned and owned.endswith('{"accept": null}]')
+    assert '"op": "<="' in readable and readable.endswith('{"drop": null}]')
+    assert fallback == '[{"goto": {"target": "default"}}]'
 
 
 def test_two_groups_naming_the_same_traffic_overlap() -> None:
