@@ -11,8 +11,13 @@ machine are left out. A symbol's cost is its samples per 1,000 requests (perf's 
 fixed, so samples are CPU time); the result lists the symbols whose cost grows most through the
 VIP, and the totals.
 
+The symbols are also summed by part of the path (`parts_us_per_request`: nftables, conntrack, the
+netfilter hooks, the lab bridge and its bridge netfilter). `--before FILE` keeps another run's
+result (its `--output FILE`, for example with the code before a change on PYTHONPATH, run just
+before) under `before`.
+
 Writes bench/results/farm_profile.json. Usage: bench/farm_profile.py [--rounds N] [--seconds S]
-[--lab NAME] [--no-write].
+[--lab NAME] [--no-write] [--output FILE] [--before FILE].
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -102,6 +108,22 @@ def profiled_run(bench: FarmBench, target: str, seconds: int, workdir: Path, lab
     }
 
 
+PARTS = {
+    "nftables": re.compile(r"^\[k\] (nft_|__nft_|nf_tables_)"),
+    "conntrack": re.compile(
+        r"^\[k\] (__)?(nf_conntrack|nf_ct_|nf_confirm|tcp_packet|tcp_in_window|hash_conntrack)"
+    ),
+    "netfilter_hooks": re.compile(r"^\[k\] nf_hook_slow"),
+    "bridge_netfilter": re.compile(r"^\[k\] br_nf_"),
+    "bridge": re.compile(r"^\[k\] (br_(?!nf_)|maybe_deliver|__br_)"),
+}
+"""Where a symbol's cost goes, by part of the path (symbols of no part are in the totals only)."""
+
+
+def part_of(symbol: str) -> str | None:
+    return next((part for part, rx in PARTS.items() if rx.match(symbol)), None)
+
+
 def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per symbol, the median over a target's runs of its samples per 1,000 requests (a run whose
     perf lost most of its samples under load does not drag the figures), VIP against direct."""
@@ -115,7 +137,18 @@ def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     delta = {s: vip.get(s, 0.0) - direct.get(s, 0.0) for s in set(direct) | set(vip)}
     top = sorted(delta, key=lambda s: -delta[s])[:TOP]
     samples_ms = 1000 / FREQUENCY  # one sample is 1/FREQUENCY s of CPU
+
+    def by_part(costs: dict[str, float]) -> dict[str, float]:
+        parts = dict.fromkeys(PARTS, 0.0)
+        for symbol, cost in costs.items():
+            part = part_of(symbol)
+            if part is not None:
+                parts[part] += cost * samples_ms
+        return {p: round(c, 2) for p, c in parts.items()}
+
     return {
+        "parts_us_per_request": {"direct1": by_part(direct), "vip": by_part(vip)},
+        "parts": {p: rx.pattern for p, rx in PARTS.items()},
         "samples_per_1000_requests": {
             "direct1": round(sum(direct.values()), 1),
             "vip": round(sum(vip.values()), 1),
@@ -142,6 +175,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--lab", default="fprof")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--output", type=Path, help="also write the result to this file")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a run of the code before a change (its --output), kept in the result as `before`",
+    )
     args = parser.parse_args()
     lab = Lab(args.lab)
     lab.down()
@@ -171,7 +210,11 @@ def main() -> int:
     result["samples_per_run"] = {t: [r["samples"] for r in rs] for t, rs in runs.items()}
     result["loads"] = {t: [r["load"] for r in rs] for t, rs in runs.items()}
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.before is not None:
+        result["before"] = json.loads(args.before.read_text(encoding="utf-8"))
     print(json.dumps(result, indent=2))
+    if args.output is not None:
+        args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not args.no_write:
         write_result("farm_profile", result)
     return 0

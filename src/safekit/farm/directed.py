@@ -49,7 +49,6 @@ from safekit.farm.buckets import BUCKETS
 from safekit.farm.groups import BalancingGroup, GroupMaps, Slot, group_maps, slots_of
 from safekit.farm.nft import (
     _SAFE_NAME,
-    FILTER_PRIORITY,
     INGRESS_PRIORITY,
     ND_TARGET,
     FarmRules,
@@ -68,6 +67,7 @@ from safekit.farm.nft import (
     _rule,
     _rules_for,
     _syn_only,
+    connections_chain,
     family_of,
     nd_rewrites,
 )
@@ -451,7 +451,7 @@ class _Netdev:
     def interface_chains(self, interface: str) -> list[Json]:
         commands: list[Json] = []
         base = f"in_{_safe(interface)}"
-        vip_rules: list[Json] = []
+        dispatch: list[Json] = []
         for family in self.families:
             addresses = [
                 a for a in self.spec.addresses if a.interface == interface and family_of(a.vip) == family.name
@@ -459,10 +459,17 @@ class _Netdev:
             if not addresses:
                 continue
             commands += self.relay_chains(family, interface)
+            to_chain: list[list[Any]] = []
             for address in addresses:
-                vip_rules += self.vip_rules(family, base, interface, address.vip)
-        commands += self.chain(base, dev=interface)
-        return commands + vip_rules
+                chain = f"vip{family.suffix}_{self.spec.addresses.index(address)}"
+                commands += self.chain(chain)
+                commands += self.vip_rules(family, chain, interface, address.vip)
+                to_chain.append([str(address.vip), _goto(chain)])
+            # One lookup per frame and family: a frame to no VIP leaves the chain at once.
+            by_vip = {"vmap": {"key": _payload(family.name, "daddr"), "data": {"set": to_chain}}}
+            dispatch.append(_rule("netdev", self.spec.table, base, by_vip))
+        # The VIPs' chains exist before the base chain's verdict maps name them.
+        return [*commands, *self.chain(base, dev=interface), *dispatch]
 
     def relay_chains(self, family: _Family, interface: str) -> list[Json]:
         commands: list[Json] = []
@@ -523,35 +530,35 @@ class _Netdev:
         return commands
 
     def vip_rules(self, family: _Family, base: str, interface: str, vip: IPAddress) -> list[Json]:
+        """The rules of `vip`'s chain (the base chain sent its frames there)."""
         tcp = _l4("tcp")
-        to_vip = _daddr(vip)
         mine = family.mine()
         commands = [
-            self.rule(base, to_vip, family.relayed(), _goto(f"relayed{family.suffix}_{_safe(interface)}")),
-            self.rule(base, to_vip, {"counter": CLIENTS_COUNTER}),
+            self.rule(base, family.relayed(), _goto(f"relayed{family.suffix}_{_safe(interface)}")),
+            self.rule(base, {"counter": CLIENTS_COUNTER}),
             # Flow tables steer the packets of a connection, never its SYN (the buckets do).
-            self.rule(base, to_vip, tcp, _closing(), family.in_set(mine), family.forget(mine), _accept()),
-            self.rule(base, to_vip, tcp, _not_syn(), family.in_set(mine), family.update(mine), _accept()),
+            self.rule(base, tcp, _closing(), family.in_set(mine), family.forget(mine), _accept()),
+            self.rule(base, tcp, _not_syn(), family.in_set(mine), family.update(mine), _accept()),
         ]
         for peer in self.peers:
             flows = family.flows(peer)
             relay = _goto(family.chain("pass", peer, interface))
             commands.append(
-                self.rule(base, to_vip, tcp, _closing(), family.in_set(flows), family.forget(flows), relay)
+                self.rule(base, tcp, _closing(), family.in_set(flows), family.forget(flows), relay)
             )
             commands.append(
-                self.rule(base, to_vip, tcp, _not_syn(), family.in_set(flows), family.update(flows), relay)
+                self.rule(base, tcp, _not_syn(), family.in_set(flows), family.update(flows), relay)
             )
         if family.v6:
             # Neighbour discovery to the VIP (a unicast solicitation, an advertisement) reaches the
             # stack: the `ip6` input rules decide which node answers.
-            commands.append(self.rule(base, to_vip, _l4("ipv6-icmp"), _nd_types(), _accept()))
+            commands.append(self.rule(base, _l4("ipv6-icmp"), _nd_types(), _accept()))
         verdicts = _Verdicts(interface, family)
         seed = self.spec.seed
         for traffic in [*_rules_for(self.spec, vip), None]:
             group = self.spec.default_group if traffic is None else traffic.group
             proto = "tcp" if traffic is None else traffic.proto
-            match = [to_vip, _l4(proto)]
+            match = [_l4(proto)]
             if traffic is not None and traffic.port is not None:
                 match.append(_match(_payload(proto, "dport"), traffic.port))
             key = _hash_key(traffic, family.name)
@@ -570,7 +577,7 @@ class _Netdev:
             if traffic is None:
                 # Everything else to the VIP (UDP no rule names, ICMP...): by source address.
                 datagrams = [(b, verdicts.datagram(row[b])) for b in range(BUCKETS)]
-                commands.append(self.rule(base, to_vip, _target_vmap(key, seed, datagrams)))
+                commands.append(self.rule(base, _target_vmap(key, seed, datagrams)))
         return commands
 
 
@@ -617,19 +624,8 @@ def _nd_commands(spec: FarmRules, the_plan: DirectedPlan) -> list[Json]:
 
 def _ip_commands(spec: FarmRules, family: str) -> list[Json]:
     """After conntrack: TCP to a VIP that is neither a known connection nor a SYN is dropped, never
-    answered with a reset."""
-    t = spec.table
-    commands = _replace_table(family, t)
-    chain = {"family": family, "table": t, "name": "connections", "type": "filter", "hook": "prerouting"}
-    commands.append({"add": {"chain": {**chain, "prio": FILTER_PRIORITY, "policy": "accept"}}})
-    tcp = _l4("tcp")
-    established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
-    for address in spec.of_family(family):
-        vip = address.vip
-        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, established, _accept()))
-        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, _syn_only(), _accept()))
-        commands.append(_rule(family, t, "connections", _daddr(vip), tcp, {"counter": None}, _drop()))
-    return commands
+    answered with a reset (`nft.connections_chain`, the same as `vmac_invisible`'s)."""
+    return _replace_table(family, spec.table) + connections_chain(spec, family, spec.of_family(family))
 
 
 def relay_counters(listed: Json) -> tuple[int, int]:

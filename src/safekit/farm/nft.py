@@ -38,7 +38,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safekit.farm.buckets import BUCKETS, ranges
+from safekit.farm.buckets import BUCKETS
 from safekit.farm.groups import DEFAULT_GROUP
 
 INGRESS_PRIORITY = -500
@@ -150,6 +150,10 @@ def _syn_only() -> Json:
     return _match({"&": [_payload("tcp", "flags"), _SYN_MASK]}, "syn")
 
 
+def _not_syn() -> Json:
+    return _match({"&": [_payload("tcp", "flags"), _SYN_MASK]}, "syn", op="!=")
+
+
 def _l4(proto: str) -> Json:
     return _match({"meta": {"key": "l4proto"}}, proto)
 
@@ -165,19 +169,6 @@ def _hash_key(rule: TrafficRule | None, family: str = "ip") -> Json:
     # socket) and could be judged by another node; the source port spreads connections the same
     # way and keeps a connection's SYNs together.
     return {"concat": [saddr, _payload(rule.proto, "sport")]}
-
-
-def _verdicts(owned: Collection[int]) -> list[list[Any]]:
-    """Every bucket 0..255 to accept (owned) or drop, as intervals."""
-    others = set(range(BUCKETS)) - set(owned)
-    entries: list[tuple[int, int, str]] = [(a, b, "accept") for a, b in ranges(owned)]
-    entries += [(a, b, "drop") for a, b in ranges(others)]
-    return [[a if a == b else {"range": [a, b]}, {verdict: None}] for a, b, verdict in sorted(entries)]
-
-
-def _bucket_vmap(rule: TrafficRule | None, seed: int, owned: Collection[int], family: str = "ip") -> Json:
-    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": _hash_key(rule, family)}}
-    return {"vmap": {"key": jhash, "data": {"set": _verdicts(owned)}}}
 
 
 def _accept() -> Json:
@@ -212,8 +203,22 @@ def _chain(  # noqa: PLR0917
     return {"add": {"chain": chain}}
 
 
+def _plain_chain(family: str, table: str, name: str) -> Json:
+    """A chain without a hook, reached by `goto` from a verdict map."""
+    return {"add": {"chain": {"family": family, "table": table, "name": name}}}
+
+
 def _rule(family: str, table: str, chain: str, *expr: Json) -> Json:
     return {"add": {"rule": {"family": family, "table": table, "chain": chain, "expr": list(expr)}}}
+
+
+def _goto(chain: str) -> Json:
+    return {"goto": {"target": chain}}
+
+
+def _one_or_set(values: Collection[str]) -> Any:
+    ordered = sorted(values)
+    return ordered[0] if len(ordered) == 1 else {"set": ordered}
 
 
 def _rules_for(spec: FarmRules, vip: IPAddress) -> list[TrafficRule]:
@@ -221,6 +226,17 @@ def _rules_for(spec: FarmRules, vip: IPAddress) -> list[TrafficRule]:
     before `*`; otherwise in the file's order): the first that matches a packet decides."""
     rules = [r for r in spec.rules if r.vip is None or r.vip == vip]
     return sorted(rules, key=lambda r: (r.port is None, r.vip is None))
+
+
+def deciding_rules(spec: FarmRules, vip: IPAddress) -> dict[tuple[Proto, int | None], TrafficRule]:
+    """For each (proto, port) that a rule of `vip` names (port None: every port), the rule that
+    decides it: the first of `_rules_for` (a rule naming the address before one for every VIP; in
+    the file's order otherwise). A packet is decided by its (proto, port) if named, else by its
+    (proto, None), else by the default map."""
+    deciding: dict[tuple[Proto, int | None], TrafficRule] = {}
+    for rule in _rules_for(spec, vip):
+        deciding.setdefault((rule.proto, rule.port), rule)
+    return deciding
 
 
 def overlaps(rules: Collection[TrafficRule]) -> list[tuple[TrafficRule, TrafficRule]]:
@@ -245,16 +261,17 @@ def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
     for interface in sorted({a.interface for a in spec.addresses}):
         chain = f"in_{_SAFE_NAME.sub('_', interface)}"
         commands.append(_chain("netdev", t, chain, "ingress", INGRESS_PRIORITY, dev=interface))
-        for address in (a for a in spec.addresses if a.interface == interface):
-            commands.append(
-                _rule(
-                    "netdev",
-                    t,
-                    chain,
-                    _match(_payload("ether", "daddr"), address.vmac),
-                    {"mangle": {"key": {"meta": {"key": "pkttype"}}, "value": "host"}},
-                )
+        vmacs = {a.vmac for a in spec.addresses if a.interface == interface}
+        # One rule per interface, whatever the number of VIPs on it (one set lookup per frame).
+        commands.append(
+            _rule(
+                "netdev",
+                t,
+                chain,
+                _match(_payload("ether", "daddr"), _one_or_set(vmacs)),
+                {"mangle": {"key": {"meta": {"key": "pkttype"}}, "value": "host"}},
             )
+        )
     commands += _replace_table("arp", t)
     commands.append(_chain("arp", t, "out", "output", 0))
     for address in spec.of_family("ip"):
@@ -278,36 +295,141 @@ def ruleset(spec: FarmRules, owned: Mapping[str, Collection[int]]) -> Json:
 def _bucket_tables(
     spec: FarmRules, family: str, addresses: Collection[BalancedAddress], owned: Mapping[str, Collection[int]]
 ) -> list[Json]:
-    """The `ip` (or `ip6`) table: the buckets before conntrack, the connections after it."""
+    """The `ip` (or `ip6`) table: the buckets before conntrack, the connections after it.
+
+    Laid out so that a packet costs few rule evaluations (docs/adr/0062): the `buckets` chain has
+    one rule, a verdict map on the destination address (traffic to no VIP leaves at once); a VIP's
+    chain sends a TCP packet that is not a SYN on to conntrack with its first rule, and dispatches
+    a new flow with one lookup on (protocol, port) to the chain of the `<rule>` that decides it,
+    whose one rule is the bucket verdict map."""
     t = spec.table
     commands = _replace_table(family, t)
     commands.append(_chain(family, t, "buckets", "prerouting", RAW_PRIORITY))
-    commands.append(_chain(family, t, "connections", "prerouting", FILTER_PRIORITY))
-    for address in addresses:
-        vip = address.vip
-        for rule in _rules_for(spec, vip):
-            match = [_daddr(vip), _l4(rule.proto)]
-            if rule.port is not None:
-                match.append(_match(_payload(rule.proto, "dport"), rule.port))
-            if rule.proto == "tcp":
-                match.append(_syn_only())
-            mine = owned.get(rule.group, ())
-            vmap = _bucket_vmap(rule, spec.seed, mine, family)
-            commands.append(_rule(family, t, "buckets", *match, vmap))
-        # Traffic no <rule> names (other ports, ICMP, fragments): by source address, with the
-        # first group's map, so that exactly one node answers it too.
-        default = _bucket_vmap(None, spec.seed, owned.get(spec.default_group, ()), family)
-        commands.append(_rule(family, t, "buckets", _daddr(vip), _l4("tcp"), _syn_only(), default))
-        commands.append(_rule(family, t, "buckets", _daddr(vip), _l4("tcp"), _accept()))
-        if family == "ip6":
-            # Neighbour discovery (and other ICMPv6 control messages) to the VIP is every node's.
-            nd_to_vip = [_daddr(vip), _l4("ipv6-icmp"), _nd_types()]
-            commands.append(_rule(family, t, "buckets", *nd_to_vip, _accept()))
-        commands.append(_rule(family, t, "buckets", _daddr(vip), default))
-        established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
-        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), established, _accept()))
-        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), _syn_only(), _accept()))
-        commands.append(_rule(family, t, "connections", _daddr(vip), _l4("tcp"), _drop()))
+    commands += connections_chain(spec, family, addresses)
+    if not addresses:
+        return commands
+    rule_chains: dict[TrafficRule, str] = {}
+    dispatch: list[list[Any]] = []
+    vip_chains: list[Json] = []
+    for index, address in enumerate(addresses):
+        vip_chain = f"vip_{index}"
+        dispatch.append([str(address.vip), _goto(vip_chain)])
+        deciding = deciding_rules(spec, address.vip)
+        for rule in deciding.values():
+            if rule not in rule_chains:
+                rule_chains[rule] = f"rule_{len(rule_chains)}"
+        vip_chains += _vip_chain(spec, family, vip_chain, deciding, rule_chains, owned)
+    # Traffic no <rule> names (other ports, ICMP, fragments): by source address, with the first
+    # group's buckets, so that exactly one node answers it too. `default_tcp`: TCP SYNs only (a TCP
+    # packet whose flags cannot be read, a fragment after the first, goes on to conntrack).
+    default_owned = owned.get(spec.default_group, ())
+    commands += _bucket_chain(family, t, "default", _hash_key(None, family), spec.seed, default_owned)
+    commands += _bucket_chain(
+        family, t, "default_tcp", _hash_key(None, family), spec.seed, default_owned, [_syn_only()]
+    )
+    for rule, name in rule_chains.items():
+        guard = [_syn_only()] if rule.proto == "tcp" else []
+        commands += _bucket_chain(
+            family, t, name, _hash_key(rule, family), spec.seed, owned.get(rule.group, ()), guard
+        )
+    # The chains a verdict map names exist before it (one transaction, in order).
+    commands += vip_chains
+    commands.append(
+        _rule(family, t, "buckets", {"vmap": {"key": _payload(family, "daddr"), "data": {"set": dispatch}}})
+    )
+    return commands
+
+
+def _bucket_chain(  # noqa: PLR0917
+    family: str,
+    table: str,
+    name: str,
+    key: Json,
+    seed: int,
+    owned: Collection[int],
+    guard: list[Json] | None = None,
+) -> list[Json]:
+    """A chain that drops the packets (matching `guard`: a TCP SYN) whose bucket this node does not
+    own: `jhash KEY mod 256 seed S != { owned buckets } drop`; the others fall off its end and are
+    accepted. One rule, one hashed lookup: a set without intervals is a hash table in the kernel (a
+    map of bucket runs is a search among about 170 of them in a farm of three), and it holds the
+    owned buckets only.
+
+    A packet whose key cannot be read (a fragment after the first has no ports) matches no rule: a
+    TCP one goes on to conntrack, as any TCP packet that is not a SYN; a UDP one hashed with its
+    source port is decided by the `default` chain (its source address)."""
+    guard = guard or []
+    mine = sorted(set(owned))
+    jhash = {"jhash": {"mod": BUCKETS, "seed": seed, "expr": key}}
+    by_port = isinstance(key.get("concat"), list) and _payload("udp", "sport") in key["concat"]
+    commands = [_plain_chain(family, table, name)]
+    if by_port:
+        if mine:
+            commands.append(_rule(family, table, name, *guard, _match(jhash, {"set": mine}), _accept()))
+        if len(mine) < BUCKETS:
+            # `<= 255` holds for every bucket: the rule only reads the key (it must be readable).
+            readable = _match(jhash, BUCKETS - 1, op="<=")
+            commands.append(_rule(family, table, name, *guard, readable, _drop()))
+        commands.append(_rule(family, table, name, _goto("default")))
+    elif not mine:
+        commands.append(_rule(family, table, name, *guard, _drop()))
+    elif len(mine) < BUCKETS:
+        commands.append(_rule(family, table, name, *guard, _match(jhash, {"set": mine}, op="!="), _drop()))
+    return commands
+
+
+def _vip_chain(  # noqa: PLR0917
+    spec: FarmRules,
+    family: str,
+    name: str,
+    deciding: Mapping[tuple[Proto, int | None], TrafficRule],
+    rule_chains: Mapping[TrafficRule, str],
+    owned: Mapping[str, Collection[int]],
+) -> list[Json]:
+    t = spec.table
+    commands = [_plain_chain(family, t, name)]
+    # A TCP packet that is not a SYN: conntrack and the connections chain decide (a connection this
+    # node holds stays here whatever the buckets say since).
+    commands.append(_rule(family, t, name, _l4("tcp"), _not_syn(), _accept()))
+    if family == "ip6":
+        # Neighbour discovery (and other ICMPv6 control messages) to the VIP is every node's.
+        commands.append(_rule(family, t, name, _l4("ipv6-icmp"), _nd_types(), _accept()))
+    by_port = [
+        [{"concat": [proto, port]}, _goto(rule_chains[rule])]
+        for (proto, port), rule in sorted(deciding.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
+        if port is not None
+    ]
+    if by_port:
+        key = {"concat": [{"meta": {"key": "l4proto"}}, _payload("th", "dport")]}
+        commands.append(_rule(family, t, name, {"vmap": {"key": key, "data": {"set": by_port}}}))
+    every_port = {proto: rule_chains[rule] for (proto, port), rule in deciding.items() if port is None}
+    every_port.setdefault("tcp", "default_tcp")
+    by_proto = [[proto, _goto(chain)] for proto, chain in sorted(every_port.items())]
+    commands.append(
+        _rule(family, t, name, {"vmap": {"key": {"meta": {"key": "l4proto"}}, "data": {"set": by_proto}}})
+    )
+    commands.append(_rule(family, t, name, _goto("default")))
+    return commands
+
+
+def connections_chain(spec: FarmRules, family: str, addresses: Collection[BalancedAddress]) -> list[Json]:
+    """After conntrack (both modes): TCP to a VIP that is neither a known connection nor a SYN is
+    dropped, never answered with a reset (with `nf_conntrack_tcp_loose=0`, another node's
+    connection, or one this node held before the buckets moved, is such a packet).
+
+    Known connections leave first, whatever their address (an `accept` here ends only this chain:
+    the host's own filter chains still see the packet)."""
+    t = spec.table
+    commands = [_chain(family, t, "connections", "prerouting", FILTER_PRIORITY)]
+    if not addresses:
+        return commands
+    established = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
+    vips = _one_or_set({str(a.vip) for a in addresses})
+    commands.append(_rule(family, t, "connections", established, _accept()))
+    to_vips = _match(_payload(family, "daddr"), vips)
+    commands.append(
+        _rule(family, t, "connections", to_vips, _l4("tcp"), _not_syn(), {"counter": None}, _drop())
+    )
     return commands
 
 

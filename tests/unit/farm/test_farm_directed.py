@@ -121,7 +121,11 @@ def test_the_ruleset_relays_at_layer_2_and_marks_what_it_relays() -> None:
     assert '"set": "@flows_node2"' in opened[0] and '"|"' in opened[0] and "32768" in opened[0]
     again = _chain_rules(payload, "again_node3_eth0")
     assert '"field": "ttl"' in again[0] and '"value": 2' in again[0]
-    base = _chain_rules(payload, "in_eth0")
+    # The interface's chain has one rule: a lookup of the destination sends a VIP's frames to the
+    # VIP's chain (any other frame leaves at once).
+    (dispatch,) = _chain_rules(payload, "in_eth0")
+    assert '"198.18.0.200", {"goto": {"target": "vip_0"}}' in dispatch
+    base = _chain_rules(payload, "vip_0")
     # Frames another node relayed come first, then known flows, then the buckets.
     assert '"goto": {"target": "relayed_eth0"}' in base[0]
     assert all('"@mine"' in rule for rule in base[2:4])

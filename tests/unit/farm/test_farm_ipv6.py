@@ -10,6 +10,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nft_walk import new_flow_map
 
 from safekit.config import ConfigError, parse_module
 from safekit.daemon.farm_module import _farm_rules, _groups
@@ -143,13 +144,21 @@ def test_an_ipv4_farm_has_no_ip6_rules() -> None:
 def test_invisible_ipv6_rules_hash_the_ipv6_client_and_advertise_the_virtual_mac() -> None:
     owned = by_group(slots_of(group_maps(GROUPS, set(NODES)), "node1"), ("web",))
     payload = nft.ruleset(spec(VIP4, VIP6), owned)
-    buckets = rules_of(payload, "ip6", "buckets")
-    assert all('"ip6", "field": "daddr"}}, "right": "fd00:5afe::c8"' in r for r in buckets)
-    assert all('"ip", ' not in r for r in buckets)
-    udp = [r for r in buckets if '"right": 53' in r]
+    (dispatch,) = rules_of(payload, "ip6", "buckets")
+    assert '"ip6", "field": "daddr"}}' in dispatch and '"fd00:5afe::c8"' in dispatch
+    assert all('"ip", ' not in r for r in rules_of(payload, "ip6") if "nd-neighbor" not in r)
+    udp = new_flow_map(payload, "ip6", str(VIP6), "udp", 53)
     # on_ipid: IPv6 has no identification field outside fragments: address and port, as on_port.
-    assert '{"concat": [{"payload": {"protocol": "ip6", "field": "saddr"}}, ' in udp[0]
-    assert '"field": "sport"' in udp[0]
+    assert udp is not None
+    assert udp["key"] == {
+        "concat": [
+            {"payload": {"protocol": "ip6", "field": "saddr"}},
+            {"payload": {"protocol": "udp", "field": "sport"}},
+        ]
+    }
+    assert udp["accepted"] == owned["web"]
+    # Neighbour discovery to the VIP is every node's: no map decides it.
+    assert new_flow_map(payload, "ip6", str(VIP6), "ipv6-icmp", None) is None
     # The ARP rules are the IPv4 VIP's only.
     assert all("fd00" not in r for r in rules_of(payload, "arp"))
     nd_out = rules_of(payload, "ip6", "nd_out")
@@ -222,7 +231,7 @@ def test_directed_ipv6_relays_by_mac_and_knows_relayed_frames_by_their_source() 
     base = [
         json.dumps(c["add"]["rule"]["expr"])
         for c in payload["nftables"]
-        if "rule" in c.get("add", {}) and c["add"]["rule"].get("chain") == "in_eth0"
+        if "rule" in c.get("add", {}) and c["add"]["rule"].get("chain") == "vip6_1"
     ]
     relayed6 = [r for r in base if "relayed6_eth0" in r]
     assert len(relayed6) == 1
