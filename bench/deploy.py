@@ -1,6 +1,7 @@
 """Wall time of playbooks/deploy-mirror.yml on a fresh 2-node lab (with witness and client), and of a rerun.
 
-Writes bench/results/deploy.json. Targets (issue 5): first run <= 90 s, second run <= 20 s with
+Writes bench/results/deploy_wheelhouse.json (bench/results/deploy.json is the Debian package's run since
+issue 17: bench/deploy_deb.py). Targets (issue 5): first run <= 90 s, second run <= 20 s with
 changed=0 on every host. The first run starts from hosts with nothing installed and a new cluster
 key; the controller builds the engine's wheelhouse in both runs (the playbook always rebuilds it, so
 that cost is inside both figures). The baseline measured in the same run is playbooks/lab-ping.yml
@@ -92,7 +93,7 @@ def main() -> int:
         "baseline_lab_ping_s": round(baseline_s, 2),
         "ratio_second_run_over_baseline": round(second_s / baseline_s, 2),
     }
-    path = write_result("deploy", result)
+    path = write_result("deploy_wheelhouse", result)
     print(
         f"deploy-mirror.yml: first run {first_s:.1f} s (target {TARGET_FIRST_S:.0f}), second run "
         f"{second_s:.1f} s (target {TARGET_SECOND_S:.0f}) with changed={second_changed}; "

@@ -1,7 +1,9 @@
 """playbooks/deploy-mirror.yml from the Debian package (make deb) on a Debian 12 and a Debian 13 lab
 pair: wall time of the first deploy and of a rerun, the package's size and its apt-get install time.
 
-Writes bench/results/deploy_deb.json. Targets (issue 17, those of bench/deploy.py kept): first run
+Writes bench/results/deploy_deb.json, and the same record as bench/results/deploy.json (issue 17's
+must-show: the deploy figures now from the package; the wheelhouse's are bench/deploy.py's
+deploy_wheelhouse.json). Targets (issue 17, those of bench/deploy.py kept): first run
 <= 90 s, rerun <= 20 s with changed=0 on every node. The deploys are the ones of
 tests/integration/deb (lab hosts booting systemd from their own overlay of a debootstrap root, real
 sshd, the controller in a client namespace, no compiler on the nodes - the test asserts it): the
@@ -131,19 +133,16 @@ def main() -> int:
             f"lab-ping {run['baseline_lab_ping_s']} s, "
             f"load {run['loadavg_1m_before']} -> {run['loadavg_1m_after']}"
         )
-    path = write_result(
-        "deploy_deb",
-        {
-            "source": "the Debian package (make deb), safekit_install_source auto",
-            "lab": {"nodes": 2, "systemd_pid1": True, "ssh": True, "client": True, "module": "webmirror"},
-            "suites": runs,
-            "meets_targets": all(
-                run["first_run"]["meets_target"] and run["second_run"]["meets_target"]
-                for run in runs.values()
-            ),
-        },
-    )
-    print(path)
+    record = {
+        "source": "the Debian package (make deb), safekit_install_source auto",
+        "lab": {"nodes": 2, "systemd_pid1": True, "ssh": True, "client": True, "module": "webmirror"},
+        "suites": runs,
+        "meets_targets": all(
+            run["first_run"]["meets_target"] and run["second_run"]["meets_target"] for run in runs.values()
+        ),
+    }
+    for name in ("deploy_deb", "deploy"):
+        print(write_result(name, record))
     return 0
 
 

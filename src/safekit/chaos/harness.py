@@ -102,7 +102,6 @@ def userconfig(vip: str, witness: str, mode: str, *, postgres: bool = True) -> s
     <var name="CHAOS_PG" value="1"/>
     <var name="PGDATA" value="{PG_DATA}"/>
     <var name="PGPORT" value="{PG_PORT}"/>
-    <var name="PG_BIN" value="/usr/lib/postgresql/15/bin"/>
     <var name="PG_SOCKET_DIR" value="/run/chaosapp-pg"/>
     <var name="PG_VIP" value="{vip}"/>
     <var name="PG_CLIENTS" value="198.18.0.0/15"/>

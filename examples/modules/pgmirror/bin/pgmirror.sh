@@ -1,8 +1,13 @@
 # pgmirror.sh: sourced by the module's scripts (not a script of its own).
-# The settings come from <user><var> in userconfig.xml; the defaults are Debian 12's PostgreSQL 15.
+# The settings come from <user><var> in userconfig.xml.
 PGDATA=${PGDATA:-/srv/pgdata}
 PGPORT=${PGPORT:-5432}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# PostgreSQL's programs on this node, found as the postgresql template finds them: bin/pg.sh is that
+# template's own file (src/safekit/templates/postgresql/bin/pg.sh; in this checkout a link to it),
+# read in a subshell so that only its answer is taken - PG_BIN when set, else the version that made
+# $PGDATA (its PG_VERSION), else the newest /usr/lib/postgresql/VERSION/bin with a postgres (15 on
+# Debian 12, 17 on Debian 13), else pg_config --bindir; empty when none is found.
+PG_BIN=$(. "$SAFEUSERBIN/pg.sh" >/dev/null 2>&1 && printf %s "$PG_BIN") || PG_BIN=
 PG_SOCKET_DIR=${PG_SOCKET_DIR:-/run/pgmirror}
 PG_OS_USER=${PG_OS_USER:-postgres}
 PG_LOG=${PG_LOG:-/var/log/safekit/modules/${SAFEMODULE:-pgmirror}.postgresql.log}

@@ -1,0 +1,1 @@
+../../../../src/safekit/templates/postgresql/bin/pg.sh
