@@ -253,7 +253,7 @@ bench-module-outage: deps test-deps venv native-deps
 
 ## bench-deploy-deb: playbooks/deploy-mirror.yml from the Debian package on a Debian 12 and a Debian 13
 ## lab pair booting systemd (tests/integration/deb's deploy and rerun, lab name benchdeb): first run,
-## rerun (changed=0), package size, apt-get install time -> bench/results/deploy_deb.json (about 15 minutes)
+## rerun (changed=0), package size, apt-get install time -> bench/results/deploy_deb.json and deploy.json (about 15 minutes)
 .PHONY: bench-deploy-deb
 bench-deploy-deb: deps test-deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="debootstrap"
