@@ -261,9 +261,17 @@ def test_resync_sync_heartbeats_history_and_failover_report(mon_lab: MonLab, bro
     names = page.locator('#mon-charts figure[data-chart="state"] text.state-name')
     expect(names.first).to_be_attached()
     # which runs are wide enough for their name depends on how long each state lasted (a CI run
-    # showed only ALONE and STOP): every name written is a state drawn, and some are written
-    drawn = set(states.evaluate_all("rects => rects.map((r) => r.getAttribute('data-state'))"))
-    written = set(names.all_text_contents())
+    # showed only ALONE and STOP): every name written is a state drawn, and some are written. Both
+    # read in one call: the chart is redrawn at each history refresh, and two reads could see two
+    # drawings (a CI run read the rects of one and the names of the next)
+    drawn_list, written_list = page.locator("#mon-charts").evaluate(
+        """(charts) => {
+          const figure = charts.querySelector('figure[data-chart="state"]');
+          return [[...figure.querySelectorAll("rect")].map((r) => r.getAttribute("data-state")),
+                  [...figure.querySelectorAll("text.state-name")].map((t) => t.textContent)];
+        }"""
+    )
+    drawn, written = set(drawn_list), set(written_list)
     assert written and written <= drawn, (written, drawn)
     expect(page.locator('#mon-charts figure[data-chart="Heartbeat round trip"] path').first).to_be_attached()
     page.screenshot(path=str(SHOTS / "08-history-charts.png"), full_page=True)
