@@ -122,5 +122,6 @@ def test_the_guests_acknowledged_writes_survive_a_power_cut_of_the_primary(lab: 
         f"http://{lab.plan().vips[0]}:{PORT}/cgi-bin/add",
         lambda: state(lab, "node2") == ("ALONE", "Ready"),
         lambda: guest(lab, "/cgi-bin/list"),
+        lambda: domstate(lab, "node2"),
     )
     print(json.dumps(seen))

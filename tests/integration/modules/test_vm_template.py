@@ -386,7 +386,11 @@ def test_the_checker_restarts_a_vm_that_died(lab: Lab, cluster: LabCluster) -> N
 
 
 def power_cut_keeps_acknowledged_writes(
-    lab: Lab, url: str, survivor_alone: Callable[[], object], listing: Callable[[], str | None]
+    lab: Lab,
+    url: str,
+    survivor_alone: Callable[[], object],
+    listing: Callable[[], str | None],
+    node2_domain: Callable[[], str],
 ) -> dict[str, float]:
     """The guest's counter written from the client through `url` (its /cgi-bin/add) while node1,
     the primary, loses its power: the VM boots on node2 from the replicated image, takes writes
@@ -410,7 +414,7 @@ def power_cut_keeps_acknowledged_writes(
         stop.touch()
         writer.wait(timeout=30)
     written = acked(acks)
-    assert domstate(lab, "node2") == "running"
+    assert node2_domain() == "running"
     listed = listing()
     assert listed is not None
     on_disk = {int(v) for v in listed.split()}
@@ -428,6 +432,7 @@ def test_acknowledged_writes_survive_a_power_cut(lab: Lab, cluster: LabCluster) 
         f"http://{vip(lab)}:{GUEST_PORT}/cgi-bin/add",
         lambda: cluster.wait_state("node2", MODULE, "ALONE", timeout=60),
         lambda: http_get(lab, "/cgi-bin/list"),
+        lambda: domstate(lab, "node2"),
     )
     print(json.dumps(seen))
 
