@@ -20,17 +20,22 @@ import itertools
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ansible_lab_runs import run_playbook
+from ansible_lab_runs import ROOT, run_playbook
 
 from safekit.lab import Lab
+
+sys.path.insert(0, str(ROOT / "tests" / "integration" / "modules"))
+from tpl_lab import wait_for  # the template lab tests' own
+
+__all__ = ["wait_for"]  # re-exported for test_template_playbook
 
 SAFEKIT = "/opt/safekit/venv/bin/safekit"
 """The engine the roles installed on the nodes."""
@@ -54,18 +59,6 @@ def farm_members(lab: Lab, node: str, module: str) -> list[str]:
         return []
     data = json.loads(done.stdout)
     return [] if data.get("pending_here") else sorted(data.get("members", []))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """Call `check` until it returns something true; that value, or AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not after {timeout:g} s (last: {last!r})")
 
 
 def changed_tasks(output: str) -> list[str]:
