@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_postgresql_template_bin import install  # the same fake Debian layout
 
 REPO = Path(__file__).resolve().parents[2]
 PGMIRROR_BIN = REPO / "examples" / "modules" / "pgmirror" / "bin"
@@ -25,16 +26,6 @@ def module_bin(tmp_path: Path) -> Path:
     target = tmp_path / "pgmirror" / "bin"
     shutil.copytree(PGMIRROR_BIN, target)
     return target
-
-
-def install(lib: Path, *versions: str, server: bool = True) -> None:
-    """Fake `apt-get install postgresql-VERSION` (server=False: only postgresql-client-VERSION's psql)."""
-    for version in versions:
-        bin_dir = lib / version / "bin"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        program = bin_dir / ("postgres" if server else "psql")
-        program.write_text("#!/bin/sh\n")
-        program.chmod(0o755)
 
 
 def pg_bin(module_bin: Path, lib: Path, pgdata: Path, pg_bin_value: str = "") -> str:
