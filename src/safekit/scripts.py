@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safekit.aio import within
 from safekit.host import logfiles
 from safekit.host.priority import at_normal_priority
 from safekit.lifecycle import Script
@@ -161,7 +162,7 @@ class ScriptRunner:
                 log.write(f"--- safekit: cannot run {path}: {exc.strerror} (is it executable?)\n".encode())
                 return EXIT_CANNOT_EXECUTE
             try:
-                return await asyncio.wait_for(proc.wait(), timeout)
+                return await within(proc.wait(), timeout)
             except TimeoutError:
                 _kill_group(proc.pid)
                 await proc.wait()

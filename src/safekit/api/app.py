@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from safekit import __version__, failover_report
+from safekit.aio import within
 from safekit.api import openapi
 from safekit.api.audit import AuditLog
 from safekit.api.auth import ClusterTokens, CredentialStore, LoginLimiter, Principal, Role, Sessions
@@ -230,7 +231,7 @@ class Api:
                 yield "retry: 2000\n\n"
                 while True:
                     try:
-                        snap = await asyncio.wait_for(queue.get(), 15)
+                        snap = await within(queue.get(), 15)
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue

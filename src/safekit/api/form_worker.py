@@ -15,6 +15,8 @@ import logging
 import sys
 from typing import Any
 
+from safekit.aio import within
+
 log = logging.getLogger("safekit.api")
 
 IDLE = 300.0
@@ -40,7 +42,7 @@ class FormWorker:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
             try:
-                return await asyncio.wait_for(self._exchange({"op": op, "data": data, **more}), self.timeout)
+                return await within(self._exchange({"op": op, "data": data, **more}), self.timeout)
             except (TimeoutError, OSError, ValueError, FormWorkerError) as exc:
                 await self._end()
                 raise FormWorkerError(
@@ -84,7 +86,7 @@ class FormWorker:
         if process.stdin is not None:
             process.stdin.close()
         try:
-            await asyncio.wait_for(process.wait(), 5)
+            await within(process.wait(), 5)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

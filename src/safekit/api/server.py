@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from safekit.aio import within
 from safekit.api import config_forms
 from safekit.api.app import Api, ApiContext, NodeControl, create_app
 from safekit.api.audit import AuditLog
@@ -248,7 +249,7 @@ class ApiServer:
         if self.history is not None:
             await self.history.stop()
         try:
-            await asyncio.wait_for(self._task, 5)
+            await within(self._task, 5)
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
 

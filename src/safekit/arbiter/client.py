@@ -27,6 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from safekit.aio import within
 from safekit.arbiter import wire
 from safekit.arbiter.keys import cluster_id, derive_arbiter_key
 from safekit.arbiter.leases import Reason
@@ -221,7 +222,7 @@ class ArbiterClient:
                 transport.sendto(datagram)
                 wait_until = deadline if attempt == 1 else loop.time() + timeout / 2
                 with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(future), max(0.0, wait_until - loop.time()))
+                    return await within(asyncio.shield(future), max(0.0, wait_until - loop.time()))
             return None
         finally:
             self._pending.pop(nonce, None)

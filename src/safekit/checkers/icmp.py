@@ -16,6 +16,8 @@ import socket
 import struct
 import time
 
+from safekit.aio import within
+
 ECHO_REQUEST = 8
 ECHO_REPLY = 0
 _HEADER = struct.Struct("!BBHHH")
@@ -97,7 +99,7 @@ class Pinger:
             except OSError:  # no route, link down: the witness is not reachable from here
                 return False
             try:
-                await asyncio.wait_for(future, timeout)
+                await within(future, timeout)
             except TimeoutError:
                 return False
             return True

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
+from safekit.aio import within
 from safekit.vip.arp import choose_interface
 
 
 async def tcp(address: str, port: int, timeout: float) -> bool:
     """Up when a TCP connection to address:port completes within `timeout` seconds."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+        _, writer = await within(asyncio.open_connection(address, port), timeout)
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -43,7 +44,7 @@ async def ping(address: str, timeout: float) -> bool:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        return await asyncio.wait_for(proc.wait(), timeout + 1) == 0
+        return await within(proc.wait(), timeout + 1) == 0
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

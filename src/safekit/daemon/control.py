@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from safekit.aio import within
+
 MAX_REQUEST = 64 * 1024
 
 log = logging.getLogger("safekit.daemon")
@@ -48,7 +50,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
 async def _answer(reader: asyncio.StreamReader, handler: Handler) -> dict[str, Any]:
     try:
-        line = await asyncio.wait_for(reader.readline(), 10)
+        line = await within(reader.readline(), 10)
     except ValueError:  # longer than MAX_REQUEST
         return {"ok": False, "error": f"request too large (at most {MAX_REQUEST} bytes)"}
     try:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from safekit.aio import within
 from safekit.farm.nft import Json, NdLink
 from safekit.vip import nd
 from safekit.vip.arp import ArpProvider, Link, mac_bytes
@@ -56,7 +57,7 @@ async def apply_text(payload: str, timeout: float = 10.0) -> None:
     except OSError as exc:
         raise NftError(f"cannot run {NFT}: {exc.strerror} (install the nftables package)") from exc
     try:
-        _, err = await asyncio.wait_for(proc.communicate(payload.encode()), timeout)
+        _, err = await within(proc.communicate(payload.encode()), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

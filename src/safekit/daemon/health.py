@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from safekit.aio import within
+
 DEFAULT_PORT = 9010
 _READY_PATH = re.compile(r"^/var/modules/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/ready\.txt$")
 _MAX_HEADER = 8192
@@ -29,7 +31,7 @@ async def serve(
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                method, status, ctype, body = await asyncio.wait_for(_answer(reader, ready, registry), 5)
+                method, status, ctype, body = await within(_answer(reader, ready, registry), 5)
             except (ValueError, asyncio.LimitOverrunError):  # a line longer than the limit
                 method, status, ctype, body = (
                     "GET",

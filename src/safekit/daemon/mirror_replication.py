@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safekit.aio import within
 from safekit.config import ModuleConfig
 from safekit.daemon.module_executor import LOG_LEVELS
 from safekit.daemon.rfs_figures import ReplicationFigures
@@ -205,7 +206,7 @@ class ModuleReplication:
             self._poll_now.clear()
             process.command(channel.QueryStatus())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_now.wait(), self.figures.poll_interval())
+                await within(self._poll_now.wait(), self.figures.poll_interval())
 
     # ------------------------------------------------------------------ the process's events
     def _on_event(self, event: channel.Event) -> None:
@@ -291,7 +292,7 @@ class ModuleReplication:
         self._verify = asyncio.get_running_loop().create_future()
         process.command(channel.Verify())
         try:
-            result = await asyncio.wait_for(self._verify, timeout)
+            result = await within(self._verify, timeout)
         except TimeoutError:
             return {"ok": False, "error": f"{module}: verify did not finish within {timeout:g} s"}
         finally:

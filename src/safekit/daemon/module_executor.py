@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import logging.handlers
@@ -34,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from safekit.aio import within
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig, ProcCheck
@@ -306,7 +306,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         if not self.stopped:
             budget = self._stop_budget()
             try:
-                reply = await asyncio.wait_for(self.command("stop", operator=False), budget)
+                reply = await within(self.command("stop", operator=False), budget)
                 self.log.info("daemon shutdown: %s", reply.reason)
                 stopped = await self.wait_for(lambda: self.stopped, timeout=budget)
             except TimeoutError:
@@ -320,10 +320,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
                     self.module_state,
                 )
                 diagnostics.dump_state()
-        for task in [*self._tasks, *self._script_tasks.values()]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await end_tasks([*self._tasks, *self._script_tasks.values()], self.log)
 
     def _stop_budget(self) -> float:
         user = self.config.user
@@ -634,6 +631,18 @@ def check_actions(config: ModuleConfig, specs: Iterable[CheckerSpec]) -> dict[st
     return checks
 
 
+async def end_tasks(tasks: Sequence[asyncio.Task[Any]], log: logging.Logger, grace: float = 5.0) -> None:
+    """Cancel `tasks` and wait for them, at most `grace` seconds: the daemon's exit never hangs on
+    a task that does not end (one that swallowed its cancellation is named in the log)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        log.error("task %s did not end %g s after it was cancelled: left behind", task.get_name(), grace)
+
+
 async def next_item(queue: asyncio.Queue[T], deadline: float | None, tick: Callable[[float], T]) -> T:
     """The next thing a module's single task handles: what has already arrived first, else what
     arrives before `deadline` (monotonic), else `tick(now)` at the deadline.
@@ -649,7 +658,7 @@ async def next_item(queue: asyncio.Queue[T], deadline: float | None, tick: Calla
         pass
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
     try:
-        return await asyncio.wait_for(queue.get(), timeout)
+        return await within(queue.get(), timeout)
     except TimeoutError:
         return tick(time.monotonic())
 

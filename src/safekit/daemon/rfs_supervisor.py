@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from safekit.aio import within
 from safekit.host import persist, processes
 from safekit.rfs import channel, native
 from safekit.rfs.spec import RfsSpec
@@ -106,7 +107,7 @@ class RfsProcess:
         ]
         await asyncio.to_thread(self._record, state_dir)
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
+            await within(asyncio.shield(self._ready), START_TIMEOUT)
         except TimeoutError:
             await self.stop()
             raise RfsError(
@@ -137,7 +138,7 @@ class RfsProcess:
         if proc.returncode is None:
             self.command(channel.Stop())
             try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+                await within(proc.wait(), STOP_TIMEOUT)
             except TimeoutError:
                 self.log.error("the replication process did not stop within %g s: killed", STOP_TIMEOUT)
                 with contextlib.suppress(ProcessLookupError):
@@ -145,7 +146,7 @@ class RfsProcess:
                 await proc.wait()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, 5.0)
+                await within(task, 5.0)
         self._tasks = []
         self.proc = None
         forget_process(Path(self.spec.state_dir))

@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from safekit.aio import within
 from safekit.arbiter.client import ArbiterClient, LeaseAnswer
 from safekit.checkers.icmp import Pinger
 from safekit.config import ModuleConfig
@@ -214,7 +215,7 @@ class WitnessProber:
             fast = state.peer is None or (self.arbiter is not None and state.claims_primary)
             interval = self.timing.witness_interval if fast else self.timing.witness_idle_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), interval)
+                await within(self.wake.wait(), interval)
 
     async def cancel(self) -> None:
         for task in list(self.probes):
