@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from safekit.membership.counters import LATENESS_BUCKETS, Counters, Histogram, RttStats
-from safekit.membership.liveness import LanTiming, Liveness, LivenessEvent
+from safekit.membership.liveness import LanTiming, LanUp, Liveness, LivenessEvent
 from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
 from safekit.membership.wire import Heartbeat, encode, to_wire_us
@@ -138,6 +138,8 @@ class HeartbeatLink(Generic[S]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pulse_timer: asyncio.TimerHandle | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._stale_told: set[str] = set()
+        """LANs on which a late packet was logged since they went down (once per outage)."""
         self._send_soon: asyncio.Handle | None = None
         self._due = 0.0
 
@@ -320,7 +322,15 @@ class HeartbeatLink(Generic[S]):
         now = time.monotonic()
         reception = self.receiver.receive(data, lan=lan, now=now)
         for event in reception.events:
+            if isinstance(event, LanUp):
+                self._stale_told.discard(event.lan)
             self._on_liveness(event, now)
+        if reception.stale and lan not in self._stale_told:
+            self._stale_told.add(lan)
+            log.warning(
+                "heartbeat ignored, the LAN stays down until the peer answers this node: %s",
+                reception.reason,
+            )
         hb = reception.heartbeat
         if hb is None:
             if reception.reason and reception.verdict is None:

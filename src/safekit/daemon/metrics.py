@@ -221,7 +221,7 @@ class _HeartbeatCollector(Collector):
             for module, peer, lan, counters, stats in source():
                 key = [module, peer, lan]
                 received.add_metric(key, counters.received)
-                for reason in ("bad_signature", "replay", "malformed", "misdirected"):
+                for reason in ("bad_signature", "replay", "malformed", "misdirected", "stale"):
                     dropped.add_metric([*key, reason], getattr(counters, f"dropped_{reason}"))
                 if stats is not None:
                     _histogram(rtt, key, stats.histogram)

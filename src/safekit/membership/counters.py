@@ -27,6 +27,10 @@ class Counters:
     dropped_misdirected: int = 0
     """Authentic but for another module, another target node, or naming another LAN than the one
     it arrived on (a swapped cable or address in cluster.xml, or a packet redirected by someone)."""
+    dropped_stale: int = 0
+    """Authentic and new, on a LAN declared down, but its sender had not heard this node since then:
+    written during the outage and delivered late (queued in the network or the sender's neighbour
+    table), or a one-way link. Its status may be seconds old (ADR 0070)."""
 
     @property
     def dropped(self) -> int:
@@ -35,6 +39,7 @@ class Counters:
             + self.dropped_replay
             + self.dropped_malformed
             + self.dropped_misdirected
+            + self.dropped_stale
         )
 
 

@@ -77,6 +77,8 @@ class _Link:
     timeout: float
     last_heard: float | None = None
     up: bool = False
+    down_at: float | None = None
+    """When the LAN was declared down (None: up, or never heard)."""
 
 
 class Liveness:
@@ -112,6 +114,7 @@ class Liveness:
         events: list[LivenessEvent] = []
         if not link.up:
             link.up = True
+            link.down_at = None
             events.append(LanUp(peer, lan))
             if not was_peer_up:
                 events.append(PeerUp(peer))
@@ -130,6 +133,7 @@ class Liveness:
             for lan, link in links.items():
                 if link.up and link.last_heard is not None and now - link.last_heard >= link.timeout:
                     link.up = False
+                    link.down_at = now
                     events.append(LanDown(peer, lan))
             if was_up and not any(link.up for link in links.values()):
                 events.append(PeerLost(peer))
@@ -156,6 +160,10 @@ class Liveness:
             raise ValueError(f"unknown peer {peer!r}")
         heard = [link.last_heard for link in self._links[peer].values() if link.last_heard is not None]
         return max(heard, default=None)
+
+    def down_since(self, peer: str, lan: str) -> float | None:
+        """When the LAN to `peer` was declared down, while it is down (None: up, or never heard)."""
+        return self._link(peer, lan).down_at
 
     def lan_is_up(self, peer: str, lan: str) -> bool:
         return self._link(peer, lan).up

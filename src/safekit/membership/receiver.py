@@ -33,6 +33,8 @@ class Reception:
     verdict: Verdict | None
     events: tuple[LivenessEvent, ...] = ()
     reason: str | None = None
+    stale: bool = False
+    """Dropped because its sender had not heard this node since the LAN went down (ADR 0070)."""
 
 
 @dataclass(slots=True)
@@ -102,11 +104,15 @@ class HeartbeatReceiver:
                 f"sequence {hb.sequence} from {hb.sender} on {lan}",
             )
 
+        now_us = to_wire_us(now)
+        self._record_echo(hb, lan, now_us)
+        stale = self._stale(hb, lan)
+        if stale is not None:
+            counters.dropped_stale += 1
+            return Reception(None, verdict, reason=stale, stale=True)
         counters.received += 1
         if not verdict.deliver:
             counters.lan_copies += 1
-        now_us = to_wire_us(now)
-        self._record_echo(hb, lan, now_us)
         if hb.echo_sent_at_us:
             self.rtt(hb.sender, lan).add((now_us - hb.echo_sent_at_us - hb.echo_hold_us) / 1_000_000)
         events = self.liveness.packet_received(hb.sender, lan, now)
@@ -127,6 +133,27 @@ class HeartbeatReceiver:
         if hold > _U32_MAX:
             return (0, 0)  # held for over an hour: the peer could not use it
         return (echo.sent_at_us, max(0, hold))
+
+    def _stale(self, hb: Heartbeat, lan: str) -> str | None:
+        """Why a packet on a LAN declared down cannot bring it back up, or None.
+
+        While a LAN is down, packets the peer sends may wait in the network or in the peer's
+        neighbour table (ARP resolution queues them) and arrive together once the link works
+        again: authentic, in order, but written seconds ago - a primary that has stepped down since,
+        shown as still serving. A packet proves it was written after the outage when it echoes a
+        timestamp of a packet this node sent after it declared the LAN down: its sender heard that
+        packet first. Until one such packet arrives the LAN stays down (ADR 0070)."""
+        down_at = self.liveness.down_since(hb.sender, lan)
+        if down_at is None or hb.echo_sent_at_us >= to_wire_us(down_at):
+            return None
+        if hb.echo_sent_at_us == 0:
+            heard = "it has not heard this node yet (it restarted?)"
+        else:
+            heard = "it echoes a packet this node sent before then"
+        return (
+            f"{hb.sender} on {lan}: sequence {hb.sequence} written before {hb.sender} heard this node "
+            f"again since the LAN went down ({heard}): a late packet from the outage, or a one-way link"
+        )
 
     def _misdirection(self, hb: Heartbeat, lan: str) -> str | None:
         # An authentic packet can still be the wrong one: a node removed from the cluster that

@@ -37,7 +37,7 @@ USERCONFIG = """<!DOCTYPE safe>
   </heart>
   <vip>
     <interface_list>
-      <interface check="on">
+      <interface check="{intf_check}">
         <real_interface>
           <virtual_addr addr="{vip}" where="one_side_alias"/>
         </real_interface>
@@ -108,9 +108,8 @@ class OwnerMonitor:
         return gap
 
 
-@pytest.fixture(scope="module")
-def lab(root_required: None) -> Iterator[Lab]:
-    lab = Lab(run_lab_name("psafe"))
+def _lab(name: str) -> Iterator[Lab]:
+    lab = Lab(run_lab_name(name))
     lab.down()
     lab.up(nodes=2, witness=True, client=True)
     try:
@@ -119,15 +118,16 @@ def lab(root_required: None) -> Iterator[Lab]:
         lab.down()
 
 
-@pytest.fixture(scope="module")
-def cluster(lab: Lab) -> Iterator[LabCluster]:
+def _cluster(lab: Lab, intf_check: str) -> Iterator[LabCluster]:
     plan = lab.plan()
     root = Path(tempfile.mkdtemp(prefix="safekit-psafe-", dir="/var/tmp"))
     path = root / MODULE
     shutil.copytree(EXAMPLE, path)
     witness = plan.host("witness").address
     (path / "conf" / "userconfig.xml").write_text(
-        USERCONFIG.format(vip=plan.vips[0], port=PORT, witness=witness, arbiter_port=ARBITER_PORT)
+        USERCONFIG.format(
+            vip=plan.vips[0], port=PORT, witness=witness, arbiter_port=ARBITER_PORT, intf_check=intf_check
+        )
     )
     root.chmod(0o755)
     key = clusterkey.generate_key()
@@ -141,6 +141,28 @@ def cluster(lab: Lab) -> Iterator[LabCluster]:
     finally:
         shutil.rmtree(root, ignore_errors=True)
         cluster.stop_daemons()
+
+
+@pytest.fixture(scope="module")
+def lab(root_required: None) -> Iterator[Lab]:
+    yield from _lab("psafe")
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Iterator[LabCluster]:
+    yield from _cluster(lab, intf_check="on")
+
+
+@pytest.fixture(scope="module")
+def late_lab(root_required: None) -> Iterator[Lab]:
+    yield from _lab("plate")
+
+
+@pytest.fixture(scope="module")
+def late_cluster(late_lab: Lab) -> Iterator[LabCluster]:
+    # No interface checker: the cut primary serves on until its lease ends, and says so in the
+    # heartbeats it writes meanwhile.
+    yield from _cluster(late_lab, intf_check="off")
 
 
 def vip(lab: Lab) -> str:
@@ -221,3 +243,29 @@ def test_power_cut_of_the_primary_fails_over_on_the_lease(lab: Lab, cluster: Lab
     cluster.start_daemon("node1")
     cluster.wait_state("node1", MODULE, "SECOND", timeout=60)
     cluster.wait_state("node2", MODULE, "PRIM", timeout=30)
+
+
+def test_heartbeats_written_during_a_cut_and_delivered_late_do_not_unseat_the_new_primary(
+    late_lab: Lab, late_cluster: LabCluster
+) -> None:
+    """The CI failure of 2026-12-06 (ADR 0070). A cut node's kernel forgets its neighbours when
+    the carrier goes, so the heartbeats it writes while cut wait in its neighbour table for an
+    address resolution and leave together once the cable is back: seconds old, showing it still
+    serving. The new primary took them for a primary next to it, stepped down for it (the node
+    name decides between two primaries) and marked its copy not up to date; the old primary,
+    fenced, lacked the writes acknowledged since: no node could be primary.
+    """
+    lab, cluster = late_lab, late_cluster
+    cluster.safekit("node1", "prim", "-m", MODULE)
+    cluster.safekit("node2", "second", "-m", MODULE)
+    prim_and_second(cluster)
+    lab.cut("node1")
+    try:
+        cluster.wait_state("node2", MODULE, "ALONE", timeout=15)
+    finally:
+        lab.heal()
+    prim_and_second(cluster, primary="node2")
+    log2 = cluster.log("node2", MODULE)
+    assert "both nodes primary" not in log2
+    daemon2 = lab.exec("node2", ["cat", "/var/log/safekit/safekitd.log"]).stdout
+    assert "heartbeat ignored, the LAN stays down until the peer answers this node" in daemon2

@@ -130,8 +130,52 @@ def test_peer_lost_and_recovered_through_the_receiver() -> None:
     rx.receive(packet("lan1", 2), lan="lan1", now=0.5)
     assert rx.tick(1.0) == [LanDown("node2", "lan2")]
     assert rx.tick(1.5) == [LanDown("node2", "lan1"), PeerLost("node2")]
-    result = rx.receive(packet("lan2", 3), lan="lan2", now=2.0)
+    # back once it answers a packet this node sent after the LAN went down (at 1.0 s)
+    result = rx.receive(packet("lan2", 3, echo_sent_at_us=1_800_000), lan="lan2", now=2.0)
     assert result.events == (LanUp("node2", "lan2"), PeerUp("node2"))
+
+
+def _lost_at_1_5() -> HeartbeatReceiver:
+    rx = receiver()
+    rx.receive(packet("lan1", 1, echo_sent_at_us=400_000), lan="lan1", now=0.5)
+    assert rx.tick(2.0) == [LanDown("node2", "lan1"), PeerLost("node2")]
+    return rx
+
+
+def test_a_packet_written_during_the_outage_and_delivered_late_is_not_the_peer_back() -> None:
+    """The CI failure of test_partition_safety: packets the cut node wrote while cut (queued in
+    its neighbour table) arrived after the heal and showed it still serving; the true primary
+    stepped down for it. They echo only packets this node sent before it declared the LAN down."""
+    rx = _lost_at_1_5()
+    for seq, echo in ((2, 400_000), (3, 1_900_000), (4, 0)):  # before the loss at 2.0 s, or none
+        result = rx.receive(packet("lan1", seq, echo_sent_at_us=echo), lan="lan1", now=5.0)
+        assert result.heartbeat is None and result.stale and result.events == ()
+        assert result.reason is not None and "late packet from the outage" in result.reason
+    assert not rx.liveness.peer_is_up("node2")
+    assert rx.counters("lan1").dropped_stale == 3
+    assert rx.counters("lan1").received == 1
+    assert rx.rtt("node2", "lan1").samples == 1  # a late packet is no round-trip sample
+
+
+def test_the_first_packet_answering_this_node_after_the_loss_brings_the_peer_back() -> None:
+    rx = _lost_at_1_5()
+    result = rx.receive(packet("lan1", 5, echo_sent_at_us=2_000_000), lan="lan1", now=5.0)
+    assert result.heartbeat is not None and not result.stale
+    assert result.events == (LanUp("node2", "lan1"), PeerUp("node2"))
+    # up again: the rule applies only while the LAN is down
+    assert rx.receive(packet("lan1", 6, echo_sent_at_us=0), lan="lan1", now=5.1).heartbeat is not None
+
+
+def test_a_late_packet_still_gives_its_timestamp_to_echo() -> None:
+    """Echoing it lets the peer, if it also declared the LAN down, see this node answer it."""
+    rx = _lost_at_1_5()
+    rx.receive(packet("lan1", 7, echo_sent_at_us=400_000), lan="lan1", now=5.0)
+    assert rx.echo_for("node2", "lan1", 5.2)[0] == 700_000
+
+
+def test_a_peer_never_heard_is_accepted_without_an_echo() -> None:
+    result = receiver().receive(packet("lan1", 1, echo_sent_at_us=0), lan="lan1", now=0.0)
+    assert result.heartbeat is not None and not result.stale
 
 
 def test_round_trip_time_from_echoed_timestamp() -> None:
