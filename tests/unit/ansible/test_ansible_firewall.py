@@ -187,3 +187,29 @@ def test_the_filters_are_the_functions_and_say_what_is_wrong() -> None:
     with pytest.raises(AnsibleFilterError, match="safekit firewall: nodes: 'x' is not an IP address"):
         filters["firewall_node_ports"](["x"], kind="mirror")
     assert (COLLECTION / "plugins" / "filter" / "firewall.py").is_file()
+
+
+def test_firewall_cmd_removes_then_adds_in_the_permanent_config_then_reloads_once() -> None:
+    rule = 'rule family="ipv4" source address="198.18.0.2" port port="4800" protocol="udp" accept'
+    changes = {"add": [rule], "remove": ["OLD"]}
+    assert firewall.firewalld_commands(changes, zone="internal") == [
+        ["firewall-cmd", "--permanent", "--zone=internal", "--remove-rich-rule=OLD"],
+        ["firewall-cmd", "--permanent", "--zone=internal", f"--add-rich-rule={rule}"],
+        ["firewall-cmd", "--reload"],
+    ]
+    assert firewall.firewalld_commands({"add": ["R"], "remove": []})[0] == [
+        "firewall-cmd", "--permanent", "--add-rich-rule=R"
+    ]  # fmt: skip
+    assert firewall.firewalld_commands({"add": [], "remove": []}) == []
+
+
+def test_the_filters_read_a_templates_none_and_booleans_as_ansible_renders_them() -> None:
+    filters = FilterModule().filters()
+    got = filters["firewall_node_ports"](
+        NODES, kind="mirror", heart_port="None", replication="True", api_port="0"
+    )
+    assert ports(got) == [(4800, "udp", "mirror heartbeats"), (4801, "tcp", "mirror replication"),
+                          (9010, "tcp", "health and metrics")]  # fmt: skip
+    got = filters["firewall_node_ports"](NODES, kind="mirror", heart_port="4810", replication="False")
+    assert [p["port"] for p in got] == [4810, 9010, 9453]
+    assert filters["firewall_arbiter_ports"](NODES, "")[0]["port"] == 9455

@@ -23,12 +23,38 @@ def _wrap(function: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def node_ports(nodes: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
-    return firewall.node_ports(nodes=nodes, **kwargs)
+def _unset(value: Any) -> Any:
+    """A template's none (rendered "None" or "" without Jinja's native types): not given."""
+    return None if value is None or str(value).strip() in ("", "None") else value
 
 
-def arbiter_ports(nodes: list[Any], port: Any = firewall.DEFAULT_ARBITER_PORT) -> list[dict[str, Any]]:
-    return firewall.arbiter_ports(nodes=nodes, port=port)
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "1", "on")
+
+
+def node_ports(
+    nodes: list[Any],
+    *,
+    kind: str,
+    heart_port: Any = None,
+    replication: Any = False,
+    health_port: Any = firewall.DEFAULT_HEALTH_PORT,
+    api_port: Any = firewall.DEFAULT_API_PORT,
+    client_sources: Any = (),
+) -> list[dict[str, Any]]:
+    return firewall.node_ports(
+        kind=kind,
+        nodes=nodes,
+        heart_port=_unset(heart_port),
+        replication=_flag(replication),
+        health_port=_unset(health_port),
+        api_port=_unset(api_port),
+        client_sources=client_sources or (),
+    )
+
+
+def arbiter_ports(nodes: list[Any], port: Any = None) -> list[dict[str, Any]]:
+    return firewall.arbiter_ports(nodes=nodes, port=_unset(port) or firewall.DEFAULT_ARBITER_PORT)
 
 
 class FilterModule:
@@ -39,4 +65,5 @@ class FilterModule:
             "firewall_nft_ruleset": _wrap(firewall.nft_ruleset),
             "firewall_rich_rules": _wrap(firewall.firewalld_rich_rules),
             "firewall_rich_rule_changes": _wrap(firewall.firewalld_changes),
+            "firewall_cmd_argvs": _wrap(firewall.firewalld_commands),
         }

@@ -196,3 +196,17 @@ def firewalld_changes(
         "add": [r for r in wanted_l if r not in present_s],
         "remove": sorted(r for r in set(owned) if r not in wanted_s and r in present_s),
     }
+
+
+def firewalld_commands(changes: Mapping[str, Iterable[str]], zone: str = "") -> list[list[str]]:
+    """The `firewall-cmd` argv lists that apply `firewalld_changes` to the permanent configuration
+    (the zone given, else firewalld's default zone), then `--reload` once if anything changed: the
+    running firewall gets the permanent rules, a second run with nothing to change runs nothing."""
+    where = [f"--zone={zone}"] if zone else []
+    argv = [
+        ["firewall-cmd", "--permanent", *where, f"--remove-rich-rule={r}"] for r in changes.get("remove", ())
+    ]
+    argv += [["firewall-cmd", "--permanent", *where, f"--add-rich-rule={r}"] for r in changes.get("add", ())]
+    if argv:
+        argv.append(["firewall-cmd", "--reload"])
+    return argv
