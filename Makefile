@@ -42,7 +42,9 @@ test: deps test-deps venv checkov-venv lint native-test
 	$(MAKE) --no-print-directory molecule-mirror
 
 ANSIBLE_LONG_TESTS := tests/integration/ansible/test_safekit_deploy.py \
-	tests/integration/arbiter/test_arbiter_role.py
+	tests/integration/arbiter/test_arbiter_role.py \
+	tests/integration/ansible/test_firewall_lab.py
+# test_firewall_lab: safekit_manage_firewall on locked-down lab hosts (a deployment and a second run)
 # make test keeps one deployment per playbook and one second run (the farm's in its file;
 # safekit.ha.deploy_mirror's in Molecule's mirror scenario); the rest of those files runs in make
 # test-ansible-long (make test went over 45 minutes: 40 min of pytest, then Molecule)
