@@ -8,6 +8,7 @@ cancellation that arrives as the event does (ADR 0069); the shutdown then waited
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -43,10 +44,8 @@ def test_a_wait_bounded_by_within_ends_when_cancelled_as_its_wakeup_comes() -> N
         async def witness_loop() -> None:
             while True:
                 wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await within(wake.wait(), 5.0)
-                except TimeoutError:
-                    pass
 
         task = asyncio.create_task(witness_loop())
         await asyncio.sleep(0.01)
