@@ -322,9 +322,7 @@ def test_the_copies_last_shared_generation_is_kept_announced_as_primary_and_pers
     assert initial_state(d.cfg, d.state.persisted()).shared_generation == 2
 
 
-def test_both_primary_the_one_without_writes_since_the_split_steps_down_not_the_preferred() -> (
-    None
-):
+def test_both_primary_the_one_without_writes_since_the_split_steps_down_not_the_preferred() -> None:
     """ADR 0072: n1 took over from generation 2; n2, the preferred node (defaultprim), shows up
     as primary too but acknowledged nothing since the copies were last the same: n1 stays."""
     d = second(settings(defaultprim=PEER))
