@@ -605,6 +605,14 @@ def _lan_cut(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, no
     chaos.lab.heal(node)
 
 
+def _cut_primary(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
+    notes["node"] = primary
+    chaos.lab.cut(primary)  # every LAN of the node
+    time.sleep(fault.hold)
+    notes["heal_at"] = time.monotonic()
+    chaos.lab.heal(primary)
+
+
 def _safekitd_kill(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
     pid = chaos.cluster.daemon_pid(primary)
     if pid is None:
@@ -682,6 +690,7 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.PARTITION_WITNESS_SECONDARY_SIDE: _partition,
     FaultKind.PARTITION_WITNESS_NEITHER: _partition,
     FaultKind.LAN_CUT: _lan_cut,
+    FaultKind.CUT_PRIMARY: _cut_primary,
     FaultKind.SAFEKITD_KILL_PRIMARY: _safekitd_kill,
     FaultKind.RFS_KILL_PRIMARY: _rfs_kill,
     FaultKind.RFS_KILL_SECONDARY: _rfs_kill,

@@ -28,6 +28,9 @@ class FaultKind(StrEnum):
     """every path between the nodes cut; neither reaches the witness"""
     LAN_CUT = "lan_cut"
     """one node's cable on one LAN of two"""
+    CUT_PRIMARY = "cut_primary"
+    """every cable of the primary pulled (the peer, the witness and the client lost at once), then
+    plugged back after a short hold: what it sent while cut arrives late (ADR 0070)"""
     SAFEKITD_KILL_PRIMARY = "safekitd_kill_primary"
     """kill -9 of safekitd alone on the primary, started again 2 s later (Restart=on-failure)"""
     RFS_KILL_PRIMARY = "rfs_kill_primary"
@@ -50,6 +53,9 @@ NEEDS_WITNESS = frozenset(
         FaultKind.PARTITION_WITNESS_NEITHER,
     }
 )
+CUT_HOLD = (1.5, 4.0)
+"""Seconds a `cut_primary` lasts: around the takeover (1.7-2.5 s in the lab), and short enough that
+the heartbeats the cut node queued for its peer are still queued when the cables come back."""
 SAFEKITD_RESTART_DELAY = 2.0
 """Seconds between the kill of safekitd and its restart, as systemd's Restart=on-failure does."""
 
@@ -113,7 +119,7 @@ def schedule(
             Fault(
                 round=number,
                 kind=kind,
-                hold=round(rng.uniform(*hold), 1),
+                hold=round(rng.uniform(*(CUT_HOLD if kind is FaultKind.CUT_PRIMARY else hold)), 1),
                 settle=round(rng.uniform(*settle), 1),
                 target=target,
                 lan=lan,

@@ -600,6 +600,7 @@ def _load_record(path: Any) -> PersistedRecord | None:
             generation_confirmed=_optional_int(data.get("generation_confirmed")),
             peer_confirmed_seen=_optional_int(data.get("peer_confirmed_seen")),
             forced_base=_optional_int(data.get("forced_base")),
+            shared_generation=_optional_int(data.get("shared_generation")),
         )
     except (KeyError, ValueError, TypeError):
         return None

@@ -18,6 +18,7 @@ from safekit.membership.wire import (
     EXTENSION_FORCED_BASE,
     EXTENSION_MIRROR_STATUS,
     EXTENSION_REPLICA_CONFIRMED,
+    EXTENSION_SHARED_GENERATION,
     Extension,
     Heartbeat,
     RoleIntent,
@@ -64,6 +65,8 @@ def _extensions(status: NodeStatus) -> tuple[Extension, ...]:
         exts.append(Extension(EXTENSION_REPLICA_CONFIRMED, _CONFIRMED.pack(status.confirmed)))
     if status.forced_base is not None:
         exts.append(Extension(EXTENSION_FORCED_BASE, _CONFIRMED.pack(status.forced_base)))
+    if status.shared is not None:
+        exts.append(Extension(EXTENSION_SHARED_GENERATION, _CONFIRMED.pack(status.shared)))
     return tuple(exts)
 
 
@@ -102,6 +105,7 @@ def status_from(hb: Heartbeat) -> NodeStatus:
             raise StatusDecodeError(f"heartbeat from {sender}: trailing bytes in mirror status")
         confirmed = _confirmed(hb)
         forced_base = _generation_extension(hb, EXTENSION_FORCED_BASE, "forced base generation")
+        shared = _generation_extension(hb, EXTENSION_SHARED_GENERATION, "shared generation")
         module_state = next(s for s, w in _STATES.items() if w == hb.state)
         readiness = next(r for r, w in _READINESS.items() if w == hb.substate)
         return NodeStatus(
@@ -116,6 +120,7 @@ def status_from(hb: Heartbeat) -> NodeStatus:
             verdict=names[1],
             confirmed=confirmed,
             forced_base=forced_base,
+            shared=shared,
         )
     except (struct.error, IndexError, UnicodeDecodeError, StopIteration) as exc:
         raise StatusDecodeError(f"heartbeat from {sender}: unreadable mirror status ({exc})") from exc

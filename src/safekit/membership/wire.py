@@ -68,6 +68,11 @@ EXTENSION_FORCED_BASE = 0x0002
 big-endian; ADR 0047), until its secondary is in sync. Optional: a receiver that skips it (an older
 node) resynchronises without saving its own acknowledged writes aside, as before."""
 
+EXTENSION_SHARED_GENERATION = 0x0003
+"""A mirror primary: the newest generation at which its copy and the peer's were the same (8 bytes,
+big-endian; ADR 0072). Optional: a receiver that skips it (an older node) settles two primaries
+by the operator's preference alone, as before."""
+
 _HEADER = struct.Struct(">4sBBHQQQQIQBBBB")
 _EXTENSION_HEADER = struct.Struct(">HH")
 HEADER_SIZE = _HEADER.size

@@ -133,11 +133,34 @@ def _tie_break(
 def conflict_winner(a: NodeStatus, b: NodeStatus, defaultprim: str) -> Verdict:
     """Both nodes are primary while their heartbeats work (a healed split without witness).
 
-    Both copies took writes the other lacks since the split, so neither is newer: the generations
-    say only how each side counted (a node that took over counts up two, the old primary one: ADR
-    0034), not which writes matter. The operator's preference decides, in `elect`'s order: an
-    operator's prim, defaultprim, the agreed last primary, the node name. The loser saves what it
-    wrote since the split aside before it resynchronises (rule 4).
+    When exactly one of them acknowledged no write since the copies were last the same, the other
+    stays: its copy holds everything acknowledged (ADR 0072). Otherwise both copies may hold
+    writes the other lacks, so neither is newer: the generations say only how each side counted
+    (a node that took over counts up two, the old primary one: ADR 0034), not which writes
+    matter. The operator's preference decides, in `elect`'s order: an operator's prim,
+    defaultprim, the agreed last primary, the node name. The loser saves what it wrote since the
+    split aside before it resynchronises (rule 4).
     """
     first, second = sorted((a, b), key=lambda s: s.node)
+    silent = [x for x, other in ((first, second), (second, first)) if _nothing_since_split(x, other)]
+    if len(silent) == 1:
+        loser = silent[0]
+        winner = second if loser is first else first
+        return Verdict(
+            winner.node,
+            f"both primary; {loser.node} acknowledged no write since the copies were last the same "
+            f"(its writes up to generation {loser.rank.confirmed}, {winner.node}'s copy holds every "
+            f"write up to generation {winner.shared})",
+        )
     return _tie_break(first, second, defaultprim, both="both primary")
+
+
+def _nothing_since_split(x: NodeStatus, other: NodeStatus) -> bool:
+    """`x` acknowledged no write that `other`'s copy lacks (ADR 0072).
+
+    `other.shared` is the newest generation at which the two copies were the same: `other`'s copy
+    holds every write acknowledged up to it. Whatever `x` acknowledged after the split is at a
+    generation above it (a primary counts up before it acknowledges without its peer; a number
+    names one history, ADR 0046): a confirmed generation at or below it says `x` acknowledged
+    nothing since."""
+    return other.shared is not None and x.rank.confirmed <= other.shared

@@ -109,6 +109,7 @@ def initial_state(settings: MirrorSettings, persisted: PersistedRecord | None = 
         peer_generation_seen=persisted.peer_generation_seen,
         peer_confirmed_seen=_or(persisted.peer_confirmed_seen, persisted.peer_generation_seen),
         forced_base=persisted.forced_base,
+        shared_generation=persisted.shared_generation,
     )
 
 
@@ -435,6 +436,8 @@ def _confirm_generation(ctx: _Ctx) -> None:
     )
     if in_sync and s.forced_base is not None:
         ctx.set(forced_base=None)  # the peer resynchronised from the forced copy: nothing to save now
+    if in_sync:
+        _note_shared(ctx, s.generation)
     if not s.generation_unconfirmed:
         return
     if in_sync or may_acknowledge_alone(ctx.cfg, s, confirming=True)[0]:
@@ -443,6 +446,12 @@ def _confirm_generation(ctx: _Ctx) -> None:
             # The grant of the number let this node confirm it; the grant of the confirmed rank
             # lets it acknowledge alone (`witness.may_acknowledge_alone`): ask at once.
             ctx.emit(QueryWitness())
+
+
+def _note_shared(ctx: _Ctx, generation: int) -> None:
+    """This copy and the peer's are the same at `generation` (ADR 0072)."""
+    if ctx.s.shared_generation is None or generation > ctx.s.shared_generation:
+        ctx.set(shared_generation=generation)
 
 
 def _on_witness(ctx: _Ctx, ev: WitnessResult) -> None:
@@ -564,6 +573,8 @@ def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
     if ev.uptodate and gen > s.generation_confirmed:
         # In sync with the primary at `gen`: this copy holds every write acknowledged at it.
         ctx.set(generation_confirmed=gen)
+    if ev.uptodate:
+        _note_shared(ctx, gen)
 
 
 def _on_replication_exited(ctx: _Ctx, ev: ReplicationExited) -> None:

@@ -174,6 +174,10 @@ class NodeStatus:
     # writes it holds), until its secondary is in sync. A peer whose copy holds writes
     # acknowledged above it saves them aside before resynchronising (ADR 0047). None: not forced.
     forced_base: int | None = None
+    # A primary: the newest generation at which its copy and the peer's were the same (ADR 0072);
+    # its copy holds every write acknowledged up to it. None: not a primary, or not known (a node
+    # that does not announce it, or never in sync with the peer since it was installed).
+    shared: int | None = None
 
     @property
     def rank(self) -> ReplicaRank:
@@ -206,6 +210,8 @@ class PersistedRecord:
     peer_confirmed_seen: int | None = None
     # Absent (None) from records written before ADR 0047, and whenever the copy is not forced.
     forced_base: int | None = None
+    # Absent (None) from records written before ADR 0072, and until the copies were once in sync.
+    shared_generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,10 @@ class MirrorState:
     # primforce made this copy the reference: the confirmed generation it had before (ADR 0047);
     # cleared once its secondary is in sync, or when it becomes a secondary itself.
     forced_base: int | None = None
+    # The newest generation at which this copy and the peer's were the same: this node a secondary
+    # up to date at it, or the primary of a secondary in sync at it (ADR 0072). A split starts
+    # after it: whatever either side acknowledged since is at a higher generation. None: never.
+    shared_generation: int | None = None
     last_primary: str | None = None
     peer: NodeStatus | None = None  # None: no heartbeat from the peer (lost or never seen)
     peer_absent_since: float | None = None
@@ -359,6 +369,7 @@ class MirrorState:
             generation_confirmed=self.generation_confirmed,
             peer_confirmed_seen=self.peer_confirmed_seen,
             forced_base=self.forced_base,
+            shared_generation=self.shared_generation,
         )
 
     def status(self, node: str, verdict: str | None = None) -> NodeStatus:
@@ -375,4 +386,5 @@ class MirrorState:
             # Said only when it differs (what the heartbeat's optional extension carries).
             confirmed=None if self.generation_confirmed == self.generation else self.generation_confirmed,
             forced_base=self.forced_base if self.role is Role.PRIMARY else None,
+            shared=self.shared_generation if self.role is Role.PRIMARY else None,
         )

@@ -17,7 +17,8 @@ import pytest
 from safekit.chaos.harness import log_dir, run_suite
 
 ROUNDS = 10
-SEED = 1692  # all four partitions, safekitd and rfs kills, disk full, a reboot, power cut, stopstart
+SEED = 4430  # all four partitions, a cut primary, safekitd kill, disk full, a reboot, power cut, stopstart
+# (replication process kills: tests/integration/rfs/test_rfs_recovery.py)
 
 
 @pytest.mark.timeout(900)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safekit.chaos.nemesis import ALL_KINDS, FaultKind, parse_kinds, schedule
+from safekit.chaos.nemesis import ALL_KINDS, CUT_HOLD, FaultKind, parse_kinds, schedule
 
 
 def test_the_same_seed_gives_the_same_rounds_and_another_seed_other_rounds() -> None:
@@ -27,7 +27,11 @@ def test_a_long_run_deals_every_kind_evenly() -> None:
 
 def test_holds_and_targets_stay_in_their_ranges() -> None:
     for fault in schedule(5, 60, hold=(3.0, 8.0), settle=(1.0, 3.0)):
-        assert 3.0 <= fault.hold <= 8.0 and 1.0 <= fault.settle <= 3.0
+        if fault.kind is FaultKind.CUT_PRIMARY:
+            assert CUT_HOLD[0] <= fault.hold <= CUT_HOLD[1]  # around the takeover
+        else:
+            assert 3.0 <= fault.hold <= 8.0
+        assert 1.0 <= fault.settle <= 3.0
         if fault.kind is FaultKind.LAN_CUT:
             assert fault.target in ("primary", "secondary") and fault.lan in ("default", "lan1")
         else:

@@ -260,3 +260,19 @@ def test_a_broken_forced_base_is_refused() -> None:
     extensions = (status_extension(SAMPLE), Extension(wire.EXTENSION_FORCED_BASE, b"\x00" * 5))
     with pytest.raises(StatusDecodeError, match="forced base generation of 5 bytes"):
         status_from(over_the_wire(heartbeat_of(SAMPLE, extensions=extensions)))
+
+
+def test_a_primarys_shared_generation_travels_optional_and_round_trips() -> None:
+    """ADR 0072: a primary says where its copy and the peer's were last the same."""
+    status = dataclasses.replace(SAMPLE, shared=4)
+    hb = heartbeat_of(status)
+    (extra,) = [e for e in hb.extensions if e.type == wire.EXTENSION_SHARED_GENERATION]
+    assert not extra.critical and extra.value == (4).to_bytes(8, "big")
+    assert status_from(over_the_wire(hb)) == status
+    assert status_from(over_the_wire(heartbeat_of(SAMPLE))).shared is None
+
+
+def test_a_broken_shared_generation_is_refused() -> None:
+    extensions = (status_extension(SAMPLE), Extension(wire.EXTENSION_SHARED_GENERATION, b"\x00" * 3))
+    with pytest.raises(StatusDecodeError, match="shared generation of 3 bytes"):
+        status_from(over_the_wire(heartbeat_of(SAMPLE, extensions=extensions)))

@@ -13,7 +13,15 @@ from safekit.mirror.states import ModuleState, ReplicaRank
 
 def test_a_record_round_trips_with_its_confirmed_generations(tmp_path: Path) -> None:
     record = PersistedRecord(
-        ModuleState.WAIT, "node1", 6, True, 5, generation_confirmed=3, peer_confirmed_seen=5, forced_base=2
+        ModuleState.WAIT,
+        "node1",
+        6,
+        True,
+        5,
+        generation_confirmed=3,
+        peer_confirmed_seen=5,
+        forced_base=2,
+        shared_generation=3,
     )
     path = tmp_path / "state.json"
     path.write_text(json.dumps(_record_json(record)))

@@ -81,6 +81,45 @@ def test_conflict_follows_the_preference_not_the_generation() -> None:
     assert conflict_winner(b, a, "alone") == conflict_winner(a, b, "alone")  # the same on both nodes
 
 
+def test_conflict_keeps_the_primary_whose_copy_holds_every_acknowledged_write() -> None:
+    """ADR 0072, the CI failure of 2026-12-06: n1, primary at 4 with n2 in sync, was cut; it
+    counted up to 6 but acknowledged nothing alone (confirmed 4); n2 took over at 7. Whatever the
+    preference, n1 steps down: n2's copy holds everything n1 acknowledged."""
+    a = cand("n1", gen=6, confirmed=4, role=Role.PRIMARY, shared=4)
+    b = cand("n2", gen=7, role=Role.PRIMARY, shared=4)
+    for preference in ("n1", "n2", "alone"):
+        v = conflict_winner(a, b, preference)
+        assert v.winner == "n2"
+        assert "n1 acknowledged no write since the copies were last the same" in v.reason
+        assert conflict_winner(b, a, preference) == v  # the same verdict on both nodes
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "why"),
+    [
+        (  # both acknowledged writes since the split: a true conflict
+            cand("n1", gen=6, role=Role.PRIMARY, shared=4),
+            cand("n2", gen=7, role=Role.PRIMARY, shared=4),
+            "both wrote",
+        ),
+        (  # neither did: either copy holds everything
+            cand("n1", gen=6, confirmed=4, role=Role.PRIMARY, shared=4),
+            cand("n2", gen=7, confirmed=4, role=Role.PRIMARY, shared=4),
+            "neither wrote",
+        ),
+        (  # an older peer does not announce where the copies were last the same
+            cand("n1", gen=6, confirmed=4, role=Role.PRIMARY),
+            cand("n2", gen=7, role=Role.PRIMARY),
+            "not announced",
+        ),
+    ],
+)
+def test_conflict_falls_back_to_the_preference(a: NodeStatus, b: NodeStatus, why: str) -> None:
+    assert conflict_winner(a, b, "n1").winner == "n1", why
+    assert conflict_winner(a, b, "n2").winner == "n2", why
+    assert "acknowledged no write" not in conflict_winner(a, b, "n1").reason
+
+
 def test_prim_refusal() -> None:
     assert prim_refusal(uptodate=False, rank=ReplicaRank(0, 0), peer_seen=ReplicaRank(0, 0)) is None
     assert prim_refusal(uptodate=True, rank=ReplicaRank(3, 3), peer_seen=ReplicaRank(3, 3)) is None

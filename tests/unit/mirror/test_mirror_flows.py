@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from mirror_driver import (
+    ME,
     PEER,
     Driver,
     alone,
@@ -45,6 +48,7 @@ from safekit.mirror import (
     StartReplication,
     StopReplication,
     WaitCause,
+    initial_state,
     next_deadline,
 )
 
@@ -303,6 +307,36 @@ def test_both_primary_after_a_healed_split_the_loser_steps_down_and_resyncs() ->
     assert d.shown == (SECOND, TR)
     assert d.state.uptodate is False
     assert "saved aside" in d.state.reason
+
+
+def test_the_copies_last_shared_generation_is_kept_announced_as_primary_and_persisted() -> None:
+    d = second()  # in sync with n2's ALONE at generation 2
+    assert d.state.shared_generation == 2
+    assert d.state.status(ME).shared is None  # a secondary does not announce it
+    d.lost()
+    d.tick(10.0)
+    d.settle()
+    assert d.state.module_state is ALONE and d.state.generation > 2
+    assert d.state.shared_generation == 2  # the takeover starts after it
+    assert d.state.status(ME).shared == 2
+    assert initial_state(d.cfg, d.state.persisted()).shared_generation == 2
+
+
+def test_both_primary_the_one_without_writes_since_the_split_steps_down_not_the_preferred() -> None:
+    """ADR 0072: n1 took over from generation 2; n2, the preferred node (defaultprim), shows up
+    as primary too but acknowledged nothing since the copies were last the same: n1 stays."""
+    d = second(settings(defaultprim=PEER))
+    d.lost()
+    d.tick(10.0)
+    d.settle()
+    assert d.shown == (ALONE, RD)
+    peer = dataclasses.replace(
+        peer_status(ALONE, generation=3), confirmed=2, shared=2
+    )  # counted up to 3, acknowledged up to 2
+    d.peer(peer)
+    assert d.shown == (ALONE, RD), d.state.reason
+    assert "n2 acknowledged no write since the copies were last the same" in d.state.reason
+    assert "n1 stays primary, n2 steps down" in d.state.reason
 
 
 def test_failback_to_defaultprim_after_it_resynchronised() -> None:
