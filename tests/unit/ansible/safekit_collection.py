@@ -60,14 +60,10 @@ def run_module(
         raise AssertionError(f"{name}: no JSON result: {done.stdout!r} {done.stderr!r}") from exc
 
 
-def run_local_play(
-    play: str, tmp: Path, variables: dict[str, Any], *, path: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook of `play` (YAML text) against this machine as the node `node1` (local
-    connection, this interpreter), with `variables` as extra vars; `path`: the PATH the play sees
-    (fakes first; this machine's if None)."""
-    (tmp / "play.yml").write_text(play)
-    env = {
+def local_play_env(path: str | None = None) -> dict[str, str]:
+    """The environment of an ansible-playbook run against this machine with this checkout's
+    collection and this interpreter; `path`: the PATH the play sees (this machine's if None)."""
+    return {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
@@ -75,6 +71,16 @@ def run_local_play(
         "ANSIBLE_NOCOLOR": "1",
         **({"PATH": path} if path is not None else {}),
     }
+
+
+def run_local_play(
+    play: str, tmp: Path, variables: dict[str, Any], *, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook of `play` (YAML text) against this machine as the node `node1` (local
+    connection, this interpreter), with `variables` as extra vars; `path`: the PATH the play sees
+    (fakes first; this machine's if None)."""
+    (tmp / "play.yml").write_text(play)
+    env = local_play_env(path)
     playbook = [str(ENGINE_BIN / "ansible-playbook"), "-i", "node1,", "-c", "local"]
     return subprocess.run(
         [*playbook, "-e", json.dumps(variables), str(tmp / "play.yml")],

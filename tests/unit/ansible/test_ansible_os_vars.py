@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from safekit_collection import COLLECTION, COLLECTIONS, ENGINE_BIN, REPO
+from safekit_collection import COLLECTION, ENGINE_BIN, REPO, local_play_env
 
 ROLES = COLLECTION / "roles"
 VARS = ROLES / "node" / "vars"
@@ -96,14 +96,7 @@ def play(
     out = tmp / "out"
     out.mkdir(exist_ok=True)
     (tmp / "play.yml").write_text(text)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-        **({"PATH": path} if path is not None else {}),
-    }
+    env = local_play_env(path)
     facts = {host: list(os_facts) for host, os_facts in oses.items() if os_facts is not None}
     extra = {"out": str(out), "oses": facts, "safekit_project_root": str(REPO), **variables}
     command = [str(ENGINE_BIN / "ansible-playbook"), "-i", ",".join(oses) + ",", "-c", "local"]
