@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from safekit import farm as fm
 from safekit.config import ClusterConfig, ModuleConfig
-from safekit.daemon import farm_kernel
+from safekit.daemon import farm_kernel, libnft
 from safekit.daemon.heartbeats import HeartbeatLan, HeartbeatLink, StatusCodec
 from safekit.daemon.module_executor import (
     ModuleContext,
@@ -176,6 +176,12 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             rules = [r for r in self.rules.rules if r.group == group.name]
             traffic = ", ".join(_describe(r) for r in rules) or "no rule"
             self.log.info("farm group %s; traffic: %s", group.describe(), traffic)
+        if libnft.shared() is None:
+            self.log.warning(
+                "farm rules: libnftables cannot be loaded (%s): each change runs the nft program "
+                "(20-130 ms, on the takeover path); install libnftables1",
+                libnft.unavailable_reason(),
+            )
         # A crash may have left rules or the VIP here: nothing serves before the machine says so.
         await self._drop_leftovers()
         await self.link.start()
