@@ -607,7 +607,10 @@ def nft_load_time(vip: str, runs: int, netns: str) -> dict[str, Any]:
         "nft_commands": data["commands"],
         "p50_ms": round(1000 * statistics.median(times), 2),
         "max_ms": round(1000 * times[-1], 2),
-        "what": "engine farm_kernel.apply (nft -j -f -, one transaction) of a 3-node ruleset, scratch netns",
+        "what": (
+            "engine farm_kernel.apply (libnftables in-process, ADR 0073; one transaction) of a 3-node "
+            "ruleset, scratch netns"
+        ),
     }
 
 
