@@ -170,6 +170,7 @@ def _total(counters: Counters) -> int:
         + counters.dropped_malformed
         + counters.dropped_misdirected
         + counters.dropped_replay
+        + counters.dropped_stale
     )
 
 
@@ -206,7 +207,7 @@ def test_the_receiver_never_raises_and_counts_every_packet(data: st.DataObject) 
         now += data.draw(st.floats(0, 5))
         with_hb = receiver.receive(packet, lan=lan, now=now)
         assert _total(receiver.counters(lan)) == before + 1
-        if with_hb.heartbeat is None and with_hb.verdict is None:
+        if (with_hb.heartbeat is None and with_hb.verdict is None) or with_hb.stale:
             assert with_hb.reason, "a dropped packet says why"
         receiver.tick(now)
 
