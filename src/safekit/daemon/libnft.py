@@ -30,7 +30,7 @@ NFT_CTX_OUTPUT_JSON = 1 << 4
 @dataclass(frozen=True)
 class Result:
     """What a command gave: its return code (0: done; the whole transaction applied), the output
-    (JSON with `json=True`) and what libnftables reported as errors."""
+    (JSON) and what libnftables reported as errors."""
 
     rc: int
     output: str
@@ -76,25 +76,23 @@ class Nftables:
         self._ctx: int = ctx
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libnftables")
-        self._base_flags = int(lib.nft_ctx_output_get_flags(ctx))
+        # Output in JSON (`nft -j`); commands are then read as JSON first, else as nft's own syntax.
+        lib.nft_ctx_output_set_flags(ctx, lib.nft_ctx_output_get_flags(ctx) | NFT_CTX_OUTPUT_JSON)
 
-    def run(self, commands: str, json: bool = True) -> Result:
-        """Run `commands` as `nft -f` would (one transaction, all of it or nothing); `json`: the
-        output in JSON (`nft -j`), and commands read as JSON first, then as nft's own syntax."""
+    def run(self, commands: str) -> Result:
+        """Run `commands` as `nft -j -f` would (one transaction, all of it or nothing)."""
         with self._lock:
-            flags = self._base_flags | (NFT_CTX_OUTPUT_JSON if json else 0)
-            self._lib.nft_ctx_output_set_flags(self._ctx, flags)
             rc = int(self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode()))
             # Reading a buffer hands it over and starts a new one: nothing accumulates between calls.
             output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(errors="replace")
             error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
         return Result(rc, output, error)
 
-    async def run_async(self, commands: str, json: bool = True) -> Result:
+    async def run_async(self, commands: str) -> Result:
         """`run` in this context's own thread: the event loop keeps its timers while the kernel
         commits. One thread for the process's life, so libnftables' allocations stay in one malloc
         arena (through a pool of threads, each thread's arena grew: +2.3 MiB over 2,000 loads)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self.run, commands, json)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self.run, commands)
 
 
 _shared: Nftables | None = None
