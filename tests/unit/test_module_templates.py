@@ -24,6 +24,7 @@ import yaml
 from safekit import cli, templates
 from safekit.checkers import errd
 from safekit.config import check_file, parse_module
+from safekit.daemon.module_executor import process_rule
 from safekit.host.module_packages import extract_safe
 from safekit.module_templates import (
     SHELL_LIBRARY,
@@ -151,8 +152,21 @@ def test_the_postgresql_template_watches_the_postmaster_and_its_port() -> None:
     assert config.rfs is not None and [d.dir for d in config.rfs.replicated] == ["/data/pg"]
     assert config.errd is not None
     (proc,) = config.errd.procs
-    assert proc.name == "postgres" and proc.argregex == "-D /data/pg( |$)" and proc.atmax == 1
+    assert proc.name == "postgres" and proc.argregex == "-D /data/pg( |$)"
     assert config.check.tcp[0].targets[0].port == 5433
+    # A backend whose client has not sent its startup packet yet still carries the postmaster's
+    # command line: it must not count as a second postmaster (a restart of the database).
+    rule = process_rule(proc)
+    postmaster = ("/usr/lib/postgresql/15/bin/postgres", "-D", "/data/pg", "-c", "port=5433")
+    running = [
+        errd.ProcessInfo(10, "postgres", postmaster),
+        errd.ProcessInfo(11, "postgres", ("postgres: db: checkpointer ",)),
+        errd.ProcessInfo(12, "postgres", postmaster),  # forked, waiting for its startup packet
+    ]
+    [verdict] = errd.evaluate([rule], running)
+    assert verdict.ok, verdict.reason
+    [gone] = errd.evaluate([rule], running[1:2])
+    assert not gone.ok and gone.reason == "postgres: 0 running, at least 1 needed"
     assert config.user is not None and config.user.nicestoptimeout > 30  # PG_STOP_TIMEOUT fits
 
 

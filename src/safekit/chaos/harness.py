@@ -109,7 +109,7 @@ def userconfig(vip: str, witness: str, mode: str, *, postgres: bool = True) -> s
     <var name="PG_STOP_TIMEOUT" value="{PG_STOP_TIMEOUT}"/>
     <var name="PG_START_TIMEOUT" value="{PG_START_TIMEOUT}"/>"""
         pg_errd = (
-            f'\n    <proc name="postgres" argregex="-D {PG_DATA}( |$)" atleast="1" atmax="1"'
+            f'\n    <proc name="postgres" argregex="-D {PG_DATA}( |$)" atleast="1"'
             ' action="restart" class="prim"/>'
         )
     return f"""<!DOCTYPE safe>

@@ -7,9 +7,10 @@ containers; in the lab, where hosts share one process table, it is the host's ow
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,27 +49,65 @@ class ProcessVerdict:
     count: int
     ok: bool
     reason: str
+    too_many: bool = False
+    """More matching processes than `atmax` (a verdict worth a second look: see `evaluate`)."""
+
+
+MAX_PIDS_NAMED = 5
+"""How many of the matching processes' PIDs a verdict names."""
 
 
 def evaluate(rules: Sequence[ProcessRule], processes: Iterable[ProcessInfo]) -> list[ProcessVerdict]:
+    """Each rule's verdict over `processes`. Every matching process counts, a child the watched
+    process has just forked too: until it renames itself or runs another program it carries its
+    parent's command line (nginx's workers for a moment, PostgreSQL's backends until the client's
+    startup packet arrives, which can take up to authentication_timeout). So `atmax` suits a
+    program that does not fork copies of itself, and a count above it deserves a second look
+    before anything is done (the caller's job: the verdict says `too_many`)."""
     procs = list(processes)
     verdicts = []
     for rule in rules:
-        count = sum(1 for p in procs if rule.matches(p))
+        matching = [p.pid for p in procs if rule.matches(p)]
+        count = len(matching)
+        named = ", ".join(str(pid) for pid in sorted(matching)[:MAX_PIDS_NAMED])
+        running = f"{count} running" + (
+            f" (pid {named}{', ...' if count > MAX_PIDS_NAMED else ''})" if count else ""
+        )
         if count < rule.atleast:
             verdicts.append(
-                ProcessVerdict(
-                    rule, count, False, f"{rule.ident}: {count} running, at least {rule.atleast} needed"
-                )
+                ProcessVerdict(rule, count, False, f"{rule.ident}: {running}, at least {rule.atleast} needed")
             )
         elif rule.atmax >= 0 and count > rule.atmax:
             verdicts.append(
                 ProcessVerdict(
-                    rule, count, False, f"{rule.ident}: {count} running, at most {rule.atmax} allowed"
+                    rule,
+                    count,
+                    False,
+                    f"{rule.ident}: {running}, at most {rule.atmax} allowed",
+                    too_many=True,
                 )
             )
         else:
-            verdicts.append(ProcessVerdict(rule, count, True, f"{rule.ident}: {count} running"))
+            verdicts.append(ProcessVerdict(rule, count, True, f"{rule.ident}: {running}"))
+    return verdicts
+
+
+async def look(
+    rules: Sequence[ProcessRule],
+    scan_processes: Callable[[], Awaitable[list[ProcessInfo]]],
+    *,
+    recheck: float,
+    on_recheck: Callable[[str], None] = lambda reasons: None,
+) -> list[ProcessVerdict]:
+    """One errd poll: the rules' verdicts. A count above `atmax` is looked at again `recheck`
+    seconds later and only that second look counts (a child just forked by the watched process
+    carries its command line for a moment); too few is final at once (failover speed)."""
+    verdicts = evaluate(rules, await scan_processes())
+    too_many = [v.reason for v in verdicts if v.too_many]
+    if too_many:
+        on_recheck("; ".join(too_many))
+        await asyncio.sleep(recheck)
+        verdicts = evaluate(rules, await scan_processes())
     return verdicts
 
 

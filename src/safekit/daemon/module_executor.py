@@ -555,8 +555,16 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             active = self._errd_classes()
             if not active:
                 continue
-            processes = await asyncio.to_thread(errd.scan)
-            for verdict, cls in zip(errd.evaluate(rules, processes), classes, strict=True):
+            verdicts = await errd.look(
+                rules,
+                lambda: asyncio.to_thread(errd.scan),
+                recheck=ERRD_RECHECK,
+                on_recheck=lambda reasons: self.log.info(
+                    "errd: %s: looking again in %g s", reasons, ERRD_RECHECK
+                ),
+            )
+            active = self._errd_classes()
+            for verdict, cls in zip(verdicts, classes, strict=True):
                 if cls in active:
                     self._errd_verdict(verdict)
 
@@ -585,6 +593,11 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
 
 
 # ----------------------------------------------------------------------------- building blocks
+ERRD_RECHECK = 1.0
+"""Seconds errd waits before it looks again at a count above `atmax`: a process the watched one
+has just forked carries its parent's command line until it renames itself."""
+
+
 def process_rule(proc: ProcCheck) -> errd.ProcessRule:
     """The errd rule of one `<proc>`: with both name and nameregex (as SafeKit's own templates
     write them), the regex matches and the name is the check's ident (resource proc.NAME)."""

@@ -191,6 +191,20 @@ def test_each_application_runs_on_the_primary_only(lab: Lab, cluster: LabCluster
     assert "start_prim: PostgreSQL initialised (initdb: first start of the module) and started" in userlog
 
 
+def test_a_client_that_sends_nothing_does_not_restart_postgresql(lab: Lab, cluster: LabCluster) -> None:
+    """A connection that has not sent PostgreSQL's startup packet yet (a slow client, a port scan,
+    the module's own tcp checker) has a backend that still carries the postmaster's command line:
+    process monitoring must not take it for a second postmaster and restart the database."""
+    postmaster = lab.exec("node1", ["head", "-1", "/srv/pgdata/postmaster.pid"], check=True).stdout.strip()
+    hold = "import socket, sys, time; s = socket.create_connection((sys.argv[1], 5432)); time.sleep(7)"
+    lab.exec("client", ["python3", "-c", hold, vip(lab, 1)], check=True, timeout=30)  # > errd's 5 s poll
+    time.sleep(1)
+    after = lab.exec("node1", ["head", "-1", "/srv/pgdata/postmaster.pid"], check=True).stdout.strip()
+    log = lab.exec("node1", ["cat", "/var/log/safekit/modules/tplpg.log"]).stdout
+    assert after == postmaster, f"PostgreSQL was restarted: {[x for x in log.splitlines() if 'errd' in x]}"
+    assert cluster.state("node1", "tplpg")["state"] == "PRIM"
+
+
 def test_generic_mirror_serves_the_replicated_file_after_a_power_cut(
     lab: Lab, failed_over: dict[str, object]
 ) -> None:
