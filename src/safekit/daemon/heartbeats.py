@@ -138,8 +138,8 @@ class HeartbeatLink(Generic[S]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pulse_timer: asyncio.TimerHandle | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
-        self._stale_told: set[str] = set()
-        """LANs on which a late packet was logged since they went down (once per outage)."""
+        self._stale_told: set[tuple[str, str]] = set()
+        """(peer, LAN) whose late packets were logged since the LAN went down (once per outage)."""
         self._send_soon: asyncio.Handle | None = None
         self._due = 0.0
 
@@ -323,10 +323,10 @@ class HeartbeatLink(Generic[S]):
         reception = self.receiver.receive(data, lan=lan, now=now)
         for event in reception.events:
             if isinstance(event, LanUp):
-                self._stale_told.discard(event.lan)
+                self._stale_told.discard((event.peer, event.lan))
             self._on_liveness(event, now)
-        if reception.stale and lan not in self._stale_told:
-            self._stale_told.add(lan)
+        if reception.stale and (told := (reception.sender or "", lan)) not in self._stale_told:
+            self._stale_told.add(told)
             log.warning(
                 "heartbeat ignored, the LAN stays down until the peer answers this node: %s",
                 reception.reason,

@@ -35,6 +35,8 @@ class Reception:
     reason: str | None = None
     stale: bool = False
     """Dropped because its sender had not heard this node since the LAN went down (ADR 0070)."""
+    sender: str | None = None
+    """Who sent a stale packet (its heartbeat is not handed on): the warning is per peer and LAN."""
 
 
 @dataclass(slots=True)
@@ -109,7 +111,7 @@ class HeartbeatReceiver:
         stale = self._stale(hb, lan)
         if stale is not None:
             counters.dropped_stale += 1
-            return Reception(None, verdict, reason=stale, stale=True)
+            return Reception(None, verdict, reason=stale, stale=True, sender=hb.sender)
         counters.received += 1
         if not verdict.deliver:
             counters.lan_copies += 1

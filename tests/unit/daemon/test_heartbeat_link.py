@@ -22,7 +22,7 @@ from safekit.farm.status_codec import FarmStatus
 from safekit.lifecycle import Readiness
 from safekit.lifecycle import Readiness as MirrorReadiness
 from safekit.membership.liveness import LivenessEvent, PeerLost, PeerUp
-from safekit.membership.wire import Heartbeat
+from safekit.membership.wire import Heartbeat, encode, to_wire_us
 from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
 
 KEY = bytes(range(32))
@@ -196,3 +196,45 @@ def test_a_lan_lists_its_peers_addresses() -> None:
             on_status=lambda status, now: None,
             on_liveness=lambda event, now: None,
         )
+
+
+def test_late_packets_are_logged_once_per_peer_and_lan_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A farm LAN has several peers: each peer's late packets after an outage are told once (not
+    only the first peer's), and told again after a later outage."""
+    node = Node("node1", 4800, NODES, FARM)
+    rx = node.link.receiver
+
+    def heartbeat(sender: str, sequence: int, echo: int = 0) -> bytes:
+        fields = farm_codec.wire_fields(FarmStatus(sender, FarmState.UP, Readiness.READY))
+        return encode(
+            Heartbeat(
+                module="AM",
+                sender=sender,
+                target="node1",
+                lan="default",
+                incarnation=7,
+                sequence=sequence,
+                sent_at_us=sequence,
+                echo_sent_at_us=echo,
+                **fields,
+            ),
+            KEY,
+        )
+
+    def told() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "heartbeat ignored" in r.getMessage()]
+
+    for peer in ("node2", "node3"):
+        node.link._on_datagram("default", heartbeat(peer, 1))
+    down_at = time.monotonic() + 10
+    rx.tick(down_at)  # both peers silent past the timeout: the LAN is down for each
+    for sequence in (2, 3):
+        for peer in ("node2", "node3"):
+            node.link._on_datagram("default", heartbeat(peer, sequence))  # echoes nothing: late
+    assert [m.split(": ", 1)[1].split(" on ")[0] for m in told()] == ["node2", "node3"]
+    # node2 answers a packet this node sent after the outage: up again; its next outage is told again
+    node.link._on_datagram("default", heartbeat("node2", 4, echo=to_wire_us(down_at) + 1))
+    rx.tick(down_at + 20)
+    node.link._on_datagram("default", heartbeat("node2", 5))
+    node.link._on_datagram("default", heartbeat("node3", 5))
+    assert [m.split(": ", 1)[1].split(" on ")[0] for m in told()] == ["node2", "node3", "node2"]

@@ -150,6 +150,7 @@ def test_a_packet_written_during_the_outage_and_delivered_late_is_not_the_peer_b
     for seq, echo in ((2, 400_000), (3, 1_900_000), (4, 0)):  # before the loss at 2.0 s, or none
         result = rx.receive(packet("lan1", seq, echo_sent_at_us=echo), lan="lan1", now=5.0)
         assert result.heartbeat is None and result.stale and result.events == ()
+        assert result.sender == "node2"  # whose late packets the warning names
         assert result.reason is not None and "late packet from the outage" in result.reason
     assert not rx.liveness.peer_is_up("node2")
     assert rx.counters("lan1").dropped_stale == 3
