@@ -555,16 +555,17 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
             active = self._errd_classes()
             if not active:
                 continue
+            watched = [(rule, cls) for rule, cls in zip(rules, classes, strict=True) if cls in active]
             verdicts = await errd.look(
-                rules,
+                [rule for rule, _ in watched],
                 lambda: asyncio.to_thread(errd.scan),
                 recheck=ERRD_RECHECK,
                 on_recheck=lambda reasons: self.log.info(
                     "errd: %s: looking again in %g s", reasons, ERRD_RECHECK
                 ),
             )
-            active = self._errd_classes()
-            for verdict, cls in zip(verdicts, classes, strict=True):
+            active = self._errd_classes()  # the role may have changed while errd looked
+            for verdict, (_, cls) in zip(verdicts, watched, strict=True):
                 if cls in active:
                     self._errd_verdict(verdict)
 
