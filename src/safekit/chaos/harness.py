@@ -31,6 +31,7 @@ from safekit.chaos.procstats import EngineFigures, engine_figures, netns_process
 from safekit.chaos.report import RECOVERY_BOUND, RFS_STOP_BOUND, RoundResult, passed, summarise
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
+from safekit.lab.system import netns_pids
 from safekit.lab.topology import LabError
 from safekit.membership import clusterkey
 
@@ -682,6 +683,42 @@ def _stopstart(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, 
     time.sleep(fault.hold)
 
 
+def _stop_all(netns: str, stopped: list[int]) -> None:
+    """SIGSTOP every process of `netns` not stopped yet, until none is left running: a process
+    that forked meanwhile (a script) is caught by the next look."""
+    for _ in range(20):
+        fresh = [pid for pid in netns_pids(netns) if pid not in stopped]
+        if not fresh:
+            return
+        for pid in fresh:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+    raise LabError(f"{netns}: processes keep appearing while the node is being frozen")
+
+
+def _freeze(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
+    """SIGSTOP, hold, SIGCONT: safekitd alone (a hung daemon) or every process of the node (a
+    paused VM). The processes are continued even if the hold is interrupted."""
+    stopped: list[int] = []
+    try:
+        if fault.kind is FaultKind.FREEZE_SAFEKITD_PRIMARY:
+            pid = chaos.cluster.daemon_pid(primary)
+            if pid is None:
+                raise LabError(f"{primary}: no safekitd to freeze")
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        else:
+            _stop_all(chaos.lab.plan().host(primary).netns, stopped)
+        notes["frozen"] = len(stopped)
+        time.sleep(fault.hold)
+    finally:
+        notes["heal_at"] = time.monotonic()
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], None]] = {
     FaultKind.POWER_CUT_PRIMARY: _power_cut,
     FaultKind.POWER_CUT_SECONDARY: _power_cut,
@@ -698,6 +735,8 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.CLEAN_RESTART_SECONDARY: _clean_restart,
     FaultKind.DISK_FULL_SECONDARY: _disk_full,
     FaultKind.STOPSTART_PRIMARY: _stopstart,
+    FaultKind.FREEZE_SAFEKITD_PRIMARY: _freeze,
+    FaultKind.FREEZE_PRIMARY: _freeze,
 }
 
 

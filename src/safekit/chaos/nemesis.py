@@ -43,6 +43,12 @@ class FaultKind(StrEnum):
     STOPSTART_PRIMARY = "stopstart_primary"
     """`safekit stopstart` on the primary, what a checker's stopstart action does: the in-sync
     secondary takes over while the primary stops (ADR 0060)"""
+    FREEZE_SAFEKITD_PRIMARY = "freeze_safekitd_primary"
+    """safekitd alone stopped (SIGSTOP) on the primary for the hold, then continued: a hung daemon
+    whose application, VIP and replication go on (ADR 0010: the VIP it no longer renews expires)"""
+    FREEZE_PRIMARY = "freeze_primary"
+    """every process of the primary stopped for the hold, then continued: a paused VM, as close as
+    a shared kernel allows (the node's kernel still answers for the VIP until its lifetime ends)"""
 
 
 ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)

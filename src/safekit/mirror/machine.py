@@ -1425,6 +1425,11 @@ def _peer_serves_without_us(ctx: _Ctx, evidence: str) -> None:
     # alone at it: record that ours is older now, so that this node never takes over with it,
     # even once the peer is gone.
     _peer_copy_reaches(ctx, ReplicaRank(s.generation + 1, s.generation + 1))
+    # And say so: a primary that could not go on alone yet (its safekitd frozen while its VIP
+    # stayed, then woken up) holds its writes until this node announces a copy that is not up to
+    # date (`may_acknowledge_alone`); announcing it up to date kept its application's fsyncs, and
+    # so its stop, waiting for a stop timeout.
+    ctx.set(uptodate=False)
     reason = (
         f"peer absent but {evidence}: {ctx.peer_name} serves without {ctx.me}, whose copy no longer "
         f"follows it; not taking over (rules 1 and 2), waiting for {ctx.peer_name}"

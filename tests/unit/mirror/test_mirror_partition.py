@@ -8,10 +8,13 @@ owner stays visible to the secondary (its ARP probe), which is the documented li
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from mirror_sim import NODES, Cluster, Op, persisted_for, play
 
 from safekit.mirror import ModuleState, WaitCause
+from safekit.mirror.machine import may_acknowledge_alone
 
 SETTLE = 25.0  # both nodes started, n1 primary (last primary), n2 secondary in sync
 
@@ -78,10 +81,18 @@ def test_ping_witness_on_both_sides_with_the_vip_visible_keeps_one_primary(seed:
     cluster.cut(None)
     cluster.advance(20.0)
     assert cluster.violations == [], "\n".join(cluster.violations) + "\n" + cluster.dump()
-    n2 = cluster.nodes["n2"]
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
     assert cluster.serving() == ["n1"]
     assert n2.state.wait_cause is WaitCause.STALE, n2.state.reason
     assert "virtual IP is still answered by" in "\n".join(cluster.trace)
+    # n2 announces that its copy no longer follows: a primary that hears it again (its daemon was
+    # frozen, not cut off) may acknowledge alone at once instead of holding its writes
+    announced = n2.state.status("n2")
+    assert not announced.uptodate
+    assert announced.rank < n2.state.peer_rank_seen
+    allowed, why = may_acknowledge_alone(n1.cfg, replace(n1.state, peer=announced))
+    assert allowed, why
+    assert "reports its copy not up to date" in why
     cluster.heal()
     cluster.advance(20.0)
     assert {n: cluster.nodes[n].state.module_state for n in NODES} == {
