@@ -700,16 +700,18 @@ def _stop_all(netns: str, stopped: list[int]) -> None:
 def _freeze(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
     """SIGSTOP, hold, SIGCONT: safekitd alone (a hung daemon) or every process of the node (a
     paused VM). The processes are continued even if the hold is interrupted."""
+    node = secondary if fault.kind is FaultKind.FREEZE_SECONDARY else primary
+    notes["node"] = node
     stopped: list[int] = []
     try:
         if fault.kind is FaultKind.FREEZE_SAFEKITD_PRIMARY:
-            pid = chaos.cluster.daemon_pid(primary)
+            pid = chaos.cluster.daemon_pid(node)
             if pid is None:
-                raise LabError(f"{primary}: no safekitd to freeze")
+                raise LabError(f"{node}: no safekitd to freeze")
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
         else:
-            _stop_all(chaos.lab.plan().host(primary).netns, stopped)
+            _stop_all(chaos.lab.plan().host(node).netns, stopped)
         notes["frozen"] = len(stopped)
         time.sleep(fault.hold)
     finally:
@@ -737,6 +739,7 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.STOPSTART_PRIMARY: _stopstart,
     FaultKind.FREEZE_SAFEKITD_PRIMARY: _freeze,
     FaultKind.FREEZE_PRIMARY: _freeze,
+    FaultKind.FREEZE_SECONDARY: _freeze,
 }
 
 
