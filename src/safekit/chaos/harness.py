@@ -700,11 +700,19 @@ def _stop_all(netns: str, stopped: list[int]) -> None:
 def _freeze(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
     """SIGSTOP, hold, SIGCONT: safekitd alone (a hung daemon) or every process of the node (a
     paused VM). The processes are continued even if the hold is interrupted."""
-    node = secondary if fault.kind is FaultKind.FREEZE_SECONDARY else primary
+    on_secondary = fault.kind in (FaultKind.FREEZE_SECONDARY, FaultKind.FREEZE_RFS_SECONDARY)
+    node = secondary if on_secondary else primary
     notes["node"] = node
     stopped: list[int] = []
     try:
-        if fault.kind is FaultKind.FREEZE_SAFEKITD_PRIMARY:
+        if fault.kind is FaultKind.FREEZE_RFS_SECONDARY:
+            pids = chaos.rfs_pids(node)
+            if not pids:
+                raise LabError(f"{node}: no replication process to freeze")
+            for rfs in pids:
+                os.kill(rfs, signal.SIGSTOP)
+                stopped.append(rfs)
+        elif fault.kind is FaultKind.FREEZE_SAFEKITD_PRIMARY:
             pid = chaos.cluster.daemon_pid(node)
             if pid is None:
                 raise LabError(f"{node}: no safekitd to freeze")
@@ -740,6 +748,7 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.FREEZE_SAFEKITD_PRIMARY: _freeze,
     FaultKind.FREEZE_PRIMARY: _freeze,
     FaultKind.FREEZE_SECONDARY: _freeze,
+    FaultKind.FREEZE_RFS_SECONDARY: _freeze,
 }
 
 

@@ -49,6 +49,9 @@ class FaultKind(StrEnum):
     FREEZE_PRIMARY = "freeze_primary"
     """every process of the primary stopped for the hold, then continued: a paused VM, as close as
     a shared kernel allows (the node's kernel still answers for the VIP until its lifetime ends)"""
+    FREEZE_RFS_SECONDARY = "freeze_rfs_secondary"
+    """the secondary's replication process alone stopped for the hold, then continued: hung (a
+    stalled disk, a swapped-out process) while its safekitd and heartbeats go on"""
     FREEZE_SECONDARY = "freeze_secondary"
     """every process of the secondary stopped for the hold, then continued: the primary must go on
     without the acknowledgements and heartbeats it no longer gets, and take the secondary back"""
