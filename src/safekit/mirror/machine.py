@@ -322,9 +322,11 @@ def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
         peer_generation_seen=max(s.peer_generation_seen, st.generation),
         peer_confirmed_seen=max(s.peer_confirmed_seen, st.rank.confirmed),
     )
-    if st.serving and s.role is not Role.PRIMARY and s.uptodate and st.rank > s.rank:
+    if st.role is Role.PRIMARY and s.role is not Role.PRIMARY and s.uptodate and st.rank > s.rank:
         # The primary went on in a newer generation without this copy: it is stale, and this node
-        # says so in its heartbeats (what a primary that lost its secondary waits for).
+        # says so in its heartbeats (what a primary that lost its secondary waits for). Also while
+        # that primary starts or stops (not serving): one whose checker stops it holds its
+        # application's writes, and so its stop, until this node says so.
         ctx.set(uptodate=False)
         ctx.log(
             f"{st.node} serves replica {st.rank.describe()}, this copy is at {s.rank.describe()}: "
@@ -658,8 +660,18 @@ def _wait_for_resource(ctx: _Ctx, resource: str, reason: str) -> None:
 
 def _on_resource_up(ctx: _Ctx, ev: ResourceUp) -> None:
     s = ctx.s
-    if s.phase is Phase.WAITING and s.wait_cause is WaitCause.RESOURCE and s.waiting_resource == ev.resource:
+    awaited = s.wait_cause is WaitCause.RESOURCE and s.waiting_resource == ev.resource
+    if awaited and s.phase is Phase.WAITING:
         _enter_electing(ctx, f"{ev.resource} is up again: leaving WAIT")
+    elif awaited and s.running is not None and s.running.then is Next.WAIT:
+        # Back while the role stops to wait for it: a checker reports changes only, so no other
+        # ResourceUp would come, and the node would wait for ever for a resource that is up.
+        _retarget(
+            ctx,
+            Next.STARTUP,
+            None,
+            f"{ev.resource} is up again while the role stops: prestart and a new election once stopped",
+        )
     else:
         ctx.log(f"{ev.resource} is up (nothing waits for it)")
 

@@ -7,9 +7,9 @@ from its peer and from the witness would acknowledge writes the peer then takes 
 
 from __future__ import annotations
 
-from mirror_driver import Driver, own_above, peer_status, prim, second, settings
+from mirror_driver import Driver, logs, own_above, peer_status, prim, second, settings
 
-from safekit.mirror import ModuleState, WitnessMode, WitnessResult, may_acknowledge_alone
+from safekit.mirror import ModuleState, Readiness, Role, WitnessMode, WitnessResult, may_acknowledge_alone
 
 ARBITRATOR = settings(witness_configured=True, witness_mode=WitnessMode.ARBITRATOR, lease_duration=3.0)
 PING = settings(witness_configured=True)
@@ -180,3 +180,25 @@ def test_each_node_creates_numbers_of_its_own_residue() -> None:
         d.replica(False)
         assert d.state.generation in (old + 1, old + 2) and d.state.generation % 2 == 0
         d.peer(peer_status(ModuleState.SECOND, generation=d.state.generation))
+
+
+def test_a_secondary_says_its_copy_is_stale_to_a_primary_that_went_on_while_it_stops() -> None:
+    """Chaos round (lan_cut): a checker stopped the primary (its VIP's interface down) just as its
+    replication to the secondary was lost; it counted up its generation, and its application's
+    stop waited on fsync for the stop timeout: the secondary, hearing it in the newer generation
+    but not serving (WAIT, stopping its primary role), still announced an up-to-date copy."""
+    d = second()
+    synced = d.state.generation
+    stopping = peer_status(
+        ModuleState.WAIT, Readiness.TRANSIENT, role=Role.PRIMARY, generation=own_above(synced, "n2")
+    )
+    d.peer(stopping)
+    assert not d.state.uptodate
+    assert not d.state.status("n1").uptodate
+    assert "not up to date" in logs(d.actions)
+    # the same peer merely starting the primary role at the generation this copy has: nothing new
+    d2 = second()
+    d2.peer(
+        peer_status(ModuleState.WAIT, Readiness.TRANSIENT, role=Role.PRIMARY, generation=d2.state.generation)
+    )
+    assert d2.state.uptodate

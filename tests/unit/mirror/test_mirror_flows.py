@@ -412,6 +412,20 @@ def test_checker_wait_then_resource_up() -> None:
     assert d.shown == (WAIT, TR)
 
 
+def test_a_resource_back_while_the_role_stops_to_wait_for_it_starts_again() -> None:
+    """Chaos round (lan_cut): the VIP's interface came back while stop_prim ran; the checker
+    reports changes only, so the node waited for ever for an interface that was up."""
+    d = prim()
+    d.feed(CheckerVerdict(CheckerAction.WAIT, "intf.vip", d.now))
+    assert d.running().action is ScriptAction.STOPWAIT
+    d.feed(ResourceUp("intf.vip", d.now))
+    assert "is up again while the role stops" in d.state.reason
+    d.finish()
+    assert d.state.wait_cause is None
+    assert d.shown != (WAIT, NR)
+    assert d.running().script is Script.PRESTART
+
+
 def test_checker_stopstart_on_second() -> None:
     d = second()
     d.feed(CheckerVerdict(CheckerAction.STOPSTART, "custom.x", d.now))
