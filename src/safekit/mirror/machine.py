@@ -329,7 +329,7 @@ def _on_heartbeat(ctx: _Ctx, ev: PeerHeartbeat) -> None:
         # application's writes, and so its stop, until this node says so.
         ctx.set(uptodate=False)
         ctx.log(
-            f"{st.node} serves replica {st.rank.describe()}, this copy is at {s.rank.describe()}: "
+            f"{st.node} is primary at replica {st.rank.describe()}, this copy is at {s.rank.describe()}: "
             "not up to date",
             LogLevel.WARNING,
         )
