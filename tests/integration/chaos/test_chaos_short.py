@@ -19,8 +19,8 @@ from safekit.chaos.harness import log_dir, run_suite
 from safekit.chaos.nemesis import FaultKind
 
 # Dealt from these kinds only, each once (the seed chooses the order and the holds), so that a
-# kind added to the suite does not change what the short run plays. Replication process kills and
-# freezes are also in tests/integration/rfs/test_rfs_recovery.py and `make chaos`.
+# kind added to the suite does not change what the short run plays. Replication process kills are
+# in tests/integration/rfs/test_rfs_recovery.py; every kind, freeze_rfs_secondary too, in `make chaos`.
 KINDS = (
     FaultKind.PARTITION_WITNESS_BOTH,
     FaultKind.PARTITION_WITNESS_PRIMARY_SIDE,
