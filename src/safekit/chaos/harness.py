@@ -614,6 +614,22 @@ def _cut_primary(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str
     chaos.lab.heal(primary)
 
 
+def _drop(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
+    """A one-way cut between the nodes (every frame of one direction), or a lossy link (a share of
+    the frames, both ways), on every LAN; the witness and the client are not touched."""
+    lab = chaos.lab
+    if fault.kind is FaultKind.LOSSY_LINKS:
+        notes["loss_percent"] = fault.loss
+        lab.drop(primary, secondary, fault.loss, both_ways=True)
+    elif fault.kind is FaultKind.ONE_WAY_FROM_PRIMARY:
+        lab.drop(primary, secondary)
+    else:
+        lab.drop(secondary, primary)
+    time.sleep(fault.hold)
+    notes["heal_at"] = time.monotonic()
+    lab.heal()
+
+
 def _safekitd_kill(chaos: ChaosCluster, fault: Fault, primary: str, secondary: str, notes: Notes) -> None:
     pid = chaos.cluster.daemon_pid(primary)
     if pid is None:
@@ -749,6 +765,9 @@ INJECTIONS: dict[FaultKind, Callable[[ChaosCluster, Fault, str, str, Notes], Non
     FaultKind.FREEZE_PRIMARY: _freeze,
     FaultKind.FREEZE_SECONDARY: _freeze,
     FaultKind.FREEZE_RFS_SECONDARY: _freeze,
+    FaultKind.ONE_WAY_FROM_PRIMARY: _drop,
+    FaultKind.ONE_WAY_TO_PRIMARY: _drop,
+    FaultKind.LOSSY_LINKS: _drop,
 }
 
 

@@ -55,6 +55,16 @@ class FaultKind(StrEnum):
     FREEZE_SECONDARY = "freeze_secondary"
     """every process of the secondary stopped for the hold, then continued: the primary must go on
     without the acknowledgements and heartbeats it no longer gets, and take the secondary back"""
+    ONE_WAY_FROM_PRIMARY = "one_way_from_primary"
+    """every frame the primary sends the secondary dropped, on every LAN, while the secondary's
+    still reach the primary (a dead transmit pair, a half-broken link): the secondary hears
+    nothing, the primary hears a peer that no longer hears it"""
+    ONE_WAY_TO_PRIMARY = "one_way_to_primary"
+    """every frame the secondary sends the primary dropped, on every LAN; the primary's still
+    arrive: the secondary hears a primary that no longer hears it"""
+    LOSSY_LINKS = "lossy_links"
+    """a random share (LOSS %) of the frames between the nodes dropped, both ways, on every LAN:
+    heartbeats and replication go on through a link that loses packets"""
 
 
 ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
@@ -68,6 +78,8 @@ NEEDS_WITNESS = frozenset(
 CUT_HOLD = (1.5, 4.0)
 """Seconds a `cut_primary` lasts: around the takeover (1.7-2.5 s in the lab), and short enough that
 the heartbeats the cut node queued for its peer are still queued when the cables come back."""
+LOSS = (20, 60)
+"""Percent of the frames between the nodes a `lossy_links` round drops (drawn per round)."""
 SAFEKITD_RESTART_DELAY = 2.0
 """Seconds between the kill of safekitd and its restart, as systemd's Restart=on-failure does."""
 
@@ -86,6 +98,8 @@ class Fault:
     """"primary" or "secondary" for LAN_CUT; empty for kinds whose target is in their name"""
     lan: str = ""
     """the LAN of a LAN_CUT"""
+    loss: int = 0
+    """percent of the frames a LOSSY_LINKS round drops"""
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -98,6 +112,8 @@ class Fault:
             out["target"] = self.target
         if self.lan:
             out["lan"] = self.lan
+        if self.loss:
+            out["loss_percent"] = self.loss
         return out
 
 
@@ -124,9 +140,12 @@ def schedule(
             rng.shuffle(deck)
         kind = deck.pop()
         target = lan = ""
+        loss = 0
         if kind is FaultKind.LAN_CUT:
             target = rng.choice(("primary", "secondary"))
             lan = rng.choice(lans)
+        elif kind is FaultKind.LOSSY_LINKS:
+            loss = rng.randint(*LOSS)
         faults.append(
             Fault(
                 round=number,
@@ -135,6 +154,7 @@ def schedule(
                 settle=round(rng.uniform(*settle), 1),
                 target=target,
                 lan=lan,
+                loss=loss,
             )
         )
     return faults

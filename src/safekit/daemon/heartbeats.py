@@ -123,7 +123,7 @@ class HeartbeatLink(Generic[S]):
                 peers.setdefault(peer, []).append(lan.name)
         self.peer_nodes = sorted(peers)
         liveness = Liveness(
-            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans}, peers
+            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans}, peers, two_way=True
         )
         self.receiver = HeartbeatReceiver(key=key, local_node=local_node, module=module, liveness=liveness)
         self.incarnation = next_incarnation(time.time_ns() // 1000, previous_incarnation)

@@ -333,17 +333,31 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
     def _on_liveness(self, event: LivenessEvent, now: float) -> None:
         if isinstance(event, LanDown):
             self.resources[f"heartbeat.{event.lan}"] = "down"
-            self.log.warning(
-                "heartbeat.%s down: no heartbeat from %s on LAN %s", event.lan, event.peer, event.lan
-            )
+            if event.unanswered:
+                self.log.warning(
+                    "heartbeat.%s down: %s no longer hears this node on LAN %s (its heartbeats arrive "
+                    "but echo none of ours: a one-way link)",
+                    event.lan,
+                    event.peer,
+                    event.lan,
+                )
+            else:
+                self.log.warning(
+                    "heartbeat.%s down: no heartbeat from %s on LAN %s", event.lan, event.peer, event.lan
+                )
         elif isinstance(event, LanUp):
             self.resources[f"heartbeat.{event.lan}"] = "up"
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)
         elif isinstance(event, PeerLost):
-            heard = self.link.receiver.liveness.last_heard(event.peer)
-            if heard is not None:  # the failover report's detection step: last heartbeat -> now
+            heard, unanswered = self.link.receiver.liveness.last_contact(event.peer)
+            if heard is not None:  # the failover report's detection step: last contact -> now
                 lans = ", ".join(self.link.receiver.liveness.lans_of(event.peer))
-                self.journal.detection(f"no heartbeat from {event.peer} on {lans}", max(0.0, now - heard))
+                what = (
+                    f"{event.peer} no longer hears this node on {lans}"
+                    if unanswered
+                    else f"no heartbeat from {event.peer} on {lans}"
+                )
+                self.journal.detection(what, max(0.0, now - heard))
             self._last_peer_status = None  # the next heartbeat, whatever it says, is news
             self.submit(MachinePeerLost(now))
             self.replication.peer_lost()

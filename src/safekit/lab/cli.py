@@ -74,7 +74,19 @@ def add_parser(subparsers: Any) -> None:
     isolate = command("isolate", "drop every frame between two hosts (other traffic flows)")
     isolate.add_argument("host_a")
     isolate.add_argument("host_b")
-    heal = command("heal", "plug cables back and lift isolations, of one host or of all")
+    drop = command(
+        "drop", "drop the frames one host sends another (one way: a half-broken link), or a share of them"
+    )
+    drop.add_argument("sender")
+    drop.add_argument("receiver")
+    drop.add_argument(
+        "--percent",
+        type=int,
+        default=100,
+        help="share of frames dropped, each drawn alone (default 100)",
+    )
+    drop.add_argument("--both-ways", action="store_true", help="the receiver's frames to the sender too")
+    heal = command("heal", "plug cables back and lift isolations and drops, of one host or of all")
     heal.add_argument("host", nargs="?")
 
 
@@ -172,9 +184,16 @@ def _isolate(lab: Lab, args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop(lab: Lab, args: argparse.Namespace) -> int:
+    lab.drop(args.sender, args.receiver, args.percent, both_ways=args.both_ways)
+    arrow = "<->" if args.both_ways else "->"
+    print(f"{args.sender} {arrow} {args.receiver}: {args.percent} % of the frames dropped")
+    return 0
+
+
 def _heal(lab: Lab, args: argparse.Namespace) -> int:
     lab.heal(args.host)
-    print(f"{args.host or 'every host'}: cables plugged back, isolations lifted")
+    print(f"{args.host or 'every host'}: cables plugged back, isolations and drops lifted")
     return 0
 
 
@@ -191,6 +210,10 @@ def _status(lab: Lab, args: argparse.Namespace) -> int:
                 "controller": str(plan.controller_address.ip),
                 "inventory": str(lab.inventory_path),
                 "isolations": sorted(sorted(p) for p in state.faults.isolations),
+                "drops": [
+                    {"sender": a, "receiver": b, "percent": share}
+                    for (a, b), share in sorted(state.faults.drops.items())
+                ],
                 "hosts": [asdict(h) for h in hosts],
             }
         )
@@ -205,6 +228,8 @@ def _status(lab: Lab, args: argparse.Namespace) -> int:
         print(f"{h.name:<9} {h.role:<8} {address:<15} {h.power:<8} {sshd:<5} {h.processes:>5}  {links}")
     for pair in sorted(sorted(p) for p in state.faults.isolations):
         print(f"isolated: {pair[0]} <-> {pair[1]}")
+    for (sender, receiver), share in sorted(state.faults.drops.items()):
+        print(f"dropping: {sender} -> {receiver}, {share} % of the frames")
     return 0
 
 
@@ -224,5 +249,6 @@ _HANDLERS: dict[str, Callable[[Lab, argparse.Namespace], int]] = {
     "start": _start,
     "cut": _cut,
     "isolate": _isolate,
+    "drop": _drop,
     "heal": _heal,
 }

@@ -700,6 +700,20 @@ class Lab:
             raise LabError("isolate needs two different hosts")
         self._change_faults(lambda s: s.faults.isolations.add(frozenset((host_a, host_b))))
 
+    def drop(self, sender: str, receiver: str, percent: int = 100, *, both_ways: bool = False) -> None:
+        """Drop `percent` % of the frames `sender` sends `receiver` on every LAN (each frame drawn on
+        its own; 100: all, a one-way cut), and of the other direction too with `both_ways`. Replaces
+        an earlier drop between them; `heal` lifts it."""
+        plan = self.plan()
+        plan.host(sender)
+        plan.host(receiver)
+        if sender == receiver:
+            raise LabError("drop needs two different hosts")
+        if not 1 <= percent <= 100:
+            raise LabError(f"drop: percent must be 1-100, not {percent}")
+        pairs = [(sender, receiver), (receiver, sender)] if both_ways else [(sender, receiver)]
+        self._change_faults(lambda s: s.faults.drops.update(dict.fromkeys(pairs, percent)))
+
     def heal(self, host: str | None = None) -> None:
         if host is not None:
             self.plan().host(host)

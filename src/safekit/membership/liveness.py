@@ -5,6 +5,13 @@ LAN's timeout; a peer is up while at least one of its LANs is up. It reports cha
 never reads a clock: the daemon passes `now` (monotonic seconds) to every call and calls `tick` at
 `next_deadline()` (or more often).
 
+With `two_way` (what the daemon uses), a LAN is up only while the peer also shows that it hears
+this node: its packets echo the send time of one of ours (`echo_sent_at_us`), and the newest of
+our packets it echoed must be younger than the timeout plus one pulse (the echo's own age: the
+peer answers at its next pulse). A link that carries one direction only (a dead transmit pair, a
+port that drops one way) is then down on both sides, as a cut cable is, instead of the side that
+still hears believing in a peer that no longer hears it (ADR 0076).
+
 One `Liveness` tracks one module's heartbeats, as in SafeKit where each module has its own `<heart>`.
 """
 
@@ -49,10 +56,14 @@ class LanUp:
 
 @dataclass(frozen=True, slots=True)
 class LanDown:
-    """No packet from `peer` on `lan` for the LAN's timeout: heartbeat.<lan> goes down, log a warning."""
+    """No packet from `peer` on `lan` for the LAN's timeout: heartbeat.<lan> goes down, log a warning.
+
+    `unanswered`: its packets still arrived, but none echoed a packet this node sent within the
+    timeout (and a pulse): the peer no longer hears this node on the LAN (a one-way link)."""
 
     peer: str
     lan: str
+    unanswered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +86,24 @@ LivenessEvent = LanUp | LanDown | PeerUp | PeerLost
 @dataclass(slots=True)
 class _Link:
     timeout: float
+    grace: float
+    """The pulse: how old an echo of ours may be on top of the timeout (the peer answers at its pulse)."""
     last_heard: float | None = None
+    answered: float | None = None
+    """Send time of the newest of our packets the peer echoed on this LAN, or when the LAN came up
+    (the peer then has the timeout and a pulse to show it hears this node)."""
     up: bool = False
     down_at: float | None = None
     """When the LAN was declared down (None: up, or never heard)."""
+
+    def deadline(self, two_way: bool) -> float | None:
+        """When the LAN goes down if nothing more arrives (None: not up)."""
+        if not self.up or self.last_heard is None:
+            return None
+        heard = self.last_heard + self.timeout
+        if two_way and self.answered is not None:
+            return min(heard, self.answered + self.timeout + self.grace)
+        return heard
 
 
 class Liveness:
@@ -89,7 +114,10 @@ class Liveness:
     a peer never heard; deciding how long to wait for it at start is the state machine's job.
     """
 
-    def __init__(self, lans: Mapping[str, LanTiming], peers: Mapping[str, Collection[str]]) -> None:
+    def __init__(
+        self, lans: Mapping[str, LanTiming], peers: Mapping[str, Collection[str]], *, two_way: bool = False
+    ) -> None:
+        self.two_way = two_way
         self._links: dict[str, dict[str, _Link]] = {}
         for peer, peer_lans in peers.items():
             if not peer_lans:
@@ -97,7 +125,9 @@ class Liveness:
             unknown = sorted(set(peer_lans) - set(lans))
             if unknown:
                 raise ValueError(f"peer {peer!r} is on LAN(s) {unknown} that have no heartbeat timing")
-            self._links[peer] = {lan: _Link(timeout=lans[lan].timeout) for lan in sorted(peer_lans)}
+            self._links[peer] = {
+                lan: _Link(timeout=lans[lan].timeout, grace=lans[lan].pulse) for lan in sorted(peer_lans)
+            }
 
     def _link(self, peer: str, lan: str) -> _Link:
         try:
@@ -105,16 +135,22 @@ class Liveness:
         except KeyError:
             raise ValueError(f"no heartbeat expected from peer {peer!r} on LAN {lan!r}") from None
 
-    def packet_received(self, peer: str, lan: str, now: float) -> list[LivenessEvent]:
-        """Record an authentic, non-replayed packet from `peer` on `lan` at `now`."""
+    def packet_received(
+        self, peer: str, lan: str, now: float, answered: float | None = None
+    ) -> list[LivenessEvent]:
+        """Record an authentic, non-replayed packet from `peer` on `lan` at `now`; `answered`: the
+        send time (this node's monotonic seconds) of our packet it echoes, None if it echoes none."""
         link = self._link(peer, lan)
         was_peer_up = self.peer_is_up(peer)
         # max(): a caller mixing a slightly older timestamp must not move the deadline backwards.
         link.last_heard = now if link.last_heard is None else max(link.last_heard, now)
+        if answered is not None and answered <= now:  # a later one: another clock origin, no proof
+            link.answered = answered if link.answered is None else max(link.answered, answered)
         events: list[LivenessEvent] = []
         if not link.up:
             link.up = True
             link.down_at = None
+            link.answered = now if link.answered is None else max(link.answered, now)
             events.append(LanUp(peer, lan))
             if not was_peer_up:
                 events.append(PeerUp(peer))
@@ -131,10 +167,12 @@ class Liveness:
         for peer, links in self._links.items():
             was_up = any(link.up for link in links.values())
             for lan, link in links.items():
-                if link.up and link.last_heard is not None and now - link.last_heard >= link.timeout:
+                deadline = link.deadline(self.two_way)
+                if deadline is not None and now >= deadline:
+                    assert link.last_heard is not None
                     link.up = False
                     link.down_at = now
-                    events.append(LanDown(peer, lan))
+                    events.append(LanDown(peer, lan, unanswered=now - link.last_heard < link.timeout))
             if was_up and not any(link.up for link in links.values()):
                 events.append(PeerLost(peer))
         return events
@@ -142,10 +180,10 @@ class Liveness:
     def next_deadline(self) -> float | None:
         """The earliest time at which `tick` would report something, or None if no LAN is up."""
         deadlines = [
-            link.last_heard + link.timeout
+            deadline
             for links in self._links.values()
             for link in links.values()
-            if link.up and link.last_heard is not None
+            if (deadline := link.deadline(self.two_way)) is not None
         ]
         return min(deadlines, default=None)
 
@@ -160,6 +198,28 @@ class Liveness:
             raise ValueError(f"unknown peer {peer!r}")
         heard = [link.last_heard for link in self._links[peer].values() if link.last_heard is not None]
         return max(heard, default=None)
+
+    def last_contact(self, peer: str) -> tuple[float | None, bool]:
+        """(when `peer` was last known to be in contact on any LAN, whether its echoes rather than its
+        packets said so): the start of a loss's detection, one timeout before its deadline. With
+        `two_way`, a peer whose packets still arrive was last in contact at its last echo of ours
+        (plus the pulse an echo may take)."""
+        best: float | None = None
+        unanswered = False
+        for link in self._link_list(peer):
+            if link.last_heard is None:
+                continue
+            contact, echo = link.last_heard, False
+            if self.two_way and link.answered is not None and link.answered + link.grace < contact:
+                contact, echo = link.answered + link.grace, True  # the echo rule binds: its deadline first
+            if best is None or contact > best:
+                best, unanswered = contact, echo
+        return best, unanswered
+
+    def _link_list(self, peer: str) -> list[_Link]:
+        if peer not in self._links:
+            raise ValueError(f"unknown peer {peer!r}")
+        return list(self._links[peer].values())
 
     def down_since(self, peer: str, lan: str) -> float | None:
         """When the LAN to `peer` was declared down, while it is down (None: up, or never heard)."""

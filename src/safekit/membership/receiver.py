@@ -117,7 +117,8 @@ class HeartbeatReceiver:
             counters.lan_copies += 1
         if hb.echo_sent_at_us:
             self.rtt(hb.sender, lan).add((now_us - hb.echo_sent_at_us - hb.echo_hold_us) / 1_000_000)
-        events = self.liveness.packet_received(hb.sender, lan, now)
+        answered = hb.echo_sent_at_us / 1_000_000 if hb.echo_sent_at_us else None
+        events = self.liveness.packet_received(hb.sender, lan, now, answered)
         return Reception(hb if verdict.deliver else None, verdict, tuple(events))
 
     def tick(self, now: float) -> list[LivenessEvent]:

@@ -129,6 +129,77 @@ def test_isolate_cuts_only_the_pair(lab: Lab) -> None:
     assert can_ping(lab, "node1", "node2")
 
 
+# On `dst`: count the UDP datagrams that arrive on port 5599 within `seconds`.
+_COUNT_UDP = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5599))
+s.settimeout(0.2)
+print("ready", flush=True)
+got, end = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        s.recv(64)
+        got += 1
+    except TimeoutError:
+        pass
+print(got, flush=True)
+"""
+
+_SEND_UDP = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[2])):
+    s.sendto(b"x", (sys.argv[1], 5599))
+    time.sleep(0.002)
+"""
+
+
+def udp_received(lab: Lab, src: str, dst: str, count: int) -> int:
+    """Datagrams of `count` sent from `src` to `dst` that arrived (after one ping to resolve ARP)."""
+    address = str(lab.plan().host(dst).address)
+    listener = subprocess.Popen(
+        lab.exec_argv(dst, ["python3", "-c", _COUNT_UDP, address, "3"]), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        lab.exec(src, ["python3", "-c", _SEND_UDP, address, str(count)], check=True)
+        out, _ = listener.communicate(timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+    return int(out.strip().splitlines()[-1])
+
+
+def test_drop_cuts_one_direction_or_a_share_of_the_frames(lab: Lab) -> None:
+    """`lab drop`: a one-way link (frames of node1 to node2 lost, node2's to node1 pass) and a lossy
+    one, drawn frame by frame; `heal` lifts them. Neighbour entries are resolved before each cut (a
+    one-way link also loses the ARP replies of its direction)."""
+    assert can_ping(lab, "node1", "node2") and can_ping(lab, "node2", "node1")
+    lab.drop("node1", "node2")
+    try:
+        assert udp_received(lab, "node1", "node2", 50) == 0
+        assert udp_received(lab, "node2", "node1", 50) == 50
+        assert can_ping(lab, "node1", "witness")
+        assert (
+            "dropping: node1 -> node2, 100 %"
+            in subprocess.run(
+                [str(VENV_BIN / "safekit"), "lab", "status", "--name", lab.name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        lab.drop("node1", "node2", 50, both_ways=True)
+        there = udp_received(lab, "node1", "node2", 400)
+        back = udp_received(lab, "node2", "node1", 400)
+        # 50 % of 400, drawn: outside 120-280 has a probability below 1e-15
+        assert 120 <= there <= 280 and 120 <= back <= 280, (there, back)
+    finally:
+        lab.heal()
+    assert udp_received(lab, "node1", "node2", 50) == 50
+
+
 def test_cut_one_lan_of_a_two_lan_lab(root_required: None) -> None:
     lab = Lab(run_lab_name("itest2"))
     lab.down()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safekit.chaos.nemesis import ALL_KINDS, CUT_HOLD, FaultKind, parse_kinds, schedule
+from safekit.chaos.nemesis import ALL_KINDS, CUT_HOLD, LOSS, FaultKind, parse_kinds, schedule
 
 
 def test_the_same_seed_gives_the_same_rounds_and_another_seed_other_rounds() -> None:
@@ -36,6 +36,11 @@ def test_holds_and_targets_stay_in_their_ranges() -> None:
             assert fault.target in ("primary", "secondary") and fault.lan in ("default", "lan1")
         else:
             assert fault.target == "" and fault.lan == ""
+        if fault.kind is FaultKind.LOSSY_LINKS:
+            assert LOSS[0] <= fault.loss <= LOSS[1]
+            assert fault.to_json()["loss_percent"] == fault.loss
+        else:
+            assert fault.loss == 0 and "loss_percent" not in fault.to_json()
 
 
 def test_a_chosen_subset_of_kinds_is_all_that_is_dealt() -> None:

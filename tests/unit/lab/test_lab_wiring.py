@@ -33,17 +33,22 @@ def test_heal_of_one_host_leaves_the_others_faults() -> None:
         isolations={frozenset(("node1", "witness")), frozenset(("node2", "client"))},
         killed={"node1"},
     )
+    faults.drops = {("node1", "node2"): 100, ("node2", "node1"): 100, ("node2", "client"): 40}
     faults.heal("node1")
     assert faults.cuts == {("node2", "lan1")}
     assert faults.isolations == {frozenset(("node2", "client"))}
+    assert faults.drops == {("node2", "client"): 40}, "a drop goes with the heal of either host"
     assert faults.killed == {"node1"}, "heal plugs cables; it does not boot a killed host"
     faults.heal()
-    assert not faults.cuts and not faults.isolations
+    assert not faults.cuts and not faults.isolations and not faults.drops
 
 
 def test_fault_state_survives_its_json_form() -> None:
     faults = FaultState(
-        cuts={("node1", "default")}, isolations={frozenset(("node1", "node2"))}, killed={"client"}
+        cuts={("node1", "default")},
+        isolations={frozenset(("node1", "node2"))},
+        killed={"client"},
+        drops={("node1", "node2"): 100, ("node2", "witness"): 35},
     )
     again = FaultState.from_json(faults.to_json())
     assert again == faults
@@ -61,3 +66,26 @@ def test_ruleset_replaces_the_table_atomically_and_is_empty_when_healed() -> Non
     # add-then-delete-then-define in one `nft -f` transaction: valid whether or not the table exists
     assert lines[0].startswith("table bridge ") and lines[1].startswith("delete table bridge ")
     assert "drop" not in script
+
+
+def test_a_one_way_drop_cuts_one_direction_on_every_lan() -> None:
+    script = isolation_ruleset(PLAN, FaultState(drops={("node1", "node2"): 100}))
+    assert 'iifname { "node1-0", "node1-1" } oifname { "node2-0", "node2-1" } drop' in script
+    assert 'iifname { "node2-0", "node2-1" }' not in script, "node2's frames to node1 still pass"
+
+
+def test_a_lossy_drop_draws_each_frame_with_its_share() -> None:
+    script = isolation_ruleset(PLAN, FaultState(drops={("node2", "node1"): 30, ("node1", "node2"): 30}))
+    assert (
+        'iifname { "node2-0", "node2-1" } oifname { "node1-0", "node1-1" } numgen random mod 100 < 30 drop'
+        in script
+    )
+    assert (
+        'iifname { "node1-0", "node1-1" } oifname { "node2-0", "node2-1" } numgen random mod 100 < 30 drop'
+        in script
+    )
+
+
+def test_an_old_state_file_without_drops_still_loads() -> None:
+    faults = FaultState.from_json({"killed": [], "cuts": [["node1", "lan1"]], "isolations": []})
+    assert faults.drops == {} and faults.cuts == {("node1", "lan1")}

@@ -153,3 +153,68 @@ def test_events_agree_with_state(steps: list[tuple[str, float]]) -> None:
                     assert peer_state and not any(lan_state.values())
                     peer_state = False
         assert peer_state == any(lan_state.values()) == live.peer_is_up("node2")
+
+
+# ---------------------------------------------------------------- two-way liveness (ADR 0076)
+
+ONE_LAN = {"lan1": LanTiming(pulse=0.2, timeout=1.5)}
+
+
+def two_way_peer() -> Liveness:
+    return Liveness(ONE_LAN, {"node2": ["lan1"]}, two_way=True)
+
+
+def test_a_peer_that_no_longer_hears_this_node_is_lost_though_its_packets_arrive() -> None:
+    """A one-way link: node2's packets keep coming, but echo nothing this node sent after 1.0 s."""
+    live = two_way_peer()
+    live.packet_received("node2", "lan1", 0.0)
+    now = 0.0
+    while now < 1.0:  # both ways work: each packet echoes our packet of a pulse before
+        now = round(now + 0.2, 1)
+        assert live.packet_received("node2", "lan1", now, answered=now - 0.2) == []
+        assert live.tick(now) == []
+    # from here on node2 no longer hears us: its packets echo our packet of 0.8 s for ever
+    events = []
+    while not events:
+        now = round(now + 0.2, 1)
+        live.packet_received("node2", "lan1", now, answered=0.8)
+        events = live.tick(now)
+    assert events == [LanDown("node2", "lan1", unanswered=True), PeerLost("node2")]
+    assert now == 2.6, "down at the last answered packet's send time + timeout + one pulse (0.8 + 1.7)"
+    assert live.last_contact("node2") == (1.0, True)
+
+
+def test_a_cut_cable_is_still_reported_as_silence() -> None:
+    live = two_way_peer()
+    live.packet_received("node2", "lan1", 0.0)
+    live.packet_received("node2", "lan1", 0.2, answered=0.0)
+    assert live.next_deadline() == 1.7, "silence binds: 0.2 + 1.5 before 0.0 + 1.5 + 0.2"
+    assert live.tick(1.7) == [LanDown("node2", "lan1", unanswered=False), PeerLost("node2")]
+    assert live.last_contact("node2") == (0.2, False)
+
+
+def test_the_first_packets_need_no_echo_for_a_timeout_and_a_pulse() -> None:
+    """A peer that has just started has heard nothing of ours yet: it has the timeout and a pulse
+    from its first packet to show that it hears this node, and its echo then keeps the LAN up."""
+    live = two_way_peer()
+    assert live.packet_received("node2", "lan1", 10.0) == [LanUp("node2", "lan1"), PeerUp("node2")]
+    assert live.packet_received("node2", "lan1", 10.2) == []
+    assert live.next_deadline() == 11.7
+    live.packet_received("node2", "lan1", 10.4, answered=10.3)
+    assert live.next_deadline() == 11.9, "silence now binds (10.4 + 1.5) before the echo (10.3 + 1.7)"
+    assert live.tick(11.8) == []
+
+
+def test_an_echo_from_another_clock_origin_proves_nothing() -> None:
+    live = two_way_peer()
+    live.packet_received("node2", "lan1", 5.0)
+    live.packet_received("node2", "lan1", 5.2, answered=99_000.0)  # later than now: not ours
+    live.packet_received("node2", "lan1", 6.0)
+    assert live.tick(6.7) == [LanDown("node2", "lan1", unanswered=True), PeerLost("node2")]
+
+
+def test_without_two_way_only_silence_takes_a_lan_down() -> None:
+    live = Liveness(ONE_LAN, {"node2": ["lan1"]})
+    for step in range(30):
+        live.packet_received("node2", "lan1", step * 0.2, answered=0.0)
+        assert live.tick(step * 0.2) == []

@@ -208,3 +208,28 @@ def test_rtt_statistics_smooth_and_bound() -> None:
     assert stats.smoothed == pytest.approx(0.020)
     assert not stats.add(-0.001)
     assert stats.samples == 3
+
+
+def test_a_one_way_link_is_down_on_the_side_that_still_hears_until_the_peer_answers_again() -> None:
+    """ADR 0076: node2's packets keep arriving on lan1 but echo nothing of ours after 0.3 s (it no
+    longer hears this node). The LAN goes down a timeout and a pulse after that echo, its packets
+    are then ignored as late ones, and the first that echoes a packet sent since brings it back."""
+    rx = HeartbeatReceiver(
+        key=KEY,
+        local_node="node1",
+        module="mirror",
+        liveness=Liveness({"lan1": TIMINGS["lan1"]}, {"node2": ["lan1"]}, two_way=True),
+    )
+    events = []
+    seq, now = 1, 0.0
+    while not events and now < 5.0:
+        echo = min(now, 0.3) - 0.1 if now >= 0.1 else 0.0
+        rx.receive(packet("lan1", seq, echo_sent_at_us=round(echo * 1e6)), lan="lan1", now=now)
+        events = rx.tick(now)
+        seq, now = seq + 1, round(now + 0.1, 1)
+    assert events == [LanDown("node2", "lan1", unanswered=True), PeerLost("node2")]
+    assert now - 0.1 == pytest.approx(1.3), "the echo of 0.2 s + 1.0 s timeout + 0.1 s pulse"
+    late = rx.receive(packet("lan1", seq, echo_sent_at_us=200_000), lan="lan1", now=now)
+    assert late.heartbeat is None and late.stale and late.reason and "one-way link" in late.reason
+    back = rx.receive(packet("lan1", seq + 1, echo_sent_at_us=1_400_000), lan="lan1", now=1.5)
+    assert back.events == (LanUp("node2", "lan1"), PeerUp("node2"))
