@@ -223,15 +223,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
             self.resources[f"farm.{event.peer}"] = "up"
             self.log.info("farm node %s heard", event.peer)
         elif isinstance(event, LanDown):
-            if event.unanswered:
-                self.log.warning(
-                    "farm node %s no longer hears this node on LAN %s (its heartbeats arrive but echo "
-                    "none of ours: a one-way link)",
-                    event.peer,
-                    event.lan,
-                )
-            else:
-                self.log.warning("farm heartbeats from %s lost on LAN %s", event.peer, event.lan)
+            self.log.warning("farm heartbeats from %s lost on LAN %s", event.peer, event.lan)
         elif isinstance(event, LanUp):
             self.log.debug("farm heartbeats from %s on LAN %s", event.peer, event.lan)
 

@@ -5,7 +5,8 @@ What a status is, and which packet fields carry it, is the module's (`StatusCode
 `NodeStatus` (`daemon/status_codec.py`), the farm's state and readiness (`farm/status_codec.py`).
 Every `pulse` the current status goes to every peer on every LAN; every datagram that arrives goes
 through `HeartbeatReceiver` (authentication, addressing, replay) and only what passes reaches the
-module. Liveness transitions (a LAN lost, a peer lost) are reported as they happen.
+module. Liveness transitions (a LAN lost, a peer lost) are reported as they happen. `two_way`: a LAN
+is up only while the peer also hears this node (ADR 0076; mirror modules with the arbitrator).
 
 Idle cost (ADR 0011): what an idle daemon pays for is mostly wakeups, not packets. Pulses fall on
 a grid of the wall clock (multiples of the pulse), so every link of the node - and every node whose
@@ -109,6 +110,7 @@ class HeartbeatLink(Generic[S]):
         on_status: Callable[[S, float], None],
         on_liveness: Callable[[LivenessEvent, float], None],
         previous_incarnation: int | None = None,
+        two_way: bool = False,
     ) -> None:
         self.module = module
         self.local_node = local_node
@@ -123,7 +125,9 @@ class HeartbeatLink(Generic[S]):
                 peers.setdefault(peer, []).append(lan.name)
         self.peer_nodes = sorted(peers)
         liveness = Liveness(
-            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans}, peers, two_way=True
+            {lan.name: LanTiming(pulse=lan.pulse, timeout=lan.timeout) for lan in lans},
+            peers,
+            two_way=two_way,
         )
         self.receiver = HeartbeatReceiver(key=key, local_node=local_node, module=module, liveness=liveness)
         self.incarnation = next_incarnation(time.time_ns() // 1000, previous_incarnation)

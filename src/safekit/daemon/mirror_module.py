@@ -36,7 +36,7 @@ from safekit.daemon.module_executor import (
 from safekit.daemon.module_vips import ModuleVips, providers_for
 from safekit.daemon.status_codec import status_from, wire_fields
 from safekit.daemon.timing import Timing
-from safekit.daemon.witness_probes import WitnessProber, arbiter_client, witness_mode
+from safekit.daemon.witness_probes import WitnessProber, arbiter_client, two_way_liveness, witness_mode
 from safekit.host import persist
 from safekit.host.paths import Paths
 from safekit.membership.counters import Counters, RttStats
@@ -111,6 +111,8 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
         self.rfs_spec = _rfs_spec(
             name, config, local_node=local_node, peer=self.peer_node, lans=lans, paths=paths
         )
+        self.replication_lan = lans[0].name if lans else None
+        """The heartbeat LAN the replication stream runs on (`_rfs_spec`: the first)."""
         self.state_file = paths.module_var(name) / "state.json"
         self._app_record = paths.module_var(name) / "started.json"
         self.persisted = cross_check(_load_record(self.state_file), self.rfs_spec)
@@ -127,6 +129,7 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
             on_status=self._on_peer_status,
             on_liveness=self._on_liveness,
             previous_incarnation=previous_incarnation(paths, name),
+            two_way=two_way_liveness(config),
         )
         record_incarnation(paths, name, self.link.incarnation)
         self.vips = ModuleVips(
@@ -345,6 +348,14 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
                 self.log.warning(
                     "heartbeat.%s down: no heartbeat from %s on LAN %s", event.lan, event.peer, event.lan
                 )
+            # the stream's LAN gone while the peer is heard on another: do not wait for sendtimeout
+            # (the peer lost on every LAN is PeerLost's, with its own reason)
+            if (
+                self.rfs_spec is not None
+                and event.lan == self.replication_lan
+                and self.link.receiver.liveness.peer_is_up(event.peer)
+            ):
+                self.replication.replication_lan_lost()
         elif isinstance(event, LanUp):
             self.resources[f"heartbeat.{event.lan}"] = "up"
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)

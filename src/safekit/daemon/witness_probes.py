@@ -123,6 +123,14 @@ def witness_mode(config: ModuleConfig) -> WitnessMode:
     return WitnessMode.PING
 
 
+def two_way_liveness(config: ModuleConfig) -> bool:
+    """Whether the module's heartbeats lose a peer that no longer hears this node (ADR 0076): with
+    the arbitrating witness only, whose lease fences whichever side loses the other. With the ping
+    witness or none, a secondary that still hears its primary is what keeps it from taking over
+    beside it, so the side that still hears keeps its peer up."""
+    return witness_mode(config) is WitnessMode.ARBITRATOR and config.check.splitbrain is not None
+
+
 def arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient | None:
     splitbrain = config.check.splitbrain
     if splitbrain is None or splitbrain.exec != "arbitrator" or not splitbrain.witnesses:

@@ -27,7 +27,7 @@ from safekit.lifecycle import LogLevel
 from safekit.mirror.events import Event, ReplicaStatus
 from safekit.mirror.machine import may_acknowledge_alone
 from safekit.mirror.settings import MirrorSettings
-from safekit.mirror.states import MirrorState, NodeStatus, ReplicationRole
+from safekit.mirror.states import MirrorState, NodeStatus, ReplicationRole, Role
 from safekit.rfs import channel
 
 
@@ -136,6 +136,14 @@ def peer_lost(book: ReplicaBook) -> list[Effect]:
     """Membership lost the peer: a primary's replication need not wait for sendtimeout."""
     if book.with_rfs and book.role is ReplicationRole.PRIMARY:
         return [SendCommand(channel.PeerLost())]
+    return []
+
+
+def replication_lan_lost(book: ReplicaBook) -> list[Effect]:
+    """The heartbeats of the LAN that carries the stream are down (the peer may be heard on another
+    LAN): a primary's replication need not wait for sendtimeout either (ADR 0077)."""
+    if book.with_rfs and book.role is ReplicationRole.PRIMARY:
+        return [SendCommand(channel.ReplicationLanLost())]
     return []
 
 
@@ -249,6 +257,20 @@ def after_step(book: ReplicaBook, settings: MirrorSettings, state: MirrorState) 
         effects.append(SendCommand(channel.SetGeneration(state.generation)))
     if not book.degrade_pending:
         return book, effects
+    peer = state.peer
+    if peer is not None and peer.serving and peer.role is Role.PRIMARY and not state.claims_primary:
+        # This node left the primary role and its peer serves: the held writes can never be
+        # acknowledged (the peer will not follow this copy), so they fail now instead of holding
+        # the stopping application until the stop ends.
+        effects += [
+            Note(
+                LogLevel.WARNING,
+                f"replication fenced: {settings.peer_node} serves as primary and this node left the "
+                "role: held and new fsync calls fail (nothing acknowledged alone)",
+            ),
+            SendCommand(channel.Fence()),
+        ]
+        return replace(book, degrade_pending=False, degrade_wait_reason=""), effects
     allowed, why = may_acknowledge_alone(settings, state)
     if not allowed:
         if why != book.degrade_wait_reason:

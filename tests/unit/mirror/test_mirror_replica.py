@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from mirror_driver import Driver, peer_status, prim, second
 from mirror_driver import settings as mirror_settings
 
-from safekit.mirror import ModuleState, ReplicaStatus, ReplicationRole, WitnessMode, WitnessResult, replica
+from safekit.mirror import (
+    CheckerAction,
+    CheckerVerdict,
+    ModuleState,
+    ReplicaStatus,
+    ReplicationRole,
+    WitnessMode,
+    WitnessResult,
+    replica,
+)
 from safekit.mirror.replica import Effect, ReplicaBook, SendCommand, ShowResource, Submit
 from safekit.rfs import channel
 
@@ -218,3 +227,57 @@ def test_a_primary_never_acknowledges_alone_before_the_peer_is_stale_or_lost(
             if lost and not stale_said and witness != "none":
                 # the loss alone is not enough with a witness: its rules must have ruled the peer out
                 assert d.state.witness.last_reachable_at is not None
+
+
+def test_the_replication_lan_down_ends_only_a_primarys_wait() -> None:
+    """ADR 0077: the heartbeats of the LAN that carries the stream are down while another LAN still
+    carries them: a primary's replication is told at once instead of waiting for sendtimeout; a
+    secondary, or a module without <rfs>, has nothing to tell."""
+    primary = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.PRIMARY, 4)
+    assert replica.replication_lan_lost(primary) == [SendCommand(channel.ReplicationLanLost())]
+    secondary = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.SECONDARY, 4)
+    assert replica.replication_lan_lost(secondary) == []
+    no_rfs = replica.started(ReplicaBook(with_rfs=False), ReplicationRole.PRIMARY, 4)
+    assert replica.replication_lan_lost(no_rfs) == []
+
+
+def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primary_role() -> None:
+    """Chaos round (cut_primary, 100-round run of ADR 0076): the VIP's interface checker made the
+    primary stop (to WAIT) 60 ms before its heartbeats were lost, so the witness rule, which fences
+    a node that claims the primary role, never applied. Its replication held the writes of the
+    stopping application (PostgreSQL's shutdown checkpoint) for the degrade handshake. The peer came
+    back ALONE at a newer generation, saying its own copy is up to date: the handshake waited for
+    a "stale" that a primary never says, and the stop took 10.1 s. Writes held by a node that no
+    longer claims the role, while its peer serves, can never be acknowledged: they fail at once."""
+    node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    d = node.d
+    d.feed(CheckerVerdict(CheckerAction.WAIT, "intf.vip", d.now))  # stop_prim runs
+    node.after()
+    d.later(0.06)
+    d.lost()
+    node.after()
+    node.event(channel.Degraded("the peer is lost (all heartbeats)"))
+    assert node.book.degrade_pending and channel.Fence() not in node.sent
+    assert not d.state.claims_primary
+    alone = peer_status(ModuleState.ALONE, generation=d.state.generation + 1, uptodate=True)
+    d.later(3.0)
+    d.peer(alone)
+    node.book, effects = replica.on_peer_status(node.book, alone, d.state, d.now)
+    node._apply(effects)
+    node.after()
+    assert channel.Fence() in node.sent, node.sent
+    assert node.degrade_oks() == 0
+    assert not node.book.degrade_pending
+
+
+def test_a_primary_that_still_claims_the_role_keeps_its_held_writes_beside_a_serving_peer() -> None:
+    """Two primaries after a split (ADR 0072 decides which steps down): the one that still claims
+    the role is not fenced by the peer's status alone."""
+    node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    node.event(channel.Degraded("sendtimeout: the secondary did not acknowledge"))
+    assert node.d.state.claims_primary
+    alone = peer_status(ModuleState.ALONE, generation=node.d.state.generation, uptodate=True)
+    node.book, effects = replica.on_peer_status(node.book, alone, node.d.state, node.d.now)
+    node._apply(effects)
+    node.after()
+    assert channel.Fence() not in node.sent
