@@ -139,14 +139,6 @@ def peer_lost(book: ReplicaBook) -> list[Effect]:
     return []
 
 
-def replication_lan_lost(book: ReplicaBook) -> list[Effect]:
-    """The heartbeats of the LAN that carries the stream are down (the peer may be heard on another
-    LAN): a primary's replication need not wait for sendtimeout either (ADR 0077)."""
-    if book.with_rfs and book.role is ReplicationRole.PRIMARY:
-        return [SendCommand(channel.ReplicationLanLost())]
-    return []
-
-
 # --------------------------------------------------------------------------- peer statuses
 def on_peer_status(book: ReplicaBook, status: NodeStatus, state: MirrorState, now: float) -> Result:
     """A heartbeat status from the peer: what it says of this node's copy (secondary)."""

@@ -229,18 +229,6 @@ def test_a_primary_never_acknowledges_alone_before_the_peer_is_stale_or_lost(
                 assert d.state.witness.last_reachable_at is not None
 
 
-def test_the_replication_lan_down_ends_only_a_primarys_wait() -> None:
-    """ADR 0077: the heartbeats of the LAN that carries the stream are down while another LAN still
-    carries them: a primary's replication is told at once instead of waiting for sendtimeout; a
-    secondary, or a module without <rfs>, has nothing to tell."""
-    primary = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.PRIMARY, 4)
-    assert replica.replication_lan_lost(primary) == [SendCommand(channel.ReplicationLanLost())]
-    secondary = replica.started(ReplicaBook(with_rfs=True), ReplicationRole.SECONDARY, 4)
-    assert replica.replication_lan_lost(secondary) == []
-    no_rfs = replica.started(ReplicaBook(with_rfs=False), ReplicationRole.PRIMARY, 4)
-    assert replica.replication_lan_lost(no_rfs) == []
-
-
 def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primary_role() -> None:
     """Chaos round (cut_primary, 100-round run of ADR 0076): the VIP's interface checker made the
     primary stop (to WAIT) 60 ms before its heartbeats were lost, so the witness rule, which fences
