@@ -128,7 +128,7 @@ def two_way_liveness(config: ModuleConfig) -> bool:
     the arbitrating witness only, whose lease fences whichever side loses the other. With the ping
     witness or none, a secondary that still hears its primary is what keeps it from taking over
     beside it, so the side that still hears keeps its peer up."""
-    return witness_mode(config) is WitnessMode.ARBITRATOR and config.check.splitbrain is not None
+    return witness_mode(config) is WitnessMode.ARBITRATOR
 
 
 def arbiter_client(config: ModuleConfig, key: bytes, node: str) -> ArbiterClient | None:
