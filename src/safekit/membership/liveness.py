@@ -5,12 +5,13 @@ LAN's timeout; a peer is up while at least one of its LANs is up. It reports cha
 never reads a clock: the daemon passes `now` (monotonic seconds) to every call and calls `tick` at
 `next_deadline()` (or more often).
 
-With `two_way` (what the daemon uses), a LAN is up only while the peer also shows that it hears
-this node: its packets echo the send time of one of ours (`echo_sent_at_us`), and the newest of
-our packets it echoed must be younger than the timeout plus one pulse (the echo's own age: the
-peer answers at its next pulse). A link that carries one direction only (a dead transmit pair, a
-port that drops one way) is then down on both sides, as a cut cable is, instead of the side that
-still hears believing in a peer that no longer hears it (ADR 0076).
+With `two_way` (mirror modules with the arbitrating witness), a LAN is up only while the peer
+also shows that it hears this node: its packets echo the send time of one of ours
+(`echo_sent_at_us`), and the newest of our packets it echoed must be younger than the timeout plus
+one pulse (the echo's own age: the peer answers at its next pulse). A link that carries one
+direction only (a dead transmit pair, a port that drops one way) is then down on both sides, as a
+cut cable is, instead of the side that still hears believing in a peer that no longer hears it
+(ADR 0076).
 
 One `Liveness` tracks one module's heartbeats, as in SafeKit where each module has its own `<heart>`.
 """
@@ -96,14 +97,20 @@ class _Link:
     down_at: float | None = None
     """When the LAN was declared down (None: up, or never heard)."""
 
+    def contact(self, two_way: bool) -> float | None:
+        """When the peer was last known in contact on this LAN: its last packet or, with `two_way`,
+        its last echo of ours plus a pulse, whichever is earlier (None: never heard). The LAN goes
+        down one timeout after it."""
+        if self.last_heard is None:
+            return None
+        if two_way and self.answered is not None:
+            return min(self.last_heard, self.answered + self.grace)
+        return self.last_heard
+
     def deadline(self, two_way: bool) -> float | None:
         """When the LAN goes down if nothing more arrives (None: not up)."""
-        if not self.up or self.last_heard is None:
-            return None
-        heard = self.last_heard + self.timeout
-        if two_way and self.answered is not None:
-            return min(heard, self.answered + self.timeout + self.grace)
-        return heard
+        contact = self.contact(two_way)
+        return None if not self.up or contact is None else contact + self.timeout
 
 
 class Liveness:
@@ -169,10 +176,12 @@ class Liveness:
             for lan, link in links.items():
                 deadline = link.deadline(self.two_way)
                 if deadline is not None and now >= deadline:
-                    assert link.last_heard is not None
+                    contact = link.contact(self.two_way)
+                    assert contact is not None and link.last_heard is not None
                     link.up = False
                     link.down_at = now
-                    events.append(LanDown(peer, lan, unanswered=now - link.last_heard < link.timeout))
+                    # the echo rule bound (its packets kept coming): the peer no longer hears this node
+                    events.append(LanDown(peer, lan, unanswered=contact < link.last_heard))
             if was_up and not any(link.up for link in links.values()):
                 events.append(PeerLost(peer))
         return events
@@ -194,9 +203,7 @@ class Liveness:
 
     def last_heard(self, peer: str) -> float | None:
         """When `peer` was last heard on any LAN (None: never)."""
-        if peer not in self._links:
-            raise ValueError(f"unknown peer {peer!r}")
-        heard = [link.last_heard for link in self._links[peer].values() if link.last_heard is not None]
+        heard = [link.last_heard for link in self._link_list(peer) if link.last_heard is not None]
         return max(heard, default=None)
 
     def last_contact(self, peer: str) -> tuple[float | None, bool]:
@@ -207,13 +214,10 @@ class Liveness:
         best: float | None = None
         unanswered = False
         for link in self._link_list(peer):
-            if link.last_heard is None:
-                continue
-            contact, echo = link.last_heard, False
-            if self.two_way and link.answered is not None and link.answered + link.grace < contact:
-                contact, echo = link.answered + link.grace, True  # the echo rule binds: its deadline first
-            if best is None or contact > best:
-                best, unanswered = contact, echo
+            contact = link.contact(self.two_way)
+            if contact is not None and (best is None or contact > best):
+                assert link.last_heard is not None
+                best, unanswered = contact, contact < link.last_heard
         return best, unanswered
 
     def _link_list(self, peer: str) -> list[_Link]:
