@@ -22,6 +22,7 @@ from pathlib import Path
 from safekit.checkers import probes
 from safekit.checkers.bounded import BoundedProbe
 from safekit.checkers.icmp import Pinger
+from safekit.checkers.link_events import LinkEvents, pause
 from safekit.config import Check
 from safekit.host.priority import at_normal_priority
 
@@ -36,6 +37,8 @@ class CheckerSpec:
     action: str
     interval: float
     probe: Callable[[], Awaitable[bool]]
+    on_link_change: bool = False
+    """Probe again at once when a link of this host changes (`<intf>`: checkers.link_events)."""
 
 
 def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
@@ -58,7 +61,11 @@ def checker_specs(check: Check, pinger: Pinger) -> list[CheckerSpec]:
                 probe = BoundedProbe(partial(_sync, probes.interface_carrying_up, t.addr or ""), t.timeout)
             else:
                 probe = BoundedProbe(partial(_sync, probes.interface_up, t.interface), t.timeout)
-            specs.append(CheckerSpec(f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe))
+            specs.append(
+                CheckerSpec(
+                    f"intf.{intf.ident}", intf.when, intf.action, t.interval, probe, on_link_change=True
+                )
+            )
     for ip in check.ip:
         for t in ip.targets:
             probe = BoundedProbe(partial(_sync, probes.address_present, t.addr or ""), t.timeout)
@@ -86,29 +93,41 @@ async def _http_ok(url: str, timeout: float) -> bool:
     return await asyncio.to_thread(get)
 
 
-async def run_checker(spec: CheckerSpec, report: Report, log: logging.Logger) -> None:
-    """Probe every `spec.interval` and report the resource, for as long as the module runs.
+async def run_checker(
+    spec: CheckerSpec, report: Report, log: logging.Logger, link_events: LinkEvents | None = None
+) -> None:
+    """Probe every `spec.interval` and report the resource, for as long as the module runs; a
+    checker `on_link_change` also probes as soon as `link_events` says a link of this host changed.
 
     A probe that raises is a failed probe: the resource is reported down and the checker goes on
     (an unexpected error - a name that no longer resolves, a netlink error - must not end the
     checker and leave the resource at its last value for good). The error is logged when it
     appears or changes, and once when the probe answers again, not at every round.
     """
-    failing: str | None = None
-    while True:
-        try:
-            up = await spec.probe()
-        except Exception as exc:  # any error of a probe is a failed probe
-            why = f"{type(exc).__name__}: {exc}"
-            if why != failing:
-                log.warning("checker %s: the probe failed (%s): counted as down", spec.resource, why)
-            failing, up = why, False
-        else:
-            if failing is not None:
-                log.info("checker %s: the probe answers again (it failed with %s)", spec.resource, failing)
-                failing = None
-        report(spec.resource, "up" if up else "down")
-        await asyncio.sleep(spec.interval)
+    wake = link_events.subscribe() if link_events is not None and spec.on_link_change else None
+    try:
+        failing: str | None = None
+        while True:
+            if wake is not None:
+                wake.clear()  # a change from now on is seen by this probe or wakes the next one
+            try:
+                up = await spec.probe()
+            except Exception as exc:  # any error of a probe is a failed probe
+                why = f"{type(exc).__name__}: {exc}"
+                if why != failing:
+                    log.warning("checker %s: the probe failed (%s): counted as down", spec.resource, why)
+                failing, up = why, False
+            else:
+                if failing is not None:
+                    log.info(
+                        "checker %s: the probe answers again (it failed with %s)", spec.resource, failing
+                    )
+                    failing = None
+            report(spec.resource, "up" if up else "down")
+            await pause(spec.interval, wake)
+    finally:
+        if link_events is not None:
+            link_events.unsubscribe(wake)
 
 
 class CheckerVerdicts:

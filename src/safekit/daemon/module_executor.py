@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from safekit.aio import within
 from safekit.checkers import errd
 from safekit.checkers.icmp import Pinger
+from safekit.checkers.link_events import LinkEvents
 from safekit.config import ClusterConfig, CustomCheck, ModuleConfig, ProcCheck
 from safekit.daemon import diagnostics
 from safekit.daemon.checker_tasks import CheckerSpec, CheckerVerdicts, checker_specs, run_checker, run_custom
@@ -160,6 +161,8 @@ class ModuleContext:
     paths: Paths
     metrics: Metrics
     pinger: Pinger
+    link_events: LinkEvents | None = None
+    """The kernel's link changes, which wake the `<intf>` checkers (None: they only poll)."""
 
 
 @dataclasses.dataclass
@@ -185,6 +188,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         self.paths = paths
         self.metrics = context.metrics
         self.pinger = pinger
+        self.link_events = context.link_events
         self.log = module_logger(name, paths)
         self.journal = ModuleJournal(paths.module_journal(name), self.log)  # `safekit report`
         self.resources: dict[str, str] = {}
@@ -291,7 +295,7 @@ class ModuleExecutor(abc.ABC, Generic[StateT, EventT, ActionT]):
         """The event loop, the checkers and errd: what every started module runs."""
         self._spawn(self._event_loop(), "events")
         for spec in self._checker_specs:
-            checker = run_checker(spec, self.set_resource, self.log)
+            checker = run_checker(spec, self.set_resource, self.log, self.link_events)
             self._tasks.append(asyncio.create_task(checker, name=spec.resource))
         for custom in self.config.check.custom:
             self._spawn(self._custom_checker(custom), f"custom.{custom.ident}")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from safekit.checkers.icmp import Pinger
+from safekit.checkers.link_events import LinkEvents
 from safekit.checkers.probes import address_present
 from safekit.config import ClusterConfig, ConfigError, NotANode, load_cluster, load_module
 from safekit.config.cluster_parser import parse_cluster
@@ -84,6 +85,7 @@ class Node:
         self.broken: dict[str, str] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._pinger = Pinger()
+        self._link_events = LinkEvents()
         self._request_stop = request_stop
         self._socket = socket_path()
         # sha256 of each configuration as it was loaded (`safekit confinfo`: does the file differ?)
@@ -120,6 +122,7 @@ class Node:
             server.close()
         await asyncio.gather(*(m.shutdown() for m in self.modules.values()), return_exceptions=True)
         self._pinger.close()
+        self._link_events.close()
         with contextlib.suppress(FileNotFoundError):
             self._socket.unlink()
 
@@ -178,6 +181,7 @@ class Node:
                     paths=self.paths,
                     metrics=self.metrics,
                     pinger=self._pinger,
+                    link_events=self._link_events,
                 )
             )
             self._check_ports(module)

@@ -96,3 +96,73 @@ def test_interface_checker_follows_the_link_on_a_real_interface(root_required: N
         "True, True, False, False, False, False, True, True]"
     )
     assert time.monotonic() - began < 30
+
+
+WOKEN = """
+import asyncio, subprocess, time
+from safekit.checkers.icmp import Pinger
+from safekit.checkers.link_events import LinkEvents
+from safekit.config import parse_module
+from safekit.daemon.checker_tasks import checker_specs, run_checker
+
+CONFIG = '''<safe><service mode="mirror"><heart><heartbeat name="default"/></heart>
+<vip><interface_list><interface name="vif0" check="on"><real_interface>
+  <virtual_addr addr="198.18.78.10" where="one_side_alias"/>
+</real_interface></interface></interface_list></vip></service></safe>'''
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+
+async def main():
+    parsed, _ = parse_module(CONFIG, env={})
+    [spec] = [s for s in checker_specs(parsed.check, Pinger()) if s.resource.startswith("intf.")]
+    ip("link", "add", "vif0", "type", "veth", "peer", "name", "vif1")
+    ip("link", "set", "vif1", "up")
+    ip("link", "set", "vif0", "up")
+    for _ in range(100):  # carrier comes a moment after both ends are up
+        if await spec.probe():
+            break
+        await asyncio.sleep(0.02)
+    reports = []
+    report = lambda _, v: reports.append((time.monotonic(), v))
+    task = asyncio.create_task(run_checker(spec, report, None, LinkEvents()))
+    while not reports:
+        await asyncio.sleep(0.01)
+    seen = [spec.interval, reports[-1][1]]
+    for change, expected in (("down", "down"), ("up", "up")):
+        began = time.monotonic()
+        ip("link", "set", "vif1", change)  # the peer's end: this end loses (regains) its carrier
+        while reports[-1][1] != expected and time.monotonic() - began < 5:
+            await asyncio.sleep(0.005)
+        seen += [reports[-1][1], round(reports[-1][0] - began, 3)]
+    task.cancel()
+    print(seen)
+
+asyncio.run(main())
+"""
+
+
+def test_a_pulled_cable_is_reported_at_once_not_at_the_next_poll(root_required: None) -> None:
+    """The checker of an `<interface check="on">` at SafeKit's 10 s interval, woken by the kernel's
+    link notification (ADR 0079): a carrier lost, then back, is reported well within a second."""
+    result = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "sh",
+            "-c",
+            'mount -t sysfs sysfs /sys && ip link set lo up && exec "$0" -c "$1"',
+            sys.executable,
+            WOKEN,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    interval, first, down, down_after, up, up_after = eval(result.stdout.strip())
+    assert (interval, first, down, up) == (10.0, "up", "down", "up")
+    assert down_after < 1.0, f"carrier loss reported {down_after} s after it happened"
+    assert up_after < 1.0, f"carrier back reported {up_after} s after it happened"
