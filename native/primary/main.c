@@ -192,6 +192,8 @@ static void *control_main(void *arg)
             skp_link_fence(g.link);
         } else if (strcmp(name, "peer_lost") == 0) {
             skp_link_lose(g.link, "the peer is lost (all heartbeats)");
+        } else if (strcmp(name, "replication_lan_lost") == 0) {
+            skp_link_lose(g.link, "heartbeats lost on the replication LAN");
         } else if (strcmp(name, "status") == 0) {
             skp_link_emit_status(g.link);
         } else if (strcmp(name, "generation") == 0) {

@@ -111,6 +111,8 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
         self.rfs_spec = _rfs_spec(
             name, config, local_node=local_node, peer=self.peer_node, lans=lans, paths=paths
         )
+        self.replication_lan = lans[0].name if lans else None
+        """The heartbeat LAN the replication stream runs on (`_rfs_spec`: the first)."""
         self.state_file = paths.module_var(name) / "state.json"
         self._app_record = paths.module_var(name) / "started.json"
         self.persisted = cross_check(_load_record(self.state_file), self.rfs_spec)
@@ -346,6 +348,14 @@ class MirrorModule(ModuleExecutor[MirrorState, Event, Action]):
                 self.log.warning(
                     "heartbeat.%s down: no heartbeat from %s on LAN %s", event.lan, event.peer, event.lan
                 )
+            # the stream's LAN gone while the peer is heard on another: do not wait for sendtimeout
+            # (the peer lost on every LAN is PeerLost's, with its own reason)
+            if (
+                self.rfs_spec is not None
+                and event.lan == self.replication_lan
+                and self.link.receiver.liveness.peer_is_up(event.peer)
+            ):
+                self.replication.replication_lan_lost(event.lan)
         elif isinstance(event, LanUp):
             self.resources[f"heartbeat.{event.lan}"] = "up"
             self.log.info("heartbeat.%s up: %s heard on LAN %s", event.lan, event.peer, event.lan)

@@ -125,6 +125,9 @@ class ModuleReplication:
         self.split_at = time.time() - self.settings.peer_timeout
         self._apply(replica.peer_lost(self.book))  # no need to wait for sendtimeout
 
+    def replication_lan_lost(self, lan: str) -> None:
+        self._apply(replica.replication_lan_lost(self.book, self.state(), lan))
+
     def on_peer_status(self, status: NodeStatus, now: float) -> None:
         self.book, effects = replica.on_peer_status(self.book, status, self.state(), now)
         self._apply(effects)

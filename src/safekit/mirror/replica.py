@@ -139,6 +139,35 @@ def peer_lost(book: ReplicaBook) -> list[Effect]:
     return []
 
 
+def replication_lan_lost(book: ReplicaBook, state: MirrorState, lan: str) -> list[Effect]:
+    """The heartbeats of `lan`, which carries the stream, are down while the peer is heard on
+    another LAN: a primary's replication need not wait for sendtimeout to degrade (ADR 0079).
+
+    Only while this node claims the primary role. A node that lost the LAN of its clients too has
+    been stopped by its interface checker a moment before (checkers.link_events): its peer's copy
+    must stay in sync so that the peer can take over, which an early degrade would spoil (ADR 0077's
+    measurement). Such a node's held writes wait for the peer to serve (after_step fences them).
+    """
+    if not book.with_rfs or book.role is not ReplicationRole.PRIMARY:
+        return []
+    if not state.claims_primary:
+        return [
+            Note(
+                LogLevel.INFO,
+                f"replication: LAN {lan}, which carries the stream, is down while this node leaves "
+                "the primary role: no early degrade (the peer's copy stays in sync to take over)",
+            )
+        ]
+    return [
+        Note(
+            LogLevel.WARNING,
+            f"replication: LAN {lan}, which carries the stream, is down while the peer is heard on "
+            "another LAN: the degrade handshake starts now instead of after sendtimeout",
+        ),
+        SendCommand(channel.ReplicationLanLost()),
+    ]
+
+
 # --------------------------------------------------------------------------- peer statuses
 def on_peer_status(book: ReplicaBook, status: NodeStatus, state: MirrorState, now: float) -> Result:
     """A heartbeat status from the peer: what it says of this node's copy (secondary)."""

@@ -231,6 +231,14 @@ class PeerLost:
 
 
 @dataclass(frozen=True)
+class ReplicationLanLost:
+    """Primary: the heartbeats of the LAN that carries the stream are down while the peer may still
+    be heard on another: do not wait for sendtimeout (ADR 0077)."""
+
+    NAME: ClassVar[str] = "replication_lan_lost"
+
+
+@dataclass(frozen=True)
 class SetGeneration:
     """Primary: the module's replica generation now (sent to the secondary with the stream)."""
 
@@ -272,6 +280,7 @@ Command = Union[  # noqa: UP007 - a runtime value
     DegradeOk,
     Fence,
     PeerLost,
+    ReplicationLanLost,
     SetGeneration,
     Fullsync,
     Verify,

@@ -25,7 +25,7 @@ from safekit.mirror import (
     WitnessResult,
     replica,
 )
-from safekit.mirror.replica import Effect, ReplicaBook, SendCommand, ShowResource, Submit
+from safekit.mirror.replica import Effect, Note, ReplicaBook, SendCommand, ShowResource, Submit
 from safekit.rfs import channel
 
 PING = mirror_settings(witness_configured=True)
@@ -227,6 +227,38 @@ def test_a_primary_never_acknowledges_alone_before_the_peer_is_stale_or_lost(
             if lost and not stale_said and witness != "none":
                 # the loss alone is not enough with a witness: its rules must have ruled the peer out
                 assert d.state.witness.last_reachable_at is not None
+
+
+def test_the_replication_lan_down_ends_the_wait_of_a_primary_that_claims_the_role() -> None:
+    """ADR 0079: the heartbeats of the LAN that carries the stream are down while another LAN still
+    carries them: a serving primary's replication is told at once instead of waiting for
+    sendtimeout, and says why; a secondary, or a module without <rfs>, has nothing to tell."""
+    primary = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    effects = replica.replication_lan_lost(primary.book, primary.d.state, "default")
+    assert commands(effects) == [channel.ReplicationLanLost()]
+    [note] = [e for e in effects if isinstance(e, Note)]
+    assert "LAN default" in note.text and "instead of after sendtimeout" in note.text
+    secondary = Node(second(ARBITRATOR), ReplicationRole.SECONDARY)
+    assert replica.replication_lan_lost(secondary.book, secondary.d.state, "default") == []
+    no_rfs = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY, with_rfs=False)
+    assert replica.replication_lan_lost(no_rfs.book, no_rfs.d.state, "default") == []
+
+
+def test_a_primary_stopped_by_its_interface_checker_keeps_the_peers_copy_in_sync() -> None:
+    """ADR 0077's measurement: a cut of the primary's first LAN (the VIP's and the stream's) must
+    not degrade: its interface checker, woken by the carrier loss (ADR 0079), has stopped it
+    before the heartbeats of that LAN are declared down, and the secondary, whose copy is in sync,
+    takes over. An early degrade would make that copy stale and leave nobody to serve."""
+    node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    d = node.d
+    d.feed(CheckerVerdict(CheckerAction.WAIT, "intf.eth0", d.now))  # the carrier lost: stop_prim
+    node.after()
+    assert not d.state.claims_primary
+    d.later(1.5)
+    effects = replica.replication_lan_lost(node.book, d.state, "default")
+    assert commands(effects) == []
+    [note] = [e for e in effects if isinstance(e, Note)]
+    assert "no early degrade" in note.text
 
 
 def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primary_role() -> None:

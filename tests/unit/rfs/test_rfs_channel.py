@@ -33,6 +33,7 @@ COMMANDS: list[channel.Command] = [
     channel.DegradeOk(),
     channel.Fence(),
     channel.PeerLost(),
+    channel.ReplicationLanLost(),
     channel.SetGeneration(9),
     channel.Fullsync(),
     channel.Verify(),
