@@ -141,28 +141,23 @@ def peer_lost(book: ReplicaBook) -> list[Effect]:
 
 def replication_lan_lost(book: ReplicaBook, state: MirrorState, lan: str) -> list[Effect]:
     """The heartbeats of `lan`, which carries the stream, are down while the peer is heard on
-    another LAN: a primary's replication need not wait for sendtimeout to degrade (ADR 0079).
-
-    Only while this node claims the primary role. A node that lost the LAN of its clients too has
-    been stopped by its interface checker a moment before (checkers.link_events): its peer's copy
-    must stay in sync so that the peer can take over, which an early degrade would spoil (ADR 0077's
-    measurement). Such a node's held writes wait for the peer to serve (after_step fences them).
-    """
+    another LAN: a primary's replication need not wait for sendtimeout (ADR 0079). It declares the
+    link lost; what its held writes become is `after_step`'s: acknowledged alone after the degrade
+    handshake on a node that claims the primary role, failed (fenced) on a node that is leaving it
+    - one whose interface checker stopped it because the same cable carries its clients: the
+    peer's copy, still up to date, then takes over (an early degrade would make it stale and leave
+    nobody to serve, ADR 0077's measurement)."""
     if not book.with_rfs or book.role is not ReplicationRole.PRIMARY:
         return []
-    if not state.claims_primary:
-        return [
-            Note(
-                LogLevel.INFO,
-                f"replication: LAN {lan}, which carries the stream, is down while this node leaves "
-                "the primary role: no early degrade (the peer's copy stays in sync to take over)",
-            )
-        ]
+    if state.claims_primary:
+        then = "the degrade handshake starts now instead of after sendtimeout"
+    else:
+        then = "this node leaves the primary role: held writes fail, the peer's copy stays up to date"
     return [
         Note(
             LogLevel.WARNING,
             f"replication: LAN {lan}, which carries the stream, is down while the peer is heard on "
-            "another LAN: the degrade handshake starts now instead of after sendtimeout",
+            f"another LAN: {then}",
         ),
         SendCommand(channel.ReplicationLanLost()),
     ]
@@ -279,14 +274,17 @@ def after_step(book: ReplicaBook, settings: MirrorSettings, state: MirrorState) 
     if not book.degrade_pending:
         return book, effects
     peer = state.peer
-    if peer is not None and peer.serving and peer.role is Role.PRIMARY and not state.claims_primary:
-        # This node left the primary role and its peer serves: the held writes can never be
-        # acknowledged (the peer will not follow this copy), so they fail now instead of holding
-        # the stopping application until the stop ends.
+    serves = peer is not None and peer.serving and peer.role is Role.PRIMARY
+    if not state.claims_primary and peer is not None and (serves or peer.uptodate):
+        # This node left the primary role and its peer serves (ADR 0078), or may take over with an
+        # up-to-date copy (ADR 0079): the held writes are never acknowledged alone - that would
+        # make the peer's copy stale while this node stops, and leave nobody to serve - so they
+        # fail now instead of holding the stopping application.
+        what = "serves as primary" if serves else "has an up-to-date copy to take over with"
         effects += [
             Note(
                 LogLevel.WARNING,
-                f"replication fenced: {settings.peer_node} serves as primary and this node left the "
+                f"replication fenced: {settings.peer_node} {what} and this node left the primary "
                 "role: held and new fsync calls fail (nothing acknowledged alone)",
             ),
             SendCommand(channel.Fence()),

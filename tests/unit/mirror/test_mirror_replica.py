@@ -232,33 +232,46 @@ def test_a_primary_never_acknowledges_alone_before_the_peer_is_stale_or_lost(
 def test_the_replication_lan_down_ends_the_wait_of_a_primary_that_claims_the_role() -> None:
     """ADR 0079: the heartbeats of the LAN that carries the stream are down while another LAN still
     carries them: a serving primary's replication is told at once instead of waiting for
-    sendtimeout, and says why; a secondary, or a module without <rfs>, has nothing to tell."""
-    primary = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
-    effects = replica.replication_lan_lost(primary.book, primary.d.state, "default")
+    sendtimeout, and the degrade handshake follows (a new generation makes the peer's copy older);
+    a secondary, or a module without <rfs>, has nothing to tell."""
+    node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    generation = node.d.state.generation
+    effects = replica.replication_lan_lost(node.book, node.d.state, "default")
     assert commands(effects) == [channel.ReplicationLanLost()]
     [note] = [e for e in effects if isinstance(e, Note)]
     assert "LAN default" in note.text and "instead of after sendtimeout" in note.text
+    node.event(channel.Degraded("heartbeats lost on the replication LAN"))
+    assert node.d.state.generation > generation  # the handshake began
+    assert channel.Fence() not in node.sent
     secondary = Node(second(ARBITRATOR), ReplicationRole.SECONDARY)
     assert replica.replication_lan_lost(secondary.book, secondary.d.state, "default") == []
     no_rfs = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY, with_rfs=False)
     assert replica.replication_lan_lost(no_rfs.book, no_rfs.d.state, "default") == []
 
 
-def test_a_primary_stopped_by_its_interface_checker_keeps_the_peers_copy_in_sync() -> None:
-    """ADR 0077's measurement: a cut of the primary's first LAN (the VIP's and the stream's) must
-    not degrade: its interface checker, woken by the carrier loss (ADR 0079), has stopped it
-    before the heartbeats of that LAN are declared down, and the secondary, whose copy is in sync,
-    takes over. An early degrade would make that copy stale and leave nobody to serve."""
+def test_a_primary_stopped_by_its_interface_checker_keeps_the_peers_copy_up_to_date() -> None:
+    """ADR 0079's chaos rounds (lan_cut of the primary's first LAN, the VIP's and the stream's):
+    the interface checker, woken by the carrier loss, stops the primary; its application's
+    shutdown writes are held; the LAN's heartbeats go down 1.5 s later. Before: the replication
+    held them for sendtimeout, then degraded - a new generation made the secondary's copy stale -
+    and nobody could serve until the cable came back (5.2-6.1 s stops, 8.6 s without service).
+    Now the held writes fail at once and the generation stays: the secondary, up to date, takes
+    over."""
     node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
     d = node.d
+    generation = d.state.generation
     d.feed(CheckerVerdict(CheckerAction.WAIT, "intf.eth0", d.now))  # the carrier lost: stop_prim
     node.after()
     assert not d.state.claims_primary
     d.later(1.5)
     effects = replica.replication_lan_lost(node.book, d.state, "default")
-    assert commands(effects) == []
+    assert commands(effects) == [channel.ReplicationLanLost()]
     [note] = [e for e in effects if isinstance(e, Note)]
-    assert "no early degrade" in note.text
+    assert "held writes fail" in note.text
+    node.event(channel.Degraded("heartbeats lost on the replication LAN"))
+    assert channel.Fence() in node.sent
+    assert node.degrade_oks() == 0
+    assert d.state.generation == generation  # the peer's copy still reads as up to date
 
 
 def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primary_role() -> None:
