@@ -36,8 +36,9 @@ demo-farm: deps venv
 ## example's second runs, the check modes (the farm playbook's run here) - run in test-ansible-long;
 ## one lab runs the installed collection's deployment, then the inventory example's:
 ## test_deploy_mirror_playbook.py)
+## The unit, fuzz and native tests run beside the integration tests at nice 19 (scripts/test_suites.sh).
 test: deps test-deps venv checkov-venv lint native-test
-	$(BIN)/pytest tests --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(CONSOLE_RELOAD_TEST) $(TEMPLATE_PLAYBOOK_TEST) $(DEB_POSTGRESQL_TEST),--ignore=$(t)) \
+	scripts/test_suites.sh $(BIN) --durations=25 $(foreach t,$(ANSIBLE_LONG_TESTS) $(CONSOLE_RELOAD_TEST) $(TEMPLATE_PLAYBOOK_TEST) $(DEB_POSTGRESQL_TEST),--ignore=$(t)) \
 		$(foreach t,$(ANSIBLE_LONG_SINGLE) $(DEB_DEPLOY_LONG) $(VIP_IPV6_LONG),--deselect=$(t))
 	$(MAKE) --no-print-directory molecule-mirror
 

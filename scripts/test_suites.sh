@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# make test's pytest part. The lab's integration tests run in the foreground: they spend most of
+# their time waiting (timeouts, failovers, Ansible's ssh round trips) on two shared cores. The unit,
+# fuzz and native tests - about twelve minutes of CPU - run beside them at the lowest CPU and I/O
+# priority (nice 19, ionice idle), so they take the cores the lab leaves idle instead of adding
+# their time to the run, and cannot slow the lab's timed faults. No test of theirs asserts a
+# wall-clock bound (tests/conftest.py: no hypothesis deadline). Their report is printed after
+# the integration tests'; the run fails if either fails.
+#
+# usage: scripts/test_suites.sh BIN [pytest options of the integration run...]
+set -uo pipefail
+bin=$1
+shift
+cd "$(dirname "$0")/.." || exit 1
+mkdir -p build
+unit_log=build/test-unit.log
+# their own temporary root: the two pytest sessions never clean each other's directories
+unit_tmp=$(mktemp -d /tmp/safekit-unit-tests.XXXXXX)
+PYTEST_DEBUG_TEMPROOT=$unit_tmp nice -n 19 ionice -c 3 \
+    "$bin/pytest" tests/unit tests/fuzz tests/native -p no:cacheprovider --durations=15 >"$unit_log" 2>&1 &
+unit=$!
+stop_unit() {
+    kill "$unit" 2>/dev/null
+    wait "$unit" 2>/dev/null
+}
+trap stop_unit INT TERM
+echo "unit, fuzz and native tests: running beside the integration tests (pid $unit, report at the end)"
+"$bin/pytest" tests/integration "$@"
+integration=$?
+wait "$unit"
+unit_status=$?
+trap - INT TERM
+echo
+echo "=============== unit, fuzz and native tests (beside the integration tests, nice 19) ==============="
+cat "$unit_log"
+rm -rf "$unit_tmp" 2>/dev/null || echo "left behind: $unit_tmp (a mount of a failed test?)"
+echo "integration tests: exit $integration; unit, fuzz and native tests: exit $unit_status"
+[ "$integration" -eq 0 ] && [ "$unit_status" -eq 0 ]
