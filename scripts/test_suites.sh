@@ -4,7 +4,7 @@
 # fuzz and native tests - about twelve minutes of CPU - run beside them at the lowest CPU and I/O
 # priority (nice 19, ionice idle), so they take the cores the lab leaves idle instead of adding
 # their time to the run, and cannot slow the lab's timed faults. No test of theirs asserts a
-# wall-clock bound (tests/conftest.py: no hypothesis deadline). Their report is printed after
+# wall-clock bound (tests/unit/conftest.py: no hypothesis deadline). Their report is printed after
 # the integration tests'; the run fails if either fails.
 #
 # usage: scripts/test_suites.sh BIN [pytest options of the integration run...]

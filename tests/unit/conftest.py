@@ -1,4 +1,5 @@
-"""Settings shared by every test directory.
+"""Settings of the unit tests (and of the fuzz and native tests, which `make test` runs in the same
+session).
 
 Hypothesis's per-example deadline (200 ms by default) is a wall-clock speed assertion: the unit
 tests run beside the lab's integration tests on a shared two-core machine (`make test`), where an
