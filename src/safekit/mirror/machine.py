@@ -563,16 +563,16 @@ def _on_replica(ctx: _Ctx, ev: ReplicaStatus) -> None:
         # On the primary, "not up to date" is about the peer: the replication link was lost, the
         # secondary's copy no longer follows ours. A new generation makes that copy recognisably
         # older (rule 1) before this node acknowledges writes the secondary does not have. A node
-        # that is leaving the primary role acknowledges nothing alone while the peer's copy is up
-        # to date (replica.after_step fences its held writes): the generation stays, so that the
-        # peer's copy, which holds every acknowledged write, can take over (ADR 0079).
+        # that is leaving the primary role acknowledges nothing alone (replica.after_step fences
+        # its held writes): the generation stays, so that the peer's copy, which holds every
+        # acknowledged write, can take over (ADR 0079).
         if not ev.uptodate and (
             (s.peer is not None and s.peer.uptodate) or s.generation < s.peer_generation_seen
         ):
-            if not s.claims_primary and s.peer is not None and s.peer.uptodate:
+            if not s.claims_primary:
                 ctx.log(
                     f"replication to {ctx.peer_name} lost while this node leaves the primary role: "
-                    f"replica generation stays {s.generation} (the peer's copy can take over)",
+                    f"replica generation stays {s.generation} (nothing is acknowledged alone)",
                     LogLevel.WARNING,
                 )
                 return

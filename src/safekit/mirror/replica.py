@@ -273,19 +273,26 @@ def after_step(book: ReplicaBook, settings: MirrorSettings, state: MirrorState) 
         effects.append(SendCommand(channel.SetGeneration(state.generation)))
     if not book.degrade_pending:
         return book, effects
-    peer = state.peer
-    serves = peer is not None and peer.serving and peer.role is Role.PRIMARY
-    if not state.claims_primary and peer is not None and (serves or peer.uptodate):
-        # This node left the primary role and its peer serves (ADR 0078), or may take over with an
-        # up-to-date copy (ADR 0079): the held writes are never acknowledged alone - that would
-        # make the peer's copy stale while this node stops, and leave nobody to serve - so they
-        # fail now instead of holding the stopping application.
-        what = "serves as primary" if serves else "has an up-to-date copy to take over with"
+    if not state.claims_primary:
+        # A node that no longer claims the primary role never acknowledges alone: its peer serves
+        # (ADR 0078), may take over with an up-to-date copy, or is lost and may be taking over
+        # beyond a cut (ADR 0079) - a degrade would make the peer's copy stale while this node
+        # stops, and leave nobody to serve. The held writes fail now instead of holding the
+        # stopping application until the cable, the peer or the witness comes back.
+        peer = state.peer
+        if peer is None:
+            what = "is lost (it may be taking over)"
+        elif peer.serving and peer.role is Role.PRIMARY:
+            what = "serves as primary"
+        elif peer.uptodate:
+            what = "has an up-to-date copy to take over with"
+        else:
+            what = "is not up to date"
         effects += [
             Note(
                 LogLevel.WARNING,
-                f"replication fenced: {settings.peer_node} {what} and this node left the primary "
-                "role: held and new fsync calls fail (nothing acknowledged alone)",
+                f"replication fenced: this node left the primary role and {settings.peer_node} {what}: "
+                "held and new fsync calls fail (nothing acknowledged alone)",
             ),
             SendCommand(channel.Fence()),
         ]

@@ -274,6 +274,26 @@ def test_a_primary_stopped_by_its_interface_checker_keeps_the_peers_copy_up_to_d
     assert d.state.generation == generation  # the peer's copy still reads as up to date
 
 
+def test_a_primary_stopped_by_its_interface_checker_fences_when_the_peer_is_lost() -> None:
+    """`make chaos` with ADR 0079's first build (cut_primary: every cable of the primary pulled):
+    the interface checker stops the primary at once; the peer is lost on every LAN 1.5 s later and
+    the held writes waited for the witness - unreachable, the cables are out - until the cable came
+    back and the peer was heard serving: the replication stopped 2.2-4.3 s after the role change
+    (bound 5 s). A node that left the role never acknowledges alone: it fences at once."""
+    node = Node(prim(ARBITRATOR), ReplicationRole.PRIMARY)
+    d = node.d
+    d.feed(CheckerVerdict(CheckerAction.WAIT, "intf.eth0", d.now))  # the carrier lost: stop_prim
+    node.after()
+    d.later(1.5)
+    d.lost()
+    node.after()
+    assert d.state.peer is None and not d.state.claims_primary
+    node.event(channel.Degraded("the peer is lost (all heartbeats)"))
+    assert channel.Fence() in node.sent
+    assert node.degrade_oks() == 0
+    assert not node.book.degrade_pending
+
+
 def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primary_role() -> None:
     """Chaos round (cut_primary, 100-round run of ADR 0076): the VIP's interface checker made the
     primary stop (to WAIT) 60 ms before its heartbeats were lost, so the witness rule, which fences
@@ -290,8 +310,10 @@ def test_held_writes_fail_once_the_peer_serves_and_this_node_has_left_the_primar
     d.lost()
     node.after()
     node.event(channel.Degraded("the peer is lost (all heartbeats)"))
-    assert node.book.degrade_pending and channel.Fence() not in node.sent
     assert not d.state.claims_primary
+    # since ADR 0079 the fence comes here already: a node that left the role never acknowledges
+    # alone, whether its peer is lost or serves
+    assert channel.Fence() in node.sent and not node.book.degrade_pending
     alone = peer_status(ModuleState.ALONE, generation=d.state.generation + 1, uptodate=True)
     d.later(3.0)
     d.peer(alone)
