@@ -5,11 +5,34 @@ follow it; with no interface on the VIP's network the checker reports down and s
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
 
-PROBE = """
+VETH = """
+import asyncio, subprocess
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+
+async def veth_with_carrier(probe, address=None):
+    # vif0 (with `address`) and its peer vif1, both up, once `probe` sees the carrier
+    ip("link", "add", "vif0", "type", "veth", "peer", "name", "vif1")
+    if address:
+        ip("addr", "add", address, "dev", "vif0")
+    ip("link", "set", "vif1", "up")
+    ip("link", "set", "vif0", "up")
+    for _ in range(100):  # carrier comes a moment after both ends are up
+        if await probe():
+            return
+        await asyncio.sleep(0.02)
+"""
+"""What both programs below start with: the throw-away veth pair."""
+
+PROBE = (
+    VETH
+    + """
 import asyncio, logging, subprocess
 from safekit.checkers.icmp import Pinger
 from safekit.config import parse_module
@@ -26,9 +49,6 @@ def spec(interface):
     [found] = [s for s in checker_specs(parsed.check, Pinger()) if s.resource.startswith("intf.")]
     return found
 
-def ip(*args):
-    subprocess.run(["ip", *args], check=True)
-
 async def main():
     named, unnamed = spec('<interface name="vif0" check="on">'), spec('<interface check="on">')
     seen = [named.resource, unnamed.resource]
@@ -44,14 +64,7 @@ async def main():
         await asyncio.sleep(0.01)
     task.cancel()
     seen += [reports[0], len(lines), "no interface has a network that contains 198.18.78.10" in lines[0]]
-    ip("link", "add", "vif0", "type", "veth", "peer", "name", "vif1")
-    ip("addr", "add", "198.18.78.1/24", "dev", "vif0")
-    ip("link", "set", "vif1", "up")
-    ip("link", "set", "vif0", "up")
-    for _ in range(100):  # carrier comes a moment after both ends are up
-        if await named.probe():
-            break
-        await asyncio.sleep(0.02)
+    await veth_with_carrier(named.probe, "198.18.78.1/24")
     seen += [await named.probe(), await unnamed.probe()]
     ip("link", "set", "vif0", "down")        # the link carrying the VIP is down
     seen += [await named.probe(), await unnamed.probe()]
@@ -68,12 +81,13 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
-def test_interface_checker_follows_the_link_on_a_real_interface(root_required: None) -> None:
-    began = time.monotonic()
-    result = subprocess.run(
-        # its own sysfs too: the named probe reads /sys/class/net, which shows the mounting namespace
+def in_own_namespace(program: str) -> subprocess.CompletedProcess[str]:
+    """`program` run by this Python in a network namespace of its own, with its own sysfs (the
+    named probe reads /sys/class/net, which shows the mounting namespace's interfaces)."""
+    return subprocess.run(
         [
             "unshare",
             "--net",
@@ -82,13 +96,18 @@ def test_interface_checker_follows_the_link_on_a_real_interface(root_required: N
             "-c",
             'mount -t sysfs sysfs /sys && ip link set lo up && exec "$0" -c "$1"',
             sys.executable,
-            PROBE,
+            program,
         ],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_interface_checker_follows_the_link_on_a_real_interface(root_required: None) -> None:
+    began = time.monotonic()
+    result = in_own_namespace(PROBE)
     assert result.returncode == 0, result.stderr
     # names; no interface yet: down, said once; up; link down; no carrier; up again
     assert result.stdout.strip() == (
@@ -98,7 +117,9 @@ def test_interface_checker_follows_the_link_on_a_real_interface(root_required: N
     assert time.monotonic() - began < 30
 
 
-WOKEN = """
+WOKEN = (
+    VETH
+    + """
 import asyncio, subprocess, time
 from safekit.checkers.icmp import Pinger
 from safekit.checkers.link_events import LinkEvents
@@ -110,19 +131,10 @@ CONFIG = '''<safe><service mode="mirror"><heart><heartbeat name="default"/></hea
   <virtual_addr addr="198.18.78.10" where="one_side_alias"/>
 </real_interface></interface></interface_list></vip></service></safe>'''
 
-def ip(*args):
-    subprocess.run(["ip", *args], check=True)
-
 async def main():
     parsed, _ = parse_module(CONFIG, env={})
     [spec] = [s for s in checker_specs(parsed.check, Pinger()) if s.resource.startswith("intf.")]
-    ip("link", "add", "vif0", "type", "veth", "peer", "name", "vif1")
-    ip("link", "set", "vif1", "up")
-    ip("link", "set", "vif0", "up")
-    for _ in range(100):  # carrier comes a moment after both ends are up
-        if await spec.probe():
-            break
-        await asyncio.sleep(0.02)
+    await veth_with_carrier(spec.probe)
     reports = []
     report = lambda _, v: reports.append((time.monotonic(), v))
     task = asyncio.create_task(run_checker(spec, report, None, LinkEvents()))
@@ -140,29 +152,16 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
 def test_a_pulled_cable_is_reported_at_once_not_at_the_next_poll(root_required: None) -> None:
     """The checker of an `<interface check="on">` at SafeKit's 10 s interval, woken by the kernel's
-    link notification (ADR 0079): a carrier lost, then back, is reported well within a second."""
-    result = subprocess.run(
-        [
-            "unshare",
-            "--net",
-            "--mount",
-            "sh",
-            "-c",
-            'mount -t sysfs sysfs /sys && ip link set lo up && exec "$0" -c "$1"',
-            sys.executable,
-            WOKEN,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+        link notification (ADR 0079): a carrier lost, then back, is reported in well under the poll's 10 s
+    (tens of milliseconds on a quiet machine; the bound leaves room for a loaded one)."""
+    result = in_own_namespace(WOKEN)
     assert result.returncode == 0, result.stderr
-    interval, first, down, down_after, up, up_after = eval(result.stdout.strip())
+    interval, first, down, down_after, up, up_after = ast.literal_eval(result.stdout.strip())
     assert (interval, first, down, up) == (10.0, "up", "down", "up")
-    assert down_after < 1.0, f"carrier loss reported {down_after} s after it happened"
-    assert up_after < 1.0, f"carrier back reported {up_after} s after it happened"
+    assert down_after < 2.0, f"carrier loss reported {down_after} s after it happened"
+    assert up_after < 2.0, f"carrier back reported {up_after} s after it happened"
