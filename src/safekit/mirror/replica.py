@@ -14,7 +14,9 @@ lines, resources to show. The decisions:
 - **The degrade handshake (primary).** When the replication process holds writes because the
   secondary does not follow (`Degraded`), it may acknowledge them alone only once
   `machine.may_acknowledge_alone` says the secondary can no longer take over with its stale copy;
-  re-checked after every machine step and every peer status, released once (`DegradeOk`).
+  re-checked after every machine step and every peer status, released once (`DegradeOk`). A node
+  that no longer claims the primary role never acknowledges alone: its held writes fail (`Fence`,
+  ADR 0078, ADR 0079).
 - **Generation bookkeeping (primary).** The module's replica generation goes to the replication
   process whenever it changes (`SetGeneration`), once per value.
 """
@@ -152,7 +154,7 @@ def replication_lan_lost(book: ReplicaBook, state: MirrorState, lan: str) -> lis
     if state.claims_primary:
         then = "the degrade handshake starts now instead of after sendtimeout"
     else:
-        then = "this node leaves the primary role: held writes fail, the peer's copy stays up to date"
+        then = "this node leaves the primary role: held writes fail (nothing acknowledged alone)"
     return [
         Note(
             LogLevel.WARNING,
