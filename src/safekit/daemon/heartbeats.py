@@ -14,6 +14,13 @@ clock is synchronised - sends in the same instant: one wakeup sends for every mo
 peers' packets arrive together and are mostly read in one wakeup. No task per link: one timer per
 pulse sends and looks at the liveness deadlines; a second timer is armed only when a deadline falls
 before the next pulse, at the deadline itself (as precise as a loop sleeping until it).
+
+A stalled daemon (starved of CPU, frozen, its host paused) must not take live peers for lost
+(ADR 0080): each LAN's socket is read to its end at every wakeup, not one datagram per loop
+iteration, and before a passed deadline is judged every socket is read once more. So the packets
+that arrived while the daemon could not run count before their senders' deadlines do. They count
+as received when read: a peer that died during the stall is declared lost at most one timeout
+later than its last packet's arrival would say, never sooner.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from safekit.membership.counters import LATENESS_BUCKETS, Counters, Histogram, R
 from safekit.membership.liveness import LanTiming, LanUp, Liveness, LivenessEvent
 from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
-from safekit.membership.wire import Heartbeat, encode, to_wire_us
+from safekit.membership.wire import MAX_PACKET_SIZE, Heartbeat, encode, to_wire_us
 
 log = logging.getLogger("safekit.heartbeat")
 
@@ -40,6 +47,10 @@ S = TypeVar("S")
 
 DEADLINE_SLACK = 0.001
 """Seconds after a liveness deadline that the tick runs, so the deadline has surely passed."""
+
+DRAIN_BATCH = 64
+"""Datagrams read from one socket in one go: the rest of a flood waits for the next loop iteration,
+so a flood cannot hold the loop (the socket stays readable, the reader runs again)."""
 
 
 def pulse_delay(wall: float, pulse: float) -> float:
@@ -83,17 +94,48 @@ class HeartbeatLan:
         return " ".join(address for _, address in self.peers)
 
 
-class _LanProtocol(asyncio.DatagramProtocol):
-    def __init__(self, link: HeartbeatLink[Any], lan: str) -> None:
+class _LanSocket:
+    """One LAN's UDP socket, registered with the loop and read to its end at each wakeup."""
+
+    def __init__(self, link: HeartbeatLink[Any], lan: str, address: str, port: int) -> None:
         self.link = link
         self.lan = lan
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self.drain)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.link._on_datagram(self.lan, data)
+    def drain(self) -> None:
+        """Every datagram waiting (up to DRAIN_BATCH), in arrival order, to the link."""
+        for _ in range(DRAIN_BATCH):
+            sock = self.sock
+            if sock is None:  # closed by what a datagram made the module do
+                return
+            try:
+                # one byte more than a heartbeat may have: a longer one is refused, not parsed
+                data = sock.recv(MAX_PACKET_SIZE + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error queued on the socket: normal while a peer is away
+                log.debug("heartbeat socket on LAN %s: %s", self.lan, exc)
+                return
+            self.link._on_datagram(self.lan, data)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (peer down, port closed) are normal while a peer is away.
-        log.debug("heartbeat socket on LAN %s: %s", self.lan, exc)
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.sock is not None:
+            self.sock.sendto(data, address)
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
 
 
 class HeartbeatLink(Generic[S]):
@@ -138,7 +180,7 @@ class HeartbeatLink(Generic[S]):
         self._sequence = 0
         self._status: S | None = None
         self._fields: Mapping[str, Any] | None = None
-        self._transports: dict[str, asyncio.DatagramTransport] = {}
+        self._sockets: dict[str, _LanSocket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pulse_timer: asyncio.TimerHandle | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -149,15 +191,15 @@ class HeartbeatLink(Generic[S]):
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        for lan in self.lans.values():
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
-                local_addr=(lan.local_address, lan.port),
-                family=socket.AF_INET,
-                reuse_port=False,
-            )
-            self._transports[lan.name] = transport
+        self._loop = asyncio.get_running_loop()
+        try:
+            for lan in self.lans.values():
+                self._sockets[lan.name] = _LanSocket(self, lan.name, lan.local_address, lan.port)
+        except OSError:
+            for lan_socket in self._sockets.values():
+                lan_socket.close()
+            self._sockets.clear()
+            raise
         self._wake()
         self._schedule_pulse()
 
@@ -171,29 +213,23 @@ class HeartbeatLink(Generic[S]):
             old = self.lans.get(lan.name)
             if old is None or sorted(p for p, _ in old.peers) != sorted(p for p, _ in lan.peers):
                 raise ValueError(f"heartbeat network {lan.name}: not the same network of this link")
-        bound: dict[str, asyncio.DatagramTransport] = {}
+        bound: dict[str, _LanSocket] = {}
         if self._loop is not None:
             try:
                 for lan in lans:
                     old = self.lans[lan.name]
                     if (old.local_address, old.port) == (lan.local_address, lan.port):
                         continue
-                    transport, _ = await self._loop.create_datagram_endpoint(
-                        lambda name=lan.name: _LanProtocol(self, name),  # type: ignore[misc]
-                        local_addr=(lan.local_address, lan.port),
-                        family=socket.AF_INET,
-                        reuse_port=False,
-                    )
-                    bound[lan.name] = transport
+                    bound[lan.name] = _LanSocket(self, lan.name, lan.local_address, lan.port)
             except OSError:
-                for transport in bound.values():
-                    transport.close()
+                for lan_socket in bound.values():
+                    lan_socket.close()
                 raise
         for lan in lans:
             self.lans[lan.name] = lan
             if lan.name in bound:
-                previous = self._transports.get(lan.name)
-                self._transports[lan.name] = bound[lan.name]
+                previous = self._sockets.get(lan.name)
+                self._sockets[lan.name] = bound[lan.name]
                 if previous is not None:
                     previous.close()
         self._wake()  # the peers hear us at the new addresses now, not a pulse later
@@ -203,11 +239,9 @@ class HeartbeatLink(Generic[S]):
             if handle is not None:
                 handle.cancel()
         self._pulse_timer = self._deadline_timer = self._send_soon = None
-        for transport in self._transports.values():
-            transport.close()
-        self._transports.clear()
-        # A datagram transport closes its socket on the next loop iteration: let it, so that a
-        # module loaded again at once (`safekit config -m`, `module install`) can bind the port.
+        for lan_socket in self._sockets.values():
+            lan_socket.close()  # at once: a module loaded again at once can bind the port
+        self._sockets.clear()
         await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ sending
@@ -221,7 +255,7 @@ class HeartbeatLink(Generic[S]):
 
     def _wake(self) -> None:
         # Soon, not now: several announcements of one step leave as one packet, after the step.
-        if self._loop is not None and self._send_soon is None and self._transports:
+        if self._loop is not None and self._send_soon is None and self._sockets:
             self._send_soon = self._loop.call_soon(self._send_now)
 
     def _send_now(self) -> None:
@@ -236,8 +270,8 @@ class HeartbeatLink(Generic[S]):
         now = time.monotonic()
         sent_at = to_wire_us(now)
         for lan in self.lans.values():
-            transport = self._transports.get(lan.name)
-            if transport is None:
+            lan_socket = self._sockets.get(lan.name)
+            if lan_socket is None:
                 continue
             for peer, address in lan.peers:
                 echo_at, hold = self.receiver.echo_for(peer, lan.name, now)
@@ -254,7 +288,7 @@ class HeartbeatLink(Generic[S]):
                     **fields,
                 )
                 try:
-                    transport.sendto(encode(packet, self._key), (address, lan.port))
+                    lan_socket.sendto(encode(packet, self._key), (address, lan.port))
                 except OSError as exc:  # link down: liveness on the peer's side tells the story
                     log.debug("heartbeat to %s on %s not sent: %s", peer, lan.name, exc)
 
@@ -305,6 +339,13 @@ class HeartbeatLink(Generic[S]):
         assert self._loop is not None
         now = time.monotonic()
         deadline = self.receiver.liveness.next_deadline()
+        if deadline is not None and deadline <= now:
+            # What arrived while this loop could not run counts first (ADR 0080): a timer can run
+            # before the socket's reader in the iteration after a stall.
+            for lan_socket in list(self._sockets.values()):
+                lan_socket.drain()
+            now = time.monotonic()
+            deadline = self.receiver.liveness.next_deadline()
         if deadline is not None and deadline <= now:
             for event in self.receiver.tick(now):
                 self._on_liveness(event, now)

@@ -161,6 +161,14 @@ class ModuleVips:
         the peer may have taken over meanwhile. It is reported as a failed acquire; the machine
         decides (stopstart).
         """
+        try:
+            await self._renew_every_second(held)
+        finally:  # the module is closed: the sockets renew kept go with it
+            for provider in self.providers:
+                if isinstance(provider, ArpProvider):
+                    provider.close_renew_socket()
+
+    async def _renew_every_second(self, held: Callable[[], bool]) -> None:
         missing: dict[str, int] = {}
         while True:
             await asyncio.sleep(RENEW_INTERVAL)

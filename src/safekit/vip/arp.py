@@ -322,6 +322,10 @@ class ArpProvider(VipProvider):
         self._held_index: int | None = None
         """The interface index acquire put (or found) the address on: what renew looks at."""
         self._burst: asyncio.Task[None] | None = None
+        self._renew_route: AsyncIPRoute | None = None
+        """The netlink socket renew keeps from one run to the next while the VIP is held (it runs
+        every second: opening a socket each time was a third of its cost). Dropped after a run
+        that fails or is abandoned, and at release."""
 
     # Resolution happens at each call, not at construction: interfaces and their addresses may
     # change while the daemon runs (a NIC renamed, a network added), and a call sees the present.
@@ -426,22 +430,37 @@ class ArpProvider(VipProvider):
         return await self._bounded(self._renew, timeout, "renew")
 
     async def _renew(self) -> bool:
+        ipr, self._renew_route = self._renew_route or AsyncIPRoute(), None
+        try:
+            held = await self._renew_with(ipr)
+        except BaseException:  # a netlink error, or abandoned at the time bound: a fresh socket next time
+            ipr.close()
+            raise
+        self._renew_route = ipr
+        return held
+
+    def close_renew_socket(self) -> None:
+        """Close the socket renew keeps (at release, and when the renewing ends)."""
+        ipr, self._renew_route = self._renew_route, None
+        if ipr is not None:
+            ipr.close()
+
+    async def _renew_with(self, ipr: Any) -> bool:
         address = self.spec.address
-        async with AsyncIPRoute() as ipr:
-            if self._held_index is None:  # not acquired by this process: where it would be
-                links, addresses = await _snapshot(ipr, self.family)
-                link, _ = self._place(links, addresses)
-                index, name = link.index, link.name
-            else:
-                # Where acquire put it: the addresses alone (the renew runs every second, and the
-                # renew was a third of the samples of an idle safekitd holding a VIP).
-                index, name = self._held_index, f"interface index {self._held_index}"
-                addresses = await _address_dump(ipr, self.family)
-            present = [a for a in addresses if a.index == index and a.interface.ip == address]
-            if not present:
-                return False
-            if self.lifetime is not None:
-                await self._refresh(ipr, index, name, present[0])
+        if self._held_index is None:  # not acquired by this process: where it would be
+            links, addresses = await _snapshot(ipr, self.family)
+            link, _ = self._place(links, addresses)
+            index, name = link.index, link.name
+        else:
+            # Where acquire put it: the addresses alone (the renew runs every second, and the
+            # renew was a third of the samples of an idle safekitd holding a VIP).
+            index, name = self._held_index, f"interface index {self._held_index}"
+            addresses = await _address_dump(ipr, self.family)
+        present = [a for a in addresses if a.index == index and a.interface.ip == address]
+        if not present:
+            return False
+        if self.lifetime is not None:
+            await self._refresh(ipr, index, name, present[0])
         return True
 
     async def _announce(self, interface: str, mac: bytes) -> None:
@@ -490,6 +509,7 @@ class ArpProvider(VipProvider):
     async def _release(self) -> bool:
         self._stop_burst()  # never announce an address this node no longer holds
         self._held_index = None
+        self.close_renew_socket()
         address = self.spec.address
         changed = False
         async with AsyncIPRoute() as ipr:

@@ -8,6 +8,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from safekit.arbiter import server, wire
 from safekit.arbiter.client import ArbiterClient
 from safekit.arbiter.keys import cluster_id, derive_arbiter_key
@@ -119,6 +121,7 @@ def test_wrong_cluster_key_gets_no_answer() -> None:
     run(scenario)
 
 
+@pytest.mark.wallclock
 def test_timeout_when_the_service_is_stopped() -> None:
     async def scenario(running: server.RunningArbiter) -> None:
         node1 = client(running, "node1")

@@ -15,6 +15,8 @@ from safekit.checkers import link_events
 from safekit.checkers.link_events import SETTLE, LinkEvents
 from safekit.daemon.checker_tasks import CheckerSpec, run_checker
 
+pytestmark = pytest.mark.wallclock  # liveness on the wall clock: run at normal priority
+
 LOG = logging.getLogger("safekit.test.link_events")
 
 

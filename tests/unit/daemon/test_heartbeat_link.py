@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from safekit.lifecycle import Readiness as MirrorReadiness
 from safekit.membership.liveness import LivenessEvent, PeerLost, PeerUp
 from safekit.membership.wire import Heartbeat, encode, to_wire_us
 from safekit.mirror.states import Intent, ModuleState, NodeStatus, Role
+
+pytestmark = pytest.mark.wallclock  # liveness on the wall clock: run at normal priority
 
 KEY = bytes(range(32))
 FARM = StatusCodec(farm_codec.wire_fields, farm_codec.status_from)
@@ -96,6 +99,56 @@ def test_a_farm_link_hears_every_peer_and_loses_a_silent_one_on_time() -> None:
             await nodes[name].link.close()
 
     asyncio.run(run())
+
+
+def test_a_stalled_link_does_not_take_live_peers_for_lost() -> None:
+    """ADR 0080: node1's loop is stalled for three timeouts (starved of CPU, frozen) while node2 and
+    node3, in another thread, keep sending. When it runs again, what they sent meanwhile counts
+    before their deadlines: neither is lost. (Reading one datagram per loop iteration, the first
+    of the two peers' queued packets refreshed one of them and the deadline timer lost the other.)
+    Then node3 really falls silent, and is lost."""
+    port = free_port()
+    ready, stop = threading.Event(), threading.Event()
+    peers: dict[str, Node] = {}
+
+    def peers_thread() -> None:
+        async def run() -> None:
+            for name in ("node2", "node3"):
+                peers[name] = Node(name, port, NODES, FARM)
+                peers[name].link.announce(FarmStatus(name, FarmState.UP, Readiness.READY))
+                await peers[name].link.start()
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+            for node in peers.values():
+                await node.link.close()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=peers_thread, daemon=True)
+    thread.start()
+
+    async def run() -> None:
+        node1 = Node("node1", port, NODES, FARM)
+        node1.link.announce(FarmStatus("node1", FarmState.UP, Readiness.READY))
+        await node1.link.start()
+        assert ready.wait(5)
+        await until(lambda: bool(node1.heard("node2")) and bool(node1.heard("node3")))
+        for stall in range(1, 6):  # several stalls: at different phases of the pulse
+            time.sleep(3 * TIMEOUT)  # the loop cannot run; the peers' packets queue in its socket
+            await asyncio.sleep(4 * PULSE)
+            lost = [e.peer for e, _ in node1.events if isinstance(e, PeerLost)]
+            assert lost == [], f"after stall {stall}: live peers taken for lost: {lost}"
+        await peers["node3"].link.close()  # from here on node3 is really silent
+        await until(lambda: any(isinstance(e, PeerLost) for e, _ in node1.events), 3.0)
+        assert [e.peer for e, _ in node1.events if isinstance(e, PeerLost)] == ["node3"]
+        await node1.link.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def test_a_mirror_link_carries_the_node_status_to_its_one_peer() -> None:

@@ -11,6 +11,7 @@ import socket
 import time
 from typing import Any, ClassVar
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,6 +65,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.wallclock
 def test_heartbeat_round_trips_and_send_lateness_are_histograms() -> None:
     nodes = {"node1": "127.0.0.1", "node2": "127.0.0.2"}
     codec = StatusCodec(farm_codec.wire_fields, farm_codec.status_from)

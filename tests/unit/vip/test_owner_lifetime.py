@@ -5,10 +5,12 @@ expired. The kernel's own expiry is measured on lab hosts (test_vip_owner_probe.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 from typing import Any
 
 import pytest
+from pyroute2 import NetlinkError
 
 from safekit.vip import VipError, VipSpec
 from safekit.vip import arp as arp_module
@@ -58,14 +60,21 @@ class FakeIPRoute:
 
     def __init__(self, node: dict[str, Any]) -> None:
         self.node = node
+        self.closed = False
+        node.setdefault("sockets", []).append(self)
 
     async def __aenter__(self) -> FakeIPRoute:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
 
     async def addr(self, command: str, **kwargs: Any) -> None:
+        if self.node.get("refuse"):
+            raise NetlinkError(errno.EPERM)
         self.node["calls"].append((command, kwargs))
 
 
@@ -135,3 +144,27 @@ def test_renew_without_lifetime_only_says_whether_held(node: dict[str, Any]) -> 
     node["addresses"] = [REAL, HELD]
     assert asyncio.run(provider(None).renew()) is True
     assert node["calls"] == []
+
+
+def test_renew_keeps_one_socket_not_after_a_failure_and_release_closes_it(node: dict[str, Any]) -> None:
+    """Renew runs every second while a VIP is held: it keeps its netlink socket between runs, never
+    reuses one a failed or abandoned run leaves, and release closes it."""
+    node["addresses"] = [REAL, HELD]
+    vip = provider("3")
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert await vip.renew() is True
+        assert len(node["sockets"]) == 1 and not node["sockets"][0].closed
+        node["refuse"] = True
+        with pytest.raises(VipError, match="renewing its lifetime"):
+            await vip.renew()
+        assert node["sockets"][0].closed
+        node["refuse"] = False
+        assert await vip.renew() is True
+        assert len(node["sockets"]) == 2 and not node["sockets"][1].closed
+        await vip.release(1.0)
+        assert all(socket.closed for socket in node["sockets"])
+
+    asyncio.run(scenario())
+    assert [command for command, _ in node["calls"]].count("replace") == 4
