@@ -106,7 +106,12 @@ async def _run(action: str, provider: VipProvider, timeout: float) -> int:
         renew = getattr(provider, "renew", None)
         if renew is None:
             raise VipError(f"{spec}: the {spec.provider} provider has no lifetime to renew")
-        held = await renew(timeout)
+        try:
+            held = await renew(timeout)
+        finally:  # the socket a daemon's renewals keep: this process exits next
+            close = getattr(provider, "close_renew_socket", None)
+            if close is not None:
+                close()
         print(f"renewed {spec}" if held else f"not held {spec} (renew never adds it)")
         return 0 if held else CHECK_EXIT[VipState.NOT_HELD]
     result = await provider.check(timeout)

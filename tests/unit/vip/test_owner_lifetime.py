@@ -168,3 +168,16 @@ def test_renew_keeps_one_socket_not_after_a_failure_and_release_closes_it(node: 
 
     asyncio.run(scenario())
     assert [command for command, _ in node["calls"]].count("replace") == 4
+
+
+def test_the_renew_command_closes_the_socket_before_it_exits(node: dict[str, Any]) -> None:
+    """`python -m safekit.vip renew` renews once and exits: the socket a daemon's renewals keep is
+    closed first (it was left to the interpreter's exit: a ResourceWarning under -X dev)."""
+    from safekit.vip import cli  # noqa: PLC0415 - the command's module, as the command loads it
+
+    node["addresses"] = [REAL, HELD]
+    assert asyncio.run(cli._run("renew", provider("3"), 1.0)) == 0
+    assert len(node["sockets"]) == 1 and node["sockets"][0].closed
+    node["addresses"] = [REAL]
+    assert asyncio.run(cli._run("renew", provider("3"), 1.0)) == 3  # not held: renew never adds it
+    assert all(socket.closed for socket in node["sockets"])
