@@ -108,19 +108,23 @@ def test_a_stalled_link_does_not_take_live_peers_for_lost() -> None:
     of the two peers' queued packets refreshed one of them and the deadline timer lost the other.)
     Then node3 really falls silent, and is lost."""
     port = free_port()
-    ready, stop = threading.Event(), threading.Event()
+    ready, silence_node3, stop = threading.Event(), threading.Event(), threading.Event()
     peers: dict[str, Node] = {}
 
     def peers_thread() -> None:
+        # the peers' links live in this thread's loop: only it opens and closes them
         async def run() -> None:
             for name in ("node2", "node3"):
                 peers[name] = Node(name, port, NODES, FARM)
                 peers[name].link.announce(FarmStatus(name, FarmState.UP, Readiness.READY))
                 await peers[name].link.start()
             ready.set()
+            open_links = dict(peers)
             while not stop.is_set():
+                if silence_node3.is_set() and "node3" in open_links:
+                    await open_links.pop("node3").link.close()
                 await asyncio.sleep(0.01)
-            for node in peers.values():
+            for node in open_links.values():
                 await node.link.close()
 
         asyncio.run(run())
@@ -139,7 +143,7 @@ def test_a_stalled_link_does_not_take_live_peers_for_lost() -> None:
             await asyncio.sleep(4 * PULSE)
             lost = [e.peer for e, _ in node1.events if isinstance(e, PeerLost)]
             assert lost == [], f"after stall {stall}: live peers taken for lost: {lost}"
-        await peers["node3"].link.close()  # from here on node3 is really silent
+        silence_node3.set()  # from here on node3 is really silent
         await until(lambda: any(isinstance(e, PeerLost) for e, _ in node1.events), 3.0)
         assert [e.peer for e, _ in node1.events if isinstance(e, PeerLost)] == ["node3"]
         await node1.link.close()
