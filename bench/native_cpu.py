@@ -97,10 +97,10 @@ def run_build(build: Path, size: int, rounds: int, perf: bool) -> dict[str, Any]
         stdout=subprocess.PIPE,
         stderr=(root / "sec.log").open("wb"),
     )
+    sev = nr.Events(sec)
     prim = None
     perfs: list[subprocess.Popen[bytes]] = []
     try:
-        sev = nr.Events(sec)
         port = int(sev.wait("listening")["port"])
         prim = subprocess.Popen(
             [
@@ -171,9 +171,15 @@ def run_build(build: Path, size: int, rounds: int, perf: bool) -> dict[str, Any]
             prim.kill()
             prim.wait()
         nr.unmount(mnt)
-        if sec.poll() is None:
-            sec.kill()
-            sec.wait()
+        if sec.poll() is None:  # "stop": it detaches its read-only bind over the replica (a kill leaves it)
+            sev.send("stop")
+            try:
+                sec.wait(30)
+            except subprocess.TimeoutExpired:
+                sec.kill()
+                sec.wait()
+        if os.path.ismount(replica):
+            subprocess.run(["umount", "-l", str(replica)], check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
