@@ -84,6 +84,19 @@ def breakdown(data: Path) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def stop_secondary(sec: subprocess.Popen[bytes], sev: nr.Events, replica: Path) -> None:
+    """With its own "stop": it detaches its read-only bind over the replica (a kill leaves it)."""
+    if sec.poll() is None:
+        sev.send("stop")
+        try:
+            sec.wait(30)
+        except subprocess.TimeoutExpired:
+            sec.kill()
+            sec.wait()
+    if os.path.ismount(replica):
+        subprocess.run(["umount", "-l", str(replica)], check=False)
+
+
 def run_build(build: Path, size: int, rounds: int, perf: bool) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="sknativecpu-", dir="/tmp"))
     (root / "key").write_text("safekit-cluster-key-v1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
@@ -171,15 +184,7 @@ def run_build(build: Path, size: int, rounds: int, perf: bool) -> dict[str, Any]
             prim.kill()
             prim.wait()
         nr.unmount(mnt)
-        if sec.poll() is None:  # "stop": it detaches its read-only bind over the replica (a kill leaves it)
-            sev.send("stop")
-            try:
-                sec.wait(30)
-            except subprocess.TimeoutExpired:
-                sec.kill()
-                sec.wait()
-        if os.path.ismount(replica):
-            subprocess.run(["umount", "-l", str(replica)], check=False)
+        stop_secondary(sec, sev, replica)
         shutil.rmtree(root, ignore_errors=True)
 
 
