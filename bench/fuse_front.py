@@ -17,7 +17,8 @@ Measured on each, interleaved:
 
 Targets: libfuse 3.14's own passthrough_ll measured here (REPLICATION-NOTES.md): sequential
 write 0.62x with the writeback cache, about 0.3x without; 4 KiB write+fsync within +0.05 ms of
-local at p50 and p99; small files with an fsync each 0.9x.
+local at p50 and p99; small files with an fsync each 0.9x (against a local 1524 files/s; on a
+clean file system on 2026-12-07 the example made 0.59-0.63x of a local 2800-3500: ADR 0081).
 
 Writes bench/results/fuse_front.json. Usage: bench/fuse_front.py [--short] [--repeat N]
 """
