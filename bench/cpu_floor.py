@@ -75,7 +75,7 @@ print(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
 
 
 FIRST_TOUCH = r"""
-import mmap, resource, sys, time
+import mmap, resource, sys
 mib = int(sys.argv[1])
 m = mmap.mmap(-1, mib << 20)
 block = b"\x01" * (1 << 20)

@@ -505,7 +505,8 @@ def main() -> int:  # noqa: PLR0912, PLR0915
                     f"small_files_fsync.{label}_files_s",
                     measure("files", f"{where}/r{rnd}", sizes["files"])["files_per_s"],
                 )
-            # 4. a tree of small files, no fsync (one sync at the end); the last round's verified
+            # 4. a tree of small files, no fsync (one sync at the end); after the last round, a verify
+            # of the module (every round's files)
             for label, where in order:
                 out = measure("tree", f"{where}/r{rnd}", sizes["tree_files"])
                 add(f"small_file_tree.{label}_files_s", sizes["tree_files"] / out["seconds"])
