@@ -33,6 +33,14 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+def settle_deleted_inodes() -> None:
+    """Wait until files removed before a benchmark no longer slow the creation of new ones (ADR 0081):
+    ext4 without a journal skips free inodes deleted in the last 60 s (360 s while their inode table
+    block is dirty), so `sync` first and then wait past the 60 s."""
+    os.sync()
+    time.sleep(65)
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}

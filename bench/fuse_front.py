@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
+from common import settle_deleted_inodes, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAM = REPO / "native" / "build" / "front" / "safekit-front"
@@ -334,8 +334,8 @@ def main() -> int:
         sizes["tree_capped_by_rlimit_nofile"] = hard
     subprocess.run(["make", "-s", "-C", str(REPO / "native" / "front")], check=True)
     root = Path(tempfile.mkdtemp(prefix="skfront-bench-", dir="/tmp"))
-    os.sync()  # files removed before the run out of ext4's window (ADR 0081)
-    time.sleep(0 if args.short else 65)
+    if not args.short:
+        settle_deleted_inodes()
     result: dict[str, Any] = {"sizes": sizes, "short": args.short, "repeat": args.repeat, "targets": TARGETS}
     try:
         local = root / "local"

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
+from common import settle_deleted_inodes, write_result
 from safekit.lab import Lab
 from safekit.lab.cluster import LabCluster
 from safekit.membership import clusterkey
@@ -458,9 +458,8 @@ def main() -> int:  # noqa: PLR0912, PLR0915
         }
         procs = {"primary": ppid, "secondary": spid, "fuse_only": fpid}
         before = {role: proc_status(pid) for role, pid in procs.items()}
-        # whatever was removed before the run (an earlier lab's files) out of ext4's window: CLEAN_INODES
-        os.sync()
-        time.sleep(0 if q else 65)
+        if not q:  # whatever was removed before the run (an earlier lab's files): CLEAN_INODES
+            settle_deleted_inodes()
         result["clean_inodes"] = CLEAN_INODES
         targets = {"local": "/srv/local", "fuse_only": "/srv/fuseonly", "replicated": "/srv/bench"}
         samples: dict[str, list[float]] = {}  # "section.figure" -> one value per round
