@@ -940,6 +940,95 @@ def test_layout_no_leak_per_resync_and_verify(layout: Layout) -> None:
     both_equal(c)
 
 
+ONLY_THERE = 1100  # files planted only on the secondary: more differences than a report holds
+
+
+def test_layout_verify_names_each_difference_in_byte_order(layout: Layout) -> None:
+    """`verify` compares both copies object by object. Each kind of difference planted on the
+    secondary's copy is named; the report is in byte order of the paths (not the order the
+    manifests walk: a directory's entries before its subdirectories'), holds the first 1,000, and
+    `checked` counts every object of either copy once."""
+    c = layout
+    c.start_secondary()
+    c.start_primary()
+    c.primary.wait("in_sync", timeout=30)
+    d1 = c.dirs[1]
+    (d1 / "a").mkdir()
+    (d1 / "a" / "x").write_bytes(b"one")
+    (d1 / "b").write_bytes(b"size")
+    big = os.urandom(5 * MIB + 123)
+    (d1 / "big").write_bytes(big)
+    (d1 / "content").write_bytes(b"A" * 100)
+    (d1 / "mode").write_bytes(b"m")
+    (d1 / "mtime").write_bytes(b"t")
+    os.symlink("a/x", d1 / "link")
+    (d1 / "kind").write_bytes(b"a file here")
+    (d1 / "gone-there").mkdir()
+    (d1 / "gone-there" / "f").write_bytes(b"f")
+    c.settle()
+    result = c.verify()
+    assert result["ok"] is True and result["checked"] == 11 and result["differences"] == [], result
+    w = writable_copy(c, 1)
+
+    def rewrite_keeping_time(rel: str, offset: int, data: bytes) -> None:
+        st = os.stat(w / rel)
+        with open(w / rel, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+        os.utime(w / rel, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    (w / "b").write_bytes(b"other size")
+    rewrite_keeping_time("big", len(big) - 1, bytes([big[-1] ^ 1]))  # its last 64 KiB block
+    rewrite_keeping_time("content", 50, b"B")
+    os.chmod(w / "mode", 0o600)
+    st = os.stat(w / "mtime")
+    os.utime(w / "mtime", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    os.unlink(w / "link")
+    os.symlink("b", w / "link")
+    os.unlink(w / "kind")
+    os.mkdir(w / "kind")
+    shutil.rmtree(w / "gone-there")
+    (w / "a" / "extra").write_bytes(b"e")
+    (w / "a-only").mkdir()
+    (w / "a-only" / "z").write_bytes(b"z")
+    (w / "zz").mkdir()
+    for i in range(ONLY_THERE):
+        (w / "zz" / f"f{i:04d}").write_bytes(b"")
+    here, there = os.stat(d1 / "mode"), os.stat(w / "mode")
+    expected = [
+        f"only on the secondary: {d1}/a-only",
+        f"only on the secondary: {d1}/a-only/z",
+        f"only on the secondary: {d1}/a/extra",
+        f"{d1}/b: size 4 here, 10 there",
+        f"{d1}/big: content differs",
+        f"{d1}/content: content differs",
+        f"missing on the secondary: {d1}/gone-there",
+        f"missing on the secondary: {d1}/gone-there/f",
+        f"{d1}/kind: type f here, d there",
+        f"{d1}/link: symlink target differs",
+        f"{d1}/mode: mode/owner 0o{here.st_mode:o} {here.st_uid}:{here.st_gid} here, "
+        f"0o{there.st_mode:o} {there.st_uid}:{there.st_gid} there",
+        f"{d1}/mtime: modification time differs",
+        f"only on the secondary: {d1}/zz",
+    ]
+    expected += [f"only on the secondary: {d1}/zz/f{i:04d}" for i in range(1000 - len(expected))]
+    result = c.verify()
+    assert result["ok"] is False and result["reason"] == "", result
+    assert result["checked"] == 11 + 3 + 1 + ONLY_THERE, result["checked"]
+    assert result["differences"] == expected, [
+        (i, got, want)
+        for i, (got, want) in enumerate(zip(result["differences"], expected, strict=False))
+        if got != want
+    ][:5] or (len(result["differences"]), len(expected))
+    # what is only on the secondary removed: the nine other differences stay
+    shutil.rmtree(w / "zz")
+    shutil.rmtree(w / "a-only")
+    os.unlink(w / "a" / "extra")
+    result = c.verify()
+    assert result["differences"] == [d for d in expected[:13] if "only on the secondary" not in d], result
+    assert result["checked"] == 11, result
+
+
 def test_layout_journal_names_every_dir_and_no_excluded_path(layout: Layout) -> None:
     """What the secondary missed while away is journal.json's, in the format rfs.journal reads,
     per directory; excluded paths are not in it."""
