@@ -714,3 +714,38 @@ int sk_payload_check(uint8_t type, uint16_t flags, const uint8_t *p, size_t len,
     }
     }
 }
+
+int sk_walk_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    /* the common prefix, and where its last complete component ends (the deepest common parent) */
+    size_t i = 0, start = 0;
+    while (i < alen && i < blen && a[i] == b[i]) {
+        if (a[i] == '/')
+            start = i + 1;
+        i++;
+    }
+    if (i == alen && i == blen)
+        return 0;
+    /* one is the other's parent (or the directory itself, ""): the parent first */
+    if (i == alen && (alen == 0 || b[i] == '/'))
+        return -1;
+    if (i == blen && (blen == 0 || a[i] == '/'))
+        return 1;
+    /* below the common parent: an entry of it before anything deeper */
+    bool deep_a = memchr(a + start, '/', alen - start) != NULL;
+    bool deep_b = memchr(b + start, '/', blen - start) != NULL;
+    if (deep_a != deep_b)
+        return deep_a ? 1 : -1;
+    /* then the names of the first components below it, in byte order (a shorter name that is a
+     * prefix of the other first, as strcmp) */
+    size_t ea = start, eb = start;
+    while (ea < alen && a[ea] != '/')
+        ea++;
+    while (eb < blen && b[eb] != '/')
+        eb++;
+    size_t na = ea - start, nb = eb - start, n = na < nb ? na : nb;
+    int c = memcmp(a + start, b + start, n);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return na < nb ? -1 : na > nb ? 1 : 0;
+}

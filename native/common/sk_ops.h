@@ -163,6 +163,13 @@ int sk_manifest_begin(const uint8_t *p, size_t len, sk_manifest_iter *it, uint32
 /* 1: *e set; 0: end; negative: malformed (only if sk_manifest_begin was not used). */
 int sk_manifest_next(sk_manifest_iter *it, sk_entry *e, sk_err *err);
 
+/* The order of a manifest's entries (a directory walk): the directory itself ("") first; then,
+ * level by level, a directory's entries in byte order of their names before the entries under its
+ * subdirectories, subdirectories taken in byte order of their names. A path is before every path
+ * under it. Negative, 0 or positive, like memcmp. Both sides walk in this order, so two manifests
+ * can be compared in one pass without sorting either. */
+int sk_walk_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
 /* Check the payload of any v2 frame type (operations and control), as the receiver does before
  * acting on it. HELLO and HELLO_OK payloads are checked by sk_hello. */
 int sk_payload_check(uint8_t type, uint16_t flags, const uint8_t *p, size_t len, sk_err *err);

@@ -377,6 +377,41 @@ static void manifest_chunks(void)
     CHECK_RC(sk_manifest_writer_add(&w, &bad, &e), SK_EPATH, &e);
 }
 
+static int walk_cmp_str(const void *pa, const void *pb)
+{
+    const char *a = *(const char *const *)pa, *b = *(const char *const *)pb;
+    return sk_walk_cmp((const uint8_t *)a, strlen(a), (const uint8_t *)b, strlen(b));
+}
+
+/* The walk's order (native/secondary/manifest.c): the directory itself, then a directory's entries
+ * by name before what is under its subdirectories, those in name order; not byte order ("a-b" and
+ * "b" before "a/x") nor a depth-first order. */
+static void walk_order(void)
+{
+    const char *want[] = {"",        "a",       "a-b",    "ab",     "b",       "a/x",     "a/y",
+                          "a/x/1",   "a/x/2/z", "a/y/q",  "a-b/c",  "ab/\xff", "b/a",     "b/a/a"};
+    size_t n = sizeof want / sizeof want[0];
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *a = (const uint8_t *)want[i];
+        CHECK(sk_walk_cmp(a, strlen(want[i]), a, strlen(want[i])) == 0);
+        for (size_t j = i + 1; j < n; j++) {
+            const uint8_t *b = (const uint8_t *)want[j];
+            CHECK(sk_walk_cmp(a, strlen(want[i]), b, strlen(want[j])) < 0);
+            CHECK(sk_walk_cmp(b, strlen(want[j]), a, strlen(want[i])) > 0);
+        }
+    }
+    /* a total order: shuffled, sorted by it, the walk's list again */
+    const char *shuffled[sizeof want / sizeof want[0]];
+    for (size_t i = 0; i < n; i++)
+        shuffled[i] = want[(i * 5 + 3) % n];
+    qsort(shuffled, n, sizeof shuffled[0], walk_cmp_str);
+    for (size_t i = 0; i < n; i++)
+        CHECK(strcmp(shuffled[i], want[i]) == 0);
+    /* names compare as unsigned bytes, a prefix first */
+    CHECK(sk_walk_cmp((const uint8_t *)"x", 1, (const uint8_t *)"x\x80", 2) < 0);
+    CHECK(sk_walk_cmp((const uint8_t *)"\x80", 1, (const uint8_t *)"z", 1) > 0);
+}
+
 const sk_test sk_tests_ops[] = {
     {"every_op_round_trips", every_op_round_trips},
     {"op_layouts", op_layouts},
@@ -386,5 +421,6 @@ const sk_test sk_tests_ops[] = {
     {"ack_error_sync_progress", ack_error_sync_progress},
     {"manifest_request", manifest_request},
     {"manifest_chunks", manifest_chunks},
+    {"walk_order", walk_order},
     SK_TESTS_END,
 };

@@ -245,6 +245,38 @@ static void manifest(void)
     CHECK(system(cmd) == 0);
 }
 
+/* The walk's entries come in sk_walk_cmp's order (what the primary's verify merges on), with
+ * names that byte order, depth-first order and the walk order each place differently. */
+static void manifest_walk_order(void)
+{
+    char dir[] = "/tmp/sks-order-XXXXXX";
+    CHECK(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p a/x/deep a-b ab a.b $(printf '\\377') && touch a/x/1 a/x/deep/f a/y a-b/c ab/d "
+             "a.b/e $(printf '\\377')/g b b-c && ln -s a a/z",
+             dir);
+    CHECK(system(cmd) == 0);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    CHECK(dfd >= 0);
+    collected *c = calloc(1, sizeof *c);
+    CHECK(c);
+    sk_manifest_req req;
+    memset(&req, 0, sizeof req);
+    req.sums = SK_SUMS_NONE;
+    uint64_t entries;
+    CHECK(sks_manifest(dfd, false, NULL, &req, 0, collect, c, &entries) == 0);
+    close(dfd);
+    CHECK(c->n == 17);
+    for (int i = 1; i < c->n; i++)
+        CHECK(sk_walk_cmp((const uint8_t *)c->names[i - 1], strlen(c->names[i - 1]), (const uint8_t *)c->names[i],
+                          strlen(c->names[i])) < 0);
+    CHECK(strcmp(c->names[0], "a") == 0 && strcmp(c->names[6], "\xff") == 0 && strcmp(c->names[7], "a/x") == 0);
+    free(c);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* mountinfo lines as safekit.host.mounts.parse_mountinfo reads them (octal escapes decoded on the
  * bytes, nothing else converted; JSON as Python's json.dumps(os.fsdecode(root))) */
 static void mountinfo(void)
@@ -355,5 +387,6 @@ const sk_test sk_tests_secondary[] = {
     {"key_file", key_file},
     {"state_round_trip", state_round_trip},
     {"manifest", manifest},
+    {"manifest_walk_order", manifest_walk_order},
     SK_TESTS_END,
 };
