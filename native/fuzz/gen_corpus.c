@@ -116,6 +116,42 @@ int main(int argc, char **argv)
     seeds[ns_].type = SK_T_PING, seeds[ns_].flags = SK_F_ACK, seeds[ns_].n = 0;
     ns_++;
 
+    /* fuzz_verify: u16 this node's chunk length, u16 the cut of the secondary's, both parts */
+    {
+        static uint8_t here[1024], there[1024], in[2048];
+        size_t hn, tn;
+        sk_entry more[] = {
+            {.path = sk_bytes_str("a"), .kind = 'd', .mode = 040755},
+            {.path = sk_bytes_str("f"), .kind = 'f', .size = 70000, .has_sums = true, .sums_first = 0, .nsums = 1,
+             .sums = {sums, 16}},
+            {.path = sk_bytes_str("f"), .kind = 'f', .size = 70000, .has_sums = true, .sums_first = 1, .nsums = 1,
+             .sums = {sums + 16, 16}},
+            {.path = sk_bytes_str("l"), .kind = 'l', .target = sk_bytes_str("a")},
+            {.path = sk_bytes_str("a/x"), .kind = 'f', .mode = 0100600, .has_sums = true},
+        };
+        sk_manifest_writer_init(&w, here, sizeof here);
+        ok(sk_manifest_writer_add(&w, &ents[0], &e), &e);
+        for (size_t i = 0; i < 5; i++)
+            ok(sk_manifest_writer_add(&w, &more[i], &e), &e);
+        ok(sk_manifest_writer_finish(&w, &hn, &e), &e);
+        /* the same manifest; then another in two chunks (a file missing, one more there) */
+        in[0] = (uint8_t)(hn >> 8), in[1] = (uint8_t)hn, in[2] = 0, in[3] = 0;
+        memcpy(in + 4, here, hn);
+        memcpy(in + 4 + hn, here, hn);
+        put("verify", "same", in, 4 + 2 * hn, NULL, 0);
+        sk_manifest_writer_init(&w, there, sizeof there);
+        for (size_t i = 0; i < 3; i++)
+            ok(sk_manifest_writer_add(&w, &ents[i], &e), &e);
+        ok(sk_manifest_writer_finish(&w, &tn, &e), &e);
+        size_t t2;
+        sk_manifest_writer_init(&w, there + tn, sizeof there - tn);
+        ok(sk_manifest_writer_add(&w, &more[4], &e), &e);
+        ok(sk_manifest_writer_finish(&w, &t2, &e), &e);
+        in[2] = (uint8_t)(tn >> 8), in[3] = (uint8_t)tn;
+        memcpy(in + 4 + hn, there, tn + t2);
+        put("verify", "differs", in, 4 + hn + tn + t2, NULL, 0);
+    }
+
     for (size_t i = 0; i < ns_; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s", sk_type_name(seeds[i].type));

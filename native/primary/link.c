@@ -326,6 +326,42 @@ int skp_take_manifest_locked(struct skp_link *l, uint64_t session, uint64_t inde
     return 0;
 }
 
+int skp_take_manifest_part_locked(struct skp_link *l, uint64_t session, uint64_t index, struct mchunk **out,
+                                  bool *complete)
+{
+    *out = NULL;
+    *complete = false;
+    for (;;) {
+        if (index == UINT64_MAX || l->session != session || l->lost)
+            return -1;
+        /* the answers are in order: earlier ones nobody took go */
+        while (l->mchunks && l->mchunks->answer < index) {
+            struct mchunk *c = l->mchunks;
+            l->mchunks = c->next;
+            free(c);
+        }
+        if (!l->mchunks)
+            l->mchunks_tail = NULL;
+        if ((l->mchunks && l->mchunks->answer == index) || l->manifests_done > index)
+            break;
+        skp_state_wait_locked(l, NULL);
+    }
+    /* a chunk is listed before the count of complete answers moves past it: complete means that
+     * every chunk of this answer is in *out or was taken before */
+    *complete = l->manifests_done > index;
+    struct mchunk **tail = out;
+    while (l->mchunks && l->mchunks->answer == index) {
+        struct mchunk *c = l->mchunks;
+        l->mchunks = c->next;
+        c->next = NULL;
+        *tail = c;
+        tail = &c->next;
+    }
+    if (!l->mchunks)
+        l->mchunks_tail = NULL;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ the FUSE side */
 
 static struct item *make_item(struct skp_link *l, const skp_op *op, size_t len)

@@ -171,6 +171,11 @@ uint64_t skp_ask_manifest_locked(struct skp_link *l, uint32_t dir, const uint8_t
 /* Waits for answer `index` of session `session` and moves its chunks to *out (in order). 0, or
  * -1 (that session is lost or over). */
 int skp_take_manifest_locked(struct skp_link *l, uint64_t session, uint64_t index, struct mchunk **out);
+/* The chunks of answer `index` received so far and not yet taken, into *out (waits for at least
+ * one, or for the answer's end); *complete once its last chunk is among those taken. For a
+ * consumer that compares as the answer arrives. 0, or -1 (lost, another session). */
+int skp_take_manifest_part_locked(struct skp_link *l, uint64_t session, uint64_t index, struct mchunk **out,
+                                  bool *complete);
 
 /* resync.c: a session's resynchronisation (the thread started once the stream began). */
 void *skp_resync_main(void *arg);

@@ -35,6 +35,7 @@
 #include "sk_kdf.h"
 #include "sk_ops.h"
 #include "sk_wire.h"
+#include "verify.h"
 
 #define ZONE SKP_ZONE
 #define BATCH_ZONES 16
@@ -431,22 +432,21 @@ static int first_manifest(rs *r, rs_man *m)
 
 typedef struct collect {
     rs_man *m;
+    struct mchunk **tail; /* where the next chunk goes (&m->chunks at first) */
 } collect;
 
 static int collect_chunk(void *ctx, const uint8_t *payload, size_t len, bool last)
 {
     (void)last;
-    rs_man *m = ((collect *)ctx)->m;
+    collect *k = ctx;
     struct mchunk *c = malloc(sizeof *c + len);
     if (!c)
         return 1;
     c->next = NULL;
     c->len = len;
     memcpy(c->p, payload, len);
-    struct mchunk **tail = &m->chunks;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = c;
+    *k->tail = c;
+    k->tail = &c->next;
     return 0;
 }
 
@@ -465,7 +465,7 @@ static int walk_local(rs *r, const char *path, rs_man *m)
     int rc = -1;
     if (sk_manifest_req_encode(SK_SUMS_NONE, NULL, 0, req_payload, sizeof req_payload, &len, NULL) == SK_OK &&
         sk_manifest_req_decode(req_payload, len, &req, NULL) == SK_OK) {
-        collect c = {m};
+        collect c = {m, &m->chunks};
         uint64_t entries;
         /* the exclusions name paths from the directory's root: a subtree's walk is filtered by
          * its caller */
@@ -1129,121 +1129,64 @@ void *skp_resync_main(void *arg)
 
 /* ------------------------------------------------------------------ verify */
 
-#define VERIFY_MAX_DIFFERENCES 1000
+/* This node's manifest, held whole: its chunks in order. */
+typedef struct local_src {
+    const struct mchunk *next;
+} local_src;
 
-typedef struct vpath {
-    const uint8_t *p;
-    size_t len;
-    long li, ri;
-} vpath;
-
-static int cmp_bytes(const void *pa, const void *pb)
+static int local_next(void *ctx, const uint8_t **payload, size_t *len, const char **why)
 {
-    const vpath *a = pa, *b = pb;
-    size_t n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->p, b->p, n);
-    if (c)
-        return c;
-    return a->len < b->len ? -1 : a->len > b->len;
+    (void)why;
+    local_src *s = ctx;
+    if (!s->next)
+        return 0;
+    *payload = s->next->p;
+    *len = s->next->len;
+    s->next = s->next->next;
+    return 1;
 }
 
-/* Same block checksums, in the same number (a file's sums may span entries). */
-static bool sums_equal(const rs_man *a, long ia, const rs_man *b, long ib)
-{
-    for (uint64_t k = 0;; k++) {
-        const uint8_t *x = man_sum(a, ia, k), *y = man_sum(b, ib, k);
-        if (!x || !y)
-            return !x && !y;
-        if (memcmp(x, y, SK_SUM_SIZE) != 0)
-            return false;
-    }
-}
+/* The secondary's answer, taken from the link chunk by chunk as it arrives: each freed once the
+ * next is asked for. */
+typedef struct remote_src {
+    struct skp_link *l;
+    uint64_t session, index;
+    struct mchunk *cur, *pending;
+    bool complete;
+} remote_src;
 
-/* What differs between two manifest entries (type, size, content, symlink target, mode/owner,
- * modification time), in words for `verify`: "" when the same. */
-static void differs(const sk_entry *a, const rs_man *am, long ia, const sk_entry *b, const rs_man *bm, long ib,
-                    char *out, size_t cap)
+static int remote_next(void *ctx, const uint8_t **payload, size_t *len, const char **why)
 {
-    out[0] = '\0';
-    if (a->kind != b->kind)
-        snprintf(out, cap, "type %c here, %c there", a->kind, b->kind);
-    else if (a->kind == 'f' && a->size != b->size)
-        snprintf(out, cap, "size %llu here, %llu there", (unsigned long long)a->size, (unsigned long long)b->size);
-    else if (a->kind == 'f' && !sums_equal(am, ia, bm, ib))
-        snprintf(out, cap, "content differs");
-    else if (a->kind == 'l' && (a->target.len != b->target.len || memcmp(a->target.ptr, b->target.ptr, a->target.len) != 0))
-        snprintf(out, cap, "symlink target differs");
-    else if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid)
-        snprintf(out, cap, "mode/owner 0o%o %u:%u here, 0o%o %u:%u there", a->mode, a->uid, a->gid, b->mode, b->uid,
-                 b->gid);
-    else if (a->kind == 'f' && a->mtime_ns != b->mtime_ns)
-        snprintf(out, cap, "modification time differs");
-}
-
-typedef struct vresult {
-    uint64_t checked;
-    char *diff[VERIFY_MAX_DIFFERENCES];
-    size_t ndiff;
-} vresult;
-
-static void add_difference(vresult *v, const char *dir, const vpath *p, const char *what)
-{
-    if (v->ndiff >= VERIFY_MAX_DIFFERENCES)
-        return;
-    size_t cap = strlen(dir) + p->len + strlen(what) + 64;
-    char *s = malloc(cap);
-    if (!s)
-        return;
-    if (p->ri < 0)
-        snprintf(s, cap, "missing on the secondary: %s/%.*s", dir, (int)p->len, (const char *)p->p);
-    else if (p->li < 0)
-        snprintf(s, cap, "only on the secondary: %s/%.*s", dir, (int)p->len, (const char *)p->p);
-    else
-        snprintf(s, cap, "%s/%.*s: %s", dir, (int)p->len, (const char *)p->p, what);
-    v->diff[v->ndiff++] = s;
-}
-
-/* Both manifests of one directory compared (sorted by path bytes, as Python sorts). 0 or -1. */
-static int compare_dir(const char *dir, const rs_man *local, const rs_man *remote, vresult *v)
-{
-    vpath *all = malloc((local->n + remote->n + 1) * sizeof *all);
-    if (!all)
-        return -1;
-    size_t n = 0;
-    const rs_man *mans[2] = {local, remote};
-    for (int side = 0; side < 2; side++) {
-        const rs_man *m = mans[side];
-        for (size_t i = 0; i < m->n; i++) {
-            const sk_entry *e = &m->e[i];
-            if (e->path.len == 0)
-                continue; /* the directory itself: Python's walk leaves it out */
-            if (i && e->path.len == m->e[i - 1].path.len && memcmp(e->path.ptr, m->e[i - 1].path.ptr, e->path.len) == 0)
-                continue; /* the same file's further checksums */
-            if (side == 1 && man_find(local, (const char *)e->path.ptr, e->path.len) >= 0)
-                continue; /* on both sides: once */
-            vpath *p = &all[n++];
-            p->p = e->path.ptr;
-            p->len = e->path.len;
-            p->li = side == 0 ? (long)i : -1;
-            p->ri = man_find(remote, (const char *)e->path.ptr, e->path.len);
+    remote_src *s = ctx;
+    free(s->cur);
+    s->cur = NULL;
+    if (!s->pending && !s->complete) {
+        pthread_mutex_lock(&s->l->mu);
+        int rc = skp_take_manifest_part_locked(s->l, s->session, s->index, &s->pending, &s->complete);
+        pthread_mutex_unlock(&s->l->mu);
+        if (rc != 0) {
+            *why = "the secondary was lost during the comparison";
+            return -1;
         }
     }
-    if (n)
-        qsort(all, n, sizeof *all, cmp_bytes);
-    char what[256];
-    for (size_t i = 0; i < n; i++) {
-        vpath *p = &all[i];
-        v->checked++;
-        if (p->li < 0 || p->ri < 0) {
-            add_difference(v, dir, p, "");
-            continue;
-        }
-        differs(&local->e[p->li], local, p->li, &remote->e[p->ri], remote, p->ri, what, sizeof what);
-        if (what[0])
-            add_difference(v, dir, p, what);
+    if (!s->pending)
+        return 0;
+    s->cur = s->pending;
+    s->pending = s->cur->next;
+    *payload = s->cur->p;
+    *len = s->cur->len;
+    return 1;
+}
+
+static void remote_free(remote_src *s)
+{
+    free(s->cur);
+    while (s->pending) {
+        struct mchunk *c = s->pending;
+        s->pending = c->next;
+        free(c);
     }
-    free(all);
-    return 0;
+    s->cur = NULL;
 }
 
 void skp_link_verify(struct skp_link *l)
@@ -1257,7 +1200,7 @@ void skp_link_verify(struct skp_link *l)
         skp_emit_verify(false, 0, NULL, 0, reason);
         return;
     }
-    static vresult v;
+    static skp_vreport v;
     memset(&v, 0, sizeof v);
     rs r;
     memset(&r, 0, sizeof r);
@@ -1265,9 +1208,8 @@ void skp_link_verify(struct skp_link *l)
     const char *failure = NULL;
     for (int d = 0; !failure && d < (l->cfg.ndirs > 0 ? l->cfg.ndirs : 1); d++) {
         use_dir(&r, (uint32_t)d);
-        rs_man local, remote;
+        rs_man local;
         memset(&local, 0, sizeof local);
-        memset(&remote, 0, sizeof remote);
         uint8_t req_payload[16];
         size_t len;
         sk_manifest_req req;
@@ -1277,10 +1219,12 @@ void skp_link_verify(struct skp_link *l)
             break;
         }
         /* Our manifest is taken in this very step: the secondary's answers the request queued in
-         * the same step, so both describe the same point of the operation order. */
+         * the same step, so both describe the same point of the operation order. Ours is held
+         * whole (writes go on once it is taken); the secondary's is compared with it chunk by
+         * chunk as it arrives (verify.h). */
         pause_front(&r);
         int fd = dup(r.dir_fd);
-        collect c = {&local};
+        collect c = {&local, &local.chunks};
         uint64_t entries;
         int mrc = fd >= 0 ? sks_manifest(fd, false, r.excl, &req, 0, collect_chunk, &c, &entries) : -errno;
         if (fd >= 0)
@@ -1293,21 +1237,19 @@ void skp_link_verify(struct skp_link *l)
         if (mrc != 0) {
             failure = "cannot read this node's directory";
         } else {
-            pthread_mutex_lock(&l->mu);
-            if (skp_take_manifest_locked(l, session, index, &remote.chunks) != 0)
-                failure = "the secondary was lost during the comparison";
-            pthread_mutex_unlock(&l->mu);
+            local_src ls = {local.chunks};
+            remote_src rsrc = {l, session, index, NULL, NULL, false};
+            skp_vsource lsrc = {local_next, &ls}, rmsrc = {remote_next, &rsrc};
+            const char *why = "";
+            if (skp_verify_dir(l->cfg.dir_paths[d], &lsrc, &rmsrc, &v, &why) != 0)
+                failure = why;
+            remote_free(&rsrc);
         }
-        if (!failure && (man_index(&local, true) != 0 || man_index(&remote, true) != 0 ||
-                         compare_dir(l->cfg.dir_paths[d], &local, &remote, &v) != 0))
-            failure = "out of memory";
         man_free(&local);
-        man_free(&remote);
     }
     if (failure)
         skp_emit_verify(false, v.checked, v.diff, v.ndiff, failure);
     else
         skp_emit_verify(v.ndiff == 0, v.checked, v.diff, v.ndiff, "");
-    for (size_t i = 0; i < v.ndiff; i++)
-        free(v.diff[i]);
+    skp_vreport_clear(&v);
 }

@@ -58,6 +58,7 @@ extern const sk_test sk_tests_apply[];
 extern const sk_test sk_tests_secondary[];
 extern const sk_test sk_tests_window[];
 extern const sk_test sk_tests_pstatus[];
+extern const sk_test sk_tests_verify[];
 extern const sk_test sk_tests_journal[];
 extern const sk_test sk_tests_pmounts[];
 

@@ -56,6 +56,7 @@ int main(int argc, char **argv)
         {"pstatus", sk_tests_pstatus},
         {"journal", sk_tests_journal},
         {"pmounts", sk_tests_pmounts},
+        {"verify", sk_tests_verify},
     };
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;
