@@ -49,9 +49,12 @@
 #define BUF_CAP (2 * SK_XATTR_VALUE_MAX + 2 * PATH_CAP + 256)
 #define PROGRESS_EVERY 0.5
 
+/* A manifest as received (its chunks) with an index of its entries: 8 bytes per entry (which chunk,
+ * where in it), each entry decoded when it is read, not kept decoded (104 bytes each). */
 typedef struct rs_man {
     struct mchunk *chunks;
-    sk_entry *e;
+    const struct mchunk **cv; /* the chunks, by index */
+    uint64_t *at;             /* entry i: chunk index << 32 | its offset in the chunk's payload */
     size_t n, cap;
     bool *gone; /* remote: removed by this pass (with what is under it) */
 } rs_man;
@@ -303,44 +306,91 @@ static void man_free(rs_man *m)
         m->chunks = c->next;
         free(c);
     }
-    free(m->e);
+    free(m->cv);
+    free(m->at);
     free(m->gone);
     memset(m, 0, sizeof *m);
 }
 
-static int cmp_entry(const void *pa, const void *pb)
+static sk_rd man_rd(const rs_man *m, size_t i)
 {
-    const sk_entry *a = pa, *b = pb;
-    int c = skp_path_cmp((const char *)a->path.ptr, a->path.len, (const char *)b->path.ptr, b->path.len);
-    if (c)
-        return c;
-    return a->sums_first < b->sums_first ? -1 : a->sums_first > b->sums_first;
+    const struct mchunk *c = m->cv[m->at[i] >> 32];
+    sk_rd r = sk_rd_make(c->p, c->len);
+    r.pos = (size_t)(m->at[i] & 0xffffffffu);
+    return r;
 }
 
-/* Decode the chunks of m into entries (sorted: lookups; unsorted: walk order). 0 or -1. */
+/* Entry i, decoded (its bytes point into the chunk: valid while m is). */
+static sk_entry man_at(const rs_man *m, size_t i)
+{
+    sk_manifest_iter it = {man_rd(m, i), 1};
+    sk_entry e;
+    if (sk_manifest_next(&it, &e, NULL) != 1)
+        memset(&e, 0, sizeof e); /* cannot happen: every chunk was checked whole when indexed */
+    return e;
+}
+
+/* The path of entry i (its first field). */
+static sk_bytes man_path(const rs_man *m, size_t i)
+{
+    sk_rd r = man_rd(m, i);
+    return sk_rd_lp16(&r);
+}
+
+static bool same_bytes(sk_bytes a, sk_bytes b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* By path (skp_path_cmp: a directory's subtree right after it), then in the order received (a
+ * file's further checksums after its first ones). */
+static int cmp_at(const void *pa, const void *pb, void *ctx)
+{
+    const rs_man *m = ctx;
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    const struct mchunk *ca = m->cv[a >> 32], *cb = m->cv[b >> 32];
+    sk_rd ra = sk_rd_make(ca->p, ca->len), rb = sk_rd_make(cb->p, cb->len);
+    ra.pos = (size_t)(a & 0xffffffffu);
+    rb.pos = (size_t)(b & 0xffffffffu);
+    sk_bytes x = sk_rd_lp16(&ra), y = sk_rd_lp16(&rb);
+    int c = skp_path_cmp((const char *)x.ptr, x.len, (const char *)y.ptr, y.len);
+    if (c)
+        return c;
+    return a < b ? -1 : a > b;
+}
+
+/* Index the entries of m's chunks (sorted: for lookups; unsorted: the walk's order). 0 or -1. */
 static int man_index(rs_man *m, bool sorted)
 {
-    for (struct mchunk *c = m->chunks; c; c = c->next) {
+    size_t nchunks = 0;
+    for (struct mchunk *c = m->chunks; c; c = c->next)
+        nchunks++;
+    m->cv = malloc((nchunks + 1) * sizeof *m->cv);
+    if (!m->cv)
+        return -1;
+    size_t k = 0;
+    for (struct mchunk *c = m->chunks; c; c = c->next, k++) {
+        m->cv[k] = c;
         sk_manifest_iter it;
         uint32_t count;
         sk_err e = {0, ""};
-        if (sk_manifest_begin(c->p, c->len, &it, &count, &e) != SK_OK)
+        if (sk_manifest_begin(c->p, c->len, &it, &count, &e) != SK_OK || c->len > 0xffffffffu)
             return -1;
         sk_entry en;
-        while (sk_manifest_next(&it, &en, &e) == 1) {
+        for (size_t pos = it.r.pos; sk_manifest_next(&it, &en, &e) == 1; pos = it.r.pos) {
             if (m->n == m->cap) {
                 size_t cap = m->cap ? m->cap * 2 : 256;
-                sk_entry *g = realloc(m->e, cap * sizeof *g);
+                uint64_t *g = realloc(m->at, cap * sizeof *g);
                 if (!g)
                     return -1;
-                m->e = g;
+                m->at = g;
                 m->cap = cap;
             }
-            m->e[m->n++] = en;
+            m->at[m->n++] = (uint64_t)k << 32 | pos;
         }
     }
     if (sorted && m->n)
-        qsort(m->e, m->n, sizeof *m->e, cmp_entry);
+        qsort_r(m->at, m->n, sizeof *m->at, cmp_at, m);
     m->gone = calloc(m->n + 1, sizeof *m->gone);
     return m->gone ? 0 : -1;
 }
@@ -351,12 +401,13 @@ static long man_find(const rs_man *m, const char *path, size_t len)
     size_t a = 0, b = m->n;
     while (a < b) {
         size_t mid = (a + b) / 2;
-        if (skp_path_cmp((const char *)m->e[mid].path.ptr, m->e[mid].path.len, path, len) < 0)
+        sk_bytes p = man_path(m, mid);
+        if (skp_path_cmp((const char *)p.ptr, p.len, path, len) < 0)
             a = mid + 1;
         else
             b = mid;
     }
-    if (a < m->n && m->e[a].path.len == len && memcmp(m->e[a].path.ptr, path, len) == 0)
+    if (a < m->n && same_bytes(man_path(m, a), sk_bytes_of(path, len)))
         return (long)a;
     return -1;
 }
@@ -366,12 +417,13 @@ static const uint8_t *man_sum(const rs_man *m, long i, uint64_t k)
 {
     if (i < 0)
         return NULL;
+    sk_bytes path = man_path(m, (size_t)i);
     for (size_t j = (size_t)i; j < m->n; j++) {
-        const sk_entry *e = &m->e[j];
-        if (e->path.len != m->e[i].path.len || memcmp(e->path.ptr, m->e[i].path.ptr, e->path.len) != 0)
+        sk_entry e = man_at(m, j);
+        if (!same_bytes(e.path, path))
             break;
-        if (e->has_sums && k >= e->sums_first && k < e->sums_first + e->nsums)
-            return e->sums.ptr + (size_t)(k - e->sums_first) * SK_SUM_SIZE;
+        if (e.has_sums && k >= e.sums_first && k < e.sums_first + e.nsums)
+            return e.sums.ptr + (size_t)(k - e.sums_first) * SK_SUM_SIZE;
     }
     return NULL;
 }
@@ -712,7 +764,12 @@ static void free_linked(rs *r)
  * differing blocks, then the attributes. 0, or -1 lost. */
 static int sync_entry(rs *r, const char *path, const rs_man *rm, long ri, bool data, bool use_sums)
 {
-    const sk_entry *remote = ri >= 0 ? &rm->e[ri] : NULL;
+    sk_entry remote_entry;
+    const sk_entry *remote = NULL;
+    if (ri >= 0) {
+        remote_entry = man_at(rm, (size_t)ri);
+        remote = &remote_entry;
+    }
     if (room(r) != 0)
         return -1;
     pause_front(r);
@@ -809,7 +866,8 @@ static int send_tree(rs *r, const char *path)
     }
     char *child = malloc(PATH_CAP);
     for (size_t i = 0; rc == 0 && child && i < local.n; i++) {
-        join(child, path, &local.e[i].path);
+        sk_bytes name = man_path(&local, i);
+        join(child, path, &name);
         if (!sks_excluded(r->excl, child))
             rc = sync_entry(r, child, NULL, -1, true, false);
     }
@@ -946,13 +1004,13 @@ static int sync_compare(rs *r, bool full)
         }
         pause_front(r);
         for (size_t b = 0; rc == 0 && b < SUMS_BATCH && i < rm.n; b++, i++) {
-            const sk_entry *e = &rm.e[i];
-            if (i && e->path.len == rm.e[i - 1].path.len && memcmp(e->path.ptr, rm.e[i - 1].path.ptr, e->path.len) == 0)
+            sk_entry entry = man_at(&rm, i);
+            const sk_entry *e = &entry;
+            if (i && same_bytes(e->path, man_path(&rm, i - 1)))
                 continue; /* a continuation of the same file's checksums */
             if (last_removed != SIZE_MAX) {
-                const sk_entry *g = &rm.e[last_removed];
-                if (e->path.len > g->path.len && memcmp(e->path.ptr, g->path.ptr, g->path.len) == 0 &&
-                    e->path.ptr[g->path.len] == '/')
+                sk_bytes g = man_path(&rm, last_removed);
+                if (e->path.len > g.len && memcmp(e->path.ptr, g.ptr, g.len) == 0 && e->path.ptr[g.len] == '/')
                     continue;
             }
             if (e->path.len >= PATH_CAP || e->path.len == 0)
@@ -979,17 +1037,20 @@ static int sync_compare(rs *r, bool full)
     if (!cand)
         rc = -1;
     for (size_t i = 0; rc == 0 && i < local.n; i++) {
-        const sk_entry *e = &local.e[i];
+        sk_bytes lp = man_path(&local, i);
         progress(r, i + 1, 0);
-        if (e->path.len >= PATH_CAP)
+        if (lp.len >= PATH_CAP)
             continue;
-        memcpy(path, e->path.ptr, e->path.len);
-        path[e->path.len] = '\0';
-        long ri = man_removed(&rm, path, e->path.len) ? -1 : man_find(&rm, path, e->path.len);
-        if (ri >= 0 && rm.e[ri].kind == 'f' && !full) {
+        memcpy(path, lp.ptr, lp.len);
+        path[lp.len] = '\0';
+        long ri = man_removed(&rm, path, lp.len) ? -1 : man_find(&rm, path, lp.len);
+        sk_entry re;
+        if (ri >= 0)
+            re = man_at(&rm, (size_t)ri);
+        if (ri >= 0 && re.kind == 'f' && !full) {
             struct stat st;
-            if (quick && lst(r, path, &st) == 0 && (uint64_t)st.st_size == rm.e[ri].size &&
-                ns_of(st.st_mtim) == rm.e[ri].mtime_ns && S_ISREG(st.st_mode)) {
+            if (quick && lst(r, path, &st) == 0 && (uint64_t)st.st_size == re.size && ns_of(st.st_mtim) == re.mtime_ns &&
+                S_ISREG(st.st_mode)) {
                 rc = sync_entry(r, path, &rm, ri, false, false);
                 continue;
             }
