@@ -314,6 +314,8 @@ class DirectedVip(ArpProvider):
         finally:
             self._quiet = True
 
+    sees_other_owners = False  # every serving farm node holds the address
+
     async def _other_owners(self, timeout: float) -> OwnerView:
         # Every serving farm node holds the address: the others are the farm, not a conflict.
         return await VipProvider._other_owners(self, timeout)

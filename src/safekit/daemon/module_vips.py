@@ -14,18 +14,39 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from safekit.config import ModuleConfig
 from safekit.daemon.timing import Timing
 from safekit.mirror import AcquireVip, Action, ActionFailed, Event
 from safekit.vip import VipError, VipProvider, VipSpec, create_provider
 from safekit.vip.arp import ArpProvider
+from safekit.vip.provider import OwnerView
 
 VIP_CALL_TIMEOUT = 5.0
 CLOUD_VIP_CALL_TIMEOUT = 30.0
 RENEW_INTERVAL = 1.0
 OWNER_PROBE_TIMEOUT = 0.15
 """Bound of one VIP owner probe (ARP) before a takeover (issue 13: < 0.2 s)."""
+
+
+@dataclass(frozen=True)
+class OwnerCheck:
+    """What this node's VIP providers saw of another holder before a takeover
+    (`ModuleVips.other_owner`).
+
+    `owner`: another node answers for a VIP ("MAC, ... for ADDRESS"). `unknown`: why a provider
+    that looks (the `arp` provider's probe) could not - a probe cut by its time bound on a busy
+    host, a link without carrier, a socket error. Only an answer with neither is a clear LAN: a
+    probe that could not look proves nothing (ADR 0083). Providers that cannot look by design (the
+    cloud ones) do not make the answer unknown."""
+
+    owner: str | None = None
+    unknown: str = ""
+
+    @property
+    def clear(self) -> bool:
+        return self.owner is None and not self.unknown
 
 
 def vip_lifetime(timing: Timing) -> int:
@@ -198,16 +219,18 @@ class ModuleVips:
                     self.log.error("%s: not taking it again by itself", detail)
                     self.report(ActionFailed(AcquireVip(), detail, time.monotonic()))
 
-    async def other_owner(self) -> str | None:
+    async def other_owner(self) -> OwnerCheck:
         """Another node answering for one of our VIPs, as clients would see it (ARP, IPv6 neighbour
-        discovery), or None."""
+        discovery); or why it could not be seen."""
         budget = owner_probe_budget(self.split_brain_bound)
+        unknown: list[str] = []
         for provider in self.providers:
             try:
                 view = await provider.other_owners(timeout=budget)
             except VipError as exc:
-                self.log.warning("virtual IP %s: owner probe failed: %s", provider.spec.address, exc)
-                continue
+                view = OwnerView(False, detail=str(exc))
             if view.known and view.owners:
-                return f"{', '.join(sorted(view.owners))} for {provider.spec.address}"
-        return None
+                return OwnerCheck(owner=f"{', '.join(sorted(view.owners))} for {provider.spec.address}")
+            if not view.known and provider.sees_other_owners:
+                unknown.append(str(view))
+        return OwnerCheck(unknown="; ".join(unknown))

@@ -30,7 +30,7 @@ from safekit.aio import within
 from safekit.arbiter.client import ArbiterClient, LeaseAnswer
 from safekit.checkers.icmp import Pinger
 from safekit.config import ModuleConfig
-from safekit.daemon.module_vips import ModuleVips
+from safekit.daemon.module_vips import ModuleVips, OwnerCheck
 from safekit.daemon.timing import Timing
 from safekit.mirror import (
     Event,
@@ -162,6 +162,32 @@ def lease_result(
     return dataclasses.replace(result, reachable=True, generation=generation, confirmed=confirmed)
 
 
+def with_owner_check(result: WitnessResult, check: OwnerCheck) -> WitnessResult:
+    """A lease granted to a node about to take over, with what the VIP owner probe saw: another
+    holder, or a clear LAN. A probe that could not look (cut by its time bound on a busy host, a
+    link without carrier) says nothing: the VIP is not recorded as checked, so the takeover waits
+    for a probe that did look (ADR 0083). It used to count as clear: a probe cut short under load
+    let a secondary take over while its frozen peer's kernel still answered for the VIP."""
+    if check.owner is not None:
+        return dataclasses.replace(result, vip_checked=True, vip_owner=check.owner)
+    if check.unknown:
+        return result
+    return dataclasses.replace(result, vip_checked=True, vip_owner=None)
+
+
+def ping_answer(
+    reachable: bool, sent_at: float, now: float, check: OwnerCheck | None
+) -> WitnessResult | None:
+    """A ping witness's answer for the state machine: `check` is the VIP owner probe made when
+    the answer would let this node take over (None: none made). An answer that would allow a
+    takeover while the probe could not look is not given (None): the takeover waits for an
+    answer whose probe did look (ADR 0083)."""
+    if check is not None and check.unknown and check.owner is None:
+        return None
+    other = check.owner if check is not None else None
+    return WitnessResult(reachable, now, sent_at=sent_at, other=other)
+
+
 class WitnessProber:
     def __init__(
         self,
@@ -194,6 +220,8 @@ class WitnessProber:
         self.log = log
         self.wake = asyncio.Event()
         self.probes: set[asyncio.Task[None]] = set()
+        self.owner_unknown = ""
+        """Why the last VIP owner probe could not look ("": it looked)."""
         target = [arbiter.address] if arbiter is not None else self.witnesses
         self.seen = WitnessView.of(
             WitnessMode.ARBITRATOR if arbiter is not None else WitnessMode.PING, target
@@ -239,11 +267,14 @@ class WitnessProber:
         answers = await asyncio.gather(*(self._timed_ping(a, wait) for a in self.witnesses))
         reachable = any(answers)  # as Pinger.ping_any: every witness asked, any answer counts
         self.resources[self.resource] = "up" if reachable else "down"
-        other: str | None = None
+        check: OwnerCheck | None = None
         state = self.state()
         if reachable and state.peer is None and not state.claims_primary:
-            other = await self.vips.other_owner()
-        self.submit(WitnessResult(reachable, time.monotonic(), sent_at=sent_at, other=other))
+            check = await self.vips.other_owner()
+            self._note_owner_check(check)
+        answer = ping_answer(reachable, sent_at, time.monotonic(), check)
+        if answer is not None:
+            self.submit(answer)
 
     async def _timed_ping(self, address: str, wait: float) -> bool:
         sent_at = time.monotonic()
@@ -310,6 +341,18 @@ class WitnessProber:
         if result.reachable and state.peer is None and not state.claims_primary:
             # About to take over: the lease proves the peer stopped renewing, not that it stopped
             # serving (a node whose safekitd died keeps its VIP). Ask the clients' LAN as well.
-            owner = await self.vips.other_owner()
-            result = dataclasses.replace(result, vip_checked=True, vip_owner=owner)
+            check = await self.vips.other_owner()
+            self._note_owner_check(check)
+            result = with_owner_check(result, check)
         self.submit(result)
+
+    def _note_owner_check(self, check: OwnerCheck) -> None:
+        """Log a VIP owner probe that could not look when it starts failing (or fails otherwise),
+        and when it looks again: not every probe of a fast loop."""
+        if check.unknown and check.unknown != self.owner_unknown:
+            self.log.warning(
+                "virtual IP owner probe could not look (%s): not taking over on this answer", check.unknown
+            )
+        elif not check.unknown and self.owner_unknown:
+            self.log.info("virtual IP owner probe looks again")
+        self.owner_unknown = check.unknown

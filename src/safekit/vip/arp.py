@@ -312,6 +312,7 @@ class ArpProvider(VipProvider):
 
     name = "arp"
     ipv6 = True
+    sees_other_owners = True
 
     def __init__(self, spec: VipSpec) -> None:
         super().__init__(spec)

@@ -235,13 +235,17 @@ class VipProvider(abc.ABC):
     - `other_owners(timeout)`: observes who *else* holds the address, changes nothing, never
       raises for a failed observation (it answers "unknown" with the reason). Not serialised with
       acquire/release: it reads the network, not this node's state. Providers that cannot look
-      (the cloud providers today) answer "unknown".
+      (the cloud providers today) answer "unknown", and say so with `sees_other_owners` False.
     """
 
     name: ClassVar[str] = ""
     """The entry point name (`arp`, ...), used in messages."""
     ipv6: ClassVar[bool] = False
     """Whether the provider can hold an IPv6 VIP (the `arp` provider, by neighbour discovery)."""
+    sees_other_owners: ClassVar[bool] = False
+    """Whether `other_owners` looks (the `arp` provider: an ARP or neighbour discovery probe of
+    the LAN). For such a provider an "unknown" answer is a probe that failed, not a LAN without
+    another holder (ADR 0083); one that cannot look always answers "unknown"."""
 
     def __init__(self, spec: VipSpec) -> None:
         if isinstance(spec.address, ipaddress.IPv6Address) and not self.ipv6:

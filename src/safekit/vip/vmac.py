@@ -61,6 +61,8 @@ class VmacProvider(ArpProvider):
     def _gap(self, round_: int) -> float:
         return self.spec.garp_interval * (round_ + 1)
 
+    sees_other_owners = False  # every serving farm node holds the address
+
     async def _other_owners(self, timeout: float) -> OwnerView:
         # Every serving farm node holds the address: the others are the farm, not a conflict.
         return await VipProvider._other_owners(self, timeout)
