@@ -189,6 +189,15 @@ native-test: native-deps
 native-deps:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(NATIVE_APT_PACKAGES)"
 
+## native-sanitize-test: tests/native (the replication programs as processes: a primary and a
+## secondary over TCP, FUSE mounts, resynchronisation, verify, the front) on their AddressSanitizer +
+## UndefinedBehaviorSanitizer builds; any sanitizer report fails the test after which it appeared
+## (tests/native/conftest.py). make test runs it beside the integration tests (scripts/test_suites.sh)
+.PHONY: native-sanitize-test
+NATIVE_SANITIZE_ENV := SAFEKIT_NATIVE_SANITIZE=1 SAFEKIT_SECONDARY_SANITIZE=1 SAFEKIT_FRONT_SANITIZE=1
+native-sanitize-test: venv native-deps
+	$(NATIVE_SANITIZE_ENV) $(BIN)/pytest tests/native -m "not wallclock" -p no:cacheprovider
+
 ## test-rfs: the replication integration tests alone (tests/integration/rfs), on the native programs
 ## of this checkout (the only data path: docs/adr/0029); test-rfs-native is its former name
 .PHONY: test-rfs test-rfs-native

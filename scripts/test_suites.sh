@@ -6,8 +6,9 @@
 # their time to the run, and cannot slow the lab's timed faults. Starved like that, a test that
 # asserts how soon something happens (a liveness timeout of 0.2 s on loopback) can fail for want of
 # CPU: those are marked `wallclock` and run after the rest, at normal priority (a few seconds).
-# No hypothesis test has a deadline (tests/unit/conftest.py). Their report is printed after the
-# integration tests'; the run fails if either fails.
+# No hypothesis test has a deadline (tests/unit/conftest.py). tests/native then runs again on the
+# sanitizer builds of the programs (make native-sanitize-test), at the same low priority. Their
+# report is printed after the integration tests'; the run fails if either fails.
 #
 # usage: scripts/test_suites.sh BIN [pytest options of the integration run...]
 set -uo pipefail
@@ -25,10 +26,15 @@ set -m # the background job gets its own process group: stop_unit ends both of i
         -p no:cacheprovider --durations=15
     starved=$?
     echo
+    echo "--------------- tests/native on the sanitizer builds (make native-sanitize-test) ---------------"
+    SAFEKIT_NATIVE_SANITIZE=1 SAFEKIT_SECONDARY_SANITIZE=1 SAFEKIT_FRONT_SANITIZE=1 \
+        nice -n 19 ionice -c 3 "$bin/pytest" tests/native -m "not wallclock" -p no:cacheprovider --durations=5
+    sanitized=$?
+    echo
     echo "--------------- the wallclock tests, at normal priority ---------------"
     "$bin/pytest" tests/unit -m wallclock -p no:cacheprovider
     timed=$?
-    [ "$starved" -eq 0 ] && [ "$timed" -eq 0 ]
+    [ "$starved" -eq 0 ] && [ "$sanitized" -eq 0 ] && [ "$timed" -eq 0 ]
 ) >"$unit_log" 2>&1 &
 unit=$!
 set +m

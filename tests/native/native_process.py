@@ -24,6 +24,10 @@ BUILD = Path(
     os.environ.get("SAFEKIT_NATIVE_BUILD") or REPO / "native" / "build" / ("asan" if SANITIZE else "")
 )
 
+# The logs (stderr) of the processes started by the running test: tests/native/conftest.py reads
+# them for sanitizer reports printed there.
+STARTED_LOGS: list[Path] = []
+
 NEEDS_FUSE = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
     reason="needs root, /dev/fuse and fusermount3",
@@ -50,6 +54,7 @@ class EventProcess:
     def __init__(self, argv: list[str], log: Path) -> None:
         self.lines: list[bytes] = []
         self.log_path = log
+        STARTED_LOGS.append(log)
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("wb")
         )

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_primary import PRIMARY, REPO, SECONDARY, Proc, detach_all_under, spec, tree
+from native_process import SANITIZE, build_programs
+from test_primary import PRIMARY, SECONDARY, Proc, detach_all_under, spec, tree
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("prlimit") is None,
@@ -33,10 +34,8 @@ FUSE_WORKERS = 16  # safekit-rfs-primary's --threads default
 
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
-    result = subprocess.run(
-        ["make", "-C", str(REPO / "native"), "all"], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    """The programs (their sanitizer builds with SAFEKIT_NATIVE_SANITIZE=1)."""
+    build_programs()
 
 
 class LimitedPair:
@@ -200,8 +199,9 @@ def test_memory_stays_flat_and_small_over_rounds(make_pair: Callable[..., Limite
     (the old primary: +2..+6 MiB a round, its freed 1 MiB buffers kept in per-thread arenas)."""
     pair = make_pair()
     rss = rounds_of_workloads(pair, 6)
-    assert rss[-1] <= rss[1] + 3.0, rss
-    assert max(rss) <= 30.0, rss
+    if not SANITIZE:  # AddressSanitizer's quarantine keeps freed memory on purpose
+        assert rss[-1] <= rss[1] + 3.0, rss
+        assert max(rss) <= 30.0, rss
     assert tree(pair.replica) == tree(pair.backing)
 
 
