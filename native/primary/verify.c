@@ -264,6 +264,22 @@ static int differs(cursor *l, cursor *r, char *out, size_t cap, const char **why
     return 0;
 }
 
+/* The record that c begins, on its side only: counted, noted as "LABEL: DIR/PATH" (the directory
+ * itself, "", is not an object of the report), skipped. 0, or -1 with *why. */
+static int one_side(cursor *c, vheap *v, skp_vreport *r, const char *dir, const char *label, const char **why)
+{
+    if (rec_begin(c, why) != 0)
+        return -1;
+    if (c->rec_len) {
+        r->checked++;
+        if (note(v, c->rec, c->rec_len, "%s: %s/%.*s", label, dir, (int)c->rec_len, (const char *)c->rec) != 0) {
+            *why = "out of memory";
+            return -1;
+        }
+    }
+    return rec_skip(c, why);
+}
+
 static int cursor_init(cursor *c, const skp_vsource *src, int side)
 {
     memset(c, 0, sizeof *c);
@@ -290,26 +306,10 @@ int skp_verify_dir(const char *dir, const skp_vsource *local, const skp_vsource 
     while (L->has || R->has) {
         int c = !L->has ? 1 : !R->has ? -1 : sk_walk_cmp(L->e.path.ptr, L->e.path.len, R->e.path.ptr, R->e.path.len);
         if (c < 0) {
-            if (rec_begin(L, why) != 0)
-                goto out;
-            if (L->rec_len) { /* the directory itself ("") is not an object of the report */
-                r->checked++;
-                if (note(&v, L->rec, L->rec_len, "missing on the secondary: %s/%.*s", dir, (int)L->rec_len,
-                         (const char *)L->rec) != 0)
-                    goto oom;
-            }
-            if (rec_skip(L, why) != 0)
+            if (one_side(L, &v, r, dir, "missing on the secondary", why) != 0)
                 goto out;
         } else if (c > 0) {
-            if (rec_begin(R, why) != 0)
-                goto out;
-            if (R->rec_len) {
-                r->checked++;
-                if (note(&v, R->rec, R->rec_len, "only on the secondary: %s/%.*s", dir, (int)R->rec_len,
-                         (const char *)R->rec) != 0)
-                    goto oom;
-            }
-            if (rec_skip(R, why) != 0)
+            if (one_side(R, &v, r, dir, "only on the secondary", why) != 0)
                 goto out;
         } else {
             if (rec_begin(L, why) != 0 || rec_begin(R, why) != 0)

@@ -168,16 +168,22 @@ static int collect(void *ctx, const uint8_t *payload, size_t len, bool last)
     return 0;
 }
 
+/* A fresh directory from `tmpl` (mkdtemp), then `script` run in it by the shell. */
+static bool tree_in(char *tmpl, const char *script)
+{
+    if (!mkdtemp(tmpl))
+        return false;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && %s", tmpl, script);
+    return system(cmd) == 0;
+}
+
 static void manifest(void)
 {
     char dir[] = "/tmp/sks-man-XXXXXX";
-    CHECK(mkdtemp(dir));
+    CHECK(tree_in(dir, "mkdir -p b/sub a skip keep && printf hello > b/f && ln -s b/f a/link && printf x > skip/x "
+                       "&& printf y > keep/y.tmp && printf z > keep/z && mkfifo a/fifo"));
     char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && mkdir -p b/sub a skip keep && printf hello > b/f && ln -s b/f a/link && printf x > skip/x "
-             "&& printf y > keep/y.tmp && printf z > keep/z && mkfifo a/fifo",
-             dir);
-    CHECK(system(cmd) == 0);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     sks_dir_spec ds;
     memset(&ds, 0, sizeof ds);
@@ -250,13 +256,9 @@ static void manifest(void)
 static void manifest_walk_order(void)
 {
     char dir[] = "/tmp/sks-order-XXXXXX";
-    CHECK(mkdtemp(dir));
+    CHECK(tree_in(dir, "mkdir -p a/x/deep a-b ab a.b $(printf '\\377') && touch a/x/1 a/x/deep/f a/y a-b/c ab/d "
+                       "a.b/e $(printf '\\377')/g b b-c && ln -s a a/z"));
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && mkdir -p a/x/deep a-b ab a.b $(printf '\\377') && touch a/x/1 a/x/deep/f a/y a-b/c ab/d "
-             "a.b/e $(printf '\\377')/g b b-c && ln -s a a/z",
-             dir);
-    CHECK(system(cmd) == 0);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     CHECK(dfd >= 0);
     collected *c = calloc(1, sizeof *c);

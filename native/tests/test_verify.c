@@ -98,6 +98,19 @@ static sk_entry entry(const char *path, char kind)
     return e;
 }
 
+/* A file of `blocks` 64 KiB blocks, one entry holding its sums first .. first + n - 1 of `seed`
+ * (add it before the next sums_of). */
+static sk_entry sums_entry(const char *path, uint64_t blocks, uint32_t seed, uint64_t first, uint32_t n)
+{
+    sk_entry e = entry(path, 'f');
+    e.size = blocks << 16;
+    e.has_sums = true;
+    e.sums_first = first;
+    e.nsums = n;
+    e.sums = sk_bytes_of(sums_of(seed, first, n), (size_t)n * SK_SUM_SIZE);
+    return e;
+}
+
 static void dir_(man *m, const char *path)
 {
     sk_entry e = entry(path, 'd');
@@ -195,38 +208,19 @@ static void every_difference_in_byte_order(void)
     dir_(s, "a");
     dir_(s, "a-only");               /* only there */
     file_(s, "b", 1, 3, 8);
-    sk_entry e = entry("big", 'f');  /* the same sums but the last */
-    e.size = 40u << 16;
-    e.has_sums = true;
-    e.sums_first = 0;
-    e.nsums = 39;
-    e.sums = sk_bytes_of(sums_of(2, 0, 39), 39 * SK_SUM_SIZE);
+    sk_entry e = sums_entry("big", 40, 2, 0, 39); /* the same sums but the last */
     man_add(s, &e);
-    e.sums_first = 39;
-    e.nsums = 1;
-    e.sums = sk_bytes_of(sums_of(99, 39, 1), SK_SUM_SIZE);
+    e = sums_entry("big", 40, 99, 39, 1);
     man_add(s, &e);
-    e = entry("fewer", 'f');
-    e.size = 4u << 16;
-    e.has_sums = true;
-    e.nsums = 3;
-    e.sums = sk_bytes_of(sums_of(3, 0, 3), 3 * SK_SUM_SIZE);
+    e = sums_entry("fewer", 4, 3, 0, 3);
     man_add(s, &e);
     file_(s, "kind", 9, 1, 8);
     link_(s, "ln", "t2");
-    e = entry("mode", 'f');
-    e.size = 1u << 16;
+    e = sums_entry("mode", 1, 5, 0, 1);
     e.mode = 0100600;
-    e.has_sums = true;
-    e.nsums = 1;
-    e.sums = sk_bytes_of(sums_of(5, 0, 1), SK_SUM_SIZE);
     man_add(s, &e);
-    e = entry("time", 'f');
-    e.size = 1u << 16;
+    e = sums_entry("time", 1, 6, 0, 1);
     e.mtime_ns = 2000;
-    e.has_sums = true;
-    e.nsums = 1;
-    e.sums = sk_bytes_of(sums_of(6, 0, 1), SK_SUM_SIZE);
     man_add(s, &e);
     file_(s, "a/x", 7, 1, 8);
     file_(s, "a/x2", 7, 1, 8);       /* only there */
@@ -310,12 +304,24 @@ static void the_first_differences_kept(void)
     free(r);
 }
 
+/* The comparison fails with exactly `reason`; the report and both manifests freed. */
+static bool fails_with(man *l, man *s, skp_vreport *r, const char *reason)
+{
+    const char *why = "";
+    bool ok = run(l, s, r, &why) == -1 && strcmp(why, reason) == 0;
+    if (!ok)
+        printf("    failed with \"%s\", not \"%s\"\n", why, reason);
+    skp_vreport_clear(r);
+    man_free(l);
+    man_free(s);
+    return ok;
+}
+
 static void failures(void)
 {
     man *l = calloc(2, sizeof *l), *s = l + 1;
     skp_vreport *r = calloc(1, sizeof *r);
     CHECK(l && r);
-    const char *why = "";
     /* the secondary's entries out of the walk's order (a subdirectory's before its parent's
      * entries end) */
     man_init(l, 4096);
@@ -325,28 +331,16 @@ static void failures(void)
     dir_(s, "a");
     file_(s, "a/x", 2, 0, 8);
     file_(s, "big", 1, 40, 8);
-    CHECK(run(l, s, r, &why) == -1);
-    CHECK(strcmp(why, "the secondary's manifest is not in the walk's order") == 0);
-    skp_vreport_clear(r);
-    man_free(l);
-    man_free(s);
+    CHECK(fails_with(l, s, r, "the secondary's manifest is not in the walk's order"));
     /* a file's checksums out of sequence */
     man_init(l, 4096);
     man_init(s, 4096);
     file_(l, "f", 1, 4, 2);
-    sk_entry e = entry("f", 'f');
-    e.size = 4u << 16;
-    e.has_sums = true;
-    e.nsums = 2;
-    e.sums = sk_bytes_of(sums_of(1, 0, 2), 2 * SK_SUM_SIZE);
+    sk_entry e = sums_entry("f", 4, 1, 0, 2);
     man_add(s, &e);
-    e.sums_first = 3;
+    e = sums_entry("f", 4, 1, 3, 1); /* block 2 skipped */
     man_add(s, &e);
-    CHECK(run(l, s, r, &why) == -1);
-    CHECK(strcmp(why, "the secondary's manifest is malformed (a file's checksums out of sequence)") == 0);
-    skp_vreport_clear(r);
-    man_free(l);
-    man_free(s);
+    CHECK(fails_with(l, s, r, "the secondary's manifest is malformed (a file's checksums out of sequence)"));
     /* a malformed chunk */
     man_init(l, 4096);
     man_init(s, 4096);
@@ -354,22 +348,14 @@ static void failures(void)
     tree(s, 1, 8);
     man_close(s);
     s->len[0] -= 3;
-    CHECK(run(l, s, r, &why) == -1);
-    CHECK(strcmp(why, "the secondary's manifest is malformed") == 0);
-    skp_vreport_clear(r);
-    man_free(l);
-    man_free(s);
+    CHECK(fails_with(l, s, r, "the secondary's manifest is malformed"));
     /* the secondary lost after its first chunk */
     man_init(l, 4096);
     man_init(s, 200);
     tree(l, 1, 8);
     tree(s, 1, 8);
     s->fail_at = 1;
-    CHECK(run(l, s, r, &why) == -1);
-    CHECK(strcmp(why, "the secondary was lost during the comparison") == 0);
-    skp_vreport_clear(r);
-    man_free(l);
-    man_free(s);
+    CHECK(fails_with(l, s, r, "the secondary was lost during the comparison"));
     free(l);
     free(r);
 }
