@@ -90,10 +90,13 @@ def link_exists(name: str, netns: str | None = None) -> bool:
 
 
 def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path` in this mount namespace, deepest first."""
+    """Mount points at or below `path` in this mount namespace, deepest first.
+
+    Mount points are bytes: one that is not UTF-8 (another program's, a test's) is read as
+    os.fsdecode reads it, not refused - a lab must come up beside it."""
     prefix = str(path)
     points: list[str] = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             point = line.split()[4].replace("\\040", " ")
             if point == prefix or point.startswith(prefix + "/"):
