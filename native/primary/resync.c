@@ -482,9 +482,9 @@ static int first_manifest(rs *r, rs_man *m)
     return ok && man_index(m, true) == 0 ? 0 : -1;
 }
 
+/* Where collect_chunk puts the next chunk of a manifest (&m->chunks at first). */
 typedef struct collect {
-    rs_man *m;
-    struct mchunk **tail; /* where the next chunk goes (&m->chunks at first) */
+    struct mchunk **tail;
 } collect;
 
 static int collect_chunk(void *ctx, const uint8_t *payload, size_t len, bool last)
@@ -517,7 +517,7 @@ static int walk_local(rs *r, const char *path, rs_man *m)
     int rc = -1;
     if (sk_manifest_req_encode(SK_SUMS_NONE, NULL, 0, req_payload, sizeof req_payload, &len, NULL) == SK_OK &&
         sk_manifest_req_decode(req_payload, len, &req, NULL) == SK_OK) {
-        collect c = {m, &m->chunks};
+        collect c = {&m->chunks};
         uint64_t entries;
         /* the exclusions name paths from the directory's root: a subtree's walk is filtered by
          * its caller */
@@ -1285,7 +1285,7 @@ void skp_link_verify(struct skp_link *l)
          * chunk as it arrives (verify.h). */
         pause_front(&r);
         int fd = dup(r.dir_fd);
-        collect c = {&local, &local.chunks};
+        collect c = {&local.chunks};
         uint64_t entries;
         int mrc = fd >= 0 ? sks_manifest(fd, false, r.excl, &req, 0, collect_chunk, &c, &entries) : -errno;
         if (fd >= 0)
