@@ -58,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ PORT = 8080
 STATUS_PORT = 8081
 NODES = ("node1", "node2", "node3")
 VICTIM = "node2"
+FLOOR_TABLE = "safekit_bench_floor"
 HOSTS = (*NODES, "client")
 WATCHED = "node1"  # never killed: its daemon runs the whole benchmark (budgets before/after)
 PULSE_S = 0.1
@@ -337,7 +339,7 @@ class FarmBench:
         argv = ["wrk", "-t3", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "2s"]
         if not keepalive:
             argv += ["-H", "Connection: close"]
-        if target == "direct3":
+        if target in ("direct3", "floor"):
             lua = self.staging / "spread.lua"
             hosts = ", ".join(f'"{self.address[n]}"' for n in NODES)
             lua.write_text(WRK_SPREAD_LUA.format(hosts=hosts, port=PORT))
@@ -383,6 +385,94 @@ class FarmBench:
             counts[node] = int(out.splitlines()[2].split()[2])  # "accepts handled requests"
         return counts
 
+    @contextlib.contextmanager
+    def lab_floor(self) -> Iterator[None]:
+        """The direct path to the three nodes, made to pay on the lab's two shared cores what the
+        VIP's path pays for the mode rather than for the farm's rules: for `vmac_invisible`, every
+        client frame flooded to every port (the switch learns no node's MAC); for `vmac_directed`,
+        the client's frames for node2 and node3 sent to node1's MAC and relayed by node1 at layer 2
+        (a netdev ingress `fwd`), as a client's ARP owner relays two thirds of its connections.
+        On real hardware both are paid by the switch and by the other nodes' own CPUs."""
+        plan = self.lab.plan()
+        lan = plan.lans[0]
+        if self.vmac == "vmac_invisible":
+            ports = {n: plan.host(n).switch_port(lan) for n in NODES}
+            for node, port in ports.items():
+                _netns(plan.switch_netns, "bridge", "link", "set", "dev", port, "learning", "off")
+                _netns(
+                    plan.switch_netns,
+                    "bridge",
+                    "fdb",
+                    "del",
+                    plan.host(node).mac(lan),
+                    "dev",
+                    port,
+                    "master",
+                    check=False,
+                )
+            try:
+                yield
+            finally:
+                for port in ports.values():
+                    _netns(plan.switch_netns, "bridge", "link", "set", "dev", port, "learning", "on")
+            return
+        relay, others = plan.host(NODES[0]), [plan.host(n) for n in NODES[1:]]
+        client_if, relay_if = plan.host("client").interface(lan), relay.interface(lan)
+        table = f"netdev {FLOOR_TABLE}"
+        commands = [
+            f"add table {table}",
+            f"add chain {table} relay {{ type filter hook ingress device {relay_if} priority -400; "
+            "policy accept; }",
+            *(
+                f"add rule {table} relay ip daddr {h.address} fwd ip to {h.address} device {relay_if}"
+                for h in others
+            ),
+        ]
+        _netns(relay.netns, "nft", "; ".join(commands))
+        try:
+            for host in others:
+                _netns(
+                    plan.host("client").netns,
+                    "ip",
+                    "neigh",
+                    "replace",
+                    str(host.address),
+                    "lladdr",
+                    relay.mac(lan),
+                    "dev",
+                    client_if,
+                    "nud",
+                    "permanent",
+                )
+            yield
+        finally:
+            for host in others:
+                _netns(
+                    plan.host("client").netns,
+                    "ip",
+                    "neigh",
+                    "del",
+                    str(host.address),
+                    "dev",
+                    client_if,
+                    check=False,
+                )
+            _netns(relay.netns, "nft", "delete", "table", "netdev", FLOOR_TABLE, check=False)
+
+    def floor_what(self) -> str:
+        if self.vmac == "vmac_invisible":
+            return (
+                "lab floor: direct to the three nodes (one wrk thread each) with the lab switch "
+                "flooding every frame to every port (learning off on the nodes' ports), as it "
+                "floods the VIP's virtual MAC: the VIP's extra cost that is the lab's flooding, paid "
+                "on the same 2 cores, is in the floor too"
+            )
+        return (
+            "lab floor: direct to the three nodes (one wrk thread each), the client's frames for "
+            "node2 and node3 sent to node1's MAC and relayed by node1 at layer 2 (netdev ingress "
+            "fwd), as a client's ARP owner relays the 2/3 of its connections it does not serve"
+        )
+
     def out_resets(self, host: str) -> int:
         lines = [line.split() for line in self.lab.exec(host, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
         tcp = [line for line in lines if line[0] == "Tcp:"]
@@ -394,11 +484,12 @@ class FarmBench:
         resets: dict[str, dict[str, int]] = {}
         for _ in range(rounds):
             for keepalive in (False, True):
-                for target in ("direct1", "direct3", "vip"):
+                for target in ("direct1", "direct3", "floor", "vip"):
                     label = f"{target}_keepalive_{'on' if keepalive else 'off'}"
                     before, rst = self.served(), {h: self.out_resets(h) for h in HOSTS}
                     nginx_before = self.nginx_cpu_s()
-                    run = self.wrk(target, keepalive, seconds, 30)
+                    with self.lab_floor() if target == "floor" else contextlib.nullcontext():
+                        run = self.wrk(target, keepalive, seconds, 30)
                     run["nginx_cpu_s"] = self.nginx_cpu_s() - nginx_before
                     after = self.served()
                     sent = resets.setdefault(label, dict.fromkeys(HOSTS, 0))
@@ -438,13 +529,18 @@ class FarmBench:
         # The ratios: median over rounds of VIP / direct measured back to back in the same round
         # (the machine is shared: its load drifts between rounds more than within one).
         for ka in ("off", "on"):
-            for base, name in (("direct1", "direct_node1"), ("direct3", "direct_3_nodes")):
+            for base, name in (
+                ("direct1", "direct_node1"),
+                ("direct3", "direct_3_nodes"),
+                ("floor", "lab_floor"),
+            ):
                 per_round = [
                     v["requests_per_s"] / d["requests_per_s"]
                     for v, d in zip(runs[f"vip_keepalive_{ka}"], runs[f"{base}_keepalive_{ka}"], strict=True)
                 ]
                 result[f"ratio_vip_over_{name}_keepalive_{ka}"] = round(statistics.median(per_round), 3)
                 result[f"ratio_vip_over_{name}_keepalive_{ka}_per_round"] = [round(r, 3) for r in per_round]
+        result["floor"] = self.floor_what()
         result["tcp_resets_sent"] = resets
         result["_served"] = served
         return result
@@ -612,6 +708,10 @@ def nft_load_time(vip: str, runs: int, netns: str) -> dict[str, Any]:
             "ruleset, scratch netns"
         ),
     }
+
+
+def _netns(netns: str, *argv: str, check: bool = True) -> None:
+    subprocess.run(["ip", "netns", "exec", netns, *argv], check=check, capture_output=True, text=True)
 
 
 def parse_wrk(out: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -91,9 +92,10 @@ def symbol_samples(path: Path) -> dict[str, int]:
 def profiled_run(bench: FarmBench, target: str, seconds: int, workdir: Path, label: str) -> dict[str, Any]:
     data = workdir / f"{label}.data"
     data.unlink(missing_ok=True)
-    recorder = perf_record(data)
-    wait_recording(recorder, data)
-    result = bench.wrk(target, False, seconds, 30)
+    with bench.lab_floor() if target == "floor" else contextlib.nullcontext():
+        recorder = perf_record(data)
+        wait_recording(recorder, data)
+        result = bench.wrk(target, False, seconds, 30)
     recorder.send_signal(signal.SIGINT)
     recorder.wait(timeout=120)
     samples = symbol_samples(data)
@@ -124,16 +126,18 @@ def part_of(symbol: str) -> str | None:
     return next((part for part, rx in PARTS.items() if rx.match(symbol)), None)
 
 
-def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def compare(runs: dict[str, list[dict[str, Any]]], base: str = "direct1") -> dict[str, Any]:
     """Per symbol, the median over a target's runs of its samples per 1,000 requests (a run whose
-    perf lost most of its samples under load does not drag the figures), VIP against direct."""
+    perf lost most of its samples under load does not drag the figures), VIP against `base`
+    (direct1: node1's own address; floor: bench/farm.py's lab floor, the three nodes' addresses
+    with the lab switch flooding every frame as it floods the VIP's)."""
 
     def median_costs(target: str) -> dict[str, float]:
         symbols = {s for run in runs[target] for s in run["per_1000_requests"]}
         per_run = runs[target]
         return {s: statistics.median(r["per_1000_requests"].get(s, 0.0) for r in per_run) for s in symbols}
 
-    direct, vip = median_costs("direct1"), median_costs("vip")
+    direct, vip = median_costs(base), median_costs("vip")
     delta = {s: vip.get(s, 0.0) - direct.get(s, 0.0) for s in set(direct) | set(vip)}
     top = sorted(delta, key=lambda s: -delta[s])[:TOP]
     samples_ms = 1000 / FREQUENCY  # one sample is 1/FREQUENCY s of CPU
@@ -147,21 +151,22 @@ def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         return {p: round(c, 2) for p, c in parts.items()}
 
     return {
-        "parts_us_per_request": {"direct1": by_part(direct), "vip": by_part(vip)},
+        "baseline": base,
+        "parts_us_per_request": {base: by_part(direct), "vip": by_part(vip)},
         "parts": {p: rx.pattern for p, rx in PARTS.items()},
         "samples_per_1000_requests": {
-            "direct1": round(sum(direct.values()), 1),
+            base: round(sum(direct.values()), 1),
             "vip": round(sum(vip.values()), 1),
         },
         "us_per_request": {
-            "direct1": round(sum(direct.values()) * samples_ms, 1),
+            base: round(sum(direct.values()) * samples_ms, 1),
             "vip": round(sum(vip.values()) * samples_ms, 1),
         },
         "largest_increases_us_per_request": [
             {
                 "symbol": s,
                 "vip": round(vip.get(s, 0.0) * samples_ms, 2),
-                "direct1": round(direct.get(s, 0.0) * samples_ms, 2),
+                base: round(direct.get(s, 0.0) * samples_ms, 2),
                 "extra": round(delta[s] * samples_ms, 2),
             }
             for s in top
@@ -174,6 +179,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--lab", default="fprof")
+    parser.add_argument(
+        "--baseline",
+        choices=("direct1", "floor"),
+        default="direct1",
+        help="what the VIP is compared with: node1's own address, or bench/farm.py's lab floor",
+    )
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--output", type=Path, help="also write the result to this file")
     parser.add_argument(
@@ -187,13 +198,14 @@ def main() -> int:
     lab.up(nodes=3, client=True)
     staging = Path(tempfile.mkdtemp(prefix="safekit-fprof-", dir="/var/tmp"))
     bench = FarmBench(lab, staging)
-    runs: dict[str, list[dict[str, Any]]] = {"direct1": [], "vip": []}
+    base = args.baseline
+    runs: dict[str, list[dict[str, Any]]] = {base: [], "vip": []}
     result: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         bench.install()
         time.sleep(2)
         for index in range(args.rounds):
-            order = ("direct1", "vip") if index % 2 == 0 else ("vip", "direct1")
+            order = (base, "vip") if index % 2 == 0 else ("vip", base)
             for target in order:
                 run = profiled_run(bench, target, args.seconds, staging, f"{target}{index}")
                 runs[target].append(run)
@@ -203,7 +215,7 @@ def main() -> int:
         bench.cluster.stop_daemons()
         lab.down()
         shutil.rmtree(staging, ignore_errors=True)
-    result.update(compare(runs))
+    result.update(compare(runs, base))
     result["rounds"] = args.rounds
     result["seconds_per_run"] = args.seconds
     result["requests_per_s"] = {t: [round(r["requests_per_s"]) for r in rs] for t, rs in runs.items()}
