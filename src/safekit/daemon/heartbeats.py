@@ -39,7 +39,7 @@ from safekit.membership.counters import LATENESS_BUCKETS, Counters, Histogram, R
 from safekit.membership.liveness import LanTiming, LanUp, Liveness, LivenessEvent
 from safekit.membership.receiver import HeartbeatReceiver
 from safekit.membership.replay import next_incarnation
-from safekit.membership.wire import MAX_PACKET_SIZE, Heartbeat, encode, to_wire_us
+from safekit.membership.wire import MAX_PACKET_SIZE, Heartbeat, HeartbeatWriter, to_wire_us
 
 log = logging.getLogger("safekit.heartbeat")
 
@@ -180,6 +180,8 @@ class HeartbeatLink(Generic[S]):
         self._sequence = 0
         self._status: S | None = None
         self._fields: Mapping[str, Any] | None = None
+        self._writers: dict[tuple[str, str], HeartbeatWriter] = {}
+        """Packet writers of the current status, by (peer, LAN)."""
         self._sockets: dict[str, _LanSocket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pulse_timer: asyncio.TimerHandle | None = None
@@ -251,6 +253,7 @@ class HeartbeatLink(Generic[S]):
             return
         self._status = status
         self._fields = self._codec.fields(status)
+        self._writers.clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -262,9 +265,27 @@ class HeartbeatLink(Generic[S]):
         self._send_soon = None
         self._send_all()
 
+    def _writer(self, peer: str, lan: str) -> HeartbeatWriter:
+        """The packet writer of (peer, LAN) for the current status, made once per status (the
+        status's fields are checked by `Heartbeat` then, not at every pulse)."""
+        writer = self._writers.get((peer, lan))
+        if writer is None:
+            assert self._fields is not None
+            template = Heartbeat(
+                module=self.module,
+                sender=self.local_node,
+                target=peer,
+                lan=lan,
+                incarnation=self.incarnation,
+                sequence=0,
+                sent_at_us=0,
+                **self._fields,
+            )
+            writer = self._writers[(peer, lan)] = HeartbeatWriter(self._key, template)
+        return writer
+
     def _send_all(self) -> None:
-        fields = self._fields
-        if fields is None:
+        if self._fields is None:
             return
         self._sequence += 1
         now = time.monotonic()
@@ -275,20 +296,11 @@ class HeartbeatLink(Generic[S]):
                 continue
             for peer, address in lan.peers:
                 echo_at, hold = self.receiver.echo_for(peer, lan.name, now)
-                packet = Heartbeat(
-                    module=self.module,
-                    sender=self.local_node,
-                    target=peer,
-                    lan=lan.name,
-                    incarnation=self.incarnation,
-                    sequence=self._sequence,
-                    sent_at_us=sent_at,
-                    echo_sent_at_us=echo_at,
-                    echo_hold_us=hold,
-                    **fields,
+                packet = self._writer(peer, lan.name).write(
+                    self.incarnation, self._sequence, sent_at, echo_at, hold
                 )
                 try:
-                    lan_socket.sendto(encode(packet, self._key), (address, lan.port))
+                    lan_socket.sendto(packet, (address, lan.port))
                 except OSError as exc:  # link down: liveness on the peer's side tells the story
                     log.debug("heartbeat to %s on %s not sent: %s", peer, lan.name, exc)
 

@@ -7,6 +7,7 @@ that fails authentication is dropped *and counted*: these are those counts.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -60,11 +61,13 @@ class Histogram:
     count: int = 0
 
     def __post_init__(self) -> None:
+        if list(self.bounds) != sorted(self.bounds):
+            raise ValueError(f"histogram bounds must increase: {self.bounds}")
         if not self.counts:
             self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
-        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        index = bisect.bisect_left(self.bounds, value)  # the first bound >= value; len: above them all
         self.counts[index] += 1
         self.total += value
         self.count += 1

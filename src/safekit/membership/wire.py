@@ -223,40 +223,95 @@ def _check_int(field: str, value: int, maximum: int) -> None:
         raise ValueError(f"{field} must be an integer in 0..{maximum}, got {value!r}")
 
 
+_KEYED: dict[bytes, hmac.HMAC] = {}
+"""An HMAC-SHA256 already keyed, per cluster key (a node has one or two: ADR 0085). Copying it costs
+less than keying a new one, and much less than OpenSSL 3's one-shot HMAC, which looks the
+algorithm up in its providers at every call."""
+
+
 def _tag(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, body, hashlib.sha256).digest()
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(_KEYED) >= 4:  # a key rotation, or tests with many keys: keep the newest only
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = keyed.copy()
+    mac.update(body)
+    return mac.digest()
+
+
+class HeartbeatWriter:
+    """Writes the heartbeats of one stream - one module, sender, target and LAN - carrying one
+    status: what changes from packet to packet (incarnation, sequence, the clocks) is given to
+    `write`. The bytes are `encode`'s for the same `Heartbeat` (encode is this writer, used once).
+
+    A link sends every peer a heartbeat every pulse, and an idle daemon's CPU is mostly these
+    packets (ADR 0085): the names, the status fields and the extensions are checked (by `Heartbeat`
+    itself) and laid out once, when the status changes, not at every pulse.
+    """
+
+    __slots__ = ("_flags", "_key", "_length", "_status", "_tail")
+
+    def __init__(self, key: bytes, template: Heartbeat) -> None:
+        """`template`: a heartbeat of the stream with its status (its own counters and clocks are
+        not used)."""
+        check_key(key)
+        parts = []
+        for name in (template.module, template.sender, template.target, template.lan):
+            raw = name.encode("utf-8")
+            parts.append(bytes((len(raw),)) + raw)
+        for ext in template.extensions:
+            parts.append(_EXTENSION_HEADER.pack(ext.type, len(ext.value)) + ext.value)
+        self._tail = b"".join(parts)
+        self._length = HEADER_SIZE + len(self._tail) + TAG_SIZE
+        if self._length > MAX_PACKET_SIZE:
+            raise ValueError(
+                f"heartbeat would be {self._length} bytes, more than the {MAX_PACKET_SIZE} allowed"
+            )
+        self._key = key
+        self._flags = FLAG_UP_TO_DATE if template.up_to_date else 0
+        self._status = (
+            template.replica_generation,
+            int(template.state),
+            int(template.substate),
+            int(template.role_intent),
+        )
+
+    def write(
+        self, incarnation: int, sequence: int, sent_at_us: int, echo_sent_at_us: int, echo_hold_us: int
+    ) -> bytes:
+        """The signed packet. Raises ValueError for a counter or clock out of its field's range."""
+        generation, state, substate, intent = self._status
+        try:
+            body = (
+                _HEADER.pack(
+                    MAGIC,
+                    VERSION,
+                    self._flags,
+                    self._length,
+                    incarnation,
+                    sequence,
+                    sent_at_us,
+                    echo_sent_at_us,
+                    echo_hold_us,
+                    generation,
+                    state,
+                    substate,
+                    intent,
+                    0,
+                )
+                + self._tail
+            )
+        except struct.error as exc:
+            raise ValueError(f"heartbeat field out of range: {exc}") from None
+        return body + _tag(self._key, body)
 
 
 def encode(msg: Heartbeat, key: bytes) -> bytes:
     """Serialise and sign `msg` with the cluster `key`. Raises ValueError if it would not fit."""
-    check_key(key)
-    parts = [b""]  # placeholder for the header, which needs the total length
-    for name in (msg.module, msg.sender, msg.target, msg.lan):
-        raw = name.encode("utf-8")
-        parts.append(bytes((len(raw),)) + raw)
-    for ext in msg.extensions:
-        parts.append(_EXTENSION_HEADER.pack(ext.type, len(ext.value)) + ext.value)
-    length = HEADER_SIZE + sum(len(p) for p in parts) + TAG_SIZE
-    if length > MAX_PACKET_SIZE:
-        raise ValueError(f"heartbeat would be {length} bytes, more than the {MAX_PACKET_SIZE} allowed")
-    parts[0] = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        FLAG_UP_TO_DATE if msg.up_to_date else 0,
-        length,
-        msg.incarnation,
-        msg.sequence,
-        msg.sent_at_us,
-        msg.echo_sent_at_us,
-        msg.echo_hold_us,
-        msg.replica_generation,
-        msg.state,
-        msg.substate,
-        msg.role_intent,
-        0,
+    return HeartbeatWriter(key, msg).write(
+        msg.incarnation, msg.sequence, msg.sent_at_us, msg.echo_sent_at_us, msg.echo_hold_us
     )
-    body = b"".join(parts)
-    return body + _tag(key, body)
 
 
 def decode(data: bytes, key: bytes) -> Heartbeat:
@@ -335,14 +390,12 @@ def _parse(body: bytes) -> Heartbeat:
         if ext.critical and ext_type not in KNOWN_CRITICAL_EXTENSIONS:
             raise UnsupportedExtension(f"critical extension {ext_type:#06x} is not understood by this node")
         extensions.append(ext)
-    try:
-        module_state = ModuleState(state)
-        sub_state = SubState(substate)
-        intent = RoleIntent(role_intent)
-    except ValueError as exc:
-        raise Malformed(str(exc)) from None
+    module_state, sub_state, intent = _enumerations(state, substate, role_intent)
     module, sender, target, lan = names
-    return Heartbeat(
+    # Every field was checked on the way: names of 1..MAX_NAME_BYTES of UTF-8, integers unsigned and
+    # within their field's width, known enumerations, extensions named once. Heartbeat's own checks
+    # (for heartbeats built in this process) would only do it again, for every packet received.
+    return _checked_heartbeat(
         module=module,
         sender=sender,
         target=target,
@@ -359,3 +412,61 @@ def _parse(body: bytes) -> Heartbeat:
         role_intent=intent,
         extensions=tuple(extensions),
     )
+
+
+def _checked_heartbeat(
+    *,
+    module: str,
+    sender: str,
+    target: str,
+    lan: str,
+    incarnation: int,
+    sequence: int,
+    sent_at_us: int,
+    echo_sent_at_us: int,
+    echo_hold_us: int,
+    state: ModuleState,
+    substate: SubState,
+    replica_generation: int,
+    up_to_date: bool,
+    role_intent: RoleIntent,
+    extensions: tuple[Extension, ...],
+) -> Heartbeat:
+    """A `Heartbeat` of values already checked, without checking them again."""
+    hb = object.__new__(Heartbeat)
+    put = object.__setattr__
+    put(hb, "module", module)
+    put(hb, "sender", sender)
+    put(hb, "target", target)
+    put(hb, "lan", lan)
+    put(hb, "incarnation", incarnation)
+    put(hb, "sequence", sequence)
+    put(hb, "sent_at_us", sent_at_us)
+    put(hb, "echo_sent_at_us", echo_sent_at_us)
+    put(hb, "echo_hold_us", echo_hold_us)
+    put(hb, "state", state)
+    put(hb, "substate", substate)
+    put(hb, "replica_generation", replica_generation)
+    put(hb, "up_to_date", up_to_date)
+    put(hb, "role_intent", role_intent)
+    put(hb, "extensions", extensions)
+    return hb
+
+
+# Enumerations by wire value: a lookup, where calling the enum class costs several function calls.
+_MODULE_STATES = {member.value: member for member in ModuleState}
+_SUB_STATES = {member.value: member for member in SubState}
+_ROLE_INTENTS = {member.value: member for member in RoleIntent}
+
+
+def _enumerations(state: int, substate: int, role_intent: int) -> tuple[ModuleState, SubState, RoleIntent]:
+    module_state = _MODULE_STATES.get(state)
+    if module_state is None:
+        raise Malformed(f"{state} is not a valid ModuleState")
+    sub_state = _SUB_STATES.get(substate)
+    if sub_state is None:
+        raise Malformed(f"{substate} is not a valid SubState")
+    intent = _ROLE_INTENTS.get(role_intent)
+    if intent is None:
+        raise Malformed(f"{role_intent} is not a valid RoleIntent")
+    return module_state, sub_state, intent

@@ -303,3 +303,53 @@ VECTOR = Heartbeat(
 def test_published_test_vector() -> None:
     assert encode(VECTOR, KEY).hex() == VECTOR_HEX
     assert decode(bytes.fromhex(VECTOR_HEX), KEY) == VECTOR
+
+
+# The link's packet writer (ADR 0085): a stream's names and status laid out once, per packet only
+# the counters and clocks. It must write what `encode` writes, byte for byte.
+
+
+@SHORT
+@given(heartbeats, st.lists(st.tuples(U64, U64, U64, U64, st.integers(0, 2**32 - 1)), max_size=4))
+def test_a_writer_made_once_writes_what_encode_writes_for_each_packet(
+    template: Heartbeat, packets: list[tuple[int, int, int, int, int]]
+) -> None:
+    writer = wire.HeartbeatWriter(KEY, template)
+    for incarnation, sequence, sent_at, echo_at, hold in packets:
+        hb = dataclasses.replace(
+            template,
+            incarnation=incarnation,
+            sequence=sequence,
+            sent_at_us=sent_at,
+            echo_sent_at_us=echo_at,
+            echo_hold_us=hold,
+        )
+        data = writer.write(incarnation, sequence, sent_at, echo_at, hold)
+        assert data == encode(hb, KEY)
+        assert decode(data, KEY) == hb
+
+
+def test_a_writer_refuses_a_counter_out_of_its_field() -> None:
+    writer = wire.HeartbeatWriter(KEY, sample())
+    with pytest.raises(ValueError, match="out of range"):
+        writer.write(2**64, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        writer.write(1, 1, 1, 0, 2**32)
+
+
+def test_a_decoded_heartbeat_is_an_ordinary_heartbeat() -> None:
+    """decode builds its Heartbeat without checking the fields again: it must be one all the same."""
+    hb = sample(extensions=(Extension(0x0001, b"\x00" * 8),))
+    got = decode(encode(hb, KEY), KEY)
+    assert type(got) is Heartbeat
+    assert got == hb
+    assert hash(got) == hash(hb)
+    assert dataclasses.replace(got, sequence=43) == dataclasses.replace(hb, sequence=43)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.sequence = 1  # type: ignore[misc]
+
+
+def test_the_tag_is_hmac_sha256_with_each_key() -> None:
+    body = encode(sample(), KEY)[: -wire.TAG_SIZE]
+    for key in (KEY, OTHER_KEY, KEY):  # the keyed HMAC kept per key must not mix them up
+        assert encode(sample(), key) == body + hmac.new(key, body, hashlib.sha256).digest()
