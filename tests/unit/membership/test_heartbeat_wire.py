@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import inspect
 import struct
 
 import pytest
@@ -353,3 +354,9 @@ def test_the_tag_is_hmac_sha256_with_each_key() -> None:
     body = encode(sample(), KEY)[: -wire.TAG_SIZE]
     for key in (KEY, OTHER_KEY, KEY):  # the keyed HMAC kept per key must not mix them up
         assert encode(sample(), key) == body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def test_the_decoder_sets_every_field_of_a_heartbeat() -> None:
+    """decode's constructor names each field: one added to Heartbeat must be added there too."""
+    fields = [field.name for field in dataclasses.fields(Heartbeat)]
+    assert list(inspect.signature(wire._checked_heartbeat).parameters) == fields
