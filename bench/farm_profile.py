@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration" / "farm"))
+import directed_lab
+
 from common import write_result
 from farm import FarmBench
 from safekit.lab import Lab
@@ -179,6 +182,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--lab", default="fprof")
+    parser.add_argument("--vmac", choices=("vmac_invisible", "vmac_directed"), default="vmac_invisible")
     parser.add_argument(
         "--baseline",
         choices=("direct1", "floor"),
@@ -197,10 +201,15 @@ def main() -> int:
     lab.down()
     lab.up(nodes=3, client=True)
     staging = Path(tempfile.mkdtemp(prefix="safekit-fprof-", dir="/var/tmp"))
-    bench = FarmBench(lab, staging)
+    if args.vmac == "vmac_directed":
+        directed_lab.no_flooding(lab)  # as bench/farm.py's directed phase: a switch that does not flood
+    bench = FarmBench(lab, staging, vmac=args.vmac)
     base = args.baseline
     runs: dict[str, list[dict[str, Any]]] = {base: [], "vip": []}
-    result: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    result: dict[str, Any] = {
+        "vmac": args.vmac,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
         bench.install()
         time.sleep(2)
