@@ -396,28 +396,27 @@ class FarmBench:
         plan = self.lab.plan()
         lan = plan.lans[0]
         if self.vmac == "vmac_invisible":
+            switch = plan.switch_netns
             ports = {n: plan.host(n).switch_port(lan) for n in NODES}
             for node, port in ports.items():
-                _netns(plan.switch_netns, "bridge", "link", "set", "dev", port, "learning", "off")
+                _netns(switch, *f"bridge link set dev {port} learning off".split())
                 _netns(
-                    plan.switch_netns,
-                    "bridge",
-                    "fdb",
-                    "del",
-                    plan.host(node).mac(lan),
-                    "dev",
-                    port,
-                    "master",
+                    switch,
+                    *f"bridge fdb del {plan.host(node).mac(lan)} dev {port} master".split(),
                     check=False,
                 )
             try:
                 yield
             finally:
                 for port in ports.values():
-                    _netns(plan.switch_netns, "bridge", "link", "set", "dev", port, "learning", "on")
+                    _netns(switch, *f"bridge link set dev {port} learning on".split())
             return
         relay, others = plan.host(NODES[0]), [plan.host(n) for n in NODES[1:]]
-        client_if, relay_if = plan.host("client").interface(lan), relay.interface(lan)
+        client, client_if, relay_if = (
+            plan.host("client").netns,
+            plan.host("client").interface(lan),
+            relay.interface(lan),
+        )
         table = f"netdev {FLOOR_TABLE}"
         commands = [
             f"add table {table}",
@@ -431,32 +430,12 @@ class FarmBench:
         _netns(relay.netns, "nft", "; ".join(commands))
         try:
             for host in others:
-                _netns(
-                    plan.host("client").netns,
-                    "ip",
-                    "neigh",
-                    "replace",
-                    str(host.address),
-                    "lladdr",
-                    relay.mac(lan),
-                    "dev",
-                    client_if,
-                    "nud",
-                    "permanent",
-                )
+                neighbour = f"{host.address} lladdr {relay.mac(lan)} dev {client_if} nud permanent"
+                _netns(client, "ip", "neigh", "replace", *neighbour.split())
             yield
         finally:
             for host in others:
-                _netns(
-                    plan.host("client").netns,
-                    "ip",
-                    "neigh",
-                    "del",
-                    str(host.address),
-                    "dev",
-                    client_if,
-                    check=False,
-                )
+                _netns(client, *f"ip neigh del {host.address} dev {client_if}".split(), check=False)
             _netns(relay.netns, "nft", "delete", "table", "netdev", FLOOR_TABLE, check=False)
 
     def floor_what(self) -> str:
