@@ -195,12 +195,15 @@ def rounds_of_workloads(pair: LimitedPair, rounds: int) -> list[float]:
 
 
 def test_memory_stays_flat_and_small_over_rounds(make_pair: Callable[..., LimitedPair]) -> None:
-    """Six rounds: resident memory after the last within 3 MiB of the second's, and under 30 MiB
-    (the old primary: +2..+6 MiB a round, its freed 1 MiB buffers kept in per-thread arenas)."""
+    """Eight rounds: resident memory after the last within 3 MiB of the fourth's (four rounds of
+    growth, as ever), and under 30 MiB (the old primary: +2..+6 MiB a round, its freed 1 MiB
+    buffers kept in per-thread arenas). The first rounds are warm-up: the pool's workers touch
+    their arenas as they first get work, which on a loaded host can take until the third round
+    (a clean-clone run saw 20.8, 22.9, 26.4, then 26.4, 26.4, 26.4 MiB)."""
     pair = make_pair()
-    rss = rounds_of_workloads(pair, 6)
+    rss = rounds_of_workloads(pair, 8)
     if not SANITIZE:  # AddressSanitizer's quarantine keeps freed memory on purpose
-        assert rss[-1] <= rss[1] + 3.0, rss
+        assert rss[-1] <= rss[3] + 3.0, rss
         assert max(rss) <= 30.0, rss
     assert tree(pair.replica) == tree(pair.backing)
 
