@@ -335,7 +335,10 @@ class FarmBench:
         return counts
 
     # ------------------------------------------------------------------ throughput
-    def wrk(self, target: str, keepalive: bool, seconds: int, connections: int) -> dict[str, Any]:
+    def wrk(
+        self, target: str, keepalive: bool, seconds: int, connections: int, cpus: str | None = None
+    ) -> dict[str, Any]:
+        """wrk from the client host (`cpus`: on those CPUs only, `taskset -c`)."""
         argv = ["wrk", "-t3", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "2s"]
         if not keepalive:
             argv += ["-H", "Connection: close"]
@@ -351,6 +354,8 @@ class FarmBench:
         # wrk's CPU (waited-for descendants: nsenter, then wrk), with the kernel's work on the
         # packets it sends: on veths the receiving side's softirq runs in the sender's context, so
         # this counts the bridge's and the nodes' receive path too.
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = parse_wrk(self.lab.exec("client", argv, timeout=seconds + 60, check=True).stdout)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
