@@ -16,7 +16,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from safekit import farm as fm
@@ -182,6 +182,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
                 "(20-130 ms, on the takeover path); install libnftables1",
                 libnft.unavailable_reason(),
             )
+        await self._check_vip_networks()
         # A crash may have left rules or the VIP here: nothing serves before the machine says so.
         await self._drop_leftovers()
         await self.link.start()
@@ -189,6 +190,23 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         self._start_tasks()
         if boot:
             self.submit(fm.Command(fm.CommandKind.START, time.monotonic()))
+
+    async def _check_vip_networks(self) -> None:
+        """Warn when a VIP is on an interface where none of the farm's LANs is (`vip_network_warning`)."""
+        local = self.local_node
+        mine = {lan: nodes[local] for lan, nodes in self._lan_addresses if local in nodes}
+        if not mine:
+            return  # the farm's LANs have no IPv4 address of this node to compare with
+        for provider in self.vips:
+            try:
+                interface = (await provider.interface()).name
+            except VipError as exc:
+                self.log.debug("virtual IP %s: no interface yet (%s)", provider.spec.address, exc)
+                continue
+            on_interface = await farm_kernel.interface_addresses(interface)
+            warning = vip_network_warning(provider.spec.address, interface, on_interface, mine, self.mode)
+            if warning is not None:
+                self.log.warning("%s", warning)
 
     async def _drop_leftovers(self) -> None:
         try:
@@ -477,6 +495,37 @@ def _vmac_mode(name: str, config: ModuleConfig) -> str:
             f"(found {', '.join(sorted(kinds))})"
         )
     return kinds.pop() if kinds else "vmac_invisible"
+
+
+def vip_network_warning(
+    vip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    interface: str,
+    on_interface: Collection[ipaddress.IPv4Address],
+    farm_addresses: Mapping[str, ipaddress.IPv4Address],
+    mode: str,
+) -> str | None:
+    """What to tell the user when `vip` sits on `interface` (whose addresses are `on_interface`) and
+    none of this node's farm LAN addresses (`farm_addresses`, LAN -> address) is there; None when
+    one is. The farm's heartbeats then do not cross the network its clients use: a cut of the farm's
+    LANs alone makes each node believe it is alone and take every bucket while the clients still
+    reach them all - every node answers every new connection. With `vmac_directed` the relay also
+    sends on `interface` to addresses that are not on its network."""
+    if any(address in on_interface for address in farm_addresses.values()):
+        return None
+    lans = ", ".join(f"{lan} ({address})" for lan, address in farm_addresses.items())
+    first = next(iter(farm_addresses))
+    text = (
+        f"virtual IP {vip} is on {interface}, where this node has no address of the farm's LANs "
+        f"({lans}): the farm's heartbeats do not travel on the network of its clients, so a cut of "
+        f"those LANs alone would make every node serve every client of {vip} at once; add the LAN "
+        f'of {interface} to <farm> (<lan name="..."/>), heartbeats go on every LAN listed'
+    )
+    if mode == "vmac_directed":
+        text += (
+            f"; vmac_directed relays on {interface} to the nodes' addresses on {first}, which is not "
+            "on that interface: relayed connections will not reach their node"
+        )
+    return text
 
 
 def _lan_addresses(
