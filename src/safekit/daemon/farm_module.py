@@ -196,7 +196,7 @@ class FarmModule(ModuleExecutor[fm.FarmMachine, fm.Event, fm.Action]):
         local = self.local_node
         mine = {lan: nodes[local] for lan, nodes in self._lan_addresses if local in nodes}
         if not mine:
-            return  # the farm's LANs have no IPv4 address of this node to compare with
+            return  # the farm's LANs have no IPv4 address of this node: nothing to compare with
         for provider in self.vips:
             try:
                 interface = (await provider.interface()).name
@@ -506,12 +506,13 @@ def vip_network_warning(
 ) -> str | None:
     """What to tell the user when `vip` sits on `interface` (whose addresses are `on_interface`) and
     none of this node's farm LAN addresses (`farm_addresses`, LAN -> address) is there; None when
-    one is. The farm's heartbeats then do not cross the network its clients use: a cut of the farm's
-    LANs alone makes each node believe it is alone and take every bucket while the clients still
-    reach them all - every node answers every new connection. With `vmac_directed` the relay also
-    sends on `interface` to addresses that are not on its network."""
-    if any(address in on_interface for address in farm_addresses.values()):
-        return None
+    one is, or when there is none to compare with. The farm's heartbeats then do not cross the
+    network its clients use: a cut of the farm's LANs alone makes each node believe it is alone and
+    take every bucket while the clients still reach them all - every node answers every new
+    connection. With `vmac_directed` the relay also sends on `interface` to addresses that are not
+    on its network."""
+    if not farm_addresses or any(address in on_interface for address in farm_addresses.values()):
+        return None  # nothing to compare with, or a farm LAN is there
     lans = ", ".join(f"{lan} ({address})" for lan, address in farm_addresses.items())
     first = next(iter(farm_addresses))
     text = (

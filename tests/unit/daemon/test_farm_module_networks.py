@@ -36,3 +36,7 @@ def test_a_vip_away_from_every_farm_lan_is_explained_with_the_fix() -> None:
 def test_vmac_directed_is_also_told_its_relay_cannot_reach_the_nodes() -> None:
     warning = vip_network_warning(VIP, "eth0", FRONT, ADMIN, "vmac_directed")
     assert warning is not None and "relays on eth0 to the nodes' addresses on admin" in warning
+
+
+def test_nothing_to_compare_with_is_no_warning() -> None:
+    assert vip_network_warning(VIP, "eth0", FRONT, {}, "vmac_invisible") is None
