@@ -261,11 +261,26 @@ def installed(lab: Lab, path: Path, nodes: Sequence[str] = NODES) -> Iterator[La
         remove_module(path)
 
 
-def make_module(lab: Lab, nodes: tuple[str, ...] = NODES, powers: dict[str, int] | None = None) -> Path:
-    """This file's web farm module (vmac_invisible, one group of `nodes` with `powers`)."""
+DEFAULT_FARM_LANS = '<lan name="default"/>'
+
+
+def make_module(
+    lab: Lab,
+    nodes: tuple[str, ...] = NODES,
+    powers: dict[str, int] | None = None,
+    *,
+    farm_lans: str = DEFAULT_FARM_LANS,
+    module: str = MODULE,
+) -> Path:
+    """This file's web farm module (vmac_invisible, one group of `nodes` with `powers`, heartbeats
+    on the `<farm>` LANs `farm_lans`), staged as `module`."""
     hosts = "\n".join(f'          <host name="{n}" power="{(powers or {}).get(n, 1)}"/>' for n in nodes)
     userconfig = USERCONFIG.format(vip=vip(lab), port=PORT, hosts=hosts)
-    return module_dir(userconfig, {"start_both": START_BOTH, "stop_both": STOP_BOTH, "appcheck": APPCHECK})
+    userconfig = userconfig.replace(f"<farm>{DEFAULT_FARM_LANS}</farm>", f"<farm>{farm_lans}</farm>")
+    if f"<farm>{farm_lans}</farm>" not in userconfig:
+        raise ValueError(f"USERCONFIG has no <farm>{DEFAULT_FARM_LANS}</farm> to replace")
+    scripts = {"start_both": START_BOTH, "stop_both": STOP_BOTH, "appcheck": APPCHECK}
+    return module_dir(userconfig, scripts, module=module)
 
 
 def vip(lab: Lab) -> str:

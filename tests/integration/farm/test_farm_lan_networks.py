@@ -9,20 +9,9 @@ module log says so, with the fix. The same VIP with `default` listed too draws n
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from farm_lab import (
-    APPCHECK,
-    START_BOTH,
-    STOP_BOTH,
-    USERCONFIG,
-    installed,
-    lab_name,
-    module_dir,
-    vip,
-    wait_members,
-)
+from farm_lab import installed, lab_name, make_module, vip, wait_members
 
 from safekit.lab import Lab
 
@@ -41,15 +30,6 @@ def lab(root_required: None) -> Iterator[Lab]:
         lab.down()
 
 
-def _module(lab: Lab, farm_lans: str, name: str) -> Path:
-    hosts = "\n".join(f'          <host name="{n}" power="1"/>' for n in NODES)
-    userconfig = USERCONFIG.format(vip=vip(lab), port=8080, hosts=hosts)
-    userconfig = userconfig.replace('<farm><lan name="default"/></farm>', f"<farm>{farm_lans}</farm>")
-    assert farm_lans in userconfig
-    scripts = {"start_both": START_BOTH, "stop_both": STOP_BOTH, "appcheck": APPCHECK}
-    return module_dir(userconfig, scripts, module=name)
-
-
 @pytest.mark.parametrize(
     ("farm_lans", "warned"),
     [('<lan name="lan1"/>', True), ('<lan name="default"/><lan name="lan1"/>', False)],
@@ -58,7 +38,7 @@ def _module(lab: Lab, farm_lans: str, name: str) -> Path:
 def test_a_vip_off_the_farms_lans_is_warned_about_at_start(lab: Lab, farm_lans: str, warned: bool) -> None:
     plan = lab.plan()
     module = "farmnet" if warned else "farmboth"  # each its own log
-    path = _module(lab, farm_lans, module)
+    path = make_module(lab, NODES, farm_lans=farm_lans, module=module)
     with installed(lab, path, NODES) as cluster:
         for node in NODES:
             cluster.safekit(node, "start", "-m", module)
