@@ -178,14 +178,14 @@ class Netdev:
 
     def __init__(self, bench: FarmBench) -> None:
         self.bench = bench
-        self.loaded: dict[str, tuple[str, list[str], list[Rule]]] = {}
+        self.loaded: dict[str, tuple[list[str], list[Rule]]] = {}
         for node in NODES:
             listed = self._nft(node, "list", "table", "netdev", TABLE)
             chains = [item["chain"]["name"] for item in listed if "chain" in item]
             rules = [item["rule"] for item in listed if "rule" in item]
             if not rules:
                 raise RuntimeError(f"{node}: the farm module's netdev table {TABLE} has no rules")
-            self.loaded[node] = (TABLE, chains, rules)
+            self.loaded[node] = (chains, rules)
 
     def _netns(self, node: str) -> str:
         return self.bench.lab.plan().host(node).netns
@@ -201,10 +201,10 @@ class Netdev:
         return listed
 
     def load(self, name: str) -> None:
-        for node, (table, chains, rules) in self.loaded.items():
+        for node, (chains, rules) in self.loaded.items():
             subprocess.run(
                 ["ip", "netns", "exec", self._netns(node), "nft", "-j", "-f", "-"],
-                input=json.dumps(reload_commands(table, chains, variant(rules, name))),
+                input=json.dumps(reload_commands(TABLE, chains, variant(rules, name))),
                 check=True,
                 text=True,
             )
